@@ -1,0 +1,139 @@
+"""faults: the filesystem layer of aofcrash — a FileSystem protocol, an in-memory disk with a
+page cache over durable storage, persistence models, fault plans and a virtual clock.
+
+Code under test (the reference server, or a real server through ``faults.fuse``) only ever sees a
+``FileSystem``. The harness decides what that filesystem does wrong and what survives a crash.
+Every fault is off unless a ``FaultPlan`` asks for it; one plan plus one crash choice reproduce a
+run exactly (no wall clock, no global random state anywhere in this package).
+
+FileSystem
+----------
+``FileSystem`` is a ``typing.Protocol`` copying ``os``: open/write/read/lseek/fsync/fdatasync/
+ftruncate/close/rename/unlink/mkdir/listdir/stat/exists plus ``fsync_dir(path)``. Paths are
+relative to the root. Errors are real ``OSError(errno, os.strerror(errno), path)``.
+``OSFileSystem(root)`` does real ``os`` calls under a directory.
+
+SimDisk: two layers
+-------------------
+``SimDisk`` keeps, like a kernel page cache over a disk,
+
+* *visible* state: what reads, ``stat`` and ``listdir`` return (namespace + file contents);
+* *durable* state: what survives power loss — a durable namespace (directory entries) and, per
+  inode, durable contents.
+
+``fsync(fd)`` / ``fdatasync(fd)`` make the inode's visible contents durable (both flush data; the
+model does not separate file-size metadata from data). ``fsync_dir(d)`` makes every pending
+namespace operation on directory ``d`` (create, rename, unlink, mkdir, in or out of ``d``)
+durable. Every operation is appended to ``SimDisk.trace`` as a ``TraceEntry`` (index, op, path,
+offset, length, result); ``SimDisk.replay(trace)`` rebuilds the disk state at every trace position,
+which is what the crash-state explorer walks.
+
+Persistence models (``PersistenceModel``)
+-----------------------------------------
+``process``
+    The process dies, the kernel survives: the image is the visible state, exactly. Everything
+    whose ``write`` returned survives. One image per crash point.
+``power``
+    Only durable state survives, plus what the model allows of the unsynced rest:
+
+    * Data. Per inode with durable contents D, visible contents V and ``c`` = length of the prefix
+      untouched since the last successful sync:
+
+      - append-only since the sync (``c == len(D)``): the image is ``V[:L]`` for L in
+        {len(D)} ∪ {every 512-byte sector boundary strictly between len(D) and len(V)} ∪ {len(V)}
+        (kind ``PREFIX``; ``L == len(D)`` is kind ``DURABLE``). For L > len(D) the last
+        sector of the image (the part of it past len(D)) may instead be torn: all zeros
+        (``TORN_ZERO``) or garbage (``TORN_GARBAGE``, bytes derived from the inode and sector
+        number, so deterministic). ``REORDERED``: a later sector reached the disk before an
+        earlier one: ``V[:L]`` with one earlier unsynced sector (within the last
+        ``ImageLimits.reorder_window_sectors`` sectors of the image) reading as zeros.
+      - truncated or overwritten below len(D) since the sync (``c < len(D)``): either D
+        (``DURABLE``) or ``V[:L]`` for L in {c} ∪ {sector boundaries in (c, len(V))} ∪ {len(V)}
+        (``PREFIX``). No torn or reordered variants here (not modelled, see below).
+      - synced data is never lost: D is always a prefix of the image unless the file was
+        truncated below len(D) since the sync.
+    * Metadata (strict): namespace operations not yet made durable by ``fsync_dir`` form a
+      pending list in program order. The image keeps a *prefix* of that list (ordered metadata
+      journaling, as ext4's default mode does): ``CrashChoice.metadata_kept`` operations, from 0
+      to all of them. An operation whose source no longer exists in the durable namespace is
+      skipped.
+``power-eager-metadata``
+    As ``power`` but every namespace operation is durable at once (``metadata_kept`` is always
+    all pending operations); this is what LazyFS models.
+
+Fsync failure semantics (``FsyncFailure``, a ``SimDisk`` setting)
+-----------------------------------------------------------------
+``linux`` (default)
+    After a failed fsync the dirty range is marked clean but is NOT durable: a later successful
+    fsync does not write it, so after a power loss that range reads as zeros (if the file's
+    length was made durable by the later sync) — the "fsyncgate" behaviour of Linux since 4.13.
+    Rewriting the range makes it dirty again.
+``retry``
+    The range stays dirty; a later successful fsync makes it durable.
+
+Crash images
+------------
+``SimDisk.crash(model, choice) -> DiskImage`` builds the durable image after a crash;
+``SimDisk.crash_choices(model, limits)`` enumerates every legal choice lazily (bounded by
+``ImageLimits``; choices are tiny frozen dataclasses, an image is materialised only on demand);
+``SimDisk.draw_crash_choice(model, seed)`` draws one deterministically and
+``SimDisk.crash_choice_strategy(model)`` is a Hypothesis strategy over them (shrinking towards the
+durable-only image). ``SimDisk.from_image(image)`` boots a new disk whose state is all durable.
+
+Fault catalogue (``FaultPlan``)
+-------------------------------
+A plan is an ordered tuple of frozen dataclasses, validated at construction (every error at once,
+in one ``FaultPlanError``), with a JSON round-trip (``to_json`` / ``from_json``). Matching: each
+fault names the operation kind(s) it applies to, a ``path_glob`` (fnmatch on the root-relative
+path; ``"*"`` matches every path), ``nth`` (1-based occurrence among matching operations) and,
+where it makes sense, ``times`` (how many consecutive matching operations it applies to;
+``None`` = from then on).
+
+``ShortWrite(nth, written_bytes, path_glob)``
+    The nth matching ``write`` writes only ``written_bytes`` (< len(data)) and returns that count.
+    A genuine partial write: the first ``written_bytes`` bytes are in the file.
+``NoSpace(nth, times, partial_bytes, path_glob)``
+    From the nth matching ``write`` on, writes fail with ENOSPC, ``times`` times (None: until the
+    plan is changed). With ``partial_bytes`` the first failing write is a short write of that many
+    bytes instead (as Linux does when part of the buffer fits), and the next ones fail.
+``IOFault(op, nth, times, path_glob)``
+    EIO from the nth matching operation of kind ``op`` (write, fsync, fdatasync, rename,
+    fsync_dir). A failing write writes nothing; a failing fsync applies the ``FsyncFailure``
+    semantics of the disk underneath.
+``SlowSync(delay_ms, nth, times, path_glob)``
+    The matching fsync/fdatasync takes ``delay_ms`` of virtual time (``Clock.sleep``).
+``Crash(nth, op, path_glob, torn_bytes)``
+    The process dies when the nth matching operation is attempted: ``SimulatedCrash`` is raised
+    before the operation takes effect; with ``torn_bytes`` on a write, that many bytes of it are
+    written first (a crash in the middle of ``write``).
+``KillChild(nth_rewrite, at_step)``
+    The rewrite child of the nth rewrite dies at step ``at_step`` (read by the server through
+    ``FaultyFileSystem.should_kill_child``).
+
+``FaultyFileSystem(inner, plan, clock=...)`` wraps any FileSystem and applies a plan; it records
+every fault that fired (``fired``), with the inner trace index when the inner disk has a trace.
+
+Not modelled (deliberately)
+---------------------------
+* A slow fsync's data is durable when the call is made; only its completion is delayed.
+* Torn or reordered sectors after a truncate/overwrite below the durable length; partial sector
+  writes other than "all zeros" and "garbage"; bit rot of synced data; misdirected writes.
+* Separate durability of file size and file data (fsync and fdatasync are equivalent here).
+* Cross-directory rename atomicity quirks: a rename is one metadata operation, made durable by
+  fsync_dir of either directory.
+* Hard links, symlinks, permissions, xattrs, mmap, O_DIRECT, sparse-file holes from lseek past
+  EOF (a write past EOF zero-fills the gap, which is what reads would see).
+"""
+
+from __future__ import annotations
+
+from faults._clock import BackgroundJob, Clock
+from faults._fs import FileStat, FileSystem, OSFileSystem
+
+__all__ = [
+    "BackgroundJob",
+    "Clock",
+    "FileStat",
+    "FileSystem",
+    "OSFileSystem",
+]
