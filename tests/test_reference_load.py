@@ -1,0 +1,224 @@
+"""AOF loading (AofLoader, Server.start) and check_aof / fix_aof."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from faults import Clock, SimDisk
+from reference import (
+    HIREDIS_AVAILABLE,
+    AofLoader,
+    LoadError,
+    Profile,
+    Server,
+    ServerConfig,
+    check_aof,
+    encode_command,
+    fix_aof,
+)
+
+AOF = "appendonly.aof"
+
+
+def rec(*args: str) -> bytes:
+    return encode_command([a.encode() for a in args])
+
+
+def disk_with(data: bytes) -> SimDisk:
+    disk = SimDisk()
+    fd = disk.open(AOF, 0o1 | 0o100)  # O_WRONLY | O_CREAT
+    disk.write(fd, data)
+    disk.close(fd)
+    return disk
+
+
+def start(data: bytes, **kw: object) -> tuple[Server, SimDisk]:
+    disk = disk_with(data)
+    server = Server(disk, Clock(), ServerConfig(**kw))  # type: ignore[arg-type]
+    server.start()
+    return server, disk
+
+
+BASE = rec("SELECT", "0") + rec("SET", "a", "1") + rec("RPUSH", "l", "x", "y")
+
+
+def test_missing_or_empty_aof_is_an_empty_keyspace() -> None:
+    server = Server(SimDisk(), Clock())
+    server.start()
+    assert server.dump() == {}
+    empty, _ = start(b"")
+    assert empty.dump() == {}
+
+
+def test_torn_tail_is_truncated_on_disk_with_a_warning_naming_the_offset() -> None:
+    torn = rec("SET", "b", "2")[:-3]
+    server, disk = start(BASE + torn)
+    assert server.dump() == {0: {b"a": ("string", b"1", None), b"l": ("list", [b"x", b"y"], None)}}
+    assert disk.visible_image().files[AOF] == BASE
+    assert any(f"Truncating the AOF at offset {len(BASE)}" in line for line in server.log)
+
+
+def test_torn_tail_refuses_to_start_without_aof_load_truncated() -> None:
+    disk = disk_with(BASE + b"*3\r\n$3\r\nSE")
+    server = Server(disk, Clock(), ServerConfig(aof_load_truncated=False))
+    with pytest.raises(LoadError) as info:
+        server.start()
+    assert info.value.offset_bytes == len(BASE)
+    assert info.value.reason == "Unexpected end of file"
+    assert server.stopped
+
+
+def test_unfinished_multi_at_the_tail_is_rolled_back_and_truncated_before_multi() -> None:
+    data = BASE + rec("MULTI") + rec("SET", "a", "2") + rec("INCR", "n")
+    server, disk = start(data)
+    assert server.dump()[0][b"a"] == ("string", b"1", None)
+    assert b"n" not in server.dump()[0]
+    assert disk.visible_image().files[AOF] == BASE
+    assert any("Revert incomplete MULTI/EXEC transaction" in line for line in server.log)
+
+
+def test_redis_3_0_truncates_an_unfinished_multi_after_its_last_complete_command() -> None:
+    data = BASE + rec("MULTI") + rec("SET", "a", "2") + rec("INCR", "n")[:-2]
+    server, disk = start(data, profile=Profile.REDIS_3_0)
+    assert server.dump()[0][b"a"] == ("string", b"1", None)
+    assert disk.visible_image().files[AOF] == BASE + rec("MULTI") + rec("SET", "a", "2")
+
+
+def test_complete_multi_exec_is_applied() -> None:
+    server, _ = start(BASE + rec("MULTI") + rec("SET", "a", "2") + rec("EXEC"))
+    assert server.dump()[0][b"a"] == ("string", b"2", None)
+
+
+@pytest.mark.parametrize("use_hiredis", [False, True] if HIREDIS_AVAILABLE else [False])
+def test_garbage_refuses_to_start_naming_the_byte_offset(use_hiredis: bool) -> None:
+    data = BASE + b"\x00" * 600 + rec("SET", "z", "1") * 20_000
+    loader = AofLoader(use_hiredis=use_hiredis)
+    with pytest.raises(LoadError) as info:
+        loader.feed(data)
+    assert info.value.offset_bytes == len(BASE)
+    assert "Bad file format" in info.value.reason
+    disk = disk_with(data)
+    with pytest.raises(LoadError) as started:
+        Server(disk, Clock()).start()
+    assert started.value.offset_bytes == len(BASE)
+
+
+def test_unknown_command_refuses_to_start() -> None:
+    with pytest.raises(LoadError) as info:
+        start(BASE + rec("FROB", "x"))
+    assert info.value.offset_bytes == len(BASE)
+    assert "Unknown command 'FROB'" in info.value.reason
+
+
+def test_loaded_expiry_in_the_past_is_absent_but_kept_until_touched() -> None:
+    data = rec("SET", "k", "v", "PXAT", "100") + rec("SET", "j", "v")
+    disk = disk_with(data)
+    server = Server(disk, Clock(200))
+    server.start()
+    assert server.dump() == {0: {b"j": ("string", b"v", None)}}
+
+
+def _aof(n: int) -> bytes:
+    parts = [rec("SELECT", "0")]
+    for i in range(n):
+        key = f"k{i % 97}"
+        if i % 11 == 0:
+            parts.append(rec("MULTI") + rec("INCR", "ctr") + rec("SADD", "s", key) + rec("EXEC"))
+        elif i % 7 == 0:
+            parts.append(rec("RPUSH", "l", "a\r\n*b", str(i)))
+        else:
+            parts.append(rec("SET", key, "v" * (i % 50)))
+    return b"".join(parts)
+
+
+@pytest.mark.skipif(not HIREDIS_AVAILABLE, reason="hiredis not importable")
+def test_hiredis_and_pure_paths_agree_on_a_large_file_with_a_torn_open_multi() -> None:
+    data = _aof(30_000) + rec("MULTI") + rec("SET", "k1", "changed") + b"*3\r\n$3"
+    results = []
+    for use in (True, False):
+        loader = AofLoader(use_hiredis=use)
+        loader.feed(data)
+        results.append((loader.result(), loader.commands_applied, loader.dump(0)))
+    assert results[0] == results[1]
+    assert results[0][0].valid_offset_bytes == len(_aof(30_000))
+    assert results[0][0].multi_open
+
+
+@pytest.mark.skipif(not HIREDIS_AVAILABLE, reason="hiredis not importable")
+def test_hiredis_path_with_large_chunks_cut_mid_command_matches_pure() -> None:
+    data = _aof(120_000)  # several hiredis pieces per feed
+    chunk = 1_000_003  # cuts land inside arrays, between elements and inside bulks
+    loaders = [AofLoader(use_hiredis=True), AofLoader(use_hiredis=False)]
+    for loader in loaders:
+        for off in range(0, len(data), chunk):
+            loader.feed(data[off : off + chunk])
+    assert loaders[0].result() == loaders[1].result()
+    assert loaders[0].result().valid_offset_bytes == len(data)
+    assert loaders[0].dump(0) == loaders[1].dump(0)
+
+
+@given(st.lists(st.integers(min_value=1, max_value=70_000), max_size=6), st.integers(0, 5))
+def test_incremental_feeding_matches_one_shot_loading(cuts: list[int], tail: int) -> None:
+    data = _aof(3_000) + rec("MULTI") + rec("SET", "x", "1")[: tail * 3]
+    whole = AofLoader()
+    whole.feed(data)
+    parts = AofLoader()
+    last = 0
+    for cut in [*sorted(set(c % len(data) for c in cuts)), len(data)]:
+        parts.feed(data[last:cut])
+        last = cut
+    assert parts.result() == whole.result()
+    assert parts.dump(0) == whole.dump(0)
+
+
+def test_incremental_feeding_byte_by_byte_across_a_multi_boundary() -> None:
+    data = rec("SET", "a", "1") + rec("MULTI") + rec("SET", "a", "2") + rec("EXEC")
+    loader = AofLoader()
+    offsets = []
+    for i in range(len(data)):
+        loader.feed(data[i : i + 1])
+        offsets.append(loader.valid_offset_bytes)
+    first = len(rec("SET", "a", "1"))
+    assert offsets[first - 1] == first
+    assert offsets[-2] == first  # EXEC not complete yet: the MULTI is still open
+    assert offsets[-1] == len(data)
+    assert loader.dump(0) == {0: {b"a": ("string", b"2", None)}}
+
+
+def test_check_aof_valid_and_fix() -> None:
+    good = BASE + rec("MULTI") + rec("SET", "a", "2") + rec("EXEC")
+    result = check_aof(good)
+    assert result.valid and result.reason is None and result.commands == 6
+    assert result.last_valid_offset_bytes == len(good)
+    bad = good + rec("MULTI") + rec("SET", "b", "1")
+    result = check_aof(bad)
+    assert not result.valid and result.last_valid_offset_bytes == len(good)
+    assert result.reason is not None and "EXEC for MULTI" in result.reason
+    assert fix_aof(bad) == good
+    torn = good + b"*2\r\n$3\r\nDEL\r\n$1"
+    assert fix_aof(torn) == good and "end of file" in (check_aof(torn).reason or "")
+    garbage = good + b"$3\r\nfoo\r\n" + good
+    assert fix_aof(garbage) == good and check_aof(garbage).diff_bytes == len(garbage) - len(good)
+    assert not check_aof(rec("EXEC")).valid
+
+
+def test_check_aof_requires_crlf_after_bulks() -> None:
+    data = rec("SET", "a", "1") + b"*2\r\n$3\r\nDEL\r\n$1\r\nkXX"
+    result = check_aof(data)
+    assert not result.valid and "expected \\r\\n" in (result.reason or "")
+    assert result.last_valid_offset_bytes == len(rec("SET", "a", "1"))
+
+
+@given(st.binary(max_size=200))
+def test_check_aof_never_raises_and_fix_is_idempotent(junk: bytes) -> None:
+    fixed = fix_aof(BASE + junk)
+    assert fixed.startswith(BASE)
+    assert check_aof(fixed).valid
+    assert fix_aof(fixed) == fixed
+
+
+def test_check_aof_example_of_junk_that_looks_like_a_command_start() -> None:
+    data = BASE + b"*1\r\n$"
+    assert fix_aof(data) == BASE
