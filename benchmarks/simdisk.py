@@ -20,11 +20,13 @@ from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from faults import OSFileSystem, PersistenceModel, ReplayCursor, SimDisk
+from faults import ImageLimits, OSFileSystem, PersistenceModel, ReplayCursor, SimDisk
 
 RECORD = b"*3\r\n$3\r\nSET\r\n$8\r\nkey:0001\r\n$66\r\n" + b"v" * 66 + b"\r\n"
 assert len(RECORD) == 100
 APPEND = os.O_CREAT | os.O_WRONLY | os.O_APPEND
+# The whole image space, torn and reordered sectors included (they are opt-in elsewhere).
+FULL = ImageLimits(torn=True, reorder=True)
 
 
 def _appends(fs: SimDisk | OSFileSystem, writes: int) -> float:
@@ -69,12 +71,12 @@ def _enumerate(disk: SimDisk, model: PersistenceModel) -> tuple[float, int, int]
     cursor = ReplayCursor(disk.trace)
     images = points = 0
     while True:
-        for _ in cursor.disk.crash_choices(model):
+        for _ in cursor.disk.crash_choices(model, limits=FULL):
             images += 1
         points += 1
         for k in cursor.torn_write_offsets():
             with cursor.inside_write(k) as torn:
-                for _ in torn.crash_choices(model):
+                for _ in torn.crash_choices(model, limits=FULL):
                     images += 1
                 points += 1
         if cursor.step() is None:
@@ -91,7 +93,7 @@ def _materialise(disk: SimDisk, model: PersistenceModel, stride: int) -> float:
     start = time.perf_counter()
     while True:
         if cursor.position % stride == 0:
-            for choice in cursor.disk.crash_choices(model):
+            for choice in cursor.disk.crash_choices(model, limits=FULL):
                 cursor.disk.crash(model, choice).digest()
                 images += 1
         if cursor.step() is None:

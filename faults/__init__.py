@@ -24,7 +24,9 @@ SimDisk: two layers
 ``fsync(fd)`` / ``fdatasync(fd)`` make the inode's visible contents durable (both flush data; the
 model does not separate file-size metadata from data). ``fsync_dir(d)`` makes every pending
 namespace operation on directory ``d`` (create, rename, unlink, mkdir, in or out of ``d``)
-durable. Every operation is appended to ``SimDisk.trace`` as a ``TraceEntry`` (index, op, path,
+durable, together with every namespace operation that came before the last of them: metadata
+reaches the disk as an ordered journal (as on ext4), so the durable namespace is always the
+result of a prefix of the program's namespace operations. Every operation is appended to ``SimDisk.trace`` as a ``TraceEntry`` (index, op, path,
 offset, length, result); ``SimDisk.replay(trace)`` rebuilds the disk state at every trace position,
 which is what the crash-state explorer walks (``ReplayCursor`` does it step by step and can show
 the state of a crash inside a write, ``inside_write(k)``).
@@ -42,7 +44,10 @@ Persistence models (``PersistenceModel``)
 
       - append-only since the sync (``c == len(D)``): the image is ``V[:L]`` for L in
         {len(D)} + {every 512-byte sector boundary strictly between len(D) and len(V)} + {len(V)}
-        (kind ``PREFIX``; ``L == len(D)`` is kind ``DURABLE``). For L > len(D) the last
+        (kind ``PREFIX``; ``L == len(D)`` is kind ``DURABLE``). Opt-in
+        (``ImageLimits(torn=True, reorder=True)``; off by default because no AOF without
+        checksums can tell a damaged sector inside a value from data, so they test the file
+        format's integrity checks rather than the persistence protocol): for L > len(D) the last
         sector of the image (the part of it past len(D)) may instead be torn: all zeros
         (``TORN_ZERO``) or garbage (``TORN_GARBAGE``, bytes derived from the inode and sector
         number, so deterministic). ``REORDERED``: a later sector reached the disk before an

@@ -194,8 +194,8 @@ class ImageLimits:
 
     max_choices_per_point: int = 4096
     max_dirty_files: int = 4
-    torn: bool = True
-    reorder: bool = True
+    torn: bool = False
+    reorder: bool = False
     reorder_window_sectors: int = 8
     byte_granularity: bool = False
 

@@ -670,16 +670,20 @@ class SimDisk:
             self._raw.append((_FSYNC_DIR, path, -1, 0, 0, 0, None))
 
     def _commit_dir(self, d: str) -> None:
-        """Make every pending namespace operation in or out of directory `d` durable."""
-        if not self._pending:
-            return
-        rest: list[_Pending] = []
-        for op in self._pending:
+        """Make every pending namespace operation in or out of directory `d` durable, and with
+        them every operation before the last of those: metadata reaches the disk as an ordered
+        journal, so the durable namespace is always the result of a prefix of the operations
+        (applying only `d`'s operations would drop e.g. a create whose parent mkdir is not
+        durable yet)."""
+        last = -1
+        for i, op in enumerate(self._pending):
             if _touches(op, d):
-                _apply_pending(op, self._dfiles, self._ddirs)
-            else:
-                rest.append(op)
-        self._pending = rest
+                last = i
+        if last < 0:
+            return
+        for op in self._pending[: last + 1]:
+            _apply_pending(op, self._dfiles, self._ddirs)
+        del self._pending[: last + 1]
 
     def _live_candidates(self) -> set[int]:
         live = {inode.ino for inode in self._files.values()}

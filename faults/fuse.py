@@ -46,7 +46,14 @@ the same length (outside the lock), so the process really waits on its fsync.
 No mount is left behind: ``stop`` (also run by ``with``, by ``atexit``, and by a SIGTERM/SIGHUP
 handler installed on first use from the main thread) unmounts with ``fusermount3 -u``, falling back
 to ``fusermount3 -uz``; a watchdog child (``sh``, in its own session) lazily unmounts if this
-process dies without stopping (even by SIGKILL).
+process dies without stopping (even by SIGKILL). Before unmounting, descriptors *this* process
+still holds under the mount are redirected to /dev/null (see ``_release_own_files``: a process
+exiting with a file open on its own FUSE mount would hang in the kernel forever).
+
+Known limits: ``fstat`` of a file unlinked while open fails with ESTALE (libfuse's path-based
+API with ``hard_remove``); a process SIGKILLed while holding a file on its own mount can still
+hang in the kernel (abort it through ``/sys/fs/fuse/connections/<n>/abort``); timestamps,
+permissions, links and xattrs are not modelled.
 """
 
 from __future__ import annotations
@@ -179,6 +186,35 @@ def _pids_using(mountpoint: str) -> list[int]:
                 found.append(int(name))
                 break
     return sorted(found)
+
+
+def _release_own_files(mountpoint: str) -> int:
+    """Point this process's descriptors under `mountpoint` at /dev/null; returns how many.
+
+    A process that exits holding a file on its *own* FUSE mount hangs forever in the kernel
+    (the FLUSH at exit waits for a daemon thread that is already gone), and such a file also
+    makes the mount busy. ``dup2`` closes the FUSE file while the loop can still answer, yet
+    keeps the descriptor number valid, so a later ``close`` by its owner cannot hit a reused fd.
+    """
+    prefix = mountpoint.rstrip("/") + "/"
+    released = 0
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        for name in os.listdir("/proc/self/fd"):
+            fd = int(name)
+            if fd == devnull:
+                continue
+            try:
+                target = os.readlink(f"/proc/self/fd/{name}")
+            except OSError:
+                continue
+            if target == mountpoint or target.startswith(prefix):
+                with contextlib.suppress(OSError):
+                    os.dup2(devnull, fd, inheritable=False)
+                    released += 1
+    finally:
+        os.close(devnull)
+    return released
 
 
 def _fusermount(mountpoint: str, *, lazy: bool) -> tuple[bool, str]:
@@ -512,6 +548,7 @@ class FuseMount:
         self.internal_errors: list[Exception] = []
         self.simulated_crash: MountCrash | None = None
         self.mount_count = 0
+        self.released_fds = 0  # own descriptors redirected to /dev/null at unmount
         self._thread: threading.Thread | None = None
         self._loop_error: BaseException | None = None
         self._initialised = threading.Event()
@@ -669,6 +706,7 @@ class FuseMount:
     def _unmount(self, *, strict: bool) -> tuple[bool, str]:
         """Unmount; with `strict`, never lazily (a busy mount is an error the caller reports)."""
         message = ""
+        self.released_fds += _release_own_files(self.mountpoint)
         # Right after SIGKILL the kernel may still be closing the victim's files: retry a bit.
         for attempt in range(25):
             ok, message = _fusermount(self.mountpoint, lazy=False)

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from hypothesis import seed as hypothesis_seed
 from hypothesis import settings as Settings
 from hypothesis.errors import Flaky
+from hypothesis.internal.conjecture import engine
 from hypothesis.stateful import run_state_machine_as_test
 
 from faults import PersistenceModel
@@ -37,6 +39,7 @@ class Campaign:
     seed: int = 0
     examples_per_slice: int = 10
     stop_on_first: bool = True
+    shrink_budget_s: float = 30.0
 
 
 @dataclass
@@ -105,7 +108,8 @@ def run_campaign(
             report_multiple_bugs=False,
             print_blob=False,
         )
-        finding = _run_slice(machine, settings, slice_seed, config, result)
+        finding = _run_slice(machine, settings, slice_seed, config, result,
+                             campaign.shrink_budget_s)
         stats["slices"] += 1
         stats["examples"] += campaign.examples_per_slice
         result.slices += 1
@@ -123,12 +127,26 @@ def run_campaign(
     return result
 
 
+@contextmanager
+def _shrink_budget(seconds: float) -> Iterator[None]:
+    # Hypothesis shrinks for up to 5 minutes; a campaign wants its finding sooner. The limit is
+    # a module constant of Hypothesis's engine (not a setting), so it is set around the run.
+    old = engine.MAX_SHRINKING_SECONDS
+    engine.MAX_SHRINKING_SECONDS = seconds  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        engine.MAX_SHRINKING_SECONDS = old
+
+
 def _run_slice(
-    machine: Any, settings: Settings, slice_seed: int, config: RunConfig, result: CampaignResult
+    machine: Any, settings: Settings, slice_seed: int, config: RunConfig, result: CampaignResult,
+    shrink_budget_s: float,
 ) -> Finding | None:
     seeded = hypothesis_seed(slice_seed)(machine)
     try:
-        run_state_machine_as_test(seeded, settings=settings)
+        with _shrink_budget(shrink_budget_s):
+            run_state_machine_as_test(seeded, settings=settings)
     except ContractViolation as exc:
         rules = sorted({v.rule.value for v in exc.verdict.violations})
         return Finding("violation", config, str(exc), rules, exc.reproduction, slice_seed, 0.0)

@@ -31,6 +31,7 @@ __all__ = [
 
 _MASK = (1 << 64) - 1
 _DIFF_LIMIT = 50  # keys listed in a report; the count of differing keys is always exact
+_STATE_CACHE = 16  # materialised prefixes kept per hash table
 
 
 class Policy(enum.Enum):
@@ -467,13 +468,18 @@ class _HashTable:
     """Hash and live-key count of S(k)@t for every k, and hash -> ks; valid for every recovery time
     between which and ``t_ms`` no value in the log expires."""
 
-    __slots__ = ("by_hash", "counts", "hashes", "t_ms")
+    __slots__ = ("by_hash", "confirmed", "counts", "hashes", "states", "t_ms")
 
     def __init__(self, t_ms: int) -> None:
         self.t_ms = t_ms
         self.hashes: list[int] = [0]
         self.counts: list[int] = [0]
         self.by_hash: dict[int, list[int]] = {0: [0]}
+        # S(k)@t kept as dicts for ks confirmed more than once (crash images tend to recover
+        # to the same few prefixes): confirming them again is one dict comparison. A prefix
+        # never changes as the history grows, so these stay valid with the table.
+        self.confirmed: dict[int, int] = {}
+        self.states: dict[int, dict[DbKey, KeyValue]] = {}
 
     def extend(self, tl: _Timeline, t_ms: int) -> None:
         # The part already built is identical for t_ms (the caller checked no expiry lies
@@ -545,7 +551,7 @@ class Checker:
         self._aug: _Timeline | None = None
         self._tables: list[_HashTable] = []
         self._frontier_cache: dict[tuple[Any, ...], tuple[list[int], list[int]]] = {}
-        self._frontier_key: tuple[int, int] | None = None
+        self._frontier_key: int | None = None
 
     def __repr__(self) -> str:
         return f"Checker({self.history!r}, expiry_tolerance_ms={self.expiry_tolerance_ms})"
@@ -613,6 +619,11 @@ class Checker:
             # to its value after entry k (S(k) then has no other live key, by the count).
             if table.counts[k] != size:
                 continue
+            state = table.states.get(k)
+            if state is not None:
+                if state == recovered._data:  # package-internal: avoids copying the dict
+                    return k
+                continue
             for dbkey, kv in items:
                 ks = key_ks.get(dbkey)
                 if ks is None:
@@ -621,8 +632,47 @@ class Checker:
                 if i < 0 or key_vals[dbkey][i] != kv:
                     break
             else:
+                seen = table.confirmed[k] = table.confirmed.get(k, 0) + 1
+                if seen >= 2:
+                    if len(table.states) >= _STATE_CACHE:
+                        del table.states[next(iter(table.states))]  # oldest first
+                    table.states[k] = {
+                        dk: v for dk, v in tl.raw_state_at(k).items() if _live(v, t_ms)
+                    }
                 return k
         return None
+
+    def matching_ks(self, recovered: Snapshot, *, at_ms: int) -> list[int]:
+        """Every k (ascending) whose S(k)@at_ms equals `recovered`.
+
+        For callers that ask "is there a match in [F, n]?" for many crash points at once (the
+        explorer). Candidates come from the hash table of ``at_ms`` and each is confirmed
+        exactly, so a returned k is always a true match; an empty list may be a hash miss, which
+        callers must settle with ``check`` (its exact pass). With an expiry tolerance this is
+        ``matching_prefixes``.
+        """
+        _require_int(at_ms, "at_ms", minimum=None)
+        if self.expiry_tolerance_ms:
+            return self.matching_prefixes(recovered, at_ms=at_ms)
+        rec = recovered.at(at_ms)
+        tl = self._timeline()
+        table = self._table(at_ms)
+        size = len(rec)
+        key_ks, key_vals = tl.key_ks, tl.key_vals
+        out: list[int] = []
+        for k in table.by_hash.get(_snapshot_hash(rec), ()):
+            if table.counts[k] != size:
+                continue
+            for dbkey, kv in rec.items():
+                ks = key_ks.get(dbkey)
+                if ks is None:
+                    break
+                i = bisect_right(ks, k) - 1
+                if i < 0 or key_vals[dbkey][i] != kv:
+                    break
+            else:
+                out.append(k)
+        return out  # buckets are built in k order
 
     # -- the frontier
 
@@ -654,7 +704,7 @@ class Checker:
 
     def _frontier_index(self, skip_rewrite: bool) -> tuple[list[int], list[int]]:
         """OK entries sorted by ack time, with the running max of their executed position."""
-        key = (len(self.history), self.history.retractions)
+        key = self.history.revision  # any resolve can move the frontier
         if self._frontier_key != key:
             self._frontier_cache.clear()
             self._frontier_key = key

@@ -46,6 +46,7 @@ from harness.oracle import (
     History,
     Model,
     Outcome,
+    ReplyError,
     Snapshot,
     Verdict,
     check_recovery,
@@ -59,6 +60,7 @@ from reference import (
     Profile,
     Server,
     ServerConfig,
+    SimpleString,
 )
 
 __all__ = ["ContractViolation", "Driver", "ModelDivergence", "RecoveryRecord", "replay"]
@@ -141,6 +143,8 @@ class Driver:
         self._pending: list[_Pending] = []
         self._applied = 0  # history entries applied to the live model
         self._old_stalls: list[tuple[int, int]] = []
+        self.writes_since_boot = 0  # history entries submitted since the last (re)start
+        self.failed = False  # a finding was raised: the run is over
         self.server = self._boot()
 
     # -- public ---------------------------------------------------------------------------
@@ -154,6 +158,13 @@ class Driver:
 
     def run(self, step: Step) -> None:
         """Execute one step. Raises ContractViolation / ModelDivergence on a finding."""
+        try:
+            self._run(step)
+        except (ContractViolation, ModelDivergence):
+            self.failed = True
+            raise
+
+    def _run(self, step: Step) -> None:
         if isinstance(step, Recover):
             if not self.crashed:
                 raise ValueError("recover: the server has not crashed")
@@ -190,8 +201,17 @@ class Driver:
             self._submit(step.argv, step.client, read=True)
             self._iterate()
         elif isinstance(step, Tick):
-            self.clock.advance(step.delta_ms)
-            self._iterate()
+            # A real event loop wakes for its cron timer (every 1000/hz ms) while time passes,
+            # so a long tick is many iterations, not one jump.
+            period = max(1, 1000 // self._server_config.hz)
+            left = step.delta_ms
+            while True:
+                delta = min(left, period)
+                self.clock.advance(delta)
+                left -= delta
+                self._iterate()
+                if left <= 0 or self.server.stopped:
+                    break
         elif isinstance(step, BgRewrite):
             self._submit((b"BGREWRITEAOF",), 0, entry=False)
             self._iterate()
@@ -232,6 +252,7 @@ class Driver:
         index = None
         if entry and not read:
             commands = multi if multi is not None else (argv,)
+            self.writes_since_boot += 1
             index = self.history.submit(
                 commands,
                 db=db,
@@ -246,11 +267,10 @@ class Driver:
         self.server.run_iteration()
         still: list[_Pending] = []
         for p in self._pending:
-            reply = self.server.reply(p.ticket)
-            if reply is None:
+            if not self.server.released(p.ticket):
                 still.append(p)
                 continue
-            self._settle(p, reply)
+            self._settle(p, self.server.pop_reply(p.ticket))
         self._pending = still
 
     def _settle(self, p: _Pending, reply: Any) -> None:
@@ -305,7 +325,9 @@ class Driver:
 
     def _recover(self, step: Recover) -> None:
         old_disk = self.disk
-        choice = step.choice or old_disk.draw_crash_choice(step.model, step.seed)
+        choice = step.choice or old_disk.draw_crash_choice(
+            step.model, step.seed, limits=self.config.image_limits
+        )
         resolved = dataclasses.replace(step, choice=choice)
         self.steps.append(resolved)
         self.clock.advance(step.downtime_ms)
@@ -322,7 +344,9 @@ class Driver:
         snapshot, reason = self._start_from(image, plan)
         if reason == "crashed-during-recovery":
             # The recovery itself died: crash its disk too and recover once more.
-            second = self.disk.draw_crash_choice(step.model, step.seed + 1)
+            second = self.disk.draw_crash_choice(
+                step.model, step.seed + 1, limits=self.config.image_limits
+            )
             snapshot, reason = self._start_from(self.disk.crash(step.model, second), FaultPlan())
         verdict = self._check(snapshot, reason, step.model, crash)
         if not verdict.ok:
@@ -333,16 +357,13 @@ class Driver:
             self.crashed = False
             return
         # Stability: crash the freshly recovered server at once and recover again.
-        again_choice = self.disk.draw_crash_choice(step.model, step.seed + 7)
+        again_choice = self.disk.draw_crash_choice(
+            step.model, step.seed + 7, limits=self.config.image_limits
+        )
         again, reason2 = self._start_from(self.disk.crash(step.model, again_choice), FaultPlan())
-        stable = check_stability(snapshot, again, crash=crash) if again is not None else None
-        if stable is None:
-            stable = self._check(None, reason2, step.model, crash)
-            if not stable.ok:
-                raise ContractViolation(stable, self.reproduction(**_expect(stable)))
-            self.unavailable = reason2
-            self.crashed = False
-            return
+        stable = check_stability(
+            snapshot, again, at_ms=self.clock.now_ms, unavailable_reason=reason2, crash=crash
+        )
         if not stable.ok:
             raise ContractViolation(stable, self.reproduction(**_expect(stable)))
         self.stats.recoveries.append(
@@ -355,6 +376,7 @@ class Driver:
     def _start_from(self, image: Any, plan: FaultPlan) -> tuple[Snapshot | None, str | None]:
         disk = SimDisk.from_image(image, fsync_failure=self.config.fsync_failure)
         self._client_db = {}
+        self.writes_since_boot = 0
         try:
             self.server = self._restart_on(disk, plan)
         except LoadError as exc:
@@ -404,7 +426,7 @@ class Driver:
                 e.commands, db=e.db, executed_ms=e.executed_ms, client=e.client,
                 during_rewrite=e.during_rewrite,
             )
-            self.history.resolve(i, Outcome.OK, at_ms=e.acked_ms if e.acked_ms is not None
+            self.history.resolve(i, Outcome.OK, at_ms=e.ack_ms if e.ack_ms is not None
                                  else e.executed_ms)
             kept += 1
         self._apply_model()
@@ -416,10 +438,13 @@ def _expect(verdict: Verdict) -> dict[str, Any]:
 
 
 def _plain(reply: Any) -> Any:
+    """The reference's reply in the model's terms (ReplyError for errors, str for +simple)."""
+    if isinstance(reply, ErrorReply):
+        return ReplyError(str(reply))
+    if isinstance(reply, SimpleString):
+        return str(reply)
     if isinstance(reply, list):
         return [_plain(x) for x in reply]
-    if hasattr(reply, "value") and not isinstance(reply, bytes | int):
-        return reply.value
     return reply
 
 

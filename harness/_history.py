@@ -148,6 +148,7 @@ class History:
         # Bumped whenever an entry leaves the executed sequence (resolved as ERROR), so caches
         # built over the executed sequence know they are stale.
         self._retractions = 0
+        self._revision = 0  # bumped on every change (submit or resolve)
 
     def __repr__(self) -> str:
         return f"History({len(self._entries)} entries)"
@@ -168,7 +169,13 @@ class History:
 
     @property
     def retractions(self) -> int:
+        """How many entries were resolved as ERROR (left the executed sequence)."""
         return self._retractions
+
+    @property
+    def revision(self) -> int:
+        """Changes with every submit and resolve: caches keyed on it are never stale."""
+        return self._revision
 
     def submit(
         self,
@@ -194,6 +201,7 @@ class History:
                 f"{self._entries[-1].executed_ms} of entry {len(self._entries) - 1}"
             )
         index = len(self._entries)
+        self._revision += 1
         self._entries.append(
             Entry(index, normalised, db, executed_ms, client, during_rewrite)
         )
@@ -218,6 +226,7 @@ class History:
             raise ValueError("at_ms (the ack time) is required for outcome ok")
         if result is Outcome.ERROR:
             self._retractions += 1
+        self._revision += 1
         self._entries[index] = replace(entry, outcome=result, ack_ms=at_ms)
 
     def executed_indices(self) -> list[int]:

@@ -3,9 +3,11 @@
 This is the real-target part of the harness: it talks to real processes over TCP, so it may read
 the wall clock (start-up timeouts, converting PTTL to an absolute expire time).
 
-Process hygiene: every ``RedisProcess`` is registered until it is reaped; ``atexit`` and a
-``weakref.finalize`` SIGKILL whatever is left, by PID, together with its fork children
-(``redis-aof-rewrite`` / ``redis-rdb-bgsave``). Nothing is ever killed by name.
+Process hygiene: every ``RedisProcess`` is registered until it is reaped; ``atexit``, a
+``weakref.finalize`` and a SIGTERM/SIGHUP handler (installed on first start from the main
+thread, chaining to the previous handler) SIGKILL whatever is left, by PID, together with its
+fork children (``redis-aof-rewrite`` / ``redis-rdb-bgsave``). Nothing is ever killed by name.
+If this process itself is SIGKILLed, its servers survive (no handler can run then).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -26,11 +29,13 @@ import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, Final, Literal, TypeAlias
 
 import psutil
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 __all__ = [
     "FORK_CHILD_TITLES",
@@ -40,6 +45,7 @@ __all__ = [
     "DumpValue",
     "Keyspace",
     "RedisProcess",
+    "ReferenceProcess",
     "ServerBinary",
     "ServerNotFound",
     "ServerRefusedToStart",
@@ -208,6 +214,29 @@ def _kill_all() -> None:
 
 
 atexit.register(_kill_all)
+_PREVIOUS_HANDLERS: dict[int, Any] = {}
+
+
+def _on_fatal_signal(signum: int, frame: FrameType | None) -> None:
+    _kill_all()
+    previous = _PREVIOUS_HANDLERS.get(signum, signal.SIG_DFL)
+    if callable(previous):
+        previous(signum, frame)  # e.g. faults.fuse's handler, which then unmounts
+    elif previous == signal.SIG_DFL:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+def _install_signal_cleanup() -> None:
+    """SIGTERM/SIGHUP kill our servers first (atexit does not run on a fatal signal)."""
+    if _PREVIOUS_HANDLERS or threading.current_thread() is not threading.main_thread():
+        return
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        previous = signal.getsignal(signum)
+        if previous is signal.SIG_IGN or previous is _on_fatal_signal:
+            continue
+        _PREVIOUS_HANDLERS[signum] = previous
+        signal.signal(signum, _on_fatal_signal)
 
 
 def _free_port() -> int:
@@ -291,8 +320,16 @@ class RedisProcess:
         return self._client
 
     def new_client(self, **kwargs: Any) -> redis.Redis:
-        """A fresh client to this server (bytes replies unless overridden)."""
-        options: dict[str, Any] = {"socket_timeout": 30.0, "decode_responses": False}
+        """A fresh client to this server (bytes replies unless overridden).
+
+        It never retries: a write resent after a dropped connection could be applied twice,
+        and the harness must see "no reply" as an unknown outcome, not hide it.
+        """
+        options: dict[str, Any] = {
+            "socket_timeout": 30.0,
+            "decode_responses": False,
+            "retry": Retry(NoBackoff(), 0),
+        }
         options.update(kwargs)
         return redis.Redis(host="127.0.0.1", port=self.port, **options)
 
@@ -363,6 +400,7 @@ class RedisProcess:
         raise AssertionError("unreachable")
 
     def _launch(self) -> None:
+        _install_signal_cleanup()
         log_size_before = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self._console = tempfile.TemporaryFile()  # noqa: SIM115  (closed in _reap)
         popen = subprocess.Popen(
@@ -447,11 +485,50 @@ class RedisProcess:
         if self._popen is None:
             return
         if self._popen.poll() is None:
-            with contextlib.suppress(redis.exceptions.RedisError, OSError):
-                self.new_client(socket_timeout=timeout_s).shutdown(nosave=True)
+            # A raw socket: redis-py would retry SHUTDOWN (with back-off) when the server hangs up.
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=timeout_s) as sock,
+            ):
+                sock.sendall(b"*2\r\n$8\r\nSHUTDOWN\r\n$6\r\nNOSAVE\r\n")
+                while sock.recv(4096):
+                    pass  # an error reply, or nothing: the server closes the connection
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._popen.wait(timeout=timeout_s)
         self.kill()
+
+
+class ReferenceProcess(RedisProcess):
+    """``python -m reference`` (the reference server as a process) behind the same interface.
+
+    It accepts redis-server's command line (``--port --bind --dir --appendonly --appendfsync
+    --aof-load-truncated --save --logfile --daemonize`` and ``extra_config``), forks a real
+    rewrite child titled ``redis-aof-rewrite 127.0.0.1:PORT`` (so ``fork_children`` and
+    ``kill`` find it) and answers the commands ``dump_keyspace`` uses (INFO keyspace, SCAN).
+    """
+
+    def __init__(
+        self,
+        dir: str | os.PathLike[str],
+        *,
+        profile: str = "safe",
+        defects: Sequence[str] = (),
+        python: str | os.PathLike[str] = sys.executable,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(python, dir, **kwargs)
+        self.profile = profile
+        self.defects = tuple(defects)
+
+    def __repr__(self) -> str:
+        return f"ReferenceProcess({self.dir!r}, port={self.port}, pid={self.pid})"
+
+    def _command(self) -> list[str]:
+        python, *options = super()._command()
+        options += ["--profile", self.profile]
+        for name in self.defects:
+            options += ["--defect", name]
+        return [python, "-m", "reference", *options]
 
 
 # ---------------------------------------------------------------------------------------------

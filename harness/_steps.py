@@ -16,7 +16,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Union
 
-from faults import CrashChoice, FaultPlan, FsyncFailure, PersistenceModel
+from faults import CrashChoice, FaultPlan, FsyncFailure, ImageLimits, PersistenceModel
 
 __all__ = [
     "ArmCrash",
@@ -84,6 +84,13 @@ class RunConfig:
     window_ms: int = 2000
     strict_availability: bool = False
     auto_rewrite_min_size_bytes: int = 64 * 1024 * 1024
+    # Opt-in crash images (see faults): torn last sectors and reordered sectors.
+    torn_sectors: bool = False
+    reordered_sectors: bool = False
+
+    @property
+    def image_limits(self) -> ImageLimits:
+        return ImageLimits(torn=self.torn_sectors, reorder=self.reordered_sectors)
 
     def __post_init__(self) -> None:
         errors = []
@@ -111,6 +118,8 @@ class RunConfig:
             "window_ms": self.window_ms,
             "strict_availability": self.strict_availability,
             "auto_rewrite_min_size_bytes": self.auto_rewrite_min_size_bytes,
+            "torn_sectors": self.torn_sectors,
+            "reordered_sectors": self.reordered_sectors,
         }
 
     @classmethod

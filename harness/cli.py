@@ -125,6 +125,10 @@ def build_parser() -> argparse.ArgumentParser:
     fz.add_argument("--no-appendfsync-on-rewrite", action="store_true")
     fz.add_argument("--strict-availability", action="store_true",
                     help="treat refusing to start as a violation")
+    fz.add_argument("--torn-sectors", action="store_true",
+                    help="power crashes may also tear the last sector (zeros or garbage)")
+    fz.add_argument("--reordered-sectors", action="store_true",
+                    help="power crashes may also lose an earlier sector of the unsynced tail")
     fz.add_argument("--keep-going", action="store_true",
                     help="do not stop at the first violation")
     fz.set_defaults(func=cmd_fuzz)
@@ -176,7 +180,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     from harness._steps import RunConfig
     from reference import defects as defect_catalogue
 
-    known = set(defect_catalogue.names())
+    known = set(defect_catalogue.DEFECTS)
     unknown = [d for d in args.defect if d not in known]
     if unknown:
         raise UsageError(
@@ -191,6 +195,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             defects=frozenset(args.defect),
             no_appendfsync_on_rewrite=args.no_appendfsync_on_rewrite,
             strict_availability=args.strict_availability,
+            torn_sectors=args.torn_sectors,
+            reordered_sectors=args.reordered_sectors,
         )
         for p in policies
     )
@@ -307,8 +313,11 @@ def cmd_check_aof(args: argparse.Namespace) -> int:
     fixed_to: int | None = None
     if args.fix and not result.valid:
         backup = path.with_name(path.name + ".bak")
-        write_atomic_bytes(backup, data)
-        write_atomic_bytes(path, fix_aof(data))
+        try:
+            write_atomic_bytes(backup, data)
+            write_atomic_bytes(path, fix_aof(data))
+        except OSError as exc:
+            raise UsageError(f"cannot fix {path}: {exc.strerror}") from None
         fixed_to = result.last_valid_offset_bytes
     if args.json:
         print(json.dumps({"file": str(path), "valid": result.valid,
@@ -318,7 +327,8 @@ def cmd_check_aof(args: argparse.Namespace) -> int:
                           "fixed_to_bytes": fixed_to}))
     else:
         if result.valid:
-            print(f"{path}: AOF is valid ({result.commands} commands, {len(data)} bytes)")
+            print(f"{path}: AOF is valid ({result.commands} commands, last valid offset "
+                  f"{result.last_valid_offset_bytes} bytes of {len(data)})")
         else:
             print(f"{path}: AOF is not valid: {result.reason}; last valid offset "
                   f"{result.last_valid_offset_bytes} bytes of {len(data)} "

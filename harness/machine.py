@@ -188,7 +188,6 @@ def _read() -> st.SearchStrategy[tuple[bytes, ...]]:
             st.just(b"WITHSCORES"),
         ),
         st.tuples(st.just(b"HGETALL"), st.sampled_from(HASH_KEYS)),
-        st.tuples(st.just(b"DBSIZE")),
     )
 
 
@@ -294,7 +293,9 @@ def make_state_machine(
 
         # -- rewrite ----------------------------------------------------------------------
 
-        @precondition(lambda self: self._on("rewrite"))
+        @precondition(
+            lambda self: self._on("rewrite") and self.driver.server.rewrite_child is None
+        )
         @rule()
         def bgrewriteaof(self) -> None:
             event("rewrite: started")
@@ -367,7 +368,7 @@ def make_state_machine(
             torn_bytes = torn if op is FaultOp.WRITE else None
             self._do(ArmCrash(FaultPlan((Crash(nth=nth, op=op, torn_bytes=torn_bytes),))))
 
-        @precondition(lambda self: self.driver.alive)
+        @precondition(lambda self: self.driver.alive and self.driver.writes_since_boot >= 2)
         @rule()
         def crash_now(self) -> None:
             self._do(CrashStep())
@@ -378,7 +379,10 @@ def make_state_machine(
         @rule(data=st.data(), model=st.sampled_from(models),
               downtime_ms=st.sampled_from([0, 0, 100, 3000]))
         def recover(self, data: st.DataObject, model: PersistenceModel, downtime_ms: int) -> None:
-            choice = data.draw(self.driver.disk.crash_choice_strategy(model), label="choice")
+            choice = data.draw(
+                self.driver.disk.crash_choice_strategy(model, limits=config.image_limits),
+                label="choice",
+            )
             again = None
             if "crash_during_recovery" in self.enabled:
                 again = data.draw(st.one_of(st.none(), st.integers(1, 4)), label="again")
@@ -400,7 +404,7 @@ def make_state_machine(
 
         def teardown(self) -> None:
             # Judge every run at least once: crash now, keep only what is durable.
-            if not self.driver.alive and not self.driver.crashed:
+            if self.driver.failed or (not self.driver.alive and not self.driver.crashed):
                 return
             if self.driver.alive:
                 self.driver.run(CrashStep())
@@ -418,4 +422,4 @@ def make_state_machine(
 
 def _least_surviving(driver: Driver, model: PersistenceModel) -> Any:
     """The first enumerated choice: durable state only, nothing pending kept."""
-    return next(iter(driver.disk.crash_choices(model)))
+    return next(iter(driver.disk.crash_choices(model, limits=driver.config.image_limits)))

@@ -81,8 +81,12 @@ expired at T contributes nothing) and a table hash -> ks. A check hashes R, look
 confirms each candidate exactly (same key count, every key equal to its value at k by bisection
 into per-key change lists). Tables are cached per T and reused for any T' with no expiry time
 between T and T', and both the replay and the tables are extended when the history grows.
-Only a violation costs a full pass (to find the closest k). With ``expiry_tolerance_ms > 0``
-every check makes that pass (exact hashing cannot express a tolerance).
+A prefix confirmed twice is kept materialised (crash images tend to recover to the same few
+prefixes), so confirming it again is one dict comparison. A hash miss is never trusted on its
+own: the exact per-key pass over the change log decides, so a collision or a miss can cost time
+but never a wrong verdict. Only a violation (or a miss) costs that pass, which also finds the
+closest k. With ``expiry_tolerance_ms > 0`` every check makes the pass (exact hashing cannot
+express a tolerance).
 """
 
 from __future__ import annotations

@@ -5,9 +5,16 @@ client and keeps the exact offset of the last complete command. Large feeds are 
 ``hiredis.Reader`` (fast, but it gives no offsets): the data is fed in pieces cut at likely
 command boundaries (just before a ``*`` that follows a CRLF); when the reader's buffer is empty
 after such a cut, that offset is a known command boundary (an *anchor*). An empty buffer after
-any other piece proves nothing: hiredis may hold a half-built array with no bytes left. Exact offsets (a torn tail, an open MULTI, a parse error) are then
+any other piece proves nothing: hiredis may hold a half-built array with no bytes left. Exact
+offsets (a torn tail, an open MULTI, a parse error) are then
 recovered by the pure-Python parser from the nearest anchor, which is at most one piece away.
 Small feeds use the pure-Python parser directly.
+
+Both paths are as lax as Redis's own loader about the two bytes after a bulk (it skips them
+unchecked). Known difference: hiredis also accepts simple strings (``+x``) as array elements,
+which Redis's loader and the pure path reject as a bad format; only a hand-made file has them
+(torn or garbage tails do not parse as complete arrays), and anything else unusual that hiredis
+returns (integers, nil, nested arrays, errors, unknown commands) is re-judged by the pure path.
 """
 
 from __future__ import annotations
@@ -16,7 +23,15 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final
 
-from reference._commands import COMMANDS, EXEC_COMMAND, MULTI_COMMAND, Client, Command, Executor
+from reference._commands import (
+    COMMANDS,
+    EXEC_COMMAND,
+    MULTI_COMMAND,
+    Client,
+    Command,
+    Executor,
+    Proc,
+)
 from reference._keyspace import Hash, Keyspace, KeyspaceDump, Value, ZSet
 from reference._resp import RespFormatError, encode_command, parse_command
 
@@ -37,8 +52,8 @@ __all__ = [
 
 HIREDIS_AVAILABLE: Final = _hiredis is not None
 REWRITE_ITEMS_PER_CMD: Final = 64  # AOF_REWRITE_ITEMS_PER_CMD
-_PIECE_BYTES: Final = 1 << 20
-_HIREDIS_MIN_FEED_BYTES: Final = 64 * 1024
+_PIECE_BYTES: Final = 64 * 1024
+_HIREDIS_MIN_FEED_BYTES: Final = 1024
 _DISCARD_COMMAND: Final = COMMANDS[b"discard"]
 
 
@@ -190,17 +205,19 @@ class AofLoader:
 
     def _parse_pure(self, pos: int, skip: int) -> None:
         """Parse from a known command boundary; the first ``skip`` commands were applied already."""
-        buf = self._buf
-        end = len(buf)
+        base = pos
+        region = bytes(self._buf[pos:])  # only the unparsed tail: feeds stay linear overall
+        end = len(region)
         get = COMMANDS.get
+        local = 0
         while True:
             try:
-                parsed = parse_command(buf, pos, end)
+                parsed = parse_command(region, local, end)
             except RespFormatError as exc:
                 raise LoadError(
-                    pos,
+                    base + local,
                     "Bad file format reading the append only file: "
-                    f"{exc.reason} (at byte {exc.offset_bytes})",
+                    f"{exc.reason} (at byte {base + exc.offset_bytes})",
                 ) from None
             if parsed is None:
                 break
@@ -208,25 +225,34 @@ class AofLoader:
             if skip:
                 skip -= 1
             else:
-                self._apply_slow(argv, pos, get(argv[0].lower()))
-            pos = nxt
-            self._last_complete = pos
+                self._apply_slow(argv, base + local, get(argv[0].lower()))
+            local = nxt
+            self._last_complete = base + local
 
     def _feed_hiredis(self) -> None:
         assert _hiredis is not None
         buf = self._buf
         end = len(buf)
         reader = _hiredis.Reader()
+        gets = reader.gets
         anchor = self._last_complete
-        since_anchor = 0
         pos = anchor
         get = COMMANDS.get
+        fast = _FAST_TABLE
         client = self._client
         ex = self._ex
-        data = bytes(buf[anchor:end])  # one copy; pieces are fed as views into it
+        data = bytes(buf[anchor:end])  # one copy; pieces are fed as (offset, length) into it
         base = anchor
         multi_ref: tuple[int, int] | None = None  # (anchor, index since anchor) of an open MULTI
-        applied = 0  # fast-path commands not yet added to the counters
+        count = 0  # commands taken from hiredis in this call
+        anchor_count = 0  # ``count`` at the anchor
+        safe, safe_count = anchor, 0  # the last anchor known to be a command boundary
+        fast_count = 0  # of which applied on the fast path (not yet in the counters)
+        in_multi = client.multi is not None
+        dbs = self.keyspace.dbs
+        cur = dbs[client.db]
+        set_proc = _SET_PROC
+        join = b"".join
         try:
             while pos < end:
                 stop = min(pos + _PIECE_BYTES, end)
@@ -238,57 +264,67 @@ class AofLoader:
                     stop = base + cut + 2
                 reader.feed(data, pos - base, stop - pos)
                 pos = stop
-                applied = 0
-                while (argv := reader.gets()) is not False:
-                    if type(argv) is not list:
-                        raise _Fallback
+                while (argv := gets()) is not False:
                     try:
-                        cmd = get(argv[0].lower())
-                    except (AttributeError, IndexError):
-                        raise _Fallback from None
-                    if cmd is None:
-                        raise _Fallback
-                    arity = cmd.arity
-                    n = len(argv)
-                    if (
-                        client.multi is None
-                        and cmd.queueable
-                        and (n == arity if arity > 0 else n >= -arity)
-                    ):
-                        cmd.proc(ex, client, argv)
-                        applied += 1
+                        proc, low, high = fast[argv[0]]
+                        join(argv)  # TypeError unless all bytes (hiredis nests arrays, ints)
+                    except (KeyError, TypeError, IndexError):
+                        proc = None
+                    if proc is set_proc and len(argv) == 3 and not in_multi:
+                        # SET key value, the bulk of every AOF: _set's plain path, inlined.
+                        if cur.expires:
+                            cur.expires.pop(argv[1], None)
+                        cur.data[argv[1]] = argv[2]
+                        fast_count += 1
+                    elif proc is not None and not in_multi and low <= len(argv) <= high:
+                        proc(ex, client, argv)
+                        cur = dbs[client.db]
+                        fast_count += 1
                     else:
-                        self.commands_applied += applied
-                        self.commands_read += applied
-                        applied = 0
-                        was_open = client.multi is not None
+                        # Anything unusual is judged by the pure-Python parser (exact offsets).
+                        if type(argv) is not list or not argv:
+                            raise _Fallback
+                        try:
+                            join(argv)
+                        except TypeError:
+                            raise _Fallback from None
+                        cmd = get(argv[0].lower())
+                        if cmd is None or not cmd.arity_ok(len(argv)):
+                            raise _Fallback
+                        was_open = in_multi
                         self._apply_slow(argv, -1, cmd)
-                        if not was_open and client.multi is not None:
+                        cur = dbs[client.db]
+                        in_multi = client.multi is not None
+                        if in_multi and not was_open:
                             self._multi_start = None
-                            multi_ref = (anchor, since_anchor)
-                        elif client.multi is None:
+                            multi_ref = (anchor, count - anchor_count)
+                        elif not in_multi:
                             multi_ref = None
-                    since_anchor += 1
-                self.commands_applied += applied
-                self.commands_read += applied
-                applied = 0
+                    count += 1
                 # An empty buffer is a command boundary only at a cut before a '*': elsewhere
                 # hiredis may hold a half-built array with no bytes left in its buffer.
+                # Even then the cut may sit before a nested array inside an unfinished command
+                # (never valid in an AOF): such an anchor is confirmed only once a command
+                # completes after it; the last confirmed one is kept in ``safe``.
                 if at_cut and not reader.has_data():
                     if multi_ref is not None:
                         self._multi_start = self._offset_after(*multi_ref)
                         multi_ref = None
+                    if count > anchor_count:
+                        safe, safe_count = anchor, anchor_count
                     anchor = pos
-                    since_anchor = 0
-                    self._last_complete = pos
+                    anchor_count = count
         except (_Fallback, _hiredis.ProtocolError):
-            self.commands_applied += applied
-            self.commands_read += applied
+            pass
+        self.commands_applied += fast_count
+        self.commands_read += fast_count
         if multi_ref is not None:
             self._multi_start = self._offset_after(*multi_ref)
+        if count == anchor_count:
+            anchor, anchor_count = safe, safe_count  # the last anchor is unconfirmed
         # Exact offsets (and a verdict on any leftover bytes) from the last anchor on.
         self._last_complete = anchor
-        self._parse_pure(anchor, since_anchor)
+        self._parse_pure(anchor, count - anchor_count)
 
     def _offset_after(self, anchor: int, count: int) -> int:
         """Offset of the command ``count`` commands after the boundary ``anchor``."""
@@ -302,6 +338,21 @@ class AofLoader:
 
 class _Fallback(Exception):
     """hiredis returned something only the pure parser can judge."""
+
+
+def _fast_table() -> dict[bytes, tuple[Proc, int, int]]:
+    """Name (as written, upper or lower case) -> (proc, min argc, max argc) for plain commands."""
+    table: dict[bytes, tuple[Proc, int, int]] = {}
+    for name, cmd in COMMANDS.items():
+        if not cmd.queueable or cmd is _DISCARD_COMMAND:
+            continue  # MULTI/EXEC/DISCARD change the fake client's state: slow path
+        bounds = (cmd.arity, cmd.arity) if cmd.arity > 0 else (-cmd.arity, 1 << 62)
+        table[name] = table[name.upper()] = (cmd.proc, *bounds)
+    return table
+
+
+_FAST_TABLE: Final = _fast_table()
+_SET_PROC: Final = COMMANDS[b"set"].proc
 
 
 def _batches(items: list[bytes], size: int) -> list[list[bytes]]:

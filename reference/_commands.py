@@ -24,6 +24,7 @@ __all__ = [
     "Command",
     "Executor",
     "Hooks",
+    "Proc",
     "format_score",
 ]
 
@@ -309,6 +310,51 @@ def _keys(ex: Executor, c: Client, argv: list[bytes]) -> Reply:
         if match is None or match(key):
             out.append(key)
     return out
+
+
+def _scan(ex: Executor, c: Client, argv: list[bytes]) -> Reply:
+    """SCAN cursor [MATCH pattern] [COUNT n] [TYPE type].
+
+    The whole database is returned in one reply with cursor 0: COUNT is only a hint in Redis,
+    and one pass trivially keeps SCAN's guarantee (every key present throughout is returned).
+    """
+    cursor = _parse_int(argv[1])
+    if cursor is None or cursor < 0:
+        return ErrorReply("ERR invalid cursor")
+    match = None
+    kind: str | None = None
+    i = 2
+    while i < len(argv):
+        opt = argv[i].lower()
+        if i + 1 >= len(argv):
+            return SYNTAX
+        if opt == b"count":
+            count = _parse_int(argv[i + 1])
+            if count is None:
+                return NOT_INT
+            if count < 1:
+                return SYNTAX
+        elif opt == b"match":
+            match = None if argv[i + 1] == b"*" else _glob_to_regex(argv[i + 1]).fullmatch
+        elif opt == b"type":
+            kind = argv[i + 1].decode("latin-1").lower()
+        else:
+            return SYNTAX
+        i += 2
+    db = ex.dbs[c.db]
+    now = ex.now_ms
+    keys: list[Reply] = []
+    if cursor == 0:  # any other cursor is past the end: one pass returns everything
+        for key, value in db.data.items():
+            when = db.expires.get(key)
+            if when is not None and when <= now:
+                continue
+            if match is not None and not match(key):
+                continue
+            if kind is not None and type_name(value) != kind:
+                continue
+            keys.append(key)
+    return [b"0", keys]
 
 
 def _dbsize(ex: Executor, c: Client, argv: list[bytes]) -> Reply:
@@ -997,6 +1043,7 @@ COMMANDS: dict[bytes, Command] = dict(
         _entry("type", _type, 2),
         _entry("keys", _keys, 2),
         _entry("dbsize", _dbsize, 1),
+        _entry("scan", _scan, -2),
         _entry("flushdb", _flushdb, -1, write=True),
         _entry("flushall", _flushall, -1, write=True),
         _entry("incr", _incr, 2, write=True),

@@ -21,7 +21,6 @@ __all__ = [
     "KeyspaceDump",
     "Value",
     "ZSet",
-    "copy_value",
     "type_name",
 ]
 
@@ -55,20 +54,6 @@ _TYPE_NAMES: dict[type, str] = {
 
 def type_name(value: Value) -> str:
     return _TYPE_NAMES[type(value)]
-
-
-def copy_value(value: Value) -> Value:
-    """A copy that shares nothing mutable with ``value`` (bytes are immutable)."""
-    if type(value) is bytes:
-        return value
-    if isinstance(value, deque):
-        return deque(value)
-    if isinstance(value, ZSet):
-        return ZSet(value)
-    if isinstance(value, Hash):
-        return Hash(value)
-    assert isinstance(value, set)
-    return set(value)
 
 
 def _dump_value(value: Value) -> DumpValue:
@@ -133,12 +118,6 @@ class Keyspace:
 
     def __init__(self) -> None:
         self.dbs = [Db(i) for i in range(DB_COUNT)]
-
-    def snapshot(self) -> list[tuple[dict[bytes, Value], dict[bytes, int]]]:
-        """A deep copy of every db's data and expiries (what a forked child sees)."""
-        return [
-            ({k: copy_value(v) for k, v in db.data.items()}, dict(db.expires)) for db in self.dbs
-        ]
 
     def dump(self, now_ms: int) -> KeyspaceDump:
         """Canonical dump: only keys not expired at ``now_ms``; empty dbs omitted."""

@@ -84,6 +84,9 @@ def encode_reply(reply: Reply) -> bytes:
     raise TypeError(f"not a reply value: {type(reply).__name__}")
 
 
+_MAX_LINE_BYTES: Final = 32  # a '*' or '$' line is never longer; a longer one is garbage
+
+
 def _read_number(
     data: bytes | bytearray, pos: int, end: int, prefix: int
 ) -> tuple[int, int] | None:
@@ -92,15 +95,14 @@ def _read_number(
         return None
     if data[pos] != prefix:
         raise RespFormatError(pos, f"expected '{chr(prefix)}', got {bytes(data[pos:pos + 1])!r}")
-    nl = data.find(b"\r\n", pos, end)
+    nl = data.find(b"\r\n", pos, min(end, pos + _MAX_LINE_BYTES))
     if nl < 0:
-        # A line longer than any length field can only be garbage, not a torn tail.
-        if end - pos > 22:
+        if end - pos >= _MAX_LINE_BYTES:
             raise RespFormatError(pos, f"invalid '{chr(prefix)}' line")
         return None
-    digits = bytes(data[pos + 1 : nl])
-    if not digits or not (digits.isdigit() or (digits[:1] == b"-" and digits[1:].isdigit())):
-        raise RespFormatError(pos, f"invalid '{chr(prefix)}' length {digits!r}")
+    digits = data[pos + 1 : nl]
+    if not digits.isdigit() and not (digits[:1] == b"-" and digits[1:].isdigit()):
+        raise RespFormatError(pos, f"invalid '{chr(prefix)}' length {bytes(digits)!r}")
     return int(digits), nl + 2
 
 
@@ -121,6 +123,8 @@ def parse_command(
     if argc < 1:
         raise RespFormatError(pos, f"invalid array length {argc}")
     argv: list[bytes] = []
+    append = argv.append
+    as_bytes = type(data) is bytes
     for _ in range(argc):
         bulk = _read_number(data, p, end, 36)  # '$'
         if bulk is None:
@@ -133,6 +137,6 @@ def parse_command(
             return None
         if strict and data[stop : stop + 2] != b"\r\n":
             raise RespFormatError(stop, f"expected \\r\\n, got {bytes(data[stop:stop + 2])!r}")
-        argv.append(bytes(data[p:stop]))
+        append(data[p:stop] if as_bytes else bytes(data[p:stop]))  # type: ignore[arg-type]
         p = stop + 2
     return argv, p

@@ -13,10 +13,21 @@ Profile ``safe`` differs from Redis 6.2 where 6.2 cannot keep its promises:
     (6.2 acknowledges writes that are still only in its buffer);
   * a failed background fsync (data possibly lost, Linux semantics) makes the server rewrite the
     whole AOF from memory (fsync, rename, fsync dir) before it clears the error state;
-  * a truncated tail is fsynced after the truncation at load time.
+  * a truncated tail is fsynced after the truncation at load time;
+  * under everysec, when a write fails, the bytes already written are still fsynced once a
+    second (6.2 returns before its fsync, so a full disk keeps acknowledged writes unsynced for
+    as long as it stays full; found by ``aofcrash fuzz``, see tests/regressions/).
 Profile ``redis-3.0`` is Redis 3.0 with its gaps (no directory fsync, fsync errors ignored, SET and
 its PEXPIREAT as two records, no fsync of an idle everysec AOF, an unfinished MULTI truncated after
 its last complete command instead of before the MULTI).
+
+Simplifications (deliberate): the active expire cycle reclaims every expired key (no sampling, so
+it is deterministic); once-a-second cron work is timed by virtual elapsed time, not by cronloops;
+the rewrite child serialises its records at fork time (that is its snapshot) and writes them in
+steps of ``rewrite_keys_per_step`` keys, without the parent-to-child diff pipes of Redis 6.2 (the
+parent keeps the whole rewrite buffer); a background fsync takes effect when it is issued and
+completes after its virtual duration (bio jobs run one after another); the old AOF fd is closed
+at once rather than by a bio close job.
 """
 
 from __future__ import annotations
@@ -34,12 +45,15 @@ from reference import defects as D
 from reference._aof import AofLoader, LoadError, encode_rewrite_key
 from reference._commands import Client, Executor
 from reference._config import AppendFsync, Profile, ServerConfig
-from reference._keyspace import Keyspace, KeyspaceDump, Value
+from reference._keyspace import Keyspace, KeyspaceDump
 from reference._resp import ErrorReply, Reply, SimpleString, encode_command
 
 __all__ = ["ReplyNotReleased", "RewriteChild", "Server"]
 
 ChildKiller = Callable[[int, int], bool]
+# Builds the rewrite child at fork time: (server, rewrite number, keyspace, now_ms). The default
+# is the in-process RewriteChild; ``python -m reference`` installs one that really forks.
+RewriteChildFactory = Callable[["Server", int, Keyspace, int], "RewriteChild"]
 
 _READ_CHUNK_BYTES: Final = 8 << 20
 _WRITE_ERROR_LOG_PERIOD_MS: Final = 30_000  # AOF_WRITE_LOG_ERROR_RATE
@@ -63,7 +77,7 @@ class RewriteChild:
         self,
         server: Server,
         number: int,
-        snapshot: list[tuple[dict[bytes, Value], dict[bytes, int]]],
+        keyspace: Keyspace,
         now_ms: int,
     ) -> None:
         self.number = number
@@ -76,13 +90,15 @@ class RewriteChild:
         self._fd: int | None = None
         per = server.config.rewrite_keys_per_step
         drop_expiry = D.REWRITE_DROPS_EXPIRY in server.config.defects
-        # Each write step's bytes; SELECT precedes the first key of each non-empty db.
+        # The fork: the records are serialised from the keyspace as it is now (the snapshot), in
+        # one list of bytes per write step; SELECT precedes the first key of each non-empty db.
         chunks: list[bytes] = []
         current: list[bytes] = []
         count = 0
-        for db_id, (data, expires) in enumerate(snapshot):
+        for db_id, db in enumerate(keyspace.dbs):
             selected = False
-            for key, value in data.items():
+            expires = db.expires
+            for key, value in db.data.items():
                 when = expires.get(key)
                 if when is not None and when < now_ms:
                     continue  # already expired: rewriteAppendOnlyFileRio skips it
@@ -239,6 +255,7 @@ class Server:
         self._repairs = 0
         self._last_repair_try_ms = 0
         self.rewrite_child: RewriteChild | None = None
+        self.rewrite_child_factory: RewriteChildFactory = RewriteChild
         self._rewrite_buf: list[bytes] = []
         self._rewrites_started = 0
         self._lastbgrewrite_ok = True
@@ -581,6 +598,8 @@ class Server:
         self._flush_postponed_start_s = None
         if nwritten != len(data):
             self._write_failed(fd, data, nwritten, write_errno)
+            if everysec and self._safe and not self.stopped:
+                self._fsync_written_part(fd, now_s)
             return
         if not self._write_ok:
             self._log("#", "AOF write error looks solved, Redis can write again.")
@@ -588,6 +607,17 @@ class Server:
         self.aof_current_size += nwritten
         buf.clear()
         self._try_fsync(fd, sync_in_progress)
+
+    def _fsync_written_part(self, fd: int, now_s: int) -> None:
+        # Redis returns from a failed write before its everysec fsync, so while the disk stays
+        # full the bytes written before the failure are never fsynced and acknowledged writes
+        # older than the everysec window die with a power loss. `safe` still fsyncs them.
+        if (
+            self._aof_fsync_offset != self.aof_current_size
+            and now_s > self._aof_last_fsync_s
+            and not self._fsync_in_progress()
+        ):
+            self._try_fsync(fd, False)
 
     def _write_failed(self, fd: int, data: bytes, nwritten: int, write_errno: int) -> None:
         now = self.clock.now_ms
@@ -763,7 +793,7 @@ class Server:
         self._rewrites_started += 1
         number = self._rewrites_started
         now = self.clock.now_ms
-        self.rewrite_child = RewriteChild(self, number, self.keyspace.snapshot(), now)
+        self.rewrite_child = self.rewrite_child_factory(self, number, self.keyspace, now)
         self._rewrite_buf = []
         if D.SELECT_NOT_REEMITTED_AFTER_REWRITE not in self._defects:
             self._aof_selected_db = -1  # the rewrite buffer starts with a SELECT
@@ -839,6 +869,39 @@ class Server:
                 else:
                     self._fsync_failed(exc)
 
+    # -- SHUTDOWN ------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """prepareForShutdown: kill the rewrite child, force-flush and fsync the AOF, close it.
+
+        Like Redis 6.2, errors of the final write/fsync are logged, not fatal: the server stops
+        either way (``stopped`` with ``stop_reason`` "shutdown").
+        """
+        if self.stopped or not self.started:
+            return
+        self._log("#", "User requested shutdown...")
+        child = self.rewrite_child
+        if child is not None:
+            self._log("*", "There is a child rewriting the AOF. Killing it!")
+            child.kill()
+            self._rewrite_done(child)
+        fd = self._aof_fd
+        if fd is not None:
+            self._log("*", "Calling fsync() on the AOF file.")
+            self._flush(True)
+            try:
+                self.fs.fsync(fd)
+            except OSError as exc:
+                self._log("#", f"Fail to fsync the AOF file at shutdown: {exc.strerror}")
+            self._aof_fd = None
+            with contextlib.suppress(OSError):
+                self.fs.close(fd)
+        self._log("#", "Redis is now ready to exit, bye bye...")
+        self.stopped = True
+        self.stop_reason = "shutdown"
+        self._queue.clear()
+        self._held.clear()
+
     # -- introspection -------------------------------------------------------------------------
 
     def dump(self) -> KeyspaceDump:
@@ -867,8 +930,21 @@ class Server:
         lines = ["# Persistence"] + [f"{k}:{v}" for k, v in self.info().items()]
         return ("\r\n".join(lines) + "\r\n").encode()
 
+    def keyspace_info_text(self) -> bytes:
+        """INFO keyspace: ``db<n>:keys=..,expires=..,avg_ttl=0`` for each non-empty database."""
+        lines = ["# Keyspace"] + [
+            f"db{db.id}:keys={len(db.data)},expires={len(db.expires)},avg_ttl=0"
+            for db in self.keyspace.dbs
+            if db.data
+        ]
+        return ("\r\n".join(lines) + "\r\n").encode()
+
     def info_section(self, section: bytes | None) -> bytes:
-        if section in (None, b"persistence", b"all", b"default", b"everything"):
+        if section == b"keyspace":
+            return self.keyspace_info_text()
+        if section in (None, b"all", b"default", b"everything"):
+            return self.info_text() + b"\r\n" + self.keyspace_info_text()
+        if section == b"persistence":
             return self.info_text()
         return b""
 

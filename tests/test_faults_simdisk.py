@@ -289,15 +289,31 @@ def test_metadata_prefixes_keep_program_order() -> None:
     ]
 
 
-def test_fsync_dir_commits_only_operations_on_that_directory() -> None:
+def test_fsync_dir_commits_that_directorys_operations_and_everything_before_them() -> None:
     disk = SimDisk()
     disk.mkdir("d")
     disk.fsync_dir("")
     disk.close(disk.open("top", os.O_CREAT | os.O_WRONLY))
     disk.close(disk.open("d/inner", os.O_CREAT | os.O_WRONLY))
+    disk.close(disk.open("later", os.O_CREAT | os.O_WRONLY))
     disk.fsync_dir("d")
+    # "top" came before "d/inner" in the journal, "later" after it.
     assert disk.pending_metadata == 1
-    assert disk.crash(POWER).files == {"d/inner": b""}
+    assert disk.crash(POWER).files == {"top": b"", "d/inner": b""}
+
+
+def test_a_create_in_a_directory_whose_mkdir_is_pending_is_not_dropped_by_fsync_dir() -> None:
+    disk = SimDisk()
+    disk.mkdir("appendonlydir")  # parent never fsynced, as Redis 7 does
+    fd = disk.open("appendonlydir/incr", os.O_CREAT | os.O_WRONLY)
+    disk.write(fd, b"data")
+    disk.fsync(fd)
+    disk.fsync_dir("appendonlydir")
+    assert disk.pending_metadata == 0
+    assert disk.crash(POWER).files == {"appendonlydir/incr": b"data"}
+    assert disk.crash(PersistenceModel.POWER_EAGER_METADATA).files == {
+        "appendonlydir/incr": b"data"
+    }
 
 
 @pytest.mark.parametrize(("semantics", "survives"), [(FsyncFailure.LINUX, False),
@@ -352,6 +368,14 @@ def test_overwrite_below_the_durable_length_offers_durable_or_new_prefixes() -> 
                         b"a" * 100 + b"b" * 600}
 
 
+def test_torn_and_reordered_images_are_off_unless_asked_for() -> None:
+    disk = SimDisk(sector_size_bytes=4)
+    fd = disk.open("f", APPEND)
+    disk.write(fd, b"abcdefgh")
+    kinds = {f.kind for c in disk.crash_choices(POWER) for f in c.files}
+    assert kinds == {ImageKind.PREFIX}
+
+
 def test_torn_and_reordered_images_follow_the_sector_rules() -> None:
     disk = SimDisk(sector_size_bytes=4)
     fd = disk.open("f", APPEND)
@@ -360,7 +384,9 @@ def test_torn_and_reordered_images_follow_the_sector_rules() -> None:
     disk.fsync(fd)
     disk.write(fd, b"cdefghij")  # unsynced bytes 2..10
     got = {(c.files[0].kind, c.files[0].length_bytes, c.files[0].sector_index):
-           disk.crash(POWER, c)["f"] for c in disk.crash_choices(POWER) if c.files}
+           disk.crash(POWER, c)["f"]
+           for c in disk.crash_choices(POWER, limits=ImageLimits(torn=True, reorder=True))
+           if c.files}
     assert got[(ImageKind.PREFIX, 4, None)] == b"abcd"
     assert got[(ImageKind.TORN_ZERO, 4, 0)] == b"ab\0\0"
     assert got[(ImageKind.TORN_ZERO, 10, 2)] == b"abcdefgh\0\0"

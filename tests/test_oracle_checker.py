@@ -427,3 +427,31 @@ def test_a_hash_miss_cannot_cause_a_false_alarm(monkeypatch: pytest.MonkeyPatch)
         snap(a=b"1", b=b"1"), policy="always", model="power", crash_ms=100, recovery_ms=100
     )
     assert verdict.ok and verdict.k == 2
+
+
+def test_prefix_confirmed_twice_is_kept_and_still_compared_exactly(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import harness._checker as checker_module
+
+    h = hist(("SET a 1", "ok", 1), ("SET b 1", "ok", 11), ("SET b 2", "ok", 21))
+    checker = Checker(h)
+    kw: dict[str, Any] = {"policy": "no", "model": "power", "crash_ms": 100, "recovery_ms": 100}
+    s2 = snap(a=b"1", b=b"1")
+    assert [checker.check(s2, **kw).k for _ in range(3)] == [2, 2, 2]
+    table = checker._tables[0]
+    assert set(table.states) == {2}
+    # Same key count and a forced hash collision with S(2): the kept state must reject it.
+    monkeypatch.setattr(checker_module, "_snapshot_hash", lambda _: table.hashes[2])
+    verdict = checker.check(snap(a=b"1", b=b"2"), **kw)
+    assert verdict.k == 3  # found by the exact pass, not by the collision
+
+
+def test_frontier_follows_a_pending_entry_resolved_as_ok_after_a_check() -> None:
+    h = hist(("SET a 1", "ok", 1), ("SET b 1", "pending", None))
+    checker = Checker(h)
+    kw: dict[str, Any] = {"policy": "always", "model": "power", "crash_ms": 100, "recovery_ms": 100}
+    assert checker.check(snap(a=b"1"), **kw).ok  # b may be lost while unacknowledged
+    h.resolve(1, "ok", at_ms=20)
+    verdict = checker.check(snap(a=b"1"), **kw)
+    assert verdict.frontier == 2 and verdict.violations[0].rule is Rule.DURABILITY

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import os
+
 from faults import (
     Clock,
     FaultOp,
     FaultPlan,
     FaultyFileSystem,
     IOFault,
+    KillChild,
     NoSpace,
     ShortWrite,
     SimDisk,
@@ -376,3 +380,57 @@ def test_auto_rewrite_starts_when_the_aof_doubles_past_the_minimum() -> None:
     s.run_iteration()
     assert s.rewrite_child is not None
     assert any("Starting automatic rewriting of AOF on" in line for line in s.log)
+
+
+def test_actively_expired_key_is_propagated_as_del() -> None:
+    s, clock, disk = boot(appendfsync=AppendFsync.ALWAYS)
+    run(s, "SELECT", "4")
+    run(s, "SET", "k", "v", "PX", "150")
+    clock.advance(200)
+    s.run_iteration()  # no command touches k: the cron's expire cycle removes it
+    assert visible(disk).endswith(rec("DEL", "k"))
+    assert s.dump() == {}
+
+
+class _ShortWriteNoTruncate(SimDisk):
+    """The first write to the AOF is short and ftruncate fails (EIO)."""
+
+    shorted = False
+
+    def write(self, fd: int, data: bytes) -> int:
+        if not self.shorted:
+            self.shorted = True
+            return super().write(fd, data[:4])
+        return super().write(fd, data)
+
+    def ftruncate(self, fd: int, size: int) -> None:
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+
+def test_short_write_that_cannot_be_truncated_is_kept_and_completed() -> None:
+    disk = _ShortWriteNoTruncate()
+    s, clock, _ = boot(disk, appendfsync=AppendFsync.EVERYSEC)
+    s.submit(cmd("SET", "a", "1"))
+    s.run_iteration()
+    assert any("Could not remove short write" in line for line in s.log)
+    assert s.aof_current_size == 4  # the partial bytes are accounted for
+    clock.advance(1_000)
+    s.run_iteration()
+    assert visible(disk) == rec("SELECT", "0") + rec("SET", "a", "1")
+    assert s.info()["aof_last_write_status"] == "ok"
+
+
+def test_kill_child_fault_from_a_faulty_filesystem_kills_the_rewrite_child() -> None:
+    fs = FaultyFileSystem(SimDisk(), FaultPlan((KillChild(at_step=3, nth_rewrite=1),)))
+    clock = Clock()
+    s = Server(fs, clock, ServerConfig(rewrite_keys_per_step=1),
+               child_killer=fs.should_kill_child)
+    s.start()
+    for key in ("a", "b", "c"):
+        run(s, "SET", key, "1")
+    run(s, "BGREWRITEAOF")
+    child = s.rewrite_child
+    assert child is not None
+    assert child.step() and child.step()
+    assert child.step() is False and child.exit_status == "killed" and child.steps_done == 2
+    assert len(fs.fired) == 1

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from faults import Clock, SimDisk
@@ -222,3 +222,35 @@ def test_check_aof_never_raises_and_fix_is_idempotent(junk: bytes) -> None:
 def test_check_aof_example_of_junk_that_looks_like_a_command_start() -> None:
     data = BASE + b"*1\r\n$"
     assert fix_aof(data) == BASE
+
+
+def _outcome(data: bytes, use_hiredis: bool) -> object:
+    loader = AofLoader(use_hiredis=use_hiredis)
+    try:
+        loader.feed(data)
+    except LoadError as exc:
+        return ("refused", exc.offset_bytes)
+    return (loader.finish(), loader.dump(0))
+
+
+@pytest.mark.skipif(not HIREDIS_AVAILABLE, reason="hiredis not importable")
+@given(st.integers(0, 10**9), st.binary(max_size=64))
+def test_hiredis_and_pure_paths_agree_on_torn_and_garbage_tails(cut: int, junk: bytes) -> None:
+    # '+' is excluded: hiredis accepts simple strings as array elements (documented difference).
+    assume(b"+" not in junk)
+    good = _aof(2_500)
+    data = good[: cut % (len(good) + 1)] + junk
+    assert _outcome(data, True) == _outcome(data, False)
+
+
+@pytest.mark.skipif(not HIREDIS_AVAILABLE, reason="hiredis not importable")
+@pytest.mark.parametrize(
+    "junk",
+    [b"", b"\x00" * 40, b":1\r\n", b"*1\r\n:5\r\n", b"*2\r\n$3\r\nGET\r\n*1\r\n$1\r\nx\r\n",
+     b"$3\r\nSET\r\n", b"*-1\r\n", b"*1\r\n$4\r\nEXEC\r\n", b"*1\r\n$5\r\nMULTI\r\n"],
+)
+def test_hiredis_and_pure_paths_agree_on_junk_examples(junk: bytes) -> None:
+    good = _aof(2_500)
+    for cut in (len(good), len(good) - 7):
+        data = good[:cut] + junk
+        assert _outcome(data, True) == _outcome(data, False)

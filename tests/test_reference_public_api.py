@@ -36,5 +36,8 @@ def test_reference_imports_only_the_filesystem_protocol_and_clock_from_faults() 
         text = path.read_text()
         for line in text.splitlines():
             if line.startswith(("from faults", "import faults")):
-                assert line.strip() == "from faults import Clock, FileSystem", (path, line)
+                allowed = {"from faults import Clock, FileSystem"}
+                if path.name == "_net.py":  # python -m reference serves a real directory
+                    allowed.add("from faults import Clock, OSFileSystem")
+                assert line.strip() in allowed, (path, line)
             assert not line.startswith(("from harness", "import harness")), path

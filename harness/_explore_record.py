@@ -1,0 +1,251 @@
+"""The explorer's single recorded run: the workload once on SimDisk with the trace on.
+
+Besides the trace, the run records, for every trace position, what a crash there would see:
+the fault layer's operation count (how ``faults.Crash(nth=...)`` names that operation), the
+virtual time of the attempt, the step it belongs to, and the trace position of every history
+event (submit, resolve). Nothing is re-derived later from the server's internals: a crash
+point's history is "the events recorded before its trace position", exactly what the driver has
+when a crash fault fires there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from faults import FileStat, FiredFault, Op, SlowSync, Trace
+from harness._driver import Driver
+from harness._history import History, Outcome
+from harness._steps import RunConfig, Step
+
+__all__ = ["EntryRecord", "Recording", "record"]
+
+# Trace operations a Crash fault counts (FaultyFileSystem counts every op but reads/seeks).
+NOT_COUNTED = frozenset((Op.READ, Op.LSEEK))
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRecord:
+    """One history entry with the trace positions of its events (resolve_pos None: never)."""
+
+    commands: tuple[tuple[bytes, ...], ...]
+    db: int
+    executed_ms: int
+    client: int
+    during_rewrite: bool
+    submit_pos: int
+    outcome: Outcome
+    ack_ms: int | None
+    resolve_pos: int | None
+
+
+@dataclass
+class Recording:
+    """Everything the explorer needs from the one run (see the module docstring)."""
+
+    config: RunConfig
+    steps: tuple[Step, ...]
+    trace: Trace
+    op_count_at: list[int]
+    time_at: list[int]
+    step_of: list[int]
+    step_base_ops: list[int]
+    boot_ops: int
+    end_ms: int
+    ended_crashed: bool
+    entries: list[EntryRecord]
+    stalls: list[tuple[int, int, int]]  # (trace position, start_ms, delay_ms)
+    final_history: History = field(repr=False)
+
+    def history_at(self, position: int) -> History:
+        """The history a crash at trace `position` leaves (events recorded before it)."""
+        history = History()
+        for e in self.entries:
+            if e.submit_pos > position:
+                break
+            i = history.submit(e.commands, db=e.db, executed_ms=e.executed_ms, client=e.client,
+                               during_rewrite=e.during_rewrite)
+            if (e.resolve_pos is not None and e.resolve_pos <= position
+                    and e.outcome is not Outcome.UNKNOWN):
+                history.resolve(i, e.outcome, at_ms=e.ack_ms)
+        return history
+
+    def stalls_at(self, position: int) -> list[tuple[int, int]]:
+        """Injected fsync stalls that happened before the operation at `position`."""
+        return [(start, delay) for pos, start, delay in self.stalls if pos < position]
+
+
+class _RecordingHistory(History):
+    """A History that notes the trace position of every submit and resolve."""
+
+    def __init__(self, position: Callable[[], int]) -> None:
+        super().__init__()
+        self._position = position
+        self.submit_pos: list[int] = []
+        self.resolve_pos: dict[int, int] = {}
+
+    def submit(
+        self,
+        commands: Sequence[Sequence[bytes]],
+        *,
+        db: int,
+        executed_ms: int,
+        client: int = 0,
+        during_rewrite: bool = False,
+    ) -> int:
+        index = super().submit(commands, db=db, executed_ms=executed_ms, client=client,
+                               during_rewrite=during_rewrite)
+        self.submit_pos.append(self._position())
+        return index
+
+    def resolve(self, index: int, outcome: Outcome | str, *, at_ms: int | None = None) -> None:
+        super().resolve(index, outcome, at_ms=at_ms)
+        self.resolve_pos[index] = self._position()
+
+
+class _Recorder:
+    """Stands between the fault layer and the SimDisk during the recorded run and notes, for
+    every traced operation, the fault layer's op count, the time and the step."""
+
+    def __init__(self, driver: Driver) -> None:
+        self._disk = driver.disk
+        self._fs = driver.fs
+        self._clock = driver.clock
+        self.op_count_at: list[int] = []
+        self.time_at: list[int] = []
+        self.step_of: list[int] = []
+        self.step = -1
+
+    def _note(self) -> None:
+        trace = self._disk.trace
+        ops, now, step = self._fs.op_count, self._clock.now_ms, self.step
+        while len(self.op_count_at) < len(trace):
+            self.op_count_at.append(ops)
+            self.time_at.append(now)
+            self.step_of.append(step)
+
+    def _call(self, name: str, *args: Any) -> Any:
+        self._note()
+        try:
+            return getattr(self._disk, name)(*args)
+        finally:
+            self._note()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._disk, name)  # trace, tracing, ... (untraced lookups)
+
+    def open(self, path: str, flags: int, mode: int = 0o644) -> int:
+        return int(self._call("open", path, flags, mode))
+
+    def write(self, fd: int, data: bytes) -> int:
+        return int(self._call("write", fd, data))
+
+    def read(self, fd: int, size: int) -> bytes:
+        return bytes(self._call("read", fd, size))
+
+    def lseek(self, fd: int, position: int, how: int) -> int:
+        return int(self._call("lseek", fd, position, how))
+
+    def fsync(self, fd: int) -> None:
+        self._call("fsync", fd)
+
+    def fdatasync(self, fd: int) -> None:
+        self._call("fdatasync", fd)
+
+    def fail_fsync(self, fd: int) -> None:
+        self._call("fail_fsync", fd)
+
+    def ftruncate(self, fd: int, size: int) -> None:
+        self._call("ftruncate", fd, size)
+
+    def close(self, fd: int) -> None:
+        self._call("close", fd)
+
+    def rename(self, src: str, dst: str) -> None:
+        self._call("rename", src, dst)
+
+    def unlink(self, path: str) -> None:
+        self._call("unlink", path)
+
+    def mkdir(self, path: str) -> None:
+        self._call("mkdir", path)
+
+    def fsync_dir(self, path: str) -> None:
+        self._call("fsync_dir", path)
+
+    def listdir(self, path: str) -> list[str]:
+        return self._disk.listdir(path)
+
+    def stat(self, path: str) -> FileStat:
+        return self._disk.stat(path)
+
+    def exists(self, path: str) -> bool:
+        return self._disk.exists(path)
+
+
+def record(config: RunConfig, steps: Sequence[Step]) -> Recording:
+    """Run `steps` once on a traced SimDisk and record what every crash point would see.
+
+    The run stops early if the server dies by itself (e.g. ``always`` after a write error);
+    the recording then holds the steps that ran and ``ended_crashed`` is True.
+    """
+    driver = Driver(config)
+    history = _RecordingHistory(lambda: len(driver.disk.trace))
+    driver.history = history
+    recorder = _Recorder(driver)
+    boot_ops = len(driver.disk.trace)
+    recorder._note()  # boot operations belong to no step
+    driver.fs.inner = recorder
+    ran: list[Step] = []
+    step_base_ops: list[int] = []
+    for index, step in enumerate(steps):
+        recorder.step = index
+        step_base_ops.append(driver.fs.op_count)
+        driver.run(step)
+        recorder._note()
+        ran.append(step)
+        if not driver.alive:
+            break
+    driver.fs.inner = driver.disk
+    trace = driver.disk.trace
+    time_at = list(recorder.time_at)
+    stalls: list[tuple[int, int, int]] = []
+    fired: list[FiredFault] = list(driver.fs.fired)
+    for f in fired:
+        if isinstance(f.fault, SlowSync) and f.trace_index is not None:
+            stalls.append((f.trace_index, f.at_ms, f.fault.delay_ms))
+            # A crash at that fsync fires before the stall: its time is the stall's start.
+            if f.trace_index < len(time_at):
+                time_at[f.trace_index] = min(time_at[f.trace_index], f.at_ms)
+    entries = [
+        EntryRecord(
+            commands=e.commands,
+            db=e.db,
+            executed_ms=e.executed_ms,
+            client=e.client,
+            during_rewrite=e.during_rewrite,
+            submit_pos=history.submit_pos[e.index],
+            outcome=e.outcome,
+            ack_ms=e.ack_ms,
+            resolve_pos=history.resolve_pos.get(e.index),
+        )
+        for e in history.entries
+    ]
+    if len(recorder.op_count_at) != len(trace):  # pragma: no cover - a recorder bug
+        raise RuntimeError("explore: the recorder missed traced operations")
+    return Recording(
+        config=config,
+        steps=tuple(ran),
+        trace=trace,
+        op_count_at=recorder.op_count_at,
+        time_at=time_at,
+        step_of=recorder.step_of,
+        step_base_ops=step_base_ops,
+        boot_ops=boot_ops,
+        end_ms=driver.clock.now_ms,
+        ended_crashed=driver.crashed,
+        entries=entries,
+        stalls=stalls,
+        final_history=history,
+    )

@@ -1,0 +1,636 @@
+"""Exhaustive crash-state exploration of the in-process reference (ALICE/CrashMonkey style),
+for the AOF contract of DESIGN.md section 4.
+
+1. Run the workload once on a traced SimDisk (``harness._explore_record``), recording for every
+   trace position the history events before it, the time and how a Crash fault names it.
+2. Crash points: before every operation a Crash fault can hit (every traced op but reads and
+   seeks) from the first step on, after the last one, and inside every successful write: at
+   every sector boundary of the file, and at every byte for writes smaller than a sector
+   (``small_write_bytes``) or for every write (``byte_granularity``).
+3. At each point, every legal crash choice of each persistence model (``SimDisk.crash_choices``
+   bounded by ``ImageLimits``; cut-offs counted). A state is (point, model, choice).
+4. Each state is recovered and checked against the contract with the point's own history: F =
+   the durability frontier of the point (policy x model, acks recorded before the point), n =
+   the executed entries submitted before it, and the state is consistent iff its recovery
+   matches some S(k) with F <= k <= n (rule 1 + 2), its second recovery agrees (rule 3), or it
+   refused to start (rule 4, ``unavailable``; a violation with ``strict_availability``).
+
+One recovery time for all states. Every state is recovered at T = the end of the workload
+(the reproduction's Recover step carries ``downtime_ms = T - crash_ms``): a legal recovery time
+for every point, and it lets recoveries be shared across points (S(k)@T is one table). Keys
+that expire before T are absent from both sides, so they are not compared; the ``expiry``
+workload therefore mixes TTLs that end during the run with TTLs far beyond it, whose exact
+expiry times are compared.
+
+Fast path (default) vs naive. The naive mode materialises every image, boots the reference
+on it, loads the AOF from byte 0 and runs the oracle's ``check_recovery`` with the point's
+history — per state. The fast path (``harness._explore_eval``) recovers each distinct AOF
+content once, prefixes of one file through one incremental loader, and checks a state with two
+comparisons; violations (up to ``max_exact_violations``) are re-checked with the oracle on the
+materialised image, so reported verdicts are the oracle's. Points where a write refused with an
+error is still unanswered use the oracle for every state (the shared table assumes refused
+writes are known). Stability on the fast path is checked for every content that needed a full
+recovery and for the audited sample; prefix contents are stable by construction (the loader
+truncates to the same boundary), which the audit re-checks.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from faults import (
+    CrashChoice,
+    FaultOp,
+    FaultPlan,
+    ImageKind,
+    ImageLimits,
+    PersistenceModel,
+    ReplayCursor,
+    SimDisk,
+)
+from faults import Crash as CrashFault
+from harness._checker import CrashInfo, Verdict, check_recovery, effective_window_ms
+from harness._explore_eval import ExplorerError, PrefixIndex, Rec, StateEvaluator, full_recover
+from harness._explore_record import NOT_COUNTED, Recording, record
+from harness._explore_workloads import WORKLOADS, Workload, make_workload
+from harness._history import History, Outcome
+from harness._snapshot import Snapshot
+from harness._steps import ArmCrash, Crash, Recover, Reproduction, RunConfig, Step
+
+__all__ = [
+    "WORKLOADS",
+    "CrashPoint",
+    "ExploreLimits",
+    "ExploreResult",
+    "ExploreViolation",
+    "ExplorerError",
+    "StateRecord",
+    "Workload",
+    "explore",
+    "make_workload",
+    "workload_from_reproduction",
+]
+
+PROCESS = PersistenceModel.PROCESS
+
+
+@dataclass(frozen=True)
+class ExploreLimits:
+    """Explicit bounds; every cut-off is counted in the result.
+
+    ``max_crash_points``: explore at most this many crash points (None: all).
+    ``max_images_per_point``, ``max_dirty_files``, ``torn``, ``reorder``,
+    ``reorder_window_sectors``: the ``ImageLimits`` of each point's enumeration.
+    ``byte_granularity``: crash inside every write at every byte, and power prefixes at every
+    byte. ``small_write_bytes``: every byte inside writes shorter than a sector.
+    ``max_exact_violations``: violations re-checked (and reported) with the oracle's verdict;
+    ``max_reproductions``: violations kept with a reproduction; ``confirm_reproductions``: how
+    many of those are replayed through the driver to confirm them. ``audit_every``: every n-th
+    distinct fast-path content is also recovered in full (0: never).
+    """
+
+    max_crash_points: int | None = None
+    max_images_per_point: int = 4096
+    max_dirty_files: int = 4
+    torn: bool = True
+    reorder: bool = True
+    reorder_window_sectors: int = 8
+    byte_granularity: bool = False
+    small_write_bytes: bool = True
+    max_exact_violations: int = 50
+    max_reproductions: int = 20
+    confirm_reproductions: int = 3
+    audit_every: int = 97
+
+    def __post_init__(self) -> None:
+        errors = []
+        if self.max_crash_points is not None and (
+            not isinstance(self.max_crash_points, int) or self.max_crash_points < 1
+        ):
+            errors.append(f"max_crash_points: must be None or >= 1, got {self.max_crash_points!r}")
+        for name in ("max_exact_violations", "max_reproductions", "confirm_reproductions",
+                     "audit_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                errors.append(f"{name}: must be an integer >= 0, got {value!r}")
+        if errors:
+            raise ValueError("invalid ExploreLimits: " + "; ".join(errors))
+        self.image_limits()  # validates the ImageLimits fields
+
+    def image_limits(self) -> ImageLimits:
+        return ImageLimits(
+            max_choices_per_point=self.max_images_per_point,
+            max_dirty_files=self.max_dirty_files,
+            torn=self.torn,
+            reorder=self.reorder,
+            reorder_window_sectors=self.reorder_window_sectors,
+            byte_granularity=self.byte_granularity,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CrashPoint:
+    """Where a crash happens: before trace operation ``trace_index`` (None torn_bytes) or after
+    ``torn_bytes`` bytes of that write. ``step_index`` is the step it happens in (== number of
+    steps: after the last one) and ``nth_op`` the Crash fault's ``nth`` counted from that
+    step's start (None after the last step)."""
+
+    trace_index: int
+    torn_bytes: int | None
+    step_index: int
+    nth_op: int | None
+    crash_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"trace_index": self.trace_index, "torn_bytes": self.torn_bytes,
+                "step_index": self.step_index, "nth_op": self.nth_op, "crash_ms": self.crash_ms}
+
+
+@dataclass(frozen=True)
+class ExploreViolation:
+    """One violating state: where, which image, which rules, the oracle's verdict (None beyond
+    ``max_exact_violations``) and a reproduction (None beyond ``max_reproductions``)."""
+
+    point: CrashPoint
+    model: PersistenceModel
+    choice: CrashChoice
+    rules: tuple[str, ...]
+    verdict: Verdict | None
+    reproduction: Reproduction | None
+    confirmed: bool | None = None
+
+    def describe(self) -> str:
+        head = (f"[{', '.join(self.rules)}] model={self.model.value} "
+                f"trace_index={self.point.trace_index}"
+                + ("" if self.point.torn_bytes is None
+                   else f" torn_bytes={self.point.torn_bytes}")
+                + f" crash_ms={self.point.crash_ms} choice={self.choice.to_json()}")
+        if self.verdict is not None:
+            return head + "\n" + self.verdict.render()
+        return head
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rules": list(self.rules),
+            "model": self.model.value,
+            "point": self.point.to_dict(),
+            "choice": self.choice.to_dict(),
+            "verdict": None if self.verdict is None else self.verdict.to_dict(),
+            "confirmed_by_replay": self.confirmed,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class StateRecord:
+    """One state's outcome (kept only with ``keep_states=True``, for cross-checks)."""
+
+    point: int
+    model: PersistenceModel
+    choice: CrashChoice
+    outcome: str
+    rules: tuple[str, ...]
+
+
+@dataclass
+class ExploreResult:
+    """Counts, coverage, violations. ``ok`` iff no violation."""
+
+    config: RunConfig
+    models: tuple[PersistenceModel, ...]
+    limits: ExploreLimits
+    naive: bool
+    steps: int = 0
+    trace_ops: int = 0
+    points_total: int = 0
+    points_explored: int = 0
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    kinds: Counter[tuple[str, str]] = field(default_factory=Counter)
+    legal: Counter[str] = field(default_factory=Counter)
+    cut_dirty: Counter[str] = field(default_factory=Counter)
+    cut_max: Counter[str] = field(default_factory=Counter)
+    violation_counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+    violations: list[ExploreViolation] = field(default_factory=list)
+    distinct_contents: int = 0
+    full_recoveries: int = 0
+    commands_fed: int = 0
+    audits: int = 0
+    exact_checks: int = 0
+    states_log: list[StateRecord] | None = None
+
+    @property
+    def states(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def violation_total(self) -> int:
+        return sum(self.violation_counts.values())
+
+    @property
+    def ok(self) -> bool:
+        return self.violation_total == 0
+
+    def coverage(self) -> dict[str, Any]:
+        """Covered / total crash points, and per model: states checked / legal states at the
+        explored points (choices cut by the limits are the difference), by image kind."""
+        out: dict[str, Any] = {
+            "crash_points": f"{self.points_explored}/{self.points_total}",
+        }
+        for m in self.models:
+            checked = sum(n for (mv, _), n in self.outcomes.items() if mv == m.value)
+            legal = self.legal[m.value]
+            kinds = {k: n for (mv, k), n in sorted(self.kinds.items()) if mv == m.value}
+            out[m.value] = {
+                "states_checked": checked,
+                "legal_states_at_explored_points": legal,
+                "cut_by_dirty_files": self.cut_dirty[m.value],
+                "cut_by_max_images": self.cut_max[m.value],
+                "fraction": round(checked / legal, 6) if legal else 1.0,
+                "by_kind": kinds,
+            }
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        by_model: dict[str, dict[str, int]] = {}
+        for (m, outcome), n in sorted(self.outcomes.items()):
+            by_model.setdefault(m, {})[outcome] = n
+        return {
+            "mode": "naive" if self.naive else "fast",
+            "steps": self.steps,
+            "trace_ops": self.trace_ops,
+            "states": self.states,
+            "by_model": by_model,
+            "violations_by_rule": {f"{m}/{r}": n
+                                   for (m, r), n in sorted(self.violation_counts.items())},
+            "violations": self.violation_total,
+            "coverage": self.coverage(),
+            "distinct_aof_contents": self.distinct_contents,
+            "full_recoveries": self.full_recoveries,
+            "commands_fed_incrementally": self.commands_fed,
+            "audited_contents": self.audits,
+            "exact_oracle_checks": self.exact_checks,
+        }
+
+
+def workload_from_reproduction(repro: Reproduction) -> tuple[RunConfig, tuple[Step, ...]]:
+    """A reproduction's config and its steps up to its first crash (ArmCrash/Crash/Recover
+    and everything after are dropped)."""
+    steps: list[Step] = []
+    for step in repro.steps:
+        if isinstance(step, ArmCrash | Crash | Recover):
+            break
+        steps.append(step)
+    return repro.config, tuple(steps)
+
+
+# --------------------------------------------------------------------------- the walk
+
+
+class _Frontiers:
+    """F and n of every crash point from the recorded events (O(log n) per point)."""
+
+    def __init__(self, rec: Recording) -> None:
+        cfg = rec.config
+        self.rec = rec
+        self.policy = cfg.policy
+        self.window_ms = cfg.window_ms
+        self.norw = cfg.no_appendfsync_on_rewrite
+        position = 0
+        self.exec_submit: list[int] = []
+        acks: list[tuple[int, int, int, bool]] = []
+        self.refused: list[tuple[int, int | None]] = []
+        for e in rec.entries:
+            if e.outcome is Outcome.ERROR:
+                self.refused.append((e.submit_pos, e.resolve_pos))
+                continue
+            position += 1
+            self.exec_submit.append(e.submit_pos)
+            if e.outcome is Outcome.OK:
+                assert e.resolve_pos is not None and e.ack_ms is not None
+                acks.append((e.resolve_pos, e.ack_ms, position, e.during_rewrite))
+        acks.sort()
+        self.ack_pos = [a[0] for a in acks]
+        self.ack_ms = [a[1] for a in acks]
+        self.best_all: list[int] = []
+        self.best_norw: list[int] = []
+        hi_all = hi_norw = 0
+        for _, _, pos, rw in acks:
+            hi_all = max(hi_all, pos)
+            if not rw:
+                hi_norw = max(hi_norw, pos)
+            self.best_all.append(hi_all)
+            self.best_norw.append(hi_norw)
+
+    def submitted(self, p: int) -> int:
+        return bisect_right(self.exec_submit, p)
+
+    def refused_pending(self, p: int) -> bool:
+        return any(s <= p and (r is None or r > p) for s, r in self.refused)
+
+    def frontier(self, p: int, crash_ms: int, model: PersistenceModel) -> int:
+        power = model is not PROCESS
+        if self.policy == "no" and power:
+            return 0
+        j = bisect_right(self.ack_pos, p)
+        if self.policy == "everysec":
+            width = effective_window_ms(crash_ms, window_ms=self.window_ms,
+                                        stalls=self.rec.stalls_at(p))
+            j = min(j, bisect_right(self.ack_ms, crash_ms - width))
+        best = self.best_norw if (self.norw and power) else self.best_all
+        return best[j - 1] if j else 0
+
+
+def _kind(model: PersistenceModel, choice: CrashChoice) -> str:
+    if model is PROCESS:
+        return ImageKind.VISIBLE.value
+    rank = {ImageKind.PREFIX: 1, ImageKind.TORN_ZERO: 2, ImageKind.TORN_GARBAGE: 3,
+            ImageKind.REORDERED: 4}
+    kind = ImageKind.DURABLE
+    for fc in choice.files:
+        if rank.get(fc.kind, 0) > rank.get(kind, 0):
+            kind = fc.kind
+    return kind.value
+
+
+def _inside_offsets(entry: Any, sector: int, limits: ExploreLimits) -> list[int]:
+    if entry.op.value != "write" or entry.result <= 1:
+        return []
+    length = entry.result
+    if limits.byte_granularity or (limits.small_write_bytes and length < sector):
+        return list(range(1, length))
+    first = (entry.offset // sector + 1) * sector
+    return [b - entry.offset for b in range(first, entry.offset + length, sector)]
+
+
+class _Walk:
+    def __init__(self, rec: Recording, models: tuple[PersistenceModel, ...],
+                 limits: ExploreLimits, naive: bool, keep_states: bool,
+                 progress: Callable[[int, int, int], None] | None) -> None:
+        self.rec = rec
+        self.models = models
+        self.limits = limits
+        self.naive = naive
+        self.progress = progress
+        self.config = rec.config
+        self.t_ms = rec.end_ms
+        self.index = PrefixIndex(rec.final_history, self.t_ms)
+        self.ev = StateEvaluator(self.config, self.index, audit_every=limits.audit_every)
+        self.fr = _Frontiers(rec)
+        self.image_limits = limits.image_limits()
+        self.result = ExploreResult(self.config, models, limits, naive,
+                                    steps=len(rec.steps), trace_ops=len(rec.trace))
+        if keep_states:
+            self.result.states_log = []
+        self._histories: dict[int, History] = {}
+        self._snapshots: dict[bytes | None, tuple[Rec, Snapshot | None]] = {}
+        self._point_no = 0
+
+    # -- points
+
+    def _positions(self) -> list[int]:
+        trace = self.rec.trace
+        out = [p for p in range(self.rec.boot_ops, len(trace)) if trace[p].op not in NOT_COUNTED]
+        out.append(len(trace))
+        return out
+
+    def point(self, p: int, torn: int | None) -> CrashPoint:
+        rec = self.rec
+        if p >= len(rec.trace):
+            return CrashPoint(p, None, len(rec.steps), None, rec.end_ms)
+        step = rec.step_of[p]
+        return CrashPoint(p, torn, step, rec.op_count_at[p] - rec.step_base_ops[step],
+                          rec.time_at[p])
+
+    def run(self) -> ExploreResult:
+        rec, res = self.rec, self.result
+        trace = rec.trace
+        cursor = ReplayCursor(trace)
+        positions = self._positions()
+        sector = trace.sector_size_bytes
+        plan: list[tuple[int, list[int]]] = []
+        for p in positions:
+            inside = _inside_offsets(trace[p], sector, self.limits) if p < len(trace) else []
+            plan.append((p, inside))
+        res.points_total = sum(1 + len(inside) for _, inside in plan)
+        budget = self.limits.max_crash_points
+        done = 0
+        for p, inside in plan:
+            while cursor.position < p:
+                self._step(cursor)
+            if budget is not None and done >= budget:
+                break
+            self._explore_point(cursor.disk, self.point(p, None))
+            done += 1
+            if inside:
+                entry = trace[p]
+                f = cursor.disk._fds[cursor._fd_map[entry.fd]]
+                assert f.inode is not None
+                overwriting = f.inode.ino if entry.offset < len(f.inode.data) else None
+                for k in inside:
+                    if budget is not None and done >= budget:
+                        break
+                    with cursor.inside_write(k) as disk:
+                        self._explore_point(disk, self.point(p, k), overwriting=overwriting)
+                    done += 1
+            if self.progress is not None and self._point_no % 64 == 0:
+                self.progress(done, res.points_total, res.states)
+        res.points_explored = done
+        if self.progress is not None:
+            self.progress(done, res.points_total, res.states)
+        ev = self.ev
+        res.distinct_contents = len(ev.cache) + len(ev.full_cache)
+        res.full_recoveries = ev.full_recoveries
+        res.commands_fed = ev.commands_fed
+        res.audits = ev.audits
+        self._confirm()
+        return res
+
+    def _step(self, cursor: ReplayCursor) -> None:
+        entry = cursor.next_entry()
+        assert entry is not None
+        self.ev.before_step(cursor.disk, cursor._fd_map, entry)
+        cursor.step()
+
+    # -- states
+
+    def _explore_point(self, disk: SimDisk, point: CrashPoint, *,
+                       overwriting: int | None = None) -> None:
+        self._point_no += 1
+        self.ev.new_point(overwriting=overwriting)
+        p = point.trace_index
+        n = self.fr.submitted(p)
+        exact = self.naive or self.fr.refused_pending(p)
+        res = self.result
+        for model in self.models:
+            enum = disk.crash_choices(model, limits=self.image_limits)
+            res.legal[model.value] += enum.total
+            res.cut_dirty[model.value] += enum.cut_by_dirty_files
+            res.cut_max[model.value] += enum.cut_by_max_choices
+            f = self.fr.frontier(p, point.crash_ms, model)
+            for choice in enum:
+                if exact:
+                    outcome, rules, verdict = self._exact(disk, point, model, choice)
+                else:
+                    outcome, rules = self._fast(self.ev.evaluate(disk, model, choice), f, n,
+                                                model)
+                    verdict = None
+                self._record(disk, point, model, choice, outcome, rules, verdict)
+
+    def _fast(self, rec: Rec, f: int, n: int,
+              model: PersistenceModel) -> tuple[str, tuple[str, ...]]:
+        if rec.unavailable is not None:
+            if self.config.strict_availability:
+                return "violation", ("availability",)
+            return "unavailable", ()
+        best = -1
+        for k in rec.ks:
+            if k <= n:
+                best = k
+        if best < 0:
+            return "violation", ("prefix-consistency",)
+        if best < f:
+            return "violation", ("durability",)
+        stable = rec.stable_process if model is PROCESS else rec.stable_power
+        if stable is False:
+            return "violation", ("stability",)
+        return "consistent", ()
+
+    def _history(self, p: int) -> History:
+        history = self._histories.get(p)
+        if history is None:
+            if len(self._histories) > 4:
+                self._histories.clear()
+            history = self._histories[p] = self.rec.history_at(p)
+        return history
+
+    def _exact(self, disk: SimDisk, point: CrashPoint, model: PersistenceModel,
+               choice: CrashChoice) -> tuple[str, tuple[str, ...], Verdict]:
+        """The oracle's verdict on the materialised image, recovered from byte 0."""
+        self.result.exact_checks += 1
+        aof = self.ev.aof_bytes(disk, model, choice)
+        if self.naive:
+            full, snapshot = full_recover(self.config, aof, self.index)
+        else:
+            cached = self._snapshots.get(aof)
+            if cached is None:
+                if len(self._snapshots) > 64:
+                    self._snapshots.clear()
+                cached = self._snapshots[aof] = full_recover(self.config, aof, self.index)
+            full, snapshot = cached
+        p = point.trace_index
+        verdict = check_recovery(
+            self._history(p),
+            snapshot,
+            policy=self.config.policy,
+            model=model.value,
+            crash_ms=point.crash_ms,
+            recovery_ms=self.t_ms,
+            window_ms=self.config.window_ms,
+            stalls=self.rec.stalls_at(p),
+            no_appendfsync_on_rewrite=self.config.no_appendfsync_on_rewrite,
+            unavailable_reason=full.unavailable if snapshot is None else None,
+            strict_availability=self.config.strict_availability,
+            crash=CrashInfo(model=model.value, choice=choice.to_dict(), trace_index=p,
+                            crash_ms=point.crash_ms),
+        )
+        if not verdict.ok:
+            return "violation", tuple(sorted({v.rule.value for v in verdict.violations})), verdict
+        stable = full.stable_process if model is PROCESS else full.stable_power
+        if snapshot is not None and stable is False:
+            return "violation", ("stability",), verdict
+        return verdict.outcome, (), verdict
+
+    def _record(self, disk: SimDisk, point: CrashPoint, model: PersistenceModel,
+                choice: CrashChoice, outcome: str, rules: tuple[str, ...],
+                verdict: Verdict | None) -> None:
+        res = self.result
+        res.outcomes[(model.value, outcome)] += 1
+        res.kinds[(model.value, _kind(model, choice))] += 1
+        if res.states_log is not None:
+            res.states_log.append(StateRecord(self._point_no, model, choice, outcome, rules))
+        if outcome != "violation":
+            return
+        if verdict is None and len(res.violations) < self.limits.max_exact_violations:
+            outcome2, rules2, verdict = self._exact(disk, point, model, choice)
+            if outcome2 != "violation":
+                raise ExplorerError(
+                    f"the fast path found {rules} at trace index {point.trace_index} "
+                    f"({model.value}, {choice.to_json()}) but the oracle says {outcome2}"
+                )
+            rules = rules2
+        for rule in rules:
+            res.violation_counts[(model.value, rule)] += 1
+        keep = len(res.violations) < max(self.limits.max_reproductions,
+                                         self.limits.max_exact_violations)
+        if keep:
+            repro = (self.reproduction(point, model, choice, rules)
+                     if len(res.violations) < self.limits.max_reproductions else None)
+            res.violations.append(ExploreViolation(point, model, choice, rules, verdict, repro))
+
+    # -- reproductions
+
+    def reproduction(self, point: CrashPoint, model: PersistenceModel, choice: CrashChoice,
+                     rules: tuple[str, ...]) -> Reproduction:
+        rec = self.rec
+        steps: list[Step] = list(rec.steps[: point.step_index])
+        if point.nth_op is not None:
+            fault = CrashFault(nth=point.nth_op, op=FaultOp.ANY, torn_bytes=point.torn_bytes)
+            steps.append(ArmCrash(FaultPlan((fault,))))
+            steps.append(rec.steps[point.step_index])
+        elif not rec.ended_crashed:
+            steps.append(Crash())
+        steps.append(Recover(model=model, choice=choice, downtime_ms=self.t_ms - point.crash_ms))
+        note = (f"aofcrash explore: {', '.join(rules)} after a crash at trace index "
+                f"{point.trace_index}" + ("" if point.torn_bytes is None else
+                                          f" ({point.torn_bytes} bytes into a write)")
+                + f", model {model.value}")
+        return Reproduction(config=rec.config, steps=tuple(steps),
+                            expected={"outcome": "violation", "rules": list(rules)}, note=note)
+
+    def _confirm(self) -> None:
+        from harness._driver import ContractViolation, replay
+
+        budget = self.limits.confirm_reproductions
+        for i, v in enumerate(self.result.violations):
+            if budget <= 0:
+                break
+            if v.reproduction is None:
+                continue
+            budget -= 1
+            try:
+                replay(v.reproduction)
+                confirmed = False
+            except ContractViolation as exc:
+                got = {x.rule.value for x in exc.verdict.violations}
+                confirmed = bool(got & set(v.rules))
+            self.result.violations[i] = ExploreViolation(
+                v.point, v.model, v.choice, v.rules, v.verdict, v.reproduction, confirmed)
+
+
+def explore(
+    config: RunConfig,
+    steps: Sequence[Step],
+    *,
+    models: Sequence[PersistenceModel] = (PersistenceModel.PROCESS, PersistenceModel.POWER),
+    limits: ExploreLimits | None = None,
+    naive: bool = False,
+    keep_states: bool = False,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> ExploreResult:
+    """Explore every crash state of `steps` run under `config` (see the module docstring).
+
+    `naive` recovers every state from scratch with the oracle (the baseline and cross-check);
+    `keep_states` keeps every state's outcome in ``result.states_log``; `progress` is called
+    with (points done, points total, states so far).
+    """
+    if not isinstance(config, RunConfig):
+        raise ValueError(f"config: expected RunConfig, got {type(config).__name__}")
+    chosen = tuple(models)
+    if not chosen or not all(isinstance(m, PersistenceModel) for m in chosen):
+        raise ValueError(f"models: expected one or more PersistenceModel, got {models!r}")
+    rec = record(config, steps)
+    walk = _Walk(rec, chosen, limits or ExploreLimits(), naive, keep_states, progress)
+    return walk.run()
