@@ -619,6 +619,9 @@ class FuseMount:
         self._thread = threading.Thread(
             target=self._serve, name=f"fuse:{self.mountpoint}", daemon=True
         )
+        # libfuse chdir()s to / while it sets up, which would move the whole process; give
+        # the caller its working directory back once the mount is live.
+        self._cwd = os.getcwd()
         self._thread.start()
         # Poll by count of short sleeps: this package never reads a clock.
         polls = max(1, int(self.start_timeout_s / _POLL_S))
@@ -639,6 +642,9 @@ class FuseMount:
         except BaseException:
             self.stop()
             raise
+        finally:
+            if os.getcwd() != self._cwd:
+                os.chdir(self._cwd)
         self.mount_count += 1
         return self
 

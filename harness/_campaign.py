@@ -50,7 +50,12 @@ class Finding:
     rules: list[str]
     reproduction: Reproduction | None
     seed: int
-    elapsed_s: float
+    elapsed_s: float  # campaign time when the finding was reported (after shrinking)
+    first_seen_s: float | None = None  # campaign time when a run first failed (before shrinking)
+
+    @property
+    def steps(self) -> int | None:
+        return None if self.reproduction is None else len(self.reproduction.steps)
 
 
 @dataclass
@@ -87,8 +92,17 @@ def run_campaign(
     result = CampaignResult()
     start = clock()
     slice_index = 0
+    first_seen: list[float] = []
+
+    def on_finding(_exc: BaseException) -> None:
+        if not first_seen:
+            first_seen.append(clock() - start)
+
     machines = {
-        config_label(c): make_state_machine(c, models=campaign.models) for c in campaign.configs
+        config_label(c): make_state_machine(
+            c, models=campaign.models, on_finding=on_finding, events=result.events
+        )
+        for c in campaign.configs
     }
     while True:
         elapsed = clock() - start
@@ -117,6 +131,8 @@ def run_campaign(
         slice_index += 1
         if finding is not None:
             finding.elapsed_s = clock() - start
+            finding.first_seen_s = first_seen[0] if first_seen else None
+            first_seen.clear()
             stats["findings"] += 1
             result.findings.append(finding)
         if progress is not None:

@@ -68,9 +68,9 @@ def add_parser(
     p.add_argument("--batch-max", type=_positive_int, default=6,
                    help="largest pipelined batch of writes (default 6)")
     p.add_argument("--image", choices=list(IMAGES), default="drawn",
-                   help="power-model crash images: drawn from all legal images (torn and "
-                   "reordered sectors too), sector prefixes only, or durable state only "
-                   "(default: drawn)")
+                   help="power-model crash images: drawn from the legal images (sector "
+                   "prefixes), drawn also with torn/reordered sectors, or durable state only; "
+                   "drawn kinds use durable-only in a quarter of the trials (default: drawn)")
     p.add_argument("--duration-ms", type=_nonnegative_int, default=None,
                    help="spread each trial's writes over this long (default: 6000 for "
                    "everysec, else 0)")
@@ -106,6 +106,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         check_environment(config)
     except (ValueError, VerifyEnvironmentError) as exc:
         raise UsageError(str(exc)) from None
+    # Absolute now: a FUSE mount's loop may change the working directory of this process.
+    args.reports = args.reports.absolute()
+    if args.findings is not None:
+        args.findings = args.findings.absolute()
     bar = Progress(enabled=_progress_enabled(args.progress), total=config.trials, unit="trial")
     lines: list[str] = []
 
@@ -166,11 +170,10 @@ def _write_findings(directory: Path, report: dict[str, Any]) -> list[Path]:
     written = []
     rows = {row["trial"]: row for row in report["configurations"]}
     for v in report["violations"]:
-        name = slug(
-            f"{run['server']}-{run['policy']}-{run['model']}-{run['fault']}"
-            f"{'-rewrite' if run['rewrite'] else ''}-seed{run['seed']}-trial{v['trial']}"
-            f"-{v['rule']}"
-        )
+        parts = [run["server"], run["policy"], run["model"], run["fault"],
+                 *(["rewrite"] if run["rewrite"] else []), f"seed{run['seed']}",
+                 f"trial{v['trial']}", v["rule"]]
+        name = "-".join(slug(str(part)) for part in parts)
         finding = {
             "format": REPORT_FORMAT,
             "command": "verify",

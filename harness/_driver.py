@@ -20,6 +20,9 @@ from faults import (
     FaultyFileSystem,
     PersistenceModel,
     SimDisk,
+    IOFault,
+    NoSpace,
+    ShortWrite,
     SimulatedCrash,
     SlowSync,
 )
@@ -42,6 +45,7 @@ from harness._steps import (
     Write,
 )
 from harness.oracle import (
+    ERROR_STALL_MS,
     CrashInfo,
     History,
     Model,
@@ -405,10 +409,15 @@ class Driver:
         )
 
     def _stalls(self) -> list[tuple[int, int]]:
-        # Injected fsync stalls of this epoch's disk and of earlier ones (kept across restarts).
-        return self._old_stalls + [
-            (f.at_ms, f.fault.delay_ms) for f in self.fs.fired if isinstance(f.fault, SlowSync)
-        ]
+        """Injected fsync stalls and persistence-path I/O errors (one retry period each, see
+        the oracle's rule 2), of this epoch's disk and of earlier ones."""
+        now: list[tuple[int, int]] = []
+        for f in self.fs.fired:
+            if isinstance(f.fault, SlowSync):
+                now.append((f.at_ms, f.fault.delay_ms))
+            elif isinstance(f.fault, IOFault | NoSpace | ShortWrite):
+                now.append((f.at_ms, ERROR_STALL_MS))
+        return self._old_stalls + now
 
     def _rebase(self, k: int) -> None:
         """Keep the first k executed entries: the rest did not survive, legitimately."""

@@ -43,6 +43,7 @@ import hashlib
 import os
 import random
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -60,9 +61,17 @@ from harness._history import History, Outcome
 from harness._model import Model
 from harness._snapshot import DbKey, KeyValue, Snapshot, snapshot_from_dump
 from harness._steps import RunConfig
-from reference import AofLoader, LoadError, Profile, RespFormatError, Server, parse_command
+from reference import (
+    AofLoader,
+    LoadError,
+    Profile,
+    RespFormatError,
+    Server,
+    encode_command,
+    parse_command,
+)
 from reference import defects as D
-from reference._keyspace import _dump_value, type_name
+from reference._keyspace import Hash, ZSet, _dump_value, type_name
 
 __all__ = ["ExplorerError", "PrefixIndex", "Rec", "StateEvaluator", "full_recover"]
 
@@ -70,14 +79,13 @@ _MASK = (1 << 64) - 1
 PROCESS = PersistenceModel.PROCESS
 
 # Commands that change only keys named in their arguments, in the selected db.
-_LOCAL = frozenset(
-    c.encode()
-    for c in (
-        "set setex psetex setnx getset del unlink incr decr incrby decrby incrbyfloat append "
-        "expire pexpire expireat pexpireat persist lpush rpush lpop rpop lset ltrim lrem sadd "
-        "srem spop zadd zrem zincrby hset hsetnx hdel hincrby hmset get exists"
-    ).split()
-)
+_LOCAL = frozenset((
+    b"set", b"setex", b"psetex", b"setnx", b"getset", b"del", b"unlink", b"incr", b"decr",
+    b"incrby", b"decrby", b"incrbyfloat", b"append", b"expire", b"pexpire", b"expireat",
+    b"pexpireat", b"persist", b"lpush", b"rpush", b"lpop", b"rpop", b"lset", b"ltrim", b"lrem",
+    b"sadd", b"srem", b"spop", b"zadd", b"zrem", b"zincrby", b"hset", b"hsetnx", b"hdel",
+    b"hincrby", b"hmset", b"get", b"exists",
+))
 _NO_CHANGE = frozenset((b"select", b"multi", b"exec", b"discard"))
 
 
@@ -218,11 +226,41 @@ def full_recover(
 # ------------------------------------------------------------------------- lineages
 
 
+def _read_key(loader: AofLoader, dbkey: DbKey) -> KeyValue | None:
+    db = loader.keyspace.dbs[dbkey[0]]
+    value = db.data.get(dbkey[1])
+    if value is None:
+        return None
+    when = db.expires.get(dbkey[1])
+    # The per-key form of Keyspace.dump + snapshot_from_dump (same canonicalisation).
+    snap = snapshot_from_dump({dbkey[0]: {dbkey[1]: (type_name(value), _dump_value(value),
+                                                     when)}})
+    kv: KeyValue | None = snap.get(dbkey)
+    return kv
+
+
+def _seed_key(loader: AofLoader, dbkey: DbKey, kv: KeyValue) -> None:
+    """Put a canonical value back into a loader's keyspace (the inverse of _read_key)."""
+    db = loader.keyspace.dbs[dbkey[0]]
+    raw: Any = kv.value
+    if kv.type == "list":
+        raw = deque(raw)
+    elif kv.type == "set":
+        raw = set(raw)
+    elif kv.type == "zset":
+        raw = ZSet(dict(raw))
+    elif kv.type == "hash":
+        raw = Hash(dict(raw))
+    db.data[dbkey[1]] = raw
+    if kv.expire_at_ms is not None:
+        db.set_expire(dbkey[1], kv.expire_at_ms)
+
+
 class _Mirror:
     """The loader's keyspace as canonical KeyValues, with the hash/count of its live keys, a
     mismatch set against S(k_t), updated for named keys only."""
 
-    def __init__(self, loader: AofLoader, index: PrefixIndex) -> None:
+    def __init__(self, loader: AofLoader, index: PrefixIndex, bidx: int) -> None:
         self.loader = loader
         self.index = index
         self.t_ms = index.at_ms
@@ -231,18 +269,21 @@ class _Mirror:
         self.count = 0
         self.k_t = 0
         self.diff: set[DbKey] = set()
+        # Per key: (boundary indexes, values from there on), for forks at older boundaries.
+        self.bidx = bidx
+        self.khist: dict[DbKey, tuple[list[int], list[KeyValue | None]]] = {}
         self.rebuild()
 
     def _read(self, dbkey: DbKey) -> KeyValue | None:
-        db = self.loader.keyspace.dbs[dbkey[0]]
-        value = db.data.get(dbkey[1])
-        if value is None:
+        return _read_key(self.loader, dbkey)
+
+    def value_at(self, dbkey: DbKey, bidx: int) -> KeyValue | None:
+        """The key's value at boundary index `bidx` (>= the lineage's ``hist_from``)."""
+        hist = self.khist.get(dbkey)
+        if hist is None:
             return None
-        when = db.expires.get(dbkey[1])
-        # The per-key form of Keyspace.dump + snapshot_from_dump (same canonicalisation).
-        snap = snapshot_from_dump({dbkey[0]: {dbkey[1]: (type_name(value), _dump_value(value),
-                                                         when)}})
-        return snap.get(dbkey)
+        i = bisect_right(hist[0], bidx) - 1
+        return None if i < 0 else hist[1][i]
 
     def _set(self, dbkey: DbKey, new: KeyValue | None) -> None:
         old = self.cur.get(dbkey)
@@ -256,6 +297,14 @@ class _Mirror:
             del self.cur[dbkey]
         else:
             self.cur[dbkey] = new
+        hist = self.khist.get(dbkey)
+        if hist is None:
+            hist = self.khist[dbkey] = ([], [])
+        if hist[0] and hist[0][-1] == self.bidx:
+            hist[1][-1] = new
+        else:
+            hist[0].append(self.bidx)
+            hist[1].append(new)
         self._judge(dbkey)
 
     def _judge(self, dbkey: DbKey) -> None:
@@ -326,6 +375,10 @@ class _Lineage:
         self.mirror: _Mirror | None = None
         self.db = 0
         self.queued: list[list[bytes]] | None = None
+        # Per boundary (from hist_from on): selected db and the mirror's (hash, live count).
+        self.hist_from = len(self.bounds) - 1
+        self.dbs: dict[int, int] = {}
+        self.hc: dict[int, tuple[int, int]] = {}
 
     def _start_loader(self, data: bytearray) -> None:
         ev = self.ev
@@ -340,9 +393,16 @@ class _Lineage:
             loader.feed(bytes(data[:end]))
             self.db = _selected_db(data, end)
         self.loader = loader
-        self.mirror = _Mirror(loader, ev.index)
+        self.hist_from = len(self.bounds) - 1
+        mirror = self.mirror = _Mirror(loader, ev.index, self.hist_from)
+        self._note(self.hist_from)
         if self.res[0] is None:
-            self.res[0] = (self.mirror.matches(), 0, False)
+            self.res[0] = (mirror.matches(), 0, False)
+
+    def _note(self, bidx: int) -> None:
+        assert self.mirror is not None
+        self.dbs[bidx] = self.db
+        self.hc[bidx] = (self.mirror.h, self.mirror.count)
 
     def ensure(self, data: bytearray, offset: int) -> None:
         """Parse and load until the boundaries around `offset` are known."""
@@ -367,9 +427,88 @@ class _Lineage:
                 self.error = True
                 break
             self.ev.commands_fed += 1
+            mirror.bidx = len(self.bounds)
             self._track(argv)
+            self._note(len(self.bounds))
             self.bounds.append(nxt)
             self.res.append((mirror.matches(), loader.valid_offset_bytes, loader.multi_open))
+
+    def fork(self, i: int, tail: bytes) -> Rec | None:
+        """Recover ``B[:bounds[i]] + tail`` (a tail that parses as commands) from what is known
+        at boundary i: seed a fresh loader with the keys the tail names, as they were at i,
+        apply the tail, and match the result. None when this cannot be done exactly (no
+        history at i, R(b_i) matched nothing, a MULTI, a command not known to be key-local)."""
+        ev = self.ev
+        entry = self.res[i] if i < len(self.res) else None
+        if self.mirror is None or i < self.hist_from or entry is None or i not in self.dbs:
+            return None
+        ks0, _, multi_open = entry
+        if not ks0 or multi_open:
+            return None
+        db = self.dbs[i]
+        commands: list[list[bytes]] = []
+        pos = 0
+        truncated = False
+        while pos < len(tail):
+            try:
+                parsed = parse_command(tail, pos, len(tail))
+            except RespFormatError as exc:
+                return Rec(f"Bad file format reading the append only file: {exc.reason}", ())
+            if parsed is None:
+                truncated = True
+                break
+            argv, pos_next = parsed
+            commands.append(argv)
+            pos = pos_next
+        touched: set[DbKey] = set()
+        cur_db = db
+        for argv in commands:
+            name = argv[0].lower()
+            if name == b"select" and len(argv) == 2 and argv[1].isdigit() and int(argv[1]) < 16:
+                cur_db = int(argv[1])
+            elif name in _LOCAL:
+                touched.update((cur_db, a) for a in argv[1:])
+            else:
+                return None
+        mirror = self.mirror
+        before = {t: mirror.value_at(t, i) for t in touched}
+        loader = AofLoader(now_ms=ev.index.at_ms,
+                           rollback_multi=ev.config.profile == Profile.SAFE.value)
+        for t, kv in before.items():
+            if kv is not None:
+                _seed_key(loader, t, kv)
+        try:
+            loader.feed(encode_command([b"SELECT", b"%d" % db]) + tail[:pos])
+        except LoadError as exc:
+            return Rec(exc.reason, ())
+        if truncated and not ev.config.aof_load_truncated:
+            return Rec("Unexpected end of file", ())
+        after = {t: _read_key(loader, t) for t in touched}
+        index, t_ms = ev.index, ev.index.at_ms
+        h, count = self.hc[i]
+        for t in touched:
+            h += _h(t, after[t], t_ms) - _h(t, before[t], t_ms)
+            count += (_live(after[t], t_ms) is not None) - (_live(before[t], t_ms) is not None)
+        h &= _MASK
+        k0 = ks0[-1]
+        out = []
+        for k in index.by_hash.get(h, ()):
+            if index.counts[k] != count:
+                continue
+            if any(_live(after[t], t_ms) != _live(index.value_at(t, k), t_ms) for t in touched):
+                continue
+            lo, hi = sorted((k0, k))
+            # R(b_i) == S(k0): every key the tail left alone must agree between S(k0) and S(k).
+            same = all(
+                _live(index.value_at(key, k0), t_ms) == _live(index.value_at(key, k), t_ms)
+                for j in range(lo + 1, hi + 1)
+                for key in index.changes[j]
+                if key not in touched
+            )
+            if same:
+                out.append(k)
+        ev.forks += 1
+        return Rec(None, tuple(out))
 
     def _track(self, argv: list[bytes]) -> None:
         mirror = self.mirror
@@ -434,6 +573,7 @@ class StateEvaluator:
         self.cache: dict[Hashable, Rec] = {}
         self.full_cache: dict[str, Rec] = {}
         self.commands_fed = 0
+        self.forks = 0
         self.full_recoveries = 0
         self.audits = 0
         self.fast_keys = 0
@@ -580,7 +720,10 @@ class StateEvaluator:
             rec = self._at(lineage, i, True, disk, model, choice)
             self.cache[key] = rec
             return rec
-        # Zeros or garbage that parse as a command: only a full recovery can say what happens.
+        # Zeros or garbage that parse as a command: apply them on top of boundary i.
+        forked = lineage.fork(i, tail)
+        if forked is not None:
+            return self._remember(key, forked, disk, model, choice)
         rec = self._by_bytes(disk, model, choice)
         self.cache[key] = rec
         return rec

@@ -43,10 +43,12 @@ class Workload:
 class _Gen:
     """Shared vocabulary: random writes over a bounded key pool, with ticks of virtual time."""
 
-    def __init__(self, rng: random.Random, *, keys: int = 200, dbs: int = 3) -> None:
+    def __init__(self, rng: random.Random, *, keys: int = 200, dbs: int = 3,
+                 select_rate: float = 0.02) -> None:
         self.rng = rng
         self.keys = keys
         self.dbs = dbs
+        self.select_rate = select_rate
         self.n = 0
         self.steps: list[Step] = []
 
@@ -87,10 +89,13 @@ class _Gen:
 
     def maybe_tick(self) -> None:
         rng = self.rng
-        if rng.random() < 0.02:
-            self.steps.append(Write((b"SELECT", b"%d" % rng.randrange(self.dbs))))
+        if rng.random() < self.select_rate:
+            self.select(rng.randrange(self.dbs))
         if rng.random() < 0.1:
             self.steps.append(Tick(delta_ms=rng.choice((20, 50, 120, 300))))
+
+    def select(self, db: int) -> None:
+        self.steps.append(Write((b"SELECT", b"%d" % db)))
 
     def writes(self, count: int) -> None:
         for _ in range(count):
@@ -113,9 +118,15 @@ def _mixed(ops: int, rng: random.Random) -> list[Step]:
 
 
 def _rewrite(ops: int, rng: random.Random) -> list[Step]:
-    """Writes, BGREWRITEAOF in the middle, the child stepping while writes go on, more writes."""
-    g = _Gen(rng)
-    g.writes(ops // 2)
+    """Writes in dbs 0 and 2, then in db 1 around BGREWRITEAOF (so the rewritten file's last
+    SELECT is not the db the parent keeps writing to), the child stepping while writes go on,
+    more writes after the swap."""
+    g = _Gen(rng, select_rate=0.0)
+    g.writes(ops // 4)
+    g.select(2)
+    g.writes(max(1, ops // 8))
+    g.select(1)
+    g.writes(max(0, ops // 2 - g.n))
     g.steps.append(BgRewrite())
     during = max(1, ops // 10)
     for i in range(during):

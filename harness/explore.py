@@ -42,17 +42,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from faults import Crash as CrashFault
 from faults import (
     CrashChoice,
     FaultOp,
     FaultPlan,
+    FileChoice,
     ImageKind,
     ImageLimits,
     PersistenceModel,
     ReplayCursor,
     SimDisk,
 )
-from faults import Crash as CrashFault
 from harness._checker import CrashInfo, Verdict, check_recovery, effective_window_ms
 from harness._explore_eval import ExplorerError, PrefixIndex, Rec, StateEvaluator, full_recover
 from harness._explore_record import NOT_COUNTED, Recording, record
@@ -186,11 +187,15 @@ class ExploreViolation:
 
 @dataclass(frozen=True, slots=True)
 class StateRecord:
-    """One state's outcome (kept only with ``keep_states=True``, for cross-checks)."""
+    """The outcome of ``count`` states of one point and model whose AOF image is ``aof``
+    (None: durable, absent or the process model), ``choice`` being one of them (kept only with
+    ``keep_states=True``, for cross-checks). The naive mode records each state (count 1)."""
 
     point: int
     model: PersistenceModel
     choice: CrashChoice
+    aof: FileChoice | None
+    count: int
     outcome: str
     rules: tuple[str, ...]
 
@@ -343,16 +348,11 @@ class _Frontiers:
         return best[j - 1] if j else 0
 
 
-def _kind(model: PersistenceModel, choice: CrashChoice) -> str:
+def _kind(model: PersistenceModel, aof: FileChoice | None) -> str:
+    """A state's image kind: that of the AOF, the one file recovery reads."""
     if model is PROCESS:
         return ImageKind.VISIBLE.value
-    rank = {ImageKind.PREFIX: 1, ImageKind.TORN_ZERO: 2, ImageKind.TORN_GARBAGE: 3,
-            ImageKind.REORDERED: 4}
-    kind = ImageKind.DURABLE
-    for fc in choice.files:
-        if rank.get(fc.kind, 0) > rank.get(kind, 0):
-            kind = fc.kind
-    return kind.value
+    return ImageKind.DURABLE.value if aof is None else aof.kind.value
 
 
 def _inside_offsets(entry: Any, sector: int, limits: ExploreLimits) -> list[int]:
@@ -426,6 +426,7 @@ class _Walk:
             done += 1
             if inside:
                 entry = trace[p]
+                assert entry.fd is not None
                 f = cursor.disk._fds[cursor._fd_map[entry.fd]]
                 assert f.inode is not None
                 overwriting = f.inode.ino if entry.offset < len(f.inode.data) else None
@@ -470,14 +471,79 @@ class _Walk:
             res.cut_dirty[model.value] += enum.cut_by_dirty_files
             res.cut_max[model.value] += enum.cut_by_max_choices
             f = self.fr.frontier(p, point.crash_ms, model)
-            for choice in enum:
+            if self.naive:
+                states: Any = ((c, self._aof_choice(disk, c), 1) for c in enum)
+            else:
+                states = self._projected(disk, model, enum.total - enum.cut_off)
+            for choice, aof, count in states:
                 if exact:
                     outcome, rules, verdict = self._exact(disk, point, model, choice)
                 else:
                     outcome, rules = self._fast(self.ev.evaluate(disk, model, choice), f, n,
                                                 model)
                     verdict = None
-                self._record(disk, point, model, choice, outcome, rules, verdict)
+                self._record(disk, point, model, choice, aof, count, outcome, rules, verdict)
+
+    def _aof_choice(self, disk: SimDisk, choice: CrashChoice) -> FileChoice | None:
+        """The FileChoice of the AOF's inode in this choice (None: durable, absent, process)."""
+        if choice.model is PROCESS:
+            return None
+        ino = disk._namespace_after(choice.metadata_kept)[0].get(self.ev.name)
+        for fc in choice.files:
+            if fc.inode == ino:
+                return fc
+        return None
+
+    def _projected(self, disk: SimDisk, model: PersistenceModel,
+                   emitted: int) -> list[tuple[CrashChoice, FileChoice | None, int]]:
+        """The states of ``disk.crash_choices`` grouped by what the AOF's image is, each with
+        how many enumerated choices share it (they differ only in files recovery never reads).
+        Counts follow the enumeration's order and cap exactly (mixed-radix digit counting)."""
+        pending = disk.pending_metadata
+        if model is PROCESS:
+            return [(CrashChoice(model, pending, ()), None, 1)]
+        limits = self.image_limits
+        kepts: Sequence[int] = (
+            (pending,) if model is PersistenceModel.POWER_EAGER_METADATA else range(pending + 1)
+        )
+        left = limits.max_choices_per_point
+        options: dict[int, tuple[FileChoice, ...]] = {}
+        out: list[tuple[CrashChoice, FileChoice | None, int]] = []
+        for kept in kepts:
+            if left <= 0:
+                break
+            ns = disk._namespace_after(kept)[0]
+            dirty = [disk._inodes[i] for i in set(ns.values()) if disk._inodes[i].dirty()]
+            dirty.sort(key=lambda node: (-node.stamp, node.ino))
+            varied = dirty[: limits.max_dirty_files]
+            radices = []
+            for node in varied:
+                if node.ino not in options:
+                    options[node.ino] = disk._file_options(node, limits)
+                radices.append(len(options[node.ino]))
+            allowed = 1
+            for r in radices:
+                allowed *= r
+            quota = min(allowed, left)
+            left -= quota
+            aof_ino = ns.get(self.ev.name)
+            where = next((j for j, node in enumerate(varied) if node.ino == aof_ino), None)
+            if where is None or aof_ino is None:
+                out.append((CrashChoice(model, kept, ()), None, quota))
+                continue
+            inner = 1
+            for r in radices[where + 1:]:
+                inner *= r
+            block = inner * radices[where]
+            for o, fc in enumerate(options[aof_ino]):
+                count = (quota // block) * inner + min(max(quota % block - o * inner, 0), inner)
+                if count:
+                    durable = fc.kind is ImageKind.DURABLE
+                    out.append((CrashChoice(model, kept, () if durable else (fc,)),
+                                None if durable else fc, count))
+        if sum(c for _, _, c in out) != emitted:  # pragma: no cover - enumeration drifted
+            raise ExplorerError("explore: grouped states do not add up to SimDisk's enumeration")
+        return out
 
     def _fast(self, rec: Rec, f: int, n: int,
               model: PersistenceModel) -> tuple[str, tuple[str, ...]]:
@@ -544,13 +610,14 @@ class _Walk:
         return verdict.outcome, (), verdict
 
     def _record(self, disk: SimDisk, point: CrashPoint, model: PersistenceModel,
-                choice: CrashChoice, outcome: str, rules: tuple[str, ...],
-                verdict: Verdict | None) -> None:
+                choice: CrashChoice, aof: FileChoice | None, count: int, outcome: str,
+                rules: tuple[str, ...], verdict: Verdict | None) -> None:
         res = self.result
-        res.outcomes[(model.value, outcome)] += 1
-        res.kinds[(model.value, _kind(model, choice))] += 1
+        res.outcomes[(model.value, outcome)] += count
+        res.kinds[(model.value, _kind(model, aof))] += count
         if res.states_log is not None:
-            res.states_log.append(StateRecord(self._point_no, model, choice, outcome, rules))
+            res.states_log.append(
+                StateRecord(self._point_no, model, choice, aof, count, outcome, rules))
         if outcome != "violation":
             return
         if verdict is None and len(res.violations) < self.limits.max_exact_violations:
@@ -562,7 +629,7 @@ class _Walk:
                 )
             rules = rules2
         for rule in rules:
-            res.violation_counts[(model.value, rule)] += 1
+            res.violation_counts[(model.value, rule)] += count
         keep = len(res.violations) < max(self.limits.max_reproductions,
                                          self.limits.max_exact_violations)
         if keep:

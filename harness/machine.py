@@ -18,6 +18,8 @@ registered on import (``PROFILES`` has them by short name).
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from hypothesis import HealthCheck, event, settings
@@ -41,7 +43,7 @@ from faults import (
     SlowSync,
 )
 from faults import KillChild as KillChildFault
-from harness._driver import Driver
+from harness._driver import ContractViolation, Driver, ModelDivergence
 from harness._steps import (
     ArmCrash,
     BgRewrite,
@@ -197,13 +199,24 @@ def make_state_machine(
     models: tuple[PersistenceModel, ...] = tuple(PersistenceModel),
     features: tuple[str, ...] = FEATURES,
     swarm: bool = True,
+    on_finding: Callable[[BaseException], None] | None = None,
+    events: Counter[str] | None = None,
 ) -> type[RuleBasedStateMachine]:
-    """A state machine class for one configuration (policy, profile, defects)."""
+    """A state machine class for one configuration (policy, profile, defects).
+
+    ``on_finding`` is called with every violation a run raises (before Hypothesis shrinks it),
+    ``events`` counts the ``event()`` labels across runs (for reports).
+    """
     unknown = sorted(set(features) - set(FEATURES))
     if unknown:
         raise ValueError(f"features: unknown {', '.join(unknown)} (known: {', '.join(FEATURES)})")
     if not models:
         raise ValueError("models: at least one persistence model is needed")
+
+    def _event(label: str) -> None:
+        event(label)
+        if events is not None:
+            events[label] += 1
 
     class AofMachine(RuleBasedStateMachine):
         """Writes, faults and crashes against the reference; the driver checks every recovery."""
@@ -224,15 +237,23 @@ def make_state_machine(
                 )
                 self.enabled = chosen
             for f in sorted(self.enabled):
-                event(f"feature: {f}")
+                _event(f"feature: {f}")
 
         def _on(self, feature: str) -> bool:
             return feature in self.enabled and self.driver.alive
 
         def _do(self, step: Step) -> None:
-            self.driver.run(step)
+            self._run(step)
             if self.driver.crashed:
-                event("crash: " + ("server exited" if self.driver.server.stopped else "fault"))
+                _event("crash: " + ("server exited" if self.driver.server.stopped else "fault"))
+
+        def _run(self, step: Step) -> None:
+            try:
+                self.driver.run(step)
+            except (ContractViolation, ModelDivergence) as exc:
+                if on_finding is not None:
+                    on_finding(exc)
+                raise
 
         # -- writes -----------------------------------------------------------------------
 
@@ -298,7 +319,7 @@ def make_state_machine(
         )
         @rule()
         def bgrewriteaof(self) -> None:
-            event("rewrite: started")
+            _event("rewrite: started")
             self._do(BgRewrite())
 
         @precondition(
@@ -313,13 +334,13 @@ def make_state_machine(
         )
         @rule()
         def kill_rewrite_child(self) -> None:
-            event("rewrite: child killed")
+            _event("rewrite: child killed")
             self._do(KillChild())
 
         @precondition(lambda self: self._on("kill_child") and self._on("rewrite"))
         @rule(at_step=st.integers(0, 4))
         def arm_child_death(self, at_step: int) -> None:
-            event("fault: KillChild")
+            _event("fault: KillChild")
             self._do(InjectFaults(FaultPlan((KillChildFault(nth_rewrite=1, at_step=at_step),))))
 
         # -- faults -----------------------------------------------------------------------
@@ -327,7 +348,7 @@ def make_state_machine(
         @precondition(lambda self: self._on("short_write"))
         @rule(nth=st.integers(1, 3), written_bytes=st.integers(0, 40))
         def inject_short_write(self, nth: int, written_bytes: int) -> None:
-            event("fault: ShortWrite")
+            _event("fault: ShortWrite")
             plan = FaultPlan((ShortWrite(nth=nth, written_bytes=written_bytes),))
             self._do(InjectFaults(plan))
 
@@ -335,20 +356,20 @@ def make_state_machine(
         @rule(nth=st.integers(1, 3), times=st.one_of(st.none(), st.integers(1, 4)),
               partial=st.one_of(st.none(), st.integers(0, 30)))
         def inject_no_space(self, nth: int, times: int | None, partial: int | None) -> None:
-            event("fault: NoSpace")
+            _event("fault: NoSpace")
             plan = FaultPlan((NoSpace(nth=nth, times=times, partial_bytes=partial),))
             self._do(InjectFaults(plan))
 
         @precondition(lambda self: self._on("io_error"))
         @rule(op=st.sampled_from(_WRITE_OPS), nth=st.integers(1, 3), times=st.integers(1, 3))
         def inject_io_error(self, op: FaultOp, nth: int, times: int) -> None:
-            event(f"fault: IOFault {op.value}")
+            _event(f"fault: IOFault {op.value}")
             self._do(InjectFaults(FaultPlan((IOFault(op=op, nth=nth, times=times),))))
 
         @precondition(lambda self: self._on("slow_sync"))
         @rule(delay_ms=st.sampled_from([200, 1500, 3000]), nth=st.integers(1, 3))
         def inject_slow_sync(self, delay_ms: int, nth: int) -> None:
-            event("fault: SlowSync")
+            _event("fault: SlowSync")
             self._do(InjectFaults(FaultPlan((SlowSync(delay_ms=delay_ms, nth=nth),))))
 
         @precondition(
@@ -364,7 +385,7 @@ def make_state_machine(
                                                          FaultOp.FSYNC, FaultOp.RENAME]),
               torn=st.one_of(st.none(), st.integers(1, 60)))
         def arm_crash(self, nth: int, op: FaultOp, torn: int | None) -> None:
-            event(f"fault: Crash {op.value}")
+            _event(f"fault: Crash {op.value}")
             torn_bytes = torn if op is FaultOp.WRITE else None
             self._do(ArmCrash(FaultPlan((Crash(nth=nth, op=op, torn_bytes=torn_bytes),))))
 
@@ -386,10 +407,10 @@ def make_state_machine(
             again = None
             if "crash_during_recovery" in self.enabled:
                 again = data.draw(st.one_of(st.none(), st.integers(1, 4)), label="again")
-            event(f"recover: {model.value}")
-            self.driver.run(Recover(model=model, choice=choice, downtime_ms=downtime_ms,
-                                    crash_during_recovery_op=again))
-            event("outcome: " + ("unavailable" if self.driver.unavailable else "consistent"))
+            _event(f"recover: {model.value}")
+            self._run(Recover(model=model, choice=choice, downtime_ms=downtime_ms,
+                              crash_during_recovery_op=again))
+            _event("outcome: " + ("unavailable" if self.driver.unavailable else "consistent"))
 
         @precondition(lambda self: self.driver.unavailable is not None)
         @rule()
@@ -407,12 +428,12 @@ def make_state_machine(
             if self.driver.failed or (not self.driver.alive and not self.driver.crashed):
                 return
             if self.driver.alive:
-                self.driver.run(CrashStep())
+                self._run(CrashStep())
             model = models[-1] if len(models) == 1 else PersistenceModel.POWER
             if model not in models:
                 model = models[0]
             choice = _least_surviving(self.driver, model)
-            self.driver.run(Recover(model=model, choice=choice))
+            self._run(Recover(model=model, choice=choice))
 
     AofMachine.__name__ = AofMachine.__qualname__ = (
         f"AofMachine_{config.policy}_{config.profile.replace('.', '_').replace('-', '_')}"

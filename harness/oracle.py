@@ -48,6 +48,12 @@ persistence model M (``process``, ``power``, ``power-eager-metadata``; the last 
    adds its whole ``delay_ms`` to W, repeated to a fixed point (a widened window can take in
    an earlier stall). A stalled fsync delays the durability of what it covers and the next
    fsync by its full length, so the whole delay is granted even when only part overlaps.
+   An injected I/O error on the persistence path (a failed write, short write, ENOSPC,
+   failed fsync/fdatasync/rename/fsync_dir) counts as a stall of one retry period,
+   ``ERROR_STALL_MS`` = 1000 ms, starting when it fired: the server can only retry once per
+   cron second, and what a failing device refused cannot be durable until a retry succeeds.
+   (The harness passes these in ``stalls``; a defect that never recovers durability, such as
+   clearing an fsync error without rewriting, still loses data outside any widened window.)
 
    When several k match, the verdict reports the largest. When the largest matching k is
    below F, the violation is ``durability``: its diff compares R with ``S(F)`` and it lists the
@@ -109,7 +115,11 @@ from harness._history import Entry, History, Outcome
 from harness._model import Model, ModelState, Reply, ReplyError, UnsupportedCommand
 from harness._snapshot import KeyValue, Snapshot, snapshot_from_dump
 
+#: How long one injected persistence-path I/O error widens the everysec window (rule 2).
+ERROR_STALL_MS = 1000
+
 __all__ = [
+    "ERROR_STALL_MS",
     "Checker",
     "CrashInfo",
     "CrashModel",

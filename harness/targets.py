@@ -2,6 +2,8 @@
 part: finding redis-server binaries (6.0, 6.2, 7.0), launching them on a directory (optionally a
 ``faults.fuse`` mount), crashing them with SIGKILL (server and rewrite child), dumping their
 keyspace in the oracle's canonical dump format, and locating their AOF files.
+``ReferenceProcess`` runs the reference server as a process (``python -m reference``) behind the
+same interface as ``RedisProcess``.
 """
 
 from __future__ import annotations

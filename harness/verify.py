@@ -51,7 +51,7 @@ import socket
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
@@ -72,9 +72,17 @@ from faults import (
     SlowSync,
 )
 from faults import Fault as PlanFault
-from harness._checker import CrashInfo, Verdict, check_recovery, check_stability
-from harness._history import History, Outcome
-from harness._snapshot import Snapshot, snapshot_from_dump
+from harness.oracle import (
+    ERROR_STALL_MS,
+    CrashInfo,
+    History,
+    Outcome,
+    Snapshot,
+    Verdict,
+    check_recovery,
+    check_stability,
+    snapshot_from_dump,
+)
 
 __all__ = [
     "FAULTS",
@@ -98,11 +106,13 @@ SERVERS: Final = ("6.0", "6.2", "7.0", "reference")
 POLICIES: Final = ("always", "everysec", "no")
 MODELS: Final = ("process", "power", "power-eager-metadata")
 FAULTS: Final = ("none", "short-write", "no-space", "io-error", "slow-sync")
-# Power-model crash images: "drawn" from every legal image (torn and reordered sectors too),
-# "prefix" from sector-aligned prefixes only (no torn/reordered sectors), "durable" = durable
-# state only. drawn/prefix use the durable-only image in a seeded quarter of the trials.
-IMAGES: Final = ("drawn", "prefix", "durable")
-_PREFIX_ONLY: Final = ImageLimits(torn=False, reorder=False)
+# Power-model crash images: "drawn" with SimDisk's default ImageLimits (sector-aligned
+# prefixes of the unsynced data, kept metadata prefixes), "drawn-damaged" also with torn and
+# reordered sectors (opt-in in faults: an AOF has no checksums, so a damaged sector inside a
+# value tests the file format rather than the persistence protocol), "durable" = durable state
+# only. Both drawn kinds use the durable-only image in a seeded quarter of the trials.
+IMAGES: Final = ("drawn", "drawn-damaged", "durable")
+_DAMAGED: Final = ImageLimits(torn=True, reorder=True)
 
 # A dump as dump_keyspace returns it: {db: {key: (type, value, expire_at_ms | None)}}.
 DumpMapping: TypeAlias = Mapping[int, Mapping[bytes, tuple[str, Any, int | None]]]
@@ -437,11 +447,15 @@ def _encode(argv: Sequence[bytes]) -> bytes:
     return b"".join(out)
 
 
-def _fault_plan(rng: random.Random, fault: str, ops: int) -> FaultPlan:
+def _fault_plan(rng: random.Random, fault: str, ops: int, policy: str) -> FaultPlan:
     """One seeded fault of kind `fault` on the AOF files (never on the manifest)."""
     late = max(2, ops // 3)
+    # Under everysec/no a run makes only a few fsyncs (about one a second): aim early.
+    sync_late = late if policy == "always" else 4
     faults: list[PlanFault] = []
-    if fault == "short-write":
+    if fault == "none":
+        pass
+    elif fault == "short-write":
         faults.append(ShortWrite(written_bytes=rng.randrange(1, 40), nth=rng.randrange(2, late),
                                  path_glob=_AOF_GLOB))
     elif fault == "no-space":
@@ -450,10 +464,11 @@ def _fault_plan(rng: random.Random, fault: str, ops: int) -> FaultPlan:
                               partial_bytes=partial, path_glob=_AOF_GLOB))
     elif fault == "io-error":
         op = rng.choice([FaultOp.WRITE, FaultOp.FDATASYNC, FaultOp.FSYNC])
-        faults.append(IOFault(op=op, nth=rng.randrange(1, late), times=rng.randrange(1, 3),
-                              path_glob=_AOF_GLOB))
+        nth = rng.randrange(1, late if op is FaultOp.WRITE else sync_late)
+        faults.append(IOFault(op=op, nth=nth, times=rng.randrange(1, 3), path_glob=_AOF_GLOB))
     elif fault == "slow-sync":
-        faults.append(SlowSync(delay_ms=rng.choice([500, 1500, 3000]), nth=rng.randrange(1, late),
+        faults.append(SlowSync(delay_ms=rng.choice([500, 1500, 3000]),
+                               nth=rng.randrange(1, sync_late),
                                times=rng.randrange(1, 3), path_glob=_AOF_GLOB))
     return FaultPlan(tuple(faults))
 
@@ -593,6 +608,17 @@ def _default_dump(client: Any, now_ms: int) -> DumpMapping:
     return dump_keyspace(client, now_ms=now_ms)
 
 
+@contextlib.contextmanager
+def _keep_cwd() -> Iterator[None]:
+    """libfuse's mount loop chdirs this whole process to "/": put the working directory back
+    (relative paths given by the user, e.g. --reports, must keep their meaning)."""
+    cwd = os.getcwd()
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+
+
 class _Site:
     """Where the server's files live: a plain temp dir, or a SimDisk FUSE mount."""
 
@@ -608,17 +634,19 @@ class _Site:
             clock = Clock()  # a SlowSync advances it; the mount turns that into a real sleep
             self.faulty = FaultyFileSystem(SimDisk(), plan, clock=clock)
             self.mount = FuseMount(self.faulty, self.data_dir, clock=clock)
-            self.mount.start()
+            with _keep_cwd():
+                self.mount.start()
 
     def fired(self) -> list[Any]:
         return list(self.faulty.fired) if self.mount is not None else []
 
     def crash(
         self, model: PersistenceModel, seed: int | None, *, limits: ImageLimits | None = None
-    ) -> tuple[str, CrashChoice | None]:
-        """Crash the disk (the server is dead): returns the image kind and the choice used."""
+    ) -> tuple[str, CrashChoice | None, int | None]:
+        """Crash the disk (the server is dead): the image kind, the choice used and the trace
+        position of the crash (None on a plain directory)."""
         if self.mount is None:
-            return "visible", None  # a plain directory: the kernel survives, nothing to drop
+            return "visible", None, None  # a plain directory: the kernel survives
         self.mount.stop()  # unmount first: no late FUSE operation can change the disk now
         disk = self.mount.disk
         assert disk is not None
@@ -628,9 +656,11 @@ class _Site:
             kind = "durable-only"
             if seed is not None:
                 choice = disk.draw_crash_choice(model, seed, limits=limits)
-                kind = "drawn" if limits is None else "prefix"
-        self.mount.crash(model, choice)
-        return kind, choice
+                kind = "drawn" if limits is None else "drawn-damaged"
+        position = len(disk.trace)
+        with _keep_cwd():
+            self.mount.crash(model, choice)
+        return kind, choice, position
 
     def close(self) -> None:
         try:
@@ -652,7 +682,7 @@ _LOG_EVENTS: Final = (
     ("Short write", "server: short write to the AOF"),
     ("Error writing to the AOF", "server: AOF write error"),
     ("Can't recover from AOF write error", "server: exited on AOF write error"),
-    ("fsync", "server: log mentions fsync"),
+    ("Fail to fsync", "server: AOF fsync failed"),
     ("Background append only file rewriting terminated with success",
      "rewrite: finished before the crash"),
     ("Asynchronous AOF fsync is taking too long", "server: fsync took too long"),
@@ -689,13 +719,18 @@ def run_trial(
         close = max(0, kill_at - rng.randrange(0, 4))
         rewrite_at = close if rng.randrange(2) else rng.randrange(kill_at + 1)
     items = _workload(rng, config.ops, rewrite_at=rewrite_at)
-    plan = _fault_plan(rng, config.fault, config.ops) if config.fault != "none" else None
-    if plan is None and config.needs_mount:
-        plan = FaultPlan()
+    plan: FaultPlan | None = None
+    if config.needs_mount:
+        plan = _fault_plan(rng, config.fault, config.ops, config.policy)
     kill_delay_s = rng.choice([0.0, 0.0, 0.0005, 0.002, 0.005, 0.02])
     durable_only = rng.randrange(4) == 0 or config.image == "durable"
-    limits = _PREFIX_ONLY if config.image == "prefix" else None
+    limits = _DAMAGED if config.image == "drawn-damaged" else None
     image_seed, stability_seed = rng.randrange(2**32), rng.randrange(2**32)
+    # everysec: a third of the trials go idle for longer than the window before the last
+    # batch, so the fsync of a burst that is followed by silence is checked too.
+    idle_s = 0.0
+    if config.policy == "everysec" and rng.randrange(3) == 0:
+        idle_s = (config.window_ms + config.margin_ms + 500) / 1000
 
     started = time.monotonic()
     history = History()
@@ -714,6 +749,9 @@ def run_trial(
             if isinstance(f.fault, SlowSync):
                 # The stall started at or before now: placing it now only widens the window.
                 stalls.append((at_ms, f.fault.delay_ms))
+            elif isinstance(f.fault, IOFault | NoSpace | ShortWrite):
+                # A failed persistence-path operation costs one retry period (oracle rule 2).
+                stalls.append((at_ms, ERROR_STALL_MS))
         seen_fired = len(fired)
 
     try:
@@ -741,6 +779,9 @@ def run_trial(
             last_batch = entry_no + writes > kill_at
             entry_no += writes
             try:
+                if last_batch and idle_s:
+                    time.sleep(idle_s)
+                    run.events["idle before the kill"] += 1
                 run.queue(batch, conn)
                 if last_batch:
                     if kill_delay_s:
@@ -770,14 +811,13 @@ def run_trial(
         if died_early:
             run.events["server died before the planned kill"] += 1
         _scan_log(server, run.events)
-        image_kind, choice = site.crash(
+        image_kind, choice, position = site.crash(
             model, None if durable_only else image_seed, limits=limits
         )
         window_ms = config.window_ms + config.margin_ms
         tolerance_ms = 2000 + run.max_latency_ms
         crash_info = CrashInfo(
-            model=config.model, choice=choice, crash_ms=crash_ms,
-            trace_index=None,
+            model=config.model, choice=choice, crash_ms=crash_ms, trace_index=position,
         )
         # Recovery 1.
         recovered: Snapshot | None = None
@@ -802,10 +842,11 @@ def run_trial(
         stability: Verdict | None = None
         if recovered is not None:
             server.kill()
-            kind2, choice2 = site.crash(
+            kind2, choice2, position2 = site.crash(
                 model, None if durable_only else stability_seed, limits=limits
             )
-            info2 = CrashInfo(model=config.model, choice=choice2, crash_ms=run.now_ms())
+            info2 = CrashInfo(model=config.model, choice=choice2, crash_ms=run.now_ms(),
+                              trace_index=position2)
             second: Snapshot | None = None
             reason2: str | None = None
             try:
@@ -822,8 +863,8 @@ def run_trial(
                 unavailable_reason=reason2, crash=info2,
             )
             run.events[f"second crash image: {kind2}"] += 1
-        if not log_tail and verdict.outcome == "unavailable":
-            log_tail = _log_tail(server)
+        if not log_tail:
+            log_tail = _log_tail(server, 30)  # the log of all three runs: for the report
         server.kill()
         server = None
     finally:

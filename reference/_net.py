@@ -194,7 +194,16 @@ class ForkedRewriteChild(RewriteChild):
         self._fd = None
         self._chunks = []
         parent = os.getpid()
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            # Seen by serverCron as a child that exited with an error (Redis refuses the
+            # BGREWRITEAOF instead; the outcome for the AOF is the same: no rewrite).
+            if logger is not None:
+                logger.log("#", f"Can't rewrite append only file in background: fork: "
+                           f"{exc.strerror}")
+            pid = -1
+            self._exit("error")
         if pid == 0:
             _child_main(server, number, keyspace, now_ms, parent, after_fork, title, logger)
         self.pid = pid
@@ -276,12 +285,13 @@ def _child_main(
         child.temp_path = f"temp-rewriteaof-{os.getpid()}.aof"
         child.bg_path = f"temp-rewriteaof-bg-{os.getpid()}.aof"
         status = child.run_to_completion()
-        lines = server.log[mark:]
+        lines = server.log[mark:]  # stamped with the clock as it was at fork time
         if status == "ok":
             size = server.fs.stat(child.bg_path).size_bytes
-            lines.append(f"[{now_ms:>10} ms] * Successfully created the temporary AOF "
-                         f"{child.bg_path} ({size} bytes)")
             code = 0
+            if logger is not None:
+                lines.append(logger.now_line("*", "Successfully created the temporary AOF "
+                                             f"{child.bg_path} ({size} bytes)"))
         if logger is not None:
             logger.write(lines, role="C")
     except BaseException:  # whatever happens, the child must _exit

@@ -469,3 +469,11 @@ def test_redis_7_fsyncing_appendonlydir_also_makes_its_mkdir_durable_under_an_or
     assert "appendonlydir/appendonly.aof.manifest" in crashed.files
     incr = [name for name in crashed.files if name.endswith(".incr.aof")]
     assert len(incr) == 1 and b"$1\r\nk\r\n$1\r\nv\r\n" in crashed.files[incr[0]]
+
+def test_mounting_leaves_the_working_directory_of_this_process_alone(
+    tmp_path: Path, mnt: Path
+) -> None:
+    before = os.getcwd()
+    with FuseMount(SimDisk(), mnt):
+        assert os.getcwd() == before
+    assert os.getcwd() == before

@@ -6,7 +6,8 @@ import harness
 import harness.oracle as oracle
 
 EXPECTED = {
-    "Checker", "CrashInfo", "CrashModel", "Entry", "History", "KeyDiff", "KeyValue", "Model",
+    "ERROR_STALL_MS", "Checker", "CrashInfo", "CrashModel", "Entry", "History", "KeyDiff",
+    "KeyValue", "Model",
     "ModelState", "Outcome", "Policy", "Reply", "ReplyError", "Rule", "Snapshot",
     "UnsupportedCommand", "Verdict", "Violation", "check_recovery", "check_stability",
     "effective_window_ms", "frontier", "snapshot_from_dump",

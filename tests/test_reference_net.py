@@ -6,6 +6,7 @@ interface), so these tests also cover the harness's way of driving it.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -152,6 +153,29 @@ def test_inline_commands_and_connection_commands_work(ref: ReferenceProcess) -> 
     want = b"+PONG\r\n+OK\r\n$5\r\nhello\r\n$2\r\nhi\r\n+OK\r\n$2\r\nme\r\n+OK\r\n"
     # QUIT closes the connection after its reply: reading to EOF returns exactly the replies.
     assert _raw(ref.port, payload, expect_bytes=len(want) + 1) == want
+
+
+def test_large_values_and_large_replies_cross_partial_reads_and_writes(
+    ref: ReferenceProcess,
+) -> None:
+    big = bytes(range(256)) * (16 * 1024)  # 4 MiB: many recv() calls, many partial send()s
+    assert ref.client.set(b"big", big) is True
+    assert ref.client.get(b"big") == big
+    items = [b"item-%d" % i for i in range(100_000)]
+    pipe = ref.client.pipeline(transaction=False)
+    for start in range(0, len(items), 1000):
+        pipe.rpush(b"list", *items[start : start + 1000])
+    pipe.execute()
+    assert ref.client.lrange(b"list", 0, -1) == items
+
+
+def test_commands_of_a_client_that_hangs_up_without_reading_still_run(
+    ref: ReferenceProcess,
+) -> None:
+    with socket.create_connection(("127.0.0.1", ref.port)) as sock:
+        sock.sendall(encode_command([b"INCR", b"counter"]) * 500)
+    _wait_for(lambda: ref.client.get(b"counter") == b"500", what="500 INCRs")
+    assert ref.client.ping() is True
 
 
 def test_a_protocol_error_is_answered_then_the_connection_is_closed(
@@ -444,3 +468,43 @@ def test_expiry_follows_real_time_and_cron_reclaims_keys(ref: ReferenceProcess) 
     assert c.dbsize() == 1  # the active expire cycle removed "short" without a read
     aof = (Path(ref.dir) / "appendonly.aof").read_bytes()
     assert encode_command([b"DEL", b"short"]) in aof and encode_command([b"DEL", b"touched"]) in aof
+
+
+def test_server_shutdown_kills_the_child_flushes_and_stops(tmp_path: Path) -> None:
+    server = Server(OSFileSystem(tmp_path), Clock(), ServerConfig())  # the in-process child
+    server.start()
+    server.execute([b"SET", b"k", b"v"])
+    server.execute([b"BGREWRITEAOF"])
+    child = server.rewrite_child
+    assert child is not None
+    child.step()  # the temp file exists now
+    assert any(p.name.startswith("temp-") for p in tmp_path.iterdir())
+    server.shutdown()
+    assert server.stopped and server.stop_reason == "shutdown"
+    assert child.exit_status == "killed" and server.rewrite_child is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["appendonly.aof"]
+    assert (tmp_path / "appendonly.aof").read_bytes().endswith(
+        encode_command([b"SET", b"k", b"v"])
+    )
+    assert "Redis is now ready to exit, bye bye..." in server.log[-1]
+    server.shutdown()  # idempotent
+
+
+def test_a_failed_fork_ends_the_rewrite_with_an_error_and_the_server_carries_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = _forking_server(tmp_path)
+    server.execute([b"SET", b"k", b"v"])
+
+    def no_fork() -> int:
+        raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    server.execute([b"BGREWRITEAOF"])
+    child = server.rewrite_child
+    assert isinstance(child, ForkedRewriteChild)
+    assert not child.alive and child.exit_status == "error" and not child.poll()
+    _finish_rewrite(server)
+    assert server.rewrite_child is None
+    assert server.info()["aof_last_bgrewrite_status"] == "err"
+    assert server.execute([b"GET", b"k"]) == b"v"

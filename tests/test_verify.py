@@ -15,26 +15,24 @@ import pytest
 from harness import verify
 from harness.verify import VerifyConfig, run_verify, verify_report
 
-VERIFY_PREFIX = str(Path(tempfile.gettempdir()) / "aofcrash-verify-")
 
-
-def _verify_mounts() -> list[str]:
+def _mounts_under(root: Path) -> list[str]:
     with open("/proc/mounts", encoding="utf-8") as fh:
         points = [line.split()[1] for line in fh]
-    return [p for p in points if p.startswith(VERIFY_PREFIX)]
-
-
-def _verify_dirs() -> set[str]:
-    return {str(p) for p in Path(tempfile.gettempdir()).glob("aofcrash-verify-*")}
+    return [p for p in points if p.startswith(str(root))]
 
 
 @pytest.fixture(autouse=True)
-def nothing_left_behind() -> Iterator[None]:
-    dirs_before = _verify_dirs()
-    yield
+def trial_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Trials make their directories (and mounts) under this test's tmp_path; afterwards no
+    process, mount or trial directory of ours may be left."""
+    root = tmp_path / "trials"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    yield root
     assert psutil.Process().children(recursive=True) == [], "processes left behind"
-    assert _verify_mounts() == [], "FUSE mounts left behind"
-    assert _verify_dirs() - dirs_before == set(), "trial directories left behind"
+    assert _mounts_under(root) == [], "FUSE mounts left behind"
+    assert list(root.iterdir()) == [], "trial directories left behind"
 
 
 def _needs(server: str) -> None:
@@ -72,11 +70,11 @@ def test_everysec_spreads_the_writes_over_seconds_by_default_and_always_does_not
 
 def test_a_trial_command_line_re_runs_exactly_that_trial() -> None:
     cfg = VerifyConfig(server="6.2", policy="no", model="power", fault="io-error", seed=7,
-                       rewrite=True, image="prefix")
+                       rewrite=True, image="drawn-damaged")
     line = cfg.command_line(trial=4)
     assert line.startswith("aofcrash verify --server 6.2 --policy no --model power")
     assert "--seed 7 --trials 1 --first-trial 4" in line
-    assert "--rewrite" in line and "--image prefix" in line and "--fault io-error" in line
+    assert "--rewrite" in line and "--image drawn-damaged" in line and "--fault io-error" in line
 
 
 def test_the_workload_is_a_function_of_the_seed_with_transactions_selects_and_long_ttls() -> None:
@@ -181,12 +179,12 @@ def test_a_target_whose_dump_drops_a_key_is_reported_as_a_violation() -> None:
 
 
 @pytest.mark.real
-def test_a_failure_or_ctrl_c_mid_trial_leaves_no_server_and_no_mount() -> None:
+def test_a_failure_or_ctrl_c_mid_trial_leaves_no_server_and_no_mount(trial_root: Path) -> None:
     _needs("7.0")
     _needs_fuse()
 
     def interrupted_dump(client: Any, now_ms: int) -> Mapping[int, Any]:
-        assert _verify_mounts(), "the trial should be running on its mount"
+        assert _mounts_under(trial_root), "the trial should be running on its mount"
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

@@ -1,0 +1,102 @@
+"""The state machines: the safe reference passes them; the redis-3.0 profile does not."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from hypothesis import seed, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from faults import PersistenceModel
+from harness._campaign import Campaign, run_campaign
+from harness._driver import ContractViolation
+from harness._steps import RunConfig
+from harness.machine import FEATURES, PROFILES, make_state_machine
+
+POLICIES = ("always", "everysec", "no")
+MODELS = tuple(PersistenceModel)
+# The ci profile in CI, a smaller one while developing.
+BASE = PROFILES["ci" if os.environ.get("HYPOTHESIS_PROFILE", "dev") != "dev" else "dev"]
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: m.value)
+@pytest.mark.parametrize("policy", POLICIES)
+def test_safe_reference_passes_the_state_machine(policy: str, model: PersistenceModel) -> None:
+    machine = make_state_machine(RunConfig(policy=policy), models=(model,))
+    run_state_machine_as_test(machine, settings=settings(BASE, max_examples=40))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", POLICIES)
+def test_safe_reference_passes_a_larger_budget_with_torn_and_reordered_sectors_off(
+    policy: str,
+) -> None:
+    machine = make_state_machine(RunConfig(policy=policy))
+    run_state_machine_as_test(seed(2026)(machine), settings=settings(BASE, max_examples=400))
+
+
+@pytest.mark.slow
+def test_safe_reference_passes_with_no_appendfsync_on_rewrite_and_retry_fsync_semantics() -> None:
+    from faults import FsyncFailure
+
+    config = RunConfig(policy="everysec", no_appendfsync_on_rewrite=True,
+                       fsync_failure=FsyncFailure.RETRY)
+    run_state_machine_as_test(make_state_machine(config), settings=settings(BASE, max_examples=150))
+
+
+def test_redis_3_0_loses_acknowledged_writes_under_strict_metadata_power_loss() -> None:
+    # Redis 3.0 never fsyncs the directory after the rewrite's rename (or at creation).
+    config = RunConfig(policy="always", profile="redis-3.0")
+    result = run_campaign(Campaign(configs=(config,), models=(PersistenceModel.POWER,),
+                                   settings_profile="dev", budget_s=120, seed=1,
+                                   shrink_budget_s=10))
+    assert result.findings, "the missing directory fsync went unnoticed"
+    finding = result.findings[0]
+    assert finding.rules == ["durability"]
+    assert finding.reproduction is not None
+    with pytest.raises(ContractViolation):
+        from harness._driver import replay
+
+        replay(finding.reproduction)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("policy", POLICIES)
+def test_redis_3_0_keeps_its_promises_when_only_the_process_dies(policy: str) -> None:
+    # Process crashes between operations (no torn writes): what Redis 3.0 wrote survives.
+    features = tuple(f for f in FEATURES if f != "crash_mid_op")
+    machine = make_state_machine(RunConfig(policy=policy, profile="redis-3.0"),
+                                 models=(PersistenceModel.PROCESS,), features=features)
+    run_state_machine_as_test(seed(7)(machine), settings=settings(BASE, max_examples=150))
+
+
+def test_unknown_features_and_empty_model_lists_are_refused_with_the_known_names() -> None:
+    with pytest.raises(ValueError, match="features: unknown teleport"):
+        make_state_machine(RunConfig(), features=("teleport",))
+    with pytest.raises(ValueError, match="at least one persistence model"):
+        make_state_machine(RunConfig(), models=())
+
+
+@pytest.mark.parametrize(("profile", "lost"), [("redis-3.0", True), ("safe", False)])
+def test_a_rename_without_a_directory_fsync_is_undone_by_power_loss(
+    profile: str, lost: bool
+) -> None:
+    from faults import CrashChoice
+    from harness._driver import Driver
+    from harness._steps import BgRewrite, ChildStep, Crash, Recover, Tick, Write
+
+    driver = Driver(RunConfig(policy="always", profile=profile))
+    driver.run_all([Write((b"SET", b"a", b"1")), BgRewrite(), ChildStep(20), Tick(200),
+                    Write((b"SET", b"b", b"2")), Crash()])
+    assert driver.server.rewrite_child is None
+    assert driver.disk.pending_metadata > 0 or not lost
+    # Keep none of the namespace operations that were not made durable.
+    choice = CrashChoice(PersistenceModel.POWER, 0, ())
+    if lost:
+        with pytest.raises(ContractViolation) as info:
+            driver.run(Recover(PersistenceModel.POWER, choice))
+        assert "SET b 2" in str(info.value)
+    else:
+        driver.run(Recover(PersistenceModel.POWER, choice))
+        assert b"b" in driver.server.dump()[0]
