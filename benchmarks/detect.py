@@ -19,9 +19,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from harness._campaign import Campaign, run_campaign  # noqa: E402
-from harness._steps import RunConfig  # noqa: E402
-from reference import defects  # noqa: E402
+from harness._campaign import Campaign, run_campaign
+from harness._steps import RunConfig
+from reference import defects
 
 
 def main() -> int:

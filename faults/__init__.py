@@ -26,10 +26,11 @@ model does not separate file-size metadata from data). ``fsync_dir(d)`` makes ev
 namespace operation on directory ``d`` (create, rename, unlink, mkdir, in or out of ``d``)
 durable, together with every namespace operation that came before the last of them: metadata
 reaches the disk as an ordered journal (as on ext4), so the durable namespace is always the
-result of a prefix of the program's namespace operations. Every operation is appended to ``SimDisk.trace`` as a ``TraceEntry`` (index, op, path,
-offset, length, result); ``SimDisk.replay(trace)`` rebuilds the disk state at every trace position,
-which is what the crash-state explorer walks (``ReplayCursor`` does it step by step and can show
-the state of a crash inside a write, ``inside_write(k)``).
+result of a prefix of the program's namespace operations. Every operation is appended to
+``SimDisk.trace`` as a ``TraceEntry`` (index, op, path, offset, length, result);
+``SimDisk.replay(trace)`` rebuilds the disk state at every trace position, which is what the
+crash-state explorer walks (``ReplayCursor`` does it step by step and can show the state of a
+crash inside a write, ``inside_write(k)``).
 
 Persistence models (``PersistenceModel``)
 -----------------------------------------

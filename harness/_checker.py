@@ -642,38 +642,6 @@ class Checker:
                 return k
         return None
 
-    def matching_ks(self, recovered: Snapshot, *, at_ms: int) -> list[int]:
-        """Every k (ascending) whose S(k)@at_ms equals `recovered`.
-
-        For callers that ask "is there a match in [F, n]?" for many crash points at once (the
-        explorer). Candidates come from the hash table of ``at_ms`` and each is confirmed
-        exactly, so a returned k is always a true match; an empty list may be a hash miss, which
-        callers must settle with ``check`` (its exact pass). With an expiry tolerance this is
-        ``matching_prefixes``.
-        """
-        _require_int(at_ms, "at_ms", minimum=None)
-        if self.expiry_tolerance_ms:
-            return self.matching_prefixes(recovered, at_ms=at_ms)
-        rec = recovered.at(at_ms)
-        tl = self._timeline()
-        table = self._table(at_ms)
-        size = len(rec)
-        key_ks, key_vals = tl.key_ks, tl.key_vals
-        out: list[int] = []
-        for k in table.by_hash.get(_snapshot_hash(rec), ()):
-            if table.counts[k] != size:
-                continue
-            for dbkey, kv in rec.items():
-                ks = key_ks.get(dbkey)
-                if ks is None:
-                    break
-                i = bisect_right(ks, k) - 1
-                if i < 0 or key_vals[dbkey][i] != kv:
-                    break
-            else:
-                out.append(k)
-        return out  # buckets are built in k order
-
     # -- the frontier
 
     def frontier(

@@ -63,8 +63,10 @@ def add_parser(
     p.add_argument("--sector-granularity", action="store_true",
                    help="inside writes only at sector boundaries, even for writes shorter "
                    "than a sector (default: every byte of those)")
-    p.add_argument("--no-torn", action="store_true", help="no torn-sector images")
-    p.add_argument("--no-reorder", action="store_true", help="no reordered-sector images")
+    p.add_argument("--torn", action="store_true",
+                   help="also torn last sectors (zeros, garbage) in power images")
+    p.add_argument("--reorder", action="store_true",
+                   help="also reordered sectors (an earlier unsynced sector reads as zeros)")
     p.add_argument("--max-images-per-point", type=_positive_int, default=4096,
                    help="legal images per crash point and model (default 4096)")
     p.add_argument("--max-dirty-files", type=_positive_int, default=4,
@@ -124,6 +126,7 @@ def _load(args: argparse.Namespace) -> tuple[Any, tuple[Any, ...], str]:
 
 def cmd_explore(args: argparse.Namespace) -> int:
     from faults import PersistenceModel
+    from harness._driver import ModelDivergence
     from harness._report import new_run_dir, slug, write_atomic, write_report
     from harness.cli import (
         EXIT_OK,
@@ -149,8 +152,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
         max_crash_points=args.max_crash_points,
         max_images_per_point=args.max_images_per_point,
         max_dirty_files=args.max_dirty_files,
-        torn=not args.no_torn,
-        reorder=not args.no_reorder,
+        torn=args.torn,
+        reorder=args.reorder,
         byte_granularity=args.byte_granularity,
         small_write_bytes=not args.sector_granularity,
         max_reproductions=args.max_reproductions,
@@ -166,6 +169,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
     try:
         result = explore(config, steps, models=models, limits=limits, naive=args.naive,
                          progress=on_progress)
+    except ModelDivergence as exc:
+        raise UsageError(f"the workload's own run diverged from the model: {exc}") from None
+    except ValueError as exc:  # e.g. a step file whose steps cannot run in order
+        raise UsageError(f"the workload cannot be run: {exc}") from None
     finally:
         bar.close()
     elapsed = time.perf_counter() - started

@@ -18,11 +18,11 @@ from faults import (
     CrashChoice,
     FaultPlan,
     FaultyFileSystem,
-    PersistenceModel,
-    SimDisk,
     IOFault,
     NoSpace,
+    PersistenceModel,
     ShortWrite,
+    SimDisk,
     SimulatedCrash,
     SlowSync,
 )
@@ -213,6 +213,10 @@ class Driver:
                 delta = min(left, period)
                 self.clock.advance(delta)
                 left -= delta
+                # A real rewrite child works while time passes: one step per period.
+                child = self.server.rewrite_child
+                if child is not None and child.alive:
+                    child.step()
                 self._iterate()
                 if left <= 0 or self.server.stopped:
                     break

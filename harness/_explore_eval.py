@@ -741,11 +741,12 @@ class StateEvaluator:
         self.cache[key] = rec
         self.fast_keys += 1
         if self.audit_every and self.fast_keys % self.audit_every == 1:
-            self._audit(rec, disk, model, choice)
+            rec = self.cache[key] = self._audit(rec, disk, model, choice)
         return rec
 
     def _audit(self, rec: Rec, disk: SimDisk, model: PersistenceModel,
-               choice: CrashChoice) -> None:
+               choice: CrashChoice) -> Rec:
+        """Recover this content in full: the match must agree; its stability is kept."""
         self.audits += 1
         full = self._full(self.aof_bytes(disk, model, choice))
         if (full.unavailable is None) != (rec.unavailable is None) or full.ks != rec.ks:
@@ -753,6 +754,7 @@ class StateEvaluator:
                 f"fast recovery disagrees with a full one for {choice.to_json()}: "
                 f"fast={rec} full={full}"
             )
+        return Rec(rec.unavailable, rec.ks, full.stable_process, full.stable_power)
 
     def aof_bytes(self, disk: SimDisk, model: PersistenceModel,
                   choice: CrashChoice) -> bytes | None:

@@ -14,7 +14,7 @@ import base64
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from faults import CrashChoice, FaultPlan, FsyncFailure, ImageLimits, PersistenceModel
 
@@ -177,7 +177,8 @@ class Read:
 
 @dataclass(frozen=True)
 class Tick:
-    """Advance the virtual clock, then run one event-loop iteration."""
+    """Let ``delta_ms`` of virtual time pass: one event-loop iteration per cron period
+    (1000/hz ms), and one step of a running rewrite child per period, as real time would."""
 
     delta_ms: int
     kind: ClassVar[str] = "tick"
@@ -245,10 +246,10 @@ class Recover:
     kind: ClassVar[str] = "recover"
 
 
-Step = Union[
-    Write, Multi, Read, Tick, BgRewrite, ChildStep, KillChild, InjectFaults, ClearFaults, ArmCrash,
-    Crash, Recover,
-]
+Step = (
+    Write | Multi | Read | Tick | BgRewrite | ChildStep | KillChild | InjectFaults | ClearFaults
+    | ArmCrash | Crash | Recover
+)
 _STEP_TYPES: dict[str, type[Any]] = {
     t.kind: t
     for t in (Write, Multi, Read, Tick, BgRewrite, ChildStep, KillChild, InjectFaults,
@@ -264,9 +265,7 @@ def step_to_dict(step: Step) -> dict[str, Any]:
             value = _encode_argv(value)
         elif f.name == "commands":
             value = [_encode_argv(c) for c in value]
-        elif isinstance(value, FaultPlan):
-            value = value.to_dict()
-        elif isinstance(value, CrashChoice):
+        elif isinstance(value, FaultPlan | CrashChoice):
             value = value.to_dict()
         elif isinstance(value, PersistenceModel):
             value = value.value
@@ -371,5 +370,7 @@ class Reproduction:
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ReproError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}")
+            raise ReproError(
+                f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            ) from None
         return cls.from_dict(data)

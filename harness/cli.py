@@ -214,7 +214,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         result = run_campaign(campaign, progress=on_progress)
     finally:
         bar.close()
-    violations = []
+    violations: list[dict[str, Any]] = []
     for i, f in enumerate(result.findings, 1):
         repro_name = None
         if f.reproduction is not None:
@@ -224,15 +224,16 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                            "configuration": config_label(f.config), "seed": f.seed,
                            "text": f.text, "reproduction": repro_name,
                            "found_after_s": round(f.elapsed_s, 2)})
-    report = {
+    totals = {"examples": result.examples, "slices": result.slices,
+              "elapsed_s": round(result.elapsed_s, 2), "violations": len(violations)}
+    report: dict[str, Any] = {
         "command": "fuzz",
         "run_id": run_dir.name,
         "run": {"seed": args.seed, "budget_s": args.budget, "settings": args.settings,
                 "profile": args.profile, "defects": ", ".join(args.defect) or "none",
                 "policies": ", ".join(policies),
                 "models": ", ".join(m.value for m in models)},
-        "totals": {"examples": result.examples, "slices": result.slices,
-                   "elapsed_s": round(result.elapsed_s, 2), "violations": len(violations)},
+        "totals": totals,
         "configurations": list(result.per_config.values()),
         "events": dict(result.events),
         "violations": violations,
@@ -242,7 +243,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"status": "violation" if violations else "ok",
                           "report": str(json_path), "html": str(html_path),
-                          **report["totals"], "findings": violations}, default=str))
+                          **totals, "findings": violations}, default=str))
     else:
         print(f"fuzz: {result.examples} examples in {result.elapsed_s:.1f}s over "
               f"{len(configs)} configuration(s): "

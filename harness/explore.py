@@ -24,14 +24,24 @@ expiry times are compared.
 
 Fast path (default) vs naive. The naive mode materialises every image, boots the reference
 on it, loads the AOF from byte 0 and runs the oracle's ``check_recovery`` with the point's
-history — per state. The fast path (``harness._explore_eval``) recovers each distinct AOF
-content once, prefixes of one file through one incremental loader, and checks a state with two
-comparisons; violations (up to ``max_exact_violations``) are re-checked with the oracle on the
-materialised image, so reported verdicts are the oracle's. Points where a write refused with an
-error is still unanswered use the oracle for every state (the shared table assumes refused
-writes are known). Stability on the fast path is checked for every content that needed a full
-recovery and for the audited sample; prefix contents are stable by construction (the loader
-truncates to the same boundary), which the audit re-checks.
+history — per state. The fast path skips work that cannot change a verdict:
+
+* recovery reads only the AOF (``harness._explore_eval``), so the choices of one point that give
+  the AOF the same image form one group, evaluated once and counted with its size (computed
+  exactly from the enumeration's mixed-radix order and cap, and checked against SimDisk's own
+  count); the naive mode enumerates every choice and the tests compare the two per group;
+* each distinct AOF content is recovered once, prefixes of one file through one incremental
+  loader (damaged tails forked from the last boundary before the damage), and a state is then
+  checked with two comparisons (some matching k with F <= k <= n).
+
+Violations (up to ``max_exact_violations``) are re-checked with the oracle on the materialised
+image, so reported verdicts are the oracle's (a disagreement raises ``ExplorerError``). Points
+where a write refused with an error is still unanswered use the oracle for every state (the
+shared table assumes refused writes are known). Stability (rule 3) on the fast path is checked
+for every content that needed a full recovery and for the audited sample (every
+``audit_every``-th distinct content, whose full recovery must also agree on the match);
+prefix contents are stable by construction (the loader truncates to the same boundary the
+second recovery reads). The naive mode checks stability for every state.
 """
 
 from __future__ import annotations
@@ -84,8 +94,14 @@ class ExploreLimits:
     """Explicit bounds; every cut-off is counted in the result.
 
     ``max_crash_points``: explore at most this many crash points (None: all).
+    ``point_stride``: explore only every n-th position of the trace (sampling a big workload;
+    the others are counted as not explored).
     ``max_images_per_point``, ``max_dirty_files``, ``torn``, ``reorder``,
-    ``reorder_window_sectors``: the ``ImageLimits`` of each point's enumeration.
+    ``reorder_window_sectors``: the ``ImageLimits`` of each point's enumeration. Torn and
+    reordered sectors are opt-in, as in ``ImageLimits``: a Redis-format AOF has no checksum, so
+    such a sector inside a long value can load as a complete command with zeros or garbage in
+    it (a phantom value the explorer reports as a prefix-consistency violation, on every
+    profile).
     ``byte_granularity``: crash inside every write at every byte, and power prefixes at every
     byte. ``small_write_bytes``: every byte inside writes shorter than a sector.
     ``max_exact_violations``: violations re-checked (and reported) with the oracle's verdict;
@@ -95,10 +111,11 @@ class ExploreLimits:
     """
 
     max_crash_points: int | None = None
+    point_stride: int = 1
     max_images_per_point: int = 4096
     max_dirty_files: int = 4
-    torn: bool = True
-    reorder: bool = True
+    torn: bool = False
+    reorder: bool = False
     reorder_window_sectors: int = 8
     byte_granularity: bool = False
     small_write_bytes: bool = True
@@ -113,6 +130,8 @@ class ExploreLimits:
             not isinstance(self.max_crash_points, int) or self.max_crash_points < 1
         ):
             errors.append(f"max_crash_points: must be None or >= 1, got {self.max_crash_points!r}")
+        if not isinstance(self.point_stride, int) or self.point_stride < 1:
+            errors.append(f"point_stride: must be an integer >= 1, got {self.point_stride!r}")
         for name in ("max_exact_violations", "max_reproductions", "confirm_reproductions",
                      "audit_every"):
             value = getattr(self, name)
@@ -417,7 +436,10 @@ class _Walk:
         res.points_total = sum(1 + len(inside) for _, inside in plan)
         budget = self.limits.max_crash_points
         done = 0
-        for p, inside in plan:
+        stride = self.limits.point_stride
+        for number, (p, inside) in enumerate(plan):
+            if number % stride:
+                continue
             while cursor.position < p:
                 self._step(cursor)
             if budget is not None and done >= budget:

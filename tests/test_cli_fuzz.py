@@ -80,7 +80,7 @@ def test_bad_input_is_one_line_on_stderr_and_exit_2(
 ) -> None:
     if argv[0] == "fuzz":
         argv = [*argv, "--reports", str(tmp_path)]
-    code, out, err = _run(capsys, *argv)
+    code, _, err = _run(capsys, *argv)
     assert code == 2
     assert message in err
     assert len(err.strip().splitlines()) == 1

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from faults import Crash as CrashFault
 from faults import (
     CrashChoice,
     FaultOp,
@@ -16,7 +17,6 @@ from faults import (
     PersistenceModel,
     ShortWrite,
 )
-from faults import Crash as CrashFault
 from harness._driver import ContractViolation, Driver, replay
 from harness._steps import (
     ArmCrash,

@@ -28,9 +28,9 @@ from reference.defects import DEFECTS
 PROCESS, POWER, EAGER = (PersistenceModel.PROCESS, PersistenceModel.POWER,
                          PersistenceModel.POWER_EAGER_METADATA)
 ALL_MODELS = (PROCESS, POWER, EAGER)
-# Images a Redis-format AOF is designed to survive: whole sectors, in order. Torn and
-# reordered sectors are explored too, see test_torn_sector_in_a_bulk_payload_...
-PREFIX_IMAGES = ExploreLimits(torn=False, reorder=False, audit_every=5)
+# The default images (process; power with sector prefixes and strict or eager metadata).
+# Torn and reordered sectors are opt-in, see test_torn_sector_in_a_bulk_payload_...
+PREFIX_IMAGES = ExploreLimits(audit_every=5)
 
 
 def _by_group(result: ExploreResult) -> dict[Any, tuple[set[Any], int]]:
@@ -58,8 +58,12 @@ def test_image_count_of_one_synced_write_across_a_sector_equals_the_hand_count()
     #   Before the fdatasync (651 visible): DURABLE; at 512 PREFIX/TZ/TG; at 651 PREFIX/TZ/TG
     #   and REORDERED with sector 0 zeroed: 1 + 3 + 4 = 8. At the end all is synced: 1.
     #   1 + 4 + 8 + 1 = 14.
+    # Without torn/reordered sectors: 1 + 2 + 3 + 1 = 7.
     steps = (Write((b"SET", b"k", b"x" * 600)),)
-    limits = ExploreLimits(small_write_bytes=False)
+    prefixes = explore(RunConfig(policy="always"), steps, models=(POWER,),
+                       limits=ExploreLimits(small_write_bytes=False))
+    assert prefixes.states == 7
+    limits = ExploreLimits(small_write_bytes=False, torn=True, reorder=True)
     result = explore(RunConfig(policy="always"), steps, models=(PROCESS, POWER), limits=limits)
     assert result.points_total == result.points_explored == 4
     assert result.coverage()["process"]["states_checked"] == 4
@@ -84,7 +88,7 @@ def test_small_writes_are_cut_at_every_byte_by_default() -> None:
 
 def test_cut_offs_are_counted_in_the_coverage() -> None:
     steps = make_workload("mixed", ops=20, seed=3)
-    limits = ExploreLimits(max_crash_points=10, max_images_per_point=3)
+    limits = ExploreLimits(max_crash_points=10, max_images_per_point=1)
     result = explore(RunConfig(), steps, models=(PROCESS, POWER), limits=limits)
     cov = result.coverage()
     assert result.points_explored == 10 < result.points_total
@@ -93,7 +97,7 @@ def test_cut_offs_are_counted_in_the_coverage() -> None:
     assert power["states_checked"] + power["cut_by_max_images"] == power[
         "legal_states_at_explored_points"]
     assert power["cut_by_max_images"] > 0
-    assert power["states_checked"] <= 3 * 10
+    assert power["states_checked"] <= 10
 
 
 def test_explore_limits_reject_bad_values_naming_the_field() -> None:
@@ -132,7 +136,7 @@ def test_torn_sector_in_a_bulk_payload_is_a_phantom_value_even_on_safe() -> None
     # reproduction replays to the same violation.
     steps = (Write((b"SET", b"k", b"x" * 600)),)
     result = explore(RunConfig(policy="always"), steps, models=(POWER,),
-                     limits=ExploreLimits(small_write_bytes=False))
+                     limits=ExploreLimits(small_write_bytes=False, torn=True, reorder=True))
     kinds = {fc.kind.value for v in result.violations for fc in v.choice.files}
     assert kinds == {"torn-zero", "torn-garbage"}
     assert all(v.rules == ("prefix-consistency",) for v in result.violations)
@@ -140,13 +144,13 @@ def test_torn_sector_in_a_bulk_payload_is_a_phantom_value_even_on_safe() -> None
 
 
 @pytest.mark.parametrize(("workload", "ops", "policy"),
-                         [("mixed", 12, "everysec"), ("rewrite", 16, "always"),
-                          ("short-write", 16, "no"), ("multi", 10, "everysec")])
+                         [("mixed", 12, "everysec"), ("rewrite", 12, "always"),
+                          ("short-write", 14, "no"), ("multi", 4, "everysec")])
 def test_fast_and_naive_modes_give_the_same_verdict_for_every_state(
     workload: str, ops: int, policy: str
 ) -> None:
     steps = make_workload(workload, ops=ops, seed=5)
-    limits = ExploreLimits(max_images_per_point=60, audit_every=3)
+    limits = ExploreLimits(max_images_per_point=60, audit_every=3, torn=True, reorder=True)
     kwargs: dict[str, Any] = {"models": ALL_MODELS, "limits": limits, "keep_states": True}
     fast = explore(RunConfig(policy=policy), steps, **kwargs)
     naive = explore(RunConfig(policy=policy), steps, naive=True, **kwargs)
@@ -161,7 +165,7 @@ def test_fast_and_naive_modes_give_the_same_verdict_for_every_state(
 def test_point_frontiers_equal_the_oracle_frontier_of_the_point_history() -> None:
     from harness.explore import _Frontiers
 
-    steps = make_workload("fsync-error", ops=40, seed=1) + (Tick(delta_ms=2500),)
+    steps = (*make_workload("fsync-error", ops=40, seed=1), Tick(delta_ms=2500))
     for policy in ("always", "everysec", "no"):
         config = RunConfig(policy=policy, no_appendfsync_on_rewrite=True)
         rec = record(config, steps)
@@ -213,7 +217,7 @@ def test_every_defect_is_classified_as_revealed_or_not() -> None:
 def test_explore_finds_each_defect_a_crash_state_can_reveal(defect: str) -> None:
     workload, policy, strict = REVEALED[defect]
     config = RunConfig(policy=policy, defects=frozenset([defect]), strict_availability=strict)
-    limits = ExploreLimits(torn=False, reorder=False, confirm_reproductions=1)
+    limits = ExploreLimits(confirm_reproductions=1)
     result = explore(config, make_workload(workload, ops=30, seed=2), models=ALL_MODELS,
                      limits=limits)
     assert not result.ok
@@ -229,7 +233,7 @@ def test_explore_finds_each_defect_a_crash_state_can_reveal(defect: str) -> None
 def test_violation_reproduction_replays_to_the_same_violation(tmp_path: Path) -> None:
     config = RunConfig(policy="always", defects=frozenset(["rewrite-buffer-dropped"]))
     result = explore(config, make_workload("rewrite", ops=20, seed=2), models=(PROCESS, POWER),
-                     limits=ExploreLimits(torn=False, reorder=False, max_reproductions=3))
+                     limits=ExploreLimits(max_reproductions=3))
     assert result.violations
     for v in result.violations[:3]:
         assert v.reproduction is not None
@@ -254,7 +258,7 @@ def test_reproductions_crash_at_the_explored_trace_index() -> None:
     walk = _Walk(rec, (POWER,), ExploreLimits(), naive=False, keep_states=False, progress=None)
     trace = rec.trace
     positions = walk._positions()
-    sample = positions[:: max(1, len(positions) // 15)] + [positions[-1]]
+    sample = [*positions[::max(1, len(positions) // 15)], positions[-1]]
     writes = [p for p in positions if p < len(trace) and trace[p].op.value == "write"
               and trace[p].result > 3]
     points = [walk.point(p, None) for p in sample] + [walk.point(p, 2) for p in writes[:5]]
@@ -304,7 +308,7 @@ def test_workload_from_reproduction_keeps_the_steps_before_the_first_crash() -> 
 def test_cli_explore_reports_a_defect_with_exit_code_1(tmp_path: Path,
                                                        capsys: pytest.CaptureFixture[str]) -> None:
     code = main(["explore", "--workload", "mixed", "--ops", "25", "--seed", "2", "--policy",
-                 "always", "--defect", "reply-before-fsync", "--no-torn", "--no-reorder",
+                 "always", "--defect", "reply-before-fsync",
                  "--json", "--progress", "never", "--reports", str(tmp_path),
                  "--max-reproductions", "2"])
     out = json.loads(capsys.readouterr().out)
@@ -326,7 +330,7 @@ def test_cli_explore_exits_0_without_violation_and_takes_a_reproduction_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     repro = Reproduction(RunConfig(policy="everysec"),
-                         make_workload("rewrite", ops=12, seed=1) + (Recover(PROCESS),))
+                         (*make_workload("rewrite", ops=12, seed=1), Recover(PROCESS)))
     path = tmp_path / "w.json"
     path.write_text(repro.to_json(), encoding="utf-8")
     code = main(["explore", "--workload", str(path), "--model", "process", "--progress",
