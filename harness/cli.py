@@ -125,9 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     fz.add_argument("--no-appendfsync-on-rewrite", action="store_true")
     fz.add_argument("--strict-availability", action="store_true",
                     help="treat refusing to start as a violation")
-    fz.add_argument("--torn-sectors", action="store_true",
+    fz.add_argument("--torn", action="store_true",
                     help="power crashes may also tear the last sector (zeros or garbage)")
-    fz.add_argument("--reordered-sectors", action="store_true",
+    fz.add_argument("--reorder", action="store_true",
                     help="power crashes may also lose an earlier sector of the unsynced tail")
     fz.add_argument("--keep-going", action="store_true",
                     help="do not stop at the first violation")
@@ -195,8 +195,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             defects=frozenset(args.defect),
             no_appendfsync_on_rewrite=args.no_appendfsync_on_rewrite,
             strict_availability=args.strict_availability,
-            torn_sectors=args.torn_sectors,
-            reordered_sectors=args.reordered_sectors,
+            torn_sectors=args.torn,
+            reordered_sectors=args.reorder,
         )
         for p in policies
     )
