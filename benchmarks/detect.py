@@ -1,7 +1,9 @@
 """Time to detect each named defect of reference.defects with the state machines.
 
-For every defect and every seed in a fixed range, a fuzz campaign (all three fsync policies in
-turn, every persistence model, the dev settings profile) runs until its first violation. Printed
+For every defect and every seed in a fixed range, a fuzz campaign (the defect's configuration
+from ``harness._campaign.DEFECT_CONFIGS``: the fsync policy where it acts, strict availability
+for the two that show as a refused start; every persistence model; the dev settings profile)
+runs until its first violation. Printed
 per defect: time to the first failing run (median and worst over the seeds), the time including
 shrinking, and the size of the shrunk reproduction (steps). Goal: every defect detected, median
 under 5 s and worst under 60 s on one core.
@@ -43,8 +45,9 @@ def main() -> int:
     for name in names:
         firsts, totals, steps, policies = [], [], [], []
         for seed in range(args.seeds):
-            configs = tuple(RunConfig(policy=p, defects=frozenset([name]))
-                            for p in ("always", "everysec", "no"))
+            policy, strict = DEFECT_CONFIGS[name]
+            configs = (RunConfig(policy=policy, defects=frozenset([name]),
+                                 strict_availability=strict),)
             t0 = time.monotonic()
             result = run_campaign(Campaign(configs=configs, budget_s=args.budget, seed=seed,
                                            shrink_budget_s=args.shrink))

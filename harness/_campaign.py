@@ -27,7 +27,28 @@ from harness._driver import ContractViolation, ModelDivergence
 from harness._steps import Reproduction, RunConfig
 from harness.machine import PROFILES, make_state_machine
 
-__all__ = ["Campaign", "CampaignResult", "Finding", "run_campaign"]
+__all__ = ["DEFECT_CONFIGS", "Campaign", "CampaignResult", "Finding", "run_campaign"]
+
+# Defect -> (fsync policy, strict availability): the configuration that exercises it. Two
+# defects show as a server that refuses to start (garbage in the middle of the AOF), which only
+# strict availability calls a violation.
+DEFECT_CONFIGS: dict[str, tuple[str, bool]] = {
+    "reply-before-fsync": ("always", False),
+    "short-write-kept": ("no", True),
+    "rewrite-buffer-dropped": ("always", False),
+    "select-not-reemitted-after-rewrite": ("always", False),
+    "temp-not-fsynced-before-rename": ("always", False),
+    "relative-expiry-verbatim": ("everysec", False),
+    "everysec-fsync-skipped": ("everysec", False),
+    "multi-applied-on-load": ("always", False),
+    "fsync-error-cleared": ("everysec", False),
+    "write-error-ignored": ("no", False),
+    "no-dir-fsync-after-rename": ("always", False),
+    "rewrite-drops-expiry": ("always", False),
+    "truncated-tail-not-truncated-on-disk": ("always", True),
+    "set-expiry-split": ("always", False),
+}
+
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.cli import positive_int
+
 __all__ = ["add_parser", "cmd_explore"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def add_parser(
@@ -44,7 +36,7 @@ def add_parser(
     p.add_argument("--workload", default="rewrite", metavar="NAME|FILE",
                    help="a named workload or a reproduction JSON whose steps (up to its first "
                    "crash) are used (default: rewrite)")
-    p.add_argument("--ops", type=_positive_int, default=200,
+    p.add_argument("--ops", type=positive_int, default=200,
                    help="write commands in a named workload (default 200)")
     p.add_argument("--policy", choices=["always", "everysec", "no"], default=None,
                    help="appendfsync policy (default: everysec, or the file's)")
@@ -67,11 +59,11 @@ def add_parser(
                    help="also torn last sectors (zeros, garbage) in power images")
     p.add_argument("--reorder", action="store_true",
                    help="also reordered sectors (an earlier unsynced sector reads as zeros)")
-    p.add_argument("--max-images-per-point", type=_positive_int, default=4096,
+    p.add_argument("--max-images-per-point", type=positive_int, default=4096,
                    help="legal images per crash point and model (default 4096)")
-    p.add_argument("--max-dirty-files", type=_positive_int, default=4,
+    p.add_argument("--max-dirty-files", type=positive_int, default=4,
                    help="dirty files whose images vary (default 4)")
-    p.add_argument("--max-crash-points", type=_positive_int, default=None,
+    p.add_argument("--max-crash-points", type=positive_int, default=None,
                    help="explore at most this many crash points (default: all)")
     p.add_argument("--max-reproductions", type=int, default=20,
                    help="violations written as reproduction files (default 20)")

@@ -9,27 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from harness.cli import nonnegative_int, positive_int
+
 __all__ = ["add_parser", "cmd_verify"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def add_parser(
@@ -54,24 +36,24 @@ def add_parser(
                    help="appendfsync policy (default: always)")
     p.add_argument("--model", choices=list(MODELS), default="process",
                    help="what survives the crash (power models run on a FUSE SimDisk mount)")
-    p.add_argument("--trials", type=_positive_int, default=5, help="trials (default 5)")
-    p.add_argument("--first-trial", type=_nonnegative_int, default=0,
+    p.add_argument("--trials", type=positive_int, default=5, help="trials (default 5)")
+    p.add_argument("--first-trial", type=nonnegative_int, default=0,
                    help="index of the first trial (re-run trial N alone: --first-trial N "
                    "--trials 1)")
-    p.add_argument("--ops", type=_positive_int, default=200,
+    p.add_argument("--ops", type=positive_int, default=200,
                    help="writes per trial (default 200)")
     p.add_argument("--fault", choices=list(FAULTS), default="none",
                    help="inject one seeded fault per trial through the FUSE mount")
     p.add_argument("--rewrite", action="store_true", help="BGREWRITEAOF during each trial")
-    p.add_argument("--margin-ms", type=_nonnegative_int, default=500,
+    p.add_argument("--margin-ms", type=nonnegative_int, default=500,
                    help="added to the 2000 ms everysec window for scheduling noise (default 500)")
-    p.add_argument("--batch-max", type=_positive_int, default=6,
+    p.add_argument("--batch-max", type=positive_int, default=6,
                    help="largest pipelined batch of writes (default 6)")
     p.add_argument("--image", choices=list(IMAGES), default="drawn",
                    help="power-model crash images: drawn from the legal images (sector "
                    "prefixes), drawn also with torn/reordered sectors, or durable state only; "
                    "drawn kinds use durable-only in a quarter of the trials (default: drawn)")
-    p.add_argument("--duration-ms", type=_nonnegative_int, default=None,
+    p.add_argument("--duration-ms", type=nonnegative_int, default=None,
                    help="spread each trial's writes over this long (default: 6000 for "
                    "everysec, else 0)")
     p.add_argument("--strict-availability", action="store_true",

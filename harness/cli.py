@@ -50,14 +50,23 @@ def parse_budget(text: str) -> float:
     return value
 
 
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+def int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= `minimum`, with a one-line error otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+nonnegative_int = int_at_least(0)
+positive_int = int_at_least(1)
 
 
 class Progress:
@@ -88,7 +97,7 @@ class Progress:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=_nonnegative_int, default=0, help="seed (default 0)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seed (default 0)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary")
 
 

@@ -382,12 +382,34 @@ def make_state_machine(
 
         @precondition(lambda self: self._on("crash_mid_op"))
         @rule(nth=st.integers(1, 6), op=st.sampled_from([FaultOp.ANY, FaultOp.WRITE,
-                                                         FaultOp.FSYNC, FaultOp.RENAME]),
+                                                         FaultOp.FDATASYNC, FaultOp.FSYNC,
+                                                         FaultOp.RENAME, FaultOp.FSYNC_DIR]),
               torn=st.one_of(st.none(), st.integers(1, 60)))
         def arm_crash(self, nth: int, op: FaultOp, torn: int | None) -> None:
             _event(f"fault: Crash {op.value}")
             torn_bytes = torn if op is FaultOp.WRITE else None
             self._do(ArmCrash(FaultPlan((Crash(nth=nth, op=op, torn_bytes=torn_bytes),))))
+
+        @precondition(lambda self: self._on("crash_mid_op"))
+        @rule(data=st.data(), torn_bytes=st.integers(1, 160))
+        def crash_while_writing(self, data: st.DataObject, torn_bytes: int) -> None:
+            # The process dies inside the write() of the next command's AOF record: the
+            # scenario of a torn transaction or a SET torn from its expiry.
+            kinds = [k for k in ("multi", "expiry", "strings", "collections") if k in self.enabled]
+            kind = data.draw(st.sampled_from(kinds or ["strings"]), label="kind")
+            _event(f"fault: Crash inside the write of a {kind} command")
+            plan = FaultPlan((Crash(nth=1, op=FaultOp.WRITE, torn_bytes=torn_bytes),))
+            self._do(ArmCrash(plan))
+            if kind == "multi":
+                commands = data.draw(st.lists(st.one_of(_string_write(), _counter_write()),
+                                              min_size=2, max_size=4), label="commands")
+                self._do(Multi(tuple(commands)))
+            else:
+                strategy = {
+                    "expiry": _expiry_write(self.driver.clock.now_ms),
+                    "collections": _collection_write(),
+                }.get(kind, _string_write())
+                self._do(Write(data.draw(strategy, label="argv")))
 
         @precondition(lambda self: self.driver.alive and self.driver.writes_since_boot >= 2)
         @rule()

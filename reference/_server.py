@@ -839,10 +839,9 @@ class Server:
                 written = fs.write(newfd, diff)
                 if written != len(diff):
                     raise OSError(errno.EIO, "short write of the rewrite buffer")
-            if self._policy is AppendFsync.EVERYSEC:
-                self._bg_fsync(newfd)
-            elif self._policy is AppendFsync.ALWAYS:
-                fs.fdatasync(newfd)
+            late_fsync = D.TEMP_NOT_FSYNCED_BEFORE_RENAME in self._defects
+            if not late_fsync:
+                self._fsync_rewritten(fs, newfd)
             self._log("*", "Residual parent diff successfully flushed to the rewritten AOF "
                       f"({len(diff) / (1024 * 1024):.2f} MB)")
             fs.rename(child.bg_path, name)
@@ -868,6 +867,16 @@ class Server:
                                f"AOF fsync policy is 'always': {exc.strerror}. Exiting...")
                 else:
                     self._fsync_failed(exc)
+        if D.TEMP_NOT_FSYNCED_BEFORE_RENAME in self._defects and not self.stopped:
+            # The defect: the new file's contents are fsynced only after it replaced the AOF.
+            with contextlib.suppress(OSError):
+                self._fsync_rewritten(fs, newfd)
+
+    def _fsync_rewritten(self, fs: FileSystem, fd: int) -> None:
+        if self._policy is AppendFsync.EVERYSEC:
+            self._bg_fsync(fd)
+        elif self._policy is AppendFsync.ALWAYS:
+            fs.fdatasync(fd)
 
     # -- SHUTDOWN ------------------------------------------------------------------------------
 

@@ -84,7 +84,8 @@ _ALL = (
     ),
     Defect(
         TEMP_NOT_FSYNCED_BEFORE_RENAME,
-        "the rewrite child does not fsync the temp file before it is renamed over the AOF",
+        "nothing fsyncs the rewritten file before it is renamed over the AOF: the child skips "
+        "its fsync and the done handler fsyncs the new AOF only after the rename",
         "the ext4 delayed-allocation rename-without-fsync zero-length-file problem (2009)",
     ),
     Defect(

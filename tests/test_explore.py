@@ -197,12 +197,10 @@ REVEALED = {
     "no-dir-fsync-after-rename": ("rewrite", "always", False),
     "rewrite-drops-expiry": ("expiry", "always", False),
     "set-expiry-split": ("expiry", "always", False),
+    "temp-not-fsynced-before-rename": ("rewrite", "always", False),
 }
 # Not revealable by one crash state of this contract, and why.
 NOT_REVEALED = {
-    # The done handler fsyncs the file before the rename under always/everysec, and under
-    # `no` the never-synced rewritten file is empty after a power loss: S(0), which `no` allows.
-    "temp-not-fsynced-before-rename",
     # Needs recover -> write -> crash: the skipped tail only hurts the *next* appends.
     "truncated-tail-not-truncated-on-disk",
 }
