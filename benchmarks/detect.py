@@ -21,7 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from harness._campaign import Campaign, run_campaign
+from harness._campaign import DEFECT_CONFIGS, Campaign, run_campaign
 from harness._steps import RunConfig
 from reference import defects
 
