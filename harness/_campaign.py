@@ -20,6 +20,7 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import settings as Settings
 from hypothesis.errors import Flaky
 from hypothesis.internal.conjecture import engine
+from hypothesis.reporting import with_reporter
 from hypothesis.stateful import run_state_machine_as_test
 
 from faults import PersistenceModel
@@ -182,7 +183,9 @@ def _run_slice(
 ) -> Finding | None:
     seeded = hypothesis_seed(slice_seed)(machine)
     try:
-        with _shrink_budget(shrink_budget_s):
+        # Hypothesis reports falsifying examples and shrink warnings on stdout, which belongs
+        # to the CLI's own output (--json); the finding and its reproduction carry all of it.
+        with _shrink_budget(shrink_budget_s), with_reporter(lambda _text: None):
             run_state_machine_as_test(seeded, settings=settings)
     except ContractViolation as exc:
         rules = sorted({v.rule.value for v in exc.verdict.violations})
