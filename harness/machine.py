@@ -231,11 +231,10 @@ def make_state_machine(
         @initialize(data=st.data())
         def choose_features(self, data: st.DataObject) -> None:
             if swarm:
-                chosen = data.draw(
-                    st.sets(st.sampled_from(features), min_size=1).map(frozenset),
-                    label="features",
-                )
-                self.enabled = chosen
+                # Classic swarm testing: every feature on or off with even odds, independently
+                # (a drawn set would be small, making feature combinations rare); off shrinks.
+                flags = data.draw(st.tuples(*(st.booleans() for _ in features)), label="swarm")
+                self.enabled = frozenset(f for f, on in zip(features, flags, strict=True) if on)
             for f in sorted(self.enabled):
                 _event(f"feature: {f}")
 
