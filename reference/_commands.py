@@ -13,7 +13,7 @@ import math
 import re
 from collections import deque
 from collections.abc import Callable
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 from reference._keyspace import DB_COUNT, Db, Hash, Keyspace, Value, ZSet, type_name
 from reference._resp import OK, PONG, QUEUED, ErrorReply, Reply, SimpleString
@@ -835,20 +835,7 @@ def _zadd(ex: Executor, c: Client, argv: list[bytes]) -> Reply:
 
 
 def _zrem(ex: Executor, c: Client, argv: list[bytes]) -> Reply:
-    db = ex.dbs[c.db]
-    value = ex.lookup(db, argv[1])
-    if value is None:
-        return 0
-    if not isinstance(value, ZSet):
-        return WRONGTYPE
-    removed = 0
-    for member in argv[2:]:
-        if value.pop(member, None) is not None:
-            removed += 1
-    if not value:
-        db.delete(argv[1])
-    ex.dirty += removed
-    return removed
+    return _remove_fields(ex, c, argv, ZSet)
 
 
 def _zrange(ex: Executor, c: Client, argv: list[bytes]) -> Reply:
@@ -929,20 +916,28 @@ def _hmset(ex: Executor, c: Client, argv: list[bytes]) -> Reply:
 
 
 def _hdel(ex: Executor, c: Client, argv: list[bytes]) -> Reply:
+    return _remove_fields(ex, c, argv, Hash)
+
+
+def _remove_fields(
+    ex: Executor, c: Client, argv: list[bytes], kind: type[ZSet] | type[Hash]
+) -> Reply:
+    """ZREM / HDEL: drop members (fields) of a dict-backed value; an emptied key is deleted."""
     db = ex.dbs[c.db]
     value = ex.lookup(db, argv[1])
     if value is None:
         return 0
-    if not isinstance(value, Hash):
+    if not isinstance(value, kind):
         return WRONGTYPE
-    deleted = 0
-    for field in argv[2:]:
-        if value.pop(field, None) is not None:
-            deleted += 1
+    fields: dict[bytes, Any] = value
+    removed = 0
+    for member in argv[2:]:
+        if fields.pop(member, None) is not None:
+            removed += 1
     if not value:
         db.delete(argv[1])
-    ex.dirty += deleted
-    return deleted
+    ex.dirty += removed
+    return removed
 
 
 def _hget(ex: Executor, c: Client, argv: list[bytes]) -> Reply:
