@@ -61,7 +61,7 @@ class Campaign:
     seed: int = 0
     examples_per_slice: int = 10
     stop_on_first: bool = True
-    shrink_budget_s: float = 30.0
+    shrink_budget_s: float = 90.0
 
 
 @dataclass

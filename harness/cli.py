@@ -131,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="Hypothesis settings profile (default: dev)")
     fz.add_argument("--budget", type=parse_budget, default=60.0,
                     help="time budget, e.g. 60s, 5m (default 60s)")
+    fz.add_argument("--shrink-budget", type=parse_budget, default=90.0,
+                    help="time to shrink a finding to a small reproduction (default 90s)")
     fz.add_argument("--no-appendfsync-on-rewrite", action="store_true")
     fz.add_argument("--strict-availability", action="store_true",
                     help="treat refusing to start as a violation")
@@ -211,7 +213,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     )
     campaign = Campaign(configs=configs, models=models, settings_profile=args.settings,
                         budget_s=args.budget, seed=args.seed,
-                        stop_on_first=not args.keep_going)
+                        stop_on_first=not args.keep_going, shrink_budget_s=args.shrink_budget)
     run_dir = new_run_dir(args.reports, "fuzz", args.seed, _stamp())
     bar = Progress(enabled=_progress_enabled(args.progress), total=args.budget, unit="s")
 

@@ -43,7 +43,7 @@ def test_fuzz_finds_a_defect_and_its_reproduction_replays_to_the_same_violation(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, out, _ = _run(capsys, "fuzz", "--defect", "reply-before-fsync", "--policy", "always",
-                        "--model", "power", "--budget", "120s", "--json",
+                        "--model", "power", "--budget", "120s", "--shrink-budget", "10s", "--json",
                         "--reports", str(tmp_path), "--progress", "never")
     assert code == 1
     summary = json.loads(out)
