@@ -112,8 +112,6 @@ class _Pending:
 @dataclass
 class _Stats:
     recoveries: list[RecoveryRecord] = field(default_factory=list)
-    crashes: int = 0
-    unavailable: int = 0
 
 
 def _server_config(config: RunConfig) -> ServerConfig:
@@ -290,7 +288,7 @@ class Driver:
             self._apply_model()
             expected = self.model.read(p.argv, db=p.db, now_ms=self.clock.now_ms)
             got = _plain(reply)
-            if not _same_reply(expected, got):
+            if expected != got:
                 raise ModelDivergence(
                     f"read {_fmt_argv(p.argv)} in db {p.db} at {self.clock.now_ms} ms: "
                     f"server replied {got!r}, the model expects {expected!r}",
@@ -312,7 +310,6 @@ class Driver:
     def _die(self) -> None:
         self.crashed = True
         self.crash_ms = self.clock.now_ms
-        self.stats.crashes += 1
         for p in self._pending:
             if p.entry is not None:
                 self.history.resolve(p.entry, Outcome.UNKNOWN, at_ms=None)
@@ -361,7 +358,6 @@ class Driver:
             raise ContractViolation(verdict, self.reproduction(**_expect(verdict)))
         if snapshot is None:
             self.unavailable = reason
-            self.stats.unavailable += 1
             self.crashed = False
             return
         # Stability: crash the freshly recovered server at once and recover again.
@@ -459,10 +455,6 @@ def _plain(reply: Any) -> Any:
     if isinstance(reply, list):
         return [_plain(x) for x in reply]
     return reply
-
-
-def _same_reply(expected: Any, got: Any) -> bool:
-    return bool(expected == got)
 
 
 def _fmt_argv(argv: tuple[bytes, ...]) -> str:

@@ -562,16 +562,7 @@ def _zadd(st: ModelState, db: int, a: Sequence[bytes], now: int) -> Reply:
 
 
 def _zrem(st: ModelState, db: int, a: Sequence[bytes], now: int) -> Reply:
-    dbkey = (db, a[1])
-    old = _typed(st.lookup_write(dbkey, now), "zset")
-    if old is None:
-        return 0
-    scores = _scores_of(old)
-    removed = sum(1 for m in set(a[2:]) if scores.pop(m, None) is not None)
-    if removed:
-        left = KeyValue("zset", frozenset(scores.items()), old.expire_at_ms) if scores else None
-        st.put(dbkey, left)
-    return removed
+    return _remove_members(st, (db, a[1]), a[2:], now, "zset", _scores_of)
 
 
 def _zrange(st: ModelState, db: int, a: Sequence[bytes], now: int) -> Reply:
@@ -636,14 +627,25 @@ def _hset(st: ModelState, db: int, a: Sequence[bytes], now: int) -> Reply:
 
 
 def _hdel(st: ModelState, db: int, a: Sequence[bytes], now: int) -> Reply:
-    dbkey = (db, a[1])
-    old = _typed(st.lookup_write(dbkey, now), "hash")
+    return _remove_members(st, (db, a[1]), a[2:], now, "hash", _fields_of)
+
+
+def _remove_members(
+    st: ModelState,
+    dbkey: DbKey,
+    names: Sequence[bytes],
+    now: int,
+    kind: str,
+    as_dict: Callable[[KeyValue], dict[bytes, Any]],
+) -> Reply:
+    """ZREM / HDEL: drop members (fields) of a zset (hash); an emptied key disappears."""
+    old = _typed(st.lookup_write(dbkey, now), kind)
     if old is None:
         return 0
-    fields = _fields_of(old)
-    removed = sum(1 for f in set(a[2:]) if fields.pop(f, None) is not None)
+    members = as_dict(old)
+    removed = sum(1 for m in set(names) if members.pop(m, None) is not None)
     if removed:
-        left = KeyValue("hash", frozenset(fields.items()), old.expire_at_ms) if fields else None
+        left = KeyValue(kind, frozenset(members.items()), old.expire_at_ms) if members else None
         st.put(dbkey, left)
     return removed
 
