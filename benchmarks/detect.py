@@ -1,9 +1,9 @@
 """Time to detect each named defect of reference.defects with the state machines.
 
-For every defect and every seed in a fixed range, a fuzz campaign (the defect's configuration
-from ``harness._campaign.DEFECT_CONFIGS``: the fsync policy where it acts, strict availability
-for the two that show as a refused start; every persistence model; the dev settings profile)
-runs until its first violation. Printed
+For every defect and every seed in a fixed range, a fuzz campaign (the defect's configuration from
+``harness.machine._campaign.DEFECT_CONFIGS``: the fsync policy where it acts, strict availability
+for the two that show as a refused start; every persistence model; the dev settings profile) runs
+until its first violation. Printed
 per defect: time to the first failing run (median and worst over the seeds), the time including
 shrinking, and the size of the shrunk reproduction (steps). Goal: every defect detected, median
 under 5 s and worst under 60 s on one core.
@@ -21,8 +21,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from harness._campaign import DEFECT_CONFIGS, Campaign, run_campaign
-from harness._steps import RunConfig
+from harness.machine._campaign import DEFECT_CONFIGS, Campaign, run_campaign
+from harness.machine._steps import RunConfig
 from reference import defects
 
 

@@ -27,8 +27,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from faults import PersistenceModel
-from harness._steps import RunConfig
 from harness.explore import ExploreLimits, explore, make_workload
+from harness.machine._steps import RunConfig
 
 MODELS = (PersistenceModel.PROCESS, PersistenceModel.POWER)
 

@@ -35,8 +35,8 @@ class ReproItem(pytest.Item):
     """One reproduction file, replayed; passes when the recorded outcome is seen again."""
 
     def runtest(self) -> None:
-        from harness._driver import ContractViolation, ModelDivergence, replay
-        from harness._steps import Reproduction
+        from harness.machine._driver import ContractViolation, ModelDivergence, replay
+        from harness.machine._steps import Reproduction
 
         repro = Reproduction.from_json(self.path.read_text(encoding="utf-8"))
         expected = repro.expected.get("outcome", "consistent")
@@ -70,8 +70,8 @@ class ReproMismatch(AssertionError):
 
 @pytest.fixture
 def aofcrash_driver() -> Callable[..., Any]:
-    from harness._driver import Driver
-    from harness._steps import RunConfig
+    from harness.machine._driver import Driver
+    from harness.machine._steps import RunConfig
 
     def make(**config: Any) -> Driver:
         return Driver(RunConfig(**config))

@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import _report
-from harness.cli import main
+from harness.cli import _report, main
 from reference import encode_command
 
 SET_A = encode_command([b"SET", b"a", b"1"])

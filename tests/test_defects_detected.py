@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness._campaign import DEFECT_CONFIGS as CONFIG
-from harness._campaign import Campaign, run_campaign
-from harness._driver import ContractViolation, replay
-from harness._steps import RunConfig
+from harness.machine._campaign import DEFECT_CONFIGS as CONFIG
+from harness.machine._campaign import Campaign, run_campaign
+from harness.machine._driver import ContractViolation, replay
+from harness.machine._steps import RunConfig
 from reference.defects import DEFECTS
 
 BUDGET_S = 120.0  # a ceiling: each case is found at a fixed slice, typically in 5-45 s

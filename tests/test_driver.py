@@ -17,8 +17,8 @@ from faults import (
     PersistenceModel,
     ShortWrite,
 )
-from harness._driver import ContractViolation, Driver, replay
-from harness._steps import (
+from harness.machine._driver import ContractViolation, Driver, replay
+from harness.machine._steps import (
     ArmCrash,
     BgRewrite,
     ChildStep,

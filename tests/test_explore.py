@@ -10,9 +10,6 @@ from typing import Any
 import pytest
 
 from faults import FaultOp, PersistenceModel
-from harness._driver import ContractViolation, Driver, replay
-from harness._explore_record import record
-from harness._steps import ArmCrash, BgRewrite, Recover, Reproduction, RunConfig, Tick, Write
 from harness.cli import main
 from harness.explore import (
     WORKLOADS,
@@ -21,6 +18,17 @@ from harness.explore import (
     explore,
     make_workload,
     workload_from_reproduction,
+)
+from harness.explore._record import record
+from harness.machine._driver import ContractViolation, Driver, replay
+from harness.machine._steps import (
+    ArmCrash,
+    BgRewrite,
+    Recover,
+    Reproduction,
+    RunConfig,
+    Tick,
+    Write,
 )
 from harness.oracle import frontier
 from reference.defects import DEFECTS
@@ -163,7 +171,7 @@ def test_fast_and_naive_modes_give_the_same_verdict_for_every_state(
 
 
 def test_point_frontiers_equal_the_oracle_frontier_of_the_point_history() -> None:
-    from harness.explore import _Frontiers
+    from harness.explore._explorer import _Frontiers
 
     steps = (*make_workload("fsync-error", ops=40, seed=1), Tick(delta_ms=2500))
     for policy in ("always", "everysec", "no"):
@@ -248,7 +256,7 @@ def test_violation_reproduction_replays_to_the_same_violation(tmp_path: Path) ->
 
 
 def test_reproductions_crash_at_the_explored_trace_index() -> None:
-    from harness.explore import _Walk
+    from harness.explore._explorer import _Walk
 
     config = RunConfig(policy="everysec")
     steps = make_workload("killed-child", ops=12, seed=4)

@@ -9,10 +9,10 @@ from hypothesis import seed, settings
 from hypothesis.stateful import run_state_machine_as_test
 
 from faults import PersistenceModel
-from harness._campaign import Campaign, run_campaign
-from harness._driver import ContractViolation
-from harness._steps import RunConfig
 from harness.machine import FEATURES, PROFILES, make_state_machine
+from harness.machine._campaign import Campaign, run_campaign
+from harness.machine._driver import ContractViolation
+from harness.machine._steps import RunConfig
 
 POLICIES = ("always", "everysec", "no")
 MODELS = tuple(PersistenceModel)
@@ -56,7 +56,7 @@ def test_redis_3_0_loses_acknowledged_writes_under_strict_metadata_power_loss() 
     assert finding.rules == ["durability"]
     assert finding.reproduction is not None
     with pytest.raises(ContractViolation):
-        from harness._driver import replay
+        from harness.machine._driver import replay
 
         replay(finding.reproduction)
 
@@ -86,8 +86,8 @@ def test_a_rename_without_a_directory_fsync_is_undone_by_power_loss(
     profile: str, lost: bool
 ) -> None:
     from faults import CrashChoice
-    from harness._driver import Driver
-    from harness._steps import BgRewrite, ChildStep, Crash, Recover, Tick, Write
+    from harness.machine._driver import Driver
+    from harness.machine._steps import BgRewrite, ChildStep, Crash, Recover, Tick, Write
 
     driver = Driver(RunConfig(policy="always", profile=profile))
     driver.run_all([Write((b"SET", b"a", b"1")), BgRewrite(), ChildStep(20), Tick(200),
@@ -110,8 +110,8 @@ def test_a_write_acknowledged_while_the_aof_write_failed_is_lost_by_a_process_cr
     profile: str, lost: bool
 ) -> None:
     from faults import FaultOp, FaultPlan, IOFault
-    from harness._driver import Driver
-    from harness._steps import Crash, InjectFaults, Recover, Write
+    from harness.machine._driver import Driver
+    from harness.machine._steps import Crash, InjectFaults, Recover, Write
 
     driver = Driver(RunConfig(policy="no", profile=profile))
     driver.run(InjectFaults(FaultPlan((IOFault(op=FaultOp.WRITE, nth=1, times=1),))))

@@ -405,7 +405,7 @@ def test_report_diff_is_capped_but_counts_every_differing_key() -> None:
 def test_hash_candidates_are_confirmed_exactly_so_a_collision_cannot_pass(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import harness._checker as checker_module
+    import harness.oracle._checker as checker_module
 
     h = hist(("SET a 1", "ok", 1), ("SET b 1", "ok", 11))
     checker = Checker(h)
@@ -419,7 +419,7 @@ def test_hash_candidates_are_confirmed_exactly_so_a_collision_cannot_pass(
 
 
 def test_a_hash_miss_cannot_cause_a_false_alarm(monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness._checker as checker_module
+    import harness.oracle._checker as checker_module
 
     h = hist(("SET a 1", "ok", 1), ("SET b 1", "ok", 11))
     monkeypatch.setattr(checker_module, "_snapshot_hash", lambda _: 12345)
@@ -432,7 +432,7 @@ def test_a_hash_miss_cannot_cause_a_false_alarm(monkeypatch: pytest.MonkeyPatch)
 def test_prefix_confirmed_twice_is_kept_and_still_compared_exactly(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import harness._checker as checker_module
+    import harness.oracle._checker as checker_module
 
     h = hist(("SET a 1", "ok", 1), ("SET b 1", "ok", 11), ("SET b 2", "ok", 21))
     checker = Checker(h)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness._report import (
+from harness.cli._report import (
     ReportError,
     load_report,
     new_run_dir,

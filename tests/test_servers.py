@@ -15,7 +15,6 @@ import psutil
 import pytest
 import redis
 
-from harness import _servers
 from harness.targets import (
     SERVER_VERSIONS,
     AofManifestEntry,
@@ -24,6 +23,7 @@ from harness.targets import (
     ServerBinary,
     ServerNotFound,
     ServerRefusedToStart,
+    _servers,
     aof_paths,
     dump_keyspace,
     find_server,

@@ -12,7 +12,7 @@ from typing import Any
 import psutil
 import pytest
 
-from harness import verify
+from harness.verify import _verify as verify
 from harness.verify import VerifyConfig, run_verify, verify_report
 
 
@@ -218,8 +218,8 @@ def test_cli_unknown_server_is_one_line_and_exit_2(capsys: pytest.CaptureFixture
 def test_cli_missing_binary_says_to_run_bootstrap(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from harness import _servers
     from harness.cli import main
+    from harness.targets import _servers
 
     monkeypatch.setattr(_servers, "_REPO_ROOT", tmp_path)  # no .vendor/redis-6.0.9 there
     code = main(["verify", "--server", "6.0", "--reports", str(tmp_path / "r")])

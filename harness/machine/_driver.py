@@ -27,7 +27,7 @@ from faults import (
     SlowSync,
 )
 from faults import Crash as CrashFault
-from harness._steps import (
+from harness.machine._steps import (
     ArmCrash,
     BgRewrite,
     ChildStep,

@@ -5,20 +5,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.cli import nonnegative_int, positive_int
+from harness.cli._common import (
+    EXIT_OK,
+    EXIT_VIOLATION,
+    Progress,
+    UsageError,
+    common_args,
+    nonnegative_int,
+    positive_int,
+    progress_enabled,
+    reports_args,
+    stamp,
+)
 
 __all__ = ["add_parser", "cmd_verify"]
 
 
-def add_parser(
-    sub: Any,
-    common: Callable[[argparse.ArgumentParser], None],
-    reports_args: Callable[[argparse.ArgumentParser], None],
-) -> None:
+def add_parser(sub: Any) -> None:
     from harness.verify import FAULTS, IMAGES, MODELS, POLICIES, SERVERS
 
     p = sub.add_parser(
@@ -28,7 +34,7 @@ def add_parser(
         "process), drive a seeded pipelined workload, SIGKILL it mid-flight (crashing the "
         "FUSE disk under power models), restart, and check recovery and stability.",
     )
-    common(p)
+    common_args(p)
     reports_args(p)
     p.add_argument("--server", required=True, choices=list(SERVERS),
                    help="which server to verify")
@@ -65,9 +71,7 @@ def add_parser(
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from harness._report import new_run_dir, write_report
-    from harness.cli import EXIT_OK, EXIT_VIOLATION, Progress, UsageError, _progress_enabled
-    from harness.cli import _stamp as stamp
+    from harness.cli._report import new_run_dir, write_report
     from harness.verify import (
         TrialResult,
         VerifyConfig,
@@ -92,7 +96,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     args.reports = args.reports.absolute()
     if args.findings is not None:
         args.findings = args.findings.absolute()
-    bar = Progress(enabled=_progress_enabled(args.progress), total=config.trials, unit="trial")
+    bar = Progress(enabled=progress_enabled(args.progress), total=config.trials, unit="trial")
     lines: list[str] = []
 
     def on_trial(done: int, trial: TrialResult) -> None:
@@ -146,7 +150,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _write_findings(directory: Path, report: dict[str, Any]) -> list[Path]:
     """One finding file pair per violating trial: the report reduced to that trial."""
-    from harness._report import REPORT_FORMAT, render_html, slug, write_atomic
+    from harness.cli._report import REPORT_FORMAT, render_html, slug, write_atomic
 
     run = report["run"]
     written = []

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, overload
 
-from harness._snapshot import DB_COUNT, b2s, s2b
+from harness.oracle._snapshot import DB_COUNT, b2s, s2b
 
 __all__ = ["Entry", "History", "Outcome"]
 

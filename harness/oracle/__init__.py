@@ -1,7 +1,13 @@
 """The oracle: history, independent model, contract checker, violation reports.
 
-THE CONTRACT (written here once; harness/_checker.py implements exactly this)
-==============================================================================
+The bottom layer of harness: it imports nothing of harness outside this package, nor faults or
+reference (it judges keyspace dumps, whoever produced them). ``_snapshot`` (canonical
+keyspaces), ``_history`` (entries and outcomes), ``_model`` (an independent model of the
+command set) and ``_checker`` (the contract below, frontier and prefix search, reports). A new
+rule of the contract goes in this docstring first, then in ``_checker``.
+
+THE CONTRACT (written here once; harness/oracle/_checker.py implements exactly this)
+===================================================================================
 
 History
 -------
@@ -97,7 +103,7 @@ express a tolerance).
 
 from __future__ import annotations
 
-from harness._checker import (
+from harness.oracle._checker import (
     Checker,
     CrashInfo,
     CrashModel,
@@ -111,9 +117,9 @@ from harness._checker import (
     effective_window_ms,
     frontier,
 )
-from harness._history import Entry, History, Outcome
-from harness._model import Model, ModelState, Reply, ReplyError, UnsupportedCommand
-from harness._snapshot import KeyValue, Snapshot, snapshot_from_dump
+from harness.oracle._history import Entry, History, Outcome
+from harness.oracle._model import Model, ModelState, Reply, ReplyError, UnsupportedCommand
+from harness.oracle._snapshot import KeyValue, Snapshot, snapshot_from_dump
 
 #: How long one injected persistence-path I/O error widens the everysec window (rule 2).
 ERROR_STALL_MS = 1000

@@ -24,9 +24,9 @@ from hypothesis.reporting import with_reporter
 from hypothesis.stateful import run_state_machine_as_test
 
 from faults import PersistenceModel
-from harness._driver import ContractViolation, ModelDivergence
-from harness._steps import Reproduction, RunConfig
-from harness.machine import PROFILES, make_state_machine
+from harness.machine._driver import ContractViolation, ModelDivergence
+from harness.machine._machine import PROFILES, make_state_machine
+from harness.machine._steps import Reproduction, RunConfig
 
 __all__ = ["DEFECT_CONFIGS", "Campaign", "CampaignResult", "Finding", "run_campaign"]
 

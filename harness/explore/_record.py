@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faults import FileStat, FiredFault, Op, SlowSync, Trace
-from harness._driver import Driver
-from harness._history import History, Outcome
-from harness._steps import RunConfig, Step
+from harness.machine._driver import Driver
+from harness.machine._steps import RunConfig, Step
+from harness.oracle._history import History, Outcome
 
 __all__ = ["EntryRecord", "Recording", "record"]
 

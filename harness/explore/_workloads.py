@@ -1,10 +1,10 @@
 """Named workloads for the explorer: seeded generators of driver steps, sized by ``ops``.
 
-Each generator returns a tuple of steps for ``harness._driver.Driver``; ``ops`` is the number of
-write commands (a MULTI block counts as one), the other steps (ticks, rewrite steps, faults) come
-on top. Same (name, ops, seed): same steps. Keys come from a bounded pool so the keyspace stays
-small while the AOF grows, which is what a crash-state search wants: many crash points, cheap
-recoveries.
+Each generator returns a tuple of steps for ``harness.machine._driver.Driver``; ``ops`` is the
+number of write commands (a MULTI block counts as one), the other steps (ticks, rewrite steps,
+faults) come on top. Same (name, ops, seed): same steps. Keys come from a bounded pool so the
+keyspace stays small while the AOF grows, which is what a crash-state search wants: many crash
+points, cheap recoveries.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from faults import FaultOp, FaultPlan, IOFault, NoSpace, ShortWrite
-from harness._steps import (
+from harness.machine._steps import (
     BgRewrite,
     ChildStep,
     ClearFaults,

@@ -1,12 +1,12 @@
 """Hypothesis state machines that drive the in-process reference through faults and crashes.
 
 ``make_state_machine(config)`` returns a ``RuleBasedStateMachine`` class whose rules each produce
-one step (``harness._steps``) and hand it to a ``Driver``: every write command type, reads checked
-against the independent model, ticks of the virtual clock, BGREWRITEAOF, stepping and killing the
-rewrite child, every fault type of ``faults``, crashes between operations and inside them, and
-recoveries under each persistence model with a drawn crash image (sometimes crashing again during
-recovery). The driver checks the contract at every recovery; teardown crashes once more with the
-least-surviving image, so every run is judged at least once.
+one step (``harness.machine._steps``) and hand it to a ``Driver``: every write command type, reads
+checked against the independent model, ticks of the virtual clock, BGREWRITEAOF, stepping and
+killing the rewrite child, every fault type of ``faults``, crashes between operations and inside
+them, and recoveries under each persistence model with a drawn crash image (sometimes crashing
+again during recovery). The driver checks the contract at every recovery; teardown crashes once
+more with the least-surviving image, so every run is judged at least once.
 
 Swarm testing: at the start of each run a set of *features* is drawn (``FEATURES``); rules whose
 feature is off do not run, so some runs hammer short writes, others rewrites and expiries.
@@ -43,8 +43,8 @@ from faults import (
     SlowSync,
 )
 from faults import KillChild as KillChildFault
-from harness._driver import ContractViolation, Driver, ModelDivergence
-from harness._steps import (
+from harness.machine._driver import ContractViolation, Driver, ModelDivergence
+from harness.machine._steps import (
     ArmCrash,
     BgRewrite,
     ChildStep,
@@ -59,7 +59,7 @@ from harness._steps import (
     Tick,
     Write,
 )
-from harness._steps import Crash as CrashStep
+from harness.machine._steps import Crash as CrashStep
 
 __all__ = ["FEATURES", "PROFILES", "make_state_machine"]
 

@@ -1,7 +1,7 @@
 """Exhaustive crash-state exploration of the in-process reference (ALICE/CrashMonkey style),
 for the AOF contract of DESIGN.md section 4.
 
-1. Run the workload once on a traced SimDisk (``harness._explore_record``), recording for every
+1. Run the workload once on a traced SimDisk (``harness.explore._record``), recording for every
    trace position the history events before it, the time and how a Crash fault names it.
 2. Crash points: before every operation a Crash fault can hit (every traced op but reads and
    seeks) from the first step on, after the last one, and inside every successful write: at
@@ -26,7 +26,7 @@ Fast path (default) vs naive. The naive mode materialises every image, boots the
 on it, loads the AOF from byte 0 and runs the oracle's ``check_recovery`` with the point's
 history — per state. The fast path skips work that cannot change a verdict:
 
-* recovery reads only the AOF (``harness._explore_eval``), so the choices of one point that give
+* recovery reads only the AOF (``harness.explore._eval``), so the choices of one point that give
   the AOF the same image form one group, evaluated once and counted with its size (computed
   exactly from the enumeration's mixed-radix order and cap, and checked against SimDisk's own
   count); the naive mode enumerates every choice and the tests compare the two per group;
@@ -64,13 +64,13 @@ from faults import (
     ReplayCursor,
     SimDisk,
 )
-from harness._checker import CrashInfo, Verdict, check_recovery, effective_window_ms
-from harness._explore_eval import ExplorerError, PrefixIndex, Rec, StateEvaluator, full_recover
-from harness._explore_record import NOT_COUNTED, Recording, record
-from harness._explore_workloads import WORKLOADS, Workload, make_workload
-from harness._history import History, Outcome
-from harness._snapshot import Snapshot
-from harness._steps import ArmCrash, Crash, Recover, Reproduction, RunConfig, Step
+from harness.explore._eval import ExplorerError, PrefixIndex, Rec, StateEvaluator, full_recover
+from harness.explore._record import NOT_COUNTED, Recording, record
+from harness.explore._workloads import WORKLOADS, Workload, make_workload
+from harness.machine._steps import ArmCrash, Crash, Recover, Reproduction, RunConfig, Step
+from harness.oracle._checker import CrashInfo, Verdict, check_recovery, effective_window_ms
+from harness.oracle._history import History, Outcome
+from harness.oracle._snapshot import Snapshot
 
 __all__ = [
     "WORKLOADS",
@@ -680,7 +680,7 @@ class _Walk:
                             expected={"outcome": "violation", "rules": list(rules)}, note=note)
 
     def _confirm(self) -> None:
-        from harness._driver import ContractViolation, replay
+        from harness.machine._driver import ContractViolation, replay
 
         budget = self.limits.confirm_reproductions
         for i, v in enumerate(self.result.violations):

@@ -4,11 +4,15 @@ part: finding redis-server binaries (6.0, 6.2, 7.0), launching them on a directo
 keyspace in the oracle's canonical dump format, and locating their AOF files.
 ``ReferenceProcess`` runs the reference server as a process (``python -m reference``) behind the
 same interface as ``RedisProcess``.
+
+Layer: above ``harness.oracle`` (it may use its dump format) and below the in-process machine,
+the explorer, verify and the CLI, which drive targets. ``_servers`` holds the real-process
+backends; a new kind of target goes in a private module here and is exported from this module.
 """
 
 from __future__ import annotations
 
-from harness._servers import (
+from harness.targets._servers import (
     FORK_CHILD_TITLES,
     SERVER_VERSIONS,
     AofManifestEntry,

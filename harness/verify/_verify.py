@@ -289,7 +289,7 @@ class VerifyResult:
 
 def _server_launcher(server: str) -> tuple[Launcher, str]:
     """A launcher for `server` and its full version; VerifyEnvironmentError when missing."""
-    from harness import _servers
+    from harness.targets import _servers
 
     if server == "reference":
         reference_process = getattr(_servers, "ReferenceProcess", None)
@@ -603,7 +603,7 @@ def _dump_snapshot(dump: Dumper, server: Any, now_ms: int) -> Snapshot:
 
 
 def _default_dump(client: Any, now_ms: int) -> DumpMapping:
-    from harness._servers import dump_keyspace
+    from harness.targets._servers import dump_keyspace
 
     return dump_keyspace(client, now_ms=now_ms)
 
@@ -705,7 +705,7 @@ def run_trial(
 ) -> TrialResult:
     """Run trial `index` of `config` (its workload, faults and crash depend only on the seed
     and the index). Every process and mount it starts is gone when it returns or raises."""
-    from harness._servers import ServerRefusedToStart, ServerStartTimeout
+    from harness.targets._servers import ServerRefusedToStart, ServerStartTimeout
 
     if launcher is None:
         launcher = _server_launcher(config.server)[0]
@@ -916,7 +916,7 @@ def run_verify(
 
 
 def verify_report(result: VerifyResult, *, run_id: str, argv: Sequence[str] = ()) -> dict[str, Any]:
-    """The report.json content for a run (write it with harness._report.write_report)."""
+    """The report.json content for a run (write it with harness.cli._report.write_report)."""
     cfg = result.config
     events: Counter[str] = Counter()
     for t in result.trials:

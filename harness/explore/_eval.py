@@ -57,10 +57,10 @@ from faults import (
     PersistenceModel,
     SimDisk,
 )
-from harness._history import History, Outcome
-from harness._model import Model
-from harness._snapshot import DbKey, KeyValue, Snapshot, snapshot_from_dump
-from harness._steps import RunConfig
+from harness.machine._steps import RunConfig
+from harness.oracle._history import History, Outcome
+from harness.oracle._model import Model
+from harness.oracle._snapshot import DbKey, KeyValue, Snapshot, snapshot_from_dump
 from reference import (
     AofLoader,
     LoadError,
@@ -185,7 +185,7 @@ class Rec:
 
 
 def _server_config(config: RunConfig) -> Any:
-    from harness._driver import _server_config as build
+    from harness.machine._driver import _server_config as build
 
     return build(config)
 

@@ -6,21 +6,26 @@ import argparse
 import dataclasses
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from harness.cli import positive_int
+from harness.cli._common import (
+    EXIT_OK,
+    EXIT_VIOLATION,
+    Progress,
+    UsageError,
+    common_args,
+    positive_int,
+    progress_enabled,
+    reports_args,
+    stamp,
+)
 
 __all__ = ["add_parser", "cmd_explore"]
 
 
-def add_parser(
-    sub: Any,
-    common: Callable[[argparse.ArgumentParser], None],
-    reports_args: Callable[[argparse.ArgumentParser], None],
-) -> None:
-    from harness._explore_workloads import WORKLOADS
+def add_parser(sub: Any) -> None:
+    from harness.explore._workloads import WORKLOADS
 
     names = ", ".join(f"{w.name} ({w.description})" for w in WORKLOADS.values())
     p = sub.add_parser(
@@ -31,7 +36,7 @@ def add_parser(
         "legal durable image (bounded by reported limits), recover with the reference and check "
         f"the contract. Workloads: {names}.",
     )
-    common(p)
+    common_args(p)
     reports_args(p)
     p.add_argument("--workload", default="rewrite", metavar="NAME|FILE",
                    help="a named workload or a reproduction JSON whose steps (up to its first "
@@ -73,10 +78,9 @@ def add_parser(
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, tuple[Any, ...], str]:
-    from harness._explore_workloads import WORKLOADS, make_workload
-    from harness._steps import Reproduction, ReproError, RunConfig
-    from harness.cli import UsageError
     from harness.explore import workload_from_reproduction
+    from harness.explore._workloads import WORKLOADS, make_workload
+    from harness.machine._steps import Reproduction, ReproError, RunConfig
 
     if args.workload in WORKLOADS:
         config = RunConfig()
@@ -118,17 +122,9 @@ def _load(args: argparse.Namespace) -> tuple[Any, tuple[Any, ...], str]:
 
 def cmd_explore(args: argparse.Namespace) -> int:
     from faults import PersistenceModel
-    from harness._driver import ModelDivergence
-    from harness._report import new_run_dir, slug, write_atomic, write_report
-    from harness.cli import (
-        EXIT_OK,
-        EXIT_VIOLATION,
-        Progress,
-        UsageError,
-        _progress_enabled,
-        _stamp,
-    )
+    from harness.cli._report import new_run_dir, slug, write_atomic, write_report
     from harness.explore import ExploreLimits, explore
+    from harness.machine._driver import ModelDivergence
     from reference import defects as catalogue
 
     unknown = [d for d in (args.defect or []) if d not in catalogue.DEFECTS]
@@ -150,8 +146,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
         small_write_bytes=not args.sector_granularity,
         max_reproductions=args.max_reproductions,
     )
-    run_dir = new_run_dir(args.reports, "explore", args.seed, _stamp())
-    bar = Progress(enabled=_progress_enabled(args.progress), total=1, unit="points")
+    run_dir = new_run_dir(args.reports, "explore", args.seed, stamp())
+    bar = Progress(enabled=progress_enabled(args.progress), total=1, unit="points")
 
     def on_progress(done: int, total: int, states: int) -> None:
         bar.total = total

@@ -1,4 +1,4 @@
-"""The contract checker. The contract itself is written once, in harness/oracle.py's docstring;
+"""The contract checker. The contract itself is written once, in harness.oracle's docstring;
 this module implements it (frontier, prefix search, reports)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from harness._history import Entry, History, Outcome
-from harness._model import Model
-from harness._snapshot import DbKey, KeyValue, Snapshot, b2s, key_value_to_json
+from harness.oracle._history import Entry, History, Outcome
+from harness.oracle._model import Model
+from harness.oracle._snapshot import DbKey, KeyValue, Snapshot, b2s, key_value_to_json
 
 __all__ = [
     "Checker",

@@ -36,8 +36,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeAlias, cast
 
-from harness._history import Entry
-from harness._snapshot import DB_COUNT, DbKey, KeyValue, Snapshot, is_live
+from harness.oracle._history import Entry
+from harness.oracle._snapshot import DB_COUNT, DbKey, KeyValue, Snapshot, is_live
 
 __all__ = [
     "Model",

@@ -1,0 +1,42 @@
+"""The exhaustive crash-state explorer (ALICE/CrashMonkey style) of in-process targets.
+
+* ``_workloads``: named, seeded workloads (tuples of driver steps);
+* ``_record``: the workload once on a traced SimDisk, with what a crash at each trace position
+  would see (history events, time, the fault layer's operation count);
+* ``_eval``: recovering crash images fast (each distinct AOF content once, incremental loads);
+* ``_explorer``: crash points x legal images per persistence model, the oracle on each, limits
+  and coverage (``explore``).
+
+May import ``faults``, ``reference``, ``harness.oracle``, ``harness.targets`` and
+``harness.machine`` (steps, driver); never verify or the CLI.
+"""
+
+from __future__ import annotations
+
+from harness.explore._explorer import (
+    WORKLOADS,
+    CrashPoint,
+    ExploreLimits,
+    ExplorerError,
+    ExploreResult,
+    ExploreViolation,
+    StateRecord,
+    Workload,
+    explore,
+    make_workload,
+    workload_from_reproduction,
+)
+
+__all__ = [
+    "WORKLOADS",
+    "CrashPoint",
+    "ExploreLimits",
+    "ExploreResult",
+    "ExploreViolation",
+    "ExplorerError",
+    "StateRecord",
+    "Workload",
+    "explore",
+    "make_workload",
+    "workload_from_reproduction",
+]

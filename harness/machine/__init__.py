@@ -1,0 +1,20 @@
+"""The in-process run: steps, the driver, the Hypothesis state machines and fuzz campaigns.
+
+What is here, bottom to top:
+
+* ``_steps``: what a run does, as data (``RunConfig``, the step classes, ``Reproduction``);
+* ``_driver``: executes steps against an in-process target on a SimDisk and checks every
+  recovery with the oracle (``Driver``, ``replay``, ``ContractViolation``);
+* ``_machine``: the Hypothesis state machines that produce steps (``make_state_machine``);
+* ``_campaign``: runs the state machines over configurations within a budget.
+
+May import ``faults``, ``reference``, ``harness.oracle`` and ``harness.targets``; never the
+explorer, verify or the CLI. The package root ``harness`` re-exports the step vocabulary,
+``Driver`` and ``replay``; this module's public names are the state machine's.
+"""
+
+from __future__ import annotations
+
+from harness.machine._machine import FEATURES, PROFILES, make_state_machine
+
+__all__ = ["FEATURES", "PROFILES", "make_state_machine"]

@@ -1,0 +1,46 @@
+"""Real server processes under the same workload, faults and oracle (``aofcrash verify``).
+
+``_verify`` runs trials: start a server (a ``harness.targets`` process, optionally on a
+``faults.fuse`` mount of a SimDisk), drive a seeded workload over RESP, crash it, restart,
+dump, and check the recovery with ``harness.oracle``. May import ``faults``,
+``harness.oracle`` and ``harness.targets``; never the in-process machine, the explorer or the
+CLI.
+"""
+
+from __future__ import annotations
+
+from harness.verify._verify import (
+    FAULTS,
+    IMAGES,
+    MODELS,
+    POLICIES,
+    SERVERS,
+    Dumper,
+    Launcher,
+    TrialResult,
+    VerifyConfig,
+    VerifyEnvironmentError,
+    VerifyResult,
+    check_environment,
+    run_trial,
+    run_verify,
+    verify_report,
+)
+
+__all__ = [
+    "FAULTS",
+    "IMAGES",
+    "MODELS",
+    "POLICIES",
+    "SERVERS",
+    "Dumper",
+    "Launcher",
+    "TrialResult",
+    "VerifyConfig",
+    "VerifyEnvironmentError",
+    "VerifyResult",
+    "check_environment",
+    "run_trial",
+    "run_verify",
+    "verify_report",
+]
