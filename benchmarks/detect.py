@@ -47,7 +47,7 @@ def main() -> int:
         for seed in range(args.seeds):
             policy, strict = DEFECT_CONFIGS[name]
             configs = (RunConfig(policy=policy, defects=frozenset([name]),
-                                 strict_availability=strict),)
+                                 allow_unavailable=not strict),)
             t0 = time.monotonic()
             result = run_campaign(Campaign(configs=configs, budget_s=args.budget, seed=seed,
                                            shrink_budget_s=args.shrink))

@@ -86,7 +86,7 @@ def test_acknowledged_writes_survive_power_loss_under_always() -> None:
     driver.run(Recover(POWER, DURABLE_ONLY))
     assert driver.alive
     assert driver.stats.recoveries[-1].k == 2
-    assert driver.server.dump() == {0: {b"a": ("string", b"1", None), b"b": ("string", b"2", None)}}
+    assert driver.target.dump() == {0: {b"a": ("string", b"1", None), b"b": ("string", b"2", None)}}
 
 
 def test_reply_before_fsync_defect_is_caught_as_a_durability_violation() -> None:
@@ -122,7 +122,7 @@ def test_a_crash_armed_inside_a_write_leaves_the_torn_bytes_for_recovery() -> No
     assert driver.crashed
     driver.run(Recover(PROCESS, CrashChoice(PROCESS, 0, ())))
     # The torn command is cut off at load; the unacknowledged SET b is simply absent.
-    assert driver.server.dump() == {0: {b"a": ("string", b"1", None)}}
+    assert driver.target.dump() == {0: {b"a": ("string", b"1", None)}}
 
 
 def test_recover_before_a_crash_and_steps_after_one_are_misuse_with_a_clear_message() -> None:

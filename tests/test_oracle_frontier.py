@@ -7,7 +7,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from harness.oracle import Checker, History, Outcome, effective_window_ms, frontier
+from harness.oracle import (
+    Checker,
+    History,
+    Outcome,
+    effective_window_ms,
+    frontier,
+    window_stalls,
+)
 
 MODELS = ("process", "power", "power-eager-metadata")
 
@@ -100,6 +107,21 @@ def test_stall_overlapping_the_window_extends_it_by_its_whole_delay() -> None:
     assert frontier(h, policy="everysec", model="power", crash_ms=5000, stalls=[(2900, 600)]) == 0
 
 
+def test_fsync_stalls_widen_the_window_under_power_models_only() -> None:
+    h = build([("ok", 2500, False)])
+    for model in ("power", "power-eager-metadata"):
+        assert frontier(h, policy="everysec", model=model, crash_ms=5000,
+                        stalls=[(2900, 600)]) == 0
+    assert frontier(h, policy="everysec", model="process", crash_ms=5000,
+                    stalls=[(2900, 600)]) == 1
+    # I/O errors widen it under every model.
+    for model in ("process", "power"):
+        assert frontier(h, policy="everysec", model=model, crash_ms=5000,
+                        error_stalls=[(2900, 1000)]) == 0
+    assert window_stalls("process", [(1, 2)], [(3, 1000)]) == ((3, 1000),)
+    assert window_stalls("power", [(1, 2)], [(3, 1000)]) == ((1, 2), (3, 1000))
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -137,6 +159,7 @@ rows_strategy = st.lists(
     crash_ms=st.integers(0, 6000),
     window_ms=st.integers(0, 3000),
     stalls=st.lists(st.tuples(st.integers(0, 6000), st.integers(0, 1500)), max_size=3),
+    error_stalls=st.lists(st.tuples(st.integers(0, 6000), st.just(1000)), max_size=2),
     nafor=st.booleans(),
 )
 def test_indexed_frontier_agrees_with_the_reference_definition(
@@ -146,6 +169,7 @@ def test_indexed_frontier_agrees_with_the_reference_definition(
     crash_ms: int,
     window_ms: int,
     stalls: list[tuple[int, int]],
+    error_stalls: list[tuple[int, int]],
     nafor: bool,
 ) -> None:
     h = History()
@@ -155,7 +179,7 @@ def test_indexed_frontier_agrees_with_the_reference_definition(
             h.resolve(i, Outcome(outcome), at_ms=i * 100 + gap if outcome == "ok" else None)
     args = {
         "policy": policy, "model": model, "crash_ms": crash_ms, "window_ms": window_ms,
-        "stalls": stalls, "no_appendfsync_on_rewrite": nafor,
+        "stalls": stalls, "error_stalls": error_stalls, "no_appendfsync_on_rewrite": nafor,
     }
     assert Checker(h).frontier(**args) == frontier(h, **args)  # type: ignore[arg-type]
 

@@ -61,12 +61,14 @@ from harness.machine._steps import RunConfig
 from harness.oracle._history import History, Outcome
 from harness.oracle._model import Model
 from harness.oracle._snapshot import DbKey, KeyValue, Snapshot, snapshot_from_dump
+from harness.targets._reference import reference_server_config
 from reference import (
     AofLoader,
     LoadError,
     Profile,
     RespFormatError,
     Server,
+    ServerConfig,
     encode_command,
     parse_command,
 )
@@ -184,10 +186,8 @@ class Rec:
     full: bool = False
 
 
-def _server_config(config: RunConfig) -> Any:
-    from harness.machine._driver import _server_config as build
-
-    return build(config)
+def _server_config(config: RunConfig) -> ServerConfig:
+    return reference_server_config(config.target_config())
 
 
 def full_recover(

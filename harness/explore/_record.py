@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from faults import FileStat, FiredFault, Op, SlowSync, Trace
+from faults import FileStat, FiredFault, IOFault, NoSpace, Op, ShortWrite, SlowSync, Trace
 from harness.machine._driver import Driver
-from harness.machine._steps import RunConfig, Step
+from harness.machine._steps import Recover, RunConfig, Step
+from harness.oracle import ERROR_STALL_MS
 from harness.oracle._history import History, Outcome
 
 __all__ = ["EntryRecord", "Recording", "record"]
@@ -55,8 +56,10 @@ class Recording:
     end_ms: int
     ended_crashed: bool
     entries: list[EntryRecord]
-    stalls: list[tuple[int, int, int]]  # (trace position, start_ms, delay_ms)
+    stalls: list[tuple[int, int, int]]  # fsync stalls: (trace position, start_ms, delay_ms)
     final_history: History = field(repr=False)
+    # Persistence-path I/O errors: (trace position, start_ms, ERROR_STALL_MS) (oracle rule 2).
+    error_stalls: list[tuple[int, int, int]] = field(default_factory=list)
 
     def history_at(self, position: int) -> History:
         """The history a crash at trace `position` leaves (events recorded before it)."""
@@ -74,6 +77,11 @@ class Recording:
     def stalls_at(self, position: int) -> list[tuple[int, int]]:
         """Injected fsync stalls that happened before the operation at `position`."""
         return [(start, delay) for pos, start, delay in self.stalls if pos < position]
+
+    def error_stalls_at(self, position: int) -> list[tuple[int, int]]:
+        """Injected persistence-path I/O errors that fired before the operation at
+        `position`, one retry period each."""
+        return [(start, delay) for pos, start, delay in self.error_stalls if pos < position]
 
 
 class _RecordingHistory(History):
@@ -184,22 +192,65 @@ class _Recorder:
         return self._disk.exists(path)
 
 
+def _stalls_of(
+    fired: Sequence[FiredFault],
+) -> tuple[list[tuple[int, int, int]], list[tuple[int, int, int]]]:
+    """(fsync stalls, persistence-path I/O errors) that fired, as (trace position, start_ms,
+    duration_ms): the two kinds of stall the oracle's rule 2 knows."""
+    stalls: list[tuple[int, int, int]] = []
+    errors: list[tuple[int, int, int]] = []
+    for f in fired:
+        if f.trace_index is None:
+            continue
+        if isinstance(f.fault, IOFault | NoSpace | ShortWrite):
+            errors.append((f.trace_index, f.at_ms, ERROR_STALL_MS))
+        elif isinstance(f.fault, SlowSync):
+            stalls.append((f.trace_index, f.at_ms, f.fault.delay_ms))
+    return stalls, errors
+
+
 def record(config: RunConfig, steps: Sequence[Step]) -> Recording:
     """Run `steps` once on a traced SimDisk and record what every crash point would see.
 
     The run stops early if the server dies by itself (e.g. ``always`` after a write error);
     the recording then holds the steps that ran and ``ended_crashed`` is True.
+
+    Multi-epoch workloads: steps up to the last ``Recover`` are the *setup* (writes, a crash, a
+    recovery, maybe several), run once by the driver, which checks their recoveries as usual
+    (a violation there raises ``ContractViolation``). The recording starts on the disk of the
+    recovered server: its trace begins with that server's start-up (the recovered image is the
+    trace's initial state) and its history is the recovered prefix (the driver's rebased
+    history: acknowledged entries, known before every crash point), so every crash point of the
+    last epoch is explored. Stalls of the setup's epochs count before every point.
     """
     driver = Driver(config)
+    last_recover = max((i for i, s in enumerate(steps) if isinstance(s, Recover)), default=-1)
+    old_stalls: list[tuple[int, int, int]] = []
+    old_error_stalls: list[tuple[int, int, int]] = []
+    for step in steps[: last_recover + 1]:
+        if isinstance(step, Recover):
+            stalls_before, errors_before = _stalls_of(driver.fs.fired)
+            old_stalls += [(-1, start, delay) for _, start, delay in stalls_before]
+            old_error_stalls += [(-1, start, delay) for _, start, delay in errors_before]
+        driver.run(step)
+    if driver.crashed or driver.unavailable is not None:
+        raise ValueError("the workload's setup left the server down (it refused to start, or "
+                         "it crashed after its last recovery)")
+    setup = list(driver.steps)  # Recover steps with their crash choices resolved
     history = _RecordingHistory(lambda: len(driver.disk.trace))
+    for e in driver.history.entries:
+        i = history.submit(e.commands, db=e.db, executed_ms=e.executed_ms, client=e.client,
+                           during_rewrite=e.during_rewrite)
+        if e.outcome is not Outcome.UNKNOWN:
+            history.resolve(i, e.outcome, at_ms=e.ack_ms)
     driver.history = history
     recorder = _Recorder(driver)
     boot_ops = len(driver.disk.trace)
     recorder._note()  # boot operations belong to no step
     driver.fs.inner = recorder
-    ran: list[Step] = []
-    step_base_ops: list[int] = []
-    for index, step in enumerate(steps):
+    ran: list[Step] = list(setup)
+    step_base_ops: list[int] = [0] * len(setup)  # setup steps have no crash points
+    for index, step in enumerate(steps[last_recover + 1:], start=len(setup)):
         recorder.step = index
         step_base_ops.append(driver.fs.op_count)
         driver.run(step)
@@ -210,14 +261,13 @@ def record(config: RunConfig, steps: Sequence[Step]) -> Recording:
     driver.fs.inner = driver.disk
     trace = driver.disk.trace
     time_at = list(recorder.time_at)
-    stalls: list[tuple[int, int, int]] = []
-    fired: list[FiredFault] = list(driver.fs.fired)
-    for f in fired:
-        if isinstance(f.fault, SlowSync) and f.trace_index is not None:
-            stalls.append((f.trace_index, f.at_ms, f.fault.delay_ms))
-            # A crash at that fsync fires before the stall: its time is the stall's start.
-            if f.trace_index < len(time_at):
-                time_at[f.trace_index] = min(time_at[f.trace_index], f.at_ms)
+    stalls, error_stalls = _stalls_of(driver.fs.fired)
+    for pos, start, _ in stalls:
+        # A crash at that fsync fires before the stall: its time is the stall's start.
+        if pos < len(time_at):
+            time_at[pos] = min(time_at[pos], start)
+    stalls = old_stalls + stalls
+    error_stalls = old_error_stalls + error_stalls
     entries = [
         EntryRecord(
             commands=e.commands,
@@ -248,4 +298,5 @@ def record(config: RunConfig, steps: Sequence[Step]) -> Recording:
         entries=entries,
         stalls=stalls,
         final_history=history,
+        error_stalls=error_stalls,
     )

@@ -1,11 +1,11 @@
-"""The in-process target: executes steps against the reference server on a SimDisk.
+"""The in-process driver: executes steps against any in-process Target on a SimDisk.
 
-One ``Driver`` is one run. It owns the virtual clock, the disk, the fault layer, the server and
-the history, and it is the only place where steps turn into effects, so the state machines,
+One ``Driver`` is one run. It owns the virtual clock, the disk, the fault layer, the target (the
+reference server unless ``RunConfig.target`` names another factory; see ``harness.targets.Target``)
+and the history, and it is the only place where steps turn into effects, so the state machines,
 ``aofcrash replay`` and the explorer all judge runs the same way. Every recovery is checked with
 the oracle (``harness.oracle``); a violation raises ``ContractViolation`` carrying the verdict and
-the executed steps (with crash choices made explicit), which is a reproduction as it stands.
-"""
+the executed steps (with crash choices made explicit), which is a reproduction as it stands. """
 
 from __future__ import annotations
 
@@ -57,14 +57,14 @@ from harness.oracle import (
     check_stability,
     snapshot_from_dump,
 )
-from reference import (
-    AppendFsync,
-    ErrorReply,
-    LoadError,
-    Profile,
-    Server,
-    ServerConfig,
-    SimpleString,
+from harness.targets import (
+    RewritingTarget,
+    Target,
+    TargetEnv,
+    TargetFactory,
+    TargetRefusedToStart,
+    as_rewriting,
+    check_target,
 )
 
 __all__ = ["ContractViolation", "Driver", "ModelDivergence", "RecoveryRecord", "replay"]
@@ -114,23 +114,16 @@ class _Stats:
     recoveries: list[RecoveryRecord] = field(default_factory=list)
 
 
-def _server_config(config: RunConfig) -> ServerConfig:
-    return ServerConfig(
-        appendfsync=AppendFsync(config.policy),
-        profile=Profile(config.profile),
-        aof_load_truncated=config.aof_load_truncated,
-        no_appendfsync_on_rewrite=config.no_appendfsync_on_rewrite,
-        auto_aof_rewrite_min_size_bytes=config.auto_rewrite_min_size_bytes,
-        defects=frozenset(config.defects),
-    )
-
-
 class Driver:
-    """Runs steps against the in-process reference. See the module docstring."""
+    """Runs steps against an in-process target. See the module docstring.
 
-    def __init__(self, config: RunConfig) -> None:
+    `factory` overrides ``config.target`` (a factory object instead of an import path, e.g.
+    from the pytest plugin); reproductions of such runs replay only with the same factory."""
+
+    def __init__(self, config: RunConfig, *, factory: TargetFactory | None = None) -> None:
         self.config = config
-        self._server_config = _server_config(config)
+        self._factory = factory or config.target_factory()
+        self._target_config = config.target_config()
         self.clock = Clock()
         self.disk = SimDisk(fsync_failure=config.fsync_failure)
         self.fs = FaultyFileSystem(self.disk, FaultPlan(), clock=self.clock)
@@ -145,9 +138,11 @@ class Driver:
         self._pending: list[_Pending] = []
         self._applied = 0  # history entries applied to the live model
         self._old_stalls: list[tuple[int, int]] = []
+        self._old_error_stalls: list[tuple[int, int]] = []
         self.writes_since_boot = 0  # history entries submitted since the last (re)start
         self.failed = False  # a finding was raised: the run is over
-        self.server = self._boot()
+        self._rewriter: RewritingTarget | None = None
+        self.target: Target = self._boot()
 
     # -- public ---------------------------------------------------------------------------
 
@@ -179,7 +174,7 @@ class Driver:
             self._run_live(step)
         except SimulatedCrash:
             self._die()
-        if self.server.stopped and not self.crashed:
+        if self.target.stopped and not self.crashed:
             self._die()
 
     def run_all(self, steps: tuple[Step, ...] | list[Step]) -> None:
@@ -205,30 +200,28 @@ class Driver:
         elif isinstance(step, Tick):
             # A real event loop wakes for its cron timer (every 1000/hz ms) while time passes,
             # so a long tick is many iterations, not one jump.
-            period = max(1, 1000 // self._server_config.hz)
+            period = max(1, int(getattr(self.target, "cron_period_ms", 100)))
             left = step.delta_ms
             while True:
                 delta = min(left, period)
                 self.clock.advance(delta)
                 left -= delta
                 # A real rewrite child works while time passes: one step per period.
-                child = self.server.rewrite_child
-                if child is not None and child.alive:
-                    child.step()
+                if self.rewriting:
+                    self._rewriter_checked().step_rewrite()
                 self._iterate()
-                if left <= 0 or self.server.stopped:
+                if left <= 0 or self.target.stopped:
                     break
         elif isinstance(step, BgRewrite):
             self._submit((b"BGREWRITEAOF",), 0, entry=False)
             self._iterate()
         elif isinstance(step, ChildStep):
             for _ in range(step.count):
-                child = self.server.rewrite_child
-                if child is None or not child.alive:
+                if not self.rewriting or not self._rewriter_checked().step_rewrite():
                     break
-                child.step()
         elif isinstance(step, KillChild):
-            self.server.kill_rewrite_child()
+            if self.rewriting:
+                self._rewriter_checked().kill_rewrite()
         elif isinstance(step, InjectFaults | ArmCrash):
             self.fs.add_faults(step.plan)
         elif isinstance(step, ClearFaults):
@@ -254,7 +247,7 @@ class Driver:
             if len(argv) == 2 and argv[1].isdigit() and int(argv[1]) < 16:
                 # Later commands queued in the same iteration already run in the new db.
                 self._client_db[client] = int(argv[1])
-        ticket = self.server.submit(list(argv), client=client)
+        ticket = self.target.submit(argv, client=client)
         index = None
         if entry and not read:
             commands = multi if multi is not None else (argv,)
@@ -264,30 +257,30 @@ class Driver:
                 db=db,
                 executed_ms=self.clock.now_ms,
                 client=client,
-                during_rewrite=self.server.rewrite_child is not None,
+                during_rewrite=self.rewriting,
             )
         self._pending.append(_Pending(ticket, index, argv, db, client, read))
 
     def _iterate(self) -> None:
         # Commands queued since the last iteration execute at the time of this one.
-        self.server.run_iteration()
+        self.target.run_iteration()
         still: list[_Pending] = []
         for p in self._pending:
-            if not self.server.released(p.ticket):
+            if not self.target.released(p.ticket):
                 still.append(p)
                 continue
-            self._settle(p, self.server.pop_reply(p.ticket))
+            self._settle(p, _plain(self.target.pop_reply(p.ticket)))
         self._pending = still
 
     def _settle(self, p: _Pending, reply: Any) -> None:
         if p.entry is not None:
-            outcome = Outcome.ERROR if isinstance(reply, ErrorReply) else Outcome.OK
+            outcome = Outcome.ERROR if isinstance(reply, ReplyError) else Outcome.OK
             self.history.resolve(p.entry, outcome, at_ms=self.clock.now_ms)
             self._apply_model()
         if p.read:
             self._apply_model()
             expected = self.model.read(p.argv, db=p.db, now_ms=self.clock.now_ms)
-            got = _plain(reply)
+            got = reply
             if expected != got:
                 raise ModelDivergence(
                     f"read {_fmt_argv(p.argv)} in db {p.db} at {self.clock.now_ms} ms: "
@@ -315,15 +308,30 @@ class Driver:
                 self.history.resolve(p.entry, Outcome.UNKNOWN, at_ms=None)
         self._pending = []
 
-    def _boot(self) -> Server:
-        server = Server(
-            self.fs, self.clock, self._server_config, child_killer=self.fs.should_kill_child
-        )
-        server.start()
-        return server
+    @property
+    def rewriting(self) -> bool:
+        """A rewrite child exists (the target supports rewrites and one is running)."""
+        return self._rewriter is not None and self._rewriter.rewrite_running
 
-    def _restart_on(self, disk: SimDisk, plan: FaultPlan) -> Server:
+    @property
+    def supports_rewrite(self) -> bool:
+        return self._rewriter is not None
+
+    def _rewriter_checked(self) -> RewritingTarget:
+        assert self._rewriter is not None
+        return self._rewriter
+
+    def _boot(self) -> Target:
+        env = TargetEnv(fs=self.fs, clock=self.clock, config=self._target_config,
+                        kill_child=self.fs.should_kill_child)
+        target = check_target(self._factory(env), self.config.target or "reference")
+        self._rewriter = as_rewriting(target)
+        target.start()
+        return target
+
+    def _restart_on(self, disk: SimDisk, plan: FaultPlan) -> Target:
         self._old_stalls = self._stalls()
+        self._old_error_stalls = self._error_stalls()
         self.disk = disk
         self.fs = FaultyFileSystem(disk, plan, clock=self.clock)
         return self._boot()
@@ -346,14 +354,16 @@ class Driver:
         plan = FaultPlan()
         if step.crash_during_recovery_op is not None:
             plan = FaultPlan(faults=(CrashFault(nth=step.crash_during_recovery_op),))
+        damaged = choice.damaged
         snapshot, reason = self._start_from(image, plan)
         if reason == "crashed-during-recovery":
             # The recovery itself died: crash its disk too and recover once more.
             second = self.disk.draw_crash_choice(
                 step.model, step.seed + 1, limits=self.config.image_limits
             )
+            damaged = damaged or second.damaged
             snapshot, reason = self._start_from(self.disk.crash(step.model, second), FaultPlan())
-        verdict = self._check(snapshot, reason, step.model, crash)
+        verdict = self._check(snapshot, reason, step.model, crash, damaged=damaged)
         if not verdict.ok:
             raise ContractViolation(verdict, self.reproduction(**_expect(verdict)))
         if snapshot is None:
@@ -382,16 +392,16 @@ class Driver:
         self._client_db = {}
         self.writes_since_boot = 0
         try:
-            self.server = self._restart_on(disk, plan)
-        except LoadError as exc:
-            return None, str(exc)
+            self.target = self._restart_on(disk, plan)
+        except TargetRefusedToStart as exc:
+            return None, exc.reason
         except SimulatedCrash:
             return None, "crashed-during-recovery"
-        return snapshot_from_dump(self.server.dump()), None
+        return snapshot_from_dump(self.target.dump()), None
 
     def _check(
         self, snapshot: Snapshot | None, reason: str | None, model: PersistenceModel,
-        crash: CrashInfo,
+        crash: CrashInfo, *, damaged: bool,
     ) -> Verdict:
         return check_recovery(
             self.history,
@@ -402,22 +412,25 @@ class Driver:
             recovery_ms=self.clock.now_ms,
             window_ms=self.config.window_ms,
             stalls=self._stalls(),
+            error_stalls=self._error_stalls(),
             no_appendfsync_on_rewrite=self.config.no_appendfsync_on_rewrite,
             unavailable_reason=reason if snapshot is None else None,
-            strict_availability=self.config.strict_availability,
+            allow_unavailable=self.config.allow_unavailable,
+            damaged_image=damaged,
             crash=crash,
         )
 
     def _stalls(self) -> list[tuple[int, int]]:
-        """Injected fsync stalls and persistence-path I/O errors (one retry period each, see
-        the oracle's rule 2), of this epoch's disk and of earlier ones."""
-        now: list[tuple[int, int]] = []
-        for f in self.fs.fired:
-            if isinstance(f.fault, SlowSync):
-                now.append((f.at_ms, f.fault.delay_ms))
-            elif isinstance(f.fault, IOFault | NoSpace | ShortWrite):
-                now.append((f.at_ms, ERROR_STALL_MS))
+        """Injected fsync stalls of this epoch's disk and of earlier ones (oracle rule 2)."""
+        now = [(f.at_ms, f.fault.delay_ms) for f in self.fs.fired
+               if isinstance(f.fault, SlowSync)]
         return self._old_stalls + now
+
+    def _error_stalls(self) -> list[tuple[int, int]]:
+        """Injected persistence-path I/O errors, one retry period each (oracle rule 2)."""
+        now = [(f.at_ms, ERROR_STALL_MS) for f in self.fs.fired
+               if isinstance(f.fault, IOFault | NoSpace | ShortWrite)]
+        return self._old_error_stalls + now
 
     def _rebase(self, k: int) -> None:
         """Keep the first k executed entries: the rest did not survive, legitimately."""
@@ -447,11 +460,9 @@ def _expect(verdict: Verdict) -> dict[str, Any]:
 
 
 def _plain(reply: Any) -> Any:
-    """The reference's reply in the model's terms (ReplyError for errors, str for +simple)."""
-    if isinstance(reply, ErrorReply):
+    """A target's reply in the model's terms: any Exception is an error reply."""
+    if isinstance(reply, BaseException):
         return ReplyError(str(reply))
-    if isinstance(reply, SimpleString):
-        return str(reply)
     if isinstance(reply, list):
         return [_plain(x) for x in reply]
     return reply
@@ -461,8 +472,9 @@ def _fmt_argv(argv: tuple[bytes, ...]) -> str:
     return " ".join(a.decode("latin-1") for a in argv)
 
 
-def replay(reproduction: Reproduction) -> Driver:
-    """Re-run a reproduction; raises the same ContractViolation it recorded, if any."""
-    driver = Driver(reproduction.config)
+def replay(reproduction: Reproduction, *, factory: TargetFactory | None = None) -> Driver:
+    """Re-run a reproduction (against ``config.target``, or `factory`); raises the same
+    ContractViolation it recorded, if any."""
+    driver = Driver(reproduction.config, factory=factory)
     driver.run_all(reproduction.steps)
     return driver

@@ -1,6 +1,7 @@
 """Steps: what a run does, as data.
 
-A run against the in-process reference is a ``RunConfig`` plus a tuple of steps. The Hypothesis
+A run against an in-process target (the reference unless ``RunConfig.target`` names another) is
+a ``RunConfig`` plus a tuple of steps. The Hypothesis
 state machines produce steps, the driver executes them, and a reproduction file is exactly
 (config, steps), so ``aofcrash replay`` re-runs what the machine did, byte for byte.
 
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from faults import CrashChoice, FaultPlan, FsyncFailure, ImageLimits, PersistenceModel
+from harness.targets import TargetConfig, TargetFactory, load_target_factory
 
 __all__ = [
     "ArmCrash",
@@ -73,7 +75,12 @@ def _decode_argv(items: Any, where: str) -> tuple[bytes, ...]:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """How the in-process reference is configured for a run, and how its recovery is judged."""
+    """How the in-process target is configured for a run, and how its recovery is judged.
+
+    ``target``: ``MODULE:FACTORY`` of an in-process target (``harness.targets.Target``), or
+    None for the bundled reference; ``profile`` and ``defects`` are the reference's options
+    (passed to any target in ``TargetConfig.options``). ``allow_unavailable``: refusing to
+    start after a crash is reported, not a violation (contract rule 4)."""
 
     policy: str = "everysec"
     profile: str = "safe"
@@ -82,15 +89,33 @@ class RunConfig:
     no_appendfsync_on_rewrite: bool = False
     aof_load_truncated: bool = True
     window_ms: int = 2000
-    strict_availability: bool = False
+    allow_unavailable: bool = False
     auto_rewrite_min_size_bytes: int = 64 * 1024 * 1024
     # Opt-in crash images (see faults): torn last sectors and reordered sectors.
     torn_sectors: bool = False
     reordered_sectors: bool = False
+    target: str | None = None
 
     @property
     def image_limits(self) -> ImageLimits:
         return ImageLimits(torn=self.torn_sectors, reorder=self.reordered_sectors)
+
+    def target_config(self) -> TargetConfig:
+        return TargetConfig(
+            appendfsync=self.policy,
+            aof_load_truncated=self.aof_load_truncated,
+            no_appendfsync_on_rewrite=self.no_appendfsync_on_rewrite,
+            auto_rewrite_min_size_bytes=self.auto_rewrite_min_size_bytes,
+            options={"profile": self.profile, "defects": self.defects},
+        )
+
+    def target_factory(self) -> TargetFactory:
+        """The factory ``target`` names (the reference when None); TargetError if unusable."""
+        if self.target is None:
+            from harness.targets import reference_target
+
+            return reference_target
+        return load_target_factory(self.target)
 
     def __post_init__(self) -> None:
         errors = []
@@ -116,21 +141,26 @@ class RunConfig:
             "no_appendfsync_on_rewrite": self.no_appendfsync_on_rewrite,
             "aof_load_truncated": self.aof_load_truncated,
             "window_ms": self.window_ms,
-            "strict_availability": self.strict_availability,
+            "allow_unavailable": self.allow_unavailable,
             "auto_rewrite_min_size_bytes": self.auto_rewrite_min_size_bytes,
             "torn_sectors": self.torn_sectors,
             "reordered_sectors": self.reordered_sectors,
+            **({} if self.target is None else {"target": self.target}),
         }
 
     @classmethod
     def from_dict(cls, data: Any) -> RunConfig:
         if not isinstance(data, dict):
             raise ReproError("config: expected an object")
+        kwargs = dict(data)
+        if "strict_availability" in kwargs:
+            # Written before availability became a violation by default (contract rule 4).
+            strict = kwargs.pop("strict_availability")
+            kwargs.setdefault("allow_unavailable", not strict)
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(kwargs) - known)
         if unknown:
             raise ReproError(f"config: unknown field(s) {', '.join(unknown)}")
-        kwargs = dict(data)
         if "defects" in kwargs:
             kwargs["defects"] = frozenset(kwargs["defects"])
         if "fsync_failure" in kwargs:

@@ -26,7 +26,8 @@ entry at its own ``executed_ms`` (so relative expiries and lazy expiry behave as
 then evaluated at the recovery time T: a key whose ``expire_at_ms <= T`` is absent.
 
 Rules, after a crash at ``crash_ms`` and a recovery at ``recovery_ms`` = T, for policy P and
-persistence model M (``process``, ``power``, ``power-eager-metadata``; the last two are "power"):
+persistence model M (``process``, or one of the power models ``power``, ``power-eager-metadata``
+and ``power-posix-metadata``, which differ only in which metadata survives):
 
 1. Prefix consistency (every P, M). The recovered keyspace R (keys already expired at T
    ignored) equals ``S(k)`` for some k in 0..n. Otherwise the violation is ``phantom`` when
@@ -49,17 +50,24 @@ persistence model M (``process``, ``power``, ``power-eager-metadata``; the last 
      (executed or acknowledged while a rewrite child ran) has only the ``no`` promise: it never
      has to survive (it still counts for prefix consistency).
 
-   W = ``window_ms`` (default 2000) plus stalls: an injected fsync stall is an interval
+   W = ``window_ms`` (default 2000) plus stalls. A stall is an interval
    ``[start_ms, start_ms + delay_ms)``; every stall overlapping ``[crash_ms - W, crash_ms]``
    adds its whole ``delay_ms`` to W, repeated to a fixed point (a widened window can take in
-   an earlier stall). A stalled fsync delays the durability of what it covers and the next
-   fsync by its full length, so the whole delay is granted even when only part overlaps.
-   An injected I/O error on the persistence path (a failed write, short write, ENOSPC,
-   failed fsync/fdatasync/rename/fsync_dir) counts as a stall of one retry period,
-   ``ERROR_STALL_MS`` = 1000 ms, starting when it fired: the server can only retry once per
-   cron second, and what a failing device refused cannot be durable until a retry succeeds.
-   (The harness passes these in ``stalls``; a defect that never recovers durability, such as
-   clearing an fsync error without rewriting, still loses data outside any widened window.)
+   an earlier stall). Two kinds of stall, with different reach:
+
+   - an injected fsync stall (``stalls``) widens W under power models only. A stalled fsync
+     delays the durability of what it covers and the next fsync by its full length, so the
+     whole delay is granted even when only part overlaps. After a process crash only what
+     was written counts, and a correct server writes its buffer within its 2 s postponement
+     however slow fsync is: widening W there would forgive a server that keeps acknowledged
+     writes in memory.
+   - an injected I/O error on the persistence path (a failed write, short write, ENOSPC,
+     failed fsync/fdatasync/rename/fsync_dir; ``error_stalls``) counts as a stall of one
+     retry period, ``ERROR_STALL_MS`` = 1000 ms, starting when it fired, under every model:
+     the server can only retry once per cron second, a failing write keeps the buffer in
+     memory, and what a failing device refused cannot be durable until a retry succeeds. A
+     defect that never recovers durability, such as clearing an fsync error without
+     rewriting, still loses data outside any widened window.
 
    When several k match, the verdict reports the largest. When the largest matching k is
    below F, the violation is ``durability``: its diff compares R with ``S(F)`` and it lists the
@@ -69,9 +77,14 @@ persistence model M (``process``, ``power``, ``power-eager-metadata``; the last 
    same keyspace (compared at one time if ``at_ms`` is given). A second recovery that refuses
    to start is a stability violation: the first recovery accepted that state.
 
-4. Availability is reported separately: a server that refuses to start with a clear error
-   (recovered = None, with ``unavailable_reason``) gives outcome ``unavailable`` with
-   ``ok == True``; with ``strict_availability`` it is an ``availability`` violation.
+4. Availability. A server that refuses to start after a crash (recovered = None, with
+   ``unavailable_reason``) is an ``availability`` violation by default: it wrote that file
+   itself, the crash was legal, and a human must now repair the file before the data comes
+   back. When it had acknowledged writes the violation says so ("acknowledged N write(s),
+   then refused to start"). Two exceptions give outcome ``unavailable`` with ``ok == True``:
+   the crash image carries damage the user asked for (``damaged_image``: torn or reordered
+   sectors, where refusing is the right answer for a file without checksums), or the caller
+   opts out (``allow_unavailable``, the CLI's ``--allow-unavailable``).
 
 Real servers: their expiry times are re-derived from relative TTLs, so
 ``expiry_tolerance_ms`` lets expiry times differ by up to that much and lets a key whose
@@ -116,6 +129,7 @@ from harness.oracle._checker import (
     check_stability,
     effective_window_ms,
     frontier,
+    window_stalls,
 )
 from harness.oracle._history import Entry, History, Outcome
 from harness.oracle._model import Model, ModelState, Reply, ReplyError, UnsupportedCommand
@@ -149,4 +163,5 @@ __all__ = [
     "effective_window_ms",
     "frontier",
     "snapshot_from_dump",
+    "window_stalls",
 ]

@@ -48,6 +48,7 @@ class CrashModel(enum.Enum):
     PROCESS = "process"
     POWER = "power"
     POWER_EAGER_METADATA = "power-eager-metadata"
+    POWER_POSIX_METADATA = "power-posix-metadata"
 
 
 class Rule(enum.Enum):
@@ -106,6 +107,22 @@ def effective_window_ms(
         width = grown
 
 
+def window_stalls(
+    model: CrashModel | str,
+    stalls: Sequence[tuple[int, int]],
+    error_stalls: Sequence[tuple[int, int]],
+) -> tuple[tuple[int, int], ...]:
+    """The stalls that widen W under `model` (contract rule 2): I/O errors always, fsync
+    stalls only under power models (after a process crash only what was written counts, and
+    a correct server writes within its postponement limit however slow fsync is)."""
+    mdl: CrashModel = _coerce(CrashModel, model, "model")
+    errors = _check_stalls(error_stalls)
+    if mdl is CrashModel.PROCESS:
+        _check_stalls(stalls)
+        return errors
+    return _check_stalls(stalls) + errors
+
+
 def frontier(
     history: History,
     *,
@@ -114,14 +131,20 @@ def frontier(
     crash_ms: int,
     window_ms: int = 2000,
     stalls: Sequence[tuple[int, int]] = (),
+    error_stalls: Sequence[tuple[int, int]] = (),
     no_appendfsync_on_rewrite: bool = False,
 ) -> int:
-    """F: the number of leading executed entries that must survive (see the contract)."""
+    """F: the number of leading executed entries that must survive (see the contract).
+
+    `stalls`: injected fsync stalls (start_ms, delay_ms), which widen W under power models
+    only; `error_stalls`: injected persistence-path I/O errors, which widen it under every
+    model."""
     pol: Policy = _coerce(Policy, policy, "policy")
     mdl: CrashModel = _coerce(CrashModel, model, "model")
     _require_int(crash_ms, "crash_ms", minimum=None)
     power = mdl is not CrashModel.PROCESS
-    width = effective_window_ms(crash_ms, window_ms=window_ms, stalls=stalls)
+    width = effective_window_ms(crash_ms, window_ms=window_ms,
+                                stalls=window_stalls(mdl, stalls, error_stalls))
     if pol is Policy.NO and power:
         return 0
     result = position = 0
@@ -221,10 +244,30 @@ class KeyDiff:
         }
 
     def render(self) -> str:
+        expected, recovered = _fmt_kv(self.expected), _fmt_kv(self.recovered)
+        a, b = self.expected, self.recovered
+        if (a is not None and b is not None and a.type == b.type == "string"
+                and a.value != b.value):
+            # Cutting both values at one length can hide where they differ: elide the
+            # common prefix (but a few bytes of context) and show the differing bytes.
+            va, vb = cast(bytes, a.value), cast(bytes, b.value)
+            same = 0
+            while same < min(len(va), len(vb)) and va[same] == vb[same]:
+                same += 1
+            if same > 8:
+                keep = same - 4
+
+                def tail(kv: KeyValue, data: bytes) -> str:
+                    expiry = ("" if kv.expire_at_ms is None
+                              else f" (expires at {kv.expire_at_ms} ms)")
+                    return (f"string [{keep} equal bytes] + {_fmt_bytes(data[keep:])} "
+                            f"({len(data)} bytes){expiry}")
+
+                expected, recovered = tail(a, va), tail(b, vb)
         return (
             f"db{self.db} {_fmt_bytes(self.key)}\n"
-            f"      expected:  {_fmt_kv(self.expected)}\n"
-            f"      recovered: {_fmt_kv(self.recovered)}"
+            f"      expected:  {expected}\n"
+            f"      recovered: {recovered}"
         )
 
 
@@ -652,13 +695,15 @@ class Checker:
         crash_ms: int,
         window_ms: int = 2000,
         stalls: Sequence[tuple[int, int]] = (),
+        error_stalls: Sequence[tuple[int, int]] = (),
         no_appendfsync_on_rewrite: bool = False,
     ) -> int:
         """Same as the module-level ``frontier`` (which is the reference), in O(log n)."""
         pol: Policy = _coerce(Policy, policy, "policy")
         mdl: CrashModel = _coerce(CrashModel, model, "model")
         _require_int(crash_ms, "crash_ms", minimum=None)
-        width = effective_window_ms(crash_ms, window_ms=window_ms, stalls=stalls)
+        width = effective_window_ms(crash_ms, window_ms=window_ms,
+                                    stalls=window_stalls(mdl, stalls, error_stalls))
         power = mdl is not CrashModel.PROCESS
         if pol is Policy.NO and power:
             return 0
@@ -710,12 +755,17 @@ class Checker:
         recovery_ms: int,
         window_ms: int = 2000,
         stalls: Sequence[tuple[int, int]] = (),
+        error_stalls: Sequence[tuple[int, int]] = (),
         no_appendfsync_on_rewrite: bool = False,
         unavailable_reason: str | None = None,
-        strict_availability: bool = False,
+        allow_unavailable: bool = False,
+        damaged_image: bool = False,
         crash: CrashInfo | None = None,
     ) -> Verdict:
-        """Check one recovery against rules 1, 2 and 4 of the contract."""
+        """Check one recovery against rules 1, 2 and 4 of the contract.
+
+        `damaged_image`: the crash image carries damage the user asked for (torn or reordered
+        sectors), so refusing to start is the right answer (rule 4)."""
         _require_int(recovery_ms, "recovery_ms", minimum=None)
         _require_int(crash_ms, "crash_ms", minimum=None)
         if recovery_ms < crash_ms:
@@ -730,6 +780,7 @@ class Checker:
             crash_ms=crash_ms,
             window_ms=window_ms,
             stalls=stalls,
+            error_stalls=error_stalls,
             no_appendfsync_on_rewrite=no_appendfsync_on_rewrite,
         )
         tl = self._timeline()
@@ -737,11 +788,14 @@ class Checker:
             if unavailable_reason is None:
                 raise ValueError("recovered is None: give unavailable_reason (why it refused)")
             violations = []
-            if strict_availability:
+            if not (allow_unavailable or damaged_image):
+                acked = sum(1 for e in self.history if e.outcome is Outcome.OK)
+                what = (f"acknowledged {acked} write(s), then refused to start"
+                        if acked else "refused to start")
                 violations.append(
                     Violation(
                         Rule.AVAILABILITY,
-                        f"server refused to start: {unavailable_reason}",
+                        f"server {what} after a legal crash: {unavailable_reason}",
                         crash=crash,
                         frontier=f,
                     )
@@ -900,9 +954,11 @@ def check_recovery(
     recovery_ms: int,
     window_ms: int = 2000,
     stalls: Sequence[tuple[int, int]] = (),
+    error_stalls: Sequence[tuple[int, int]] = (),
     no_appendfsync_on_rewrite: bool = False,
     unavailable_reason: str | None = None,
-    strict_availability: bool = False,
+    allow_unavailable: bool = False,
+    damaged_image: bool = False,
     crash: CrashInfo | None = None,
     expiry_tolerance_ms: int = 0,
 ) -> Verdict:
@@ -918,9 +974,11 @@ def check_recovery(
         recovery_ms=recovery_ms,
         window_ms=window_ms,
         stalls=stalls,
+        error_stalls=error_stalls,
         no_appendfsync_on_rewrite=no_appendfsync_on_rewrite,
         unavailable_reason=unavailable_reason,
-        strict_availability=strict_availability,
+        allow_unavailable=allow_unavailable,
+        damaged_image=damaged_image,
         crash=crash,
     )
 

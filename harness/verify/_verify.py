@@ -145,7 +145,7 @@ class VerifyConfig:
     window_ms: int = 2000
     margin_ms: int = 500
     batch_max: int = 6
-    strict_availability: bool = False
+    allow_unavailable: bool = False
     image: str = "drawn"
     duration_ms: int | None = None  # None: 6000 for everysec, else 0 (as fast as it goes)
 
@@ -188,7 +188,7 @@ class VerifyConfig:
             "trials": self.trials, "ops": self.ops, "fault": self.fault,
             "rewrite": self.rewrite, "seed": self.seed, "first_trial": self.first_trial,
             "window_ms": self.window_ms, "margin_ms": self.margin_ms,
-            "batch_max": self.batch_max, "strict_availability": self.strict_availability,
+            "batch_max": self.batch_max, "allow_unavailable": self.allow_unavailable,
             "image": self.image, "duration_ms": self.workload_duration_ms,
         }
 
@@ -206,8 +206,8 @@ class VerifyConfig:
             parts += ["--margin-ms", str(self.margin_ms)]
         if self.batch_max != 6:
             parts += ["--batch-max", str(self.batch_max)]
-        if self.strict_availability:
-            parts.append("--strict-availability")
+        if self.allow_unavailable:
+            parts.append("--allow-unavailable")
         if self.image != "drawn":
             parts += ["--image", self.image]
         if self.duration_ms is not None:
@@ -240,6 +240,11 @@ class TrialResult:
     history: History | None = None
 
     @property
+    def unavailable_after_ack(self) -> bool:
+        """The server acknowledged writes, then refused to start after a legal crash."""
+        return self.recovery.unavailable_reason is not None and self.acked > 0
+
+    @property
     def violations(self) -> list[Any]:
         found = list(self.recovery.violations)
         if self.stability is not None:
@@ -254,7 +259,9 @@ class TrialResult:
         )
         body = [v.render() for v in self.violations]
         if self.recovery.unavailable_reason:
-            body.append(f"  refused to start: {self.recovery.unavailable_reason}")
+            what = ("acknowledged, then unavailable" if self.unavailable_after_ack
+                    else "refused to start")
+            body.append(f"  {what}: {self.recovery.unavailable_reason}")
         return "\n".join([head, *body])
 
     def row(self) -> dict[str, Any]:
@@ -264,6 +271,8 @@ class TrialResult:
             "k": self.recovery.k, "frontier": self.recovery.frontier,
             "crash_ms": self.crash_ms, "recovery_ms": self.recovery_ms,
             "image": self.crash_image, "fired": "; ".join(self.fired),
+            "acknowledged_then_unavailable": self.unavailable_after_ack,
+            "server_reason": self.recovery.unavailable_reason,
             "seconds": round(self.elapsed_s, 3),
         }
 
@@ -739,6 +748,7 @@ def run_trial(
     server: Any = None
     conn: _Conn | None = None
     stalls: list[tuple[int, int]] = []
+    error_stalls: list[tuple[int, int]] = []
     seen_fired = 0
     log_tail: list[str] = []
 
@@ -751,7 +761,7 @@ def run_trial(
                 stalls.append((at_ms, f.fault.delay_ms))
             elif isinstance(f.fault, IOFault | NoSpace | ShortWrite):
                 # A failed persistence-path operation costs one retry period (oracle rule 2).
-                stalls.append((at_ms, ERROR_STALL_MS))
+                error_stalls.append((at_ms, ERROR_STALL_MS))
         seen_fired = len(fired)
 
     try:
@@ -834,8 +844,9 @@ def run_trial(
         verdict = check_recovery(
             history, recovered, policy=config.policy, model=config.model,
             crash_ms=crash_ms, recovery_ms=recovery_ms, window_ms=window_ms,
-            stalls=stalls, unavailable_reason=reason,
-            strict_availability=config.strict_availability, crash=crash_info,
+            stalls=stalls, error_stalls=error_stalls, unavailable_reason=reason,
+            allow_unavailable=config.allow_unavailable,
+            damaged_image=choice is not None and choice.damaged, crash=crash_info,
             expiry_tolerance_ms=tolerance_ms,
         )
         # Recovery 2: crash the recovered state again (no new writes) and compare.
@@ -928,6 +939,10 @@ def verify_report(result: VerifyResult, *, run_id: str, argv: Sequence[str] = ()
         for v in t.violations:
             violations.append({
                 "rule": v.rule.value,
+                "case": ("acknowledged, then unavailable"
+                         if v.rule.value == "availability" and t.unavailable_after_ack
+                         else v.rule.value),
+                "server_reason": t.recovery.unavailable_reason,
                 "trial": t.index,
                 "text": f"trial {t.index}\n{v.render()}",
                 "reproduce": cfg.command_line(trial=t.index),
@@ -950,6 +965,8 @@ def verify_report(result: VerifyResult, *, run_id: str, argv: Sequence[str] = ()
             "trials": len(result.trials),
             "consistent": result.count("consistent"),
             "unavailable": result.count("unavailable"),
+            "acknowledged_then_unavailable": sum(t.unavailable_after_ack
+                                                 for t in result.trials),
             "violations": result.count("violation"),
             "acked_entries": sum(t.acked for t in result.trials),
             "unknown_entries": sum(t.unknown for t in result.trials),
