@@ -21,6 +21,7 @@ __all__ = [
     "KeyspaceDump",
     "Value",
     "ZSet",
+    "dump_value",
     "type_name",
 ]
 
@@ -56,7 +57,10 @@ def type_name(value: Value) -> str:
     return _TYPE_NAMES[type(value)]
 
 
-def _dump_value(value: Value) -> DumpValue:
+def dump_value(value: Value) -> DumpValue:
+    """The canonical dump form of one value, as ``Keyspace.dump`` gives it per key: bytes for a
+    string, a list for a list, a set for a set, a plain dict for a sorted set (member -> score)
+    or a hash (field -> value). A copy: changing it does not change the keyspace."""
     if isinstance(value, bytes):
         return value
     if isinstance(value, deque):
@@ -119,6 +123,38 @@ class Keyspace:
     def __init__(self) -> None:
         self.dbs = [Db(i) for i in range(DB_COUNT)]
 
+    def dump_key(self, db: int, key: bytes) -> tuple[str, DumpValue, int | None] | None:
+        """One key as ``dump`` gives it (type, value, expire_at_ms), expired or not; None if
+        absent."""
+        store = self.dbs[db]
+        value = store.data.get(key)
+        if value is None:
+            return None
+        return type_name(value), dump_value(value), store.expires.get(key)
+
+    def restore_key(self, db: int, key: bytes, type_: str, value: DumpValue,
+                    expire_at_ms: int | None) -> None:
+        """Put one key back from its dump form (the inverse of ``dump_key``)."""
+        raw: Value
+        if type_ == "string":
+            assert isinstance(value, bytes)
+            raw = value
+        elif type_ == "list":
+            raw = deque(value)  # type: ignore[arg-type]
+        elif type_ == "set":
+            raw = set(value)  # type: ignore[arg-type]
+        elif type_ == "zset":
+            raw = ZSet(value)  # type: ignore[arg-type]
+        elif type_ == "hash":
+            raw = Hash(value)  # type: ignore[arg-type]
+        else:
+            raise ValueError(f"restore_key: unknown type {type_!r}")
+        store = self.dbs[db]
+        store.delete(key)
+        store.data[key] = raw
+        if expire_at_ms is not None:
+            store.set_expire(key, expire_at_ms)
+
     def dump(self, now_ms: int) -> KeyspaceDump:
         """Canonical dump: only keys not expired at ``now_ms``; empty dbs omitted."""
         out: KeyspaceDump = {}
@@ -129,7 +165,7 @@ class Keyspace:
                 when = expires.get(key)
                 if when is not None and when <= now_ms:
                     continue
-                entries[key] = (type_name(value), _dump_value(value), when)
+                entries[key] = (type_name(value), dump_value(value), when)
             if entries:
                 out[db.id] = entries
         return out

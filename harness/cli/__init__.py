@@ -16,7 +16,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from harness.cli import _explore, _files, _fuzz, _verify
+from harness.cli import _explore, _files, _fuzz, _loaders, _verify
 from harness.cli._common import EXIT_OK, EXIT_USAGE, Parser, UsageError, parse_budget
 
 __all__ = ["main", "parse_budget"]
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     _files.add_parsers(sub)
     _explore.add_parser(sub)
     _verify.add_parser(sub)
+    _loaders.add_parser(sub)
     return parser
 
 
@@ -51,6 +52,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_OK
+    except Exception as exc:
+        # A bug of ours, not bad input: still one line (AOFCRASH_DEBUG=1 shows the traceback).
+        if os.environ.get("AOFCRASH_DEBUG"):
+            raise
+        detail = " ".join(str(exc).split())[:300]
+        sys.stderr.write(f"aofcrash {args.command}: internal error: {type(exc).__name__}: "
+                         f"{detail} (AOFCRASH_DEBUG=1 shows the traceback; please report it)\n")
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":

@@ -5,19 +5,31 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import Counter
 from typing import Any
 
 from harness.cli._common import (
+    DEFAULT_DATABASE,
     EXIT_OK,
     EXIT_VIOLATION,
     Progress,
-    UsageError,
+    availability_args,
     common_args,
+    database_spec,
+    defect_arg,
+    defect_help,
+    defect_warnings,
     parse_budget,
+    positive_int,
     progress_enabled,
     reports_args,
+    resolve_workers,
+    shard_arg,
     stamp,
+    warn,
+    workers_arg,
 )
+from harness.machine._campaign import SHRINK_FLOOR_S
 
 
 def add_parser(sub: Any) -> None:
@@ -29,21 +41,34 @@ def add_parser(sub: Any) -> None:
     fz.add_argument("--policy", action="append", choices=["always", "everysec", "no"],
                     help="appendfsync policy (repeatable; default: all three)")
     fz.add_argument("--model", action="append",
-                    choices=["process", "power", "power-eager-metadata"],
+                    choices=["process", "power", "power-eager-metadata", "power-posix-metadata"],
                     help="persistence model crashes use (repeatable; default: all)")
     fz.add_argument("--profile", choices=["safe", "redis-3.0"], default="safe",
                     help="reference server profile (default: safe)")
-    fz.add_argument("--defect", action="append", default=[], metavar="NAME",
-                    help="switch on a named defect of reference.defects (repeatable)")
+    fz.add_argument("--defect", action="append", default=[], metavar="NAME", type=defect_arg,
+                    help=defect_help())
     fz.add_argument("--settings", choices=["dev", "ci", "nightly"], default="dev",
                     help="Hypothesis settings profile (default: dev)")
     fz.add_argument("--budget", type=parse_budget, default=60.0,
-                    help="time budget, e.g. 60s, 5m (default 60s)")
+                    help="wall-clock limit on the whole run, shrinking included, e.g. 60s, 5m "
+                    f"(default 60s; a finding is still shrunk for at least "
+                    f"{SHRINK_FLOOR_S:.0f}s)")
     fz.add_argument("--shrink-budget", type=parse_budget, default=90.0,
-                    help="time to shrink a finding to a small reproduction (default 90s)")
+                    help="the most one finding is shrunk for (default 90s)")
+    fz.add_argument("--max-examples", type=positive_int, default=None, metavar="N",
+                    help="examples per configuration, then stop (deterministic: the same "
+                    "report whatever --workers is); default: until the budget")
+    fz.add_argument("--workers", type=workers_arg, default=0, metavar="N",
+                    help="processes running examples (default 0: every core)")
+    fz.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="I/N",
+                    help="run only shard I of N (0-based) of the campaign's slices: N shards "
+                    "together run exactly what one run does (default 0/1)")
+    fz.add_argument("--database", default=DEFAULT_DATABASE, metavar="DIR|redis://HOST:PORT/N",
+                    help="Hypothesis example database: failures found before are replayed "
+                    f"first (default: {DEFAULT_DATABASE}; 'none' switches it off; redis:// "
+                    "shares it between machines)")
     fz.add_argument("--no-appendfsync-on-rewrite", action="store_true")
-    fz.add_argument("--strict-availability", action="store_true",
-                    help="treat refusing to start as a violation")
+    availability_args(fz)
     fz.add_argument("--torn", action="store_true",
                     help="power crashes may also tear the last sector (zeros or garbage)")
     fz.add_argument("--reorder", action="store_true",
@@ -56,26 +81,30 @@ def add_parser(sub: Any) -> None:
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from faults import PersistenceModel
-    from harness.cli._report import new_run_dir, slug, write_atomic, write_report
+    from harness.cli._report import new_run_dir, write_report
+    from harness.cli._report_violations import (
+        command_line,
+        fuzz_coverage,
+        fuzz_violations,
+        slim,
+        terminal_lines,
+    )
     from harness.machine._campaign import Campaign, config_label, run_campaign
     from harness.machine._steps import RunConfig
-    from reference import defects as defect_catalogue
 
-    known = set(defect_catalogue.DEFECTS)
-    unknown = [d for d in args.defect if d not in known]
-    if unknown:
-        raise UsageError(
-            f"unknown defect {unknown[0]!r} (known: {', '.join(sorted(known))})"
-        )
     policies = args.policy or ["always", "everysec", "no"]
-    models = tuple(PersistenceModel(m) for m in (args.model or [m.value for m in PersistenceModel]))
+    # power-posix-metadata is opt-in (faults docstring): the default is the other three.
+    models = tuple(PersistenceModel(m) for m in (args.model or [
+        "process", "power", "power-eager-metadata"]))
+    warn("fuzz", defect_warnings(args.defect, policies=policies,
+                                 models=[m.value for m in models]))
     configs = tuple(
         RunConfig(
             policy=p,
             profile=args.profile,
             defects=frozenset(args.defect),
             no_appendfsync_on_rewrite=args.no_appendfsync_on_rewrite,
-            strict_availability=args.strict_availability,
+            allow_unavailable=args.allow_unavailable,
             torn_sectors=args.torn,
             reordered_sectors=args.reorder,
         )
@@ -83,40 +112,62 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     )
     campaign = Campaign(configs=configs, models=models, settings_profile=args.settings,
                         budget_s=args.budget, seed=args.seed,
-                        stop_on_first=not args.keep_going, shrink_budget_s=args.shrink_budget)
+                        stop_on_first=not args.keep_going, shrink_budget_s=args.shrink_budget,
+                        max_examples=args.max_examples, workers=resolve_workers(args.workers),
+                        shard=args.shard, database=database_spec(args.database))
     run_dir = new_run_dir(args.reports, "fuzz", args.seed, stamp())
     bar = Progress(enabled=progress_enabled(args.progress), total=args.budget, unit="s")
 
+    series: list[list[float]] = [[0.0, 0, 0]]
+    per_label: dict[str, Counter[str]] = {}
+    seen: Counter[str] = Counter()
+
     def on_progress(elapsed: float, result: Any, label: str) -> None:
-        bar.update(elapsed, f"{elapsed:5.0f}/{args.budget:.0f}s  {label:<24} "
-                            f"examples {result.examples}  findings {len(result.findings)}")
+        # The campaign counts events for all configurations together: the difference since
+        # the last slice belongs to this slice's configuration (the coverage picture).
+        per_label.setdefault(label, Counter()).update(result.events - seen)
+        seen.clear()
+        seen.update(result.events)
+        series.append([round(elapsed, 2), result.examples, len(result.findings)])
+        bar.update(elapsed, f"{label:<24} examples {result.examples}  "
+                            f"findings {len(result.findings)}")
 
     try:
         result = run_campaign(campaign, progress=on_progress)
     finally:
         bar.close()
-    violations: list[dict[str, Any]] = []
-    for i, f in enumerate(result.findings, 1):
-        repro_name = None
-        if f.reproduction is not None:
-            repro_name = f"repro-{i}-{slug(config_label(f.config))}.json"
-            write_atomic(run_dir / repro_name, f.reproduction.to_json())
-        violations.append({"rule": ", ".join(f.rules), "kind": f.kind,
-                           "configuration": config_label(f.config), "seed": f.seed,
-                           "text": f.text, "reproduction": repro_name,
-                           "found_after_s": round(f.elapsed_s, 2)})
+    violations, groups = fuzz_violations(result.findings, run_dir, config_label)
     totals = {"examples": result.examples, "slices": result.slices,
-              "elapsed_s": round(result.elapsed_s, 2), "violations": len(violations)}
+              "elapsed_s": round(result.elapsed_s, 2), "violations": len(violations),
+              "causes": len(groups),
+              "first_failure_s": (None if result.first_failure_s is None
+                                  else round(result.first_failure_s, 2)),
+              "time_s": {"examples": round(result.time_s["examples"], 2),
+                         "shrinking": round(result.time_s["shrinking"], 2),
+                         "workers": campaign.workers},
+              "stopped_by": result.stopped_by}
+    labels = [config_label(c) for c in configs]
     report: dict[str, Any] = {
         "command": "fuzz",
         "run_id": run_dir.name,
+        "summary": (f"Hypothesis state machines against the in-process reference: "
+                    f"{result.examples} examples in {result.elapsed_s:.1f} s over "
+                    f"{len(configs)} configuration(s) ({', '.join(labels)}), seed {args.seed}."),
         "run": {"seed": args.seed, "budget_s": args.budget, "settings": args.settings,
-                "profile": args.profile, "defects": ", ".join(args.defect) or "none",
-                "policies": ", ".join(policies),
-                "models": ", ".join(m.value for m in models)},
+                "max_examples": args.max_examples, "shard": f"{args.shard[0]}/{args.shard[1]}",
+                "units": result.units,
+                "profile": args.profile, "defects": list(args.defect) or "none",
+                "policies": policies, "models": [m.value for m in models],
+                "command_line": command_line()},
         "totals": totals,
         "configurations": list(result.per_config.values()),
         "events": dict(result.events),
+        "coverage_matrix": fuzz_coverage(per_label, labels, [m.value for m in models]),
+        "progress_series": {"title": "Examples run over time", "xlabel": "seconds",
+                            "ylabel": "examples", "points": [p[:2] for p in series],
+                            "marks": [[round(f.elapsed_s, 1), f"violation {i}"]
+                                      for i, f in enumerate(result.findings, 1)]},
+        "groups": groups,
         "violations": violations,
     }
     json_path, html_path = write_report(run_dir, report)
@@ -124,13 +175,13 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"status": "violation" if violations else "ok",
                           "report": str(json_path), "html": str(html_path),
-                          **totals, "findings": violations}, default=str))
+                          **totals, "findings": [slim(v) for v in violations],
+                          "groups": groups}, default=str))
     else:
         print(f"fuzz: {result.examples} examples in {result.elapsed_s:.1f}s over "
               f"{len(configs)} configuration(s): "
               + ("no violation" if not violations else f"{len(violations)} violation(s)"))
-        for v in violations:
-            print(f"\n{v['text']}\nreproduction: {run_dir / v['reproduction']}"
-                  if v["reproduction"] else v["text"])
+        for line in terminal_lines(violations, groups):
+            print(line)
         print(f"report: {html_path}")
     return status

@@ -41,9 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 from bisect import bisect_right
-from collections import deque
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -54,8 +52,11 @@ from faults import (
     DiskImage,
     FileChoice,
     ImageKind,
+    InodeView,
     PersistenceModel,
+    ReplayCursor,
     SimDisk,
+    garbage_sector,
 )
 from harness.machine._steps import RunConfig
 from harness.oracle._history import History, Outcome
@@ -73,7 +74,6 @@ from reference import (
     parse_command,
 )
 from reference import defects as D
-from reference._keyspace import Hash, ZSet, _dump_value, type_name
 
 __all__ = ["ExplorerError", "PrefixIndex", "Rec", "StateEvaluator", "full_recover"]
 
@@ -227,33 +227,20 @@ def full_recover(
 
 
 def _read_key(loader: AofLoader, dbkey: DbKey) -> KeyValue | None:
-    db = loader.keyspace.dbs[dbkey[0]]
-    value = db.data.get(dbkey[1])
-    if value is None:
+    dumped = loader.keyspace.dump_key(dbkey[0], dbkey[1])
+    if dumped is None:
         return None
-    when = db.expires.get(dbkey[1])
     # The per-key form of Keyspace.dump + snapshot_from_dump (same canonicalisation).
-    snap = snapshot_from_dump({dbkey[0]: {dbkey[1]: (type_name(value), _dump_value(value),
-                                                     when)}})
-    kv: KeyValue | None = snap.get(dbkey)
+    kv: KeyValue | None = snapshot_from_dump({dbkey[0]: {dbkey[1]: dumped}}).get(dbkey)
     return kv
 
 
 def _seed_key(loader: AofLoader, dbkey: DbKey, kv: KeyValue) -> None:
     """Put a canonical value back into a loader's keyspace (the inverse of _read_key)."""
-    db = loader.keyspace.dbs[dbkey[0]]
-    raw: Any = kv.value
-    if kv.type == "list":
-        raw = deque(raw)
-    elif kv.type == "set":
-        raw = set(raw)
-    elif kv.type == "zset":
-        raw = ZSet(dict(raw))
-    elif kv.type == "hash":
-        raw = Hash(dict(raw))
-    db.data[dbkey[1]] = raw
-    if kv.expire_at_ms is not None:
-        db.set_expire(dbkey[1], kv.expire_at_ms)
+    value: Any = kv.value
+    if kv.type == "zset" or kv.type == "hash":
+        value = dict(value)
+    loader.keyspace.restore_key(dbkey[0], dbkey[1], kv.type, value, kv.expire_at_ms)
 
 
 class _Mirror:
@@ -370,6 +357,9 @@ class _Lineage:
             cut = bisect_right(inherit.bounds, upto)
             self.bounds = inherit.bounds[:cut]
             self.res = inherit.res[:cut]
+        # The lineage's own copy of the inode's bytes (SimDisk hands out copies, not its
+        # buffer): a lineage only grows by appends, so it is extended, never rewritten.
+        self.buf: bytearray = bytearray() if inherit is None else inherit.buf[:upto]
         self.error = False
         self.loader: AofLoader | None = None
         self.mirror: _Mirror | None = None
@@ -398,6 +388,13 @@ class _Lineage:
         self._note(self.hist_from)
         if self.res[0] is None:
             self.res[0] = (mirror.matches(), 0, False)
+
+    def sync(self, inode: InodeView) -> bytearray:
+        """The lineage's bytes, extended to the inode's current (appended-to) size."""
+        buf = self.buf
+        if len(buf) < inode.size_bytes:
+            buf += inode.read(len(buf), inode.size_bytes)
+        return buf
 
     def _note(self, bidx: int) -> None:
         assert self.mirror is not None
@@ -559,15 +556,18 @@ def _selected_db(data: bytearray, end: int) -> int:
 class StateEvaluator:
     """Content key and recovery result of crash states (see the module docstring).
 
-    Reads the SimDisk's inode layer (``_files``, ``_inodes``, ``_namespace_after``, fds of the
-    replay cursor): the content key of an image is a property of that layer, which SimDisk has
-    no public view of yet.
+    Reads the SimDisk's inode layer through its read-only views (``inode_at``, ``inode``,
+    ``namespace_after``, the replay cursor's ``open_file``): the content key of an image is a
+    property of that layer.
     """
 
     def __init__(self, config: RunConfig, index: PrefixIndex, *, audit_every: int = 97) -> None:
         self.config = config
         self.index = index
         self.name = _server_config(config).aof_filename
+        # reference.AofLoader(zero_tail_truncated=...): `safe` loads an all-zero tail as torn.
+        self._zero_tail_is_torn = (config.profile == Profile.SAFE.value
+                                   and D.ZERO_TAIL_REFUSED not in config.defects)
         self.audit_every = audit_every
         self.lineages: dict[int, _Lineage] = {}
         self.cache: dict[Hashable, Rec] = {}
@@ -577,27 +577,28 @@ class StateEvaluator:
         self.full_recoveries = 0
         self.audits = 0
         self.fast_keys = 0
-        self._ns: dict[int, int | None] = {}
+        self._ns: dict[tuple[int, tuple[int, ...] | None], int | None] = {}
         self._overwriting: int | None = None
 
     # -- keeping lineages current
 
-    def before_step(self, disk: SimDisk, fd_map: dict[int, int], entry: Any) -> None:
+    def before_step(self, cursor: ReplayCursor, entry: Any) -> None:
         """Called before the replay applies `entry`: a non-append change starts a new lineage."""
         if entry.result < 0:
             return
+        disk = cursor.disk
         op = entry.op.value
         inode = None
         at = -1
         if op in ("write", "ftruncate"):
-            f = disk._fds.get(fd_map.get(entry.fd, -1))
-            inode = None if f is None else f.inode
+            f = cursor.open_file(entry.fd)
+            inode = None if f is None or f.ino is None else disk.inode(f.ino)
             if inode is not None:
                 at = entry.offset if op == "write" else int(entry.payload)
         elif op == "open" and entry.payload & os.O_TRUNC:
-            inode = disk._files.get(entry.path)
+            inode = disk.inode_at(entry.path)
             at = 0
-        if inode is not None and 0 <= at < len(inode.data) and inode.ino in self.lineages:
+        if inode is not None and 0 <= at < inode.size_bytes and inode.ino in self.lineages:
             self.lineages[inode.ino] = _Lineage(self, self.lineages[inode.ino], at)
 
     def new_point(self, *, overwriting: int | None = None) -> None:
@@ -616,14 +617,14 @@ class StateEvaluator:
 
     def evaluate(self, disk: SimDisk, model: PersistenceModel, choice: CrashChoice) -> Rec:
         if model is PROCESS:
-            inode = disk._files.get(self.name)
+            inode = disk.inode_at(self.name)
             if inode is None:
                 return self._keyed(("absent",), disk, model, choice)
             return self._file(disk, inode, None, model, choice)
-        kept = choice.metadata_kept
-        if kept not in self._ns:
-            self._ns[kept] = disk._namespace_after(kept)[0].get(self.name)
-        ino = self._ns[kept]
+        metadata = (choice.metadata_kept, choice.metadata_ops)
+        if metadata not in self._ns:
+            self._ns[metadata] = disk.namespace_after(choice).get(self.name)
+        ino = self._ns[metadata]
         if ino is None:
             return self._keyed(("absent",), disk, model, choice)
         fc = None
@@ -631,42 +632,41 @@ class StateEvaluator:
             if f.inode == ino:
                 fc = f
                 break
-        return self._file(disk, disk._inodes[ino], fc, model, choice)
+        return self._file(disk, disk.inode(ino), fc, model, choice)
 
-    def _file(self, disk: SimDisk, inode: Any, fc: FileChoice | None, model: PersistenceModel,
-              choice: CrashChoice) -> Rec:
-        if inode.patches or inode.ino == self._overwriting:
+    def _file(self, disk: SimDisk, inode: InodeView, fc: FileChoice | None,
+              model: PersistenceModel, choice: CrashChoice) -> Rec:
+        if inode.dropped_ranges or inode.ino == self._overwriting:
             return self._by_bytes(disk, model, choice)
-        data: bytearray = inode.data
+        data = self._lineage(inode.ino).sync(inode)
         if model is PROCESS:
             return self._prefix(inode, data, len(data), disk, model, choice)
         if fc is None or fc.kind is ImageKind.DURABLE:
-            if inode.dsaved is not None:
+            if not inode.durable_is_prefix:
                 return self._by_bytes(disk, model, choice)
-            return self._prefix(inode, data, inode.dlen, disk, model, choice)
+            return self._prefix(inode, data, inode.durable_size_bytes, disk, model, choice)
         if fc.kind is ImageKind.PREFIX:
             return self._prefix(inode, data, fc.length_bytes, disk, model, choice)
         sector = disk.sector_size_bytes
         length = fc.length_bytes
         if fc.kind is ImageKind.REORDERED:
             assert fc.sector_index is not None
-            zs = max(fc.sector_index * sector, inode.dlen)
+            zs = max(fc.sector_index * sector, inode.durable_size_bytes)
             ze = min((fc.sector_index + 1) * sector, length)
             key: tuple[Any, ...] = ("r", inode.ino, length, zs, ze)
             return self._tail(inode, data, key, zs, lambda b0: bytes(data[b0:zs]) + bytes(ze - zs)
                               + bytes(data[ze:length]), disk, model, choice)
-        start = max(inode.dlen, ((length - 1) // sector) * sector)
+        start = max(inode.durable_size_bytes, ((length - 1) // sector) * sector)
         if fc.kind is ImageKind.TORN_ZERO:
             junk = bytes(length - start)
         else:
             # The garbage SimDisk writes for this (inode, sector): derived, so deterministic.
-            rng = random.Random(f"garbage:{inode.ino}:{(length - 1) // sector}")
-            junk = rng.randbytes(length - start)
+            junk = garbage_sector(inode.ino, (length - 1) // sector, length - start)
         key = ("t", fc.kind.value, inode.ino, length, start)
         return self._tail(inode, data, key, start, lambda b0: bytes(data[b0:start]) + junk,
                           disk, model, choice)
 
-    def _prefix(self, inode: Any, data: bytearray, length: int, disk: SimDisk,
+    def _prefix(self, inode: InodeView, data: bytearray, length: int, disk: SimDisk,
                 model: PersistenceModel, choice: CrashChoice) -> Rec:
         lineage = self._lineage(inode.ino)
         bounds = lineage.bounds
@@ -699,7 +699,7 @@ class StateEvaluator:
             rec = Rec(None, ks)
         return self._remember(key, rec, disk, model, choice)
 
-    def _tail(self, inode: Any, data: bytearray, key: tuple[Any, ...], start: int,
+    def _tail(self, inode: InodeView, data: bytearray, key: tuple[Any, ...], start: int,
               tail_from: Any, disk: SimDisk, model: PersistenceModel,
               choice: CrashChoice) -> Rec:
         lineage = self._lineage(inode.ino)
@@ -711,6 +711,10 @@ class StateEvaluator:
             lineage.ensure(data, start)
         i = bisect_right(lineage.bounds, start) - 1
         tail = tail_from(lineage.bounds[i])
+        if tail[-1:] == b"\x00" and self._zero_tail_is_torn:
+            zero = self._zero_tail(lineage, i, tail, disk, model, choice)
+            if zero is not None:
+                return self._remember(key, zero, disk, model, choice)
         try:
             parsed = parse_command(tail, 0, len(tail))
         except RespFormatError as exc:
@@ -727,6 +731,29 @@ class StateEvaluator:
         rec = self._by_bytes(disk, model, choice)
         self.cache[key] = rec
         return rec
+
+    def _zero_tail(self, lineage: _Lineage, i: int, tail: bytes, disk: SimDisk,
+                   model: PersistenceModel, choice: CrashChoice) -> Rec | None:
+        """`safe`'s loader on a tail (from boundary i) that ends in zero bytes: the start of a
+        command followed by zeros is a torn tail; garbage before the zeros, or a command the
+        zeros complete, is refused; None: not decided here (the normal path)."""
+        zeros = len(tail.rstrip(b"\x00"))
+        try:
+            whole = parse_command(tail, 0, len(tail))
+        except RespFormatError:
+            try:
+                head = parse_command(tail, 0, zeros)
+            except RespFormatError as exc:
+                return Rec(f"Bad file format reading the append only file: {exc.reason}", ())
+            if head is None:
+                return self._at(lineage, i, True, disk, model, choice)
+            return self._by_bytes(disk, model, choice)  # commands before the zeros: exact
+        if whole is None:
+            return None  # incomplete: a torn tail either way
+        if whole[1] > zeros:
+            return Rec("Bad file format reading the append only file: the last command ends "
+                       "in the zero bytes at the end of the file", ())
+        return self._by_bytes(disk, model, choice)
 
     def _keyed(self, key: tuple[Any, ...], disk: SimDisk, model: PersistenceModel,
                choice: CrashChoice) -> Rec:

@@ -1,14 +1,29 @@
-"""Fuzz campaigns: run the state machines over configurations until a budget is spent.
+"""Fuzz campaigns: run the state machines over configurations within a budget, on every core.
 
-A campaign is a list of configurations (policy x profile x defects, with the persistence models a
-machine may crash under). It runs Hypothesis on each in turn, in slices of a few examples with
-consecutive seeds (``seed``, ``seed + 1``, ...), until the time budget is used or a violation is
-found. Same seed and same configurations: same slices, same examples, same verdicts. The budget
-is the only wall-clock input, and it decides only how many slices run.
+A campaign is a list of configurations (policy x profile x defects x target, with the
+persistence models a machine may crash under) cut into *units*: unit u is slice ``u // C`` of
+configuration ``u % C`` (C configurations, round robin), a slice being ``examples_per_slice``
+Hypothesis examples with its own seed, derived by hashing (campaign seed, configuration label,
+slice index) so that neighbouring campaign seeds share no slice. ``max_examples`` (per
+configuration) makes the unit list finite; without it units run until the budget is spent.
+
+``shard=(i, n)`` keeps the units with ``u % n == i``: n shards together run exactly the units of
+the unsharded campaign, so with ``max_examples`` their union finds exactly what it finds.
+``workers`` runs units in that many processes; results are merged in unit order, and with
+``stop_on_first`` only units up to the first failing one count, so the verdicts (and, with
+``max_examples``, the whole result apart from timings) do not depend on the number of workers.
+
+The budget is a wall-clock limit on the whole campaign, shrinking included: no unit starts after
+it, and a finding is shrunk for what the budget leaves, but at least ``shrink_floor_s`` (so a
+failure found at the last second still gets a readable reproduction) and at most
+``shrink_budget_s``. The example database (``database``: a directory or ``redis://HOST:PORT/N``)
+replays the failures it stored first, per configuration; None switches it off.
 """
 
 from __future__ import annotations
 
+import hashlib
+import multiprocessing
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -18,6 +33,7 @@ from typing import Any
 
 from hypothesis import seed as hypothesis_seed
 from hypothesis import settings as Settings
+from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.errors import Flaky
 from hypothesis.internal.conjecture import engine
 from hypothesis.reporting import with_reporter
@@ -28,7 +44,16 @@ from harness.machine._driver import ContractViolation, ModelDivergence
 from harness.machine._machine import PROFILES, make_state_machine
 from harness.machine._steps import Reproduction, RunConfig
 
-__all__ = ["DEFECT_CONFIGS", "Campaign", "CampaignResult", "Finding", "run_campaign"]
+__all__ = [
+    "DEFECT_CONFIGS",
+    "Campaign",
+    "CampaignResult",
+    "Finding",
+    "config_label",
+    "open_database",
+    "run_campaign",
+    "slice_seed",
+]
 
 # Defect -> (fsync policy, strict availability): the configuration that exercises it. Two
 # defects show as a server that refuses to start (garbage in the middle of the AOF), which only
@@ -50,6 +75,8 @@ DEFECT_CONFIGS: dict[str, tuple[str, bool]] = {
     "set-expiry-split": ("always", False),
 }
 
+#: The least time a finding is shrunk for, even when the budget is spent (seconds).
+SHRINK_FLOOR_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -61,7 +88,47 @@ class Campaign:
     seed: int = 0
     examples_per_slice: int = 10
     stop_on_first: bool = True
-    shrink_budget_s: float = 90.0
+    shrink_budget_s: float = 90.0  # the most one finding is shrunk for
+    shrink_floor_s: float = SHRINK_FLOOR_S
+    max_examples: int | None = None  # per configuration; None: until the budget
+    workers: int = 1
+    shard: tuple[int, int] = (0, 1)
+    database: str | None = None  # a directory or redis://HOST:PORT/N; None: no database
+
+    def __post_init__(self) -> None:
+        errors = []
+        index, count = self.shard
+        if count < 1 or not 0 <= index < count:
+            errors.append(f"shard must be i/n with 0 <= i < n, got {index}/{count}")
+        if self.workers < 1:
+            errors.append(f"workers must be >= 1, got {self.workers}")
+        if self.max_examples is not None and self.max_examples < 1:
+            errors.append(f"max_examples must be >= 1, got {self.max_examples}")
+        if self.examples_per_slice < 1:
+            errors.append(f"examples_per_slice must be >= 1, got {self.examples_per_slice}")
+        if self.settings_profile not in PROFILES:
+            errors.append(f"settings profile: unknown {self.settings_profile!r} "
+                          f"(known: {', '.join(PROFILES)})")
+        if errors:
+            raise ValueError("; ".join(errors))
+
+    def units(self) -> Iterator[int]:
+        """The unit indices this shard runs, in order (endless without max_examples)."""
+        index, count = self.shard
+        total = None
+        if self.max_examples is not None:
+            slices = -(-self.max_examples // self.examples_per_slice)
+            total = slices * len(self.configs)
+        u = index
+        while total is None or u < total:
+            yield u
+            u += count
+
+    def unit(self, u: int) -> tuple[RunConfig, int, int]:
+        """(configuration, slice index, slice seed) of unit `u`."""
+        config = self.configs[u % len(self.configs)]
+        slice_index = u // len(self.configs)
+        return config, slice_index, slice_seed(self.seed, config_label(config), slice_index)
 
 
 @dataclass
@@ -74,10 +141,17 @@ class Finding:
     seed: int
     elapsed_s: float  # campaign time when the finding was reported (after shrinking)
     first_seen_s: float | None = None  # campaign time when a run first failed (before shrinking)
+    unit: int = 0
 
     @property
     def steps(self) -> int | None:
         return None if self.reproduction is None else len(self.reproduction.steps)
+
+    @property
+    def first_failure_s(self) -> float:
+        """Campaign time of the first failing example, before shrinking (``elapsed_s`` when
+        the failure was not seen as it happened, e.g. a flaky run)."""
+        return self.elapsed_s if self.first_seen_s is None else self.first_seen_s
 
 
 @dataclass
@@ -88,10 +162,20 @@ class CampaignResult:
     elapsed_s: float = 0.0
     per_config: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: Counter[str] = field(default_factory=Counter)
+    # Campaign time of the first failing example of the campaign, before any shrinking
+    # (None: nothing failed); ``found_after_s`` of a finding also counts its shrinking.
+    first_failure_s: float | None = None
+    # Seconds spent running examples (all workers added up) and shrinking findings.
+    time_s: dict[str, float] = field(default_factory=lambda: {"examples": 0.0,
+                                                               "shrinking": 0.0})
+    units: list[int] = field(default_factory=list)
+    stopped_by: str = "budget"  # budget | max-examples | finding
 
 
 def config_label(config: RunConfig) -> str:
     parts = [config.policy, config.profile]
+    if config.target is not None:
+        parts[1] = config.target
     if config.defects:
         parts.append("+".join(sorted(config.defects)))
     if config.no_appendfsync_on_rewrite:
@@ -99,70 +183,115 @@ def config_label(config: RunConfig) -> str:
     return "/".join(parts)
 
 
-def run_campaign(
-    campaign: Campaign,
-    *,
-    progress: Callable[[float, CampaignResult, str], None] | None = None,
-    clock: Callable[[], float] = time.monotonic,
-) -> CampaignResult:
-    if campaign.settings_profile not in PROFILES:
-        raise ValueError(
-            f"settings profile: unknown {campaign.settings_profile!r} "
-            f"(known: {', '.join(PROFILES)})"
-        )
-    base = PROFILES[campaign.settings_profile]
-    result = CampaignResult()
-    start = clock()
-    slice_index = 0
-    first_seen: list[float] = []
+def slice_seed(seed: int, label: str, slice_index: int) -> int:
+    """A slice's Hypothesis seed: a hash of (campaign seed, configuration, slice), so campaign
+    seeds s and s+1 share no slice (seed + i would repeat each other's work)."""
+    digest = hashlib.blake2b(f"{seed}/{label}/{slice_index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
 
-    def on_finding(_exc: BaseException) -> None:
-        if not first_seen:
-            first_seen.append(clock() - start)
 
-    machines = {
-        config_label(c): make_state_machine(
-            c, models=campaign.models, on_finding=on_finding, events=result.events
-        )
-        for c in campaign.configs
-    }
-    while True:
-        elapsed = clock() - start
-        if elapsed >= campaign.budget_s or not campaign.configs:
-            break
-        config = campaign.configs[slice_index % len(campaign.configs)]
+class _KeyedDatabase(ExampleDatabase):
+    """One configuration's view of a shared example database: every key is prefixed with the
+    configuration's label (all machine classes share one source, so one Hypothesis key)."""
+
+    def __init__(self, inner: ExampleDatabase, prefix: str) -> None:
+        super().__init__()
+        self.inner = inner
+        self.prefix = prefix.encode() + b"/"
+
+    def save(self, key: bytes, value: bytes) -> None:
+        self.inner.save(self.prefix + key, value)
+
+    def fetch(self, key: bytes) -> Any:
+        return self.inner.fetch(self.prefix + key)
+
+    def delete(self, key: bytes, value: bytes) -> None:
+        self.inner.delete(self.prefix + key, value)
+
+    def move(self, src: bytes, dest: bytes, value: bytes) -> None:
+        self.inner.move(self.prefix + src, self.prefix + dest, value)
+
+
+def open_database(spec: str | None) -> ExampleDatabase | None:
+    """A directory path or ``redis://HOST:PORT/N`` -> the example database (None: none)."""
+    if spec is None:
+        return None
+    if spec.startswith("redis://"):
+        import redis
+        from hypothesis.extra.redis import RedisExampleDatabase
+
+        return RedisExampleDatabase(redis.Redis.from_url(spec))
+    return DirectoryBasedExampleDatabase(spec)
+
+
+# -- one unit -----------------------------------------------------------------------------------
+
+
+@dataclass
+class _UnitResult:
+    unit: int
+    label: str
+    examples: int
+    finding: Finding | None
+    events: Counter[str]
+    first_fail_at: float | None  # time.monotonic() of the first failing example
+    examples_s: float
+    shrinking_s: float
+
+
+class _Runner:
+    """Runs units of one campaign (in the parent or in a worker process)."""
+
+    def __init__(self, campaign: Campaign, deadline: float) -> None:
+        self.campaign = campaign
+        self.deadline = deadline  # time.monotonic() when the budget ends
+        self.base = PROFILES[campaign.settings_profile]
+        self.database = open_database(campaign.database)
+        self.events: Counter[str] = Counter()
+        self.first_fail_at: float | None = None
+        self.machines: dict[str, Any] = {}
+
+    def _on_finding(self, _exc: BaseException) -> None:
+        if self.first_fail_at is None:
+            self.first_fail_at = time.monotonic()
+
+    def _machine(self, config: RunConfig) -> Any:
         label = config_label(config)
-        slice_seed = campaign.seed + slice_index
-        machine = machines[label]
-        stats = result.per_config.setdefault(
-            label, {"configuration": label, "examples": 0, "slices": 0, "findings": 0}
-        )
+        if label not in self.machines:
+            self.machines[label] = make_state_machine(
+                config, models=self.campaign.models, on_finding=self._on_finding,
+                events=self.events,
+            )
+        return self.machines[label]
+
+    def run(self, u: int) -> _UnitResult:
+        campaign = self.campaign
+        config, _slice_index, seed = campaign.unit(u)
+        label = config_label(config)
+        self.first_fail_at = None
+        machine = self._machine(config)
         settings = Settings(
-            base,
+            self.base,
             max_examples=campaign.examples_per_slice,
             derandomize=False,
             report_multiple_bugs=False,
             print_blob=False,
+            database=None if self.database is None else _KeyedDatabase(self.database, label),
         )
-        finding = _run_slice(machine, settings, slice_seed, config, result,
-                             campaign.shrink_budget_s)
-        stats["slices"] += 1
-        stats["examples"] += campaign.examples_per_slice
-        result.slices += 1
-        result.examples += campaign.examples_per_slice
-        slice_index += 1
+        started = time.monotonic()
+        shrink_s = min(campaign.shrink_budget_s,
+                       max(campaign.shrink_floor_s, self.deadline - started))
+        finding = _run_slice(machine, settings, seed, config, shrink_s)
+        ended = time.monotonic()
+        # The machine classes count into self.events: take this unit's share.
+        events = Counter(self.events)
+        self.events.clear()
+        fail_at = self.first_fail_at
+        examples_s = (ended - started) if fail_at is None else (fail_at - started)
         if finding is not None:
-            finding.elapsed_s = clock() - start
-            finding.first_seen_s = first_seen[0] if first_seen else None
-            first_seen.clear()
-            stats["findings"] += 1
-            result.findings.append(finding)
-        if progress is not None:
-            progress(clock() - start, result, label)
-        if finding is not None and campaign.stop_on_first:
-            break
-    result.elapsed_s = clock() - start
-    return result
+            finding.unit = u
+        return _UnitResult(u, label, campaign.examples_per_slice, finding, events, fail_at,
+                           examples_s, 0.0 if fail_at is None else ended - fail_at)
 
 
 @contextmanager
@@ -178,10 +307,9 @@ def _shrink_budget(seconds: float) -> Iterator[None]:
 
 
 def _run_slice(
-    machine: Any, settings: Settings, slice_seed: int, config: RunConfig, result: CampaignResult,
-    shrink_budget_s: float,
+    machine: Any, settings: Settings, seed: int, config: RunConfig, shrink_budget_s: float,
 ) -> Finding | None:
-    seeded = hypothesis_seed(slice_seed)(machine)
+    seeded = hypothesis_seed(seed)(machine)
     try:
         # Hypothesis reports falsifying examples and shrink warnings on stdout, which belongs
         # to the CLI's own output (--json); the finding and its reproduction carry all of it.
@@ -189,10 +317,161 @@ def _run_slice(
             run_state_machine_as_test(seeded, settings=settings)
     except ContractViolation as exc:
         rules = sorted({v.rule.value for v in exc.verdict.violations})
-        return Finding("violation", config, str(exc), rules, exc.reproduction, slice_seed, 0.0)
+        return Finding("violation", config, str(exc), rules, exc.reproduction, seed, 0.0)
     except ModelDivergence as exc:
         return Finding("divergence", config, str(exc), ["model-divergence"], exc.reproduction,
-                       slice_seed, 0.0)
+                       seed, 0.0)
     except Flaky as exc:
-        return Finding("error", config, f"flaky: {exc}", ["flaky"], None, slice_seed, 0.0)
+        return Finding("error", config, f"flaky: {exc}", ["flaky"], None, seed, 0.0)
     return None
+
+
+# -- worker processes ---------------------------------------------------------------------------
+
+_WORKER: _Runner | None = None
+
+
+def _worker_init(campaign: Campaign, deadline: float) -> None:
+    global _WORKER
+    _WORKER = _Runner(campaign, deadline)
+
+
+def _worker_run(u: int) -> _UnitResult:
+    assert _WORKER is not None
+    return _WORKER.run(u)
+
+
+# -- the campaign -------------------------------------------------------------------------------
+
+
+def run_campaign(
+    campaign: Campaign,
+    *,
+    progress: Callable[[float, CampaignResult, str], None] | None = None,
+) -> CampaignResult:
+    """Run the campaign's units (see the module docstring); `progress(elapsed, result, label)`
+    after each unit. The budget is the only wall-clock input: it decides how many units run."""
+    clock = time.monotonic
+    result = CampaignResult()
+    start = clock()
+    if not campaign.configs:
+        return result
+    deadline = start + campaign.budget_s
+    done: dict[int, _UnitResult] = {}
+
+    def accept(r: _UnitResult) -> None:
+        done[r.unit] = r
+        _tally(result, r, start)
+        if progress is not None:
+            progress(clock() - start, result, r.label)
+
+    units = campaign.units()
+    if campaign.workers == 1:
+        runner = _Runner(campaign, deadline)
+        for u in units:
+            if clock() - start >= campaign.budget_s:
+                break
+            r = runner.run(u)
+            accept(r)
+            if r.finding is not None and campaign.stop_on_first:
+                break
+    else:
+        _run_parallel(campaign, units, deadline, accept, clock, start)
+    _finish(result, campaign, done)
+    result.elapsed_s = clock() - start
+    return result
+
+
+def _run_parallel(
+    campaign: Campaign, units: Iterator[int], deadline: float,
+    accept: Callable[[_UnitResult], None], clock: Callable[[], float], start: float,
+) -> None:
+    """Keep `workers` units in flight until the units or the budget run out (or, with
+    stop_on_first, a unit fails: units before it still finish, so the merged result is the
+    one worker's)."""
+    context = multiprocessing.get_context("fork")
+    pool = context.Pool(campaign.workers, initializer=_worker_init,
+                        initargs=(campaign, deadline))
+    try:
+        in_flight: dict[int, Any] = {}
+        first_failed: int | None = None
+        exhausted = False
+        while True:
+            while (not exhausted and len(in_flight) < campaign.workers
+                   and clock() - start < campaign.budget_s):
+                u = next(units, None)
+                if u is None or (first_failed is not None and u > first_failed):
+                    exhausted = True
+                    break
+                in_flight[u] = pool.apply_async(_worker_run, (u,))
+            if not in_flight:
+                break
+            ready = [u for u, job in in_flight.items() if job.ready()]
+            if not ready:
+                time.sleep(0.02)
+                if clock() - start >= campaign.budget_s + campaign.shrink_budget_s + 30:
+                    break  # a stuck unit: give up on it (the pool is terminated below)
+                continue
+            for u in sorted(ready):
+                r: _UnitResult = in_flight.pop(u).get()
+                accept(r)
+                if r.finding is not None and campaign.stop_on_first:
+                    first_failed = u if first_failed is None else min(first_failed, u)
+            if first_failed is not None:
+                # Units after the first failure are not part of the one-worker result.
+                for u in [u for u in in_flight if u > first_failed]:
+                    in_flight.pop(u)
+                exhausted = True
+            if clock() - start >= campaign.budget_s:
+                exhausted = True
+    finally:
+        pool.terminate()  # by PID, the pool's own children
+        pool.join()
+
+
+def _tally(result: CampaignResult, r: _UnitResult, start: float) -> None:
+    """Running totals for progress reports (``_finish`` recomputes them in unit order)."""
+    result.examples += r.examples
+    result.slices += 1
+    result.events.update(r.events)
+    result.time_s["examples"] += r.examples_s
+    result.time_s["shrinking"] += r.shrinking_s
+    if r.first_fail_at is not None:
+        at = max(0.0, r.first_fail_at - start)
+        if result.first_failure_s is None or at < result.first_failure_s:
+            result.first_failure_s = at
+        if r.finding is not None:
+            r.finding.first_seen_s = at
+    if r.finding is not None:
+        r.finding.elapsed_s = time.monotonic() - start
+        result.findings.append(r.finding)
+
+
+def _finish(result: CampaignResult, campaign: Campaign, done: dict[int, _UnitResult]) -> None:
+    """Merge the units in unit order; with stop_on_first only up to the first failing one."""
+    kept = sorted(done)
+    if campaign.stop_on_first:
+        failing = [u for u in kept if done[u].finding is not None]
+        if failing:
+            kept = [u for u in kept if u <= failing[0]]
+            result.stopped_by = "finding"
+    if result.stopped_by != "finding" and campaign.max_examples is not None:
+        expected = list(campaign.units())
+        if kept == expected:
+            result.stopped_by = "max-examples"
+    result.units = kept
+    result.findings = []
+    result.examples = result.slices = 0
+    result.events = Counter()
+    for u in kept:
+        r = done[u]
+        stats = result.per_config.setdefault(
+            r.label, {"configuration": r.label, "examples": 0, "slices": 0, "findings": 0})
+        stats["slices"] += 1
+        stats["examples"] += r.examples
+        result.slices += 1
+        result.examples += r.examples
+        result.events.update(r.events)
+        if r.finding is not None:
+            stats["findings"] += 1
+            result.findings.append(r.finding)
