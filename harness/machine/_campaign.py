@@ -12,6 +12,8 @@ the unsharded campaign, so with ``max_examples`` their union finds exactly what 
 ``workers`` runs units in that many processes; results are merged in unit order, and with
 ``stop_on_first`` only units up to the first failing one count, so the verdicts (and, with
 ``max_examples``, the whole result apart from timings) do not depend on the number of workers.
+Shrinking is the one step bounded by time (Hypothesis stops shrinking at its limit): a finding
+shrunk to completion is the same whatever the load; one cut short may be larger.
 
 The budget is a wall-clock limit on the whole campaign, shrinking included: no unit starts after
 it, and a finding is shrunk for what the budget leaves, but at least ``shrink_floor_s`` (so a
