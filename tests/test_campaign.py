@@ -204,3 +204,19 @@ def test_report_of_several_directories_without_merge_is_a_usage_error(
 
     assert main(["report", str(tmp_path), str(tmp_path)]) == 2
     assert "--merge" in capsys.readouterr().err
+
+
+def test_the_ci_recipe_uses_only_options_the_cli_has() -> None:
+    import re
+    import shlex
+
+    from harness.cli import build_parser
+
+    recipe = (Path(__file__).parent.parent / "examples" / "ci" / "aofcrash-fuzz.yml").read_text()
+    commands = re.findall(r"run: >\n((?:\s{10}.*\n)+)", recipe)
+    commands += re.findall(r"- run: (aofcrash .*)", recipe)
+    assert len(commands) >= 2
+    for text in commands:
+        words = shlex.split(re.sub(r"\$\{\{[^}]*\}\}", "1", " ".join(text.split())))
+        assert words[0] == "aofcrash"
+        build_parser().parse_args([w.replace("shards/*/fuzz-*", "x") for w in words[1:]])
