@@ -22,11 +22,13 @@ SimDisk: two layers
   inode, durable contents.
 
 ``fsync(fd)`` / ``fdatasync(fd)`` make the inode's visible contents durable (both flush data; the
-model does not separate file-size metadata from data). ``fsync_dir(d)`` makes every pending
-namespace operation on directory ``d`` (create, rename, unlink, mkdir, in or out of ``d``)
-durable, together with every namespace operation that came before the last of them: metadata
-reaches the disk as an ordered journal (as on ext4), so the durable namespace is always the
-result of a prefix of the program's namespace operations. Every operation is appended to
+model does not separate file-size metadata from data). ``fsync_dir(d)`` (or ``fsync`` of a
+directory fd) makes every pending namespace operation on directory ``d`` (create, rename,
+unlink, mkdir, in or out of ``d``) durable, together with every namespace operation that came
+before the last of them: metadata reaches the disk as an ordered journal (as on ext4), so the
+durable namespace is always the result of a prefix of the program's namespace operations. That
+is the metadata of ``power``; ``power-posix-metadata`` drops the ordering (see below) and is
+computed from the same operations. Every operation is appended to
 ``SimDisk.trace`` as a ``TraceEntry`` (index, op, path, offset, length, result);
 ``SimDisk.replay(trace)`` rebuilds the disk state at every trace position, which is what the
 crash-state explorer walks (``ReplayCursor`` does it step by step and can show the state of a
@@ -67,6 +69,34 @@ Persistence models (``PersistenceModel``)
 ``power-eager-metadata``
     As ``power`` but every namespace operation is durable at once (``metadata_kept`` is always
     all pending operations); this is what LazyFS models.
+``power-posix-metadata``
+    As ``power`` for data; metadata with only what POSIX promises: no journal, no order between
+    directories. Opt-in (pass the model); every ``power`` image is one of its images too.
+
+    * Settling. A namespace operation is *settled* once every directory it changes has been
+      fsynced (``fsync_dir`` or ``fsync`` of a directory fd) after it: the parent of the path
+      for create, mkdir and unlink; for a rename both parents (one fsync if they are the same
+      directory). A rename is atomic, all or nothing, so an fsync of only one of its two
+      directories does not settle it. Settled operations are in every image.
+    * Everything else pending may or may not survive, independently, except for one dependency:
+      a rename survives only with the pending operation that put the object it moves into its
+      source entry (the create, the mkdir or the previous rename of that object). Without it the
+      image would name the object twice. That is the only order needed to be well-defined: each
+      directory entry shows the last write, in program order, of the surviving operations that
+      write it (a create of a name an unkept rename had freed simply takes the name; an unlink
+      whose create is unkept leaves the name as it was before both). An fsync that settles a
+      rename also settles what it depends on (so the object never has two names).
+    * Entries belong to directories, not paths: an entry is in the image when its directory is
+      reachable from the root there. A file whose create ``fsync_dir(d)`` settled is still lost
+      if ``d``'s own mkdir is not settled (fsync the parent too), and the contents of a renamed
+      directory follow it (under its old name if the rename did not survive).
+
+    Example: create ``A/f``, rename ``B/tmp`` to ``B/aof``, ``fsync_dir("B")``: under ``power``
+    the create of ``A/f`` is durable too (it is earlier in the journal); under
+    ``power-posix-metadata`` an image may lack ``A/f``. A choice names the surviving pending
+    operations in ``CrashChoice.metadata_ops`` (positions among the
+    ``SimDisk.pending_posix_metadata`` operations, program order; None with ``metadata_kept = k``
+    is the first k, the form enumeration and draws give every prefix).
 
 Fsync failure semantics (``FsyncFailure``, a ``SimDisk`` setting)
 -----------------------------------------------------------------
@@ -89,7 +119,34 @@ Crash images
 durable-only image). ``SimDisk.from_image(image)`` boots a new disk whose state is all durable.
 A choice lists only the inodes whose image is not DURABLE. ``ImageLimits.max_dirty_files`` lets
 only the most recently written dirty files vary (the others stay DURABLE); every cut-off is
-counted on the ``ChoiceEnumeration`` that ``crash_choices`` returns.
+counted on the ``ChoiceEnumeration`` that ``crash_choices`` returns. Under
+``power-posix-metadata`` the surviving sets of pending operations can be many (3**n for n
+create+rename pairs): enumeration takes the prefixes first, then the other legal sets, at most
+``ImageLimits.max_metadata_subsets`` (default 256) per crash point, and counts the sets left out
+in ``ChoiceEnumeration.cut_by_metadata`` (sets, not choices; ``total`` covers the sets looked
+at). Draws and the strategy are not bounded by it: each pending operation whose dependency
+survives survives or not (shrinking towards not). ``CrashChoice`` JSON carries
+``metadata_ops`` only when it is set, so choices of the other models keep their JSON.
+
+Inspecting a SimDisk (read-only)
+--------------------------------
+For tools such as the crash-state explorer; nothing here can change a disk.
+
+* ``SimDisk.open_file(fd) -> OpenFile | None``: a frozen snapshot of an open file (path it was
+  opened under, ``ino``, ``position_bytes``, readable/writable/append); on a replay,
+  ``ReplayCursor.open_file(trace_fd)`` and ``ReplayCursor.replayed_fd(trace_fd)`` take the
+  traced disk's fd numbers.
+* ``SimDisk.inode(ino)`` / ``SimDisk.inode_at(path) -> InodeView``: a live read-only view of an
+  inode: ``size_bytes``, ``read(start, stop)``, ``durable_size_bytes``, ``durable()``,
+  ``durable_is_prefix``, ``dropped_ranges``, ``dirty``.
+* ``SimDisk.namespace_after(metadata)``: the files of an image's namespace (immutable mapping
+  path -> inode number), for a ``CrashChoice`` or a count of kept ``power`` operations;
+  ``SimDisk.dirty_inodes(metadata)``: its dirty inodes in the order ``max_dirty_files`` keeps
+  them; ``SimDisk.file_options(inode, limits=...)``: every legal image of one inode's data;
+  ``SimDisk.metadata_choices(model, limits=...)``: the metadata outcomes ``crash_choices`` goes
+  through, in its order.
+* ``garbage_sector(ino, sector_index, size_bytes)``: the bytes of a ``TORN_GARBAGE`` sector (the
+  one formula SimDisk uses).
 
 Fault catalogue (``FaultPlan``)
 -------------------------------
@@ -137,8 +194,13 @@ Not modelled (deliberately)
 * Torn or reordered sectors after a truncate/overwrite below the durable length; partial sector
   writes other than "all zeros" and "garbage"; bit rot of synced data; misdirected writes.
 * Separate durability of file size and file data (fsync and fdatasync are equivalent here).
-* Cross-directory rename atomicity quirks: a rename is one metadata operation, made durable by
-  fsync_dir of either directory.
+* Cross-directory rename atomicity quirks: a rename is one atomic metadata operation, made
+  durable by fsync_dir of either directory (ordered models) or of both (``power-posix-metadata``).
+  No half-done rename (the new name durable and the old one not, or the reverse: a file under
+  both names or under neither), which a filesystem without a journal can leave.
+* Under ``power-posix-metadata``: an fsync that settles a rename settles the operations it
+  depends on (so a chain of renames never leaves an object under two names); directories that
+  surviving renames put inside each other are unreachable (an image before fsck), nothing more.
 * Hard links, symlinks, permissions, xattrs, mmap, O_DIRECT, sparse-file holes from lseek past
   EOF (a write past EOF zero-fills the gap, which is what reads would see).
 """
@@ -157,6 +219,7 @@ from faults._image import (
     ImageKind,
     ImageLimits,
     PersistenceModel,
+    garbage_sector,
 )
 from faults._plan import (
     Crash,
@@ -170,7 +233,16 @@ from faults._plan import (
     ShortWrite,
     SlowSync,
 )
-from faults._simdisk import ChoiceEnumeration, Op, ReplayCursor, SimDisk, Trace, TraceEntry
+from faults._simdisk import (
+    ChoiceEnumeration,
+    InodeView,
+    Op,
+    OpenFile,
+    ReplayCursor,
+    SimDisk,
+    Trace,
+    TraceEntry,
+)
 
 __all__ = [
     "BackgroundJob",
@@ -193,10 +265,12 @@ __all__ = [
     "IOFault",
     "ImageKind",
     "ImageLimits",
+    "InodeView",
     "KillChild",
     "NoSpace",
     "OSFileSystem",
     "Op",
+    "OpenFile",
     "PersistenceModel",
     "ReplayCursor",
     "ShortWrite",
@@ -205,4 +279,5 @@ __all__ = [
     "SlowSync",
     "Trace",
     "TraceEntry",
+    "garbage_sector",
 ]

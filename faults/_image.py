@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import itertools
 import json
+import random
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -23,6 +25,7 @@ __all__ = [
     "ImageKind",
     "ImageLimits",
     "PersistenceModel",
+    "garbage_sector",
 ]
 
 
@@ -32,6 +35,7 @@ class PersistenceModel(enum.Enum):
     PROCESS = "process"
     POWER = "power"
     POWER_EAGER_METADATA = "power-eager-metadata"
+    POWER_POSIX_METADATA = "power-posix-metadata"
 
 
 class FsyncFailure(enum.Enum):
@@ -50,6 +54,9 @@ class ImageKind(enum.Enum):
     TORN_GARBAGE = "torn-garbage"
     REORDERED = "reordered"
     VISIBLE = "visible"
+
+
+_DAMAGED_KINDS = frozenset({ImageKind.TORN_ZERO, ImageKind.TORN_GARBAGE, ImageKind.REORDERED})
 
 
 class CrashChoiceError(ValueError):
@@ -73,6 +80,21 @@ def _enum_value(enum_type: type[enum.Enum], value: Any, field: str, errors: list
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def garbage_sector(ino: int, sector_index: int, size_bytes: int) -> bytes:
+    """The garbage a torn sector reads as (``ImageKind.TORN_GARBAGE``): `size_bytes` bytes derived
+    from the inode number and the sector's index in the file, so the same crash choice always
+    gives the same image. A torn tail of n bytes in sector s of inode i is
+    ``garbage_sector(i, s, n)`` (not a prefix of a longer draw: the size is part of the formula).
+    """
+    if not (_is_int(ino) and _is_int(sector_index) and _is_int(size_bytes)):
+        raise TypeError("garbage_sector: ino, sector_index and size_bytes must be integers")
+    if ino < 0 or sector_index < 0 or size_bytes < 0:
+        raise ValueError(
+            f"garbage_sector: arguments must be >= 0, got {ino}, {sector_index}, {size_bytes}"
+        )
+    return random.Random(f"garbage:{ino}:{sector_index}").randbytes(size_bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,19 +146,37 @@ class FileChoice:
 
 @dataclass(frozen=True, slots=True)
 class CrashChoice:
-    """One legal crash outcome: how many pending namespace operations survive, and per dirty
-    inode which image of its data. Inodes not listed keep their durable contents."""
+    """One legal crash outcome: which pending namespace operations survive, and per dirty inode
+    which image of its data. Inodes not listed keep their durable contents.
+
+    ``metadata_kept`` is how many pending namespace operations the image keeps. With
+    ``metadata_ops`` None they are the first ``metadata_kept`` in program order (the only form
+    the ordered models allow); under ``power-posix-metadata`` ``metadata_ops`` may instead name
+    them: strictly increasing positions in that model's pending list, ``metadata_kept`` of them.
+    Enumerated and drawn choices write a prefix as None, so equal outcomes compare equal.
+    """
 
     model: PersistenceModel
     metadata_kept: int
     files: tuple[FileChoice, ...] = ()
+    metadata_ops: tuple[int, ...] | None = None
+
+    @property
+    def damaged(self) -> bool:
+        """Some file has torn or reordered sectors: damage the caller opted into
+        (``ImageLimits(torn=..., reorder=...)``), not a state a correct program must survive."""
+        return any(f.kind in _DAMAGED_KINDS for f in self.files)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "model": self.model.value,
             "metadata_kept": self.metadata_kept,
             "files": [f.to_dict() for f in self.files],
         }
+        if self.metadata_ops is not None:
+            # Only written when set, so choices of the ordered models keep their old JSON.
+            out["metadata_ops"] = list(self.metadata_ops)
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
@@ -146,7 +186,7 @@ class CrashChoice:
         errors: list[str] = []
         if not isinstance(data, Mapping):
             raise CrashChoiceError([f"choice: expected an object, got {type(data).__name__}"])
-        known = {"model", "metadata_kept", "files"}
+        known = {"model", "metadata_kept", "files", "metadata_ops"}
         for key in sorted(set(data) - known):
             errors.append(f"choice: unknown field {key!r} (known: {', '.join(sorted(known))})")
         model = None
@@ -155,10 +195,24 @@ class CrashChoice:
         else:
             model = _enum_value(PersistenceModel, data["model"], "model", errors)
         kept: Any = data.get("metadata_kept")
+        kept_ok = False
         if "metadata_kept" not in data:
             errors.append("metadata_kept: required")
         elif not _is_int(kept) or kept < 0:
             errors.append(f"metadata_kept: must be an integer >= 0, got {kept!r}")
+        else:
+            kept_ok = True
+        ops = _metadata_ops_from(data.get("metadata_ops"), errors)
+        if ops is not None:
+            if model is not None and model is not PersistenceModel.POWER_POSIX_METADATA:
+                errors.append(
+                    "metadata_ops: only 'power-posix-metadata' keeps a set of pending operations "
+                    f"that is not a prefix (model is {model.value!r})"
+                )
+            if kept_ok and kept != len(ops):
+                errors.append(
+                    f"metadata_kept: must be len(metadata_ops) = {len(ops)}, got {kept}"
+                )
         raw_files = data.get("files", [])
         files: list[FileChoice] = []
         if not isinstance(raw_files, list):
@@ -170,7 +224,7 @@ class CrashChoice:
                     files.append(fc)
         if errors or model is None:
             raise CrashChoiceError(errors)
-        return cls(model, int(kept), tuple(files))
+        return cls(model, int(kept), tuple(files), ops)
 
     @classmethod
     def from_json(cls, text: str) -> CrashChoice:
@@ -179,6 +233,21 @@ class CrashChoice:
         except (json.JSONDecodeError, TypeError) as exc:
             raise CrashChoiceError([f"choice: malformed JSON: {exc}"]) from None
         return cls.from_dict(data)
+
+
+def _metadata_ops_from(raw: Any, errors: list[str]) -> tuple[int, ...] | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, list):
+        errors.append(f"metadata_ops: expected null or a list, got {type(raw).__name__}")
+        return None
+    if not all(_is_int(i) and i >= 0 for i in raw):
+        errors.append(f"metadata_ops: must list integers >= 0, got {raw!r}")
+        return None
+    if any(a >= b for a, b in itertools.pairwise(raw)):
+        errors.append(f"metadata_ops: positions must be strictly increasing, got {raw!r}")
+        return None
+    return tuple(raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +259,9 @@ class ImageLimits:
     durable contents. ``torn`` / ``reorder``: include torn and reordered sectors;
     ``reorder_window_sectors``: how far back a reordered (zero) sector may be;
     ``byte_granularity``: prefixes at every byte instead of every sector boundary.
+    ``max_metadata_subsets``: under ``power-posix-metadata``, at most this many sets of kept
+    pending namespace operations per crash point (the prefixes first, as the ordered model has
+    them); the others are counted in ``ChoiceEnumeration.cut_by_metadata``.
     """
 
     max_choices_per_point: int = 4096
@@ -198,10 +270,11 @@ class ImageLimits:
     reorder: bool = False
     reorder_window_sectors: int = 8
     byte_granularity: bool = False
+    max_metadata_subsets: int = 256
 
     def __post_init__(self) -> None:
         errors = []
-        for name in ("max_choices_per_point", "max_dirty_files"):
+        for name in ("max_choices_per_point", "max_dirty_files", "max_metadata_subsets"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
                 errors.append(f"{name}: must be an integer >= 1, got {value!r}")

@@ -10,7 +10,13 @@ Representation (chosen so the append path stays O(len(data)) and fsync O(1)):
 * ``patches`` are ranges a failed fsync (``linux`` semantics) marked clean without writing: they
   hold what the disk has there, and overlay both durable contents and unsynced images.
 * The namespace is visible (``_files``/``_dirs``) and durable (``_dfiles``/``_ddirs``); namespace
-  operations not yet made durable by ``fsync_dir`` wait in ``_pending`` in program order.
+  operations not yet made durable by ``fsync_dir`` wait in ``_pending`` in program order. That is
+  the ordered journal of ``power`` and ``power-eager-metadata``.
+* ``power-posix-metadata`` keeps its own record, by directory entry rather than by path (so a
+  directory's contents follow the directory, wherever an image puts it): every directory has an
+  id (the root is 0, ``_dir_ids`` maps visible paths to ids), ``_pbase`` holds the settled
+  entries per directory id, and ``_ppending`` the operations not settled yet, each a list of
+  entry writes plus the directories still to be fsynced (see ``_PosixOp``).
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ import itertools
 import os
 import posixpath
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, overload
 
 from faults._fs import FileStat, check_relative_path, os_error
@@ -36,12 +43,24 @@ from faults._image import (
     ImageKind,
     ImageLimits,
     PersistenceModel,
+    garbage_sector,
 )
 
 if TYPE_CHECKING:
     from hypothesis.strategies import SearchStrategy
 
-__all__ = ["ChoiceEnumeration", "Op", "ReplayCursor", "SimDisk", "Trace", "TraceEntry"]
+__all__ = [
+    "ChoiceEnumeration",
+    "InodeView",
+    "Op",
+    "OpenFile",
+    "ReplayCursor",
+    "SimDisk",
+    "Trace",
+    "TraceEntry",
+]
+
+_POSIX = PersistenceModel.POWER_POSIX_METADATA
 
 
 class Op(enum.Enum):
@@ -197,10 +216,16 @@ class _Inode:
 
 
 class _Fd:
-    __slots__ = ("append", "inode", "is_dir", "path", "pos", "readable", "writable")
+    __slots__ = ("append", "did", "inode", "is_dir", "path", "pos", "readable", "writable")
 
     def __init__(
-        self, inode: _Inode | None, path: str, readable: bool, writable: bool, append: bool
+        self,
+        inode: _Inode | None,
+        path: str,
+        readable: bool,
+        writable: bool,
+        append: bool,
+        did: int = -1,
     ) -> None:
         self.inode = inode
         self.path = path
@@ -209,6 +234,109 @@ class _Fd:
         self.writable = writable
         self.append = append
         self.is_dir = inode is None
+        # The directory's id (directory fds only): fsync of the fd syncs that directory.
+        self.did = did
+
+
+class InodeView:
+    """A read-only view of one SimDisk inode (``SimDisk.inode``, ``SimDisk.inode_at``).
+
+    Live, like ``types.MappingProxyType``: it shows the inode as it is when read, and has no way
+    to change it. Views of the same inode compare equal.
+
+    * ``size_bytes``: visible length; ``read(start, stop)``: visible bytes (a copy of that range
+      only, so reading a growing file's new tail costs only the tail).
+    * ``durable_size_bytes`` and ``durable()``: what survives power loss if nothing unsynced
+      does.
+    * ``durable_is_prefix``: the durable contents are ``read(0, durable_size_bytes)`` (false
+      after a truncate or overwrite below the durable length since the last sync, or when a
+      range a failed fsync dropped lies below it).
+    * ``dropped_ranges``: ``(start, end)`` ranges a failed fsync marked clean without writing
+      (``FsyncFailure.LINUX``); every crash image reads the disk's old bytes there.
+    * ``dirty``: something visible is not durable.
+    """
+
+    __slots__ = ("_node",)
+    _node: _Inode
+
+    def __init__(self, node: _Inode) -> None:
+        object.__setattr__(self, "_node", node)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("InodeView is read-only")
+
+    @property
+    def ino(self) -> int:
+        return self._node.ino
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self._node.data)
+
+    @property
+    def durable_size_bytes(self) -> int:
+        return self._node.dlen
+
+    @property
+    def dirty(self) -> bool:
+        return self._node.dirty()
+
+    @property
+    def durable_is_prefix(self) -> bool:
+        node = self._node
+        return node.dsaved is None and all(start >= node.dlen for start, _ in node.patches)
+
+    @property
+    def dropped_ranges(self) -> tuple[tuple[int, int], ...]:
+        return tuple((start, start + len(disk)) for start, disk in self._node.patches)
+
+    def read(self, start: int = 0, stop: int | None = None) -> bytes:
+        """Visible bytes ``[start:stop]`` (slice semantics)."""
+        return bytes(self._node.data[start:stop])
+
+    def durable(self) -> bytes:
+        return self._node.durable()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, InodeView):
+            return NotImplemented
+        return self._node is other._node
+
+    def __hash__(self) -> int:
+        return hash(id(self._node))
+
+    def __repr__(self) -> str:
+        node = self._node
+        return (
+            f"InodeView(ino={node.ino}, size_bytes={len(node.data)}, "
+            f"durable_size_bytes={node.dlen}, dirty={node.dirty()})"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class OpenFile:
+    """A snapshot of one open file description (``SimDisk.open_file``).
+
+    ``path`` is the path it was opened under (renames do not change it); ``ino`` is its inode
+    (``SimDisk.inode(ino)``), None for a directory; ``position_bytes`` the file offset.
+    """
+
+    fd: int
+    path: str
+    ino: int | None
+    position_bytes: int
+    readable: bool
+    writable: bool
+    append: bool
+
+    @property
+    def is_dir(self) -> bool:
+        return self.ino is None
+
+
+def _open_file(fd: int, f: _Fd) -> OpenFile:
+    return OpenFile(fd, f.path, None if f.inode is None else f.inode.ino, f.pos, f.readable,
+                    f.writable, f.append)
 
 
 # Pending namespace operations: (kind, path, path2, inode id); kinds below.
@@ -229,21 +357,145 @@ def _touches(op: _Pending, d: str) -> bool:
     return _parent(p1) == d
 
 
+# -- power-posix-metadata: the namespace as directory entries ---------------------------------
+# An entry is (directory id, name); its value is what it names: a file (inode number, > 0), a
+# directory (minus its id, < 0), or 0 for "no entry". An operation is a tuple of entry writes
+# (dir id, name, value): create/mkdir/unlink write one entry, a rename two (its source := 0,
+# its target := the object), atomically.
+_Write = tuple[int, str, int]
+
+
+class _PosixOp:
+    """A namespace operation not settled under power-posix-metadata.
+
+    ``unsynced``: ids of its parent directories not fsynced since it was issued (it is settled
+    when this empties). ``dep``: for a rename, ``seq`` of the pending operation that put the
+    renamed object into its source entry (the rename is kept only with it), else -1.
+    """
+
+    __slots__ = ("dep", "seq", "unsynced", "writes")
+
+    def __init__(self, seq: int, writes: tuple[_Write, ...], unsynced: set[int], dep: int) -> None:
+        self.seq = seq
+        self.writes = writes
+        self.unsynced = unsynced
+        self.dep = dep
+
+
+def _posix_namespace(
+    base: Mapping[int, Mapping[str, int]], kept: Iterable[tuple[_Write, ...]]
+) -> tuple[dict[str, int], set[str]]:
+    """The namespace of settled entries `base` plus the writes of `kept` operations (in program
+    order), as (file path -> inode, directory paths), resolved from the root: entries of a
+    directory no entry reaches are not in the image."""
+    over: dict[int, dict[str, int]] = {}
+    for writes in kept:
+        for did, name, value in writes:
+            d = over.get(did)
+            if d is None:
+                d = over[did] = {}
+            d[name] = value
+    files: dict[str, int] = {}
+    dirs: set[str] = {""}
+    seen = {0}
+    stack = [(0, "")]
+    while stack:
+        did, prefix = stack.pop()
+        entries: Mapping[str, int] = base.get(did, {})
+        changes = over.get(did)
+        if changes:
+            entries = {**entries, **changes}
+        for name, value in entries.items():
+            if value == 0:
+                continue
+            path = f"{prefix}/{name}" if prefix else name
+            if value > 0:
+                files[path] = value
+            elif -value not in seen:  # defensive: a directory has at most one entry
+                seen.add(-value)
+                dirs.add(path)
+                stack.append((-value, path))
+    return files, dirs
+
+
+def _posix_deps(ops: Sequence[_PosixOp]) -> list[int]:
+    """Per pending operation, the position of the pending operation it depends on, or -1."""
+    where = {op.seq: i for i, op in enumerate(ops)}
+    return [where.get(op.dep, -1) for op in ops]
+
+
+def _count_closed_sets(deps: Sequence[int]) -> int:
+    """How many sets of positions are closed under `deps` (a forest: each position depends on
+    at most one earlier one). Per position p: 1 (p left out, and with it everything depending on
+    it) + the product of the counts of its dependants (p kept)."""
+    under = [1] * len(deps)  # per position: the product over its dependants counted so far
+    total = 1
+    for p in range(len(deps) - 1, -1, -1):  # dependants come after what they depend on
+        count = 1 + under[p]
+        if deps[p] >= 0:
+            under[deps[p]] *= count
+        else:
+            total *= count
+    return total
+
+
+def _closed_sets(deps: Sequence[int]) -> Iterator[tuple[int, ...]]:
+    """Every set of positions closed under `deps`, each once, leaving later positions out
+    first (depth-first; the empty set first)."""
+    n = len(deps)
+    keep = [False] * n
+    tried: list[bool] = []  # per decided position: whether "keep" has been tried
+    i = 0
+    while True:
+        if i < n:
+            keep[i] = False
+            tried.append(False)
+            i += 1
+            continue
+        yield tuple(j for j in range(n) if keep[j])
+        while tried:
+            i -= 1
+            if not tried[-1] and (deps[i] < 0 or keep[deps[i]]):
+                tried[-1] = True
+                keep[i] = True
+                i += 1
+                break
+            tried.pop()
+            keep[i] = False
+        else:
+            return
+
+
+def _is_prefix(kept: tuple[int, ...]) -> bool:
+    return not kept or kept[-1] == len(kept) - 1
+
+
 class ChoiceEnumeration(Iterator[CrashChoice]):
     """The legal crash choices at one crash point, lazily, with the cut-offs reported.
 
     ``total`` counts every legal choice under the limits' shape settings (torn, reorder, window,
     granularity); ``cut_by_dirty_files`` and ``cut_by_max_choices`` say how many of them the
-    limits left out; ``emitted`` counts what the iterator has produced so far.
+    limits left out (``cut_off`` is their sum); ``emitted`` counts what the iterator has
+    produced so far.
+
+    Under ``power-posix-metadata`` the sets of kept pending namespace operations past
+    ``ImageLimits.max_metadata_subsets`` are not looked at: ``cut_by_metadata`` counts those
+    sets (not choices; each has at least one), and ``total`` covers the sets looked at.
     """
 
     def __init__(
-        self, choices: Iterator[CrashChoice], total: int, cut_dirty: int, cut_max: int
+        self,
+        choices: Iterator[CrashChoice],
+        total: int,
+        cut_dirty: int,
+        cut_max: int,
+        cut_metadata: int = 0,
     ) -> None:
         self._it = choices
         self.total = total
         self.cut_by_dirty_files = cut_dirty
         self.cut_by_max_choices = cut_max
+        self.cut_by_metadata = cut_metadata
         self.emitted = 0
 
     @property
@@ -291,6 +543,14 @@ class SimDisk:
         self._dfiles: dict[str, int] = {}
         self._ddirs: set[str] = {""}
         self._pending: list[_Pending] = []
+        # power-posix-metadata (see the module docstring).
+        self._dir_ids: dict[str, int] = {"": 0}
+        self._next_did = 1
+        self._pbase: dict[int, dict[str, int]] = {0: {}}
+        self._ppending: list[_PosixOp] = []
+        self._pseq = 0
+        # Entry -> seq of the last pending operation that wrote it (to find a rename's dep).
+        self._plast: dict[tuple[int, str], int] = {}
         self._fds: dict[int, _Fd] = {}
         self._next_fd = 3
         self._stamp = 0
@@ -319,6 +579,9 @@ class SimDisk:
             self._dirs[d] = set()
             self._dirs[parent].add(posixpath.basename(d))
             self._ddirs.add(d)
+            did = self._new_dir_id(d)
+            self._pbase[self._dir_ids[parent]][posixpath.basename(d)] = -did
+            self._pbase[did] = {}
         for path in sorted(image.files):
             parent = _parent(path)
             if parent not in self._dirs:
@@ -329,6 +592,13 @@ class SimDisk:
             self._files[path] = inode
             self._dirs[parent].add(posixpath.basename(path))
             self._dfiles[path] = inode.ino
+            self._pbase[self._dir_ids[parent]][posixpath.basename(path)] = inode.ino
+
+    def _new_dir_id(self, path: str) -> int:
+        did = self._next_did
+        self._next_did += 1
+        self._dir_ids[path] = did
+        return did
 
     def _new_inode(self, data: bytes = b"", *, durable: bool = False) -> _Inode:
         inode = _Inode(self._next_ino, data, durable=durable)
@@ -377,7 +647,7 @@ class SimDisk:
                 raise self._fail(_OPEN, path, errno.EEXIST, payload=flags)
             if writable or flags & (os.O_CREAT | os.O_TRUNC):
                 raise self._fail(_OPEN, path, errno.EISDIR, payload=flags)
-            return self._new_fd(_Fd(None, path, True, False, False), flags)
+            return self._new_fd(_Fd(None, path, True, False, False, self._dir_ids[path]), flags)
         inode = self._files.get(path)
         if inode is None:
             parent = _parent(path)
@@ -387,8 +657,11 @@ class SimDisk:
                 raise self._fail(_OPEN, path, errno.ENOENT, payload=flags)
             inode = self._new_inode()
             self._files[path] = inode
-            self._dirs[parent].add(posixpath.basename(path))
+            name = posixpath.basename(path)
+            self._dirs[parent].add(name)
             self._pending.append((_CREATE, path, "", inode.ino))
+            pdid = self._dir_ids[parent]
+            self._posix_log(((pdid, name, inode.ino),), {pdid})
         elif flags & os.O_CREAT and flags & os.O_EXCL:
             raise self._fail(_OPEN, path, errno.EEXIST, payload=flags)
         elif flags & os.O_TRUNC:
@@ -486,6 +759,7 @@ class SimDisk:
         if inode is None:
             # fsync on a directory fd is how fsync_dir is done with os.
             self._commit_dir(f.path)
+            self._posix_sync(f.did)
             length = 0
         else:
             length = len(inode.data)
@@ -564,16 +838,21 @@ class SimDisk:
         if code:
             raise self._fail(_RENAME, src, code, payload=dst)
         if src != dst:
+            sdid, sname = self._dir_ids[_parent(src)], posixpath.basename(src)
+            ddid, dname = self._dir_ids[_parent(dst)], posixpath.basename(dst)
             if src in self._files:
                 inode = self._files.pop(src)
-                self._dirs[_parent(src)].discard(posixpath.basename(src))
+                self._dirs[_parent(src)].discard(sname)
                 self._files[dst] = inode
-                self._dirs[_parent(dst)].add(posixpath.basename(dst))
-                ino = inode.ino
+                self._dirs[_parent(dst)].add(dname)
+                ino = obj = inode.ino
             else:
+                obj = -self._dir_ids[src]
                 self._move_dir(src, dst)
                 ino = 0
             self._pending.append((_P_RENAME, src, dst, ino))
+            self._posix_log(((sdid, sname, 0), (ddid, dname, obj)), {sdid, ddid},
+                            dep_entry=(sdid, sname))
         if self._tracing:
             self._raw.append((_RENAME, src, -1, 0, 0, 0, dst))
 
@@ -604,10 +883,12 @@ class SimDisk:
     def _move_dir(self, src: str, dst: str) -> None:
         if dst in self._dirs:
             del self._dirs[dst]
+            del self._dir_ids[dst]  # the replaced (empty) directory has no name any more
             self._dirs[_parent(dst)].discard(posixpath.basename(dst))
         cut = len(src)
         for d in [d for d in self._dirs if d == src or d.startswith(src + "/")]:
             self._dirs[dst + d[cut:]] = self._dirs.pop(d)
+            self._dir_ids[dst + d[cut:]] = self._dir_ids.pop(d)
         for p in [p for p in self._files if p.startswith(src + "/")]:
             self._files[dst + p[cut:]] = self._files.pop(p)
         self._dirs[_parent(src)].discard(posixpath.basename(src))
@@ -620,8 +901,11 @@ class SimDisk:
         inode = self._files.pop(path, None)
         if inode is None:
             raise self._fail(_UNLINK, path, self._lookup_error(path))
-        self._dirs[_parent(path)].discard(posixpath.basename(path))
+        name = posixpath.basename(path)
+        self._dirs[_parent(path)].discard(name)
         self._pending.append((_P_UNLINK, path, "", inode.ino))
+        pdid = self._dir_ids[_parent(path)]
+        self._posix_log(((pdid, name, 0),), {pdid})
         if self._tracing:
             self._raw.append((_UNLINK, path, -1, 0, 0, 0, None))
 
@@ -633,8 +917,11 @@ class SimDisk:
         if parent not in self._dirs:
             raise self._fail(_MKDIR, path, self._lookup_error(path))
         self._dirs[path] = set()
-        self._dirs[parent].add(posixpath.basename(path))
+        name = posixpath.basename(path)
+        self._dirs[parent].add(name)
         self._pending.append((_P_MKDIR, path, "", 0))
+        pdid = self._dir_ids[parent]
+        self._posix_log(((pdid, name, -self._new_dir_id(path)),), {pdid})
         if self._tracing:
             self._raw.append((_MKDIR, path, -1, 0, 0, 0, None))
 
@@ -665,6 +952,7 @@ class SimDisk:
             code = errno.ENOTDIR if path in self._files else self._lookup_error(path)
             raise self._fail(_FSYNC_DIR, path, code)
         self._commit_dir(path)
+        self._posix_sync(self._dir_ids[path])
         self._collect()
         if self._tracing:
             self._raw.append((_FSYNC_DIR, path, -1, 0, 0, 0, None))
@@ -685,11 +973,84 @@ class SimDisk:
             _apply_pending(op, self._dfiles, self._ddirs)
         del self._pending[: last + 1]
 
+    def _posix_log(
+        self,
+        writes: tuple[_Write, ...],
+        dirs: set[int],
+        *,
+        dep_entry: tuple[int, str] | None = None,
+    ) -> None:
+        """Record a namespace operation for power-posix-metadata (see ``_PosixOp``)."""
+        self._pseq += 1
+        dep = -1
+        if dep_entry is not None:
+            # The last pending write of the source entry is the one that put the object there.
+            dep = self._plast.get(dep_entry, -1)
+        op = _PosixOp(self._pseq, writes, dirs, dep)
+        for did, name, _ in writes:
+            self._plast[(did, name)] = op.seq
+        self._ppending.append(op)
+
+    def _posix_sync(self, did: int) -> None:
+        """fsync of directory `did` under power-posix-metadata: an operation whose parent
+        directories have all been fsynced since it was issued is settled, and so is every
+        operation a settled one depends on (a rename atomically moves what an earlier pending
+        operation put in its source). Settled operations are folded into ``_pbase``; writes of
+        pending operations a later settled one overwrote can no longer matter and are dropped
+        (an operation left with none is dropped)."""
+        pending = self._ppending
+        if not pending:
+            return
+        by_seq: dict[int, _PosixOp] | None = None
+        settled: set[int] = set()
+        for op in pending:
+            if did not in op.unsynced:
+                continue
+            op.unsynced.discard(did)
+            if op.unsynced:
+                continue
+            if by_seq is None:
+                by_seq = {o.seq: o for o in pending}
+            seq = op.seq
+            while seq in by_seq and seq not in settled:
+                settled.add(seq)
+                seq = by_seq[seq].dep
+        if not settled:
+            return
+        base = self._pbase
+        folded_at: dict[tuple[int, str], int] = {}
+        rest: list[_PosixOp] = []
+        for op in pending:
+            if op.seq not in settled:
+                rest.append(op)
+                continue
+            for d, name, value in op.writes:
+                entries = base.get(d)
+                if entries is None:
+                    entries = base[d] = {}
+                if value:
+                    entries[name] = value
+                else:
+                    entries.pop(name, None)
+                folded_at[(d, name)] = op.seq
+                if self._plast.get((d, name)) == op.seq:
+                    del self._plast[(d, name)]
+        for op in rest:
+            if any(folded_at.get((d, name), -1) > op.seq for d, name, _ in op.writes):
+                op.writes = tuple(
+                    w for w in op.writes if folded_at.get((w[0], w[1]), -1) < op.seq
+                )
+        self._ppending = [op for op in rest if op.writes]
+
     def _live_candidates(self) -> set[int]:
         live = {inode.ino for inode in self._files.values()}
         live.update(self._dfiles.values())
         live.update(op[3] for op in self._pending)
         live.update(f.inode.ino for f in self._fds.values() if f.inode is not None)
+        for entries in self._pbase.values():
+            live.update(v for v in entries.values() if v > 0)
+        for pop in self._ppending:
+            live.update(v for _, _, v in pop.writes if v > 0)
         return live
 
     def _collect(self) -> None:
@@ -709,8 +1070,140 @@ class SimDisk:
 
     @property
     def pending_metadata(self) -> int:
-        """How many namespace operations are not yet durable."""
+        """How many namespace operations are not yet durable (the ordered journal of ``power``
+        and ``power-eager-metadata``: ``CrashChoice.metadata_kept`` counts among these)."""
         return len(self._pending)
+
+    @property
+    def pending_posix_metadata(self) -> int:
+        """How many namespace operations are not settled under ``power-posix-metadata`` (the
+        positions ``CrashChoice.metadata_ops`` names, in program order)."""
+        return len(self._ppending)
+
+    def open_file(self, fd: int) -> OpenFile | None:
+        """A snapshot of the open file behind `fd`, or None if `fd` is not open."""
+        f = self._fds.get(fd)
+        return None if f is None else _open_file(fd, f)
+
+    def inode(self, ino: int) -> InodeView:
+        """A read-only view of inode `ino` (KeyError if this disk has no such inode: it was
+        never made, or nothing could reach it any more and it was freed)."""
+        node = self._inodes.get(ino)
+        if node is None:
+            raise KeyError(f"no inode {ino} on this disk")
+        return InodeView(node)
+
+    def inode_at(self, path: str) -> InodeView | None:
+        """A read-only view of the inode the visible file `path` names, or None (no file
+        there, or a directory)."""
+        node = self._files.get(check_relative_path(path))
+        return None if node is None else InodeView(node)
+
+    def namespace_after(self, metadata: int | CrashChoice) -> Mapping[str, int]:
+        """The files of a crash image's namespace, as an immutable mapping path -> inode number.
+
+        `metadata` is a ``CrashChoice`` (its model and kept metadata; its file choices are
+        ignored; ``process`` gives the visible namespace) or an int: the image keeping the first
+        that many of the ``pending_metadata`` operations (``power``). Directories are in
+        ``crash(...).dirs``.
+        """
+        return MappingProxyType(self._metadata_namespace(metadata)[0])
+
+    def dirty_inodes(self, metadata: int | CrashChoice) -> tuple[InodeView, ...]:
+        """The dirty inodes the namespace of `metadata` (as in ``namespace_after``) names, most
+        recently changed first: the order in which ``ImageLimits.max_dirty_files`` keeps them
+        varying in ``crash_choices``."""
+        ns = self._metadata_namespace(metadata)[0]
+        return tuple(InodeView(node) for node in self._dirty(ns.values()))
+
+    def file_options(
+        self, inode: int | str, *, limits: ImageLimits | None = None
+    ) -> tuple[FileChoice, ...]:
+        """Every legal image of one inode's data under the power models (DURABLE first; just
+        that for a clean inode), shaped by `limits` (torn, reorder, window, granularity).
+        `inode` is an inode number (KeyError if unknown) or a visible file path (OSError if
+        there is no file there)."""
+        if isinstance(inode, str):
+            path = check_relative_path(inode)
+            node = self._files.get(path)
+            if node is None:
+                code = errno.EISDIR if path in self._dirs else self._lookup_error(path)
+                raise os_error(code, path)
+        else:
+            node = self._inodes.get(inode)
+            if node is None:
+                raise KeyError(f"no inode {inode} on this disk")
+        return self._file_options(node, limits or _DEFAULT_LIMITS)
+
+    def metadata_choices(
+        self, model: PersistenceModel, *, limits: ImageLimits | None = None
+    ) -> tuple[CrashChoice, ...]:
+        """The legal metadata outcomes under `model` as choices without file choices, in the
+        order ``crash_choices`` goes through them: ``power`` keeps 0..``pending_metadata``
+        operations; ``power-eager-metadata`` and ``process`` all of them;
+        ``power-posix-metadata`` every set closed under its dependencies, the prefixes first,
+        at most ``limits.max_metadata_subsets`` of them."""
+        if not isinstance(model, PersistenceModel):
+            raise ValueError(f"model: expected PersistenceModel, got {model!r}")
+        outcomes, _ = self._metadata_outcomes(model, limits or _DEFAULT_LIMITS)
+        return tuple(CrashChoice(model, kept, (), ops) for kept, ops in outcomes)
+
+    def _metadata_outcomes(
+        self, model: PersistenceModel, limits: ImageLimits
+    ) -> tuple[list[tuple[int, tuple[int, ...] | None]], int]:
+        """(kept, metadata_ops) of every metadata outcome looked at, and how many were cut."""
+        pending = len(self._pending)
+        if model is PersistenceModel.POWER:
+            return [(k, None) for k in range(pending + 1)], 0
+        if model is not _POSIX:
+            return [(pending, None)], 0
+        n = len(self._ppending)
+        cap = limits.max_metadata_subsets
+        deps = _posix_deps(self._ppending)
+        out: list[tuple[int, tuple[int, ...] | None]] = [(k, None) for k in range(min(n + 1, cap))]
+        if len(out) < cap:
+            for kept in _closed_sets(deps):
+                if _is_prefix(kept):
+                    continue
+                out.append((len(kept), kept))
+                if len(out) >= cap:
+                    break
+        return out, _count_closed_sets(deps) - len(out)
+
+    def _metadata_namespace(self, metadata: int | CrashChoice) -> tuple[dict[str, int], set[str]]:
+        if isinstance(metadata, CrashChoice):
+            errors = self._metadata_problems(metadata.model, metadata)
+            if errors:
+                raise CrashChoiceError(errors)
+            return self._outcome_namespace(
+                metadata.model, metadata.metadata_kept, metadata.metadata_ops
+            )
+        pending = len(self._pending)
+        if isinstance(metadata, bool) or not isinstance(metadata, int):
+            raise TypeError(f"metadata: expected an int or a CrashChoice, got {metadata!r}")
+        if not 0 <= metadata <= pending:
+            raise ValueError(f"metadata: must be in 0..{pending}, got {metadata}")
+        return self._namespace_after(metadata)
+
+    def _outcome_namespace(
+        self, model: PersistenceModel, kept: int, ops: tuple[int, ...] | None
+    ) -> tuple[dict[str, int], set[str]]:
+        """(file path -> inode, directory paths) of an image keeping these pending operations
+        (already validated)."""
+        if model is PersistenceModel.PROCESS:
+            return {path: node.ino for path, node in self._files.items()}, set(self._dirs)
+        if model is _POSIX:
+            pending = self._ppending
+            chosen: Iterable[int] = range(kept) if ops is None else ops
+            return _posix_namespace(self._pbase, (pending[i].writes for i in chosen))
+        return self._namespace_after(kept)
+
+    def _dirty(self, inos: Iterable[int]) -> list[_Inode]:
+        """The dirty inodes among `inos`, most recently changed first."""
+        inodes = self._inodes
+        dirty = [inodes[i] for i in set(inos) if inodes[i].dirty()]
+        dirty.sort(key=lambda node: (-node.stamp, node.ino))
+        return dirty
 
     def visible_image(self) -> DiskImage:
         """What a reader sees now (and what survives a process crash)."""
@@ -737,7 +1230,7 @@ class SimDisk:
             kept = len(self._pending) if model is PersistenceModel.POWER_EAGER_METADATA else 0
             choice = CrashChoice(model, kept, ())
         self._check_choice(model, choice)
-        dfiles, ddirs = self._namespace_after(choice.metadata_kept)
+        dfiles, ddirs = self._outcome_namespace(model, choice.metadata_kept, choice.metadata_ops)
         by_ino = {fc.inode: fc for fc in choice.files}
         files: dict[str, bytes] = {}
         for path, ino in dfiles.items():
@@ -754,26 +1247,11 @@ class SimDisk:
         return dfiles, ddirs
 
     def _check_choice(self, model: PersistenceModel, choice: CrashChoice) -> None:
-        errors: list[str] = []
         if not isinstance(choice, CrashChoice):
             raise CrashChoiceError([f"choice: expected CrashChoice, got {type(choice).__name__}"])
-        if choice.model is not model:
-            errors.append(
-                f"model: choice is for {choice.model.value!r}, crash asked for {model.value!r}"
-            )
-        pending = len(self._pending)
-        if model is PersistenceModel.PROCESS:
-            if choice.files:
-                errors.append("files: the process model has no per-file choices")
-            if choice.metadata_kept != pending:
-                errors.append(f"metadata_kept: must be {pending} under 'process'")
-        elif model is PersistenceModel.POWER_EAGER_METADATA and choice.metadata_kept != pending:
-            errors.append(
-                f"metadata_kept: must be {pending} (all pending operations) under "
-                f"'power-eager-metadata', got {choice.metadata_kept}"
-            )
-        elif not 0 <= choice.metadata_kept <= pending:
-            errors.append(f"metadata_kept: must be in 0..{pending}, got {choice.metadata_kept}")
+        errors = self._metadata_problems(model, choice)
+        if model is PersistenceModel.PROCESS and choice.files:
+            errors.append("files: the process model has no per-file choices")
         seen: set[int] = set()
         for i, fc in enumerate(choice.files):
             where = f"files[{i}]"
@@ -789,6 +1267,63 @@ class SimDisk:
                 errors.append(f"{where}: {problem}")
         if errors:
             raise CrashChoiceError(errors)
+
+    def _metadata_problems(self, model: PersistenceModel, choice: CrashChoice) -> list[str]:
+        """What is wrong with the metadata part of `choice` for a crash under `model` here."""
+        errors: list[str] = []
+        if choice.model is not model:
+            errors.append(
+                f"model: choice is for {choice.model.value!r}, crash asked for {model.value!r}"
+            )
+        kept, ops = choice.metadata_kept, choice.metadata_ops
+        pending = len(self._pending)
+        if ops is not None and model is not _POSIX:
+            errors.append(
+                "metadata_ops: only 'power-posix-metadata' keeps a set of pending operations "
+                "that is not a prefix"
+            )
+        if model is PersistenceModel.PROCESS:
+            if kept != pending:
+                errors.append(f"metadata_kept: must be {pending} under 'process'")
+        elif model is PersistenceModel.POWER_EAGER_METADATA:
+            if kept != pending:
+                errors.append(
+                    f"metadata_kept: must be {pending} (all pending operations) under "
+                    f"'power-eager-metadata', got {kept}"
+                )
+        elif model is PersistenceModel.POWER:
+            if not 0 <= kept <= pending:
+                errors.append(f"metadata_kept: must be in 0..{pending}, got {kept}")
+        elif ops is None:
+            n = len(self._ppending)
+            if not 0 <= kept <= n:
+                errors.append(f"metadata_kept: must be in 0..{n}, got {kept}")
+        else:
+            errors.extend(self._posix_ops_problems(kept, ops))
+        return errors
+
+    def _posix_ops_problems(self, kept: int, ops: Sequence[int]) -> list[str]:
+        n = len(self._ppending)
+        if (
+            not all(isinstance(i, int) and not isinstance(i, bool) for i in ops)
+            or any(a >= b for a, b in itertools.pairwise(ops))
+            or (ops and (ops[0] < 0 or ops[-1] >= n))
+        ):
+            return [
+                f"metadata_ops: must be strictly increasing positions in 0..{n - 1} "
+                f"(of {n} pending operations), got {list(ops)!r}"
+            ]
+        if kept != len(ops):
+            return [f"metadata_kept: must be len(metadata_ops) = {len(ops)}, got {kept}"]
+        deps = _posix_deps(self._ppending)
+        kept_set = set(ops)
+        for i in ops:
+            if deps[i] >= 0 and deps[i] not in kept_set:
+                return [
+                    f"metadata_ops: keeps pending operation {i} (a rename) without operation "
+                    f"{deps[i]}, which put what it renames where it found it"
+                ]
+        return []
 
     def _file_choice_problem(self, inode: _Inode, fc: FileChoice) -> str | None:
         sector = self.sector_size_bytes
@@ -840,8 +1375,7 @@ class SimDisk:
         if kind is ImageKind.TORN_ZERO:
             return head + bytes(length - start)
         # Garbage derived from (inode, sector) so the same choice gives the same bytes.
-        rng = random.Random(f"garbage:{inode.ino}:{(length - 1) // sector}")
-        return head + rng.randbytes(length - start)
+        return head + garbage_sector(inode.ino, (length - 1) // sector, length - start)
 
     def _file_options(self, inode: _Inode, limits: ImageLimits) -> tuple[FileChoice, ...]:
         """Every legal image of one dirty inode, DURABLE first (see the module docstring)."""
@@ -885,27 +1419,21 @@ class SimDisk:
             raise ValueError(f"model: expected PersistenceModel, got {model!r}")
         if limits is None:
             limits = _DEFAULT_LIMITS
-        pending = len(self._pending)
         if model is PersistenceModel.PROCESS:
-            return ChoiceEnumeration(iter((CrashChoice(model, pending, ()),)), 1, 0, 0)
-        if model is PersistenceModel.POWER_EAGER_METADATA:
-            kepts: Sequence[int] = (pending,)
-        else:
-            kepts = range(pending + 1)
+            choice = CrashChoice(model, len(self._pending), ())
+            return ChoiceEnumeration(iter((choice,)), 1, 0, 0)
+        outcomes, cut_metadata = self._metadata_outcomes(model, limits)
         options_cache: dict[int, tuple[FileChoice, ...]] = {}
-        inodes = self._inodes
-        plans: list[tuple[int, list[tuple[FileChoice, ...]]]] = []
+        plans: list[_Plan] = []
         total = allowed = 0
-        for kept in kepts:
-            if kept == 0:
+        for kept, ops in outcomes:
+            if kept == 0 and model is PersistenceModel.POWER:
                 ns: Iterable[int] = self._dfiles.values()
             else:
-                ns = self._namespace_after(kept)[0].values()
-            dirty = [inodes[i] for i in set(ns) if inodes[i].dirty()]
-            dirty.sort(key=lambda node: (-node.stamp, node.ino))
+                ns = self._outcome_namespace(model, kept, ops)[0].values()
             per_file = []
             full = 1
-            for k, node in enumerate(dirty):
+            for k, node in enumerate(self._dirty(ns)):
                 opts = options_cache.get(node.ino)
                 if opts is None:
                     opts = options_cache[node.ino] = self._file_options(node, limits)
@@ -917,11 +1445,15 @@ class SimDisk:
                 varied *= len(opts)
             total += full
             allowed += varied
-            plans.append((kept, per_file))
+            plans.append((kept, ops, per_file))
         cap = limits.max_choices_per_point
         emitted = min(allowed, cap)
         return ChoiceEnumeration(
-            itertools.islice(_expand(model, plans), cap), total, total - allowed, allowed - emitted
+            itertools.islice(_expand(model, plans), cap),
+            total,
+            total - allowed,
+            allowed - emitted,
+            cut_metadata,
         )
 
     def draw_crash_choice(
@@ -929,7 +1461,7 @@ class SimDisk:
     ) -> CrashChoice:
         """One legal crash choice drawn deterministically from `seed`."""
         rng = random.Random(seed)
-        return self._draw(model, limits, lambda n: rng.randrange(n))
+        return self._chooser(model, limits)(lambda n: rng.randrange(n))
 
     def crash_choice_strategy(
         self, model: PersistenceModel, *, limits: ImageLimits | None = None
@@ -938,38 +1470,71 @@ class SimDisk:
         metadata operations and durable contents). Bound to the disk state at call time."""
         from hypothesis import strategies as st
 
-        if not isinstance(model, PersistenceModel):
-            raise ValueError(f"model: expected PersistenceModel, got {model!r}")
-        options = self._option_table(model, limits)
+        choose = self._chooser(model, limits)
 
         @st.composite
         def choices(draw: st.DrawFn) -> CrashChoice:
-            return _pick(model, options, lambda n: draw(st.integers(0, n - 1)))
+            return choose(lambda n: draw(st.integers(0, n - 1)))
 
         return choices()
 
-    def _option_table(
+    def _chooser(
         self, model: PersistenceModel, limits: ImageLimits | None
-    ) -> list[tuple[int, list[tuple[FileChoice, ...]]]]:
+    ) -> Callable[[Callable[[int], int]], CrashChoice]:
+        """A function building one legal choice from a source of `pick(n)` in 0..n-1 (0 is the
+        least surviving), bound to the disk state now. Not bounded by the enumeration limits."""
+        if not isinstance(model, PersistenceModel):
+            raise ValueError(f"model: expected PersistenceModel, got {model!r}")
         limits = limits or _DEFAULT_LIMITS
+        if model is _POSIX:
+            return self._posix_chooser(limits)
+        table = self._option_table(model, limits)
+        return lambda pick: _pick(model, table, pick)
+
+    def _option_table(self, model: PersistenceModel, limits: ImageLimits) -> list[_Plan]:
         pending = len(self._pending)
         if model is PersistenceModel.PROCESS:
-            return [(pending, [])]
+            return [(pending, None, [])]
         kepts = range(pending + 1) if model is PersistenceModel.POWER else (pending,)
-        table = []
+        table: list[_Plan] = []
         for kept in kepts:
             ns = self._namespace_after(kept)[0].values()
             dirty = sorted((self._inodes[i] for i in set(ns) if self._inodes[i].dirty()),
                            key=lambda node: node.ino)
-            table.append((kept, [self._file_options(node, limits) for node in dirty]))
+            table.append((kept, None, [self._file_options(node, limits) for node in dirty]))
         return table
 
-    def _draw(
-        self, model: PersistenceModel, limits: ImageLimits | None, pick: Any
-    ) -> CrashChoice:
-        if not isinstance(model, PersistenceModel):
-            raise ValueError(f"model: expected PersistenceModel, got {model!r}")
-        return _pick(model, self._option_table(model, limits), pick)
+    def _posix_chooser(self, limits: ImageLimits) -> Callable[[Callable[[int], int]], CrashChoice]:
+        # A snapshot: writes tuples are replaced, never changed, when operations settle.
+        base = {did: dict(entries) for did, entries in self._pbase.items()}
+        writes = [op.writes for op in self._ppending]
+        deps = _posix_deps(self._ppending)
+        options = {
+            ino: self._file_options(node, limits)
+            for ino, node in self._inodes.items()
+            if node.dirty()
+        }
+
+        def choose(pick: Callable[[int], int]) -> CrashChoice:
+            keep: list[int] = []
+            kept_set: set[int] = set()
+            for i, d in enumerate(deps):
+                # Each operation whose dependency is kept survives or not (0: not).
+                if (d < 0 or d in kept_set) and pick(2):
+                    keep.append(i)
+                    kept_set.add(i)
+            kept = tuple(keep)
+            ns = _posix_namespace(base, (writes[i] for i in kept))[0]
+            files = []
+            for ino in sorted(set(ns.values())):
+                opts = options.get(ino)
+                if opts:
+                    fc = opts[pick(len(opts))]
+                    if fc.kind is not ImageKind.DURABLE:
+                        files.append(fc)
+            return CrashChoice(_POSIX, len(kept), tuple(files), None if _is_prefix(kept) else kept)
+
+        return choose
 
     # -- replay --------------------------------------------------------------------------------
 
@@ -1030,33 +1595,36 @@ def _apply_pending(op: _Pending, dfiles: dict[str, int], ddirs: set[str]) -> Non
                 dfiles[p2 + p[cut:]] = dfiles.pop(p)
 
 
-def _expand(
-    model: PersistenceModel, plans: list[tuple[int, list[tuple[FileChoice, ...]]]]
-) -> Iterator[CrashChoice]:
+# One metadata outcome of a crash point and the options of its varied dirty files:
+# (metadata_kept, metadata_ops, per-file options).
+_Plan = tuple[int, tuple[int, ...] | None, list[tuple[FileChoice, ...]]]
+
+
+def _expand(model: PersistenceModel, plans: list[_Plan]) -> Iterator[CrashChoice]:
     # Canonical choices leave DURABLE files out; per-file one-element tuples are built once per
     # crash point so the common single-dirty-file case allocates only the CrashChoice.
-    for kept, per_file in plans:
+    for kept, ops, per_file in plans:
         parts = [
             tuple(() if fc.kind is ImageKind.DURABLE else (fc,) for fc in opts)
             for opts in per_file
         ]
         if not parts:
-            yield CrashChoice(model, kept, ())
+            yield CrashChoice(model, kept, (), ops)
         elif len(parts) == 1:
             for files in parts[0]:
-                yield CrashChoice(model, kept, files)
+                yield CrashChoice(model, kept, files, ops)
         else:
             for combo in itertools.product(*parts):
-                yield CrashChoice(model, kept, tuple(itertools.chain.from_iterable(combo)))
+                yield CrashChoice(model, kept, tuple(itertools.chain.from_iterable(combo)), ops)
 
 
-def _pick(
-    model: PersistenceModel, table: list[tuple[int, list[tuple[FileChoice, ...]]]], pick: Any
-) -> CrashChoice:
-    kept, per_file = table[pick(len(table))]
+def _pick(model: PersistenceModel, table: list[_Plan], pick: Callable[[int], int]) -> CrashChoice:
+    kept, ops, per_file = table[pick(len(table))]
     files = tuple(opts[pick(len(opts))] for opts in per_file)
     # DURABLE entries are the default; leaving them out keeps choices canonical and small.
-    return CrashChoice(model, kept, tuple(fc for fc in files if fc.kind is not ImageKind.DURABLE))
+    return CrashChoice(
+        model, kept, tuple(fc for fc in files if fc.kind is not ImageKind.DURABLE), ops
+    )
 
 
 class ReplayCursor:
@@ -1102,6 +1670,17 @@ class ReplayCursor:
 
     def __len__(self) -> int:
         return len(self._raw)
+
+    def replayed_fd(self, trace_fd: int) -> int | None:
+        """The fd of ``disk`` that stands for `trace_fd` (an fd number of the traced disk), or
+        None if that fd is not open at this position."""
+        return self._fd_map.get(trace_fd)
+
+    def open_file(self, trace_fd: int) -> OpenFile | None:
+        """A snapshot of the open file behind `trace_fd` (an fd number of the traced disk) on
+        ``disk``, or None if that fd is not open at this position."""
+        mine = self._fd_map.get(trace_fd)
+        return None if mine is None else self.disk.open_file(mine)
 
     def next_entry(self) -> TraceEntry | None:
         """The entry the next ``step`` applies, or None at the end."""

@@ -10,9 +10,21 @@ from __future__ import annotations
 
 from reference import defects
 from reference._aof import HIREDIS_AVAILABLE, AofLoader, LoadError, LoadResult
-from reference._checkaof import CheckResult, check_aof, fix_aof
+from reference._checkaof import (
+    AofCheck,
+    AofInputError,
+    AofNotFixableError,
+    CheckResult,
+    FileCheck,
+    FixPlan,
+    check_aof,
+    check_aof_path,
+    fix_aof,
+    plan_fix,
+)
 from reference._config import AppendFsync, ConfigError, Profile, ServerConfig
-from reference._keyspace import KeyspaceDump
+from reference._keyspace import KeyspaceDump, dump_value
+from reference._rdb import RdbCheckResult, check_rdb
 from reference._resp import (
     ErrorReply,
     Reply,
@@ -26,15 +38,21 @@ from reference._server import ReplyNotReleased, RewriteChild, Server
 
 __all__ = [
     "HIREDIS_AVAILABLE",
+    "AofCheck",
+    "AofInputError",
     "AofLoader",
+    "AofNotFixableError",
     "AppendFsync",
     "CheckResult",
     "ConfigError",
     "ErrorReply",
+    "FileCheck",
+    "FixPlan",
     "KeyspaceDump",
     "LoadError",
     "LoadResult",
     "Profile",
+    "RdbCheckResult",
     "Reply",
     "ReplyNotReleased",
     "RespFormatError",
@@ -43,9 +61,13 @@ __all__ = [
     "ServerConfig",
     "SimpleString",
     "check_aof",
+    "check_aof_path",
+    "check_rdb",
     "defects",
+    "dump_value",
     "encode_command",
     "encode_reply",
     "fix_aof",
     "parse_command",
+    "plan_fix",
 ]

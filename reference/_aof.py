@@ -15,14 +15,29 @@ unchecked). Known difference: hiredis also accepts simple strings (``+x``) as ar
 which Redis's loader and the pure path reject as a bad format; only a hand-made file has them
 (torn or garbage tails do not parse as complete arrays), and anything else unusual that hiredis
 returns (integers, nil, nested arrays, errors, unknown commands) is re-judged by the pure path.
+
+All-zero tails (a deliberate difference from Redis): when the file ends in a run of zero bytes
+and everything between the last complete command and that run is the start of a command (or
+nothing), the tail is a *torn tail*, not garbage: the valid prefix ends at the last complete
+command (before an open MULTI) and ``LoadResult.zero_tail_offset_bytes`` says where the zeros
+begin. That is what a crash leaves when a file's length reached the disk but its data did not
+(an extent allocated and never written, or a range dropped by a failed fsync under Linux
+semantics): nothing in it was ever on the disk, so nothing in it can have been acknowledged as
+durable. Zeros followed by anything non-zero are still garbage (refused), and so is a command
+that was completed by zero bytes (its CRLF or its end inside the zero run): only data that
+stops where the zeros start is a torn tail. Redis refuses such files ("Bad file format",
+redis/redis#5177); ``zero_tail_truncated=False`` does the same (profile ``redis-3.0`` and the
+defect ``zero-tail-refused``).
 """
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final
 
+from reference import defects as D
 from reference._commands import (
     COMMANDS,
     EXEC_COMMAND,
@@ -55,6 +70,7 @@ REWRITE_ITEMS_PER_CMD: Final = 64  # AOF_REWRITE_ITEMS_PER_CMD
 _PIECE_BYTES: Final = 64 * 1024
 _HIREDIS_MIN_FEED_BYTES: Final = 1024
 _DISCARD_COMMAND: Final = COMMANDS[b"discard"]
+_NONZERO: Final = re.compile(rb"[^\x00]")
 
 
 class LoadError(Exception):
@@ -68,12 +84,17 @@ class LoadError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class LoadResult:
-    """Where a load ended: the clean prefix, and what was left after it."""
+    """Where a load ended: the clean prefix, and what was left after it.
+
+    ``zero_tail_offset_bytes``: where an all-zero tail begins (None when the file does not end in
+    one that was taken for a torn tail).
+    """
 
     valid_offset_bytes: int
     size_bytes: int
     commands_applied: int
     multi_open: bool
+    zero_tail_offset_bytes: int | None = None
 
     @property
     def truncated(self) -> bool:
@@ -87,6 +108,8 @@ class AofLoader:
     ``rollback_multi``: an unfinished MULTI at the tail ends the valid prefix *before* the MULTI
     (Redis >= 4.0); False ends it after the last complete command (Redis 3.0).
     ``apply_unfinished_multi``: the defect that applies the queued commands of that MULTI.
+    ``zero_tail_truncated``: an all-zero tail is a torn tail (see the module docstring); False
+    refuses it as garbage, as Redis does.
     ``use_hiredis``: None picks hiredis when importable; False forces the pure-Python parser.
     """
 
@@ -96,6 +119,7 @@ class AofLoader:
         now_ms: int = 0,
         rollback_multi: bool = True,
         apply_unfinished_multi: bool = False,
+        zero_tail_truncated: bool = True,
         use_hiredis: bool | None = None,
     ) -> None:
         if use_hiredis and _hiredis is None:
@@ -106,6 +130,8 @@ class AofLoader:
         self._client = Client(-1)
         self._rollback_multi = rollback_multi
         self._apply_unfinished_multi = apply_unfinished_multi
+        self._zero_tail_truncated = zero_tail_truncated
+        self._zero_tail: int | None = None  # offset where an accepted all-zero tail begins
         self._use_hiredis = HIREDIS_AVAILABLE if use_hiredis is None else use_hiredis
         self._buf = bytearray()
         self._last_complete = 0  # offset just after the last complete command
@@ -139,6 +165,11 @@ class AofLoader:
         """Append bytes; apply every command they complete. Raises LoadError on garbage."""
         if self._error is not None:
             raise self._error
+        if self._zero_tail is not None:
+            if _NONZERO.search(data) is None:
+                self._buf += data  # still an all-zero tail: nothing to parse
+                return
+            self._zero_tail = None  # zeros followed by data: judged as garbage below
         self._buf += data
         pending = len(self._buf) - self._last_complete
         try:
@@ -157,10 +188,24 @@ class AofLoader:
             size_bytes=len(self._buf),
             commands_applied=self.commands_applied,
             multi_open=self.multi_open,
+            zero_tail_offset_bytes=self._zero_tail,
         )
 
     def finish(self) -> LoadResult:
-        """End of file: apply the unfinished MULTI if the defect says so; return the result."""
+        """End of file: apply the unfinished MULTI if the defect says so; return the result.
+
+        Raises LoadError if the last command was completed by the file's zero tail.
+        """
+        buf = self._buf
+        if self._zero_tail_truncated and self._zero_tail is None and buf[-1:] == b"\x00":
+            zeros = _zero_run_start(buf)
+            if zeros < self._last_complete:
+                self._error = LoadError(
+                    zeros,
+                    "Bad file format reading the append only file: the last command ends in "
+                    f"the zero bytes at the end of the file (from byte {zeros})",
+                )
+                raise self._error
         client = self._client
         if client.multi is not None and self._apply_unfinished_multi:
             # Defect multi-applied-on-load: half a transaction is applied.
@@ -214,6 +259,8 @@ class AofLoader:
             try:
                 parsed = parse_command(region, local, end)
             except RespFormatError as exc:
+                if self._zero_tail_truncated and self._is_zero_tail(base + local):
+                    return
                 raise LoadError(
                     base + local,
                     "Bad file format reading the append only file: "
@@ -228,6 +275,23 @@ class AofLoader:
                 self._apply_slow(argv, base + local, get(argv[0].lower()))
             local = nxt
             self._last_complete = base + local
+
+    def _is_zero_tail(self, start: int) -> bool:
+        """Whether the bytes from ``start`` (a command boundary) are a command's beginning
+        followed by zeros to the end; if so, remember where the zeros begin."""
+        buf = self._buf
+        zeros = _zero_run_start(buf)
+        if zeros == len(buf) or zeros < start:
+            # No zero run at the end, or it began inside a command already applied (one that
+            # ended in zero bytes: never a record this server wrote).
+            return False
+        try:
+            if parse_command(buf, start, zeros) is not None:
+                return False  # cannot happen: the same bytes did not parse as a command
+        except RespFormatError:
+            return False  # garbage before the zeros
+        self._zero_tail = zeros
+        return True
 
     def _feed_hiredis(self) -> None:
         assert _hiredis is not None
@@ -336,6 +400,18 @@ class AofLoader:
         return pos
 
 
+def _zero_run_start(buf: bytearray) -> int:
+    """Offset where the run of zero bytes at the end of ``buf`` begins (len(buf) if none)."""
+    end = len(buf)
+    while end:
+        start = max(0, end - _PIECE_BYTES)
+        kept = len(buf[start:end].rstrip(b"\x00"))  # copies one piece at a time, not the file
+        if kept:
+            return start + kept
+        end = start
+    return 0
+
+
 class _Fallback(Exception):
     """hiredis returned something only the pure parser can judge."""
 
@@ -355,38 +431,55 @@ _FAST_TABLE: Final = _fast_table()
 _SET_PROC: Final = COMMANDS[b"set"].proc
 
 
-def _batches(items: list[bytes], size: int) -> list[list[bytes]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
+def _batches(
+    cmd: bytes, key: bytes, flat: list[bytes], width: int, defects: frozenset[str]
+) -> list[bytes]:
+    """One variadic record per batch of at most 64 items (an item is ``width`` arguments)."""
+    size = REWRITE_ITEMS_PER_CMD * width
+    step = size
+    if D.REWRITE_BATCH_SKIPS_BOUNDARY_ITEM in defects:
+        step = size + width  # the defect: the item after each full batch is skipped
+    out = [encode_command([cmd, key, *flat[i : i + size]]) for i in range(0, len(flat), step)]
+    if D.REWRITE_DROPS_AFTER_FIRST_BATCH in defects:
+        del out[1:]  # the defect: the rest of the collection is never written
+    if D.REWRITE_BATCH_COUNT_WRONG in defects and len(flat) > size and len(flat) % size:
+        # The defect: the last batch's header claims a full batch (items not decremented).
+        last = out[-1]
+        out[-1] = b"*%d\r\n" % (2 + size) + last[last.index(b"\r\n") + 2 :]
+    return out
 
 
 def encode_rewrite_key(
-    key: bytes, value: Value, expire_at_ms: int | None, *, with_expiry: bool = True
+    key: bytes,
+    value: Value,
+    expire_at_ms: int | None,
+    *,
+    with_expiry: bool = True,
+    defects: frozenset[str] = frozenset(),
 ) -> bytes:
-    """The records rewriteAppendOnlyFileRio writes for one key (variadic, <= 64 items each)."""
-    per = REWRITE_ITEMS_PER_CMD
+    """The records rewriteAppendOnlyFileRio writes for one key (variadic, <= 64 items each).
+
+    ``defects``: the rewrite defects of ``reference.defects`` that act on the batching.
+    """
     out: list[bytes] = []
     if isinstance(value, bytes):
         out.append(encode_command([b"SET", key, value]))
     elif isinstance(value, deque):
-        for chunk in _batches(list(value), per):
-            out.append(encode_command([b"RPUSH", key, *chunk]))
+        out += _batches(b"RPUSH", key, list(value), 1, defects)
     elif isinstance(value, ZSet):
         flat: list[bytes] = []
         for member, score in value.items():
             flat.append(b"%.17g" % score)
             flat.append(member)
-        for chunk in _batches(flat, 2 * per):
-            out.append(encode_command([b"ZADD", key, *chunk]))
+        out += _batches(b"ZADD", key, flat, 2, defects)
     elif isinstance(value, Hash):
         flat = []
         for field, val in value.items():
             flat.append(field)
             flat.append(val)
-        for chunk in _batches(flat, 2 * per):
-            out.append(encode_command([b"HMSET", key, *chunk]))
+        out += _batches(b"HMSET", key, flat, 2, defects)
     else:
-        for chunk in _batches(sorted(value), per):
-            out.append(encode_command([b"SADD", key, *chunk]))
+        out += _batches(b"SADD", key, sorted(value), 1, defects)
     if expire_at_ms is not None and with_expiry:
         out.append(encode_command([b"PEXPIREAT", key, b"%d" % expire_at_ms]))
     return b"".join(out)

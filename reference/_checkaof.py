@@ -1,22 +1,85 @@
-"""check_aof / fix_aof: what redis-check-aof does to a single-file AOF."""
+"""check-aof: what redis-check-aof (7.0) does to an AOF, as pure verdicts.
+
+Three inputs, as redis-check-aof 7.0 takes them:
+
+- **one file** (``check_aof(data)``): a RESP AOF (Redis 2.8-6.2), or one that starts with an
+  RDB (an RDB preamble, 4.0+; a 7.x ``.base.rdb``), whose commands start after the RDB.
+  ``#...`` annotation lines (``#TS:<unix-time>\\r\\n`` with ``aof-timestamp-enabled``) are
+  accepted and skipped wherever a command may start, as the 7.0 loader does.
+- **a manifest** and **an appendonlydir** (``check_aof_path(path)``): Redis 7.x multi-part
+  AOF. The manifest (``appendonly.aof.manifest``) lists ``file <name> seq <n> type <b|h|i>``
+  lines; the base file is checked first, then the incr files in manifest order (which must be
+  increasing seq); history files (``h``) are ignored, as Redis ignores them. A listed file that
+  is missing is an error. Every file gets its own verdict and offset.
+
+What ``--fix`` may do (``plan_fix``), as redis-check-aof 7.0: truncate the *last* listed file
+to its last valid offset, and nothing else. Damage in any earlier file, or inside an RDB (bad
+magic, version, body or checksum), is not fixable by truncation. Differences from
+redis-check-aof 7.0, each deliberate:
+
+- an annotation line cut off by the end of the file is a torn tail (redis-check-aof calls it
+  valid, but the next command appended to that file would be glued onto the annotation);
+- a directory is accepted (its one ``*.manifest``; redis-check-aof cannot read a directory);
+- ``ok_up_to_line`` counts lines of the file being checked (redis-check-aof's counter runs on
+  across the files of a manifest).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import stat
 from dataclasses import dataclass
+from typing import Final, Literal
 
+from reference._rdb import RdbCheckResult, check_rdb, is_rdb_image
 from reference._resp import RespFormatError, parse_command
 
-__all__ = ["CheckResult", "check_aof", "fix_aof"]
+__all__ = [
+    "AofCheck",
+    "AofInputError",
+    "AofNotFixableError",
+    "CheckResult",
+    "FileCheck",
+    "FixPlan",
+    "Manifest",
+    "ManifestEntry",
+    "ManifestError",
+    "check_aof",
+    "check_aof_path",
+    "check_manifest",
+    "fix_aof",
+    "parse_manifest",
+    "plan_fix",
+]
+
+# Redis reads an annotation with fgets into a 1024-byte buffer: 1023 bytes with the newline.
+_ANNOTATION_MAX_BYTES: Final = 1023
+_HASH: Final = 0x23  # '#'
+
+
+class AofNotFixableError(ValueError):
+    """The damage cannot be repaired by truncating the last file's tail (``reason`` says
+    why: an RDB is damaged, or the damage is in a file that is not the last)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+# -- one file ------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
 class CheckResult:
-    """The verdict on an AOF image.
+    """The verdict on one AOF image.
 
     ``last_valid_offset_bytes``: the end of the longest clean prefix (a MULTI without its EXEC
-    ends it before the MULTI); ``commands``: complete commands in that prefix; ``reason``: why
-    the rest is invalid (None when valid); ``ok_up_to_line``: line number of that offset, as
-    redis-check-aof prints it.
+    ends it before the MULTI; a damaged RDB ends it at 0); ``commands``: complete commands in
+    that prefix; ``reason``: why the rest is invalid (None when valid); ``ok_up_to_line``: line
+    number of that offset, as redis-check-aof prints it; ``rdb``: the verdict on the RDB the
+    image starts with (a preamble or a ``.base.rdb``), None for a pure RESP image;
+    ``annotations``: ``#`` lines skipped in the valid prefix.
     """
 
     valid: bool
@@ -25,59 +88,102 @@ class CheckResult:
     commands: int
     size_bytes: int
     ok_up_to_line: int
+    rdb: RdbCheckResult | None = None
+    annotations: int = 0
 
     @property
     def diff_bytes(self) -> int:
         """Bytes that ``--fix`` would remove."""
         return self.size_bytes - self.last_valid_offset_bytes
 
+    @property
+    def fixable(self) -> bool:
+        """Invalid, and truncating to ``last_valid_offset_bytes`` repairs it (the damage is
+        in the RESP part; a damaged RDB cannot be repaired by truncation)."""
+        return not self.valid and (self.rdb is None or self.rdb.valid)
+
+    @property
+    def format(self) -> str:
+        """``resp``, ``rdb`` (an RDB, possibly followed by commands) or ``empty``."""
+        if self.rdb is not None:
+            return "rdb"
+        return "empty" if self.size_bytes == 0 else "resp"
+
     def to_dict(self) -> dict[str, object]:
         return {
             "valid": self.valid,
+            "format": self.format,
             "last_valid_offset_bytes": self.last_valid_offset_bytes,
             "reason": self.reason,
             "commands": self.commands,
             "size_bytes": self.size_bytes,
             "ok_up_to_line": self.ok_up_to_line,
             "diff_bytes": self.diff_bytes,
+            "fixable": self.fixable,
+            "annotations": self.annotations,
+            "rdb": None if self.rdb is None else self.rdb.to_dict(),
         }
 
 
 def check_aof(data: bytes) -> CheckResult:
-    """Check an AOF image like redis-check-aof (strict framing; MULTI/EXEC pairing)."""
+    """Check an AOF image like redis-check-aof (an RDB first if it starts with one; strict
+    RESP framing; MULTI/EXEC pairing; ``#`` annotation lines skipped). Never raises."""
     size = len(data)
-    pos = 0
-    valid_end = 0  # last offset outside a MULTI block
-    valid_commands = 0
-    commands = 0
+    rdb: RdbCheckResult | None = None
+    start = 0
+    if is_rdb_image(data):
+        rdb = check_rdb(data)
+        if not rdb.valid or rdb.end_offset_bytes is None:
+            return CheckResult(
+                valid=False, last_valid_offset_bytes=0, reason=rdb.reason, commands=0,
+                size_bytes=size, ok_up_to_line=1, rdb=rdb,
+            )
+        start = rdb.end_offset_bytes
+    pos = start
+    valid_end = start  # last offset outside a MULTI block
+    valid_commands = commands = 0
+    valid_annotations = annotations = 0
     multi_start: int | None = None
     reason: str | None = None
     while pos < size:
-        try:
-            parsed = parse_command(data, pos, size, strict=True)
-        except RespFormatError as exc:
-            reason = f"{exc.reason} at offset {exc.offset_bytes}"
-            break
-        if parsed is None:
-            reason = f"truncated command at offset {pos} (unexpected end of file)"
-            break
-        argv, nxt = parsed
-        name = argv[0].lower()
-        if name == b"multi":
-            if multi_start is not None:
-                reason = f"unexpected MULTI at offset {pos}"
+        if data[pos] == _HASH:
+            newline = data.find(b"\n", pos, pos + _ANNOTATION_MAX_BYTES)
+            if newline < 0:
+                if size - pos >= _ANNOTATION_MAX_BYTES:
+                    reason = (f"annotation line longer than {_ANNOTATION_MAX_BYTES} bytes at "
+                              f"offset {pos}")
+                else:
+                    reason = f"truncated annotation at offset {pos} (unexpected end of file)"
                 break
-            multi_start = pos
-        elif name == b"exec":
-            if multi_start is None:
-                reason = f"unexpected EXEC at offset {pos}"
+            pos = newline + 1
+            annotations += 1
+        else:
+            try:
+                parsed = parse_command(data, pos, size, strict=True)
+            except RespFormatError as exc:
+                reason = f"{exc.reason} at offset {exc.offset_bytes}"
                 break
-            multi_start = None
-        pos = nxt
-        commands += 1
+            if parsed is None:
+                reason = f"truncated command at offset {pos} (unexpected end of file)"
+                break
+            argv, nxt = parsed
+            name = argv[0].lower()
+            if name == b"multi":
+                if multi_start is not None:
+                    reason = f"unexpected MULTI at offset {pos}"
+                    break
+                multi_start = pos
+            elif name == b"exec":
+                if multi_start is None:
+                    reason = f"unexpected EXEC at offset {pos}"
+                    break
+                multi_start = None
+            pos = nxt
+            commands += 1
         if multi_start is None:
             valid_end = pos
             valid_commands = commands
+            valid_annotations = annotations
     if reason is None and multi_start is not None:
         reason = f"reached EOF before reading EXEC for MULTI at offset {multi_start}"
     return CheckResult(
@@ -86,10 +192,478 @@ def check_aof(data: bytes) -> CheckResult:
         reason=reason,
         commands=valid_commands,
         size_bytes=size,
-        ok_up_to_line=data.count(b"\n", 0, valid_end) + 1,
+        ok_up_to_line=data.count(b"\n", start, valid_end) + 1,
+        rdb=rdb,
+        annotations=valid_annotations,
     )
 
 
 def fix_aof(data: bytes) -> bytes:
-    """``redis-check-aof --fix``: the image truncated to its longest clean prefix."""
-    return data[: check_aof(data).last_valid_offset_bytes]
+    """``redis-check-aof --fix``: the image truncated to its longest clean prefix.
+
+    Raises AofNotFixableError when truncation cannot repair it (a damaged RDB preamble):
+    cutting the RDB would throw the whole dataset away.
+    """
+    result = check_aof(data)
+    if not result.valid and not result.fixable:
+        raise AofNotFixableError(result.reason or "not fixable")
+    return data[: result.last_valid_offset_bytes]
+
+
+# -- the manifest --------------------------------------------------------------------------
+
+ManifestType = Literal["b", "h", "i"]
+
+
+class ManifestError(ValueError):
+    """A manifest Redis would refuse to load; ``line`` is 1-based (None: the whole file)."""
+
+    def __init__(self, reason: str, line: int | None = None) -> None:
+        super().__init__(reason if line is None else f"{reason} (manifest line {line})")
+        self.reason = reason
+        self.line = line
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestEntry:
+    """One ``file <name> seq <n> type <b|h|i>`` line (``line`` is 1-based)."""
+
+    name: str
+    seq: int
+    type: ManifestType
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A parsed manifest: the base (if any), incr files in order, history files."""
+
+    base: ManifestEntry | None
+    incrs: tuple[ManifestEntry, ...]
+    history: tuple[ManifestEntry, ...]
+
+    @property
+    def files(self) -> tuple[ManifestEntry, ...]:
+        """What Redis loads, in order: the base, then the incr files."""
+        return ((self.base,) if self.base is not None else ()) + self.incrs
+
+
+def _split_args(line: str, lineno: int) -> list[str]:
+    """Split a manifest line into words as Redis's sdssplitargs does: blanks separate
+    words; "double quotes" take \\n \\r \\t \\b \\a \\xHH and \\<any> escapes; 'single
+    quotes' take \\' only; a closing quote must be followed by a blank or the end."""
+    words: list[str] = []
+    i, n = 0, len(line)
+    while True:
+        while i < n and line[i].isspace():
+            i += 1
+        if i >= n:
+            return words
+        word: list[str] = []
+        in_double = in_single = False
+        while True:
+            c = line[i] if i < n else ""
+            if in_double:
+                if c == "\\" and line[i + 1 : i + 2] == "x" and _is_hex(line[i + 2 : i + 4]):
+                    byte = int(line[i + 2 : i + 4], 16)
+                    # Bytes >= 0x80 as surrogate escapes, so os.fsencode gives them back.
+                    word.append(chr(byte if byte < 0x80 else 0xDC00 + byte))
+                    i += 3
+                elif c == "\\" and i + 1 < n:
+                    i += 1
+                    word.append({"n": "\n", "r": "\r", "t": "\t", "b": "\b", "a": "\a"}.get(
+                        line[i], line[i]))
+                elif c == '"':
+                    if i + 1 < n and not line[i + 1].isspace():
+                        raise ManifestError("closing quote not followed by a space", lineno)
+                    i += 1
+                    break
+                elif c == "":
+                    raise ManifestError("unterminated quotes", lineno)
+                else:
+                    word.append(c)
+            elif in_single:
+                if c == "\\" and line[i + 1 : i + 2] == "'":
+                    i += 1
+                    word.append("'")
+                elif c == "'":
+                    if i + 1 < n and not line[i + 1].isspace():
+                        raise ManifestError("closing quote not followed by a space", lineno)
+                    i += 1
+                    break
+                elif c == "":
+                    raise ManifestError("unterminated quotes", lineno)
+                else:
+                    word.append(c)
+            elif c in ("", " ", "\n", "\r", "\t"):
+                break
+            elif c == '"':
+                in_double = True
+            elif c == "'":
+                in_single = True
+            else:
+                word.append(c)
+            i += 1
+        words.append("".join(word))
+
+
+def _is_hex(text: str) -> bool:
+    return len(text) == 2 and all(c in "0123456789abcdefABCDEF" for c in text)
+
+
+def _leading_int(text: str) -> int:
+    """C atoll: optional blanks and sign, then digits; anything else ends it (0 if none)."""
+    text = text.lstrip()
+    sign = -1 if text[:1] == "-" else 1
+    text = text[1:] if text[:1] in "+-" else text
+    digits = ""
+    for c in text:
+        if not c.isdigit() or not c.isascii():
+            break
+        digits += c
+    return sign * int(digits) if digits else 0
+
+
+_MANIFEST_MAX_LINE_BYTES: Final = 1024
+
+
+def parse_manifest(data: bytes) -> Manifest:
+    """Parse a 7.x manifest as Redis's ``aofLoadManifestFromFile`` does (keys in any order
+    and any case, unknown keys ignored, quoted names, ``#`` comment lines); raise
+    ManifestError for anything Redis would refuse to start with."""
+    if not data:
+        raise ManifestError("empty AOF manifest")
+    base: ManifestEntry | None = None
+    incrs: list[ManifestEntry] = []
+    history: list[ManifestEntry] = []
+    max_seq = 0
+    lines = data.split(b"\n")
+    ends_with_newline = lines[-1] == b""
+    if ends_with_newline:
+        lines.pop()
+    for index, raw in enumerate(lines, start=1):
+        if raw[:1] == b"#":
+            continue
+        if len(raw) + 1 > _MANIFEST_MAX_LINE_BYTES or (
+            index == len(lines) and not ends_with_newline
+        ):
+            # Redis reads 1024 bytes per line; a line without its newline is refused too.
+            raise ManifestError("line too long or without a line end", index)
+        text = raw.decode("utf-8", errors="surrogateescape").strip(" \t\r\n")
+        if not text:
+            raise ManifestError("empty line", index)
+        words = _split_args(text, index)
+        if len(words) < 6 or len(words) % 2:
+            raise ManifestError("expected 'file <name> seq <n> type <b|h|i>'", index)
+        name: str | None = None
+        seq = 0
+        kind = ""
+        for key, value in zip(words[::2], words[1::2], strict=True):
+            key = key.lower()
+            if key == "file":
+                if "/" in value or "\\" in value:
+                    raise ManifestError(f"file name {value!r} is a path, not a name", index)
+                name = value
+            elif key == "seq":
+                seq = _leading_int(value)
+            elif key == "type":
+                kind = value[:1]
+        if not name or not seq or not kind:
+            raise ManifestError("a file, a non-zero seq and a type are all required", index)
+        if kind == "b":
+            if base is not None:
+                raise ManifestError("a second base file", index)
+            base = ManifestEntry(name, seq, "b", index)
+        elif kind == "h":
+            history.append(ManifestEntry(name, seq, "h", index))
+        elif kind == "i":
+            if seq <= max_seq:
+                raise ManifestError(f"incr seq {seq} does not increase (after {max_seq})",
+                                    index)
+            max_seq = seq
+            incrs.append(ManifestEntry(name, seq, "i", index))
+        else:
+            raise ManifestError(f"unknown file type {kind!r}", index)
+    return Manifest(base=base, incrs=tuple(incrs), history=tuple(history))
+
+
+# -- a manifest or a directory -------------------------------------------------------------
+
+FileRole = Literal["aof", "base", "incr"]
+
+
+class AofInputError(ValueError):
+    """The path is not something check-aof can check (e.g. a directory without a manifest);
+    the message names the path. Unreadable paths raise OSError instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileCheck:
+    """One file's verdict. ``result`` is None when the file could not be read (``error``
+    says why: missing, a directory, permission); ``last``: the last file of the set, the
+    only one whose tail ``--fix`` may cut."""
+
+    name: str
+    path: str
+    role: FileRole
+    last: bool
+    result: CheckResult | None
+    error: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.result is not None and self.result.valid
+
+    @property
+    def reason(self) -> str | None:
+        return self.error if self.result is None else self.result.reason
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "path": self.path,
+            "role": self.role,
+            "last": self.last,
+            "valid": self.valid,
+            "error": self.error,
+            "result": None if self.result is None else self.result.to_dict(),
+        }
+
+    def describe(self) -> str:
+        """One line: ``base appendonly.aof.1.base.rdb: valid (...)``."""
+        label = _shown(self.name) if self.role == "aof" else f"{self.role} {_shown(self.name)}"
+        result = self.result
+        if result is None:
+            return f"{label}: not valid: {self.error}"
+        rdb = ""
+        if result.rdb is not None and result.rdb.valid:
+            rdb = (f"RDB {result.rdb.header}, {result.rdb.keys} keys, checksum "
+                   f"{result.rdb.checksum}; ")
+        if result.valid:
+            if result.size_bytes == 0:
+                return f"{label}: valid (empty)"
+            if result.rdb is not None and result.commands == result.annotations == 0:
+                return f"{label}: valid ({rdb.removesuffix('; ')}, {result.size_bytes} bytes)"
+            return (f"{label}: valid ({rdb}{result.commands} commands, last valid offset "
+                    f"{result.last_valid_offset_bytes} bytes of {result.size_bytes})")
+        return (f"{label}: not valid: {result.reason}; {rdb}last valid offset "
+                f"{result.last_valid_offset_bytes} bytes of {result.size_bytes} "
+                f"({result.commands} complete commands before it)")
+
+
+@dataclass(frozen=True, slots=True)
+class FixPlan:
+    """What ``--fix`` would do: cut ``path`` from ``size_bytes`` to ``truncate_to_bytes``.
+    The CLI should confirm, re-read the file, refuse if its size is no longer
+    ``size_bytes``, keep ``<path>.bak``, then write the prefix atomically."""
+
+    path: str
+    size_bytes: int
+    truncate_to_bytes: int
+
+    @property
+    def removed_bytes(self) -> int:
+        return self.size_bytes - self.truncate_to_bytes
+
+    def to_dict(self) -> dict[str, object]:
+        return {"path": self.path, "size_bytes": self.size_bytes,
+                "truncate_to_bytes": self.truncate_to_bytes,
+                "removed_bytes": self.removed_bytes}
+
+
+@dataclass(frozen=True, slots=True)
+class AofCheck:
+    """The verdict on ``path`` (as given): ``layout`` ``single`` (one AOF file) or ``multi-part`` (a
+    manifest and the files it lists, checked base first then incr files in order).
+
+    ``manifest``/``manifest_error``: the parsed manifest, or why it is refused (then no file
+    is checked). ``valid``: the manifest and every listed file are valid.
+    """
+
+    path: str
+    layout: Literal["single", "multi-part"]
+    files: tuple[FileCheck, ...]
+    manifest_path: str | None = None
+    manifest: Manifest | None = None
+    manifest_error: str | None = None
+
+    @property
+    def valid(self) -> bool:
+        return self.manifest_error is None and all(f.valid for f in self.files)
+
+    @property
+    def reason(self) -> str | None:
+        """The first problem, naming its file; None when valid."""
+        if self.manifest_error is not None:
+            return f"manifest {self.manifest_path}: {self.manifest_error}"
+        for f in self.files:
+            if not f.valid:
+                return f"{_shown(f.name)}: {f.reason}"
+        return None
+
+    def to_dict(self) -> dict[str, object]:
+        try:
+            plan = plan_fix(self)
+            unfixable = None
+        except AofNotFixableError as exc:
+            plan, unfixable = None, exc.reason
+        return {
+            "path": self.path,
+            "layout": self.layout,
+            "valid": self.valid,
+            "reason": self.reason,
+            "manifest_path": self.manifest_path,
+            "manifest_error": self.manifest_error,
+            "history_files": [] if self.manifest is None
+            else [e.name for e in self.manifest.history],
+            "files": [f.to_dict() for f in self.files],
+            "fix": None if plan is None else plan.to_dict(),
+            "not_fixable_reason": unfixable,
+        }
+
+    def describe(self) -> list[str]:
+        """Human-readable lines: the manifest, one line per file, then the verdict."""
+        lines: list[str] = []
+        if self.layout == "multi-part":
+            if self.manifest_error is not None:
+                return [f"manifest {self.manifest_path}: not valid: {self.manifest_error}"]
+            assert self.manifest is not None
+            history = len(self.manifest.history)
+            lines.append(
+                f"manifest {self.manifest_path}: {len(self.files)} files"
+                + (f" ({history} history files ignored)" if history else "")
+            )
+            lines.extend("  " + f.describe() for f in self.files)
+            lines.append("all AOF files and the manifest are valid" if self.valid
+                         else f"AOF is not valid: {self.reason}")
+        else:
+            lines.extend(f.describe() for f in self.files)
+        return lines
+
+
+def _shown(name: str) -> str:
+    """A file name safe to print: undecodable bytes as backslash escapes."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def plan_fix(check: AofCheck) -> FixPlan | None:
+    """What ``--fix`` would truncate: None when there is nothing to fix (valid); raises
+    AofNotFixableError when truncating the last file's tail cannot repair the set (a bad
+    manifest, a missing file, damage in a file that is not the last, a damaged RDB)."""
+    if check.valid:
+        return None
+    if check.manifest_error is not None:
+        raise AofNotFixableError(f"the manifest is not valid: {check.manifest_error}")
+    bad = [f for f in check.files if not f.valid]
+    first = bad[0]
+    if first.result is None:
+        raise AofNotFixableError(f"{_shown(first.name)}: {first.error}")
+    name = _shown(first.name)
+    if not first.last:
+        raise AofNotFixableError(
+            f"{name} is not the last file: only the last file's tail can be truncated "
+            f"({first.reason})"
+        )
+    if not first.result.fixable:
+        raise AofNotFixableError(
+            f"{name}: the RDB is damaged, truncation cannot repair it ({first.reason})"
+        )
+    return FixPlan(path=first.path, size_bytes=first.result.size_bytes,
+                   truncate_to_bytes=first.result.last_valid_offset_bytes)
+
+
+def _read(path: str) -> tuple[bytes | None, str | None]:
+    """The file's bytes, or None and why not (a missing listed file is a verdict)."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(), None
+    except FileNotFoundError:
+        return None, "missing (listed in the manifest, not on disk)"
+    except IsADirectoryError:
+        return None, "is a directory, not a file"
+    except OSError as exc:
+        return None, f"cannot read: {exc.strerror}"
+
+
+def check_manifest(manifest_path: str | os.PathLike[str]) -> AofCheck:
+    """Check a multi-part AOF from its manifest; the listed files are looked up next to it.
+    Raises OSError only when the manifest itself cannot be read."""
+    manifest_path = os.fspath(manifest_path)
+    with open(manifest_path, "rb") as handle:
+        data = handle.read()
+    directory = os.path.dirname(manifest_path) or "."
+    try:
+        manifest = parse_manifest(data)
+    except ManifestError as exc:
+        return AofCheck(path=manifest_path, layout="multi-part", files=(),
+                        manifest_path=manifest_path, manifest_error=str(exc))
+    entries = manifest.files
+    checks = []
+    for i, entry in enumerate(entries):
+        path = os.path.join(directory, entry.name)
+        content, error = _read(path)
+        role: FileRole = "base" if entry.type == "b" else "incr"
+        checks.append(FileCheck(
+            name=entry.name, path=path, role=role, last=i == len(entries) - 1,
+            result=None if content is None else check_aof(content), error=error,
+        ))
+    return AofCheck(path=manifest_path, layout="multi-part", files=tuple(checks),
+                    manifest_path=manifest_path, manifest=manifest)
+
+
+def _looks_like_manifest(path: str, data: bytes) -> bool:
+    """A ``*.manifest`` file, or one whose first non-comment line is a ``file`` line (what
+    redis-check-aof looks for; a RESP or RDB file never starts that way)."""
+    if path.endswith(".manifest"):
+        return True
+    for line in data.split(b"\n"):
+        if line[:1] != b"#":
+            return line[:5].lower() == b"file " and not is_rdb_image(data)
+    return False
+
+
+def _find_manifest(directory: str) -> str:
+    """The one ``*.manifest`` of a directory (temp-* manifests of an unfinished rewrite are
+    not it); an ``appendonlydir`` inside is looked into when the directory has none."""
+    def manifests(d: str) -> list[str]:
+        try:
+            names = sorted(os.listdir(d))
+        except OSError:
+            return []
+        return [n for n in names if n.endswith(".manifest") and not n.startswith("temp-")
+                and os.path.isfile(os.path.join(d, n))]
+
+    found = manifests(directory)
+    if not found:
+        inner = os.path.join(directory, "appendonlydir")
+        if os.path.isdir(inner) and manifests(inner):
+            return _find_manifest(inner)
+        raise AofInputError(
+            f"{directory} has no AOF manifest (*.manifest): give a Redis 7 appendonlydir, "
+            "its manifest, or a single AOF file"
+        )
+    if len(found) > 1:
+        raise AofInputError(
+            f"{directory} has {len(found)} manifests ({', '.join(found)}): give the one to "
+            "check"
+        )
+    return os.path.join(directory, found[0])
+
+
+def check_aof_path(path: str | os.PathLike[str]) -> AofCheck:
+    """Check what ``path`` names: an appendonlydir (its manifest), a manifest, or one AOF
+    file (RESP or RDB-preamble). Raises OSError when the path cannot be read and
+    AofInputError when it is a directory without a manifest."""
+    path = os.fspath(path)
+    mode = os.stat(path).st_mode  # OSError (ENOENT, EACCES) for the CLI's exit 2
+    if stat.S_ISDIR(mode):
+        return dataclasses.replace(check_manifest(_find_manifest(path)), path=path)
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if _looks_like_manifest(path, data):
+        return check_manifest(path)
+    result = check_aof(data)
+    name = os.path.basename(path) or path
+    return AofCheck(path=path, layout="single",
+                    files=(FileCheck(name=name, path=path, role="aof", last=True,
+                                     result=result),))

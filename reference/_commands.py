@@ -4,7 +4,8 @@ The ``Executor`` runs commands for ``Client`` objects against a ``Keyspace``. Th
 AOF loader share it: the server gives it ``Hooks`` (MISCONF check, propagation to the AOF,
 BGREWRITEAOF, INFO); the loader gives none, which also turns off lazy expiry (as Redis does while
 loading). A command that changed the dataset bumps ``dirty``; only those are propagated, like
-``call()`` in server.c.
+``call()`` in server.c. A command that must be fed in another form sets ``prop_argv`` (as Redis's
+``rewriteClientCommandVector``); the feed defects of ``reference.defects`` act there.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Final, Protocol
 
+from reference import defects as D
 from reference._keyspace import DB_COUNT, Db, Hash, Keyspace, Value, ZSet, type_name
 from reference._resp import OK, PONG, QUEUED, ErrorReply, Reply, SimpleString
 
@@ -136,13 +138,20 @@ def _unknown_command(argv: list[bytes]) -> ErrorReply:
 class Executor:
     """Runs commands; counts dataset changes in ``dirty``; propagates through ``hooks``."""
 
-    __slots__ = ("dbs", "dirty", "exec_multi_emitted", "hooks", "in_exec", "keyspace", "now_ms",
-                 "prop_argv")
+    __slots__ = ("dbs", "defects", "dirty", "exec_multi_emitted", "hooks", "in_exec", "keyspace",
+                 "now_ms", "prop_argv")
 
-    def __init__(self, keyspace: Keyspace, hooks: Hooks | None = None) -> None:
+    def __init__(
+        self,
+        keyspace: Keyspace,
+        hooks: Hooks | None = None,
+        *,
+        defects: frozenset[str] = frozenset(),
+    ) -> None:
         self.keyspace = keyspace
         self.dbs = keyspace.dbs
         self.hooks = hooks
+        self.defects = defects  # the named defects that act on what commands feed to the AOF
         self.now_ms = 0
         self.dirty = 0
         # Set by a command that must be propagated in a different form (EXPIRE in the past -> DEL).
@@ -243,6 +252,8 @@ def _del(ex: Executor, c: Client, argv: list[bytes]) -> Reply:
         if ex.lookup(db, key) is not None and db.delete(key):
             deleted += 1
     ex.dirty += deleted
+    if len(argv) > 2 and D.DEL_FEEDS_FIRST_KEY in ex.defects:
+        ex.prop_argv = argv[:2]  # the defect: the other deleted keys are not fed
     return deleted
 
 
@@ -618,6 +629,8 @@ def _push(ex: Executor, c: Client, argv: list[bytes], left: bool) -> Reply:
     else:
         value.extend(argv[2:])
     ex.dirty += len(argv) - 2
+    if len(argv) > 3 and D.PUSH_FEEDS_LAST_ELEMENT in ex.defects:
+        ex.prop_argv = [argv[0], argv[1], argv[-1]]  # the defect: only the last element is fed
     return len(value)
 
 
@@ -713,6 +726,8 @@ def _sadd(ex: Executor, c: Client, argv: list[bytes]) -> Reply:
     value.update(argv[2:])
     added = len(value) - before
     ex.dirty += added
+    if len(argv) > 3 and D.SADD_FEEDS_FIRST_MEMBER in ex.defects:
+        ex.prop_argv = argv[:3]  # the defect: only the first member is fed
     return added
 
 
@@ -729,6 +744,8 @@ def _srem(ex: Executor, c: Client, argv: list[bytes]) -> Reply:
     if not value:
         db.delete(argv[1])
     ex.dirty += removed
+    if len(argv) > 3 and D.REMOVE_FEEDS_FIRST_MEMBER in ex.defects:
+        ex.prop_argv = argv[:3]  # the defect: only the first member is fed
     return removed
 
 
@@ -829,6 +846,8 @@ def _zadd(ex: Executor, c: Client, argv: list[bytes]) -> Reply:
     if not value:
         db.delete(argv[1])
     ex.dirty += added + updated
+    if elements > 2 and D.ZADD_FEEDS_FIRST_PAIR in ex.defects:
+        ex.prop_argv = argv[: j + 2]  # the defect: the options and the first pair only
     if incr:
         return None if result is None else format_score(result)
     return added + updated if ch else added
@@ -904,6 +923,8 @@ def _hset_generic(ex: Executor, c: Client, argv: list[bytes], name: str) -> Repl
             created += 1
         value[argv[k]] = argv[k + 1]
     ex.dirty += (len(argv) - 2) // 2
+    if len(argv) > 4 and D.HSET_FEEDS_FIRST_FIELD in ex.defects:
+        ex.prop_argv = argv[:4]  # the defect: only the first field-value pair is fed
     return created if name == "hset" else OK
 
 
@@ -937,6 +958,8 @@ def _remove_fields(
     if not value:
         db.delete(argv[1])
     ex.dirty += removed
+    if len(argv) > 3 and D.REMOVE_FEEDS_FIRST_MEMBER in ex.defects:
+        ex.prop_argv = argv[:3]  # the defect: only the first member (field) is fed
     return removed
 
 

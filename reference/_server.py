@@ -14,6 +14,13 @@ Profile ``safe`` differs from Redis 6.2 where 6.2 cannot keep its promises:
   * a failed background fsync (data possibly lost, Linux semantics) makes the server rewrite the
     whole AOF from memory (fsync, rename, fsync dir) before it clears the error state;
   * a truncated tail is fsynced after the truncation at load time;
+  * an AOF that ends in zero bytes (its length reached the disk, its data did not: a power loss
+    after a failed fsync under Linux semantics, or an allocated extent never written) is loaded
+    like a torn tail: with aof-load-truncated the zeros and the unfinished command before them
+    are truncated away, with a log line naming the offset; zeros followed by other data are
+    still refused. Redis refuses to start on such a file (redis/redis#5177), and so does
+    ``redis-3.0`` here. Found by ``aofcrash fuzz --strict-availability``: always, one failed
+    fdatasync, FLUSHDB, power loss keeping the 40-byte length but not the data;
   * under everysec, when a write fails, the bytes already written are still fsynced once a
     second (6.2 returns before its fsync, so a full disk keeps acknowledged writes unsynced for
     as long as it stays full; found by ``aofcrash fuzz``, see tests/regressions/).
@@ -89,14 +96,18 @@ class RewriteChild:
         self._server = server
         self._fd: int | None = None
         per = server.config.rewrite_keys_per_step
-        drop_expiry = D.REWRITE_DROPS_EXPIRY in server.config.defects
+        defects = server.config.defects
+        drop_expiry = D.REWRITE_DROPS_EXPIRY in defects
+        select_once = D.REWRITE_SELECT_EMITTED_ONCE in defects
         # The fork: the records are serialised from the keyspace as it is now (the snapshot), in
         # one list of bytes per write step; SELECT precedes the first key of each non-empty db.
         chunks: list[bytes] = []
         current: list[bytes] = []
         count = 0
+        selected = False
         for db_id, db in enumerate(keyspace.dbs):
-            selected = False
+            if not select_once:
+                selected = False  # the defect keeps the flag from the first non-empty db on
             expires = db.expires
             for key, value in db.data.items():
                 when = expires.get(key)
@@ -105,7 +116,8 @@ class RewriteChild:
                 if not selected:
                     current.append(_SELECT_CACHE[db_id])
                     selected = True
-                current.append(encode_rewrite_key(key, value, when, with_expiry=not drop_expiry))
+                current.append(encode_rewrite_key(key, value, when, with_expiry=not drop_expiry,
+                                                  defects=defects))
                 count += 1
                 if count == per:
                     chunks.append(b"".join(current))
@@ -227,7 +239,7 @@ class Server:
         self.stopped = False
         self.stop_reason: str | None = None
         self.keyspace = Keyspace()
-        self._ex = Executor(self.keyspace, self)
+        self._ex = Executor(self.keyspace, self, defects=cfg.defects)
         self._clients: dict[int, Client] = {}
         self._queue: list[tuple[int, Client, list[bytes]]] = []
         self._next_ticket = 1
@@ -321,22 +333,27 @@ class Server:
             now_ms=self.clock.now_ms,
             rollback_multi=self._safe,
             apply_unfinished_multi=D.MULTI_APPLIED_ON_LOAD in cfg.defects,
+            zero_tail_truncated=self._safe and D.ZERO_TAIL_REFUSED not in cfg.defects,
         )
         fd = fs.open(name, os.O_RDONLY)
         try:
             while chunk := fs.read(fd, _READ_CHUNK_BYTES):
-                try:
-                    loader.feed(chunk)
-                except LoadError as exc:
-                    self._log("#", f"{exc.reason} at offset {exc.offset_bytes}. Make a backup of "
-                              "your AOF file, then use ./redis-check-aof --fix <filename>")
-                    raise
+                loader.feed(chunk)
+            result = loader.finish()
+        except LoadError as exc:
+            self._log("#", f"{exc.reason} at offset {exc.offset_bytes}. Make a backup of "
+                      "your AOF file, then use ./redis-check-aof --fix <filename>")
+            raise
         finally:
             fs.close(fd)
-        result = loader.finish()
         self.keyspace = loader.keyspace
-        self._ex = Executor(self.keyspace, self)
+        self._ex = Executor(self.keyspace, self, defects=cfg.defects)
         if result.truncated:
+            zeros = result.zero_tail_offset_bytes
+            if zeros is not None:
+                self._log("#", f"!!! Warning: the AOF file {name} ends in "
+                          f"{result.size_bytes - zeros} zero bytes from offset {zeros} (data "
+                          "that never reached the disk): loading it as a truncated file !!!")
             if result.multi_open:
                 self._log("#", "Revert incomplete MULTI/EXEC transaction in AOF file")
             self._log("#", f"!!! Warning: short read while loading the AOF file {name}!!!")
@@ -345,11 +362,14 @@ class Server:
                           "end of file. Use redis-check-aof --fix <filename>")
                 raise LoadError(result.valid_offset_bytes, "Unexpected end of file")
             self._log("#", f"!!! Truncating the AOF at offset {result.valid_offset_bytes} !!!")
+            cut = result.valid_offset_bytes
+            if cut and D.LOAD_TRUNCATES_ONE_BYTE_SHORT in cfg.defects:
+                cut -= 1  # the defect: the last complete command loses its final byte
             if D.TRUNCATED_TAIL_NOT_TRUNCATED_ON_DISK not in cfg.defects:
                 try:
                     tfd = fs.open(name, os.O_WRONLY)
                     try:
-                        fs.ftruncate(tfd, result.valid_offset_bytes)
+                        fs.ftruncate(tfd, cut)
                         if self._safe:
                             fs.fsync(tfd)
                     finally:
@@ -582,7 +602,10 @@ class Server:
                 if self._flush_postponed_start_s is None:
                     self._flush_postponed_start_s = now_s
                     return
-                if now_s - self._flush_postponed_start_s < 2:
+                if (
+                    now_s - self._flush_postponed_start_s < 2
+                    or D.EVERYSEC_POSTPONED_WITHOUT_LIMIT in self._defects
+                ):
                     return
                 self.aof_delayed_fsync += 1
                 self._log("*", "Asynchronous AOF fsync is taking too long (disk is busy?). "
@@ -625,7 +648,8 @@ class Server:
         can_log = last is None or now - last > _WRITE_ERROR_LOG_PERIOD_MS
         if can_log:
             self._last_write_error_log_ms = now
-        if nwritten == -1:
+        short = nwritten != -1
+        if not short:
             if can_log:
                 self._log("#", f"Error writing to the AOF file: {os.strerror(write_errno)}")
             self._write_errno = write_errno
@@ -649,7 +673,12 @@ class Server:
             self._stop("Can't recover from AOF write error when the AOF fsync policy is "
                        "'always'. Exiting...")
             return
-        if D.WRITE_ERROR_IGNORED not in self._defects:
+        if short and D.MISCONF_CLEARED_BY_SHORT_WRITE in self._defects:
+            # The defect: a short write counts as progress, as if the write had succeeded.
+            if not self._write_ok:
+                self._log("#", "AOF write error looks solved, Redis can write again.")
+            self._write_ok = True
+        elif D.WRITE_ERROR_IGNORED not in self._defects:
             self._write_ok = False
         if nwritten > 0:
             # ftruncate failed: keep the partial record and write only the rest next time.
@@ -679,6 +708,8 @@ class Server:
             if not sync_in_progress:
                 self._bg_fsync(fd)
                 self._aof_fsync_offset = self.aof_current_size
+            elif D.EVERYSEC_OFFSET_ADVANCED_WHILE_BUSY in self._defects:
+                self._aof_fsync_offset = self.aof_current_size  # the defect: nothing was fsynced
             self._aof_last_fsync_s = now_s
 
     def _bg_fsync(self, fd: int) -> None:
@@ -768,6 +799,9 @@ class Server:
 
     def _swap_in(self, newfd: int) -> None:
         old = self._aof_fd
+        if old is not None and D.OLD_FD_KEPT_AFTER_REWRITE in self._defects:
+            # The defect: the new file is closed and later writes go to the replaced one.
+            old, newfd = newfd, old
         self._aof_fd = newfd
         if old is not None:
             with contextlib.suppress(OSError):
@@ -833,18 +867,26 @@ class Server:
             self._log("#", "Unable to open the temporary AOF produced by the child: "
                       f"{exc.strerror}")
             return
-        diff = b"" if D.REWRITE_BUFFER_DROPPED in self._defects else b"".join(self._rewrite_buf)
+        defects = self._defects
+        diff = b"" if D.REWRITE_BUFFER_DROPPED in defects else b"".join(self._rewrite_buf)
+        # The defect renames first: from then on the AOF lacks the diff until it is appended.
+        rename_first = D.REWRITE_DIFF_APPENDED_AFTER_RENAME in defects
         try:
+            if rename_first:
+                fs.rename(child.bg_path, name)
             if diff:
                 written = fs.write(newfd, diff)
-                if written != len(diff):
+                if written != len(diff) and D.REWRITE_DIFF_SHORT_WRITE_IGNORED not in defects:
                     raise OSError(errno.EIO, "short write of the rewrite buffer")
-            late_fsync = D.TEMP_NOT_FSYNCED_BEFORE_RENAME in self._defects
-            if not late_fsync:
+            late_fsync = D.TEMP_NOT_FSYNCED_BEFORE_RENAME in defects
+            # REWRITE_DIFF_NOT_FSYNCED: the defect counts on the child's fsync, made before the
+            # diff was appended.
+            if not late_fsync and D.REWRITE_DIFF_NOT_FSYNCED not in defects:
                 self._fsync_rewritten(fs, newfd)
             self._log("*", "Residual parent diff successfully flushed to the rewritten AOF "
                       f"({len(diff) / (1024 * 1024):.2f} MB)")
-            fs.rename(child.bg_path, name)
+            if not rename_first:
+                fs.rename(child.bg_path, name)
         except OSError as exc:
             self._lastbgrewrite_ok = False
             self._log("#", f"Error trying to finish the rewritten AOF: {exc.strerror}")

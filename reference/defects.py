@@ -13,20 +13,39 @@ from dataclasses import dataclass
 
 __all__ = [
     "DEFECTS",
+    "DEL_FEEDS_FIRST_KEY",
     "EVERYSEC_FSYNC_SKIPPED",
+    "EVERYSEC_OFFSET_ADVANCED_WHILE_BUSY",
+    "EVERYSEC_POSTPONED_WITHOUT_LIMIT",
     "FSYNC_ERROR_CLEARED",
+    "HSET_FEEDS_FIRST_FIELD",
+    "LOAD_TRUNCATES_ONE_BYTE_SHORT",
+    "MISCONF_CLEARED_BY_SHORT_WRITE",
     "MULTI_APPLIED_ON_LOAD",
     "NO_DIR_FSYNC_AFTER_RENAME",
+    "OLD_FD_KEPT_AFTER_REWRITE",
+    "PUSH_FEEDS_LAST_ELEMENT",
     "RELATIVE_EXPIRY_VERBATIM",
+    "REMOVE_FEEDS_FIRST_MEMBER",
     "REPLY_BEFORE_FSYNC",
+    "REWRITE_BATCH_COUNT_WRONG",
+    "REWRITE_BATCH_SKIPS_BOUNDARY_ITEM",
     "REWRITE_BUFFER_DROPPED",
+    "REWRITE_DIFF_APPENDED_AFTER_RENAME",
+    "REWRITE_DIFF_NOT_FSYNCED",
+    "REWRITE_DIFF_SHORT_WRITE_IGNORED",
+    "REWRITE_DROPS_AFTER_FIRST_BATCH",
     "REWRITE_DROPS_EXPIRY",
+    "REWRITE_SELECT_EMITTED_ONCE",
+    "SADD_FEEDS_FIRST_MEMBER",
     "SELECT_NOT_REEMITTED_AFTER_REWRITE",
     "SET_EXPIRY_SPLIT",
     "SHORT_WRITE_KEPT",
     "TEMP_NOT_FSYNCED_BEFORE_RENAME",
     "TRUNCATED_TAIL_NOT_TRUNCATED_ON_DISK",
     "WRITE_ERROR_IGNORED",
+    "ZADD_FEEDS_FIRST_PAIR",
+    "ZERO_TAIL_REFUSED",
     "Defect",
     "check_defects",
 ]
@@ -55,6 +74,25 @@ NO_DIR_FSYNC_AFTER_RENAME = "no-dir-fsync-after-rename"
 REWRITE_DROPS_EXPIRY = "rewrite-drops-expiry"
 TRUNCATED_TAIL_NOT_TRUNCATED_ON_DISK = "truncated-tail-not-truncated-on-disk"
 SET_EXPIRY_SPLIT = "set-expiry-split"
+DEL_FEEDS_FIRST_KEY = "del-feeds-first-key"
+SADD_FEEDS_FIRST_MEMBER = "sadd-feeds-first-member"
+PUSH_FEEDS_LAST_ELEMENT = "push-feeds-last-element"
+HSET_FEEDS_FIRST_FIELD = "hset-feeds-first-field"
+ZADD_FEEDS_FIRST_PAIR = "zadd-feeds-first-pair"
+REMOVE_FEEDS_FIRST_MEMBER = "remove-feeds-first-member"
+REWRITE_DROPS_AFTER_FIRST_BATCH = "rewrite-drops-after-first-batch"
+REWRITE_BATCH_SKIPS_BOUNDARY_ITEM = "rewrite-batch-skips-boundary-item"
+REWRITE_BATCH_COUNT_WRONG = "rewrite-batch-count-wrong"
+REWRITE_SELECT_EMITTED_ONCE = "rewrite-select-emitted-once"
+REWRITE_DIFF_NOT_FSYNCED = "rewrite-diff-not-fsynced"
+REWRITE_DIFF_APPENDED_AFTER_RENAME = "rewrite-diff-appended-after-rename"
+REWRITE_DIFF_SHORT_WRITE_IGNORED = "rewrite-diff-short-write-ignored"
+OLD_FD_KEPT_AFTER_REWRITE = "old-fd-kept-after-rewrite"
+EVERYSEC_POSTPONED_WITHOUT_LIMIT = "everysec-postponed-without-limit"
+EVERYSEC_OFFSET_ADVANCED_WHILE_BUSY = "everysec-offset-advanced-while-busy"
+ZERO_TAIL_REFUSED = "zero-tail-refused"
+LOAD_TRUNCATES_ONE_BYTE_SHORT = "load-truncates-one-byte-short"
+MISCONF_CLEARED_BY_SHORT_WRITE = "misconf-cleared-by-short-write"
 
 _ALL = (
     Defect(
@@ -141,6 +179,122 @@ _ALL = (
         "SET with EX/PX (and SETEX/PSETEX) is written as two records, SET then PEXPIREAT, so "
         "a crash between them leaves a key without its expiry",
         "Redis 2.6-6.0 feedAppendOnlyFile (Redis 6.2 writes one SET ... PXAT record)",
+    ),
+    Defect(
+        DEL_FEEDS_FIRST_KEY,
+        "DEL of several keys is fed to the AOF as a DEL of the first key only (the other "
+        "deleted keys come back after a reload)",
+        None,
+    ),
+    Defect(
+        SADD_FEEDS_FIRST_MEMBER,
+        "SADD of several members is fed to the AOF with its first member only",
+        None,
+    ),
+    Defect(
+        PUSH_FEEDS_LAST_ELEMENT,
+        "LPUSH/RPUSH of several elements is fed to the AOF with its last element only",
+        None,
+    ),
+    Defect(
+        HSET_FEEDS_FIRST_FIELD,
+        "HSET/HMSET of several field-value pairs is fed to the AOF with its first pair only",
+        None,
+    ),
+    Defect(
+        ZADD_FEEDS_FIRST_PAIR,
+        "ZADD of several score-member pairs is fed to the AOF with its options and its first "
+        "pair only",
+        None,
+    ),
+    Defect(
+        REMOVE_FEEDS_FIRST_MEMBER,
+        "SREM/ZREM/HDEL of several members (fields) is fed to the AOF with its first member only",
+        None,
+    ),
+    Defect(
+        REWRITE_DROPS_AFTER_FIRST_BATCH,
+        "the rewrite writes a list, set, sorted set or hash of more than 64 items as its first "
+        "batch of 64 only (the rest of the collection is lost by the rewrite)",
+        None,
+    ),
+    Defect(
+        REWRITE_BATCH_SKIPS_BOUNDARY_ITEM,
+        "off by one at the rewrite's batch boundary: items 0..63 are written, then 65..129, so "
+        "every item that should start a new batch is lost",
+        None,
+    ),
+    Defect(
+        REWRITE_BATCH_COUNT_WRONG,
+        "the rewrite writes every batch's array header for a full batch (the item count is not "
+        "decremented), so the last, shorter batch of a collection of more than 64 items is "
+        "malformed",
+        None,
+    ),
+    Defect(
+        REWRITE_SELECT_EMITTED_ONCE,
+        "the rewrite writes SELECT before the first non-empty database only, so after a "
+        "reload the keys of every later database land in that first one",
+        None,
+    ),
+    Defect(
+        REWRITE_DIFF_NOT_FSYNCED,
+        "the rewrite done handler appends the rewrite buffer to the child's (fsynced) file but "
+        "does not fsync it: writes made during the rewrite are lost by a power failure, and "
+        "nothing fsyncs them later because the fsynced offset is reset to the new size",
+        None,
+    ),
+    Defect(
+        REWRITE_DIFF_APPENDED_AFTER_RENAME,
+        "the rewrite done handler renames the child's file over the AOF first and appends the "
+        "rewrite buffer afterwards: a crash in between loses the writes made during the rewrite",
+        None,
+    ),
+    Defect(
+        REWRITE_DIFF_SHORT_WRITE_IGNORED,
+        "the rewrite done handler ignores a short write of the rewrite buffer and installs a "
+        "file that holds only part of it (possibly ending in half a command)",
+        None,
+    ),
+    Defect(
+        OLD_FD_KEPT_AFTER_REWRITE,
+        "after the rewritten file replaced the AOF the server keeps appending to the old file "
+        "descriptor, so every later write goes to the unlinked old file",
+        None,
+    ),
+    Defect(
+        EVERYSEC_POSTPONED_WITHOUT_LIMIT,
+        "appendfsync everysec: while a background fsync is pending the write of the AOF "
+        "buffer is postponed with no 2 s limit, so acknowledged writes stay only in memory for "
+        "as long as the fsync stalls",
+        None,
+    ),
+    Defect(
+        EVERYSEC_OFFSET_ADVANCED_WHILE_BUSY,
+        "appendfsync everysec: when the once-a-second fsync is skipped because one is still "
+        "running, the fsynced offset is advanced anyway, so the bytes written meanwhile are "
+        "never fsynced once the server goes idle",
+        None,
+    ),
+    Defect(
+        ZERO_TAIL_REFUSED,
+        "the loader refuses an AOF that ends in zero bytes (a tail whose length reached the "
+        "disk but whose data did not) instead of truncating it like a torn tail",
+        "redis/redis#5177 (Redis does not start after a power loss left zeros at the end of "
+        "the AOF, even with aof-load-truncated yes); valkey-io/valkey#1148",
+    ),
+    Defect(
+        LOAD_TRUNCATES_ONE_BYTE_SHORT,
+        "with aof-load-truncated the file is truncated one byte before the end of the last "
+        "complete command, which is itself torn at the next load (or garbage once appended to)",
+        None,
+    ),
+    Defect(
+        MISCONF_CLEARED_BY_SHORT_WRITE,
+        "a short write of the AOF (truncated back) clears the write-error state as if the "
+        "write had succeeded: MISCONF is lifted and held replies are released while the data "
+        "is only in memory",
+        None,
     ),
 )
 

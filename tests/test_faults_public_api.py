@@ -9,13 +9,15 @@ import faults
 INTENDED = {
     # filesystem protocol and implementations
     "FileSystem", "FileStat", "OSFileSystem", "SimDisk", "FaultyFileSystem",
+    # read-only views of a SimDisk's state
+    "InodeView", "OpenFile",
     # virtual time
     "Clock", "BackgroundJob",
     # traces and replay
     "Trace", "TraceEntry", "Op", "ReplayCursor",
     # crash images
     "DiskImage", "PersistenceModel", "FsyncFailure", "ImageKind", "FileChoice", "CrashChoice",
-    "CrashChoiceError", "ImageLimits", "ChoiceEnumeration",
+    "CrashChoiceError", "ImageLimits", "ChoiceEnumeration", "garbage_sector",
     # fault plans
     "FaultOp", "Fault", "ShortWrite", "NoSpace", "IOFault", "SlowSync", "Crash", "KillChild",
     "FaultPlan", "FaultPlanError", "FiredFault", "SimulatedCrash",
@@ -43,7 +45,7 @@ def test_simulated_crash_is_a_base_exception_and_plan_errors_are_value_errors() 
 
 def test_enum_values_are_the_documented_names() -> None:
     assert {m.value for m in faults.PersistenceModel} == {
-        "process", "power", "power-eager-metadata"}
+        "process", "power", "power-eager-metadata", "power-posix-metadata"}
     assert {m.value for m in faults.FsyncFailure} == {"linux", "retry"}
     assert {m.name for m in faults.ImageKind} == {
         "DURABLE", "PREFIX", "TORN_ZERO", "TORN_GARBAGE", "REORDERED", "VISIBLE"}

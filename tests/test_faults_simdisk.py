@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import tempfile
@@ -26,10 +27,12 @@ from faults import (
     ImageLimits,
     IOFault,
     Op,
+    OpenFile,
     OSFileSystem,
     PersistenceModel,
     ReplayCursor,
     SimDisk,
+    garbage_sector,
 )
 
 POWER = PersistenceModel.POWER
@@ -566,8 +569,17 @@ def test_replay_of_any_trace_rebuilds_the_same_visible_durable_and_crash_states(
     assert replayed.visible_image() == original.visible_image()
     assert replayed.durable_image() == original.durable_image()
     limits = ImageLimits(max_choices_per_point=50)
-    assert list(replayed.crash_choices(POWER, limits=limits)) == list(
-        original.crash_choices(POWER, limits=limits))
+    for model in (POWER, PersistenceModel.POWER_POSIX_METADATA):
+        choices = list(original.crash_choices(model, limits=limits))
+        assert list(replayed.crash_choices(model, limits=limits)) == choices
+        assert [replayed.crash(model, c) for c in choices] == [original.crash(model, c)
+                                                              for c in choices]
+    # Keeping every pending operation is the visible namespace under both metadata models.
+    posix_all = CrashChoice(PersistenceModel.POWER_POSIX_METADATA,
+                            original.pending_posix_metadata, ())
+    assert set(original.namespace_after(posix_all).items()) == set(
+        original.namespace_after(original.pending_metadata).items()) == set(
+        original.namespace_after(CrashChoice(PROCESS, original.pending_metadata, ())).items())
 
 
 @pytest.mark.parametrize("semantics", list(FsyncFailure))
@@ -593,3 +605,171 @@ def test_replaced_files_are_freed_once_nothing_can_reach_them() -> None:
     disk.fsync_dir("")
     assert len(disk._inodes) == 1
     assert disk.crash(POWER).files == {"aof": b"new"}
+
+
+# -- read-only inspection ------------------------------------------------------------------------
+
+
+def test_open_file_is_a_frozen_snapshot_of_an_fd_and_none_once_closed() -> None:
+    disk = SimDisk()
+    disk.mkdir("d")
+    fd = disk.open("d/f", APPEND)
+    disk.write(fd, b"hello")
+    node = disk.inode_at("d/f")
+    assert node is not None
+    got = disk.open_file(fd)
+    assert got == OpenFile(fd, "d/f", node.ino, 5, False, True, True)
+    assert not got.is_dir
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        got.position_bytes = 0  # type: ignore[misc]
+    disk.write(fd, b"!")
+    assert got.position_bytes == 5  # a snapshot, not a live view
+    dfd = disk.open("d", os.O_RDONLY)
+    assert disk.open_file(dfd) == OpenFile(dfd, "d", None, 0, True, False, False)
+    assert disk.open_file(dfd).is_dir  # type: ignore[union-attr]
+    disk.close(fd)
+    assert disk.open_file(fd) is None
+
+
+def test_replay_cursor_maps_the_traced_fds_to_the_replayed_disk() -> None:
+    original = SimDisk()
+    first = original.open("a", APPEND)
+    second = original.open("b", APPEND)
+    original.write(second, b"xyz")
+    cursor = ReplayCursor(original.trace)
+    assert cursor.replayed_fd(first) is None and cursor.open_file(first) is None
+    cursor.seek(3)
+    mine = cursor.replayed_fd(second)
+    assert mine is not None
+    view = cursor.open_file(second)
+    assert view is not None and view.path == "b" and view.position_bytes == 3
+    assert view == cursor.disk.open_file(mine)
+    assert view.ino == cursor.disk.inode_at("b").ino  # type: ignore[union-attr]
+
+
+def test_an_inode_view_is_live_read_only_and_compares_by_inode() -> None:
+    disk = SimDisk()
+    fd = disk.open("f", os.O_CREAT | os.O_RDWR)
+    disk.write(fd, b"abcdef")
+    view = disk.inode_at("f")
+    assert view is not None
+
+    def state() -> tuple[bool, int, int, bool]:
+        assert view is not None
+        return view.dirty, view.size_bytes, view.durable_size_bytes, view.durable_is_prefix
+
+    assert state() == (True, 6, 0, True)
+    disk.fsync(fd)
+    assert state() == (False, 6, 6, True)
+    disk.write(fd, b"gh")
+    assert state() == (True, 8, 6, True)
+    assert view.read(6) == b"gh" and view.read(1, 3) == b"bc" and view.durable() == b"abcdef"
+    disk.lseek(fd, 0, os.SEEK_SET)
+    disk.write(fd, b"X")  # overwrite below the durable length
+    assert view.read(0, 2) == b"Xb" and view.durable() == b"abcdef"
+    assert state() == (True, 8, 6, False)
+    assert view == disk.inode(view.ino) and hash(view) == hash(disk.inode(view.ino))
+    with pytest.raises(AttributeError, match="read-only"):
+        setattr(view, "ino", 0)  # noqa: B010 - the point is that it fails
+
+
+def test_an_inode_view_shows_the_ranges_a_failed_fsync_dropped() -> None:
+    disk = SimDisk()
+    fd = disk.open("f", APPEND)
+    disk.write(fd, b"a" * 10)
+    disk.fsync(fd)
+    disk.write(fd, b"b" * 5)
+    view = disk.inode(disk.inode_at("f").ino)  # type: ignore[union-attr]
+    before = view.dropped_ranges
+    disk.fail_fsync(fd)
+    assert (before, view.dropped_ranges) == ((), ((10, 15),))
+    assert view.durable() == b"a" * 10 and view.read() == b"a" * 10 + b"b" * 5
+
+
+def test_inode_lookups_say_clearly_when_there_is_nothing() -> None:
+    disk = SimDisk()
+    disk.mkdir("d")
+    assert disk.inode_at("nope") is None and disk.inode_at("d") is None
+    with pytest.raises(KeyError, match="no inode 7"):
+        disk.inode(7)
+
+
+def test_namespace_after_is_an_immutable_view_of_each_crash_namespace() -> None:
+    disk = _rewrite_swap(fsync_dir=False)  # pending: create tmp, rename tmp -> aof
+    old, new = disk.namespace_after(0)["aof"], disk.namespace_after(1)["tmp"]
+    assert disk.namespace_after(1) == {"aof": old, "tmp": new}
+    assert disk.namespace_after(2) == {"aof": new}
+    for model in (POWER, EAGER, PROCESS, PersistenceModel.POWER_POSIX_METADATA):
+        for choice in disk.crash_choices(model):
+            ns = disk.namespace_after(choice)
+            assert set(ns) == set(disk.crash(model, choice).files)
+    with pytest.raises(TypeError):
+        disk.namespace_after(0)["aof"] = 1  # type: ignore[index]
+    with pytest.raises(ValueError, match=r"metadata: must be in 0\.\.2"):
+        disk.namespace_after(3)
+    with pytest.raises(CrashChoiceError, match="metadata_kept"):
+        disk.namespace_after(CrashChoice(EAGER, 0, ()))
+
+
+def test_dirty_inodes_come_most_recently_written_first_as_the_enumeration_keeps_them() -> None:
+    disk = SimDisk()
+    fa, fb = disk.open("a", APPEND), disk.open("b", APPEND)
+    disk.fsync_dir("")
+    disk.write(fa, b"x" * 600)
+    disk.write(fb, b"y" * 600)
+    disk.write(fa, b"x")
+    a, b = disk.inode_at("a"), disk.inode_at("b")
+    assert disk.dirty_inodes(0) == (a, b)
+    varied = {f.inode for c in disk.crash_choices(POWER, limits=ImageLimits(max_dirty_files=1))
+              for f in c.files}
+    assert varied == {a.ino}  # type: ignore[union-attr]
+
+
+def test_file_options_are_the_images_the_enumeration_offers_for_that_file() -> None:
+    disk = SimDisk(sector_size_bytes=4)
+    fd = disk.open("f", APPEND)
+    disk.fsync_dir("")
+    disk.write(fd, b"abcdefghij")
+    limits = ImageLimits(torn=True, reorder=True)
+    ino = disk.inode_at("f").ino  # type: ignore[union-attr]
+    options = disk.file_options(ino, limits=limits)
+    assert options == disk.file_options("f", limits=limits)
+    assert options[0].kind is ImageKind.DURABLE
+    enumerated = [c.files[0] if c.files else options[0]
+                  for c in disk.crash_choices(POWER, limits=limits)]
+    assert list(options) == enumerated
+    disk.fsync(fd)
+    assert disk.file_options("f") == (FileChoice(ino, ImageKind.DURABLE, 10),)
+    with pytest.raises(FileNotFoundError):
+        disk.file_options("missing")
+    with pytest.raises(KeyError):
+        disk.file_options(99)
+
+
+def test_garbage_sector_is_the_formula_behind_torn_garbage_images() -> None:
+    disk = SimDisk(sector_size_bytes=4)
+    fd = disk.open("f", APPEND)
+    disk.fsync_dir("")
+    disk.write(fd, b"ab")
+    disk.fsync(fd)
+    disk.write(fd, b"cdefghij")
+    ino = disk.inode_at("f").ino  # type: ignore[union-attr]
+    torn = disk.crash(POWER, CrashChoice(POWER, 0, (FileChoice(ino, ImageKind.TORN_GARBAGE, 8,
+                                                                1),)))
+    assert torn["f"] == b"abcd" + garbage_sector(ino, 1, 4)
+    torn_first = disk.crash(POWER, CrashChoice(POWER, 0, (FileChoice(
+        ino, ImageKind.TORN_GARBAGE, 4, 0),)))
+    assert torn_first["f"] == b"ab" + garbage_sector(ino, 0, 2)  # synced bytes stay
+    assert garbage_sector(ino, 1, 4) != garbage_sector(ino, 2, 4)
+    with pytest.raises(ValueError):
+        garbage_sector(ino, -1, 4)
+
+
+def test_metadata_choices_list_the_outcomes_the_enumeration_goes_through() -> None:
+    disk = _rewrite_swap(fsync_dir=False)
+    assert disk.metadata_choices(POWER) == tuple(CrashChoice(POWER, k, ()) for k in range(3))
+    assert disk.metadata_choices(EAGER) == (CrashChoice(EAGER, 2, ()),)
+    assert disk.metadata_choices(PROCESS) == (CrashChoice(PROCESS, 2, ()),)
+    seen = [(c.metadata_kept, c.metadata_ops) for c in disk.crash_choices(POWER)]
+    assert sorted(set(seen)) == [(c.metadata_kept, c.metadata_ops)
+                                 for c in disk.metadata_choices(POWER)]

@@ -11,6 +11,11 @@ EXPECTED = {
     "KeyspaceDump", "LoadError", "LoadResult", "Profile", "Reply", "ReplyNotReleased",
     "RespFormatError", "RewriteChild", "Server", "ServerConfig", "SimpleString", "check_aof",
     "defects", "encode_command", "encode_reply", "fix_aof", "parse_command",
+    # check-aof for Redis 7.x multi-part AOFs and RDB preambles
+    "AofCheck", "AofInputError", "AofNotFixableError", "FileCheck", "FixPlan", "RdbCheckResult",
+    "check_aof_path", "check_rdb", "plan_fix",
+    # the canonical dump form of one value (Keyspace.dump per key)
+    "dump_value",
 }
 
 
@@ -41,3 +46,17 @@ def test_reference_imports_only_the_filesystem_protocol_and_clock_from_faults() 
                     allowed.add("from faults import Clock, OSFileSystem")
                 assert line.strip() in allowed, (path, line)
             assert not line.startswith(("from harness", "import harness")), path
+
+
+def test_dump_value_gives_the_canonical_form_keyspace_dump_uses() -> None:
+    from collections import deque
+
+    from reference._keyspace import Hash, Keyspace, Value, ZSet
+
+    values: list[Value] = [b"s", deque([b"a", b"b"]), {b"m"}, ZSet({b"z": 1.5}), Hash({b"f": b"v"})]
+    assert [reference.dump_value(v) for v in values] == [
+        b"s", [b"a", b"b"], {b"m"}, {b"z": 1.5}, {b"f": b"v"}]
+    assert type(reference.dump_value(ZSet({b"z": 1.0}))) is dict  # a copy, not the ZSet itself
+    ks = Keyspace()
+    ks.dbs[0].data[b"k"] = values[1]
+    assert ks.dump(0) == {0: {b"k": ("list", reference.dump_value(values[1]), None)}}
