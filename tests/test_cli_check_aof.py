@@ -1,13 +1,16 @@
-"""``aofcrash check-aof FILE [--fix]``: verdict, last valid offset, exit codes 0 / 1 / 2."""
+"""``aofcrash check-aof FILE|MANIFEST|DIR [--fix [--yes]]``: verdicts with offsets (one per
+file of a Redis 7 multi-part AOF), exit codes 0 / 1 / 2, --fix asks or needs --yes."""
 
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -64,7 +67,7 @@ def test_fix_truncates_keeps_a_backup_and_a_second_check_is_valid(
 ) -> None:
     aof = tmp_path / "appendonly.aof"
     aof.write_bytes(TORN)
-    code, out, _ = _check(capsys, str(aof), "--fix")
+    code, out, _ = _check(capsys, str(aof), "--fix", "--yes")
     assert code == 1  # the verdict is about the file as it was read
     assert f"truncated to {len(VALID)} bytes" in out
     assert aof.read_bytes() == VALID
@@ -80,7 +83,7 @@ def test_fix_on_a_valid_file_changes_nothing(
 ) -> None:
     aof = tmp_path / "appendonly.aof"
     aof.write_bytes(VALID)
-    code, _, _ = _check(capsys, str(aof), "--fix")
+    code, _, _ = _check(capsys, str(aof), "--fix", "--yes")
     assert code == 0 and aof.read_bytes() == VALID
     assert not (tmp_path / "appendonly.aof.bak").exists()
 
@@ -90,16 +93,16 @@ def test_garbage_mid_file_is_fixed_to_the_prefix_before_it(
 ) -> None:
     aof = tmp_path / "appendonly.aof"
     aof.write_bytes(VALID + b"garbage\r\n" + SET_A)
-    code, out, _ = _check(capsys, "--json", "--fix", str(aof))
+    code, out, _ = _check(capsys, "--json", "--fix", "--yes", str(aof))
     assert code == 1
     summary = json.loads(out)
     assert summary["valid"] is False
     assert summary["last_valid_offset_bytes"] == len(VALID)
-    assert summary["fixed_to_bytes"] == len(VALID)
+    assert summary["fixed"]["truncate_to_bytes"] == len(VALID)
     assert aof.read_bytes() == VALID
 
 
-@pytest.mark.parametrize("kind", ["missing", "directory"])
+@pytest.mark.parametrize("kind", ["missing", "directory without a manifest"])
 def test_an_unreadable_path_exits_2_with_one_line_and_no_traceback(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
 ) -> None:
@@ -119,7 +122,7 @@ def test_a_fix_that_cannot_be_written_exits_2_and_leaves_the_file_alone(
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
 
     monkeypatch.setattr(_report, "write_atomic_bytes", disk_full)
-    code, out, err = _check(capsys, str(aof), "--fix")
+    code, out, err = _check(capsys, str(aof), "--fix", "--yes")
     assert code == 2 and out == ""
     assert err.count("\n") == 1 and "cannot fix" in err and "No space left on device" in err
     assert aof.read_bytes() == TORN
@@ -153,3 +156,153 @@ def test_the_installed_console_script_gives_the_same_exit_codes(tmp_path: Path) 
     missing = results["missing"]
     assert missing.returncode == 2 and missing.stdout == ""
     assert len(missing.stderr.splitlines()) == 1 and "Traceback" not in missing.stderr
+
+
+# -- --fix asks first --------------------------------------------------------------------
+
+
+def test_fix_without_a_terminal_needs_yes_and_touches_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aof = tmp_path / "appendonly.aof"
+    aof.write_bytes(TORN)
+    code, out, err = _check(capsys, str(aof), "--fix")
+    assert code == 2 and out == ""
+    assert err.count("\n") == 1 and "--yes" in err and f"to {len(VALID)} bytes" in err
+    assert aof.read_bytes() == TORN and not (tmp_path / "appendonly.aof.bak").exists()
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("answer", "fixed"), [("y\n", True), ("\n", False), ("no\n", False)])
+def test_fix_on_a_terminal_asks_and_truncates_only_on_yes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    answer: str, fixed: bool,
+) -> None:
+    aof = tmp_path / "appendonly.aof"
+    aof.write_bytes(TORN)
+    monkeypatch.setattr(sys, "stdin", _Terminal(answer))
+    code, _, err = _check(capsys, str(aof), "--fix")
+    assert code == 1
+    assert "[y/N]" in err
+    assert aof.read_bytes() == (VALID if fixed else TORN)
+    assert (tmp_path / "appendonly.aof.bak").exists() is fixed
+
+
+# -- Redis 7 multi-part AOFs -----------------------------------------------------------------
+
+
+def _rdb(keys: dict[bytes, bytes]) -> bytes:
+    """A minimal valid RDB (version 10, string keys, CRC64 footer)."""
+    from reference._rdb import crc64_jones
+
+    body = b"REDIS0010\xfe\x00"
+    for k, v in keys.items():
+        body += b"\x00" + bytes([len(k)]) + k + bytes([len(v)]) + v
+    body += b"\xff"
+    return body + crc64_jones(body).to_bytes(8, "little")
+
+
+def _appendonlydir(root: Path, incr: bytes, *, ts: bool = False) -> Path:
+    d = root / "appendonlydir"
+    d.mkdir()
+    (d / "appendonly.aof.1.base.rdb").write_bytes(_rdb({b"a": b"1"}))
+    body = (b"#TS:1700000000\r\n" if ts else b"") + incr
+    (d / "appendonly.aof.1.incr.aof").write_bytes(body)
+    (d / "appendonly.aof.manifest").write_bytes(
+        b"file appendonly.aof.1.base.rdb seq 1 type b\n"
+        b"file appendonly.aof.1.incr.aof seq 1 type i\n")
+    return d
+
+
+@pytest.mark.parametrize("what", ["dir", "manifest"])
+def test_a_valid_appendonlydir_or_its_manifest_is_valid_file_by_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], what: str
+) -> None:
+    d = _appendonlydir(tmp_path, VALID, ts=True)
+    target = d if what == "dir" else d / "appendonly.aof.manifest"
+    code, out, err = _check(capsys, str(target))
+    assert code == 0 and err == "", out
+    assert "base appendonly.aof.1.base.rdb: valid (RDB" in out
+    assert "incr appendonly.aof.1.incr.aof: valid (3 commands" in out
+    assert "all AOF files and the manifest are valid" in out
+
+
+def test_a_torn_last_incr_file_is_the_fixable_case_with_its_offset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = _appendonlydir(tmp_path, TORN)
+    code, out, _ = _check(capsys, str(d))
+    assert code == 1
+    assert "incr appendonly.aof.1.incr.aof: not valid" in out
+    assert f"last valid offset {len(VALID)} bytes of {len(TORN)}" in out
+    code, out, _ = _check(capsys, "--json", "--fix", "--yes", str(d))
+    summary = json.loads(out)
+    assert summary["fixed"]["path"].endswith("appendonly.aof.1.incr.aof")
+    assert (d / "appendonly.aof.1.incr.aof").read_bytes() == VALID
+    assert (d / "appendonly.aof.1.incr.aof.bak").read_bytes() == TORN
+    assert _check(capsys, str(d))[0] == 0
+
+
+def test_a_damaged_base_rdb_is_not_fixable_and_nothing_is_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = _appendonlydir(tmp_path, VALID)
+    base = d / "appendonly.aof.1.base.rdb"
+    data = bytearray(base.read_bytes())
+    data[-1] ^= 0xFF  # the CRC64 no longer matches
+    base.write_bytes(bytes(data))
+    code, out, _ = _check(capsys, str(d), "--fix", "--yes")
+    assert code == 1
+    assert "base appendonly.aof.1.base.rdb: not valid" in out and "not fixed:" in out
+    assert base.read_bytes() == bytes(data)
+    assert sorted(p.name for p in d.iterdir() if p.name.endswith(".bak")) == []
+
+
+@pytest.mark.real
+@pytest.mark.skipif(not Path("/usr/bin/redis-server").exists(), reason="redis-server 7 missing")
+def test_a_real_redis_7_appendonlydir_is_valid_and_a_torn_tail_is_found(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import redis
+
+    sock = tmp_path / "redis.sock"
+    proc = subprocess.Popen(
+        ["/usr/bin/redis-server", "--port", "0", "--unixsocket", str(sock), "--dir",
+         str(tmp_path), "--appendonly", "yes", "--save", "", "--aof-timestamp-enabled", "yes"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        client = None
+        for _ in range(100):
+            try:
+                client = redis.Redis(unix_socket_path=str(sock))
+                client.ping()
+                break
+            except (redis.ConnectionError, FileNotFoundError):
+                client = None
+                time.sleep(0.05)
+        assert client is not None, "redis-server did not start"
+        client.set("a", "1")
+        client.bgrewriteaof()
+        for _ in range(100):
+            if client.info("persistence")["aof_rewrite_in_progress"] == 0:
+                break
+            time.sleep(0.05)
+        client.set("b", "2")
+        client.rpush("l", "x", "y")
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    d = tmp_path / "appendonlydir"
+    code, out, err = _check(capsys, str(d))
+    assert code == 0, out + err
+    assert "base appendonly.aof." in out and ".base.rdb: valid (RDB" in out
+    assert "all AOF files and the manifest are valid" in out
+    incr = next(d.glob("*.incr.aof"))
+    incr.write_bytes(incr.read_bytes() + b"*3\r\n$3\r\nSET\r\n$1\r\nc")
+    code, out, _ = _check(capsys, str(d))
+    assert code == 1 and f"incr {incr.name}: not valid" in out

@@ -1,0 +1,355 @@
+"""From what a campaign or the explorer found to the report's violations: reproduction files
+(``*.aofrepro.json``, which the pytest plugin collects), cause groups, and per violation what a
+person needs (see ``_report_replay``); plus the same for a terminal.
+
+A *group* is every violation with one cause signature (rule, configuration, model, fault,
+shape of the program); it is shown once, with its smallest reproduction and its count.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from harness.cli._report import slug, write_atomic
+from harness.cli._report_replay import (
+    RULE_WORDS,
+    crash_point_words,
+    explorer_reproduction,
+    program_faults,
+    program_lines,
+    shape,
+    signature,
+    study,
+    workload_run,
+)
+
+__all__ = [
+    "REPRO_SUFFIX",
+    "aofcrash_command",
+    "explore_violations",
+    "fuzz_violations",
+    "group_violations",
+    "replay_command",
+    "terminal_lines",
+]
+
+#: Reproduction files end so; the pytest plugin collects exactly these.
+REPRO_SUFFIX = ".aofrepro.json"
+
+
+def aofcrash_command() -> str:
+    """How to run aofcrash from a shell here: the bare name when it is on PATH, else the
+    absolute path of the script that is running."""
+    if shutil.which("aofcrash"):
+        return "aofcrash"
+    argv0 = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if argv0 is not None and argv0.name == "aofcrash" and argv0.exists():
+        return shlex.quote(str(argv0.absolute()))
+    script = Path(sys.executable).with_name("aofcrash")
+    return shlex.quote(str(script)) if script.exists() else "aofcrash"
+
+
+def replay_command(path: Path) -> str:
+    """An absolute, copy-paste replay command for a reproduction file."""
+    return f"{aofcrash_command()} replay {shlex.quote(str(path.absolute()))}"
+
+
+def _headline(verdict: dict[str, Any] | None, fallback: str) -> str:
+    if verdict and verdict.get("violations"):
+        first = verdict["violations"][0]
+        return str(first.get("message", fallback))
+    return fallback.splitlines()[0] if fallback else ""
+
+
+def _rules_of(rules: Sequence[str]) -> str:
+    return ", ".join(rules) if rules else "?"
+
+
+def _record(*, index: int, rules: Sequence[str], kind: str, configuration: str,
+            model: str | None, fault: str, program_shape: str, text: str,
+            verdict: dict[str, Any] | None) -> dict[str, Any]:
+    rule = _rules_of(rules)
+    return {
+        "id": f"v{index}",
+        "rule": rule,
+        "rules": list(rules),
+        "kind": kind,
+        "configuration": configuration,
+        "model": model,
+        "fault": fault,
+        "shape": program_shape,
+        "signature": signature(rules=rules, configuration=configuration, model=model,
+                               fault=fault, program_shape=program_shape),
+        "headline": _headline(verdict, text),
+        "explanation": " ".join(RULE_WORDS.get(r, r) for r in rules),
+        "text": text,
+        "verdict": verdict,
+        "reproduction": None,
+        "replay": None,
+    }
+
+
+def _attach_study(record: dict[str, Any], repro: Any, *, timeline: bool) -> None:
+    """Replay `repro` and add the program, the crash epochs and (for a group's representative)
+    the timeline events to `record`."""
+    try:
+        seen = study(repro)
+    except Exception as exc:  # a report must still be written: say why the replay failed
+        record["study_error"] = f"{type(exc).__name__}: {exc}"
+        return
+    record["program"] = seen["program"]
+    record["epochs"] = seen["epochs"]
+    record["policy"] = seen["policy"]
+    record["replayed_outcome"] = seen["outcome"]
+    if record.get("verdict") is None and seen.get("verdict") is not None:
+        record["verdict"] = seen["verdict"]
+        record["headline"] = _headline(seen["verdict"], record["text"])
+    if timeline:
+        record["events"] = seen["events"]
+
+
+def _fired(events: Sequence[dict[str, Any]], steps: Sequence[Any]) -> str | None:
+    """The kinds of the faults that fired in a replay, and how the process died."""
+    if not events:
+        return None
+    kinds: list[str] = []
+    for e in events:
+        if e.get("kind") == "fault" and e.get("fault") not in kinds:
+            kinds.append(str(e["fault"]))
+    if any(s.kind == "crash" for s in steps) and "Crash now" not in kinds:
+        kinds.append("crash now")
+    return " + ".join(kinds) or "no fault"
+
+
+def _write_repro(run_dir: Path, name: str, repro: Any, record: dict[str, Any]) -> None:
+    path = run_dir / name
+    write_atomic(path, repro.to_json())
+    record["reproduction"] = name
+    record["reproduction_path"] = str(path.absolute())
+    record["replay"] = replay_command(path)
+
+
+def group_violations(violations: list[dict[str, Any]],
+                     sizes: dict[str, int] | None = None,
+                     replayable: set[str] | None = None) -> list[dict[str, Any]]:
+    """Groups by signature, biggest first; each names its smallest member (one with a
+    reproduction first, then fewest program steps), and every violation gets its ``group``
+    number."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for v in violations:
+        groups.setdefault(v["signature"], []).append(v)
+    rows = []
+    for sig, members in groups.items():
+        def size(v: dict[str, Any]) -> tuple[int, int]:
+            steps = (sizes or {}).get(v["id"], len(v.get("program") or []) or 10**9)
+            has = v.get("reproduction") or (replayable is not None and v["id"] in replayable)
+            return (0 if has else 1, steps)
+
+        smallest = min(members, key=size)
+        rows.append({"signature": sig, "count": len(members),
+                     "representative": smallest["id"],
+                     "members": [m["id"] for m in members],
+                     "rule": smallest["rule"], "configuration": smallest["configuration"],
+                     "model": smallest["model"], "fault": smallest["fault"],
+                     "shape": smallest["shape"]})
+    rows.sort(key=lambda g: -int(g["count"]))
+    for number, g in enumerate(rows, 1):
+        g["group"] = number
+        for v in violations:
+            if v["signature"] == g["signature"]:
+                v["group"] = number
+    return rows
+
+
+def fuzz_violations(findings: Sequence[Any], run_dir: Path,
+                    label: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Violations and groups of a fuzz campaign; writes one reproduction per finding (a
+    campaign reports few findings, each already shrunk)."""
+    out = []
+    for i, f in enumerate(findings, 1):
+        repro = f.reproduction
+        steps = list(repro.steps) if repro is not None else []
+        recovers = [s for s in steps if s.kind == "recover"]
+        model = recovers[-1].model.value if recovers else None
+        record = _record(index=i, rules=f.rules, kind=f.kind, configuration=label(f.config),
+                         model=model, fault=" + ".join(program_faults(steps)) or "no fault",
+                         program_shape=shape(steps), text=f.text, verdict=None)
+        record["seed"] = f.seed
+        record["program_note"] = ("Shrunk by Hypothesis to a minimal failing program; "
+                                  "results are from replaying it.")
+        record["found_after_s"] = round(f.elapsed_s, 2)
+        if f.first_seen_s is not None:
+            record["first_seen_s"] = round(f.first_seen_s, 2)
+        if repro is not None:
+            name = f"violation-{i}-{slug('-'.join(f.rules))}-{slug(label(f.config))}"
+            _write_repro(run_dir, name + REPRO_SUFFIX, repro, record)
+            _attach_study(record, repro, timeline=True)
+            fired = _fired(record.get("events") or [], steps)
+            if fired is not None:  # the faults that took effect, not every one injected
+                record["fault"] = fired
+                record["signature"] = signature(
+                    rules=f.rules, configuration=record["configuration"], model=model,
+                    fault=fired, program_shape=record["shape"])
+        out.append(record)
+    groups = group_violations(out)
+    return out, groups
+
+
+def explore_violations(result: Any, config: Any, steps: Sequence[Any], run_dir: Path,
+                       label: Any, *, max_reproductions: int
+                       ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Violations and groups of an exploration. The explorer keeps the first violating
+    states in detail; they are grouped by cause and one reproduction is written per group
+    (the smallest), up to `max_reproductions` groups."""
+    run = workload_run(config, steps) if result.violations else None
+    ops = run.ops if run is not None else []
+    out = []
+    repros: dict[str, Any] = {}
+    sizes: dict[str, int] = {}
+    for i, v in enumerate(result.violations, 1):
+        point = v.point
+        repro = v.reproduction
+        if repro is None and run is not None:
+            # Past the explorer's own reproductions: build it the same way.
+            repro = explorer_reproduction(config, steps, run, point, v.model, v.choice, v.rules)
+        program = list(repro.steps) if repro is not None else list(steps[: point.step_index])
+        fault = crash_point_words(ops, point.trace_index, point.torn_bytes)
+        verdict = v.verdict.to_dict() if v.verdict is not None else None
+        record = _record(index=i, rules=list(v.rules), kind="violation",
+                         configuration=label(config), model=v.model.value, fault=fault,
+                         program_shape=shape(program), text=v.describe(), verdict=verdict)
+        record["program_note"] = ("The workload up to the crash point, the crash, the "
+                                  "recovery with this state's image; results are from "
+                                  "replaying it.")
+        record["point"] = point.to_dict()
+        record["choice"] = v.choice.to_dict()
+        record["confirmed_by_replay"] = v.confirmed
+        sizes[record["id"]] = len(program)
+        if repro is not None:
+            repros[record["id"]] = repro
+        out.append(record)
+    groups = group_violations(out, sizes)
+    by_id = {v["id"]: v for v in out}
+    written = 0
+    for g in groups:
+        rep = by_id[g["representative"]]
+        repro = repros.get(rep["id"])
+        if repro is None or written >= max_reproductions:
+            continue
+        written += 1
+        name = f"violation-{g['group']}-{slug(rep['rule'])}-{slug(rep['model'] or '')}"
+        _write_repro(run_dir, name + REPRO_SUFFIX, repro, rep)
+        _attach_study(rep, repro, timeline=True)
+    return out, groups
+
+
+def terminal_lines(violations: Sequence[dict[str, Any]], groups: Sequence[dict[str, Any]],
+                   *, total: int | None = None, limit: int = 3) -> list[str]:
+    """What fuzz, explore and replay print about violations: per cause group (at most
+    `limit`), the verdict, the program as steps, every crash epoch, the replay command."""
+    by_id = {v["id"]: v for v in violations}
+    lines: list[str] = []
+    count = total if total is not None else len(violations)
+    if groups:
+        lines.append(f"{count} violation(s) from {len(groups)} cause(s):")
+    for g in list(groups)[:limit]:
+        v = by_id[g["representative"]]
+        lines.append("")
+        lines.append(f"== cause {g['group']}: [{v['rule']}] {v['configuration']}, "
+                     f"model {v['model'] or '-'}, {v['fault']} "
+                     f"({g['count']} violation(s) in the report)")
+        lines.extend(violation_lines(v))
+    if len(groups) > limit:
+        lines.append(f"\n... and {len(groups) - limit} more cause(s) in the report")
+    return lines
+
+
+def violation_lines(v: dict[str, Any]) -> list[str]:
+    lines = [str(v.get("text", "")).rstrip()]
+    program = v.get("program")
+    if program:
+        lines.append(f"program ({len(program)} step(s)):")
+        lines.extend(program_lines(program))
+    epochs = v.get("epochs") or []
+    if len(epochs) > 1:
+        lines.append("crash epochs:")
+        for e in epochs:
+            lines.append("  " + epoch_line(e))
+    if v.get("replay"):
+        lines.append(f"replay: {v['replay']}")
+    return lines
+
+
+def epoch_line(e: dict[str, Any]) -> str:
+    k = e.get("k") if e.get("k") is not None else e.get("closest_k")
+    got = "no prefix" if e.get("k") is None and e.get("outcome") == "violation" else f"S({k})"
+    if e.get("outcome") == "unavailable":
+        got = "refused to start"
+    window = "" if e.get("window_ms") is None else f", W={e['window_ms']} ms"
+    rules = ", ".join(e.get("rules") or [])
+    verdict = f"VIOLATION {rules}" if rules else str(e.get("outcome"))
+    return (f"epoch {e.get('epoch')}: crash at {e.get('crash_ms')} ms under "
+            f"{e.get('model')}, {e.get('executed')} executed / {e.get('acknowledged')} "
+            f"acknowledged writes; recovered {got}, F={e.get('frontier')}{window}: {verdict}")
+
+
+def slim(v: dict[str, Any]) -> dict[str, Any]:
+    """A violation for ``--json`` summaries: everything but the bulky timeline and verdict."""
+    return {k: x for k, x in v.items() if k not in ("events", "verdict", "epochs")}
+
+
+def command_line() -> str:
+    """The command line that started this run, as it can be pasted into a shell."""
+    return " ".join(shlex.quote(a) for a in ["aofcrash", *sys.argv[1:]])
+
+
+#: Fault kinds a fuzz campaign can inject: listed even when never drawn, so gaps show.
+_FAULT_ROWS = (
+    "fault: Crash write", "fault: Crash fsync", "fault: Crash fdatasync",
+    "fault: Crash fsync_dir", "fault: Crash rename", "fault: IOFault write",
+    "fault: IOFault fsync", "fault: IOFault fdatasync", "fault: IOFault rename",
+    "fault: IOFault fsync_dir", "fault: ShortWrite", "fault: NoSpace", "fault: SlowSync",
+    "fault: KillChild",
+)
+
+
+def fuzz_coverage(per_label: dict[str, Any], labels: Sequence[str],
+                  models: Sequence[str] = ()) -> dict[str, Any]:
+    """Faults injected and crash models recovered, per configuration: the heat map data
+    (zero cells are the gaps: a fault or model the campaign never exercised there)."""
+    seen = {name for counts in per_label.values() for name in counts
+            if name.startswith(("fault: ", "recover: "))}
+    seen |= set(_FAULT_ROWS) | {f"recover: {m}" for m in models}
+    names = sorted(seen, key=lambda n: (not n.startswith("fault: "), n))
+    return {
+        "title": "Coverage: faults injected and crash models recovered, per configuration",
+        "xlabel": "configuration (policy/profile/defects)",
+        "ylabel": "",
+        "rows": names,
+        "columns": list(labels),
+        "values": [[int(per_label.get(label, {}).get(name, 0)) for label in labels]
+                   for name in names],
+    }
+
+
+def explore_coverage(coverage: dict[str, Any], models: Sequence[str]) -> dict[str, Any]:
+    """Crash states checked per image kind and persistence model: the heat map data."""
+    kinds = sorted({k for m in models for k in _dict_of(coverage.get(m)).get("by_kind", {})})
+    return {
+        "title": "Coverage: crash states checked, per image kind and persistence model",
+        "xlabel": "persistence model",
+        "ylabel": "image kind of the AOF",
+        "rows": kinds,
+        "columns": list(models),
+        "values": [[int(_dict_of(_dict_of(coverage.get(m)).get("by_kind")).get(k, 0))
+                    for m in models] for k in kinds],
+    }
+
+
+def _dict_of(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
