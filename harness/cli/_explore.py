@@ -14,12 +14,24 @@ from harness.cli._common import (
     EXIT_VIOLATION,
     Progress,
     UsageError,
+    availability_args,
     common_args,
+    defect_arg,
+    defect_help,
+    defect_warnings,
+    did_you_mean,
+    one_line,
     positive_int,
     progress_enabled,
+    read_reproduction,
     reports_args,
+    resolve_workers,
+    shard_arg,
     stamp,
+    warn,
+    workers_arg,
 )
+from harness.cli._fuzz import TARGET_HELP, check_target_spec
 
 __all__ = ["add_parser", "cmd_explore"]
 
@@ -33,10 +45,11 @@ def add_parser(sub: Any) -> None:
         help="enumerate every crash state of a workload and check each recovery",
         description="Run a workload once on the simulated disk, then crash it at every "
         "filesystem operation and inside every write, under each persistence model and every "
-        "legal durable image (bounded by reported limits), recover with the reference and check "
+        "legal durable image (bounded by reported limits), recover with the reference (or "
+        "--target: every distinct image recovered by a fresh target) and check "
         f"the contract. Workloads: {names}.",
     )
-    common_args(p)
+    common_args(p, seed_help="seed of a named workload (default 0)")
     reports_args(p)
     p.add_argument("--workload", default="rewrite", metavar="NAME|FILE",
                    help="a named workload or a reproduction JSON whose steps (up to its first "
@@ -46,14 +59,15 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--policy", choices=["always", "everysec", "no"], default=None,
                    help="appendfsync policy (default: everysec, or the file's)")
     p.add_argument("--model", action="append",
-                   choices=["process", "power", "power-eager-metadata"],
+                   choices=["process", "power", "power-eager-metadata", "power-posix-metadata"],
                    help="persistence model (repeatable; default: process and power)")
+    p.add_argument("--target", metavar="MODULE:FACTORY", default=None,
+                   help=TARGET_HELP + " (default: the file's target, else the reference)")
     p.add_argument("--profile", choices=["safe", "redis-3.0"], default=None,
                    help="reference server profile (default: safe, or the file's)")
-    p.add_argument("--defect", action="append", default=None, metavar="NAME",
-                   help="switch on a named defect of reference.defects (repeatable)")
-    p.add_argument("--strict-availability", action="store_true",
-                   help="treat refusing to start as a violation")
+    p.add_argument("--defect", action="append", default=None, metavar="NAME", type=defect_arg,
+                   help=defect_help())
+    availability_args(p)
     p.add_argument("--no-appendfsync-on-rewrite", action="store_true")
     p.add_argument("--byte-granularity", action="store_true",
                    help="crash inside writes and cut power prefixes at every byte")
@@ -74,13 +88,18 @@ def add_parser(sub: Any) -> None:
                    help="violations written as reproduction files (default 20)")
     p.add_argument("--naive", action="store_true",
                    help="recover every state from byte 0 (slow; the cross-check baseline)")
+    p.add_argument("--workers", type=workers_arg, default=0, metavar="N",
+                   help="processes exploring crash points (default 0: every core)")
+    p.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="I/N",
+                   help="explore only the crash points of shard I of N (0-based); N shards "
+                   "together explore exactly what one run does (default 0/1)")
     p.set_defaults(func=cmd_explore)
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, tuple[Any, ...], str]:
     from harness.explore import workload_from_reproduction
     from harness.explore._workloads import WORKLOADS, make_workload
-    from harness.machine._steps import Reproduction, ReproError, RunConfig
+    from harness.machine._steps import ReproError, RunConfig
 
     if args.workload in WORKLOADS:
         config = RunConfig()
@@ -92,13 +111,12 @@ def _load(args: argparse.Namespace) -> tuple[Any, tuple[Any, ...], str]:
             raise UsageError(
                 f"--workload: {args.workload!r} is neither a workload name "
                 f"({', '.join(WORKLOADS)}) nor an existing file"
+                + did_you_mean(args.workload, WORKLOADS)
             )
-        try:
-            repro = Reproduction.from_json(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-        except ReproError as exc:
-            raise UsageError(f"{path}: {exc}") from None
+        if args.seed:
+            warn("explore", [f"--seed {args.seed} does nothing with a workload file (its "
+                             "steps are fixed)"])
+        repro = read_reproduction(path)
         config, steps = workload_from_reproduction(repro)
         label = f"{path} ({len(steps)} steps before its first crash)"
     changes: dict[str, Any] = {}
@@ -108,10 +126,12 @@ def _load(args: argparse.Namespace) -> tuple[Any, tuple[Any, ...], str]:
         changes["profile"] = args.profile
     if args.defect is not None:
         changes["defects"] = frozenset(args.defect)
-    if args.strict_availability:
-        changes["strict_availability"] = True
+    if args.allow_unavailable:
+        changes["allow_unavailable"] = True
     if args.no_appendfsync_on_rewrite:
         changes["no_appendfsync_on_rewrite"] = True
+    if args.target is not None:
+        changes["target"] = args.target
     data = {**config.to_dict(), **changes}
     try:
         config = RunConfig.from_dict({**data, "defects": sorted(data["defects"])})
@@ -122,20 +142,25 @@ def _load(args: argparse.Namespace) -> tuple[Any, tuple[Any, ...], str]:
 
 def cmd_explore(args: argparse.Namespace) -> int:
     from faults import PersistenceModel
-    from harness.cli._report import new_run_dir, slug, write_atomic, write_report
+    from harness.cli._report import new_run_dir, write_report
+    from harness.cli._report_violations import (
+        command_line,
+        explore_coverage,
+        explore_violations,
+        slim,
+        terminal_lines,
+    )
     from harness.explore import ExploreLimits, explore
+    from harness.machine._campaign import config_label
     from harness.machine._driver import ModelDivergence
-    from reference import defects as catalogue
 
-    unknown = [d for d in (args.defect or []) if d not in catalogue.DEFECTS]
-    if unknown:
-        raise UsageError(
-            f"unknown defect {unknown[0]!r} (known: {', '.join(sorted(catalogue.DEFECTS))})"
-        )
     if args.max_reproductions < 0:
         raise UsageError(f"--max-reproductions: must be >= 0, got {args.max_reproductions}")
     config, steps, label = _load(args)
+    check_target_spec(config)  # one line, exit 2, for a target that cannot be used
     models = tuple(PersistenceModel(m) for m in (args.model or ["process", "power"]))
+    warn("explore", defect_warnings(config.defects, policies=[config.policy],
+                                    models=[m.value for m in models]))
     limits = ExploreLimits(
         max_crash_points=args.max_crash_points,
         max_images_per_point=args.max_images_per_point,
@@ -149,32 +174,27 @@ def cmd_explore(args: argparse.Namespace) -> int:
     run_dir = new_run_dir(args.reports, "explore", args.seed, stamp())
     bar = Progress(enabled=progress_enabled(args.progress), total=1, unit="points")
 
+    series: list[list[float]] = [[0.0, 0]]
+
     def on_progress(done: int, total: int, states: int) -> None:
+        series.append([round(time.perf_counter() - started, 3), states])
         bar.total = total
         bar.update(done, f"{done}/{total} crash points  {states} states")
 
     started = time.perf_counter()
     try:
         result = explore(config, steps, models=models, limits=limits, naive=args.naive,
-                         progress=on_progress)
+                         progress=on_progress, workers=resolve_workers(args.workers),
+                         shard=args.shard)
     except ModelDivergence as exc:
         raise UsageError(f"the workload's own run diverged from the model: {exc}") from None
-    except ValueError as exc:  # e.g. a step file whose steps cannot run in order
-        raise UsageError(f"the workload cannot be run: {exc}") from None
+    except (ValueError, TypeError, AttributeError) as exc:  # a step file that cannot run
+        raise UsageError(f"the workload cannot be run: {one_line(exc)}") from None
     finally:
         bar.close()
     elapsed = time.perf_counter() - started
-    violations: list[dict[str, Any]] = []
-    for i, v in enumerate(result.violations, 1):
-        name = None
-        if v.reproduction is not None:
-            name = f"repro-{i}-{slug('-'.join(v.rules))}-{v.model.value}.json"
-            write_atomic(run_dir / name, v.reproduction.to_json())
-        violations.append({"rule": ", ".join(v.rules), "model": v.model.value,
-                           "trace_index": v.point.trace_index,
-                           "torn_bytes": v.point.torn_bytes,
-                           "confirmed_by_replay": v.confirmed,
-                           "text": v.describe(), "reproduction": name})
+    violations, groups = explore_violations(result, config, steps, run_dir, config_label,
+                                            max_reproductions=args.max_reproductions)
     summary = result.to_dict()
     totals = {
         "states": result.states,
@@ -184,19 +204,35 @@ def cmd_explore(args: argparse.Namespace) -> int:
         "states_per_s": round(result.states / elapsed) if elapsed > 0 else None,
         "distinct_aof_contents": result.distinct_contents,
         "full_recoveries": result.full_recoveries,
+        "causes": len(groups),
     }
     report = {
         "command": "explore",
         "run_id": run_dir.name,
+        "summary": (f"Every crash state of the workload {label} under "
+                    f"{', '.join(m.value for m in models)}: {result.states} states at "
+                    f"{result.points_explored}/{result.points_total} crash points in "
+                    f"{elapsed:.1f} s (policy {config.policy}, "
+                    + (f"target {config.target})." if config.target is not None
+                       else f"profile {config.profile}).")),
         "run": {"workload": label, "seed": args.seed, "policy": config.policy,
-                "profile": config.profile, "defects": ", ".join(sorted(config.defects)) or "none",
-                "models": ", ".join(m.value for m in models),
-                "mode": "naive" if args.naive else "fast",
+                "target": config.target or "reference",
+                "profile": config.profile, "defects": sorted(config.defects) or "none",
+                "models": [m.value for m in models],
+                "mode": summary["mode"],
                 "recovery_time": "end of the workload (one recovery time for every state)",
-                "limits": json.dumps(dataclasses.asdict(limits), sort_keys=True)},
+                "limits": dataclasses.asdict(limits), "command_line": command_line()},
         "totals": totals,
-        "coverage": {k: json.dumps(v, sort_keys=True) if isinstance(v, dict) else v
-                     for k, v in result.coverage().items()},
+        "coverage": result.coverage(),
+        "coverage_matrix": explore_coverage(result.coverage(), [m.value for m in models]),
+        "progress_series": {"title": "Crash states checked over time", "xlabel": "seconds",
+                            "ylabel": "states", "points": series},
+        "violations_note": (
+            f"The explorer found {result.violation_total} violating state(s) "
+            f"({', '.join(f'{k} {n}' for k, n in summary['violations_by_rule'].items())}); "
+            f"it keeps the first {len(violations)} in detail, grouped here by cause, with one "
+            "reproduction (the smallest) per cause." if result.violation_total else ""),
+        "groups": groups,
         "configurations": [{"model": m, **counts}
                            for m, counts in summary["by_model"].items()],
         "events": {f"violations {k}": n for k, n in summary["violations_by_rule"].items()},
@@ -211,9 +247,12 @@ def cmd_explore(args: argparse.Namespace) -> int:
                           "by_model": summary["by_model"],
                           "violations_by_rule": summary["violations_by_rule"],
                           "coverage": result.coverage(),
-                          "findings": violations}, default=str))
+                          "findings": [slim(v) for v in violations],
+                          "groups": groups}, default=str))
     else:
-        print(f"explore: {label}, policy {config.policy}, profile {config.profile}: "
+        where = (f"target {config.target}" if config.target is not None
+                 else f"profile {config.profile}")
+        print(f"explore: {label}, policy {config.policy}, {where}: "
               f"{result.states} states at {result.points_explored}/{result.points_total} crash "
               f"points in {elapsed:.1f}s")
         for m, counts in summary["by_model"].items():
@@ -221,10 +260,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
         if result.violation_total:
             print(f"{result.violation_total} violating state(s): "
                   + ", ".join(f"{k} {n}" for k, n in summary["violations_by_rule"].items()))
-            for row in violations[:3]:
-                print(f"\n{row['text']}")
-                if row["reproduction"]:
-                    print(f"reproduction: {run_dir / row['reproduction']}")
+            for line in terminal_lines(violations, groups, total=result.violation_total):
+                print(line)
         else:
             print("no violation")
         print(f"report: {html_path}")

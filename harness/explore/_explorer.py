@@ -13,7 +13,8 @@ for the AOF contract of DESIGN.md section 4.
    the durability frontier of the point (policy x model, acks recorded before the point), n =
    the executed entries submitted before it, and the state is consistent iff its recovery
    matches some S(k) with F <= k <= n (rule 1 + 2), its second recovery agrees (rule 3), or it
-   refused to start (rule 4, ``unavailable``; a violation with ``strict_availability``).
+   refused to start (rule 4: ``availability`` violation unless ``allow_unavailable`` or the
+   image carries opted-in damage, torn or reordered sectors).
 
 One recovery time for all states. Every state is recovered at T = the end of the workload
 (the reproduction's Recover step carries ``downtime_ms = T - crash_ms``): a legal recovery time
@@ -21,6 +22,12 @@ for every point, and it lets recoveries be shared across points (S(k)@T is one t
 that expire before T are absent from both sides, so they are not compared; the ``expiry``
 workload therefore mixes TTLs that end during the run with TTLs far beyond it, whose exact
 expiry times are compared.
+
+Other targets. With ``RunConfig.target`` set (any in-process implementation of
+``harness.targets.Target``, the reference included when named so) the walk is the same but every
+state is judged generically (``harness.explore._generic``): its image materialised, recovered by
+a fresh target (each distinct image once) and checked by the oracle. What follows is the
+reference's own fast path.
 
 Fast path (default) vs naive. The naive mode materialises every image, boots the reference
 on it, loads the AOF from byte 0 and runs the oracle's ``check_recovery`` with the point's
@@ -68,7 +75,13 @@ from harness.explore._eval import ExplorerError, PrefixIndex, Rec, StateEvaluato
 from harness.explore._record import NOT_COUNTED, Recording, record
 from harness.explore._workloads import WORKLOADS, Workload, make_workload
 from harness.machine._steps import ArmCrash, Crash, Recover, Reproduction, RunConfig, Step
-from harness.oracle._checker import CrashInfo, Verdict, check_recovery, effective_window_ms
+from harness.oracle._checker import (
+    CrashInfo,
+    Verdict,
+    check_recovery,
+    effective_window_ms,
+    window_stalls,
+)
 from harness.oracle._history import History, Outcome
 from harness.oracle._snapshot import Snapshot
 
@@ -108,6 +121,9 @@ class ExploreLimits:
     ``max_reproductions``: violations kept with a reproduction; ``confirm_reproductions``: how
     many of those are replayed through the driver to confirm them. ``audit_every``: every n-th
     distinct fast-path content is also recovered in full (0: never).
+    ``stop_at_first_violation``: end the walk after the first crash point with a violating
+    state (the points after it are counted as not explored; for sensitivity runs that only
+    need to know whether, and how soon, a bug shows).
     """
 
     max_crash_points: int | None = None
@@ -123,6 +139,7 @@ class ExploreLimits:
     max_reproductions: int = 20
     confirm_reproductions: int = 3
     audit_every: int = 97
+    stop_at_first_violation: bool = False
 
     def __post_init__(self) -> None:
         errors = []
@@ -244,6 +261,7 @@ class ExploreResult:
     audits: int = 0
     exact_checks: int = 0
     states_log: list[StateRecord] | None = None
+    generic: bool = False  # judged by recovering every image with the target (_generic)
 
     @property
     def states(self) -> int:
@@ -282,7 +300,7 @@ class ExploreResult:
         for (m, outcome), n in sorted(self.outcomes.items()):
             by_model.setdefault(m, {})[outcome] = n
         return {
-            "mode": "naive" if self.naive else "fast",
+            "mode": "generic" if self.generic else "naive" if self.naive else "fast",
             "steps": self.steps,
             "trace_ops": self.trace_ops,
             "states": self.states,
@@ -360,8 +378,9 @@ class _Frontiers:
             return 0
         j = bisect_right(self.ack_pos, p)
         if self.policy == "everysec":
-            width = effective_window_ms(crash_ms, window_ms=self.window_ms,
-                                        stalls=self.rec.stalls_at(p))
+            stalls = window_stalls(model.value, self.rec.stalls_at(p),
+                                   self.rec.error_stalls_at(p))
+            width = effective_window_ms(crash_ms, window_ms=self.window_ms, stalls=stalls)
             j = min(j, bisect_right(self.ack_ms, crash_ms - width))
         best = self.best_norw if (self.norw and power) else self.best_all
         return best[j - 1] if j else 0
@@ -387,8 +406,10 @@ def _inside_offsets(entry: Any, sector: int, limits: ExploreLimits) -> list[int]
 class _Walk:
     def __init__(self, rec: Recording, models: tuple[PersistenceModel, ...],
                  limits: ExploreLimits, naive: bool, keep_states: bool,
-                 progress: Callable[[int, int, int], None] | None) -> None:
+                 progress: Callable[[int, int, int], None] | None,
+                 shard: tuple[int, int] = (0, 1)) -> None:
         self.rec = rec
+        self.shard = shard
         self.models = models
         self.limits = limits
         self.naive = naive
@@ -435,10 +456,15 @@ class _Walk:
             plan.append((p, inside))
         res.points_total = sum(1 + len(inside) for _, inside in plan)
         budget = self.limits.max_crash_points
-        done = 0
+        done = 0  # crash points of every shard: the limits mean the same for each shard
+        evaluated = 0
         stride = self.limits.point_stride
+        shard_index, shard_count = self.shard
         for number, (p, inside) in enumerate(plan):
             if number % stride:
+                continue
+            if (number // stride) % shard_count != shard_index:
+                done += 1 + len(inside)  # another shard's (the replay below catches up)
                 continue
             while cursor.position < p:
                 self._step(cursor)
@@ -446,21 +472,26 @@ class _Walk:
                 break
             self._explore_point(cursor.disk, self.point(p, None))
             done += 1
+            evaluated += 1
             if inside:
                 entry = trace[p]
                 assert entry.fd is not None
-                f = cursor.disk._fds[cursor._fd_map[entry.fd]]
-                assert f.inode is not None
-                overwriting = f.inode.ino if entry.offset < len(f.inode.data) else None
+                f = cursor.open_file(entry.fd)
+                assert f is not None and f.ino is not None
+                size = cursor.disk.inode(f.ino).size_bytes
+                overwriting = f.ino if entry.offset < size else None
                 for k in inside:
                     if budget is not None and done >= budget:
                         break
                     with cursor.inside_write(k) as disk:
                         self._explore_point(disk, self.point(p, k), overwriting=overwriting)
                     done += 1
+                    evaluated += 1
             if self.progress is not None and self._point_no % 64 == 0:
                 self.progress(done, res.points_total, res.states)
-        res.points_explored = done
+            if self.limits.stop_at_first_violation and res.violation_total:
+                break
+        res.points_explored = evaluated
         if self.progress is not None:
             self.progress(done, res.points_total, res.states)
         ev = self.ev
@@ -474,7 +505,7 @@ class _Walk:
     def _step(self, cursor: ReplayCursor) -> None:
         entry = cursor.next_entry()
         assert entry is not None
-        self.ev.before_step(cursor.disk, cursor._fd_map, entry)
+        self.ev.before_step(cursor, entry)
         cursor.step()
 
     # -- states
@@ -502,7 +533,7 @@ class _Walk:
                     outcome, rules, verdict = self._exact(disk, point, model, choice)
                 else:
                     outcome, rules = self._fast(self.ev.evaluate(disk, model, choice), f, n,
-                                                model)
+                                                model, choice)
                     verdict = None
                 self._record(disk, point, model, choice, aof, count, outcome, rules, verdict)
 
@@ -510,7 +541,7 @@ class _Walk:
         """The FileChoice of the AOF's inode in this choice (None: durable, absent, process)."""
         if choice.model is PROCESS:
             return None
-        ino = disk._namespace_after(choice.metadata_kept)[0].get(self.ev.name)
+        ino = disk.namespace_after(choice).get(self.ev.name)
         for fc in choice.files:
             if fc.inode == ino:
                 return fc
@@ -525,23 +556,19 @@ class _Walk:
         if model is PROCESS:
             return [(CrashChoice(model, pending, ()), None, 1)]
         limits = self.image_limits
-        kepts: Sequence[int] = (
-            (pending,) if model is PersistenceModel.POWER_EAGER_METADATA else range(pending + 1)
-        )
         left = limits.max_choices_per_point
         options: dict[int, tuple[FileChoice, ...]] = {}
         out: list[tuple[CrashChoice, FileChoice | None, int]] = []
-        for kept in kepts:
+        for base in disk.metadata_choices(model, limits=limits):
             if left <= 0:
                 break
-            ns = disk._namespace_after(kept)[0]
-            dirty = [disk._inodes[i] for i in set(ns.values()) if disk._inodes[i].dirty()]
-            dirty.sort(key=lambda node: (-node.stamp, node.ino))
-            varied = dirty[: limits.max_dirty_files]
+            kept = base.metadata_kept
+            ns = disk.namespace_after(base)
+            varied = disk.dirty_inodes(base)[: limits.max_dirty_files]
             radices = []
             for node in varied:
                 if node.ino not in options:
-                    options[node.ino] = disk._file_options(node, limits)
+                    options[node.ino] = disk.file_options(node.ino, limits=limits)
                 radices.append(len(options[node.ino]))
             allowed = 1
             for r in radices:
@@ -551,7 +578,7 @@ class _Walk:
             aof_ino = ns.get(self.ev.name)
             where = next((j for j, node in enumerate(varied) if node.ino == aof_ino), None)
             if where is None or aof_ino is None:
-                out.append((CrashChoice(model, kept, ()), None, quota))
+                out.append((CrashChoice(model, kept, (), base.metadata_ops), None, quota))
                 continue
             inner = 1
             for r in radices[where + 1:]:
@@ -561,16 +588,17 @@ class _Walk:
                 count = (quota // block) * inner + min(max(quota % block - o * inner, 0), inner)
                 if count:
                     durable = fc.kind is ImageKind.DURABLE
-                    out.append((CrashChoice(model, kept, () if durable else (fc,)),
+                    out.append((CrashChoice(model, kept, () if durable else (fc,),
+                                            base.metadata_ops),
                                 None if durable else fc, count))
         if sum(c for _, _, c in out) != emitted:  # pragma: no cover - enumeration drifted
             raise ExplorerError("explore: grouped states do not add up to SimDisk's enumeration")
         return out
 
-    def _fast(self, rec: Rec, f: int, n: int,
-              model: PersistenceModel) -> tuple[str, tuple[str, ...]]:
+    def _fast(self, rec: Rec, f: int, n: int, model: PersistenceModel,
+              choice: CrashChoice) -> tuple[str, tuple[str, ...]]:
         if rec.unavailable is not None:
-            if self.config.strict_availability:
+            if not self.config.allow_unavailable and not choice.damaged:
                 return "violation", ("availability",)
             return "unavailable", ()
         best = -1
@@ -618,9 +646,11 @@ class _Walk:
             recovery_ms=self.t_ms,
             window_ms=self.config.window_ms,
             stalls=self.rec.stalls_at(p),
+            error_stalls=self.rec.error_stalls_at(p),
             no_appendfsync_on_rewrite=self.config.no_appendfsync_on_rewrite,
             unavailable_reason=full.unavailable if snapshot is None else None,
-            strict_availability=self.config.strict_availability,
+            allow_unavailable=self.config.allow_unavailable,
+            damaged_image=choice.damaged,
             crash=CrashInfo(model=model.value, choice=choice.to_dict(), trace_index=p,
                             crash_ms=point.crash_ms),
         )
@@ -708,18 +738,115 @@ def explore(
     naive: bool = False,
     keep_states: bool = False,
     progress: Callable[[int, int, int], None] | None = None,
+    workers: int = 1,
+    shard: tuple[int, int] = (0, 1),
 ) -> ExploreResult:
     """Explore every crash state of `steps` run under `config` (see the module docstring).
 
     `naive` recovers every state from scratch with the oracle (the baseline and cross-check);
     `keep_states` keeps every state's outcome in ``result.states_log``; `progress` is called
-    with (points done, points total, states so far).
+    with (points done, points total, states so far). `shard` (i, n) explores the crash points
+    numbered i mod n (the limits count every shard's points, so n shards together explore
+    exactly what one run does); `workers` splits this shard's points over that many processes
+    and merges their results (counts add up; violations are listed in crash-point order).
     """
+    if not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
+        raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
+    if workers > 1 and config.target is None and not keep_states:
+        return _explore_parallel(config, tuple(steps), tuple(models), limits, naive, progress,
+                                 workers, shard)
     if not isinstance(config, RunConfig):
         raise ValueError(f"config: expected RunConfig, got {type(config).__name__}")
     chosen = tuple(models)
     if not chosen or not all(isinstance(m, PersistenceModel) for m in chosen):
         raise ValueError(f"models: expected one or more PersistenceModel, got {models!r}")
-    rec = record(config, steps)
-    walk = _Walk(rec, chosen, limits or ExploreLimits(), naive, keep_states, progress)
+    from harness.machine._driver import ContractViolation
+
+    try:
+        rec = record(config, steps)
+    except ContractViolation as exc:
+        # A multi-epoch workload's own recovery broke the contract (before any explored point).
+        return _setup_violation(config, chosen, limits or ExploreLimits(), naive, exc)
+    if config.target is not None:
+        # Not the bundled reference: every state is recovered with the target itself.
+        from harness.explore._generic import explore_generic
+
+        return explore_generic(rec, chosen, limits or ExploreLimits(), naive=naive,
+                               keep_states=keep_states, progress=progress)
+    walk = _Walk(rec, chosen, limits or ExploreLimits(), naive, keep_states, progress, shard)
     return walk.run()
+
+
+def _explore_shard(args: tuple[Any, ...]) -> ExploreResult:
+    config, steps, models, limits, naive, shard = args
+    return explore(config, steps, models=models, limits=limits, naive=naive, shard=shard)
+
+
+def _explore_parallel(
+    config: RunConfig, steps: tuple[Step, ...], models: tuple[PersistenceModel, ...],
+    limits: ExploreLimits | None, naive: bool,
+    progress: Callable[[int, int, int], None] | None, workers: int, shard: tuple[int, int],
+) -> ExploreResult:
+    """Shard i of n over `workers` processes: worker j explores shard i + j*n of n*workers."""
+    import multiprocessing
+
+    index, count = shard
+    jobs = [(config, steps, models, limits, naive, (index + j * count, count * workers))
+            for j in range(workers)]
+    context = multiprocessing.get_context("fork")
+    pool = context.Pool(workers)
+    try:
+        parts: list[ExploreResult] = []
+        for part in pool.imap(_explore_shard, jobs):
+            parts.append(part)
+            if progress is not None:
+                progress(sum(p.points_explored for p in parts), part.points_total,
+                         sum(p.states for p in parts))
+    finally:
+        pool.terminate()  # by PID, the pool's own children
+        pool.join()
+    return _merge_results(parts)
+
+
+def _merge_results(parts: list[ExploreResult]) -> ExploreResult:
+    """One result from the shards of one exploration (see ``explore``)."""
+    first = parts[0]
+    merged = ExploreResult(first.config, first.models, first.limits, first.naive,
+                           steps=first.steps, trace_ops=first.trace_ops,
+                           points_total=first.points_total, generic=first.generic)
+    for part in parts:
+        merged.points_explored += part.points_explored
+        for name in ("outcomes", "kinds", "legal", "cut_dirty", "cut_max", "violation_counts"):
+            getattr(merged, name).update(getattr(part, name))
+        for name in ("distinct_contents", "full_recoveries", "commands_fed", "audits",
+                     "exact_checks"):
+            setattr(merged, name, getattr(merged, name) + getattr(part, name))
+        merged.violations.extend(part.violations)
+    merged.violations.sort(key=lambda v: (v.point.trace_index, v.point.torn_bytes or -1,
+                                          v.model.value))
+    return merged
+
+
+def _setup_violation(config: RunConfig, models: tuple[PersistenceModel, ...],
+                     limits: ExploreLimits, naive: bool, exc: Any) -> ExploreResult:
+    """The result of a workload whose setup (steps up to its last Recover) already violated the
+    contract: that one state, with the driver's verdict and reproduction."""
+    repro: Reproduction = exc.reproduction
+    verdict: Verdict = exc.verdict
+    recover = repro.steps[-1]
+    if not isinstance(recover, Recover) or recover.choice is None:  # pragma: no cover
+        raise ExplorerError("explore: a setup violation that did not come from a recovery")
+    rules = tuple(sorted({v.rule.value for v in verdict.violations}))
+    crash = verdict.crash
+    crash_ms = crash.crash_ms if crash is not None and crash.crash_ms is not None else 0
+    trace_index = crash.trace_index if crash is not None and crash.trace_index is not None else -1
+    point = CrashPoint(trace_index, None, len(repro.steps) - 1, None, crash_ms)
+    result = ExploreResult(config, models, limits, naive, steps=len(repro.steps))
+    result.outcomes[(recover.model.value, "violation")] += 1
+    for rule in rules:
+        result.violation_counts[(recover.model.value, rule)] += 1
+    result.violations.append(ExploreViolation(point, recover.model, recover.choice, rules,
+                                              verdict, repro, True))
+    return result

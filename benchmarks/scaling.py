@@ -1,0 +1,96 @@
+"""Benchmark: campaigns on one worker vs every core, and the example database's cost.
+
+Prints (min / median / max over --runs):
+* fuzz: examples/s of the safe reference over every policy with ``max_examples`` fixed, with 1
+  worker and with every core, and the ratio (goal on this 2-core machine: >= 1.8x);
+* explore (when the explorer takes ``workers``): states/s with 1 worker vs every core;
+* the example database: seconds per example with a directory database vs none, one worker.
+
+Usage: .venv/bin/python benchmarks/scaling.py [--examples 200] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from faults import PersistenceModel
+from harness.explore import ExploreLimits, explore, make_workload
+from harness.machine._campaign import Campaign, run_campaign
+from harness.machine._steps import RunConfig
+
+MODELS = (PersistenceModel.PROCESS, PersistenceModel.POWER,
+          PersistenceModel.POWER_EAGER_METADATA)
+
+
+def _fuzz_rate(examples: int, workers: int, database: str | None) -> float:
+    configs = tuple(RunConfig(policy=p) for p in ("always", "everysec", "no"))
+    campaign = Campaign(configs=configs, models=MODELS, budget_s=3600, seed=5,
+                        max_examples=examples, workers=workers, database=database)
+    started = time.monotonic()
+    result = run_campaign(campaign)
+    elapsed = time.monotonic() - started
+    if result.findings:
+        raise SystemExit(f"unexpected finding: {result.findings[0].text}")
+    return result.examples / elapsed
+
+
+def _stats(values: list[float]) -> str:
+    return (f"{min(values):8.1f} / {statistics.median(values):8.1f} / {max(values):8.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--examples", type=int, default=200,
+                        help="examples per configuration (3 configurations)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--ops", type=int, default=300, help="explore workload size")
+    args = parser.parse_args()
+    cores = os.cpu_count() or 1
+    print(f"machine: {cores} cores; {args.runs} runs each; min / median / max")
+
+    one = [_fuzz_rate(args.examples, 1, None) for _ in range(args.runs)]
+    every = [_fuzz_rate(args.examples, cores, None) for _ in range(args.runs)]
+    print(f"fuzz examples/s, 1 worker        {_stats(one)}")
+    print(f"fuzz examples/s, {cores} workers       {_stats(every)}")
+    ratio = statistics.median(every) / statistics.median(one)
+    print(f"fuzz speed-up (median)           {ratio:8.2f}x  (goal >= 1.8x)")
+
+    if "workers" in inspect.signature(explore).parameters:
+        steps = make_workload("mixed", ops=args.ops, seed=1)
+        limits = ExploreLimits()
+        rates: dict[int, list[float]] = {}
+        for workers in (1, cores):
+            rates[workers] = []
+            for _ in range(args.runs):
+                started = time.monotonic()
+                result = explore(RunConfig(policy="always"), steps, limits=limits,
+                                 workers=workers)  # type: ignore[call-arg]
+                rates[workers].append(result.states / (time.monotonic() - started))
+        print(f"explore states/s, 1 worker       {_stats(rates[1])}")
+        print(f"explore states/s, {cores} workers      {_stats(rates[cores])}")
+        print(f"explore speed-up (median)        "
+              f"{statistics.median(rates[cores]) / statistics.median(rates[1]):8.2f}x")
+    else:
+        print("explore: no workers parameter yet (not measured)")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        none = [1 / _fuzz_rate(args.examples, 1, None) for _ in range(args.runs)]
+        directory = [1 / _fuzz_rate(args.examples, 1, str(Path(tmp) / f"db{i}"))
+                     for i in range(args.runs)]
+    overhead_ms = (statistics.median(directory) - statistics.median(none)) * 1000
+    print(f"ms/example, no database          {_stats([x * 1000 for x in none])}")
+    print(f"ms/example, directory database   {_stats([x * 1000 for x in directory])}")
+    print(f"database overhead per example    {overhead_ms:8.2f} ms (median difference)")
+
+
+if __name__ == "__main__":
+    main()
