@@ -4,6 +4,8 @@
 * ``_record``: the workload once on a traced SimDisk, with what a crash at each trace position
   would see (history events, time, the fault layer's operation count);
 * ``_eval``: recovering crash images fast (each distinct AOF content once, incremental loads);
+* ``_generic``: recovering any target's crash images (each distinct image once), used when
+  ``RunConfig.target`` names a target other than the bundled reference;
 * ``_explorer``: crash points x legal images per persistence model, the oracle on each, limits
   and coverage (``explore``).
 

@@ -15,6 +15,20 @@ explorer, verify or the CLI. The package root ``harness`` re-exports the step vo
 
 from __future__ import annotations
 
-from harness.machine._machine import FEATURES, PROFILES, make_state_machine
+from harness.machine._machine import (
+    FEATURE_COMMANDS,
+    FEATURES,
+    PROFILES,
+    make_state_machine,
+    target_commands,
+    unsupported_features,
+)
 
-__all__ = ["FEATURES", "PROFILES", "make_state_machine"]
+__all__ = [
+    "FEATURES",
+    "FEATURE_COMMANDS",
+    "PROFILES",
+    "make_state_machine",
+    "target_commands",
+    "unsupported_features",
+]

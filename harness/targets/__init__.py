@@ -7,11 +7,15 @@ driven by the state machines, the explorer and the pytest plugin (built by a fac
 ``reference_target``, the bundled reference driven through that same protocol
 (``_reference``).
 
-Processes (``_servers``): finding server binaries (redis-server 6.0, 6.2, 7.0), launching them on
-a directory (optionally a ``faults.fuse`` mount), crashing them with SIGKILL (server and rewrite
-child), dumping their keyspace in the oracle's canonical dump format, and locating their AOF
-files. ``ReferenceProcess`` runs the reference server as a process (``python -m reference``)
-behind the same interface as ``RedisProcess``.
+Processes (``_servers``): resolving what the user asked for (a preset: redis-server 6.0, 6.2,
+7.0, Valkey 9.1, the reference; a path to any binary run with redis-server's flags; a command
+template) into a ``ServerSpec`` and probing it (RESP, name and version), launching it on a
+directory (optionally a ``faults.fuse`` mount), crashing it with SIGKILL of its process group
+(server and rewrite child; a reaper ends them even when the harness is SIGKILLed), dumping its
+keyspace in the oracle's canonical dump format, locating its AOF files (manifest or glob), and
+scratch directories that are removed at the next start once their owner is dead.
+``ReferenceProcess`` runs the reference server as a process (``python -m reference``) and
+``CommandProcess`` a template, behind the same interface as ``RedisProcess``.
 
 Layer: above ``harness.oracle`` (it may use its dump format and reply types) and below the
 in-process machine, the explorer, verify and the CLI, which drive targets. A new kind of target
@@ -37,30 +41,46 @@ from harness.targets._inprocess import (
 )
 from harness.targets._servers import (
     FORK_CHILD_TITLES,
+    SERVER_PRESETS,
+    SERVER_TEMPLATE_FIELDS,
     SERVER_VERSIONS,
     AofManifestEntry,
     AofManifestError,
+    CommandProcess,
     DumpValue,
     Keyspace,
     RedisProcess,
     ReferenceProcess,
     ServerBinary,
+    ServerInfo,
     ServerNotFound,
+    ServerNotUsable,
     ServerRefusedToStart,
+    ServerSpec,
+    ServerSpecError,
     ServerStartTimeout,
     aof_manifest_path,
     aof_paths,
     dump_keyspace,
+    find_aof_files,
     find_server,
+    make_run_dir,
     parse_manifest,
+    probe_server,
+    remove_stale_run_dirs,
+    resolve_server,
+    run_dir_base,
 )
 
 __all__ = [
     "APPENDFSYNC_POLICIES",
     "FORK_CHILD_TITLES",
+    "SERVER_PRESETS",
+    "SERVER_TEMPLATE_FIELDS",
     "SERVER_VERSIONS",
     "AofManifestEntry",
     "AofManifestError",
+    "CommandProcess",
     "Dump",
     "DumpValue",
     "Keyspace",
@@ -68,8 +88,12 @@ __all__ = [
     "ReferenceProcess",
     "RewritingTarget",
     "ServerBinary",
+    "ServerInfo",
     "ServerNotFound",
+    "ServerNotUsable",
     "ServerRefusedToStart",
+    "ServerSpec",
+    "ServerSpecError",
     "ServerStartTimeout",
     "Target",
     "TargetConfig",
@@ -82,8 +106,14 @@ __all__ = [
     "as_rewriting",
     "check_target",
     "dump_keyspace",
+    "find_aof_files",
     "find_server",
     "load_target_factory",
+    "make_run_dir",
     "parse_manifest",
+    "probe_server",
     "reference_target",
+    "remove_stale_run_dirs",
+    "resolve_server",
+    "run_dir_base",
 ]

@@ -110,6 +110,11 @@ class Target(Protocol):
     ``str`` (simple string such as ``"OK"``), ``list`` (array), and for an error reply either
     ``harness.oracle.ReplyError(message)`` or any ``Exception`` instance whose ``str()`` is the
     message (e.g. ``"ERR syntax error"``; the first word is the error code).
+
+    Optional attributes: ``commands``, the upper-case command names the target implements
+    (missing: all of them); the state machines then switch off the features whose rules send
+    others and say so once in the report. ``cron_period_ms`` (default 100): how often its
+    event loop wakes by itself; a tick of the clock runs one iteration per period.
     """
 
     def start(self) -> None:

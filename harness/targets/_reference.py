@@ -31,6 +31,9 @@ class ReferenceTarget:
         self.server_config = reference_server_config(env.config)
         self.server = Server(env.fs, env.clock, self.server_config, child_killer=env.kill_child)
         self.cron_period_ms = max(1, 1000 // self.server_config.hz)
+        # Bound methods of the server itself: two Python calls fewer per command.
+        self.run_iteration = self.server.run_iteration
+        self.released = self.server.released
 
     def start(self) -> None:
         try:
@@ -40,12 +43,6 @@ class ReferenceTarget:
 
     def submit(self, argv: Sequence[bytes], *, client: int) -> int:
         return self.server.submit(list(argv), client=client)
-
-    def run_iteration(self) -> None:
-        self.server.run_iteration()
-
-    def released(self, ticket: int) -> bool:
-        return self.server.released(ticket)
 
     def pop_reply(self, ticket: int) -> Any:
         return _plain(self.server.pop_reply(ticket))

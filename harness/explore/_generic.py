@@ -1,0 +1,209 @@
+"""Exploring the crash states of any in-process target: materialise, recover, ask the oracle.
+
+The explorer's fast path (``_eval``) knows the reference: it reads only the AOF and replays it
+with the reference's own loader. Another implementation may keep any files in any format, so
+for a target named by ``RunConfig.target`` the explorer walks the same crash points and the same
+legal images per persistence model (``_explorer._Walk``: points, limits, coverage, reports,
+reproductions, replay confirmation are shared) and judges each state the generic way:
+
+1. materialise the crash image (``SimDisk.crash(model, choice)``);
+2. recover it with a fresh target: the factory on ``SimDisk.from_image(image)`` behind an empty
+   fault layer, with a ``Clock`` at the recovery time (the end of the workload, as on the
+   fast path), ``start()``, ``dump()``;
+3. check it with the oracle (``check_recovery`` with the crash point's own history, frontier and
+   stalls; a refusal to start is judged by rule 4);
+4. stability (rule 3): crash the recovered disk again at once under the state's model (the
+   least-surviving image: durable state only, nothing pending kept), recover that, and compare
+   (``check_stability``).
+
+Every image is keyed by the digest of all its files and directories (``DiskImage.digest``), so
+each distinct image is recovered once, however many states, points and models share it; within
+one point and model, states with the same image (and the same damage flag) share one verdict.
+Reported violations (up to ``max_exact_violations``) carry the oracle's verdict for their own
+crash choice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from faults import (
+    Clock,
+    CrashChoice,
+    DiskImage,
+    FaultPlan,
+    FaultyFileSystem,
+    FileChoice,
+    ImageKind,
+    PersistenceModel,
+    ReplayCursor,
+    SimDisk,
+)
+from harness.explore._explorer import CrashPoint, ExploreLimits, ExploreResult, _Walk
+from harness.explore._record import Recording
+from harness.oracle._checker import CrashInfo, Verdict, check_recovery, check_stability
+from harness.oracle._snapshot import Snapshot, snapshot_from_dump
+from harness.targets import (
+    TargetEnv,
+    TargetFactory,
+    TargetRefusedToStart,
+    check_target,
+)
+
+__all__ = ["GenericWalk", "Recovered", "explore_generic"]
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """What a fresh target made of one image: the keyspace (None: it refused, ``reason``) and
+    the digests of the images a second crash of its disk leaves, per model."""
+
+    snapshot: Snapshot | None
+    reason: str | None
+    again: dict[PersistenceModel, DiskImage]
+
+
+class GenericWalk(_Walk):
+    """``_Walk`` with every state judged by recovering its materialised image with the target
+    (see the module docstring)."""
+
+    def __init__(self, rec: Recording, models: tuple[PersistenceModel, ...],
+                 limits: ExploreLimits, naive: bool, keep_states: bool,
+                 progress: Callable[[int, int, int], None] | None, *,
+                 factory: TargetFactory | None = None) -> None:
+        super().__init__(rec, models, limits, naive, keep_states, progress)
+        self.factory = factory or self.config.target_factory()
+        self.spec = self.config.target or "reference"
+        self.target_config = self.config.target_config()
+        self.recovered: dict[str, Recovered] = {}
+        self.stable: dict[tuple[str, PersistenceModel], Verdict] = {}
+        self.starts = 0
+
+    def run(self) -> ExploreResult:
+        result = super().run()
+        result.generic = True
+        result.distinct_contents = len(self.recovered)
+        result.full_recoveries = self.starts
+        result.commands_fed = 0
+        result.audits = 0
+        return result
+
+    def _step(self, cursor: ReplayCursor) -> None:
+        cursor.step()  # no lineages to keep: every image is materialised
+
+    # -- states
+
+    def _explore_point(self, disk: SimDisk, point: CrashPoint, *,
+                       overwriting: int | None = None) -> None:
+        self._point_no += 1
+        res = self.result
+        for model in self.models:
+            enum = disk.crash_choices(model, limits=self.image_limits)
+            res.legal[model.value] += enum.total
+            res.cut_dirty[model.value] += enum.cut_by_dirty_files
+            res.cut_max[model.value] += enum.cut_by_max_choices
+            seen: dict[tuple[str, bool], tuple[str, tuple[str, ...]]] = {}
+            for choice in enum:
+                image = disk.crash(model, choice)
+                key = (image.digest(), choice.damaged)
+                verdict: Verdict | None = None
+                if key in seen:
+                    outcome, rules = seen[key]
+                else:
+                    outcome, rules, verdict = self._judge(image, point, model, choice)
+                    seen[key] = (outcome, rules)
+                self._record(disk, point, model, choice, _main_file(choice), 1, outcome, rules,
+                             verdict)
+
+    def _exact(self, disk: SimDisk, point: CrashPoint, model: PersistenceModel,
+               choice: CrashChoice) -> tuple[str, tuple[str, ...], Verdict]:
+        return self._judge(disk.crash(model, choice), point, model, choice)
+
+    def _judge(self, image: DiskImage, point: CrashPoint, model: PersistenceModel,
+               choice: CrashChoice) -> tuple[str, tuple[str, ...], Verdict]:
+        """The oracle's verdict on one state (rules 1, 2, 4, then 3)."""
+        self.result.exact_checks += 1
+        got = self.recover(image)
+        p = point.trace_index
+        crash = CrashInfo(model=model.value, choice=choice.to_dict(), trace_index=p,
+                          crash_ms=point.crash_ms)
+        verdict = check_recovery(
+            self._history(p),
+            got.snapshot,
+            policy=self.config.policy,
+            model=model.value,
+            crash_ms=point.crash_ms,
+            recovery_ms=self.t_ms,
+            window_ms=self.config.window_ms,
+            stalls=self.rec.stalls_at(p),
+            error_stalls=self.rec.error_stalls_at(p),
+            no_appendfsync_on_rewrite=self.config.no_appendfsync_on_rewrite,
+            unavailable_reason=got.reason if got.snapshot is None else None,
+            allow_unavailable=self.config.allow_unavailable,
+            damaged_image=choice.damaged,
+            crash=crash,
+        )
+        if not verdict.ok:
+            return "violation", tuple(sorted({v.rule.value for v in verdict.violations})), verdict
+        if got.snapshot is not None:
+            stable = self._stability(image, got, model, crash)
+            if not stable.ok:
+                return "violation", ("stability",), stable
+        return verdict.outcome, (), verdict
+
+    # -- recoveries
+
+    def recover(self, image: DiskImage) -> Recovered:
+        """A fresh target started on `image` at the recovery time (each image once)."""
+        key = image.digest()
+        got = self.recovered.get(key)
+        if got is not None:
+            return got
+        self.starts += 1
+        disk = SimDisk.from_image(image, fsync_failure=self.config.fsync_failure)
+        clock = Clock(self.t_ms)
+        fs = FaultyFileSystem(disk, FaultPlan(), clock=clock)
+        env = TargetEnv(fs=fs, clock=clock, config=self.target_config,
+                        kill_child=fs.should_kill_child)
+        target = check_target(self.factory(env), self.spec)
+        try:
+            target.start()
+        except TargetRefusedToStart as exc:
+            got = Recovered(None, exc.reason, {})
+        else:
+            got = Recovered(snapshot_from_dump(target.dump()), None,
+                            {m: disk.crash(m) for m in self.models})
+        self.recovered[key] = got
+        return got
+
+    def _stability(self, image: DiskImage, got: Recovered, model: PersistenceModel,
+                   crash: CrashInfo) -> Verdict:
+        key = (image.digest(), model)
+        verdict = self.stable.get(key)
+        if verdict is None:
+            assert got.snapshot is not None
+            second = self.recover(got.again[model])
+            verdict = check_stability(got.snapshot, second.snapshot, at_ms=self.t_ms,
+                                      unavailable_reason=second.reason, crash=crash)
+            self.stable[key] = verdict
+        return verdict
+
+
+def _main_file(choice: CrashChoice) -> FileChoice | None:
+    """The file choice a state's image kind is reported by: the first one that is not durable
+    (None: every file durable, or the process model)."""
+    for fc in choice.files:
+        if fc.kind is not ImageKind.DURABLE:
+            return fc
+    return None
+
+
+def explore_generic(rec: Recording, models: tuple[PersistenceModel, ...],
+                    limits: ExploreLimits, *, naive: bool = False, keep_states: bool = False,
+                    progress: Callable[[int, int, int], None] | None = None,
+                    factory: TargetFactory | None = None) -> ExploreResult:
+    """Walk `rec`'s crash states with the generic evaluation (see the module docstring)."""
+    return GenericWalk(rec, models, limits, naive, keep_states, progress,
+                       factory=factory).run()
+
