@@ -9,7 +9,13 @@ event loop and the differences between the ``safe`` and ``redis-3.0`` profiles, 
 from __future__ import annotations
 
 from reference import defects
-from reference._aof import HIREDIS_AVAILABLE, AofLoader, LoadError, LoadResult
+from reference._aof import (
+    HIREDIS_AVAILABLE,
+    AofLoader,
+    LoadError,
+    LoadResult,
+    parse_aof_command,
+)
 from reference._checkaof import (
     AofCheck,
     AofInputError,
@@ -68,6 +74,7 @@ __all__ = [
     "encode_command",
     "encode_reply",
     "fix_aof",
+    "parse_aof_command",
     "parse_command",
     "plan_fix",
 ]

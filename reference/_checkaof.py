@@ -5,7 +5,11 @@ Three inputs, as redis-check-aof 7.0 takes them:
 - **one file** (``check_aof(data)``): a RESP AOF (Redis 2.8-6.2), or one that starts with an
   RDB (an RDB preamble, 4.0+; a 7.x ``.base.rdb``), whose commands start after the RDB.
   ``#...`` annotation lines (``#TS:<unix-time>\\r\\n`` with ``aof-timestamp-enabled``) are
-  accepted and skipped wherever a command may start, as the 7.0 loader does.
+  accepted and skipped wherever a command may start, as the 7.0 loader does. A ``*``/``$``
+  line's number is read as redis-check-aof reads it (``strtol``: leading blanks and a sign are
+  accepted, so ``*+3`` and ``* 3`` are valid) and must be followed at once by ``\\r\\n``
+  (``*3\\n`` and ``*3x\\r\\n`` are not, although every loader takes them: see
+  ``reference._aof``); each bulk must be followed by ``\\r\\n``.
 - **a manifest** and **an appendonlydir** (``check_aof_path(path)``): Redis 7.x multi-part
   AOF. The manifest (``appendonly.aof.manifest``) lists ``file <name> seq <n> type <b|h|i>``
   lines; the base file is checked first, then the incr files in manifest order (which must be
@@ -19,6 +23,9 @@ redis-check-aof 7.0, each deliberate:
 
 - an annotation line cut off by the end of the file is a torn tail (redis-check-aof calls it
   valid, but the next command appended to that file would be glued onto the annotation);
+- ``*0``, ``*-1`` and ``*`` without digits are invalid, like negative and digit-less ``$``
+  lengths (redis-check-aof reads the first three as a command of no arguments and goes on;
+  every loader refuses them);
 - a directory is accepted (its one ``*.manifest``; redis-check-aof cannot read a directory);
 - ``ok_up_to_line`` counts lines of the file being checked (redis-check-aof's counter runs on
   across the files of a manifest).
@@ -28,12 +35,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import stat
 from dataclasses import dataclass
 from typing import Final, Literal
 
+from reference._aof import HEADER_LINE_MAX_BYTES
 from reference._rdb import RdbCheckResult, check_rdb, is_rdb_image
-from reference._resp import RespFormatError, parse_command
+from reference._resp import RespFormatError
 
 __all__ = [
     "AofCheck",
@@ -56,6 +65,8 @@ __all__ = [
 # Redis reads an annotation with fgets into a 1024-byte buffer: 1023 bytes with the newline.
 _ANNOTATION_MAX_BYTES: Final = 1023
 _HASH: Final = 0x23  # '#'
+# redis-check-aof's readLong: strtol (blanks, a sign, digits), then "\r\n" at once.
+_CHECKED_NUMBER: Final = re.compile(rb"[ \t\v\f\r]*([+-]?[0-9]+)\r\n")
 
 
 class AofNotFixableError(ValueError):
@@ -159,7 +170,7 @@ def check_aof(data: bytes) -> CheckResult:
             annotations += 1
         else:
             try:
-                parsed = parse_command(data, pos, size, strict=True)
+                parsed = _parse_checked(data, pos, size)
             except RespFormatError as exc:
                 reason = f"{exc.reason} at offset {exc.offset_bytes}"
                 break
@@ -196,6 +207,53 @@ def check_aof(data: bytes) -> CheckResult:
         rdb=rdb,
         annotations=valid_annotations,
     )
+
+
+def _checked_number(data: bytes, pos: int, end: int, prefix: int) -> tuple[int, int] | None:
+    """A ``<prefix><number>\\r\\n`` line as redis-check-aof reads it; (number, offset after
+    the line), or None if the data ends inside the line."""
+    if pos >= end:
+        return None
+    if data[pos] != prefix:
+        raise RespFormatError(pos, f"expected '{chr(prefix)}', got {data[pos:pos + 1]!r}")
+    nl = data.find(b"\n", pos, min(end, pos + HEADER_LINE_MAX_BYTES))
+    if nl < 0:
+        if end - pos >= HEADER_LINE_MAX_BYTES:
+            raise RespFormatError(pos, f"invalid '{chr(prefix)}' line (no line end in "
+                                  f"{HEADER_LINE_MAX_BYTES} bytes)")
+        return None
+    match = _CHECKED_NUMBER.fullmatch(data, pos + 1, nl + 1)
+    if match is None:
+        raise RespFormatError(pos, f"invalid '{chr(prefix)}' line {data[pos + 1 : nl + 1]!r} "
+                              "(a number and \\r\\n expected)")
+    return int(match.group(1)), nl + 1
+
+
+def _parse_checked(data: bytes, pos: int, end: int) -> tuple[list[bytes], int] | None:
+    """One command at ``pos`` as redis-check-aof reads it: (argv, next offset), or None if the
+    data ends inside it; RespFormatError where it is not valid."""
+    head = _checked_number(data, pos, end, 0x2A)  # '*'
+    if head is None:
+        return None
+    argc, p = head
+    if argc < 1:
+        raise RespFormatError(pos, f"invalid array length {argc}")
+    argv: list[bytes] = []
+    for _ in range(argc):
+        bulk = _checked_number(data, p, end, 0x24)  # '$'
+        if bulk is None:
+            return None
+        length, p = bulk
+        if length < 0:
+            raise RespFormatError(p, f"invalid bulk length {length}")
+        stop = p + length
+        if stop + 2 > end:
+            return None
+        if data[stop : stop + 2] != b"\r\n":
+            raise RespFormatError(stop, f"expected \\r\\n, got {data[stop:stop + 2]!r}")
+        argv.append(data[p:stop])
+        p = stop + 2
+    return argv, p
 
 
 def fix_aof(data: bytes) -> bytes:

@@ -23,10 +23,27 @@ Profile ``safe`` differs from Redis 6.2 where 6.2 cannot keep its promises:
     fdatasync, FLUSHDB, power loss keeping the 40-byte length but not the data;
   * under everysec, when a write fails, the bytes already written are still fsynced once a
     second (6.2 returns before its fsync, so a full disk keeps acknowledged writes unsynced for
-    as long as it stays full; found by ``aofcrash fuzz``, see tests/regressions/).
+    as long as it stays full; found by ``aofcrash fuzz``, see tests/regressions/);
+  * the loader takes what newer real loaders take where that is neither a crash nor a loss:
+    ``#`` annotation lines (Redis 7.0+) are skipped wherever a command may start, and an RDB
+    preamble (4.0+) is loaded (strings, lists, sets, sorted sets, hashes, expiries; a type the
+    reference has no value for, such as a stream, is refused naming it). A torn annotation is a
+    torn tail (truncated with aof-load-truncated, refused without), where 7.0 and Valkey load
+    it as it is and then refuse the file once the next command has been glued onto it; a torn
+    or damaged preamble is refused whatever aof-load-truncated says (truncating inside it would
+    throw the whole dataset away);
+  * a MULTI whose transaction is torn (a command inside it cut off by the end of the file) is
+    cut before the MULTI, as Valkey 9.1 does (Redis <= 7.0 cuts after the last complete command,
+    leaving an open transaction that the next start truncates again or refuses).
+Both profiles read a ``*``/``$`` line as every real loader does (up to its ``\n``, the number as
+``atoi``/``strtol`` reads it: ``*3\n``, ``*+3``, ``* 3`` and ``*3x\r\n`` load; check-aof calls
+the first and the last invalid, as redis-check-aof does), and both refuse negative and
+digit-less lengths, wrong arity and unknown commands, where real servers crash, read an empty
+argument or drop the command. See ``reference._aof`` for the details.
 Profile ``redis-3.0`` is Redis 3.0 with its gaps (no directory fsync, fsync errors ignored, SET and
 its PEXPIREAT as two records, no fsync of an idle everysec AOF, an unfinished MULTI truncated after
-its last complete command instead of before the MULTI).
+its last complete command instead of before the MULTI, ``#`` annotation lines and RDB preambles
+refused as a bad format).
 
 Simplifications (deliberate): the active expire cycle reclaims every expired key (no sampling, so
 it is deterministic); once-a-second cron work is timed by virtual elapsed time, not by cronloops;

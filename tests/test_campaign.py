@@ -50,7 +50,7 @@ def test_slice_seeds_are_hashed_so_neighbouring_campaign_seeds_share_no_slice() 
 
 
 def test_bad_campaign_settings_are_named_all_at_once() -> None:
-    with pytest.raises(ValueError, match="shard.*workers.*max_examples"):
+    with pytest.raises(ValueError, match=r"shard.*workers.*max_examples"):
         Campaign(configs=(SAFE,), shard=(2, 2), workers=0, max_examples=0)
 
 

@@ -38,5 +38,6 @@ def test_rules_and_enums_have_their_documented_values() -> None:
         "prefix-consistency", "phantom", "durability", "stability", "availability",
     ]
     assert [p.value for p in oracle.Policy] == ["always", "everysec", "no"]
-    assert [m.value for m in oracle.CrashModel] == ["process", "power", "power-eager-metadata"]
+    assert [m.value for m in oracle.CrashModel] == [
+        "process", "power", "power-eager-metadata", "power-posix-metadata"]
     assert [o.value for o in oracle.Outcome] == ["ok", "error", "unknown"]

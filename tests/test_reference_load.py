@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import struct
+from typing import Any
+
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
@@ -20,6 +23,7 @@ from reference import (
     HIREDIS_AVAILABLE,
     AofLoader,
     AppendFsync,
+    KeyspaceDump,
     LoadError,
     Profile,
     Server,
@@ -28,6 +32,8 @@ from reference import (
     encode_command,
     fix_aof,
 )
+from reference._aof import _load_rdb, _lzf_decompress
+from reference._rdb import RdbCheckResult, crc64_jones
 
 AOF = "appendonly.aof"
 
@@ -438,3 +444,495 @@ def test_failed_fsync_then_power_loss_keeping_the_length_of_zeros(profile: Profi
     else:
         with pytest.raises(LoadError, match="expected '\\*'"):
             restarted.start()
+
+
+# -- header lines as every real loader reads them (issue 14) ---------------------------------------
+
+SET_B = rec("SET", "b", "2")
+B_DUMP = {0: {b"b": ("string", b"2", None)}}
+PATHS = [False, True] if HIREDIS_AVAILABLE else [False]
+
+
+def _both_paths(data: bytes, **kw: object) -> Any:
+    """The outcome of loading ``data`` on the pure path, checked equal on the hiredis path."""
+    outcomes: list[Any] = []
+    for use_hiredis in PATHS:
+        loader = AofLoader(use_hiredis=use_hiredis, **kw)  # type: ignore[arg-type]
+        try:
+            loader.feed(data)
+            result = loader.finish()
+            outcomes.append((result.valid_offset_bytes, result.size_bytes, loader.dump(0)))
+        except LoadError as exc:
+            outcomes.append(("refused", exc.offset_bytes))
+    assert all(o == outcomes[0] for o in outcomes), outcomes
+    return outcomes[0]
+
+
+@pytest.mark.parametrize("profile", list(Profile))
+@pytest.mark.parametrize("data", [
+    b"*3\n$3\r\nSET\r\n$1\r\nb\r\n$1\r\n2\r\n",  # a '*' line without its CR
+    b"*3\r\n$3\nSET\r\n$1\nb\r\n$1\n2\r\n",  # '$' lines without their CR
+    b"*+3\r\n$+3\r\nSET\r\n$+1\r\nb\r\n$1\r\n2\r\n",  # signs
+    b"* 3\r\n$ 3\r\nSET\r\n$\t1\r\nb\r\n$\r1\r\n2\r\n",  # blanks before the digits
+    b"*3x\r\n$3 junk\r\nSET\r\n$1\x00\x00\r\nb\r\n$01\r\n2\r\n",  # junk after the digits
+])
+def test_header_lines_are_read_like_fgets_and_strtol_by_both_profiles(
+        profile: Profile, data: bytes) -> None:
+    server, disk = start(data, profile=profile)
+    assert server.dump() == B_DUMP
+    assert disk.visible_image().files[AOF] == data  # whole: nothing truncated
+    assert _both_paths(BASE + data, rollback_multi=profile is Profile.SAFE)[2] == {
+        0: {**BASE_DUMP[0], **B_DUMP[0]}}
+
+
+def test_check_aof_calls_lf_only_and_junk_after_digits_invalid_but_signs_and_blanks_valid() -> None:
+    # Like redis-check-aof: strtol, then "\r\n" right after the number.
+    for data in (b"*3\n$3\r\nSET\r\n$1\r\nb\r\n$1\r\n2\r\n",
+                 b"*3\r\n$3\nSET\r\n$1\r\nb\r\n$1\r\n2\r\n",
+                 b"*3x\r\n$3\r\nSET\r\n$1\r\nb\r\n$1\r\n2\r\n"):
+        result = check_aof(BASE + data)
+        assert not result.valid and result.last_valid_offset_bytes == len(BASE), data
+    for data in (b"*+3\r\n$+3\r\nSET\r\n$1\r\nb\r\n$1\r\n2\r\n",
+                 b"* 3\r\n$ 3\r\nSET\r\n$\t1\r\nb\r\n$+1\r\n2\r\n"):
+        result = check_aof(BASE + data)
+        assert result.valid and result.commands == 4, data
+
+
+@pytest.mark.parametrize("profile", list(Profile))
+@pytest.mark.parametrize("junk", [b"*0\r\n", b"*-1\r\n", b"*\r\n", b"*x\r\n",
+                                  b"*1\r\n$-1\r\n", b"*1\r\n$\r\n\r\n", b"*1\r\n$-\r\n"])
+def test_zero_negative_and_digitless_lengths_are_still_refused(profile: Profile,
+                                                               junk: bytes) -> None:
+    error = _refused(BASE + junk + SET_B, profile=profile)
+    assert error.offset_bytes == len(BASE) and "Bad file format" in error.reason
+    assert not check_aof(BASE + junk + SET_B).valid
+
+
+def test_a_header_line_without_its_line_end_in_32_bytes_is_garbage_not_a_torn_tail() -> None:
+    # No server writes a longer one: a longer window would take garbage for a torn tail.
+    assert _both_paths(BASE + b"*3" + b" " * 29)[:2] == (len(BASE), len(BASE) + 31)  # torn
+    assert _both_paths(BASE + b"*3" + b" " * 30) == ("refused", len(BASE))
+
+
+_HEADER_STYLES = st.sampled_from([
+    b"%d\r\n", b"%d\n", b"+%d\r\n", b" %d\r\n", b"\t+%d\n", b"%dx\r\n", b"0%d\r\n", b"%d \x00\r\n",
+])
+
+
+@given(st.lists(st.tuples(st.sampled_from(["SET", "RPUSH", "SADD", "HSET"]),
+                          st.binary(min_size=1, max_size=3), st.binary(max_size=40)),
+                min_size=1, max_size=12),
+       st.data())
+def test_any_mix_of_lax_header_lines_loads_like_the_crlf_file(
+        commands: list[tuple[str, bytes, bytes]], data: st.DataObject) -> None:
+    crlf, lax = [], []
+    for name, key, value in commands:
+        argv = [name.encode(), key] + ([b"f", value] if name == "HSET" else [value])
+        crlf.append(encode_command(argv))
+        parts = [b"*" + data.draw(_HEADER_STYLES) % len(argv)]
+        for arg in argv:
+            parts.append(b"$" + data.draw(_HEADER_STYLES) % len(arg) + arg + b"\r\n")
+        lax.append(b"".join(parts))
+    expected = _both_paths(b"".join(crlf))
+    size = len(b"".join(lax))
+    assert _both_paths(b"".join(lax)) == (size, size, expected[2])
+
+
+# -- '#' annotations: skipped by `safe` (Redis 7.0+), refused by `redis-3.0` ---------------------
+
+TS = b"#TS:1700000000\r\n"
+
+
+def test_safe_skips_annotation_lines_wherever_a_command_may_start() -> None:
+    data = TS + BASE + b"#TS:1700000001\n" + rec("MULTI") + TS + SET_B + rec("EXEC") + TS
+    server, disk = start(data)
+    assert server.dump() == {0: {**BASE_DUMP[0], **B_DUMP[0]}}
+    assert disk.visible_image().files[AOF] == data  # a file ending in an annotation is whole
+    assert check_aof(data).valid
+
+
+def test_redis_3_0_refuses_an_annotation_like_redis_6() -> None:
+    error = _refused(BASE + TS + SET_B, profile=Profile.REDIS_3_0)
+    assert error.offset_bytes == len(BASE) and "expected '*', got b'#'" in error.reason
+
+
+def test_an_annotation_line_of_more_than_1023_bytes_is_refused() -> None:
+    fits = b"#" + b"x" * 1021 + b"\n"  # 1023 bytes with its newline: Redis 7.0's fgets buffer
+    server, _ = start(BASE + fits + SET_B)
+    assert server.dump() == {0: {**BASE_DUMP[0], **B_DUMP[0]}}
+    error = _refused(BASE + b"#" + b"x" * 1022 + b"\n" + SET_B)
+    assert error.offset_bytes == len(BASE) and "longer than 1023 bytes" in error.reason
+
+
+def test_a_torn_annotation_is_a_torn_tail_in_safe_truncated_or_refused() -> None:
+    # 7.0 and Valkey load "#TS:17" as it is; the next command appended would be glued onto it.
+    server, disk = start(BASE + b"#TS:17")
+    assert server.dump() == BASE_DUMP
+    assert disk.visible_image().files[AOF] == BASE
+    error = _refused(BASE + b"#TS:17", aof_load_truncated=False)
+    assert error.offset_bytes == len(BASE) and error.reason == "Unexpected end of file"
+    _refused(BASE + b"#TS:17", profile=Profile.REDIS_3_0)
+
+
+def test_a_torn_command_after_annotations_is_cut_where_7_0_cuts_it() -> None:
+    # Redis 7.0 truncates at the end of the last complete command, before the annotations.
+    server, disk = start(BASE + TS + TS + SET_B[:9])
+    assert server.dump() == BASE_DUMP
+    assert disk.visible_image().files[AOF] == BASE
+
+
+def test_annotations_then_zeros_are_a_torn_tail_in_safe() -> None:
+    server, disk = start(BASE + TS + b"*3\r\n$3" + ZEROS)
+    assert server.dump() == BASE_DUMP and disk.visible_image().files[AOF] == BASE
+    server, disk = start(BASE + b"#TS:1" + b"\x00" * 2000)
+    assert server.dump() == BASE_DUMP and disk.visible_image().files[AOF] == BASE
+
+
+@pytest.mark.skipif(not HIREDIS_AVAILABLE, reason="hiredis not importable")
+def test_hiredis_resumes_after_annotations_and_lax_headers_and_agrees_with_pure() -> None:
+    pieces = []
+    for i in range(40):
+        pieces.append(_aof(400))
+        pieces.append(TS if i % 2 else b"*3\n$3\r\nSET\r\n$1\r\nq\r\n$2\r\n%02d\r\n" % i)
+    data = b"".join(pieces) + rec("MULTI") + TS + SET_B
+    results = []
+    for use in (True, False):
+        loader = AofLoader(use_hiredis=use)
+        for off in range(0, len(data), 300_007):
+            loader.feed(data[off : off + 300_007])
+        results.append((loader.result(), loader.commands_applied, loader.dump(0)))
+    assert results[0] == results[1]
+    assert results[0][0].multi_open and results[0][2][0][b"q"] == ("string", b"38", None)
+
+
+@pytest.mark.skipif(not HIREDIS_AVAILABLE, reason="hiredis not importable")
+@given(st.integers(0, 10**9), st.binary(max_size=64),
+       st.sampled_from([b"", TS, b"#", b"\n", b"*2\n", b"$+1\r\n", b"* 3\r\n"]))
+def test_hiredis_and_pure_paths_agree_on_annotations_and_lax_lines(
+        cut: int, junk: bytes, marker: bytes) -> None:
+    assume(b"+" not in junk)
+    good = _aof(2_500)
+    at = cut % (len(good) + 1)
+    data = good[:at] + marker + junk + good[at:]
+    assert _outcome(data, True) == _outcome(data, False)
+
+
+def test_hiredis_and_pure_paths_agree_on_an_annotation_in_the_middle_example() -> None:
+    good = _aof(2_500)
+    data = good + TS + good
+    assert _outcome(data, True) == _outcome(data, False)
+
+
+# -- RDB preambles: loaded by `safe` (Redis 4.0+), refused by `redis-3.0` -------------------------
+
+
+def rlen(n: int) -> bytes:
+    if n < 64:
+        return bytes([n])
+    if n < 16384:
+        return bytes([0x40 | (n >> 8), n & 0xFF])
+    return b"\x80" + n.to_bytes(4, "big")
+
+
+def rstr(data: bytes) -> bytes:
+    return rlen(len(data)) + data
+
+
+def lzf_compress(data: bytes) -> bytes:
+    """A greedy LZF compressor (literal runs and back references of 3 to 264 bytes)."""
+    out, literal = bytearray(), bytearray()
+    seen: dict[bytes, int] = {}
+
+    def flush() -> None:
+        while literal:
+            out.append(min(len(literal), 32) - 1)
+            out.extend(literal[:32])
+            del literal[:32]
+
+    i = 0
+    while i < len(data):
+        key = data[i : i + 3]
+        ref = seen.get(key) if len(key) == 3 else None
+        if len(key) == 3:
+            seen[key] = i
+        if ref is None or i - ref - 1 >= 8192:
+            literal.append(data[i])
+            i += 1
+            continue
+        length = 3
+        while length < min(len(data) - i, 264) and data[ref + length] == data[i + length]:
+            length += 1
+        flush()
+        offset, code = i - ref - 1, length - 2
+        if code < 7:
+            out.append((code << 5) | (offset >> 8))
+        else:
+            out += bytes([(7 << 5) | (offset >> 8), code - 7])
+        out.append(offset & 0xFF)
+        i += length
+    flush()
+    return bytes(out)
+
+
+def rlzf(data: bytes) -> bytes:
+    compressed = lzf_compress(data)
+    return b"\xc3" + rlen(len(compressed)) + rlen(len(data)) + compressed
+
+
+def _int_entry(value: int, sizes: tuple[tuple[int, int], ...]) -> bytes:
+    for code, width in sizes:
+        if -(1 << (8 * width - 1)) <= value < 1 << (8 * width - 1):
+            return bytes([code]) + value.to_bytes(width, "little", signed=True)
+    raise ValueError(value)
+
+
+def ziplist(entries: list[bytes | int]) -> bytes:
+    body, prev, last = b"", 0, 10
+    for e in entries:
+        head = bytes([prev]) if prev < 254 else b"\xfe" + prev.to_bytes(4, "little")
+        if isinstance(e, int):
+            enc = (bytes([0xF1 + e]) if 0 <= e <= 12 else
+                   _int_entry(e, ((0xFE, 1), (0xC0, 2), (0xF0, 3), (0xD0, 4), (0xE0, 8))))
+        elif len(e) < 64:
+            enc = bytes([len(e)]) + e
+        elif len(e) < 16384:
+            enc = bytes([0x40 | (len(e) >> 8), len(e) & 0xFF]) + e
+        else:
+            enc = b"\x80" + len(e).to_bytes(4, "big") + e
+        last = 10 + len(body)
+        body += head + enc
+        prev = len(head + enc)
+    total = 10 + len(body) + 1
+    return (total.to_bytes(4, "little") + last.to_bytes(4, "little")
+            + len(entries).to_bytes(2, "little") + body + b"\xff")
+
+
+def listpack(entries: list[bytes | int]) -> bytes:
+    body = b""
+    for e in entries:
+        if isinstance(e, int):
+            if 0 <= e < 128:
+                enc = bytes([e])
+            elif -4096 <= e < 4096:
+                enc = bytes([0xC0 | ((e & 0x1FFF) >> 8), e & 0xFF])
+            else:
+                enc = _int_entry(e, ((0xF1, 2), (0xF2, 3), (0xF3, 4), (0xF4, 8)))
+        elif len(e) < 64:
+            enc = bytes([0x80 | len(e)]) + e
+        elif len(e) < 4096:
+            enc = bytes([0xE0 | (len(e) >> 8), len(e) & 0xFF]) + e
+        else:
+            enc = b"\xf0" + len(e).to_bytes(4, "little") + e
+        n = len(enc)
+        back = (bytes([n]) if n <= 127 else bytes([n >> 7, (n & 127) | 128]) if n < 16383
+                else bytes([n >> 14, ((n >> 7) & 127) | 128, (n & 127) | 128]))
+        body += enc + back
+    total = 6 + len(body) + 1
+    return total.to_bytes(4, "little") + len(entries).to_bytes(2, "little") + body + b"\xff"
+
+
+def intset(members: list[int], width: int = 2) -> bytes:
+    return (width.to_bytes(4, "little") + len(members).to_bytes(4, "little")
+            + b"".join(m.to_bytes(width, "little", signed=True) for m in sorted(members)))
+
+
+def zipmap(pairs: list[tuple[bytes, bytes]], free: int = 0) -> bytes:
+    out = bytes([len(pairs)])
+    for key, value in pairs:
+        out += rstr(key) + bytes([len(value), free]) + value + b"\x00" * free
+    return out + b"\xff"
+
+
+def rdb(body: bytes, *, version: int = 9, checksum: bool = True) -> bytes:
+    image = b"REDIS%04d" % version + body + b"\xff"
+    return image + (crc64_jones(image) if checksum else 0).to_bytes(8, "little")
+
+
+def record(rdb_type: int, key: bytes, value: bytes) -> bytes:
+    return bytes([rdb_type]) + rstr(key) + value
+
+
+EXPIRE_MS = 2_000_000_000_000
+BIG = b"abcdefgh" * 300 + b"tail"
+EVERY_ENCODING = (
+    b"\xfa" + rstr(b"redis-ver") + rstr(b"6.2.14") + b"\xfa" + rstr(b"aof-preamble") + b"\xc0\x01"
+    + b"\xfe\x00" + b"\xfb" + rlen(19) + rlen(1)
+    + record(0, b"raw", rstr(b"hello"))
+    + record(0, b"i8", b"\xc0\xf9") + record(0, b"i16", b"\xc1\x39\x30")
+    + record(0, b"i32", b"\xc2" + (-123456789).to_bytes(4, "little", signed=True))
+    + record(0, b"lzf", rlzf(BIG))
+    + b"\xfc" + EXPIRE_MS.to_bytes(8, "little") + record(0, b"ms", rstr(b"v"))
+    + b"\xfd" + (2_000_000_000).to_bytes(4, "little") + record(0, b"s", rstr(b"v"))
+    + record(1, b"list", rlen(2) + rstr(b"a") + rlzf(BIG))
+    + record(2, b"set", rlen(2) + rstr(b"m") + b"\xc0\x07")
+    + record(3, b"zset", rlen(4) + rstr(b"a") + b"\x031.5" + rstr(b"b") + b"\xfe"
+             + rstr(b"c") + b"\xff" + rstr(b"d") + b"\x02-2")
+    + record(4, b"hash", rlen(1) + rstr(b"f") + rstr(b"v"))
+    + record(5, b"zset2", rlen(1) + rstr(b"a") + struct.pack("<d", 0.25))
+    + record(9, b"zipmap", rstr(zipmap([(b"f", b"v"), (b"g", b"w")], free=2)))
+    + record(10, b"zl-list", rstr(ziplist([b"a", 7, -300, 70000, 1 << 40, b"x" * 70])))
+    + record(11, b"intset", rstr(intset([3, -1, 70000], width=4)))
+    + record(12, b"zl-zset", rstr(ziplist([b"a", 1, b"b", b"2.5", b"c", b"-inf"])))
+    + b"\xfe\x03"
+    + record(13, b"zl-hash", rstr(ziplist([b"f", b"v", b"n", 5])))
+    + record(14, b"quicklist", rlen(2) + rstr(ziplist([b"a", 1])) + rstr(ziplist([b"b"])))
+    + record(16, b"lp-hash", rstr(listpack([b"f", b"v", b"n", -5000, b"x" * 100, 1 << 33])))
+    + record(17, b"lp-zset", rstr(listpack([b"a", 2, b"b", b"0.5"])))
+    + record(18, b"quicklist2", rlen(2) + rlen(2) + rstr(listpack([b"a", 1]))
+             + rlen(1) + rstr(b"plain" * 10))
+    + record(20, b"lp-set", rstr(listpack([b"m", 12, 100000])))
+    + b"\xf8" + rlen(7) + b"\xf9\x03" + record(0, b"after-lru", rstr(b"x"))
+    + record(1, b"empty-list", rlen(0))  # an empty collection: skipped, as Redis skips it
+)
+
+
+EVERY_ENCODING_DUMP: KeyspaceDump = {
+    0: {
+        b"raw": ("string", b"hello", None), b"i8": ("string", b"-7", None),
+        b"i16": ("string", b"12345", None), b"i32": ("string", b"-123456789", None),
+        b"lzf": ("string", BIG, None), b"ms": ("string", b"v", EXPIRE_MS),
+        b"s": ("string", b"v", 2_000_000_000_000),
+        b"list": ("list", [b"a", BIG], None), b"set": ("set", {b"m", b"7"}, None),
+        b"zset": ("zset", {b"a": 1.5, b"b": float("inf"), b"c": float("-inf"), b"d": -2.0},
+                  None),
+        b"hash": ("hash", {b"f": b"v"}, None), b"zset2": ("zset", {b"a": 0.25}, None),
+        b"zipmap": ("hash", {b"f": b"v", b"g": b"w"}, None),
+        b"zl-list": ("list", [b"a", b"7", b"-300", b"70000", b"%d" % (1 << 40), b"x" * 70],
+                     None),
+        b"intset": ("set", {b"3", b"-1", b"70000"}, None),
+        b"zl-zset": ("zset", {b"a": 1.0, b"b": 2.5, b"c": float("-inf")}, None),
+    },
+    3: {
+        b"zl-hash": ("hash", {b"f": b"v", b"n": b"5"}, None),
+        b"quicklist": ("list", [b"a", b"1", b"b"], None),
+        b"lp-hash": ("hash", {b"f": b"v", b"n": b"-5000", b"x" * 100: b"%d" % (1 << 33)}, None),
+        b"lp-zset": ("zset", {b"a": 2.0, b"b": 0.5}, None),
+        b"quicklist2": ("list", [b"a", b"1", b"plain" * 10], None),
+        b"lp-set": ("set", {b"m", b"12", b"100000"}, None),
+        b"after-lru": ("string", b"x", None),
+    },
+}
+
+
+def test_the_test_lzf_compressor_really_uses_back_references() -> None:
+    assert len(lzf_compress(BIG)) < len(BIG) // 10
+    for data in (b"", b"a", b"a" * 500, b"ab" * 9, bytes(range(256)) * 3):
+        assert _lzf_decompress(lzf_compress(data), len(data)) == data
+
+
+def test_safe_loads_an_rdb_preamble_of_every_encoding_then_the_commands_after_it() -> None:
+    preamble = rdb(EVERY_ENCODING)
+    data = preamble + rec("SELECT", "0") + rec("SET", "raw", "changed") + rec("DEL", "i8")
+    server, disk = start(data)
+    expected = {db: dict(keys) for db, keys in EVERY_ENCODING_DUMP.items()}
+    expected[0][b"raw"] = ("string", b"changed", None)
+    del expected[0][b"i8"]
+    assert server.dump() == expected
+    assert disk.visible_image().files[AOF] == data
+    result = _both_paths(data)
+    assert isinstance(result, tuple) and result[0] == len(data)
+    assert check_aof(data).valid
+
+
+def test_an_rdb_preamble_fed_byte_by_byte_loads_like_one_feed() -> None:
+    data = rdb(EVERY_ENCODING) + SET_B
+    whole = AofLoader()
+    whole.feed(data)
+    parts = AofLoader()
+    for i in range(len(data)):
+        parts.feed(data[i : i + 1])
+    assert parts.finish() == whole.finish()
+    assert whole.result().rdb_preamble_bytes == len(data) - len(SET_B)
+    assert whole.result().rdb_keys == 23
+    assert parts.dump(0) == whole.dump(0)
+
+
+def test_a_torn_tail_after_the_preamble_is_cut_at_the_last_command_or_the_preamble() -> None:
+    preamble = rdb(EVERY_ENCODING)
+    server, disk = start(preamble + SET_B + SET_B[:5])
+    assert disk.visible_image().files[AOF] == preamble + SET_B
+    assert server.dump()[0][b"b"] == ("string", b"2", None)
+    server, disk = start(preamble + SET_B[:5])
+    assert disk.visible_image().files[AOF] == preamble
+    server, disk = start(preamble + ZEROS)  # a zero tail right after the RDB
+    assert disk.visible_image().files[AOF] == preamble
+
+
+def test_a_preamble_without_checksum_ending_in_zeros_is_whole() -> None:
+    preamble = rdb(record(0, b"k", rstr(b"v")), checksum=False)  # 8 zero bytes at its end
+    server, disk = start(preamble)
+    assert server.dump() == {0: {b"k": ("string", b"v", None)}}
+    assert disk.visible_image().files[AOF] == preamble
+
+
+@pytest.mark.parametrize("truncated", [True, False])
+def test_a_torn_or_damaged_preamble_is_refused_whatever_aof_load_truncated_says(
+        truncated: bool) -> None:
+    preamble = rdb(EVERY_ENCODING)
+    for data in (preamble[: len(preamble) // 2], preamble[:7], preamble[:-1]):
+        error = _refused(data, aof_load_truncated=truncated)
+        assert error.offset_bytes == 0 and "RDB preamble" in error.reason
+        assert "truncated" in error.reason
+    damaged = bytearray(preamble + SET_B)
+    damaged[damaged.index(b"hello")] ^= 1
+    error = _refused(bytes(damaged), aof_load_truncated=truncated)
+    assert error.offset_bytes == 0 and "checksum mismatch" in error.reason
+
+
+@pytest.mark.parametrize(("body", "named"), [
+    (record(15, b"st", b""), "stream"),
+    (record(7, b"mod", rlen(1234)), "module"),
+    (b"\xf5" + rstr(b"#!lua name=lib\n"), "function library"),
+    (record(24, b"hfe", b""), "hash with field expiry"),
+])
+def test_a_value_the_reference_has_no_type_for_is_refused_naming_it(body: bytes,
+                                                                   named: str) -> None:
+    # The walker of check_rdb needs whole values; the decoder stops at the type byte.
+    check = RdbCheckResult(valid=True, magic="REDIS", version=12, end_offset_bytes=None, keys=1,
+                           expires=0, checksum="ok", reason=None, error_offset_bytes=None,
+                           truncated=False)
+    with pytest.raises(LoadError, match=f"holds (a )?{named}.*cannot load") as info:
+        _load_rdb(b"REDIS0012" + record(0, b"k", rstr(b"v")) + body + b"\xff", check,
+                  AofLoader().keyspace)
+    assert info.value.offset_bytes == 0
+
+
+def test_a_real_shaped_stream_in_a_preamble_refuses_the_start_naming_it() -> None:
+    stream = (rlen(1) + rstr(b"\x00" * 16) + rstr(b"lp") + rlen(2) + rlen(5) + rlen(0)
+              + rlen(1) + rlen(0) + rlen(0) + rlen(0) + rlen(2) + rlen(0))
+    error = _refused(rdb(record(0, b"k", rstr(b"v")) + record(19, b"st", stream), version=10))
+    assert error.offset_bytes == 0 and "stream" in error.reason and "cannot load" in error.reason
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    (record(10, b"zl", rstr(b"\x00" * 11)), "ziplist"),
+    (record(16, b"lp", rstr(listpack([b"a"])[:-1] + b"\xfe")), "listpack"),
+    (record(11, b"is", rstr(b"\x03\x00\x00\x00\x00\x00\x00\x00")), "intset"),
+    (record(0, b"lz", b"\xc3" + rlen(2) + rlen(9) + b"\x05a"), "LZF"),
+    (record(3, b"z", rlen(1) + rstr(b"a") + b"\xfd"), "NaN"),
+    (record(0, b"k", rstr(b"v")) + record(0, b"k", rstr(b"w")), "duplicate key"),
+    (b"\xfe" + rlen(16), "SELECTDB 16"),
+])
+def test_a_preamble_whose_checksum_is_fine_but_whose_values_are_not_is_refused(
+        body: bytes, problem: str) -> None:
+    error = _refused(rdb(body))
+    assert error.offset_bytes == 0 and problem in error.reason
+
+
+def test_redis_3_0_refuses_an_rdb_preamble() -> None:
+    error = _refused(rdb(EVERY_ENCODING) + SET_B, profile=Profile.REDIS_3_0)
+    assert error.offset_bytes == 0 and "expected '*', got b'R'" in error.reason
+
+
+def test_a_file_starting_like_the_rdb_magic_but_shorter_is_a_bad_format() -> None:
+    for data in (b"RED", b"REDIS", b"VALKE"):
+        error = _refused(data)
+        assert error.offset_bytes == 0, data
+
+
+def test_an_empty_preamble_and_a_valkey_magic_load() -> None:
+    server, _ = start(rdb(b"") + SET_B)
+    assert server.dump() == B_DUMP
+    image = b"VALKEY080" + record(0, b"k", rstr(b"v")) + b"\xff"
+    server, _ = start(image + crc64_jones(image).to_bytes(8, "little"))
+    assert server.dump() == {0: {b"k": ("string", b"v", None)}}

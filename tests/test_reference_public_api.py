@@ -16,6 +16,8 @@ EXPECTED = {
     "check_aof_path", "check_rdb", "plan_fix",
     # the canonical dump form of one value (Keyspace.dump per key)
     "dump_value",
+    # the loader's own parser (annotations, atoi-style headers), for the explorer
+    "parse_aof_command",
 }
 
 

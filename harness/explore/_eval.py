@@ -12,7 +12,9 @@ An inode's bytes only grow by appends between non-append modifications (an overw
 truncate below its size, O_TRUNC). A *lineage* is one inode between two such modifications; any
 image of that inode is ``B[:L]`` of the lineage's bytes B, possibly with a damaged tail (a torn
 last sector: zeros or garbage; a reordered sector reading as zeros). A lineage is parsed once
-(``reference.parse_command``) into command boundaries and fed command by command to one
+(``reference.parse_aof_command``: the loader's own parser, so that a damaged tail is judged as
+the loader judges it; ``safe`` also skips ``#`` annotation lines, so a tail with one where a
+command starts goes to a full recovery) into command boundaries and fed command by command to one
 ``reference.AofLoader``; at every boundary b the loader's keyspace is R(b), the recovery of
 ``B[:b]``. Then:
 
@@ -71,9 +73,9 @@ from reference import (
     Server,
     ServerConfig,
     encode_command,
-    parse_command,
 )
 from reference import defects as D
+from reference._aof import parse_aof_command as parse_command
 
 __all__ = ["ExplorerError", "PrefixIndex", "Rec", "StateEvaluator", "full_recover"]
 
@@ -450,6 +452,8 @@ class _Lineage:
             try:
                 parsed = parse_command(tail, pos, len(tail))
             except RespFormatError as exc:
+                if ev.annotations and tail[pos : pos + 1] == b"#":
+                    return None  # `safe` skips an annotation line: a full recovery judges it
                 return Rec(f"Bad file format reading the append only file: {exc.reason}", ())
             if parsed is None:
                 truncated = True
@@ -568,6 +572,8 @@ class StateEvaluator:
         # reference.AofLoader(zero_tail_truncated=...): `safe` loads an all-zero tail as torn.
         self._zero_tail_is_torn = (config.profile == Profile.SAFE.value
                                    and D.ZERO_TAIL_REFUSED not in config.defects)
+        # reference.AofLoader(annotations=None): `safe` skips '#' lines where a command starts.
+        self.annotations = config.profile == Profile.SAFE.value
         self.audit_every = audit_every
         self.lineages: dict[int, _Lineage] = {}
         self.cache: dict[Hashable, Rec] = {}
@@ -711,6 +717,10 @@ class StateEvaluator:
             lineage.ensure(data, start)
         i = bisect_right(lineage.bounds, start) - 1
         tail = tail_from(lineage.bounds[i])
+        if self.annotations and tail[:1] == b"#":
+            rec = self._by_bytes(disk, model, choice)  # an annotation line: the loader judges it
+            self.cache[key] = rec
+            return rec
         if tail[-1:] == b"\x00" and self._zero_tail_is_torn:
             zero = self._zero_tail(lineage, i, tail, disk, model, choice)
             if zero is not None:
