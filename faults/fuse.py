@@ -93,6 +93,7 @@ __all__ = [
     "MountCrash",
     "fuse_unavailable_reason",
     "is_mounted",
+    "unmount_under",
 ]
 
 _FUSERMOUNT: Final = "fusermount3"
@@ -164,6 +165,21 @@ def _fuse_mounts() -> dict[str, str]:
 def is_mounted(mountpoint: str | os.PathLike[str]) -> bool:
     """Whether a FUSE filesystem is mounted at `mountpoint` (read from /proc/self/mountinfo)."""
     return os.path.realpath(os.fspath(mountpoint)) in _fuse_mounts()
+
+
+def unmount_under(root: str | os.PathLike[str]) -> list[str]:
+    """Lazily unmount every FUSE mount at or under `root`, deepest first, and abort its
+    connection; returns the mount points. For the mounts of a run that died without stopping
+    them (the watchdog normally does this): a mount whose daemon is gone answers ENOTCONN, and
+    the directory holding it could not be removed otherwise."""
+    base = os.path.realpath(os.fspath(root))
+    prefix = base.rstrip("/") + "/"
+    found = [(point, device) for point, device in _fuse_mounts().items()
+             if point == base or point.startswith(prefix)]
+    for point, device in sorted(found, key=lambda item: -len(item[0])):
+        _fusermount(point, lazy=True)
+        _abort_connection(device)
+    return [point for point, _ in found]
 
 
 def _pids_using(mountpoint: str) -> list[int]:

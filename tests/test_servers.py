@@ -1,4 +1,5 @@
-"""harness.targets: real redis-server processes (6.0, 6.2, 7.0) on temp dirs."""
+"""harness.targets: real server processes (redis-server 6.0, 6.2, 7.0, Valkey 9.1, any binary or
+command line) on temp dirs, and the hygiene that ends them."""
 
 from __future__ import annotations
 
@@ -16,18 +17,28 @@ import pytest
 import redis
 
 from harness.targets import (
+    FORK_CHILD_TITLES,
     SERVER_VERSIONS,
     AofManifestEntry,
     AofManifestError,
+    CommandProcess,
     RedisProcess,
     ServerBinary,
     ServerNotFound,
+    ServerNotUsable,
     ServerRefusedToStart,
+    ServerSpecError,
     _servers,
     aof_paths,
     dump_keyspace,
+    dump_keyspace_at,
+    find_aof_files,
     find_server,
+    make_run_dir,
     parse_manifest,
+    probe_server,
+    remove_stale_run_dirs,
+    resolve_server,
 )
 
 
@@ -42,7 +53,9 @@ def no_process_left_behind() -> Iterator[None]:
 
 
 def test_find_server_rejects_an_unknown_version_naming_the_field() -> None:
-    with pytest.raises(ValueError, match=r"version must be one of 6\.0, 6\.2, 7\.0, got '5\.0'"):
+    with pytest.raises(
+        ValueError, match=r"version must be one of 6\.0, 6\.2, 7\.0, valkey, got '5\.0'"
+    ):
         find_server("5.0")
 
 
@@ -160,7 +173,7 @@ def test_sigkill_then_restart_keeps_every_acknowledged_write_under_always(
     tmp_path: Path, version: str
 ) -> None:
     binary = _binary(version)
-    assert binary.full_version.startswith(version + ".")
+    assert binary.full_version.startswith(("9.1" if version == "valkey" else version) + ".")
     server = RedisProcess(binary, tmp_path, appendfsync="always").start()
     try:
         expected = _write_all_types(server.client)
@@ -195,7 +208,7 @@ def test_killing_during_bgrewriteaof_leaves_no_rewrite_child_alive(
                 break
             time.sleep(0.001)
         assert len(children) == 1
-        assert children[0].cmdline()[0].startswith("redis-aof-rewrite")
+        assert children[0].cmdline()[0].startswith(FORK_CHILD_TITLES)
         child_pid = children[0].pid
     finally:
         server.kill()
@@ -236,39 +249,308 @@ def test_dump_keyspace_omits_empty_dbs_and_reads_expiry_from_a_supplied_now(
 
 
 _STARTER = """
-import os, signal, sys, time
+import sys, time
 from harness.targets import RedisProcess, find_server
-server = RedisProcess(find_server("7.0"), sys.argv[1]).start()
-print(server.pid, flush=True)
+server = RedisProcess(find_server("7.0"), sys.argv[1],
+                      extra_config={"rdb-key-save-delay": "100000"}).start()
+pipe = server.client.pipeline(transaction=False)
+for i in range(200):
+    pipe.set(b"k%d" % i, b"v")
+pipe.execute()
+server.client.bgrewriteaof()
+children = []
+while not children:
+    children = server.fork_children()
+    time.sleep(0.002)
+print(server.pid, children[0].pid, flush=True)
 if sys.argv[2] == "exit":
     sys.exit(0)
 time.sleep(60)
 """
 
 
+def _dead_or_zombie(pid: int) -> bool:
+    try:
+        return bool(psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _wait_dead(pids: list[int], timeout_s: float) -> list[int]:
+    """The PIDs of `pids` still alive after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        alive = [pid for pid in pids if not _dead_or_zombie(pid)]
+        if not alive:
+            return []
+        time.sleep(0.02)
+    return [pid for pid in pids if not _dead_or_zombie(pid)]
+
+
 @pytest.mark.real
-@pytest.mark.parametrize("how", ["exit", "SIGTERM"])
-def test_a_server_does_not_outlive_the_process_that_started_it(tmp_path: Path, how: str) -> None:
+@pytest.mark.parametrize("how", ["exit", "SIGTERM", "SIGKILL"])
+def test_a_server_and_its_rewrite_child_do_not_outlive_the_process_that_started_them(
+    tmp_path: Path, how: str
+) -> None:
+    _binary("7.0")
     proc = subprocess.Popen(
         [sys.executable, "-c", _STARTER, str(tmp_path), how],
         stdout=subprocess.PIPE,
         cwd=Path(__file__).resolve().parents[1],
     )
+    pids: list[int] = []
     try:
         assert proc.stdout is not None
-        server_pid = int(proc.stdout.readline())
-        if how == "SIGTERM":
-            proc.send_signal(signal.SIGTERM)
+        pids = [int(word) for word in proc.stdout.readline().split()]
+        assert len(pids) == 2, "the starter printed no server and rewrite child PIDs"
+        if how != "exit":
+            proc.send_signal(getattr(signal, how))
         proc.wait(timeout=30)
+        expected = {"exit": 0, "SIGTERM": -signal.SIGTERM, "SIGKILL": -signal.SIGKILL}[how]
+        assert proc.returncode == expected
+        # SIGKILL: no handler ran in the starter; its reaper ended both.
+        left = _wait_dead(pids, timeout_s=5.0)
+        assert left == [], f"{left} outlived the process that started them ({how})"
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert proc.returncode == (0 if how == "exit" else -signal.SIGTERM)
-    for _ in range(200):
-        if not psutil.pid_exists(server_pid) or psutil.Process(server_pid).status() == "zombie":
-            break
-        time.sleep(0.01)
-    else:
-        os.kill(server_pid, signal.SIGKILL)  # ours (started by our child): do not leak it
-        pytest.fail(f"redis-server {server_pid} outlived its parent")
+        for pid in pids:  # ours (started by our child): never leak them, even on failure
+            if not _dead_or_zombie(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_the_reaper_is_not_a_child_of_the_harness_and_ends_with_it(tmp_path: Path) -> None:
+    script = (
+        "import os, sys\n"
+        "from harness.targets import _servers\n"
+        "_servers._REAPER.watch(999999)\n"  # a group that does not exist: killing it is a no-op
+        "import psutil\n"
+        "kids = psutil.Process().children(recursive=True)\n"
+        "print(len(kids), flush=True)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], timeout=60, check=True)
+    assert out.stdout.split() == ["0"]
+
+
+# -- resolving what the user asked for -----------------------------------------------------
+
+
+def test_a_preset_resolves_to_its_binary_and_version() -> None:
+    _binary("7.0")
+    spec = resolve_server("7.0")
+    assert (spec.kind, spec.label, spec.name) == ("preset", "7.0", "redis")
+    assert spec.version.startswith("7.0.") and spec.multipart_aof is True
+
+
+@pytest.mark.parametrize(
+    ("server", "complaint"),
+    [
+        ("9.9", "server must be one of 6.0, 6.2, 7.0, valkey, reference or a path"),
+        ("/nonexistent/redis-server", "no such file"),
+        ("/", "is a directory"),
+    ],
+)
+def test_a_server_that_is_not_a_preset_or_an_executable_is_one_line(
+    server: str, complaint: str
+) -> None:
+    with pytest.raises((ServerSpecError, ServerNotFound)) as err:
+        resolve_server(server)
+    assert complaint in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_non_executable_path_says_so(tmp_path: Path) -> None:
+    script = tmp_path / "my-server"
+    script.write_text("#!/bin/sh\n")
+    with pytest.raises(ServerNotFound, match=r"my-server: not executable"):
+        resolve_server(str(script))
+
+
+@pytest.mark.parametrize(
+    ("template", "complaint"),
+    [
+        ("/usr/bin/redis-server --dir {dir}", "no {port} placeholder"),
+        ("/usr/bin/redis-server --port {port} --x {nope}", "unknown placeholder {nope}"),
+        ("/usr/bin/redis-server --port {port} --x {extra}y", "{extra} must be a word of its own"),
+        ("/usr/bin/redis-server --port {port:>5}", "without a format"),
+        ("/usr/bin/redis-server --port {port", "expected '}'"),
+        ("'/usr/bin/redis-server --port {port}", "cannot split it into words"),
+        ("", "empty"),
+        ("{dir}/server --port {port}", "the first word must be the program"),
+        ("no-such-program-anywhere --port {port}", "is not on PATH"),
+    ],
+)
+def test_a_bad_server_template_is_one_line_naming_what_is_wrong(
+    template: str, complaint: str
+) -> None:
+    with pytest.raises((ServerSpecError, ServerNotFound)) as err:
+        resolve_server(server_cmd=template)
+    assert complaint in str(err.value) and "\n" not in str(err.value)
+
+
+def test_server_and_server_cmd_exclude_each_other() -> None:
+    with pytest.raises(ServerSpecError, match="exactly one of"):
+        resolve_server("7.0", server_cmd="x --port {port}")
+    with pytest.raises(ServerSpecError, match="exactly one of"):
+        resolve_server()
+
+
+def test_a_template_fills_every_placeholder_and_expands_extra(tmp_path: Path) -> None:
+    process = CommandProcess(
+        "/bin/echo --port {port} --dir {dir} --x {appendfsync} {bind} {logfile} "
+        "{aof_load_truncated} {extra} '{{literal}}'",
+        tmp_path, appendfsync="everysec", aof_load_truncated=False,
+        extra_config={"a-b": "1", "c": "two words"}, log_path=tmp_path / "log",
+    )
+    process.port = 1234
+    assert process._command() == [
+        "/bin/echo", "--port", "1234", "--dir", str(tmp_path), "--x", "everysec", "127.0.0.1",
+        str(tmp_path / "log"), "no", "--a-b", "1", "--c", "two words", "{literal}",
+    ]
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("binary", ["/bin/true", "/bin/sleep"])
+def test_a_binary_that_is_not_a_server_is_refused_in_one_line(binary: str) -> None:
+    with pytest.raises(ServerNotUsable) as err:
+        probe_server(resolve_server(binary), timeout_s=5)
+    message = str(err.value)
+    assert "\n" not in message and binary in message and "during start-up" in message
+    assert "--server-cmd" in message
+
+
+_NOT_RESP = (
+    "import socket, sys\n"
+    "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen()\n"
+    "while True:\n"
+    "    c, _ = s.accept(); c.recv(100)\n"
+    "    c.sendall(b'HTTP/1.0 400 Bad Request\\r\\n\\r\\n'); c.close()\n"
+)
+
+
+@pytest.mark.real
+def test_a_server_that_does_not_speak_resp_is_refused_in_one_line(tmp_path: Path) -> None:
+    script = tmp_path / "http.py"
+    script.write_text(_NOT_RESP)
+    spec = resolve_server(server_cmd=f"{sys.executable} {script} {{port}}")
+    with pytest.raises(ServerNotUsable) as err:
+        probe_server(spec, timeout_s=10)
+    message = str(err.value)
+    assert "\n" not in message and "does not speak RESP" in message
+
+
+@pytest.mark.real
+def test_a_server_that_never_listens_times_out_in_one_line() -> None:
+    spec = resolve_server(server_cmd="/bin/sh -c 'sleep 30' {port}")
+    with pytest.raises(ServerNotUsable) as err:
+        probe_server(spec, timeout_s=0.5)
+    assert "did not answer PING" in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("version", ["7.0", "valkey"])
+def test_probe_reads_name_and_version_from_version_or_info(version: str) -> None:
+    binary = _binary(version)
+    by_preset = probe_server(resolve_server(version))
+    template = f"{binary.path} --port {{port}} --dir {{dir}} --appendonly yes --save ''"
+    by_info = probe_server(resolve_server(server_cmd=template))  # INFO only: no --version
+    name = "valkey" if version == "valkey" else "redis"
+    assert (by_preset.name, by_preset.version) == (name, binary.full_version)
+    assert (by_info.name, by_info.version) == (name, binary.full_version)
+
+
+@pytest.mark.real
+def test_a_template_server_logs_to_the_log_path_and_runs_in_its_directory(
+    tmp_path: Path,
+) -> None:
+    binary = _binary("valkey")
+    data = tmp_path / "data"
+    data.mkdir()
+    process = resolve_server(
+        server_cmd=f"{binary.path} --port {{port}} --appendonly yes --save '' {{extra}}"
+    ).process(data, log_path=tmp_path / "log", extra_config={"appendfsync": "always"})
+    process.start()
+    try:
+        assert process.client.set(b"k", b"v")
+        assert process.client.config_get("appendfsync") == {"appendfsync": "always"}
+    finally:
+        process.kill()
+    assert any("Ready to accept connections" in line for line in process.log_lines())
+    files = find_aof_files(data)  # no --dir given: its working directory, the data dir
+    assert [f.name for f in files] == ["appendonly.aof.1.base.rdb", "appendonly.aof.1.incr.aof"]
+    assert [f.name for f in find_aof_files(data, glob="*.incr.aof")] == [
+        "appendonly.aof.1.incr.aof"
+    ]
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("version", ["7.0", "valkey"])
+def test_the_raw_dump_equals_the_client_dump(tmp_path: Path, version: str) -> None:
+    with RedisProcess(_binary(version), tmp_path) as server:
+        expected = _write_all_types(server.client)
+        _same_dump(dump_keyspace_at(server.port), expected)
+        _same_dump(dump_keyspace(server.client), expected)
+
+
+# -- scratch directories --------------------------------------------------------------------
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_run_dirs_of_dead_owners_are_removed_and_live_ones_kept(tmp_path: Path) -> None:
+    mine = make_run_dir("verify", base=tmp_path)
+    assert Path(mine).name.startswith(f"aofcrash-verify-{os.getpid()}-")
+    dead = make_run_dir("verify", base=tmp_path)
+    (Path(dead) / "data").mkdir()
+    (Path(dead) / ".aofcrash-owner").write_text(f"{_dead_pid()} 1.00\n")
+    reused = make_run_dir("probe", base=tmp_path)  # a live PID, but not the same process
+    (Path(reused) / ".aofcrash-owner").write_text(f"{os.getppid()} 1.00\n")
+    unmarked = tmp_path / "aofcrash-verify-1-abc"  # not made by make_run_dir: never touched
+    unmarked.mkdir()
+    other = tmp_path / "something-else"
+    other.mkdir()
+    removed = remove_stale_run_dirs(tmp_path)
+    assert sorted(removed) == sorted([dead, reused])
+    assert os.path.isdir(mine) and unmarked.is_dir() and other.is_dir()
+    assert not os.path.exists(dead) and not os.path.exists(reused)
+
+
+def test_run_dirs_go_where_aofcrash_tmpdir_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AOFCRASH_TMPDIR", str(tmp_path))
+    assert _servers.run_dir_base() == str(tmp_path)
+    assert Path(make_run_dir("probe")).parent == tmp_path
+
+
+def test_a_bad_run_dir_kind_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="kind must be"):
+        make_run_dir("../x", base=tmp_path)
+
+
+@pytest.mark.real
+def test_a_fuse_mount_left_in_a_dead_runs_dir_is_unmounted_and_the_dir_removed(
+    tmp_path: Path,
+) -> None:
+    from faults import SimDisk
+    from faults.fuse import FuseMount, fuse_unavailable_reason, is_mounted
+
+    reason = fuse_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    dead = Path(make_run_dir("verify", base=tmp_path))
+    (dead / ".aofcrash-owner").write_text(f"{_dead_pid()} 1.00\n")
+    (dead / "data").mkdir()
+    mount = FuseMount(SimDisk(), dead / "data").start()  # stands in for a dead run's mount
+    try:
+        assert is_mounted(dead / "data")
+        assert remove_stale_run_dirs(tmp_path) == [str(dead)]
+        assert not is_mounted(dead / "data") and not dead.exists()
+    finally:
+        mount.stop()  # ends the loop thread and the watchdog; the mount is already gone

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -12,8 +17,9 @@ from typing import Any
 import psutil
 import pytest
 
+from harness.targets import remove_stale_run_dirs
+from harness.verify import FAULTS, VerifyConfig, run_verify, verify_report
 from harness.verify import _verify as verify
-from harness.verify import VerifyConfig, run_verify, verify_report
 
 
 def _mounts_under(root: Path) -> list[str]:
@@ -29,6 +35,7 @@ def trial_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
     root = tmp_path / "trials"
     root.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(root))
+    monkeypatch.setenv("AOFCRASH_TMPDIR", str(root))
     yield root
     assert psutil.Process().children(recursive=True) == [], "processes left behind"
     assert _mounts_under(root) == [], "FUSE mounts left behind"
@@ -242,3 +249,262 @@ def test_cli_json_summary_and_report_files(
     assert Path(summary["report"]).is_file() and Path(summary["html"]).is_file()
     report = json.loads(Path(summary["report"]).read_text())
     assert report["command"] == "verify" and len(report["configurations"]) == 2
+
+
+# -- fault placement, not-exercised, workers ----------------------------------------------------
+
+
+def test_an_everysec_kill_lands_after_the_window_and_always_anywhere() -> None:
+    assert verify._kill_range(VerifyConfig(policy="always", ops=100)) == (0, 100)
+    # 6 s schedule, 2.5 s window + 0.5 s: the second half.
+    assert verify._kill_range(VerifyConfig(policy="everysec", ops=100)) == (50, 100)
+    # A schedule shorter than the window cannot place it: anywhere (idle trials still count).
+    assert verify._kill_range(VerifyConfig(policy="everysec", ops=100, duration_ms=1000)) == (
+        0, 100)
+
+
+def test_a_fault_is_drawn_from_the_seed_and_none_draws_nothing() -> None:
+    rng = random.Random(1)
+    assert verify._draw_fault(rng, "none") is None
+    assert rng.random() == random.Random(1).random()  # no draw consumed
+    first = verify._draw_fault(random.Random(2), "io-error")
+    assert first == verify._draw_fault(random.Random(2), "io-error")
+    assert first is not None and 1 <= first.nth <= 3 and 0 <= first.position < 1
+
+
+def test_an_io_error_on_sync_hits_the_kind_the_workload_used() -> None:
+    from collections import Counter
+
+    from faults import FaultOp, IOFault
+
+    draw = verify._FaultDraw(kind="io-error", position=0.5, nth=1, times=1, written_bytes=1,
+                             partial_bytes=None, on_sync=True, delay_ms=500)
+    fault, _ = draw.arm("*.aof", Counter({FaultOp.WRITE: 3, FaultOp.FSYNC: 2}),
+                        expect_syncs=True)
+    assert isinstance(fault, IOFault) and fault.op is FaultOp.FSYNC
+    fault, _ = draw.arm("*.aof", Counter({FaultOp.WRITE: 3}), expect_syncs=True)
+    assert isinstance(fault, IOFault) and fault.op is FaultOp.FDATASYNC  # none seen yet
+    # appendfsync no and no fsync seen: an EIO on a write instead; a slow fsync cannot be placed.
+    fault, _ = draw.arm("*.aof", Counter({FaultOp.WRITE: 3}), expect_syncs=False)
+    assert isinstance(fault, IOFault) and fault.op is FaultOp.WRITE
+    slow = verify._FaultDraw(kind="slow-sync", position=0.5, nth=1, times=1, written_bytes=1,
+                             partial_bytes=None, on_sync=True, delay_ms=500)
+    fault, note = slow.arm("*.aof", Counter({FaultOp.WRITE: 3}), expect_syncs=False)
+    assert fault is None and "appendfsync no" in note
+
+
+def test_workers_above_one_refuse_test_doubles() -> None:
+    with pytest.raises(ValueError, match="workers > 1"):
+        run_verify(VerifyConfig(trials=2), workers=2, dump=lambda client, now_ms: {})
+    with pytest.raises(ValueError, match="workers must be"):
+        run_verify(VerifyConfig(trials=2), workers=0)
+
+
+def test_a_template_config_re_runs_with_its_template_and_glob() -> None:
+    cfg = VerifyConfig(server_cmd="my-server --port {port} --dir '{dir}'", aof_glob="*.log")
+    assert cfg.server == "command"
+    line = cfg.command_line(trial=2)
+    assert "--server-cmd 'my-server --port {port} --dir '\"'\"'{dir}'\"'\"''" in line
+    assert "--aof-glob '*.log'" in line
+    with pytest.raises(ValueError, match=r"no \{port\} placeholder"):
+        VerifyConfig(server_cmd="my-server --dir {dir}")
+    with pytest.raises(ValueError, match="aof_glob: must be relative"):
+        VerifyConfig(aof_glob="/abs/*.aof")
+
+
+@pytest.mark.real
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", [f for f in FAULTS if f != "none"])
+def test_an_asked_for_fault_fires_in_at_least_nine_trials_of_ten(fault: str) -> None:
+    _needs("7.0")
+    _needs_fuse()
+    result = run_verify(VerifyConfig(server="7.0", policy="always", fault=fault, trials=10,
+                                     ops=150, seed=11), workers=2)
+    assert result.fault_fired >= 9, [t.render() for t in result.trials if not t.fault_fired]
+    assert result.ok, "\n".join(t.render() for t in result.trials)
+    report = verify_report(result, run_id="test")
+    assert report["totals"]["fault_asked_trials"] == 10
+    assert report["totals"]["fault_fired_trials"] == result.fault_fired
+    fired_rows = [r for r in report["configurations"] if r["fault_fired"]]
+    assert all(r["fault_armed_at_entry"] is not None and r["fired"] for r in fired_rows)
+
+
+@pytest.mark.real
+def test_an_everysec_trial_with_an_empty_frontier_is_not_exercised_in_text_json_and_totals(
+) -> None:
+    _needs("7.0")
+    # A 200 ms schedule: unless a trial idles before its kill, nothing is older than 2.5 s.
+    result = run_verify(VerifyConfig(server="7.0", policy="everysec", trials=4, ops=30,
+                                     duration_ms=200, seed=2), workers=2)
+    outcomes = [t.outcome for t in result.trials]
+    assert "not-exercised" in outcomes, outcomes
+    for t in result.trials:
+        assert (t.outcome == "not-exercised") == (t.recovery.frontier == 0), t.render()
+        if t.outcome == "not-exercised":
+            assert "NOT-EXERCISED" in t.render() and "frontier is empty" in t.render()
+    report = verify_report(result, run_id="test")
+    assert report["totals"]["not_exercised"] == outcomes.count("not-exercised")
+    assert report["totals"]["consistent"] == outcomes.count("consistent")
+    assert {r["outcome"] for r in report["configurations"]} <= {"consistent", "not-exercised"}
+
+
+@pytest.mark.real
+def test_workers_give_the_same_verdicts_as_one_worker() -> None:
+    _needs("7.0")
+    config = VerifyConfig(server="7.0", policy="always", trials=6, ops=150, seed=12)
+    one = run_verify(config, workers=1)
+    two = run_verify(config, workers=2)
+    assert two.workers == 2
+    assert [t.index for t in two.trials] == list(range(6))
+
+    def verdicts(result: Any) -> list[tuple[int, str, int]]:
+        return [(t.index, t.outcome, t.entries) for t in result.trials]
+
+    assert verdicts(one) == verdicts(two)
+    assert all(t.outcome == "consistent" for t in two.trials)
+
+
+_HARNESS = """
+import sys
+from harness.verify import VerifyConfig, run_verify
+run_verify(VerifyConfig(server="7.0", policy="everysec", model="power", trials=2, ops=400,
+                        duration_ms=30000, seed=1), workers=int(sys.argv[1]))
+"""
+
+
+def _servers_under(base: Path) -> list[int]:
+    """Servers working in a directory under `base` (redis-server chdirs to its --dir and
+    rewrites its command line, so the working directory is what identifies it)."""
+    found = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if proc.cwd().startswith(str(base) + "/") and proc.name().startswith("redis"):
+                found.append(proc.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_sigkilled_harness_leaves_no_server_or_mount_and_its_dirs_go_next_time(
+    tmp_path: Path, workers: int
+) -> None:
+    _needs("7.0")
+    _needs_fuse()
+    base = tmp_path / "killed"
+    base.mkdir()
+    env = {**os.environ, "AOFCRASH_TMPDIR": str(base)}
+    harness = subprocess.Popen([sys.executable, "-c", _HARNESS, str(workers)], env=env,
+                               cwd=Path(__file__).resolve().parents[1])
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 30
+        while len(pids) < workers and time.monotonic() < deadline:
+            # Servers run with --dir under base (a worker's mount); wait for each worker's.
+            pids = _servers_under(base)
+            time.sleep(0.05)
+        assert len(pids) >= workers, "no server started in time"
+        assert _mounts_under(base), "the trial should be running on its FUSE mount"
+        harness.send_signal(signal.SIGKILL)
+        harness.wait(timeout=30)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and (any(_alive(p) for p in pids)
+                                               or _mounts_under(base)):
+            time.sleep(0.02)
+        assert [p for p in pids if _alive(p)] == [], "a server outlived the SIGKILLed harness"
+        assert _mounts_under(base) == [], "a FUSE mount outlived the SIGKILLed harness"
+        left = sorted(p.name for p in base.iterdir())
+        assert left and all(name.startswith("aofcrash-verify-") for name in left)
+        owners = {name: (base / name / ".aofcrash-owner").read_text() for name in left}
+        removed = remove_stale_run_dirs(base)
+        assert sorted(Path(r).name for r in removed) == left, owners
+        assert list(base.iterdir()) == []
+    finally:
+        if harness.poll() is None:
+            harness.kill()
+            harness.wait()
+        for pid in pids:  # ours (grandchildren): never leak them, even when the test fails
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+# -- bad input: one line, exit 2 ----------------------------------------------------------------
+
+
+def _cli_error(capsys: pytest.CaptureFixture[str], tmp_path: Path, *argv: str) -> str:
+    from harness.cli import main
+
+    try:
+        code = main(["verify", *argv, "--reports", str(tmp_path / "r"), "--progress", "never"])
+    except SystemExit as exc:
+        code = exc.code  # type: ignore[assignment]
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1, err
+    return err
+
+
+def test_cli_a_missing_binary_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    err = _cli_error(capsys, tmp_path, "--server", str(tmp_path / "no-such-server"))
+    assert "no such file" in err
+
+
+def test_cli_a_non_executable_path_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    script = tmp_path / "server"
+    script.write_text("#!/bin/sh\n")
+    err = _cli_error(capsys, tmp_path, "--server", str(script))
+    assert "not executable" in err
+
+
+def test_cli_a_template_without_port_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    err = _cli_error(capsys, tmp_path, "--server-cmd", "/usr/bin/redis-server --dir {dir}")
+    assert "{port}" in err
+
+
+def test_cli_needs_exactly_one_of_server_and_server_cmd(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    assert "--server" in _cli_error(capsys, tmp_path)
+    assert "not allowed" in _cli_error(capsys, tmp_path, "--server", "7.0", "--server-cmd",
+                                       "x --port {port}")
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("binary", ["/bin/true", "/bin/sleep"])
+def test_cli_a_binary_that_does_not_speak_resp_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, binary: str
+) -> None:
+    err = _cli_error(capsys, tmp_path, "--server", binary)
+    assert binary in err and "during start-up" in err
+
+
+@pytest.mark.real
+def test_cli_reports_the_server_name_and_version_and_the_workers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _needs("7.0")
+    from harness.cli import main
+
+    code = main(["verify", "--server", "7.0", "--trials", "2", "--ops", "30", "--workers", "2",
+                 "--json", "--progress", "never", "--reports", str(tmp_path)])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["server_name"] == "redis"
+    assert summary["server_version"].startswith("7.0.") and summary["not_exercised"] == 0
+    report = json.loads(Path(summary["report"]).read_text())
+    assert report["run"]["server_version"] == summary["server_version"]
+    assert report["run"]["workers"] == 2
+    assert "redis 7.0." in report["summary"]

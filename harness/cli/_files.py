@@ -85,6 +85,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
     path: Path = args.file
     repro = read_reproduction(path)
+    if repro.config.target is not None:
+        # Replayed against the target it recorded: one line, exit 2, if that cannot be used.
+        from harness.cli._fuzz import check_target_spec
+
+        try:
+            check_target_spec(repro.config)
+        except UsageError as exc:
+            raise UsageError(f"{path}: cannot replay it: {exc}") from None
     try:
         seen = study(repro)
     except Exception as exc:  # a reproduction is user input: it may describe an impossible run

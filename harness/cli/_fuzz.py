@@ -1,5 +1,9 @@
-"""``aofcrash fuzz``: the state machines against the in-process reference (see
-``harness.machine``)."""
+"""``aofcrash fuzz``: the state machines against the in-process reference, or any in-process
+target with ``--target MODULE:FACTORY`` (see ``harness.machine`` and ``harness.targets``).
+
+``check_target_spec`` is shared with ``explore`` and ``replay``: the current directory is
+importable (last on the path, so it shadows nothing) and an unusable spec is one line, exit 2.
+"""
 
 from __future__ import annotations
 
@@ -31,11 +35,43 @@ from harness.cli._common import (
 )
 from harness.machine._campaign import SHRINK_FLOOR_S
 
+TARGET_HELP = ("an in-process implementation of harness.targets.Target to run instead of the "
+               "bundled reference, as MODULE:FACTORY (e.g. tinyaof:make_target); the current "
+               "directory is importable")
+
+
+def importable_cwd() -> None:
+    """Let ``MODULE:FACTORY`` name a module in the current directory (appended to sys.path,
+    so it shadows nothing installed)."""
+    import os
+    import sys
+
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
+
+
+def check_target_spec(config: Any) -> dict[str, str]:
+    """The features `config`'s target cannot run (see ``unsupported_features``); UsageError in
+    one line when its ``MODULE:FACTORY`` does not resolve or does not build a Target."""
+    from harness.cli._common import UsageError
+    from harness.machine._machine import unsupported_features
+    from harness.targets import TargetError
+
+    importable_cwd()
+    try:
+        return unsupported_features(config)
+    except TargetError as exc:
+        hint = (" (run from the directory that holds it, or put that directory on PYTHONPATH)"
+                if "cannot import" in str(exc) else "")
+        raise UsageError(f"{exc}{hint}") from None
+
 
 def add_parser(sub: Any) -> None:
     fz = sub.add_parser("fuzz", help="run the state machines against the in-process reference",
                         description="Run Hypothesis state machines (writes, faults, crashes, "
-                        "recoveries) against the in-process reference and check the contract.")
+                        "recoveries) against the in-process reference (or --target) and check "
+                        "the contract.")
     common_args(fz)
     reports_args(fz)
     fz.add_argument("--policy", action="append", choices=["always", "everysec", "no"],
@@ -43,6 +79,7 @@ def add_parser(sub: Any) -> None:
     fz.add_argument("--model", action="append",
                     choices=["process", "power", "power-eager-metadata", "power-posix-metadata"],
                     help="persistence model crashes use (repeatable; default: all)")
+    fz.add_argument("--target", metavar="MODULE:FACTORY", default=None, help=TARGET_HELP)
     fz.add_argument("--profile", choices=["safe", "redis-3.0"], default="safe",
                     help="reference server profile (default: safe)")
     fz.add_argument("--defect", action="append", default=[], metavar="NAME", type=defect_arg,
@@ -107,9 +144,12 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             allow_unavailable=args.allow_unavailable,
             torn_sectors=args.torn,
             reordered_sectors=args.reorder,
+            target=args.target,
         )
         for p in policies
     )
+    switched_off = check_target_spec(configs[0])
+    target_name = args.target or "the in-process reference"
     campaign = Campaign(configs=configs, models=models, settings_profile=args.settings,
                         budget_s=args.budget, seed=args.seed,
                         stop_on_first=not args.keep_going, shrink_budget_s=args.shrink_budget,
@@ -150,12 +190,15 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {
         "command": "fuzz",
         "run_id": run_dir.name,
-        "summary": (f"Hypothesis state machines against the in-process reference: "
+        "summary": (f"Hypothesis state machines against {target_name}: "
                     f"{result.examples} examples in {result.elapsed_s:.1f} s over "
                     f"{len(configs)} configuration(s) ({', '.join(labels)}), seed {args.seed}."),
         "run": {"seed": args.seed, "budget_s": args.budget, "settings": args.settings,
                 "max_examples": args.max_examples, "shard": f"{args.shard[0]}/{args.shard[1]}",
                 "units": result.units,
+                "target": args.target or "reference",
+                "switched_off": ({f: why for f, why in result.switched_off.items()}
+                                 or "none"),
                 "profile": args.profile, "defects": list(args.defect) or "none",
                 "policies": policies, "models": [m.value for m in models],
                 "command_line": command_line()},
@@ -175,9 +218,18 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"status": "violation" if violations else "ok",
                           "report": str(json_path), "html": str(html_path),
-                          **totals, "findings": [slim(v) for v in violations],
+                          **totals, "target": args.target or "reference",
+                          "switched_off": switched_off,
+                          "findings": [slim(v) for v in violations],
                           "groups": groups}, default=str))
     else:
+        if switched_off:
+            # Said once: these rules never ran against this target.
+            by_reason: dict[str, list[str]] = {}
+            for feature, why in switched_off.items():
+                by_reason.setdefault(why, []).append(feature)
+            print(f"fuzz: rules switched off, {target_name} cannot run them: "
+                  + "; ".join(f"{', '.join(fs)} ({why})" for why, fs in by_reason.items()))
         print(f"fuzz: {result.examples} examples in {result.elapsed_s:.1f}s over "
               f"{len(configs)} configuration(s): "
               + ("no violation" if not violations else f"{len(violations)} violation(s)"))

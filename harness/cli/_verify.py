@@ -13,31 +13,49 @@ from harness.cli._common import (
     EXIT_VIOLATION,
     Progress,
     UsageError,
+    availability_args,
     common_args,
     nonnegative_int,
     positive_int,
     progress_enabled,
     reports_args,
+    resolve_workers,
     stamp,
+    workers_arg,
 )
 
 __all__ = ["add_parser", "cmd_verify"]
 
 
 def add_parser(sub: Any) -> None:
+    from harness.targets import SERVER_TEMPLATE_FIELDS
     from harness.verify import FAULTS, IMAGES, MODELS, POLICIES, SERVERS
 
     p = sub.add_parser(
         "verify",
         help="run the workload, faults and oracle against real server processes",
-        description="Start a real server (redis-server 6.0/6.2/7.0 or the reference as a "
-        "process), drive a seeded pipelined workload, SIGKILL it mid-flight (crashing the "
-        "FUSE disk under power models), restart, and check recovery and stability.",
+        description="Start a real server (redis-server 6.0/6.2/7.0, Valkey 9.1, the reference "
+        "as a process, any binary that takes redis-server's flags, or any command line), drive "
+        "a seeded pipelined workload, SIGKILL it mid-flight (crashing the FUSE disk under power "
+        "models), restart, and check recovery and stability.",
     )
     common_args(p)
     reports_args(p)
-    p.add_argument("--server", required=True, choices=list(SERVERS),
-                   help="which server to verify")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--server", type=_server_arg, metavar="PRESET|PATH",
+                       help=f"a preset ({', '.join(SERVERS)}; valkey is Valkey 9.1) or a path "
+                       "to a server binary, run with redis-server's flags (--port --dir "
+                       "--appendonly --appendfsync ...)")
+    which.add_argument("--server-cmd", metavar="TEMPLATE",
+                       help="any command line that starts the server, with placeholders "
+                       + ", ".join("{" + f + "}" for f in SERVER_TEMPLATE_FIELDS)
+                       + " ({port} is required; {extra} expands to --name value pairs); it "
+                       "runs in the data directory, its output is the log unless {logfile} "
+                       "is given")
+    p.add_argument("--aof-glob", metavar="GLOB", default=None,
+                   help="the server's AOF files, relative to its directory, for fault "
+                   "placement and the report (default *.aof; Redis 7 / Valkey files are also "
+                   "found through their manifest)")
     p.add_argument("--policy", choices=list(POLICIES), default="always",
                    help="appendfsync policy (default: always)")
     p.add_argument("--model", choices=list(MODELS), default="process",
@@ -62,12 +80,26 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--duration-ms", type=nonnegative_int, default=None,
                    help="spread each trial's writes over this long (default: 6000 for "
                    "everysec, else 0)")
-    p.add_argument("--strict-availability", action="store_true",
-                   help="treat refusing to start as a violation")
+    availability_args(p)
+    p.add_argument("--workers", type=workers_arg, default=0, metavar="N",
+                   help="run trials in N processes (default 0: one per core)")
     p.add_argument("--findings", type=Path, default=None, metavar="DIR",
                    help="also write each violating trial to DIR/<name>.json and .html "
                    "(e.g. reports/findings), with the command line that re-runs it")
     p.set_defaults(func=cmd_verify)
+
+
+def _server_arg(text: str) -> str:
+    """--server: a preset or a path (whether the path runs is checked later, in one line)."""
+    from harness.cli._common import did_you_mean
+    from harness.verify import SERVERS
+
+    if text in SERVERS or "/" in text:
+        return text
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is neither a preset ({', '.join(SERVERS)}) nor a path to a server binary "
+        f"(a path has a '/', e.g. ./{text}){did_you_mean(text, SERVERS)}"
+    )
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -83,10 +115,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     try:
         config = VerifyConfig(
-            server=args.server, policy=args.policy, model=args.model, trials=args.trials,
+            server=args.server or "command", server_cmd=args.server_cmd, aof_glob=args.aof_glob,
+            policy=args.policy, model=args.model, trials=args.trials,
             ops=args.ops, fault=args.fault, rewrite=args.rewrite, seed=args.seed,
             first_trial=args.first_trial, margin_ms=args.margin_ms,
-            batch_max=args.batch_max, strict_availability=args.strict_availability,
+            batch_max=args.batch_max, allow_unavailable=args.allow_unavailable,
             image=args.image, duration_ms=args.duration_ms,
         )
         check_environment(config)
@@ -96,6 +129,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     args.reports = args.reports.absolute()
     if args.findings is not None:
         args.findings = args.findings.absolute()
+    # Before the trials: an unusable --reports is a usage error, not a lost run.
+    run_dir = new_run_dir(args.reports, "verify", args.seed, stamp())
     bar = Progress(enabled=progress_enabled(args.progress), total=config.trials, unit="trial")
     lines: list[str] = []
 
@@ -105,14 +140,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
         bar.update(done, f"trial {done}/{config.trials}  {trial.outcome:<11} violations {bad}")
 
     try:
-        result = run_verify(config, progress=on_trial)
+        result = run_verify(config, progress=on_trial, workers=resolve_workers(args.workers))
     except VerifyEnvironmentError as exc:
         raise UsageError(str(exc)) from None
     finally:
         bar.close()
-    run_dir = new_run_dir(args.reports, "verify", args.seed, stamp())
     argv = ["aofcrash", *sys.argv[1:]] if sys.argv[1:2] == ["verify"] else []
     report = verify_report(result, run_id=run_dir.name, argv=argv)
+    who = f"{result.server_name} {result.server_version}"
+    report["summary"] = (f"{config.trials} trial(s) against {config.server} "
+                         f"({who}): policy {config.policy}, model "
+                         f"{config.model}, fault {config.fault}"
+                         f"{', with a rewrite' if config.rewrite else ''}, seed {config.seed}.")
     json_path, html_path = write_report(run_dir, report)
     if args.findings is not None:
         for path in _write_findings(args.findings, report):
@@ -125,7 +164,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         ]
         print(json.dumps({
             "status": "violation" if findings else "ok",
-            "server": config.server, "server_version": result.server_version,
+            "server": config.server, "server_name": result.server_name,
+            "server_version": result.server_version,
             "report": str(json_path), "html": str(html_path),
             **totals,
             "trials_detail": report["configurations"],
@@ -134,13 +174,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         for line in lines:
             print(line)
+        fired = (f", fault fired in {totals['fault_fired_trials']}/"
+                 f"{totals['fault_asked_trials']}" if totals["fault_asked_trials"] else "")
         print(
-            f"verify {config.server} ({result.server_version}) policy={config.policy} "
+            f"verify {config.server} ({who}) policy={config.policy} "
             f"model={config.model} fault={config.fault}"
             f"{' rewrite' if config.rewrite else ''}: {totals['trials']} trial(s) in "
-            f"{totals['elapsed_s']}s ({totals['trials_per_s']}/s): "
-            f"{totals['consistent']} consistent, {totals['unavailable']} unavailable, "
-            f"{totals['violations']} violation(s)"
+            f"{totals['elapsed_s']}s ({totals['trials_per_s']}/s, {result.workers} "
+            f"worker(s)): {totals['consistent']} consistent, {totals['not_exercised']} not "
+            f"exercised, {totals['unavailable']} unavailable, "
+            f"{totals['violations']} violation(s){fired}"
         )
         for v in report["violations"]:
             print(f"reproduce: {v['reproduce']}")

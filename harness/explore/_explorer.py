@@ -2,7 +2,10 @@
 for the AOF contract of DESIGN.md section 4.
 
 1. Run the workload once on a traced SimDisk (``harness.explore._record``), recording for every
-   trace position the history events before it, the time and how a Crash fault names it.
+   trace position the history events before it, the time and how a Crash fault names it. A
+   multi-epoch workload (crash, recover, write more) runs its steps up to its last ``Recover``
+   first (a violation there is reported as one state); the recording starts on the recovered
+   disk, with the recovered prefix as the history, so every point of the last epoch is explored.
 2. Crash points: before every operation a Crash fault can hit (every traced op but reads and
    seeks) from the first step on, after the last one, and inside every successful write: at
    every sector boundary of the file, and at every byte for writes smaller than a sector

@@ -5,6 +5,11 @@ number of write commands (a MULTI block counts as one), the other steps (ticks, 
 faults) come on top. Same (name, ops, seed): same steps. Keys come from a bounded pool so the
 keyspace stays small while the AOF grows, which is what a crash-state search wants: many crash
 points, cheap recoveries.
+
+A workload may contain a crash and a ``Recover`` (``second-epoch``): the explorer runs
+everything up to the last recovery once and explores every crash point after it. Each workload
+names the fsync policy it is meant for (``Workload.policy``); ``DEFAULT_SUITE`` is what the
+default explore runs: every workload under its policies, ``always`` and ``everysec`` both.
 """
 
 from __future__ import annotations
@@ -13,22 +18,36 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from faults import FaultOp, FaultPlan, IOFault, NoSpace, ShortWrite
+from faults import (
+    Crash,
+    FaultOp,
+    FaultPlan,
+    IOFault,
+    NoSpace,
+    PersistenceModel,
+    ShortWrite,
+    SlowSync,
+)
 from harness.machine._steps import (
+    ArmCrash,
     BgRewrite,
     ChildStep,
     ClearFaults,
     InjectFaults,
     KillChild,
     Multi,
+    Recover,
     Step,
     Tick,
     Write,
 )
 
-__all__ = ["WORKLOADS", "Workload", "make_workload"]
+__all__ = ["DEFAULT_SUITE", "WORKLOADS", "Workload", "make_workload"]
 
 _AOF = "appendonly.aof"
+# The file the rewrite child leaves and the parent's done handler appends to and renames.
+_REWRITTEN = "temp-rewriteaof-bg-*.aof"
+_CHILD_TEMP = "temp-rewriteaof-[0-9]*.aof"  # the file the rewrite child writes
 
 
 @dataclass(frozen=True)
@@ -38,6 +57,7 @@ class Workload:
     name: str
     description: str
     build: Callable[[int, random.Random], list[Step]]
+    policy: str = "everysec"  # the appendfsync policy the workload is meant for
 
 
 class _Gen:
@@ -51,6 +71,7 @@ class _Gen:
         self.select_rate = select_rate
         self.n = 0
         self.steps: list[Step] = []
+        self.now_ms = 0  # virtual time at this point of the steps (only ticks advance it)
 
     def key(self, prefix: bytes) -> bytes:
         return prefix + b"%d" % self.rng.randrange(self.keys)
@@ -82,17 +103,23 @@ class _Gen:
             return (b"RPUSH", self.key(b"l"), self.value())
         return (b"LPOP", self.key(b"l"))
 
-    def write(self, argv: tuple[bytes, ...] | None = None, *, client: int = 0) -> None:
+    def write(self, argv: tuple[bytes, ...] | None = None, *, client: int = 0,
+              tick: bool = True) -> None:
         self.steps.append(Write(argv if argv is not None else self.command(), client=client))
         self.n += 1
-        self.maybe_tick()
+        if tick:
+            self.maybe_tick()
 
     def maybe_tick(self) -> None:
         rng = self.rng
         if rng.random() < self.select_rate:
             self.select(rng.randrange(self.dbs))
         if rng.random() < 0.1:
-            self.steps.append(Tick(delta_ms=rng.choice((20, 50, 120, 300))))
+            self.tick(rng.choice((20, 50, 120, 300)))
+
+    def tick(self, delta_ms: int) -> None:
+        self.steps.append(Tick(delta_ms=delta_ms))
+        self.now_ms += delta_ms
 
     def select(self, db: int) -> None:
         self.steps.append(Write((b"SELECT", b"%d" % db)))
@@ -101,12 +128,95 @@ class _Gen:
         for _ in range(count):
             self.write()
 
+    def mixed_writes(self, count: int, *, multi_key: float = 0.25) -> None:
+        """`count` writes, a share of them multi-key programs (see ``multi_key``)."""
+        stop = self.n + count
+        while self.n < stop:
+            if self.rng.random() < multi_key:
+                self.multi_key()
+            else:
+                self.write()
+
+    def multi_key(self) -> None:
+        """One command that changes several existing keys, fields or members, after the writes
+        that create them: DEL of 2-4 keys, or SADD/SREM/HSET/HDEL/ZADD/ZREM/LPUSH/RPUSH of
+        2-5 members of which some exist."""
+        rng = self.rng
+        if rng.random() < 0.3:
+            keys = list(dict.fromkeys(self.key(b"s") for _ in range(rng.randrange(2, 5))))
+            for key in keys:
+                self.write((b"SET", key, self.value()))
+            self.write((b"DEL", *keys, self.key(b"s")))
+            return
+        kind = rng.choice((b"SADD", b"SREM", b"HSET", b"HDEL", b"ZADD", b"ZREM", b"LPUSH",
+                           b"RPUSH"))
+        pool = [b"m%d" % i for i in range(8)]
+        before = rng.sample(pool, rng.randrange(2, 6))
+        after = rng.sample(before, rng.randrange(1, len(before) + 1))
+        after += [m for m in rng.sample(pool, 2) if m not in after][: 1 + (len(after) < 2)]
+        if kind in (b"SADD", b"SREM"):
+            key = self.key(b"t")
+            self.write((b"SADD", key, *before))
+            self.write((kind, key, *after))
+        elif kind in (b"HSET", b"HDEL"):
+            key = self.key(b"h")
+            self.write((b"HSET", key, *(x for m in before for x in (m, b"old"))))
+            if kind == b"HDEL":
+                self.write((b"HDEL", key, *after))
+            else:
+                self.write((b"HSET", key, *(x for m in after for x in (m, self.value()))))
+        elif kind in (b"ZADD", b"ZREM"):
+            key = self.key(b"z")
+            self.write((b"ZADD", key, *(x for i, m in enumerate(before) for x in (b"%d" % i, m))))
+            if kind == b"ZREM":
+                self.write((b"ZREM", key, *after))
+            else:
+                options = rng.choice(((), (b"CH",), (b"XX",), (b"GT", b"CH")))
+                pairs = (x for m in after for x in (b"%d" % rng.randrange(-5, 50), m))
+                self.write((b"ZADD", key, *options, *pairs))
+        else:
+            key = self.key(b"l")
+            self.write((b"RPUSH", key, *before))
+            self.write((kind, key, *after))
+
+    def big(self) -> None:
+        """A list, set, sorted set or hash grown by 64 to 200 items (the rewrite's batch edges
+        often) in one to three commands."""
+        rng = self.rng
+        kind = rng.choice((b"RPUSH", b"SADD", b"ZADD", b"HSET"))
+        size = rng.choice((64, 65, 128, 129)) if rng.random() < 0.5 else rng.randrange(65, 201)
+        parts = rng.randrange(1, 4)
+        key = self.key({b"RPUSH": b"l", b"SADD": b"t", b"ZADD": b"z", b"HSET": b"h"}[kind])
+        tag = b"%d-" % self.n
+        items: list[tuple[bytes, ...]] = []
+        for i in range(size):
+            if kind == b"ZADD":
+                items.append((b"%d" % i, tag + b"%d" % i))
+            elif kind == b"HSET":
+                items.append((tag + b"%d" % i, b"v%d" % i))
+            else:
+                items.append((tag + b"%d" % i,))
+        per = -(-size // parts)
+        for j in range(0, size, per):
+            self.write((kind, key, *(x for item in items[j:j + per] for x in item)))
+
+    def rewrite(self, during: int, *, child_steps: int = 2) -> None:
+        """BGREWRITEAOF, `during` writes while the child runs (the rewrite buffer), the child
+        finishes and the cron's done handler swaps the file in."""
+        self.steps.append(BgRewrite())
+        for i in range(during):
+            self.write()
+            if i % 3 == 0:
+                self.steps.append(ChildStep(count=child_steps))
+        self.steps.append(ChildStep(count=1_000_000))
+        self.idle(200)
+
     def idle(self, total_ms: int) -> None:
         """Let time pass with no writes (cron runs: fsyncs, rewrite completion, retries)."""
         left = total_ms
         while left > 0:
             step = min(left, 100)
-            self.steps.append(Tick(delta_ms=step))
+            self.tick(step)
             left -= step
 
 
@@ -181,6 +291,7 @@ def _no_space(ops: int, rng: random.Random) -> list[Step]:
     plan = FaultPlan((NoSpace(nth=1, times=None, partial_bytes=5, path_glob=_AOF),))
     g.steps.append(InjectFaults(plan))
     g.writes(max(2, ops // 20))
+    g.steps.append(Multi((g.command(), g.command())))  # refused whole: EXECABORT (MISCONF)
     g.steps.append(ClearFaults())
     g.idle(1500)
     g.writes(max(0, ops - g.n))
@@ -189,7 +300,8 @@ def _no_space(ops: int, rng: random.Random) -> list[Step]:
 
 
 def _fsync_error(ops: int, rng: random.Random) -> list[Step]:
-    """One failed fsync (EIO) of the AOF in the middle of the run."""
+    """One failed fsync (EIO) of the AOF in the middle of the run; later two failed fsyncs in a
+    row while the disk is also full (the fsync error found with writes refused)."""
     g = _Gen(rng)
     g.writes(ops // 2)
     plan = FaultPlan((
@@ -200,8 +312,43 @@ def _fsync_error(ops: int, rng: random.Random) -> list[Step]:
     g.writes(max(1, ops // 20))
     g.idle(1500)
     g.steps.append(ClearFaults())
+    g.writes(max(0, ops * 3 // 4 - g.n))
+    g.idle(1100)
+    g.write()  # unsynced bytes for the next once-a-second fsync
+    plan = FaultPlan((
+        IOFault(op=FaultOp.FDATASYNC, nth=1, times=2, path_glob=_AOF),
+        NoSpace(nth=1, times=None, path_glob=_AOF),
+    ))
+    g.steps.append(InjectFaults(plan))
+    for _ in range(3):
+        g.write(tick=False)
+        g.tick(700)
+    g.steps.append(ClearFaults())
     g.writes(max(0, ops - g.n))
     g.idle(2500)
+    return g.steps
+
+
+def _slow_fsync(ops: int, rng: random.Random) -> list[Step]:
+    """One background fsync of the AOF stalls for 4 s while writes go on: everysec postpones
+    the buffer's write for at most 2 s, then writes without waiting for the fsync; the run ends
+    with a long idle period, so whatever a server left unwritten or unsynced is older than any
+    window. The writes during the stall come half-way through a second: a server that writes a
+    postponed buffer at the second boundary two seconds on (Redis's rule, in whole seconds)
+    does so 1.5 s after them, inside the window."""
+    g = _Gen(rng)
+    g.writes(max(0, ops - 4))
+    g.idle(1500 - g.now_ms % 1000)  # x.5 s, after a boundary: everything so far fsynced
+    g.steps.append(InjectFaults(FaultPlan((SlowSync(delay_ms=4000, nth=1, path_glob=_AOF),))))
+    # The slow fsync is issued at the next boundary, for the write made now; the writes of the
+    # next second are postponed; nothing is written after the stall (an fsync of later writes
+    # would also sync whatever the server forgot).
+    while g.n < ops:
+        for _ in range(min(ops - g.n, rng.randrange(1, 3))):
+            g.write(tick=False)
+        g.tick(1000)
+    g.steps.append(ClearFaults())
+    g.idle(8000)
     return g.steps
 
 
@@ -244,17 +391,102 @@ def _expiry(ops: int, rng: random.Random) -> list[Step]:
 
 
 def _multi(ops: int, rng: random.Random) -> list[Step]:
-    """MULTI/EXEC blocks (some with values long enough to cross sectors) among plain writes."""
+    """MULTI/EXEC blocks (some with values long enough to cross sectors) among plain writes;
+    now and then a read queued among the writes, or a malformed command that makes EXEC abort
+    the whole block (nothing of it may reach the AOF)."""
     g = _Gen(rng)
     while g.n < ops:
         if rng.random() < 0.4:
             size = rng.randrange(2, 6)
-            block = tuple(g.command() for _ in range(size))
-            g.steps.append(Multi(block))
+            block = [g.command() for _ in range(size)]
+            r = rng.random()
+            if r < 0.15:
+                block.insert(rng.randrange(len(block)), (b"GET", g.key(b"s")))
+            elif r < 0.25:
+                block.insert(rng.randrange(len(block)), (b"SET", g.key(b"s")))  # wrong arity
+            elif r < 0.3:
+                block.insert(rng.randrange(len(block)), (b"NOSUCHCOMMAND", g.key(b"s")))
+            g.steps.append(Multi(tuple(block)))
             g.n += 1
             g.maybe_tick()
+        elif rng.random() < 0.02:
+            g.write((b"NOSUCHCOMMAND", g.key(b"s")))  # refused: nothing may reach the AOF
         else:
             g.write()
+    g.idle(2500)
+    return g.steps
+
+
+def _boundaries(ops: int, rng: random.Random) -> list[Step]:
+    """Multi-key commands on existing keys and members, collections grown past the rewrite's
+    64-item batch, a rewrite with writes during it, more of both after the swap."""
+    g = _Gen(rng, keys=12, select_rate=0.01)
+    g.mixed_writes(ops // 4, multi_key=0.4)
+    g.big()
+    g.big()
+    g.rewrite(max(2, ops // 10))
+    g.mixed_writes(max(1, ops // 4), multi_key=0.4)
+    g.big()
+    g.rewrite(max(2, ops // 10))
+    g.mixed_writes(max(0, ops - g.n), multi_key=0.4)
+    g.idle(2500)
+    return g.steps
+
+
+def _rewrite_faults(ops: int, rng: random.Random) -> list[Step]:
+    """Rewrites whose done handler meets a fault, one each: a short write and ENOSPC on the
+    append of the rewrite buffer, EIO on its fsync and on the rename; then one that completes;
+    then EIO on the directory fsync after the rename (under ``always`` the server stops)."""
+    g = _Gen(rng, keys=12)
+    g.mixed_writes(max(1, ops // 5))
+    g.big()
+    faults = (
+        # The child's own write makes no progress: the child fails, the rewrite is dropped.
+        ShortWrite(nth=1, written_bytes=0, path_glob=_CHILD_TEMP),
+        ShortWrite(nth=1, written_bytes=rng.randrange(1, 30), path_glob=_REWRITTEN),
+        NoSpace(nth=1, times=1, partial_bytes=rng.randrange(0, 20), path_glob=_REWRITTEN),
+        IOFault(op=FaultOp.FDATASYNC, nth=1, path_glob=_REWRITTEN),
+        IOFault(op=FaultOp.RENAME, nth=1),
+        None,
+        IOFault(op=FaultOp.FSYNC_DIR, nth=1),
+    )
+    per = max(1, ops // 10)
+    for fault in faults:
+        if fault is not None and fault.path_glob == _CHILD_TEMP:
+            g.steps.append(InjectFaults(FaultPlan((fault,))))
+            fault = None
+        g.steps.append(BgRewrite())
+        for _ in range(2):  # the rewrite buffer the done handler appends (no tick: the child
+            g.write(tick=False)  # must not finish before the fault is in place)
+        g.steps.append(ChildStep(count=1_000_000))
+        if fault is not None:
+            g.steps.append(InjectFaults(FaultPlan((fault,))))
+        g.idle(200)  # the cron reaps the child and runs the done handler
+        g.steps.append(ClearFaults())
+        g.mixed_writes(per)
+    g.mixed_writes(max(0, ops - g.n))
+    g.idle(2500)
+    return g.steps
+
+
+def _second_epoch(ops: int, rng: random.Random) -> list[Step]:
+    """Two epochs: writes and a rewrite, a crash inside an AOF write (a torn tail), recovery
+    (process model: the torn tail is truncated), then writes, multi-key commands, a big
+    collection and a rewrite on the recovered file; every crash point of the second epoch is
+    explored against the recovered prefix."""
+    g = _Gen(rng, keys=16)
+    first = max(2, ops // 3)
+    g.mixed_writes(first // 2)
+    g.rewrite(max(1, first // 8))
+    g.mixed_writes(max(1, first - g.n))
+    torn = Crash(nth=1, op=FaultOp.WRITE, torn_bytes=rng.randrange(3, 40), path_glob=_AOF)
+    g.steps.append(ArmCrash(FaultPlan((torn,))))
+    g.write((b"SET", g.key(b"s"), b"torn-" + b"x" * rng.randrange(40, 120)))
+    g.steps.append(Recover(model=PersistenceModel.PROCESS, downtime_ms=100))
+    g.mixed_writes(max(1, (ops - g.n) // 2), multi_key=0.3)
+    g.big()
+    g.rewrite(max(2, ops // 10))
+    g.mixed_writes(max(0, ops - g.n), multi_key=0.3)
     g.idle(2500)
     return g.steps
 
@@ -274,8 +506,38 @@ WORKLOADS: dict[str, Workload] = {
         Workload("expiry", "relative/absolute expiries, some outliving the run, a rewrite",
                  _expiry),
         Workload("multi", "MULTI/EXEC blocks among plain writes", _multi),
+        Workload("boundaries", "multi-key commands on existing keys, collections past the "
+                 "rewrite's 64-item batch, rewrites", _boundaries, "always"),
+        Workload("rewrite-faults", "a short write, ENOSPC, EIO on fsync, rename and directory "
+                 "fsync in the rewrite done handler", _rewrite_faults, "always"),
+        Workload("slow-fsync", "a background fsync stalls 2.5 s while writes go on, then a "
+                 "long idle period", _slow_fsync),
+        Workload("second-epoch", "crash (torn write), recover, write more and rewrite: the "
+                 "second epoch's crash points", _second_epoch),
     )
 }
+
+# What ``aofcrash explore`` runs by default: (workload, policy, ops). Every named workload
+# under the policy its faults matter for, everysec and always both, the boundaries of the
+# contract among them (multi-key commands, big collections, faults in the rewrite done handler,
+# a second epoch after a recovery); under a minute on one core.
+DEFAULT_SUITE: tuple[tuple[str, str, int], ...] = (
+    ("rewrite", "everysec", 200),
+    ("boundaries", "always", 150),
+    ("boundaries", "everysec", 150),
+    ("rewrite-faults", "always", 100),
+    ("second-epoch", "everysec", 150),
+    ("second-epoch", "always", 150),
+    ("expiry", "everysec", 150),
+    ("multi", "always", 150),
+    ("killed-child", "everysec", 150),
+    ("fsync-error", "everysec", 150),
+    ("fsync-error", "always", 150),
+    ("slow-fsync", "everysec", 100),
+    ("short-write", "no", 150),
+    ("no-space", "no", 150),
+    ("mixed", "always", 150),
+)
 
 
 def make_workload(name: str, *, ops: int, seed: int = 0) -> tuple[Step, ...]:

@@ -43,7 +43,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from faults import PersistenceModel
 from harness.machine._driver import ContractViolation, ModelDivergence
-from harness.machine._machine import PROFILES, make_state_machine
+from harness.machine._machine import PROFILES, make_state_machine, unsupported_features
 from harness.machine._steps import Reproduction, RunConfig
 
 __all__ = [
@@ -172,6 +172,9 @@ class CampaignResult:
                                                                "shrinking": 0.0})
     units: list[int] = field(default_factory=list)
     stopped_by: str = "budget"  # budget | max-examples | finding
+    # Features the configurations' target cannot run (no rewrite, commands it does not
+    # declare), with the reason: their rules were switched off (reports say it once).
+    switched_off: dict[str, str] = field(default_factory=dict)
 
 
 def config_label(config: RunConfig) -> str:
@@ -358,6 +361,9 @@ def run_campaign(
     start = clock()
     if not campaign.configs:
         return result
+    for config in campaign.configs:  # also raises TargetError for an unusable target
+        for feature, why in unsupported_features(config).items():
+            result.switched_off.setdefault(feature, why)
     deadline = start + campaign.budget_s
     done: dict[int, _UnitResult] = {}
 

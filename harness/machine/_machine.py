@@ -12,6 +12,22 @@ Swarm testing: at the start of each run a set of *features* is drawn (``FEATURES
 feature is off do not run, so some runs hammer short writes, others rewrites and expiries.
 ``event()`` labels go to ``--hypothesis-show-statistics`` (faults fired, crash kinds, outcomes).
 
+Boundaries (issue 9), each a feature of its own so a 60-second default campaign meets them:
+``multi_key`` creates keys (members, fields) and then changes several of them with one command
+(DEL of 2-4 existing keys; SADD/SREM/HSET/HDEL/ZADD/ZREM/LPUSH/RPUSH with existing and new
+members); ``big_collections`` grows a collection by 64-200 items (the batch edges often) and
+then rewrites it (the rewrite's 64-item batches); ``rewrite_done`` lets the rewrite child finish
+and arms a crash at the k-th upcoming filesystem operation (k = 1..8: the done handler's open,
+append of the rewrite buffer, fsync, rename, close of the old file, directory fsync, and what
+follows) or a short write, ENOSPC or EIO on one of them. Labels ``boundary: ...`` count them.
+
+Capabilities: a target that is not a ``RewritingTarget`` gets the rewrite features switched off,
+and a target that declares the commands it implements (an optional ``commands`` attribute, a
+collection of upper-case names such as ``frozenset({b"SET", b"GET"})``; without it every
+command is assumed) gets every feature switched off whose rules send a command it lacks
+(``FEATURE_COMMANDS``), and reads and transactions restricted to what it implements.
+``unsupported_features`` says which features are off and why (reports say it once).
+
 Settings profiles: ``aofcrash-dev``, ``aofcrash-ci`` (derandomized) and ``aofcrash-nightly``,
 registered on import (``PROFILES`` has them by short name).
 """
@@ -60,8 +76,16 @@ from harness.machine._steps import (
     Write,
 )
 from harness.machine._steps import Crash as CrashStep
+from harness.targets import Target, TargetFactory
 
-__all__ = ["FEATURES", "PROFILES", "make_state_machine"]
+__all__ = [
+    "FEATURES",
+    "FEATURE_COMMANDS",
+    "PROFILES",
+    "make_state_machine",
+    "target_commands",
+    "unsupported_features",
+]
 
 _COMMON = {
     "deadline": None,
@@ -80,6 +104,9 @@ PROFILES: dict[str, settings] = {
 for _name, _profile in PROFILES.items():
     settings.register_profile(f"aofcrash-{_name}", _profile)
 
+# Features whose rules need a target with a rewrite (harness.targets.RewritingTarget).
+_NEEDS_REWRITE = frozenset({"rewrite", "kill_child", "rewrite_done"})
+
 FEATURES = (
     "strings",
     "counters",
@@ -97,7 +124,82 @@ FEATURES = (
     "slow_sync",
     "crash_mid_op",
     "crash_during_recovery",
+    "multi_key",
+    "big_collections",
+    "rewrite_done",
 )
+
+_COLLECTION_WRITES = frozenset({b"LPUSH", b"RPUSH", b"LPOP", b"RPOP", b"SADD", b"SREM", b"ZADD",
+                                b"ZREM", b"HSET", b"HDEL"})
+# The commands each feature's rules send: a feature runs only against a target that implements
+# all of them (when the target declares its ``commands``).
+FEATURE_COMMANDS: dict[str, frozenset[bytes]] = {
+    "strings": frozenset({b"SET", b"APPEND", b"DEL"}),
+    "counters": frozenset({b"INCR", b"DECR", b"INCRBY", b"DECRBY"}),
+    "expiry": frozenset({b"SET", b"SETEX", b"PSETEX", b"EXPIRE", b"PEXPIRE", b"EXPIREAT",
+                         b"PEXPIREAT", b"PERSIST"}),
+    "collections": _COLLECTION_WRITES,
+    "multi": frozenset({b"MULTI", b"EXEC"}),
+    "select": frozenset({b"SELECT"}),
+    "flush": frozenset({b"FLUSHDB", b"FLUSHALL"}),
+    "rewrite": frozenset({b"BGREWRITEAOF"}),
+    "kill_child": frozenset({b"BGREWRITEAOF"}),
+    "rewrite_done": frozenset({b"BGREWRITEAOF"}),
+    "multi_key": _COLLECTION_WRITES | {b"DEL"},
+    "big_collections": frozenset({b"RPUSH", b"SADD", b"ZADD", b"HSET"}),
+}
+
+
+def target_commands(target: object) -> frozenset[bytes] | None:
+    """The upper-case command names `target` declares (its ``commands``), None: all."""
+    declared = getattr(target, "commands", None)
+    if declared is None:
+        return None
+    return frozenset(c.encode() if isinstance(c, str) else bytes(c) for c in declared)
+
+
+def _probe(config: RunConfig, factory: TargetFactory | None) -> Target:
+    """One target built on a scratch disk (not started), to read its capabilities; raises
+    TargetError when the spec or the factory is unusable."""
+    from faults import Clock, SimDisk
+    from harness.targets import TargetEnv, TargetError, check_target
+
+    env = TargetEnv(fs=SimDisk(), clock=Clock(), config=config.target_config())
+    make = factory or config.target_factory()
+    spec = config.target or str(getattr(make, "__qualname__", "reference"))
+    try:
+        built = make(env)
+    except Exception as exc:  # the user's factory: say what it did, in one line
+        raise TargetError(f"target {spec!r}: the factory raised {type(exc).__name__}: "
+                          f"{exc}") from None
+    return check_target(built, spec)
+
+
+def unsupported_features(
+    config: RunConfig, *, factory: TargetFactory | None = None,
+    features: tuple[str, ...] = FEATURES,
+) -> dict[str, str]:
+    """The features (of `features`) whose rules the target cannot run, each with the reason:
+    no rewrite capability, or commands it does not declare. TargetError if the target's spec
+    or factory is unusable."""
+    return _gaps(_probe(config, factory), features)
+
+
+def _gaps(target: Target, features: tuple[str, ...]) -> dict[str, str]:
+    from harness.targets import as_rewriting
+
+    commands = target_commands(target)
+    rewriting = as_rewriting(target) is not None
+    out: dict[str, str] = {}
+    for f in features:
+        if f in _NEEDS_REWRITE and not rewriting:
+            out[f] = "no rewrite: not a RewritingTarget"
+            continue
+        missing = sorted(FEATURE_COMMANDS.get(f, frozenset()) - (commands or frozenset()))
+        if commands is not None and missing:
+            out[f] = "does not implement " + " ".join(m.decode() for m in missing)
+    return out
+
 
 KEYS = [b"k0", b"k1", b"k2", b"k3"]
 LIST_KEYS = [b"l0", b"l1"]
@@ -108,7 +210,9 @@ ALL_KEYS = KEYS + LIST_KEYS + SET_KEYS + ZSET_KEYS + HASH_KEYS
 
 keys = st.sampled_from(KEYS)
 values = st.sampled_from([b"a", b"bb", b"ccc", b"v" * 40, b"x" * 300, b"\x00\r\n", b"7", b"-3"])
-members = st.sampled_from([b"m0", b"m1", b"m2", b"m3", b"m4"])
+MEMBERS = [b"m0", b"m1", b"m2", b"m3", b"m4", b"m5", b"m6"]
+members = st.sampled_from(MEMBERS[:5])
+scores = st.sampled_from([b"0", b"1.5", b"-2", b"1e3", b"3"])
 small_ms = st.integers(min_value=1, max_value=5000)
 
 _WRITE_OPS = (FaultOp.WRITE, FaultOp.FSYNC, FaultOp.FDATASYNC, FaultOp.RENAME, FaultOp.FSYNC_DIR)
@@ -120,6 +224,11 @@ def _string_write() -> st.SearchStrategy[tuple[bytes, ...]]:
         st.tuples(st.just(b"SET"), keys, values, st.sampled_from([b"NX", b"XX"])),
         st.tuples(st.just(b"APPEND"), keys, values),
         st.tuples(st.just(b"DEL"), st.sampled_from(ALL_KEYS)),
+        st.lists(st.sampled_from(ALL_KEYS), min_size=2, max_size=4).map(
+            lambda ks: (b"DEL", *ks)
+        ),
+        # Wrong arity on purpose: refused (in a MULTI: the whole EXEC), no effect anywhere.
+        st.tuples(st.sampled_from([b"SET", b"APPEND"]), keys),
     )
 
 
@@ -139,6 +248,9 @@ def _expiry_write(now_ms: int) -> st.SearchStrategy[tuple[bytes, ...]]:
     secs = st.integers(1, 5).map(lambda n: str(n).encode())
     return st.one_of(
         st.tuples(st.just(b"SET"), keys, values, st.just(b"PX"), ms),
+        # An option before the expiry: the feed must still find it.
+        st.tuples(st.just(b"SET"), keys, values, st.sampled_from([b"NX", b"XX"]),
+                  st.just(b"PX"), ms),
         st.tuples(st.just(b"SET"), keys, values, st.just(b"EX"), secs),
         st.tuples(st.just(b"SETEX"), keys, secs, values),
         st.tuples(st.just(b"PSETEX"), keys, ms, values),
@@ -160,7 +272,12 @@ def _expiry_write(now_ms: int) -> st.SearchStrategy[tuple[bytes, ...]]:
 
 def _collection_write() -> st.SearchStrategy[tuple[bytes, ...]]:
     many = st.lists(members, min_size=1, max_size=4).map(tuple)
-    score = st.sampled_from([b"0", b"1.5", b"-2", b"1e3", b"3"])
+    pairs = st.lists(st.tuples(scores, members), min_size=1, max_size=3).map(
+        lambda ps: tuple(x for p in ps for x in p)
+    )
+    fields = st.lists(st.tuples(members, values), min_size=1, max_size=3).map(
+        lambda ps: tuple(x for p in ps for x in p)
+    )
     return st.one_of(
         st.tuples(st.sampled_from([b"LPUSH", b"RPUSH"]), st.sampled_from(LIST_KEYS), many).map(
             lambda t: (t[0], t[1], *t[2])
@@ -169,28 +286,138 @@ def _collection_write() -> st.SearchStrategy[tuple[bytes, ...]]:
         st.tuples(st.sampled_from([b"SADD", b"SREM"]), st.sampled_from(SET_KEYS), many).map(
             lambda t: (t[0], t[1], *t[2])
         ),
-        st.tuples(st.just(b"ZADD"), st.sampled_from(ZSET_KEYS), score, members),
-        st.tuples(st.just(b"ZREM"), st.sampled_from(ZSET_KEYS), members),
-        st.tuples(st.just(b"HSET"), st.sampled_from(HASH_KEYS), members, values),
-        st.tuples(st.just(b"HDEL"), st.sampled_from(HASH_KEYS), members),
+        st.tuples(st.just(b"ZADD"), st.sampled_from(ZSET_KEYS), pairs).map(
+            lambda t: (t[0], t[1], *t[2])
+        ),
+        st.tuples(st.just(b"ZREM"), st.sampled_from(ZSET_KEYS), many).map(
+            lambda t: (t[0], t[1], *t[2])
+        ),
+        st.tuples(st.just(b"HSET"), st.sampled_from(HASH_KEYS), fields).map(
+            lambda t: (t[0], t[1], *t[2])
+        ),
+        st.tuples(st.just(b"HDEL"), st.sampled_from(HASH_KEYS), many).map(
+            lambda t: (t[0], t[1], *t[2])
+        ),
         # Wrong types on purpose: the error must have no effect anywhere.
         st.tuples(st.just(b"LPUSH"), keys, members),
     )
 
 
-def _read() -> st.SearchStrategy[tuple[bytes, ...]]:
-    return st.one_of(
-        st.tuples(st.just(b"GET"), keys),
-        st.tuples(st.just(b"EXISTS"), st.sampled_from(ALL_KEYS)),
-        st.tuples(st.just(b"PTTL"), st.sampled_from(ALL_KEYS)),
-        st.tuples(st.just(b"LRANGE"), st.sampled_from(LIST_KEYS), st.just(b"0"), st.just(b"-1")),
-        st.tuples(st.just(b"SMEMBERS"), st.sampled_from(SET_KEYS)),
-        st.tuples(
+def _read(commands: frozenset[bytes] | None = None) -> st.SearchStrategy[tuple[bytes, ...]]:
+    """Reads checked against the model (only those of `commands` when given; none: nothing)."""
+    every = {
+        b"GET": st.tuples(st.just(b"GET"), keys),
+        b"EXISTS": st.tuples(st.just(b"EXISTS"), st.sampled_from(ALL_KEYS)),
+        b"PTTL": st.tuples(st.just(b"PTTL"), st.sampled_from(ALL_KEYS)),
+        b"LRANGE": st.tuples(st.just(b"LRANGE"), st.sampled_from(LIST_KEYS), st.just(b"0"),
+                             st.just(b"-1")),
+        b"SMEMBERS": st.tuples(st.just(b"SMEMBERS"), st.sampled_from(SET_KEYS)),
+        b"ZRANGE": st.tuples(
             st.just(b"ZRANGE"), st.sampled_from(ZSET_KEYS), st.just(b"0"), st.just(b"-1"),
             st.just(b"WITHSCORES"),
         ),
-        st.tuples(st.just(b"HGETALL"), st.sampled_from(HASH_KEYS)),
-    )
+        b"HGETALL": st.tuples(st.just(b"HGETALL"), st.sampled_from(HASH_KEYS)),
+    }
+    return st.one_of(*(s for name, s in every.items() if commands is None or name in commands))
+
+
+# -- boundary programs: several commands that set up a case, then the command that hits it ------
+
+Program = tuple[tuple[bytes, ...], ...]
+
+
+def _flat(pairs: list[tuple[bytes, bytes]]) -> tuple[bytes, ...]:
+    return tuple(x for pair in pairs for x in pair)
+
+
+def _create(key: bytes, value: bytes) -> tuple[bytes, ...]:
+    """A write that makes `key` exist with the type its pool gives it."""
+    kind = key[:1]
+    if kind == b"l":
+        return (b"RPUSH", key, value, b"m0")
+    if kind == b"s":
+        return (b"SADD", key, b"m0", b"m1")
+    if kind == b"z":
+        return (b"ZADD", key, b"1", b"m0", b"2", b"m1")
+    if kind == b"h":
+        return (b"HSET", key, b"m0", value, b"m1", b"v")
+    return (b"SET", key, value)
+
+
+@st.composite
+def _del_program(draw: st.DrawFn) -> Program:
+    """DEL of 2-4 keys that all exist (each is created first), sometimes one missing key more."""
+    chosen = draw(st.lists(st.sampled_from(ALL_KEYS), min_size=2, max_size=4, unique=True),
+                  label="keys")
+    created = tuple(_create(k, draw(values, label="value")) for k in chosen)
+    missing = draw(st.lists(st.sampled_from(ALL_KEYS), max_size=1), label="missing")
+    return (*created, (b"DEL", *chosen, *missing))
+
+
+@st.composite
+def _members_program(draw: st.DrawFn) -> Program:
+    """A collection is filled, then one variadic command changes several of its members: some
+    already there (overwritten, re-scored, removed), some new."""
+    kind = draw(st.sampled_from([b"SADD", b"SREM", b"HSET", b"HDEL", b"ZADD", b"ZREM",
+                                 b"LPUSH", b"RPUSH"]), label="command")
+    before = draw(st.lists(st.sampled_from(MEMBERS), min_size=2, max_size=5, unique=True),
+                  label="existing")
+    kept = draw(st.lists(st.sampled_from(before), min_size=1, max_size=len(before), unique=True),
+                label="changed")
+    new = draw(st.lists(st.sampled_from(MEMBERS), max_size=2, unique=True), label="new")
+    after = kept + [m for m in new if m not in kept]
+    if len(after) < 2:
+        after.append(next(m for m in MEMBERS if m not in after))
+    if kind in (b"SADD", b"SREM"):
+        key = draw(st.sampled_from(SET_KEYS), label="key")
+        return ((b"SADD", key, *before), (kind, key, *after))
+    if kind in (b"HSET", b"HDEL"):
+        key = draw(st.sampled_from(HASH_KEYS), label="key")
+        fill = _flat([(m, b"old") for m in before])
+        if kind == b"HDEL":
+            return ((b"HSET", key, *fill), (b"HDEL", key, *after))
+        pairs = [(m, draw(values, label="value")) for m in after]
+        return ((b"HSET", key, *fill), (b"HSET", key, *_flat(pairs)))
+    if kind in (b"ZADD", b"ZREM"):
+        key = draw(st.sampled_from(ZSET_KEYS), label="key")
+        fill = _flat([(b"%d" % i, m) for i, m in enumerate(before)])
+        if kind == b"ZREM":
+            return ((b"ZADD", key, *fill), (b"ZREM", key, *after))
+        options = draw(st.sampled_from([(), (), (b"CH",), (b"XX",), (b"NX",), (b"GT", b"CH"),
+                                        (b"LT",)]), label="options")
+        pairs = [(draw(scores, label="score"), m) for m in after]
+        return ((b"ZADD", key, *fill), (b"ZADD", key, *options, *_flat(pairs)))
+    key = draw(st.sampled_from(LIST_KEYS), label="key")
+    return ((b"RPUSH", key, *before), (kind, key, *after))
+
+
+def _multi_key_program() -> st.SearchStrategy[Program]:
+    """Commands that really change several existing keys, fields or members at once (the
+    last command of the program; the ones before it create what it changes)."""
+    return st.one_of(_del_program(), _members_program())
+
+
+@st.composite
+def _big_collection_program(draw: st.DrawFn) -> Program:
+    """A list, set, sorted set or hash pushed past the rewrite's 64-item batch (64 to 200 new
+    items, the batch edges often) in one to three commands."""
+    kind = draw(st.sampled_from([b"RPUSH", b"SADD", b"ZADD", b"HSET"]), label="command")
+    size = draw(st.one_of(st.sampled_from([64, 65, 127, 128, 129]), st.integers(65, 200)),
+                label="items")
+    parts = draw(st.integers(1, 3), label="commands")
+    pool = {b"RPUSH": LIST_KEYS, b"SADD": SET_KEYS, b"ZADD": ZSET_KEYS, b"HSET": HASH_KEYS}
+    key = draw(st.sampled_from(pool[kind]), label="key")
+    items: list[tuple[bytes, ...]] = []
+    for i in range(size):
+        if kind == b"ZADD":
+            items.append((b"%d" % i, b"b%d" % i))
+        elif kind == b"HSET":
+            items.append((b"b%d" % i, b"v%d" % i))
+        else:
+            items.append((b"b%d" % i,))
+    per = -(-size // parts)
+    return tuple((kind, key, *(x for item in items[j:j + per] for x in item))
+                 for j in range(0, size, per))
 
 
 def make_state_machine(
@@ -201,17 +428,28 @@ def make_state_machine(
     swarm: bool = True,
     on_finding: Callable[[BaseException], None] | None = None,
     events: Counter[str] | None = None,
+    factory: TargetFactory | None = None,
 ) -> type[RuleBasedStateMachine]:
-    """A state machine class for one configuration (policy, profile, defects).
+    """A state machine class for one configuration (policy, profile, defects, target).
 
     ``on_finding`` is called with every violation a run raises (before Hypothesis shrinks it),
-    ``events`` counts the ``event()`` labels across runs (for reports).
+    ``events`` counts the ``event()`` labels across runs (for reports). ``factory`` builds the
+    target instead of ``config.target`` (a factory object, e.g. from the pytest plugin). Features
+    that need a capability or a command the target lacks never run (``unsupported_features``);
+    TargetError when the target's spec or factory is unusable.
     """
     unknown = sorted(set(features) - set(FEATURES))
     if unknown:
         raise ValueError(f"features: unknown {', '.join(unknown)} (known: {', '.join(FEATURES)})")
     if not models:
         raise ValueError("models: at least one persistence model is needed")
+    # What the target cannot run is off (see the module docstring).
+    probe = _probe(config, factory)
+    off = _gaps(probe, features)
+    features = tuple(f for f in features if f not in off)
+    reads = _read(target_commands(probe))
+    tx_parts = [s for f, s in (("strings", _string_write()), ("counters", _counter_write()),
+                               ("collections", _collection_write())) if f in features]
 
     def _event(label: str) -> None:
         event(label)
@@ -223,7 +461,7 @@ def make_state_machine(
 
         def __init__(self) -> None:
             super().__init__()
-            self.driver = Driver(config)
+            self.driver = Driver(config, factory=factory)
             self.enabled: frozenset[str] = frozenset(features)
 
         # -- set-up -----------------------------------------------------------------------
@@ -239,12 +477,14 @@ def make_state_machine(
                 _event(f"feature: {f}")
 
         def _on(self, feature: str) -> bool:
+            if feature in _NEEDS_REWRITE and not self.driver.supports_rewrite:
+                return False  # the target has no rewrite to start, step or kill
             return feature in self.enabled and self.driver.alive
 
         def _do(self, step: Step) -> None:
             self._run(step)
             if self.driver.crashed:
-                _event("crash: " + ("server exited" if self.driver.server.stopped else "fault"))
+                _event("crash: " + ("server exited" if self.driver.target.stopped else "fault"))
 
         def _run(self, step: Step) -> None:
             try:
@@ -278,9 +518,8 @@ def make_state_machine(
         def write_collection(self, argv: tuple[bytes, ...]) -> None:
             self._do(Write(argv))
 
-        @precondition(lambda self: self._on("multi"))
-        @rule(commands=st.lists(st.one_of(_string_write(), _counter_write(),
-                                          _collection_write()), min_size=1, max_size=4))
+        @precondition(lambda self: self._on("multi") and bool(tx_parts))
+        @rule(commands=st.lists(st.one_of(*tx_parts), min_size=1, max_size=4))
         def transaction(self, commands: list[tuple[bytes, ...]]) -> None:
             self._do(Multi(tuple(commands)))
 
@@ -299,10 +538,54 @@ def make_state_machine(
         def flush(self, argv: tuple[bytes, ...]) -> None:
             self._do(Write(argv))
 
+        def _program(self, program: Program, *, pipelined: bool = False) -> bool:
+            """Run the commands in order (with ``pipelined`` all in one event-loop iteration);
+            False if the server died on the way."""
+            for i, argv in enumerate(program):
+                last = i == len(program) - 1
+                self._do(Write(argv, iterate=last or not pipelined))
+                if not self.driver.alive:
+                    return False
+            return True
+
+        @precondition(lambda self: self._on("multi_key"))
+        @rule(program=_multi_key_program(), pipelined=st.booleans())
+        def write_multi_key(self, program: Program, pipelined: bool) -> None:
+            # The keys (members) are created first, so the last command changes several that
+            # exist: a feed that keeps only one of them is visible after a reload.
+            name = program[-1][0].decode()
+            if name == "DEL":
+                _event(f"boundary: DEL of {len(program) - 1} existing keys")
+            else:
+                _event(f"boundary: {name} of several members, some existing")
+            self._program(program, pipelined=pipelined and "pipeline" in self.enabled)
+
+        @precondition(lambda self: self._on("big_collections"))
+        @rule(program=_big_collection_program(), rewrite=st.booleans())
+        def write_big_collection(self, program: Program, rewrite: bool) -> None:
+            if not self._program(program):
+                return
+            _event("boundary: a collection grown by 64+ items")
+            if rewrite and self.driver.supports_rewrite:
+                # The rewrite splits it into batches of 64: the batch edges are where it breaks.
+                _event("boundary: a rewrite after a collection grew by 64+ items")
+                self._complete_rewrite()
+
+        def _complete_rewrite(self) -> bool:
+            """Start a rewrite (unless one runs), let the child finish and the parent's done
+            handler run (at the cron of the tick)."""
+            if not self.driver.rewriting:
+                self._do(BgRewrite())
+            if self.driver.alive and self.driver.rewriting:
+                self._do(ChildStep(1_000_000))
+            if self.driver.alive:
+                self._do(Tick(100))
+            return self.driver.alive
+
         # -- reads and time ---------------------------------------------------------------
 
-        @precondition(lambda self: self.driver.alive)
-        @rule(argv=_read())
+        @precondition(lambda self: self.driver.alive and not reads.is_empty)
+        @rule(argv=reads)
         def read(self, argv: tuple[bytes, ...]) -> None:
             self._do(Read(argv))
 
@@ -313,23 +596,23 @@ def make_state_machine(
 
         # -- rewrite ----------------------------------------------------------------------
 
-        @precondition(
-            lambda self: self._on("rewrite") and self.driver.server.rewrite_child is None
-        )
+        @precondition(lambda self: self._on("rewrite"))
         @rule()
         def bgrewriteaof(self) -> None:
-            _event("rewrite: started")
+            # While a rewrite runs, BGREWRITEAOF is refused (and must change nothing).
+            _event("rewrite: " + ("refused, one is running" if self.driver.rewriting
+                                  else "started"))
             self._do(BgRewrite())
 
         @precondition(
-            lambda self: self._on("rewrite") and self.driver.server.rewrite_child is not None
+            lambda self: self._on("rewrite") and self.driver.rewriting
         )
         @rule(count=st.integers(1, 6))
         def step_rewrite_child(self, count: int) -> None:
             self._do(ChildStep(count))
 
         @precondition(
-            lambda self: self._on("kill_child") and self.driver.server.rewrite_child is not None
+            lambda self: self._on("kill_child") and self.driver.rewriting
         )
         @rule()
         def kill_rewrite_child(self) -> None:
@@ -341,6 +624,50 @@ def make_state_machine(
         def arm_child_death(self, at_step: int) -> None:
             _event("fault: KillChild")
             self._do(InjectFaults(FaultPlan((KillChildFault(nth_rewrite=1, at_step=at_step),))))
+
+        @precondition(lambda self: self._on("rewrite_done"))
+        @rule(kind=st.sampled_from(["crash", "crash", "short_write", "no_space", "io_error"]),
+              nth_op=st.integers(1, 8), op=st.sampled_from(_WRITE_OPS),
+              torn=st.one_of(st.none(), st.integers(1, 40)),
+              written_bytes=st.integers(0, 30), diff=st.one_of(st.none(), _string_write()),
+              after=st.one_of(st.none(), _string_write()))
+        def fault_in_rewrite_done(
+            self, kind: str, nth_op: int, op: FaultOp, torn: int | None, written_bytes: int,
+            diff: tuple[bytes, ...] | None, after: tuple[bytes, ...] | None,
+        ) -> None:
+            # The child finishes; the fault is armed for the parent's done handler, whose
+            # operations come next (open, write of the rewrite buffer, fsync, rename, close of
+            # the old file, directory fsync): a crash at the nth_op-th of them, or a short write,
+            # ENOSPC or EIO on one of them.
+            if not self.driver.rewriting:
+                self._do(BgRewrite())
+            if diff is not None and self.driver.alive:
+                self._do(Write(diff))
+            if not (self.driver.alive and self.driver.rewriting):
+                return
+            self._do(ChildStep(1_000_000))
+            if self.driver.crashed:
+                return
+            fault: Any
+            if kind == "crash":
+                fault = Crash(nth=nth_op, op=FaultOp.ANY, torn_bytes=torn)
+                _event(f"boundary: crash at operation {nth_op} of the rewrite done handler")
+            elif kind == "short_write":
+                fault = ShortWrite(nth=1, written_bytes=written_bytes)
+                _event("boundary: short write in the rewrite done handler")
+            elif kind == "no_space":
+                fault = NoSpace(nth=1, times=None if torn is None else 1,
+                                partial_bytes=None if torn is None else written_bytes)
+                _event("boundary: ENOSPC in the rewrite done handler")
+            else:
+                fault = IOFault(op=op, nth=1, times=1)
+                _event(f"boundary: EIO on {op.value} in the rewrite done handler")
+            step = ArmCrash if kind == "crash" else InjectFaults
+            self._do(step(FaultPlan((fault,))))
+            if self.driver.alive:
+                self._do(Tick(100))
+            if after is not None and self.driver.alive:
+                self._do(Write(after))
 
         # -- faults -----------------------------------------------------------------------
 
@@ -437,12 +764,12 @@ def make_state_machine(
         @rule()
         def start_over(self) -> None:
             # The server refused to start (allowed unless strict): begin a fresh epoch.
-            self.driver = Driver(config)
+            self.driver = Driver(config, factory=factory)
 
         @invariant()
         def server_is_up_unless_crashed(self) -> None:
             if self.driver.alive:
-                assert not self.driver.server.stopped
+                assert not self.driver.target.stopped
 
         def teardown(self) -> None:
             # Judge every run at least once: crash now, keep only what is durable.

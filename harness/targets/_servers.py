@@ -86,6 +86,7 @@ __all__ = [
     "aof_manifest_path",
     "aof_paths",
     "dump_keyspace",
+    "dump_keyspace_at",
     "find_aof_files",
     "find_server",
     "make_run_dir",
@@ -146,7 +147,7 @@ class ServerRefusedToStart(RuntimeError):
         )
 
     def one_line(self) -> str:
-        last = self.log_tail[-1].strip() if self.log_tail else "it printed nothing"
+        last = " / ".join(line.strip() for line in self.log_tail[-2:]) or "it printed nothing"
         return f"{self.binary} exited with code {self.exit_code} during start-up: {last}"
 
 
@@ -463,12 +464,13 @@ def probe_server(spec: ServerSpec, *, timeout_s: float = 10.0) -> ServerInfo:
 
 # Detached (the outer sh exits at once, so init adopts it) and in its own session (a Ctrl-C to
 # the terminal's process group does not reach it). It reads "+ PGID" / "- PGID" lines from the
-# pipe on fd {fd}; at EOF — its owner exited or was SIGKILLed — it SIGKILLs every group left.
+# pipe it gets as stdin (moved to fd 3: an asynchronous list would get /dev/null as stdin
+# otherwise); at EOF — its owner exited or was SIGKILLed — it SIGKILLs every group left.
 _REAPER_SCRIPT: Final = (
-    '{{ g=""; while read -r op p; do case "$op" in'
+    'exec 3<&0 0</dev/null; { g=""; while read -r op p; do case "$op" in'
     ' +) g="$g $p";;'
     ' -) n=""; for q in $g; do [ "$q" = "$p" ] || n="$n $q"; done; g=$n;;'
-    ' esac; done; for q in $g; do kill -9 -"$q" 2>/dev/null; done; }} <&{fd} {fd}<&- &'
+    ' esac; done; for q in $g; do kill -9 -"$q" 2>/dev/null; done; } <&3 3<&- &'
 )
 
 
@@ -486,9 +488,9 @@ class _Reaper:
         read_end, write_end = os.pipe()
         try:
             subprocess.run(
-                ["/bin/sh", "-c", _REAPER_SCRIPT.format(fd=read_end), "aofcrash-reaper"],
-                pass_fds=(read_end,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, start_new_session=True, check=True, timeout=10,
+                ["/bin/sh", "-c", _REAPER_SCRIPT, "aofcrash-reaper"],
+                stdin=read_end, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                start_new_session=True, check=True, timeout=10,
             )
         except (OSError, subprocess.SubprocessError):
             os.close(write_end)
@@ -610,6 +612,10 @@ def _kill_tree(popen: subprocess.Popen[bytes], owner: int) -> None:
         return
     pid = popen.pid
     if popen.poll() is None:
+        # Freeze it first (every thread: this is the crash instant), then list its children
+        # while they are still its children, then kill the whole group at once.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGSTOP)
         members = _children_of(pid)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
@@ -683,7 +689,9 @@ def _encode(argv: Sequence[bytes]) -> bytes:
 def _resp_call(port: int, argv: Sequence[bytes], *, timeout_s: float) -> Any:
     """One command on a fresh connection; the reply (a hiredis.ReplyError for an error).
     OSError when nothing listens or the peer hangs up; hiredis.ProtocolError for non-RESP."""
-    with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout_s)
+        sock.connect(("127.0.0.1", port))  # an address: no getaddrinfo round
         sock.sendall(_encode(argv))
         reader = hiredis.Reader()
         while True:
@@ -1134,7 +1142,9 @@ def _owner_alive(marker: str) -> bool:
         return True  # unreadable or half written: not provably stale, leave it
     if pid == os.getpid():
         return True
-    return psutil.pid_exists(pid) and (not started or _start_time(pid) == started)
+    if _dead(pid):  # gone, or a zombie nobody has reaped yet
+        return False
+    return not started or _start_time(pid) == started
 
 
 def remove_stale_run_dirs(base: str | os.PathLike[str] | None = None) -> list[str]:
@@ -1216,6 +1226,110 @@ def dump_keyspace(
         if entries:
             result[db] = entries
     return result
+
+
+class _RawConnection:
+    """One RESP connection with pipelining (no client library: a dump is on the hot path of
+    every verify trial)."""
+
+    def __init__(self, port: int, timeout_s: float) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout_s)
+        try:
+            self.sock.connect(("127.0.0.1", port))
+        except BaseException:
+            self.sock.close()
+            raise
+        self.reader = hiredis.Reader()
+
+    def pipeline(self, commands: Sequence[Sequence[bytes]]) -> list[Any]:
+        self.sock.sendall(b"".join(_encode(argv) for argv in commands))
+        replies: list[Any] = []
+        while len(replies) < len(commands):
+            reply = self.reader.gets()
+            if reply is False:
+                data = self.sock.recv(1 << 16)
+                if not data:
+                    raise ConnectionResetError("the server closed the connection")
+                self.reader.feed(data)
+                continue
+            if isinstance(reply, hiredis.ReplyError):
+                raise redis.exceptions.ResponseError(str(reply))
+            replies.append(reply)
+        return replies
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+_RAW_READERS: Final = {
+    "string": (b"GET",),
+    "list": (b"LRANGE", b"0", b"-1"),
+    "set": (b"SMEMBERS",),
+    "zset": (b"ZRANGE", b"0", b"-1", b"WITHSCORES"),
+    "hash": (b"HGETALL",),
+}
+
+
+def _raw_value(kind: str, raw: Any) -> DumpValue:
+    if kind == "string":
+        return bytes(raw)
+    if kind == "list":
+        return [bytes(item) for item in raw]
+    if kind == "set":
+        return {bytes(item) for item in raw}
+    pairs = zip(raw[0::2], raw[1::2], strict=True)
+    if kind == "zset":
+        return {bytes(member): float(score) for member, score in pairs}
+    return {bytes(name): bytes(value) for name, value in pairs}
+
+
+def dump_keyspace_at(
+    port: int, *, now_ms: int | None = None, scan_count: int = 1000, timeout_s: float = 30.0
+) -> Keyspace:
+    """``dump_keyspace`` of the server on 127.0.0.1:`port`, over one raw connection (about
+    twice as fast; the same result)."""
+    if now_ms is None:
+        now_ms = int(time.time() * 1000)
+    conn = _RawConnection(port, timeout_s)
+    try:
+        (info,) = conn.pipeline([(b"INFO", b"keyspace")])
+        dbs = sorted(int(name[2:]) for name in _parse_info(info)
+                     if name.startswith("db") and name[2:].isdigit())
+        result: Keyspace = {}
+        count = b"%d" % scan_count
+        for db in dbs:
+            entries: dict[bytes, tuple[str, DumpValue, int | None]] = {}
+            conn.pipeline([(b"SELECT", b"%d" % db)])
+            cursor = b"0"
+            while True:
+                ((cursor, keys),) = conn.pipeline([(b"SCAN", cursor, b"COUNT", count)])
+                kinds = [k.decode() for k in conn.pipeline([(b"TYPE", k) for k in keys])]
+                commands: list[Sequence[bytes]] = []
+                for key, kind in zip(keys, kinds, strict=True):
+                    if kind == "none":
+                        continue  # expired between SCAN and TYPE
+                    reader = _RAW_READERS.get(kind)
+                    if reader is None:
+                        raise ValueError(f"key {key!r} in db {db}: type {kind!r} is not "
+                                         "supported by dump_keyspace")
+                    commands += [(reader[0], key, *reader[1:]), (b"PTTL", key)]
+                replies = iter(conn.pipeline(commands)) if commands else iter(())
+                for key, kind in zip(keys, kinds, strict=True):
+                    if kind == "none":
+                        continue
+                    raw, pttl = next(replies), int(next(replies))
+                    if pttl == -2 or raw is None:
+                        continue  # expired while we read it
+                    expire_at = None if pttl < 0 else now_ms + pttl
+                    entries[bytes(key)] = (kind, _raw_value(kind, raw), expire_at)
+                if cursor == b"0":
+                    break
+            if entries:
+                result[db] = entries
+        return result
+    finally:
+        conn.close()
 
 
 _READERS: Final = {

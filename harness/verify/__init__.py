@@ -1,10 +1,11 @@
 """Real server processes under the same workload, faults and oracle (``aofcrash verify``).
 
-``_verify`` runs trials: start a server (a ``harness.targets`` process, optionally on a
-``faults.fuse`` mount of a SimDisk), drive a seeded workload over RESP, crash it, restart,
-dump, and check the recovery with ``harness.oracle``. May import ``faults``,
-``harness.oracle`` and ``harness.targets``; never the in-process machine, the explorer or the
-CLI.
+``_verify`` runs trials: start a server (any ``harness.targets.resolve_server`` form: a preset,
+a binary, a command template; optionally on a ``faults.fuse`` mount of a SimDisk), drive a
+seeded workload over RESP with a fault armed where the workload reaches it, crash it, restart,
+dump, and check the recovery with ``harness.oracle``; on one process or forked workers.
+May import ``faults``, ``harness.oracle`` and ``harness.targets``; never the in-process machine,
+the explorer or the CLI.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from harness.verify._verify import (
     FAULTS,
     IMAGES,
     MODELS,
+    OUTCOMES,
     POLICIES,
     SERVERS,
     Dumper,
@@ -31,6 +33,7 @@ __all__ = [
     "FAULTS",
     "IMAGES",
     "MODELS",
+    "OUTCOMES",
     "POLICIES",
     "SERVERS",
     "Dumper",

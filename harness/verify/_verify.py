@@ -1,9 +1,15 @@
 """``aofcrash verify``: the same workload, faults and oracle against real server processes.
 
+The server is any of ``harness.targets.resolve_server``'s forms: a preset (redis-server 6.0,
+6.2, 7.0, Valkey 9.1 as ``valkey``, the reference as a process), a path to a binary run with
+redis-server's flags, or a command template (``server_cmd``). ``check_environment`` starts it
+once to check that it speaks RESP and to read its name and version, which go into every report.
+
 One *trial*:
 
-1. a fresh temp directory — or, when the model is a power model or a fault is asked for, a fresh
-   ``SimDisk`` served through ``faults.fuse.FuseMount`` (faults only reach a real process there);
+1. a fresh scratch directory (``make_run_dir``: removed at the next start if this run dies) —
+   with, when the model is a power model or a fault is asked for, a fresh ``SimDisk`` served
+   through ``faults.fuse.FuseMount`` on it (faults only reach a real process there);
 2. start the server (``appendonly yes``, the policy, ``aof-use-rdb-preamble no``,
    ``aof-load-truncated yes``) and open ONE raw RESP connection;
 3. a seeded workload of ``ops`` writes (strings, counters, lists, sets, zsets, hashes,
@@ -17,6 +23,26 @@ One *trial*:
    (``SimDisk.draw_crash_choice``) or, for a seeded quarter of the trials, the durable-only image;
 5. restart, dump, ``check_recovery``; then a second crash without new writes, restart, dump,
    ``check_stability``.
+
+Fault placement: a fault is *armed* during the workload, not counted from the start of the run,
+so it lands on an operation the workload is known to reach. At a seeded batch before the kill
+(for a fault on fsync under ``everysec``/``no``, at least ``_SYNC_LEAD_S`` before it: that
+policy fsyncs about once a second) the fault joins the mount's plan and fires on the 1st-3rd
+matching operation (AOF files: ``aof_glob``, default ``*.aof``) after that point. EIO on a sync
+hits the kind the server was seen using (fdatasync for Redis on Linux, fsync otherwise). If it
+has not fired when the kill batch comes, the kill moves to a later batch (under ``everysec``,
+after the last batch, it waits up to ``_FIRE_WAIT_S`` for the background fsync). A fault the
+server cannot reach (a slow fsync under ``no``, which never fsyncs the AOF without a rewrite)
+is not armed, and the trial says so.
+
+Kill placement under ``everysec``: the kill lands after at least ``window + margin + 500 ms`` of
+the workload's schedule (when the schedule is that long), so that some entries must survive. A
+trial whose frontier is still empty (no entry had to survive) is ``not-exercised``, not
+``consistent``: it checked only prefix consistency.
+
+Workers: ``run_verify(config, workers=N)`` runs trials in N forked worker processes (each with
+its own reaper, and killed by the kernel when the parent dies: ``PR_SET_PDEATHSIG``). A trial is a
+function of (seed, index) whichever worker runs it; results come back in index order.
 
 Times are milliseconds since the trial started on the monotonic clock (so ``executed_ms`` never
 goes backwards); a real server computes expiries on its wall clock, which runs at the same rate
@@ -43,15 +69,20 @@ All randomness comes from ``random.Random`` instances seeded from (seed, trial i
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import enum
+import math
+import multiprocessing
 import os
 import random
+import shlex
 import shutil
+import signal
 import socket
-import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeAlias
 
@@ -62,6 +93,7 @@ from faults import (
     CrashChoice,
     FaultOp,
     FaultPlan,
+    FaultPlanError,
     FaultyFileSystem,
     ImageLimits,
     IOFault,
@@ -83,11 +115,26 @@ from harness.oracle import (
     check_stability,
     snapshot_from_dump,
 )
+from harness.targets._servers import (
+    SERVER_PRESETS,
+    ServerInfo,
+    ServerNotFound,
+    ServerNotUsable,
+    ServerSpec,
+    ServerSpecError,
+    _template_words,
+    find_aof_files,
+    make_run_dir,
+    probe_server,
+    remove_stale_run_dirs,
+    resolve_server,
+)
 
 __all__ = [
     "FAULTS",
     "IMAGES",
     "MODELS",
+    "OUTCOMES",
     "POLICIES",
     "SERVERS",
     "Dumper",
@@ -102,10 +149,12 @@ __all__ = [
     "verify_report",
 ]
 
-SERVERS: Final = ("6.0", "6.2", "7.0", "reference")
+SERVERS: Final = SERVER_PRESETS  # or a path to a binary, or a command template (server_cmd)
 POLICIES: Final = ("always", "everysec", "no")
 MODELS: Final = ("process", "power", "power-eager-metadata")
 FAULTS: Final = ("none", "short-write", "no-space", "io-error", "slow-sync")
+# A trial's outcome. "not-exercised": an everysec trial in which no entry had to survive.
+OUTCOMES: Final = ("consistent", "not-exercised", "unavailable", "violation")
 # Power-model crash images: "drawn" with SimDisk's default ImageLimits (sector-aligned
 # prefixes of the unsynced data, kept metadata prefixes), "drawn-damaged" also with torn and
 # reordered sectors (opt-in in faults: an AOF has no checksums, so a damaged sector inside a
@@ -121,17 +170,28 @@ Dumper: TypeAlias = Callable[[Any, int], DumpMapping]
 # (data_dir, log_path, policy) -> an unstarted RedisProcess-like object.
 Launcher: TypeAlias = Callable[[str, str, str], Any]
 
-_AOF_GLOB: Final = "*.aof"  # 6.x appendonly.aof, 7.0 incr/base files, temp rewrite files
+# 6.x appendonly.aof, 7.0 / Valkey base and incr files, temp rewrite files (never the manifest).
+_AOF_GLOB: Final = "*.aof"
 _HOUR_S: Final = 3600
+# A fault on fsync under everysec/no is armed at least this long before the kill.
+_SYNC_LEAD_S: Final = 1.3
+# Under everysec, how long to wait after the last batch for an armed fault to fire.
+_FIRE_WAIT_S: Final = 1.5
 
 
 class VerifyEnvironmentError(RuntimeError):
-    """The run cannot start here (missing binary, no FUSE); the message is one line."""
+    """The run cannot start here (missing binary, not a RESP server, no FUSE); one line."""
 
 
 @dataclass(frozen=True)
 class VerifyConfig:
-    """What ``aofcrash verify`` runs. Every field is validated; errors name the field."""
+    """What ``aofcrash verify`` runs. Every field is validated; errors name the field.
+
+    `server` is a preset of ``SERVERS`` or a path to a binary (run with redis-server's flags);
+    `server_cmd`, when given, is a command template instead (``server`` then reads "command").
+    `aof_glob` names the server's AOF files (relative to its directory) for fault placement and
+    the report; None means ``*.aof``, what Redis and Valkey write.
+    """
 
     server: str = "7.0"
     policy: str = "always"
@@ -148,10 +208,25 @@ class VerifyConfig:
     allow_unavailable: bool = False
     image: str = "drawn"
     duration_ms: int | None = None  # None: 6000 for everysec, else 0 (as fast as it goes)
+    server_cmd: str | None = None
+    aof_glob: str | None = None
 
     def __post_init__(self) -> None:
         errors = []
-        for name, allowed in (("server", SERVERS), ("policy", POLICIES), ("model", MODELS),
+        if self.server_cmd is not None:
+            object.__setattr__(self, "server", "command")
+            try:
+                _template_words(str(self.server_cmd))
+            except ServerSpecError as exc:
+                errors.append(str(exc))
+        elif not isinstance(self.server, str) or (
+            self.server not in SERVERS and "/" not in self.server
+        ):
+            errors.append(
+                f"server must be one of {', '.join(SERVERS)} or a path to a server binary "
+                f"(a path has a '/'), got {self.server!r}"
+            )
+        for name, allowed in (("policy", POLICIES), ("model", MODELS),
                               ("fault", FAULTS), ("image", IMAGES)):
             value = getattr(self, name)
             if value not in allowed:
@@ -166,6 +241,12 @@ class VerifyConfig:
             or self.duration_ms < 0
         ):
             errors.append(f"duration_ms must be None or an int >= 0, got {self.duration_ms!r}")
+        if self.aof_glob is not None:
+            try:
+                ShortWrite(written_bytes=1, path_glob=self.aof_glob)
+            except (FaultPlanError, TypeError) as exc:
+                problem = "; ".join(getattr(exc, "errors", [str(exc)]))
+                errors.append(f"aof_glob{problem.split('path_glob', 1)[-1]}")
         if errors:
             raise ValueError("; ".join(errors))
 
@@ -182,9 +263,14 @@ class VerifyConfig:
         """Power models and faults only reach a real process through a FUSE mount."""
         return self.model != "process" or self.fault != "none"
 
+    @property
+    def fault_glob(self) -> str:
+        return self.aof_glob if self.aof_glob is not None else _AOF_GLOB
+
     def to_dict(self) -> dict[str, Any]:
         return {
-            "server": self.server, "policy": self.policy, "model": self.model,
+            "server": self.server, "server_cmd": self.server_cmd, "aof_glob": self.aof_glob,
+            "policy": self.policy, "model": self.model,
             "trials": self.trials, "ops": self.ops, "fault": self.fault,
             "rewrite": self.rewrite, "seed": self.seed, "first_trial": self.first_trial,
             "window_ms": self.window_ms, "margin_ms": self.margin_ms,
@@ -195,9 +281,15 @@ class VerifyConfig:
     def command_line(self, *, trial: int | None = None) -> str:
         """The ``aofcrash verify`` command line that runs this (or only trial `trial`)."""
         first, count = (trial, 1) if trial is not None else (self.first_trial, self.trials)
-        parts = ["aofcrash", "verify", "--server", self.server, "--policy", self.policy,
-                 "--model", self.model, "--fault", self.fault, "--ops", str(self.ops),
-                 "--seed", str(self.seed), "--trials", str(count)]
+        parts = ["aofcrash", "verify"]
+        if self.server_cmd is not None:
+            parts += ["--server-cmd", shlex.quote(self.server_cmd)]
+        else:
+            parts += ["--server", shlex.quote(self.server)]
+        if self.aof_glob is not None:
+            parts += ["--aof-glob", shlex.quote(self.aof_glob)]
+        parts += ["--policy", self.policy, "--model", self.model, "--fault", self.fault,
+                  "--ops", str(self.ops), "--seed", str(self.seed), "--trials", str(count)]
         if first:
             parts += ["--first-trial", str(first)]
         if self.rewrite:
@@ -220,7 +312,7 @@ class TrialResult:
     """One trial: what ran, what the client learned, and the verdicts."""
 
     index: int
-    outcome: str  # consistent | unavailable | violation
+    outcome: str  # one of OUTCOMES
     recovery: Verdict
     stability: Verdict | None
     entries: int
@@ -231,13 +323,21 @@ class TrialResult:
     recovery_ms: int
     crash_image: str  # "visible" (process), "durable-only" or "drawn"
     crash_choice: dict[str, Any] | None
-    faults: str  # the plan, as JSON ("" for none)
+    faults: str  # the armed plan, as JSON ("" for none)
     fired: list[str]
     events: Counter[str]
     elapsed_s: float
     server_died_early: bool
     log_tail: list[str] = field(default_factory=list)
     history: History | None = None
+    fault_asked: bool = False
+    fault_armed_at: int | None = None  # entries sent when the fault was armed
+    fault_note: str = ""  # why a fault asked for was not armed
+    aof_files: list[tuple[str, int]] = field(default_factory=list)  # at the crash: (path, bytes)
+
+    @property
+    def fault_fired(self) -> bool:
+        return bool(self.fired)
 
     @property
     def unavailable_after_ack(self) -> bool:
@@ -257,7 +357,14 @@ class TrialResult:
             f"acked={self.acked} unknown={self.unknown} errors={self.errors} "
             f"k={self.recovery.k} F={self.recovery.frontier} image={self.crash_image}"
         )
+        if self.fault_asked:
+            head += f" fault={'fired' if self.fault_fired else 'not fired'}"
         body = [v.render() for v in self.violations]
+        if self.outcome == "not-exercised":
+            body.append("  not exercised: no acknowledged entry was old enough that it had to "
+                        "survive (everysec frontier is empty)")
+        if self.fault_note:
+            body.append(f"  fault: {self.fault_note}")
         if self.recovery.unavailable_reason:
             what = ("acknowledged, then unavailable" if self.unavailable_after_ack
                     else "refused to start")
@@ -271,6 +378,10 @@ class TrialResult:
             "k": self.recovery.k, "frontier": self.recovery.frontier,
             "crash_ms": self.crash_ms, "recovery_ms": self.recovery_ms,
             "image": self.crash_image, "fired": "; ".join(self.fired),
+            "fault_fired": self.fault_fired if self.fault_asked else None,
+            "fault_armed_at_entry": self.fault_armed_at,
+            "fault_note": self.fault_note or None,
+            "aof_files": "; ".join(f"{name} ({size} B)" for name, size in self.aof_files),
             "acknowledged_then_unavailable": self.unavailable_after_ack,
             "server_reason": self.recovery.unavailable_reason,
             "seconds": round(self.elapsed_s, 3),
@@ -283,9 +394,16 @@ class VerifyResult:
     server_version: str
     trials: list[TrialResult]
     elapsed_s: float
+    server_name: str = ""
+    workers: int = 1
 
     def count(self, outcome: str) -> int:
         return sum(1 for t in self.trials if t.outcome == outcome)
+
+    @property
+    def fault_fired(self) -> int:
+        """Trials in which the fault asked for actually fired."""
+        return sum(1 for t in self.trials if t.fault_asked and t.fault_fired)
 
     @property
     def ok(self) -> bool:
@@ -295,45 +413,153 @@ class VerifyResult:
 # ---------------------------------------------------------------------------------------------
 # Environment
 
+# (server, server_cmd) -> the spec resolved by the last run_verify/check_environment of this
+# process (a forked worker inherits it and never resolves again); probes by spec.
+_SPECS: dict[tuple[str, str | None], ServerSpec] = {}
+_PROBED: dict[ServerSpec, ServerInfo] = {}
 
-def _server_launcher(server: str) -> tuple[Launcher, str]:
-    """A launcher for `server` and its full version; VerifyEnvironmentError when missing."""
-    from harness.targets import _servers
 
-    if server == "reference":
-        reference_process = getattr(_servers, "ReferenceProcess", None)
-        if reference_process is None:
-            raise VerifyEnvironmentError("the reference server process is not available")
+def _spec(config: VerifyConfig, *, fresh: bool = False) -> ServerSpec:
+    """The server of `config`, resolved now when `fresh` (a run's start: the binary may have
+    changed since), else the one resolved last in this process."""
+    key = (config.server, config.server_cmd)
+    spec = None if fresh else _SPECS.get(key)
+    if spec is None:
+        try:
+            spec = resolve_server(None if config.server_cmd is not None else config.server,
+                                  server_cmd=config.server_cmd)
+        except ServerNotFound as exc:
+            hint = " (run scripts/bootstrap.sh)" if config.server in SERVERS else ""
+            raise VerifyEnvironmentError(f"{exc}{hint}") from None
+        except ServerSpecError as exc:
+            raise VerifyEnvironmentError(str(exc)) from None
+        _SPECS[key] = spec
+    return spec
 
-        def launch_reference(data_dir: str, log_path: str, policy: str) -> Any:
-            return reference_process(data_dir, appendfsync=policy, log_path=log_path)
 
-        return launch_reference, "reference"
-    try:
-        binary = _servers.find_server(server)
-    except _servers.ServerNotFound as exc:
-        raise VerifyEnvironmentError(f"{exc} (run scripts/bootstrap.sh)") from None
+def _launcher_for(spec: ServerSpec) -> Launcher:
+    # Plain AOF base after a rewrite (a redis-server flag; the reference has no RDB preamble).
+    extra = None if spec.kind == "reference" else {"aof-use-rdb-preamble": "no"}
 
     def launch(data_dir: str, log_path: str, policy: str) -> Any:
-        return _servers.RedisProcess(
-            binary, data_dir, appendfsync=policy, log_path=log_path,
-            aof_load_truncated=True,
-            extra_config={"aof-use-rdb-preamble": "no"},  # plain AOF base after a rewrite
-        )
+        return spec.process(data_dir, appendfsync=policy, log_path=log_path,
+                            aof_load_truncated=True, extra_config=extra)
 
-    return launch, binary.full_version
+    return launch
+
+
+def _server_identity(config: VerifyConfig) -> ServerInfo:
+    """The server's name and version (resolves it again; starts it once per spec to ask)."""
+    spec = _spec(config, fresh=True)
+    info = _PROBED.get(spec)
+    if info is None:
+        try:
+            info = probe_server(spec)
+        except (ServerNotUsable, ServerNotFound) as exc:
+            raise VerifyEnvironmentError(str(exc)) from None
+        _PROBED[spec] = info
+    return info
 
 
 def check_environment(config: VerifyConfig) -> str:
-    """Raise VerifyEnvironmentError (one line) unless the run can start; returns the version."""
-    _, version = _server_launcher(config.server)
+    """Raise VerifyEnvironmentError (one line) unless the run can start: the server resolves,
+    starts and answers PING over RESP, and FUSE works when needed. Returns its version."""
+    info = _server_identity(config)
+    _check_fuse(config)
+    return info.version
+
+
+def _check_fuse(config: VerifyConfig) -> None:
     if config.needs_mount:
         from faults.fuse import fuse_unavailable_reason
 
         reason = fuse_unavailable_reason()
         if reason is not None:
             raise VerifyEnvironmentError(f"FUSE is needed for --model/--fault: {reason}")
-    return version
+
+
+# ---------------------------------------------------------------------------------------------
+# Faults: drawn before the trial, armed during it
+
+
+@dataclass(frozen=True, slots=True)
+class _FaultDraw:
+    """One trial's fault, drawn up front from the seed; ``arm`` builds it at arming time."""
+
+    kind: str  # one of FAULTS other than "none"
+    position: float  # where in the armable range of batches it is armed, in [0, 1)
+    nth: int  # it fires on the nth matching operation after arming
+    times: int
+    written_bytes: int  # short-write
+    partial_bytes: int | None  # no-space
+    on_sync: bool  # io-error: on a sync (else on a write)
+    delay_ms: int  # slow-sync
+
+    @property
+    def errors(self) -> int:
+        """How many failed operations it injects (slow syncs fail none)."""
+        return 0 if self.kind == "slow-sync" else 1 if self.kind == "short-write" else self.times
+
+    @property
+    def syncs(self) -> bool:
+        """Whether it needs the server to fsync (a rare event under everysec and no)."""
+        return self.kind == "slow-sync" or (self.kind == "io-error" and self.on_sync)
+
+    def arm(
+        self, glob: str, seen: Counter[FaultOp], *, expect_syncs: bool
+    ) -> tuple[PlanFault | None, str]:
+        """The fault to add now, given the operation kinds the workload made on the AOF files
+        so far and whether the server fsyncs them by itself; or None and why it cannot be
+        placed."""
+        if self.kind == "short-write":
+            return ShortWrite(written_bytes=self.written_bytes, nth=self.nth, path_glob=glob), ""
+        if self.kind == "no-space":
+            return NoSpace(nth=self.nth, times=self.times, partial_bytes=self.partial_bytes,
+                           path_glob=glob), ""
+        # Syncs of the workload (not of start-up, where Redis fsyncs the files it creates).
+        syncs = {op: n for op, n in seen.items() if op in (FaultOp.FDATASYNC, FaultOp.FSYNC)}
+        reachable = expect_syncs or bool(syncs)
+        if self.kind == "slow-sync":
+            if not reachable:
+                return None, ("not armed: the server made no fsync of an AOF file, and under "
+                              "appendfsync no it makes none without a rewrite")
+            return SlowSync(delay_ms=self.delay_ms, nth=self.nth, times=self.times,
+                            path_glob=glob), ""
+        op = FaultOp.WRITE
+        if self.on_sync and reachable:
+            # The kind this server syncs its AOF with (Redis on Linux: fdatasync); fdatasync
+            # until the workload has shown one.
+            op = max(syncs, key=lambda k: (syncs[k], k is FaultOp.FDATASYNC), default=None) \
+                or FaultOp.FDATASYNC
+        return IOFault(op=op, nth=self.nth, times=self.times, path_glob=glob), ""
+
+
+def _draw_fault(rng: random.Random, fault: str) -> _FaultDraw | None:
+    if fault == "none":
+        return None
+    return _FaultDraw(
+        kind=fault, position=rng.random(), nth=1 + rng.randrange(3),
+        times=rng.randrange(1, 6) if fault == "no-space" else rng.randrange(1, 3),
+        written_bytes=rng.randrange(1, 40),
+        partial_bytes=rng.choice([None, rng.randrange(1, 40)]),
+        on_sync=rng.randrange(3) != 0, delay_ms=rng.choice([500, 1500, 3000]),
+    )
+
+
+def _kill_range(config: VerifyConfig, *, extra_ms: int = 0) -> tuple[int, int]:
+    """Entries among which the kill is drawn. everysec: late enough in the schedule that the
+    entries of its first part had to survive (else the trial checks no durability); `extra_ms`
+    is how much injected errors are expected to widen the window."""
+    if config.policy != "everysec":
+        return 0, config.ops
+    duration = config.workload_duration_ms
+    need_ms = config.window_ms + config.margin_ms + 500 + extra_ms
+    if duration <= need_ms:
+        if extra_ms:
+            return _kill_range(config)  # place it as well as it goes without the errors
+        return 0, config.ops  # too short to place; the idle-before-kill trials still exercise
+    low = min(config.ops - 1, math.ceil(config.ops * need_ms / duration))
+    return low, config.ops
 
 
 # ---------------------------------------------------------------------------------------------
@@ -431,22 +657,44 @@ def _command(rng: random.Random) -> tuple[bytes, ...]:
     return (b"FLUSHDB",)
 
 
-def _workload(rng: random.Random, ops: int, *, rewrite_at: int | None) -> list[_Item]:
-    """`ops` write entries, with SELECTs between them and BGREWRITEAOF before entry rewrite_at."""
-    items: list[_Item] = []
+def _workload_stream(rng: random.Random, ops: int, *, rewrite_at: int | None) -> Iterator[_Item]:
+    """`ops` write entries, with SELECTs between them and BGREWRITEAOF before entry
+    rewrite_at; lazily (a trial stops drawing at its kill)."""
     db = 0
     for n in range(ops):
         if n == rewrite_at:
-            items.append(_Item(_Kind.REWRITE))
+            yield _Item(_Kind.REWRITE)
         if rng.randrange(12) == 0:
             db = rng.randrange(3)
-            items.append(_Item(_Kind.SELECT, db=db))
+            yield _Item(_Kind.SELECT, db=db)
         if rng.randrange(8) == 0:
             block = tuple(_command(rng) for _ in range(rng.randrange(2, 5)))
-            items.append(_Item(_Kind.WRITE, block, db))
+            yield _Item(_Kind.WRITE, block, db)
         else:
-            items.append(_Item(_Kind.WRITE, (_command(rng),), db))
-    return items
+            yield _Item(_Kind.WRITE, (_command(rng),), db)
+
+
+def _workload(rng: random.Random, ops: int, *, rewrite_at: int | None) -> list[_Item]:
+    """The whole workload of `_workload_stream`, as a list."""
+    return list(_workload_stream(rng, ops, rewrite_at=rewrite_at))
+
+
+def _batch_stream(rng: random.Random, items: Iterator[_Item], batch_max: int
+                  ) -> Iterator[tuple[list[_Item], int]]:
+    """Pipelined batches of 1..batch_max writes (with the SELECT/BGREWRITEAOF before them) and
+    their write counts. Only the last batch can hold fewer writes than drawn."""
+    current: list[_Item] = []
+    writes = 0
+    size = rng.randrange(1, batch_max + 1)
+    for item in items:
+        current.append(item)
+        if item.kind is _Kind.WRITE:
+            writes += 1
+            if writes >= size:
+                yield current, writes
+                current, writes, size = [], 0, rng.randrange(1, batch_max + 1)
+    if current:
+        yield current, writes
 
 
 def _encode(argv: Sequence[bytes]) -> bytes:
@@ -454,32 +702,6 @@ def _encode(argv: Sequence[bytes]) -> bytes:
     for arg in argv:
         out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
     return b"".join(out)
-
-
-def _fault_plan(rng: random.Random, fault: str, ops: int, policy: str) -> FaultPlan:
-    """One seeded fault of kind `fault` on the AOF files (never on the manifest)."""
-    late = max(2, ops // 3)
-    # Under everysec/no a run makes only a few fsyncs (about one a second): aim early.
-    sync_late = late if policy == "always" else 4
-    faults: list[PlanFault] = []
-    if fault == "none":
-        pass
-    elif fault == "short-write":
-        faults.append(ShortWrite(written_bytes=rng.randrange(1, 40), nth=rng.randrange(2, late),
-                                 path_glob=_AOF_GLOB))
-    elif fault == "no-space":
-        partial = rng.choice([None, rng.randrange(1, 40)])
-        faults.append(NoSpace(nth=rng.randrange(2, late), times=rng.randrange(1, 6),
-                              partial_bytes=partial, path_glob=_AOF_GLOB))
-    elif fault == "io-error":
-        op = rng.choice([FaultOp.WRITE, FaultOp.FDATASYNC, FaultOp.FSYNC])
-        nth = rng.randrange(1, late if op is FaultOp.WRITE else sync_late)
-        faults.append(IOFault(op=op, nth=nth, times=rng.randrange(1, 3), path_glob=_AOF_GLOB))
-    elif fault == "slow-sync":
-        faults.append(SlowSync(delay_ms=rng.choice([500, 1500, 3000]),
-                               nth=rng.randrange(1, sync_late),
-                               times=rng.randrange(1, 3), path_glob=_AOF_GLOB))
-    return FaultPlan(tuple(faults))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -494,7 +716,13 @@ class _Conn:
     """One RESP connection: pipelined sends, replies read one at a time with their time."""
 
     def __init__(self, port: int, *, timeout_s: float = 60.0) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout_s)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            self.sock.settimeout(timeout_s)
+            self.sock.connect(("127.0.0.1", port))  # an address: no getaddrinfo round
+        except BaseException:
+            self.sock.close()
+            raise
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.reader = hiredis.Reader()
 
@@ -603,18 +831,16 @@ class _Run:
         return self.cursor - before
 
 
-def _dump_snapshot(dump: Dumper, server: Any, now_ms: int) -> Snapshot:
+def _dump_snapshot(dump: Dumper | None, server: Any, now_ms: int) -> Snapshot:
+    if dump is None:
+        from harness.targets._servers import dump_keyspace_at
+
+        return snapshot_from_dump(dump_keyspace_at(server.port, now_ms=now_ms))
     client = server.new_client()
     try:
         return snapshot_from_dump(dump(client, now_ms))
     finally:
         client.close()
-
-
-def _default_dump(client: Any, now_ms: int) -> DumpMapping:
-    from harness.targets._servers import dump_keyspace
-
-    return dump_keyspace(client, now_ms=now_ms)
 
 
 @contextlib.contextmanager
@@ -629,25 +855,51 @@ def _keep_cwd() -> Iterator[None]:
 
 
 class _Site:
-    """Where the server's files live: a plain temp dir, or a SimDisk FUSE mount."""
+    """Where the server's files live: a scratch directory, optionally with a SimDisk FUSE mount
+    on its ``data`` directory (whose plan starts empty: faults are armed during the trial)."""
 
-    def __init__(self, root: str, plan: FaultPlan | None) -> None:
-        self.root = root
-        self.data_dir = os.path.join(root, "data")
-        self.log_path = os.path.join(root, "redis.log")
+    def __init__(self, *, mount: bool) -> None:
+        self.root = make_run_dir("verify")
+        self.data_dir = os.path.join(self.root, "data")
+        self.log_path = os.path.join(self.root, "server.log")
         os.mkdir(self.data_dir)
         self.mount: Any = None
-        if plan is not None:
+        if mount:
             from faults.fuse import FuseMount
 
             clock = Clock()  # a SlowSync advances it; the mount turns that into a real sleep
-            self.faulty = FaultyFileSystem(SimDisk(), plan, clock=clock)
+            self.faulty = FaultyFileSystem(SimDisk(), FaultPlan(), clock=clock)
             self.mount = FuseMount(self.faulty, self.data_dir, clock=clock)
             with _keep_cwd():
                 self.mount.start()
 
     def fired(self) -> list[Any]:
         return list(self.faulty.fired) if self.mount is not None else []
+
+    def trace_length(self) -> int:
+        with self.mount.lock:
+            disk = self.mount.disk
+            return len(disk.trace) if disk is not None else 0
+
+    def seen_ops(self, glob: str, *, since: int = 0) -> Counter[FaultOp]:
+        """Operation kinds made on files matching `glob` from trace position `since` on."""
+        from fnmatch import fnmatchcase
+
+        kinds = {"write": FaultOp.WRITE, "fsync": FaultOp.FSYNC, "fdatasync": FaultOp.FDATASYNC}
+        with self.mount.lock:
+            disk = self.mount.disk
+            entries = list(disk.trace) if disk is not None else []
+        seen: Counter[FaultOp] = Counter()
+        for entry in entries[since:]:
+            kind = kinds.get(entry.op.value)
+            if kind is not None and fnmatchcase(entry.path, glob):
+                seen[kind] += 1
+        return seen
+
+    def arm(self, fault: PlanFault) -> None:
+        """Add `fault` to the live plan: it counts matching operations from now on."""
+        with self.mount.lock:
+            self.faulty.add_faults(FaultPlan((fault,)))
 
     def crash(
         self, model: PersistenceModel, seed: int | None, *, limits: ImageLimits | None = None
@@ -705,6 +957,15 @@ def _scan_log(server: Any, events: Counter[str]) -> None:
             events[event] += 1
 
 
+def _aof_listing(data_dir: str, glob: str | None) -> list[tuple[str, int]]:
+    """The AOF files (manifest or glob) and their sizes; only stat and readdir, never open."""
+    try:
+        files = find_aof_files(data_dir, glob=glob)
+        return [(os.path.relpath(f, data_dir), f.stat().st_size) for f in files]
+    except (OSError, ValueError):
+        return []
+
+
 def run_trial(
     config: VerifyConfig,
     index: int,
@@ -717,20 +978,20 @@ def run_trial(
     from harness.targets._servers import ServerRefusedToStart, ServerStartTimeout
 
     if launcher is None:
-        launcher = _server_launcher(config.server)[0]
-    dumper = dump if dump is not None else _default_dump
+        launcher = _launcher_for(_spec(config))
+    dumper = dump  # None: dump_keyspace_at, over a raw connection
     rng = random.Random(f"aofcrash-verify/{config.seed}/{index}")
     model = PersistenceModel(config.model)
-    kill_at = rng.randrange(config.ops)  # the entry whose batch is in flight at the kill
+    draw = _draw_fault(rng, config.fault)
+    # Each injected write/sync error widens the everysec window by a retry period (oracle rule
+    # 2): the kill then goes later still, and the fault is armed that much earlier.
+    errors_ms = draw.errors * ERROR_STALL_MS if draw is not None else 0
+    kill_at = rng.randrange(*_kill_range(config, extra_ms=errors_ms))  # batch in flight
     rewrite_at = None
     if config.rewrite:
         # Half the time just before the kill, so the kill often lands during the rewrite.
         close = max(0, kill_at - rng.randrange(0, 4))
         rewrite_at = close if rng.randrange(2) else rng.randrange(kill_at + 1)
-    items = _workload(rng, config.ops, rewrite_at=rewrite_at)
-    plan: FaultPlan | None = None
-    if config.needs_mount:
-        plan = _fault_plan(rng, config.fault, config.ops, config.policy)
     kill_delay_s = rng.choice([0.0, 0.0, 0.0005, 0.002, 0.005, 0.02])
     durable_only = rng.randrange(4) == 0 or config.image == "durable"
     limits = _DAMAGED if config.image == "drawn-damaged" else None
@@ -740,17 +1001,39 @@ def run_trial(
     idle_s = 0.0
     if config.policy == "everysec" and rng.randrange(3) == 0:
         idle_s = (config.window_ms + config.margin_ms + 500) / 1000
+    # The rest of the stream is the workload and its batches, drawn as they are sent.
+    batches = _batch_stream(rng, _workload_stream(rng, config.ops, rewrite_at=rewrite_at),
+                            config.batch_max)
+    entry_pause_s = config.workload_duration_ms / 1000 / config.ops
+    arm_entry: int | None = None  # the fault is armed before the batch holding this entry
+    if draw is not None:
+        last = kill_at
+        if config.policy != "always" and entry_pause_s > 0:
+            lead_s = _SYNC_LEAD_S if draw.syncs else 0.0
+            if config.policy == "everysec" and errors_ms:
+                # Fire before the window the errors widen, so that entries still must survive.
+                window_s = (config.window_ms + config.margin_ms + 500 + errors_ms) / 1000
+                if kill_at - math.ceil(window_s / entry_pause_s) > 1:
+                    lead_s = max(lead_s, window_s)
+            last = kill_at - math.ceil(lead_s / entry_pause_s)
+        first = 1 if last > 1 else 0  # after the first batch: the server is writing by then
+        arm_entry = first + int(draw.position * max(1, last - first))
 
     started = time.monotonic()
     history = History()
     run = _Run(history, started)
-    site = _Site(tempfile.mkdtemp(prefix="aofcrash-verify-"), plan)
+    site = _Site(mount=config.needs_mount)
     server: Any = None
     conn: _Conn | None = None
     stalls: list[tuple[int, int]] = []
     error_stalls: list[tuple[int, int]] = []
     seen_fired = 0
     log_tail: list[str] = []
+    armed: PlanFault | None = None
+    armed_at: int | None = None
+    fault_note = ""
+    workload_start = 0
+    aof_files: list[tuple[str, int]] = []
 
     def note_fired(at_ms: int) -> None:
         nonlocal seen_fired
@@ -764,45 +1047,68 @@ def run_trial(
                 error_stalls.append((at_ms, ERROR_STALL_MS))
         seen_fired = len(fired)
 
+    def arm(entries_sent: int) -> None:
+        nonlocal armed, armed_at, fault_note
+        assert draw is not None
+        fault, fault_note = draw.arm(
+            config.fault_glob, site.seen_ops(config.fault_glob, since=workload_start),
+            expect_syncs=config.policy != "no" or config.rewrite,
+        )
+        if fault is None:
+            run.events["fault not armed: unreachable"] += 1
+            return
+        site.arm(fault)
+        armed, armed_at = fault, entries_sent
+
+    def waiting_for_fault() -> bool:
+        return armed is not None and not site.fired()
+
     try:
         server = launcher(site.data_dir, site.log_path, config.policy)
         server.start()
+        # Operations from here on are the workload's (not the server's start-up).
+        workload_start = site.trace_length() if site.mount is not None else 0
         conn = _Conn(server.port)
         run.last_alive_ms = run.now_ms()
-        # Batches: the kill lands while the batch holding entry `kill_at` is in flight.
-        batches: list[list[_Item]] = []
-        current: list[_Item] = []
-        size = rng.randrange(1, config.batch_max + 1)
-        for item in items:
-            current.append(item)
-            if item.kind is _Kind.WRITE and len(current) >= size:
-                batches.append(current)
-                current, size = [], rng.randrange(1, config.batch_max + 1)
-        if current:
-            batches.append(current)
-        pause_s = config.workload_duration_ms / 1000 / max(1, len(batches))
-        entry_no = 0
         died_early = False
+        in_flight = False
         crash_ms = 0
-        for batch in batches:
-            writes = sum(1 for it in batch if it.kind is _Kind.WRITE)
-            last_batch = entry_no + writes > kill_at
-            entry_no += writes
+        sent = 0  # entries sent before the current batch
+        for batch, writes in batches:
             try:
+                if arm_entry is not None and armed_at is None and not fault_note \
+                        and sent + writes > arm_entry:
+                    arm(sent)
+                last_batch = sent + writes > kill_at
+                if last_batch and waiting_for_fault() and sent + writes < config.ops:
+                    # Not fired yet: let the workload run on until it has.
+                    last_batch = False
+                    if sent <= kill_at:
+                        run.events["kill moved later: the fault had not fired yet"] += 1
                 if last_batch and idle_s:
                     time.sleep(idle_s)
                     run.events["idle before the kill"] += 1
                 run.queue(batch, conn)
+                sent += writes
                 if last_batch:
+                    in_flight = True
                     if kill_delay_s:
                         time.sleep(kill_delay_s)
                     break
                 run.read(conn)
-                if pause_s:
-                    time.sleep(pause_s)
+                if entry_pause_s:
+                    time.sleep(entry_pause_s * writes)
             except _ServerGone:
                 died_early = True
                 break
+            note_fired(run.now_ms())
+        if not in_flight and not died_early and waiting_for_fault():
+            # Every write is sent: under everysec the background fsync may still come.
+            polls = int(_FIRE_WAIT_S / 0.01) if config.policy == "everysec" else 0
+            for _ in range(polls):
+                if not waiting_for_fault():
+                    break
+                time.sleep(0.01)
             note_fired(run.now_ms())
         # The crash: when the server is still alive, crash_ms is taken before SIGKILL; when it
         # died on its own, the last moment it answered (it died after that).
@@ -820,7 +1126,10 @@ def run_trial(
         note_fired(crash_ms)
         if died_early:
             run.events["server died before the planned kill"] += 1
+        if armed is not None and not site.fired():
+            run.events["fault armed but not fired"] += 1
         _scan_log(server, run.events)
+        aof_files = _aof_listing(site.data_dir, config.aof_glob)
         image_kind, choice, position = site.crash(
             model, None if durable_only else image_seed, limits=limits
         )
@@ -888,6 +1197,9 @@ def run_trial(
     outcome = verdict.outcome
     if stability is not None and not stability.ok:
         outcome = "violation"
+    if outcome == "consistent" and config.policy == "everysec" and not verdict.frontier:
+        outcome = "not-exercised"
+        run.events["everysec: empty frontier (not exercised)"] += 1
     counts = Counter(e.outcome for e in history)
     return TrialResult(
         index=index, outcome=outcome, recovery=verdict, stability=stability,
@@ -895,35 +1207,110 @@ def run_trial(
         errors=counts[Outcome.ERROR], crash_ms=crash_ms, recovery_ms=recovery_ms,
         crash_image=image_kind,
         crash_choice=None if choice is None else choice.to_dict(),
-        faults=plan.to_json() if plan is not None and plan.faults else "",
+        faults=FaultPlan((armed,)).to_json() if armed is not None else "",
         fired=[f"{type(f.fault).__name__} on {f.path}: {f.effect}" for f in site.fired()],
         events=run.events, elapsed_s=time.monotonic() - started,
         server_died_early=died_early, log_tail=log_tail, history=history,
+        fault_asked=draw is not None, fault_armed_at=armed_at, fault_note=fault_note,
+        aof_files=aof_files,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Running trials: in this process, or in forked workers
+
+_PR_SET_PDEATHSIG: Final = 1
+
+
+def _worker_init(parent_pid: int) -> None:
+    """In a forked worker: die (SIGKILL) with the parent, so a SIGKILLed harness takes its
+    workers along; each worker's own reaper then ends that worker's servers."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _worker_trial(config: VerifyConfig, index: int) -> TrialResult:
+    return run_trial(config, index)
+
+
+def _run_pool(
+    config: VerifyConfig,
+    indices: Sequence[int],
+    workers: int,
+    on_trial: Callable[[TrialResult], None],
+) -> list[TrialResult]:
+    # fork: a worker starts in a millisecond with everything already imported and the server
+    # already resolved (no resource-tracker process either); the parent holds no mount or
+    # server at this point.
+    pool = ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+        initializer=_worker_init, initargs=(os.getpid(),),
+    )
+    results: dict[int, TrialResult] = {}
+    try:
+        pending: set[Future[TrialResult]] = {
+            pool.submit(_worker_trial, config, index) for index in indices
+        }
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                trial = future.result()
+                results[trial.index] = trial
+                on_trial(trial)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return [results[index] for index in indices]
 
 
 def run_verify(
     config: VerifyConfig,
     *,
+    workers: int = 1,
     progress: Callable[[int, TrialResult], None] | None = None,
     launcher: Launcher | None = None,
     dump: Dumper | None = None,
 ) -> VerifyResult:
-    """Run every trial of `config`; `progress(done, trial)` after each one."""
+    """Run every trial of `config` on `workers` processes (1: in this one); `progress(done,
+    trial)` after each one (in completion order; the result lists trials in index order).
+
+    First removes the scratch directories of dead runs. `launcher` and `dump` (test doubles)
+    only work in this process: with either, `workers` must be 1.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    if workers > 1 and (launcher is not None or dump is not None):
+        raise ValueError("workers > 1 runs trials in other processes: a launcher or dump "
+                         "given here cannot go there; use workers=1")
+    remove_stale_run_dirs()
     if launcher is None:
-        launcher, version = _server_launcher(config.server)
+        info = _server_identity(config)
+        name, version = info.name, info.version
     else:
-        version = "custom launcher"
-    if config.needs_mount:
-        check_environment(config)
+        name, version = "custom", "custom launcher"
+    _check_fuse(config)
     started = time.monotonic()
-    trials: list[TrialResult] = []
-    for n in range(config.trials):
-        trial = run_trial(config, config.first_trial + n, launcher=launcher, dump=dump)
-        trials.append(trial)
+    indices = [config.first_trial + n for n in range(config.trials)]
+    done: list[TrialResult] = []
+
+    def on_trial(trial: TrialResult) -> None:
+        done.append(trial)
         if progress is not None:
-            progress(n + 1, trial)
-    return VerifyResult(config, version, trials, time.monotonic() - started)
+            progress(len(done), trial)
+
+    workers = min(workers, len(indices))
+    if workers == 1:
+        for index in indices:
+            on_trial(run_trial(config, index, launcher=launcher, dump=dump))
+        trials = done
+    else:
+        trials = _run_pool(config, indices, workers, on_trial)
+    return VerifyResult(config, version, trials, time.monotonic() - started,
+                        server_name=name, workers=workers)
 
 
 def verify_report(result: VerifyResult, *, run_id: str, argv: Sequence[str] = ()) -> dict[str, Any]:
@@ -953,21 +1340,27 @@ def verify_report(result: VerifyResult, *, run_id: str, argv: Sequence[str] = ()
                 "history": None if t.history is None else t.history.to_dict(),
             })
     elapsed = result.elapsed_s
+    asked = sum(1 for t in result.trials if t.fault_asked)
     return {
         "command": "verify",
         "run_id": run_id,
         "run": {
             **cfg.to_dict(),
+            "server_name": result.server_name,
             "server_version": result.server_version,
+            "workers": result.workers,
             "command_line": " ".join(argv) if argv else cfg.command_line(),
         },
         "totals": {
             "trials": len(result.trials),
             "consistent": result.count("consistent"),
+            "not_exercised": result.count("not-exercised"),
             "unavailable": result.count("unavailable"),
             "acknowledged_then_unavailable": sum(t.unavailable_after_ack
                                                  for t in result.trials),
             "violations": result.count("violation"),
+            "fault_asked_trials": asked,
+            "fault_fired_trials": result.fault_fired,
             "acked_entries": sum(t.acked for t in result.trials),
             "unknown_entries": sum(t.unknown for t in result.trials),
             "error_entries": sum(t.errors for t in result.trials),

