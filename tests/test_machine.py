@@ -76,7 +76,7 @@ def test_redis_3_0_keeps_its_promises_when_only_the_process_dies(policy: str) ->
     # Process crashes between operations, no injected I/O errors: what Redis 3.0 wrote
     # survives. (With write errors it acknowledges writes that never reached the file: see
     # the test below.)
-    off = {"crash_mid_op", "io_error", "no_space", "short_write"}
+    off = {"crash_mid_op", "io_error", "no_space", "short_write", "rewrite_done"}
     features = tuple(f for f in FEATURES if f not in off)
     machine = make_state_machine(RunConfig(policy=policy, profile="redis-3.0"),
                                  models=(PersistenceModel.PROCESS,), features=features)

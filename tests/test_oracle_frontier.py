@@ -118,7 +118,9 @@ def test_fsync_stalls_widen_the_window_under_power_models_only() -> None:
     for model in ("process", "power"):
         assert frontier(h, policy="everysec", model=model, crash_ms=5000,
                         error_stalls=[(2900, 1000)]) == 0
-    assert window_stalls("process", [(1, 2)], [(3, 1000)]) == ((3, 1000),)
+    # Under process a stall widens W by at most one cron period (POSTPONE_SLACK_MS).
+    assert window_stalls("process", [(1, 2), (5, 600)], [(3, 1000)]) == (
+        (1, 2), (5, 100), (3, 1000))
     assert window_stalls("power", [(1, 2)], [(3, 1000)]) == ((1, 2), (3, 1000))
 
 

@@ -107,6 +107,7 @@ class _Pending:
     db: int
     client: int
     read: bool = False
+    executed_ms: int | None = None  # the iteration that executed it (a held reply comes later)
 
 
 @dataclass
@@ -263,6 +264,10 @@ class Driver:
 
     def _iterate(self) -> None:
         # Commands queued since the last iteration execute at the time of this one.
+        now = self.clock.now_ms
+        for p in self._pending:
+            if p.executed_ms is None:
+                p.executed_ms = now
         self.target.run_iteration()
         still: list[_Pending] = []
         for p in self._pending:
@@ -279,11 +284,13 @@ class Driver:
             self._apply_model()
         if p.read:
             self._apply_model()
-            expected = self.model.read(p.argv, db=p.db, now_ms=self.clock.now_ms)
+            # Judged at the time it executed: a held reply is released later.
+            at_ms = self.clock.now_ms if p.executed_ms is None else p.executed_ms
+            expected = self.model.read(p.argv, db=p.db, now_ms=at_ms)
             got = reply
             if expected != got:
                 raise ModelDivergence(
-                    f"read {_fmt_argv(p.argv)} in db {p.db} at {self.clock.now_ms} ms: "
+                    f"read {_fmt_argv(p.argv)} in db {p.db} at {at_ms} ms: "
                     f"server replied {got!r}, the model expects {expected!r}",
                     self.reproduction(outcome="divergence"),
                 )

@@ -60,7 +60,9 @@ and ``power-posix-metadata``, which differ only in which metadata survives):
      whole delay is granted even when only part overlaps. After a process crash only what
      was written counts, and a correct server writes its buffer within its 2 s postponement
      however slow fsync is: widening W there would forgive a server that keeps acknowledged
-     writes in memory.
+     writes in memory. Under ``process`` a stall therefore widens W by at most one cron
+     period (100 ms): the postponed buffer is written at the first event-loop iteration past
+     the limit, so a crash at that very write may still lose it.
    - an injected I/O error on the persistence path (a failed write, short write, ENOSPC,
      failed fsync/fdatasync/rename/fsync_dir; ``error_stalls``) counts as a stall of one
      retry period, ``ERROR_STALL_MS`` = 1000 ms, starting when it fired, under every model:
