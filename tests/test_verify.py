@@ -378,7 +378,8 @@ def _servers_under(base: Path) -> list[int]:
     found = []
     for proc in psutil.process_iter(["pid"]):
         try:
-            if proc.cwd().startswith(str(base) + "/") and proc.name().startswith("redis"):
+            cwd = proc.cwd()  # a trial's server, not the probe that starts it once first
+            if cwd.startswith(f"{base}/aofcrash-verify-") and proc.name().startswith("redis"):
                 found.append(proc.pid)
         except psutil.Error:
             continue

@@ -67,7 +67,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--ops", type=positive_int, default=200,
                    help="writes per trial (default 200)")
     p.add_argument("--fault", choices=list(FAULTS), default="none",
-                   help="inject one seeded fault per trial through the FUSE mount")
+                   help="inject one seeded fault per trial through the FUSE mount, armed during "
+                   "the workload on an operation it reaches (the report counts where it fired)")
     p.add_argument("--rewrite", action="store_true", help="BGREWRITEAOF during each trial")
     p.add_argument("--margin-ms", type=nonnegative_int, default=500,
                    help="added to the 2000 ms everysec window for scheduling noise (default 500)")

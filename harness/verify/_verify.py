@@ -36,9 +36,11 @@ server cannot reach (a slow fsync under ``no``, which never fsyncs the AOF witho
 is not armed, and the trial says so.
 
 Kill placement under ``everysec``: the kill lands after at least ``window + margin + 500 ms`` of
-the workload's schedule (when the schedule is that long), so that some entries must survive. A
-trial whose frontier is still empty (no entry had to survive) is ``not-exercised``, not
-``consistent``: it checked only prefix consistency.
+the workload's schedule (when the schedule is that long), so that some entries must survive; an
+injected write/sync error widens the window by a retry period each (oracle rule 2), so with such
+a fault the kill goes that much later and the fault is armed that much earlier when the schedule
+allows. A trial whose frontier is still empty (no entry had to survive) is ``not-exercised``,
+not ``consistent``: it checked only prefix consistency.
 
 Workers: ``run_verify(config, workers=N)`` runs trials in N forked worker processes (each with
 its own reaper, and killed by the kernel when the parent dies: ``PR_SET_PDEATHSIG``). A trial is a
