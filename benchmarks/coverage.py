@@ -103,8 +103,8 @@ _WHY = {
               "nested MULTI, EXEC outside MULTI): only hand-made or garbage files have them",
     "api": "a misuse of the Server/loader API the harness never makes (iterate a stopped or "
            "unstarted server, start twice, step a dead child, feed after an error)",
-    "config": "a configuration the default campaign does not use (auto-rewrite at 64 MB, "
-              "no-appendfsync-on-rewrite, aof-load-truncated no)",
+    "config": "a configuration the default campaign does not use (no-appendfsync-on-rewrite, "
+              "aof-load-truncated no; auto-rewrite only in the explorer's auto-rewrite workload)",
     "fault": "a fault the fault layer cannot inject (ftruncate failing after a short write)",
     "size": "an AOF larger than one 8 MB read (a zero tail that spans reads)",
     "safe": "a state the safe profile never enters (its fsync failures never stop it)",
@@ -180,7 +180,7 @@ def run_default_campaign(budget_s: float, seed: int, *, fuzz: bool, explore: boo
     from faults import PersistenceModel
     from harness.explore import explore as explore_run
     from harness.explore import make_workload
-    from harness.explore._workloads import DEFAULT_SUITE
+    from harness.explore._workloads import DEFAULT_SUITE, suite_config
     from harness.machine._campaign import Campaign, run_campaign
     from harness.machine._steps import RunConfig
 
@@ -198,7 +198,7 @@ def run_default_campaign(budget_s: float, seed: int, *, fuzz: bool, explore: boo
         started = time.monotonic()
         states = violations = 0
         for workload, policy, ops in DEFAULT_SUITE:
-            res = explore_run(RunConfig(policy=policy),
+            res = explore_run(suite_config(workload, policy),
                               make_workload(workload, ops=ops, seed=seed))
             states += res.states
             violations += res.violation_total

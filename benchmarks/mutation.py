@@ -27,7 +27,7 @@ a coverage run), which separates missed reach from oracle gaps and equivalent mu
 Usage::
 
     .venv/bin/python benchmarks/mutation.py [--sample 40] [--seed 0] [--workers 2]
-        [--fuzz-budget 40] [--limit 60] [--json FILE] [--list]
+        [--fuzz-budget 20] [--limit 60] [--json FILE] [--list]
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import argparse
 import ast
 import concurrent.futures
 import copy
+import difflib
 import importlib.util
 import json
 import os
@@ -259,7 +260,7 @@ out = {"killed_by": None, "first_failure_s": None, "detail": ""}
 try:
     from faults import PersistenceModel
     from harness.explore import ExploreLimits, explore, make_workload
-    from harness.explore._workloads import DEFAULT_SUITE
+    from harness.explore._workloads import DEFAULT_SUITE, suite_config
     from harness.machine._campaign import Campaign, run_campaign
     from harness.machine._steps import RunConfig
     configs = tuple(RunConfig(policy=p) for p in ("always", "everysec", "no"))
@@ -273,13 +274,13 @@ try:
     else:
         limits = ExploreLimits(stop_at_first_violation=True, confirm_reproductions=0)
         for workload, policy, ops in DEFAULT_SUITE:
-            res = explore(RunConfig(policy=policy), make_workload(workload, ops=ops, seed=0),
+            res = explore(suite_config(workload, policy), make_workload(workload, ops=ops, seed=0),
                           limits=limits)
             if not res.ok:
                 out = {"killed_by": "explore", "first_failure_s": time.monotonic() - t0,
                        "detail": f"{', '.join(res.violations[0].rules)} ({workload}, {policy})"}
                 break
-            if time.monotonic() - t0 > deadline_s:
+            if time.monotonic() - t0 > deadline_s and (workload, policy, ops) != DEFAULT_SUITE[-1]:
                 out["detail"] = f"limit reached in explore (after {workload}, {policy})"
                 break
 except BaseException as exc:  # the harness failed: not a silent "no violation"
@@ -343,7 +344,7 @@ def main() -> int:
     parser.add_argument("--sample", type=int, default=40, help="mutants to run (0: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--fuzz-budget", type=float, default=40.0,
+    parser.add_argument("--fuzz-budget", type=float, default=20.0,
                         help="seconds of fuzzing per mutant before the explorer runs")
     parser.add_argument("--limit", type=float, default=60.0,
                         help="a mutant must be killed within this many seconds")
@@ -353,6 +354,8 @@ def main() -> int:
     parser.add_argument("--only", action="append", default=[],
                         help="run only mutants whose id contains this (repeatable)")
     parser.add_argument("--list", action="store_true", help="list the mutants and stop")
+    parser.add_argument("--diff", action="store_true",
+                        help="with --list: show each mutant as a diff of the normalised source")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
 
@@ -372,6 +375,13 @@ def main() -> int:
     if args.list:
         for m in chosen:
             print(f"  {m.ident}  {m.description}")
+            if args.diff:
+                original = ast.unparse(ast.parse((base / m.file).read_text(encoding="utf-8")))
+                for row in difflib.unified_diff(original.splitlines(), m.source.splitlines(),
+                                                n=2, lineterm=""):
+                    if not row.startswith(("---", "+++")):
+                        print(f"      {row}")
+        snapshot.cleanup()
         return 0
     not_executed = _executed_lines(args.coverage_json)
     python = sys.executable

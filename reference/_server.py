@@ -462,13 +462,18 @@ class Server:
             if self._aof_fd is not None:
                 with contextlib.suppress(OSError):  # the defect does not look at the result
                     self.fs.fdatasync(self._aof_fd)
+        # Finished background fsyncs are looked at first: a failed one must be seen before the
+        # cron or beforeSleep issues the next fsync, which would make later bytes durable past
+        # the range the failure dropped (zeros, then data, after a power loss).
+        if self._fsync_jobs:
+            self._complete_fsync_jobs()
+            if self._halted():
+                return
         if clock.now_ms >= self._next_cron_ms:
             self._server_cron()
             self._next_cron_ms = clock.now_ms + 1000 // self.config.hz
             if self._halted():
                 return
-        if self._fsync_jobs:
-            self._complete_fsync_jobs()
         executed: list[tuple[int, Reply]] = []
         if self._queue:
             queue, self._queue = self._queue, []

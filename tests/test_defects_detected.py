@@ -17,7 +17,7 @@ import pytest
 
 from faults import PersistenceModel
 from harness.explore import ExploreLimits, explore, make_workload
-from harness.explore._workloads import DEFAULT_SUITE
+from harness.explore._workloads import DEFAULT_SUITE, suite_config
 from harness.machine._campaign import Campaign, run_campaign
 from harness.machine._driver import ContractViolation, ModelDivergence, replay
 from harness.machine._steps import RunConfig
@@ -29,7 +29,7 @@ FUZZ_BUDGET_S = 3.0  # per defect; the explorer suite after it is bounded by its
 
 @functools.cache
 def _suite_is_clean(workload: str, policy: str, ops: int) -> bool:
-    return explore(RunConfig(policy=policy), make_workload(workload, ops=ops, seed=0)).ok
+    return explore(suite_config(workload, policy), make_workload(workload, ops=ops, seed=0)).ok
 
 
 def _fuzz(defect: str) -> str | None:
@@ -49,7 +49,7 @@ def _fuzz(defect: str) -> str | None:
 def _explore(defect: str) -> str | None:
     limits = ExploreLimits(stop_at_first_violation=True, confirm_reproductions=1)
     for workload, policy, ops in DEFAULT_SUITE:
-        config = RunConfig(policy=policy, defects=frozenset([defect]))
+        config = suite_config(workload, policy, RunConfig(defects=frozenset([defect])))
         result = explore(config, make_workload(workload, ops=ops, seed=0), limits=limits)
         if result.ok:
             continue

@@ -21,7 +21,7 @@ from harness.explore import (
     workload_from_reproduction,
 )
 from harness.explore._record import record
-from harness.explore._workloads import DEFAULT_SUITE
+from harness.explore._workloads import DEFAULT_SUITE, suite_config
 from harness.machine._driver import ContractViolation, Driver, replay
 from harness.machine._steps import (
     ArmCrash,
@@ -461,5 +461,5 @@ def test_the_default_suite_exercises_always_and_everysec() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize(("workload", "policy", "ops"), DEFAULT_SUITE)
 def test_the_safe_reference_passes_the_default_suite(workload: str, policy: str, ops: int) -> None:
-    result = explore(RunConfig(policy=policy), make_workload(workload, ops=ops, seed=0))
+    result = explore(suite_config(workload, policy), make_workload(workload, ops=ops, seed=0))
     assert result.ok, [v.describe() for v in result.violations[:2]]

@@ -195,3 +195,17 @@ def test_indexed_frontier_agrees_on_out_of_order_acks() -> None:
     assert frontier(h, policy="everysec", model="power", crash_ms=2100) == 2
     assert frontier(h, policy="everysec", model="power", crash_ms=2899) == 2
     assert frontier(h, policy="everysec", model="power", crash_ms=2099) == 0
+
+
+def test_stalls_that_fire_while_another_runs_are_serial() -> None:
+    # Two slow faults on one fsync (both fired at 5003): the second runs 6503..9503, so it
+    # overlaps [crash - 2000, crash] for a crash at 10749 although 5003 + 3000 does not.
+    stalls = [(5003, 1500), (5003, 3000)]
+    assert effective_window_ms(10749, window_ms=2000, stalls=stalls) == 6500
+    # Near miss on the other side: a crash 2000 ms after the second stall ends.
+    assert effective_window_ms(11503, window_ms=2000, stalls=stalls) == 2000
+    # An fsync queued behind a slow one starts when that one ends.
+    assert effective_window_ms(8500, window_ms=2000, stalls=[(1000, 5000), (2000, 1000)]) == 8000
+    h = build([("ok", 6522, False)])
+    assert frontier(h, policy="everysec", model="power", crash_ms=10749) == 1
+    assert frontier(h, policy="everysec", model="power", crash_ms=10749, stalls=stalls) == 0

@@ -14,9 +14,11 @@ default explore runs: every workload under its policies, ``always`` and ``everys
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from faults import (
     Crash,
@@ -37,12 +39,13 @@ from harness.machine._steps import (
     KillChild,
     Multi,
     Recover,
+    RunConfig,
     Step,
     Tick,
     Write,
 )
 
-__all__ = ["DEFAULT_SUITE", "WORKLOADS", "Workload", "make_workload"]
+__all__ = ["DEFAULT_SUITE", "WORKLOADS", "Workload", "make_workload", "suite_config"]
 
 _AOF = "appendonly.aof"
 # The file the rewrite child leaves and the parent's done handler appends to and renames.
@@ -58,6 +61,8 @@ class Workload:
     description: str
     build: Callable[[int, random.Random], list[Step]]
     policy: str = "everysec"  # the appendfsync policy the workload is meant for
+    # RunConfig fields the workload needs besides the policy (e.g. a small auto-rewrite size).
+    options: tuple[tuple[str, Any], ...] = ()
 
 
 class _Gen:
@@ -469,6 +474,22 @@ def _rewrite_faults(ops: int, rng: random.Random) -> list[Step]:
     return g.steps
 
 
+def _auto_rewrite(ops: int, rng: random.Random) -> list[Step]:
+    """Writes past a small auto-rewrite size (``options``: 4 KB): the server starts rewrites by
+    itself from its cron (growth over the base size), with writes going on while the child
+    runs one step per tick, some collections past the 64-item batch among them."""
+    g = _Gen(rng, keys=24)
+    while g.n < ops:
+        if rng.random() < 0.05:
+            g.big()
+        else:
+            g.write()
+        if rng.random() < 0.3:
+            g.tick(rng.choice((100, 200)))  # cron: starts and steps rewrites
+    g.idle(2500)
+    return g.steps
+
+
 def _second_epoch(ops: int, rng: random.Random) -> list[Step]:
     """Two epochs: writes and a rewrite, a crash inside an AOF write (a torn tail), recovery
     (process model: the torn tail is truncated), then writes, multi-key commands, a big
@@ -514,6 +535,9 @@ WORKLOADS: dict[str, Workload] = {
                  "long idle period", _slow_fsync),
         Workload("second-epoch", "crash (torn write), recover, write more and rewrite: the "
                  "second epoch's crash points", _second_epoch),
+        Workload("auto-rewrite", "writes past a 4 KB auto-rewrite size: rewrites started by "
+                 "the server itself", _auto_rewrite,
+                 options=(("auto_rewrite_min_size_bytes", 4096),)),
     )
 }
 
@@ -537,7 +561,15 @@ DEFAULT_SUITE: tuple[tuple[str, str, int], ...] = (
     ("short-write", "no", 150),
     ("no-space", "no", 150),
     ("mixed", "always", 150),
+    ("auto-rewrite", "everysec", 200),
 )
+
+
+def suite_config(workload: str, policy: str, base: RunConfig | None = None) -> RunConfig:
+    """The RunConfig a workload runs under: `base` (defaults) with the policy and the options
+    the workload needs (``Workload.options``)."""
+    options = dict(WORKLOADS[workload].options) if workload in WORKLOADS else {}
+    return dataclasses.replace(base or RunConfig(), policy=policy, **options)
 
 
 def make_workload(name: str, *, ops: int, seed: int = 0) -> tuple[Step, ...]:

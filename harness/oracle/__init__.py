@@ -51,9 +51,12 @@ and ``power-posix-metadata``, which differ only in which metadata survives):
      has to survive (it still counts for prefix consistency).
 
    W = ``window_ms`` (default 2000) plus stalls. A stall is an interval
-   ``[start_ms, start_ms + delay_ms)``; every stall overlapping ``[crash_ms - W, crash_ms]``
-   adds its whole ``delay_ms`` to W, repeated to a fixed point (a widened window can take in
-   an earlier stall). Two kinds of stall, with different reach:
+   ``[start_ms, start_ms + delay_ms)``. Stalls are serial, as fsyncs are (one background
+   thread, one device queue): a stall that fires while an earlier one still runs (two slow
+   faults on one fsync, or an fsync queued behind a slow one) starts when that one ends.
+   Every stall overlapping ``[crash_ms - W, crash_ms]`` adds its whole ``delay_ms`` to W,
+   repeated to a fixed point (a widened window can take in an earlier stall). Two kinds of
+   stall, with different reach:
 
    - an injected fsync stall (``stalls``) widens W under power models only. A stalled fsync
      delays the durability of what it covers and the next fsync by its full length, so the

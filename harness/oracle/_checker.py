@@ -97,7 +97,7 @@ def effective_window_ms(
     earlier stall into it)."""
     _require_int(crash_ms, "crash_ms", minimum=None)
     _require_int(window_ms, "window_ms")
-    checked = _check_stalls(stalls)
+    checked = _serialized(_check_stalls(stalls))
     width = window_ms
     while True:
         lo = crash_ms - width
@@ -105,6 +105,20 @@ def effective_window_ms(
         if grown == width:
             return width
         width = grown
+
+
+def _serialized(stalls: tuple[tuple[int, int], ...]) -> tuple[tuple[int, int], ...]:
+    """The stalls one after another: fsyncs are serial (one bio thread, one device queue), so a
+    stall that fires while an earlier one runs (two slow faults on one fsync, or a job queued
+    behind a slow one) starts when the earlier one ends."""
+    out: list[tuple[int, int]] = []
+    end = None
+    for start, delay in sorted(stalls):
+        if end is not None and start < end:
+            start = end
+        out.append((start, delay))
+        end = start + delay
+    return tuple(out)
 
 
 #: Under the process model, how much an fsync stall widens W: one cron period (hz 10).
