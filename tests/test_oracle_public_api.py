@@ -10,7 +10,7 @@ EXPECTED = {
     "KeyValue", "Model",
     "ModelState", "Outcome", "Policy", "Reply", "ReplyError", "Rule", "Snapshot",
     "UnsupportedCommand", "Verdict", "Violation", "check_recovery", "check_stability",
-    "effective_window_ms", "frontier", "snapshot_from_dump", "window_stalls",
+    "describe_choice", "effective_window_ms", "frontier", "snapshot_from_dump", "window_stalls",
 }
 
 

@@ -57,6 +57,7 @@ from harness.oracle import (
     History,
     Outcome,
     Verdict,
+    describe_choice,
     effective_window_ms,
     window_stalls,
 )
@@ -163,28 +164,6 @@ def _fault_kind(fault: Fault) -> str:
         torn = " torn" if fault.torn_bytes is not None else ""
         return f"Crash {op.value if op is not None else 'any'}{torn}"
     return f"{name} {op.value}" if op is not None else name
-
-
-def describe_choice(choice: Any) -> str:
-    """A crash image choice (a CrashChoice dict) in words."""
-    if not isinstance(choice, dict):
-        return str(choice)
-    model = choice.get("model", "?")
-    if model == "process":
-        return "process crash: everything written survives"
-    parts = []
-    kept = choice.get("metadata_kept")
-    if isinstance(kept, int):
-        parts.append(f"{kept} pending directory operation(s) kept")
-    files = choice.get("files") or []
-    if not files:
-        parts.append("every file at its durable (fsynced) contents")
-    for f in files if isinstance(files, list) else []:
-        if isinstance(f, dict):
-            sector = "" if f.get("sector_index") is None else f" sector {f['sector_index']}"
-            parts.append(f"inode {f.get('inode')}: {f.get('kind')} {f.get('length_bytes')} "
-                         f"bytes{sector}")
-    return f"{model}: " + "; ".join(parts)
 
 
 def describe_step(step: Step) -> str:

@@ -25,6 +25,7 @@ __all__ = [
     "Violation",
     "check_recovery",
     "check_stability",
+    "describe_choice",
     "effective_window_ms",
     "frontier",
 ]
@@ -212,12 +213,35 @@ class CrashInfo:
     def describe(self) -> str:
         parts = [f"model={self.model}"]
         if self.choice is not None:
-            parts.append(f"choice={self.choice}")
+            choice = self.choice.to_dict() if hasattr(self.choice, "to_dict") else self.choice
+            parts.append(f"image: {describe_choice(choice)};")
         if self.trace_index is not None:
             parts.append(f"trace_index={self.trace_index}")
         if self.crash_ms is not None:
             parts.append(f"crash_ms={self.crash_ms}")
         return " ".join(parts)
+
+
+def describe_choice(choice: Any) -> str:
+    """A crash image choice (a ``CrashChoice.to_dict()``) in words, for reports."""
+    if not isinstance(choice, dict):
+        return str(choice)
+    model = choice.get("model", "?")
+    if model == "process":
+        return "process crash: everything written survives"
+    parts = []
+    kept = choice.get("metadata_kept")
+    if isinstance(kept, int):
+        parts.append(f"{kept} pending directory operation(s) kept")
+    files = choice.get("files") or []
+    if not files:
+        parts.append("every file at its durable (fsynced) contents")
+    for f in files if isinstance(files, list) else []:
+        if isinstance(f, dict):
+            sector = "" if f.get("sector_index") is None else f" sector {f['sector_index']}"
+            parts.append(f"inode {f.get('inode')}: {f.get('kind')} {f.get('length_bytes')} "
+                         f"bytes{sector}")
+    return f"{model}: " + "; ".join(parts)
 
 
 def _fmt_bytes(data: bytes, limit: int = 40) -> str:
