@@ -4,12 +4,26 @@
 a binary, a command template; optionally on a ``faults.fuse`` mount of a SimDisk), drive a
 seeded workload over RESP with a fault armed where the workload reaches it, crash it, restart,
 dump, and check the recovery with ``harness.oracle``; on one process or forked workers.
+``_explore_server`` is ALICE's method on an unmodified binary (``aofcrash explore --server``):
+one traced run on a FUSE SimDisk, then every crash point x every legal image recovered by the
+real binary (each distinct image once, on every core) and checked with the oracle.
 May import ``faults``, ``harness.oracle`` and ``harness.targets``; never the in-process machine,
 the explorer or the CLI.
 """
 
 from __future__ import annotations
 
+from harness.verify._explore_server import (
+    REPRO_FORMAT,
+    SERVER_EXPLORE_MODELS,
+    ServerExploreConfig,
+    ServerExploreError,
+    ServerExploreResult,
+    ServerViolation,
+    explore_server,
+    replay_server_reproduction,
+    write_server_reproductions,
+)
 from harness.verify._verify import (
     FAULTS,
     IMAGES,
@@ -35,15 +49,24 @@ __all__ = [
     "MODELS",
     "OUTCOMES",
     "POLICIES",
+    "REPRO_FORMAT",
     "SERVERS",
+    "SERVER_EXPLORE_MODELS",
     "Dumper",
     "Launcher",
+    "ServerExploreConfig",
+    "ServerExploreError",
+    "ServerExploreResult",
+    "ServerViolation",
     "TrialResult",
     "VerifyConfig",
     "VerifyEnvironmentError",
     "VerifyResult",
     "check_environment",
+    "explore_server",
+    "replay_server_reproduction",
     "run_trial",
     "run_verify",
     "verify_report",
+    "write_server_reproductions",
 ]
