@@ -24,10 +24,16 @@ does not say "no violation"); it *survives* when both finish clean, or when the 
 Survivors are printed with their line and whether the default campaign executes it at all (from
 a coverage run), which separates missed reach from oracle gaps and equivalent mutants.
 
+The sample (``--sample N --seed S``) is the N mutants with the smallest seeded hash of what each
+mutant is (file, function, operator, description; not its line or list position), so an edit
+elsewhere in reference/ leaves the sample as it was and runs before and after a change compare
+the same mutants. ``--only TEXT`` keeps mutants whose id contains TEXT (repeatable), e.g. to
+re-run one survivor after a change to the reach; ``--list --diff`` shows what each one changes.
+
 Usage::
 
     .venv/bin/python benchmarks/mutation.py [--sample 40] [--seed 0] [--workers 2]
-        [--fuzz-budget 20] [--limit 60] [--json FILE] [--list]
+        [--fuzz-budget 20] [--limit 60] [--json FILE] [--only TEXT] [--list [--diff]]
 """
 
 from __future__ import annotations
@@ -37,10 +43,10 @@ import ast
 import concurrent.futures
 import copy
 import difflib
+import hashlib
 import importlib.util
 import json
 import os
-import random
 import shutil
 import statistics
 import subprocess
@@ -250,6 +256,23 @@ def make_mutants(base: Path) -> list[Mutant]:
     return out
 
 
+def stable_sample(mutants: list[Mutant], size: int, *, seed: int) -> list[Mutant]:
+    """`size` mutants chosen by a seeded hash of what each mutant is (file, function, operator,
+    description, and which of identical ones), not of its line or position in the list: an
+    edit elsewhere in the code (a line added, a mutant more) leaves the rest of the sample as
+    it was, so runs before and after a change compare the same mutants."""
+    seen: dict[tuple[str, str, str, str], int] = {}
+
+    def rank(m: Mutant) -> bytes:
+        what = (m.file, m.function, m.operator, m.description)
+        seen[what] = seen.get(what, 0) + 1
+        key = f"{seed}|{'|'.join(what)}|{seen[what]}"
+        return hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest()
+
+    ranked = sorted(((rank(m), i) for i, m in enumerate(mutants)))
+    return [mutants[i] for _, i in sorted(ranked[:size], key=lambda r: r[1])]
+
+
 # -- running ---------------------------------------------------------------------------------
 
 _RUNNER = r"""
@@ -270,7 +293,8 @@ try:
     if r.findings:
         f = r.findings[0]
         out = {"killed_by": "fuzz", "first_failure_s": f.first_failure_s,
-               "detail": f"{f.kind} {', '.join(f.rules)} ({f.config.policy})"}
+               "detail": f"{f.kind} {', '.join(f.rules)} ({f.config.policy})"
+                         + (f": {f.text[:50]}" if f.kind == "divergence" else "")}
     else:
         limits = ExploreLimits(stop_at_first_violation=True, confirm_reproductions=0)
         for workload, policy, ops in DEFAULT_SUITE:
@@ -371,7 +395,7 @@ def main() -> int:
     print(f"{len(mutants)} mutants ({counts})")
     chosen = [m for m in mutants if not args.only or any(o in m.ident for o in args.only)]
     if args.sample and len(chosen) > args.sample:
-        chosen = random.Random(args.seed).sample(chosen, args.sample)
+        chosen = stable_sample(chosen, args.sample, seed=args.seed)
     if args.list:
         for m in chosen:
             print(f"  {m.ident}  {m.description}")

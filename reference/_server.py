@@ -889,6 +889,14 @@ class Server:
             self._log("#", "Unable to open the temporary AOF produced by the child: "
                       f"{exc.strerror}")
             return
+        if D.REWRITE_NEVER_SWAPPED in self._defects:
+            # The defect: success is reported, the rewritten file is dropped (the caller unlinks
+            # it) and the old AOF, which has every write, stays in use and keeps growing.
+            with contextlib.suppress(OSError):
+                fs.close(newfd)
+            self._lastbgrewrite_ok = True
+            self._log("*", "Background AOF rewrite finished successfully")
+            return
         defects = self._defects
         diff = b"" if D.REWRITE_BUFFER_DROPPED in defects else b"".join(self._rewrite_buf)
         # The defect renames first: from then on the AOF lacks the diff until it is appended.

@@ -36,6 +36,7 @@ __all__ = [
     "REWRITE_DIFF_SHORT_WRITE_IGNORED",
     "REWRITE_DROPS_AFTER_FIRST_BATCH",
     "REWRITE_DROPS_EXPIRY",
+    "REWRITE_NEVER_SWAPPED",
     "REWRITE_SELECT_EMITTED_ONCE",
     "SADD_FEEDS_FIRST_MEMBER",
     "SELECT_NOT_REEMITTED_AFTER_REWRITE",
@@ -93,6 +94,7 @@ EVERYSEC_OFFSET_ADVANCED_WHILE_BUSY = "everysec-offset-advanced-while-busy"
 ZERO_TAIL_REFUSED = "zero-tail-refused"
 LOAD_TRUNCATES_ONE_BYTE_SHORT = "load-truncates-one-byte-short"
 MISCONF_CLEARED_BY_SHORT_WRITE = "misconf-cleared-by-short-write"
+REWRITE_NEVER_SWAPPED = "rewrite-never-swapped"
 
 _ALL = (
     Defect(
@@ -294,6 +296,13 @@ _ALL = (
         "a short write of the AOF (truncated back) clears the write-error state as if the "
         "write had succeeded: MISCONF is lifted and held replies are released while the data "
         "is only in memory",
+        None,
+    ),
+    Defect(
+        REWRITE_NEVER_SWAPPED,
+        "the rewrite done handler reports success but never renames the rewritten file over "
+        "the AOF (the temporary file is removed): no data is lost, but the AOF is never "
+        "compacted and grows forever (a liveness bug)",
         None,
     ),
 )

@@ -210,7 +210,8 @@ def markdown(doc: dict[str, Any]) -> str:
             + f" | {needs} |")
     repro = [r for row in doc["rows"] for r in row["reproductions"] if r["command"]]
     if repro:
-        lines += ["", "Reproductions (one per rule and model: the violating image with the most states):", ""]
+        lines += ["", "Reproductions (one per rule and model: the violating image with the most "
+                  "states):", ""]
         lines += [f"- {', '.join(r['rules'])} ({', '.join(r['models'])}, {r['states']} "
                   f"states): `{r['command']}`" for r in repro]
     if doc["skipped"]:

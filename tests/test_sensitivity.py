@@ -223,6 +223,99 @@ def test_the_new_boundaries_are_features_of_the_swarm() -> None:
     assert set(NEW_FEATURES) <= set(FEATURES)
 
 
+# -- liveness: a rewrite ends, and with no fault armed it replaces the AOF ----------------------
+
+LIVENESS_FEATURES = ("strings", "rewrite")
+
+
+def test_a_rewrite_that_never_replaces_the_aof_is_a_liveness_violation() -> None:
+    from harness.machine._machine import LivenessViolation
+
+    config = RunConfig(policy="always", defects=frozenset({"rewrite-never-swapped"}))
+    machine = make_state_machine(config, features=LIVENESS_FEATURES, swarm=False)
+    with pytest.raises(LivenessViolation, match=r"without its file replacing appendonly\.aof"):
+        run_state_machine_as_test(seed(1)(machine), settings=settings(PROFILES["dev"],
+                                                                      max_examples=30))
+
+
+@pytest.mark.parametrize("policy", ["always", "everysec"])
+def test_safe_passes_the_liveness_rule_among_kills_and_faults(policy: str) -> None:
+    events: Counter[str] = Counter()
+    features = (*LIVENESS_FEATURES, "kill_child", "short_write", "no_space", "io_error")
+    machine = make_state_machine(RunConfig(policy=policy), features=features, swarm=False,
+                                 events=events)
+    run_state_machine_as_test(seed(2)(machine), settings=settings(PROFILES["dev"],
+                                                                  max_examples=30))
+    assert events["liveness: rewrite took effect"] > 0
+    passed = {"liveness: rewrite took effect", "liveness: writes resumed",
+              "liveness: writes resumed after a retry"}
+    assert {k for k in events if k.startswith("liveness:")} <= passed
+
+
+def test_a_rewrite_whose_child_is_killed_by_an_armed_fault_is_over_a_cron_period_later() -> None:
+    from faults import KillChild as KillChildFault
+
+    driver = Driver(RunConfig(policy="always"))
+    driver.run_all([
+        Write((b"SET", b"a", b"1")),
+        InjectFaults(FaultPlan((KillChildFault(nth_rewrite=1, at_step=1),))),  # stays armed
+        BgRewrite(), ChildStep(1_000_000), Tick(100),
+    ])
+    assert driver.alive and not driver.rewriting  # what the liveness rule expects
+
+
+def test_safe_takes_writes_again_once_a_failed_fsync_and_a_full_aof_are_cleared() -> None:
+    from faults import IOFault, NoSpace
+    from harness.machine._steps import ClearFaults
+    from harness.oracle import Outcome
+
+    driver = Driver(RunConfig(policy="everysec"))
+    driver.run_all([
+        Write((b"SET", b"a", b"1")), Tick(1000),
+        InjectFaults(FaultPlan((IOFault(op=FaultOp.FDATASYNC, nth=1),
+                                NoSpace(nth=1, path_glob="appendonly.aof")))),
+        Write((b"SET", b"b", b"2")), Tick(1100),  # the fsync fails; the repair succeeds
+        Write((b"SET", b"c", b"3")), Tick(1100),  # while the AOF write error stands
+        ClearFaults(), Tick(10_000), Write((b"SET", b"d", b"4")),
+    ])
+    assert driver.history.entries[-1].outcome is Outcome.OK  # what ``writes_resume`` expects
+
+
+def test_writes_refused_for_good_after_the_faults_are_a_liveness_violation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness.machine._machine import LivenessViolation
+    from reference import Server
+
+    # A server that never lifts MISCONF: refused writes have no effect, so only the liveness
+    # rule can see it.
+    monkeypatch.setattr(Server, "write_denied", lambda self: "MISCONF stuck")
+    machine = make_state_machine(RunConfig(policy="everysec"), features=("strings", "io_error"),
+                                 swarm=False)
+    with pytest.raises(LivenessViolation, match="still refused or unacknowledged"):
+        run_state_machine_as_test(seed(1)(machine), settings=settings(PROFILES["dev"],
+                                                                      max_examples=30))
+
+
+def test_check_aof_and_the_loader_agree_on_whole_and_torn_files() -> None:
+    from harness.machine._machine import check_aof_agrees
+
+    whole = b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n"
+    assert check_aof_agrees(whole, now_ms=0) is None
+    assert check_aof_agrees(whole + whole[:9], now_ms=0) is None  # torn: both cut at the end
+    assert check_aof_agrees(whole + b"\x00" * 20, now_ms=0) is None  # an all-zero tail
+    assert check_aof_agrees(whole + b"*1\r\n$5\r\nMULTI\r\n" + whole, now_ms=0) is None
+
+
+def test_a_file_the_loader_takes_and_check_aof_refuses_is_a_disagreement() -> None:
+    from harness.machine._machine import check_aof_agrees
+
+    # ``*3\n`` (no CR): every loader reads it as atoi does, check-aof calls it invalid.
+    lax = b"*3\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n"
+    problem = check_aof_agrees(lax, now_ms=0)
+    assert problem is not None and "check-aof" in problem
+
+
 # -- no false alarms ----------------------------------------------------------------------------
 
 

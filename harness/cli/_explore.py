@@ -35,6 +35,8 @@ from harness.cli._fuzz import TARGET_HELP, check_target_spec
 
 __all__ = ["add_parser", "cmd_explore"]
 
+DEFAULT_OPS = 200  # write commands of a named workload run alone
+
 
 def add_parser(sub: Any) -> None:
     from harness.explore._workloads import WORKLOADS
@@ -47,17 +49,22 @@ def add_parser(sub: Any) -> None:
         "filesystem operation and inside every write, under each persistence model and every "
         "legal durable image (bounded by reported limits), recover with the reference (or "
         "--target: every distinct image recovered by a fresh target) and check "
-        f"the contract. Workloads: {names}.",
+        "the contract. Without --workload it runs the default suite: every workload under "
+        "the policies it is meant for (always, everysec and no), one combined result (--policy "
+        f"keeps one policy's runs). Workloads: {names}.",
     )
     common_args(p, seed_help="seed of a named workload (default 0)")
     reports_args(p)
-    p.add_argument("--workload", default="rewrite", metavar="NAME|FILE",
+    p.add_argument("--workload", default=None, metavar="NAME|FILE",
                    help="a named workload or a reproduction JSON whose steps (up to its first "
-                   "crash) are used (default: rewrite)")
-    p.add_argument("--ops", type=positive_int, default=200,
-                   help="write commands in a named workload (default 200)")
+                   "crash) are used (default: the default suite, every workload under the "
+                   "policies it is meant for)")
+    p.add_argument("--ops", type=positive_int, default=None,
+                   help="write commands in a named workload (default 200; in the default "
+                   "suite: each workload's own size)")
     p.add_argument("--policy", choices=["always", "everysec", "no"], default=None,
-                   help="appendfsync policy (default: everysec, or the file's)")
+                   help="appendfsync policy (default: everysec, or the file's; without "
+                   "--workload: only the suite's runs under this policy)")
     p.add_argument("--model", action="append",
                    choices=["process", "power", "power-eager-metadata", "power-posix-metadata"],
                    help="persistence model (repeatable; default: process and power)")
@@ -93,18 +100,48 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="I/N",
                    help="explore only the crash points of shard I of N (0-based); N shards "
                    "together explore exactly what one run does (default 0/1)")
+    from harness.cli._explore_server import add_server_arguments
+
+    add_server_arguments(p)  # --server: a real binary (harness.cli._explore_server)
     p.set_defaults(func=cmd_explore)
+
+
+def _changes(args: argparse.Namespace) -> dict[str, Any]:
+    """The RunConfig fields the options set (the policy apart: a suite has one per run)."""
+    changes: dict[str, Any] = {}
+    if args.profile is not None:
+        changes["profile"] = args.profile
+    if args.defect is not None:
+        changes["defects"] = frozenset(args.defect)
+    if args.allow_unavailable:
+        changes["allow_unavailable"] = True
+    if args.no_appendfsync_on_rewrite:
+        changes["no_appendfsync_on_rewrite"] = True
+    if args.target is not None:
+        changes["target"] = args.target
+    return changes
+
+
+def _with(config: Any, changes: dict[str, Any]) -> Any:
+    from harness.machine._steps import ReproError, RunConfig
+
+    data = {**config.to_dict(), **changes}
+    try:
+        return RunConfig.from_dict({**data, "defects": sorted(data["defects"])})
+    except ReproError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, tuple[Any, ...], str]:
     from harness.explore import workload_from_reproduction
     from harness.explore._workloads import WORKLOADS, make_workload
-    from harness.machine._steps import ReproError, RunConfig
+    from harness.machine._steps import RunConfig
 
     if args.workload in WORKLOADS:
+        ops = args.ops if args.ops is not None else DEFAULT_OPS
         config = RunConfig()
-        steps = make_workload(args.workload, ops=args.ops, seed=args.seed)
-        label = f"{args.workload} (ops={args.ops}, seed={args.seed})"
+        steps = make_workload(args.workload, ops=ops, seed=args.seed)
+        label = f"{args.workload} (ops={ops}, seed={args.seed})"
     else:
         path = Path(args.workload)
         if not path.exists():
@@ -119,25 +156,76 @@ def _load(args: argparse.Namespace) -> tuple[Any, tuple[Any, ...], str]:
         repro = read_reproduction(path)
         config, steps = workload_from_reproduction(repro)
         label = f"{path} ({len(steps)} steps before its first crash)"
-    changes: dict[str, Any] = {}
+    changes = _changes(args)
     if args.policy is not None:
         changes["policy"] = args.policy
-    if args.profile is not None:
-        changes["profile"] = args.profile
-    if args.defect is not None:
-        changes["defects"] = frozenset(args.defect)
-    if args.allow_unavailable:
-        changes["allow_unavailable"] = True
-    if args.no_appendfsync_on_rewrite:
-        changes["no_appendfsync_on_rewrite"] = True
-    if args.target is not None:
-        changes["target"] = args.target
-    data = {**config.to_dict(), **changes}
+    return _with(config, changes), steps, label
+
+
+@dataclasses.dataclass
+class _SuiteRun:
+    """One run of the default suite: a workload under one policy."""
+
+    workload: str
+    ops: int
+    config: Any
+    steps: tuple[Any, ...]
+    result: Any = None
+    elapsed_s: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return f"{self.workload} ({self.config.policy}, ops={self.ops})"
+
+
+def _suite(args: argparse.Namespace) -> list[_SuiteRun]:
+    """The runs of the default suite (``DEFAULT_SUITE``; with --policy only that policy's),
+    each under ``suite_config`` on top of what the options set."""
+    from harness.explore import DEFAULT_SUITE, make_workload, suite_config
+    from harness.machine._steps import RunConfig
+
+    base = _with(RunConfig(), _changes(args))
+    runs = []
+    for workload, policy, suite_ops in DEFAULT_SUITE:
+        if args.policy is not None and policy != args.policy:
+            continue
+        ops = args.ops if args.ops is not None else suite_ops
+        runs.append(_SuiteRun(workload, ops, suite_config(workload, policy, base),
+                              make_workload(workload, ops=ops, seed=args.seed)))
+    if not runs:
+        raise UsageError(f"--policy {args.policy}: the default suite has no run under it")
+    return runs
+
+
+def _limits(args: argparse.Namespace) -> Any:
+    from harness.explore import ExploreLimits
+
+    return ExploreLimits(
+        max_crash_points=args.max_crash_points,
+        max_images_per_point=args.max_images_per_point,
+        max_dirty_files=args.max_dirty_files,
+        torn=args.torn,
+        reorder=args.reorder,
+        byte_granularity=args.byte_granularity,
+        small_write_bytes=not args.sector_granularity,
+        max_reproductions=args.max_reproductions,
+    )
+
+
+def _run_explore(config: Any, steps: tuple[Any, ...], models: tuple[Any, ...], limits: Any,
+                 args: argparse.Namespace, on_progress: Any) -> Any:
+    """One exploration; the errors a workload can cause are one line, exit 2."""
+    from harness.explore import explore
+    from harness.machine._driver import ModelDivergence
+
     try:
-        config = RunConfig.from_dict({**data, "defects": sorted(data["defects"])})
-    except ReproError as exc:
-        raise UsageError(str(exc)) from None
-    return config, steps, label
+        return explore(config, steps, models=models, limits=limits, naive=args.naive,
+                       progress=on_progress, workers=resolve_workers(args.workers),
+                       shard=args.shard)
+    except ModelDivergence as exc:
+        raise UsageError(f"the workload's own run diverged from the model: {exc}") from None
+    except (ValueError, TypeError, AttributeError) as exc:  # a step file that cannot run
+        raise UsageError(f"the workload cannot be run: {one_line(exc)}") from None
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
@@ -150,27 +238,22 @@ def cmd_explore(args: argparse.Namespace) -> int:
         slim,
         terminal_lines,
     )
-    from harness.explore import ExploreLimits, explore
     from harness.machine._campaign import config_label
-    from harness.machine._driver import ModelDivergence
 
+    if getattr(args, "server", None) is not None or getattr(args, "replay", None) is not None:
+        from harness.cli._explore_server import cmd_explore_server
+
+        return cmd_explore_server(args)  # a real binary (its --replay names its server)
     if args.max_reproductions < 0:
         raise UsageError(f"--max-reproductions: must be >= 0, got {args.max_reproductions}")
+    if args.workload is None:
+        return _cmd_suite(args)
     config, steps, label = _load(args)
     check_target_spec(config)  # one line, exit 2, for a target that cannot be used
     models = tuple(PersistenceModel(m) for m in (args.model or ["process", "power"]))
     warn("explore", defect_warnings(config.defects, policies=[config.policy],
                                     models=[m.value for m in models]))
-    limits = ExploreLimits(
-        max_crash_points=args.max_crash_points,
-        max_images_per_point=args.max_images_per_point,
-        max_dirty_files=args.max_dirty_files,
-        torn=args.torn,
-        reorder=args.reorder,
-        byte_granularity=args.byte_granularity,
-        small_write_bytes=not args.sector_granularity,
-        max_reproductions=args.max_reproductions,
-    )
+    limits = _limits(args)
     run_dir = new_run_dir(args.reports, "explore", args.seed, stamp())
     bar = Progress(enabled=progress_enabled(args.progress), total=1, unit="points")
 
@@ -183,13 +266,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     try:
-        result = explore(config, steps, models=models, limits=limits, naive=args.naive,
-                         progress=on_progress, workers=resolve_workers(args.workers),
-                         shard=args.shard)
-    except ModelDivergence as exc:
-        raise UsageError(f"the workload's own run diverged from the model: {exc}") from None
-    except (ValueError, TypeError, AttributeError) as exc:  # a step file that cannot run
-        raise UsageError(f"the workload cannot be run: {one_line(exc)}") from None
+        result = _run_explore(config, steps, models, limits, args, on_progress)
     finally:
         bar.close()
     elapsed = time.perf_counter() - started
@@ -265,4 +342,196 @@ def cmd_explore(args: argparse.Namespace) -> int:
         else:
             print("no violation")
         print(f"report: {html_path}")
+    return status
+
+
+def _sum_into(total: dict[str, Any], part: dict[str, Any]) -> None:
+    """Add the numbers of `part` into `total`, nested dicts key by key."""
+    for key, value in part.items():
+        if isinstance(value, dict):
+            _sum_into(total.setdefault(key, {}), value)
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            total[key] = total.get(key, 0) + value
+
+
+def _merged_coverage(runs: list[_SuiteRun]) -> dict[str, Any]:
+    """Every run's coverage added up (crash points and states per model; fractions redone)."""
+    out: dict[str, Any] = {}
+    for run in runs:
+        cov = {k: v for k, v in run.result.coverage().items() if k != "crash_points"}
+        _sum_into(out, cov)
+    for per_model in out.values():
+        if isinstance(per_model, dict) and "states_checked" in per_model:
+            legal = per_model.get("legal_states_at_explored_points", 0)
+            per_model["fraction"] = (round(per_model["states_checked"] / legal, 6)
+                                     if legal else 1.0)
+    explored = sum(r.result.points_explored for r in runs)
+    return {"crash_points": f"{explored}/{sum(r.result.points_total for r in runs)}", **out}
+
+
+def _renumber(violations: list[dict[str, Any]], groups: list[dict[str, Any]], *,
+              first_id: int, first_group: int, sub: str, run: _SuiteRun) -> None:
+    """One run's violations and groups made unique in the suite's report: ids and group
+    numbers shifted, reproductions named relative to the run directory, the run named."""
+    ids = {v["id"]: f"v{first_id + i}" for i, v in enumerate(violations)}
+    for v in violations:
+        v["id"] = ids[v["id"]]
+        v["workload"] = run.workload
+        if "group" in v:
+            v["group"] += first_group
+        if v.get("reproduction"):
+            v["reproduction"] = f"{sub}/{v['reproduction']}"
+    for g in groups:
+        g["group"] += first_group
+        g["representative"] = ids.get(g["representative"], g["representative"])
+        g["members"] = [ids.get(m, m) for m in g["members"]]
+        g["workload"] = run.workload
+
+
+def _cmd_suite(args: argparse.Namespace) -> int:
+    """``aofcrash explore`` without --workload: every run of the default suite, one result."""
+    from faults import PersistenceModel
+    from harness.cli._report import new_run_dir, slug, write_report
+    from harness.cli._report_violations import (
+        command_line,
+        explore_coverage,
+        explore_violations,
+        slim,
+        terminal_lines,
+    )
+    from harness.machine._campaign import config_label
+
+    runs = _suite(args)
+    for run in runs:
+        check_target_spec(run.config)
+    models = tuple(PersistenceModel(m) for m in (args.model or ["process", "power"]))
+    base = runs[0].config
+    warn("explore", defect_warnings(base.defects,
+                                    policies=sorted({r.config.policy for r in runs}),
+                                    models=[m.value for m in models]))
+    limits = _limits(args)
+    run_dir = new_run_dir(args.reports, "explore", args.seed, stamp())
+    bar = Progress(enabled=progress_enabled(args.progress), total=1, unit="points")
+    series: list[list[float]] = [[0.0, 0]]
+    states_before = 0
+    started = time.perf_counter()
+    try:
+        for number, run in enumerate(runs, 1):
+            def on_progress(done: int, total: int, states: int, *, run: _SuiteRun = run,
+                            number: int = number, before: int = states_before) -> None:
+                series.append([round(time.perf_counter() - started, 3), before + states])
+                bar.total = total
+                bar.update(done, f"run {number}/{len(runs)} {run.name}: {done}/{total} crash "
+                           f"points  {states} states")
+
+            run_started = time.perf_counter()
+            run.result = _run_explore(run.config, run.steps, models, limits, args, on_progress)
+            run.elapsed_s = time.perf_counter() - run_started
+            states_before += run.result.states
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - started
+    violations: list[dict[str, Any]] = []
+    groups: list[dict[str, Any]] = []
+    for run in runs:
+        left = args.max_reproductions - sum(1 for v in violations if v.get("reproduction"))
+        sub = slug(f"{run.workload}-{run.config.policy}")
+        found, found_groups = explore_violations(run.result, run.config, run.steps,
+                                                 run_dir / sub, config_label,
+                                                 max_reproductions=max(0, left))
+        _renumber(found, found_groups, first_id=len(violations) + 1, first_group=len(groups),
+                  sub=sub, run=run)
+        violations += found
+        groups += found_groups
+    violation_total = sum(r.result.violation_total for r in runs)
+    states = sum(r.result.states for r in runs)
+    explored = sum(r.result.points_explored for r in runs)
+    points = sum(r.result.points_total for r in runs)
+    totals = {
+        "runs": len(runs),
+        "runs_with_violations": sum(1 for r in runs if r.result.violation_total),
+        "states": states,
+        "violating_states": violation_total,
+        "crash_points": f"{explored}/{points}",
+        "elapsed_s": round(elapsed, 2),
+        "states_per_s": round(states / elapsed) if elapsed > 0 else None,
+        "distinct_aof_contents": sum(r.result.distinct_contents for r in runs),
+        "full_recoveries": sum(r.result.full_recoveries for r in runs),
+        "causes": len(groups),
+    }
+    rows = []
+    by_rule: dict[str, int] = {}
+    for run in runs:
+        summary = run.result.to_dict()
+        for rule, n in summary["violations_by_rule"].items():
+            by_rule[f"{run.workload}/{run.config.policy} {rule}"] = n
+        rows.append({"workload": run.workload, "policy": run.config.policy, "ops": run.ops,
+                     "states": run.result.states,
+                     "crash_points": f"{run.result.points_explored}/{run.result.points_total}",
+                     "violating_states": run.result.violation_total,
+                     "elapsed_s": round(run.elapsed_s, 2),
+                     "by_model": summary["by_model"],
+                     "violations_by_rule": summary["violations_by_rule"]})
+    coverage = _merged_coverage(runs)
+    where = (f"target {base.target}" if base.target is not None else f"profile {base.profile}")
+    policies = ", ".join(dict.fromkeys(r.config.policy for r in runs))
+    report = {
+        "command": "explore",
+        "run_id": run_dir.name,
+        "summary": (f"Every crash state of the default suite ({len(runs)} runs: each workload "
+                    f"under its policies, {policies}) under "
+                    f"{', '.join(m.value for m in models)}: {states} states at "
+                    f"{explored}/{points} crash points in {elapsed:.1f} s ({where})."),
+        "run": {"workload": "default suite", "seed": args.seed, "policies": policies,
+                "suite": [f"{r.workload} {r.config.policy} ops={r.ops}" for r in runs],
+                "target": base.target or "reference", "profile": base.profile,
+                "defects": sorted(base.defects) or "none",
+                "models": [m.value for m in models],
+                "recovery_time": "end of each workload (one recovery time per run)",
+                "limits": dataclasses.asdict(limits), "command_line": command_line()},
+        "totals": totals,
+        "coverage": coverage,
+        "coverage_matrix": explore_coverage(coverage, [m.value for m in models]),
+        "progress_series": {"title": "Crash states checked over time", "xlabel": "seconds",
+                            "ylabel": "states", "points": series},
+        "violations_note": (
+            f"The explorer found {violation_total} violating state(s) in "
+            f"{totals['runs_with_violations']} run(s) "
+            f"({', '.join(f'{k} {n}' for k, n in by_rule.items())}); it keeps the first of "
+            "each run in detail, grouped here by cause, with one reproduction (the smallest) "
+            "per cause." if violation_total else ""),
+        "groups": groups,
+        "configurations": [{k: v for k, v in row.items()
+                            if k not in ("by_model", "violations_by_rule")} for row in rows],
+        "events": {f"violations {k}": n for k, n in by_rule.items()},
+        "explore": {"suite": rows},
+        "violations": violations,
+    }
+    json_path, html_path = write_report(run_dir, report)
+    status = EXIT_VIOLATION if violation_total else EXIT_OK
+    if args.json:
+        print(json.dumps({"status": "violation" if violation_total else "ok",
+                          "report": str(json_path), "html": str(html_path), **totals,
+                          "suite": rows, "violations_by_rule": by_rule, "coverage": coverage,
+                          "findings": [slim(v) for v in violations],
+                          "groups": groups}, default=str))
+        return status
+    print(f"explore: the default suite, {len(runs)} runs ({policies}), {where}, seed "
+          f"{args.seed}:")
+    for row in rows:
+        verdict = (f"{row['violating_states']} violating state(s): "
+                   + ", ".join(f"{k} {n}" for k, n in row["violations_by_rule"].items())
+                   if row["violating_states"] else "no violation")
+        print(f"  {row['workload']} ({row['policy']}, ops={row['ops']}): {row['states']} "
+              f"states at {row['crash_points']} crash points in {row['elapsed_s']:.1f}s: "
+              f"{verdict}")
+    print(f"total: {states} states at {explored}/{points} crash points in {elapsed:.1f}s")
+    if violation_total:
+        print(f"{violation_total} violating state(s) in {totals['runs_with_violations']} "
+              f"run(s)")
+        for line in terminal_lines(violations, groups, total=violation_total):
+            print(line)
+    else:
+        print("no violation")
+    print(f"report: {html_path}")
     return status

@@ -28,8 +28,10 @@ from harness.explore._explorer import (
     make_workload,
     workload_from_reproduction,
 )
+from harness.explore._workloads import DEFAULT_SUITE, suite_config
 
 __all__ = [
+    "DEFAULT_SUITE",
     "WORKLOADS",
     "CrashPoint",
     "ExploreLimits",
@@ -40,5 +42,6 @@ __all__ = [
     "Workload",
     "explore",
     "make_workload",
+    "suite_config",
     "workload_from_reproduction",
 ]

@@ -512,6 +512,47 @@ def _second_epoch(ops: int, rng: random.Random) -> list[Step]:
     return g.steps
 
 
+def _big_aof(ops: int, rng: random.Random) -> list[Step]:
+    """A first epoch that grows the AOF past 128 KB (long values, MULTI blocks of them), torn
+    inside the write of a MULTI block, recovered (process model): the loader takes the big file
+    in several 64 KB pieces with a transaction open at its tail. Then a second epoch of writes
+    and MULTI blocks on the recovered file, whose every crash point is explored."""
+    g = _Gen(rng, keys=48)
+
+    def long_set() -> tuple[bytes, ...]:
+        size = rng.randrange(300, 1200)
+        return (b"SET", g.key(b"s"), (b"v%d-" % g.n + b"x" * size)[:size])
+
+    size_bytes = 0
+    while size_bytes < 150_000:
+        if rng.random() < 0.5:
+            block = tuple(long_set() for _ in range(rng.randrange(2, 6)))
+            g.steps.append(Multi(block))
+            g.n += 1
+            size_bytes += sum(len(argv[2]) + 40 for argv in block) + 30
+        else:
+            argv = long_set()
+            g.write(argv, tick=False)
+            size_bytes += len(argv[2]) + 40
+        if rng.random() < 0.05:
+            g.tick(rng.choice((100, 300)))
+    g.idle(1100)
+    torn = Crash(nth=1, op=FaultOp.WRITE, torn_bytes=rng.randrange(120, 900), path_glob=_AOF)
+    g.steps.append(ArmCrash(FaultPlan((torn,))))
+    g.steps.append(Multi(tuple(long_set() for _ in range(3))))
+    g.steps.append(Recover(model=PersistenceModel.PROCESS, downtime_ms=100))
+    stop = g.n + ops
+    while g.n < stop:
+        if rng.random() < 0.3:
+            g.steps.append(Multi((g.command(), g.command(), long_set())))
+            g.n += 1
+            g.maybe_tick()
+        else:
+            g.write()
+    g.idle(2500)
+    return g.steps
+
+
 WORKLOADS: dict[str, Workload] = {
     w.name: w
     for w in (
@@ -538,15 +579,19 @@ WORKLOADS: dict[str, Workload] = {
         Workload("auto-rewrite", "writes past a 4 KB auto-rewrite size: rewrites started by "
                  "the server itself", _auto_rewrite,
                  options=(("auto_rewrite_min_size_bytes", 4096),)),
+        Workload("big-aof", "an AOF past 128 KB torn inside a MULTI block, recovered (loaded in "
+                 "64 KB pieces), then a second epoch", _big_aof, "always"),
     )
 }
 
 # What ``aofcrash explore`` runs by default: (workload, policy, ops). Every named workload
 # under the policy its faults matter for, everysec and always both, the boundaries of the
 # contract among them (multi-key commands, big collections, faults in the rewrite done handler,
-# a second epoch after a recovery); under a minute on one core.
+# a second epoch after a recovery, an AOF loaded in several 64 KB pieces with a transaction
+# open at its tail); under a minute on one core.
 DEFAULT_SUITE: tuple[tuple[str, str, int], ...] = (
     ("rewrite", "everysec", 200),
+    ("big-aof", "always", 60),
     ("boundaries", "always", 150),
     ("boundaries", "everysec", 150),
     ("rewrite-faults", "always", 100),

@@ -21,6 +21,17 @@ and arms a crash at the k-th upcoming filesystem operation (k = 1..8: the done h
 append of the rewrite buffer, fsync, rename, close of the old file, directory fsync, and what
 follows) or a short write, ENOSPC or EIO on one of them. Labels ``boundary: ...`` count them.
 
+Liveness and the reference's own tool (rules no data rule of the contract can see; on the
+bundled reference only, raised as ``LivenessViolation`` / ``CheckAofDisagreement``, both
+``ModelDivergence`` so campaigns report them): ``rewrite_takes_effect`` finishes a running
+rewrite (faults armed or not: it must be over a cron period after its child ended or died), then
+with every fault cleared runs one more and requires its file to replace the AOF by a rename;
+``writes_resume`` clears every fault and requires a write to be accepted and acknowledged within
+the retry period once stalled fsyncs have ended (also run right after the "failed fsync while
+the AOF cannot grow" fault); before each recovery of the safe reference, ``check_aof_agrees``
+compares ``reference.check_aof`` with the loader on the crash image (same cut, or both refuse).
+Their reproductions replay the steps, but ``replay`` judges the data rules only.
+
 Capabilities: a target that is not a ``RewritingTarget`` gets the rewrite features switched off,
 and a target that declares the commands it implements (an optional ``commands`` attribute, a
 collection of upper-case names such as ``frozenset({b"SET", b"GET"})``; without it every
@@ -76,12 +87,16 @@ from harness.machine._steps import (
     Write,
 )
 from harness.machine._steps import Crash as CrashStep
+from harness.oracle import Outcome
 from harness.targets import Target, TargetFactory
 
 __all__ = [
     "FEATURES",
     "FEATURE_COMMANDS",
     "PROFILES",
+    "CheckAofDisagreement",
+    "LivenessViolation",
+    "check_aof_agrees",
     "make_state_machine",
     "target_commands",
     "unsupported_features",
@@ -199,6 +214,57 @@ def _gaps(target: Target, features: tuple[str, ...]) -> dict[str, str]:
         if commands is not None and missing:
             out[f] = "does not implement " + " ".join(m.decode() for m in missing)
     return out
+
+
+class LivenessViolation(ModelDivergence):
+    """A liveness rule of the state machine broke (no data rule sees these): a rewrite that
+    never ends or, with no fault armed, never replaces the AOF; writes still refused long after
+    every fault was cleared. A ModelDivergence, so campaigns report it as a finding; its
+    reproduction replays the steps, but replay judges only the data rules."""
+
+
+class CheckAofDisagreement(ModelDivergence):
+    """The reference's check-aof and its loader judge a crash image differently (whole,
+    truncated at another offset, or refused by one only). Checked before each recovery of the
+    safe reference, so the tool users run on such files is exercised by every campaign."""
+
+
+def check_aof_agrees(data: bytes, *, now_ms: int) -> str | None:
+    """None if ``reference.check_aof`` and the safe loader agree on the AOF `data`: both take
+    it whole, or both cut it at the same offset (a torn tail, an unfinished MULTI, an all-zero
+    tail) and count the same commands before it, or the loader refuses it and check-aof calls
+    it broken; else what differs."""
+    from reference import AofLoader, LoadError, check_aof
+
+    loader = AofLoader(now_ms=now_ms, rollback_multi=True)
+    try:
+        loader.feed(data)
+        valid: int | None = loader.finish().valid_offset_bytes
+    except LoadError:
+        valid = None
+    check = check_aof(data)
+    if valid is None:
+        return None if not check.valid else "the loader refuses the file, check-aof calls it valid"
+    if valid == len(data):
+        if not check.valid:
+            return f"the loader takes the whole file ({len(data)} bytes), check-aof: {check.reason}"
+        if loader.commands_read != check.commands:
+            return (f"the file holds {loader.commands_read} commands, check-aof counts "
+                    f"{check.commands}")
+        return None
+    if check.valid:
+        return f"the loader cuts the file at {valid} of {len(data)} bytes, check-aof: valid"
+    if check.last_valid_offset_bytes != valid:
+        return (f"the loader cuts the file at {valid} of {len(data)} bytes, check-aof at "
+                f"{check.last_valid_offset_bytes} ({check.reason})")
+    # The same prefix: the same number of commands in it (check-aof prints it).
+    prefix = AofLoader(now_ms=now_ms, rollback_multi=True)
+    prefix.feed(data[:valid])
+    prefix.finish()
+    if prefix.commands_read != check.commands:
+        return (f"the valid prefix ({valid} bytes) holds {prefix.commands_read} commands, "
+                f"check-aof counts {check.commands}")
+    return None
 
 
 KEYS = [b"k0", b"k1", b"k2", b"k3"]
@@ -571,6 +637,13 @@ def make_state_machine(
                 _event("boundary: a rewrite after a collection grew by 64+ items")
                 self._complete_rewrite()
 
+        # Calls, not properties: what the steps changed, not what mypy narrowed before them.
+        def _rewriting(self) -> bool:
+            return self.driver.rewriting
+
+        def _alive(self) -> bool:
+            return self.driver.alive
+
         def _complete_rewrite(self) -> bool:
             """Start a rewrite (unless one runs), let the child finish and the parent's done
             handler run (at the cron of the tick)."""
@@ -603,6 +676,47 @@ def make_state_machine(
             _event("rewrite: " + ("refused, one is running" if self.driver.rewriting
                                   else "started"))
             self._do(BgRewrite())
+
+        @precondition(lambda self: self._on("rewrite") and self.driver.config.target is None)
+        @rule()
+        def rewrite_takes_effect(self) -> None:
+            # Liveness (no data rule sees these): a rewrite whose child ran to its end (or
+            # died) is over one cron period later, faults or not; with every fault cleared, a
+            # rewrite's file replaces the AOF (not one that ends "successfully" while the old
+            # file stays and grows forever). A rewrite already running may have met the armed
+            # faults (a failed or killed child is fine): only that it ends is judged.
+            problem = None
+            if self.driver.rewriting:
+                if not self._complete_rewrite():
+                    return
+                if self._rewriting():
+                    problem = ("BGREWRITEAOF is still running after its child ran to its end "
+                               "(or was killed) and a cron period passed")
+            else:
+                self._do(ClearFaults())
+                if not self.driver.alive:
+                    return
+                mark = len(self.driver.disk.trace)
+                if not self._complete_rewrite():
+                    return
+                # The reference's AOF name (the rule runs on the reference only).
+                aof = str(getattr(getattr(self.driver.target, "server_config", None),
+                                  "aof_filename", "appendonly.aof"))
+                if self._rewriting():  # (a call: what the steps changed, not what mypy narrowed)
+                    problem = ("with no fault armed, BGREWRITEAOF is still running after its "
+                               "child ran to its end and a cron period passed")
+                elif not any(e.op.value == "rename" and e.result >= 0 and e.payload == aof
+                             for e in self.driver.disk.trace[mark:]):
+                    problem = ("with no fault armed, BGREWRITEAOF ended without its file "
+                               f"replacing {aof} (the old file stays and grows)")
+            _event("liveness: " + ("rewrite took effect" if problem is None else problem[:40]))
+            if problem is not None:
+                self.driver.failed = True
+                exc = LivenessViolation(f"liveness: {problem}",
+                                        self.driver.reproduction(outcome="liveness"))
+                if on_finding is not None:
+                    on_finding(exc)
+                raise exc
 
         @precondition(
             lambda self: self._on("rewrite") and self.driver.rewriting
@@ -692,6 +806,25 @@ def make_state_machine(
             _event(f"fault: IOFault {op.value}")
             self._do(InjectFaults(FaultPlan((IOFault(op=op, nth=nth, times=times),))))
 
+        @precondition(lambda self: self._on("io_error"))
+        @rule(op=st.sampled_from([FaultOp.FDATASYNC, FaultOp.FSYNC]), nth=st.integers(1, 2))
+        def fsync_fails_while_the_aof_cannot_grow(self, op: FaultOp, nth: int) -> None:
+            # A failed fsync while the AOF cannot grow (ENOSPC on its writes only): the write
+            # error and the fsync error are pending together, and the repair the fsync error
+            # starts (a new file from memory) succeeds while the write error stands. A write,
+            # the once-a-second fsync that fails; then, with the faults gone, the server must
+            # take writes again (``writes_resume``).
+            _event("fault: IOFault on fsync while the AOF cannot grow")
+            self._do(InjectFaults(FaultPlan((IOFault(op=op, nth=nth),
+                                             NoSpace(nth=1, path_glob="appendonly.aof")))))
+            for _ in range(2):
+                if self._alive():
+                    self._do(Write((b"SET", b"k1", b"disk-full")))
+                if self._alive():
+                    self._do(Tick(1100))
+            if self._alive() and self.driver.config.target is None:
+                self._writes_resume()
+
         @precondition(lambda self: self._on("slow_sync"))
         @rule(delay_ms=st.sampled_from([200, 1500, 3000]), nth=st.integers(1, 3))
         def inject_slow_sync(self, delay_ms: int, nth: int) -> None:
@@ -705,6 +838,42 @@ def make_state_machine(
         @rule()
         def clear_faults(self) -> None:
             self._do(ClearFaults())
+
+        @precondition(
+            lambda self: self.driver.alive and self.driver.config.target is None
+            and bool(self.enabled & {"short_write", "no_space", "io_error", "slow_sync"})
+        )
+        @rule()
+        def writes_resume(self) -> None:
+            self._writes_resume()
+
+        def _writes_resume(self) -> None:
+            # Liveness (no data rule sees it): once every fault is cleared, a server that
+            # refused writes (MISCONF after a failed write or fsync) or held their replies
+            # accepts and acknowledges them again within its retry period, once any stalled
+            # fsync has ended (stalls are serial: at most three of 3 s are armed at a time).
+            # A server that stopped is not judged here.
+            self._do(ClearFaults())
+            for refused, wait_ms in enumerate((10_000, 1_100)):
+                if not self._alive():
+                    return
+                self._do(Tick(wait_ms))
+                if not self._alive():
+                    return
+                self._do(Write((b"SET", b"k0", b"after-faults")))
+                entry = self.driver.history.entries[-1]
+                if entry.outcome is Outcome.OK:  # refused (ERROR) or held (UNKNOWN): not yet
+                    _event("liveness: writes resumed" + (" after a retry" if refused else ""))
+                    return
+            problem = ("writes are still refused or unacknowledged 11 s after every fault was "
+                       "cleared (the write error or failed fsync is never retried or cleared)")
+            _event("liveness: writes never resume")
+            self.driver.failed = True
+            exc = LivenessViolation(f"liveness: {problem}",
+                                    self.driver.reproduction(outcome="liveness"))
+            if on_finding is not None:
+                on_finding(exc)
+            raise exc
 
         @precondition(lambda self: self._on("crash_mid_op"))
         @rule(nth=st.integers(1, 6), op=st.sampled_from([FaultOp.ANY, FaultOp.WRITE,
@@ -756,9 +925,35 @@ def make_state_machine(
             if "crash_during_recovery" in self.enabled:
                 again = data.draw(st.one_of(st.none(), st.integers(1, 4)), label="again")
             _event(f"recover: {model.value}")
+            self._check_aof_agrees(model, choice, downtime_ms)
             self._run(Recover(model=model, choice=choice, downtime_ms=downtime_ms,
                               crash_during_recovery_op=again))
             _event("outcome: " + ("unavailable" if self.driver.unavailable else "consistent"))
+
+        def _check_aof_agrees(self, model: PersistenceModel, choice: Any,
+                              downtime_ms: int) -> None:
+            # The safe reference's own check-aof on the image this recovery will load (a
+            # Redis-format AOF the reference wrote; other targets' files are their own).
+            config = self.driver.config
+            if config.target is not None or config.profile != "safe" or config.defects:
+                return
+            aof = str(getattr(getattr(self.driver.target, "server_config", None),
+                              "aof_filename", "appendonly.aof"))
+            data = self.driver.disk.crash(model, choice).get(aof)
+            if not data:
+                return
+            problem = check_aof_agrees(bytes(data),
+                                       now_ms=self.driver.clock.now_ms + downtime_ms)
+            _event("check-aof: " + ("agrees with the loader" if problem is None
+                                    else "disagrees"))
+            if problem is not None:
+                self.driver.failed = True
+                exc = CheckAofDisagreement(
+                    f"check-aof disagrees with the loader on the {model.value} crash image: "
+                    f"{problem}", self.driver.reproduction(outcome="check-aof"))
+                if on_finding is not None:
+                    on_finding(exc)
+                raise exc
 
         @precondition(lambda self: self.driver.unavailable is not None)
         @rule()

@@ -1,0 +1,96 @@
+"""`aofcrash explore` without --workload: the explorer's default suite, one combined result."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.cli import main
+from harness.explore import DEFAULT_SUITE, WORKLOADS, suite_config
+
+# Small but real: every run of the suite with a few writes, one worker, the process model.
+SMALL = ["--ops", "3", "--workers", "1", "--model", "process", "--progress", "never"]
+
+
+def test_the_suite_and_its_configs_are_public_names_of_harness_explore() -> None:
+    assert all(workload in WORKLOADS for workload, _, _ in DEFAULT_SUITE)
+    config = suite_config("auto-rewrite", "always")
+    assert config.policy == "always"
+    assert config.auto_rewrite_min_size_bytes == 4096
+
+
+def test_explore_without_a_workload_runs_every_run_of_the_default_suite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["explore", *SMALL, "--json", "--reports", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert out["status"] == "ok"
+    assert [(r["workload"], r["policy"]) for r in out["suite"]] == [
+        (w, p) for w, p, _ in DEFAULT_SUITE]
+    assert out["runs"] == len(DEFAULT_SUITE)
+    assert out["states"] == sum(r["states"] for r in out["suite"]) > 0
+    report = json.loads(Path(out["report"]).read_text(encoding="utf-8"))
+    assert report["run"]["workload"] == "default suite"
+    assert len(report["configurations"]) == len(DEFAULT_SUITE)
+
+
+def test_the_suite_prints_a_line_per_run_and_the_totals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["explore", *SMALL, "--policy", "no", "--reports", str(tmp_path)])
+    lines = capsys.readouterr().out.splitlines()
+    runs = [(w, p) for w, p, _ in DEFAULT_SUITE if p == "no"]
+    assert code == 0
+    assert lines[0].startswith(f"explore: the default suite, {len(runs)} runs")
+    for workload, policy in runs:
+        assert any(line.startswith(f"  {workload} ({policy}, ops=3):") for line in lines)
+    assert any(line.startswith("total: ") for line in lines)
+    assert "no violation" in lines
+
+
+def test_policy_without_a_workload_keeps_only_that_policys_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["explore", *SMALL, "--policy", "always", "--json", "--reports",
+                 str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    expected = [w for w, p, _ in DEFAULT_SUITE if p == "always"]
+    assert expected and len(expected) < len(DEFAULT_SUITE)
+    assert [r["workload"] for r in out["suite"]] == expected
+    assert {r["policy"] for r in out["suite"]} == {"always"}
+
+
+def test_a_violation_in_any_run_of_the_suite_exits_1_with_a_replayable_reproduction(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["explore", *SMALL, "--policy", "always", "--model", "power",
+                 "--defect", "reply-before-fsync", "--max-reproductions", "2", "--json",
+                 "--reports", str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 1
+    assert out["status"] == "violation"
+    assert out["violating_states"] == sum(r["violating_states"] for r in out["suite"]) > 0
+    # Ids and causes stay unique across runs; each violation names its run's workload.
+    assert len({f["id"] for f in out["findings"]}) == len(out["findings"])
+    assert len({g["group"] for g in out["groups"]}) == len(out["groups"])
+    assert {f["workload"] for f in out["findings"]} <= {w for w, _, _ in DEFAULT_SUITE}
+    written = [f["reproduction"] for f in out["findings"] if f.get("reproduction")]
+    assert 1 <= len(written) <= 2
+    run_dir = Path(out["report"]).parent
+    assert main(["replay", str(run_dir / written[0])]) == 1
+
+
+def test_a_named_workload_still_runs_alone(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["explore", "--workload", "mixed", *SMALL, "--json", "--reports",
+                 str(tmp_path)])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert "suite" not in out and "runs" not in out
+    report = json.loads(Path(out["report"]).read_text(encoding="utf-8"))
+    assert report["run"]["workload"] == "mixed (ops=3, seed=0)"
+    assert report["run"]["policy"] == "everysec"
