@@ -4,6 +4,8 @@ Prints (min / median / max over --runs):
 * fuzz: examples/s of the safe reference over every policy with ``max_examples`` fixed, with 1
   worker and with every core, and the ratio (goal on this 2-core machine: >= 1.8x);
 * explore (when the explorer takes ``workers``): states/s with 1 worker vs every core;
+* the machine's own ceiling, the peer for both ratios: a pure-Python loop and an allocation
+  loop run once alone and ``cores`` times at once (the explorer is allocation-bound);
 * the example database: seconds per example with a directory database vs none, one worker.
 
 Usage: .venv/bin/python benchmarks/scaling.py [--examples 200] [--runs 3]
@@ -43,6 +45,38 @@ def _fuzz_rate(examples: int, workers: int, database: str | None) -> float:
     return result.examples / elapsed
 
 
+def _spin(_: int) -> float:
+    started = time.perf_counter()
+    total = 0
+    for i in range(10_000_000):
+        total += i
+    return time.perf_counter() - started
+
+
+def _allocate(_: int) -> float:
+    started = time.perf_counter()
+    table = {i: bytes(64) for i in range(2_000_000)}
+    del table
+    return time.perf_counter() - started
+
+
+def _machine_ceiling(cores: int) -> None:
+    """The peer: what `cores` processes gain here on plain Python work, CPU-bound and
+    allocation-bound (a shared VM can give far less than `cores` x)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for name, job in (("pure-Python loop", _spin), ("allocation loop", _allocate)):
+        with context.Pool(1) as pool:
+            alone = pool.map(job, [0])[0]
+        with context.Pool(cores) as pool:
+            started = time.perf_counter()
+            pool.map(job, range(cores))
+            together = time.perf_counter() - started
+        print(f"machine ceiling, {name:17} {cores * alone / together:8.2f}x  "
+              f"({cores} jobs at once vs one)")
+
+
 def _stats(values: list[float]) -> str:
     return (f"{min(values):8.1f} / {statistics.median(values):8.1f} / {max(values):8.1f}")
 
@@ -56,6 +90,7 @@ def main() -> None:
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     print(f"machine: {cores} cores; {args.runs} runs each; min / median / max")
+    _machine_ceiling(cores)
 
     one = [_fuzz_rate(args.examples, 1, None) for _ in range(args.runs)]
     every = [_fuzz_rate(args.examples, cores, None) for _ in range(args.runs)]

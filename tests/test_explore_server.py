@@ -58,17 +58,10 @@ def _needs(server: str) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-    """The real explore parser with the --server options added, as the CLI wires it."""
-    from harness.cli._common import Parser
-    from harness.cli._explore import add_parser
-    from harness.cli._explore_server import add_server_arguments
+    """The real aofcrash parser: explore carries the --server options."""
+    from harness.cli import build_parser
 
-    top = Parser(prog="aofcrash")
-    sub = top.add_subparsers(dest="command")
-    add_parser(sub)
-    explore = sub.choices["explore"]
-    add_server_arguments(explore)
-    return top
+    return build_parser()
 
 
 def _run_cli(argv: list[str]) -> int:

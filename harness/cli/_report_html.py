@@ -427,6 +427,8 @@ def _violation_card(v: dict[str, Any], group: dict[str, Any], plots: Any) -> str
                      "test for pytest.</p>")
     elif v.get("reproduce"):
         parts.append(f"<h4>Re-run it</h4><pre class='cmd'>{_e(v['reproduce'])}</pre>")
+        if v.get("cause"):  # verify: the ingredients it needs, from re-runs without each
+            parts.append(f"<h4>What it needs</h4><p>{_e(v['cause'])}</p>")
     if v.get("study_error"):
         parts.append(f"<p class='muted'>replay for the report failed: {_e(v['study_error'])}</p>")
     parts.append("<details><summary>the oracle's full text</summary>"

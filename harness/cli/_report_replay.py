@@ -103,6 +103,15 @@ RULE_WORDS: dict[str, str] = {
         "A read returned something the independent model says it cannot: a bug in the "
         "server (or in the model)."
     ),
+    "liveness": (
+        "The server stopped making progress without a fault to blame: a rewrite that never "
+        "ends or never replaces the AOF, or writes still refused long after every fault was "
+        "cleared (a state-machine rule of the bundled reference, outside the crash contract)."
+    ),
+    "check-aof": (
+        "check-aof and the loader judged the same crash image differently: the repair tool "
+        "users run on such files would cut, keep or refuse what the server does not."
+    ),
 }
 
 _SHOWN_OPS = frozenset({"write", "fsync", "fdatasync", "fsync_failed", "ftruncate", "rename",

@@ -68,7 +68,8 @@ def add_parser(sub: Any) -> None:
                    help="writes per trial (default 200)")
     p.add_argument("--fault", choices=list(FAULTS), default="none",
                    help="inject one seeded fault per trial through the FUSE mount, armed during "
-                   "the workload on an operation it reaches (the report counts where it fired)")
+                   "the workload on an operation it reaches (the report counts where it fired); "
+                   "kill-child sends a BGREWRITEAOF and SIGKILLs its rewrite child")
     p.add_argument("--rewrite", action="store_true", help="BGREWRITEAOF during each trial")
     p.add_argument("--margin-ms", type=nonnegative_int, default=500,
                    help="added to the 2000 ms everysec window for scheduling noise (default 500)")
@@ -84,6 +85,14 @@ def add_parser(sub: Any) -> None:
     availability_args(p)
     p.add_argument("--workers", type=workers_arg, default=0, metavar="N",
                    help="run trials in N processes (default 0: one per core)")
+    p.add_argument("--no-attribution", dest="attribution", action="store_false",
+                   help="do not re-check violating trials for their causes (by default each "
+                   "one is re-run with the fault, strict metadata and the rewrite taken out in "
+                   "turn, and the report says which of them it needs)")
+    p.add_argument("--attribution-repeats", type=positive_int, default=3, metavar="N",
+                   help="re-runs per variant when attributing causes: a variant counts as "
+                   "violating at its first recurrence (default 3; outcomes can depend on "
+                   "timing)")
     p.add_argument("--findings", type=Path, default=None, metavar="DIR",
                    help="also write each violating trial to DIR/<name>.json and .html "
                    "(e.g. reports/findings), with the command line that re-runs it")
@@ -141,7 +150,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
         bar.update(done, f"trial {done}/{config.trials}  {trial.outcome:<11} violations {bad}")
 
     try:
-        result = run_verify(config, progress=on_trial, workers=resolve_workers(args.workers))
+        result = run_verify(config, progress=on_trial, workers=resolve_workers(args.workers),
+                            attribution=args.attribution,
+                            attribution_repeats=args.attribution_repeats)
     except VerifyEnvironmentError as exc:
         raise UsageError(str(exc)) from None
     finally:
@@ -160,7 +171,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     totals = report["totals"]
     if args.json:
         findings = [
-            {key: v[key] for key in ("rule", "trial", "text", "reproduce")}
+            {key: v[key] for key in ("rule", "trial", "text", "reproduce", "cause")}
             for v in report["violations"]
         ]
         print(json.dumps({
@@ -188,33 +199,42 @@ def cmd_verify(args: argparse.Namespace) -> int:
         )
         for v in report["violations"]:
             print(f"reproduce: {v['reproduce']}")
+            if v["cause"]:
+                print(f"  cause: {v['cause']}")
         print(f"report: {html_path}")
     return EXIT_VIOLATION if report["violations"] else EXIT_OK
 
 
-def _write_findings(directory: Path, report: dict[str, Any]) -> list[Path]:
-    """One finding file pair per violating trial: the report reduced to that trial."""
+def _write_findings(
+    directory: Path, report: dict[str, Any], *, name: str | None = None, first_only: bool = False
+) -> list[Path]:
+    """One finding file pair per violating trial: the report reduced to that trial. `name`
+    (with `first_only`: one finding, e.g. one per cell of a findings matrix) replaces the name
+    made of the run's settings, the trial and the rule."""
     from harness.cli._report import REPORT_FORMAT, render_html, slug, write_atomic
 
     run = report["run"]
-    written = []
+    written: list[Path] = []
     rows = {row["trial"]: row for row in report["configurations"]}
     for v in report["violations"]:
+        if first_only and written:
+            break
         parts = [run["server"], run["policy"], run["model"], run["fault"],
                  *(["rewrite"] if run["rewrite"] else []), f"seed{run['seed']}",
                  f"trial{v['trial']}", v["rule"]]
-        name = "-".join(slug(str(part)) for part in parts)
+        stem = name if name is not None and first_only else "-".join(
+            slug(str(part)) for part in parts)
         finding = {
             "format": REPORT_FORMAT,
             "command": "verify",
-            "run_id": f"finding {name} (from {report['run_id']})",
+            "run_id": f"finding {stem} (from {report['run_id']})",
             "run": {**run, "reproduce": v["reproduce"]},
             "totals": {"trials": 1, "violations": 1},
             "configurations": [rows[v["trial"]]],
             "violations": [v],
         }
-        path = directory / f"{name}.json"
+        path = directory / f"{stem}.json"
         write_atomic(path, json.dumps(finding, indent=1, sort_keys=True, default=str) + "\n")
-        write_atomic(directory / f"{name}.html", render_html(finding))
+        write_atomic(directory / f"{stem}.html", render_html(finding))
         written.append(path)
     return written

@@ -43,7 +43,13 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from faults import PersistenceModel
 from harness.machine._driver import ContractViolation, ModelDivergence
-from harness.machine._machine import PROFILES, make_state_machine, unsupported_features
+from harness.machine._machine import (
+    PROFILES,
+    CheckAofDisagreement,
+    LivenessViolation,
+    make_state_machine,
+    unsupported_features,
+)
 from harness.machine._steps import Reproduction, RunConfig
 
 __all__ = [
@@ -323,6 +329,11 @@ def _run_slice(
     except ContractViolation as exc:
         rules = sorted({v.rule.value for v in exc.verdict.violations})
         return Finding("violation", config, str(exc), rules, exc.reproduction, seed, 0.0)
+    except LivenessViolation as exc:
+        return Finding("violation", config, str(exc), ["liveness"], exc.reproduction, seed, 0.0)
+    except CheckAofDisagreement as exc:
+        return Finding("violation", config, str(exc), ["check-aof"], exc.reproduction, seed,
+                       0.0)
     except ModelDivergence as exc:
         return Finding("divergence", config, str(exc), ["model-divergence"], exc.reproduction,
                        seed, 0.0)

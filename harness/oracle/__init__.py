@@ -91,6 +91,12 @@ and ``power-posix-metadata``, which differ only in which metadata survives):
    sectors, where refusing is the right answer for a file without checksums), or the caller
    opts out (``allow_unavailable``, the CLI's ``--allow-unavailable``).
 
+Outside the contract: the state machines also check, on the bundled reference only, liveness
+(a rewrite ends and, with no fault armed, replaces the AOF; writes are accepted again once
+every fault is cleared) and that ``reference.check_aof`` agrees with the loader on each crash
+image. Those are progress and tooling checks, not crash consistency; campaigns report them as
+``liveness`` and ``check-aof`` findings (harness/machine/_machine.py).
+
 Real servers: their expiry times are re-derived from relative TTLs, so
 ``expiry_tolerance_ms`` lets expiry times differ by up to that much and lets a key whose
 expiry lies within it of T be present or absent.

@@ -35,6 +35,25 @@ after the last batch, it waits up to ``_FIRE_WAIT_S`` for the background fsync).
 server cannot reach (a slow fsync under ``no``, which never fsyncs the AOF without a rewrite)
 is not armed, and the trial says so.
 
+Faults (``FAULTS``): ``short-write``, ``no-space`` (ENOSPC), ``io-error`` (EIO on a write or,
+in two thirds of the trials, on a sync), ``fsync-error`` (the same draws, always on a sync: EIO
+1-2 times, then success), ``slow-sync``, ``kill-child``: a BGREWRITEAOF is sent with the batch
+where the fault is placed (ahead of the kill's batch) and its rewrite child is SIGKILLed a
+seeded 0-4 ms after that batch's replies; so that a small keyspace's child is still alive then,
+the child's fsync of its own temp file (``temp-rewriteaof-<pid>.aof``) is held for 400 ms (a
+stall off the persistence path: it does not widen the everysec window).
+
+Cause attribution (``attribute_trial``; on by default in ``run_verify``, ``--no-attribution``
+in the CLI): a violating trial is re-run as it was (a violation that does not come back in a
+few re-runs is timing-dependent and is not attributed), then once per ingredient with that
+ingredient taken out: the fault (drawn and placed exactly as before, never armed), a strict
+metadata model (``power``, ``power-posix-metadata``) replaced by ``power-eager-metadata``, the
+rewrite. A variant re-runs up to ``attribution_repeats`` times and counts as recurring at its
+first violation of a rule the trial broke. An ingredient is *needed* when the violation never
+recurred without it, so a loss that also happens without the fault (e.g. a missing directory
+fsync under strict metadata) does not name the fault as a cause. A fault that never fired in
+the trial is not needed (no re-run).
+
 Kill placement under ``everysec``: the kill lands after at least ``window + margin + 500 ms`` of
 the workload's schedule (when the schedule is that long), so that some entries must survive; an
 injected write/sync error widens the window by a retry period each (oracle rule 2), so with such
@@ -73,6 +92,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import enum
+import json
 import math
 import multiprocessing
 import os
@@ -83,12 +103,13 @@ import signal
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final, TypeAlias
 
 import hiredis
+import psutil
 
 from faults import (
     Clock,
@@ -135,26 +156,38 @@ from harness.targets._servers import (
 __all__ = [
     "FAULTS",
     "IMAGES",
+    "INGREDIENTS",
     "MODELS",
     "OUTCOMES",
     "POLICIES",
     "SERVERS",
+    "Ablation",
+    "Attribution",
     "Dumper",
     "Launcher",
     "TrialResult",
     "VerifyConfig",
     "VerifyEnvironmentError",
     "VerifyResult",
+    "attribute_trial",
     "check_environment",
     "run_trial",
     "run_verify",
     "verify_report",
+    "worker_pool",
 ]
 
 SERVERS: Final = SERVER_PRESETS  # or a path to a binary, or a command template (server_cmd)
 POLICIES: Final = ("always", "everysec", "no")
-MODELS: Final = ("process", "power", "power-eager-metadata")
-FAULTS: Final = ("none", "short-write", "no-space", "io-error", "slow-sync")
+MODELS: Final = ("process", "power", "power-posix-metadata", "power-eager-metadata")
+# "fsync-error": io-error always on a sync (EIO 1-2 times, then success); "kill-child": a
+# BGREWRITEAOF during the workload whose rewrite child is SIGKILLed.
+FAULTS: Final = ("none", "short-write", "no-space", "io-error", "fsync-error", "slow-sync",
+                 "kill-child")
+# What cause attribution can take out of a violating trial, one at a time (``run_trial``'s
+# `without`; "metadata" replaces a strict metadata model by ``power-eager-metadata``).
+INGREDIENTS: Final = ("fault", "metadata", "rewrite")
+_STRICT_METADATA: Final = ("power", "power-posix-metadata")
 # A trial's outcome. "not-exercised": an everysec trial in which no entry had to survive.
 OUTCOMES: Final = ("consistent", "not-exercised", "unavailable", "violation")
 # Power-model crash images: "drawn" with SimDisk's default ImageLimits (sector-aligned
@@ -179,6 +212,11 @@ _HOUR_S: Final = 3600
 _SYNC_LEAD_S: Final = 1.3
 # Under everysec, how long to wait after the last batch for an armed fault to fire.
 _FIRE_WAIT_S: Final = 1.5
+# kill-child: the rewrite child's own temp file (Redis, Valkey, the reference; not the parent's
+# temp-rewriteaof-bg-*), whose fsync is held this long so the child is still alive to be
+# killed (a small keyspace is rewritten in a millisecond).
+_CHILD_TEMP_GLOB: Final = "temp-rewriteaof-[0-9]*"
+_CHILD_HOLD_MS: Final = 400
 
 
 class VerifyEnvironmentError(RuntimeError):
@@ -336,6 +374,7 @@ class TrialResult:
     fault_armed_at: int | None = None  # entries sent when the fault was armed
     fault_note: str = ""  # why a fault asked for was not armed
     aof_files: list[tuple[str, int]] = field(default_factory=list)  # at the crash: (path, bytes)
+    attribution: Attribution | None = None  # violations only: which ingredients it needs
 
     @property
     def fault_fired(self) -> bool:
@@ -362,6 +401,8 @@ class TrialResult:
         if self.fault_asked:
             head += f" fault={'fired' if self.fault_fired else 'not fired'}"
         body = [v.render() for v in self.violations]
+        if self.attribution is not None:
+            body.append(f"  cause: {self.attribution.summary()}")
         if self.outcome == "not-exercised":
             body.append("  not exercised: no acknowledged entry was old enough that it had to "
                         "survive (everysec frontier is empty)")
@@ -386,6 +427,7 @@ class TrialResult:
             "aof_files": "; ".join(f"{name} ({size} B)" for name, size in self.aof_files),
             "acknowledged_then_unavailable": self.unavailable_after_ack,
             "server_reason": self.recovery.unavailable_reason,
+            "cause": None if self.attribution is None else self.attribution.summary(),
             "seconds": round(self.elapsed_s, 3),
         }
 
@@ -398,6 +440,7 @@ class VerifyResult:
     elapsed_s: float
     server_name: str = ""
     workers: int = 1
+    attribution_s: float = 0.0  # of elapsed_s: re-running violating trials for their causes
 
     def count(self, outcome: str) -> int:
         return sum(1 for t in self.trials if t.outcome == outcome)
@@ -499,8 +542,10 @@ class _FaultDraw:
 
     @property
     def errors(self) -> int:
-        """How many failed operations it injects (slow syncs fail none)."""
-        return 0 if self.kind == "slow-sync" else 1 if self.kind == "short-write" else self.times
+        """How many failed operations it injects (slow syncs and a killed child fail none)."""
+        if self.kind in ("slow-sync", "kill-child"):
+            return 0
+        return 1 if self.kind == "short-write" else self.times
 
     @property
     def syncs(self) -> bool:
@@ -539,12 +584,15 @@ class _FaultDraw:
 def _draw_fault(rng: random.Random, fault: str) -> _FaultDraw | None:
     if fault == "none":
         return None
+    # The same draws for every fault (a trial's workload does not depend on the fault kind).
     return _FaultDraw(
-        kind=fault, position=rng.random(), nth=1 + rng.randrange(3),
+        kind="io-error" if fault == "fsync-error" else fault, position=rng.random(),
+        nth=1 + rng.randrange(3),
         times=rng.randrange(1, 6) if fault == "no-space" else rng.randrange(1, 3),
         written_bytes=rng.randrange(1, 40),
         partial_bytes=rng.choice([None, rng.randrange(1, 40)]),
-        on_sync=rng.randrange(3) != 0, delay_ms=rng.choice([500, 1500, 3000]),
+        on_sync=rng.randrange(3) != 0 or fault == "fsync-error",
+        delay_ms=rng.choice([500, 1500, 3000]),
     )
 
 
@@ -933,6 +981,11 @@ class _Site:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
+def _holds_child(fault: PlanFault) -> bool:
+    """The kill-child fault's stall of the rewrite child's fsync (not a fault of its own)."""
+    return isinstance(fault, SlowSync) and fault.path_glob == _CHILD_TEMP_GLOB
+
+
 def _log_tail(server: Any, lines: int = 12) -> list[str]:
     try:
         return [line for line in server.log_lines() if line.strip()][-lines:]
@@ -974,10 +1027,21 @@ def run_trial(
     *,
     launcher: Launcher | None = None,
     dump: Dumper | None = None,
+    without: Collection[str] = (),
 ) -> TrialResult:
     """Run trial `index` of `config` (its workload, faults and crash depend only on the seed
-    and the index). Every process and mount it starts is gone when it returns or raises."""
+    and the index). Every process and mount it starts is gone when it returns or raises.
+
+    `without` takes ingredients out of the same trial (cause attribution): "fault" draws the
+    fault and places the kill exactly as with it but never arms it; "rewrite" sends no
+    BGREWRITEAOF. Everything else (workload, batches, kill, crash image seeds) is unchanged.
+    """
     from harness.targets._servers import ServerRefusedToStart, ServerStartTimeout
+
+    removed = frozenset(without)
+    if not removed <= {"fault", "rewrite"}:
+        raise ValueError(f"without: only 'fault' and 'rewrite' (a model change replaces "
+                         f"strict metadata), got {sorted(removed)!r}")
 
     if launcher is None:
         launcher = _launcher_for(_spec(config))
@@ -1003,9 +1067,6 @@ def run_trial(
     idle_s = 0.0
     if config.policy == "everysec" and rng.randrange(3) == 0:
         idle_s = (config.window_ms + config.margin_ms + 500) / 1000
-    # The rest of the stream is the workload and its batches, drawn as they are sent.
-    batches = _batch_stream(rng, _workload_stream(rng, config.ops, rewrite_at=rewrite_at),
-                            config.batch_max)
     entry_pause_s = config.workload_duration_ms / 1000 / config.ops
     arm_entry: int | None = None  # the fault is armed before the batch holding this entry
     if draw is not None:
@@ -1018,8 +1079,23 @@ def run_trial(
                 if kill_at - math.ceil(window_s / entry_pause_s) > 1:
                     lead_s = max(lead_s, window_s)
             last = kill_at - math.ceil(lead_s / entry_pause_s)
+        if draw.kind == "kill-child" and last - config.batch_max > 1:
+            last -= config.batch_max  # the rewrite's batch completes before the kill's batch
         first = 1 if last > 1 else 0  # after the first batch: the server is writing by then
         arm_entry = first + int(draw.position * max(1, last - first))
+    kill_child = draw is not None and draw.kind == "kill-child"
+    if kill_child:
+        rewrite_at = arm_entry  # the BGREWRITEAOF whose child is killed
+    if "rewrite" in removed:
+        rewrite_at = None
+        kill_child = False
+    if "fault" in removed:
+        arm_entry = None
+        kill_child = False
+    child_hold = SlowSync(delay_ms=_CHILD_HOLD_MS, path_glob=_CHILD_TEMP_GLOB)
+    # The rest of the stream is the workload and its batches, drawn as they are sent.
+    batches = _batch_stream(rng, _workload_stream(rng, config.ops, rewrite_at=rewrite_at),
+                            config.batch_max)
 
     started = time.monotonic()
     history = History()
@@ -1036,11 +1112,14 @@ def run_trial(
     fault_note = ""
     workload_start = 0
     aof_files: list[tuple[str, int]] = []
+    child_kills: list[str] = []  # kill-child: what was killed, for `fired`
 
     def note_fired(at_ms: int) -> None:
         nonlocal seen_fired
         fired = site.fired()
         for f in fired[seen_fired:]:
+            if _holds_child(f.fault):
+                continue  # not on the persistence path: the child is killed during it
             if isinstance(f.fault, SlowSync):
                 # The stall started at or before now: placing it now only widens the window.
                 stalls.append((at_ms, f.fault.delay_ms))
@@ -1065,6 +1144,27 @@ def run_trial(
     def waiting_for_fault() -> bool:
         return armed is not None and not site.fired()
 
+    def kill_rewrite_child() -> None:
+        """kill-child: SIGKILL the rewrite child the batch's BGREWRITEAOF forked (a seeded
+        0-4 ms after its reply), or say why it could not be."""
+        nonlocal fault_note
+        assert draw is not None
+        delay_ms = 2 * (draw.nth - 1)
+        if delay_ms:
+            time.sleep(delay_ms / 1000)
+        killed = []
+        for child in server.fork_children():
+            with contextlib.suppress(psutil.Error):
+                child.kill()
+                killed.append(child.pid)
+        if killed:
+            child_kills.append(f"KillChild: rewrite child {killed[0]} SIGKILLed {delay_ms} ms "
+                               "after the BGREWRITEAOF batch was acknowledged")
+            run.events["rewrite child killed"] += 1
+        else:
+            fault_note = "not fired: the rewrite child had finished before it could be killed"
+            run.events["fault not fired: rewrite child already gone"] += 1
+
     try:
         server = launcher(site.data_dir, site.log_path, config.policy)
         server.start()
@@ -1079,6 +1179,7 @@ def run_trial(
         for batch, writes in batches:
             try:
                 if arm_entry is not None and armed_at is None and not fault_note \
+                        and draw is not None and draw.kind != "kill-child" \
                         and sent + writes > arm_entry:
                     arm(sent)
                 last_batch = sent + writes > kill_at
@@ -1090,6 +1191,9 @@ def run_trial(
                 if last_batch and idle_s:
                     time.sleep(idle_s)
                     run.events["idle before the kill"] += 1
+                rewrites = any(item.kind is _Kind.REWRITE for item in batch)
+                if kill_child and rewrites and site.mount is not None:
+                    site.arm(child_hold)  # before BGREWRITEAOF: the child's fsync waits
                 run.queue(batch, conn)
                 sent += writes
                 if last_batch:
@@ -1098,6 +1202,8 @@ def run_trial(
                         time.sleep(kill_delay_s)
                     break
                 run.read(conn)
+                if kill_child and rewrites:
+                    kill_rewrite_child()
                 if entry_pause_s:
                     time.sleep(entry_pause_s * writes)
             except _ServerGone:
@@ -1209,13 +1315,151 @@ def run_trial(
         errors=counts[Outcome.ERROR], crash_ms=crash_ms, recovery_ms=recovery_ms,
         crash_image=image_kind,
         crash_choice=None if choice is None else choice.to_dict(),
-        faults=FaultPlan((armed,)).to_json() if armed is not None else "",
-        fired=[f"{type(f.fault).__name__} on {f.path}: {f.effect}" for f in site.fired()],
+        faults=(FaultPlan((armed,)).to_json() if armed is not None
+                else json.dumps({"kill_child": {"before_entry": arm_entry}})
+                if kill_child else ""),
+        fired=[f"{type(f.fault).__name__} on {f.path}: {f.effect}" for f in site.fired()
+               if not _holds_child(f.fault)] + child_kills,
         events=run.events, elapsed_s=time.monotonic() - started,
         server_died_early=died_early, log_tail=log_tail, history=history,
-        fault_asked=draw is not None, fault_armed_at=armed_at, fault_note=fault_note,
+        fault_asked=draw is not None and "fault" not in removed,
+        fault_armed_at=arm_entry if kill_child else armed_at, fault_note=fault_note,
         aof_files=aof_files,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Cause attribution: the same violating trial again, one ingredient taken out at a time
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One ingredient taken out of a violating trial and what the re-runs of it showed."""
+
+    ingredient: str  # one of INGREDIENTS
+    label: str  # what it is in this run: "fault io-error", "strict metadata (power)", ...
+    runs: int  # re-runs made (they stop at the first that recurs)
+    recurred: int  # re-runs that broke one of the rules the trial broke
+    outcomes: tuple[str, ...] = ()  # each re-run's outcome, with the rules it broke
+    reason: str = ""  # why no re-run was needed (e.g. the fault never fired)
+
+    @property
+    def needed(self) -> bool:
+        """The violation did not come back without it."""
+        return self.recurred == 0 and not self.reason
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ingredient": self.ingredient, "label": self.label, "needed": self.needed,
+                "runs": self.runs, "recurred": self.recurred, "outcomes": list(self.outcomes),
+                "reason": self.reason or None}
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Which ingredients a violating trial needs: each one taken out in turn, the trial re-run
+    (same seed, same index) up to `repeats` times. First the trial is re-run as it was: a
+    violation that does not come back as is is timing-dependent and not attributed."""
+
+    rules: tuple[str, ...]
+    repeats: int
+    as_is_runs: int
+    as_is_recurred: int
+    ablations: tuple[Ablation, ...] = ()
+
+    @property
+    def reproducible(self) -> bool:
+        return self.as_is_recurred > 0
+
+    @property
+    def needs(self) -> list[str]:
+        """Labels of the ingredients without which the violation did not come back."""
+        return [a.label for a in self.ablations if a.needed] if self.reproducible else []
+
+    @property
+    def happens_without(self) -> list[str]:
+        """Labels of the ingredients without which it still came back (not causes)."""
+        return [a.label for a in self.ablations if not a.needed] if self.reproducible else []
+
+    def summary(self) -> str:
+        """One line: "needs: fault io-error, strict metadata (power)", "happens without the
+        fault io-error", or why it is not attributed."""
+        if not self.reproducible:
+            return (f"not attributed: it did not recur in {self.as_is_runs} re-run(s) of the "
+                    "same trial (timing-dependent)")
+        parts = []
+        if self.needs:
+            parts.append("needs: " + ", ".join(self.needs))
+        for ablation in self.ablations:
+            if not ablation.needed:
+                why = f" ({ablation.reason})" if ablation.reason else ""
+                parts.append(f"happens without the {ablation.label}{why}")
+        if not self.ablations:
+            parts.append("needs: only the workload and the crash (no fault, rewrite or strict "
+                         "metadata to take out)")
+        elif not self.needs:
+            parts.append("needs none of them")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"summary": self.summary(), "rules": list(self.rules), "repeats": self.repeats,
+                "reproducible": self.reproducible, "as_is_runs": self.as_is_runs,
+                "as_is_recurred": self.as_is_recurred, "needs": self.needs,
+                "happens_without": self.happens_without,
+                "ablations": [a.to_dict() for a in self.ablations]}
+
+
+def _rewrite_in(config: VerifyConfig) -> bool:
+    return config.rewrite or config.fault == "kill-child"
+
+
+def attribute_trial(
+    config: VerifyConfig,
+    trial: TrialResult,
+    *,
+    repeats: int = 3,
+    launcher: Launcher | None = None,
+    dump: Dumper | None = None,
+) -> Attribution:
+    """Re-check violating `trial` of `config` with one ingredient taken out at a time: the
+    injected fault (drawn and placed as before, never armed), a strict metadata model
+    (``power``, ``power-posix-metadata``) replaced by ``power-eager-metadata``, the rewrite.
+    Each variant runs up to `repeats` times and stops at the first that breaks a rule the
+    trial broke. A fault that never fired in the trial is not needed and is not re-run."""
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be an int >= 1, got {repeats!r}")
+    rules = tuple(sorted({v.rule.value for v in trial.violations}))
+
+    def rerun(cfg: VerifyConfig, without: Collection[str]) -> tuple[int, int, tuple[str, ...]]:
+        outcomes = []
+        for _ in range(repeats):
+            again = run_trial(cfg, trial.index, launcher=launcher, dump=dump, without=without)
+            broke = sorted({v.rule.value for v in again.violations})
+            outcomes.append(again.outcome + (f" ({', '.join(broke)})" if broke else ""))
+            if set(broke) & set(rules):
+                return len(outcomes), 1, tuple(outcomes)
+        return len(outcomes), 0, tuple(outcomes)
+
+    runs, recurred, _ = rerun(config, ())
+    if not recurred:
+        return Attribution(rules, repeats, runs, 0)
+    ablations = []
+    if config.fault != "none":
+        label = f"fault {config.fault}"
+        if trial.fault_asked and not trial.fault_fired:
+            ablations.append(Ablation("fault", label, 0, 0, reason="it never fired"))
+        else:
+            ablations.append(Ablation("fault", label, *rerun(config, ("fault",))))
+    if config.model in _STRICT_METADATA:
+        eager = replace(config, model="power-eager-metadata")
+        ablations.append(Ablation("metadata", f"strict metadata ({config.model})",
+                                  *rerun(eager, ())))
+    if _rewrite_in(config):
+        label = "rewrite" + (" (and the killed child)" if config.fault == "kill-child" else "")
+        if not trial.events.get("bgrewriteaof sent"):
+            ablations.append(Ablation("rewrite", label, 0, 0, reason="none was sent"))
+        else:
+            ablations.append(Ablation("rewrite", label, *rerun(config, ("rewrite",))))
+    return Attribution(rules, repeats, runs, recurred, tuple(ablations))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1238,35 +1482,46 @@ def _worker_trial(config: VerifyConfig, index: int) -> TrialResult:
     return run_trial(config, index)
 
 
-def _run_pool(
-    config: VerifyConfig,
-    indices: Sequence[int],
-    workers: int,
-    on_trial: Callable[[TrialResult], None],
-) -> list[TrialResult]:
-    # fork: a worker starts in a millisecond with everything already imported and the server
-    # already resolved (no resource-tracker process either); the parent holds no mount or
-    # server at this point.
-    pool = ProcessPoolExecutor(
+def _worker_attribution(config: VerifyConfig, trial: TrialResult, repeats: int) -> TrialResult:
+    trial.attribution = attribute_trial(config, trial, repeats=repeats)
+    return trial
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of forked trial workers (each dies with this process: ``PR_SET_PDEATHSIG``).
+
+    fork: a worker starts in a millisecond with everything already imported and the server
+    already resolved (``check_environment`` first; no resource-tracker process either); the
+    parent must hold no mount or server when it forks."""
+    return ProcessPoolExecutor(
         max_workers=workers, mp_context=multiprocessing.get_context("fork"),
         initializer=_worker_init, initargs=(os.getpid(),),
     )
-    results: dict[int, TrialResult] = {}
+
+
+def _run_pool(
+    jobs: Sequence[tuple[Callable[..., TrialResult], tuple[Any, ...]]],
+    workers: int,
+    on_trial: Callable[[TrialResult], None],
+) -> list[TrialResult]:
+    """Run `jobs` (each returns a TrialResult) on `workers` forked processes; results in the
+    order of `jobs`, `on_trial` called in completion order."""
+    pool = worker_pool(workers)
+    results: dict[Future[TrialResult], TrialResult] = {}
     try:
-        pending: set[Future[TrialResult]] = {
-            pool.submit(_worker_trial, config, index) for index in indices
-        }
+        futures = [pool.submit(fn, *args) for fn, args in jobs]
+        pending: set[Future[TrialResult]] = set(futures)
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 trial = future.result()
-                results[trial.index] = trial
+                results[future] = trial
                 on_trial(trial)
     except BaseException:
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
-    return [results[index] for index in indices]
+    return [results[future] for future in futures]
 
 
 def run_verify(
@@ -1276,15 +1531,29 @@ def run_verify(
     progress: Callable[[int, TrialResult], None] | None = None,
     launcher: Launcher | None = None,
     dump: Dumper | None = None,
+    attribution: bool = True,
+    attribution_repeats: int = 3,
+    attribution_max: int | None = None,
 ) -> VerifyResult:
     """Run every trial of `config` on `workers` processes (1: in this one); `progress(done,
     trial)` after each one (in completion order; the result lists trials in index order).
+
+    Then, with `attribution`, each violating trial (the first `attribution_max` of them; None:
+    all) is re-checked with one ingredient taken out at a time (``attribute_trial``, up to
+    `attribution_repeats` re-runs per variant) and its ``attribution`` says what it needs.
 
     First removes the scratch directories of dead runs. `launcher` and `dump` (test doubles)
     only work in this process: with either, `workers` must be 1.
     """
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    if attribution_max is not None and (isinstance(attribution_max, bool)
+                                        or not isinstance(attribution_max, int)
+                                        or attribution_max < 0):
+        raise ValueError(f"attribution_max must be None or an int >= 0, got {attribution_max!r}")
+    if isinstance(attribution_repeats, bool) or not isinstance(attribution_repeats, int) \
+            or attribution_repeats < 1:
+        raise ValueError(f"attribution_repeats must be an int >= 1, got {attribution_repeats!r}")
     if workers > 1 and (launcher is not None or dump is not None):
         raise ValueError("workers > 1 runs trials in other processes: a launcher or dump "
                          "given here cannot go there; use workers=1")
@@ -1304,15 +1573,33 @@ def run_verify(
         if progress is not None:
             progress(len(done), trial)
 
-    workers = min(workers, len(indices))
-    if workers == 1:
+    pool_size = min(workers, len(indices))
+    if pool_size == 1:
         for index in indices:
             on_trial(run_trial(config, index, launcher=launcher, dump=dump))
         trials = done
     else:
-        trials = _run_pool(config, indices, workers, on_trial)
-    return VerifyResult(config, version, trials, time.monotonic() - started,
-                        server_name=name, workers=workers)
+        trials = _run_pool([(_worker_trial, (config, index)) for index in indices],
+                           pool_size, on_trial)
+    attribution_started = time.monotonic()
+    if attribution:
+        violating = [t for t in trials if t.outcome == "violation"][:attribution_max]
+        if min(workers, len(violating)) <= 1:
+            for trial in violating:
+                trial.attribution = attribute_trial(config, trial, repeats=attribution_repeats,
+                                                    launcher=launcher, dump=dump)
+        else:
+            attributed = _run_pool(
+                [(_worker_attribution, (config, t, attribution_repeats)) for t in violating],
+                min(workers, len(violating)), lambda _trial: None,
+            )
+            by_index = {t.index: t.attribution for t in attributed}
+            for trial in violating:
+                trial.attribution = by_index[trial.index]
+    finished = time.monotonic()
+    return VerifyResult(config, version, trials, finished - started,
+                        server_name=name, workers=pool_size,
+                        attribution_s=finished - attribution_started)
 
 
 def verify_report(result: VerifyResult, *, run_id: str, argv: Sequence[str] = ()) -> dict[str, Any]:
@@ -1333,8 +1620,11 @@ def verify_report(result: VerifyResult, *, run_id: str, argv: Sequence[str] = ()
                          else v.rule.value),
                 "server_reason": t.recovery.unavailable_reason,
                 "trial": t.index,
-                "text": f"trial {t.index}\n{v.render()}",
+                "text": f"trial {t.index}\n{v.render()}" + (
+                    f"\ncause: {t.attribution.summary()}" if t.attribution is not None else ""),
                 "reproduce": cfg.command_line(trial=t.index),
+                "cause": None if t.attribution is None else t.attribution.summary(),
+                "attribution": None if t.attribution is None else t.attribution.to_dict(),
                 "violation": v.to_dict(),
                 "faults": t.faults,
                 "fired": t.fired,
@@ -1367,7 +1657,10 @@ def verify_report(result: VerifyResult, *, run_id: str, argv: Sequence[str] = ()
             "unknown_entries": sum(t.unknown for t in result.trials),
             "error_entries": sum(t.errors for t in result.trials),
             "elapsed_s": round(elapsed, 2),
-            "trials_per_s": round(len(result.trials) / elapsed, 2) if elapsed > 0 else None,
+            "attribution_s": round(result.attribution_s, 2),
+            "attributed_trials": sum(t.attribution is not None for t in result.trials),
+            "trials_per_s": (round(len(result.trials) / trials_s, 2)
+                             if (trials_s := elapsed - result.attribution_s) > 0 else None),
         },
         "configurations": [t.row() for t in result.trials],
         "events": dict(events),
