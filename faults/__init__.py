@@ -187,6 +187,9 @@ same index; new faults count from then on.
 
 ``FaultyFileSystem(inner, plan, clock=...)`` wraps any FileSystem and applies a plan; it records
 every fault that fired (``fired``), with the inner trace index when the inner disk has a trace.
+Not a fault but a guard, off by default: ``set_op_budget(n)`` allows n more calls of any kind
+(reads and seeks included), then raises ``OperationBudgetExceeded`` (a BaseException), so code
+that loops forever on the filesystem ends instead of hanging the harness.
 
 Not modelled (deliberately)
 ---------------------------
@@ -208,7 +211,12 @@ Not modelled (deliberately)
 from __future__ import annotations
 
 from faults._clock import BackgroundJob, Clock
-from faults._faulty import FaultyFileSystem, FiredFault, SimulatedCrash
+from faults._faulty import (
+    FaultyFileSystem,
+    FiredFault,
+    OperationBudgetExceeded,
+    SimulatedCrash,
+)
 from faults._fs import FileStat, FileSystem, OSFileSystem
 from faults._image import (
     CrashChoice,
@@ -271,6 +279,7 @@ __all__ = [
     "OSFileSystem",
     "Op",
     "OpenFile",
+    "OperationBudgetExceeded",
     "PersistenceModel",
     "ReplayCursor",
     "ShortWrite",

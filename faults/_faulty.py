@@ -20,7 +20,17 @@ from faults._plan import (
     SlowSync,
 )
 
-__all__ = ["FaultyFileSystem", "FiredFault", "SimulatedCrash"]
+__all__ = ["FaultyFileSystem", "FiredFault", "OperationBudgetExceeded", "SimulatedCrash"]
+
+
+class OperationBudgetExceeded(BaseException):
+    """More filesystem calls than ``FaultyFileSystem.op_budget`` allows: the code under test is
+    looping (a write retried forever, a read loop that never ends). A BaseException, like
+    SimulatedCrash, so ``except Exception`` in that code cannot swallow it. Off by default."""
+
+    def __init__(self, calls: int) -> None:
+        super().__init__(f"more than {calls} filesystem calls without returning")
+        self.calls = calls
 
 
 class SimulatedCrash(BaseException):
@@ -77,6 +87,10 @@ class FaultyFileSystem:
         self.clock = clock if clock is not None else Clock()
         self.fired: list[FiredFault] = []
         self.op_count = 0
+        # Calls of any kind (reads and seeks too) since ``op_budget`` was last set; None: no
+        # limit. The harness sets it per step so a target that loops forever ends as a finding.
+        self.op_budget: int | None = None
+        self._calls = 0
         self.crashed: SimulatedCrash | None = None
         self._fd_paths: dict[int, str] = {}
         self._plan = FaultPlan()
@@ -115,6 +129,20 @@ class FaultyFileSystem:
 
     # -- matching ------------------------------------------------------------------------------
 
+    def set_op_budget(self, calls: int | None) -> None:
+        """Allow `calls` more filesystem calls (None: no limit) before OperationBudgetExceeded."""
+        if calls is not None and calls < 1:
+            raise ValueError(f"op budget must be >= 1 or None, got {calls}")
+        self.op_budget = calls
+        self._calls = 0
+
+    def _spend(self) -> None:
+        if self.op_budget is not None:
+            self._calls += 1
+            if self._calls > self.op_budget:
+                self.op_budget = None  # once: reporting the finding may touch the disk
+                raise OperationBudgetExceeded(self._calls - 1)
+
     def _trace_index(self) -> int | None:
         trace = getattr(self.inner, "trace", None)
         if trace is None or getattr(self.inner, "tracing", True) is False:
@@ -126,6 +154,7 @@ class FaultyFileSystem:
         it as (index, fault, occurrence)."""
         if self.crashed is not None:
             raise self.crashed
+        self._spend()
         self.op_count += 1
         indexes = self._by_op.get(op)
         if not indexes:
@@ -230,11 +259,13 @@ class FaultyFileSystem:
     def read(self, fd: int, size: int) -> bytes:
         if self.crashed is not None:
             raise self.crashed
+        self._spend()
         return self.inner.read(fd, size)
 
     def lseek(self, fd: int, position: int, how: int) -> int:
         if self.crashed is not None:
             raise self.crashed
+        self._spend()
         return self.inner.lseek(fd, position, how)
 
     def fsync(self, fd: int) -> None:

@@ -315,6 +315,11 @@ def render_markdown(data: dict[str, Any]) -> str:
         "ext4-like), `power-posix-metadata` (a create/rename is durable only after an fsync of "
         "its own directory), `power-eager-metadata` (directory operations durable at once).",
         "",
+        "Every crash state of each binary (one traced run with a rewrite, every crash point x "
+        "every legal image, recovered by the binary itself: `aofcrash explore --server`) is in "
+        "[findings-explore.md](findings-explore.md), produced by "
+        "`.venv/bin/python scripts/findings_explore.py --out reports`.",
+        "",
     ]
     servers = data["servers"]
     lines.append("## Servers")

@@ -19,6 +19,7 @@ from faults import (
     KillChild,
     NoSpace,
     Op,
+    OperationBudgetExceeded,
     PersistenceModel,
     ShortWrite,
     SimDisk,
@@ -207,3 +208,18 @@ def test_no_fault_fires_with_an_empty_plan() -> None:
     fs.fsync_dir("")
     assert fs.fired == []
     assert disk.crash(PersistenceModel.POWER)["aof"] == disk.visible_image()["aof"]
+
+
+
+def test_an_op_budget_stops_a_loop_that_never_returns() -> None:
+    fs = FaultyFileSystem(SimDisk(), FaultPlan())
+    fd = fs.open("a.aof", os.O_CREAT | os.O_RDWR)
+    fs.set_op_budget(3)
+    fs.write(fd, b"x")
+    fs.lseek(fd, 0, os.SEEK_SET)
+    fs.read(fd, 1)  # the third call: still allowed
+    with pytest.raises(OperationBudgetExceeded, match="more than 3 filesystem calls"):
+        fs.write(fd, b"y")
+    fs.set_op_budget(None)  # off: any number of calls
+    for _ in range(10):
+        fs.write(fd, b"z")

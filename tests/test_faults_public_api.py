@@ -20,7 +20,7 @@ INTENDED = {
     "CrashChoiceError", "ImageLimits", "ChoiceEnumeration", "garbage_sector",
     # fault plans
     "FaultOp", "Fault", "ShortWrite", "NoSpace", "IOFault", "SlowSync", "Crash", "KillChild",
-    "FaultPlan", "FaultPlanError", "FiredFault", "SimulatedCrash",
+    "FaultPlan", "FaultPlanError", "FiredFault", "SimulatedCrash", "OperationBudgetExceeded",
 }
 
 

@@ -77,7 +77,11 @@ def test_always_with_process_crashes_keeps_every_acknowledged_write() -> None:
         assert any(name.endswith(".incr.aof") for name in names), names  # found by manifest
 
 
-@pytest.mark.parametrize("model", [m for m in MODELS if m != "process"])
+# power-posix-metadata is left out: there Valkey 9.1 loses acknowledged writes in 8 of 8 trials
+# (appendonlydir's own creation is never fsynced in its parent; reports/findings-redis.md), which
+# the next test pins down.
+@pytest.mark.parametrize("model", [m for m in MODELS if m not in ("process",
+                                                                  "power-posix-metadata")])
 def test_power_loss_with_always_keeps_every_acknowledged_write(model: str) -> None:
     _needs_fuse()
     result = run_verify(VerifyConfig(server="valkey", policy="always", model=model, trials=4,
@@ -87,6 +91,16 @@ def test_power_loss_with_always_keeps_every_acknowledged_write(model: str) -> No
     for t in result.trials:
         if t.outcome == "consistent":
             assert t.recovery.k is not None and t.recovery.k >= t.acked
+
+
+def test_posix_metadata_finds_the_unsynced_aof_directory_losing_acknowledged_writes() -> None:
+    _needs_fuse()
+    result = run_verify(VerifyConfig(server="valkey", policy="always",
+                                     model="power-posix-metadata", trials=4, ops=120, seed=3),
+                        workers=2, attribution=False)
+    assert not result.ok, _render(result)
+    rules = {v.rule.value for t in result.trials for v in t.recovery.violations}
+    assert rules & {"durability", "availability"}, _render(result)
 
 
 def test_policy_no_under_power_loss_loses_acknowledged_writes_without_a_violation() -> None:
@@ -109,7 +123,8 @@ def test_a_rewrite_during_the_run_keeps_every_acknowledged_write(model: str) -> 
     assert all(t.events["bgrewriteaof sent"] == 1 for t in result.trials)
 
 
-@pytest.mark.parametrize("fault", [f for f in FAULTS if f != "none"])
+# kill-child needs a rewrite long enough to kill: tests/test_verify_attribution.py checks it.
+@pytest.mark.parametrize("fault", [f for f in FAULTS if f not in ("none", "kill-child")])
 def test_every_fault_fires_under_always_and_no_acknowledged_write_is_lost(fault: str) -> None:
     _needs_fuse()
     result = run_verify(VerifyConfig(server="valkey", policy="always", fault=fault, trials=4,

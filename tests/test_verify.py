@@ -364,6 +364,27 @@ def test_workers_give_the_same_verdicts_as_one_worker() -> None:
     assert all(t.outcome == "consistent" for t in two.trials)
 
 
+@pytest.mark.real
+def test_the_shards_together_run_exactly_the_trials_of_one_run() -> None:
+    _needs("7.0")
+    config = VerifyConfig(server="7.0", policy="always", trials=5, ops=100, seed=3)
+    whole = run_verify(config, workers=1)
+    parts = [run_verify(config, workers=1, shard=(i, 2)) for i in range(2)]
+    assert [t.index for t in parts[0].trials] == [0, 2, 4]
+    assert [t.index for t in parts[1].trials] == [1, 3]
+
+    def verdicts(trials: Any) -> list[tuple[int, str, int]]:
+        return sorted((t.index, t.outcome, t.entries) for t in trials)
+
+    assert verdicts(parts[0].trials + parts[1].trials) == verdicts(whole.trials)
+
+
+def test_a_bad_shard_is_refused_before_any_trial() -> None:
+    for shard in ((2, 2), (0, 0), (-1, 3)):
+        with pytest.raises(ValueError, match="shard must be"):
+            run_verify(VerifyConfig(server="7.0"), shard=shard)
+
+
 _HARNESS = """
 import sys
 from harness.verify import VerifyConfig, run_verify

@@ -20,6 +20,7 @@ from harness.cli._common import (
     progress_enabled,
     reports_args,
     resolve_workers,
+    shard_arg,
     stamp,
     workers_arg,
 )
@@ -83,6 +84,9 @@ def add_parser(sub: Any) -> None:
                    help="spread each trial's writes over this long (default: 6000 for "
                    "everysec, else 0)")
     availability_args(p)
+    p.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="I/N",
+                   help="run only the trials numbered I mod N (0-based): N shards, e.g. the "
+                   "jobs of a CI matrix, run exactly the trials of one run (default 0/1)")
     p.add_argument("--workers", type=workers_arg, default=0, metavar="N",
                    help="run trials in N processes (default 0: one per core)")
     p.add_argument("--no-attribution", dest="attribution", action="store_false",
@@ -141,18 +145,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
         args.findings = args.findings.absolute()
     # Before the trials: an unusable --reports is a usage error, not a lost run.
     run_dir = new_run_dir(args.reports, "verify", args.seed, stamp())
-    bar = Progress(enabled=progress_enabled(args.progress), total=config.trials, unit="trial")
+    mine = len(range(args.shard[0], config.trials, args.shard[1]))
+    bar = Progress(enabled=progress_enabled(args.progress), total=mine, unit="trial")
     lines: list[str] = []
 
     def on_trial(done: int, trial: TrialResult) -> None:
         lines.append(trial.render())
         bad = sum(1 for line in lines if " VIOLATION " in line.split("\n", 1)[0])
-        bar.update(done, f"trial {done}/{config.trials}  {trial.outcome:<11} violations {bad}")
+        bar.update(done, f"trial {done}/{mine}  {trial.outcome:<11} violations {bad}")
 
     try:
         result = run_verify(config, progress=on_trial, workers=resolve_workers(args.workers),
                             attribution=args.attribution,
-                            attribution_repeats=args.attribution_repeats)
+                            attribution_repeats=args.attribution_repeats, shard=args.shard)
     except VerifyEnvironmentError as exc:
         raise UsageError(str(exc)) from None
     finally:

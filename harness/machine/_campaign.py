@@ -42,7 +42,7 @@ from hypothesis.reporting import with_reporter
 from hypothesis.stateful import run_state_machine_as_test
 
 from faults import PersistenceModel
-from harness.machine._driver import ContractViolation, ModelDivergence
+from harness.machine._driver import ContractViolation, ModelDivergence, TargetRunaway
 from harness.machine._machine import (
     PROFILES,
     CheckAofDisagreement,
@@ -329,7 +329,7 @@ def _run_slice(
     except ContractViolation as exc:
         rules = sorted({v.rule.value for v in exc.verdict.violations})
         return Finding("violation", config, str(exc), rules, exc.reproduction, seed, 0.0)
-    except LivenessViolation as exc:
+    except (LivenessViolation, TargetRunaway) as exc:
         return Finding("violation", config, str(exc), ["liveness"], exc.reproduction, seed, 0.0)
     except CheckAofDisagreement as exc:
         return Finding("violation", config, str(exc), ["check-aof"], exc.reproduction, seed,

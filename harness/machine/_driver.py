@@ -20,6 +20,7 @@ from faults import (
     FaultyFileSystem,
     IOFault,
     NoSpace,
+    OperationBudgetExceeded,
     PersistenceModel,
     ShortWrite,
     SimDisk,
@@ -67,7 +68,14 @@ from harness.targets import (
     check_target,
 )
 
-__all__ = ["ContractViolation", "Driver", "ModelDivergence", "RecoveryRecord", "replay"]
+__all__ = [
+    "ContractViolation",
+    "Driver",
+    "ModelDivergence",
+    "RecoveryRecord",
+    "TargetRunaway",
+    "replay",
+]
 
 
 class ContractViolation(AssertionError):
@@ -85,6 +93,18 @@ class ModelDivergence(AssertionError):
     def __init__(self, message: str, reproduction: Reproduction) -> None:
         self.reproduction = reproduction
         super().__init__(message)
+
+
+class TargetRunaway(ModelDivergence):
+    """One step made more filesystem calls than ``MAX_CALLS_PER_STEP``: the target loops
+    forever (a write retried without progress, a loader that never ends). A liveness finding;
+    its reproduction replays to the same runaway."""
+
+
+#: Filesystem calls one step may make (reads and seeks included). A legitimate step makes at
+#: most a few thousand (a long tick runs one cron iteration per 100 ms); a million calls is
+#: seconds of work, so a target stuck in a loop ends as a finding instead of hanging the run.
+MAX_CALLS_PER_STEP = 1_000_000
 
 
 @dataclass
@@ -156,11 +176,17 @@ class Driver:
 
     def run(self, step: Step) -> None:
         """Execute one step. Raises ContractViolation / ModelDivergence on a finding."""
+        self.fs.set_op_budget(MAX_CALLS_PER_STEP)
         try:
             self._run(step)
         except (ContractViolation, ModelDivergence):
             self.failed = True
             raise
+        except OperationBudgetExceeded as exc:
+            self.failed = True
+            raise TargetRunaway(f"{step.kind}: {exc}", self.reproduction()) from None
+        finally:
+            self.fs.set_op_budget(None)
 
     def _run(self, step: Step) -> None:
         if isinstance(step, Recover):
@@ -341,6 +367,7 @@ class Driver:
         self._old_error_stalls = self._error_stalls()
         self.disk = disk
         self.fs = FaultyFileSystem(disk, plan, clock=self.clock)
+        self.fs.set_op_budget(MAX_CALLS_PER_STEP)  # the recovery's load is part of the step
         return self._boot()
 
     def _recover(self, step: Recover) -> None:

@@ -1534,9 +1534,12 @@ def run_verify(
     attribution: bool = True,
     attribution_repeats: int = 3,
     attribution_max: int | None = None,
+    shard: tuple[int, int] = (0, 1),
 ) -> VerifyResult:
     """Run every trial of `config` on `workers` processes (1: in this one); `progress(done,
     trial)` after each one (in completion order; the result lists trials in index order).
+    `shard` (i, n) runs only the trials numbered i mod n: a trial is a function of (seed,
+    index), so n shards on n machines run exactly the trials of one run.
 
     Then, with `attribution`, each violating trial (the first `attribution_max` of them; None:
     all) is re-checked with one ingredient taken out at a time (``attribute_trial``, up to
@@ -1554,6 +1557,10 @@ def run_verify(
     if isinstance(attribution_repeats, bool) or not isinstance(attribution_repeats, int) \
             or attribution_repeats < 1:
         raise ValueError(f"attribution_repeats must be an int >= 1, got {attribution_repeats!r}")
+    if (not isinstance(shard, tuple) or len(shard) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in shard)
+            or not (shard[1] >= 1 and 0 <= shard[0] < shard[1])):
+        raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
     if workers > 1 and (launcher is not None or dump is not None):
         raise ValueError("workers > 1 runs trials in other processes: a launcher or dump "
                          "given here cannot go there; use workers=1")
@@ -1565,7 +1572,7 @@ def run_verify(
         name, version = "custom", "custom launcher"
     _check_fuse(config)
     started = time.monotonic()
-    indices = [config.first_trial + n for n in range(config.trials)]
+    indices = [config.first_trial + n for n in range(config.trials) if n % shard[1] == shard[0]]
     done: list[TrialResult] = []
 
     def on_trial(trial: TrialResult) -> None:
