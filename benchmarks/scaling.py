@@ -3,18 +3,19 @@
 Prints (min / median / max over --runs):
 * fuzz: examples/s of the safe reference over every policy with ``max_examples`` fixed, with 1
   worker and with every core, and the ratio (goal on this 2-core machine: >= 1.8x);
-* explore (when the explorer takes ``workers``): states/s with 1 worker vs every core;
+* explore: states/s with 1 worker vs every core, and its own peer: `cores` independent whole
+  explorations at once vs one alone (the most this machine gives this work; the ratio of the
+  two says how much the split itself loses);
 * the machine's own ceiling, the peer for both ratios: a pure-Python loop and an allocation
   loop run once alone and ``cores`` times at once (the explorer is allocation-bound);
 * the example database: seconds per example with a directory database vs none, one worker.
 
-Usage: .venv/bin/python benchmarks/scaling.py [--examples 200] [--runs 3]
+Usage: .venv/bin/python benchmarks/scaling.py [--examples 200] [--runs 3] [--only explore ...]
 """
 
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import statistics
 import sys
@@ -77,6 +78,35 @@ def _machine_ceiling(cores: int) -> None:
               f"({cores} jobs at once vs one)")
 
 
+_STEPS: tuple[object, ...] = ()
+
+
+def _explore_whole(_: int) -> float:
+    started = time.perf_counter()
+    explore(RunConfig(policy="always"), _STEPS)  # type: ignore[arg-type]
+    return time.perf_counter() - started
+
+
+def _explore_ceiling(steps: tuple[object, ...], cores: int, runs: int) -> float:
+    """The peer for the explorer's ratio: `cores` independent whole explorations at once vs
+    one alone (no splitting, no merging), median over `runs`."""
+    import multiprocessing
+
+    global _STEPS
+    _STEPS = steps
+    context = multiprocessing.get_context("fork")
+    ratios = []
+    for _ in range(runs):
+        with context.Pool(1) as pool:
+            alone = pool.map(_explore_whole, [0])[0]
+        with context.Pool(cores) as pool:
+            started = time.perf_counter()
+            pool.map(_explore_whole, range(cores))
+            together = time.perf_counter() - started
+        ratios.append(cores * alone / together)
+    return statistics.median(ratios)
+
+
 def _stats(values: list[float]) -> str:
     return (f"{min(values):8.1f} / {statistics.median(values):8.1f} / {max(values):8.1f}")
 
@@ -87,36 +117,41 @@ def main() -> None:
                         help="examples per configuration (3 configurations)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--ops", type=int, default=300, help="explore workload size")
+    parser.add_argument("--only", nargs="+", choices=("fuzz", "explore", "database"),
+                        default=("fuzz", "explore", "database"), help="parts to measure")
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     print(f"machine: {cores} cores; {args.runs} runs each; min / median / max")
     _machine_ceiling(cores)
 
-    one = [_fuzz_rate(args.examples, 1, None) for _ in range(args.runs)]
-    every = [_fuzz_rate(args.examples, cores, None) for _ in range(args.runs)]
-    print(f"fuzz examples/s, 1 worker        {_stats(one)}")
-    print(f"fuzz examples/s, {cores} workers       {_stats(every)}")
-    ratio = statistics.median(every) / statistics.median(one)
-    print(f"fuzz speed-up (median)           {ratio:8.2f}x  (goal >= 1.8x)")
+    if "fuzz" in args.only:
+        one = [_fuzz_rate(args.examples, 1, None) for _ in range(args.runs)]
+        every = [_fuzz_rate(args.examples, cores, None) for _ in range(args.runs)]
+        print(f"fuzz examples/s, 1 worker        {_stats(one)}")
+        print(f"fuzz examples/s, {cores} workers       {_stats(every)}")
+        ratio = statistics.median(every) / statistics.median(one)
+        print(f"fuzz speed-up (median)           {ratio:8.2f}x  (goal >= 1.8x)")
 
-    if "workers" in inspect.signature(explore).parameters:
-        steps = make_workload("mixed", ops=args.ops, seed=1)
-        limits = ExploreLimits()
-        rates: dict[int, list[float]] = {}
-        for workers in (1, cores):
-            rates[workers] = []
-            for _ in range(args.runs):
+    if "explore" in args.only:
+        steps = tuple(make_workload("mixed", ops=args.ops, seed=1))
+        rates: dict[int, list[float]] = {1: [], cores: []}
+        for _ in range(args.runs):  # interleaved: a noisy neighbour hits both alike
+            for workers in (1, cores):
                 started = time.monotonic()
-                result = explore(RunConfig(policy="always"), steps, limits=limits,
-                                 workers=workers)  # type: ignore[call-arg]
+                result = explore(RunConfig(policy="always"), steps, limits=ExploreLimits(),
+                                 workers=workers)
                 rates[workers].append(result.states / (time.monotonic() - started))
         print(f"explore states/s, 1 worker       {_stats(rates[1])}")
         print(f"explore states/s, {cores} workers      {_stats(rates[cores])}")
-        print(f"explore speed-up (median)        "
-              f"{statistics.median(rates[cores]) / statistics.median(rates[1]):8.2f}x")
-    else:
-        print("explore: no workers parameter yet (not measured)")
+        speed_up = statistics.median(rates[cores]) / statistics.median(rates[1])
+        print(f"explore speed-up (median)        {speed_up:8.2f}x  (goal >= 1.8x)")
+        ceiling = _explore_ceiling(steps, cores, args.runs)
+        print(f"explore ceiling (median)         {ceiling:8.2f}x  ({cores} whole explorations "
+              f"at once vs one: what this machine gives this work)")
+        print(f"explore speed-up / ceiling       {speed_up / ceiling:8.2f}")
 
+    if "database" not in args.only:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         none = [1 / _fuzz_rate(args.examples, 1, None) for _ in range(args.runs)]
         directory = [1 / _fuzz_rate(args.examples, 1, str(Path(tmp) / f"db{i}"))

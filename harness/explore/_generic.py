@@ -40,7 +40,7 @@ from faults import (
     ReplayCursor,
     SimDisk,
 )
-from harness.explore._explorer import CrashPoint, ExploreLimits, ExploreResult, _Walk
+from harness.explore._explorer import CrashPoint, ExploreLimits, ExploreResult, Split, _Walk
 from harness.explore._record import Recording
 from harness.oracle._checker import CrashInfo, Verdict, check_recovery, check_stability
 from harness.oracle._snapshot import Snapshot, snapshot_from_dump
@@ -71,8 +71,8 @@ class GenericWalk(_Walk):
     def __init__(self, rec: Recording, models: tuple[PersistenceModel, ...],
                  limits: ExploreLimits, naive: bool, keep_states: bool,
                  progress: Callable[[int, int, int], None] | None, *,
-                 factory: TargetFactory | None = None) -> None:
-        super().__init__(rec, models, limits, naive, keep_states, progress)
+                 factory: TargetFactory | None = None, split: Split = ()) -> None:
+        super().__init__(rec, models, limits, naive, keep_states, progress, split)
         self.factory = factory or self.config.target_factory()
         self.spec = self.config.target or "reference"
         self.target_config = self.config.target_config()
@@ -202,8 +202,9 @@ def _main_file(choice: CrashChoice) -> FileChoice | None:
 def explore_generic(rec: Recording, models: tuple[PersistenceModel, ...],
                     limits: ExploreLimits, *, naive: bool = False, keep_states: bool = False,
                     progress: Callable[[int, int, int], None] | None = None,
-                    factory: TargetFactory | None = None) -> ExploreResult:
-    """Walk `rec`'s crash states with the generic evaluation (see the module docstring)."""
+                    factory: TargetFactory | None = None, split: Split = ()) -> ExploreResult:
+    """Walk `rec`'s crash states with the generic evaluation (see the module docstring);
+    `split` keeps some crash positions only (see ``explore``'s `shard`)."""
     return GenericWalk(rec, models, limits, naive, keep_states, progress,
-                       factory=factory).run()
+                       factory=factory, split=split).run()
 
