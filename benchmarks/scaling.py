@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -61,20 +62,26 @@ def _allocate(_: int) -> float:
     return time.perf_counter() - started
 
 
-def _machine_ceiling(cores: int) -> None:
-    """The peer: what `cores` processes gain here on plain Python work, CPU-bound and
-    allocation-bound (a shared VM can give far less than `cores` x)."""
+def _together(job: Callable[[int], float], cores: int) -> float:
+    """How much faster `cores` runs of `job` go at once than one after another: `cores` x the
+    time of one alone over the time of `cores` at once (fresh forked processes both times)."""
     import multiprocessing
 
     context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        alone = pool.map(job, [0])[0]
+    with context.Pool(cores) as pool:
+        started = time.perf_counter()
+        pool.map(job, range(cores))
+        together = time.perf_counter() - started
+    return cores * alone / together
+
+
+def _machine_ceiling(cores: int) -> None:
+    """The peer: what `cores` processes gain here on plain Python work, CPU-bound and
+    allocation-bound (a shared VM can give far less than `cores` x)."""
     for name, job in (("pure-Python loop", _spin), ("allocation loop", _allocate)):
-        with context.Pool(1) as pool:
-            alone = pool.map(job, [0])[0]
-        with context.Pool(cores) as pool:
-            started = time.perf_counter()
-            pool.map(job, range(cores))
-            together = time.perf_counter() - started
-        print(f"machine ceiling, {name:17} {cores * alone / together:8.2f}x  "
+        print(f"machine ceiling, {name:17} {_together(job, cores):8.2f}x  "
               f"({cores} jobs at once vs one)")
 
 
@@ -90,21 +97,9 @@ def _explore_whole(_: int) -> float:
 def _explore_ceiling(steps: tuple[object, ...], cores: int, runs: int) -> float:
     """The peer for the explorer's ratio: `cores` independent whole explorations at once vs
     one alone (no splitting, no merging), median over `runs`."""
-    import multiprocessing
-
     global _STEPS
     _STEPS = steps
-    context = multiprocessing.get_context("fork")
-    ratios = []
-    for _ in range(runs):
-        with context.Pool(1) as pool:
-            alone = pool.map(_explore_whole, [0])[0]
-        with context.Pool(cores) as pool:
-            started = time.perf_counter()
-            pool.map(_explore_whole, range(cores))
-            together = time.perf_counter() - started
-        ratios.append(cores * alone / together)
-    return statistics.median(ratios)
+    return statistics.median(_together(_explore_whole, cores) for _ in range(runs))
 
 
 def _stats(values: list[float]) -> str:

@@ -36,6 +36,7 @@ from typing import Any, Final
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from harness.cli._report import write_atomic
 from harness.verify import (
     TrialResult,
     VerifyConfig,
@@ -151,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.out.absolute()  # a FUSE loop may change this process's cwd
     if args.render_only:
         data = json.loads((out / "findings-redis.json").read_text())
-        (out / "findings-redis.md").write_text(render_markdown(data))
+        write_atomic(out / "findings-redis.md", render_markdown(data))
         return 0
     started = time.monotonic()
 
@@ -249,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         "cells": [c.summary() for c in cells],
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / "findings-redis.json").write_text(json.dumps(data, indent=1, default=str) + "\n")
-    (out / "findings-redis.md").write_text(render_markdown(data))
+    write_atomic(out / "findings-redis.json", json.dumps(data, indent=1, default=str) + "\n")
+    write_atomic(out / "findings-redis.md", render_markdown(data))
     _progress(f"{len(cells)} cells, {trials_done} trials + {attributions} attribution(s) in "
               f"{elapsed:.0f}s: {out / 'findings-redis.md'}")
     return 0

@@ -35,6 +35,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from harness.cli._report import write_atomic
 from harness.targets import resolve_server
 from harness.verify import (
     ServerExploreConfig,
@@ -180,8 +181,8 @@ def run(out: Path, *, ops: int = 200, seed: int = 0, workers: int = 0,
                       f"--out {out} --ops {ops} --seed {seed}",
            "models": list(MODELS), "rows": rows, "skipped": skipped,
            "elapsed_s": round(time.monotonic() - started, 1)}
-    _write(out / "findings-explore.json", json.dumps(doc, indent=1, default=str) + "\n")
-    _write(out / "findings-explore.md", markdown(doc))
+    write_atomic(out / "findings-explore.json", json.dumps(doc, indent=1, default=str) + "\n")
+    write_atomic(out / "findings-explore.md", markdown(doc))
     return doc
 
 
@@ -218,13 +219,6 @@ def markdown(doc: dict[str, Any]) -> str:
         lines += ["", "Not run:", ""]
         lines += [f"- {k}: {v}" for k, v in doc["skipped"].items()]
     return "\n".join(lines) + "\n"
-
-
-def _write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -371,7 +371,7 @@ def test_safe_stays_available_when_an_fsync_fails_behind_a_slow_one() -> None:
     assert driver.alive
 
 
-STEPS_PER_POLICY_S = 20.0
+STEPS_PER_POLICY_S = 10.0
 
 
 class _Counted:

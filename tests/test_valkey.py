@@ -4,12 +4,10 @@ every mode Redis 7.0 runs in: process and power models, every fault, rewrites, t
 from __future__ import annotations
 
 import json
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
+from _real import needs_fuse, needs_server
 
 from harness.targets import find_server
 from harness.verify import FAULTS, MODELS, VerifyConfig, run_verify, verify_report
@@ -18,40 +16,15 @@ from harness.verify import _verify as verify
 pytestmark = pytest.mark.real
 
 
-def _mounts_under(root: Path) -> list[str]:
-    with open("/proc/mounts", encoding="utf-8") as fh:
-        points = [line.split()[1] for line in fh]
-    return [p for p in points if p.startswith(str(root))]
-
-
 @pytest.fixture(autouse=True)
-def trial_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Trials run under this test's tmp_path; afterwards no process, mount or directory of
-    ours may be left."""
-    root = tmp_path / "trials"
-    root.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(root))
-    monkeypatch.setenv("AOFCRASH_TMPDIR", str(root))
-    yield root
-    assert psutil.Process().children(recursive=True) == [], "processes left behind"
-    assert _mounts_under(root) == [], "FUSE mounts left behind"
-    assert list(root.iterdir()) == [], "trial directories left behind"
+def trial_root(scratch_root: Path) -> Path:
+    """Every test here runs with the scratch directory checked afterwards (conftest.py)."""
+    return scratch_root
 
 
 @pytest.fixture(autouse=True)
 def valkey() -> None:
-    try:
-        verify.check_environment(VerifyConfig(server="valkey"))
-    except verify.VerifyEnvironmentError as exc:
-        pytest.skip(str(exc))
-
-
-def _needs_fuse() -> None:
-    from faults.fuse import fuse_unavailable_reason
-
-    reason = fuse_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
+    needs_server("valkey")
 
 
 def _render(result: verify.VerifyResult) -> str:
@@ -83,7 +56,7 @@ def test_always_with_process_crashes_keeps_every_acknowledged_write() -> None:
 @pytest.mark.parametrize("model", [m for m in MODELS if m not in ("process",
                                                                   "power-posix-metadata")])
 def test_power_loss_with_always_keeps_every_acknowledged_write(model: str) -> None:
-    _needs_fuse()
+    needs_fuse()
     result = run_verify(VerifyConfig(server="valkey", policy="always", model=model, trials=4,
                                      ops=120, seed=3), workers=2)
     assert result.ok, _render(result)
@@ -94,7 +67,7 @@ def test_power_loss_with_always_keeps_every_acknowledged_write(model: str) -> No
 
 
 def test_posix_metadata_finds_the_unsynced_aof_directory_losing_acknowledged_writes() -> None:
-    _needs_fuse()
+    needs_fuse()
     result = run_verify(VerifyConfig(server="valkey", policy="always",
                                      model="power-posix-metadata", trials=4, ops=120, seed=3),
                         workers=2, attribution=False)
@@ -104,7 +77,7 @@ def test_posix_metadata_finds_the_unsynced_aof_directory_losing_acknowledged_wri
 
 
 def test_policy_no_under_power_loss_loses_acknowledged_writes_without_a_violation() -> None:
-    _needs_fuse()
+    needs_fuse()
     result = run_verify(VerifyConfig(server="valkey", policy="no", model="power", trials=3,
                                      ops=80, seed=4, image="durable"), workers=2)
     rows = verify_report(result, run_id="test")["configurations"]
@@ -116,7 +89,7 @@ def test_policy_no_under_power_loss_loses_acknowledged_writes_without_a_violatio
 @pytest.mark.parametrize("model", ["process", "power"])
 def test_a_rewrite_during_the_run_keeps_every_acknowledged_write(model: str) -> None:
     if model != "process":
-        _needs_fuse()
+        needs_fuse()
     result = run_verify(VerifyConfig(server="valkey", policy="always", model=model,
                                      rewrite=True, trials=6, ops=200, seed=5), workers=2)
     assert result.ok, _render(result)
@@ -126,7 +99,7 @@ def test_a_rewrite_during_the_run_keeps_every_acknowledged_write(model: str) -> 
 # kill-child needs a rewrite long enough to kill: tests/test_verify_attribution.py checks it.
 @pytest.mark.parametrize("fault", [f for f in FAULTS if f not in ("none", "kill-child")])
 def test_every_fault_fires_under_always_and_no_acknowledged_write_is_lost(fault: str) -> None:
-    _needs_fuse()
+    needs_fuse()
     result = run_verify(VerifyConfig(server="valkey", policy="always", fault=fault, trials=4,
                                      ops=120, seed=6), workers=2)
     assert result.fault_fired == 4, _render(result)
@@ -136,9 +109,10 @@ def test_every_fault_fires_under_always_and_no_acknowledged_write_is_lost(fault:
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", FAULTS)
 def test_everysec_with_each_fault_under_power_loss_fires_and_is_reported(fault: str) -> None:
-    _needs_fuse()
+    needs_fuse()
     result = run_verify(VerifyConfig(server="valkey", policy="everysec", model="power",
-                                     fault=fault, trials=4, ops=150, seed=7), workers=2)
+                                     fault=fault, trials=4, ops=150, seed=7), workers=2,
+                        attribution=False)  # causes: tests/test_verify_attribution.py
     if fault != "none":
         assert result.fault_fired >= 3, _render(result)
     report = verify_report(result, run_id="test")

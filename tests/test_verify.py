@@ -8,53 +8,24 @@ import random
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
+from _real import mounts_under, needs_fuse, needs_server
 
 from harness.targets import remove_stale_run_dirs
 from harness.verify import FAULTS, VerifyConfig, run_verify, verify_report
 from harness.verify import _verify as verify
 
 
-def _mounts_under(root: Path) -> list[str]:
-    with open("/proc/mounts", encoding="utf-8") as fh:
-        points = [line.split()[1] for line in fh]
-    return [p for p in points if p.startswith(str(root))]
-
-
 @pytest.fixture(autouse=True)
-def trial_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Trials make their directories (and mounts) under this test's tmp_path; afterwards no
-    process, mount or trial directory of ours may be left."""
-    root = tmp_path / "trials"
-    root.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(root))
-    monkeypatch.setenv("AOFCRASH_TMPDIR", str(root))
-    yield root
-    assert psutil.Process().children(recursive=True) == [], "processes left behind"
-    assert _mounts_under(root) == [], "FUSE mounts left behind"
-    assert list(root.iterdir()) == [], "trial directories left behind"
-
-
-def _needs(server: str) -> None:
-    try:
-        verify.check_environment(VerifyConfig(server=server))
-    except verify.VerifyEnvironmentError as exc:
-        pytest.skip(str(exc))
-
-
-def _needs_fuse() -> None:
-    from faults.fuse import fuse_unavailable_reason
-
-    reason = fuse_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
+def trial_root(scratch_root: Path) -> Path:
+    """Every test here runs with the scratch directory checked afterwards (conftest.py)."""
+    return scratch_root
 
 
 # -- fast: no server needed -------------------------------------------------------------------
@@ -104,7 +75,7 @@ def test_the_workload_is_a_function_of_the_seed_with_transactions_selects_and_lo
 @pytest.mark.real
 @pytest.mark.parametrize("server", ["7.0", "6.2"])
 def test_always_with_process_crashes_finds_no_violation(server: str) -> None:
-    _needs(server)
+    needs_server(server)
     result = run_verify(VerifyConfig(server=server, policy="always", trials=4, ops=120, seed=1))
     assert [t.outcome for t in result.trials] == ["consistent"] * 4
     for t in result.trials:
@@ -116,7 +87,7 @@ def test_always_with_process_crashes_finds_no_violation(server: str) -> None:
 
 @pytest.mark.real
 def test_some_writes_are_in_flight_when_the_kill_lands() -> None:
-    _needs("7.0")
+    needs_server("7.0")
     result = run_verify(VerifyConfig(server="7.0", policy="always", trials=8, ops=80, seed=2))
     events: dict[str, int] = {}
     for t in result.trials:
@@ -130,8 +101,8 @@ def test_some_writes_are_in_flight_when_the_kill_lands() -> None:
 
 @pytest.mark.real
 def test_power_loss_with_always_on_redis_7_keeps_every_acknowledged_write() -> None:
-    _needs("7.0")
-    _needs_fuse()
+    needs_server("7.0")
+    needs_fuse()
     result = run_verify(VerifyConfig(server="7.0", policy="always", model="power", trials=4,
                                      ops=120, seed=3))
     assert result.ok, "\n".join(t.render() for t in result.trials)
@@ -144,8 +115,8 @@ def test_power_loss_with_always_on_redis_7_keeps_every_acknowledged_write() -> N
 
 @pytest.mark.real
 def test_policy_no_under_power_loss_loses_acknowledged_writes_without_a_violation() -> None:
-    _needs("7.0")
-    _needs_fuse()
+    needs_server("7.0")
+    needs_fuse()
     result = run_verify(VerifyConfig(server="7.0", policy="no", model="power", trials=3,
                                      ops=80, seed=4, image="durable"))
     assert result.ok
@@ -158,7 +129,7 @@ def test_policy_no_under_power_loss_loses_acknowledged_writes_without_a_violatio
 
 @pytest.mark.real
 def test_a_target_whose_dump_drops_a_key_is_reported_as_a_violation() -> None:
-    _needs("7.0")
+    needs_server("7.0")
     from harness.targets import dump_keyspace
 
     dropped: list[bytes] = []
@@ -187,11 +158,11 @@ def test_a_target_whose_dump_drops_a_key_is_reported_as_a_violation() -> None:
 
 @pytest.mark.real
 def test_a_failure_or_ctrl_c_mid_trial_leaves_no_server_and_no_mount(trial_root: Path) -> None:
-    _needs("7.0")
-    _needs_fuse()
+    needs_server("7.0")
+    needs_fuse()
 
     def interrupted_dump(client: Any, now_ms: int) -> Mapping[int, Any]:
-        assert _mounts_under(trial_root), "the trial should be running on its mount"
+        assert mounts_under(trial_root), "the trial should be running on its mount"
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
@@ -202,7 +173,7 @@ def test_a_failure_or_ctrl_c_mid_trial_leaves_no_server_and_no_mount(trial_root:
 
 @pytest.mark.real
 def test_the_reference_server_process_passes_verify() -> None:
-    _needs("reference")
+    needs_server("reference")
     result = run_verify(VerifyConfig(server="reference", policy="always", trials=2, ops=60,
                                      seed=8))
     assert result.ok, "\n".join(t.render() for t in result.trials)
@@ -238,7 +209,7 @@ def test_cli_missing_binary_says_to_run_bootstrap(
 def test_cli_json_summary_and_report_files(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _needs("7.0")
+    needs_server("7.0")
     from harness.cli import main
 
     code = main(["verify", "--server", "7.0", "--trials", "2", "--ops", "40", "--seed", "9",
@@ -316,8 +287,8 @@ def test_a_template_config_re_runs_with_its_template_and_glob() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", [f for f in FAULTS if f != "none"])
 def test_an_asked_for_fault_fires_in_at_least_nine_trials_of_ten(fault: str) -> None:
-    _needs("7.0")
-    _needs_fuse()
+    needs_server("7.0")
+    needs_fuse()
     result = run_verify(VerifyConfig(server="7.0", policy="always", fault=fault, trials=10,
                                      ops=150, seed=11), workers=2)
     assert result.fault_fired >= 9, [t.render() for t in result.trials if not t.fault_fired]
@@ -332,7 +303,7 @@ def test_an_asked_for_fault_fires_in_at_least_nine_trials_of_ten(fault: str) -> 
 @pytest.mark.real
 def test_an_everysec_trial_with_an_empty_frontier_is_not_exercised_in_text_json_and_totals(
 ) -> None:
-    _needs("7.0")
+    needs_server("7.0")
     # A 200 ms schedule: unless a trial idles before its kill, nothing is older than 2.5 s.
     result = run_verify(VerifyConfig(server="7.0", policy="everysec", trials=4, ops=30,
                                      duration_ms=200, seed=2), workers=2)
@@ -350,7 +321,7 @@ def test_an_everysec_trial_with_an_empty_frontier_is_not_exercised_in_text_json_
 
 @pytest.mark.real
 def test_workers_give_the_same_verdicts_as_one_worker() -> None:
-    _needs("7.0")
+    needs_server("7.0")
     config = VerifyConfig(server="7.0", policy="always", trials=6, ops=150, seed=12)
     one = run_verify(config, workers=1)
     two = run_verify(config, workers=2)
@@ -366,7 +337,7 @@ def test_workers_give_the_same_verdicts_as_one_worker() -> None:
 
 @pytest.mark.real
 def test_the_shards_together_run_exactly_the_trials_of_one_run() -> None:
-    _needs("7.0")
+    needs_server("7.0")
     config = VerifyConfig(server="7.0", policy="always", trials=5, ops=100, seed=3)
     whole = run_verify(config, workers=1)
     parts = [run_verify(config, workers=1, shard=(i, 2)) for i in range(2)]
@@ -419,8 +390,8 @@ def _alive(pid: int) -> bool:
 def test_a_sigkilled_harness_leaves_no_server_or_mount_and_its_dirs_go_next_time(
     tmp_path: Path, workers: int
 ) -> None:
-    _needs("7.0")
-    _needs_fuse()
+    needs_server("7.0")
+    needs_fuse()
     base = tmp_path / "killed"
     base.mkdir()
     env = {**os.environ, "AOFCRASH_TMPDIR": str(base)}
@@ -434,15 +405,15 @@ def test_a_sigkilled_harness_leaves_no_server_or_mount_and_its_dirs_go_next_time
             pids = _servers_under(base)
             time.sleep(0.05)
         assert len(pids) >= workers, "no server started in time"
-        assert _mounts_under(base), "the trial should be running on its FUSE mount"
+        assert mounts_under(base), "the trial should be running on its FUSE mount"
         harness.send_signal(signal.SIGKILL)
         harness.wait(timeout=30)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and (any(_alive(p) for p in pids)
-                                               or _mounts_under(base)):
+                                               or mounts_under(base)):
             time.sleep(0.02)
         assert [p for p in pids if _alive(p)] == [], "a server outlived the SIGKILLed harness"
-        assert _mounts_under(base) == [], "a FUSE mount outlived the SIGKILLed harness"
+        assert mounts_under(base) == [], "a FUSE mount outlived the SIGKILLed harness"
         left = sorted(p.name for p in base.iterdir())
         assert left and all(name.startswith("aofcrash-verify-") for name in left)
         owners = {name: (base / name / ".aofcrash-owner").read_text() for name in left}
@@ -518,7 +489,7 @@ def test_cli_a_binary_that_does_not_speak_resp_is_one_line_and_exit_2(
 def test_cli_reports_the_server_name_and_version_and_the_workers(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _needs("7.0")
+    needs_server("7.0")
     from harness.cli import main
 
     code = main(["verify", "--server", "7.0", "--trials", "2", "--ops", "30", "--workers", "2",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
+from _real import needs_fuse
 
 from harness.verify import VerifyConfig, run_verify, verify_report
 from harness.verify import _verify as verify
@@ -116,33 +115,6 @@ def test_cli_no_attribution_switches_it_off() -> None:
 # -- real processes ---------------------------------------------------------------------------
 
 
-def _mounts_under(root: Path) -> list[str]:
-    with open("/proc/mounts", encoding="utf-8") as fh:
-        points = [line.split()[1] for line in fh]
-    return [p for p in points if p.startswith(str(root))]
-
-
-@pytest.fixture
-def trial_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Trials make their directories (and mounts) here; none may be left afterwards."""
-    root = tmp_path / "trials"
-    root.mkdir()
-    monkeypatch.setattr(tempfile, "tempdir", str(root))
-    monkeypatch.setenv("AOFCRASH_TMPDIR", str(root))
-    yield root
-    assert psutil.Process().children(recursive=True) == [], "processes left behind"
-    assert _mounts_under(root) == [], "FUSE mounts left behind"
-    assert list(root.iterdir()) == [], "trial directories left behind"
-
-
-def _needs_reference_on_fuse() -> None:
-    from faults.fuse import fuse_unavailable_reason
-
-    reason = fuse_unavailable_reason()
-    if reason is not None:
-        pytest.skip(reason)
-
-
 def _reference_with(*defects: str) -> verify.Launcher:
     from harness.targets._servers import ReferenceProcess
 
@@ -155,9 +127,9 @@ def _reference_with(*defects: str) -> verify.Launcher:
 
 @pytest.mark.real
 @pytest.mark.slow
-def test_a_planted_fsync_error_bug_needs_the_fault_and_holds_without_it(trial_root: Path
+def test_a_planted_fsync_error_bug_needs_the_fault_and_holds_without_it(scratch_root: Path
                                                                        ) -> None:
-    _needs_reference_on_fuse()
+    needs_fuse()
     # The reference with fsync-error-cleared (what Redis 6.2's bio did): after one failed
     # background fsync the data it dropped is never written again, so a power loss loses
     # acknowledged writes; without the EIO nothing is lost. Trial 3 of seed 3 violates.
@@ -187,9 +159,9 @@ def test_a_planted_fsync_error_bug_needs_the_fault_and_holds_without_it(trial_ro
 
 
 @pytest.mark.real
-def test_a_loss_without_the_fault_is_attributed_as_happening_without_it(trial_root: Path
+def test_a_loss_without_the_fault_is_attributed_as_happening_without_it(scratch_root: Path
                                                                         ) -> None:
-    _needs_reference_on_fuse()
+    needs_fuse()
     from harness.targets import dump_keyspace
 
     def lossy_dump(client: Any, now_ms: int) -> Mapping[int, Any]:
@@ -215,8 +187,8 @@ def test_a_loss_without_the_fault_is_attributed_as_happening_without_it(trial_ro
 
 
 @pytest.mark.real
-def test_no_attribution_leaves_violations_unattributed(trial_root: Path) -> None:
-    _needs_reference_on_fuse()
+def test_no_attribution_leaves_violations_unattributed(scratch_root: Path) -> None:
+    needs_fuse()
     from harness.targets import dump_keyspace
 
     def lossy_dump(client: Any, now_ms: int) -> Mapping[int, Any]:
@@ -232,8 +204,8 @@ def test_no_attribution_leaves_violations_unattributed(trial_root: Path) -> None
 
 
 @pytest.mark.real
-def test_kill_child_kills_the_rewrite_child_in_most_trials(trial_root: Path) -> None:
-    _needs_reference_on_fuse()
+def test_kill_child_kills_the_rewrite_child_in_most_trials(scratch_root: Path) -> None:
+    needs_fuse()
     try:
         verify.check_environment(VerifyConfig(server="7.0", model="power"))
     except verify.VerifyEnvironmentError as exc:

@@ -58,12 +58,12 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from faults import Crash as CrashFault
 from faults import (
+    ChoiceEnumeration,
     CrashChoice,
     FaultOp,
     FaultPlan,
@@ -74,6 +74,7 @@ from faults import (
     ReplayCursor,
     SimDisk,
 )
+from faults import Crash as CrashFault
 from harness.explore._eval import ExplorerError, PrefixIndex, Rec, StateEvaluator, full_recover
 from harness.explore._record import NOT_COUNTED, Recording, record
 from harness.explore._workloads import WORKLOADS, Workload, make_workload
@@ -95,7 +96,9 @@ __all__ = [
     "ExploreResult",
     "ExploreViolation",
     "ExplorerError",
+    "FrontierIndex",
     "StateRecord",
+    "StateTally",
     "Workload",
     "explore",
     "make_workload",
@@ -239,8 +242,72 @@ class StateRecord:
     rules: tuple[str, ...]
 
 
+@dataclass(kw_only=True)
+class StateTally:
+    """The state counts both explorers keep (this one and ``explore --server``), keyed by the
+    persistence model's value: crash points explored of all, outcomes per (model, outcome),
+    legal states at the explored points and the ones the image limits cut, violations per
+    (model, rule). The base of their results (keyword-only fields, so that each result's own
+    required fields stay positional)."""
+
+    points_total: int = 0
+    points_explored: int = 0
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    legal: Counter[str] = field(default_factory=Counter)
+    cut_dirty: Counter[str] = field(default_factory=Counter)
+    cut_max: Counter[str] = field(default_factory=Counter)
+    violation_counts: Counter[tuple[str, str]] = field(default_factory=Counter)
+
+    @property
+    def states(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def violation_total(self) -> int:
+        return sum(self.violation_counts.values())
+
+    def count_choices(self, model: PersistenceModel, enum: ChoiceEnumeration) -> None:
+        """Count one point's legal states under `model` and the ones the limits cut."""
+        self.legal[model.value] += enum.total
+        self.cut_dirty[model.value] += enum.cut_by_dirty_files
+        self.cut_max[model.value] += enum.cut_by_max_choices
+
+    def _coverage_models(self) -> Sequence[str]:
+        raise NotImplementedError
+
+    def _model_coverage(self, model: str) -> dict[str, Any]:
+        checked = sum(n for (mv, _), n in self.outcomes.items() if mv == model)
+        legal = self.legal[model]
+        return {
+            "states_checked": checked,
+            "legal_states_at_explored_points": legal,
+            "cut_by_dirty_files": self.cut_dirty[model],
+            "cut_by_max_images": self.cut_max[model],
+            "fraction": round(checked / legal, 6) if legal else 1.0,
+        }
+
+    def coverage(self) -> dict[str, Any]:
+        """Covered / total crash points, and per model: states checked / legal states at the
+        explored points (choices cut by the limits are the difference)."""
+        out: dict[str, Any] = {
+            "crash_points": f"{self.points_explored}/{self.points_total}",
+        }
+        for m in self._coverage_models():
+            out[m] = self._model_coverage(m)
+        return out
+
+    def outcomes_by_model(self) -> dict[str, dict[str, int]]:
+        by_model: dict[str, dict[str, int]] = {}
+        for (m, outcome), n in sorted(self.outcomes.items()):
+            by_model.setdefault(m, {})[outcome] = n
+        return by_model
+
+    def violations_by_rule(self) -> dict[str, int]:
+        return {f"{m}/{r}": n for (m, r), n in sorted(self.violation_counts.items())}
+
+
 @dataclass
-class ExploreResult:
+class ExploreResult(StateTally):
     """Counts, coverage, violations. ``ok`` iff no violation."""
 
     config: RunConfig
@@ -249,14 +316,7 @@ class ExploreResult:
     naive: bool
     steps: int = 0
     trace_ops: int = 0
-    points_total: int = 0
-    points_explored: int = 0
-    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     kinds: Counter[tuple[str, str]] = field(default_factory=Counter)
-    legal: Counter[str] = field(default_factory=Counter)
-    cut_dirty: Counter[str] = field(default_factory=Counter)
-    cut_max: Counter[str] = field(default_factory=Counter)
-    violation_counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     violations: list[ExploreViolation] = field(default_factory=list)
     distinct_contents: int = 0
     full_recoveries: int = 0
@@ -267,49 +327,25 @@ class ExploreResult:
     generic: bool = False  # judged by recovering every image with the target (_generic)
 
     @property
-    def states(self) -> int:
-        return sum(self.outcomes.values())
-
-    @property
-    def violation_total(self) -> int:
-        return sum(self.violation_counts.values())
-
-    @property
     def ok(self) -> bool:
         return self.violation_total == 0
 
-    def coverage(self) -> dict[str, Any]:
-        """Covered / total crash points, and per model: states checked / legal states at the
-        explored points (choices cut by the limits are the difference), by image kind."""
-        out: dict[str, Any] = {
-            "crash_points": f"{self.points_explored}/{self.points_total}",
-        }
-        for m in self.models:
-            checked = sum(n for (mv, _), n in self.outcomes.items() if mv == m.value)
-            legal = self.legal[m.value]
-            kinds = {k: n for (mv, k), n in sorted(self.kinds.items()) if mv == m.value}
-            out[m.value] = {
-                "states_checked": checked,
-                "legal_states_at_explored_points": legal,
-                "cut_by_dirty_files": self.cut_dirty[m.value],
-                "cut_by_max_images": self.cut_max[m.value],
-                "fraction": round(checked / legal, 6) if legal else 1.0,
-                "by_kind": kinds,
-            }
-        return out
+    def _coverage_models(self) -> Sequence[str]:
+        return [m.value for m in self.models]
+
+    def _model_coverage(self, model: str) -> dict[str, Any]:
+        # ... and, per model, the states checked by image kind.
+        kinds = {k: n for (mv, k), n in sorted(self.kinds.items()) if mv == model}
+        return {**super()._model_coverage(model), "by_kind": kinds}
 
     def to_dict(self) -> dict[str, Any]:
-        by_model: dict[str, dict[str, int]] = {}
-        for (m, outcome), n in sorted(self.outcomes.items()):
-            by_model.setdefault(m, {})[outcome] = n
         return {
             "mode": "generic" if self.generic else "naive" if self.naive else "fast",
             "steps": self.steps,
             "trace_ops": self.trace_ops,
             "states": self.states,
-            "by_model": by_model,
-            "violations_by_rule": {f"{m}/{r}": n
-                                   for (m, r), n in sorted(self.violation_counts.items())},
+            "by_model": self.outcomes_by_model(),
+            "violations_by_rule": self.violations_by_rule(),
             "violations": self.violation_total,
             "coverage": self.coverage(),
             "distinct_aof_contents": self.distinct_contents,
@@ -334,28 +370,36 @@ def workload_from_reproduction(repro: Reproduction) -> tuple[RunConfig, tuple[St
 # --------------------------------------------------------------------------- the walk
 
 
-class _Frontiers:
-    """F and n of every crash point from the recorded events (O(log n) per point)."""
+class FrontierIndex:
+    """F (the frontier) and n (entries executed) of every crash point from each entry's
+    outcome and recorded trace positions, O(log n) a point. ``entries``: per history entry
+    (outcome, submit_pos, resolve_pos, ack_ms, during_rewrite). The everysec window is the
+    subclass's (``_window_ms``); with ``no_appendfsync_on_rewrite`` an entry acknowledged
+    during a rewrite does not move the frontier of a power model. Shared with
+    ``explore --server``."""
 
-    def __init__(self, rec: Recording) -> None:
-        cfg = rec.config
-        self.rec = rec
-        self.policy = cfg.policy
-        self.window_ms = cfg.window_ms
-        self.norw = cfg.no_appendfsync_on_rewrite
+    def __init__(
+        self,
+        entries: Iterable[tuple[Outcome, int, int | None, int | None, bool]],
+        *,
+        policy: str,
+        no_appendfsync_on_rewrite: bool = False,
+    ) -> None:
+        self.policy = policy
+        self.norw = no_appendfsync_on_rewrite
         position = 0
         self.exec_submit: list[int] = []
         acks: list[tuple[int, int, int, bool]] = []
         self.refused: list[tuple[int, int | None]] = []
-        for e in rec.entries:
-            if e.outcome is Outcome.ERROR:
-                self.refused.append((e.submit_pos, e.resolve_pos))
+        for outcome, submit_pos, resolve_pos, ack_ms, during_rewrite in entries:
+            if outcome is Outcome.ERROR:
+                self.refused.append((submit_pos, resolve_pos))
                 continue
             position += 1
-            self.exec_submit.append(e.submit_pos)
-            if e.outcome is Outcome.OK:
-                assert e.resolve_pos is not None and e.ack_ms is not None
-                acks.append((e.resolve_pos, e.ack_ms, position, e.during_rewrite))
+            self.exec_submit.append(submit_pos)
+            if outcome is Outcome.OK:
+                assert resolve_pos is not None and ack_ms is not None
+                acks.append((resolve_pos, ack_ms, position, during_rewrite))
         acks.sort()
         self.ack_pos = [a[0] for a in acks]
         self.ack_ms = [a[1] for a in acks]
@@ -369,6 +413,9 @@ class _Frontiers:
             self.best_all.append(hi_all)
             self.best_norw.append(hi_norw)
 
+    def _window_ms(self, p: int, crash_ms: int, model: PersistenceModel) -> int:
+        raise NotImplementedError
+
     def submitted(self, p: int) -> int:
         return bisect_right(self.exec_submit, p)
 
@@ -381,12 +428,38 @@ class _Frontiers:
             return 0
         j = bisect_right(self.ack_pos, p)
         if self.policy == "everysec":
-            stalls = window_stalls(model.value, self.rec.stalls_at(p),
-                                   self.rec.error_stalls_at(p))
-            width = effective_window_ms(crash_ms, window_ms=self.window_ms, stalls=stalls)
-            j = min(j, bisect_right(self.ack_ms, crash_ms - width))
+            j = min(j, bisect_right(self.ack_ms, crash_ms - self._window_ms(p, crash_ms, model)))
         best = self.best_norw if (self.norw and power) else self.best_all
         return best[j - 1] if j else 0
+
+
+class _Frontiers(FrontierIndex):
+    """The frontier index of a recording: the everysec window widened by the stalls before
+    each point (oracle rule 2)."""
+
+    def __init__(self, rec: Recording) -> None:
+        cfg = rec.config
+        super().__init__(((e.outcome, e.submit_pos, e.resolve_pos, e.ack_ms, e.during_rewrite)
+                          for e in rec.entries),
+                         policy=cfg.policy,
+                         no_appendfsync_on_rewrite=cfg.no_appendfsync_on_rewrite)
+        self.rec = rec
+        self.window_ms = cfg.window_ms
+
+    def _window_ms(self, p: int, crash_ms: int, model: PersistenceModel) -> int:
+        stalls = window_stalls(model.value, self.rec.stalls_at(p), self.rec.error_stalls_at(p))
+        return effective_window_ms(crash_ms, window_ms=self.window_ms, stalls=stalls)
+
+
+def crash_info(point: CrashPoint, model: PersistenceModel, choice: CrashChoice) -> CrashInfo:
+    """What a verdict says about the crash that made the state it judges."""
+    return CrashInfo(model=model.value, choice=choice.to_dict(), trace_index=point.trace_index,
+                     crash_ms=point.crash_ms)
+
+
+def violated_rules(verdict: Verdict) -> tuple[str, ...]:
+    """The rules `verdict` found violated, sorted, each once."""
+    return tuple(sorted({v.rule.value for v in verdict.violations}))
 
 
 def _kind(model: PersistenceModel, aof: FileChoice | None) -> str:
@@ -548,9 +621,7 @@ class _Walk:
         res = self.result
         for model in self.models:
             enum = disk.crash_choices(model, limits=self.image_limits)
-            res.legal[model.value] += enum.total
-            res.cut_dirty[model.value] += enum.cut_by_dirty_files
-            res.cut_max[model.value] += enum.cut_by_max_choices
+            res.count_choices(model, enum)
             f = self.fr.frontier(p, point.crash_ms, model)
             if self.naive:
                 states: Any = ((c, self._aof_choice(disk, c), 1) for c in enum)
@@ -650,6 +721,28 @@ class _Walk:
             history = self._histories[p] = self.rec.history_at(p)
         return history
 
+    def _check(self, point: CrashPoint, model: PersistenceModel, choice: CrashChoice,
+               snapshot: Snapshot | None, *, reason: str | None, crash: CrashInfo) -> Verdict:
+        """The oracle's rules 1, 2 and 4 on one state of `point` recovered as `snapshot` (None:
+        the recovery refused to start, for `reason`)."""
+        p = point.trace_index
+        return check_recovery(
+            self._history(p),
+            snapshot,
+            policy=self.config.policy,
+            model=model.value,
+            crash_ms=point.crash_ms,
+            recovery_ms=self.t_ms,
+            window_ms=self.config.window_ms,
+            stalls=self.rec.stalls_at(p),
+            error_stalls=self.rec.error_stalls_at(p),
+            no_appendfsync_on_rewrite=self.config.no_appendfsync_on_rewrite,
+            unavailable_reason=reason if snapshot is None else None,
+            allow_unavailable=self.config.allow_unavailable,
+            damaged_image=choice.damaged,
+            crash=crash,
+        )
+
     def _exact(self, disk: SimDisk, point: CrashPoint, model: PersistenceModel,
                choice: CrashChoice) -> tuple[str, tuple[str, ...], Verdict]:
         """The oracle's verdict on the materialised image, recovered from byte 0."""
@@ -664,26 +757,10 @@ class _Walk:
                     self._snapshots.clear()
                 cached = self._snapshots[aof] = full_recover(self.config, aof, self.index)
             full, snapshot = cached
-        p = point.trace_index
-        verdict = check_recovery(
-            self._history(p),
-            snapshot,
-            policy=self.config.policy,
-            model=model.value,
-            crash_ms=point.crash_ms,
-            recovery_ms=self.t_ms,
-            window_ms=self.config.window_ms,
-            stalls=self.rec.stalls_at(p),
-            error_stalls=self.rec.error_stalls_at(p),
-            no_appendfsync_on_rewrite=self.config.no_appendfsync_on_rewrite,
-            unavailable_reason=full.unavailable if snapshot is None else None,
-            allow_unavailable=self.config.allow_unavailable,
-            damaged_image=choice.damaged,
-            crash=CrashInfo(model=model.value, choice=choice.to_dict(), trace_index=p,
-                            crash_ms=point.crash_ms),
-        )
+        verdict = self._check(point, model, choice, snapshot, reason=full.unavailable,
+                              crash=crash_info(point, model, choice))
         if not verdict.ok:
-            return "violation", tuple(sorted({v.rule.value for v in verdict.violations})), verdict
+            return "violation", violated_rules(verdict), verdict
         stable = full.stable_process if model is PROCESS else full.stable_power
         if snapshot is not None and stable is False:
             return "violation", ("stability",), verdict

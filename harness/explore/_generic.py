@@ -40,9 +40,17 @@ from faults import (
     ReplayCursor,
     SimDisk,
 )
-from harness.explore._explorer import CrashPoint, ExploreLimits, ExploreResult, Split, _Walk
+from harness.explore._explorer import (
+    CrashPoint,
+    ExploreLimits,
+    ExploreResult,
+    Split,
+    _Walk,
+    crash_info,
+    violated_rules,
+)
 from harness.explore._record import Recording
-from harness.oracle._checker import CrashInfo, Verdict, check_recovery, check_stability
+from harness.oracle._checker import CrashInfo, Verdict, check_stability
 from harness.oracle._snapshot import Snapshot, snapshot_from_dump
 from harness.targets import (
     TargetEnv,
@@ -100,9 +108,7 @@ class GenericWalk(_Walk):
         res = self.result
         for model in self.models:
             enum = disk.crash_choices(model, limits=self.image_limits)
-            res.legal[model.value] += enum.total
-            res.cut_dirty[model.value] += enum.cut_by_dirty_files
-            res.cut_max[model.value] += enum.cut_by_max_choices
+            res.count_choices(model, enum)
             seen: dict[tuple[str, bool], tuple[str, tuple[str, ...]]] = {}
             for choice in enum:
                 image = disk.crash(model, choice)
@@ -125,27 +131,10 @@ class GenericWalk(_Walk):
         """The oracle's verdict on one state (rules 1, 2, 4, then 3)."""
         self.result.exact_checks += 1
         got = self.recover(image)
-        p = point.trace_index
-        crash = CrashInfo(model=model.value, choice=choice.to_dict(), trace_index=p,
-                          crash_ms=point.crash_ms)
-        verdict = check_recovery(
-            self._history(p),
-            got.snapshot,
-            policy=self.config.policy,
-            model=model.value,
-            crash_ms=point.crash_ms,
-            recovery_ms=self.t_ms,
-            window_ms=self.config.window_ms,
-            stalls=self.rec.stalls_at(p),
-            error_stalls=self.rec.error_stalls_at(p),
-            no_appendfsync_on_rewrite=self.config.no_appendfsync_on_rewrite,
-            unavailable_reason=got.reason if got.snapshot is None else None,
-            allow_unavailable=self.config.allow_unavailable,
-            damaged_image=choice.damaged,
-            crash=crash,
-        )
+        crash = crash_info(point, model, choice)
+        verdict = self._check(point, model, choice, got.snapshot, reason=got.reason, crash=crash)
         if not verdict.ok:
-            return "violation", tuple(sorted({v.rule.value for v in verdict.violations})), verdict
+            return "violation", violated_rules(verdict), verdict
         if got.snapshot is not None:
             stable = self._stability(image, got, model, crash)
             if not stable.ok:

@@ -14,13 +14,23 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from faults import FileStat, FiredFault, IOFault, NoSpace, Op, ShortWrite, SlowSync, Trace
+from faults import (
+    FileStat,
+    FiredFault,
+    IOFault,
+    NoSpace,
+    Op,
+    ShortWrite,
+    SimDisk,
+    SlowSync,
+    Trace,
+)
 from harness.machine._driver import Driver
 from harness.machine._steps import Recover, RunConfig, Step
 from harness.oracle import ERROR_STALL_MS
 from harness.oracle._history import History, Outcome
 
-__all__ = ["EntryRecord", "Recording", "record"]
+__all__ = ["DiskLayer", "EntryRecord", "Recording", "record"]
 
 # Trace operations a Crash fault counts (FaultyFileSystem counts every op but reads/seeks).
 NOT_COUNTED = frozenset((Op.READ, Op.LSEEK))
@@ -112,36 +122,21 @@ class _RecordingHistory(History):
         self.resolve_pos[index] = self._position()
 
 
-class _Recorder:
-    """Stands between the fault layer and the SimDisk during the recorded run and notes, for
-    every traced operation, the fault layer's op count, the time and the step."""
+class DiskLayer:
+    """A FileSystem over a SimDisk (``inner``) that hands every operation to one hook,
+    ``_call(name, *args)``: a layer that notes something around each operation (the explorer's
+    recorder, ``explore --server``'s timing) overrides only the hook. Lookups (listdir, stat,
+    exists) never reach the trace; they go to ``_look``, which passes them straight on unless
+    a layer says otherwise. ``inner`` is what ``FuseMount.disk`` follows to the SimDisk."""
 
-    def __init__(self, driver: Driver) -> None:
-        self._disk = driver.disk
-        self._fs = driver.fs
-        self._clock = driver.clock
-        self.op_count_at: list[int] = []
-        self.time_at: list[int] = []
-        self.step_of: list[int] = []
-        self.step = -1
-
-    def _note(self) -> None:
-        trace = self._disk.trace
-        ops, now, step = self._fs.op_count, self._clock.now_ms, self.step
-        while len(self.op_count_at) < len(trace):
-            self.op_count_at.append(ops)
-            self.time_at.append(now)
-            self.step_of.append(step)
+    def __init__(self, disk: SimDisk) -> None:
+        self.inner = disk
 
     def _call(self, name: str, *args: Any) -> Any:
-        self._note()
-        try:
-            return getattr(self._disk, name)(*args)
-        finally:
-            self._note()
+        return getattr(self.inner, name)(*args)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._disk, name)  # trace, tracing, ... (untraced lookups)
+    def _look(self, name: str, *args: Any) -> Any:
+        return getattr(self.inner, name)(*args)
 
     def open(self, path: str, flags: int, mode: int = 0o644) -> int:
         return int(self._call("open", path, flags, mode))
@@ -183,13 +178,46 @@ class _Recorder:
         self._call("fsync_dir", path)
 
     def listdir(self, path: str) -> list[str]:
-        return self._disk.listdir(path)
+        return list(self._look("listdir", path))
 
     def stat(self, path: str) -> FileStat:
-        return self._disk.stat(path)
+        result: FileStat = self._look("stat", path)
+        return result
 
     def exists(self, path: str) -> bool:
-        return self._disk.exists(path)
+        return bool(self._look("exists", path))
+
+
+class _Recorder(DiskLayer):
+    """Stands between the fault layer and the SimDisk during the recorded run and notes, for
+    every traced operation, the fault layer's op count, the time and the step."""
+
+    def __init__(self, driver: Driver) -> None:
+        super().__init__(driver.disk)
+        self._fs = driver.fs
+        self._clock = driver.clock
+        self.op_count_at: list[int] = []
+        self.time_at: list[int] = []
+        self.step_of: list[int] = []
+        self.step = -1
+
+    def _note(self) -> None:
+        trace = self.inner.trace
+        ops, now, step = self._fs.op_count, self._clock.now_ms, self.step
+        while len(self.op_count_at) < len(trace):
+            self.op_count_at.append(ops)
+            self.time_at.append(now)
+            self.step_of.append(step)
+
+    def _call(self, name: str, *args: Any) -> Any:
+        self._note()
+        try:
+            return super()._call(name, *args)
+        finally:
+            self._note()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)  # trace, tracing, ... (untraced lookups)
 
 
 def _stalls_of(

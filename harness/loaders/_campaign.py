@@ -87,6 +87,7 @@ def generate_cases(examples: int, *, seed: int, families: Sequence[str] | None =
     from hypothesis import HealthCheck, Phase, given, settings
     from hypothesis import seed as hseed
 
+    from harness._hypothesis import hypothesis_engine
     from harness.loaders._gen import FAMILIES
 
     drawn: list[AofCase] = []
@@ -98,7 +99,8 @@ def generate_cases(examples: int, *, seed: int, families: Sequence[str] | None =
         def collect(case: AofCase) -> None:
             drawn.append(case)
 
-        collect()
+        with hypothesis_engine():  # the same files for a seed, whatever is imported
+            collect()
     seen: set[bytes] = set()
     out: list[AofCase] = []
     for case in (*(CORPUS if with_corpus else ()), *drawn):

@@ -29,7 +29,6 @@ import multiprocessing
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,11 +36,11 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import settings as Settings
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.errors import Flaky
-from hypothesis.internal.conjecture import engine
 from hypothesis.reporting import with_reporter
 from hypothesis.stateful import run_state_machine_as_test
 
 from faults import PersistenceModel
+from harness._hypothesis import hypothesis_engine
 from harness.machine._driver import ContractViolation, ModelDivergence, TargetRunaway
 from harness.machine._machine import (
     PROFILES,
@@ -305,18 +304,6 @@ class _Runner:
                            examples_s, 0.0 if fail_at is None else ended - fail_at)
 
 
-@contextmanager
-def _shrink_budget(seconds: float) -> Iterator[None]:
-    # Hypothesis shrinks for up to 5 minutes; a campaign wants its finding sooner. The limit is
-    # a module constant of Hypothesis's engine (not a setting), so it is set around the run.
-    old = engine.MAX_SHRINKING_SECONDS
-    engine.MAX_SHRINKING_SECONDS = seconds  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        engine.MAX_SHRINKING_SECONDS = old
-
-
 def _run_slice(
     machine: Any, settings: Settings, seed: int, config: RunConfig, shrink_budget_s: float,
 ) -> Finding | None:
@@ -324,7 +311,7 @@ def _run_slice(
     try:
         # Hypothesis reports falsifying examples and shrink warnings on stdout, which belongs
         # to the CLI's own output (--json); the finding and its reproduction carry all of it.
-        with _shrink_budget(shrink_budget_s), with_reporter(lambda _text: None):
+        with hypothesis_engine(shrink_budget_s=shrink_budget_s), with_reporter(lambda _text: None):
             run_state_machine_as_test(seeded, settings=settings)
     except ContractViolation as exc:
         rules = sorted({v.rule.value for v in exc.verdict.violations})

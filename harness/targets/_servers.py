@@ -63,6 +63,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from harness.targets._inprocess import APPENDFSYNC_POLICIES
+
 __all__ = [
     "FORK_CHILD_TITLES",
     "SERVER_PRESETS",
@@ -106,7 +108,6 @@ _VALKEY_SERIES: Final = "9.1"
 # Process titles of the children a server forks (psutil ``cmdline()[0]``).
 FORK_CHILD_TITLES: Final = ("redis-aof-rewrite", "redis-rdb-bgsave", "valkey-aof-rewrite",
                              "valkey-rdb-bgsave")
-APPENDFSYNC_POLICIES: Final = ("always", "everysec", "no")
 # Placeholders of a --server-cmd template. {port} is required; {extra} must be a whole word and
 # becomes "--name value" words for each extra config item (what a redis-like server takes).
 SERVER_TEMPLATE_FIELDS: Final = ("port", "dir", "appendfsync", "bind", "logfile",

@@ -104,13 +104,14 @@ import redis
 from faults import (
     CrashChoice,
     DiskImage,
-    FileStat,
     ImageLimits,
     Op,
     PersistenceModel,
     ReplayCursor,
     SimDisk,
 )
+from harness.explore._explorer import FrontierIndex, StateTally
+from harness.explore._record import DiskLayer
 from harness.oracle import (
     Checker,
     CrashInfo,
@@ -309,7 +310,7 @@ class ServerViolation:
 
 
 @dataclass
-class ServerExploreResult:
+class ServerExploreResult(StateTally):
     """Counts, coverage, timings and violations of one ``explore_server`` run."""
 
     config: ServerExploreConfig
@@ -321,13 +322,6 @@ class ServerExploreResult:
     errors: int = 0
     trace_ops: int = 0
     first_point: int = 0
-    points_total: int = 0
-    points_explored: int = 0
-    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
-    legal: Counter[str] = field(default_factory=Counter)
-    cut_dirty: Counter[str] = field(default_factory=Counter)
-    cut_max: Counter[str] = field(default_factory=Counter)
-    violation_counts: Counter[tuple[str, str]] = field(default_factory=Counter)
     violations: list[ServerViolation] = field(default_factory=list)
     state_groups: int = 0
     distinct_contents: int = 0
@@ -349,14 +343,6 @@ class ServerExploreResult:
     histories: dict[int, History] = field(default_factory=dict, repr=False)
 
     @property
-    def states(self) -> int:
-        return sum(self.outcomes.values())
-
-    @property
-    def violation_total(self) -> int:
-        return sum(self.violation_counts.values())
-
-    @property
     def violating_states(self) -> int:
         return sum(n for (_, outcome), n in self.outcomes.items() if outcome == "violation")
 
@@ -368,24 +354,10 @@ class ServerExploreResult:
     def recoveries_per_s(self) -> float | None:
         return self.real_recoveries / self.recover_s if self.recover_s > 0 else None
 
-    def coverage(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"crash_points": f"{self.points_explored}/{self.points_total}"}
-        for m in self.config.models:
-            checked = sum(n for (mv, _), n in self.outcomes.items() if mv == m)
-            legal = self.legal[m]
-            out[m] = {
-                "states_checked": checked,
-                "legal_states_at_explored_points": legal,
-                "cut_by_dirty_files": self.cut_dirty[m],
-                "cut_by_max_images": self.cut_max[m],
-                "fraction": round(checked / legal, 6) if legal else 1.0,
-            }
-        return out
+    def _coverage_models(self) -> Sequence[str]:
+        return self.config.models
 
     def to_dict(self) -> dict[str, Any]:
-        by_model: dict[str, dict[str, int]] = {}
-        for (m, outcome), n in sorted(self.outcomes.items()):
-            by_model.setdefault(m, {})[outcome] = n
         rate = self.recoveries_per_s
         return {
             "mode": "server-exact" if self.config.exact else "server",
@@ -394,9 +366,8 @@ class ServerExploreResult:
             "trace_ops": self.trace_ops, "first_point": self.first_point,
             "states": self.states, "state_groups": self.state_groups,
             "violating_states": self.violating_states,
-            "by_model": by_model,
-            "violations_by_rule": {f"{m}/{r}": n
-                                   for (m, r), n in sorted(self.violation_counts.items())},
+            "by_model": self.outcomes_by_model(),
+            "violations_by_rule": self.violations_by_rule(),
             "coverage": self.coverage(),
             "distinct_aof_contents": self.distinct_contents,
             "real_recoveries": self.real_recoveries,
@@ -418,69 +389,23 @@ class ServerExploreResult:
 # Recording: the workload once on the FUSE SimDisk, with the time of every traced operation
 
 
-class _TimedDisk:
+class _TimedDisk(DiskLayer):
     """Stands between the FUSE mount and the SimDisk: notes, for every traced operation, the
     monotonic time (ms since `t0`) taken just before it was applied. Calls arrive under the
     mount's lock, as do the client's reads of the trace length."""
 
     def __init__(self, disk: SimDisk, t0: float) -> None:
-        self.inner = disk  # FuseMount.disk follows .inner to the SimDisk
+        super().__init__(disk)  # FuseMount.disk follows .inner to the SimDisk
         self._t0 = t0
         self.start_ms: list[float] = []
 
     def _call(self, name: str, *args: Any) -> Any:
         before = (time.monotonic() - self._t0) * 1000
         try:
-            return getattr(self.inner, name)(*args)
+            return super()._call(name, *args)
         finally:
             while len(self.start_ms) < len(self.inner.trace):
                 self.start_ms.append(before)
-
-    def open(self, path: str, flags: int, mode: int = 0o644) -> int:
-        return int(self._call("open", path, flags, mode))
-
-    def write(self, fd: int, data: bytes) -> int:
-        return int(self._call("write", fd, data))
-
-    def read(self, fd: int, size: int) -> bytes:
-        return bytes(self._call("read", fd, size))
-
-    def lseek(self, fd: int, position: int, how: int) -> int:
-        return int(self._call("lseek", fd, position, how))
-
-    def fsync(self, fd: int) -> None:
-        self._call("fsync", fd)
-
-    def fdatasync(self, fd: int) -> None:
-        self._call("fdatasync", fd)
-
-    def ftruncate(self, fd: int, size: int) -> None:
-        self._call("ftruncate", fd, size)
-
-    def close(self, fd: int) -> None:
-        self._call("close", fd)
-
-    def rename(self, src: str, dst: str) -> None:
-        self._call("rename", src, dst)
-
-    def unlink(self, path: str) -> None:
-        self._call("unlink", path)
-
-    def mkdir(self, path: str) -> None:
-        self._call("mkdir", path)
-
-    def listdir(self, path: str) -> list[str]:
-        return list(self._call("listdir", path))
-
-    def stat(self, path: str) -> FileStat:
-        result: FileStat = self._call("stat", path)
-        return result
-
-    def exists(self, path: str) -> bool:
-        return bool(self._call("exists", path))
-
-    def fsync_dir(self, path: str) -> None:
-        self._call("fsync_dir", path)
 
 
 @dataclass(frozen=True, slots=True)
@@ -744,50 +669,22 @@ def _worker_recover(args: tuple[Any, ...]) -> _Recovered:
 # The frontier index: F and n of every crash point from the recorded positions
 
 
-class _Frontiers:
+class _Frontiers(FrontierIndex):
+    """The frontier index of a server recording: a fixed everysec window (the server's own
+    scheduling margin included), and the last acknowledgement before each point."""
+
     def __init__(self, rec: _Recording, config: ServerExploreConfig) -> None:
-        self.policy = config.policy
+        super().__init__(((entry.outcome, pos.submit_pos, pos.resolve_pos, entry.ack_ms, False)
+                          for entry, pos in zip(rec.history, rec.positions, strict=True)),
+                         policy=config.policy)
         self.window_ms = config.window_ms + config.margin_ms
-        self.exec_submit: list[int] = []
-        self.refused: list[tuple[int, int | None]] = []
-        acks: list[tuple[int, int, int]] = []
-        position = 0
-        for entry, pos in zip(rec.history, rec.positions, strict=True):
-            if entry.outcome is Outcome.ERROR:
-                self.refused.append((pos.submit_pos, pos.resolve_pos))
-                continue
-            position += 1
-            self.exec_submit.append(pos.submit_pos)
-            if entry.outcome is Outcome.OK:
-                assert pos.resolve_pos is not None and entry.ack_ms is not None
-                acks.append((pos.resolve_pos, entry.ack_ms, position))
-        acks.sort()
-        self.ack_pos = [a[0] for a in acks]
-        self.ack_ms = [a[1] for a in acks]
-        self.best: list[int] = []
-        hi = 0
-        for _, _, pos_ in acks:
-            hi = max(hi, pos_)
-            self.best.append(hi)
 
-    def submitted(self, p: int) -> int:
-        return bisect_right(self.exec_submit, p)
-
-    def refused_pending(self, p: int) -> bool:
-        return any(s <= p and (r is None or r > p) for s, r in self.refused)
+    def _window_ms(self, p: int, crash_ms: int, model: PersistenceModel) -> int:
+        return self.window_ms
 
     def last_ack_ms(self, p: int) -> int | None:
         j = bisect_right(self.ack_pos, p)
         return max(self.ack_ms[:j]) if j else None
-
-    def frontier(self, p: int, crash_ms: int, model: PersistenceModel) -> int:
-        power = model is not PersistenceModel.PROCESS
-        if self.policy == "no" and power:
-            return 0
-        j = bisect_right(self.ack_pos, p)
-        if self.policy == "everysec":
-            j = min(j, bisect_right(self.ack_ms, crash_ms - self.window_ms))
-        return self.best[j - 1] if j else 0
 
 
 def _history_at(rec: _Recording, p: int) -> History:
@@ -911,9 +808,7 @@ def explore_server(
             crash_ms = max(until, last_ack if last_ack is not None else 0)
             for model in models:
                 enum = disk.crash_choices(model, limits=limits)
-                result.legal[model.value] += enum.total
-                result.cut_dirty[model.value] += enum.cut_by_dirty_files
-                result.cut_max[model.value] += enum.cut_by_max_choices
+                result.count_choices(model, enum)
                 seen: dict[tuple[str, bool], _Group] = {}
                 for choice in enum:
                     image = disk.crash(model, choice)

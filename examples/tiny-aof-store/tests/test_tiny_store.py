@@ -73,7 +73,9 @@ def test_the_plugin_finds_the_planted_reply_before_fsync_bug(tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_the_bug_shrinks_to_a_write_a_crash_and_a_recovery() -> None:
-    finding = find_violation(BuggyTinyStore)  # shrunk, as `aofcrash fuzz` does
+    # Shrunk, as `aofcrash fuzz` does; derandomized ("ci"): under the default "dev" profile a
+    # rare draw shrank for minutes to 20 steps.
+    finding = find_violation(BuggyTinyStore, profile="ci")
     assert isinstance(finding, ContractViolation)
     kinds = [step.kind for step in finding.reproduction.steps]
     assert len(kinds) <= 4 and kinds[-1] == "recover", kinds
