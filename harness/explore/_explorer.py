@@ -873,6 +873,18 @@ def _explore_split(config: RunConfig, steps: Sequence[Step],
                    progress: Callable[[int, int, int], None] | None,
                    split: Split) -> ExploreResult:
     """``explore`` of the crash positions `split` keeps, in this process."""
+    prepared = _recorded(config, steps, models, limits, naive)
+    if isinstance(prepared, ExploreResult):
+        return prepared
+    rec, chosen = prepared
+    return _walk(rec, chosen, limits, naive, keep_states, progress, split)
+
+
+def _recorded(config: RunConfig, steps: Sequence[Step], models: Sequence[PersistenceModel],
+              limits: ExploreLimits | None, naive: bool,
+              ) -> tuple[Recording, tuple[PersistenceModel, ...]] | ExploreResult:
+    """The recording of `steps` and the models to explore, or the whole result when the
+    workload's own setup already broke the contract."""
     if not isinstance(config, RunConfig):
         raise ValueError(f"config: expected RunConfig, got {type(config).__name__}")
     chosen = tuple(models)
@@ -881,31 +893,38 @@ def _explore_split(config: RunConfig, steps: Sequence[Step],
     from harness.machine._driver import ContractViolation
 
     try:
-        rec = record(config, steps)
+        return record(config, steps), chosen
     except ContractViolation as exc:
         # A multi-epoch workload's own recovery broke the contract (before any explored point).
         return _setup_violation(config, chosen, limits or ExploreLimits(), naive, exc)
-    if config.target is not None:
+
+
+def _walk(rec: Recording, models: tuple[PersistenceModel, ...], limits: ExploreLimits | None,
+          naive: bool, keep_states: bool, progress: Callable[[int, int, int], None] | None,
+          split: Split) -> ExploreResult:
+    if rec.config.target is not None:
         # Not the bundled reference: every state is recovered with the target itself.
         from harness.explore._generic import explore_generic
 
-        return explore_generic(rec, chosen, limits or ExploreLimits(), naive=naive,
+        return explore_generic(rec, models, limits or ExploreLimits(), naive=naive,
                                keep_states=keep_states, progress=progress, split=split)
-    walk = _Walk(rec, chosen, limits or ExploreLimits(), naive, keep_states, progress, split)
+    walk = _Walk(rec, models, limits or ExploreLimits(), naive, keep_states, progress, split)
     return walk.run()
 
 
-_CHILD_STATES: Any = None  # shared counters of the states each child has explored
+# What forked children inherit from the parent (set just before the fork): the recording,
+# the models, limits and naive flag, and shared counters of the states each child explored.
+_INHERITED: Any = None
 
 
-def _explore_shard(args: tuple[Any, ...]) -> ExploreResult:
-    config, steps, models, limits, naive, split, slot = args
-    counters = _CHILD_STATES
+def _explore_shard(args: tuple[Split, int]) -> ExploreResult:
+    split, slot = args
+    rec, models, limits, naive, counters = _INHERITED
 
     def report(_done: int, _total: int, states: int) -> None:
         counters[slot] = states
 
-    return _explore_split(config, steps, models, limits, naive, False, report, split)
+    return _walk(rec, models, limits, naive, False, report, split)
 
 
 def _explore_parallel(
@@ -913,17 +932,20 @@ def _explore_parallel(
     limits: ExploreLimits | None, naive: bool,
     progress: Callable[[int, int, int], None] | None, workers: int, shard: tuple[int, int],
 ) -> ExploreResult:
-    """Shard i of n over `workers` processes: part 0 of `workers` in this process (it would
-    only wait otherwise), parts 1.. in forked children."""
+    """Shard i of n over `workers` processes: the workload is recorded once, here; part 0 of
+    `workers` is explored in this process (it would only wait otherwise), parts 1.. in forked
+    children, which inherit the recording."""
     import gc
     import multiprocessing
 
-    global _CHILD_STATES
-    jobs = [(config, steps, models, limits, naive, (shard, (j, workers)), j - 1)
-            for j in range(workers)]
+    global _INHERITED
+    prepared = _recorded(config, steps, models, limits, naive)
+    if isinstance(prepared, ExploreResult):
+        return prepared
+    rec, chosen = prepared
     context = multiprocessing.get_context("fork")
     counters = context.Array("q", workers - 1, lock=False)
-    _CHILD_STATES = counters
+    _INHERITED = (rec, chosen, limits, naive, counters)
     # Children inherit every object; frozen, their collections never walk (and so never
     # copy-on-write) those pages.
     gc.freeze()
@@ -931,10 +953,10 @@ def _explore_parallel(
         pool = context.Pool(workers - 1)
     finally:
         gc.unfreeze()
-        _CHILD_STATES = None
+        _INHERITED = None
     try:
-        pending = pool.map_async(_explore_shard, jobs[1:])
-
+        pending = pool.map_async(_explore_shard,
+                                 [((shard, (j, workers)), j - 1) for j in range(1, workers)])
         last = [0, 0]  # this process's points done (every part's, in plan order) and total
 
         def report(done: int, total: int, states: int) -> None:
@@ -942,9 +964,7 @@ def _explore_parallel(
             if progress is not None:
                 progress(done, total, states + sum(counters))
 
-        config_, steps_, models_, limits_, naive_, split, _ = jobs[0]
-        parts = [_explore_split(config_, steps_, models_, limits_, naive_, False, report,
-                                split)]
+        parts = [_walk(rec, chosen, limits, naive, False, report, (shard, (0, workers)))]
         parts.extend(pending.get())
     finally:
         pool.terminate()  # by PID, the pool's own children
