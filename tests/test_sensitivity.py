@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from typing import Any
 
 import pytest
 from hypothesis import find, given, seed, settings
@@ -18,8 +19,8 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from faults import Crash as CrashFault
 from faults import FaultOp, FaultPlan, PersistenceModel, SlowSync
-from harness.machine import PROFILES, make_state_machine
-from harness.machine._driver import ContractViolation, Driver
+from harness.machine import PROFILES, _driver, make_state_machine
+from harness.machine._driver import ContractViolation, Driver, TargetRunaway
 from harness.machine._machine import (
     _big_collection_program,
     _del_program,
@@ -399,3 +400,75 @@ def test_the_safe_reference_stays_clean_over_the_default_state_machine(policy: s
         slice_seed += 1
     print(f"{policy}: {_Counted.steps} steps in {STEPS_PER_POLICY_S:.0f} s, no violation")
     assert _Counted.steps > 1000
+
+
+# -- runaway targets: a step that never ends is a finding, not a hung campaign -----------------
+
+
+class _Spinning:
+    """The reference, but a SET of the key ``spin`` loops forever in memory (no filesystem
+    call, so only the CPU-time limit can see it)."""
+
+    def __init__(self, env: Any) -> None:
+        from harness.targets import reference_target
+
+        self._inner = reference_target(env)
+
+    def submit(self, argv: Any, *, client: int) -> int:
+        if tuple(argv[1:2]) == (b"spin",):
+            while True:
+                pass
+        return int(self._inner.submit(argv, client=client))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
+def test_a_target_spinning_in_memory_is_ended_as_a_runaway_by_the_cpu_limit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_driver, "MAX_CPU_S_PER_STEP", 0.3)
+    driver = Driver(RunConfig(policy="always"), factory=_Spinning)
+    driver.run(Write((b"SET", b"k", b"v")))  # an ordinary step is untouched by the limit
+    started = time.process_time()
+    with pytest.raises(TargetRunaway, match=r"write: still running after 0.3 s of CPU time"):
+        driver.run(Write((b"SET", b"spin", b"v")))
+    assert time.process_time() - started < 5
+    assert driver.failed
+
+
+class _SpinningOnLoad(_Spinning):
+    """The reference, but loading an AOF that holds the key ``spin`` never ends."""
+
+    def start(self) -> None:
+        if any(b"spin" in data for data in _FILES.values()):
+            while True:
+                pass
+        self._inner.start()
+
+
+_FILES: dict[str, bytes] = {}
+
+
+def test_an_exploration_whose_recovery_never_ends_stops_with_a_runaway(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.explore import ExploreLimits, ExploreRunaway
+    from harness.explore._generic import explore_generic
+    from harness.explore._record import record
+
+    monkeypatch.setattr(_driver, "MAX_CPU_S_PER_STEP", 0.3)
+    config = RunConfig(policy="always", target="harness.targets:reference_target")
+    rec = record(config, (Write((b"SET", b"spin", b"v")),))
+
+    def factory(env: Any) -> Any:
+        _FILES.clear()
+        fs = env.fs
+        for name in fs.listdir(""):
+            fd = fs.open(name, 0)
+            _FILES[name] = fs.read(fd, 1 << 20)
+            fs.close(fd)
+        return _SpinningOnLoad(env)
+
+    started = time.process_time()
+    with pytest.raises(ExploreRunaway, match=r"ran 0.3 s of CPU time without finishing"):
+        explore_generic(rec, (PersistenceModel.PROCESS,), ExploreLimits(), factory=factory)
+    assert time.process_time() - started < 5

@@ -17,7 +17,15 @@ import sys
 from collections.abc import Callable, Sequence
 
 from harness.cli import _explore, _files, _fuzz, _loaders, _verify
-from harness.cli._common import EXIT_OK, EXIT_USAGE, Parser, UsageError, parse_budget
+from harness.cli._common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    EXIT_VIOLATION,
+    Parser,
+    UsageError,
+    ViolationStop,
+    parse_budget,
+)
 
 __all__ = ["main", "parse_budget"]
 
@@ -44,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         sys.stderr.write(f"aofcrash {args.command}: error: {exc}\n")
         return EXIT_USAGE
+    except ViolationStop as exc:
+        sys.stderr.write(f"aofcrash {args.command}: violation: {exc}\n")
+        return EXIT_VIOLATION
     except KeyboardInterrupt:
         sys.stderr.write(f"aofcrash {args.command}: interrupted\n")
         return 130

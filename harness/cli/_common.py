@@ -26,6 +26,11 @@ class UsageError(Exception):
     """Bad input or environment: printed as one line, exit code 2."""
 
 
+class ViolationStop(Exception):
+    """A finding that ends the run before any report (a recovery that never finishes):
+    printed as one line, exit code 1."""
+
+
 def did_you_mean(name: str, known: Iterable[str]) -> str:
     """' (did you mean 'x'?)' for the closest known name, or '' when none is close."""
     close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)

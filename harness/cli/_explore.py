@@ -14,6 +14,7 @@ from harness.cli._common import (
     EXIT_VIOLATION,
     Progress,
     UsageError,
+    ViolationStop,
     availability_args,
     common_args,
     defect_arg,
@@ -215,13 +216,15 @@ def _limits(args: argparse.Namespace) -> Any:
 def _run_explore(config: Any, steps: tuple[Any, ...], models: tuple[Any, ...], limits: Any,
                  args: argparse.Namespace, on_progress: Any) -> Any:
     """One exploration; the errors a workload can cause are one line, exit 2."""
-    from harness.explore import explore
+    from harness.explore import ExploreRunaway, explore
     from harness.machine._driver import ModelDivergence
 
     try:
         return explore(config, steps, models=models, limits=limits, naive=args.naive,
                        progress=on_progress, workers=resolve_workers(args.workers),
                        shard=args.shard)
+    except ExploreRunaway as exc:
+        raise ViolationStop(str(exc)) from None
     except ModelDivergence as exc:
         raise UsageError(f"the workload's own run diverged from the model: {exc}") from None
     except (ValueError, TypeError, AttributeError) as exc:  # a step file that cannot run

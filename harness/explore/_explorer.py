@@ -94,6 +94,7 @@ __all__ = [
     "CrashPoint",
     "ExploreLimits",
     "ExploreResult",
+    "ExploreRunaway",
     "ExploreViolation",
     "ExplorerError",
     "FrontierIndex",
@@ -504,6 +505,11 @@ def _dealt(weights: list[int], stride: int, split: Split) -> list[bool]:
     return chosen
 
 
+class ExploreRunaway(ExplorerError):
+    """Recovering one crash state ran ``MAX_CPU_S_PER_STEP`` of CPU time (the driver's limit
+    per step) without finishing: the loader or target loops forever (a liveness finding)."""
+
+
 class _Walk:
     def __init__(self, rec: Recording, models: tuple[PersistenceModel, ...],
                  limits: ExploreLimits, naive: bool, keep_states: bool,
@@ -528,6 +534,7 @@ class _Walk:
         self._histories: dict[int, History] = {}
         self._snapshots: dict[bytes | None, tuple[Rec, Snapshot | None]] = {}
         self._point_no = 0
+        self._states_seen = 0  # progress the CPU watchdog looks for
 
     # -- points
 
@@ -546,6 +553,18 @@ class _Walk:
                           rec.time_at[p])
 
     def run(self) -> ExploreResult:
+        from harness.machine._driver import MAX_CPU_S_PER_STEP, CpuTimeExceeded, cpu_watchdog
+
+        try:
+            with cpu_watchdog(lambda: self._point_no + self._states_seen, MAX_CPU_S_PER_STEP):
+                return self._run_points()
+        except CpuTimeExceeded:
+            raise ExploreRunaway(
+                f"explore: recovering a state of crash point #{self._point_no} ran "
+                f"{MAX_CPU_S_PER_STEP:g} s of CPU time without finishing: the loader (or "
+                f"target) loops forever, a liveness violation") from None
+
+    def _run_points(self) -> ExploreResult:
         rec, res = self.rec, self.result
         trace = rec.trace
         cursor = ReplayCursor(trace)
@@ -769,6 +788,7 @@ class _Walk:
     def _record(self, disk: SimDisk, point: CrashPoint, model: PersistenceModel,
                 choice: CrashChoice, aof: FileChoice | None, count: int, outcome: str,
                 rules: tuple[str, ...], verdict: Verdict | None) -> None:
+        self._states_seen += 1
         res = self.result
         res.outcomes[(model.value, outcome)] += count
         res.kinds[(model.value, _kind(model, aof))] += count

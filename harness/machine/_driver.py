@@ -10,6 +10,10 @@ the executed steps (with crash choices made explicit), which is a reproduction a
 from __future__ import annotations
 
 import dataclasses
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,15 +100,72 @@ class ModelDivergence(AssertionError):
 
 
 class TargetRunaway(ModelDivergence):
-    """One step made more filesystem calls than ``MAX_CALLS_PER_STEP``: the target loops
-    forever (a write retried without progress, a loader that never ends). A liveness finding;
-    its reproduction replays to the same runaway."""
+    """One step made more filesystem calls than ``MAX_CALLS_PER_STEP``, or ran longer than
+    ``MAX_CPU_S_PER_STEP`` of CPU time: the target loops forever (a write retried without
+    progress, a loader spinning on a buffer it never consumes). A liveness finding; its
+    reproduction replays to the same runaway."""
 
 
 #: Filesystem calls one step may make (reads and seeks included). A legitimate step makes at
 #: most a few thousand (a long tick runs one cron iteration per 100 ms); a million calls is
 #: seconds of work, so a target stuck in a loop ends as a finding instead of hanging the run.
 MAX_CALLS_PER_STEP = 1_000_000
+
+#: CPU seconds one step may take, for loops that never touch the filesystem (the op budget
+#: cannot see them). A legitimate step takes milliseconds, so no real run reaches it and the
+#: verdicts stay a function of the seed; it is measured by the process's virtual timer, which
+#: only the main thread can arm (elsewhere the op budget alone applies).
+MAX_CPU_S_PER_STEP = 5.0
+
+
+class CpuTimeExceeded(BaseException):
+    """Raised by the virtual-timer signal inside the target (BaseException: a target's own
+    ``except Exception`` must not swallow it)."""
+
+
+@contextmanager
+def cpu_watchdog(progress: Callable[[], int], seconds: float) -> Iterator[None]:
+    """Raise CpuTimeExceeded in this (main) thread when `progress()` has not changed over
+    `seconds` of its CPU time (so after between one and two such periods with no progress): a
+    long job that loops somewhere without a per-item timer. Elsewhere than the main thread, a
+    no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    last = [progress()]
+
+    def check(_signum: int, _frame: Any) -> None:
+        now = progress()
+        if now == last[0]:
+            raise CpuTimeExceeded
+        last[0] = now
+
+    previous = signal.signal(signal.SIGVTALRM, check)
+    timer = signal.setitimer(signal.ITIMER_VIRTUAL, seconds, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_VIRTUAL, *timer)  # an enclosing limit goes on
+        signal.signal(signal.SIGVTALRM, previous)
+
+
+@contextmanager
+def _cpu_limit(seconds: float) -> Iterator[None]:
+    """Raise CpuTimeExceeded in this thread once it has run `seconds` of CPU time inside."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(_signum: int, _frame: Any) -> None:
+        raise CpuTimeExceeded
+
+    previous = signal.signal(signal.SIGVTALRM, expire)
+    timer = signal.setitimer(signal.ITIMER_VIRTUAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_VIRTUAL, *timer)  # an enclosing limit goes on
+        signal.signal(signal.SIGVTALRM, previous)
 
 
 @dataclass
@@ -178,7 +239,8 @@ class Driver:
         """Execute one step. Raises ContractViolation / ModelDivergence on a finding."""
         self.fs.set_op_budget(MAX_CALLS_PER_STEP)
         try:
-            self._run(step)
+            with self.cpu_limited(step.kind):
+                self._run(step)
         except (ContractViolation, ModelDivergence):
             self.failed = True
             raise
@@ -187,6 +249,18 @@ class Driver:
             raise TargetRunaway(f"{step.kind}: {exc}", self.reproduction()) from None
         finally:
             self.fs.set_op_budget(None)
+
+    @contextmanager
+    def cpu_limited(self, what: str) -> Iterator[None]:
+        """Run `what` (a step, or a check the state machine makes between steps) under
+        ``MAX_CPU_S_PER_STEP``; past it, a TargetRunaway finding."""
+        try:
+            with _cpu_limit(MAX_CPU_S_PER_STEP):
+                yield
+        except CpuTimeExceeded:
+            self.failed = True
+            raise TargetRunaway(f"{what}: still running after {MAX_CPU_S_PER_STEP:g} s of "
+                                f"CPU time", self.reproduction()) from None
 
     def _run(self, step: Step) -> None:
         if isinstance(step, Recover):

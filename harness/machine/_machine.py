@@ -942,8 +942,9 @@ def make_state_machine(
             data = self.driver.disk.crash(model, choice).get(aof)
             if not data:
                 return
-            problem = check_aof_agrees(bytes(data),
-                                       now_ms=self.driver.clock.now_ms + downtime_ms)
+            with self.driver.cpu_limited(f"check-aof of the {model.value} crash image"):
+                problem = check_aof_agrees(bytes(data),
+                                           now_ms=self.driver.clock.now_ms + downtime_ms)
             _event("check-aof: " + ("agrees with the loader" if problem is None
                                     else "disagrees"))
             if problem is not None:
