@@ -164,3 +164,26 @@ def test_snapshot_at_drops_keys_expired_at_that_time() -> None:
     )
     assert set(snap.at(100)) == {(0, b"b"), (0, b"c")}
     assert snap.at(0) is snap
+
+
+def test_queued_writes_take_the_execution_time_of_their_iteration_later_ones_first() -> None:
+    h = History()
+    first = h.submit([(b"SET", b"k", b"v")], db=0, executed_ms=0)
+    second = h.submit([(b"APPEND", b"k", b"v")], db=0, executed_ms=0)
+    with pytest.raises(ValueError, match="must stay in order"):
+        h.executed_later(first, 100)  # the second would then run before the first
+    h.executed_later(second, 100)
+    h.executed_later(first, 100)
+    assert [e.executed_ms for e in h.entries] == [100, 100]
+
+
+def test_executed_later_refuses_going_backwards_or_a_resolved_entry() -> None:
+    h = History()
+    index = h.submit([(b"SET", b"k", b"v")], db=0, executed_ms=50)
+    with pytest.raises(ValueError, match="must stay in order"):
+        h.executed_later(index, 10)
+    h.executed_later(index, 100)
+    assert h.entries[index].executed_ms == 100
+    h.resolve(index, "ok", at_ms=100)
+    with pytest.raises(ValueError, match="already resolved"):
+        h.executed_later(index, 200)

@@ -365,9 +365,11 @@ class Driver:
     def _iterate(self) -> None:
         # Commands queued since the last iteration execute at the time of this one.
         now = self.clock.now_ms
-        for p in self._pending:
+        for p in reversed(self._pending):  # the history stays in order: later entries first
             if p.executed_ms is None:
                 p.executed_ms = now
+                if p.entry is not None:
+                    self.history.executed_later(p.entry, now)
         self.target.run_iteration()
         still: list[_Pending] = []
         for p in self._pending:

@@ -207,6 +207,25 @@ class History:
         )
         return index
 
+    def executed_later(self, index: int, at_ms: int) -> None:
+        """A pending write queued before the event loop ran: it executes at `at_ms` (the
+        iteration that runs it), not when it was submitted. Expiry depends on it: an APPEND
+        queued while its key is alive may run after the key expired."""
+        _require_int(index, "index")
+        _require_int(at_ms, "at_ms")
+        if index >= len(self._entries):
+            raise ValueError(f"index {index} is out of range (history has {len(self)} entries)")
+        entry = self._entries[index]
+        if entry.outcome is not Outcome.UNKNOWN:
+            raise ValueError(f"entry {index} is already resolved as {entry.outcome.value}")
+        after = self._entries[index + 1] if index + 1 < len(self._entries) else None
+        if at_ms < entry.executed_ms or (after is not None and after.executed_ms < at_ms):
+            # Entries stay in execution order: move the later ones first.
+            raise ValueError(f"executed_ms of entry {index} must stay in order, got {at_ms}")
+        if at_ms != entry.executed_ms:
+            self._revision += 1
+            self._entries[index] = replace(entry, executed_ms=at_ms)
+
     def resolve(self, index: int, outcome: Outcome | str, *, at_ms: int | None = None) -> None:
         """Set the outcome of a pending entry; `at_ms` is the ack time (required for OK)."""
         _require_int(index, "index")
