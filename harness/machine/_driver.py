@@ -149,25 +149,6 @@ def cpu_watchdog(progress: Callable[[], int], seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGVTALRM, previous)
 
 
-@contextmanager
-def _cpu_limit(seconds: float) -> Iterator[None]:
-    """Raise CpuTimeExceeded in this thread once it has run `seconds` of CPU time inside."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def expire(_signum: int, _frame: Any) -> None:
-        raise CpuTimeExceeded
-
-    previous = signal.signal(signal.SIGVTALRM, expire)
-    timer = signal.setitimer(signal.ITIMER_VIRTUAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_VIRTUAL, *timer)  # an enclosing limit goes on
-        signal.signal(signal.SIGVTALRM, previous)
-
-
 @dataclass
 class RecoveryRecord:
     """What one recovery showed (for statistics and reports)."""
@@ -255,7 +236,8 @@ class Driver:
         """Run `what` (a step, or a check the state machine makes between steps) under
         ``MAX_CPU_S_PER_STEP``; past it, a TargetRunaway finding."""
         try:
-            with _cpu_limit(MAX_CPU_S_PER_STEP):
+            # No progress to look for: the first check after `MAX_CPU_S_PER_STEP` ends it.
+            with cpu_watchdog(lambda: 0, MAX_CPU_S_PER_STEP):
                 yield
         except CpuTimeExceeded:
             self.failed = True
