@@ -7,5 +7,8 @@ bash scripts/bootstrap.sh
 export HYPOTHESIS_PROFILE="${HYPOTHESIS_PROFILE:-ci}"
 .venv/bin/ruff check .
 .venv/bin/mypy
-# -m "" overrides nothing but states it: every marker (slow, real) runs. Exit 5 (no tests) fails.
-exec .venv/bin/pytest -m "slow or not slow" -p no:cacheprovider "$@"
+# Every marker (slow, real) runs. Exit 5 (no tests) fails. Tests run on every core
+# (pytest-xdist; AOFCRASH_TEST_WORKERS=1 for one process; a busy worker's queue is shared out
+# as the other finishes), and the 20 slowest are listed at the end.
+exec .venv/bin/pytest -m "slow or not slow" -p no:cacheprovider \
+  -n "${AOFCRASH_TEST_WORKERS:-auto}" --dist worksteal --durations=20 "$@"
