@@ -28,7 +28,8 @@ from harness.targets import (
     ServerNotUsable,
     ServerRefusedToStart,
     ServerSpecError,
-    _servers,
+    _presets,
+    _rundirs,
     aof_paths,
     dump_keyspace,
     dump_keyspace_at,
@@ -62,7 +63,7 @@ def test_find_server_rejects_an_unknown_version_naming_the_field() -> None:
 def test_a_missing_binary_is_one_line_naming_the_path_and_bootstrap(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(_servers, "_REPO_ROOT", tmp_path)
+    monkeypatch.setattr(_presets, "_REPO_ROOT", tmp_path)
     with pytest.raises(ServerNotFound) as err:
         find_server("6.0")
     message = str(err.value)
@@ -76,7 +77,7 @@ def test_a_binary_of_the_wrong_version_is_refused(
     fake = tmp_path / "redis-server"
     fake.write_text("#!/bin/sh\necho 'Redis server v=5.0.7 sha=0'\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(_servers, "_candidate_path", lambda version: str(fake))
+    monkeypatch.setattr(_presets, "_candidate_path", lambda version: str(fake))
     with pytest.raises(ServerNotFound, match=r"is not redis-server 7\.0 .*v=5\.0\.7"):
         find_server("7.0")
 
@@ -323,8 +324,8 @@ def test_a_server_and_its_rewrite_child_do_not_outlive_the_process_that_started_
 def test_the_reaper_is_not_a_child_of_the_harness_and_ends_with_it(tmp_path: Path) -> None:
     script = (
         "import os, sys\n"
-        "from harness.targets import _servers\n"
-        "_servers._REAPER.watch(999999)\n"  # a group that does not exist: killing it is a no-op
+        "from harness.targets import _reaper\n"
+        "_reaper._REAPER.watch(999999)\n"  # a group that does not exist: killing it is a no-op
         "import psutil\n"
         "kids = psutil.Process().children(recursive=True)\n"
         "print(len(kids), flush=True)\n"
@@ -525,7 +526,7 @@ def test_run_dirs_go_where_aofcrash_tmpdir_says(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AOFCRASH_TMPDIR", str(tmp_path))
-    assert _servers.run_dir_base() == str(tmp_path)
+    assert _rundirs.run_dir_base() == str(tmp_path)
     assert Path(make_run_dir("probe")).parent == tmp_path
 
 
