@@ -1,5 +1,5 @@
-"""harness.targets: real server processes (redis-server 6.0, 6.2, 7.0, Valkey 9.1, any binary or
-command line) on temp dirs, and the hygiene that ends them."""
+"""harness.targets: real server processes (redis-server 6.0, 6.2, 7.0, 8.2, Valkey 9.1, any
+binary or command line) on temp dirs, and the hygiene that ends them."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def no_process_left_behind() -> Iterator[None]:
 
 def test_find_server_rejects_an_unknown_version_naming_the_field() -> None:
     with pytest.raises(
-        ValueError, match=r"version must be one of 6\.0, 6\.2, 7\.0, valkey, got '5\.0'"
+        ValueError, match=r"version must be one of 6\.0, 6\.2, 7\.0, 8\.2, valkey, got '5\.0'"
     ):
         find_server("5.0")
 
@@ -348,7 +348,7 @@ def test_a_preset_resolves_to_its_binary_and_version() -> None:
 @pytest.mark.parametrize(
     ("server", "complaint"),
     [
-        ("9.9", "server must be one of 6.0, 6.2, 7.0, valkey, reference or a path"),
+        ("9.9", "server must be one of 6.0, 6.2, 7.0, 8.2, valkey, reference or a path"),
         ("/nonexistent/redis-server", "no such file"),
         ("/", "is a directory"),
     ],

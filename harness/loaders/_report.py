@@ -46,7 +46,8 @@ UPSTREAM: Final[tuple[Upstream, ...]] = (
     Upstream("redis/redis#11484", "https://github.com/redis/redis/pull/11484",
              "7.x: a truncated AOF file that is not the last one is fatal (a truncated legacy "
              "file becomes the base, followed by a new incr file)",
-             lambda d, data: d.cls == "restart" and d.key[1] in ("redis-7.0", "valkey-9.1")),
+             lambda d, data: d.cls == "restart" and d.key[1] in ("redis-7.0", "redis-8.2",
+                                                                   "valkey-9.1")),
     Upstream("redis/redis#9326", "https://github.com/redis/redis/pull/9326",
              "7.0 added '#TS:' timestamp annotations to the AOF; 6.x loaders and checkers do "
              "not know them", lambda d, data: _has_annotation(data) and d.cls in (

