@@ -95,6 +95,16 @@ def test_parse_manifest_reads_base_history_and_incr_lines() -> None:
     ]
 
 
+def test_parse_manifest_reads_redis_8_lines_with_replication_offsets() -> None:
+    text = (
+        "file appendonly.aof.2.base.rdb seq 2 type b\n"
+        "file appendonly.aof.2.incr.aof seq 2 type i startoffset 5 endoffset 6\n"
+        "file appendonly.aof.3.incr.aof seq 3 type i startoffset 6\n"
+    )
+    assert [e.name for e in parse_manifest(text)] == [
+        "appendonly.aof.2.base.rdb", "appendonly.aof.2.incr.aof", "appendonly.aof.3.incr.aof"]
+
+
 @pytest.mark.parametrize(
     ("line", "complaint"),
     [

@@ -35,7 +35,9 @@ class AofManifestEntry:
 
 
 def parse_manifest(text: str | bytes) -> list[AofManifestEntry]:
-    """Parse a Redis 7 ``appendonly.aof.manifest``; raises AofManifestError naming the line."""
+    """Parse a Redis 7+ ``appendonly.aof.manifest`` (Redis 8's ``startoffset``/``endoffset``
+    and any other extra pair are skipped: only the files and their order matter here; the
+    reference's check-aof reads them); raises AofManifestError naming the line."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "surrogateescape")
     entries: list[AofManifestEntry] = []
