@@ -21,6 +21,7 @@ __all__ = [
     "parse_manifest",
 ]
 
+
 class AofManifestError(ValueError):
     """A Redis 7 AOF manifest line that does not parse (names the line)."""
 

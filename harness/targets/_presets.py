@@ -147,7 +147,6 @@ def find_server(version: str) -> ServerBinary:
     return ServerBinary(version=ver, path=path, full_version=match.group(1).decode())
 
 
-
 def _run_version(path: str) -> bytes:
     """``path --version``'s output; b"" when it fails or runs on (then killed, by group)."""
     try:

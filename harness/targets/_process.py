@@ -46,6 +46,7 @@ __all__ = [
     "ServerStartTimeout",
 ]
 
+
 class ServerNotUsable(RuntimeError):
     """The server ran but cannot be used: it exits at once, does not listen, does not answer
     PING over RESP (one line)."""
@@ -70,7 +71,6 @@ class ServerRefusedToStart(RuntimeError):
 
 class ServerStartTimeout(RuntimeError):
     """The server stayed alive but never answered PING with +PONG in time."""
-
 
 
 def _free_port() -> int:

@@ -59,7 +59,6 @@ def _ping(port: int) -> str:
     return "ready"
 
 
-
 def _parse_info(text: bytes | str) -> dict[str, str]:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")

@@ -109,7 +109,6 @@ class ServerSpec:
         return RedisProcess(self.path, dir, **options)
 
 
-
 def resolve_server(server: str | None = None, *, server_cmd: str | None = None) -> ServerSpec:
     """The server a user asked for: a preset of ``SERVER_PRESETS``, a path to a binary (run with
     redis-server's flags) or, with `server_cmd`, a command template. Raises ServerSpecError
@@ -150,7 +149,6 @@ def resolve_server(server: str | None = None, *, server_cmd: str | None = None) 
     name, version = _name_and_version(_run_version(path))
     return ServerSpec("binary", server, path=path, name=name or os.path.basename(path),
                       version=version)
-
 
 
 def probe_server(spec: ServerSpec, *, timeout_s: float = 10.0) -> ServerInfo:
