@@ -34,6 +34,7 @@ from harness.loaders import (
 )
 from harness.loaders._canon import canon_expiry, show_bytes
 from harness.loaders._diff import reason_class
+from harness.loaders._report import render_markdown, version_steps
 from harness.loaders._run import _crash_site
 from harness.loaders._shrink import split_lines, split_tokens
 from reference import check_aof
@@ -216,6 +217,29 @@ def test_a_reference_profile_like_no_real_server_is_reference_vs_real() -> None:
     assert keys == [("reference-vs-real", "load:ref-safe:yes",
                      "redis-6.0,redis-6.2,redis-7.0,redis-8.2,valkey-9.1: loaded"
                      " | ref-safe: refused(format)")]
+
+
+def _finding(id_: int, outcomes: dict[str, Any]) -> dict[str, Any]:
+    return {"id": id_, "class": "crash", "key": ["crash"], "summary": "s", "size_bytes": 1,
+            "hex": "00", "text": "b''", "found_in_family": "header", "original_size_bytes": 1,
+            "files_showing": 1, "reproduced": True, "upstream": [],
+            "outcomes": {tool: o.to_dict() for tool, o in outcomes.items()}}
+
+
+def test_the_report_names_each_version_step_and_the_findings_whose_file_it_changes() -> None:
+    same = agreeing()
+    moved = agreeing(**{"load:redis-8.2:yes": loaded(verdict=Verdict.TRUNCATED, offset=27),
+                        "check:redis-8.2": check(Verdict.INVALID, 27)})
+    report = {"command": "c", "versions": {"redis-7.0": "7.0.15", "redis-8.2": "8.2.3",
+                                           "valkey-9.1": "9.1.2"},
+              "missing": {}, "files": 2, "loader_runs": 0, "check_runs": 0,
+              "matrix_seconds": 1, "workers": 1, "shrink_seconds": 0, "coverage": {},
+              "counts": {"crash": 2}, "findings": [_finding(1, same), _finding(2, moved)]}
+    assert version_steps(report) == [("redis-7.0", "redis-8.2", [2], [2]),
+                                     ("redis-8.2", "valkey-9.1", [2], [2])]
+    assert "| redis-7.0 | redis-8.2 | #2 | #2 |" in render_markdown(report)
+    report["findings"] = [_finding(1, same)]
+    assert "| redis-7.0 | redis-8.2 | none | none |" in render_markdown(report)
 
 
 def test_a_reference_profile_like_one_real_server_is_not_reference_vs_real() -> None:
