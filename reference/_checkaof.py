@@ -10,11 +10,14 @@ Three inputs, as redis-check-aof 7.0 takes them:
   accepted, so ``*+3`` and ``* 3`` are valid) and must be followed at once by ``\\r\\n``
   (``*3\\n`` and ``*3x\\r\\n`` are not, although every loader takes them: see
   ``reference._aof``); each bulk must be followed by ``\\r\\n``.
-- **a manifest** and **an appendonlydir** (``check_aof_path(path)``): Redis 7.x multi-part
-  AOF. The manifest (``appendonly.aof.manifest``) lists ``file <name> seq <n> type <b|h|i>``
-  lines; the base file is checked first, then the incr files in manifest order (which must be
-  increasing seq); history files (``h``) are ignored, as Redis ignores them. A listed file that
-  is missing is an error. Every file gets its own verdict and offset.
+- **a manifest** and **an appendonlydir** (``check_aof_path(path)``): Redis 7.x / 8.x
+  multi-part AOF. The manifest (``appendonly.aof.manifest``) lists ``file <name> seq <n> type
+  <b|h|i>`` lines, to which Redis 8 adds the replication offsets of incr files (``startoffset
+  <n>``, and ``endoffset <n>`` after a clean shutdown or ``appendonly no``); the base file is
+  checked first, then the incr files in manifest order (which must be increasing seq); history
+  files (``h``) are ignored, as Redis ignores them. A listed file that is missing is an error.
+  Every file gets its own verdict and offset. A field no Redis writes is ignored, as Redis
+  ignores it, and named in a note (``Manifest.notes``), never a refusal.
 
 What ``--fix`` may do (``plan_fix``), as redis-check-aof 7.0: truncate the *last* listed file
 to its last valid offset, and nothing else. Damage in any earlier file, or inside an RDB (bad
@@ -284,21 +287,28 @@ class ManifestError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ManifestEntry:
-    """One ``file <name> seq <n> type <b|h|i>`` line (``line`` is 1-based)."""
+    """One ``file <name> seq <n> type <b|h|i>`` line (``line`` is 1-based), with the
+    replication offsets Redis 8 writes on incr files (``startoffset <n>``, and ``endoffset
+    <n>`` once the file is closed by a shutdown or ``appendonly no``; None when absent)."""
 
     name: str
     seq: int
     type: ManifestType
     line: int
+    start_offset: int | None = None
+    end_offset: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
-    """A parsed manifest: the base (if any), incr files in order, history files."""
+    """A parsed manifest: the base (if any), incr files in order, history files, and
+    ``notes``: what Redis loads without complaint but a reader should know (an unknown field,
+    an offset that is not a number), one line each, naming the manifest line."""
 
     base: ManifestEntry | None
     incrs: tuple[ManifestEntry, ...]
     history: tuple[ManifestEntry, ...]
+    notes: tuple[str, ...] = ()
 
     @property
     def files(self) -> tuple[ManifestEntry, ...]:
@@ -383,17 +393,33 @@ def _leading_int(text: str) -> int:
 
 
 _MANIFEST_MAX_LINE_BYTES: Final = 1024
+# The fields a manifest line has: 7.0 writes the first three, 8.x adds the replication offsets
+# of incr files (seen on 8.2.3: "... type i startoffset 0", "... startoffset 2 endoffset 6").
+_MANIFEST_KEYS: Final = ("file", "seq", "type", "startoffset", "endoffset")
+_OFFSET_RE: Final = re.compile(r"[+-]?[0-9]+")
+
+
+def _offset(key: str, value: str, index: int, notes: list[str]) -> int | None:
+    """A replication offset's value; a value that is not a decimal integer is noted (Redis
+    8.2.3 loads such a manifest: the offsets do not decide what is loaded)."""
+    if _OFFSET_RE.fullmatch(value):
+        return int(value)
+    notes.append(f"manifest line {index}: {key} {value!r} is not an integer (Redis 8 loads "
+                 "the files anyway)")
+    return None
 
 
 def parse_manifest(data: bytes) -> Manifest:
-    """Parse a 7.x manifest as Redis's ``aofLoadManifestFromFile`` does (keys in any order
-    and any case, unknown keys ignored, quoted names, ``#`` comment lines); raise
-    ManifestError for anything Redis would refuse to start with."""
+    """Parse a 7.x / 8.x manifest as Redis's ``aofLoadManifestFromFile`` does (keys in any
+    order and any case, quoted names, ``#`` comment lines, 8.x's ``startoffset``/``endoffset``
+    read into the entry); raise ManifestError for anything Redis would refuse to start with.
+    A field Redis does not know is ignored, as Redis ignores it, and named in ``notes``."""
     if not data:
         raise ManifestError("empty AOF manifest")
     base: ManifestEntry | None = None
     incrs: list[ManifestEntry] = []
     history: list[ManifestEntry] = []
+    notes: list[str] = []
     max_seq = 0
     lines = data.split(b"\n")
     ends_with_newline = lines[-1] == b""
@@ -416,6 +442,8 @@ def parse_manifest(data: bytes) -> Manifest:
         name: str | None = None
         seq = 0
         kind = ""
+        start: int | None = None
+        end: int | None = None
         for key, value in zip(words[::2], words[1::2], strict=True):
             key = key.lower()
             if key == "file":
@@ -426,23 +454,35 @@ def parse_manifest(data: bytes) -> Manifest:
                 seq = _leading_int(value)
             elif key == "type":
                 kind = value[:1]
+            elif key == "startoffset":
+                start = _offset(key, value, index, notes)
+            elif key == "endoffset":
+                end = _offset(key, value, index, notes)
+            else:
+                notes.append(
+                    f"manifest line {index}: unknown field {_shown(key)!r} (value "
+                    f"{_shown(value)!r}) ignored, as Redis ignores it; known fields: "
+                    f"{', '.join(_MANIFEST_KEYS)}"
+                )
         if not name or not seq or not kind:
             raise ManifestError("a file, a non-zero seq and a type are all required", index)
+        if start is not None and end is not None and end < start:
+            notes.append(f"manifest line {index}: endoffset {end} is before startoffset {start}")
         if kind == "b":
             if base is not None:
                 raise ManifestError("a second base file", index)
-            base = ManifestEntry(name, seq, "b", index)
+            base = ManifestEntry(name, seq, "b", index, start, end)
         elif kind == "h":
-            history.append(ManifestEntry(name, seq, "h", index))
+            history.append(ManifestEntry(name, seq, "h", index, start, end))
         elif kind == "i":
             if seq <= max_seq:
                 raise ManifestError(f"incr seq {seq} does not increase (after {max_seq})",
                                     index)
             max_seq = seq
-            incrs.append(ManifestEntry(name, seq, "i", index))
+            incrs.append(ManifestEntry(name, seq, "i", index, start, end))
         else:
             raise ManifestError(f"unknown file type {kind!r}", index)
-    return Manifest(base=base, incrs=tuple(incrs), history=tuple(history))
+    return Manifest(base=base, incrs=tuple(incrs), history=tuple(history), notes=tuple(notes))
 
 
 # -- a manifest or a directory -------------------------------------------------------------
@@ -574,6 +614,11 @@ class AofCheck:
             "manifest_error": self.manifest_error,
             "history_files": [] if self.manifest is None
             else [e.name for e in self.manifest.history],
+            "manifest_notes": [] if self.manifest is None else list(self.manifest.notes),
+            "offsets": {} if self.manifest is None else {
+                e.name: {"start": e.start_offset, "end": e.end_offset}
+                for e in self.manifest.files
+                if e.start_offset is not None or e.end_offset is not None},
             "files": [f.to_dict() for f in self.files],
             "fix": None if plan is None else plan.to_dict(),
             "not_fixable_reason": unfixable,
@@ -591,6 +636,7 @@ class AofCheck:
                 f"manifest {self.manifest_path}: {len(self.files)} files"
                 + (f" ({history} history files ignored)" if history else "")
             )
+            lines.extend(f"  note: {note}" for note in self.manifest.notes)
             lines.extend("  " + f.describe() for f in self.files)
             lines.append("all AOF files and the manifest are valid" if self.valid
                          else f"AOF is not valid: {self.reason}")

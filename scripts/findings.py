@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/findings.py [--trials N] [--out reports]
 
-Every cell is one ``aofcrash verify`` configuration: server (presets 6.0, 6.2, 7.0, valkey) x
+Every cell is one ``aofcrash verify`` configuration: server (presets 6.0, 6.2, 7.0, 8.2, valkey) x
 appendfsync (always, everysec) x model (process, power, power-posix-metadata,
 power-eager-metadata) x fault (none, no-space, fsync-error, slow-sync, short-write,
 kill-child), `--trials N` trials each (seed 0, trials 0..N-1: a trial is a function of (seed,
@@ -47,7 +47,7 @@ from harness.verify import (
 )
 from harness.verify import _verify as verify
 
-SERVERS: Final = ("6.0", "6.2", "7.0", "valkey")
+SERVERS: Final = ("6.0", "6.2", "7.0", "8.2", "valkey")
 POLICIES: Final = ("always", "everysec")
 MODELS: Final = ("process", "power", "power-posix-metadata", "power-eager-metadata")
 FAULTS: Final = ("none", "no-space", "fsync-error", "slow-sync", "short-write", "kill-child")
@@ -286,7 +286,7 @@ def _cell_text(cell: dict[str, Any], ref: str | None) -> str:
 
 def render_markdown(data: dict[str, Any]) -> str:
     lines = [
-        "# Findings: Redis 6.0 / 6.2 / 7.0 and Valkey 9.1 under crashes and faults",
+        "# Findings: Redis 6.0 / 6.2 / 7.0 / 8.2 and Valkey 9.1 under crashes and faults",
         "",
         f"Produced by one command: `{data['command']}`",
         "",
@@ -406,22 +406,22 @@ _DIR_FSYNC: Final = (
     "without an fsync of its directory: the loss needs a strict metadata model and goes away "
     "under power-eager-metadata. redis#10737 (merged 2022-05, \"Fsync directory while persisting "
     "AOF manifest, RDB file, and config file\") added that fsync to the 7.0 multi-part AOF: its "
-    "log message \"Fail to fsync AOF directory\" is in the 7.0.15 and Valkey 9.1.2 binaries and "
-    "in neither 6.0.9 nor 6.2.14. The open redis#3487 reports the same window for the rename "
-    "that ends a rewrite")
+    "log message \"Fail to fsync AOF directory\" is in the 7.0.15, 8.2.3 and Valkey 9.1.2 "
+    "binaries and in neither 6.0.9 nor 6.2.14. The open redis#3487 reports the same window for "
+    "the rename that ends a rewrite")
 _ALWAYS_FSYNC: Final = (
     "redis 6.0.9 under `always` ignores a failed fsync and still acknowledges: redis#8347 "
     "(merged 2021-01, \"Redis exit for fsync error when the AOF fsync policy is 'always'\", "
     "after redis#8111) makes the server exit instead; its message \"Can't persist AOF for fsync "
-    "error when the AOF fsync policy is 'always'\" is in the 6.2.14, 7.0.15 and Valkey binaries "
-    "and not in 6.0.9")
+    "error when the AOF fsync policy is 'always'\" is in the 6.2.14, 7.0.15, 8.2.3 and Valkey "
+    "binaries and not in 6.0.9")
 _EVERYSEC_FSYNC: Final = (
     "`everysec` + a failed background fsync: redis#8419 (merged 2021-03, \"Handle remaining "
     "fsync errors\") makes a failed bio fsync set `aof_bio_fsync_status` (writes are refused "
     "with MISCONF), and the next successful fsync sets it back to OK; nothing writes again what "
     "the failed fsync dropped (Linux marks those pages clean), so acknowledged writes can be "
     "lost on power loss. Its log message \"Fail to fsync the AOF file\" is in the 6.2.14, "
-    "7.0.15 and Valkey binaries, not in 6.0.9, which ignores the error")
+    "7.0.15, 8.2.3 and Valkey binaries, not in 6.0.9, which ignores the error")
 
 
 def _known_upstream(cells: list[dict[str, Any]], refs: dict[str, str]) -> list[str]:

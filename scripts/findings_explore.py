@@ -1,6 +1,6 @@
 """Exhaustive crash states of real binaries: ``explore --server`` over servers x policies.
 
-For every server (6.0, 6.2, 7.0, Valkey 9.1; a server that is not installed is skipped with a
+For every server (6.0, 6.2, 7.0, 8.2, Valkey 9.1; a server that is not installed is skipped with a
 note) and policy (always, everysec), one seeded 200-write workload with one BGREWRITEAOF is
 recorded on a traced FUSE SimDisk and every crash point x every legal image of every model
 (process, power, power-posix-metadata, power-eager-metadata) is recovered by the real binary
@@ -45,7 +45,7 @@ from harness.verify import (
     write_server_reproductions,
 )
 
-SERVERS = ("6.0", "6.2", "7.0", "valkey")
+SERVERS = ("6.0", "6.2", "7.0", "8.2", "valkey")
 POLICIES = ("always", "everysec")
 MODELS = ("process", "power", "power-posix-metadata", "power-eager-metadata")
 STRICT = ("power", "power-posix-metadata")

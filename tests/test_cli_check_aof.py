@@ -306,3 +306,120 @@ def test_a_real_redis_7_appendonlydir_is_valid_and_a_torn_tail_is_found(
     incr.write_bytes(incr.read_bytes() + b"*3\r\n$3\r\nSET\r\n$1\r\nc")
     code, out, _ = _check(capsys, str(d))
     assert code == 1 and f"incr {incr.name}: not valid" in out
+
+
+def test_an_unknown_manifest_field_is_a_note_naming_it_and_the_directory_is_still_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    d = _appendonlydir(tmp_path, VALID)
+    (d / "appendonly.aof.manifest").write_bytes(
+        b"file appendonly.aof.1.base.rdb seq 1 type b\n"
+        b"file appendonly.aof.1.incr.aof seq 1 type i startoffset 0 flavour mint\n")
+    code, out, err = _check(capsys, str(d))
+    assert code == 0 and err == "", out
+    assert ("note: manifest line 2: unknown field 'flavour' (value 'mint') ignored, as Redis "
+            "ignores it") in out
+    assert "all AOF files and the manifest are valid" in out
+    code, out, _ = _check(capsys, "--json", str(d))
+    summary = json.loads(out)
+    assert code == 0 and summary["valid"] is True
+    assert [n.split(":")[0] for n in summary["manifest_notes"]] == ["manifest line 2"]
+    assert summary["offsets"] == {"appendonly.aof.1.incr.aof": {"start": 0, "end": None}}
+
+
+# -- real Redis 8.2 directories ---------------------------------------------------------------
+
+
+def _redis_8_2() -> str:
+    """The 8.2 binary's path; the test is skipped, with the reason, where it cannot run."""
+    from harness.targets import ServerNotFound, find_server
+
+    try:
+        return find_server("8.2").path
+    except ServerNotFound as exc:
+        pytest.skip(str(exc))
+
+
+def _redis_check_aof_8_2(binary: str, where: Path, target: Path) -> tuple[int, str]:
+    """redis-check-aof 8.2: the server binary run under that name (how it dispatches)."""
+    tool = where / "redis-check-aof"
+    if not tool.exists():
+        tool.symlink_to(binary)
+    done = subprocess.run([str(tool), str(target)], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL, check=False)
+    return done.returncode, done.stdout + done.stderr
+
+
+def _wait_for_rewrite(client: object) -> None:
+    for _ in range(600):
+        info = client.info("persistence")  # type: ignore[attr-defined]
+        if not info["aof_rewrite_in_progress"] and not info["aof_rewrite_scheduled"]:
+            return
+        time.sleep(0.01)
+    raise AssertionError("the rewrite did not finish")
+
+
+@pytest.mark.real
+def test_a_real_redis_8_2_dir_after_rewrites_and_a_clean_shutdown_is_valid_with_its_offsets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.targets import RedisProcess
+
+    binary = _redis_8_2()
+    data = tmp_path / "data"
+    data.mkdir()
+    with RedisProcess(binary, data, appendfsync="always") as server:
+        for round_ in range(3):
+            server.client.set(f"k{round_}", "v")
+            server.client.incr("n")
+            server.client.bgrewriteaof()
+            _wait_for_rewrite(server.client)
+        server.client.rpush("l", "x", "y")
+    # stop() was SHUTDOWN NOSAVE: 8.2 then closes the incr file with an endoffset.
+    d = data / "appendonlydir"
+    manifest = (d / "appendonly.aof.manifest").read_text()
+    assert " startoffset " in manifest and " endoffset " in manifest, manifest
+    code, out, err = _check(capsys, "--json", str(d))
+    summary = json.loads(out)
+    assert code == 0 and summary["valid"] is True and summary["manifest_notes"] == [], out + err
+    (incr,) = [name for name in summary["offsets"]]
+    offsets = summary["offsets"][incr]
+    assert offsets["end"] is not None and offsets["end"] >= offsets["start"]
+    real_code, real_out = _redis_check_aof_8_2(binary, tmp_path, d / "appendonly.aof.manifest")
+    assert real_code == 0 and "All AOF files and manifest are valid" in real_out, real_out
+
+
+@pytest.mark.real
+def test_a_real_redis_8_2_dir_with_a_torn_incr_is_cut_where_redis_check_aof_8_2_cuts_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.targets import RedisProcess
+
+    binary = _redis_8_2()
+    data = tmp_path / "data"
+    data.mkdir()
+    server = RedisProcess(binary, data, appendfsync="always")
+    with server:
+        server.client.set("a", "1")
+        # A rewrite that is still running at the crash: the manifest lists two incr files.
+        server.client.config_set("rdb-key-save-delay", "1000000")
+        server.client.bgrewriteaof()
+        server.client.set("b", "2")
+        server.kill()
+    d = data / "appendonlydir"
+    manifest = (d / "appendonly.aof.manifest").read_text()
+    assert manifest.count(" type i startoffset ") == 2, manifest
+    last = d / manifest.splitlines()[-1].split()[1]
+    whole = last.stat().st_size
+    with open(last, "ab") as fh:
+        fh.write(b"*3\r\n$3\r\nSET\r\n$1\r\nc")  # the crash tore the next write
+    code, out, _ = _check(capsys, "--json", str(d))
+    summary = json.loads(out)
+    assert code == 1 and summary["fix"]["path"] == str(last)
+    assert summary["last_valid_offset_bytes"] == whole
+    real_code, real_out = _redis_check_aof_8_2(binary, tmp_path, d / "appendonly.aof.manifest")
+    assert real_code == 1 and f"ok_up_to={whole}," in real_out, real_out
+    code, _, _ = _check(capsys, "--fix", "--yes", str(d))
+    assert last.stat().st_size == whole and _check(capsys, str(d))[0] == 0
+    with RedisProcess(binary, data, aof_load_truncated=False) as again:
+        assert again.client.mget("a", "b", "c") == [b"1", b"2", None]

@@ -34,6 +34,7 @@ from harness.loaders import (
 )
 from harness.loaders._canon import canon_expiry, show_bytes
 from harness.loaders._diff import reason_class
+from harness.loaders._report import render_markdown, version_steps
 from harness.loaders._run import _crash_site
 from harness.loaders._shrink import split_lines, split_tokens
 from reference import check_aof
@@ -62,10 +63,10 @@ def check(verdict: Verdict, ok_up_to: int | None, tool: str = "c") -> CheckRun:
 def agreeing(**overrides: Any) -> dict[str, Any]:
     """Every real tool loads the file whole and every checker calls it valid."""
     outcomes: dict[str, Any] = {}
-    for server in ("redis-6.0", "redis-6.2", "redis-7.0", "valkey-9.1", "ref-safe"):
+    for server in ("redis-6.0", "redis-6.2", "redis-7.0", "redis-8.2", "valkey-9.1", "ref-safe"):
         for flag in ("yes", "no"):
             outcomes[f"load:{server}:{flag}"] = loaded()
-    for server in ("redis-6.0", "redis-6.2", "redis-7.0", "valkey-9.1", "aofcrash"):
+    for server in ("redis-6.0", "redis-6.2", "redis-7.0", "redis-8.2", "valkey-9.1", "aofcrash"):
         outcomes[f"check:{server}"] = check(Verdict.VALID, len(SET_A))
     outcomes.update(overrides)
     return outcomes
@@ -174,9 +175,9 @@ def test_a_checker_and_loader_cutting_at_different_offsets_disagree() -> None:
 def test_a_checker_and_loader_cutting_at_the_same_offset_agree() -> None:
     outcomes = agreeing(**{
         f"check:{s}": check(Verdict.INVALID, 27)
-        for s in ("redis-6.0", "redis-6.2", "redis-7.0", "valkey-9.1", "aofcrash")
+        for s in ("redis-6.0", "redis-6.2", "redis-7.0", "redis-8.2", "valkey-9.1", "aofcrash")
     })
-    for server in ("redis-6.0", "redis-6.2", "redis-7.0", "valkey-9.1", "ref-safe"):
+    for server in ("redis-6.0", "redis-6.2", "redis-7.0", "redis-8.2", "valkey-9.1", "ref-safe"):
         outcomes[f"load:{server}:yes"] = loaded(verdict=Verdict.TRUNCATED, offset=27)
     assert [d for d in disagreements(outcomes) if d.cls == "check-vs-loader"] == []
 
@@ -186,7 +187,7 @@ def test_real_loaders_that_split_are_version_vs_version_with_the_partition_in_th
     found = [d for d in disagreements(outcomes) if d.cls == "version-vs-version"]
     assert [d.key for d in found] == [(
         "version-vs-version", "loaders:no",
-        "redis-6.0,redis-6.2,redis-7.0: loaded | valkey-9.1: refused(format)")]
+        "redis-6.0,redis-6.2,redis-7.0,redis-8.2: loaded | valkey-9.1: refused(format)")]
 
 
 def test_checkers_that_all_call_a_file_invalid_but_at_other_offsets_disagree() -> None:
@@ -194,12 +195,13 @@ def test_checkers_that_all_call_a_file_invalid_but_at_other_offsets_disagree() -
         "check:redis-6.0": check(Verdict.INVALID, 27),
         "check:redis-6.2": check(Verdict.INVALID, 27),
         "check:redis-7.0": check(Verdict.INVALID, 1050),
+        "check:redis-8.2": check(Verdict.INVALID, 1050),
         "check:valkey-9.1": check(Verdict.INVALID, 1050),
     })
     found = [d.key for d in disagreements(outcomes) if d.key[1] == "checkers"]
     assert found == [("version-vs-version", "checkers",
                       "redis-6.0,redis-6.2: invalid[offset#1] | "
-                      "redis-7.0,valkey-9.1: invalid[offset#0]")]
+                      "redis-7.0,redis-8.2,valkey-9.1: invalid[offset#0]")]
 
 
 def test_loaders_with_the_same_verdict_but_another_keyspace_are_told_apart() -> None:
@@ -213,8 +215,31 @@ def test_a_reference_profile_like_no_real_server_is_reference_vs_real() -> None:
     found = disagreements(agreeing(**{"load:ref-safe:yes": refused()}))
     keys = [d.key for d in found if d.cls == "reference-vs-real"]
     assert keys == [("reference-vs-real", "load:ref-safe:yes",
-                     "redis-6.0,redis-6.2,redis-7.0,valkey-9.1: loaded"
+                     "redis-6.0,redis-6.2,redis-7.0,redis-8.2,valkey-9.1: loaded"
                      " | ref-safe: refused(format)")]
+
+
+def _finding(id_: int, outcomes: dict[str, Any]) -> dict[str, Any]:
+    return {"id": id_, "class": "crash", "key": ["crash"], "summary": "s", "size_bytes": 1,
+            "hex": "00", "text": "b''", "found_in_family": "header", "original_size_bytes": 1,
+            "files_showing": 1, "reproduced": True, "upstream": [],
+            "outcomes": {tool: o.to_dict() for tool, o in outcomes.items()}}
+
+
+def test_the_report_names_each_version_step_and_the_findings_whose_file_it_changes() -> None:
+    same = agreeing()
+    moved = agreeing(**{"load:redis-8.2:yes": loaded(verdict=Verdict.TRUNCATED, offset=27),
+                        "check:redis-8.2": check(Verdict.INVALID, 27)})
+    report = {"command": "c", "versions": {"redis-7.0": "7.0.15", "redis-8.2": "8.2.3",
+                                           "valkey-9.1": "9.1.2"},
+              "missing": {}, "files": 2, "loader_runs": 0, "check_runs": 0,
+              "matrix_seconds": 1, "workers": 1, "shrink_seconds": 0, "coverage": {},
+              "counts": {"crash": 2}, "findings": [_finding(1, same), _finding(2, moved)]}
+    assert version_steps(report) == [("redis-7.0", "redis-8.2", [2], [2]),
+                                     ("redis-8.2", "valkey-9.1", [2], [2])]
+    assert "| redis-7.0 | redis-8.2 | #2 | #2 |" in render_markdown(report)
+    report["findings"] = [_finding(1, same)]
+    assert "| redis-7.0 | redis-8.2 | none | none |" in render_markdown(report)
 
 
 def test_a_reference_profile_like_one_real_server_is_not_reference_vs_real() -> None:
@@ -310,7 +335,7 @@ def _settings() -> RunSettings:
 def test_every_real_loader_truncates_a_torn_tail_at_the_last_complete_command() -> None:
     st_ = _settings()
     data = SET_A + encode("SET", "b", "2")[:-3]
-    for server in ("redis-6.0", "redis-6.2", "redis-7.0", "valkey-9.1"):
+    for server in ("redis-6.0", "redis-6.2", "redis-7.0", "redis-8.2", "valkey-9.1"):
         outcome = run_tool(f"load:{server}:yes", data, st_)
         assert isinstance(outcome, LoadOutcome)
         assert (outcome.first.verdict, outcome.first.offset) == (Verdict.TRUNCATED, len(SET_A))

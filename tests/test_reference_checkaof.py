@@ -352,6 +352,41 @@ def test_a_manifest_is_read_as_tolerantly_as_redis_reads_it() -> None:
     assert manifest.base is not None and manifest.base.name == "base.rdb"
     assert [e.name for e in manifest.incrs] == ["with spaceA.aof", "single's.aof"]
     assert [e.name for e in manifest.history] == ["old.rdb"]
+    assert manifest.notes == (
+        "manifest line 3: unknown field 'future-key' (value '7') ignored, as Redis ignores it; "
+        "known fields: file, seq, type, startoffset, endoffset",)
+
+
+def test_a_redis_8_manifest_carries_the_replication_offsets_of_its_incr_files() -> None:
+    # The lines as Redis 8.2.3 writes them: during a rewrite, then after a clean shutdown.
+    text = (b"file appendonly.aof.1.base.rdb seq 1 type b\n"
+            b"file appendonly.aof.1.incr.aof seq 1 type i startoffset 0\n"
+            b"file appendonly.aof.2.incr.aof seq 2 type i startoffset 5 endoffset 6\n")
+    manifest = parse_manifest(text)
+    assert [(e.name, e.start_offset, e.end_offset) for e in manifest.files] == [
+        ("appendonly.aof.1.base.rdb", None, None),
+        ("appendonly.aof.1.incr.aof", 0, None),
+        ("appendonly.aof.2.incr.aof", 5, 6),
+    ]
+    assert manifest.notes == ()
+
+
+@pytest.mark.parametrize(
+    ("line", "note"),
+    [
+        (b"file a.aof seq 1 type i startoffset abc\n", "startoffset 'abc' is not an integer"),
+        (b"file a.aof seq 1 type i startoffset 9 endoffset 5\n",
+         "endoffset 5 is before startoffset 9"),
+        (b"file a.aof seq 1 type i checksum 1f2e\n", "unknown field 'checksum'"),
+    ],
+)
+def test_a_manifest_field_redis_loads_anyway_is_a_note_naming_it_not_a_refusal(
+    line: bytes, note: str
+) -> None:
+    manifest = parse_manifest(line)
+    assert [e.name for e in manifest.incrs] == ["a.aof"]
+    assert len(manifest.notes) == 1
+    assert manifest.notes[0].startswith("manifest line 1: ") and note in manifest.notes[0]
 
 
 @pytest.mark.parametrize(

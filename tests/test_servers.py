@@ -1,5 +1,5 @@
-"""harness.targets: real server processes (redis-server 6.0, 6.2, 7.0, Valkey 9.1, any binary or
-command line) on temp dirs, and the hygiene that ends them."""
+"""harness.targets: real server processes (redis-server 6.0, 6.2, 7.0, 8.2, Valkey 9.1, any
+binary or command line) on temp dirs, and the hygiene that ends them."""
 
 from __future__ import annotations
 
@@ -28,7 +28,8 @@ from harness.targets import (
     ServerNotUsable,
     ServerRefusedToStart,
     ServerSpecError,
-    _servers,
+    _presets,
+    _rundirs,
     aof_paths,
     dump_keyspace,
     dump_keyspace_at,
@@ -54,7 +55,7 @@ def no_process_left_behind() -> Iterator[None]:
 
 def test_find_server_rejects_an_unknown_version_naming_the_field() -> None:
     with pytest.raises(
-        ValueError, match=r"version must be one of 6\.0, 6\.2, 7\.0, valkey, got '5\.0'"
+        ValueError, match=r"version must be one of 6\.0, 6\.2, 7\.0, 8\.2, valkey, got '5\.0'"
     ):
         find_server("5.0")
 
@@ -62,7 +63,7 @@ def test_find_server_rejects_an_unknown_version_naming_the_field() -> None:
 def test_a_missing_binary_is_one_line_naming_the_path_and_bootstrap(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(_servers, "_REPO_ROOT", tmp_path)
+    monkeypatch.setattr(_presets, "_REPO_ROOT", tmp_path)
     with pytest.raises(ServerNotFound) as err:
         find_server("6.0")
     message = str(err.value)
@@ -76,7 +77,7 @@ def test_a_binary_of_the_wrong_version_is_refused(
     fake = tmp_path / "redis-server"
     fake.write_text("#!/bin/sh\necho 'Redis server v=5.0.7 sha=0'\n")
     fake.chmod(0o755)
-    monkeypatch.setattr(_servers, "_candidate_path", lambda version: str(fake))
+    monkeypatch.setattr(_presets, "_candidate_path", lambda version: str(fake))
     with pytest.raises(ServerNotFound, match=r"is not redis-server 7\.0 .*v=5\.0\.7"):
         find_server("7.0")
 
@@ -92,6 +93,16 @@ def test_parse_manifest_reads_base_history_and_incr_lines() -> None:
         AofManifestEntry("appendonly.aof.1.incr.aof", 1, "h"),
         AofManifestEntry("name with space.aof", 3, "i"),
     ]
+
+
+def test_parse_manifest_reads_redis_8_lines_with_replication_offsets() -> None:
+    text = (
+        "file appendonly.aof.2.base.rdb seq 2 type b\n"
+        "file appendonly.aof.2.incr.aof seq 2 type i startoffset 5 endoffset 6\n"
+        "file appendonly.aof.3.incr.aof seq 3 type i startoffset 6\n"
+    )
+    assert [e.name for e in parse_manifest(text)] == [
+        "appendonly.aof.2.base.rdb", "appendonly.aof.2.incr.aof", "appendonly.aof.3.incr.aof"]
 
 
 @pytest.mark.parametrize(
@@ -322,8 +333,8 @@ def test_a_server_and_its_rewrite_child_do_not_outlive_the_process_that_started_
 def test_the_reaper_is_not_a_child_of_the_harness_and_ends_with_it(tmp_path: Path) -> None:
     script = (
         "import os, sys\n"
-        "from harness.targets import _servers\n"
-        "_servers._REAPER.watch(999999)\n"  # a group that does not exist: killing it is a no-op
+        "from harness.targets import _reaper\n"
+        "_reaper._REAPER.watch(999999)\n"  # a group that does not exist: killing it is a no-op
         "import psutil\n"
         "kids = psutil.Process().children(recursive=True)\n"
         "print(len(kids), flush=True)\n"
@@ -346,7 +357,7 @@ def test_a_preset_resolves_to_its_binary_and_version() -> None:
 @pytest.mark.parametrize(
     ("server", "complaint"),
     [
-        ("9.9", "server must be one of 6.0, 6.2, 7.0, valkey, reference or a path"),
+        ("9.9", "server must be one of 6.0, 6.2, 7.0, 8.2, valkey, reference or a path"),
         ("/nonexistent/redis-server", "no such file"),
         ("/", "is a directory"),
     ],
@@ -524,7 +535,7 @@ def test_run_dirs_go_where_aofcrash_tmpdir_says(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AOFCRASH_TMPDIR", str(tmp_path))
-    assert _servers.run_dir_base() == str(tmp_path)
+    assert _rundirs.run_dir_base() == str(tmp_path)
     assert Path(make_run_dir("probe")).parent == tmp_path
 
 

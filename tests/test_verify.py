@@ -197,9 +197,9 @@ def test_cli_missing_binary_says_to_run_bootstrap(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from harness.cli import main
-    from harness.targets import _servers
+    from harness.targets import _presets
 
-    monkeypatch.setattr(_servers, "_REPO_ROOT", tmp_path)  # no .vendor/redis-6.0.9 there
+    monkeypatch.setattr(_presets, "_REPO_ROOT", tmp_path)  # no .vendor/redis-6.0.9 there
     code = main(["verify", "--server", "6.0", "--reports", str(tmp_path / "r")])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "scripts/bootstrap.sh" in err

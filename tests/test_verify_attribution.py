@@ -118,7 +118,7 @@ def test_cli_no_attribution_switches_it_off() -> None:
 
 
 def _reference_with(*defects: str) -> verify.Launcher:
-    from harness.targets._servers import ReferenceProcess
+    from harness.targets import ReferenceProcess
 
     def launch(data_dir: str, log_path: str, policy: str) -> Any:
         return ReferenceProcess(data_dir, appendfsync=policy, log_path=log_path,

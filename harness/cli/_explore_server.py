@@ -87,7 +87,7 @@ def add_server_arguments(p: argparse.ArgumentParser) -> None:
         "before the middle write, --model process, power and power-eager-metadata, "
         "--workers two per core (a recovery mostly waits for the server).")
     g.add_argument("--server", default=None, metavar="NAME|PATH",
-                   help="explore a real server: a preset (6.0, 6.2, 7.0, valkey, reference) "
+                   help="explore a real server: a preset (6.0, 6.2, 7.0, 8.2, valkey, reference) "
                    "or a path to a redis-server-like binary")
     g.add_argument("--server-config", action="append", default=None, type=_server_config_arg,
                    metavar="NAME=VALUE",

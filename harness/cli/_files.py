@@ -45,8 +45,9 @@ def add_parsers(sub: Any) -> None:
     ca = sub.add_parser(
         "check-aof", help="check (and optionally fix) an AOF, a manifest or an appendonlydir",
         description="Check an append-only file like redis-check-aof: a single AOF (RESP, or "
-        "with an RDB preamble), or a Redis 7 multi-part AOF given as its manifest or its "
-        "appendonlydir (every file it lists, in order, each with its verdict and offset). "
+        "with an RDB preamble), or a Redis 7+ multi-part AOF given as its manifest or its "
+        "appendonlydir (every file it lists, in order, each with its verdict and offset; "
+        "Redis 8's startoffset/endoffset are read, an unknown manifest field is noted). "
         "Exit 0 valid, 1 not valid, 2 unreadable.")
     common_args(ca, seed=False)
     ca.add_argument("file", type=Path, metavar="FILE|MANIFEST|DIR")

@@ -1,7 +1,7 @@
 """``aofcrash loaders``: differential fuzzing of AOF loaders and check tools.
 
-Generates AOF files with Hypothesis, loads each with every tool (real redis 6.0/6.2/7.0 and
-Valkey 9.1 with aof-load-truncated yes and no, the reference's profiles, every check tool),
+Generates AOF files with Hypothesis, loads each with every tool (real redis 6.0/6.2/7.0/8.2
+and Valkey 9.1 with aof-load-truncated yes and no, the reference's profiles, every check tool),
 shrinks each distinct disagreement to its smallest file and writes ``<out>.md`` and
 ``<out>.json`` (and, with ``--regressions DIR``, one regression case per finding). Exit code 1
 when there is a finding, 0 when every tool agreed on every file.
@@ -72,6 +72,7 @@ def _command_line(args: argparse.Namespace) -> str:
 def cmd_loaders(args: argparse.Namespace) -> int:
     from harness.loaders import (
         FAMILIES,
+        REAL_SERVERS,
         generate_cases,
         report_json,
         run_campaign,
@@ -90,9 +91,8 @@ def cmd_loaders(args: argparse.Namespace) -> int:
     paths, missing = server_paths()
     if not paths:
         raise UsageError("no real server found (" + "; ".join(missing.values()) + ")")
-    versions = {name: find_server(preset).full_version for name, preset in
-                (("redis-6.0", "6.0"), ("redis-6.2", "6.2"), ("redis-7.0", "7.0"),
-                 ("valkey-9.1", "valkey")) if name in paths}
+    versions = {name: find_server(preset).full_version for name, preset in REAL_SERVERS.items()
+                if name in paths}
     cases = generate_cases(args.examples, seed=args.seed, families=args.family)
     bar = Progress(enabled=progress_enabled(args.progress), total=1.0, unit="files")
 

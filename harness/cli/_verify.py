@@ -35,7 +35,7 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser(
         "verify",
         help="run the workload, faults and oracle against real server processes",
-        description="Start a real server (redis-server 6.0/6.2/7.0, Valkey 9.1, the reference "
+        description="Start a real server (redis-server 6.0/6.2/7.0/8.2, Valkey 9.1, the reference "
         "as a process, any binary that takes redis-server's flags, or any command line), drive "
         "a seeded pipelined workload, SIGKILL it mid-flight (crashing the FUSE disk under power "
         "models), restart, and check recovery and stability.",
@@ -55,7 +55,7 @@ def add_parser(sub: Any) -> None:
                        "is given")
     p.add_argument("--aof-glob", metavar="GLOB", default=None,
                    help="the server's AOF files, relative to its directory, for fault "
-                   "placement and the report (default *.aof; Redis 7 / Valkey files are also "
+                   "placement and the report (default *.aof; Redis 7+ / Valkey files are also "
                    "found through their manifest)")
     p.add_argument("--policy", choices=list(POLICIES), default="always",
                    help="appendfsync policy (default: always)")

@@ -1,7 +1,7 @@
 """harness.loaders: differential fuzzing of AOF loaders and check tools.
 
 Hypothesis generates AOF files (``aof_cases``: valid workloads and every kind of damage); each
-file is loaded by every *tool* (``tool_ids``): real redis-server 6.0, 6.2, 7.0 and Valkey 9.1
+file is loaded by every *tool* (``tool_ids``): real redis-server 6.0, 6.2, 7.0, 8.2 and Valkey 9.1
 with ``aof-load-truncated yes`` and ``no``, the reference (``reference.Server`` on a SimDisk,
 each profile), each version's redis-check-aof / valkey-check-aof and ``aofcrash check-aof``.
 Each run records a verdict (loaded / truncated at N / refused / crashed / hung), the keyspace,

@@ -6,6 +6,7 @@ finding gets one when its file matches what the thread is about (``UPSTREAM`` sa
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -18,7 +19,7 @@ from harness.loaders._diff import CLASSES, Disagreement
 from harness.loaders._run import CheckRun, LoadOutcome
 
 __all__ = ["UPSTREAM", "Upstream", "finding_upstream", "regression_case", "render_markdown",
-           "report_json", "write_regressions", "write_report"]
+           "report_json", "version_steps", "write_regressions", "write_report"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,8 @@ UPSTREAM: Final[tuple[Upstream, ...]] = (
     Upstream("redis/redis#11484", "https://github.com/redis/redis/pull/11484",
              "7.x: a truncated AOF file that is not the last one is fatal (a truncated legacy "
              "file becomes the base, followed by a new incr file)",
-             lambda d, data: d.cls == "restart" and d.key[1] in ("redis-7.0", "valkey-9.1")),
+             lambda d, data: d.cls == "restart" and d.key[1] in ("redis-7.0", "redis-8.2",
+                                                                   "valkey-9.1")),
     Upstream("redis/redis#9326", "https://github.com/redis/redis/pull/9326",
              "7.0 added '#TS:' timestamp annotations to the AOF; 6.x loaders and checkers do "
              "not know them", lambda d, data: _has_annotation(data) and d.cls in (
@@ -115,6 +117,43 @@ def report_json(result: CampaignResult, *, command: str, versions: Mapping[str, 
     }
 
 
+def _load_seen(outcome: Mapping[str, Any] | None) -> tuple[Any, ...] | None:
+    if outcome is None:
+        return None
+    first, again = outcome["first"], outcome.get("restart")
+    keyspace = first.get("keyspace")
+    return (first["verdict"], first.get("offset"), None if keyspace is None else str(keyspace),
+            None if again is None else again["verdict"])
+
+
+def version_steps(report: Mapping[str, Any]) -> list[tuple[str, str, list[int], list[int]]]:
+    """Each real server next to the one before it (in the order of ``versions``): the ids of
+    the findings whose file the two loaders treat differently (verdict, offset, keyspace or
+    what a restart does, with either ``aof-load-truncated`` setting) and those whose file
+    their check tools judge differently (verdict or offset). Crash reasons are not compared:
+    they name functions, which move between versions."""
+    names = list(report["versions"])
+    steps = []
+    for older, newer in itertools.pairwise(names):
+        loads, checks = [], []
+        for f in report["findings"]:
+            o = f["outcomes"]
+            if any(_load_seen(o.get(f"load:{older}:{flag}")) != _load_seen(o.get(
+                       f"load:{newer}:{flag}")) for flag in ("yes", "no")
+                   if f"load:{older}:{flag}" in o and f"load:{newer}:{flag}" in o):
+                loads.append(f["id"])
+            a, b = o.get(f"check:{older}"), o.get(f"check:{newer}")
+            if a is not None and b is not None and (a["verdict"], a["ok_up_to"]) != (
+                    b["verdict"], b["ok_up_to"]):
+                checks.append(f["id"])
+        steps.append((older, newer, loads, checks))
+    return steps
+
+
+def _ids(ids: Sequence[int]) -> str:
+    return ", ".join(f"#{i}" for i in ids) if ids else "none"
+
+
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
@@ -145,6 +184,19 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         *(f"| {c} | {n} |" for c, n in report["counts"].items()),
         "",
     ]
+    steps = version_steps(report)
+    if steps:
+        lines += [
+            "Version to version, on the files of the findings below: where a loader (verdict, "
+            "offset, keyspace, restart) or a check tool (verdict, offset) of one version "
+            "treats a file differently from the version before it.",
+            "",
+            "| from | to | loaders differ on | check tools differ on |",
+            "| --- | --- | --- | --- |",
+            *(f"| {a} | {b} | {_ids(loads)} | {_ids(checks)} |"
+              for a, b, loads, checks in steps),
+            "",
+        ]
     if report.get("missing"):
         lines += ["Missing tools: " + "; ".join(f"{k}: {v}" for k, v in
                                                 report["missing"].items()), ""]

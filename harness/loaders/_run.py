@@ -4,8 +4,9 @@ Tools (``ToolId`` strings, stable: reports and regression cases name them):
 
 ``load:<server>:<yes|no>``
     A loader with ``aof-load-truncated yes`` or ``no``. ``<server>`` is ``redis-6.0``,
-    ``redis-6.2``, ``redis-7.0``, ``valkey-9.1`` (a real process; 7.x-style servers get the file
-    as a legacy ``appendonly.aof`` in ``dir``, which they migrate into ``appendonlydir``) or
+    ``redis-6.2``, ``redis-7.0``, ``redis-8.2``, ``valkey-9.1`` (a real process; 7.x-style
+    servers get the file as a legacy ``appendonly.aof`` in ``dir``, which they migrate into
+    ``appendonlydir``) or
     ``ref-<profile>`` (``reference.Server`` in-process on a ``faults.SimDisk``, one per
     ``reference.Profile``).
 ``check:<server>``
@@ -61,13 +62,15 @@ __all__ = [
 
 # name in tool ids -> harness.targets.find_server preset
 REAL_SERVERS: Final[Mapping[str, str]] = {
-    "redis-6.0": "6.0", "redis-6.2": "6.2", "redis-7.0": "7.0", "valkey-9.1": "valkey",
+    "redis-6.0": "6.0", "redis-6.2": "6.2", "redis-7.0": "7.0", "redis-8.2": "8.2",
+    "valkey-9.1": "valkey",
 }
 _CHECK_ARGV0: Final[Mapping[str, str]] = {
     "redis-6.0": "redis-check-aof", "redis-6.2": "redis-check-aof",
-    "redis-7.0": "redis-check-aof", "valkey-9.1": "valkey-check-aof",
+    "redis-7.0": "redis-check-aof", "redis-8.2": "redis-check-aof",
+    "valkey-9.1": "valkey-check-aof",
 }
-_MULTIPART: Final = frozenset({"redis-7.0", "valkey-9.1"})
+_MULTIPART: Final = frozenset({"redis-7.0", "redis-8.2", "valkey-9.1"})
 
 
 def reference_profiles() -> list[str]:

@@ -7,15 +7,19 @@ driven by the state machines, the explorer and the pytest plugin (built by a fac
 ``reference_target``, the bundled reference driven through that same protocol
 (``_reference``).
 
-Processes (``_servers``): resolving what the user asked for (a preset: redis-server 6.0, 6.2,
-7.0, Valkey 9.1, the reference; a path to any binary run with redis-server's flags; a command
+Processes: resolving what the user asked for (a preset: redis-server 6.0, 6.2, 7.0,
+8.2, Valkey 9.1, the reference; a path to any binary run with redis-server's flags; a command
 template) into a ``ServerSpec`` and probing it (RESP, name and version), launching it on a
 directory (optionally a ``faults.fuse`` mount), crashing it with SIGKILL of its process group
 (server and rewrite child; a reaper ends them even when the harness is SIGKILLed), dumping its
 keyspace in the oracle's canonical dump format, locating its AOF files (manifest or glob), and
 scratch directories that are removed at the next start once their owner is dead.
 ``ReferenceProcess`` runs the reference server as a process (``python -m reference``) and
-``CommandProcess`` a template, behind the same interface as ``RedisProcess``.
+``CommandProcess`` a template, behind the same interface as ``RedisProcess``. By
+responsibility: ``_presets`` (which binary: presets, binary lookup, command templates),
+``_reaper`` (process groups, the reaper and the registry), ``_rundirs`` (scratch directories),
+``_resp`` (RESP on a socket), ``_process`` (launching, crashing), ``_dump`` (the keyspace),
+``_aof_files`` (manifest and AOF files) and ``_servers`` (resolving and probing), bottom up.
 
 Layer: above ``harness.oracle`` (it may use its dump format and reply types) and below the
 in-process machine, the explorer, verify and the CLI, which drive targets. A new kind of target
@@ -24,6 +28,15 @@ goes in a private module here and is exported from this module.
 
 from __future__ import annotations
 
+from harness.targets._aof_files import (
+    AofManifestEntry,
+    AofManifestError,
+    aof_manifest_path,
+    aof_paths,
+    find_aof_files,
+    parse_manifest,
+)
+from harness.targets._dump import DumpValue, Keyspace, dump_keyspace, dump_keyspace_at
 from harness.targets._inprocess import (
     APPENDFSYNC_POLICIES,
     Dump,
@@ -39,39 +52,26 @@ from harness.targets._inprocess import (
     load_target_factory,
     reference_target,
 )
-from harness.targets._servers import (
-    FORK_CHILD_TITLES,
+from harness.targets._presets import (
     SERVER_PRESETS,
     SERVER_TEMPLATE_FIELDS,
     SERVER_VERSIONS,
-    AofManifestEntry,
-    AofManifestError,
+    ServerBinary,
+    ServerNotFound,
+    ServerSpecError,
+    find_server,
+)
+from harness.targets._process import (
     CommandProcess,
-    DumpValue,
-    Keyspace,
     RedisProcess,
     ReferenceProcess,
-    ServerBinary,
-    ServerInfo,
-    ServerNotFound,
     ServerNotUsable,
     ServerRefusedToStart,
-    ServerSpec,
-    ServerSpecError,
     ServerStartTimeout,
-    aof_manifest_path,
-    aof_paths,
-    dump_keyspace,
-    dump_keyspace_at,
-    find_aof_files,
-    find_server,
-    make_run_dir,
-    parse_manifest,
-    probe_server,
-    remove_stale_run_dirs,
-    resolve_server,
-    run_dir_base,
 )
+from harness.targets._reaper import FORK_CHILD_TITLES
+from harness.targets._rundirs import make_run_dir, remove_stale_run_dirs, run_dir_base
+from harness.targets._servers import ServerInfo, ServerSpec, probe_server, resolve_server
 
 __all__ = [
     "APPENDFSYNC_POLICIES",
