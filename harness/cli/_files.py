@@ -224,8 +224,7 @@ def _check_summary(check: Any) -> dict[str, Any]:
     """check-aof's --json: the whole verdict, plus the single-file fields at the top level
     (valid, last_valid_offset_bytes, commands, reason, size_bytes) for scripts."""
     out: dict[str, Any] = dict(check.to_dict())
-    last = check.files[-1].result if check.files else None
-    bad = next((f.result for f in check.files if not f.valid and f.result is not None), last)
+    bad = check.verdict_result
     if bad is not None:
         out.update({"last_valid_offset_bytes": bad.last_valid_offset_bytes,
                     "commands": bad.commands, "size_bytes": bad.size_bytes})

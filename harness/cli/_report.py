@@ -9,12 +9,12 @@ run never leaves a half-written report or reproduction behind.
 from __future__ import annotations
 
 import json
-import os
-import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ReportError", "load_report", "new_run_dir", "render_html", "write_atomic",
+from harness.cli._atomic import slug, write_atomic, write_atomic_bytes
+
+__all__ = ["ReportError", "load_report", "new_run_dir", "render_html", "slug", "write_atomic",
            "write_atomic_bytes", "write_report"]
 
 REPORT_FORMAT = "aofcrash-report/1"
@@ -22,25 +22,6 @@ REPORT_FORMAT = "aofcrash-report/1"
 
 class ReportError(ValueError):
     """A report that cannot be read; the message says what is wrong."""
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temp file in the same directory and an atomic rename."""
-    write_atomic_bytes(path, text.encode("utf-8"))
-
-
-def write_atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def new_run_dir(base: Path, command: str, seed: int, stamp: str) -> Path:
@@ -124,6 +105,3 @@ def render_html(report: dict[str, Any]) -> str:
 
     return render_page(report)
 
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:60] or "x"

@@ -37,8 +37,8 @@ from harness.targets._inprocess import (
     as_rewriting,
     check_target,
     load_target_factory,
-    reference_target,
 )
+from harness.targets._reference import reference_target
 from harness.targets._servers import (
     FORK_CHILD_TITLES,
     SERVER_PRESETS,
