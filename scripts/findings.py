@@ -10,8 +10,10 @@ index), so every cell's trials are re-runnable one by one). All trials of all ce
 pool of forked workers (``harness.verify``'s workers: each dies with this process and takes its
 servers and mounts along). When a cell has a violation, its first violating trial is
 attributed (``harness.verify.attribute_trial``: re-run without the fault, with eager metadata,
-without the rewrite) and written to ``<out>/findings/<cell>.json`` (+ .html) with the command
-line that re-runs it. A server that is not installed is skipped and the report says so.
+without the rewrite) and written to ``<out>/findings/<cell>.json`` with the command line that
+re-runs it (plus ``<cell>.html`` rendered from it, which git ignores: ``aofcrash report
+<out>/findings/<cell>.json`` renders it again from the JSON). A server that is not
+installed is skipped and the report says so.
 
 Cell verdicts: "violation" (a rule broke: the rule, what it needs, the reproduction),
 "unavailable" (the server acknowledged writes, then refused to start after a legal crash: the
@@ -320,6 +322,10 @@ def render_markdown(data: dict[str, Any]) -> str:
         "every legal image, recovered by the binary itself: `aofcrash explore --server`) is in "
         "[findings-explore.md](findings-explore.md), produced by "
         "`.venv/bin/python scripts/findings_explore.py --out reports`.",
+        "",
+        "A reproduction's page (its program, timeline and crash epochs) is rendered from its "
+        "JSON, not committed: `aofcrash report reports/findings/<cell>.json` writes "
+        "`reports/findings/<cell>.html` beside it.",
         "",
     ]
     servers = data["servers"]

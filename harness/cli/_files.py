@@ -62,7 +62,7 @@ def add_parsers(sub: Any) -> None:
     common_args(rpt, seed=False)
     rpt.add_argument("path", type=Path, nargs="+",
                      help="a reports/<run-id> directory or its report.json (several with "
-                     "--merge)")
+                     "--merge), or a finding NAME.json (rendered to NAME.html beside it)")
     rpt.add_argument("--merge", action="store_true",
                      help="merge the reports of a campaign's shards into a new run directory")
     rpt.add_argument("--reports", type=Path, default=Path("reports"),
@@ -258,9 +258,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         run_dir = new_run_dir(args.reports, "merged", 0, stamp())
         report["run_id"] = run_dir.name
         write_atomic(run_dir / "report.json", json.dumps(report, indent=1, default=str))
+        html_path = run_dir / "report.html"
     else:
         run_dir, report = loaded[0]
-    html_path = run_dir / "report.html"
+        # A finding (reports/findings/<cell>.json) renders beside itself as <cell>.html.
+        given = paths[0]
+        named = not given.is_dir() and given.suffix == ".json" and given.name != "report.json"
+        html_path = given.with_suffix(".html") if named else run_dir / "report.html"
     try:
         page = render(report)
     except Exception as exc:  # a hand-edited report.json may hold anything
