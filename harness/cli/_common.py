@@ -271,19 +271,13 @@ def one_line(value: Any, *, limit: int = 240) -> str:
 def read_reproduction(path: Path) -> Any:
     """A reproduction file, or a UsageError with one line saying why it is not one (not
     readable, not UTF-8, not JSON, a field of the wrong type): never a traceback."""
+    from harness.cli._fileio import UnreadableFile, read_text
     from harness.machine._steps import Reproduction, ReproError
 
     try:
-        raw = path.read_bytes()
-    except IsADirectoryError:
-        raise UsageError(f"cannot read {path}: it is a directory") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path} is not a reproduction: not UTF-8 text (byte {exc.start})"
-                         ) from None
+        text = read_text(path, "a reproduction")
+    except UnreadableFile as exc:
+        raise UsageError(str(exc)) from None
     try:
         return Reproduction.from_json(text)
     except ReproError as exc:

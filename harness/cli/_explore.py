@@ -231,12 +231,23 @@ def _run_explore(config: Any, steps: tuple[Any, ...], models: tuple[Any, ...], l
         raise UsageError(f"the workload cannot be run: {one_line(exc)}") from None
 
 
+def _coverage_and_progress(coverage: dict[str, Any], models: tuple[Any, ...],
+                           series: list[list[float]]) -> dict[str, Any]:
+    """The report sections an exploration and a suite of them share: coverage (and its matrix
+    per model) and the crash states checked over time."""
+    from harness.cli._report_violations import explore_coverage
+
+    return {"coverage": coverage,
+            "coverage_matrix": explore_coverage(coverage, [m.value for m in models]),
+            "progress_series": {"title": "Crash states checked over time",
+                                "xlabel": "seconds", "ylabel": "states", "points": series}}
+
+
 def cmd_explore(args: argparse.Namespace) -> int:
     from faults import PersistenceModel
     from harness.cli._report import new_run_dir, write_report
     from harness.cli._report_violations import (
         command_line,
-        explore_coverage,
         explore_violations,
         slim,
         terminal_lines,
@@ -303,10 +314,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
                 "recovery_time": "end of the workload (one recovery time for every state)",
                 "limits": dataclasses.asdict(limits), "command_line": command_line()},
         "totals": totals,
-        "coverage": result.coverage(),
-        "coverage_matrix": explore_coverage(result.coverage(), [m.value for m in models]),
-        "progress_series": {"title": "Crash states checked over time", "xlabel": "seconds",
-                            "ylabel": "states", "points": series},
+        **_coverage_and_progress(result.coverage(), models, series),
         "violations_note": (
             f"The explorer found {result.violation_total} violating state(s) "
             f"({', '.join(f'{k} {n}' for k, n in summary['violations_by_rule'].items())}); "
@@ -397,7 +405,6 @@ def _cmd_suite(args: argparse.Namespace) -> int:
     from harness.cli._report import new_run_dir, slug, write_report
     from harness.cli._report_violations import (
         command_line,
-        explore_coverage,
         explore_violations,
         slim,
         terminal_lines,
@@ -493,10 +500,7 @@ def _cmd_suite(args: argparse.Namespace) -> int:
                 "recovery_time": "end of each workload (one recovery time per run)",
                 "limits": dataclasses.asdict(limits), "command_line": command_line()},
         "totals": totals,
-        "coverage": coverage,
-        "coverage_matrix": explore_coverage(coverage, [m.value for m in models]),
-        "progress_series": {"title": "Crash states checked over time", "xlabel": "seconds",
-                            "ylabel": "states", "points": series},
+        **_coverage_and_progress(coverage, models, series),
         "violations_note": (
             f"The explorer found {violation_total} violating state(s) in "
             f"{totals['runs_with_violations']} run(s) "

@@ -12,7 +12,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from harness.cli._atomic import slug, write_atomic, write_atomic_bytes
+from harness.cli._fileio import (
+    UnreadableFile,
+    read_text,
+    slug,
+    write_atomic,
+    write_atomic_bytes,
+)
 
 __all__ = ["ReportError", "load_report", "new_run_dir", "render_html", "slug", "write_atomic",
            "write_atomic_bytes", "write_report"]
@@ -72,14 +78,9 @@ def load_report(path: Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / "report.json"
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ReportError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ReportError(f"{path} is not an aofcrash report: not UTF-8 text (byte "
-                          f"{exc.start})") from None
+        text = read_text(path, "an aofcrash report")
+    except UnreadableFile as exc:
+        raise ReportError(str(exc)) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
