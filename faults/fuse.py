@@ -87,6 +87,7 @@ from faults._clock import Clock
 from faults._fs import FileSystem, check_relative_path
 
 __all__ = [
+    "FuseHold",
     "FuseMount",
     "FuseMountError",
     "FuseUnavailableError",
@@ -101,6 +102,9 @@ _FUSERMOUNT: Final = "fusermount3"
 _OPEN_FLAGS_MASK: Final = os.O_ACCMODE | os.O_CREAT | os.O_EXCL | os.O_TRUNC | os.O_APPEND
 _BLOCK_BYTES: Final = 4096
 _POLL_S: Final = 0.002
+# A hold is a gate, not a timer: it waits for `release` however loaded the machine is. This cap
+# only keeps a forgotten hold from wedging a FUSE thread forever.
+_HOLD_CAP_S: Final = 120.0
 
 
 class FuseMountError(RuntimeError):
@@ -304,6 +308,57 @@ _WATCHDOG_SCRIPT: Final = (
 # The operations served to libfuse.
 
 
+class FuseHold:
+    """A gate on the mount: the first FUSE operation `op` on a path matching `path_glob` (made
+    by any process) stops before it reaches the FileSystem until ``release()``.
+
+    This places a fault at a point of the *program*, not of the wall clock: a process held at
+    the gate stays there whatever the scheduler does, so the harness can act on it (e.g. SIGKILL
+    a rewrite child at its fsync) in every trial. ``reached`` is set when the operation arrives;
+    ``pid`` is the caller (from the FUSE context, 0 if unknown). An operation released after its
+    caller died is still applied: kill the caller before releasing if it must not happen.
+    """
+
+    def __init__(self, op: str, path_glob: str) -> None:
+        self.op = op
+        self.path_glob = path_glob
+        self.reached = threading.Event()
+        self.pid = 0
+        self.path = ""
+        self._released = threading.Event()
+        self._abandoned = False
+
+    def __repr__(self) -> str:
+        state = "reached" if self.reached.is_set() else "waiting"
+        return f"FuseHold({self.op!r}, {self.path_glob!r}, {state})"
+
+    def matches(self, op: str, path: str) -> bool:
+        from fnmatch import fnmatchcase
+
+        return op == self.op and fnmatchcase(path, self.path_glob)
+
+    def wait_reached(self, timeout_s: float) -> bool:
+        """True once a matching operation is held (waits up to `timeout_s`)."""
+        return self.reached.wait(timeout_s)
+
+    def release(self) -> None:
+        self._released.set()
+
+    def abandon(self) -> None:
+        self._abandoned = True
+        self._released.set()
+
+    def _hold(self, path: str) -> None:
+        import mfusepy
+
+        with contextlib.suppress(Exception):
+            self.pid = int(mfusepy.fuse_get_context()[2])
+        self.path = path
+        self.reached.set()
+        if not self._released.wait(_HOLD_CAP_S) or self._abandoned:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), path)
+
+
 @dataclass(slots=True)
 class _Handle:
     position: int | None  # None: unknown (after an O_APPEND write), lseek before the next read
@@ -333,6 +388,7 @@ class _Operations:
         mount = self._mount
         if mount.simulated_crash is not None:
             raise OSError(errno.EIO, os.strerror(errno.EIO))
+        mount._gate(op, (path or "").lstrip("/"))
         clock = mount.clock
         with mount.lock:
             if mount.simulated_crash is not None:
@@ -571,6 +627,8 @@ class FuseMount:
         self._destroyed = threading.Event()
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._device = ""
+        self._holds: list[FuseHold] = []  # armed, not yet claimed by an operation
+        self._all_holds: list[FuseHold] = []  # every hold of this mount: stop releases them
 
     def __repr__(self) -> str:
         state = "mounted" if self.mounted else "unmounted"
@@ -593,6 +651,33 @@ class FuseMount:
             if layer is None:
                 break
         return None
+
+    # -- holds -----------------------------------------------------------------------------
+
+    def hold(self, op: str, path_glob: str) -> FuseHold:
+        """Gate the next `op` ("write", "fsync", "fdatasync", "rename", ...) on a path matching
+        `path_glob` (relative to the mount); see ``FuseHold``. ``stop`` releases every hold."""
+        hold = FuseHold(op, path_glob)
+        with self.lock:
+            self._holds.append(hold)
+            self._all_holds.append(hold)
+        return hold
+
+    def _gate(self, op: str, path: str) -> None:
+        if not self._holds:  # the common case, without the lock
+            return
+        with self.lock:  # claimed under the lock: one operation per hold
+            hold = next((h for h in self._holds if h.matches(op, path)), None)
+            if hold is not None:
+                self._holds.remove(hold)
+        if hold is not None:
+            hold._hold(path)  # outside the lock: the mount keeps serving everyone else
+
+    def _release_holds(self) -> None:
+        with self.lock:
+            holds, self._all_holds, self._holds = self._all_holds, [], []
+        for hold in holds:
+            hold.abandon()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -711,6 +796,7 @@ class FuseMount:
     def stop(self) -> None:
         """Unmount (``fusermount3 -u``, else ``-uz``) and end the FUSE loop. Idempotent."""
         thread = self._thread
+        self._release_holds()
         try:
             if is_mounted(self.mountpoint):
                 ok, message = self._unmount(strict=False)

@@ -271,10 +271,49 @@ def test_slow_sync_in_the_plan_makes_the_process_really_wait(mnt: Path) -> None:
         results = run_worker(
             [["open", str(mnt / "f"), _CREATE], ["timed_fsync"], ["timed_fsync"], ["timed_fsync"]]
         )
-    fast1, slow, fast2 = results[1:]
+    _fast1, slow, _fast2 = results[1:]
+    # A sleep is never shorter than asked; how long the others took is the scheduler's business
+    # (no upper bound: the suite runs on busy machines). The clock shows one stall, the second.
     assert slow >= 0.28, results
-    assert fast1 < 0.2 and fast2 < 0.2, results
     assert clock.now_ms == 300
+
+
+def test_a_hold_keeps_a_process_at_its_fsync_until_released(mnt: Path) -> None:
+    disk = SimDisk()
+    with FuseMount(disk, mnt) as mount:
+        hold = mount.hold("fsync", "f")
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WORKER,
+             json.dumps([["open", str(mnt / "f"), _CREATE], ["write", 3], ["fsync"]])],
+            stdout=subprocess.PIPE, text=True)
+        assert hold.wait_reached(60), "the worker never reached its fsync"
+        assert hold.pid == proc.pid and hold.path == "f"
+        # Held, not timed: the process is still waiting, and the fsync has not reached the disk.
+        assert proc.poll() is None
+        assert Op.FSYNC not in [op for op, _ in _ops_in(disk)]
+        hold.release()
+        out, _ = proc.communicate(timeout=60)
+        assert json.loads(out) == [0, 3, 0]
+        assert Op.FSYNC in [op for op, _ in _ops_in(disk)]
+
+
+def test_an_abandoned_hold_fails_the_operation_without_reaching_the_disk(mnt: Path) -> None:
+    disk = SimDisk()
+    with FuseMount(disk, mnt) as mount:
+        hold = mount.hold("fsync", "f")
+        other = mount.hold("fsync", "never-used")
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _WORKER,
+             json.dumps([["open", str(mnt / "f"), _CREATE], ["write", 3], ["fsync"], ["fsync"]])],
+            stdout=subprocess.PIPE, text=True)
+        assert hold.wait_reached(60)
+        hold.abandon()
+        out, _ = proc.communicate(timeout=60)
+        # One hold gates one operation: the second fsync goes through.
+        assert json.loads(out) == [0, 3, -errno.EIO, 0]
+        assert [op for op, _ in _ops_in(disk)].count(Op.FSYNC) == 1
+    # Stopping the mount abandons the holds nobody reached.
+    assert not other.reached.is_set()
 
 
 def test_a_crash_fault_freezes_the_disk_and_kills_the_writer(mnt: Path) -> None:

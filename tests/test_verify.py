@@ -286,12 +286,14 @@ def test_a_template_config_re_runs_with_its_template_and_glob() -> None:
 @pytest.mark.real
 @pytest.mark.slow
 @pytest.mark.parametrize("fault", [f for f in FAULTS if f != "none"])
-def test_an_asked_for_fault_fires_in_at_least_nine_trials_of_ten(fault: str) -> None:
+def test_an_asked_for_fault_fires_in_every_trial(fault: str) -> None:
+    # Placement follows the program (operation counts, a gate the rewrite child is held at),
+    # not the scheduler: every trial fires, however busy the machine.
     needs_server("7.0")
     needs_fuse()
     result = run_verify(VerifyConfig(server="7.0", policy="always", fault=fault, trials=10,
                                      ops=150, seed=11), workers=2)
-    assert result.fault_fired >= 9, [t.render() for t in result.trials if not t.fault_fired]
+    assert result.fault_fired == 10, [t.render() for t in result.trials if not t.fault_fired]
     assert result.ok, "\n".join(t.render() for t in result.trials)
     report = verify_report(result, run_id="test")
     assert report["totals"]["fault_asked_trials"] == 10

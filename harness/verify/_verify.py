@@ -213,10 +213,14 @@ _SYNC_LEAD_S: Final = 1.3
 # Under everysec, how long to wait after the last batch for an armed fault to fire.
 _FIRE_WAIT_S: Final = 1.5
 # kill-child: the rewrite child's own temp file (Redis, Valkey, the reference; not the parent's
-# temp-rewriteaof-bg-*), whose fsync is held this long so the child is still alive to be
-# killed (a small keyspace is rewritten in a millisecond).
+# temp-rewriteaof-bg-*). The child's fsync of it is a gate on the mount (faults.fuse.FuseHold):
+# the child waits there until the harness has killed it, so the kill lands at the same point of
+# the rewrite in every trial, however loaded the machine (a small keyspace is rewritten in a
+# millisecond; a timed stall raced the scheduler and missed one trial in ten under load).
 _CHILD_TEMP_GLOB: Final = "temp-rewriteaof-[0-9]*"
-_CHILD_HOLD_MS: Final = 400
+# How long a rewrite child may take to reach its fsync (a safety net for a child that never
+# fsyncs or a rewrite that never starts; a child that exits before it is seen at once).
+_CHILD_REACH_CAP_S: Final = 30.0
 
 
 class VerifyEnvironmentError(RuntimeError):
@@ -981,9 +985,20 @@ class _Site:
             shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _holds_child(fault: PlanFault) -> bool:
-    """The kill-child fault's stall of the rewrite child's fsync (not a fault of its own)."""
-    return isinstance(fault, SlowSync) and fault.path_glob == _CHILD_TEMP_GLOB
+def _child_reached(gate: Any, server: Any) -> bool:
+    """Wait until a rewrite child is held at `gate`; False if the server has no child left (it
+    ended without an fsync of its temp file) or none reached it within the safety cap."""
+    deadline = time.monotonic() + _CHILD_REACH_CAP_S
+    seen_child = False
+    while not gate.wait_reached(0.01):
+        children = server.fork_children()
+        if children:
+            seen_child = True
+        elif seen_child or not server.running:
+            return bool(gate.reached.is_set())  # the child came and went without reaching the gate
+        if time.monotonic() > deadline:
+            return False
+    return True
 
 
 def _log_tail(server: Any, lines: int = 12) -> list[str]:
@@ -1092,7 +1107,7 @@ def run_trial(
     if "fault" in removed:
         arm_entry = None
         kill_child = False
-    child_hold = SlowSync(delay_ms=_CHILD_HOLD_MS, path_glob=_CHILD_TEMP_GLOB)
+    child_gate: Any = None  # kill-child: the FuseHold on the child's fsync
     # The rest of the stream is the workload and its batches, drawn as they are sent.
     batches = _batch_stream(rng, _workload_stream(rng, config.ops, rewrite_at=rewrite_at),
                             config.batch_max)
@@ -1118,8 +1133,6 @@ def run_trial(
         nonlocal seen_fired
         fired = site.fired()
         for f in fired[seen_fired:]:
-            if _holds_child(f.fault):
-                continue  # not on the persistence path: the child is killed during it
             if isinstance(f.fault, SlowSync):
                 # The stall started at or before now: placing it now only widens the window.
                 stalls.append((at_ms, f.fault.delay_ms))
@@ -1145,25 +1158,26 @@ def run_trial(
         return armed is not None and not site.fired()
 
     def kill_rewrite_child() -> None:
-        """kill-child: SIGKILL the rewrite child the batch's BGREWRITEAOF forked (a seeded
-        0-4 ms after its reply), or say why it could not be."""
-        nonlocal fault_note
-        assert draw is not None
-        delay_ms = 2 * (draw.nth - 1)
-        if delay_ms:
-            time.sleep(delay_ms / 1000)
+        """kill-child: SIGKILL the rewrite child the batch's BGREWRITEAOF forked while it is
+        held at the fsync of its temp file (the gate), or say why it could not be."""
+        nonlocal fault_note, child_gate
+        gate, child_gate = child_gate, None
         killed = []
-        for child in server.fork_children():
-            with contextlib.suppress(psutil.Error):
-                child.kill()
-                killed.append(child.pid)
+        try:
+            if _child_reached(gate, server):
+                for child in server.fork_children():
+                    with contextlib.suppress(psutil.Error):
+                        child.kill()
+                        killed.append(child.pid)
+        finally:
+            gate.abandon()  # the held fsync never reaches the disk: its caller is dead
         if killed:
-            child_kills.append(f"KillChild: rewrite child {killed[0]} SIGKILLed {delay_ms} ms "
-                               "after the BGREWRITEAOF batch was acknowledged")
+            child_kills.append(f"KillChild: rewrite child {killed[0]} SIGKILLed at the fsync of "
+                               f"its temp file {gate.path}")
             run.events["rewrite child killed"] += 1
         else:
-            fault_note = "not fired: the rewrite child had finished before it could be killed"
-            run.events["fault not fired: rewrite child already gone"] += 1
+            fault_note = "not fired: the rewrite child ended without reaching its fsync"
+            run.events["fault not fired: rewrite child never reached its fsync"] += 1
 
     try:
         server = launcher(site.data_dir, site.log_path, config.policy)
@@ -1188,12 +1202,18 @@ def run_trial(
                     last_batch = False
                     if sent <= kill_at:
                         run.events["kill moved later: the fault had not fired yet"] += 1
+                rewrites = any(item.kind is _Kind.REWRITE for item in batch)
+                if last_batch and kill_child and rewrites:
+                    # The child is killed once its BGREWRITEAOF is acknowledged: the server's
+                    # kill comes with a later batch.
+                    last_batch = False
+                    run.events["kill moved after the BGREWRITEAOF (its child dies first)"] += 1
                 if last_batch and idle_s:
                     time.sleep(idle_s)
                     run.events["idle before the kill"] += 1
-                rewrites = any(item.kind is _Kind.REWRITE for item in batch)
                 if kill_child and rewrites and site.mount is not None:
-                    site.arm(child_hold)  # before BGREWRITEAOF: the child's fsync waits
+                    # Before BGREWRITEAOF: the child's fsync waits at the gate until killed.
+                    child_gate = site.mount.hold("fsync", _CHILD_TEMP_GLOB)
                 run.queue(batch, conn)
                 sent += writes
                 if last_batch:
@@ -1202,7 +1222,7 @@ def run_trial(
                         time.sleep(kill_delay_s)
                     break
                 run.read(conn)
-                if kill_child and rewrites:
+                if child_gate is not None:
                     kill_rewrite_child()
                 if entry_pause_s:
                     time.sleep(entry_pause_s * writes)
@@ -1318,8 +1338,8 @@ def run_trial(
         faults=(FaultPlan((armed,)).to_json() if armed is not None
                 else json.dumps({"kill_child": {"before_entry": arm_entry}})
                 if kill_child else ""),
-        fired=[f"{type(f.fault).__name__} on {f.path}: {f.effect}" for f in site.fired()
-               if not _holds_child(f.fault)] + child_kills,
+        fired=[f"{type(f.fault).__name__} on {f.path}: {f.effect}" for f in site.fired()]
+        + child_kills,
         events=run.events, elapsed_s=time.monotonic() - started,
         server_died_early=died_early, log_tail=log_tail, history=history,
         fault_asked=draw is not None and "fault" not in removed,
