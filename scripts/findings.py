@@ -44,10 +44,11 @@ from harness.verify import (
     VerifyConfig,
     VerifyEnvironmentError,
     VerifyResult,
+    _environment,
+    _runner,
     check_environment,
     verify_report,
 )
-from harness.verify import _verify as verify
 
 SERVERS: Final = ("6.0", "6.2", "7.0", "valkey")
 POLICIES: Final = ("always", "everysec")
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     for server in args.servers.split(","):
         try:
             check_environment(VerifyConfig(server=server, model="power"))
-            info = verify._server_identity(VerifyConfig(server=server))
+            info = _environment.server_identity(VerifyConfig(server=server))
             servers[server] = {"name": info.name, "version": info.version}
         except VerifyEnvironmentError as exc:
             servers[server] = {"skipped": str(exc)}
@@ -183,10 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     pending: dict[Future[TrialResult], tuple[Cell, bool]] = {}
     trials_done = attributions = 0
     trial_seconds = 0.0
-    pool = verify.worker_pool(args.workers)
+    pool = _runner.worker_pool(args.workers)
     try:
         for cell, index in jobs:
-            pending[pool.submit(verify._worker_trial, cell.config, index)] = (cell, False)
+            pending[pool.submit(_runner.worker_trial, cell.config, index)] = (cell, False)
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                     if cell.violating:
                         first = cell.violating[0]
                         line += f" ({', '.join(cell.rules)}; attributing trial {first.index})"
-                        pending[pool.submit(verify._worker_attribution, cell.config, first,
+                        pending[pool.submit(_runner.worker_attribution, cell.config, first,
                                             args.repeats)] = (cell, True)
                     _progress(f"[{time.monotonic() - started:6.0f}s] {trials_done}/{total} "
                               f"{line}")

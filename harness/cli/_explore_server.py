@@ -157,8 +157,8 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from harness.verify import VerifyEnvironmentError
     from harness.verify._explore_server import replay_server_reproduction
-    from harness.verify._verify import VerifyEnvironmentError
 
     try:
         verdict = replay_server_reproduction(args.replay, server=args.server)
@@ -210,12 +210,12 @@ def cmd_explore_server(args: argparse.Namespace) -> int:
     """Run ``aofcrash explore --server``; 0 no violation, 1 violations (UsageError: 2)."""
     from harness.cli._report import new_run_dir, write_report
     from harness.cli._report_violations import command_line
+    from harness.verify import VerifyEnvironmentError
     from harness.verify._explore_server import (
         ServerExploreError,
         explore_server,
         write_server_reproductions,
     )
-    from harness.verify._verify import VerifyEnvironmentError
 
     if getattr(args, "replay", None) is not None:
         return _replay(args)
