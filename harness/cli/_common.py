@@ -309,6 +309,19 @@ def resolve_workers(requested: int) -> int:
     return requested if requested > 0 else max(1, os.cpu_count() or 1)
 
 
+def parallel_args(p: argparse.ArgumentParser, *, workers_help: str, shard_help: str) -> None:
+    """--workers N (0: every core) and --shard I/N: how a run spreads over this machine's
+    processes and over machines (each command says what it splits)."""
+    p.add_argument("--workers", type=workers_arg, default=0, metavar="N", help=workers_help)
+    p.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="I/N", help=shard_help)
+
+
+def progress_bar(args: argparse.Namespace, *, total: float, unit: str) -> Progress:
+    """The progress display --progress asks for (``reports_args``; auto without it)."""
+    return Progress(enabled=progress_enabled(getattr(args, "progress", "auto")), total=total,
+                    unit=unit)
+
+
 def shard_arg(text: str) -> tuple[int, int]:
     """--shard I/N (0-based I < N)."""
     index, sep, count = text.partition("/")

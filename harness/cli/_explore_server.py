@@ -21,11 +21,9 @@ from typing import Any
 from harness.cli._common import (
     EXIT_OK,
     EXIT_VIOLATION,
-    Progress,
     UsageError,
-    progress_enabled,
+    progress_bar,
     resolve_workers,
-    stamp,
 )
 
 __all__ = ["add_server_arguments", "cmd_explore_server"]
@@ -226,9 +224,8 @@ def cmd_explore_server(args: argparse.Namespace) -> int:
     # keep every core busy (measured: 72/s with 4 workers on 2 cores vs 46/s with 2).
     workers = requested if requested > 0 else 2 * resolve_workers(0)
     seed = getattr(args, "seed", 0)
-    run_dir = new_run_dir(getattr(args, "reports", Path("reports")), "explore", seed, stamp())
-    bar = Progress(enabled=progress_enabled(getattr(args, "progress", "auto")), total=1,
-                   unit="steps")
+    run_dir = new_run_dir(getattr(args, "reports", Path("reports")), "explore", seed)
+    bar = progress_bar(args, total=1, unit="steps")
     series: list[list[float]] = [[0.0, 0]]
     started = time.perf_counter()
 

@@ -247,7 +247,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ReportError as exc:
         raise UsageError(one_line(exc)) from None
     if args.merge:
-        from harness.cli._common import stamp
         from harness.cli._merge import MergeError, merge_reports
         from harness.cli._report import new_run_dir
 
@@ -255,7 +254,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             report = merge_reports(loaded)
         except MergeError as exc:
             raise UsageError(str(exc)) from None
-        run_dir = new_run_dir(args.reports, "merged", 0, stamp())
+        run_dir = new_run_dir(args.reports, "merged", 0)
         report["run_id"] = run_dir.name
         write_atomic(run_dir / "report.json", json.dumps(report, indent=1, default=str))
         html_path = run_dir / "report.html"

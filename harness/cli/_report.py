@@ -30,13 +30,15 @@ class ReportError(ValueError):
     """A report that cannot be read; the message says what is wrong."""
 
 
-def new_run_dir(base: Path, command: str, seed: int, stamp: str) -> Path:
-    """A fresh reports/<run-id> directory; the id says what ran, when and with which seed.
-    An unusable base (a file, /proc, no permission) is a UsageError naming why."""
+def new_run_dir(base: Path, command: str, seed: int, stamp: str | None = None) -> Path:
+    """A fresh reports/<run-id> directory; the id says what ran, when (`stamp`, default now)
+    and with which seed. An unusable base (a file, /proc, no permission) is a UsageError
+    naming why."""
     from harness.cli._common import UsageError, reports_base
+    from harness.cli._common import stamp as now_stamp
 
     base = reports_base(base)
-    run_id = f"{command}-{stamp}-seed{seed}"
+    run_id = f"{command}-{stamp or now_stamp()}-seed{seed}"
     path = base / run_id
     n = 1
     while path.exists():

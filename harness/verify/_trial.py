@@ -207,6 +207,19 @@ def _aof_listing(data_dir: str, glob: str | None) -> list[tuple[str, int]]:
         return []
 
 
+def _restart(server: Any) -> tuple[str | None, list[str]]:
+    """Start `server` again after a crash: (None, []) when it came up, else why it refused (the
+    last line of its log) and the tail of its log."""
+    from harness.targets._servers import ServerRefusedToStart, ServerStartTimeout
+
+    try:
+        server.start()
+    except (ServerRefusedToStart, ServerStartTimeout) as exc:
+        tail = getattr(exc, "log_tail", None) or _log_tail(server)
+        return (tail[-1] if tail else str(exc).splitlines()[0]), tail
+    return None, []
+
+
 def run_trial(
     config: VerifyConfig,
     index: int,
@@ -222,8 +235,6 @@ def run_trial(
     fault and places the kill exactly as with it but never arms it; "rewrite" sends no
     BGREWRITEAOF. Everything else (workload, batches, kill, crash image seeds) is unchanged.
     """
-    from harness.targets._servers import ServerRefusedToStart, ServerStartTimeout
-
     removed = frozenset(without)
     if not removed <= {"fault", "rewrite"}:
         raise ValueError(f"without: only 'fault' and 'rewrite' (a model change replaces "
@@ -398,12 +409,7 @@ def run_trial(
         )
         # Recovery 1.
         recovered: Snapshot | None = None
-        reason: str | None = None
-        try:
-            server.start()
-        except (ServerRefusedToStart, ServerStartTimeout) as exc:
-            log_tail = getattr(exc, "log_tail", None) or _log_tail(server)
-            reason = log_tail[-1] if log_tail else str(exc).splitlines()[0]
+        reason, log_tail = _restart(server)
         recovery_ms = max(run.now_ms(), crash_ms)
         if reason is None:
             recovered = _dump_snapshot(dumper, server, recovery_ms)
@@ -426,12 +432,8 @@ def run_trial(
             info2 = CrashInfo(model=config.model, choice=choice2, crash_ms=run.now_ms(),
                               trace_index=position2)
             second: Snapshot | None = None
-            reason2: str | None = None
-            try:
-                server.start()
-            except (ServerRefusedToStart, ServerStartTimeout) as exc:
-                tail = getattr(exc, "log_tail", None) or _log_tail(server)
-                reason2 = tail[-1] if tail else str(exc).splitlines()[0]
+            reason2, tail = _restart(server)
+            if reason2 is not None:
                 log_tail = tail
             at_ms = run.now_ms()
             if reason2 is None:
