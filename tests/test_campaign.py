@@ -85,13 +85,12 @@ def test_two_workers_give_the_result_of_one() -> None:
 
 
 def test_the_budget_covers_shrinking_with_a_floor() -> None:
-    started = time.monotonic()
     result = run_campaign(Campaign(configs=(BUGGY,), models=(POWER,), budget_s=3.0,
                                    shrink_budget_s=90.0, shrink_floor_s=2.0))
-    elapsed = time.monotonic() - started
     assert result.findings
-    # Found within the budget, shrunk for what it left but at least the floor, not 90 s.
-    assert elapsed < 3.0 + 2.0 + 15.0, elapsed
+    # Found within the budget, shrunk for what it left but at least the floor, not 90 s
+    # (what each slice was allowed, not how long it took: that is the machine's business).
+    assert 2.0 <= result.shrink_allowed_s <= 3.0, result.shrink_allowed_s
     assert result.time_s["shrinking"] > 0
 
 

@@ -226,10 +226,9 @@ def test_a_garbage_aof_is_refused_with_the_log_line_not_a_timeout(
     (tmp_path / "appendonly.aof").write_bytes(
         b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n" + b"this is not RESP\r\n" * 3
     )
-    started = time.monotonic()
+    # A refusal, not a start-up timeout (that raises another error): the exit code and the log.
     with pytest.raises(ServerRefusedToStart) as err:
         RedisProcess(binary, tmp_path, start_timeout_s=30).start()
-    assert time.monotonic() - started < 10
     assert err.value.exit_code == 1
     assert any("Bad file format" in line for line in err.value.log_tail), err.value.log_tail
     assert "Bad file format" in str(err.value)

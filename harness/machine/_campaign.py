@@ -175,6 +175,9 @@ class CampaignResult:
     # Seconds spent running examples (all workers added up) and shrinking findings.
     time_s: dict[str, float] = field(default_factory=lambda: {"examples": 0.0,
                                                                "shrinking": 0.0})
+    # The longest shrinking any slice was allowed (its share of the budget, at least the
+    # floor): what bounds a campaign's overrun, whatever the machine's speed.
+    shrink_allowed_s: float = 0.0
     units: list[int] = field(default_factory=list)
     stopped_by: str = "budget"  # budget | max-examples | finding
     # Features the configurations' target cannot run (no rewrite, commands it does not
@@ -247,6 +250,7 @@ class _UnitResult:
     first_fail_at: float | None  # time.monotonic() of the first failing example
     examples_s: float
     shrinking_s: float
+    shrink_allowed_s: float  # the most this unit's shrinking could take (budget and floor)
 
 
 class _Runner:
@@ -301,7 +305,7 @@ class _Runner:
         if finding is not None:
             finding.unit = u
         return _UnitResult(u, label, campaign.examples_per_slice, finding, events, fail_at,
-                           examples_s, 0.0 if fail_at is None else ended - fail_at)
+                           examples_s, 0.0 if fail_at is None else ended - fail_at, shrink_s)
 
 
 def _run_slice(
@@ -442,6 +446,7 @@ def _tally(result: CampaignResult, r: _UnitResult, start: float) -> None:
     result.events.update(r.events)
     result.time_s["examples"] += r.examples_s
     result.time_s["shrinking"] += r.shrinking_s
+    result.shrink_allowed_s = max(result.shrink_allowed_s, r.shrink_allowed_s)
     if r.first_fail_at is not None:
         at = max(0.0, r.first_fail_at - start)
         if result.first_failure_s is None or at < result.first_failure_s:
