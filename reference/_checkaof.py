@@ -599,6 +599,14 @@ class AofCheck:
                 return f"{_shown(f.name)}: {f.reason}"
         return None
 
+    @property
+    def verdict_result(self) -> CheckResult | None:
+        """The file verdict that stands for the set: the first invalid file's, else the last
+        file's (None when that file could not be read, or there is none)."""
+        last = self.files[-1].result if self.files else None
+        return next((f.result for f in self.files if not f.valid and f.result is not None),
+                    last)
+
     def to_dict(self) -> dict[str, object]:
         try:
             plan = plan_fix(self)

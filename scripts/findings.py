@@ -10,8 +10,10 @@ index), so every cell's trials are re-runnable one by one). All trials of all ce
 pool of forked workers (``harness.verify``'s workers: each dies with this process and takes its
 servers and mounts along). When a cell has a violation, its first violating trial is
 attributed (``harness.verify.attribute_trial``: re-run without the fault, with eager metadata,
-without the rewrite) and written to ``<out>/findings/<cell>.json`` (+ .html) with the command
-line that re-runs it. A server that is not installed is skipped and the report says so.
+without the rewrite) and written to ``<out>/findings/<cell>.json`` with the command line that
+re-runs it (plus ``<cell>.html`` rendered from it, which git ignores: ``aofcrash report
+<out>/findings/<cell>.json`` renders it again from the JSON). A server that is not
+installed is skipped and the report says so.
 
 Cell verdicts: "violation" (a rule broke: the rule, what it needs, the reproduction),
 "unavailable" (the server acknowledged writes, then refused to start after a legal crash: the
@@ -42,10 +44,11 @@ from harness.verify import (
     VerifyConfig,
     VerifyEnvironmentError,
     VerifyResult,
+    _environment,
+    _runner,
     check_environment,
     verify_report,
 )
-from harness.verify import _verify as verify
 
 SERVERS: Final = ("6.0", "6.2", "7.0", "8.2", "valkey")
 POLICIES: Final = ("always", "everysec")
@@ -161,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     for server in args.servers.split(","):
         try:
             check_environment(VerifyConfig(server=server, model="power"))
-            info = verify._server_identity(VerifyConfig(server=server))
+            info = _environment.server_identity(VerifyConfig(server=server))
             servers[server] = {"name": info.name, "version": info.version}
         except VerifyEnvironmentError as exc:
             servers[server] = {"skipped": str(exc)}
@@ -181,10 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     pending: dict[Future[TrialResult], tuple[Cell, bool]] = {}
     trials_done = attributions = 0
     trial_seconds = 0.0
-    pool = verify.worker_pool(args.workers)
+    pool = _runner.worker_pool(args.workers)
     try:
         for cell, index in jobs:
-            pending[pool.submit(verify._worker_trial, cell.config, index)] = (cell, False)
+            pending[pool.submit(_runner.worker_trial, cell.config, index)] = (cell, False)
         while pending:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
@@ -205,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
                     if cell.violating:
                         first = cell.violating[0]
                         line += f" ({', '.join(cell.rules)}; attributing trial {first.index})"
-                        pending[pool.submit(verify._worker_attribution, cell.config, first,
+                        pending[pool.submit(_runner.worker_attribution, cell.config, first,
                                             args.repeats)] = (cell, True)
                     _progress(f"[{time.monotonic() - started:6.0f}s] {trials_done}/{total} "
                               f"{line}")
@@ -320,6 +323,10 @@ def render_markdown(data: dict[str, Any]) -> str:
         "every legal image, recovered by the binary itself: `aofcrash explore --server`) is in "
         "[findings-explore.md](findings-explore.md), produced by "
         "`.venv/bin/python scripts/findings_explore.py --out reports`.",
+        "",
+        "A reproduction's page (its program, timeline and crash epochs) is rendered from its "
+        "JSON, not committed: `aofcrash report reports/findings/<cell>.json` writes "
+        "`reports/findings/<cell>.html` beside it.",
         "",
     ]
     servers = data["servers"]

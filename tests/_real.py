@@ -26,7 +26,7 @@ def needs_fuse() -> None:
 
 def needs_server(server: str) -> None:
     """Skip the test, with the reason, where `server` (a preset, a path) cannot run."""
-    from harness.verify._verify import VerifyConfig, VerifyEnvironmentError, check_environment
+    from harness.verify import VerifyConfig, VerifyEnvironmentError, check_environment
 
     try:
         check_environment(VerifyConfig(server=server))

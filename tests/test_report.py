@@ -16,6 +16,7 @@ import pytest
 
 from faults import CrashChoice, PersistenceModel
 from harness.cli._report import (
+    REPORT_FORMAT,
     ReportError,
     load_report,
     new_run_dir,
@@ -51,6 +52,19 @@ def test_report_round_trips_through_json_and_renders_html(tmp_path: Path) -> Non
     page = html_path.read_text()
     assert "no violation found" in page
     assert "fault: ShortWrite" in page
+
+
+def test_a_finding_file_renders_beside_itself_and_leaves_report_html_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from harness.cli import main
+
+    finding = tmp_path / "6.0-always-power-none.json"
+    finding.write_text(json.dumps({"format": REPORT_FORMAT, **_report([])}))
+    assert main(["report", str(finding)]) == 0
+    assert "no violation found" in (tmp_path / "6.0-always-power-none.html").read_text()
+    assert not (tmp_path / "report.html").exists()
+    assert str(tmp_path / "6.0-always-power-none.html") in capsys.readouterr().out
 
 
 def test_html_escapes_violation_text_and_links_the_reproduction() -> None:

@@ -10,8 +10,7 @@ import pytest
 from _real import needs_fuse, needs_server
 
 from harness.targets import find_server
-from harness.verify import FAULTS, MODELS, VerifyConfig, run_verify, verify_report
-from harness.verify import _verify as verify
+from harness.verify import FAULTS, MODELS, VerifyConfig, VerifyResult, run_verify, verify_report
 
 pytestmark = pytest.mark.real
 
@@ -27,7 +26,7 @@ def valkey() -> None:
     needs_server("valkey")
 
 
-def _render(result: verify.VerifyResult) -> str:
+def _render(result: VerifyResult) -> str:
     return "\n".join(t.render() for t in result.trials)
 
 

@@ -19,7 +19,8 @@ from _real import mounts_under, needs_fuse, needs_server
 
 from harness.targets import remove_stale_run_dirs
 from harness.verify import FAULTS, VerifyConfig, run_verify, verify_report
-from harness.verify import _verify as verify
+from harness.verify._faults import FaultDraw, draw_fault, kill_range
+from harness.verify._workload import ItemKind, workload
 
 
 @pytest.fixture(autouse=True)
@@ -56,15 +57,15 @@ def test_a_trial_command_line_re_runs_exactly_that_trial() -> None:
 
 
 def test_the_workload_is_a_function_of_the_seed_with_transactions_selects_and_long_ttls() -> None:
-    first = verify._workload(random.Random(3), 300, rewrite_at=100)
-    again = verify._workload(random.Random(3), 300, rewrite_at=100)
-    other = verify._workload(random.Random(4), 300, rewrite_at=100)
+    first = workload(random.Random(3), 300, rewrite_at=100)
+    again = workload(random.Random(3), 300, rewrite_at=100)
+    other = workload(random.Random(4), 300, rewrite_at=100)
     assert first == again != other
-    writes = [i for i in first if i.kind is verify._Kind.WRITE]
+    writes = [i for i in first if i.kind is ItemKind.WRITE]
     assert len(writes) == 300
     assert any(len(i.commands) > 1 for i in writes), "no MULTI/EXEC block"
-    assert any(i.kind is verify._Kind.SELECT for i in first)
-    assert [i.kind for i in first].count(verify._Kind.REWRITE) == 1
+    assert any(i.kind is ItemKind.SELECT for i in first)
+    assert [i.kind for i in first].count(ItemKind.REWRITE) == 1
     ttls = [int(c[2]) for i in writes for c in i.commands if c[0] in (b"EXPIRE", b"SETEX")]
     assert ttls and min(ttls) >= 2 * 3600  # hours: nothing expires during a trial
 
@@ -226,20 +227,20 @@ def test_cli_json_summary_and_report_files(
 
 
 def test_an_everysec_kill_lands_after_the_window_and_always_anywhere() -> None:
-    assert verify._kill_range(VerifyConfig(policy="always", ops=100)) == (0, 100)
+    assert kill_range(VerifyConfig(policy="always", ops=100)) == (0, 100)
     # 6 s schedule, 2.5 s window + 0.5 s: the second half.
-    assert verify._kill_range(VerifyConfig(policy="everysec", ops=100)) == (50, 100)
+    assert kill_range(VerifyConfig(policy="everysec", ops=100)) == (50, 100)
     # A schedule shorter than the window cannot place it: anywhere (idle trials still count).
-    assert verify._kill_range(VerifyConfig(policy="everysec", ops=100, duration_ms=1000)) == (
+    assert kill_range(VerifyConfig(policy="everysec", ops=100, duration_ms=1000)) == (
         0, 100)
 
 
 def test_a_fault_is_drawn_from_the_seed_and_none_draws_nothing() -> None:
     rng = random.Random(1)
-    assert verify._draw_fault(rng, "none") is None
+    assert draw_fault(rng, "none") is None
     assert rng.random() == random.Random(1).random()  # no draw consumed
-    first = verify._draw_fault(random.Random(2), "io-error")
-    assert first == verify._draw_fault(random.Random(2), "io-error")
+    first = draw_fault(random.Random(2), "io-error")
+    assert first == draw_fault(random.Random(2), "io-error")
     assert first is not None and 1 <= first.nth <= 3 and 0 <= first.position < 1
 
 
@@ -248,7 +249,7 @@ def test_an_io_error_on_sync_hits_the_kind_the_workload_used() -> None:
 
     from faults import FaultOp, IOFault
 
-    draw = verify._FaultDraw(kind="io-error", position=0.5, nth=1, times=1, written_bytes=1,
+    draw = FaultDraw(kind="io-error", position=0.5, nth=1, times=1, written_bytes=1,
                              partial_bytes=None, on_sync=True, delay_ms=500)
     fault, _ = draw.arm("*.aof", Counter({FaultOp.WRITE: 3, FaultOp.FSYNC: 2}),
                         expect_syncs=True)
@@ -258,7 +259,7 @@ def test_an_io_error_on_sync_hits_the_kind_the_workload_used() -> None:
     # appendfsync no and no fsync seen: an EIO on a write instead; a slow fsync cannot be placed.
     fault, _ = draw.arm("*.aof", Counter({FaultOp.WRITE: 3}), expect_syncs=False)
     assert isinstance(fault, IOFault) and fault.op is FaultOp.WRITE
-    slow = verify._FaultDraw(kind="slow-sync", position=0.5, nth=1, times=1, written_bytes=1,
+    slow = FaultDraw(kind="slow-sync", position=0.5, nth=1, times=1, written_bytes=1,
                              partial_bytes=None, on_sync=True, delay_ms=500)
     fault, note = slow.arm("*.aof", Counter({FaultOp.WRITE: 3}), expect_syncs=False)
     assert fault is None and "appendfsync no" in note

@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from _real import needs_fuse
 
+from harness import verify
 from harness.verify import VerifyConfig, run_verify, verify_report
-from harness.verify import _verify as verify
+from harness.verify._faults import CHILD_TEMP_GLOB, draw_fault
 
 # -- fast: no server needed -------------------------------------------------------------------
 
@@ -74,8 +75,8 @@ def test_run_trial_takes_out_only_the_fault_or_the_rewrite() -> None:
 def test_fsync_error_draws_like_io_error_but_always_on_a_sync() -> None:
     import random
 
-    plain = verify._draw_fault(random.Random(5), "io-error")
-    on_sync = verify._draw_fault(random.Random(5), "fsync-error")
+    plain = draw_fault(random.Random(5), "io-error")
+    on_sync = draw_fault(random.Random(5), "fsync-error")
     assert plain is not None and on_sync is not None
     assert on_sync.kind == "io-error" and on_sync.on_sync and on_sync.syncs
     # The same draws otherwise: the trial's workload does not depend on the fault kind.
@@ -84,14 +85,14 @@ def test_fsync_error_draws_like_io_error_but_always_on_a_sync() -> None:
 
 
 def test_a_killed_child_injects_no_error_and_is_not_a_persistence_stall() -> None:
-    draw = verify._draw_fault(__import__("random").Random(1), "kill-child")
+    draw = draw_fault(__import__("random").Random(1), "kill-child")
     assert draw is not None and draw.errors == 0 and not draw.syncs
     # The child is held at a gate on its own temp file, never on the parent's AOF or bg file.
     from fnmatch import fnmatchcase
 
-    assert fnmatchcase("temp-rewriteaof-1234.aof", verify._CHILD_TEMP_GLOB)
-    assert not fnmatchcase("temp-rewriteaof-bg-1234.aof", verify._CHILD_TEMP_GLOB)
-    assert not fnmatchcase("appendonly.aof", verify._CHILD_TEMP_GLOB)
+    assert fnmatchcase("temp-rewriteaof-1234.aof", CHILD_TEMP_GLOB)
+    assert not fnmatchcase("temp-rewriteaof-bg-1234.aof", CHILD_TEMP_GLOB)
+    assert not fnmatchcase("appendonly.aof", CHILD_TEMP_GLOB)
 
 
 def test_attribution_options_are_validated() -> None:

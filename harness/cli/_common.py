@@ -271,19 +271,13 @@ def one_line(value: Any, *, limit: int = 240) -> str:
 def read_reproduction(path: Path) -> Any:
     """A reproduction file, or a UsageError with one line saying why it is not one (not
     readable, not UTF-8, not JSON, a field of the wrong type): never a traceback."""
+    from harness.cli._fileio import UnreadableFile, read_text
     from harness.machine._steps import Reproduction, ReproError
 
     try:
-        raw = path.read_bytes()
-    except IsADirectoryError:
-        raise UsageError(f"cannot read {path}: it is a directory") from None
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise UsageError(f"{path} is not a reproduction: not UTF-8 text (byte {exc.start})"
-                         ) from None
+        text = read_text(path, "a reproduction")
+    except UnreadableFile as exc:
+        raise UsageError(str(exc)) from None
     try:
         return Reproduction.from_json(text)
     except ReproError as exc:
@@ -313,6 +307,19 @@ def resolve_workers(requested: int) -> int:
     import os
 
     return requested if requested > 0 else max(1, os.cpu_count() or 1)
+
+
+def parallel_args(p: argparse.ArgumentParser, *, workers_help: str, shard_help: str) -> None:
+    """--workers N (0: every core) and --shard I/N: how a run spreads over this machine's
+    processes and over machines (each command says what it splits)."""
+    p.add_argument("--workers", type=workers_arg, default=0, metavar="N", help=workers_help)
+    p.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="I/N", help=shard_help)
+
+
+def progress_bar(args: argparse.Namespace, *, total: float, unit: str) -> Progress:
+    """The progress display --progress asks for (``reports_args``; auto without it)."""
+    return Progress(enabled=progress_enabled(getattr(args, "progress", "auto")), total=total,
+                    unit=unit)
 
 
 def shard_arg(text: str) -> tuple[int, int]:

@@ -12,7 +12,6 @@ from typing import Any
 from harness.cli._common import (
     EXIT_OK,
     EXIT_VIOLATION,
-    Progress,
     UsageError,
     ViolationStop,
     availability_args,
@@ -22,15 +21,13 @@ from harness.cli._common import (
     defect_warnings,
     did_you_mean,
     one_line,
+    parallel_args,
     positive_int,
-    progress_enabled,
+    progress_bar,
     read_reproduction,
     reports_args,
     resolve_workers,
-    shard_arg,
-    stamp,
     warn,
-    workers_arg,
 )
 from harness.cli._fuzz import TARGET_HELP, check_target_spec
 
@@ -96,11 +93,9 @@ def add_parser(sub: Any) -> None:
                    help="violations written as reproduction files (default 20)")
     p.add_argument("--naive", action="store_true",
                    help="recover every state from byte 0 (slow; the cross-check baseline)")
-    p.add_argument("--workers", type=workers_arg, default=0, metavar="N",
-                   help="processes exploring crash points (default 0: every core)")
-    p.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="I/N",
-                   help="explore only the crash points of shard I of N (0-based); N shards "
-                   "together explore exactly what one run does (default 0/1)")
+    parallel_args(p, workers_help="processes exploring crash points (default 0: every core)",
+                  shard_help="explore only the crash points of shard I of N (0-based); N "
+                  "shards together explore exactly what one run does (default 0/1)")
     from harness.cli._explore_server import add_server_arguments
 
     add_server_arguments(p)  # --server: a real binary (harness.cli._explore_server)
@@ -231,12 +226,23 @@ def _run_explore(config: Any, steps: tuple[Any, ...], models: tuple[Any, ...], l
         raise UsageError(f"the workload cannot be run: {one_line(exc)}") from None
 
 
+def _coverage_and_progress(coverage: dict[str, Any], models: tuple[Any, ...],
+                           series: list[list[float]]) -> dict[str, Any]:
+    """The report sections an exploration and a suite of them share: coverage (and its matrix
+    per model) and the crash states checked over time."""
+    from harness.cli._report_violations import explore_coverage
+
+    return {"coverage": coverage,
+            "coverage_matrix": explore_coverage(coverage, [m.value for m in models]),
+            "progress_series": {"title": "Crash states checked over time",
+                                "xlabel": "seconds", "ylabel": "states", "points": series}}
+
+
 def cmd_explore(args: argparse.Namespace) -> int:
     from faults import PersistenceModel
     from harness.cli._report import new_run_dir, write_report
     from harness.cli._report_violations import (
         command_line,
-        explore_coverage,
         explore_violations,
         slim,
         terminal_lines,
@@ -257,8 +263,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     warn("explore", defect_warnings(config.defects, policies=[config.policy],
                                     models=[m.value for m in models]))
     limits = _limits(args)
-    run_dir = new_run_dir(args.reports, "explore", args.seed, stamp())
-    bar = Progress(enabled=progress_enabled(args.progress), total=1, unit="points")
+    run_dir = new_run_dir(args.reports, "explore", args.seed)
+    bar = progress_bar(args, total=1, unit="points")
 
     series: list[list[float]] = [[0.0, 0]]
 
@@ -303,10 +309,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
                 "recovery_time": "end of the workload (one recovery time for every state)",
                 "limits": dataclasses.asdict(limits), "command_line": command_line()},
         "totals": totals,
-        "coverage": result.coverage(),
-        "coverage_matrix": explore_coverage(result.coverage(), [m.value for m in models]),
-        "progress_series": {"title": "Crash states checked over time", "xlabel": "seconds",
-                            "ylabel": "states", "points": series},
+        **_coverage_and_progress(result.coverage(), models, series),
         "violations_note": (
             f"The explorer found {result.violation_total} violating state(s) "
             f"({', '.join(f'{k} {n}' for k, n in summary['violations_by_rule'].items())}); "
@@ -397,7 +400,6 @@ def _cmd_suite(args: argparse.Namespace) -> int:
     from harness.cli._report import new_run_dir, slug, write_report
     from harness.cli._report_violations import (
         command_line,
-        explore_coverage,
         explore_violations,
         slim,
         terminal_lines,
@@ -413,8 +415,8 @@ def _cmd_suite(args: argparse.Namespace) -> int:
                                     policies=sorted({r.config.policy for r in runs}),
                                     models=[m.value for m in models]))
     limits = _limits(args)
-    run_dir = new_run_dir(args.reports, "explore", args.seed, stamp())
-    bar = Progress(enabled=progress_enabled(args.progress), total=1, unit="points")
+    run_dir = new_run_dir(args.reports, "explore", args.seed)
+    bar = progress_bar(args, total=1, unit="points")
     series: list[list[float]] = [[0.0, 0]]
     states_before = 0
     started = time.perf_counter()
@@ -493,10 +495,7 @@ def _cmd_suite(args: argparse.Namespace) -> int:
                 "recovery_time": "end of each workload (one recovery time per run)",
                 "limits": dataclasses.asdict(limits), "command_line": command_line()},
         "totals": totals,
-        "coverage": coverage,
-        "coverage_matrix": explore_coverage(coverage, [m.value for m in models]),
-        "progress_series": {"title": "Crash states checked over time", "xlabel": "seconds",
-                            "ylabel": "states", "points": series},
+        **_coverage_and_progress(coverage, models, series),
         "violations_note": (
             f"The explorer found {violation_total} violating state(s) in "
             f"{totals['runs_with_violations']} run(s) "

@@ -21,11 +21,9 @@ from typing import Any
 from harness.cli._common import (
     EXIT_OK,
     EXIT_VIOLATION,
-    Progress,
     UsageError,
-    progress_enabled,
+    progress_bar,
     resolve_workers,
-    stamp,
 )
 
 __all__ = ["add_server_arguments", "cmd_explore_server"]
@@ -157,8 +155,8 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from harness.verify import VerifyEnvironmentError
     from harness.verify._explore_server import replay_server_reproduction
-    from harness.verify._verify import VerifyEnvironmentError
 
     try:
         verdict = replay_server_reproduction(args.replay, server=args.server)
@@ -210,12 +208,12 @@ def cmd_explore_server(args: argparse.Namespace) -> int:
     """Run ``aofcrash explore --server``; 0 no violation, 1 violations (UsageError: 2)."""
     from harness.cli._report import new_run_dir, write_report
     from harness.cli._report_violations import command_line
+    from harness.verify import VerifyEnvironmentError
     from harness.verify._explore_server import (
         ServerExploreError,
         explore_server,
         write_server_reproductions,
     )
-    from harness.verify._verify import VerifyEnvironmentError
 
     if getattr(args, "replay", None) is not None:
         return _replay(args)
@@ -226,9 +224,8 @@ def cmd_explore_server(args: argparse.Namespace) -> int:
     # keep every core busy (measured: 72/s with 4 workers on 2 cores vs 46/s with 2).
     workers = requested if requested > 0 else 2 * resolve_workers(0)
     seed = getattr(args, "seed", 0)
-    run_dir = new_run_dir(getattr(args, "reports", Path("reports")), "explore", seed, stamp())
-    bar = Progress(enabled=progress_enabled(getattr(args, "progress", "auto")), total=1,
-                   unit="steps")
+    run_dir = new_run_dir(getattr(args, "reports", Path("reports")), "explore", seed)
+    bar = progress_bar(args, total=1, unit="steps")
     series: list[list[float]] = [[0.0, 0]]
     started = time.perf_counter()
 

@@ -63,7 +63,7 @@ def add_parsers(sub: Any) -> None:
     common_args(rpt, seed=False)
     rpt.add_argument("path", type=Path, nargs="+",
                      help="a reports/<run-id> directory or its report.json (several with "
-                     "--merge)")
+                     "--merge), or a finding NAME.json (rendered to NAME.html beside it)")
     rpt.add_argument("--merge", action="store_true",
                      help="merge the reports of a campaign's shards into a new run directory")
     rpt.add_argument("--reports", type=Path, default=Path("reports"),
@@ -225,8 +225,7 @@ def _check_summary(check: Any) -> dict[str, Any]:
     """check-aof's --json: the whole verdict, plus the single-file fields at the top level
     (valid, last_valid_offset_bytes, commands, reason, size_bytes) for scripts."""
     out: dict[str, Any] = dict(check.to_dict())
-    last = check.files[-1].result if check.files else None
-    bad = next((f.result for f in check.files if not f.valid and f.result is not None), last)
+    bad = check.verdict_result
     if bad is not None:
         out.update({"last_valid_offset_bytes": bad.last_valid_offset_bytes,
                     "commands": bad.commands, "size_bytes": bad.size_bytes})
@@ -249,7 +248,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     except ReportError as exc:
         raise UsageError(one_line(exc)) from None
     if args.merge:
-        from harness.cli._common import stamp
         from harness.cli._merge import MergeError, merge_reports
         from harness.cli._report import new_run_dir
 
@@ -257,12 +255,16 @@ def cmd_report(args: argparse.Namespace) -> int:
             report = merge_reports(loaded)
         except MergeError as exc:
             raise UsageError(str(exc)) from None
-        run_dir = new_run_dir(args.reports, "merged", 0, stamp())
+        run_dir = new_run_dir(args.reports, "merged", 0)
         report["run_id"] = run_dir.name
         write_atomic(run_dir / "report.json", json.dumps(report, indent=1, default=str))
+        html_path = run_dir / "report.html"
     else:
         run_dir, report = loaded[0]
-    html_path = run_dir / "report.html"
+        # A finding (reports/findings/<cell>.json) renders beside itself as <cell>.html.
+        given = paths[0]
+        named = not given.is_dir() and given.suffix == ".json" and given.name != "report.json"
+        html_path = given.with_suffix(".html") if named else run_dir / "report.html"
     try:
         page = render(report)
     except Exception as exc:  # a hand-edited report.json may hold anything

@@ -16,22 +16,19 @@ from harness.cli._common import (
     DEFAULT_DATABASE,
     EXIT_OK,
     EXIT_VIOLATION,
-    Progress,
     availability_args,
     common_args,
     database_spec,
     defect_arg,
     defect_help,
     defect_warnings,
+    parallel_args,
     parse_budget,
     positive_int,
-    progress_enabled,
+    progress_bar,
     reports_args,
     resolve_workers,
-    shard_arg,
-    stamp,
     warn,
-    workers_arg,
 )
 from harness.machine._campaign import SHRINK_FLOOR_S
 
@@ -95,11 +92,9 @@ def add_parser(sub: Any) -> None:
     fz.add_argument("--max-examples", type=positive_int, default=None, metavar="N",
                     help="examples per configuration, then stop (deterministic: the same "
                     "report whatever --workers is); default: until the budget")
-    fz.add_argument("--workers", type=workers_arg, default=0, metavar="N",
-                    help="processes running examples (default 0: every core)")
-    fz.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="I/N",
-                    help="run only shard I of N (0-based) of the campaign's slices: N shards "
-                    "together run exactly what one run does (default 0/1)")
+    parallel_args(fz, workers_help="processes running examples (default 0: every core)",
+                  shard_help="run only shard I of N (0-based) of the campaign's slices: N "
+                  "shards together run exactly what one run does (default 0/1)")
     fz.add_argument("--database", default=DEFAULT_DATABASE, metavar="DIR|redis://HOST:PORT/N",
                     help="Hypothesis example database: failures found before are replayed "
                     f"first (default: {DEFAULT_DATABASE}; 'none' switches it off; redis:// "
@@ -155,8 +150,8 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                         stop_on_first=not args.keep_going, shrink_budget_s=args.shrink_budget,
                         max_examples=args.max_examples, workers=resolve_workers(args.workers),
                         shard=args.shard, database=database_spec(args.database))
-    run_dir = new_run_dir(args.reports, "fuzz", args.seed, stamp())
-    bar = Progress(enabled=progress_enabled(args.progress), total=args.budget, unit="s")
+    run_dir = new_run_dir(args.reports, "fuzz", args.seed)
+    bar = progress_bar(args, total=args.budget, unit="s")
 
     series: list[list[float]] = [[0.0, 0, 0]]
     per_label: dict[str, Counter[str]] = {}

@@ -20,12 +20,11 @@ from typing import Any
 from harness.cli._common import (
     EXIT_OK,
     EXIT_VIOLATION,
-    Progress,
     UsageError,
     common_args,
     parse_budget,
     positive_int,
-    progress_enabled,
+    progress_bar,
 )
 
 __all__ = ["add_parser", "cmd_loaders"]
@@ -94,7 +93,7 @@ def cmd_loaders(args: argparse.Namespace) -> int:
     versions = {name: find_server(preset).full_version for name, preset in REAL_SERVERS.items()
                 if name in paths}
     cases = generate_cases(args.examples, seed=args.seed, families=args.family)
-    bar = Progress(enabled=progress_enabled(args.progress), total=1.0, unit="files")
+    bar = progress_bar(args, total=1.0, unit="files")
 
     def progress(phase: str, done: int, total: int) -> None:
         bar.total = total

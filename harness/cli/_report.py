@@ -9,12 +9,18 @@ run never leaves a half-written report or reproduction behind.
 from __future__ import annotations
 
 import json
-import os
-import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ReportError", "load_report", "new_run_dir", "render_html", "write_atomic",
+from harness.cli._fileio import (
+    UnreadableFile,
+    read_text,
+    slug,
+    write_atomic,
+    write_atomic_bytes,
+)
+
+__all__ = ["ReportError", "load_report", "new_run_dir", "render_html", "slug", "write_atomic",
            "write_atomic_bytes", "write_report"]
 
 REPORT_FORMAT = "aofcrash-report/1"
@@ -24,32 +30,15 @@ class ReportError(ValueError):
     """A report that cannot be read; the message says what is wrong."""
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` via a temp file in the same directory and an atomic rename."""
-    write_atomic_bytes(path, text.encode("utf-8"))
-
-
-def write_atomic_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def new_run_dir(base: Path, command: str, seed: int, stamp: str) -> Path:
-    """A fresh reports/<run-id> directory; the id says what ran, when and with which seed.
-    An unusable base (a file, /proc, no permission) is a UsageError naming why."""
+def new_run_dir(base: Path, command: str, seed: int, stamp: str | None = None) -> Path:
+    """A fresh reports/<run-id> directory; the id says what ran, when (`stamp`, default now)
+    and with which seed. An unusable base (a file, /proc, no permission) is a UsageError
+    naming why."""
     from harness.cli._common import UsageError, reports_base
+    from harness.cli._common import stamp as now_stamp
 
     base = reports_base(base)
-    run_id = f"{command}-{stamp}-seed{seed}"
+    run_id = f"{command}-{stamp or now_stamp()}-seed{seed}"
     path = base / run_id
     n = 1
     while path.exists():
@@ -91,14 +80,9 @@ def load_report(path: Path) -> dict[str, Any]:
     if path.is_dir():
         path = path / "report.json"
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ReportError(f"cannot read {path}: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ReportError(f"{path} is not an aofcrash report: not UTF-8 text (byte "
-                          f"{exc.start})") from None
+        text = read_text(path, "an aofcrash report")
+    except UnreadableFile as exc:
+        raise ReportError(str(exc)) from None
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -124,6 +108,3 @@ def render_html(report: dict[str, Any]) -> str:
 
     return render_page(report)
 
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:60] or "x"

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from harness.cli._report import slug, write_atomic
+from harness.cli._fileio import slug, write_atomic
 from harness.cli._report_replay import (
     RULE_WORDS,
     crash_point_words,

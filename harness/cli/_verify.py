@@ -11,18 +11,15 @@ from typing import Any
 from harness.cli._common import (
     EXIT_OK,
     EXIT_VIOLATION,
-    Progress,
     UsageError,
     availability_args,
     common_args,
     nonnegative_int,
+    parallel_args,
     positive_int,
-    progress_enabled,
+    progress_bar,
     reports_args,
     resolve_workers,
-    shard_arg,
-    stamp,
-    workers_arg,
 )
 
 __all__ = ["add_parser", "cmd_verify"]
@@ -84,11 +81,9 @@ def add_parser(sub: Any) -> None:
                    help="spread each trial's writes over this long (default: 6000 for "
                    "everysec, else 0)")
     availability_args(p)
-    p.add_argument("--shard", type=shard_arg, default=(0, 1), metavar="I/N",
-                   help="run only the trials numbered I mod N (0-based): N shards, e.g. the "
-                   "jobs of a CI matrix, run exactly the trials of one run (default 0/1)")
-    p.add_argument("--workers", type=workers_arg, default=0, metavar="N",
-                   help="run trials in N processes (default 0: one per core)")
+    parallel_args(p, workers_help="run trials in N processes (default 0: one per core)",
+                  shard_help="run only the trials numbered I mod N (0-based): N shards, e.g. "
+                  "the jobs of a CI matrix, run exactly the trials of one run (default 0/1)")
     p.add_argument("--no-attribution", dest="attribution", action="store_false",
                    help="do not re-check violating trials for their causes (by default each "
                    "one is re-run with the fault, strict metadata and the rewrite taken out in "
@@ -144,9 +139,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.findings is not None:
         args.findings = args.findings.absolute()
     # Before the trials: an unusable --reports is a usage error, not a lost run.
-    run_dir = new_run_dir(args.reports, "verify", args.seed, stamp())
+    run_dir = new_run_dir(args.reports, "verify", args.seed)
     mine = len(range(args.shard[0], config.trials, args.shard[1]))
-    bar = Progress(enabled=progress_enabled(args.progress), total=mine, unit="trial")
+    bar = progress_bar(args, total=mine, unit="trial")
     lines: list[str] = []
 
     def on_trial(done: int, trial: TrialResult) -> None:

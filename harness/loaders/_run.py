@@ -12,7 +12,7 @@ Tools (``ToolId`` strings, stable: reports and regression cases name them):
 ``check:<server>``
     ``redis-check-aof`` of that real version (the server binary run as ``redis-check-aof``,
     which is how every version dispatches to its checker; ``valkey-check-aof`` for Valkey), or
-    ``check:aofcrash`` (``aofcrash check-aof --json``, the reference's checker).
+    ``check:aofcrash`` (``aofcrash check-aof``: the reference's checker, run in-process).
 
 A loader run records a ``LoadRun`` for the first start and one for a restart on whatever the
 first start left on disk (truncated, migrated); a check run records a ``CheckRun``.
@@ -20,9 +20,6 @@ first start left on disk (truncated, migrated); a check run records a ``CheckRun
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import os
 import re
 import shutil
@@ -450,35 +447,34 @@ def _check_real(name: str, data: bytes, settings: RunSettings) -> CheckRun:
 
 
 def _check_aofcrash(data: bytes, settings: RunSettings) -> CheckRun:
-    """``aofcrash check-aof FILE --json``, in-process (the CLI's own code path)."""
-    from harness.cli import main
+    """``aofcrash check-aof FILE``, in-process: the reference's checker on the file, which is
+    what the CLI command runs."""
+    from reference import AofInputError, check_aof_path
 
     directory = tempfile.mkdtemp(prefix="aofcheck-", dir=settings.workdir)
     try:
         path = os.path.join(directory, "appendonly.aof")
         with open(path, "wb") as fh:
             fh.write(data)
-        out = io.StringIO()
         try:
-            with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-                code = main(["check-aof", path, "--json"])
+            check = check_aof_path(path)
+        except (AofInputError, OSError) as exc:  # the CLI's usage error: no verdict
+            return CheckRun("check:aofcrash", Verdict.CRASHED, None,
+                            f"no verdict: {exc}"[:160], 2)
         except Exception as exc:  # a bug in the checker: a crash
             return CheckRun("check:aofcrash", Verdict.CRASHED, None,
                             f"{type(exc).__name__}: {exc}"[:160])
     finally:
         shutil.rmtree(directory, ignore_errors=True)
-    try:
-        summary = json.loads(out.getvalue().strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return CheckRun("check:aofcrash", Verdict.CRASHED, None, "no JSON summary", code)
-    verdict = Verdict.VALID if summary.get("valid") else Verdict.INVALID
-    offset = summary.get("last_valid_offset_bytes")
-    reason = summary.get("reason")
-    if isinstance(reason, str):
+    verdict = Verdict.VALID if check.valid else Verdict.INVALID
+    result = check.verdict_result
+    reason = check.reason
+    if reason is not None:
         # The scratch path (or its file name) means nothing once the run is over.
         reason = reason.replace(path + ": ", "").replace("appendonly.aof: ", "")
-    return CheckRun("check:aofcrash", verdict, offset if isinstance(offset, int) else None,
-                    reason, code)
+    return CheckRun("check:aofcrash", verdict,
+                    None if result is None else result.last_valid_offset_bytes,
+                    reason, 0 if check.valid else 1)
 
 
 def check_tool(tool: str, data: bytes, settings: RunSettings) -> CheckRun:

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
@@ -560,6 +560,16 @@ def make_state_machine(
                     on_finding(exc)
                 raise
 
+        def _raise_finding(self, kind: type[ModelDivergence], message: str,
+                           outcome: str) -> NoReturn:
+            """The run found `kind` (a liveness or check-aof finding): mark the driver failed,
+            hand it to ``on_finding`` (before Hypothesis shrinks it) and raise it."""
+            self.driver.failed = True
+            exc = kind(message, self.driver.reproduction(outcome=outcome))
+            if on_finding is not None:
+                on_finding(exc)
+            raise exc
+
         # -- writes -----------------------------------------------------------------------
 
         @precondition(lambda self: self._on("strings"))
@@ -711,12 +721,7 @@ def make_state_machine(
                                f"replacing {aof} (the old file stays and grows)")
             _event("liveness: " + ("rewrite took effect" if problem is None else problem[:40]))
             if problem is not None:
-                self.driver.failed = True
-                exc = LivenessViolation(f"liveness: {problem}",
-                                        self.driver.reproduction(outcome="liveness"))
-                if on_finding is not None:
-                    on_finding(exc)
-                raise exc
+                self._raise_finding(LivenessViolation, f"liveness: {problem}", "liveness")
 
         @precondition(
             lambda self: self._on("rewrite") and self.driver.rewriting
@@ -868,12 +873,7 @@ def make_state_machine(
             problem = ("writes are still refused or unacknowledged 11 s after every fault was "
                        "cleared (the write error or failed fsync is never retried or cleared)")
             _event("liveness: writes never resume")
-            self.driver.failed = True
-            exc = LivenessViolation(f"liveness: {problem}",
-                                    self.driver.reproduction(outcome="liveness"))
-            if on_finding is not None:
-                on_finding(exc)
-            raise exc
+            self._raise_finding(LivenessViolation, f"liveness: {problem}", "liveness")
 
         @precondition(lambda self: self._on("crash_mid_op"))
         @rule(nth=st.integers(1, 6), op=st.sampled_from([FaultOp.ANY, FaultOp.WRITE,
@@ -948,13 +948,9 @@ def make_state_machine(
             _event("check-aof: " + ("agrees with the loader" if problem is None
                                     else "disagrees"))
             if problem is not None:
-                self.driver.failed = True
-                exc = CheckAofDisagreement(
-                    f"check-aof disagrees with the loader on the {model.value} crash image: "
-                    f"{problem}", self.driver.reproduction(outcome="check-aof"))
-                if on_finding is not None:
-                    on_finding(exc)
-                raise exc
+                self._raise_finding(
+                    CheckAofDisagreement, f"check-aof disagrees with the loader on the "
+                    f"{model.value} crash image: {problem}", "check-aof")
 
         @precondition(lambda self: self.driver.unavailable is not None)
         @rule()

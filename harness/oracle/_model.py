@@ -441,20 +441,25 @@ def _pop_generic(left: bool) -> Handler:
     return handler
 
 
+def _index_range(start: int, stop: int, n: int) -> slice:
+    """LRANGE/ZRANGE's inclusive `start`..`stop` (negative: from the end) over `n` items, as a
+    slice; out of range or crossed bounds select nothing."""
+    if start < 0:
+        start = max(start + n, 0)
+    if stop < 0:
+        stop += n
+    if start > stop or start >= n:
+        return slice(0, 0)
+    return slice(start, min(stop, n - 1) + 1)
+
+
 def _lrange(st: ModelState, db: int, a: Sequence[bytes], now: int) -> Reply:
     start, stop = _int_arg(a[2]), _int_arg(a[3])
     kv = _typed(st.live((db, a[1]), now), "list")
     if kv is None:
         return []
     items = _items_of(kv)
-    n = len(items)
-    if start < 0:
-        start = max(start + n, 0)
-    if stop < 0:
-        stop += n
-    if start > stop or start >= n:
-        return []
-    return list(items[start : min(stop, n - 1) + 1])
+    return list(items[_index_range(start, stop, len(items))])
 
 
 def _llen(st: ModelState, db: int, a: Sequence[bytes], now: int) -> Reply:
@@ -580,15 +585,8 @@ def _zrange(st: ModelState, db: int, a: Sequence[bytes], now: int) -> Reply:
     if kv is None:
         return []
     ordered = sorted(_scores_of(kv).items(), key=lambda ms: (ms[1], ms[0]))
-    n = len(ordered)
-    if start < 0:
-        start = max(start + n, 0)
-    if stop < 0:
-        stop += n
-    if start > stop or start >= n:
-        return []
     out: list[Any] = []
-    for member, score in ordered[start : min(stop, n - 1) + 1]:
+    for member, score in ordered[_index_range(start, stop, len(ordered))]:
         out.append(member)
         if withscores:
             out.append(format_score(score))

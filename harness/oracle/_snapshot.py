@@ -114,6 +114,30 @@ def _check_db_key(db: object, key: object, where: str) -> DbKey:
     return db, _check_bytes(key, where + " key")
 
 
+def _unique_pairs(
+    raw: object, where: str, type_name: str, first: str, second: str
+) -> list[tuple[bytes, object]]:
+    """A zset's or hash's entries, given as a dict or as 2-tuples: (name, value) with each
+    name bytes and given once (the values are checked by the caller)."""
+    entries: Iterable[tuple[object, object]]
+    if isinstance(raw, dict):
+        entries = raw.items()
+    elif isinstance(raw, set | frozenset | list | tuple):
+        entries = raw
+    else:
+        raise _fail(where, f"{type_name} value must be a dict {first}->{second}, "
+                    f"got {type(raw).__name__}")
+    out: dict[bytes, object] = {}
+    for entry in entries:
+        if not isinstance(entry, tuple) or len(entry) != 2:
+            raise _fail(where, f"{type_name} entry must be ({first}, {second}), got {entry!r}")
+        name = _check_bytes(entry[0], f"{where} {first}")
+        if name in out:
+            raise _fail(where, f"{type_name} {first} {name!r} appears twice")
+        out[name] = entry[1]
+    return list(out.items())
+
+
 def _canonical(type_name: object, raw: object, where: str) -> Value:
     """Convert a dump value (list/set/dict forms, or already canonical) to its canonical form."""
     if type_name == "string":
@@ -127,38 +151,14 @@ def _canonical(type_name: object, raw: object, where: str) -> Value:
             raise _fail(where, f"set value must be a set of bytes, got {type(raw).__name__}")
         return frozenset(_check_bytes(x, where + " member") for x in raw)
     if type_name == "zset":
-        pairs: Iterable[tuple[object, object]]
-        if isinstance(raw, dict):
-            pairs = raw.items()
-        elif isinstance(raw, set | frozenset | list | tuple):
-            pairs = raw
-        else:
-            raise _fail(where, f"zset value must be a dict member->score, got {type(raw).__name__}")
-        out: dict[bytes, float] = {}
-        for pair in pairs:
-            if not isinstance(pair, tuple) or len(pair) != 2:
-                raise _fail(where, f"zset entry must be (member, score), got {pair!r}")
-            member = _check_bytes(pair[0], where + " member")
-            if member in out:
-                raise _fail(where, f"zset member {member!r} appears twice")
-            out[member] = _check_score(pair[1], f"{where}[{member!r}]")
-        return frozenset(out.items())
+        scores: dict[bytes, float] = {}
+        for member, score in _unique_pairs(raw, where, "zset", "member", "score"):
+            scores[member] = _check_score(score, f"{where}[{member!r}]")
+        return frozenset(scores.items())
     if type_name == "hash":
-        items: Iterable[tuple[object, object]]
-        if isinstance(raw, dict):
-            items = raw.items()
-        elif isinstance(raw, set | frozenset | list | tuple):
-            items = raw
-        else:
-            raise _fail(where, f"hash value must be a dict field->value, got {type(raw).__name__}")
         fields: dict[bytes, bytes] = {}
-        for item in items:
-            if not isinstance(item, tuple) or len(item) != 2:
-                raise _fail(where, f"hash entry must be (field, value), got {item!r}")
-            field = _check_bytes(item[0], where + " field")
-            if field in fields:
-                raise _fail(where, f"hash field {field!r} appears twice")
-            fields[field] = _check_bytes(item[1], f"{where}[{field!r}]")
+        for field, value in _unique_pairs(raw, where, "hash", "field", "value"):
+            fields[field] = _check_bytes(value, f"{where}[{field!r}]")
         return frozenset(fields.items())
     raise _fail(where, f"type {type_name!r} is not one of {', '.join(TYPES)}")
 

@@ -50,7 +50,6 @@ from harness.targets._inprocess import (
     as_rewriting,
     check_target,
     load_target_factory,
-    reference_target,
 )
 from harness.targets._presets import (
     SERVER_PRESETS,
@@ -70,6 +69,7 @@ from harness.targets._process import (
     ServerStartTimeout,
 )
 from harness.targets._reaper import FORK_CHILD_TITLES
+from harness.targets._reference import reference_target
 from harness.targets._rundirs import make_run_dir, remove_stale_run_dirs, run_dir_base
 from harness.targets._servers import ServerInfo, ServerSpec, probe_server, resolve_server
 

@@ -4,7 +4,7 @@ The harness owns the world a target lives in: a ``faults.FileSystem`` (a SimDisk
 fault layer) and a ``faults.Clock`` (virtual milliseconds). A factory builds the target on
 them; the driver then submits commands, runs event-loop iterations, moves the clock, crashes
 the disk and builds a fresh target on the crash image. Nothing here knows the reference server:
-it is one target among others (``reference_target``).
+it is one target among others (``_reference.reference_target``).
 
 The ack rule, as the driver applies it: a reply counts as acknowledged when ``released(ticket)``
 is true after a ``run_iteration()`` — a target releases a reply only once the command is as
@@ -33,7 +33,6 @@ __all__ = [
     "as_rewriting",
     "check_target",
     "load_target_factory",
-    "reference_target",
 ]
 
 APPENDFSYNC_POLICIES = ("always", "everysec", "no")
@@ -161,13 +160,6 @@ class RewritingTarget(Target, Protocol):
 
 
 TargetFactory: TypeAlias = Callable[[TargetEnv], Target]
-
-
-def reference_target(env: TargetEnv) -> Target:
-    """The bundled reference server as a Target (``options``: ``profile``, ``defects``)."""
-    from harness.targets._reference import ReferenceTarget
-
-    return ReferenceTarget(env)
 
 
 def load_target_factory(spec: str) -> TargetFactory:

@@ -6,10 +6,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from harness.oracle import ReplyError
-from harness.targets._inprocess import Dump, TargetConfig, TargetEnv, TargetRefusedToStart
+from harness.targets._inprocess import (
+    Dump,
+    Target,
+    TargetConfig,
+    TargetEnv,
+    TargetRefusedToStart,
+)
 from reference import AppendFsync, ErrorReply, LoadError, Profile, Server, ServerConfig
 
-__all__ = ["ReferenceTarget", "reference_server_config"]
+__all__ = ["ReferenceTarget", "reference_server_config", "reference_target"]
 
 
 def reference_server_config(config: TargetConfig) -> ServerConfig:
@@ -77,3 +83,8 @@ def _plain(reply: Any) -> Any:
     if isinstance(reply, list):
         return [_plain(x) for x in reply]
     return reply
+
+
+def reference_target(env: TargetEnv) -> Target:
+    """The bundled reference server as a Target (``options``: ``profile``, ``defects``)."""
+    return ReferenceTarget(env)

@@ -1,9 +1,14 @@
 """Real server processes under the same workload, faults and oracle (``aofcrash verify``).
 
-``_verify`` runs trials: start a server (any ``harness.targets.resolve_server`` form: a preset,
-a binary, a command template; optionally on a ``faults.fuse`` mount of a SimDisk), drive a
-seeded workload over RESP with a fault armed where the workload reaches it, crash it, restart,
-dump, and check the recovery with ``harness.oracle``; on one process or forked workers.
+``run_verify`` runs trials: start a server (any ``harness.targets.resolve_server`` form: a
+preset, a binary, a command template; optionally on a ``faults.fuse`` mount of a SimDisk),
+drive a seeded workload over RESP with a fault armed where the workload reaches it, crash it,
+restart, dump, and check the recovery with ``harness.oracle``; on one process or forked
+workers. One module per part, from the bottom up: ``_config`` (what runs and what it found),
+``_environment`` (the server and FUSE: can it start here), ``_workload`` (the seeded writes),
+``_conn`` (the RESP connection), ``_site`` (the scratch directory and its mount), ``_faults``
+(the fault and the kill: drawn, placed), ``_trial`` (one trial), ``_attribution`` (a violation's
+causes), ``_runner`` (every trial, on workers).
 ``_explore_server`` is ALICE's method on an unmodified binary (``aofcrash explore --server``):
 one traced run on a FUSE SimDisk, then every crash point x every legal image recovered by the
 real binary (each distinct image once, on every core) and checked with the oracle.
@@ -13,18 +18,8 @@ the explorer or the CLI.
 
 from __future__ import annotations
 
-from harness.verify._explore_server import (
-    REPRO_FORMAT,
-    SERVER_EXPLORE_MODELS,
-    ServerExploreConfig,
-    ServerExploreError,
-    ServerExploreResult,
-    ServerViolation,
-    explore_server,
-    replay_server_reproduction,
-    write_server_reproductions,
-)
-from harness.verify._verify import (
+from harness.verify._attribution import attribute_trial
+from harness.verify._config import (
     FAULTS,
     IMAGES,
     INGREDIENTS,
@@ -40,13 +35,22 @@ from harness.verify._verify import (
     VerifyConfig,
     VerifyEnvironmentError,
     VerifyResult,
-    attribute_trial,
-    check_environment,
-    run_trial,
-    run_verify,
     verify_report,
-    worker_pool,
 )
+from harness.verify._environment import check_environment
+from harness.verify._explore_server import (
+    REPRO_FORMAT,
+    SERVER_EXPLORE_MODELS,
+    ServerExploreConfig,
+    ServerExploreError,
+    ServerExploreResult,
+    ServerViolation,
+    explore_server,
+    replay_server_reproduction,
+    write_server_reproductions,
+)
+from harness.verify._runner import run_verify, worker_pool
+from harness.verify._trial import run_trial
 
 __all__ = [
     "FAULTS",

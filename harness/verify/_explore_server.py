@@ -6,7 +6,7 @@ Method
 1. **Record.** The server runs on a FUSE mount (``faults.fuse.FuseMount``) of a fresh traced
    ``SimDisk``. Between the mount and the disk sits a thin layer that notes, for every traced
    operation, the monotonic time at which it returned. A seeded workload (verify's generator:
-   ``_workload`` / ``_command``; ``ops`` writes, optionally one BGREWRITEAOF at ``rewrite_at``)
+   ``_workload.workload``; ``ops`` writes, optionally one BGREWRITEAOF at ``rewrite_at``)
    is sent over ONE raw RESP connection, one entry at a time (a MULTI/EXEC block as one
    payload), and every reply is read before the next entry is sent. For every entry the run
    records ``submit_pos`` (the trace length read just before the send), ``executed_ms`` (the
@@ -132,16 +132,10 @@ from harness.targets._servers import (
     make_run_dir,
     remove_stale_run_dirs,
 )
-from harness.verify._verify import (
-    POLICIES,
-    VerifyEnvironmentError,
-    _Conn,
-    _encode,
-    _Kind,
-    _ServerGone,
-    _worker_init,
-    _workload,
-)
+from harness.verify._config import POLICIES, VerifyEnvironmentError
+from harness.verify._conn import Conn, ServerGone, encode
+from harness.verify._runner import worker_init
+from harness.verify._workload import ItemKind, workload
 
 __all__ = [
     "REPRO_FORMAT",
@@ -429,11 +423,12 @@ class _Recording:
 
 
 def _spec_and_identity(config: ServerExploreConfig) -> tuple[ServerSpec, str, str]:
-    from harness.verify._verify import VerifyConfig, _server_identity, _spec
+    from harness.verify._config import VerifyConfig
+    from harness.verify._environment import server_identity, server_spec
 
     vc = VerifyConfig(server=config.server)
-    info = _server_identity(vc)
-    return _spec(vc), info.name, info.version
+    info = server_identity(vc)
+    return server_spec(vc), info.name, info.version
 
 
 def _extra_config(spec: ServerSpec, config: ServerExploreConfig) -> dict[str, str]:
@@ -449,8 +444,8 @@ def _trace_len(mount: Any) -> int:
         return len(disk.trace) if disk is not None else 0
 
 
-def _info_field(conn: _Conn, name: bytes) -> bytes | None:
-    conn.send(_encode((b"INFO", b"persistence")))
+def _info_field(conn: Conn, name: bytes) -> bytes | None:
+    conn.send(encode((b"INFO", b"persistence")))
     reply = conn.next_reply()
     if not isinstance(reply, bytes):
         return None
@@ -461,7 +456,7 @@ def _info_field(conn: _Conn, name: bytes) -> bytes | None:
     return None
 
 
-def _settle(conn: _Conn, mount: Any, policy: str, window_ms: int, events: Counter[str]
+def _settle(conn: Conn, mount: Any, policy: str, window_ms: int, events: Counter[str]
             ) -> None:
     """Wait until a rewrite in progress is done and the trace has been quiet for a while."""
     deadline = time.monotonic() + _SETTLE_TIMEOUT_S
@@ -487,10 +482,10 @@ def _settle(conn: _Conn, mount: Any, policy: str, window_ms: int, events: Counte
 
 def _record(config: ServerExploreConfig, spec: ServerSpec, t0: float) -> _Recording:
     from faults.fuse import FuseMount
-    from harness.verify._verify import _keep_cwd
+    from harness.verify._site import keep_cwd
 
     rng = random.Random(f"aofcrash-explore-server/{config.seed}")
-    items = _workload(rng, config.ops, rewrite_at=config.rewrite_before)
+    items = workload(rng, config.ops, rewrite_at=config.rewrite_before)
     pause_s = config.workload_duration_ms / 1000 / config.ops
     root = make_run_dir("explore")
     data_dir = os.path.join(root, "data")
@@ -499,7 +494,7 @@ def _record(config: ServerExploreConfig, spec: ServerSpec, t0: float) -> _Record
     timed = _TimedDisk(disk, t0)
     mount = FuseMount(timed, data_dir)
     server: Any = None
-    conn: _Conn | None = None
+    conn: Conn | None = None
     history = History()
     positions: list[_EntryPos] = []
     events: Counter[str] = Counter()
@@ -509,28 +504,28 @@ def _record(config: ServerExploreConfig, spec: ServerSpec, t0: float) -> _Record
         return (time.monotonic() - t0) * 1000
 
     try:
-        with _keep_cwd():
+        with keep_cwd():
             mount.start()
         server = spec.process(data_dir, appendfsync=config.policy,
                               log_path=os.path.join(root, "server.log"),
                               aof_load_truncated=True, extra_config=_extra_config(spec, config))
         server.start()
-        conn = _Conn(server.port)
+        conn = Conn(server.port)
         first_point = 0 if config.include_startup else _trace_len(mount)
         for item in items:
-            if item.kind is _Kind.SELECT:
-                conn.send(_encode((b"SELECT", b"%d" % item.db)))
+            if item.kind is ItemKind.SELECT:
+                conn.send(encode((b"SELECT", b"%d" % item.db)))
                 conn.next_reply()
                 continue
-            if item.kind is _Kind.REWRITE:
-                conn.send(_encode((b"BGREWRITEAOF",)))
+            if item.kind is ItemKind.REWRITE:
+                conn.send(encode((b"BGREWRITEAOF",)))
                 answer = conn.next_reply()
                 events["bgrewriteaof: " + ("error" if isinstance(answer, hiredis.ReplyError)
                                            else "started")] += 1
                 continue
-            payload = [_encode(argv) for argv in item.commands]
+            payload = [encode(argv) for argv in item.commands]
             if len(item.commands) > 1:
-                payload = [_encode((b"MULTI",)), *payload, _encode((b"EXEC",))]
+                payload = [encode((b"MULTI",)), *payload, encode((b"EXEC",))]
             submit_pos = _trace_len(mount)
             sent = now_ms()
             index = history.submit(item.commands, db=item.db, executed_ms=int(sent))
@@ -540,7 +535,7 @@ def _record(config: ServerExploreConfig, spec: ServerSpec, t0: float) -> _Record
                 reply: Any = None
                 for _ in payload:
                     reply = conn.next_reply()
-            except _ServerGone as exc:
+            except ServerGone as exc:
                 raise ServerExploreError(
                     f"the server died during the workload ({exc}); see its log: "
                     f"{' / '.join(server.log_lines()[-3:])}"
@@ -770,7 +765,7 @@ def explore_server(
     # -- enumerate (recoveries start in the pool as new images turn up)
     pool = ProcessPoolExecutor(
         max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-        initializer=_worker_init, initargs=(os.getpid(),),
+        initializer=worker_init, initargs=(os.getpid(),),
     )
     images: dict[str, DiskImage] = {}
     futures: dict[Future[_Recovered], str] = {}

@@ -1,0 +1,449 @@
+"""What ``aofcrash verify`` runs and what it found: the configuration (validated, with the
+command line that re-runs it), one trial's result, a run's result and its report, and a
+violating trial's cause attribution.
+
+The server is any of ``harness.targets.resolve_server``'s forms: a preset (redis-server 6.0,
+6.2, 7.0, Valkey 9.1 as ``valkey``, the reference as a process), a path to a binary run with
+redis-server's flags, or a command template (``server_cmd``).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, TypeAlias
+
+from faults import FaultPlanError, ShortWrite
+from harness.oracle import History, Verdict
+from harness.targets._servers import SERVER_PRESETS, ServerSpecError, _template_words
+
+__all__ = [
+    "FAULTS",
+    "IMAGES",
+    "INGREDIENTS",
+    "MODELS",
+    "OUTCOMES",
+    "POLICIES",
+    "SERVERS",
+    "Ablation",
+    "Attribution",
+    "DumpMapping",
+    "Dumper",
+    "Launcher",
+    "TrialResult",
+    "VerifyConfig",
+    "VerifyEnvironmentError",
+    "VerifyResult",
+    "verify_report",
+]
+
+SERVERS: Final = SERVER_PRESETS  # or a path to a binary, or a command template (server_cmd)
+POLICIES: Final = ("always", "everysec", "no")
+MODELS: Final = ("process", "power", "power-posix-metadata", "power-eager-metadata")
+# "fsync-error": io-error always on a sync (EIO 1-2 times, then success); "kill-child": a
+# BGREWRITEAOF during the workload whose rewrite child is SIGKILLed.
+FAULTS: Final = ("none", "short-write", "no-space", "io-error", "fsync-error", "slow-sync",
+                 "kill-child")
+# What cause attribution can take out of a violating trial, one at a time (``run_trial``'s
+# `without`; "metadata" replaces a strict metadata model by ``power-eager-metadata``).
+INGREDIENTS: Final = ("fault", "metadata", "rewrite")
+# A trial's outcome. "not-exercised": an everysec trial in which no entry had to survive.
+OUTCOMES: Final = ("consistent", "not-exercised", "unavailable", "violation")
+# Power-model crash images: "drawn" with SimDisk's default ImageLimits (sector-aligned
+# prefixes of the unsynced data, kept metadata prefixes), "drawn-damaged" also with torn and
+# reordered sectors (opt-in in faults: an AOF has no checksums, so a damaged sector inside a
+# value tests the file format rather than the persistence protocol), "durable" = durable state
+# only. Both drawn kinds use the durable-only image in a seeded quarter of the trials.
+IMAGES: Final = ("drawn", "drawn-damaged", "durable")
+
+
+# A dump as dump_keyspace returns it: {db: {key: (type, value, expire_at_ms | None)}}.
+DumpMapping: TypeAlias = Mapping[int, Mapping[bytes, tuple[str, Any, int | None]]]
+# (client, now_ms) -> dump. A test double can wrap dump_keyspace to corrupt what it reports.
+Dumper: TypeAlias = Callable[[Any, int], DumpMapping]
+# (data_dir, log_path, policy) -> an unstarted RedisProcess-like object.
+Launcher: TypeAlias = Callable[[str, str, str], Any]
+
+
+# 6.x appendonly.aof, 7.0 / Valkey base and incr files, temp rewrite files (never the manifest).
+_AOF_GLOB: Final = "*.aof"
+
+
+class VerifyEnvironmentError(RuntimeError):
+    """The run cannot start here (missing binary, not a RESP server, no FUSE); one line."""
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """What ``aofcrash verify`` runs. Every field is validated; errors name the field.
+
+    `server` is a preset of ``SERVERS`` or a path to a binary (run with redis-server's flags);
+    `server_cmd`, when given, is a command template instead (``server`` then reads "command").
+    `aof_glob` names the server's AOF files (relative to its directory) for fault placement and
+    the report; None means ``*.aof``, what Redis and Valkey write.
+    """
+
+    server: str = "7.0"
+    policy: str = "always"
+    model: str = "process"
+    trials: int = 5
+    ops: int = 200
+    fault: str = "none"
+    rewrite: bool = False
+    seed: int = 0
+    first_trial: int = 0  # trial indices run are first_trial .. first_trial + trials - 1
+    window_ms: int = 2000
+    margin_ms: int = 500
+    batch_max: int = 6
+    allow_unavailable: bool = False
+    image: str = "drawn"
+    duration_ms: int | None = None  # None: 6000 for everysec, else 0 (as fast as it goes)
+    server_cmd: str | None = None
+    aof_glob: str | None = None
+
+    def __post_init__(self) -> None:
+        errors = []
+        if self.server_cmd is not None:
+            object.__setattr__(self, "server", "command")
+            try:
+                _template_words(str(self.server_cmd))
+            except ServerSpecError as exc:
+                errors.append(str(exc))
+        elif not isinstance(self.server, str) or (
+            self.server not in SERVERS and "/" not in self.server
+        ):
+            errors.append(
+                f"server must be one of {', '.join(SERVERS)} or a path to a server binary "
+                f"(a path has a '/'), got {self.server!r}"
+            )
+        for name, allowed in (("policy", POLICIES), ("model", MODELS),
+                              ("fault", FAULTS), ("image", IMAGES)):
+            value = getattr(self, name)
+            if value not in allowed:
+                errors.append(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+        for name, minimum in (("trials", 1), ("ops", 1), ("seed", 0), ("first_trial", 0),
+                              ("window_ms", 0), ("margin_ms", 0), ("batch_max", 1)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                errors.append(f"{name} must be an int >= {minimum}, got {value!r}")
+        if self.duration_ms is not None and (
+            isinstance(self.duration_ms, bool) or not isinstance(self.duration_ms, int)
+            or self.duration_ms < 0
+        ):
+            errors.append(f"duration_ms must be None or an int >= 0, got {self.duration_ms!r}")
+        if self.aof_glob is not None:
+            try:
+                ShortWrite(written_bytes=1, path_glob=self.aof_glob)
+            except (FaultPlanError, TypeError) as exc:
+                problem = "; ".join(getattr(exc, "errors", [str(exc)]))
+                errors.append(f"aof_glob{problem.split('path_glob', 1)[-1]}")
+        if errors:
+            raise ValueError("; ".join(errors))
+
+    @property
+    def workload_duration_ms(self) -> int:
+        """How long the writes are spread over. everysec needs seconds: only entries acked
+        more than W before the crash must survive, so a fast run would check nothing."""
+        if self.duration_ms is not None:
+            return self.duration_ms
+        return 6000 if self.policy == "everysec" else 0
+
+    @property
+    def needs_mount(self) -> bool:
+        """Power models and faults only reach a real process through a FUSE mount."""
+        return self.model != "process" or self.fault != "none"
+
+    @property
+    def fault_glob(self) -> str:
+        return self.aof_glob if self.aof_glob is not None else _AOF_GLOB
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "server": self.server, "server_cmd": self.server_cmd, "aof_glob": self.aof_glob,
+            "policy": self.policy, "model": self.model,
+            "trials": self.trials, "ops": self.ops, "fault": self.fault,
+            "rewrite": self.rewrite, "seed": self.seed, "first_trial": self.first_trial,
+            "window_ms": self.window_ms, "margin_ms": self.margin_ms,
+            "batch_max": self.batch_max, "allow_unavailable": self.allow_unavailable,
+            "image": self.image, "duration_ms": self.workload_duration_ms,
+        }
+
+    def command_line(self, *, trial: int | None = None) -> str:
+        """The ``aofcrash verify`` command line that runs this (or only trial `trial`)."""
+        first, count = (trial, 1) if trial is not None else (self.first_trial, self.trials)
+        parts = ["aofcrash", "verify"]
+        if self.server_cmd is not None:
+            parts += ["--server-cmd", shlex.quote(self.server_cmd)]
+        else:
+            parts += ["--server", shlex.quote(self.server)]
+        if self.aof_glob is not None:
+            parts += ["--aof-glob", shlex.quote(self.aof_glob)]
+        parts += ["--policy", self.policy, "--model", self.model, "--fault", self.fault,
+                  "--ops", str(self.ops), "--seed", str(self.seed), "--trials", str(count)]
+        if first:
+            parts += ["--first-trial", str(first)]
+        if self.rewrite:
+            parts.append("--rewrite")
+        if self.margin_ms != 500:
+            parts += ["--margin-ms", str(self.margin_ms)]
+        if self.batch_max != 6:
+            parts += ["--batch-max", str(self.batch_max)]
+        if self.allow_unavailable:
+            parts.append("--allow-unavailable")
+        if self.image != "drawn":
+            parts += ["--image", self.image]
+        if self.duration_ms is not None:
+            parts += ["--duration-ms", str(self.duration_ms)]
+        return " ".join(parts)
+
+
+@dataclass
+class TrialResult:
+    """One trial: what ran, what the client learned, and the verdicts."""
+
+    index: int
+    outcome: str  # one of OUTCOMES
+    recovery: Verdict
+    stability: Verdict | None
+    entries: int
+    acked: int
+    unknown: int
+    errors: int
+    crash_ms: int
+    recovery_ms: int
+    crash_image: str  # "visible" (process), "durable-only" or "drawn"
+    crash_choice: dict[str, Any] | None
+    faults: str  # the armed plan, as JSON ("" for none)
+    fired: list[str]
+    events: Counter[str]
+    elapsed_s: float
+    server_died_early: bool
+    log_tail: list[str] = field(default_factory=list)
+    history: History | None = None
+    fault_asked: bool = False
+    fault_armed_at: int | None = None  # entries sent when the fault was armed
+    fault_note: str = ""  # why a fault asked for was not armed
+    aof_files: list[tuple[str, int]] = field(default_factory=list)  # at the crash: (path, bytes)
+    attribution: Attribution | None = None  # violations only: which ingredients it needs
+
+    @property
+    def fault_fired(self) -> bool:
+        return bool(self.fired)
+
+    @property
+    def unavailable_after_ack(self) -> bool:
+        """The server acknowledged writes, then refused to start after a legal crash."""
+        return self.recovery.unavailable_reason is not None and self.acked > 0
+
+    @property
+    def violations(self) -> list[Any]:
+        found = list(self.recovery.violations)
+        if self.stability is not None:
+            found += self.stability.violations
+        return found
+
+    def render(self) -> str:
+        head = (
+            f"trial {self.index}: {self.outcome.upper()}  entries={self.entries} "
+            f"acked={self.acked} unknown={self.unknown} errors={self.errors} "
+            f"k={self.recovery.k} F={self.recovery.frontier} image={self.crash_image}"
+        )
+        if self.fault_asked:
+            head += f" fault={'fired' if self.fault_fired else 'not fired'}"
+        body = [v.render() for v in self.violations]
+        if self.attribution is not None:
+            body.append(f"  cause: {self.attribution.summary()}")
+        if self.outcome == "not-exercised":
+            body.append("  not exercised: no acknowledged entry was old enough that it had to "
+                        "survive (everysec frontier is empty)")
+        if self.fault_note:
+            body.append(f"  fault: {self.fault_note}")
+        if self.recovery.unavailable_reason:
+            what = ("acknowledged, then unavailable" if self.unavailable_after_ack
+                    else "refused to start")
+            body.append(f"  {what}: {self.recovery.unavailable_reason}")
+        return "\n".join([head, *body])
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "trial": self.index, "outcome": self.outcome, "entries": self.entries,
+            "acked": self.acked, "unknown": self.unknown, "errors": self.errors,
+            "k": self.recovery.k, "frontier": self.recovery.frontier,
+            "crash_ms": self.crash_ms, "recovery_ms": self.recovery_ms,
+            "image": self.crash_image, "fired": "; ".join(self.fired),
+            "fault_fired": self.fault_fired if self.fault_asked else None,
+            "fault_armed_at_entry": self.fault_armed_at,
+            "fault_note": self.fault_note or None,
+            "aof_files": "; ".join(f"{name} ({size} B)" for name, size in self.aof_files),
+            "acknowledged_then_unavailable": self.unavailable_after_ack,
+            "server_reason": self.recovery.unavailable_reason,
+            "cause": None if self.attribution is None else self.attribution.summary(),
+            "seconds": round(self.elapsed_s, 3),
+        }
+
+
+@dataclass
+class VerifyResult:
+    config: VerifyConfig
+    server_version: str
+    trials: list[TrialResult]
+    elapsed_s: float
+    server_name: str = ""
+    workers: int = 1
+    attribution_s: float = 0.0  # of elapsed_s: re-running violating trials for their causes
+
+    def count(self, outcome: str) -> int:
+        return sum(1 for t in self.trials if t.outcome == outcome)
+
+    @property
+    def fault_fired(self) -> int:
+        """Trials in which the fault asked for actually fired."""
+        return sum(1 for t in self.trials if t.fault_asked and t.fault_fired)
+
+    @property
+    def ok(self) -> bool:
+        return self.count("violation") == 0
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One ingredient taken out of a violating trial and what the re-runs of it showed."""
+
+    ingredient: str  # one of INGREDIENTS
+    label: str  # what it is in this run: "fault io-error", "strict metadata (power)", ...
+    runs: int  # re-runs made (they stop at the first that recurs)
+    recurred: int  # re-runs that broke one of the rules the trial broke
+    outcomes: tuple[str, ...] = ()  # each re-run's outcome, with the rules it broke
+    reason: str = ""  # why no re-run was needed (e.g. the fault never fired)
+
+    @property
+    def needed(self) -> bool:
+        """The violation did not come back without it."""
+        return self.recurred == 0 and not self.reason
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ingredient": self.ingredient, "label": self.label, "needed": self.needed,
+                "runs": self.runs, "recurred": self.recurred, "outcomes": list(self.outcomes),
+                "reason": self.reason or None}
+
+
+@dataclass(frozen=True)
+class Attribution:
+    """Which ingredients a violating trial needs: each one taken out in turn, the trial re-run
+    (same seed, same index) up to `repeats` times. First the trial is re-run as it was: a
+    violation that does not come back as is is timing-dependent and not attributed."""
+
+    rules: tuple[str, ...]
+    repeats: int
+    as_is_runs: int
+    as_is_recurred: int
+    ablations: tuple[Ablation, ...] = ()
+
+    @property
+    def reproducible(self) -> bool:
+        return self.as_is_recurred > 0
+
+    @property
+    def needs(self) -> list[str]:
+        """Labels of the ingredients without which the violation did not come back."""
+        return [a.label for a in self.ablations if a.needed] if self.reproducible else []
+
+    @property
+    def happens_without(self) -> list[str]:
+        """Labels of the ingredients without which it still came back (not causes)."""
+        return [a.label for a in self.ablations if not a.needed] if self.reproducible else []
+
+    def summary(self) -> str:
+        """One line: "needs: fault io-error, strict metadata (power)", "happens without the
+        fault io-error", or why it is not attributed."""
+        if not self.reproducible:
+            return (f"not attributed: it did not recur in {self.as_is_runs} re-run(s) of the "
+                    "same trial (timing-dependent)")
+        parts = []
+        if self.needs:
+            parts.append("needs: " + ", ".join(self.needs))
+        for ablation in self.ablations:
+            if not ablation.needed:
+                why = f" ({ablation.reason})" if ablation.reason else ""
+                parts.append(f"happens without the {ablation.label}{why}")
+        if not self.ablations:
+            parts.append("needs: only the workload and the crash (no fault, rewrite or strict "
+                         "metadata to take out)")
+        elif not self.needs:
+            parts.append("needs none of them")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"summary": self.summary(), "rules": list(self.rules), "repeats": self.repeats,
+                "reproducible": self.reproducible, "as_is_runs": self.as_is_runs,
+                "as_is_recurred": self.as_is_recurred, "needs": self.needs,
+                "happens_without": self.happens_without,
+                "ablations": [a.to_dict() for a in self.ablations]}
+
+
+def verify_report(result: VerifyResult, *, run_id: str, argv: Sequence[str] = ()) -> dict[str, Any]:
+    """The report.json content for a run (write it with harness.cli._report.write_report)."""
+    cfg = result.config
+    events: Counter[str] = Counter()
+    for t in result.trials:
+        events.update(t.events)
+        events[f"outcome: {t.outcome}"] += 1
+        events[f"crash image: {t.crash_image}"] += 1
+    violations = []
+    for t in result.trials:
+        for v in t.violations:
+            violations.append({
+                "rule": v.rule.value,
+                "case": ("acknowledged, then unavailable"
+                         if v.rule.value == "availability" and t.unavailable_after_ack
+                         else v.rule.value),
+                "server_reason": t.recovery.unavailable_reason,
+                "trial": t.index,
+                "text": f"trial {t.index}\n{v.render()}" + (
+                    f"\ncause: {t.attribution.summary()}" if t.attribution is not None else ""),
+                "reproduce": cfg.command_line(trial=t.index),
+                "cause": None if t.attribution is None else t.attribution.summary(),
+                "attribution": None if t.attribution is None else t.attribution.to_dict(),
+                "violation": v.to_dict(),
+                "faults": t.faults,
+                "fired": t.fired,
+                "log_tail": t.log_tail,
+                "history": None if t.history is None else t.history.to_dict(),
+            })
+    elapsed = result.elapsed_s
+    asked = sum(1 for t in result.trials if t.fault_asked)
+    return {
+        "command": "verify",
+        "run_id": run_id,
+        "run": {
+            **cfg.to_dict(),
+            "server_name": result.server_name,
+            "server_version": result.server_version,
+            "workers": result.workers,
+            "command_line": " ".join(argv) if argv else cfg.command_line(),
+        },
+        "totals": {
+            "trials": len(result.trials),
+            "consistent": result.count("consistent"),
+            "not_exercised": result.count("not-exercised"),
+            "unavailable": result.count("unavailable"),
+            "acknowledged_then_unavailable": sum(t.unavailable_after_ack
+                                                 for t in result.trials),
+            "violations": result.count("violation"),
+            "fault_asked_trials": asked,
+            "fault_fired_trials": result.fault_fired,
+            "acked_entries": sum(t.acked for t in result.trials),
+            "unknown_entries": sum(t.unknown for t in result.trials),
+            "error_entries": sum(t.errors for t in result.trials),
+            "elapsed_s": round(elapsed, 2),
+            "attribution_s": round(result.attribution_s, 2),
+            "attributed_trials": sum(t.attribution is not None for t in result.trials),
+            "trials_per_s": (round(len(result.trials) / trials_s, 2)
+                             if (trials_s := elapsed - result.attribution_s) > 0 else None),
+        },
+        "configurations": [t.row() for t in result.trials],
+        "events": dict(events),
+        "violations": violations,
+    }

@@ -1,0 +1,169 @@
+"""Running every trial of a configuration, then attributing the violating ones.
+
+Workers: ``run_verify(config, workers=N)`` runs trials in N forked worker processes (each with
+its own reaper, and killed by the kernel when the parent dies: ``PR_SET_PDEATHSIG``). A trial is a
+function of (seed, index) whichever worker runs it; results come back in index order.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import os
+import signal
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any, Final
+
+from harness.targets._servers import remove_stale_run_dirs
+from harness.verify._attribution import attribute_trial
+from harness.verify._config import Dumper, Launcher, TrialResult, VerifyConfig, VerifyResult
+from harness.verify._environment import check_fuse, server_identity
+from harness.verify._trial import run_trial
+
+__all__ = ["run_verify", "worker_attribution", "worker_init", "worker_pool", "worker_trial"]
+
+_PR_SET_PDEATHSIG: Final = 1
+
+
+def worker_init(parent_pid: int) -> None:
+    """In a forked worker: die (SIGKILL) with the parent, so a SIGKILLed harness takes its
+    workers along; each worker's own reaper then ends that worker's servers."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def worker_trial(config: VerifyConfig, index: int) -> TrialResult:
+    return run_trial(config, index)
+
+
+def worker_attribution(config: VerifyConfig, trial: TrialResult, repeats: int) -> TrialResult:
+    trial.attribution = attribute_trial(config, trial, repeats=repeats)
+    return trial
+
+
+def worker_pool(workers: int) -> ProcessPoolExecutor:
+    """A pool of forked trial workers (each dies with this process: ``PR_SET_PDEATHSIG``).
+
+    fork: a worker starts in a millisecond with everything already imported and the server
+    already resolved (``check_environment`` first; no resource-tracker process either); the
+    parent must hold no mount or server when it forks."""
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+        initializer=worker_init, initargs=(os.getpid(),),
+    )
+
+
+def _run_pool(
+    jobs: Sequence[tuple[Callable[..., TrialResult], tuple[Any, ...]]],
+    workers: int,
+    on_trial: Callable[[TrialResult], None],
+) -> list[TrialResult]:
+    """Run `jobs` (each returns a TrialResult) on `workers` forked processes; results in the
+    order of `jobs`, `on_trial` called in completion order."""
+    pool = worker_pool(workers)
+    results: dict[Future[TrialResult], TrialResult] = {}
+    try:
+        futures = [pool.submit(fn, *args) for fn, args in jobs]
+        pending: set[Future[TrialResult]] = set(futures)
+        while pending:
+            done, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                trial = future.result()
+                results[future] = trial
+                on_trial(trial)
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return [results[future] for future in futures]
+
+
+def run_verify(
+    config: VerifyConfig,
+    *,
+    workers: int = 1,
+    progress: Callable[[int, TrialResult], None] | None = None,
+    launcher: Launcher | None = None,
+    dump: Dumper | None = None,
+    attribution: bool = True,
+    attribution_repeats: int = 3,
+    attribution_max: int | None = None,
+    shard: tuple[int, int] = (0, 1),
+) -> VerifyResult:
+    """Run every trial of `config` on `workers` processes (1: in this one); `progress(done,
+    trial)` after each one (in completion order; the result lists trials in index order).
+    `shard` (i, n) runs only the trials numbered i mod n: a trial is a function of (seed,
+    index), so n shards on n machines run exactly the trials of one run.
+
+    Then, with `attribution`, each violating trial (the first `attribution_max` of them; None:
+    all) is re-checked with one ingredient taken out at a time (``attribute_trial``, up to
+    `attribution_repeats` re-runs per variant) and its ``attribution`` says what it needs.
+
+    First removes the scratch directories of dead runs. `launcher` and `dump` (test doubles)
+    only work in this process: with either, `workers` must be 1.
+    """
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    if attribution_max is not None and (isinstance(attribution_max, bool)
+                                        or not isinstance(attribution_max, int)
+                                        or attribution_max < 0):
+        raise ValueError(f"attribution_max must be None or an int >= 0, got {attribution_max!r}")
+    if isinstance(attribution_repeats, bool) or not isinstance(attribution_repeats, int) \
+            or attribution_repeats < 1:
+        raise ValueError(f"attribution_repeats must be an int >= 1, got {attribution_repeats!r}")
+    if (not isinstance(shard, tuple) or len(shard) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in shard)
+            or not (shard[1] >= 1 and 0 <= shard[0] < shard[1])):
+        raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
+    if workers > 1 and (launcher is not None or dump is not None):
+        raise ValueError("workers > 1 runs trials in other processes: a launcher or dump "
+                         "given here cannot go there; use workers=1")
+    remove_stale_run_dirs()
+    if launcher is None:
+        info = server_identity(config)
+        name, version = info.name, info.version
+    else:
+        name, version = "custom", "custom launcher"
+    check_fuse(config)
+    started = time.monotonic()
+    indices = [config.first_trial + n for n in range(config.trials) if n % shard[1] == shard[0]]
+    done: list[TrialResult] = []
+
+    def on_trial(trial: TrialResult) -> None:
+        done.append(trial)
+        if progress is not None:
+            progress(len(done), trial)
+
+    pool_size = min(workers, len(indices))
+    if pool_size == 1:
+        for index in indices:
+            on_trial(run_trial(config, index, launcher=launcher, dump=dump))
+        trials = done
+    else:
+        trials = _run_pool([(worker_trial, (config, index)) for index in indices],
+                           pool_size, on_trial)
+    attribution_started = time.monotonic()
+    if attribution:
+        violating = [t for t in trials if t.outcome == "violation"][:attribution_max]
+        if min(workers, len(violating)) <= 1:
+            for trial in violating:
+                trial.attribution = attribute_trial(config, trial, repeats=attribution_repeats,
+                                                    launcher=launcher, dump=dump)
+        else:
+            attributed = _run_pool(
+                [(worker_attribution, (config, t, attribution_repeats)) for t in violating],
+                min(workers, len(violating)), lambda _trial: None,
+            )
+            by_index = {t.index: t.attribution for t in attributed}
+            for trial in violating:
+                trial.attribution = by_index[trial.index]
+    finished = time.monotonic()
+    return VerifyResult(config, version, trials, finished - started,
+                        server_name=name, workers=pool_size,
+                        attribution_s=finished - attribution_started)
