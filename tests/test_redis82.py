@@ -11,8 +11,7 @@ import pytest
 from _real import needs_fuse, needs_server
 
 from harness.targets import find_server, probe_server, resolve_server
-from harness.verify import VerifyConfig, run_verify
-from harness.verify import _verify as verify
+from harness.verify import VerifyConfig, VerifyResult, run_verify
 
 pytestmark = pytest.mark.real
 
@@ -28,7 +27,7 @@ def redis_8_2() -> None:
     needs_server("8.2")
 
 
-def _render(result: verify.VerifyResult) -> str:
+def _render(result: VerifyResult) -> str:
     return "\n".join(t.render() for t in result.trials)
 
 
