@@ -188,8 +188,6 @@ _POWER = ("power models (power-ext4, power-xfs, power-btrfs, power-eager-metadat
           "power-posix-metadata)")
 _ALL_POWER = frozenset({"power-ext4", "power-xfs", "power-btrfs", "power-eager-metadata",
                         "power-posix-metadata"})
-# Models under which a rename can be lost after it returned (not eager metadata).
-_STRICT_POWER = _ALL_POWER - {"power-eager-metadata"}
 
 #: Defect -> (policies under which it can change what survives, models under which it can;
 #: None = any). A run outside them cannot show the defect: the CLI warns (exit codes stay).
@@ -206,7 +204,9 @@ DEFECT_NEEDS: dict[str, tuple[frozenset[str] | None, frozenset[str] | None]] = {
     "write-error-ignored": (frozenset({"everysec", "no"}), None),
     "misconf-cleared-by-short-write": (frozenset({"everysec", "no"}), None),
     "short-write-kept": (frozenset({"everysec", "no"}), None),
-    "no-dir-fsync-after-rename": (frozenset({"always", "everysec"}), _STRICT_POWER),
+    # On ext4, xfs and btrfs the next fsync of the new AOF makes the rename durable.
+    "no-dir-fsync-after-rename": (frozenset({"always", "everysec"}),
+                                  frozenset({"power-posix-metadata"})),
     "temp-not-fsynced-before-rename": (None, _ALL_POWER),
     "rewrite-diff-not-fsynced": (frozenset({"always", "everysec"}), _ALL_POWER),
     "zero-tail-refused": (None, _ALL_POWER),
