@@ -59,8 +59,9 @@ the name reproductions used before the calibration)
     btrfs's per-inode log: ``fsync``/``fdatasync`` of a file make that file's data, its create
     and renames and its new parent directories durable, not unrelated namespace operations
     (``create A; fsync(P)`` may lose A; an unrelated rename or unlink may be undone). A file
-    once fsynced is logged: its later renames are durable at the next fsync of anything
-    (``fsync(B); rename(B, C); fsync(P)`` keeps C as B). ``fsync_dir(d)`` makes ``d``'s
+    once fsynced is logged: its later renames are durable at the next fsync that syncs the log
+    (of a file or directory with something to log: ``fsync(B); rename(B, C); fsync(P)`` keeps
+    C as B). ``fsync_dir(d)`` makes ``d``'s
     changed entries durable, with what they name.
 ``power-eager-metadata`` (``POWER_EAGER_METADATA``; the most optimistic, no real filesystem)
     Every namespace operation is durable when it returns (LazyFS's model); data as below.
