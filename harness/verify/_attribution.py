@@ -2,7 +2,8 @@
 in the CLI): a violating trial is re-run as it was (a violation that does not come back in a
 few re-runs is timing-dependent and is not attributed), then once per ingredient with that
 ingredient taken out: the fault (drawn and placed exactly as before, never armed), a strict
-metadata model (``power``, ``power-posix-metadata``) replaced by ``power-eager-metadata``, the
+metadata model (``power-ext4``, ``-xfs``, ``-btrfs``, ``power-posix-metadata``) replaced by
+``power-eager-metadata``, the
 rewrite. A variant re-runs up to ``attribution_repeats`` times and counts as recurring at its
 first violation of a rule the trial broke. An ingredient is *needed* when the violation never
 recurred without it, so a loss that also happens without the fault (e.g. a missing directory
@@ -28,7 +29,8 @@ from harness.verify._trial import run_trial
 
 __all__ = ["attribute_trial"]
 
-_STRICT_METADATA: Final = ("power", "power-posix-metadata")
+_STRICT_METADATA: Final = ("power-ext4", "power-xfs", "power-btrfs", "power-posix-metadata",
+                           "power")
 
 
 def _rewrite_in(config: VerifyConfig) -> bool:
@@ -45,7 +47,8 @@ def attribute_trial(
 ) -> Attribution:
     """Re-check violating `trial` of `config` with one ingredient taken out at a time: the
     injected fault (drawn and placed as before, never armed), a strict metadata model
-    (``power``, ``power-posix-metadata``) replaced by ``power-eager-metadata``, the rewrite.
+    (``power-ext4``, ``-xfs``, ``-btrfs``, ``-posix-metadata``) replaced by
+    ``power-eager-metadata``, the rewrite.
     Each variant runs up to `repeats` times and stops at the first that breaks a rule the
     trial broke. A fault that never fired in the trial is not needed and is not re-run."""
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
