@@ -347,8 +347,11 @@ class ImageMounter:
             self._watchdog.close()
         self._watchdog = None
 
-    def mount_image(self, state: KernelCrashState, *, fsck: bool = False) -> KernelCrashImage:
-        """Build the image of `state`, let the kernel mount it, read its tree, release it."""
+    def mount_image(
+        self, state: KernelCrashState, *, fsck: bool = False, subdir: str = ""
+    ) -> KernelCrashImage:
+        """Build the image of `state`, let the kernel mount it, read its tree (only `subdir`
+        when given, paths relative to it; empty if it is missing), release it."""
         watchdog = self._ensure_watchdog()
         spec = _SPECS[self.fs]
         name = f"{os.getpid()}-{next(self._counter)}"
@@ -373,7 +376,11 @@ class ImageMounter:
                 else:
                     watchdog.watch("mount", target)
                     try:
-                        tree = read_tree(target, spec.hidden)
+                        if subdir:
+                            where = os.path.join(target, subdir)
+                            tree = read_tree(where) if os.path.isdir(where) else DiskImage()
+                        else:
+                            tree = read_tree(target, spec.hidden)
                     finally:
                         umount(target)
                         watchdog.forget("mount", target)
@@ -392,20 +399,28 @@ class ImageMounter:
         return KernelCrashImage(self.fs, state, tree, error, fsck, complaint)
 
     def iter_images(
-        self, states: Iterable[KernelCrashState], *, workers: int = 1, fsck: bool = False
+        self,
+        states: Iterable[KernelCrashState],
+        *,
+        workers: int = 1,
+        fsck: bool = False,
+        subdirs: Iterable[str] | None = None,
     ) -> Iterator[KernelCrashImage]:
-        """Mount every state, in order; with `workers` > 1, on that many forked processes
-        (each with its own watchdog; each dies with this process)."""
+        """Mount every state, in order (reading ``subdirs``' matching entry of each, if given);
+        with `workers` > 1, on that many forked processes (each with its own watchdog; each
+        dies with this process)."""
+        jobs = zip(  # noqa: B905 - repeat("") is endless on purpose
+            states, subdirs if subdirs is not None else itertools.repeat(""))
         if workers <= 1:
-            for state in states:
-                yield self.mount_image(state, fsck=fsck)
+            for state, subdir in jobs:
+                yield self.mount_image(state, fsck=fsck, subdir=subdir)
             return
         global _FORKED
         _FORKED = (self, fsck)
         context = multiprocessing.get_context("fork")
         with context.Pool(workers, initializer=_worker_init) as pool:
             for state, files, dirs, error, ran, complaint in pool.imap(
-                    _worker_mount, states, chunksize=2):
+                    _worker_mount, jobs, chunksize=2):
                 tree = None if files is None else DiskImage(files, dirs)
                 yield KernelCrashImage(self.fs, state, tree, error, ran, complaint)
             pool.close()
@@ -434,11 +449,11 @@ _Shipped = tuple[
     KernelCrashState, dict[str, bytes] | None, list[str], str | None, bool, str | None]
 
 
-def _worker_mount(state: KernelCrashState) -> _Shipped:
+def _worker_mount(job: tuple[KernelCrashState, str]) -> _Shipped:
     # A DiskImage does not pickle (it holds a mappingproxy): ship its parts.
     assert _FORKED is not None
     mounter, fsck = _FORKED
-    got = mounter.mount_image(state, fsck=fsck)
+    got = mounter.mount_image(job[0], fsck=fsck, subdir=job[1])
     files = None if got.tree is None else dict(got.tree.files)
     dirs = [] if got.tree is None else sorted(got.tree.dirs)
     return got.state, files, dirs, got.mount_error, got.fsck_ran, got.fsck
