@@ -19,6 +19,7 @@ Writes reports/calibration.md and reports/calibration.json (temp file + rename).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -56,6 +57,10 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def _stamp(stamps: dict[str, float], phase: str) -> None:
+    stamps[phase] = time.perf_counter()
+
+
 def _run_fs(fs: KernelFilesystem, args: argparse.Namespace) -> dict[str, Any]:
     workloads = generate_workloads(args.workloads, seed=args.seed)
     limits = KernelLimits(max_prefixes=args.max_prefixes, max_subsets=args.max_subsets)
@@ -71,7 +76,7 @@ def _run_fs(fs: KernelFilesystem, args: argparse.Namespace) -> dict[str, Any]:
         stamps: dict[str, float] = {}
         run: KernelRun = run_kernel(
             fs, batch, workers=args.workers, limits=limits, seed=args.seed, fsck=args.fsck,
-            on_phase=lambda phase: stamps.__setitem__(phase, time.perf_counter()))
+            on_phase=functools.partial(_stamp, stamps))
         seconds = stamps["compare"] - stamps["mount"]
         rates.append(run.images / seconds if seconds > 0 else 0.0)
         images += run.images

@@ -159,7 +159,13 @@ exec 3<&0 0</dev/null
   done
   for x in $f; do fusermount3 -u -z "$x" 2>/dev/null; done
   for x in $p; do kill -9 "$x" 2>/dev/null; done
-  for x in $d; do rm -rf "$x"; done
+  # A forked image worker's watchdog may still be unmounting under one of these: retry.
+  for x in $d; do
+    i=0
+    while [ -e "$x" ] && [ $i -lt 100 ]; do
+      rm -rf --one-file-system "$x" 2>/dev/null || sleep 0.1; i=$((i + 1))
+    done
+  done
 } <&3 3<&- &
 """
 

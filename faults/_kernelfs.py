@@ -206,9 +206,9 @@ class BlockRecorder:
         if made.returncode != 0:
             raise KernelRecorderError(
                 f"{spec.mkfs[0]} failed: {(made.stderr or made.stdout).strip()}")
+        self._watchdog.watch("mount", root)
         mount(self.device, root, self.fs.value)
         self.root = root
-        self._watchdog.watch("mount", root)
         self._control_fd = os.open(os.path.join(fuse_dir, "control"), os.O_WRONLY | os.O_CLOEXEC)
         self.checkpoint()
 
@@ -369,12 +369,14 @@ class ImageMounter:
             device, fd = attach_loop(image)
             watchdog.watch("loop", f"{device}={image}")
             try:
+                # Registered first: a kill right after mount(2) returned must not leave it.
+                watchdog.watch("mount", target)
                 try:
                     mount(device, target, self.fs.value, spec.image_options)
                 except OSError as exc:
                     error = f"mount: {os.strerror(exc.errno or 0)}"
+                    watchdog.forget("mount", target)
                 else:
-                    watchdog.watch("mount", target)
                     try:
                         if subdir:
                             where = os.path.join(target, subdir)
