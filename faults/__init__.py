@@ -210,6 +210,7 @@ Not modelled (deliberately)
 
 from __future__ import annotations
 
+from faults._choices import ChoiceEnumeration
 from faults._clock import BackgroundJob, Clock
 from faults._faulty import (
     FaultyFileSystem,
@@ -229,6 +230,7 @@ from faults._image import (
     PersistenceModel,
     garbage_sector,
 )
+from faults._inode import InodeView
 from faults._plan import (
     Crash,
     Fault,
@@ -241,16 +243,8 @@ from faults._plan import (
     ShortWrite,
     SlowSync,
 )
-from faults._simdisk import (
-    ChoiceEnumeration,
-    InodeView,
-    Op,
-    OpenFile,
-    ReplayCursor,
-    SimDisk,
-    Trace,
-    TraceEntry,
-)
+from faults._simdisk import OpenFile, ReplayCursor, SimDisk
+from faults._trace import Op, Trace, TraceEntry
 
 __all__ = [
     "BackgroundJob",

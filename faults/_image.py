@@ -30,12 +30,54 @@ __all__ = [
 
 
 class PersistenceModel(enum.Enum):
-    """What survives a crash (see the ``faults`` module docstring)."""
+    """What survives a crash (see the ``faults`` module docstring).
+
+    ``POWER`` (``"power-ext4"``) is the default power model; ``PersistenceModel("power")``, the
+    name old reproductions use, is an alias for it. ``filesystem`` says which real filesystem a
+    model stands for (None: none, it is a bound), ``describe()`` says it in one line.
+    """
 
     PROCESS = "process"
-    POWER = "power"
+    POWER = "power-ext4"
+    POWER_XFS = "power-xfs"
+    POWER_BTRFS = "power-btrfs"
     POWER_EAGER_METADATA = "power-eager-metadata"
     POWER_POSIX_METADATA = "power-posix-metadata"
+
+    @classmethod
+    def _missing_(cls, value: object) -> PersistenceModel | None:
+        # "power" named the ordered-journal model before the models were calibrated.
+        return cls.POWER if value == "power" else None
+
+    @property
+    def filesystem(self) -> str | None:
+        """The real filesystem this model is calibrated against, or None."""
+        return _FILESYSTEMS.get(self.value)
+
+    @property
+    def varies_metadata(self) -> bool:
+        """Whether a crash may keep some pending namespace operations and not others."""
+        return self.value not in ("process", "power-eager-metadata")
+
+    def describe(self) -> str:
+        """One line: what survives a crash under this model, and what it stands for."""
+        return _DESCRIPTIONS[self.value]
+
+
+_FILESYSTEMS = {"power-ext4": "ext4", "power-xfs": "xfs", "power-btrfs": "btrfs"}
+_DESCRIPTIONS = {
+    "process": "process crash, the kernel survives: every returned write survives",
+    "power-ext4": "power loss on ext4 (default): a journal commit (fsync of a changed file) "
+    "makes every earlier namespace operation durable; fdatasync after only a rename commits "
+    "nothing",
+    "power-xfs": "power loss on xfs: as ext4, and fdatasync also commits a rename of the file",
+    "power-btrfs": "power loss on btrfs: fsync makes the file's own names durable (per-inode "
+    "log), not unrelated namespace operations",
+    "power-eager-metadata": "power loss with every namespace operation durable at once "
+    "(LazyFS-style; most optimistic, no real filesystem)",
+    "power-posix-metadata": "power loss with only what POSIX promises: a name is durable once "
+    "its directory is fsynced (the POSIX minimum; most pessimistic, no real filesystem)",
+}
 
 
 class FsyncFailure(enum.Enum):
