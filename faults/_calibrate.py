@@ -9,9 +9,12 @@ model:
 * missed states: a tree the kernel produced that the model does not allow at that point (at a
   marker: the model's images there; at a flush inside a syscall: the images before or after it);
 * over-approximations: what the model allows to be lost that the kernel kept in every state it
-  recorded at a marker — a directory entry (a removal of a name the kernel had had before, a
-  directory it always had: ``entry``), a file's existence (``existence``) or a prefix of its
-  data that every kernel state had (``data``).
+  recorded at a marker and the program saw there (the visible state) — a directory entry (a
+  removal of a name, a directory: ``entry``), a file's existence (``existence``) or a prefix of
+  its data (``data``). A model that lets a later operation through early (a rename the kernel
+  had not committed yet) loses nothing and is not counted: a removal counts only for a name
+  some kernel state had before, a file's existence only when some kernel state shows a prefix
+  of what the program saw under that name.
 """
 
 from __future__ import annotations
@@ -40,10 +43,13 @@ def power_models() -> tuple[PersistenceModel, ...]:
 
 
 def claiming_model(fs: KernelFilesystem) -> PersistenceModel:
-    """The model that claims to stand for `fs`: one whose name has the filesystem's name as a
-    word (``ext4``, ``power-xfs``...), else ``power``."""
+    """The model that claims to stand for `fs`: the one whose ``filesystem`` is `fs` (else whose
+    name has the filesystem's name as a word, ``power-xfs``), else ``POWER``."""
     for model in PersistenceModel:
-        if fs.value in model.value.replace("_", "-").split("-"):
+        if getattr(model, "filesystem", None) == fs.value:
+            return model
+    for model in PersistenceModel:
+        if fs.value in model.value.split("-"):
             return model
     return PersistenceModel.POWER
 
@@ -153,17 +159,29 @@ def run_kernel(
     return KernelRun(fs, tuple(tuple(p) for p in per_workload), len(images))
 
 
+@dataclass(frozen=True, slots=True)
+class ModelRun:
+    """A workload on a SimDisk: at each marker, what the program saw (``visible``) and each
+    model's crash images there (by digest)."""
+
+    labels: tuple[str, ...]
+    visible: tuple[DiskImage, ...]
+    images: dict[PersistenceModel, list[dict[str, DiskImage]]]
+
+
 def run_model(
     workload: Workload, models: Iterable[PersistenceModel], *, limits: ImageLimits | None = None
-) -> tuple[tuple[str, ...], dict[PersistenceModel, list[dict[str, DiskImage]]]]:
-    """The workload's marker labels and, per model, its images at each marker (by digest)."""
+) -> ModelRun:
+    """Run `workload` on a SimDisk; each model's crash images at each of its markers."""
     models = tuple(models)
     disk = SimDisk.from_image(workload.setup_image())
     labels: list[str] = []
+    visible: list[DiskImage] = []
     images: dict[PersistenceModel, list[dict[str, DiskImage]]] = {m: [] for m in models}
 
     def marker(label: str) -> None:
         labels.append(label)
+        visible.append(disk.visible_image())
         for model in models:
             at: dict[str, DiskImage] = {}
             for choice in disk.crash_choices(model, limits=limits or _MODEL_LIMITS):
@@ -173,7 +191,7 @@ def run_model(
 
     marker("start")
     workload.run(disk, marker)
-    return tuple(labels), images
+    return ModelRun(tuple(labels), tuple(visible), images)
 
 
 def summarize(tree: DiskImage) -> str:
@@ -223,10 +241,11 @@ def compare(
     claim = claiming_model(run.fs)
     figures = {m: ModelFigures(m, m is claim) for m in models}
     for workload, kpoints in zip(workloads, run.points, strict=True):
-        labels, per_model = run_model(workload, models)
-        for model, at in per_model.items():
+        model_run = run_model(workload, models)
+        labels = model_run.labels
+        for model, at in model_run.images.items():
             fig = figures[model]
-            # Names the kernel had at some earlier point: only their absence can be "kept".
+            # Names some kernel state had durably: only their absence can be a kept removal.
             seen: set[str] = set(workload.setup_image().files)
             for kp in kpoints:
                 if kp.kind is PointKind.MARKER:
@@ -243,8 +262,9 @@ def compare(
                         fig.missed.append(MissedState(
                             workload.name, where, summarize(tree), summarize(closest)))
                 if kp.kind is PointKind.MARKER and kp.trees:
-                    fig.over.extend(
-                        _over(workload.name, where, kp.trees, allowed.values(), seen))
+                    fig.over.extend(_over(
+                        workload.name, where, kp.trees, allowed.values(),
+                        model_run.visible[kp.marker], seen))
                 for tree in kp.trees:
                     seen.update(tree.files)
     return [figures[m] for m in models]
@@ -255,29 +275,36 @@ def _over(
     where: str,
     kernel: Sequence[DiskImage],
     model: Iterable[DiskImage],
+    visible: DiskImage,
     seen: set[str],
 ) -> list[OverApproximation]:
+    # A loss is the model going back from what the program saw, where every kernel state kept
+    # it; the model letting a later operation through early (a rename or truncate the kernel
+    # had not committed yet) loses nothing.
     model = list(model)
     found: list[OverApproximation] = []
     paths = set().union(*(t.files for t in kernel), *(t.files for t in model))
-    dirs = set.intersection(*(set(t.dirs) for t in kernel))
+    dirs = set.intersection(*(set(t.dirs) for t in kernel)) & set(visible.dirs)
     for d in sorted(dirs):
         if any(d not in t.dirs for t in model):
             found.append(OverApproximation(name, where, "entry", d + "/"))
     for path in sorted(paths):
         contents = [t.files.get(path) for t in kernel]
         if all(c is None for c in contents):
-            # A removal (unlink, rename away) the kernel always kept; a create it never made
-            # durable is not a loss.
-            if path in seen and any(path in t.files for t in model):
+            # A removal (unlink, rename away) that the kernel always kept.
+            if (path in seen and path not in visible.files
+                    and any(path in t.files for t in model)):
                 found.append(OverApproximation(name, where, "entry", path))
             continue
-        if any(c is None for c in contents):
+        seen_now = visible.files.get(path)
+        if any(c is None for c in contents) or seen_now is None:
             continue
+        if not any(seen_now.startswith(c) for c in contents if c is not None):
+            continue  # the kernel shows an older file under that name (e.g. before an unlink)
         if any(path not in t.files for t in model):
             found.append(OverApproximation(name, where, "existence", path))
             continue
-        kept = _common_prefix([c for c in contents if c is not None])
+        kept = _common_prefix([visible.files[path], *(c for c in contents if c is not None)])
         if kept and any(not t.files[path].startswith(kept) for t in model):
             found.append(OverApproximation(name, where, "data", path))
     return found

@@ -12,11 +12,11 @@ syscall sequences of a Redis 6 rewrite and a Redis 7 manifest update, ``redis_wo
 
 ``compare`` gives two figures per filesystem and model (``ModelFigures``): missed states (a tree
 the kernel produced that the model does not allow there; goal 0) and over-approximations (what
-the model allows to be lost that the kernel kept in every state recorded at that marker: a
-directory entry, a file's existence, a prefix of its data; goal 0). ``claiming_model(fs)`` is the
-model that claims to stand for a filesystem. ``benchmarks/calibration.py`` runs it at scale and
-writes ``reports/calibration.md``; this needs what ``faults.kernel`` needs (root, /dev/fuse,
-loop devices).
+the model allows to be lost that the kernel kept in every state recorded at that marker and the
+program saw there: a directory entry, a file's existence, a prefix of its data; goal 0).
+``claiming_model(fs)`` is the model that claims to stand for a filesystem.
+``benchmarks/calibration.py`` runs it at scale and writes ``reports/calibration.md``; this needs
+what ``faults.kernel`` needs (root, /dev/fuse, loop devices).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from faults._calibrate import (
     KernelRun,
     MissedState,
     ModelFigures,
+    ModelRun,
     OverApproximation,
     claiming_model,
     compare,
@@ -47,6 +48,7 @@ __all__ = [
     "KernelRun",
     "MissedState",
     "ModelFigures",
+    "ModelRun",
     "OverApproximation",
     "Workload",
     "WorkloadOp",

@@ -330,7 +330,8 @@ def test_the_kernel_and_calibration_modules_export_exactly_their_intended_names(
         "KernelUnavailableError", "PointKind", "iter_unique", "kernel_unavailable_reason",
         "read_tree"}
     assert set(faults.calibration.__all__) == {
-        "KernelPoint", "KernelRun", "MissedState", "ModelFigures", "OverApproximation",
+        "KernelPoint", "KernelRun", "MissedState", "ModelFigures", "ModelRun",
+        "OverApproximation",
         "Workload", "WorkloadOp", "WorkloadOpKind", "claiming_model", "compare",
         "generate_workloads", "power_models", "redis_workloads", "run_kernel", "run_model",
         "summarize"}
