@@ -92,8 +92,12 @@ def detach_loop(fd: int) -> None:
     os.close(fd)
 
 
-def mount(device: str, target: str, fstype: str, options: str = "") -> None:
-    if _libc.mount(device.encode(), target.encode(), fstype.encode(), 0, options.encode()) != 0:
+def mount(
+    device: str, target: str, fstype: str, options: str = "", *, read_only: bool = False
+) -> None:
+    flags = _MS_RDONLY if read_only else 0
+    if _libc.mount(device.encode(), target.encode(), fstype.encode(), flags,
+                   options.encode()) != 0:
         raise _oserror(target)
 
 
