@@ -180,6 +180,27 @@ def test_crash_states_are_deterministic_and_count_what_the_limits_cut(
         assert len({s.key for s in point.states}) == len(point.states)
 
 
+def test_fsck_runs_on_request_and_finds_a_recorded_image_clean(ext4: BlockRecorder) -> None:
+    os.mkdir(os.path.join(ext4.root, "fsck"))
+    ext4.checkpoint()
+    fd = os.open(os.path.join(ext4.root, "fsck", "A"), os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, b"f" * 5000)
+    os.fsync(fd)
+    os.close(fd)
+    ext4.marker("fsck:synced")
+    point = [p for p in ext4.crash_points() if p.kind is PointKind.MARKER][-1]
+    mounter = ext4.mounter()
+    try:
+        checked = mounter.mount_image(point.states[0], fsck=True, subdir="fsck")
+        unchecked = mounter.mount_image(point.states[0], subdir="fsck")
+    finally:
+        mounter.close()
+    assert checked.fsck_ran and checked.fsck is None and checked.mount_error is None
+    assert not unchecked.fsck_ran
+    assert checked.tree == unchecked.tree and checked.tree is not None
+    assert checked.tree.files == {"A": b"f" * 5000}
+
+
 # -- FACTS.md's table on the kernel ---------------------------------------------------------
 
 
@@ -288,19 +309,22 @@ def _leftovers(workdir: str, token: str) -> list[str]:
 
 
 @pytest.mark.slow
-def test_a_sigkilled_harness_leaves_no_loop_device_mount_or_process() -> None:
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["sigkill", "ctrl-c"])
+def test_a_killed_harness_leaves_no_loop_device_mount_or_process(signum: int) -> None:
     _need(EXT4)
     token = f"aofcrash-kernel-victim-{os.getpid()}"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     victim = subprocess.Popen(
-        [sys.executable, "-c", _VICTIM, token], stdout=subprocess.PIPE, text=True, env=env)
+        [sys.executable, "-c", _VICTIM, token], stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True, env=env, start_new_session=True)
     try:
         assert victim.stdout is not None
         workdir, device = victim.stdout.readline().split()
         assert victim.stdout.readline().strip() == "mounted"  # workers are mounting now
         assert _leftovers(workdir, token)  # the check sees a live recording
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(timeout=10)
+        # Ctrl-C reaches the whole process group (the image workers too), as from a terminal.
+        os.killpg(victim.pid, signum)
+        victim.wait(timeout=30)
     finally:
         if victim.poll() is None:
             victim.kill()
