@@ -193,7 +193,7 @@ def _draw_persist(rng: random.Random, ns: _Namespace, last: WorkloadOp) -> Workl
     files = sorted(ns.files)
     touched = last.target or last.path
     choice = rng.choice(("fsync", "fdatasync", "fsync-dir", "fsync-other"))
-    if choice == "fsync-dir":
+    if choice == "fsync-dir" or not files:
         return WorkloadOp(WorkloadOpKind.FSYNC_DIR, os.path.dirname(touched))
     if choice == "fsync-other" or touched not in ns.files:
         return WorkloadOp(WorkloadOpKind.FSYNC, rng.choice(files))

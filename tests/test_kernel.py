@@ -19,6 +19,7 @@ import pytest
 
 from faults import DiskImage, OSFileSystem, PersistenceModel
 from faults.calibration import (
+    WorkloadOpKind,
     claiming_model,
     compare,
     generate_workloads,
@@ -364,6 +365,19 @@ def test_the_kernel_and_calibration_modules_export_exactly_their_intended_names(
             assert getattr(module, name).__module__.startswith("faults"), name
     # The package itself does not pull in the root-only part.
     assert "kernel" not in faults.__all__ and "calibration" not in faults.__all__
+
+
+def test_every_generated_workload_runs_on_a_simdisk_without_an_error() -> None:
+    from faults import SimDisk
+
+    kinds = set()
+    for workload in generate_workloads(600, seed=11):
+        disk = SimDisk.from_image(workload.setup_image())
+        labels: list[str] = []
+        workload.run(disk, labels.append)
+        assert len(labels) >= len(workload.ops)
+        kinds.update(op.kind for op in workload.ops)
+    assert kinds == set(WorkloadOpKind)
 
 
 def test_workloads_are_deterministic_and_start_with_the_redis_sequences() -> None:
