@@ -370,7 +370,7 @@ def test_the_kernel_and_calibration_modules_export_exactly_their_intended_names(
 def test_every_generated_workload_runs_on_a_simdisk_without_an_error() -> None:
     from faults import SimDisk
 
-    kinds = set()
+    kinds: set[WorkloadOpKind] = set()
     for workload in generate_workloads(600, seed=11):
         disk = SimDisk.from_image(workload.setup_image())
         labels: list[str] = []
