@@ -12,10 +12,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Final
+from typing import Any, Final, TypeVar
 
 from faults._blockdev import (
     Watchdog,
@@ -34,6 +34,7 @@ from faults._image import DiskImage
 __all__: list[str] = []
 
 _MIB: Final = 1 << 20
+_T = TypeVar("_T")
 _DAEMON: Final = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_blockdaemon.py")
 
 
@@ -77,6 +78,10 @@ class KernelUnavailableError(RuntimeError):
 
 class KernelRecorderError(RuntimeError):
     """Recording failed (mkfs, mount, the daemon); the message says where."""
+
+
+class ImageMountRefused(RuntimeError):
+    """The kernel refused to mount a crash image (a finding about the filesystem)."""
 
 
 def kernel_unavailable_reason(fs: KernelFilesystem) -> str | None:
@@ -347,6 +352,60 @@ class ImageMounter:
             self._watchdog.close()
         self._watchdog = None
 
+    @contextlib.contextmanager
+    def _image_file(self, state: KernelCrashState) -> Iterator[str]:
+        watchdog = self._ensure_watchdog()
+        image = os.path.join(self.scratch, f"img-{os.getpid()}-{next(self._counter)}")
+        watchdog.watch("dir", image)
+        try:
+            self.log.write_image(
+                state, os.path.join(self.data_dir, f"baseline.{state.baseline}"), image)
+            yield image
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(image)
+            watchdog.forget("dir", image)
+
+    @contextlib.contextmanager
+    def _mounted_file(self, image: str, *, read_only: bool) -> Iterator[str]:
+        watchdog = self._ensure_watchdog()
+        target = image.replace("img-", "mnt-")
+        os.mkdir(target)
+        watchdog.watch("dir", target)
+        try:
+            device, fd = attach_loop(image)
+            watchdog.watch("loop", f"{device}={image}")
+            try:
+                # Registered first: a kill right after mount(2) returned must not leave it.
+                watchdog.watch("mount", target)
+                try:
+                    mount(device, target, self.fs.value, _SPECS[self.fs].image_options,
+                          read_only=read_only)
+                except OSError as exc:
+                    watchdog.forget("mount", target)
+                    raise ImageMountRefused(f"mount: {os.strerror(exc.errno or 0)}") from exc
+                try:
+                    yield target
+                finally:
+                    umount(target)
+                    watchdog.forget("mount", target)
+            finally:
+                detach_loop(fd)
+                watchdog.forget("loop", f"{device}={image}")
+        finally:
+            with contextlib.suppress(OSError):
+                os.rmdir(target)
+            watchdog.forget("dir", target)
+
+    @contextlib.contextmanager
+    def mounted(self, state: KernelCrashState, *, read_only: bool = False) -> Iterator[str]:
+        """The image of `state`, mounted by the kernel (after its journal/log replay) at a
+        fresh directory, read-write by default (a server can recover on it); unmounted,
+        detached and removed on exit. Raises ``ImageMountRefused`` if the kernel refuses it."""
+        with self._image_file(state) as image, self._mounted_file(
+                image, read_only=read_only) as target:
+            yield target
+
     def mount_image(
         self,
         state: KernelCrashState,
@@ -362,54 +421,56 @@ class ImageMounter:
         still replays its journal/log on a read-only mount of a writable device (ext4, xfs and
         btrfs gave the same trees either way here), and it is faster on ext4 and btrfs.
         """
-        watchdog = self._ensure_watchdog()
         spec = _SPECS[self.fs]
-        name = f"{os.getpid()}-{next(self._counter)}"
-        image = os.path.join(self.scratch, f"img-{name}")
-        target = os.path.join(self.scratch, f"mnt-{name}")
-        os.mkdir(target)
-        watchdog.watch("dir", target)
-        watchdog.watch("dir", image)
         tree: DiskImage | None = None
         error: str | None = None
         complaint: str | None = None
-        try:
-            self.log.write_image(
-                state, os.path.join(self.data_dir, f"baseline.{state.baseline}"), image)
-            device, fd = attach_loop(image)
-            watchdog.watch("loop", f"{device}={image}")
+        with self._image_file(state) as image:
             try:
-                # Registered first: a kill right after mount(2) returned must not leave it.
-                watchdog.watch("mount", target)
-                try:
-                    mount(device, target, self.fs.value, spec.image_options,
-                          read_only=read_only and not fsck)
-                except OSError as exc:
-                    error = f"mount: {os.strerror(exc.errno or 0)}"
-                    watchdog.forget("mount", target)
-                else:
-                    try:
-                        if subdir:
-                            where = os.path.join(target, subdir)
-                            tree = read_tree(where) if os.path.isdir(where) else DiskImage()
-                        else:
-                            tree = read_tree(target, spec.hidden)
-                    finally:
-                        umount(target)
-                        watchdog.forget("mount", target)
-            finally:
-                detach_loop(fd)
-                watchdog.forget("loop", f"{device}={image}")
+                with self._mounted_file(image, read_only=read_only and not fsck) as target:
+                    if subdir:
+                        where = os.path.join(target, subdir)
+                        tree = read_tree(where) if os.path.isdir(where) else DiskImage()
+                    else:
+                        tree = read_tree(target, spec.hidden)
+            except ImageMountRefused as exc:
+                error = str(exc)
             if fsck:
                 complaint = _fsck(spec, image)
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(image)
-            with contextlib.suppress(OSError):
-                os.rmdir(target)
-            watchdog.forget("dir", image)
-            watchdog.forget("dir", target)
         return KernelCrashImage(self.fs, state, tree, error, fsck, complaint)
+
+    def map_mounted(
+        self,
+        fn: Callable[[str], _T],
+        states: Iterable[KernelCrashState],
+        *,
+        workers: int = 1,
+        read_only: bool = False,
+    ) -> Iterator[tuple[KernelCrashState, _T | None, str | None]]:
+        """``fn(mount path)`` on each state's image while it is mounted (read-write by
+        default), in order: (state, result, None), or (state, None, why) when the kernel refused
+        to mount it. With `workers` > 1, on that many forked processes (`fn` need not pickle,
+        its results must)."""
+        if workers <= 1:
+            for state in states:
+                yield self._visit(fn, state, read_only)
+            return
+        global _FORKED_VISIT
+        _FORKED_VISIT = (self, fn, read_only)
+        context = multiprocessing.get_context("fork")
+        with context.Pool(workers, initializer=_worker_init) as pool:
+            yield from pool.imap(_worker_visit, states, chunksize=1)
+            pool.close()
+            pool.join()
+
+    def _visit(
+        self, fn: Callable[[str], _T], state: KernelCrashState, read_only: bool
+    ) -> tuple[KernelCrashState, _T | None, str | None]:
+        try:
+            with self.mounted(state, read_only=read_only) as path:
+                return state, fn(path), None
+        except ImageMountRefused as exc:
+            return state, None, str(exc)
 
     def iter_images(
         self,
@@ -450,6 +511,7 @@ def _fsck(spec: _Spec, image: str) -> str | None:
 
 
 _FORKED: tuple[ImageMounter, bool] | None = None
+_FORKED_VISIT: tuple[ImageMounter, Callable[[str], Any], bool] | None = None
 
 
 def _worker_init() -> None:
@@ -470,3 +532,9 @@ def _worker_mount(job: tuple[KernelCrashState, str]) -> _Shipped:
     files = None if got.tree is None else dict(got.tree.files)
     dirs = [] if got.tree is None else sorted(got.tree.dirs)
     return got.state, files, dirs, got.mount_error, got.fsck_ran, got.fsck
+
+
+def _worker_visit(state: KernelCrashState) -> tuple[KernelCrashState, Any, str | None]:
+    assert _FORKED_VISIT is not None
+    mounter, fn, read_only = _FORKED_VISIT
+    return mounter._visit(fn, state, read_only)

@@ -32,7 +32,10 @@ log), read the whole tree (``faults.DiskImage``; ext4's ``lost+found`` is left o
 detach. A refused mount is reported in ``KernelCrashImage.mount_error``; with ``fsck`` the
 checker (``e2fsck -fn``, ``xfs_repair -n``, ``btrfs check --readonly``) runs on the replayed image
 and its complaint is a finding about the filesystem. ``iter_images(states, workers=N)`` mounts on
-N forked processes.
+N forked processes. To run something on a mounted image (a server's recovery):
+``with mounter.mounted(state) as path`` (read-write by default), or
+``mounter.map_mounted(fn, states, workers=N)``, which yields ``(state, fn(path), None)`` or
+``(state, None, why)`` when the kernel refused the image (``ImageMountRefused``).
 
 No leftovers: every mount, loop device, FUSE mount, daemon and scratch directory is released by
 ``close`` (``with``), and a watchdog (``/bin/sh`` in its own session, one per process that mounts
@@ -62,6 +65,7 @@ from faults._blocklog import (
 from faults._kernelfs import (
     BlockRecorder,
     ImageMounter,
+    ImageMountRefused,
     KernelCrashImage,
     KernelFilesystem,
     KernelRecorderError,
@@ -74,6 +78,7 @@ __all__ = [
     "BlockLog",
     "BlockRecorder",
     "CrashPoint",
+    "ImageMountRefused",
     "ImageMounter",
     "KernelCrashImage",
     "KernelCrashState",

@@ -202,6 +202,39 @@ def test_fsck_runs_on_request_and_finds_a_recorded_image_clean(ext4: BlockRecord
     assert checked.tree.files == {"A": b"f" * 5000}
 
 
+def _count_and_write(path: str) -> int:
+    """What a server's recovery does: read what is there, then write on the image."""
+    names = sorted(os.listdir(os.path.join(path, "visit")))
+    with open(os.path.join(path, "visit", "recovered"), "wb") as fh:
+        fh.write(b"ok")
+    return len(names)
+
+
+def test_a_mounted_image_is_writable_and_fn_runs_on_each_one(ext4: BlockRecorder) -> None:
+    os.mkdir(os.path.join(ext4.root, "visit"))
+    ext4.checkpoint()
+    for i in range(2):
+        fd = os.open(os.path.join(ext4.root, "visit", f"f{i}"), os.O_WRONLY | os.O_CREAT, 0o644)
+        os.write(fd, b"v" * 100)
+        os.fsync(fd)
+        os.close(fd)
+        ext4.marker(f"visit:{i}")
+    points = [p for p in ext4.crash_points() if p.label.startswith("visit:")]
+    states = [p.states[-1] for p in points]
+    mounter = ext4.mounter()
+    try:
+        with mounter.mounted(states[0]) as path:
+            assert sorted(os.listdir(os.path.join(path, "visit"))) == ["f0"]
+        results = list(mounter.map_mounted(_count_and_write, states, workers=2))
+        again = list(mounter.map_mounted(_count_and_write, states))
+    finally:
+        mounter.close()
+    # Each visit sees its own fresh image: what an earlier visit wrote is gone.
+    assert [(r, e) for _, r, e in results] == [(1, None), (2, None)]
+    assert [r for _, r, _ in again] == [1, 2]
+    assert not os.path.exists(path)
+
+
 # -- FACTS.md's table on the kernel ---------------------------------------------------------
 
 
@@ -350,7 +383,8 @@ def test_the_kernel_and_calibration_modules_export_exactly_their_intended_names(
     import faults.kernel
 
     assert set(faults.kernel.__all__) == {
-        "BlockLog", "BlockRecorder", "CrashPoint", "ImageMounter", "KernelCrashImage",
+        "BlockLog", "BlockRecorder", "CrashPoint", "ImageMountRefused", "ImageMounter",
+        "KernelCrashImage",
         "KernelCrashState", "KernelFilesystem", "KernelLimits", "KernelRecorderError",
         "KernelUnavailableError", "PointKind", "iter_unique", "kernel_unavailable_reason",
         "read_tree"}
