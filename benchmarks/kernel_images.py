@@ -67,7 +67,9 @@ def _one_run(fs: KernelFilesystem, args: argparse.Namespace) -> dict[str, float]
                 rec.marker(str(i + 1))  # the reply has been received
         finally:
             server.kill()
-        points = rec.crash_points()
+        # From the first marker on (the flushes of the checkpoint before it are setup).
+        points = [p for p in rec.crash_points()
+                  if p.kind is PointKind.MARKER or p.marker_before >= 0]
         # Acknowledged SETs before each state: the last marker at or before its point.
         acked: dict[tuple[int, int, tuple[int, ...]], int] = {}
         labels = {p.ordinal: p.label for p in points if p.kind is PointKind.MARKER}
@@ -91,6 +93,9 @@ def _one_run(fs: KernelFilesystem, args: argparse.Namespace) -> dict[str, float]
             mounter.close()
     lost = sum(1 for s, r, _ in results if isinstance(r, int) and r < acked[s.key])
     refused = sum(1 for _, r, e in results if e is not None or isinstance(r, str))
+    for s, r, e in results:
+        if e is not None or isinstance(r, str):
+            print(f"  {fs.value}: {s}: {e or r}", file=sys.stderr)
     return {"images": len(states), "read_per_s": len(states) / read_s,
             "recover_per_s": len(states) / recover_s, "lost": lost, "refused": refused}
 

@@ -95,7 +95,8 @@ def kernel_unavailable_reason(fs: KernelFilesystem) -> str | None:
     if not os.path.exists("/dev/loop-control"):
         return "/dev/loop-control is missing (no loop devices in this machine or container)"
     spec = _SPECS[fs]
-    missing = missing_tools(("fusermount3", spec.mkfs[0], spec.fsck[0]))
+    # losetup and umount: the watchdog's way to release what a dead process left.
+    missing = missing_tools(("fusermount3", "losetup", "umount", spec.mkfs[0], spec.fsck[0]))
     if missing:
         return f"{', '.join(missing)} missing (install {spec.package} with scripts/bootstrap.sh)"
     try:

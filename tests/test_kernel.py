@@ -374,6 +374,25 @@ def test_a_killed_harness_leaves_no_loop_device_mount_or_process(signum: int) ->
     assert not backing.exists() or workdir not in backing.read_text()  # detached or reused
 
 
+# -- availability ---------------------------------------------------------------------------
+
+
+def test_unavailability_is_one_line_naming_what_is_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    reason = kernel_unavailable_reason(EXT4)
+    assert reason is not None and "root" in reason and "\n" not in reason
+    monkeypatch.undo()
+    if os.geteuid() != 0 or not os.path.exists("/dev/loop-control"):
+        pytest.skip("the next check needs a machine where only the tools are missing")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no mkfs, no fusermount3
+    reason = kernel_unavailable_reason(XFS)
+    assert reason is not None and "mkfs.xfs" in reason and "xfsprogs" in reason
+    with pytest.raises(TypeError):
+        kernel_unavailable_reason("ext4")  # type: ignore[arg-type]
+
+
 # -- public surface -------------------------------------------------------------------------
 
 
