@@ -193,7 +193,7 @@ class CrashChoice:
 
     ``metadata_kept`` is how many pending namespace operations the image keeps. With
     ``metadata_ops`` None they are the first ``metadata_kept`` in program order (the only form
-    the ordered models allow); under ``power-posix-metadata`` ``metadata_ops`` may instead name
+    the kernel models allow); under ``power-posix-metadata`` ``metadata_ops`` may instead name
     them: strictly increasing positions in that model's pending list, ``metadata_kept`` of them.
     Enumerated and drawn choices write a prefix as None, so equal outcomes compare equal.
     """
@@ -216,7 +216,7 @@ class CrashChoice:
             "files": [f.to_dict() for f in self.files],
         }
         if self.metadata_ops is not None:
-            # Only written when set, so choices of the ordered models keep their old JSON.
+            # Only written when set, so choices of the other models keep their old JSON.
             out["metadata_ops"] = list(self.metadata_ops)
         return out
 
@@ -302,7 +302,7 @@ class ImageLimits:
     ``reorder_window_sectors``: how far back a reordered (zero) sector may be;
     ``byte_granularity``: prefixes at every byte instead of every sector boundary.
     ``max_metadata_subsets``: under ``power-posix-metadata``, at most this many sets of kept
-    pending namespace operations per crash point (the prefixes first, as the ordered model has
+    pending namespace operations per crash point (the prefixes first, as the kernel models have
     them); the others are counted in ``ChoiceEnumeration.cut_by_metadata``.
     """
 

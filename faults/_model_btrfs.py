@@ -14,9 +14,11 @@ power loss"). The rules:
   fsync(P)`` may leave C; ``unlink(C); fsync(P)`` may leave C there).
 * An inode once fsynced is *logged* (in the current transaction): a later rename of it is
   written to the log at once and becomes durable with the next log sync, that is the next
-  fsync or fdatasync of any file, or fsync of any directory. Measured: ``fsync(B); rename(B,
+  fsync or fdatasync of a file or of a directory that has something to log. Measured: ``fsync(B); rename(B,
   C); fsync(P)`` with P unrelated leaves C as the new file (btrfs_log_new_name); with no fsync
-  after the rename, the rename may be lost.
+  after the rename, the rename may be lost. An fsync of a file already logged with nothing new
+  (no dirty data, no pending name) returns without syncing the log; so, here, does an fsync of
+  a directory with no pending change (not measured; leaving the log pending is the safe side).
 * ``fsync_dir(d)`` commits every pending operation that changes ``d`` (an entry in it, its own
   mkdir or rename), with what each depends on (the create and earlier renames of the file it
   names) and the mkdir of every new directory on ``d``'s path. A file created in ``d`` whose
@@ -56,15 +58,17 @@ class BtrfsLog(Journal):
 
     def sync_file(self, ino: int, data_dirty: bool, *, datasync: bool) -> None:
         """An fsync (or fdatasync) of inode `ino`: its names, their new directories, the log."""
-        del data_dirty, datasync  # btrfs logs the inode's names either way
+        del datasync  # btrfs logs the inode's names either way
         chosen: set[int] = set()
         targets: list[str] = []
         for i, (kind, p1, p2, op_ino) in enumerate(self.ops):
             if op_ino == ino and kind in (CREATE, RENAME) and self.state[i] != COMMITTED:
                 chosen.add(i)
                 targets.append(p2 if kind == RENAME else p1)
+        # An inode already logged with nothing new: btrfs returns without syncing the log.
+        sync_log = bool(chosen) or data_dirty or ino not in self.logged
         self.logged.add(ino)
-        self._commit_with(chosen, [parent_of(t) for t in targets])
+        self._commit_with(chosen, [parent_of(t) for t in targets], sync_log=sync_log)
 
     def sync_dir(self, path: str) -> None:
         """An fsync of directory `path`: its entries, what they name, its path, the log."""
@@ -78,11 +82,12 @@ class BtrfsLog(Journal):
                 chosen.add(i)
                 if op[3]:
                     names.add(op[3])  # its create and earlier renames come with it
-        self._commit_with(chosen, [path])
+        # A directory with nothing to log is not known to sync the log: left pending (safe).
+        self._commit_with(chosen, [path], sync_log=bool(chosen))
 
-    def _commit_with(self, chosen: set[int], dirs: list[str]) -> None:
-        """Commit `chosen`, the pending mkdirs of `dirs` and their ancestors, and every
-        operation already written to the log."""
+    def _commit_with(self, chosen: set[int], dirs: list[str], *, sync_log: bool) -> None:
+        """Commit `chosen`, the pending mkdirs of `dirs` and their ancestors, and (`sync_log`)
+        every operation already written to the log."""
         ancestors: set[str] = set()
         for d in dirs:
             while d and d not in ancestors:
@@ -90,7 +95,9 @@ class BtrfsLog(Journal):
                 d = parent_of(d)
         for i, (kind, p1, _, _) in enumerate(self.ops):
             st = self.state[i]
-            if st == LOGGED or (st != COMMITTED and kind == MKDIR and p1 in ancestors):
+            if (st == LOGGED and sync_log) or (
+                st != COMMITTED and kind == MKDIR and p1 in ancestors
+            ):
                 chosen.add(i)
         if chosen:
             self.commit(chosen)

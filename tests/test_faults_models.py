@@ -306,3 +306,14 @@ def test_the_table_tells_the_bounds_apart_from_the_kernel() -> None:
     disk = _disk()
     _create_a_nothing(disk)
     assert not A_GONE(_images(disk, EAGER))
+
+
+def test_btrfs_fsync_of_a_file_already_logged_with_nothing_new_does_not_sync_the_log() -> None:
+    disk = _disk()
+    fd = disk.open("d/P", os.O_RDONLY)
+    disk.fsync(fd)  # P is logged now
+    _rename_b_over_c(disk)
+    disk.fsync(fd)  # nothing new in P: btrfs returns at once
+    assert RENAME_LOST(_images(disk, BTRFS))
+    _fsync_unrelated_p(disk)  # P written: logged again, and the log synced
+    assert C_NEW(_images(disk, BTRFS))

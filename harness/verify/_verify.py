@@ -43,16 +43,16 @@ seeded 0-4 ms after that batch's replies; so that a small keyspace's child is st
 the child's fsync of its own temp file (``temp-rewriteaof-<pid>.aof``) is held for 400 ms (a
 stall off the persistence path: it does not widen the everysec window).
 
-Cause attribution (``attribute_trial``; on by default in ``run_verify``, ``--no-attribution``
-in the CLI): a violating trial is re-run as it was (a violation that does not come back in a
-few re-runs is timing-dependent and is not attributed), then once per ingredient with that
+Cause attribution (``attribute_trial``; on by default in ``run_verify``, ``--no-attribution`` in
+the CLI): a violating trial is re-run as it was (a violation that does not come back in a few
+re-runs is timing-dependent and is not attributed), then once per ingredient with that
 ingredient taken out: the fault (drawn and placed exactly as before, never armed), a strict
-metadata model (``power``, ``power-posix-metadata``) replaced by ``power-eager-metadata``, the
-rewrite. A variant re-runs up to ``attribution_repeats`` times and counts as recurring at its
-first violation of a rule the trial broke. An ingredient is *needed* when the violation never
-recurred without it, so a loss that also happens without the fault (e.g. a missing directory
-fsync under strict metadata) does not name the fault as a cause. A fault that never fired in
-the trial is not needed (no re-run).
+metadata model (``power-ext4``, ``power-xfs``, ``power-btrfs``, ``power-posix-metadata``)
+replaced by ``power-eager-metadata``, the rewrite. A variant re-runs up to
+``attribution_repeats`` times and counts as recurring at its first violation of a rule the trial
+broke. An ingredient is *needed* when the violation never recurred without it, so a loss that
+also happens without the fault (e.g. a missing directory fsync under strict metadata) does not
+name the fault as a cause. A fault that never fired in the trial is not needed (no re-run).
 
 Kill placement under ``everysec``: the kill lands after at least ``window + margin + 500 ms`` of
 the workload's schedule (when the schedule is that long), so that some entries must survive; an
@@ -179,7 +179,9 @@ __all__ = [
 
 SERVERS: Final = SERVER_PRESETS  # or a path to a binary, or a command template (server_cmd)
 POLICIES: Final = ("always", "everysec", "no")
-MODELS: Final = ("process", "power", "power-posix-metadata", "power-eager-metadata")
+# "power" is the old name of "power-ext4" (reproductions written before the calibration).
+MODELS: Final = ("process", "power-ext4", "power-xfs", "power-btrfs", "power-posix-metadata",
+                  "power-eager-metadata", "power")
 # "fsync-error": io-error always on a sync (EIO 1-2 times, then success); "kill-child": a
 # BGREWRITEAOF during the workload whose rewrite child is SIGKILLed.
 FAULTS: Final = ("none", "short-write", "no-space", "io-error", "fsync-error", "slow-sync",
@@ -187,7 +189,8 @@ FAULTS: Final = ("none", "short-write", "no-space", "io-error", "fsync-error", "
 # What cause attribution can take out of a violating trial, one at a time (``run_trial``'s
 # `without`; "metadata" replaces a strict metadata model by ``power-eager-metadata``).
 INGREDIENTS: Final = ("fault", "metadata", "rewrite")
-_STRICT_METADATA: Final = ("power", "power-posix-metadata")
+_STRICT_METADATA: Final = ("power-ext4", "power-xfs", "power-btrfs", "power-posix-metadata",
+                           "power")
 # A trial's outcome. "not-exercised": an everysec trial in which no entry had to survive.
 OUTCOMES: Final = ("consistent", "not-exercised", "unavailable", "violation")
 # Power-model crash images: "drawn" with SimDisk's default ImageLimits (sector-aligned
@@ -1422,7 +1425,8 @@ def attribute_trial(
 ) -> Attribution:
     """Re-check violating `trial` of `config` with one ingredient taken out at a time: the
     injected fault (drawn and placed as before, never armed), a strict metadata model
-    (``power``, ``power-posix-metadata``) replaced by ``power-eager-metadata``, the rewrite.
+    (``power-ext4``, ``-xfs``, ``-btrfs``, ``-posix-metadata``) replaced by
+    ``power-eager-metadata``, the rewrite.
     Each variant runs up to `repeats` times and stops at the first that breaks a rule the
     trial broke. A fault that never fired in the trial is not needed and is not re-run."""
     if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
