@@ -210,10 +210,15 @@ def _distance(a: DiskImage, b: DiskImage) -> int:
 
 @dataclass(frozen=True, slots=True)
 class MissedState:
+    """A kernel tree the model does not allow. ``inside_call``: at a flush between two markers
+    (a crash during a call, e.g. an fsync that wrote data in place before its commit; the
+    models treat a call as atomic), else at a marker (after the call returned)."""
+
     workload: str
     point: str
     kernel: str  # summarize(kernel tree)
     closest: str  # summarize(the model's closest tree at that point)
+    inside_call: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +265,8 @@ def compare(
                     if tree.digest() not in allowed:
                         closest = min(allowed.values(), key=lambda t: _distance(t, tree))
                         fig.missed.append(MissedState(
-                            workload.name, where, summarize(tree), summarize(closest)))
+                            workload.name, where, summarize(tree), summarize(closest),
+                            kp.kind is PointKind.FLUSH))
                 if kp.kind is PointKind.MARKER and kp.trees:
                     fig.over.extend(_over(
                         workload.name, where, kp.trees, allowed.values(),
