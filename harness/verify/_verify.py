@@ -43,16 +43,16 @@ seeded 0-4 ms after that batch's replies; so that a small keyspace's child is st
 the child's fsync of its own temp file (``temp-rewriteaof-<pid>.aof``) is held for 400 ms (a
 stall off the persistence path: it does not widen the everysec window).
 
-Cause attribution (``attribute_trial``; on by default in ``run_verify``, ``--no-attribution`` in
-the CLI): a violating trial is re-run as it was (a violation that does not come back in a few
-re-runs is timing-dependent and is not attributed), then once per ingredient with that
+Cause attribution (``attribute_trial``; on by default in ``run_verify``, ``--no-attribution``
+in the CLI): a violating trial is re-run as it was (a violation that does not come back in a
+few re-runs is timing-dependent and is not attributed), then once per ingredient with that
 ingredient taken out: the fault (drawn and placed exactly as before, never armed), a strict
-metadata model (``power-ext4``, ``power-xfs``, ``power-btrfs``, ``power-posix-metadata``)
-replaced by ``power-eager-metadata``, the rewrite. A variant re-runs up to
-``attribution_repeats`` times and counts as recurring at its first violation of a rule the trial
-broke. An ingredient is *needed* when the violation never recurred without it, so a loss that
-also happens without the fault (e.g. a missing directory fsync under strict metadata) does not
-name the fault as a cause. A fault that never fired in the trial is not needed (no re-run).
+metadata model (any ``power-*`` model but eager) replaced by ``power-eager-metadata``, the
+rewrite. A variant re-runs up to ``attribution_repeats`` times and counts as recurring at its
+first violation of a rule the trial broke. An ingredient is *needed* when the violation never
+recurred without it, so a loss that also happens without the fault (e.g. a missing directory
+fsync under strict metadata) does not name the fault as a cause. A fault that never fired in
+the trial is not needed (no re-run).
 
 Kill placement under ``everysec``: the kill lands after at least ``window + margin + 500 ms`` of
 the workload's schedule (when the schedule is that long), so that some entries must survive; an
