@@ -1,7 +1,8 @@
 """Kernel crash images per second, with and without a real server's recovery on each.
 
 Run (root, /dev/fuse, loop devices): ``.venv/bin/python benchmarks/kernel_images.py
-[--fs ext4,xfs,btrfs] [--server 7.0] [--sets 30] [--workers 2] [--repeats 3]``
+[--fs ext4,xfs,btrfs] [--server 7.0] [--sets 30] [--workers 2] [--repeats 3]
+[--mkfs-option=--mixed]``
 
 Per filesystem and run: a ``faults.kernel.BlockRecorder``; redis-server (``--server``, with
 ``appendfsync always``) on ``recorder.root``; ``--sets`` SETs from one client with a marker after
@@ -55,7 +56,8 @@ def _recover(binary: ServerBinary, log_dir: str) -> Callable[[str], int | str]:
 
 def _one_run(fs: KernelFilesystem, args: argparse.Namespace) -> dict[str, float]:
     binary = find_server(args.server)
-    with tempfile.TemporaryDirectory(prefix="aofcrash-kimg-") as logs, BlockRecorder(fs) as rec:
+    recorder = BlockRecorder(fs, mkfs_options=tuple(args.mkfs_option))
+    with tempfile.TemporaryDirectory(prefix="aofcrash-kimg-") as logs, recorder as rec:
         os.mkdir(os.path.join(rec.root, "data"))
         rec.checkpoint()
         server = RedisProcess(binary, os.path.join(rec.root, "data"),
@@ -107,6 +109,8 @@ def main() -> int:
     parser.add_argument("--sets", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--mkfs-option", action="append", default=[],
+                        help="extra mkfs argument (repeatable), e.g. --mkfs-option=--mixed")
     args = parser.parse_args()
     try:
         filesystems = [KernelFilesystem(name) for name in args.fs.split(",")]
