@@ -72,14 +72,16 @@ def _one_run(fs: KernelFilesystem, args: argparse.Namespace) -> dict[str, float]
         # From the first marker on (the flushes of the checkpoint before it are setup).
         points = [p for p in rec.crash_points()
                   if p.kind is PointKind.MARKER or p.marker_before >= 0]
-        # Acknowledged SETs before each state: the last marker at or before its point.
+        # Acknowledged SETs at each state: the replies before its point (the strictest point).
         acked: dict[tuple[int, int, tuple[int, ...]], int] = {}
         labels = {p.ordinal: p.label for p in points if p.kind is PointKind.MARKER}
         for point in points:
             marker = point.ordinal if point.kind is PointKind.MARKER else point.marker_before
             before = int(labels.get(marker, "0"))
             for state in point.states:
-                acked[state.key] = min(acked.get(state.key, before), before)
+                # An image that is a crash state at several points must hold what the latest
+                # of them had acknowledged.
+                acked[state.key] = max(acked.get(state.key, before), before)
         states = list(iter_unique(points))
         mounter = rec.mounter()
         try:
