@@ -266,6 +266,23 @@ def test_in_flight_writes_give_prefixes_then_seeded_subsets_with_the_rest_counte
     assert len(three.states) == 4 + 3 and three.cut_off == 1
 
 
+def test_an_image_file_is_the_baseline_plus_exactly_the_writes_of_its_state(
+    tmp_path: Path,
+) -> None:
+    log = _synthetic_log(3)  # write 0 "abc" at 0 (durable), then "xy" at 4096, 8192, 12288
+    baseline = tmp_path / "baseline"
+    baseline.write_bytes(b"B" * 16384)
+    marker = log.crash_points()[-1]
+    state = next(s for s in marker.states if s.kept == (1, 3))
+    log.write_image(state, str(baseline), str(tmp_path / "image"))
+    image = (tmp_path / "image").read_bytes()
+    expected = bytearray(b"B" * 16384)
+    expected[0:3] = b"abc"
+    expected[4096:4098] = b"xy"
+    expected[12288:12290] = b"xy"
+    assert image == bytes(expected)
+
+
 # -- FACTS.md's table on the kernel ---------------------------------------------------------
 
 
