@@ -235,11 +235,13 @@ Not modelled (deliberately)
   writes other than "all zeros" and "garbage"; bit rot of synced data; misdirected writes.
 * Separate durability of file size and file data: fsync and fdatasync make the same data
   durable; they differ only in what they commit of the namespace (ext4).
-* Time: the kernels' background commits (ext4 5 s, xfs and btrfs 30 s) are not timed; any
-  prefix of the pending operations may have been committed at any moment, which allows more
-  states than the kernel, never fewer. btrfs's transaction is never over here: a file once
-  fsynced stays logged (its later renames become durable at the next fsync), which holds for
-  workloads shorter than btrfs's 30 s commit.
+* Time: the kernels' background commits (ext4 5 s, xfs and btrfs 30 s) are not timed; any prefix
+  of the pending operations may have been committed at any moment, which allows more states than
+  the kernel, with one exception: on ext4 and xfs a background commit that starts between a
+  file's last change and a later namespace operation leaves that operation out of the file's
+  fsync; the models commit it (without that race the kernel commits it too, as measured).
+  btrfs's transaction is never over here: a file once fsynced stays logged (its later renames
+  become durable at the next fsync), which holds for workloads shorter than btrfs's 30 s commit.
 * ext4's ``auto_da_alloc`` (data of a file renamed over another flushed at the next commit),
   data=journal and data=writeback; xfs's flush-on-close heuristics; btrfs's early logging of
   unlinks and of directory renames (all of these keep more; the models allow losing it).
