@@ -166,7 +166,8 @@ def _markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         lines.append(
             f"| {res['fs']} | {res['images']} | {rate['min']:.1f} / {rate['median']:.1f} / "
             f"{rate['max']:.1f} | {res['in_flight_subsets_cut_off']} "
-            f"| {len(res['mount_errors'])} | {len(res['fsck_complaints'])} |")
+            f"| {len(res['mount_errors'])} "
+            f"| {len(res['fsck_complaints']) if args.fsck else 'not run (--fsck)'} |")
     for res in results:
         rows = res["missed_by_claiming_model"]
         lines += ["", f"## Missed states on {res['fs']} (model {res['claiming_model']}): "

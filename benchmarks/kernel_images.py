@@ -1,11 +1,13 @@
 """Kernel crash images per second, with and without a real server's recovery on each.
 
 Run (root, /dev/fuse, loop devices): ``.venv/bin/python benchmarks/kernel_images.py
-[--fs ext4,xfs,btrfs] [--server 7.0] [--sets 30] [--workers 2] [--repeats 3]``
+[--fs ext4,xfs,btrfs] [--server 7.0] [--sets 30] [--rewrite] [--workers 2] [--repeats 3]
+[--mkfs-option=--mixed]``
 
 Per filesystem and run: a ``faults.kernel.BlockRecorder``; redis-server (``--server``, with
 ``appendfsync always``) on ``recorder.root``; ``--sets`` SETs from one client with a marker after
-each reply; SIGKILL. Then every distinct crash image (markers and flushes, bounded in-flight
+each reply (``--rewrite``: a BGREWRITEAOF after half of them, waited for at the end); SIGKILL.
+Then every distinct crash image (markers and flushes, bounded in-flight
 subsets) is (a) mounted read-only and its tree read, and (b) mounted read-write with the same
 server recovering on it (start, wait for PING, DBSIZE, SIGKILL) on ``--workers`` processes.
 Prints images/s for both (min/median/max over ``--repeats`` runs), and for (b) how many images
@@ -55,7 +57,8 @@ def _recover(binary: ServerBinary, log_dir: str) -> Callable[[str], int | str]:
 
 def _one_run(fs: KernelFilesystem, args: argparse.Namespace) -> dict[str, float]:
     binary = find_server(args.server)
-    with tempfile.TemporaryDirectory(prefix="aofcrash-kimg-") as logs, BlockRecorder(fs) as rec:
+    recorder = BlockRecorder(fs, mkfs_options=tuple(args.mkfs_option))
+    with tempfile.TemporaryDirectory(prefix="aofcrash-kimg-") as logs, recorder as rec:
         os.mkdir(os.path.join(rec.root, "data"))
         rec.checkpoint()
         server = RedisProcess(binary, os.path.join(rec.root, "data"),
@@ -65,19 +68,27 @@ def _one_run(fs: KernelFilesystem, args: argparse.Namespace) -> dict[str, float]
             for i in range(args.sets):
                 server.client.set(f"k{i}", b"v" * 100)
                 rec.marker(str(i + 1))  # the reply has been received
+                if args.rewrite and i + 1 == args.sets // 2:
+                    server.client.bgrewriteaof()
+                    rec.marker(str(i + 1))
+            while args.rewrite and _rewriting(server):
+                time.sleep(0.01)
+            rec.marker(str(args.sets))
         finally:
             server.kill()
         # From the first marker on (the flushes of the checkpoint before it are setup).
         points = [p for p in rec.crash_points()
                   if p.kind is PointKind.MARKER or p.marker_before >= 0]
-        # Acknowledged SETs before each state: the last marker at or before its point.
+        # Acknowledged SETs at each state: the replies before its point (the strictest point).
         acked: dict[tuple[int, int, tuple[int, ...]], int] = {}
         labels = {p.ordinal: p.label for p in points if p.kind is PointKind.MARKER}
         for point in points:
             marker = point.ordinal if point.kind is PointKind.MARKER else point.marker_before
             before = int(labels.get(marker, "0"))
             for state in point.states:
-                acked[state.key] = min(acked.get(state.key, before), before)
+                # An image that is a crash state at several points must hold what the latest
+                # of them had acknowledged.
+                acked[state.key] = max(acked.get(state.key, before), before)
         states = list(iter_unique(points))
         mounter = rec.mounter()
         try:
@@ -97,7 +108,13 @@ def _one_run(fs: KernelFilesystem, args: argparse.Namespace) -> dict[str, float]
         if e is not None or isinstance(r, str):
             print(f"  {fs.value}: {s}: {e or r}", file=sys.stderr)
     return {"images": len(states), "read_per_s": len(states) / read_s,
-            "recover_per_s": len(states) / recover_s, "lost": lost, "refused": refused}
+            "recover_per_s": len(states) / recover_s, "recover_s": recover_s, "lost": lost,
+            "refused": refused}
+
+
+def _rewriting(server: RedisProcess) -> bool:
+    info = server.client.info("persistence")
+    return bool(info["aof_rewrite_in_progress"] or info["aof_rewrite_scheduled"])
 
 
 def main() -> int:
@@ -107,6 +124,10 @@ def main() -> int:
     parser.add_argument("--sets", type=int, default=30)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rewrite", action="store_true",
+                        help="BGREWRITEAOF after half of the SETs (and wait for it at the end)")
+    parser.add_argument("--mkfs-option", action="append", default=[],
+                        help="extra mkfs argument (repeatable), e.g. --mkfs-option=--mixed")
     args = parser.parse_args()
     try:
         filesystems = [KernelFilesystem(name) for name in args.fs.split(",")]
@@ -127,7 +148,8 @@ def main() -> int:
 
         print(f"{fs.value}: images per run {[int(r['images']) for r in runs]}; images/s "
               f"(min/median/max) read {spread('read_per_s')}, with {args.server} recovery "
-              f"{spread('recover_per_s')}; lost an acknowledged SET "
+              f"{spread('recover_per_s')} (all images in {spread('recover_s')} s); "
+              f"lost an acknowledged SET "
               f"{sum(int(r['lost']) for r in runs)}, refused to start "
               f"{sum(int(r['refused']) for r in runs)}", flush=True)
     return 0

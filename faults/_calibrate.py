@@ -22,6 +22,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -195,12 +196,18 @@ def run_model(
 
 
 def summarize(tree: DiskImage) -> str:
-    """A short text form of a tree: ``path=size:hash`` per file, ``dir/`` per directory."""
+    """A short text form of a tree: ``path=size:hash`` per file (plus ``,zeros@start+length``
+    for each run of 8 or more zero bytes: workloads never write zeros), ``dir/`` per directory."""
     parts = [f"{d}/" for d in sorted(tree.dirs)]
     for path in sorted(tree.files):
         data = tree.files[path]
-        parts.append(f"{path}={len(data)}:{hashlib.sha256(data).hexdigest()[:6]}")
+        zeros = "".join(
+            f",zeros@{m.start()}+{m.end() - m.start()}" for m in _ZERO_RUN.finditer(data))
+        parts.append(f"{path}={len(data)}:{hashlib.sha256(data).hexdigest()[:6]}{zeros}")
     return " ".join(parts) or "(empty)"
+
+
+_ZERO_RUN = re.compile(rb"\0{8,}")
 
 
 def _distance(a: DiskImage, b: DiskImage) -> int:

@@ -522,6 +522,7 @@ def _fsck(spec: _Spec, image: str) -> str | None:
     return f"{spec.fsck[0]} exit {proc.returncode}: " + " | ".join(lines[-6:])
 
 
+# What forked workers inherit (set just before the pool forks; one pool at a time per process).
 _FORKED: tuple[ImageMounter, bool] | None = None
 _FORKED_VISIT: tuple[ImageMounter, Callable[[str], Any], bool] | None = None
 

@@ -13,8 +13,10 @@ need_apt=()
 command -v /usr/bin/redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
 # The kernel recorder (faults.kernel) formats xfs and btrfs filesystems on loop devices.
-command -v mkfs.xfs >/dev/null 2>&1 || need_apt+=(xfsprogs)
-command -v mkfs.btrfs >/dev/null 2>&1 || need_apt+=(btrfs-progs)
+# (By path too: /usr/sbin is not on a normal user's PATH.)
+command -v mkfs.xfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.xfs ] || need_apt+=(xfsprogs)
+command -v mkfs.btrfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.btrfs ] || [ -x /usr/bin/mkfs.btrfs ] ||
+  need_apt+=(btrfs-progs)
 # A real browser renders the HTML report in its test.
 command -v /usr/bin/chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then

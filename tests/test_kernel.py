@@ -235,6 +235,54 @@ def test_a_mounted_image_is_writable_and_fn_runs_on_each_one(ext4: BlockRecorder
     assert not os.path.exists(path)
 
 
+def _synthetic_log(in_flight: int) -> BlockLog:
+    from faults._blockdaemon import RECORD
+
+    raw = RECORD.pack(b"B", 0, 0) + RECORD.pack(b"W", 0, 3) + b"abc" + RECORD.pack(b"F", 0, 0)
+    for i in range(in_flight):
+        raw += RECORD.pack(b"W", 4096 * (i + 1), 2) + b"xy"
+    raw += RECORD.pack(b"M", 0, 4) + b"mark"
+    return BlockLog(raw)
+
+
+def test_in_flight_writes_give_prefixes_then_seeded_subsets_with_the_rest_counted() -> None:
+    log = _synthetic_log(20)
+    limits = KernelLimits(max_prefixes=5, max_subsets=3)
+    points = log.crash_points(limits=limits, seed=1)
+    assert [p.kind for p in points] == [PointKind.FLUSH, PointKind.MARKER]
+    flush, marker = points
+    assert flush.states[0].durable_writes == 1 and flush.states[0].kept == ()
+    kept = [s.kept for s in marker.states]
+    assert kept[:5] == [tuple(range(1, 1 + n)) for n in (0, 5, 10, 15, 20)]
+    assert len(kept) == 8 and len(set(kept)) == 8
+    assert all(set(k) <= set(range(1, 21)) for k in kept)
+    assert marker.cut_off == 2**20 - 8
+    assert log.crash_points(limits=limits, seed=1) == points
+    assert log.crash_points(limits=limits, seed=2) != points
+    # Few in-flight writes: every subset when they fit the limits, nothing cut.
+    small = _synthetic_log(2).crash_points(limits=limits)[-1]
+    assert {s.kept for s in small.states} == {(), (1,), (2,), (1, 2)} and small.cut_off == 0
+    three = _synthetic_log(3).crash_points(limits=limits)[-1]
+    assert len(three.states) == 4 + 3 and three.cut_off == 1
+
+
+def test_an_image_file_is_the_baseline_plus_exactly_the_writes_of_its_state(
+    tmp_path: Path,
+) -> None:
+    log = _synthetic_log(3)  # write 0 "abc" at 0 (durable), then "xy" at 4096, 8192, 12288
+    baseline = tmp_path / "baseline"
+    baseline.write_bytes(b"B" * 16384)
+    marker = log.crash_points()[-1]
+    state = next(s for s in marker.states if s.kept == (1, 3))
+    log.write_image(state, str(baseline), str(tmp_path / "image"))
+    image = (tmp_path / "image").read_bytes()
+    expected = bytearray(b"B" * 16384)
+    expected[0:3] = b"abc"
+    expected[4096:4098] = b"xy"
+    expected[12288:12290] = b"xy"
+    assert image == bytes(expected)
+
+
 # -- FACTS.md's table on the kernel ---------------------------------------------------------
 
 
