@@ -94,3 +94,27 @@ def test_a_named_workload_still_runs_alone(tmp_path: Path,
     report = json.loads(Path(out["report"]).read_text(encoding="utf-8"))
     assert report["run"]["workload"] == "mixed (ops=3, seed=0)"
     assert report["run"]["policy"] == "everysec"
+
+
+def test_the_suite_on_the_example_target_skips_what_it_cannot_run_and_keeps_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tinyaof writes its own log file, so the multi-epoch workloads' crashes (armed for
+    appendonly.aof) never fire: those runs are skipped with one line naming the workload and
+    why, and every other run is explored and reported (it used to exit 2 with an empty report
+    directory: "recover: the server has not crashed")."""
+    code = main(["explore", *SMALL, "--policy", "always", "--target", "tinyaof:make_target",
+                 "--json", "--reports", str(tmp_path)])
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert code == 0 and out["status"] == "ok"
+    skipped = {r["workload"]: r["skipped"] for r in out["runs_not_run"]}
+    assert set(skipped) == {"big-aof", "second-epoch"}
+    assert all("never happened" in why and "appendonly.aof" in why for why in skipped.values())
+    for workload in skipped:
+        assert f"skipped {workload} (always, ops=3): " in captured.err
+    ran = {r["workload"] for r in out["suite"]}
+    expected = {w for w, p, _ in DEFAULT_SUITE if p == "always"} - set(skipped)
+    assert ran == expected and out["states"] > 0
+    report = json.loads(Path(out["report"]).read_text(encoding="utf-8"))
+    assert len(report["runs_not_run"]) == 2 and len(report["configurations"]) == len(expected)
