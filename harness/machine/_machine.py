@@ -45,6 +45,7 @@ registered on import (``PROFILES`` has them by short name).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -214,6 +215,12 @@ def _gaps(target: Target, features: tuple[str, ...]) -> dict[str, str]:
         if commands is not None and missing:
             out[f] = "does not implement " + " ".join(m.decode() for m in missing)
     return out
+
+
+# Which liveness rule a LivenessViolation's reproduction ends with (``expected["liveness"]``),
+# so that replay judges the same rule at its end.
+LIVENESS_WRITES = "writes-resume"
+LIVENESS_REWRITE = "rewrite-takes-effect"
 
 
 class LivenessViolation(ModelDivergence):
@@ -712,8 +719,8 @@ def make_state_machine(
             _event("liveness: " + ("rewrite took effect" if problem is None else problem[:40]))
             if problem is not None:
                 self.driver.failed = True
-                exc = LivenessViolation(f"liveness: {problem}",
-                                        self.driver.reproduction(outcome="liveness"))
+                exc = LivenessViolation(f"liveness: {problem}", self.driver.reproduction(
+                    outcome="liveness", rules=["liveness"], liveness=LIVENESS_REWRITE))
                 if on_finding is not None:
                     on_finding(exc)
                 raise exc
@@ -869,8 +876,8 @@ def make_state_machine(
                        "cleared (the write error or failed fsync is never retried or cleared)")
             _event("liveness: writes never resume")
             self.driver.failed = True
-            exc = LivenessViolation(f"liveness: {problem}",
-                                    self.driver.reproduction(outcome="liveness"))
+            exc = LivenessViolation(f"liveness: {problem}", self.driver.reproduction(
+                outcome="liveness", rules=["liveness"], liveness=LIVENESS_WRITES))
             if on_finding is not None:
                 on_finding(exc)
             raise exc
@@ -949,9 +956,14 @@ def make_state_machine(
                                     else "disagrees"))
             if problem is not None:
                 self.driver.failed = True
+                # The reproduction ends with the recovery whose image was judged (its choice
+                # included), so that replay judges the same image.
+                repro = self.driver.reproduction(outcome="check-aof", rules=["check-aof"])
+                recover = Recover(model=model, choice=choice, downtime_ms=downtime_ms)
+                repro = dataclasses.replace(repro, steps=(*repro.steps, recover))
                 exc = CheckAofDisagreement(
                     f"check-aof disagrees with the loader on the {model.value} crash image: "
-                    f"{problem}", self.driver.reproduction(outcome="check-aof"))
+                    f"{problem}", repro)
                 if on_finding is not None:
                     on_finding(exc)
                 raise exc
