@@ -187,7 +187,7 @@ class _SuiteRun:
 def _suite(args: argparse.Namespace) -> list[_SuiteRun]:
     """The runs of the default suite (``DEFAULT_SUITE``; with --policy only that policy's),
     each under ``suite_config`` on top of what the options set."""
-    from harness.explore import DEFAULT_SUITE, make_workload, suite_config
+    from harness.explore import DEFAULT_SUITE, WORKLOADS, make_workload, suite_config
     from harness.machine._steps import RunConfig
 
     base = _with(RunConfig(), _changes(args))
@@ -196,8 +196,12 @@ def _suite(args: argparse.Namespace) -> list[_SuiteRun]:
         if args.policy is not None and policy != args.policy:
             continue
         ops = args.ops if args.ops is not None else suite_ops
-        runs.append(_SuiteRun(workload, ops, suite_config(workload, policy, base),
-                              make_workload(workload, ops=ops, seed=args.seed)))
+        run = _SuiteRun(workload, ops, suite_config(workload, policy, base),
+                        make_workload(workload, ops=ops, seed=args.seed))
+        why = WORKLOADS[workload].reference_only
+        if why is not None and base.target is not None:
+            run.skipped = f"a workload for the bundled reference only: {why}"
+        runs.append(run)
     if not runs:
         raise UsageError(f"--policy {args.policy}: the default suite has no run under it")
     return runs
@@ -462,6 +466,9 @@ def _cmd_suite(args: argparse.Namespace) -> int:
                            f"points  {states} states")
 
             run_started = time.perf_counter()
+            if run.skipped is not None:
+                print(f"explore: skipped {run.name}: {run.skipped}", file=sys.stderr)
+                continue
             try:
                 run.result = _run_explore(run.config, run.steps, models, limits, args,
                                           on_progress)

@@ -44,6 +44,7 @@ from harness.machine._steps import (
     Tick,
     Write,
 )
+from harness.machine._surface import KEY_KIND, SURFACE_PAIRS, surface_argv
 
 __all__ = ["DEFAULT_SUITE", "WORKLOADS", "Workload", "make_workload", "suite_config"]
 
@@ -63,6 +64,8 @@ class Workload:
     policy: str = "everysec"  # the appendfsync policy the workload is meant for
     # RunConfig fields the workload needs besides the policy (e.g. a small auto-rewrite size).
     options: tuple[tuple[str, Any], ...] = ()
+    # Why another target cannot run it (None: any target can).
+    reference_only: str | None = None
 
 
 class _Gen:
@@ -493,8 +496,8 @@ def _auto_rewrite(ops: int, rng: random.Random) -> list[Step]:
 def _second_epoch(ops: int, rng: random.Random) -> list[Step]:
     """Two epochs: writes and a rewrite, a crash inside an AOF write (a torn tail), recovery
     (process model: the torn tail is truncated), then writes, multi-key commands, a big
-    collection and a rewrite on the recovered file; every crash point of the second epoch is
-    explored against the recovered prefix."""
+    collection and a rewrite on the recovered file, and faults (a short write, a stalled
+    fsync); every crash point of the second epoch is explored against the recovered prefix."""
     g = _Gen(rng, keys=16)
     first = max(2, ops // 3)
     g.mixed_writes(first // 2)
@@ -508,8 +511,25 @@ def _second_epoch(ops: int, rng: random.Random) -> list[Step]:
     g.big()
     g.rewrite(max(2, ops // 10))
     g.mixed_writes(max(0, ops - g.n), multi_key=0.3)
+    _epoch_faults(g)
     g.idle(2500)
     return g.steps
+
+
+def _epoch_faults(g: _Gen) -> None:
+    """Faults in a later epoch, on the file a recovery cut: a short write to the AOF (everysec
+    retries it; always stops the server, which ends the run there), then a stalled fsync, each
+    with writes after it. Fixed values: the workload's random draws stay as they were."""
+    g.steps.append(InjectFaults(FaultPlan((ShortWrite(nth=1, written_bytes=9, path_glob=_AOF),))))
+    g.write((b"SET", b"s-epoch", b"short-" + b"x" * 40), tick=False)
+    g.write((b"INCRBY", b"n-epoch", b"3"), tick=False)
+    g.steps.append(ClearFaults())
+    g.idle(1200)
+    g.steps.append(InjectFaults(FaultPlan((SlowSync(delay_ms=1500, nth=1, path_glob=_AOF),))))
+    g.write((b"SET", b"s-epoch", b"stalled"), tick=False)
+    g.idle(1100)
+    g.write((b"APPEND", b"s-epoch", b"-more"), tick=False)
+    g.steps.append(ClearFaults())
 
 
 def _big_aof(ops: int, rng: random.Random) -> list[Step]:
@@ -549,6 +569,49 @@ def _big_aof(ops: int, rng: random.Random) -> list[Step]:
             g.maybe_tick()
         else:
             g.write()
+    _epoch_faults(g)
+    g.idle(2500)
+    return g.steps
+
+
+def _surface(ops: int, rng: random.Random) -> list[Step]:
+    """Every (command, form) pair of the reference's command surface table (every option and
+    arity form it implements: SET EXAT, ZADD INCR, LPOP with a count, an EXPIRE in the past,
+    FLUSHALL ASYNC...), in shuffled rounds until `ops` writes, each on a key that mostly
+    exists (a write creates it first), some inside a MULTI block with that write."""
+    g = _Gen(rng, keys=6)
+    prefix = {"string": b"s", "list": b"l", "set": b"t", "zset": b"z", "hash": b"h"}
+    # The write that makes a key of each kind exist (the key goes after the command name).
+    create: dict[str, tuple[bytes, ...]] = {
+        "string": (b"SET", b"7"),
+        "list": (b"RPUSH", b"m0", b"m1", b"m2"),
+        "set": (b"SADD", b"m0", b"m1"),
+        "zset": (b"ZADD", b"1", b"m0", b"2", b"m1"),
+        "hash": (b"HSET", b"m0", b"v", b"m1", b"w"),
+    }
+    pairs = list(SURFACE_PAIRS)
+    rounds = 0
+    while rounds == 0 or g.n < ops:
+        rounds += 1
+        rng.shuffle(pairs)
+        for name, form in pairs:
+            kind = KEY_KIND[name]
+            if kind == "any":
+                kind = rng.choice(sorted(prefix))
+            key = g.key(prefix[kind])
+            argv = surface_argv(name, form, key=key, other=g.key(prefix[kind]), value=g.value(),
+                                members=tuple(rng.sample([b"m0", b"m1", b"m2", b"m3"], 2)),
+                                amount=rng.randrange(1, 4000), now_ms=g.now_ms)
+            how = create[kind]
+            first = (how[0], key, *how[1:]) if rng.random() < 0.7 else None
+            if first is not None and rng.random() < 0.15:
+                g.steps.append(Multi((first, argv)))
+                g.n += 1
+                g.maybe_tick()
+                continue
+            if first is not None:
+                g.write(first, tick=False)
+            g.write(argv)
     g.idle(2500)
     return g.steps
 
@@ -581,6 +644,10 @@ WORKLOADS: dict[str, Workload] = {
                  options=(("auto_rewrite_min_size_bytes", 4096),)),
         Workload("big-aof", "an AOF past 128 KB torn inside a MULTI block, recovered (loaded in "
                  "64 KB pieces), then a second epoch", _big_aof, "always"),
+        Workload("surface", "every option and arity form of every write command the reference "
+                 "implements (its command surface table)", _surface, "always",
+                 reference_only="it sends every option of the reference's commands, judged by "
+                 "the reference's semantics"),
     )
 }
 
@@ -607,6 +674,7 @@ DEFAULT_SUITE: tuple[tuple[str, str, int], ...] = (
     ("no-space", "no", 150),
     ("mixed", "always", 150),
     ("auto-rewrite", "everysec", 200),
+    ("surface", "always", 120),
 )
 
 
