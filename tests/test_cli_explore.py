@@ -120,3 +120,28 @@ def test_the_suite_on_the_example_target_skips_what_it_cannot_run_and_keeps_the_
     assert ran == expected and out["states"] > 0
     report = json.loads(Path(out["report"]).read_text(encoding="utf-8"))
     assert len(report["runs_not_run"]) == 3 and len(report["configurations"]) == len(expected)
+
+
+def test_a_fast_path_disagreement_is_a_harness_bug_in_the_report_not_an_abort(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A planted explorer bug (the fast path calls every state a violation): each run of the
+    suite still ends, the oracle's verdicts count (no violation on the safe reference), and
+    the disagreements are reported as harness bugs with reproductions, in the summary too
+    (it used to be `internal error: ExplorerError`, exit 2, and the other runs lost)."""
+    from harness.explore._explorer import _Walk
+
+    monkeypatch.setattr(_Walk, "_fast",
+                        lambda self, *a: ("violation", ("prefix-consistency",)))
+    code = main(["explore", *SMALL, "--policy", "always", "--json", "--reports", str(tmp_path)])
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert code == 0 and out["status"] == "ok"
+    assert len(out["suite"]) == sum(1 for _, p, _ in DEFAULT_SUITE if p == "always")
+    assert out["harness_bugs"] and "harness bug(s)" in captured.err
+    report = json.loads(Path(out["report"]).read_text(encoding="utf-8"))
+    assert "harness bug(s)" in report["summary"]
+    run_dir = Path(out["report"]).parent
+    for bug in report["harness_bugs"]:
+        assert (run_dir / bug["reproduction"]).exists()
+        assert bug["oracle_outcome"] == "consistent"

@@ -330,6 +330,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         "violations": violations,
         "harness_bugs": bugs,
     }
+    report["summary"] = str(report["summary"]) + _bugs_sentence(bugs)
     json_path, html_path = write_report(run_dir, report)
     status = EXIT_VIOLATION if result.violation_total else EXIT_OK
     for line in _harness_bug_lines(bugs, run_dir):
@@ -374,6 +375,14 @@ def _harness_bugs(result: Any, run_dir: Path, prefix: str = "") -> list[dict[str
         write_atomic(run_dir / name, bug.reproduction.to_json())
         out.append({**bug.to_dict(), "reproduction": f"{prefix}{name}"})
     return out
+
+
+def _bugs_sentence(bugs: list[dict[str, Any]]) -> str:
+    if not bugs:
+        return ""
+    return (f" {len(bugs)} harness bug(s): the explorer's fast path disagreed with the oracle "
+            "on those states, which the oracle judged instead (see harness_bugs, each with a "
+            "reproduction).")
 
 
 def _harness_bug_lines(bugs: list[dict[str, Any]], run_dir: Path) -> list[str]:
@@ -576,6 +585,9 @@ def _cmd_suite(args: argparse.Namespace) -> int:
         "runs_not_run": [{"workload": r.workload, "policy": r.config.policy, "ops": r.ops,
                           "skipped": r.skipped, "failed": r.failed} for r in not_run],
     }
+    report["summary"] = str(report["summary"]) + _bugs_sentence(bugs) + "".join(
+        f" {r.name} was {'skipped' if r.skipped else 'not finished'}: "
+        f"{r.skipped or r.failed}." for r in not_run)
     json_path, html_path = write_report(run_dir, report)
     status = EXIT_VIOLATION if violation_total or failed else EXIT_OK
     for line in _harness_bug_lines(bugs, run_dir):
