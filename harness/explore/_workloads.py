@@ -49,6 +49,10 @@ from harness.machine._surface import KEY_KIND, SURFACE_PAIRS, surface_argv
 __all__ = ["DEFAULT_SUITE", "WORKLOADS", "Workload", "make_workload", "suite_config"]
 
 _AOF = "appendonly.aof"
+# Faults and crashes of workloads with no rewrite in flight at the time: any file. The reference
+# then writes and syncs only its AOF (the same operations as aiming at _AOF), and another
+# target's own log, whatever its name, gets them too (aimed at _AOF they never fired there).
+_LOG = "*"
 # The file the rewrite child leaves and the parent's done handler appends to and renames.
 _REWRITTEN = "temp-rewriteaof-bg-*.aof"
 _CHILD_TEMP = "temp-rewriteaof-[0-9]*.aof"  # the file the rewrite child writes
@@ -282,7 +286,7 @@ def _short_write(ops: int, rng: random.Random) -> list[Step]:
     and retries)."""
     g = _Gen(rng)
     g.writes(ops // 2)
-    plan = FaultPlan((ShortWrite(nth=1, written_bytes=7, path_glob=_AOF),))
+    plan = FaultPlan((ShortWrite(nth=1, written_bytes=7, path_glob=_LOG),))
     g.steps.append(InjectFaults(plan))
     g.writes(max(1, ops // 20))
     g.steps.append(ClearFaults())
@@ -296,7 +300,7 @@ def _no_space(ops: int, rng: random.Random) -> list[Step]:
     """ENOSPC for a while (a partial write first): writes are refused, then space returns."""
     g = _Gen(rng)
     g.writes(ops // 2)
-    plan = FaultPlan((NoSpace(nth=1, times=None, partial_bytes=5, path_glob=_AOF),))
+    plan = FaultPlan((NoSpace(nth=1, times=None, partial_bytes=5, path_glob=_LOG),))
     g.steps.append(InjectFaults(plan))
     g.writes(max(2, ops // 20))
     g.steps.append(Multi((g.command(), g.command())))  # refused whole: EXECABORT (MISCONF)
@@ -347,7 +351,7 @@ def _slow_fsync(ops: int, rng: random.Random) -> list[Step]:
     g = _Gen(rng)
     g.writes(max(0, ops - 4))
     g.idle(1500 - g.now_ms % 1000)  # x.5 s, after a boundary: everything so far fsynced
-    g.steps.append(InjectFaults(FaultPlan((SlowSync(delay_ms=4000, nth=1, path_glob=_AOF),))))
+    g.steps.append(InjectFaults(FaultPlan((SlowSync(delay_ms=4000, nth=1, path_glob=_LOG),))))
     # The slow fsync is issued at the next boundary, for the write made now; the writes of the
     # next second are postponed; nothing is written after the stall (an fsync of later writes
     # would also sync whatever the server forgot).
@@ -503,7 +507,7 @@ def _second_epoch(ops: int, rng: random.Random) -> list[Step]:
     g.mixed_writes(first // 2)
     g.rewrite(max(1, first // 8))
     g.mixed_writes(max(1, first - g.n))
-    torn = Crash(nth=1, op=FaultOp.WRITE, torn_bytes=rng.randrange(3, 40), path_glob=_AOF)
+    torn = Crash(nth=1, op=FaultOp.WRITE, torn_bytes=rng.randrange(3, 40), path_glob=_LOG)
     g.steps.append(ArmCrash(FaultPlan((torn,))))
     g.write((b"SET", g.key(b"s"), b"torn-" + b"x" * rng.randrange(40, 120)))
     g.steps.append(Recover(model=PersistenceModel.PROCESS, downtime_ms=100))
@@ -520,12 +524,12 @@ def _epoch_faults(g: _Gen) -> None:
     """Faults in a later epoch, on the file a recovery cut: a short write to the AOF (everysec
     retries it; always stops the server, which ends the run there), then a stalled fsync, each
     with writes after it. Fixed values: the workload's random draws stay as they were."""
-    g.steps.append(InjectFaults(FaultPlan((ShortWrite(nth=1, written_bytes=9, path_glob=_AOF),))))
+    g.steps.append(InjectFaults(FaultPlan((ShortWrite(nth=1, written_bytes=9, path_glob=_LOG),))))
     g.write((b"SET", b"s-epoch", b"short-" + b"x" * 40), tick=False)
     g.write((b"INCRBY", b"n-epoch", b"3"), tick=False)
     g.steps.append(ClearFaults())
     g.idle(1200)
-    g.steps.append(InjectFaults(FaultPlan((SlowSync(delay_ms=1500, nth=1, path_glob=_AOF),))))
+    g.steps.append(InjectFaults(FaultPlan((SlowSync(delay_ms=1500, nth=1, path_glob=_LOG),))))
     g.write((b"SET", b"s-epoch", b"stalled"), tick=False)
     g.idle(1100)
     g.write((b"APPEND", b"s-epoch", b"-more"), tick=False)
@@ -557,7 +561,7 @@ def _big_aof(ops: int, rng: random.Random) -> list[Step]:
         if rng.random() < 0.05:
             g.tick(rng.choice((100, 300)))
     g.idle(1100)
-    torn = Crash(nth=1, op=FaultOp.WRITE, torn_bytes=rng.randrange(120, 900), path_glob=_AOF)
+    torn = Crash(nth=1, op=FaultOp.WRITE, torn_bytes=rng.randrange(120, 900), path_glob=_LOG)
     g.steps.append(ArmCrash(FaultPlan((torn,))))
     g.steps.append(Multi(tuple(long_set() for _ in range(3))))
     g.steps.append(Recover(model=PersistenceModel.PROCESS, downtime_ms=100))
