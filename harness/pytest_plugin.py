@@ -353,7 +353,9 @@ class ReproItem(pytest.Item):
     recorded outcome is seen again."""
 
     def runtest(self) -> None:
-        from harness.machine._driver import ContractViolation, ModelDivergence, replay
+        from harness.machine._driver import ContractViolation, ModelDivergence, TargetRunaway
+        from harness.machine._judge import replay_judged
+        from harness.machine._machine import CheckAofDisagreement, LivenessViolation
         from harness.machine._steps import Reproduction
         from harness.targets import TargetError
 
@@ -361,11 +363,15 @@ class ReproItem(pytest.Item):
         expected = repro.expected.get("outcome", "consistent")
         rules: list[str] = []
         try:
-            driver = replay(repro)
+            driver = replay_judged(repro)  # every rule a campaign judges
             outcome = "unavailable" if driver.unavailable else "consistent"
         except ContractViolation as exc:
             outcome = "violation"
             rules = sorted({v.rule.value for v in exc.verdict.violations})
+        except CheckAofDisagreement:
+            outcome, rules = "check-aof", ["check-aof"]
+        except (LivenessViolation, TargetRunaway):
+            outcome, rules = "liveness", ["liveness"]
         except ModelDivergence:
             outcome = "divergence"
         except TargetError as exc:

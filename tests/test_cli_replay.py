@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,3 +168,105 @@ def test_an_impossible_program_is_one_line_exit_2(
     code, _, err = _run(capsys, "replay", str(path))
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "cannot replay it" in err and "has not crashed" in err
+
+
+# -- every rule a campaign judges ------------------------------------------------------------
+
+
+def _torn_tail_repro(*, recover: bool) -> Reproduction:
+    """Two SETs, the second torn 5 bytes into its AOF write (a process crash): the loader cuts
+    the torn tail. A campaign's check-aof finding on that image, as recorded before its
+    recovery step was kept (ends crashed) or with it."""
+    from faults import Crash as CrashFault
+    from faults import FaultOp, FaultPlan
+    from harness.machine._steps import ArmCrash
+
+    steps: list[Any] = [
+        Write((b"SET", b"a", b"1")),
+        ArmCrash(FaultPlan((CrashFault(nth=1, op=FaultOp.WRITE, torn_bytes=5),))),
+        Write((b"SET", b"b", b"2")),
+    ]
+    if recover:
+        steps.append(Recover(model=PersistenceModel.PROCESS,
+                             choice=CrashChoice(PersistenceModel.PROCESS, 0, ())))
+    return Reproduction(config=RunConfig(policy="always"), steps=tuple(steps),
+                        expected={"outcome": "check-aof", "rules": ["check-aof"]})
+
+
+def _check_aof_calls_every_file_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A check-aof mutant: every file is whole (so it disagrees with the loader's cut)."""
+    import dataclasses
+
+    import reference
+    from reference import check_aof
+
+    monkeypatch.setattr(reference, "check_aof", lambda data: dataclasses.replace(
+        check_aof(data), valid=True))
+
+
+@pytest.mark.parametrize("recover", [False, True], ids=["ends-crashed", "ends-with-recovery"])
+def test_a_check_aof_finding_replays_as_that_finding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    recover: bool,
+) -> None:
+    """It used to print "recorded outcome: check-aof; now: consistent (DIFFERENT)" and exit 0:
+    replay judged only the data rules."""
+    _check_aof_calls_every_file_valid(monkeypatch)
+    path = tmp_path / "r.json"
+    path.write_text(_torn_tail_repro(recover=recover).to_json(), encoding="utf-8")
+    code = main(["replay", str(path)])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "check-aof disagrees with the loader" in out
+    assert "recorded outcome: check-aof [check-aof]; now: check-aof [check-aof]" in out
+    assert "DIFFERENT" not in out
+    judged = next(line for line in out.splitlines() if line.startswith("judged: "))
+    assert "check-aof" in judged and "availability" in judged and "durability" in judged
+
+
+def test_without_the_check_aof_bug_the_same_reproduction_replays_consistent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
+) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(_torn_tail_repro(recover=True).to_json(), encoding="utf-8")
+    assert main(["replay", "--json", str(path)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == "consistent" and not out["matches_expected"]
+    assert "check-aof" in out["judged"]
+
+
+def _rewrite_repro(defects: frozenset[str]) -> Reproduction:
+    from harness.machine._steps import BgRewrite, ChildStep, ClearFaults
+
+    return Reproduction(
+        config=RunConfig(defects=defects),
+        steps=(Write((b"SET", b"a", b"1")), ClearFaults(), BgRewrite(), ChildStep(1_000_000),
+               Tick(100)),
+        expected={"outcome": "liveness", "rules": ["liveness"],
+                  "liveness": "rewrite-takes-effect"})
+
+
+@pytest.mark.parametrize(("defects", "outcome"), [
+    (frozenset({"rewrite-never-swapped"}), "liveness"), (frozenset(), "consistent")])
+def test_a_liveness_finding_replays_as_that_finding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], defects: frozenset[str], outcome: str,
+) -> None:
+    """A rewrite that never replaces the AOF (the defect rewrite-never-swapped), the steps of
+    the campaign's rewrite-takes-effect rule: replay judges that rule at the end."""
+    path = tmp_path / "r.json"
+    path.write_text(_rewrite_repro(defects).to_json(), encoding="utf-8")
+    code = main(["replay", "--json", str(path)])
+    out = json.loads(capsys.readouterr().out)
+    assert out["status"] == outcome and code == (1 if outcome == "liveness" else 0)
+    assert "liveness (rewrite-takes-effect)" in out["judged"]
+
+
+def test_the_pytest_plugin_replays_a_check_aof_finding_with_the_same_rules(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from harness.machine._judge import replay_judged
+    from harness.machine._machine import CheckAofDisagreement
+
+    _check_aof_calls_every_file_valid(monkeypatch)
+    with pytest.raises(CheckAofDisagreement):
+        replay_judged(_torn_tail_repro(recover=False))

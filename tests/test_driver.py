@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,7 @@ from harness.machine._steps import (
     steps_from_json,
     steps_to_json,
 )
+from harness.oracle import snapshot_from_dump
 
 POWER = PersistenceModel.POWER
 PROCESS = PersistenceModel.PROCESS
@@ -143,3 +145,82 @@ def test_the_same_steps_give_the_same_history_and_disk() -> None:
     assert first.history.to_dict() == second.history.to_dict()
     assert first.disk.visible_image() == second.disk.visible_image()
     assert first.steps == second.steps
+
+
+# -- a refused write whose reply the crash lost ----------------------------------------------
+
+
+def _single_key_del_target(*, declare: bool, drop_del: bool = False) -> Any:
+    """tinyaof (the worked example) that refuses DEL of several keys with an error reply (a
+    correct store may: a command shape it does not implement), declaring it through
+    ``accepts`` or not; `drop_del` plants a real bug instead: DEL of one key is acknowledged
+    and applied in memory but never logged."""
+    from tinyaof._store import StoreError, TinyStore
+    from tinyaof.aofcrash_target import TinyTarget
+
+    class Store(TinyStore):
+        @staticmethod
+        def _check(argv: list[bytes]) -> StoreError | None:
+            if argv[0].upper() == b"DEL" and len(argv) > 2:
+                return StoreError("ERR DEL takes one key in this store")
+            return TinyStore._check(argv)
+
+        def _log(self, db: int, argv: list[bytes]) -> None:
+            if drop_del and argv[0] == b"DEL":
+                return
+            super()._log(db, argv)
+
+    class Target(TinyTarget):
+        def __init__(self, env: Any) -> None:
+            super().__init__(env)
+            old = self.store
+            self.store = Store(env.fs, env.clock, appendfsync=old.appendfsync,
+                               load_truncated=env.config.aof_load_truncated)
+
+    if declare:
+        Target.accepts = staticmethod(  # type: ignore[attr-defined]
+            lambda argv: not (argv[0].upper() == b"DEL" and len(argv) > 2))
+    return Target
+
+
+def _lost_refusal_steps(deleted: tuple[bytes, ...]) -> list[Any]:
+    """a and b acknowledged; then DEL `deleted` pipelined before SET c, the process crashing
+    at the fsync of that iteration: both replies are lost, SET c is in the file."""
+    return [
+        Write((b"SET", b"a", b"1")), Write((b"SET", b"b", b"2")),
+        Write((b"DEL", *deleted), iterate=False),
+        ArmCrash(FaultPlan((CrashFault(nth=1, op=FaultOp.FSYNC),))),
+        Write((b"SET", b"c", b"3")),
+        Recover(model=PersistenceModel.PROCESS,
+                choice=CrashChoice(PersistenceModel.PROCESS, 0, ())),
+    ]
+
+
+@pytest.mark.parametrize("declare", [True, False], ids=["declared", "refused-before"])
+def test_a_lost_refusal_of_a_write_the_target_could_refuse_is_no_violation(
+    declare: bool,
+) -> None:
+    """The false alarm of issue 22: the oracle assumed the refused DEL ran and found {a, b, c}
+    matching no prefix. The target could refuse it: it declares so (``accepts``), or it refused
+    a DEL of that shape earlier in the run."""
+    factory = _single_key_del_target(declare=declare)
+    driver = Driver(RunConfig(policy="always"), factory=factory)
+    steps = _lost_refusal_steps((b"a", b"b"))
+    if not declare:
+        steps.insert(2, Write((b"DEL", b"x", b"y")))  # refused, its reply seen
+    driver.run_all(steps)
+    assert driver.alive
+    assert driver.stats.recoveries[-1].outcome == "consistent"
+    assert snapshot_from_dump(driver.target.dump()).keys() == {(0, b"a"), (0, b"b"),
+                                                                (0, b"c")}
+
+
+def test_a_lost_write_the_target_accepts_is_still_a_prefix_violation() -> None:
+    """A DEL of one key the store accepts, applied in memory but never logged, is gone after the
+    crash while the SET after it survived: a hole, still found (the possibly-refused reading
+    is only for writes the target could refuse)."""
+    factory = _single_key_del_target(declare=True, drop_del=True)
+    driver = Driver(RunConfig(policy="always"), factory=factory)
+    with pytest.raises(ContractViolation) as caught:
+        driver.run_all(_lost_refusal_steps((b"a",)))
+    assert "prefix-consistency" in {v.rule.value for v in caught.value.verdict.violations}

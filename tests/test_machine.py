@@ -149,3 +149,31 @@ def test_a_write_acknowledged_while_the_aof_write_failed_is_lost_by_a_process_cr
         assert outcome == "unknown"
         driver.run(recover)
         assert driver.alive
+
+
+@pytest.mark.parametrize("policy", ["always", "everysec"])
+def test_later_epochs_carry_faults_and_every_surface_form_is_sent(policy: str) -> None:
+    """A torn write, the recovery that cuts it, then a fault in the next epoch (the fuzz rule
+    fault_in_the_next_epoch), and the surface rule sending the reference's options and arity
+    forms: both fire, and the safe reference passes them."""
+    from collections import Counter
+
+    events: Counter[str] = Counter()
+    features = ("strings", "collections", "expiry", "crash_mid_op", "short_write", "slow_sync")
+    machine = make_state_machine(RunConfig(policy=policy), features=features, swarm=False,
+                                 events=events)
+    run_state_machine_as_test(seed(11)(machine), settings=settings(BASE, max_examples=40))
+    assert events["epochs: torn write, recovery, a fault in the next epoch"] > 0
+    assert sum(n for label, n in events.items() if label.endswith("in the next epoch")
+               and label.startswith("fault: ")) > 0
+    assert sum(n for label, n in events.items() if label.startswith("surface: ")) > 0
+
+
+def test_the_multi_epoch_workloads_carry_faults_after_their_recovery() -> None:
+    from harness.explore import make_workload
+    from harness.machine._steps import InjectFaults, Recover
+
+    for name in ("second-epoch", "big-aof"):
+        steps = make_workload(name, ops=20, seed=0)
+        recover = max(i for i, s in enumerate(steps) if isinstance(s, Recover))
+        assert any(isinstance(s, InjectFaults) for s in steps[recover:]), name

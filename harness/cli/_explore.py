@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -170,6 +171,10 @@ class _SuiteRun:
     steps: tuple[Any, ...]
     result: Any = None
     elapsed_s: float = 0.0
+    # Why the run has no result: the workload cannot run on this target (``skipped``), or
+    # the explorer itself failed on it (``failed``: a bug of aofcrash, or a runaway recovery).
+    skipped: str | None = None
+    failed: str | None = None
 
     @property
     def name(self) -> str:
@@ -179,7 +184,7 @@ class _SuiteRun:
 def _suite(args: argparse.Namespace) -> list[_SuiteRun]:
     """The runs of the default suite (``DEFAULT_SUITE``; with --policy only that policy's),
     each under ``suite_config`` on top of what the options set."""
-    from harness.explore import DEFAULT_SUITE, make_workload, suite_config
+    from harness.explore import DEFAULT_SUITE, WORKLOADS, make_workload, suite_config
     from harness.machine._steps import RunConfig
 
     base = _with(RunConfig(), _changes(args))
@@ -188,8 +193,12 @@ def _suite(args: argparse.Namespace) -> list[_SuiteRun]:
         if args.policy is not None and policy != args.policy:
             continue
         ops = args.ops if args.ops is not None else suite_ops
-        runs.append(_SuiteRun(workload, ops, suite_config(workload, policy, base),
-                              make_workload(workload, ops=ops, seed=args.seed)))
+        run = _SuiteRun(workload, ops, suite_config(workload, policy, base),
+                        make_workload(workload, ops=ops, seed=args.seed))
+        why = WORKLOADS[workload].reference_only
+        if why is not None and base.target is not None:
+            run.skipped = f"a workload for the bundled reference only: {why}"
+        runs.append(run)
     if not runs:
         raise UsageError(f"--policy {args.policy}: the default suite has no run under it")
     return runs
@@ -283,6 +292,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - started
     violations, groups = explore_violations(result, config, steps, run_dir, config_label,
                                             max_reproductions=args.max_reproductions)
+    bugs = _harness_bugs(result, run_dir)
     summary = result.to_dict()
     totals = {
         "states": result.states,
@@ -323,12 +333,17 @@ def cmd_explore(args: argparse.Namespace) -> int:
         "events": {f"violations {k}": n for k, n in summary["violations_by_rule"].items()},
         "explore": summary,
         "violations": violations,
+        "harness_bugs": bugs,
     }
+    report["summary"] = str(report["summary"]) + _bugs_sentence(bugs)
     json_path, html_path = write_report(run_dir, report)
     status = EXIT_VIOLATION if result.violation_total else EXIT_OK
+    for line in _harness_bug_lines(bugs, run_dir):
+        print(line, file=sys.stderr)
     if args.json:
         print(json.dumps({"status": "violation" if result.violation_total else "ok",
                           "report": str(json_path), "html": str(html_path), **totals,
+                          "harness_bugs": bugs,
                           "by_model": summary["by_model"],
                           "violations_by_rule": summary["violations_by_rule"],
                           "coverage": result.coverage(),
@@ -351,6 +366,37 @@ def cmd_explore(args: argparse.Namespace) -> int:
             print("no violation")
         print(f"report: {html_path}")
     return status
+
+
+def _harness_bugs(result: Any, run_dir: Path, prefix: str = "") -> list[dict[str, Any]]:
+    """The states where the explorer's fast path disagreed with the oracle (a bug of aofcrash,
+    judged by the oracle instead), each with its reproduction written beside the report."""
+    from harness.cli._report import write_atomic
+
+    out = []
+    for i, bug in enumerate(result.harness_bugs, 1):
+        name = f"harness-bug-{i}.json"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_atomic(run_dir / name, bug.reproduction.to_json())
+        out.append({**bug.to_dict(), "reproduction": f"{prefix}{name}"})
+    return out
+
+
+def _bugs_sentence(bugs: list[dict[str, Any]]) -> str:
+    if not bugs:
+        return ""
+    return (f" {len(bugs)} harness bug(s): the explorer's fast path disagreed with the oracle "
+            "on those states, which the oracle judged instead (see harness_bugs, each with a "
+            "reproduction).")
+
+
+def _harness_bug_lines(bugs: list[dict[str, Any]], run_dir: Path) -> list[str]:
+    if not bugs:
+        return []
+    return [f"{len(bugs)} harness bug(s): the explorer's fast path disagreed with the oracle "
+            "(those states were judged by the oracle; please report this):",
+            *(f"  {b['description']}; reproduction: {run_dir / b['reproduction']}"
+              for b in bugs)]
 
 
 def _sum_into(total: dict[str, Any], part: dict[str, Any]) -> None:
@@ -406,6 +452,7 @@ def _cmd_suite(args: argparse.Namespace) -> int:
         slim,
         terminal_lines,
     )
+    from harness.explore import ExplorerError
     from harness.machine._campaign import config_label
 
     runs = _suite(args)
@@ -432,14 +479,35 @@ def _cmd_suite(args: argparse.Namespace) -> int:
                            f"points  {states} states")
 
             run_started = time.perf_counter()
-            run.result = _run_explore(run.config, run.steps, models, limits, args, on_progress)
+            if run.skipped is not None:
+                print(f"explore: skipped {run.name}: {run.skipped}", file=sys.stderr)
+                continue
+            try:
+                run.result = _run_explore(run.config, run.steps, models, limits, args,
+                                          on_progress)
+            except UsageError as exc:  # this workload cannot run on this target
+                run.skipped = str(exc)
+            except ViolationStop as exc:  # a recovery that never finishes (a finding)
+                run.failed = str(exc)
+            except ExplorerError as exc:  # a bug of ours: the other runs still count
+                run.failed = f"internal error of the explorer: {one_line(exc)}"
             run.elapsed_s = time.perf_counter() - run_started
-            states_before += run.result.states
+            if run.result is not None:
+                states_before += run.result.states
+            else:
+                print(f"explore: {'skipped' if run.skipped else 'failed'} {run.name}: "
+                      f"{run.skipped or run.failed}", file=sys.stderr)
     finally:
         bar.close()
     elapsed = time.perf_counter() - started
+    not_run = [r for r in runs if r.result is None]
+    runs = [r for r in runs if r.result is not None]
+    if not runs:
+        raise UsageError("no workload of the default suite can run on this target (see the "
+                         "lines above)")
     violations: list[dict[str, Any]] = []
     groups: list[dict[str, Any]] = []
+    bugs: list[dict[str, Any]] = []
     for run in runs:
         left = args.max_reproductions - sum(1 for v in violations if v.get("reproduction"))
         sub = slug(f"{run.workload}-{run.config.policy}")
@@ -450,7 +518,10 @@ def _cmd_suite(args: argparse.Namespace) -> int:
                   sub=sub, run=run)
         violations += found
         groups += found_groups
+        bugs += [{**b, "workload": run.workload, "policy": run.config.policy}
+                 for b in _harness_bugs(run.result, run_dir / sub, f"{sub}/")]
     violation_total = sum(r.result.violation_total for r in runs)
+    failed = [r for r in not_run if r.failed]
     states = sum(r.result.states for r in runs)
     explored = sum(r.result.points_explored for r in runs)
     points = sum(r.result.points_total for r in runs)
@@ -465,6 +536,7 @@ def _cmd_suite(args: argparse.Namespace) -> int:
         "distinct_aof_contents": sum(r.result.distinct_contents for r in runs),
         "full_recoveries": sum(r.result.full_recoveries for r in runs),
         "causes": len(groups),
+        "runs_not_run": len(not_run),
     }
     rows = []
     by_rule: dict[str, int] = {}
@@ -510,18 +582,29 @@ def _cmd_suite(args: argparse.Namespace) -> int:
         "events": {f"violations {k}": n for k, n in by_rule.items()},
         "explore": {"suite": rows},
         "violations": violations,
+        "harness_bugs": bugs,
+        "runs_not_run": [{"workload": r.workload, "policy": r.config.policy, "ops": r.ops,
+                          "skipped": r.skipped, "failed": r.failed} for r in not_run],
     }
+    report["summary"] = str(report["summary"]) + _bugs_sentence(bugs) + "".join(
+        f" {r.name} was {'skipped' if r.skipped else 'not finished'}: "
+        f"{r.skipped or r.failed}." for r in not_run)
     json_path, html_path = write_report(run_dir, report)
-    status = EXIT_VIOLATION if violation_total else EXIT_OK
+    status = EXIT_VIOLATION if violation_total or failed else EXIT_OK
+    for line in _harness_bug_lines(bugs, run_dir):
+        print(line, file=sys.stderr)
     if args.json:
-        print(json.dumps({"status": "violation" if violation_total else "ok",
+        print(json.dumps({"status": "violation" if violation_total or failed else "ok",
                           "report": str(json_path), "html": str(html_path), **totals,
+                          "harness_bugs": bugs,
+                          "runs_not_run": report["runs_not_run"],
                           "suite": rows, "violations_by_rule": by_rule, "coverage": coverage,
                           "findings": [slim(v) for v in violations],
                           "groups": groups}, default=str))
         return status
-    print(f"explore: the default suite, {len(runs)} runs ({policies}), {where}, seed "
-          f"{args.seed}:")
+    print(f"explore: the default suite, {len(runs)} runs ({policies}"
+          + (f"; {len(not_run)} more not run" if not_run else "")
+          + f"), {where}, seed {args.seed}:")
     for row in rows:
         verdict = (f"{row['violating_states']} violating state(s): "
                    + ", ".join(f"{k} {n}" for k, n in row["violations_by_rule"].items())
@@ -529,6 +612,9 @@ def _cmd_suite(args: argparse.Namespace) -> int:
         print(f"  {row['workload']} ({row['policy']}, ops={row['ops']}): {row['states']} "
               f"states at {row['crash_points']} crash points in {row['elapsed_s']:.1f}s: "
               f"{verdict}")
+    for r in not_run:
+        print(f"  {r.workload} ({r.config.policy}, ops={r.ops}): "
+              f"{'skipped' if r.skipped else 'FAILED'}: {r.skipped or r.failed}")
     print(f"total: {states} states at {explored}/{points} crash points in {elapsed:.1f}s")
     if violation_total:
         print(f"{violation_total} violating state(s) in {totals['runs_with_violations']} "

@@ -106,7 +106,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         expected_rules is None or sorted(map(str, expected_rules)) == rules))
     recorded: str | None = None
     if args.expect is not None:
-        if args.expect == "fixed" and outcome in ("violation", "divergence"):
+        if args.expect == "fixed" and outcome in _FINDINGS:
             sys.stderr.write(f"aofcrash replay: {path} still shows "
                              f"{_outcome_words(outcome, rules)}: not recorded as fixed\n")
         else:
@@ -124,11 +124,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"status": outcome, "rules": rules, "expected": expected,
                           "matches_expected": matches, "recorded": recorded,
-                          "text": seen["text"], "program": seen["program"],
+                          "text": seen["text"], "judged": seen["judged"],
+                          "program": seen["program"],
                           "epochs": [{k: v for k, v in e.items() if k != "entries"}
                                      for e in seen["epochs"]]}, default=str))
     else:
         print(seen["text"])
+        print(f"judged: {', '.join(seen['judged'])}")
         print(f"program ({len(seen['program'])} step(s)):")
         for line in program_lines(seen["program"]):
             print(line)
@@ -147,7 +149,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
                       f"{path.name.removesuffix('.json')}{REPRO_SUFFIX}")
     if args.expect == "fixed" and recorded is None:
         return EXIT_VIOLATION
-    return EXIT_VIOLATION if outcome in ("violation", "divergence") else EXIT_OK
+    return EXIT_VIOLATION if outcome in _FINDINGS else EXIT_OK
+
+
+# What a replay can show that is a finding (exit 1): the data rules, a read the model refutes,
+# and the campaign's own rules (check-aof against the loader, liveness).
+_FINDINGS = ("violation", "divergence", "check-aof", "liveness")
 
 
 # -- check-aof -----------------------------------------------------------------------------

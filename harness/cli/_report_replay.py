@@ -34,7 +34,9 @@ from faults import (
 from faults import (
     KillChild as KillChildFault,
 )
-from harness.machine._driver import ContractViolation, Driver, ModelDivergence
+from harness.machine._driver import ContractViolation, Driver, ModelDivergence, TargetRunaway
+from harness.machine._judge import Judge
+from harness.machine._machine import CheckAofDisagreement, LivenessViolation
 from harness.machine._steps import (
     ArmCrash,
     BgRewrite,
@@ -462,6 +464,7 @@ def study(repro: Reproduction) -> dict[str, Any]:
     Verdict.to_dict(), if it failed), ``text``, ``program`` (numbered steps with results),
     ``epochs`` (one row per crash and recovery) and ``events`` (the timeline, in order)."""
     driver = Driver(repro.config)
+    judge = Judge(driver, repro)
     st = _Study(driver)
     st.attach()
     st.note()
@@ -470,10 +473,13 @@ def study(repro: Reproduction) -> dict[str, Any]:
     verdict_dict: dict[str, Any] | None = None
     steps = list(repro.steps)
     done = 0
-    for index, step in enumerate(steps):
+    for index, step in enumerate([*steps, None]):
         st.step_index = index
         try:
-            if isinstance(step, Recover):
+            if step is None:
+                judge.finish()  # the campaign's rules judged at the end (check-aof, liveness)
+            elif isinstance(step, Recover):
+                judge.before(step)
                 history = driver.history
                 crash_ms = driver.crash_ms
                 st.note()
@@ -501,6 +507,7 @@ def study(repro: Reproduction) -> dict[str, Any]:
                 st.attach()
                 st.note()
             else:
+                judge.before(step)
                 driver.run(step)
                 st.attach()
                 st.note()
@@ -509,7 +516,15 @@ def study(repro: Reproduction) -> dict[str, Any]:
             rules = sorted({v.rule.value for v in exc.verdict.violations})
             text = str(exc)
             verdict_dict = exc.verdict.to_dict()
-            done = index + 1
+            done = min(index + 1, len(steps))
+            break
+        except CheckAofDisagreement as exc:
+            outcome, rules, text = "check-aof", ["check-aof"], str(exc)
+            done = min(index + 1, len(steps))
+            break
+        except (LivenessViolation, TargetRunaway) as exc:
+            outcome, rules, text = "liveness", ["liveness"], str(exc)
+            done = min(index + 1, len(steps))
             break
         except ModelDivergence as exc:
             outcome, rules, text = "divergence", ["model-divergence"], str(exc)
@@ -517,13 +532,13 @@ def study(repro: Reproduction) -> dict[str, Any]:
             break
         except SimulatedCrash:  # pragma: no cover - the driver turns crashes into epochs
             raise
-        done = index + 1
+        done = min(index + 1, len(steps))
     if outcome == "consistent" and driver.unavailable:
         outcome, text = "unavailable", f"server refused to start: {driver.unavailable}"
     program = _program(steps[:done], driver, st, epochs)
     return {"outcome": outcome, "rules": rules, "text": text, "verdict": verdict_dict,
             "program": program, "epochs": epochs, "events": st.events,
-            "policy": repro.config.policy, "steps": len(steps)}
+            "policy": repro.config.policy, "steps": len(steps), "judged": judge.judged}
 
 
 @dataclass

@@ -36,7 +36,9 @@ set kept between the mirror and S(k_t), moved along the history's change log. So
 always exact; a hash miss means no k matches.
 
 A sample of fast results (every ``audit_every``-th distinct key) is recomputed by a full
-recovery and must agree, or ``ExplorerError`` is raised: the fast path checks itself.
+recovery and must agree: the fast path checks itself. A disagreement is a bug of the explorer,
+never a finding: the full recovery's result replaces the fast one (``FastPathDisagreement``
+carries both; the explorer judges that state with the oracle and reports the bug).
 """
 
 from __future__ import annotations
@@ -77,7 +79,14 @@ from reference import (
 from reference import defects as D
 from reference._aof import parse_aof_command as parse_command
 
-__all__ = ["ExplorerError", "PrefixIndex", "Rec", "StateEvaluator", "full_recover"]
+__all__ = [
+    "ExplorerError",
+    "FastPathDisagreement",
+    "PrefixIndex",
+    "Rec",
+    "StateEvaluator",
+    "full_recover",
+]
 
 _MASK = (1 << 64) - 1
 PROCESS = PersistenceModel.PROCESS
@@ -94,7 +103,16 @@ _NO_CHANGE = frozenset((b"select", b"multi", b"exec", b"discard"))
 
 
 class ExplorerError(RuntimeError):
-    """The explorer's fast path disagreed with a full recovery (a bug in the explorer)."""
+    """The explorer cannot go on (a bug in the explorer, or a runaway recovery)."""
+
+
+class FastPathDisagreement(Exception):
+    """The fast path's result for one content disagreed with a full recovery's (a bug of the
+    explorer): ``full`` is the full recovery's, now cached for that content."""
+
+    def __init__(self, message: str, full: Rec) -> None:
+        super().__init__(message)
+        self.full = full
 
 
 def _live(kv: KeyValue | None, t_ms: int) -> KeyValue | None:
@@ -516,7 +534,9 @@ class _Lineage:
         assert mirror is not None
         name = argv[0].lower()
         if name == b"multi":
-            self.queued = []
+            # The loader ignores a MULTI inside an open one (an error reply): the queue stays.
+            if self.queued is None:
+                self.queued = []
             return
         if self.queued is not None and name not in (b"exec", b"discard"):
             self.queued.append(argv)
@@ -528,29 +548,49 @@ class _Lineage:
         if name == b"exec":
             batch, self.queued = self.queued or [], None
         keys: set[DbKey] = set()
+        rebuild = False
         for cmd in batch:
             cname = cmd[0].lower()
             if cname == b"select":
+                # (Every SELECT of the batch counts, also after a command that rebuilds.)
                 if len(cmd) == 2 and cmd[1].isdigit() and int(cmd[1]) < 16:
                     self.db = int(cmd[1])
             elif cname in _LOCAL:
                 keys.update((self.db, a) for a in cmd[1:])
             elif cname not in _NO_CHANGE:
-                mirror.rebuild()  # FLUSHDB, FLUSHALL, anything not known to be key-local
-                return
-        mirror.refresh(keys)
+                rebuild = True  # FLUSHDB, FLUSHALL, anything not known to be key-local
+        if rebuild:
+            mirror.rebuild()
+        else:
+            mirror.refresh(keys)
 
 
 def _selected_db(data: bytearray, end: int) -> int:
-    """The db selected after the commands in data[:end] (the last SELECT's argument)."""
+    """The db selected after the commands in data[:end], as the loader selects it: a SELECT
+    queued in a MULTI counts at its EXEC, not at all when the block is discarded or left
+    open; a nested MULTI changes nothing."""
     db, pos = 0, 0
+    queued: list[int] | None = None  # SELECTs of the open MULTI
     while pos < end:
         parsed = parse_command(data, pos, end)
         if parsed is None:
             break
         argv, pos = parsed
-        if argv[0].lower() == b"select" and len(argv) == 2 and argv[1].isdigit():
-            db = int(argv[1])
+        name = argv[0].lower()
+        if name == b"multi":
+            if queued is None:
+                queued = []
+        elif name == b"exec":
+            if queued:
+                db = queued[-1]
+            queued = None
+        elif name == b"discard":
+            queued = None
+        elif name == b"select" and len(argv) == 2 and argv[1].isdigit() and int(argv[1]) < 16:
+            if queued is None:
+                db = int(argv[1])
+            else:
+                queued.append(int(argv[1]))
     return db
 
 
@@ -777,8 +817,13 @@ class StateEvaluator:
                   choice: CrashChoice) -> Rec:
         self.cache[key] = rec
         self.fast_keys += 1
-        if self.audit_every and self.fast_keys % self.audit_every == 1:
-            rec = self.cache[key] = self._audit(rec, disk, model, choice)
+        if self.audit_every and (self.fast_keys - 1) % self.audit_every == 0:  # 1, 1+n, ..
+            try:
+                rec = self._audit(rec, disk, model, choice)
+            except FastPathDisagreement as exc:
+                self.cache[key] = exc.full  # every later state of this content: the truth
+                raise
+            self.cache[key] = rec
         return rec
 
     def _audit(self, rec: Rec, disk: SimDisk, model: PersistenceModel,
@@ -787,10 +832,9 @@ class StateEvaluator:
         self.audits += 1
         full = self._full(self.aof_bytes(disk, model, choice))
         if (full.unavailable is None) != (rec.unavailable is None) or full.ks != rec.ks:
-            raise ExplorerError(
-                f"fast recovery disagrees with a full one for {choice.to_json()}: "
-                f"fast={rec} full={full}"
-            )
+            raise FastPathDisagreement(
+                f"the fast path's recovery disagrees with a full one: fast={rec} full={full}",
+                full)
         return Rec(rec.unavailable, rec.ks, full.stable_process, full.stable_power)
 
     def aof_bytes(self, disk: SimDisk, model: PersistenceModel,

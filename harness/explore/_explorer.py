@@ -45,7 +45,10 @@ history — per state. The fast path skips work that cannot change a verdict:
   checked with two comparisons (some matching k with F <= k <= n).
 
 Violations (up to ``max_exact_violations``) are re-checked with the oracle on the materialised
-image, so reported verdicts are the oracle's (a disagreement raises ``ExplorerError``). Points
+image, so reported verdicts are the oracle's. A disagreement between the fast path and the
+oracle (there, or in the audited sample) is a bug of the explorer, never a finding: that state
+is judged by the oracle instead (the naive check), the disagreement is kept in
+``ExploreResult.harness_bugs`` with a reproduction of the state, and the walk goes on. Points
 where a write refused with an error is still unanswered use the oracle for every state (the
 shared table assumes refused writes are known). Stability (rule 3) on the fast path is checked
 for every content that needed a full recovery and for the audited sample (every
@@ -56,6 +59,7 @@ second recovery reads). The naive mode checks stability for every state.
 
 from __future__ import annotations
 
+import dataclasses
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -76,7 +80,14 @@ from faults import (
 )
 from faults import Crash as CrashFault
 from harness._pool import die_on_terminate
-from harness.explore._eval import ExplorerError, PrefixIndex, Rec, StateEvaluator, full_recover
+from harness.explore._eval import (
+    ExplorerError,
+    FastPathDisagreement,
+    PrefixIndex,
+    Rec,
+    StateEvaluator,
+    full_recover,
+)
 from harness.explore._record import NOT_COUNTED, Recording, record
 from harness.explore._workloads import WORKLOADS, Workload, make_workload
 from harness.machine._steps import ArmCrash, Crash, Recover, Reproduction, RunConfig, Step
@@ -99,6 +110,7 @@ __all__ = [
     "ExploreViolation",
     "ExplorerError",
     "FrontierIndex",
+    "HarnessBug",
     "StateRecord",
     "StateTally",
     "Workload",
@@ -229,6 +241,34 @@ class ExploreViolation:
         }
 
 
+@dataclass(frozen=True)
+class HarnessBug:
+    """A state where the explorer's fast path and the oracle disagreed (a bug of aofcrash, not
+    of the target): the oracle's verdict (``outcome``, ``rules``) was used, ``what`` says what
+    the fast path said, ``reproduction`` replays the state through the driver and oracle."""
+
+    point: CrashPoint
+    model: PersistenceModel
+    choice: CrashChoice
+    what: str
+    outcome: str
+    rules: tuple[str, ...]
+    reproduction: Reproduction
+
+    def describe(self) -> str:
+        where = (f"trace index {self.point.trace_index}"
+                 + ("" if self.point.torn_bytes is None
+                    else f" ({self.point.torn_bytes} bytes into a write)"))
+        verdict = self.outcome + (f" ({', '.join(self.rules)})" if self.rules else "")
+        return (f"harness bug: at {where}, model {self.model.value}, {self.what}; "
+                f"the oracle says {verdict} (used)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"what": self.what, "model": self.model.value, "point": self.point.to_dict(),
+                "choice": self.choice.to_dict(), "oracle_outcome": self.outcome,
+                "oracle_rules": list(self.rules), "description": self.describe()}
+
+
 @dataclass(frozen=True, slots=True)
 class StateRecord:
     """The outcome of ``count`` states of one point and model whose AOF image is ``aof``
@@ -327,6 +367,8 @@ class ExploreResult(StateTally):
     exact_checks: int = 0
     states_log: list[StateRecord] | None = None
     generic: bool = False  # judged by recovering every image with the target (_generic)
+    # States where the fast path and the oracle disagreed (judged by the oracle; see above).
+    harness_bugs: list[HarnessBug] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -355,6 +397,7 @@ class ExploreResult(StateTally):
             "commands_fed_incrementally": self.commands_fed,
             "audited_contents": self.audits,
             "exact_oracle_checks": self.exact_checks,
+            "harness_bugs": len(self.harness_bugs),
         }
 
 
@@ -648,12 +691,17 @@ class _Walk:
             else:
                 states = self._projected(disk, model, enum.total - enum.cut_off)
             for choice, aof, count in states:
+                verdict: Verdict | None = None
                 if exact:
                     outcome, rules, verdict = self._exact(disk, point, model, choice)
                 else:
-                    outcome, rules = self._fast(self.ev.evaluate(disk, model, choice), f, n,
-                                                model, choice)
-                    verdict = None
+                    try:
+                        rec = self.ev.evaluate(disk, model, choice)
+                    except FastPathDisagreement as exc:
+                        outcome, rules, verdict = self._exact(disk, point, model, choice)
+                        self._harness_bug(point, model, choice, str(exc), outcome, rules)
+                    else:
+                        outcome, rules = self._fast(rec, f, n, model, choice)
                 self._record(disk, point, model, choice, aof, count, outcome, rules, verdict)
 
     def _aof_choice(self, disk: SimDisk, choice: CrashChoice) -> FileChoice | None:
@@ -791,6 +839,14 @@ class _Walk:
                 rules: tuple[str, ...], verdict: Verdict | None) -> None:
         self._states_seen += 1
         res = self.result
+        if (outcome == "violation" and verdict is None
+                and len(res.violations) < self.limits.max_exact_violations):
+            outcome2, rules2, verdict = self._exact(disk, point, model, choice)
+            if outcome2 != "violation":
+                # A bug of ours: the oracle's verdict stands, the disagreement is reported.
+                self._harness_bug(point, model, choice,
+                                  f"the fast path found {', '.join(rules)}", outcome2, rules2)
+            outcome, rules = outcome2, rules2
         res.outcomes[(model.value, outcome)] += count
         res.kinds[(model.value, _kind(model, aof))] += count
         if res.states_log is not None:
@@ -798,14 +854,6 @@ class _Walk:
                 StateRecord(self._point_no, model, choice, aof, count, outcome, rules))
         if outcome != "violation":
             return
-        if verdict is None and len(res.violations) < self.limits.max_exact_violations:
-            outcome2, rules2, verdict = self._exact(disk, point, model, choice)
-            if outcome2 != "violation":
-                raise ExplorerError(
-                    f"the fast path found {rules} at trace index {point.trace_index} "
-                    f"({model.value}, {choice.to_json()}) but the oracle says {outcome2}"
-                )
-            rules = rules2
         for rule in rules:
             res.violation_counts[(model.value, rule)] += count
         keep = len(res.violations) < max(self.limits.max_reproductions,
@@ -814,6 +862,18 @@ class _Walk:
             repro = (self.reproduction(point, model, choice, rules)
                      if len(res.violations) < self.limits.max_reproductions else None)
             res.violations.append(ExploreViolation(point, model, choice, rules, verdict, repro))
+
+    def _harness_bug(self, point: CrashPoint, model: PersistenceModel, choice: CrashChoice,
+                     what: str, outcome: str, rules: tuple[str, ...]) -> None:
+        if len(self.result.harness_bugs) >= 16:
+            return  # (one is enough to fix; a few show whether they share a cause)
+        repro = self.reproduction(point, model, choice, rules)
+        repro = dataclasses.replace(
+            repro, expected={"outcome": outcome, "rules": list(rules)},
+            note=f"aofcrash explore: harness bug (the fast path disagreed with the oracle: "
+                 f"{what}); the oracle says {outcome}")
+        self.result.harness_bugs.append(
+            HarnessBug(point, model, choice, what, outcome, rules, repro))
 
     # -- reproductions
 
@@ -1010,6 +1070,7 @@ def _merge_results(parts: list[ExploreResult]) -> ExploreResult:
                      "exact_checks"):
             setattr(merged, name, getattr(merged, name) + getattr(part, name))
         merged.violations.extend(part.violations)
+        merged.harness_bugs.extend(part.harness_bugs)
     merged.violations.sort(key=lambda v: (v.point.trace_index, v.point.torn_bytes or -1,
                                           v.model.value))
     return merged

@@ -26,7 +26,7 @@ from faults import (
     Trace,
 )
 from harness.machine._driver import Driver
-from harness.machine._steps import Recover, RunConfig, Step
+from harness.machine._steps import ArmCrash, Recover, RunConfig, Step
 from harness.oracle import ERROR_STALL_MS
 from harness.oracle._history import History, Outcome
 
@@ -237,6 +237,17 @@ def _stalls_of(
     return stalls, errors
 
 
+def _unfired(steps: Sequence[Step]) -> str:
+    """Why an armed crash may not have fired: the files it was aimed at (another target names
+    its files differently)."""
+    globs = sorted({str(getattr(fault, "path_glob", "*")) for step in steps
+                    if isinstance(step, ArmCrash) for fault in step.plan.faults} - {"*"})
+    if not globs:
+        return ""
+    return (f" (its crash is armed for files matching {', '.join(map(repr, globs))}, which "
+            f"the target never wrote)")
+
+
 def record(config: RunConfig, steps: Sequence[Step]) -> Recording:
     """Run `steps` once on a traced SimDisk and record what every crash point would see.
 
@@ -257,6 +268,9 @@ def record(config: RunConfig, steps: Sequence[Step]) -> Recording:
     old_error_stalls: list[tuple[int, int, int]] = []
     for step in steps[: last_recover + 1]:
         if isinstance(step, Recover):
+            if not driver.crashed and driver.unavailable is None:
+                raise ValueError(f"the workload's setup recovers from a crash that never "
+                                 f"happened{_unfired(driver.steps)}")
             stalls_before, errors_before = _stalls_of(driver.fs.fired)
             old_stalls += [(-1, start, delay) for _, start, delay in stalls_before]
             old_error_stalls += [(-1, start, delay) for _, start, delay in errors_before]

@@ -44,10 +44,15 @@ from harness.machine._steps import (
     Tick,
     Write,
 )
+from harness.machine._surface import KEY_KIND, SURFACE_PAIRS, surface_argv
 
 __all__ = ["DEFAULT_SUITE", "WORKLOADS", "Workload", "make_workload", "suite_config"]
 
 _AOF = "appendonly.aof"
+# Faults and crashes of workloads with no rewrite in flight at the time: any file. The reference
+# then writes and syncs only its AOF (the same operations as aiming at _AOF), and another
+# target's own log, whatever its name, gets them too (aimed at _AOF they never fired there).
+_LOG = "*"
 # The file the rewrite child leaves and the parent's done handler appends to and renames.
 _REWRITTEN = "temp-rewriteaof-bg-*.aof"
 _CHILD_TEMP = "temp-rewriteaof-[0-9]*.aof"  # the file the rewrite child writes
@@ -63,6 +68,8 @@ class Workload:
     policy: str = "everysec"  # the appendfsync policy the workload is meant for
     # RunConfig fields the workload needs besides the policy (e.g. a small auto-rewrite size).
     options: tuple[tuple[str, Any], ...] = ()
+    # Why another target cannot run it (None: any target can).
+    reference_only: str | None = None
 
 
 class _Gen:
@@ -279,7 +286,7 @@ def _short_write(ops: int, rng: random.Random) -> list[Step]:
     and retries)."""
     g = _Gen(rng)
     g.writes(ops // 2)
-    plan = FaultPlan((ShortWrite(nth=1, written_bytes=7, path_glob=_AOF),))
+    plan = FaultPlan((ShortWrite(nth=1, written_bytes=7, path_glob=_LOG),))
     g.steps.append(InjectFaults(plan))
     g.writes(max(1, ops // 20))
     g.steps.append(ClearFaults())
@@ -293,7 +300,7 @@ def _no_space(ops: int, rng: random.Random) -> list[Step]:
     """ENOSPC for a while (a partial write first): writes are refused, then space returns."""
     g = _Gen(rng)
     g.writes(ops // 2)
-    plan = FaultPlan((NoSpace(nth=1, times=None, partial_bytes=5, path_glob=_AOF),))
+    plan = FaultPlan((NoSpace(nth=1, times=None, partial_bytes=5, path_glob=_LOG),))
     g.steps.append(InjectFaults(plan))
     g.writes(max(2, ops // 20))
     g.steps.append(Multi((g.command(), g.command())))  # refused whole: EXECABORT (MISCONF)
@@ -344,7 +351,7 @@ def _slow_fsync(ops: int, rng: random.Random) -> list[Step]:
     g = _Gen(rng)
     g.writes(max(0, ops - 4))
     g.idle(1500 - g.now_ms % 1000)  # x.5 s, after a boundary: everything so far fsynced
-    g.steps.append(InjectFaults(FaultPlan((SlowSync(delay_ms=4000, nth=1, path_glob=_AOF),))))
+    g.steps.append(InjectFaults(FaultPlan((SlowSync(delay_ms=4000, nth=1, path_glob=_LOG),))))
     # The slow fsync is issued at the next boundary, for the write made now; the writes of the
     # next second are postponed; nothing is written after the stall (an fsync of later writes
     # would also sync whatever the server forgot).
@@ -493,14 +500,14 @@ def _auto_rewrite(ops: int, rng: random.Random) -> list[Step]:
 def _second_epoch(ops: int, rng: random.Random) -> list[Step]:
     """Two epochs: writes and a rewrite, a crash inside an AOF write (a torn tail), recovery
     (process model: the torn tail is truncated), then writes, multi-key commands, a big
-    collection and a rewrite on the recovered file; every crash point of the second epoch is
-    explored against the recovered prefix."""
+    collection and a rewrite on the recovered file, and faults (a short write, a stalled
+    fsync); every crash point of the second epoch is explored against the recovered prefix."""
     g = _Gen(rng, keys=16)
     first = max(2, ops // 3)
     g.mixed_writes(first // 2)
     g.rewrite(max(1, first // 8))
     g.mixed_writes(max(1, first - g.n))
-    torn = Crash(nth=1, op=FaultOp.WRITE, torn_bytes=rng.randrange(3, 40), path_glob=_AOF)
+    torn = Crash(nth=1, op=FaultOp.WRITE, torn_bytes=rng.randrange(3, 40), path_glob=_LOG)
     g.steps.append(ArmCrash(FaultPlan((torn,))))
     g.write((b"SET", g.key(b"s"), b"torn-" + b"x" * rng.randrange(40, 120)))
     g.steps.append(Recover(model=PersistenceModel.PROCESS, downtime_ms=100))
@@ -508,8 +515,25 @@ def _second_epoch(ops: int, rng: random.Random) -> list[Step]:
     g.big()
     g.rewrite(max(2, ops // 10))
     g.mixed_writes(max(0, ops - g.n), multi_key=0.3)
+    _epoch_faults(g)
     g.idle(2500)
     return g.steps
+
+
+def _epoch_faults(g: _Gen) -> None:
+    """Faults in a later epoch, on the file a recovery cut: a short write to the AOF (everysec
+    retries it; always stops the server, which ends the run there), then a stalled fsync, each
+    with writes after it. Fixed values: the workload's random draws stay as they were."""
+    g.steps.append(InjectFaults(FaultPlan((ShortWrite(nth=1, written_bytes=9, path_glob=_LOG),))))
+    g.write((b"SET", b"s-epoch", b"short-" + b"x" * 40), tick=False)
+    g.write((b"INCRBY", b"n-epoch", b"3"), tick=False)
+    g.steps.append(ClearFaults())
+    g.idle(1200)
+    g.steps.append(InjectFaults(FaultPlan((SlowSync(delay_ms=1500, nth=1, path_glob=_LOG),))))
+    g.write((b"SET", b"s-epoch", b"stalled"), tick=False)
+    g.idle(1100)
+    g.write((b"APPEND", b"s-epoch", b"-more"), tick=False)
+    g.steps.append(ClearFaults())
 
 
 def _big_aof(ops: int, rng: random.Random) -> list[Step]:
@@ -537,7 +561,7 @@ def _big_aof(ops: int, rng: random.Random) -> list[Step]:
         if rng.random() < 0.05:
             g.tick(rng.choice((100, 300)))
     g.idle(1100)
-    torn = Crash(nth=1, op=FaultOp.WRITE, torn_bytes=rng.randrange(120, 900), path_glob=_AOF)
+    torn = Crash(nth=1, op=FaultOp.WRITE, torn_bytes=rng.randrange(120, 900), path_glob=_LOG)
     g.steps.append(ArmCrash(FaultPlan((torn,))))
     g.steps.append(Multi(tuple(long_set() for _ in range(3))))
     g.steps.append(Recover(model=PersistenceModel.PROCESS, downtime_ms=100))
@@ -549,6 +573,49 @@ def _big_aof(ops: int, rng: random.Random) -> list[Step]:
             g.maybe_tick()
         else:
             g.write()
+    _epoch_faults(g)
+    g.idle(2500)
+    return g.steps
+
+
+def _surface(ops: int, rng: random.Random) -> list[Step]:
+    """Every (command, form) pair of the reference's command surface table (every option and
+    arity form it implements: SET EXAT, ZADD INCR, LPOP with a count, an EXPIRE in the past,
+    FLUSHALL ASYNC...), in shuffled rounds until `ops` writes, each on a key that mostly
+    exists (a write creates it first), some inside a MULTI block with that write."""
+    g = _Gen(rng, keys=6)
+    prefix = {"string": b"s", "list": b"l", "set": b"t", "zset": b"z", "hash": b"h"}
+    # The write that makes a key of each kind exist (the key goes after the command name).
+    create: dict[str, tuple[bytes, ...]] = {
+        "string": (b"SET", b"7"),
+        "list": (b"RPUSH", b"m0", b"m1", b"m2"),
+        "set": (b"SADD", b"m0", b"m1"),
+        "zset": (b"ZADD", b"1", b"m0", b"2", b"m1"),
+        "hash": (b"HSET", b"m0", b"v", b"m1", b"w"),
+    }
+    pairs = list(SURFACE_PAIRS)
+    rounds = 0
+    while rounds == 0 or g.n < ops:
+        rounds += 1
+        rng.shuffle(pairs)
+        for name, form in pairs:
+            kind = KEY_KIND[name]
+            if kind == "any":
+                kind = rng.choice(sorted(prefix))
+            key = g.key(prefix[kind])
+            argv = surface_argv(name, form, key=key, other=g.key(prefix[kind]), value=g.value(),
+                                members=tuple(rng.sample([b"m0", b"m1", b"m2", b"m3"], 2)),
+                                amount=rng.randrange(1, 4000), now_ms=g.now_ms)
+            how = create[kind]
+            first = (how[0], key, *how[1:]) if rng.random() < 0.7 else None
+            if first is not None and rng.random() < 0.15:
+                g.steps.append(Multi((first, argv)))
+                g.n += 1
+                g.maybe_tick()
+                continue
+            if first is not None:
+                g.write(first, tick=False)
+            g.write(argv)
     g.idle(2500)
     return g.steps
 
@@ -581,6 +648,10 @@ WORKLOADS: dict[str, Workload] = {
                  options=(("auto_rewrite_min_size_bytes", 4096),)),
         Workload("big-aof", "an AOF past 128 KB torn inside a MULTI block, recovered (loaded in "
                  "64 KB pieces), then a second epoch", _big_aof, "always"),
+        Workload("surface", "every option and arity form of every write command the reference "
+                 "implements (its command surface table)", _surface, "always",
+                 reference_only="it sends every option of the reference's commands, judged by "
+                 "the reference's semantics"),
     )
 }
 
@@ -607,6 +678,7 @@ DEFAULT_SUITE: tuple[tuple[str, str, int], ...] = (
     ("no-space", "no", 150),
     ("mixed", "always", 150),
     ("auto-rewrite", "everysec", 200),
+    ("surface", "always", 120),
 )
 
 

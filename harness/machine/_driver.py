@@ -205,6 +205,9 @@ class Driver:
         self.writes_since_boot = 0  # history entries submitted since the last (re)start
         self.failed = False  # a finding was raised: the run is over
         self._rewriter: RewritingTarget | None = None
+        # (name, argument count) of writes this target refused with an error in this run: a
+        # write of the same shape whose reply a crash lost may have been refused too.
+        self._refused_shapes: set[tuple[bytes, int]] = set()
         self.target: Target = self._boot()
 
     # -- public ---------------------------------------------------------------------------
@@ -364,6 +367,8 @@ class Driver:
     def _settle(self, p: _Pending, reply: Any) -> None:
         if p.entry is not None:
             outcome = Outcome.ERROR if isinstance(reply, ReplyError) else Outcome.OK
+            if outcome is Outcome.ERROR and p.argv[0].upper() != b"EXEC":
+                self._note_refusal(p)
             self.history.resolve(p.entry, outcome, at_ms=self.clock.now_ms)
             self._apply_model()
         if p.read:
@@ -495,8 +500,64 @@ class Driver:
         self, snapshot: Snapshot | None, reason: str | None, model: PersistenceModel,
         crash: CrashInfo, *, damaged: bool,
     ) -> Verdict:
+        verdict = self._check_with(self.history, snapshot, reason, model, crash,
+                                   damaged=damaged)
+        if verdict.ok or snapshot is None:
+            return verdict
+        # A write whose reply the crash lost may have been refused (no effect) where the
+        # target could refuse it: the recovery holds if it is consistent with some of those
+        # refused; the history then records them so (the rebase keeps what survived).
+        maybe = [e.index for e in self.history.entries
+                 if e.outcome is Outcome.UNKNOWN and self._could_refuse(e.commands)]
+        for refused in _refusal_sets(maybe):
+            history = _with_refused(self.history, refused)
+            alternative = self._check_with(history, snapshot, reason, model, crash,
+                                           damaged=damaged)
+            if alternative.ok:
+                self.history = history
+                return alternative
+        return verdict
+
+    def _note_refusal(self, p: _Pending) -> None:
+        """Remember the shape of a refusal the model does not predict (a wrong type, a bad
+        integer are the model's to judge: they have no effect in S(k) anyway)."""
+        if self._factory is _reference_factory():
+            return
+        try:
+            predicted = Model(self.model.state.copy()).execute(
+                p.argv, db=p.db, now_ms=self.clock.now_ms if p.executed_ms is None
+                else p.executed_ms)
+        except ValueError:  # a command the model does not know
+            predicted = None
+        if not isinstance(predicted, ReplyError):
+            self._refused_shapes.add(_shape(p.argv))
+
+    def _could_refuse(self, commands: tuple[tuple[bytes, ...], ...]) -> bool:
+        """Whether the target may have refused this write with an error whatever its state
+        (the oracle's model knows the reference's refusals; another target's are its own):
+        a command it does not declare (``commands``) or accept (``accepts(argv)``), or of a
+        shape it refused before in this run where the model predicted no error."""
+        if self._factory is _reference_factory():
+            return False
+        declared = getattr(self.target, "commands", None)
+        accepts = getattr(self.target, "accepts", None)
+        for argv in commands:
+            name = argv[0].upper()
+            if declared is not None and name.decode("latin-1") not in {
+                    c.decode("latin-1") if isinstance(c, bytes) else str(c) for c in declared}:
+                return True
+            if callable(accepts) and not accepts(argv):
+                return True
+            if _shape(argv) in self._refused_shapes:
+                return True
+        return False
+
+    def _check_with(
+        self, history: History, snapshot: Snapshot | None, reason: str | None,
+        model: PersistenceModel, crash: CrashInfo, *, damaged: bool,
+    ) -> Verdict:
         return check_recovery(
-            self.history,
+            history,
             snapshot,
             policy=self.config.policy,
             model=model.value,
@@ -544,6 +605,48 @@ class Driver:
                                  else e.executed_ms)
             kept += 1
         self._apply_model()
+
+
+def _shape(argv: tuple[bytes, ...]) -> tuple[bytes, int]:
+    return argv[0].upper(), len(argv)
+
+
+def _reference_factory() -> TargetFactory:
+    from harness.targets import reference_target
+
+    return reference_target
+
+
+# Possibly-refused writes whose combinations are tried one by one, at most (beyond: each one
+# alone, then all of them).
+_MAX_REFUSAL_COMBINATIONS_OF = 8
+
+
+def _refusal_sets(indices: list[int]) -> Iterator[frozenset[int]]:
+    """Non-empty sets of possibly-refused entries to try, smallest first."""
+    from itertools import combinations
+
+    if len(indices) <= _MAX_REFUSAL_COMBINATIONS_OF:
+        for size in range(1, len(indices) + 1):
+            for chosen in combinations(indices, size):
+                yield frozenset(chosen)
+        return
+    for index in indices:
+        yield frozenset((index,))
+    yield frozenset(indices)
+
+
+def _with_refused(history: History, refused: frozenset[int]) -> History:
+    """A copy of `history` with the entries `refused` resolved as refused (ERROR)."""
+    copy = History()
+    for e in history.entries:
+        i = copy.submit(e.commands, db=e.db, executed_ms=e.executed_ms, client=e.client,
+                        during_rewrite=e.during_rewrite)
+        if e.index in refused:
+            copy.resolve(i, Outcome.ERROR)
+        elif e.outcome is not Outcome.UNKNOWN:
+            copy.resolve(i, e.outcome, at_ms=e.ack_ms)
+    return copy
 
 
 def _expect(verdict: Verdict) -> dict[str, Any]:

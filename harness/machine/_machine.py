@@ -45,6 +45,7 @@ registered on import (``PROFILES`` has them by short name).
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, NoReturn
@@ -81,12 +82,14 @@ from harness.machine._steps import (
     Multi,
     Read,
     Recover,
+    Reproduction,
     RunConfig,
     Step,
     Tick,
     Write,
 )
 from harness.machine._steps import Crash as CrashStep
+from harness.machine._surface import KEY_KIND, SURFACE_PAIRS, surface_argv
 from harness.oracle import Outcome
 from harness.targets import Target, TargetFactory
 
@@ -216,6 +219,12 @@ def _gaps(target: Target, features: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+# Which liveness rule a LivenessViolation's reproduction ends with (``expected["liveness"]``),
+# so that replay judges the same rule at its end.
+LIVENESS_WRITES = "writes-resume"
+LIVENESS_REWRITE = "rewrite-takes-effect"
+
+
 class LivenessViolation(ModelDivergence):
     """A liveness rule of the state machine broke (no data rule sees these): a rewrite that
     never ends or, with no fault armed, never replaces the AOF; writes still refused long after
@@ -266,6 +275,17 @@ def check_aof_agrees(data: bytes, *, now_ms: int) -> str | None:
                 f"check-aof counts {check.commands}")
     return None
 
+
+# Which feature's rules a command of the surface table belongs to.
+_SURFACE_FEATURE: dict[str, str] = {
+    **{n: "strings" for n in ("SET", "APPEND", "DEL")},
+    **{n: "counters" for n in ("INCR", "DECR", "INCRBY", "DECRBY")},
+    **{n: "expiry" for n in ("SETEX", "PSETEX", "EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT",
+                             "PERSIST")},
+    **{n: "collections" for n in ("LPUSH", "RPUSH", "LPOP", "RPOP", "SADD", "SREM", "ZADD",
+                                  "ZREM", "HSET", "HMSET", "HDEL")},
+    **{n: "flush" for n in ("FLUSHDB", "FLUSHALL")},
+}
 
 KEYS = [b"k0", b"k1", b"k2", b"k3"]
 LIST_KEYS = [b"l0", b"l1"]
@@ -516,6 +536,12 @@ def make_state_machine(
     reads = _read(target_commands(probe))
     tx_parts = [s for f, s in (("strings", _string_write()), ("counters", _counter_write()),
                                ("collections", _collection_write())) if f in features]
+    # The reference's command surface (every option and arity form), for the features on. The
+    # reference's only: another target implements forms of its own, which the model (the
+    # reference's semantics) would misjudge (a target declares its shapes: future work).
+    surface = tuple((f, name, form) for name, form in SURFACE_PAIRS
+                    if (f := _SURFACE_FEATURE[name]) in features
+                    ) if config.target is None and factory is None else ()
 
     def _event(label: str) -> None:
         event(label)
@@ -560,12 +586,14 @@ def make_state_machine(
                     on_finding(exc)
                 raise
 
-        def _raise_finding(self, kind: type[ModelDivergence], message: str,
-                           outcome: str) -> NoReturn:
+        def _raise_finding(self, kind: type[ModelDivergence], message: str, outcome: str,
+                           reproduction: Reproduction | None = None) -> NoReturn:
             """The run found `kind` (a liveness or check-aof finding): mark the driver failed,
             hand it to ``on_finding`` (before Hypothesis shrinks it) and raise it."""
             self.driver.failed = True
-            exc = kind(message, self.driver.reproduction(outcome=outcome))
+            if reproduction is None:
+                reproduction = self.driver.reproduction(outcome=outcome)
+            exc = kind(message, reproduction)
             if on_finding is not None:
                 on_finding(exc)
             raise exc
@@ -613,6 +641,28 @@ def make_state_machine(
         @rule(argv=st.sampled_from([(b"FLUSHDB",), (b"FLUSHALL",)]))
         def flush(self, argv: tuple[bytes, ...]) -> None:
             self._do(Write(argv))
+
+        @precondition(lambda self: self.driver.alive and bool(surface)
+                      and any(f in self.enabled for f, _, _ in surface))
+        @rule(data=st.data(), pipelined=st.booleans())
+        def write_surface(self, data: st.DataObject, pipelined: bool) -> None:
+            # One (command, form) pair of the reference's surface table (SET EXAT, ZADD INCR,
+            # LPOP with a count, an EXPIRE in the past...): every form the reference implements
+            # and propagates is sent, not only the common ones.
+            pairs = [(name, form) for f, name, form in surface if f in self.enabled]
+            name, form = data.draw(st.sampled_from(pairs), label="surface")
+            pool = {"string": KEYS, "list": LIST_KEYS, "set": SET_KEYS, "zset": ZSET_KEYS,
+                    "hash": HASH_KEYS, "any": ALL_KEYS}[KEY_KIND[name]]
+            argv = surface_argv(
+                name, form, key=data.draw(st.sampled_from(pool), label="key"),
+                other=data.draw(st.sampled_from(pool), label="other"),
+                value=data.draw(values, label="value"),
+                members=tuple(data.draw(st.lists(st.sampled_from(MEMBERS[:5]), min_size=2,
+                                                 max_size=4, unique=True), label="members")),
+                amount=data.draw(st.integers(1, 5000), label="amount"),
+                now_ms=self.driver.clock.now_ms)
+            _event(f"surface: {name} {form}")
+            self._do(Write(argv, iterate=not (pipelined and "pipeline" in self.enabled)))
 
         def _program(self, program: Program, *, pipelined: bool = False) -> bool:
             """Run the commands in order (with ``pipelined`` all in one event-loop iteration);
@@ -721,7 +771,10 @@ def make_state_machine(
                                f"replacing {aof} (the old file stays and grows)")
             _event("liveness: " + ("rewrite took effect" if problem is None else problem[:40]))
             if problem is not None:
-                self._raise_finding(LivenessViolation, f"liveness: {problem}", "liveness")
+                self._raise_finding(LivenessViolation, f"liveness: {problem}", "liveness",
+                                    self.driver.reproduction(outcome="liveness",
+                                                             rules=["liveness"],
+                                                             liveness=LIVENESS_REWRITE))
 
         @precondition(
             lambda self: self._on("rewrite") and self.driver.rewriting
@@ -873,7 +926,9 @@ def make_state_machine(
             problem = ("writes are still refused or unacknowledged 11 s after every fault was "
                        "cleared (the write error or failed fsync is never retried or cleared)")
             _event("liveness: writes never resume")
-            self._raise_finding(LivenessViolation, f"liveness: {problem}", "liveness")
+            self._raise_finding(LivenessViolation, f"liveness: {problem}", "liveness",
+                                self.driver.reproduction(outcome="liveness", rules=["liveness"],
+                                                         liveness=LIVENESS_WRITES))
 
         @precondition(lambda self: self._on("crash_mid_op"))
         @rule(nth=st.integers(1, 6), op=st.sampled_from([FaultOp.ANY, FaultOp.WRITE,
@@ -905,6 +960,51 @@ def make_state_machine(
                     "collections": _collection_write(),
                 }.get(kind, _string_write())
                 self._do(Write(data.draw(strategy, label="argv")))
+
+        @precondition(
+            lambda self: self._on("crash_mid_op") and self.driver.alive
+            and bool(self.enabled & {"short_write", "no_space", "io_error", "slow_sync"})
+        )
+        @rule(data=st.data(), torn_bytes=st.integers(1, 60))
+        def fault_in_the_next_epoch(self, data: st.DataObject, torn_bytes: int) -> None:
+            # Later epochs carry faults too: a write torn by a crash, the recovery that cuts
+            # the torn tail (process model: the loader truncates it), then a fault on the
+            # recovered file while writes go on; the run then crashes again or carries on.
+            _event("epochs: torn write, recovery, a fault in the next epoch")
+            self._do(ArmCrash(FaultPlan((Crash(nth=1, op=FaultOp.WRITE,
+                                               torn_bytes=torn_bytes),))))
+            self._do(Write(data.draw(_string_write(), label="torn write")))
+            if not self.driver.crashed:
+                self._do(ClearFaults())
+                return
+            model = PersistenceModel.PROCESS if PersistenceModel.PROCESS in models else models[0]
+            choice = data.draw(self.driver.disk.crash_choice_strategy(
+                model, limits=config.image_limits), label="choice")
+            self._check_aof_agrees(model, choice, 0)
+            self._run(Recover(model=model, choice=choice))
+            if not self.driver.alive:
+                return
+            kinds = sorted(self.enabled & {"short_write", "no_space", "io_error", "slow_sync"})
+            kind = data.draw(st.sampled_from(kinds), label="fault")
+            fault: Any = {
+                "short_write": ShortWrite(nth=1, written_bytes=data.draw(st.integers(0, 40))),
+                "no_space": NoSpace(nth=1, times=data.draw(st.integers(1, 3)),
+                                    partial_bytes=data.draw(st.integers(0, 30))),
+                "io_error": IOFault(op=data.draw(st.sampled_from(
+                    [FaultOp.WRITE, FaultOp.FDATASYNC, FaultOp.FSYNC])), nth=1),
+                "slow_sync": SlowSync(delay_ms=3000, nth=1),
+            }[kind]
+            _event(f"fault: {type(fault).__name__} in the next epoch")
+            self._do(InjectFaults(FaultPlan((fault,))))
+            for argv in data.draw(st.lists(_string_write(), min_size=1, max_size=3),
+                                  label="writes"):
+                if not self._alive():
+                    return
+                self._do(Write(argv))
+                if self._alive() and data.draw(st.booleans(), label="tick"):
+                    self._do(Tick(1100))
+            if self._alive() and data.draw(st.booleans(), label="crash again"):
+                self._do(CrashStep())
 
         @precondition(lambda self: self.driver.alive and self.driver.writes_since_boot >= 2)
         @rule()
@@ -948,9 +1048,14 @@ def make_state_machine(
             _event("check-aof: " + ("agrees with the loader" if problem is None
                                     else "disagrees"))
             if problem is not None:
+                # The reproduction ends with the recovery whose image was judged (its choice
+                # included), so that replay judges the same image.
+                repro = self.driver.reproduction(outcome="check-aof", rules=["check-aof"])
+                recover = Recover(model=model, choice=choice, downtime_ms=downtime_ms)
+                repro = dataclasses.replace(repro, steps=(*repro.steps, recover))
                 self._raise_finding(
                     CheckAofDisagreement, f"check-aof disagrees with the loader on the "
-                    f"{model.value} crash image: {problem}", "check-aof")
+                    f"{model.value} crash image: {problem}", "check-aof", repro)
 
         @precondition(lambda self: self.driver.unavailable is not None)
         @rule()

@@ -624,6 +624,13 @@ def _hset(st: ModelState, db: int, a: Sequence[bytes], now: int) -> Reply:
     return added
 
 
+def _hmset(st: ModelState, db: int, a: Sequence[bytes], now: int) -> Reply:
+    if len(a) % 2:
+        raise _CommandError("ERR wrong number of arguments for 'hmset' command")
+    _hset(st, db, a, now)
+    return "OK"
+
+
 def _hdel(st: ModelState, db: int, a: Sequence[bytes], now: int) -> Reply:
     return _remove_members(st, (db, a[1]), a[2:], now, "hash", _fields_of)
 
@@ -711,6 +718,7 @@ COMMANDS: dict[bytes, _Spec] = _specs(
         ("zscore", 3, _zscore, False),
         ("zcard", 2, _zcard, False),
         ("hset", -4, _hset, True),
+        ("hmset", -4, _hmset, True),
         ("hdel", -3, _hdel, True),
         ("hget", 3, _hget, False),
         ("hgetall", 2, _hgetall, False),

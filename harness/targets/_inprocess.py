@@ -112,7 +112,11 @@ class Target(Protocol):
 
     Optional attributes: ``commands``, the upper-case command names the target implements
     (missing: all of them); the state machines then switch off the features whose rules send
-    others and say so once in the report. ``cron_period_ms`` (default 100): how often its
+    others and say so once in the report. ``accepts(argv) -> bool``: False for a command
+    shape the target refuses with an error whatever its state (e.g. DEL of several keys). A
+    write whose reply a crash lost is judged as possibly refused (no effect) when the target
+    could refuse it: not in ``commands``, not accepted, or of a shape (name, argument count)
+    it refused earlier in the run. ``cron_period_ms`` (default 100): how often its
     event loop wakes by itself; a tick of the clock runs one iteration per period.
     """
 
