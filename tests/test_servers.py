@@ -496,6 +496,26 @@ def test_a_template_server_logs_to_the_log_path_and_runs_in_its_directory(
 
 
 @pytest.mark.real
+@pytest.mark.parametrize("raw", [True, False])
+def test_a_slow_dump_reads_each_expiry_at_the_time_its_ttl_was_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raw: bool
+) -> None:
+    # A busy machine: 3 s pass between the call and the TTL's answer. The expiry must not come
+    # out 3 s early (the key's absolute expiry does not move while we read it).
+    from harness.targets import _dump
+
+    with RedisProcess(_binary("7.0"), tmp_path) as server:
+        server.client.set(b"k", b"v", px=60_000)
+        ticks = iter([100.0])
+        monkeypatch.setattr(_dump.time, "monotonic", lambda: next(ticks, 103.0))
+        dump = (dump_keyspace_at(server.port, now_ms=1_000) if raw
+                else dump_keyspace(server.client, now_ms=1_000))
+        monkeypatch.undo()
+    _, _, expire_at = dump[0][b"k"]
+    assert expire_at is not None and 1_000 + 3_000 + 59_000 < expire_at <= 1_000 + 3_000 + 60_000
+
+
+@pytest.mark.real
 @pytest.mark.parametrize("version", ["7.0", "valkey"])
 def test_the_raw_dump_equals_the_client_dump(tmp_path: Path, version: str) -> None:
     with RedisProcess(_binary(version), tmp_path) as server:
