@@ -777,3 +777,16 @@ def test_metadata_choices_list_the_outcomes_the_enumeration_goes_through() -> No
     seen = [(c.metadata_kept, c.metadata_ops) for c in disk.crash_choices(POWER)]
     assert sorted(set(seen)) == [(c.metadata_kept, c.metadata_ops)
                                  for c in disk.metadata_choices(POWER)]
+
+
+def test_a_process_choice_recorded_with_an_older_pending_count_still_gives_the_visible_image(
+) -> None:
+    # Reproductions written before the calibration recorded the old model's pending count;
+    # under 'process' the image is the visible state whatever that count was.
+    disk = SimDisk()
+    fd = disk.open("f", os.O_WRONLY | os.O_CREAT)
+    disk.write(fd, b"data")
+    image = disk.crash(PersistenceModel.PROCESS, CrashChoice(PersistenceModel.PROCESS, 5, ()))
+    assert image == disk.visible_image()
+    with pytest.raises(CrashChoiceError, match="must be >= 0"):
+        disk.crash(PersistenceModel.PROCESS, CrashChoice(PersistenceModel.PROCESS, -1, ()))
