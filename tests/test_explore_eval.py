@@ -281,3 +281,28 @@ def test_a_fast_violation_the_oracle_refutes_is_counted_as_the_oracle_says(
     bug = result.harness_bugs[0]
     assert bug.outcome == "consistent" and "prefix-consistency" in bug.what
     replay(bug.reproduction)  # the oracle, through the driver: no violation
+
+
+def test_explore_of_a_target_judges_a_lost_refusal_as_possibly_refused() -> None:
+    """tinyaof (the worked example) refuses HSET (not in its ``commands``); in the no-space
+    workload a crash lost the refusal of a pipelined HSET while later writes reached the log:
+    the generic explorer reported a prefix violation on the correct store (issue 22's false
+    alarm, in explore)."""
+    from harness.explore import explore, make_workload
+
+    config = RunConfig(policy="no", target="tinyaof:make_target")
+    result = explore(config, make_workload("no-space", ops=150, seed=0), models=(PROCESS,))
+    assert result.generic and result.states > 0
+    assert result.violation_total == 0, [v.describe() for v in result.violations]
+
+
+def test_an_unanswered_command_the_model_does_not_know_counts_as_refused() -> None:
+    """The multi workload pipelines NOSUCHCOMMAND; on the store with reply-before-fsync a crash
+    can leave it unanswered, and the oracle raised UnsupportedCommand (the suite skipped the
+    run as one that "cannot be run"): now it is judged refused, and the planted bug found."""
+    from harness.explore import explore, make_workload
+
+    config = RunConfig(policy="always", target="tinyaof:make_buggy_target")
+    result = explore(config, make_workload("multi", ops=150, seed=0))
+    assert result.violation_total > 0
+    assert set(result.violations_by_rule()) == {"power/durability"}

@@ -790,12 +790,14 @@ class _Walk:
         return history
 
     def _check(self, point: CrashPoint, model: PersistenceModel, choice: CrashChoice,
-               snapshot: Snapshot | None, *, reason: str | None, crash: CrashInfo) -> Verdict:
+               snapshot: Snapshot | None, *, reason: str | None, crash: CrashInfo,
+               history: History | None = None) -> Verdict:
         """The oracle's rules 1, 2 and 4 on one state of `point` recovered as `snapshot` (None:
-        the recovery refused to start, for `reason`)."""
+        the recovery refused to start, for `reason`), with the point's history (or
+        `history`)."""
         p = point.trace_index
         return check_recovery(
-            self._history(p),
+            self._history(p) if history is None else history,
             snapshot,
             policy=self.config.policy,
             model=model.value,

@@ -50,13 +50,20 @@ from harness.explore._explorer import (
     violated_rules,
 )
 from harness.explore._record import Recording
+from harness.machine._driver import (
+    check_allowing_refusals,
+    could_refuse,
+    unpredicted_refusals,
+)
 from harness.oracle._checker import CrashInfo, Verdict, check_stability
+from harness.oracle._history import Entry, Outcome
 from harness.oracle._snapshot import Snapshot, snapshot_from_dump
 from harness.targets import (
     TargetEnv,
     TargetFactory,
     TargetRefusedToStart,
     check_target,
+    reference_target,
 )
 
 __all__ = ["GenericWalk", "Recovered", "explore_generic"]
@@ -87,6 +94,8 @@ class GenericWalk(_Walk):
         self.recovered: dict[str, Recovered] = {}
         self.stable: dict[tuple[str, PersistenceModel], Verdict] = {}
         self.starts = 0
+        self._declared: object = None  # the last target built (what it declares)
+        self._refused_shapes: set[tuple[bytes, int]] | None = None
 
     def run(self) -> ExploreResult:
         result = super().run()
@@ -132,7 +141,16 @@ class GenericWalk(_Walk):
         self.result.exact_checks += 1
         got = self.recover(image)
         crash = crash_info(point, model, choice)
-        verdict = self._check(point, model, choice, got.snapshot, reason=got.reason, crash=crash)
+        if got.snapshot is None:
+            verdict = self._check(point, model, choice, None, reason=got.reason, crash=crash)
+        else:
+            # A write whose reply the crash lost may have been refused where the target could
+            # refuse it (the driver's rule, ``check_allowing_refusals``).
+            verdict, _ = check_allowing_refusals(
+                self._history(point.trace_index),
+                lambda h: self._check(point, model, choice, got.snapshot, reason=None,
+                                      crash=crash, history=h),
+                self._could_refuse)
         if not verdict.ok:
             return "violation", violated_rules(verdict), verdict
         if got.snapshot is not None:
@@ -140,6 +158,16 @@ class GenericWalk(_Walk):
             if not stable.ok:
                 return "violation", ("stability",), stable
         return verdict.outcome, (), verdict
+
+    def _could_refuse(self, entry: Entry) -> bool:
+        if self.factory is reference_target:
+            return False
+        final = self.rec.final_history
+        if entry.index < len(final) and final[entry.index].outcome is Outcome.ERROR:
+            return True  # the run itself refused it: its reply came after this point
+        if self._refused_shapes is None:
+            self._refused_shapes = unpredicted_refusals(final)
+        return could_refuse(entry.commands, self._declared, self._refused_shapes)
 
     # -- recoveries
 
@@ -156,6 +184,7 @@ class GenericWalk(_Walk):
         env = TargetEnv(fs=fs, clock=clock, config=self.target_config,
                         kill_child=fs.should_kill_child)
         target = check_target(self.factory(env), self.spec)
+        self._declared = target  # what it declares (``commands``, ``accepts``)
         try:
             target.start()
         except TargetRefusedToStart as exc:

@@ -52,11 +52,13 @@ from harness.machine._steps import (
 from harness.oracle import (
     ERROR_STALL_MS,
     CrashInfo,
+    Entry,
     History,
     Model,
     Outcome,
     ReplyError,
     Snapshot,
+    UnsupportedCommand,
     Verdict,
     check_recovery,
     check_stability,
@@ -500,22 +502,16 @@ class Driver:
         self, snapshot: Snapshot | None, reason: str | None, model: PersistenceModel,
         crash: CrashInfo, *, damaged: bool,
     ) -> Verdict:
-        verdict = self._check_with(self.history, snapshot, reason, model, crash,
-                                   damaged=damaged)
-        if verdict.ok or snapshot is None:
-            return verdict
+        if snapshot is None:
+            return self._check_with(self.history, snapshot, reason, model, crash,
+                                    damaged=damaged)
         # A write whose reply the crash lost may have been refused (no effect) where the
-        # target could refuse it: the recovery holds if it is consistent with some of those
-        # refused; the history then records them so (the rebase keeps what survived).
-        maybe = [e.index for e in self.history.entries
-                 if e.outcome is Outcome.UNKNOWN and self._could_refuse(e.commands)]
-        for refused in _refusal_sets(maybe):
-            history = _with_refused(self.history, refused)
-            alternative = self._check_with(history, snapshot, reason, model, crash,
-                                           damaged=damaged)
-            if alternative.ok:
-                self.history = history
-                return alternative
+        # target could refuse it; the history then records it so (the rebase keeps what
+        # survived).
+        verdict, self.history = check_allowing_refusals(
+            self.history,
+            lambda h: self._check_with(h, snapshot, reason, model, crash, damaged=damaged),
+            self._could_refuse)
         return verdict
 
     def _note_refusal(self, p: _Pending) -> None:
@@ -532,25 +528,10 @@ class Driver:
         if not isinstance(predicted, ReplyError):
             self._refused_shapes.add(_shape(p.argv))
 
-    def _could_refuse(self, commands: tuple[tuple[bytes, ...], ...]) -> bool:
-        """Whether the target may have refused this write with an error whatever its state
-        (the oracle's model knows the reference's refusals; another target's are its own):
-        a command it does not declare (``commands``) or accept (``accepts(argv)``), or of a
-        shape it refused before in this run where the model predicted no error."""
+    def _could_refuse(self, entry: Entry) -> bool:
         if self._factory is _reference_factory():
             return False
-        declared = getattr(self.target, "commands", None)
-        accepts = getattr(self.target, "accepts", None)
-        for argv in commands:
-            name = argv[0].upper()
-            if declared is not None and name.decode("latin-1") not in {
-                    c.decode("latin-1") if isinstance(c, bytes) else str(c) for c in declared}:
-                return True
-            if callable(accepts) and not accepts(argv):
-                return True
-            if _shape(argv) in self._refused_shapes:
-                return True
-        return False
+        return could_refuse(entry.commands, self.target, self._refused_shapes)
 
     def _check_with(
         self, history: History, snapshot: Snapshot | None, reason: str | None,
@@ -611,6 +592,77 @@ def _shape(argv: tuple[bytes, ...]) -> tuple[bytes, int]:
     return argv[0].upper(), len(argv)
 
 
+def could_refuse(commands: tuple[tuple[bytes, ...], ...], target: object,
+                 refused_shapes: set[tuple[bytes, int]]) -> bool:
+    """Whether `target` (not the reference: the oracle's model knows the reference's
+    refusals) may have refused this write with an error whatever its state: a command it
+    does not declare (``commands``) or accept (``accepts(argv)``), or of a shape (name,
+    argument count) in `refused_shapes` (refused before where the model predicted no error)."""
+    declared = getattr(target, "commands", None)
+    names = None if declared is None else {
+        c.decode("latin-1") if isinstance(c, bytes) else str(c) for c in declared}
+    accepts = getattr(target, "accepts", None)
+    for argv in commands:
+        if names is not None and argv[0].upper().decode("latin-1") not in names:
+            return True
+        if callable(accepts) and not accepts(argv):
+            return True
+        if _shape(argv) in refused_shapes:
+            return True
+    return False
+
+
+def unpredicted_refusals(history: History) -> set[tuple[bytes, int]]:
+    """Shapes of the writes `history` records as refused where the model expected no error
+    (the target's own refusals; see ``could_refuse``)."""
+    model = Model()
+    shapes: set[tuple[bytes, int]] = set()
+    for e in history.entries:
+        if e.outcome is Outcome.ERROR:
+            if len(e.commands) == 1:
+                try:
+                    predicted = Model(model.state.copy()).execute(
+                        e.commands[0], db=e.db, now_ms=e.executed_ms)
+                except ValueError:
+                    predicted = None
+                if not isinstance(predicted, ReplyError):
+                    shapes.add(_shape(e.commands[0]))
+            continue
+        try:
+            model.apply(e.commands, db=e.db, now_ms=e.executed_ms)
+        except ValueError:
+            continue  # a command the model does not know (the target's own)
+    return shapes
+
+
+def check_allowing_refusals(
+    history: History, check: Callable[[History], Verdict],
+    could: Callable[[Entry], bool],
+) -> tuple[Verdict, History]:
+    """``check(history)``; when it fails, the same check with unanswered writes the target
+    could have refused (`could`) resolved as refused, smallest sets first: the first verdict
+    that holds, with its history, else the first verdict (a write whose reply a crash lost
+    may have been refused where the target could refuse it). An unanswered write the model
+    does not know (a command no target in the model's terms implements) was refused: the
+    oracle could not judge a prefix that ran it."""
+    try:
+        verdict = check(history)
+    except UnsupportedCommand:
+        history = _with_refused(history, frozenset(
+            e.index for e in history.entries
+            if e.outcome is Outcome.UNKNOWN and _unmodelled(e)))
+        verdict = check(history)
+    if verdict.ok:
+        return verdict, history
+    maybe = [e.index for e in history.entries if e.outcome is Outcome.UNKNOWN and could(e)]
+    for refused in _refusal_sets(maybe):
+        alternative = _with_refused(history, refused)
+        again = check(alternative)
+        if again.ok:
+            return again, alternative
+    return verdict, history
+
+
 def _reference_factory() -> TargetFactory:
     from harness.targets import reference_target
 
@@ -634,6 +686,14 @@ def _refusal_sets(indices: list[int]) -> Iterator[frozenset[int]]:
     for index in indices:
         yield frozenset((index,))
     yield frozenset(indices)
+
+
+def _unmodelled(entry: Entry) -> bool:
+    try:
+        Model().apply(entry.commands, db=entry.db, now_ms=entry.executed_ms)
+    except UnsupportedCommand:
+        return True
+    return False
 
 
 def _with_refused(history: History, refused: frozenset[int]) -> History:
