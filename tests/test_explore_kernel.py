@@ -169,3 +169,24 @@ def test_no_loop_device_mount_or_process_is_left(kill: bool, tmp_path: Path) -> 
             break
         time.sleep(0.1)
     assert left == []
+
+
+def test_verify_trials_on_ext4_recover_from_a_kernel_crash_image() -> None:
+    _need_ext4_and("7.0")
+    from harness.verify import VerifyConfig, run_trial
+
+    config = VerifyConfig(server="7.0", model="ext4", ops=40, rewrite=True, seed=3)
+    trials = [run_trial(config, index) for index in range(2)]
+    assert [t.outcome for t in trials] == ["consistent", "consistent"], [
+        t.render() for t in trials]
+    assert all(t.crash_image == "kernel ext4" and t.crash_choice is not None for t in trials)
+    assert sum(t.acked for t in trials) > 0
+
+
+def test_verify_refuses_a_fault_with_a_kernel_model_in_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(["verify", "--server", "7.0", "--model", "ext4", "--fault", "io-error",
+                 "--reports", str(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "--fault io-error" in err and "\n" not in err
