@@ -106,9 +106,9 @@ def test_the_cli_runs_a_kernel_model_and_refuses_it_without_a_server(
 def test_an_unavailable_kernel_is_one_line_and_exit_2(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    import faults.kernel
+    import harness.verify._explore_kernel as explore_kernel
 
-    monkeypatch.setattr(faults.kernel, "kernel_unavailable_reason",
+    monkeypatch.setattr(explore_kernel, "kernel_unavailable_reason",
                         lambda fs: "the kernel recorder needs root (running as uid 1000)")
     code = main(["explore", "--server", "reference", "--model", "xfs", "--ops", "5",
                  "--reports", str(tmp_path)])

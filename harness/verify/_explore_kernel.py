@@ -55,7 +55,20 @@ from typing import Any, Final
 
 import hiredis
 
-from faults import DiskImage
+from faults import DiskImage, PersistenceModel
+from faults.kernel import (
+    BlockLog,
+    BlockRecorder,
+    CrashPoint,
+    ImageMounter,
+    KernelCrashState,
+    KernelFilesystem,
+    KernelLimits,
+    KernelRecorderError,
+    KernelUnavailableError,
+    PointKind,
+    kernel_unavailable_reason,
+)
 from harness.oracle import (
     Checker,
     CrashInfo,
@@ -119,13 +132,11 @@ class KernelExploreConfig:
 
     fs: str
     server: ServerExploreConfig
-    limits: Any = None  # faults.kernel.KernelLimits (None: its defaults)
+    limits: KernelLimits | None = None  # None: KernelLimits()
     fsck: bool = False
     mkfs_options: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        from faults.kernel import KernelLimits
-
         errors: list[str] = []
         if self.fs not in KERNEL_MODELS:
             errors.append(f"fs must be one of {', '.join(KERNEL_MODELS)}, got {self.fs!r}")
@@ -142,10 +153,16 @@ class KernelExploreConfig:
         if self.limits is None:
             object.__setattr__(self, "limits", KernelLimits())
         elif not isinstance(self.limits, KernelLimits):
-            errors.append(f"limits must be a KernelLimits, got {self.limits!r}")
+            errors.append(  # type: ignore[unreachable]  # callers without type checks
+                f"limits must be a KernelLimits, got {self.limits!r}")
         object.__setattr__(self, "mkfs_options", tuple(self.mkfs_options))
         if errors:
             raise ValueError("; ".join(errors))
+
+    @property
+    def kernel_limits(self) -> KernelLimits:
+        assert self.limits is not None  # set by __post_init__
+        return self.limits
 
     def to_dict(self) -> dict[str, Any]:
         out = self.server.to_dict()
@@ -153,9 +170,9 @@ class KernelExploreConfig:
                        "include_startup"):
             out.pop(unused, None)
         return {**out, "models": [self.fs], "kernel_fs": self.fs,
-                "kernel_limits": {"max_prefixes": self.limits.max_prefixes,
-                                  "max_subsets": self.limits.max_subsets,
-                                  "flush_points": self.limits.flush_points},
+                "kernel_limits": {"max_prefixes": self.kernel_limits.max_prefixes,
+                                  "max_subsets": self.kernel_limits.max_subsets,
+                                  "flush_points": self.kernel_limits.flush_points},
                 "fsck": self.fsck, "mkfs_options": list(self.mkfs_options)}
 
 
@@ -257,7 +274,7 @@ class _KernelRecording:
     marker_ms: list[int]  # per marker: the time taken just before it was written
 
 
-def _record(config: KernelExploreConfig, spec: ServerSpec, recorder: Any, t0: float
+def _record(config: KernelExploreConfig, spec: ServerSpec, recorder: BlockRecorder, t0: float
             ) -> _KernelRecording:
     cfg = config.server
     rng = random.Random(f"aofcrash-explore-server/{cfg.seed}")  # explore --server's workload
@@ -358,11 +375,11 @@ class _KGroup:
     point: str
     crash_ms: int
     digest: str
-    state: Any  # faults.kernel.KernelCrashState (one of them)
+    state: KernelCrashState  # one of them
     count: int
 
 
-def _state_dict(fs: str, state: Any) -> dict[str, Any]:
+def _state_dict(fs: str, state: KernelCrashState) -> dict[str, Any]:
     return {"model": fs, "kernel_state": {
         "baseline": state.baseline, "durable_writes": state.durable_writes,
         "in_flight": state.in_flight, "kept": list(state.kept)}}
@@ -415,15 +432,6 @@ def explore_kernel_server(
     `workers` processes (mounts on `mount_workers`, default ``os.cpu_count()``) and check
     every state (see the module docstring). Raises VerifyEnvironmentError (one line) when the
     kernel recorder or the server cannot be used here."""
-    from faults.kernel import (
-        BlockRecorder,
-        KernelFilesystem,
-        KernelRecorderError,
-        KernelUnavailableError,
-        PointKind,
-        kernel_unavailable_reason,
-    )
-
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
     fs = KernelFilesystem(config.fs)
@@ -447,11 +455,11 @@ def explore_kernel_server(
             result.record_s = time.monotonic() - started
             report("record", 1, 1)
             log = recorder.log()
-            points_all = log.crash_points(limits=config.limits, seed=cfg.seed)
+            points_all = log.crash_points(limits=config.kernel_limits, seed=cfg.seed)
             mounter = recorder.mounter(log)
             try:
                 _explore(config, result, krec, log, points_all, mounter, spec, t0, workers,
-                         mounters, report, PointKind)
+                         mounters, report)
             finally:
                 mounter.close()
     except (KernelUnavailableError, KernelRecorderError) as exc:
@@ -461,9 +469,9 @@ def explore_kernel_server(
 
 
 def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _KernelRecording,
-             log: Any, points_all: list[Any], mounter: Any, spec: ServerSpec, t0: float,
-             workers: int, mounters: int, report: Callable[[str, int, int], None],
-             point_kind: Any) -> None:
+             log: BlockLog, points_all: list[CrashPoint], mounter: ImageMounter,
+             spec: ServerSpec, t0: float, workers: int, mounters: int,
+             report: Callable[[str, int, int], None]) -> None:
     cfg = config.server
     rec = krec.rec
     fs = config.fs
@@ -483,20 +491,18 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
     result.expiry_tolerance_ms = tolerance
     extra = _extra_config(spec, cfg)
     fr = _Frontiers(rec, cfg)
-    from faults import PersistenceModel
-
     power = PersistenceModel(_POWER_FOR_FRONTIER)
 
     # -- crash points from the first workload marker on
-    def position(point: Any) -> int:
-        return int(point.ordinal if point.kind is point_kind.MARKER else point.marker_before)
+    def position(point: CrashPoint) -> int:
+        return point.ordinal if point.kind is PointKind.MARKER else point.marker_before
 
     points = [pt for pt in points_all if position(pt) >= rec.first_point]
     result.points_total = len(points)
     if cfg.max_crash_points is not None:
         points = points[: cfg.max_crash_points]
     result.points_explored = len(points)
-    unique: dict[Any, Any] = {}
+    unique: dict[tuple[int, int, tuple[int, ...]], KernelCrashState] = {}
     for pt in points:
         result.legal[fs] += len(pt.states) + pt.cut_off
         result.cut_max[fs] += pt.cut_off
@@ -512,7 +518,7 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
     futures: dict[Future[_Recovered], str] = {}
     contents: dict[str, _Content] = {}
     stability_of: dict[str, str] = {}
-    digest_of: dict[Any, str | None] = {}  # state key -> digest (None: no image)
+    digest_of: dict[tuple[int, int, tuple[int, ...]], str | None] = {}  # None: no image
 
     def submit(digest: str, image: DiskImage) -> Future[_Recovered]:
         images[digest] = image
@@ -544,7 +550,6 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
             if done % 32 == 0:
                 report("mount", done + 1, len(states))
         report("mount", len(states), len(states))
-        result.state_groups = 0
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -586,17 +591,18 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
     groups: list[_KGroup] = []
     for pt in points:
         p = position(pt)
-        label = (f"marker {pt.ordinal} ({pt.label})" if pt.kind is point_kind.MARKER
+        label = (f"marker {pt.ordinal} ({pt.label})" if pt.kind is PointKind.MARKER
                  else f"flush {pt.ordinal} (after marker {pt.marker_before})")
         seen: dict[str, _KGroup] = {}
         for state in pt.states:
-            digest = digest_of.get(state.key)
-            if digest is None:
+            image_digest = digest_of.get(state.key)
+            if image_digest is None:
                 result.outcomes[(fs, "mount-refused")] += 1
                 continue
-            group = seen.get(digest)
+            group = seen.get(image_digest)
             if group is None:
-                group = seen[digest] = _KGroup(p, label, krec.marker_ms[p], digest, state, 0)
+                group = seen[image_digest] = _KGroup(p, label, krec.marker_ms[p], image_digest,
+                                                     state, 0)
                 groups.append(group)
             group.count += 1
     result.state_groups = len(groups)
@@ -616,9 +622,9 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
         n = fr.submitted(p)
         f = fr.frontier(p, group.crash_ms, power)
         verdict: Verdict | None = None
-        state = _state_dict(fs, group.state)
+        choice = _state_dict(fs, group.state)
         if cfg.exact or fr.refused_pending(p):
-            outcome, rules, verdict = _exact(cfg, fs, content, p, group.crash_ms, state,
+            outcome, rules, verdict = _exact(cfg, fs, content, p, group.crash_ms, choice,
                                              history_at(p), tolerance)
             result.exact_checks += 1
             if not fr.refused_pending(p):
@@ -631,7 +637,7 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
             outcome, rules = _fast(cfg, content, f, n)
         if outcome == "violation" and verdict is None \
                 and len(result.kernel_violations) < cfg.max_exact_violations:
-            outcome2, rules2, verdict = _exact(cfg, fs, content, p, group.crash_ms, state,
+            outcome2, rules2, verdict = _exact(cfg, fs, content, p, group.crash_ms, choice,
                                                history_at(p), tolerance)
             result.exact_checks += 1
             if outcome2 != "violation":
@@ -645,7 +651,7 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
                 result.violation_counts[(fs, rule)] += group.count
             if len(result.kernel_violations) < max(cfg.max_exact_violations, 1):
                 result.kernel_violations.append(KernelViolation(
-                    p, group.point, group.crash_ms, fs, state, group.count, rules,
+                    p, group.point, group.crash_ms, fs, choice, group.count, rules,
                     group.digest, verdict, content.recovered.reason))
                 result.images[group.digest] = images[group.digest]
                 if p not in result.histories:
