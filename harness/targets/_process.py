@@ -34,6 +34,7 @@ from harness.targets._reaper import (
     _kill_tree,
     _register,
     _unregister,
+    ensure_reaper,
 )
 from harness.targets._resp import _NotRESP, _ping
 
@@ -253,6 +254,7 @@ class RedisProcess:
         _install_signal_cleanup()
         log_size_before = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self._open_console()
+        ensure_reaper()  # before the server exists: see ensure_reaper
         try:
             popen = subprocess.Popen(
                 self._command(),

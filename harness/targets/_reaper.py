@@ -212,6 +212,14 @@ def _kill_tree(popen: subprocess.Popen[bytes], owner: int) -> None:
         _LIVE.pop(pid, None)
 
 
+def ensure_reaper() -> None:
+    """Start this process's reaper now if it has none: a server is registered right after its
+    Popen, and starting the reaper takes a fork + exec, a window in which a SIGKILL of this
+    process (e.g. a forked worker dying with its parent) would leave the server behind."""
+    with _REAPER.lock:
+        _REAPER._ensure()
+
+
 def _register(popen: subprocess.Popen[bytes]) -> None:
     """A server just launched in its own group: the reaper and the exit hooks now watch it."""
     _REAPER.watch(popen.pid)
