@@ -212,12 +212,20 @@ def _kill_tree(popen: subprocess.Popen[bytes], owner: int) -> None:
         _LIVE.pop(pid, None)
 
 
-def ensure_reaper() -> None:
-    """Start this process's reaper now if it has none: a server is registered right after its
-    Popen, and starting the reaper takes a fork + exec, a window in which a SIGKILL of this
-    process (e.g. a forked worker dying with its parent) would leave the server behind."""
+# Run as ``/bin/sh -c SELF_REGISTER NAME COMMAND...`` with the reaper pipe as stdin: the child
+# registers its own PID (its process group) with the reaper before it execs the server, whose
+# stdin is then /dev/null. Registering after Popen returned left a window (the fork + exec
+# Popen waits for) in which a SIGKILL of this process, e.g. a forked worker dying with its
+# parent, orphaned the server. A write error (the reaper gone) is ignored: ``_register``
+# writes again and starts a new reaper.
+SELF_REGISTER: Final = 'trap "" PIPE; echo "+ $$" >&0 2>/dev/null; exec "$@" 0</dev/null'
+
+
+def reaper_fd() -> int | None:
+    """This process's end of its reaper pipe, the reaper started now if it has none (None: no
+    reaper could be started)."""
     with _REAPER.lock:
-        _REAPER._ensure()
+        return _REAPER._ensure()
 
 
 def _register(popen: subprocess.Popen[bytes]) -> None:
