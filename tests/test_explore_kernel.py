@@ -83,6 +83,7 @@ def test_a_server_that_does_not_fsync_loses_acknowledged_writes_on_ext4(tmp_path
     assert json.loads(repro.read_text())["model"] == "ext4"
     verdict = replay_kernel_reproduction(repro)
     assert not verdict.ok and "durability" in {v.rule.value for v in verdict.violations}
+    assert main(["replay", str(repro)]) == 1  # aofcrash replay re-runs it too
 
 
 def test_the_reference_as_a_process_holds_on_ext4() -> None:
