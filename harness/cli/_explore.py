@@ -32,6 +32,12 @@ from harness.cli._common import (
     resolve_workers,
     warn,
 )
+from harness.cli._explore_kernel import (
+    KERNEL_MODEL_CHOICES,
+    KERNEL_MODEL_HELP,
+    add_kernel_arguments,
+    kernel_models_asked,
+)
 from harness.cli._fuzz import TARGET_HELP, check_target_spec
 
 __all__ = ["add_parser", "cmd_explore"]
@@ -66,9 +72,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--policy", choices=["always", "everysec", "no"], default=None,
                    help="appendfsync policy (default: everysec, or the file's; without "
                    "--workload: only the suite's runs under this policy)")
-    p.add_argument("--model", action="append", choices=MODEL_CHOICES,
+    p.add_argument("--model", action="append", choices=[*MODEL_CHOICES, *KERNEL_MODEL_CHOICES],
                    help="persistence model (repeatable; default: process and power-ext4): "
-                   + MODEL_HELP)
+                   + MODEL_HELP + "; " + KERNEL_MODEL_HELP)
     p.add_argument("--target", metavar="MODULE:FACTORY", default=None,
                    help=TARGET_HELP + " (default: the file's target, else the reference)")
     p.add_argument("--profile", choices=["safe", "redis-3.0"], default=None,
@@ -102,6 +108,7 @@ def add_parser(sub: Any) -> None:
     from harness.cli._explore_server import add_server_arguments
 
     add_server_arguments(p)  # --server: a real binary (harness.cli._explore_server)
+    add_kernel_arguments(p)  # --model ext4|xfs|btrfs with --server (harness.cli._explore_kernel)
     p.set_defaults(func=cmd_explore)
 
 
@@ -264,6 +271,9 @@ def cmd_explore(args: argparse.Namespace) -> int:
         from harness.cli._explore_server import cmd_explore_server
 
         return cmd_explore_server(args)  # a real binary (its --replay names its server)
+    if kernel_models_asked(args):
+        raise UsageError(f"--model {kernel_models_asked(args)[0]}: the real kernel runs a real "
+                         f"server: add --server (e.g. --server reference for the reference)")
     if args.max_reproductions < 0:
         raise UsageError(f"--max-reproductions: must be >= 0, got {args.max_reproductions}")
     if args.workload is None:

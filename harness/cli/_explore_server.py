@@ -156,10 +156,13 @@ def _config(args: argparse.Namespace) -> Any:
 
 def _replay(args: argparse.Namespace) -> int:
     from harness.verify import VerifyEnvironmentError
+    from harness.verify._explore_kernel import is_kernel_reproduction, replay_kernel_reproduction
     from harness.verify._explore_server import replay_server_reproduction
 
+    replay = (replay_kernel_reproduction if is_kernel_reproduction(args.replay)
+              else replay_server_reproduction)
     try:
-        verdict = replay_server_reproduction(args.replay, server=args.server)
+        verdict = replay(args.replay, server=args.server)
     except ValueError as exc:
         raise UsageError(f"--replay: {exc}") from None
     except VerifyEnvironmentError as exc:
@@ -217,6 +220,10 @@ def cmd_explore_server(args: argparse.Namespace) -> int:
 
     if getattr(args, "replay", None) is not None:
         return _replay(args)
+    from harness.cli._explore_kernel import cmd_explore_kernel, kernel_models_asked
+
+    if kernel_models_asked(args):
+        return cmd_explore_kernel(args)  # --model ext4|xfs|btrfs: the real kernel
     _check_options(args)
     config = _config(args)
     requested = getattr(args, "workers", 0) or 0

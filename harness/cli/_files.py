@@ -85,6 +85,15 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from harness.cli._report_violations import REPRO_SUFFIX, epoch_line
 
     path: Path = args.file
+    from harness.verify._explore_kernel import is_kernel_reproduction
+
+    if is_kernel_reproduction(path):  # explore --server --model ext4|xfs|btrfs wrote it
+        if getattr(args, "expect", None) is not None:
+            raise UsageError(f"{path}: --expect: not for an explore --server reproduction")
+        from harness.cli._explore_server import _replay
+
+        args.replay, args.server = path, None
+        return _replay(args)
     repro = read_reproduction(path)
     if repro.config.target is not None:
         # Replayed against the target it recorded: one line, exit 2, if that cannot be used.

@@ -22,6 +22,7 @@ from harness.cli._common import (
     reports_args,
     resolve_workers,
 )
+from harness.cli._explore_kernel import KERNEL_MODEL_CHOICES, KERNEL_MODEL_HELP
 
 __all__ = ["add_parser", "cmd_verify"]
 
@@ -59,7 +60,7 @@ def add_parser(sub: Any) -> None:
                    help="appendfsync policy (default: always)")
     p.add_argument("--model", choices=list(MODELS), default="process",
                    help="what survives the crash (power models run on a FUSE SimDisk mount): "
-                   + MODEL_HELP)
+                   + MODEL_HELP + "; " + KERNEL_MODEL_HELP + "; no --fault with them")
     p.add_argument("--trials", type=positive_int, default=5, help="trials (default 5)")
     p.add_argument("--first-trial", type=nonnegative_int, default=0,
                    help="index of the first trial (re-run trial N alone: --first-trial N "
@@ -153,7 +154,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     try:
         result = run_verify(config, progress=on_trial, workers=resolve_workers(args.workers),
-                            attribution=args.attribution,
+                            # A kernel model has no fault or model to take out.
+                            attribution=args.attribution
+                            and args.model not in KERNEL_MODEL_CHOICES,
                             attribution_repeats=args.attribution_repeats, shard=args.shard)
     except VerifyEnvironmentError as exc:
         raise UsageError(str(exc)) from None

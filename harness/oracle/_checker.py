@@ -52,6 +52,11 @@ class CrashModel(enum.Enum):
     POWER_BTRFS = "power-btrfs"
     POWER_EAGER_METADATA = "power-eager-metadata"
     POWER_POSIX_METADATA = "power-posix-metadata"
+    # The real kernel (faults.kernel): crash images mounted by Linux's own ext4, xfs, btrfs.
+    # Power-loss models for the frontier, like the power-* models that claim those filesystems.
+    KERNEL_EXT4 = "ext4"
+    KERNEL_XFS = "xfs"
+    KERNEL_BTRFS = "btrfs"
 
     @classmethod
     def _missing_(cls, value: object) -> CrashModel | None:
@@ -233,6 +238,11 @@ def describe_choice(choice: Any) -> str:
     if not isinstance(choice, dict):
         return str(choice)
     model = choice.get("model", "?")
+    kernel = choice.get("kernel_state")
+    if isinstance(kernel, dict):  # harness.verify._explore_kernel: a real kernel's crash image
+        return (f"{model} (the real kernel): block writes before #{kernel.get('durable_writes')}"
+                f" (the last flush) plus {len(kernel.get('kept') or [])} of "
+                f"{kernel.get('in_flight')} in flight, mounted by the kernel")
     if model == "process":
         return "process crash: everything written survives"
     parts = []

@@ -29,11 +29,13 @@ from redis.retry import Retry
 from harness.targets._inprocess import APPENDFSYNC_POLICIES
 from harness.targets._presets import ServerBinary, _template_words
 from harness.targets._reaper import (
+    SELF_REGISTER,
     _fork_children,
     _install_signal_cleanup,
     _kill_tree,
     _register,
     _unregister,
+    reaper_fd,
 )
 from harness.targets._resp import _NotRESP, _ping
 
@@ -253,10 +255,18 @@ class RedisProcess:
         _install_signal_cleanup()
         log_size_before = os.path.getsize(self.log_path) if os.path.exists(self.log_path) else 0
         self._open_console()
+        command = self._command()
+        stdin: int = subprocess.DEVNULL
+        fd = reaper_fd()
+        if fd is not None and os.path.isabs(command[0]) and os.access(command[0], os.X_OK):
+            # The server registers itself with the reaper before it exists (SELF_REGISTER);
+            # anything else keeps Popen's own error for a command that cannot run.
+            command = ["/bin/sh", "-c", SELF_REGISTER, "aofcrash-server", *command]
+            stdin = fd
         try:
             popen = subprocess.Popen(
-                self._command(),
-                stdin=subprocess.DEVNULL,
+                command,
+                stdin=stdin,
                 stdout=self._console,
                 stderr=subprocess.STDOUT,
                 cwd=self._cwd(),

@@ -212,6 +212,22 @@ def _kill_tree(popen: subprocess.Popen[bytes], owner: int) -> None:
         _LIVE.pop(pid, None)
 
 
+# Run as ``/bin/sh -c SELF_REGISTER NAME COMMAND...`` with the reaper pipe as stdin: the child
+# registers its own PID (its process group) with the reaper before it execs the server, whose
+# stdin is then /dev/null. Registering after Popen returned left a window (the fork + exec
+# Popen waits for) in which a SIGKILL of this process, e.g. a forked worker dying with its
+# parent, orphaned the server. A write error (the reaper gone) is ignored: ``_register``
+# writes again and starts a new reaper.
+SELF_REGISTER: Final = 'trap "" PIPE; echo "+ $$" >&0 2>/dev/null; exec "$@" 0</dev/null'
+
+
+def reaper_fd() -> int | None:
+    """This process's end of its reaper pipe, the reaper started now if it has none (None: no
+    reaper could be started)."""
+    with _REAPER.lock:
+        return _REAPER._ensure()
+
+
 def _register(popen: subprocess.Popen[bytes]) -> None:
     """A server just launched in its own group: the reaper and the exit hooks now watch it."""
     _REAPER.watch(popen.pid)

@@ -12,6 +12,9 @@ causes), ``_runner`` (every trial, on workers).
 ``_explore_server`` is ALICE's method on an unmodified binary (``aofcrash explore --server``):
 one traced run on a FUSE SimDisk, then every crash point x every legal image recovered by the
 real binary (each distinct image once, on every core) and checked with the oracle.
+``_explore_kernel`` and ``_verify_kernel`` do the same on the real kernel's ext4, xfs and btrfs
+(``--model ext4|xfs|btrfs``): the server runs on a ``faults.kernel.BlockRecorder`` and every
+crash image is mounted by Linux before the server recovers from it.
 May import ``faults``, ``harness.oracle`` and ``harness.targets``; never the in-process machine,
 the explorer or the CLI.
 """

@@ -42,8 +42,10 @@ __all__ = [
 SERVERS: Final = SERVER_PRESETS  # or a path to a binary, or a command template (server_cmd)
 POLICIES: Final = ("always", "everysec", "no")
 # "power" is the old name of "power-ext4" (reproductions written before the calibration).
+# "ext4", "xfs", "btrfs": the real kernel (``_verify_kernel``: the server on a recorded loop
+# device, the crash image mounted by Linux).
 MODELS: Final = ("process", "power-ext4", "power-xfs", "power-btrfs", "power-posix-metadata",
-                  "power-eager-metadata", "power")
+                  "power-eager-metadata", "power", "ext4", "xfs", "btrfs")
 # "fsync-error": io-error always on a sync (EIO 1-2 times, then success); "kill-child": a
 # BGREWRITEAOF during the workload whose rewrite child is SIGKILLed.
 FAULTS: Final = ("none", "short-write", "no-space", "io-error", "fsync-error", "slow-sync",
@@ -155,7 +157,7 @@ class VerifyConfig:
     @property
     def needs_mount(self) -> bool:
         """Power models and faults only reach a real process through a FUSE mount."""
-        return self.model != "process" or self.fault != "none"
+        return self.model not in ("process", "ext4", "xfs", "btrfs") or self.fault != "none"
 
     @property
     def fault_glob(self) -> str:

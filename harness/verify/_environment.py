@@ -78,6 +78,11 @@ def check_environment(config: VerifyConfig) -> str:
 
 
 def check_fuse(config: VerifyConfig) -> None:
+    from harness.verify._verify_kernel import kernel_verify_problem
+
+    problem = kernel_verify_problem(config)  # --model ext4|xfs|btrfs: the kernel recorder
+    if problem is not None:
+        raise VerifyEnvironmentError(problem)
     if config.needs_mount:
         from faults.fuse import fuse_unavailable_reason
 

@@ -1,0 +1,779 @@
+"""``aofcrash explore --server NAME --model ext4|xfs|btrfs``: the crash-state explorer on a real
+server binary whose crash states come from the real kernel (``faults.kernel``), not a model.
+
+Method
+------
+1. **Record.** A ``faults.kernel.BlockRecorder`` formats the filesystem on a loop device whose
+   backing file is served by a FUSE daemon that logs every block write and flush; the server
+   runs with its ``--dir`` at ``data/`` under ``recorder.root`` (its log file elsewhere). The
+   workload is ``explore --server``'s (``_workload.workload``, one entry at a time over one
+   RESP connection, every reply read before the next send). A marker goes into the block log
+   before each entry is sent (its ``submit_pos``) and after its reply is read (its
+   ``resolve_pos``); positions are marker ordinals. After the end-of-run settle (a rewrite
+   finished, the block log quiet) a last marker, then SIGKILL.
+2. **Crash states.** ``recorder.crash_points`` (``KernelLimits``): at every marker, the
+   writes up to the last flush plus bounded subsets of the writes in flight; at every flush
+   (a crash inside a call). A flush point between markers m and m+1 is at position m (what the
+   client knew then). Subsets the limits leave out are counted as ``cut_by_max_images``.
+3. **Images.** Each distinct state is mounted by the kernel (its own journal/log replay,
+   read-only: the kernel still replays), on forked processes, and the tree under ``data/``
+   becomes a ``faults.DiskImage``; states are grouped by its digest. A state the kernel
+   refuses to mount (or, with ``fsck``, that the checker calls corrupt) is a finding about
+   the filesystem, reported apart from the server's violations.
+4. **Recover** each distinct image once with the real binary, on ``workers`` processes,
+   started while the mounts still run (``_explore_server``'s recovery: a plain scratch dir,
+   dump, SIGKILL, and rule 3 on what it left).
+5. **Check** every state with the oracle, as ``explore --server`` does: the history at
+   position p holds the entries whose submit marker is at or before p, acknowledged iff their
+   resolve marker is too; the model given to the oracle is the filesystem's name (a power-loss
+   model: the real kernel). ``crash_ms`` of a point is the time taken just before its marker
+   was written (a flush point: its marker before): the state existed at or after it, so the
+   everysec frontier is never stricter than the truth.
+
+Not modelled: faults (ENOSPC, EIO: ``verify --fault`` on FUSE), torn sectors inside a block
+write, ``include_startup`` crashes before the data dir exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import math
+import multiprocessing
+import os
+import random
+import shutil
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import hiredis
+
+from faults import DiskImage, PersistenceModel
+from faults.kernel import (
+    BlockLog,
+    BlockRecorder,
+    CrashPoint,
+    ImageMounter,
+    KernelCrashState,
+    KernelFilesystem,
+    KernelLimits,
+    KernelRecorderError,
+    KernelUnavailableError,
+    PointKind,
+    kernel_unavailable_reason,
+)
+from harness.oracle import (
+    Checker,
+    CrashInfo,
+    History,
+    Outcome,
+    Verdict,
+    check_recovery,
+    check_stability,
+    snapshot_from_dump,
+)
+from harness.targets._servers import ServerSpec, make_run_dir, remove_stale_run_dirs
+from harness.verify._config import VerifyEnvironmentError
+from harness.verify._conn import Conn, ServerGone, encode
+from harness.verify._explore_server import (
+    ServerExploreConfig,
+    ServerExploreError,
+    ServerExploreResult,
+    _Content,
+    _EntryPos,
+    _extra_config,
+    _Frontiers,
+    _history_at,
+    _read_tree,
+    _Recording,
+    _recover,
+    _Recovered,
+    _settle,
+    _spec_and_identity,
+    _worker_recover,
+    _write_tree,
+)
+from harness.verify._runner import worker_init
+from harness.verify._workload import ItemKind, workload
+
+__all__ = [
+    "KERNEL_MODELS",
+    "KERNEL_REPRO_FORMAT",
+    "KernelExploreConfig",
+    "KernelExploreResult",
+    "KernelViolation",
+    "explore_kernel_server",
+    "is_kernel_reproduction",
+    "replay_kernel_reproduction",
+    "write_kernel_reproductions",
+]
+
+KERNEL_MODELS: Final = ("ext4", "xfs", "btrfs")
+KERNEL_REPRO_FORMAT: Final = "aofcrash-kernel-explore-repro/1"
+_DATA: Final = "data"
+# The frontier of a kernel state is a power model's: any power-class PersistenceModel will do
+# for FrontierIndex (it only asks "process or not").
+_POWER_FOR_FRONTIER: Final = "power-ext4"
+
+
+@dataclass(frozen=True)
+class KernelExploreConfig:
+    """One kernel exploration: `fs` (ext4, xfs or btrfs), the server run (`server`: its
+    workload, policy, server settings, stability, exact; its ``models`` and image limits are
+    not used), the kernel's crash-state limits, `fsck` (check every image with the
+    filesystem's checker) and extra `mkfs_options`."""
+
+    fs: str
+    server: ServerExploreConfig
+    limits: KernelLimits | None = None  # None: KernelLimits()
+    fsck: bool = False
+    mkfs_options: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        errors: list[str] = []
+        if self.fs not in KERNEL_MODELS:
+            errors.append(f"fs must be one of {', '.join(KERNEL_MODELS)}, got {self.fs!r}")
+        if not isinstance(self.server, ServerExploreConfig):
+            errors.append(  # type: ignore[unreachable]  # callers without type checks
+                f"server must be a ServerExploreConfig, got {self.server!r}")
+        else:
+            if self.server.torn or self.server.reorder:
+                errors.append("torn/reorder: a kernel crash image drops in-flight block writes "
+                              "whole (no torn sectors)")
+            if self.server.include_startup:
+                errors.append("include_startup: not with a kernel model (the data dir and the "
+                              "server start are the baseline)")
+        if self.limits is None:
+            object.__setattr__(self, "limits", KernelLimits())
+        elif not isinstance(self.limits, KernelLimits):
+            errors.append(  # type: ignore[unreachable]  # callers without type checks
+                f"limits must be a KernelLimits, got {self.limits!r}")
+        object.__setattr__(self, "mkfs_options", tuple(self.mkfs_options))
+        if errors:
+            raise ValueError("; ".join(errors))
+
+    @property
+    def kernel_limits(self) -> KernelLimits:
+        assert self.limits is not None  # set by __post_init__
+        return self.limits
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.server.to_dict()
+        for unused in ("models", "max_images_per_point", "max_dirty_files", "torn", "reorder",
+                       "include_startup"):
+            out.pop(unused, None)
+        return {**out, "models": [self.fs], "kernel_fs": self.fs,
+                "kernel_limits": {"max_prefixes": self.kernel_limits.max_prefixes,
+                                  "max_subsets": self.kernel_limits.max_subsets,
+                                  "flush_points": self.kernel_limits.flush_points},
+                "fsck": self.fsck, "mkfs_options": list(self.mkfs_options)}
+
+
+@dataclass(frozen=True)
+class KernelViolation:
+    """One violating state group: the states at one crash point whose data dir, after the
+    kernel mounted them, is the image ``digest``; ``count`` states, ``state`` one of them."""
+
+    position: int  # the marker ordinal the point counts as (a flush: the marker before it)
+    point: str  # "marker N (label)" or "flush N"
+    crash_ms: int
+    model: str
+    state: dict[str, Any]
+    count: int
+    rules: tuple[str, ...]
+    digest: str
+    verdict: Verdict | None
+    reason: str | None
+
+    @property
+    def trace_index(self) -> int:  # the name the report cards read
+        return self.position
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rules": list(self.rules), "model": self.model, "trace_index": self.position,
+            "point": self.point, "crash_ms": self.crash_ms, "states": self.count,
+            "image_digest": self.digest, "choice": self.state, "server_reason": self.reason,
+            "verdict": None if self.verdict is None else self.verdict.to_dict(),
+        }
+
+
+@dataclass
+class KernelExploreResult(ServerExploreResult):
+    """``ServerExploreResult`` plus the kernel's part: images mounted (and how fast), the
+    filesystem's own findings (refused mounts, fsck complaints) and the recording's size."""
+
+    fs: str = "ext4"
+    kernel_states: int = 0
+    mounted_images: int = 0
+    mount_s: float = 0.0
+    block_writes: int = 0
+    flushes: int = 0
+    markers: int = 0
+    filesystem_findings: list[dict[str, Any]] = field(default_factory=list)
+    kernel_violations: list[KernelViolation] = field(default_factory=list)
+
+    def _coverage_models(self) -> tuple[str, ...]:
+        return (self.fs,)
+
+    @property
+    def ok(self) -> bool:
+        return self.violating_states == 0 and not self.filesystem_findings
+
+    @property
+    def images_per_s(self) -> float | None:
+        """Kernel states mounted, recovered and judged per second (mount to last check)."""
+        spent = self.mount_s + self.check_s
+        return self.kernel_states / spent if spent > 0 else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        rate = self.images_per_s
+        out.update({
+            "mode": "server-kernel", "kernel_fs": self.fs,
+            "kernel_states": self.kernel_states, "mounted_images": self.mounted_images,
+            "kernel_images_per_s": None if rate is None else round(rate, 1),
+            "block_writes": self.block_writes, "flushes": self.flushes,
+            "markers": self.markers, "filesystem_findings": self.filesystem_findings,
+        })
+        out["seconds"]["mount"] = round(self.mount_s, 2)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Recording on the kernel filesystem
+
+
+class _LogLength:
+    """What ``_settle`` reads as a mount: ``len(disk.trace)`` is the block log's size, so the
+    settle waits until the kernel has stopped writing."""
+
+    def __init__(self, path: str) -> None:
+        self.lock = threading.Lock()
+        self.disk = self
+        self._path = path
+
+    @property
+    def trace(self) -> range:
+        try:
+            return range(os.path.getsize(self._path))
+        except OSError:
+            return range(0)
+
+
+@dataclass
+class _KernelRecording:
+    rec: _Recording  # positions are marker ordinals; trace and start_ms unused
+    marker_ms: list[int]  # per marker: the time taken just before it was written
+
+
+def _record(config: KernelExploreConfig, spec: ServerSpec, recorder: BlockRecorder, t0: float
+            ) -> _KernelRecording:
+    cfg = config.server
+    rng = random.Random(f"aofcrash-explore-server/{cfg.seed}")  # explore --server's workload
+    items = workload(rng, cfg.ops, rewrite_at=cfg.rewrite_before)
+    pause_s = cfg.workload_duration_ms / 1000 / cfg.ops
+    scratch = make_run_dir("kexplore")
+    data_dir = os.path.join(recorder.root, _DATA)
+    os.mkdir(data_dir)
+    history = History()
+    positions: list[_EntryPos] = []
+    events: Counter[str] = Counter()
+    marker_ms: list[int] = []
+    max_latency = 0
+    server: Any = None
+    conn: Conn | None = None
+
+    def now_ms() -> float:
+        return (time.monotonic() - t0) * 1000
+
+    def marker(label: str) -> int:
+        marker_ms.append(math.floor(now_ms()))  # before: the state at it existed from then
+        recorder.marker(label)
+        return len(marker_ms) - 1
+
+    try:
+        server = spec.process(data_dir, appendfsync=cfg.policy,
+                              log_path=os.path.join(scratch, "server.log"),
+                              aof_load_truncated=True, extra_config=_extra_config(spec, cfg))
+        server.start()
+        conn = Conn(server.port)
+        recorder.checkpoint()  # the started server's files are the baseline
+        first = marker("start")
+        for number, item in enumerate(items):
+            if item.kind is ItemKind.SELECT:
+                conn.send(encode((b"SELECT", b"%d" % item.db)))
+                conn.next_reply()
+                continue
+            if item.kind is ItemKind.REWRITE:
+                conn.send(encode((b"BGREWRITEAOF",)))
+                answer = conn.next_reply()
+                events["bgrewriteaof: " + ("error" if isinstance(answer, hiredis.ReplyError)
+                                           else "started")] += 1
+                continue
+            payload = [encode(argv) for argv in item.commands]
+            if len(item.commands) > 1:
+                payload = [encode((b"MULTI",)), *payload, encode((b"EXEC",))]
+            submit_pos = marker(f"send {number}")
+            sent = now_ms()
+            index = history.submit(item.commands, db=item.db, executed_ms=int(sent))
+            positions.append(_EntryPos(submit_pos, None))
+            try:
+                conn.send(b"".join(payload))
+                reply: Any = None
+                for _ in payload:
+                    reply = conn.next_reply()
+            except ServerGone as exc:
+                raise ServerExploreError(
+                    f"the server died during the workload ({exc}); see its log: "
+                    f"{' / '.join(server.log_lines()[-3:])}") from None
+            acked = now_ms()
+            resolve_pos = marker(f"reply {number}")
+            positions[index] = _EntryPos(submit_pos, resolve_pos)
+            max_latency = max(max_latency, math.ceil(acked - sent))
+            if isinstance(reply, hiredis.ReplyError):
+                history.resolve(index, Outcome.ERROR)
+                events[f"error reply: {str(reply).split(' ')[0]}"] += 1
+            else:
+                history.resolve(index, Outcome.OK, at_ms=math.ceil(acked))
+            if pause_s:
+                time.sleep(pause_s)
+        log_file = _LogLength(os.path.join(recorder.data_dir, "log"))
+        _settle(conn, log_file, cfg.policy, cfg.window_ms + cfg.margin_ms, events)
+        conn.close()
+        conn = None
+        marker("end")
+        end_ms = math.floor(now_ms())
+        server.kill()
+        server = None
+    finally:
+        if conn is not None:
+            conn.close()
+        if server is not None:
+            server.kill()
+        shutil.rmtree(scratch, ignore_errors=True)
+    rec = _Recording(None, [], first, end_ms, history, positions, max_latency, events)
+    return _KernelRecording(rec, marker_ms)
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+@dataclass
+class _KGroup:
+    """States at one crash point whose data dir is one image."""
+
+    position: int
+    point: str
+    crash_ms: int
+    digest: str
+    state: KernelCrashState  # one of them
+    count: int
+
+
+def _state_dict(fs: str, state: KernelCrashState) -> dict[str, Any]:
+    return {"model": fs, "kernel_state": {
+        "baseline": state.baseline, "durable_writes": state.durable_writes,
+        "in_flight": state.in_flight, "kept": list(state.kept)}}
+
+
+def _fast(config: ServerExploreConfig, content: _Content, f: int, n: int
+          ) -> tuple[str, tuple[str, ...]]:
+    if content.snapshot is None:
+        return ("unavailable", ()) if config.allow_unavailable else ("violation",
+                                                                     ("availability",))
+    assert content.ks is not None
+    best = max((k for k in content.ks if k <= n), default=-1)
+    if best < 0:
+        return "violation", ("prefix-consistency",)
+    if best < f:
+        return "violation", ("durability",)
+    if content.stable is not None and not content.stable.ok:
+        return "violation", ("stability",)
+    return "consistent", ()
+
+
+def _exact(config: ServerExploreConfig, fs: str, content: _Content, position: int,
+           crash_ms: int, state: dict[str, Any], history: History, tolerance: int
+           ) -> tuple[str, tuple[str, ...], Verdict]:
+    got = content.recovered
+    crash = CrashInfo(model=fs, choice=state, trace_index=position, crash_ms=crash_ms)
+    verdict = check_recovery(
+        history, content.snapshot, policy=config.policy, model=fs, crash_ms=crash_ms,
+        recovery_ms=max(got.dump_ms, crash_ms), window_ms=config.window_ms + config.margin_ms,
+        unavailable_reason=got.reason if content.snapshot is None else None,
+        allow_unavailable=config.allow_unavailable, crash=crash,
+        expiry_tolerance_ms=tolerance,
+    )
+    if not verdict.ok:
+        return "violation", tuple(sorted({v.rule.value for v in verdict.violations})), verdict
+    if content.stable is not None and not content.stable.ok:
+        return "violation", ("stability",), content.stable
+    return verdict.outcome, (), verdict
+
+
+def explore_kernel_server(
+    config: KernelExploreConfig,
+    *,
+    workers: int = 1,
+    mount_workers: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> KernelExploreResult:
+    """Record `config`'s workload on the real server on the kernel filesystem, mount every
+    crash state with the kernel, recover each distinct data dir once with the real binary on
+    `workers` processes (mounts on `mount_workers`, default ``os.cpu_count()``) and check
+    every state (see the module docstring). Raises VerifyEnvironmentError (one line) when the
+    kernel recorder or the server cannot be used here."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    fs = KernelFilesystem(config.fs)
+    reason = kernel_unavailable_reason(fs)
+    if reason is not None:
+        raise VerifyEnvironmentError(f"--model {config.fs} (the real kernel): {reason}")
+    remove_stale_run_dirs()
+    cfg = config.server
+    spec, name, version = _spec_and_identity(cfg)
+    report = progress if progress is not None else (lambda phase, done, total: None)
+    mounters = mount_workers or max(1, os.cpu_count() or 1)
+    started = time.monotonic()
+    t0 = started
+    wall_offset_ms = time.time() * 1000 - (time.monotonic() - t0) * 1000
+    result = KernelExploreResult(cfg, f"{name} ({cfg.server})", version, workers,
+                                 wall_offset_ms=wall_offset_ms, fs=config.fs)
+    try:
+        with BlockRecorder(fs, mkfs_options=config.mkfs_options) as recorder:
+            report("record", 0, 1)
+            krec = _record(config, spec, recorder, t0)
+            result.record_s = time.monotonic() - started
+            report("record", 1, 1)
+            log = recorder.log()
+            points_all = log.crash_points(limits=config.kernel_limits, seed=cfg.seed)
+            mounter = recorder.mounter(log)
+            try:
+                _explore(config, result, krec, log, points_all, mounter, spec, t0, workers,
+                         mounters, report)
+            finally:
+                mounter.close()
+    except (KernelUnavailableError, KernelRecorderError) as exc:
+        raise VerifyEnvironmentError(f"--model {config.fs}: {exc}") from None
+    result.elapsed_s = time.monotonic() - started
+    return result
+
+
+def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _KernelRecording,
+             log: BlockLog, points_all: list[CrashPoint], mounter: ImageMounter,
+             spec: ServerSpec, t0: float, workers: int, mounters: int,
+             report: Callable[[str, int, int], None]) -> None:
+    cfg = config.server
+    rec = krec.rec
+    fs = config.fs
+    result.final_history = rec.history
+    result.events.update(rec.events)
+    counts = Counter(e.outcome for e in rec.history)
+    result.entries, result.acked, result.errors = (len(rec.history), counts[Outcome.OK],
+                                                   counts[Outcome.ERROR])
+    result.block_writes, result.flushes = len(log.writes), log.flushes
+    result.markers = len(log.markers)
+    if result.markers != len(krec.marker_ms):
+        raise ServerExploreError(f"the block log holds {result.markers} markers, the run "
+                                 f"wrote {len(krec.marker_ms)}")
+    result.trace_ops = result.block_writes
+    result.first_point = rec.first_point
+    tolerance = 2000 + rec.max_latency_ms
+    result.expiry_tolerance_ms = tolerance
+    extra = _extra_config(spec, cfg)
+    fr = _Frontiers(rec, cfg)
+    power = PersistenceModel(_POWER_FOR_FRONTIER)
+
+    # -- crash points from the first workload marker on
+    def position(point: CrashPoint) -> int:
+        return point.ordinal if point.kind is PointKind.MARKER else point.marker_before
+
+    points = [pt for pt in points_all if position(pt) >= rec.first_point]
+    result.points_total = len(points)
+    if cfg.max_crash_points is not None:
+        points = points[: cfg.max_crash_points]
+    result.points_explored = len(points)
+    unique: dict[tuple[int, int, tuple[int, ...]], KernelCrashState] = {}
+    for pt in points:
+        result.legal[fs] += len(pt.states) + pt.cut_off
+        result.cut_max[fs] += pt.cut_off
+        for state in pt.states:
+            unique.setdefault(state.key, state)
+    result.kernel_states = sum(len(pt.states) for pt in points)
+
+    # -- mount each distinct state; recover each new data dir as soon as it turns up
+    pool = ProcessPoolExecutor(max_workers=workers,
+                               mp_context=multiprocessing.get_context("fork"),
+                               initializer=worker_init, initargs=(os.getpid(),))
+    images: dict[str, DiskImage] = {}
+    futures: dict[Future[_Recovered], str] = {}
+    contents: dict[str, _Content] = {}
+    stability_of: dict[str, str] = {}
+    digest_of: dict[tuple[int, int, tuple[int, ...]], str | None] = {}  # None: no image
+
+    def submit(digest: str, image: DiskImage) -> Future[_Recovered]:
+        images[digest] = image
+        job = (spec, cfg.policy, extra, t0, digest, dict(image.files),
+               tuple(sorted(image.dirs)), cfg.stability)
+        future = pool.submit(_worker_recover, job)
+        futures[future] = digest
+        return future
+
+    mount_started = time.monotonic()
+    try:
+        states = list(unique.values())
+        for done, got in enumerate(mounter.iter_images(
+                states, workers=mounters, fsck=config.fsck,
+                subdirs=itertools.repeat(_DATA))):
+            result.mounted_images += 1
+            if got.tree is None or got.fsck is not None:
+                result.filesystem_findings.append({
+                    **_state_dict(fs, got.state),
+                    "finding": ("the kernel refused to mount it: " + str(got.mount_error)
+                                if got.tree is None else f"fsck: {got.fsck}")})
+            if got.tree is None:
+                digest_of[got.state.key] = None
+                continue
+            digest = got.tree.digest()
+            digest_of[got.state.key] = digest
+            if digest not in images:
+                submit(digest, got.tree)
+            if done % 32 == 0:
+                report("mount", done + 1, len(states))
+        report("mount", len(states), len(states))
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                got_r = future.result()
+                result.real_recoveries += 1
+                snap = None if got_r.dump is None else snapshot_from_dump(got_r.dump)
+                contents[got_r.digest] = _Content(got_r, snap)
+                if got_r.after_files is not None:
+                    after = DiskImage(got_r.after_files, got_r.after_dirs)
+                    after_digest = after.digest()
+                    stability_of[got_r.digest] = after_digest
+                    if after_digest not in images:
+                        result.stability_recoveries += 1
+                        pending.add(submit(after_digest, after))
+            report("recover", len(contents), len(images))
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    result.mount_s = time.monotonic() - mount_started
+    result.recover_s = result.mount_s
+    result.distinct_contents = len(images)
+    result.refused_contents = sum(1 for c in contents.values() if c.snapshot is None)
+
+    # -- check
+    check_started = time.monotonic()
+    checker = Checker(rec.history, expiry_tolerance_ms=tolerance)
+    for digest, content in contents.items():
+        snap = content.snapshot
+        if snap is None:
+            continue
+        content.ks = checker.matching_prefixes(snap, at_ms=content.recovered.dump_ms)
+        left = stability_of.get(digest)
+        if left is not None and left != digest:
+            second = contents[left]
+            content.stable = check_stability(
+                snap, second.snapshot,
+                at_ms=max(content.recovered.dump_ms, second.recovered.dump_ms),
+                expiry_tolerance_ms=tolerance, unavailable_reason=second.recovered.reason)
+    groups: list[_KGroup] = []
+    for pt in points:
+        p = position(pt)
+        label = (f"marker {pt.ordinal} ({pt.label})" if pt.kind is PointKind.MARKER
+                 else f"flush {pt.ordinal} (after marker {pt.marker_before})")
+        seen: dict[str, _KGroup] = {}
+        for state in pt.states:
+            image_digest = digest_of.get(state.key)
+            if image_digest is None:
+                result.outcomes[(fs, "mount-refused")] += 1
+                continue
+            group = seen.get(image_digest)
+            if group is None:
+                group = seen[image_digest] = _KGroup(p, label, krec.marker_ms[p], image_digest,
+                                                     state, 0)
+                groups.append(group)
+            group.count += 1
+    result.state_groups = len(groups)
+    histories: dict[int, History] = {}
+
+    def history_at(p: int) -> History:
+        h = histories.get(p)
+        if h is None:
+            if len(histories) > 64:
+                histories.clear()
+            h = histories[p] = _history_at(rec, p)
+        return h
+
+    for done_groups, group in enumerate(groups):
+        content = contents[group.digest]
+        p = group.position
+        n = fr.submitted(p)
+        f = fr.frontier(p, group.crash_ms, power)
+        verdict: Verdict | None = None
+        choice = _state_dict(fs, group.state)
+        if cfg.exact or fr.refused_pending(p):
+            outcome, rules, verdict = _exact(cfg, fs, content, p, group.crash_ms, choice,
+                                             history_at(p), tolerance)
+            result.exact_checks += 1
+            if not fr.refused_pending(p):
+                fast, _ = _fast(cfg, content, f, n)
+                if (fast == "violation") != (outcome == "violation"):
+                    raise ServerExploreError(
+                        f"the fast path says {fast} at {group.point} ({fs}, image "
+                        f"{group.digest[:12]}) but the oracle says {outcome}")
+        else:
+            outcome, rules = _fast(cfg, content, f, n)
+        if outcome == "violation" and verdict is None \
+                and len(result.kernel_violations) < cfg.max_exact_violations:
+            outcome2, rules2, verdict = _exact(cfg, fs, content, p, group.crash_ms, choice,
+                                               history_at(p), tolerance)
+            result.exact_checks += 1
+            if outcome2 != "violation":
+                raise ServerExploreError(
+                    f"the fast path found {rules} at {group.point} ({fs}, image "
+                    f"{group.digest[:12]}) but the oracle says {outcome2}")
+            rules = rules2
+        result.outcomes[(fs, outcome)] += group.count
+        if outcome == "violation":
+            for rule in rules:
+                result.violation_counts[(fs, rule)] += group.count
+            if len(result.kernel_violations) < max(cfg.max_exact_violations, 1):
+                result.kernel_violations.append(KernelViolation(
+                    p, group.point, group.crash_ms, fs, choice, group.count, rules,
+                    group.digest, verdict, content.recovered.reason))
+                result.images[group.digest] = images[group.digest]
+                if p not in result.histories:
+                    result.histories[p] = history_at(p)
+        if done_groups % 256 == 0:
+            report("check", done_groups + 1, len(groups))
+    report("check", len(groups), len(groups))
+    result.check_s = time.monotonic() - check_started
+
+
+# ---------------------------------------------------------------------------------------------
+# Reproductions: the data dir the kernel gave, and a JSON file that re-runs its recovery
+
+
+def write_kernel_reproductions(
+    result: KernelExploreResult, directory: Path, *, max_groups: int = 20
+) -> list[dict[str, Any]]:
+    """One reproduction per violation group (rules x image): the data dir as the kernel
+    mounted it under ``<directory>/<n>-<rule>/image`` and ``repro.json`` beside it, which
+    ``replay_kernel_reproduction`` (``aofcrash explore --server ... --replay FILE``) re-runs
+    (the recovery and the judgement; the block-level state is recorded in it for reference).
+    Returns one summary row per group, in ``write_server_reproductions``' shape."""
+    groups: dict[tuple[tuple[str, ...], str], list[KernelViolation]] = {}
+    for v in result.kernel_violations:
+        groups.setdefault((v.rules, v.digest), []).append(v)
+    rows: list[dict[str, Any]] = []
+    cfg = result.config
+    for number, ((rules, digest), members) in enumerate(groups.items()):
+        first = members[0]
+        row: dict[str, Any] = {
+            "rules": list(rules), "image_digest": digest,
+            "states": sum(v.count for v in members),
+            "crash_points": sorted({v.position for v in members}),
+            "models": [result.fs], "example": first.to_dict(), "reproduction": None,
+        }
+        if number < max_groups:
+            where = directory / f"{number:02d}-{'-'.join(rules)}"
+            image = result.images[digest]
+            image_dir = where / "image"
+            image_dir.mkdir(parents=True, exist_ok=True)
+            _write_tree(str(image_dir), image.files, sorted(image.dirs))
+            repro = {
+                "format": KERNEL_REPRO_FORMAT,
+                "server": cfg.server, "server_config": dict(cfg.server_config),
+                "policy": cfg.policy, "model": result.fs, "state": first.state,
+                "point": first.point, "position": first.position,
+                "crash_ms": first.crash_ms, "rules": list(rules),
+                "image_dir": "image", "image_digest": digest,
+                "files": {p: len(c) for p, c in sorted(image.files.items())},
+                "dirs": sorted(image.dirs),
+                "window_ms": cfg.window_ms + cfg.margin_ms,
+                "expiry_tolerance_ms": result.expiry_tolerance_ms,
+                "wall_offset_ms": result.wall_offset_ms,
+                "allow_unavailable": cfg.allow_unavailable,
+                "history": result.histories[first.position].to_dict(),
+                "verdict": None if first.verdict is None else first.verdict.to_dict(),
+                "note": (f"aofcrash explore --server {cfg.server} --model {result.fs}: "
+                         f"{', '.join(rules)} after a power loss at {first.point} on the "
+                         f"kernel's {result.fs}; image/ is the data dir after the kernel "
+                         f"mounted the crash image; re-run with: aofcrash explore --server "
+                         f"{cfg.server} --replay {where / 'repro.json'}"),
+            }
+            path = where / "repro.json"
+            tmp = path.with_suffix(".json.tmp")
+            tmp.write_text(json.dumps(repro, indent=1, sort_keys=True, default=str) + "\n",
+                           encoding="utf-8")
+            os.replace(tmp, path)
+            row["reproduction"] = str(path)
+        rows.append(row)
+    return rows
+
+
+def is_kernel_reproduction(path: Path) -> bool:
+    """True when `path` is a JSON reproduction written by ``write_kernel_reproductions``."""
+    with contextlib.suppress(OSError, ValueError):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return isinstance(data, dict) and data.get("format") == KERNEL_REPRO_FORMAT
+    return False
+
+
+def replay_kernel_reproduction(path: Path, *, server: str | None = None) -> Verdict:
+    """Recover a kernel reproduction's image with its server (or `server`) and judge it again
+    with the recorded history (rules 1, 2, 4, then 3). Raises ValueError (one line) for a
+    file that is not one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read it: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != KERNEL_REPRO_FORMAT:
+        raise ValueError(f"{path}: not a kernel explore reproduction (format "
+                         f"{KERNEL_REPRO_FORMAT!r})")
+    try:
+        cfg = ServerExploreConfig(
+            server=server or data["server"], policy=data["policy"],
+            server_config=tuple((str(k), str(v)) for k, v in data["server_config"].items()),
+            window_ms=int(data["window_ms"]), margin_ms=0,
+            allow_unavailable=bool(data["allow_unavailable"]))
+        fs = str(data["model"])
+        if fs not in KERNEL_MODELS:
+            raise ValueError(f"model must be one of {', '.join(KERNEL_MODELS)}, got {fs!r}")
+        history = History.from_dict(data["history"])
+        files, dirs = _read_tree(str(path.parent / data["image_dir"]))
+        position, crash_ms = int(data["position"]), int(data["crash_ms"])
+        state = dict(data["state"])
+    except (KeyError, TypeError, ValueError, OSError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    spec, _, _ = _spec_and_identity(cfg)
+    extra = _extra_config(spec, cfg)
+    t0 = time.monotonic() - (time.time() * 1000 - float(data["wall_offset_ms"])) / 1000
+    image = DiskImage(files, dirs)
+    got = _recover(spec, cfg.policy, extra, t0, image.digest(), files, dirs, True)
+    snapshot = None if got.dump is None else snapshot_from_dump(got.dump)
+    tolerance = int(data["expiry_tolerance_ms"])
+    content = _Content(got, snapshot)
+    if snapshot is not None and got.after_files is not None:
+        after = DiskImage(got.after_files, got.after_dirs)
+        if after.digest() != image.digest():
+            second = _recover(spec, cfg.policy, extra, t0, after.digest(),
+                              dict(after.files), tuple(sorted(after.dirs)), False)
+            second_snap = None if second.dump is None else snapshot_from_dump(second.dump)
+            content.stable = check_stability(
+                snapshot, second_snap, at_ms=max(got.dump_ms, second.dump_ms),
+                expiry_tolerance_ms=tolerance, unavailable_reason=second.reason)
+    _, _, verdict = _exact(cfg, fs, content, position, crash_ms, state, history, tolerance)
+    return verdict

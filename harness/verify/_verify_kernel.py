@@ -1,0 +1,235 @@
+"""One ``aofcrash verify --model ext4|xfs|btrfs`` trial: the real server on the real kernel's
+filesystem, crashed at the planned point, recovered from a crash image the kernel mounted.
+
+1. A ``faults.kernel.BlockRecorder`` (the filesystem on a recorded loop device); the server
+   runs with its ``--dir`` at ``data/`` under ``recorder.root`` (its log elsewhere), started,
+   then the recording's baseline is taken.
+2. The trial's seeded plan and pipelined workload, exactly as ``run_trial`` draws them
+   (``plan_trial``, ``batch_stream``); a marker goes into the block log after each batch's
+   replies are read. At the planned batch the server is SIGKILLed (``crash_ms`` taken before
+   the kill), the replies it released are read, and a last marker goes in.
+3. The crash image is a seeded choice (the plan's ``image_seed``) among the kernel's crash
+   states at that last marker: the writes up to the last flush plus a subset of those in
+   flight (``KernelLimits``). Every reply counted was read before the marker, so the state
+   existed with at least those acknowledgements (the frontier is never stricter than the
+   truth; ``crash_ms`` before the kill only makes it more lenient).
+4. The image is mounted read-write by the kernel (its journal/log replay) and the same server
+   restarts on it: dump, ``check_recovery`` with the filesystem's name as the (power-class)
+   model. Rule 3: SIGKILL and restart on the same mount (a process crash: the kernel mount
+   survives), dump, ``check_stability``.
+
+Faults (ENOSPC, EIO, slow fsync: ``--fault``) need the FUSE SimDisk and do not combine with a
+kernel model; neither do the SimDisk's image kinds (``--image``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import shutil
+import time
+from collections import Counter
+from collections.abc import Collection
+from typing import Any, Final
+
+from harness.oracle import (
+    CrashInfo,
+    History,
+    Outcome,
+    Snapshot,
+    Verdict,
+    check_recovery,
+    check_stability,
+)
+from harness.targets._servers import make_run_dir
+from harness.verify._config import TrialResult, VerifyConfig, VerifyEnvironmentError
+from harness.verify._conn import Conn, ServerGone
+from harness.verify._environment import launcher_for, server_spec
+from harness.verify._faults import plan_trial
+from harness.verify._trial import _aof_listing, _dump_snapshot, _log_tail, _restart, _Run, _scan_log
+from harness.verify._workload import batch_stream, workload_stream
+
+__all__ = ["KERNEL_VERIFY_MODELS", "kernel_verify_problem", "run_kernel_trial"]
+
+KERNEL_VERIFY_MODELS: Final = ("ext4", "xfs", "btrfs")
+_DATA: Final = "data"
+
+
+def kernel_verify_problem(config: VerifyConfig) -> str | None:
+    """One line when `config` asks a kernel model for what it cannot do (or the kernel
+    recorder cannot run here); None when the run can start."""
+    from faults.kernel import KernelFilesystem, kernel_unavailable_reason
+
+    if config.model not in KERNEL_VERIFY_MODELS:
+        return None
+    if config.fault != "none":
+        return (f"--fault {config.fault}: faults reach a server through the FUSE SimDisk and do "
+                f"not combine with --model {config.model} (the real kernel)")
+    if config.image != "drawn":
+        return (f"--image {config.image}: the SimDisk's image kinds do not apply to --model "
+                f"{config.model} (the kernel's crash states are drawn at the crash)")
+    reason = kernel_unavailable_reason(KernelFilesystem(config.model))
+    if reason is not None:
+        return f"--model {config.model} (the real kernel): {reason}"
+    return None
+
+
+def run_kernel_trial(
+    config: VerifyConfig, index: int, *, without: Collection[str] = ()
+) -> TrialResult:
+    """Trial `index` of `config` on the kernel filesystem ``config.model`` (see the module
+    docstring). Every process, mount and loop device it starts is gone when it returns."""
+    from faults.kernel import (
+        BlockRecorder,
+        KernelFilesystem,
+        KernelLimits,
+        KernelRecorderError,
+        KernelUnavailableError,
+        PointKind,
+    )
+
+    removed = frozenset(without)
+    problem = kernel_verify_problem(config)
+    if problem is not None:
+        raise VerifyEnvironmentError(problem)
+    launcher = launcher_for(server_spec(config))
+    rng = random.Random(f"aofcrash-verify/{config.seed}/{index}")
+    plan = plan_trial(config, rng, removed)
+    batches = batch_stream(rng, workload_stream(rng, config.ops, rewrite_at=plan.rewrite_at),
+                           config.batch_max)
+    started = time.monotonic()
+    history = History()
+    run = _Run(history, started)
+    scratch = make_run_dir("kverify")
+    server: Any = None
+    conn: Conn | None = None
+    log_tail: list[str] = []
+    stability: Verdict | None = None
+    recovered: Snapshot | None = None
+    try:
+        with BlockRecorder(KernelFilesystem(config.model)) as recorder:
+            data_dir = os.path.join(recorder.root, _DATA)
+            os.mkdir(data_dir)
+            server = launcher(data_dir, os.path.join(scratch, "server.log"), config.policy)
+            server.start()
+            recorder.checkpoint()  # the started server's files are the baseline
+            conn = Conn(server.port)
+            run.last_alive_ms = run.now_ms()
+            died_early = False
+            markers = 0
+            for batch, _writes in _batches_until_kill(batches, plan.kill_at):
+                try:
+                    if batch is None:
+                        break
+                    run.queue(batch, conn)
+                    if _writes < 0:  # the kill's batch: in flight
+                        if plan.kill_delay_s:
+                            time.sleep(plan.kill_delay_s)
+                        break
+                    run.read(conn)
+                    recorder.marker(f"batch {markers}")
+                    markers += 1
+                    if plan.entry_pause_s:
+                        time.sleep(plan.entry_pause_s * _writes)
+                except ServerGone:
+                    died_early = True
+                    break
+            if server.running and not died_early:
+                crash_ms = run.now_ms()
+            else:
+                died_early = True
+                crash_ms = run.last_alive_ms
+            server.kill()
+            drained = run.drain(conn)
+            if drained:
+                run.events["replies read after the kill"] += drained
+            conn.close()
+            conn = None
+            recorder.marker("crash")
+            _scan_log(server, run.events)
+            aof_files = _aof_listing(data_dir, config.aof_glob)
+            points = [p for p in recorder.crash_points(limits=KernelLimits(flush_points=False),
+                                                       seed=plan.image_seed)
+                      if p.kind is PointKind.MARKER and p.label == "crash"]
+            state = random.Random(plan.image_seed).choice(points[-1].states)
+            choice = {"model": config.model, "kernel_state": {
+                "baseline": state.baseline, "durable_writes": state.durable_writes,
+                "in_flight": state.in_flight, "kept": list(state.kept)}}
+            run.events[f"kernel crash states at the kill: {len(points[-1].states)}"] += 1
+            window_ms = config.window_ms + config.margin_ms
+            tolerance_ms = 2000 + run.max_latency_ms
+            mounter = recorder.mounter()
+            try:
+                with mounter.mounted(state) as mounted:
+                    server = launcher(os.path.join(mounted, _DATA),
+                                      os.path.join(scratch, "recovery.log"), config.policy)
+                    reason, log_tail = _restart(server)
+                    recovery_ms = max(run.now_ms(), crash_ms)
+                    if reason is None:
+                        recovered = _dump_snapshot(None, server, recovery_ms)
+                        _scan_log(server, run.events)
+                    verdict = check_recovery(
+                        history, recovered, policy=config.policy, model=config.model,
+                        crash_ms=crash_ms, recovery_ms=recovery_ms, window_ms=window_ms,
+                        unavailable_reason=reason, allow_unavailable=config.allow_unavailable,
+                        crash=CrashInfo(model=config.model, choice=choice, crash_ms=crash_ms,
+                                        trace_index=markers),
+                        expiry_tolerance_ms=tolerance_ms,
+                    )
+                    if recovered is not None:
+                        server.kill()  # the second crash: a process crash on the kernel mount
+                        reason2, tail = _restart(server)
+                        if reason2 is not None:
+                            log_tail = tail
+                        at_ms = run.now_ms()
+                        second = None if reason2 is not None else _dump_snapshot(
+                            None, server, at_ms)
+                        stability = check_stability(
+                            recovered, second, at_ms=at_ms, expiry_tolerance_ms=tolerance_ms,
+                            unavailable_reason=reason2,
+                            crash=CrashInfo(model="process", crash_ms=at_ms))
+                    if not log_tail:
+                        log_tail = _log_tail(server, 30)
+                    server.kill()
+                    server = None
+            finally:
+                mounter.close()
+    except (KernelUnavailableError, KernelRecorderError) as exc:
+        raise VerifyEnvironmentError(f"--model {config.model}: {exc}") from None
+    finally:
+        if conn is not None:
+            conn.close()
+        if server is not None:
+            with contextlib.suppress(Exception):
+                server.kill()
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    outcome = verdict.outcome
+    if stability is not None and not stability.ok:
+        outcome = "violation"
+    if outcome == "consistent" and config.policy == "everysec" and not verdict.frontier:
+        outcome = "not-exercised"
+        run.events["everysec: empty frontier (not exercised)"] += 1
+    counts: Counter[Outcome] = Counter(e.outcome for e in history)
+    return TrialResult(
+        index=index, outcome=outcome, recovery=verdict, stability=stability,
+        entries=len(history), acked=counts[Outcome.OK], unknown=counts[Outcome.UNKNOWN],
+        errors=counts[Outcome.ERROR], crash_ms=crash_ms, recovery_ms=recovery_ms,
+        crash_image=f"kernel {config.model}", crash_choice=choice, faults="", fired=[],
+        events=run.events, elapsed_s=time.monotonic() - started,
+        server_died_early=died_early, log_tail=log_tail, history=history,
+        aof_files=aof_files,
+    )
+
+
+def _batches_until_kill(batches: Any, kill_at: int) -> Any:
+    """(batch, writes) until the batch holding entry `kill_at`, which comes as (batch, -1)."""
+    sent = 0
+    for batch, writes in batches:
+        if sent + writes > kill_at:
+            yield batch, -1
+            return
+        yield batch, writes
+        sent += writes
+    yield None, 0
