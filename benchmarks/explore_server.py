@@ -1,7 +1,7 @@
 """``aofcrash explore --server`` on a real binary: states, distinct images, recoveries/s, wall.
 
 Run: ``.venv/bin/python benchmarks/explore_server.py [--server 7.0] [--policy always]
-[--ops 200] [--runs 3] [--workers N] [--models process,power,power-eager-metadata]
+[--ops 200] [--runs 3] [--workers N] [--models process,power-ext4,power-eager-metadata]
 [--no-rewrite]``.
 
 Each run records the seeded workload (``ops`` writes, one BGREWRITEAOF before the middle write
@@ -39,7 +39,7 @@ def main() -> int:
     parser.add_argument("--ops", type=int, default=200)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=0, help="0: two per core")
-    parser.add_argument("--models", default="process,power,power-eager-metadata")
+    parser.add_argument("--models", default="process,power-ext4,power-eager-metadata")
     parser.add_argument("--no-rewrite", action="store_true")
     args = parser.parse_args()
     workers = args.workers or 2 * (os.cpu_count() or 1)

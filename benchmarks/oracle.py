@@ -175,7 +175,7 @@ def run_config(entries: int, keys: int, checks: int, repeats: int, seed: int) ->
         inputs = [fresh(states[k]) for k in ks]
         t0 = time.perf_counter()
         for k, s in zip(ks, inputs, strict=True):
-            verdict = checker.check(s, policy="no", model="power",
+            verdict = checker.check(s, policy="no", model="power-ext4",
                                     crash_ms=crash_ms, recovery_ms=recovery_ms)
             assert verdict.ok and verdict.k is not None and verdict.k >= k
         consistent.append(len(ks) / (time.perf_counter() - t0))
@@ -183,13 +183,13 @@ def run_config(entries: int, keys: int, checks: int, repeats: int, seed: int) ->
         inputs = [fresh(states[hot[i % len(hot)]]) for i in range(10 * len(hot))]
         t0 = time.perf_counter()
         for s in inputs:
-            assert checker.check(s, policy="no", model="power",
+            assert checker.check(s, policy="no", model="power-ext4",
                                  crash_ms=crash_ms, recovery_ms=recovery_ms).ok
         repeated.append(len(inputs) / (time.perf_counter() - t0))
         bad = [mutate(states[k], rng) for k in ks[:10]]
         t0 = time.perf_counter()
         for s in bad:
-            verdict = checker.check(s, policy="no", model="power",
+            verdict = checker.check(s, policy="no", model="power-ext4",
                                     crash_ms=crash_ms, recovery_ms=recovery_ms)
             assert not verdict.ok
         violating.append(len(bad) / (time.perf_counter() - t0))

@@ -18,85 +18,95 @@ SimDisk: two layers
 ``SimDisk`` keeps, like a kernel page cache over a disk,
 
 * *visible* state: what reads, ``stat`` and ``listdir`` return (namespace + file contents);
-* *durable* state: what survives power loss — a durable namespace (directory entries) and, per
-  inode, durable contents.
+* *durable* state: what survives power loss — per inode, durable contents, and per persistence
+  model, which namespace operations (create, rename, unlink, mkdir) are durable.
 
-``fsync(fd)`` / ``fdatasync(fd)`` make the inode's visible contents durable (both flush data; the
-model does not separate file-size metadata from data). ``fsync_dir(d)`` (or ``fsync`` of a
-directory fd) makes every pending namespace operation on directory ``d`` (create, rename,
-unlink, mkdir, in or out of ``d``) durable, together with every namespace operation that came
-before the last of them: metadata reaches the disk as an ordered journal (as on ext4), so the
-durable namespace is always the result of a prefix of the program's namespace operations. That
-is the metadata of ``power``; ``power-posix-metadata`` drops the ordering (see below) and is
-computed from the same operations. Every operation is appended to
-``SimDisk.trace`` as a ``TraceEntry`` (index, op, path, offset, length, result);
-``SimDisk.replay(trace)`` rebuilds the disk state at every trace position, which is what the
-crash-state explorer walks (``ReplayCursor`` does it step by step and can show the state of a
-crash inside a write, ``inside_write(k)``).
+``fsync(fd)`` / ``fdatasync(fd)`` make the inode's visible contents durable (both flush data).
+What they and ``fsync_dir(d)`` (or ``fsync`` of a directory fd) make durable of the namespace
+depends on the filesystem, so a SimDisk keeps every model's record side by side and a crash can
+be asked under any model afterwards. Every operation is appended to ``SimDisk.trace`` as a
+``TraceEntry`` (index, op, path, offset, length, result); ``SimDisk.replay(trace)`` rebuilds
+the disk state at every trace position, which is what the crash-state explorer walks
+(``ReplayCursor`` does it step by step and can show the state of a crash inside a write,
+``inside_write(k)``).
 
 Persistence models (``PersistenceModel``)
 -----------------------------------------
+A model is a claim about a filesystem: ``model.filesystem`` names the real one it stands for
+(None for the two bounds), ``model.describe()`` says it in one line. The three kernel models
+are calibrated against the kernel's own ext4, xfs and btrfs (crash images recorded at the block
+layer and mounted by the kernel, which replays its own journal): a model must allow every state
+the kernel produced (else it misses bugs) and keep what the kernel kept in every state (else it
+raises false alarms). Each model's rules are written at the top of the module that implements
+it (``faults/_model_*.py``); in short:
+
 ``process``
     The process dies, the kernel survives: the image is the visible state, exactly. Everything
     whose ``write`` returned survives. One image per crash point.
-``power``
-    Only durable state survives, plus what the model allows of the unsynced rest:
+``power-ext4`` (``POWER``, the default power model; ``PersistenceModel("power")`` is an alias,
+the name reproductions used before the calibration)
+    ext4 (data=ordered). Namespace operations go into one journal in program order; a *journal
+    commit* makes every operation recorded so far durable, in any directory. ``fsync(fd)``
+    commits when the file has something not committed (dirty data or size, or a pending
+    create, rename or unlink of its inode); ``fdatasync(fd)`` only for dirty data or size or
+    a pending create (``fsync(B); rename(B, C); fdatasync(C)`` may lose the rename);
+    ``fsync_dir(d)`` when a pending operation changes ``d``. An fsync with nothing to commit
+    commits nothing. A commit makes no other file's data durable: ``create A; fsync(P)``
+    (P changed) keeps A, with its durable contents (empty for a new file).
+``power-xfs`` (``POWER_XFS``)
+    xfs: as ext4, except that fdatasync also commits a pending rename or unlink of the file.
+``power-btrfs`` (``POWER_BTRFS``)
+    btrfs's per-inode log: ``fsync``/``fdatasync`` of a file make that file's data, its create
+    and renames and its new parent directories durable, not unrelated namespace operations
+    (``create A; fsync(P)`` may lose A; an unrelated rename or unlink may be undone). A file
+    once fsynced is logged: its later renames are durable at the next fsync that syncs the log
+    (of a file or directory with something to log: ``fsync(B); rename(B, C); fsync(P)`` keeps
+    C as B). ``fsync_dir(d)`` makes ``d``'s
+    changed entries durable, with what they name.
+``power-eager-metadata`` (``POWER_EAGER_METADATA``; the most optimistic, no real filesystem)
+    Every namespace operation is durable when it returns (LazyFS's model); data as below.
+``power-posix-metadata`` (``POWER_POSIX_METADATA``; the POSIX minimum, the most pessimistic, no
+real filesystem measured here is this weak)
+    A namespace operation is durable only once every directory it changes has been fsynced
+    after it (*settled*; a rename needs both parents); everything unsettled may survive or not,
+    independently, except that a rename survives only with the pending operation that put its
+    object in its source (else the object would have two names). Entries belong to
+    directories, not paths: a settled create in ``d`` is lost if ``d``'s own mkdir is not
+    settled. A finding seen only under this model is reported as such.
 
-    * Data. Per inode with durable contents D, visible contents V and ``c`` = length of the prefix
-      untouched since the last successful sync:
+Common to the power models:
 
-      - append-only since the sync (``c == len(D)``): the image is ``V[:L]`` for L in
-        {len(D)} + {every 512-byte sector boundary strictly between len(D) and len(V)} + {len(V)}
-        (kind ``PREFIX``; ``L == len(D)`` is kind ``DURABLE``). Opt-in
-        (``ImageLimits(torn=True, reorder=True)``; off by default because no AOF without
-        checksums can tell a damaged sector inside a value from data, so they test the file
-        format's integrity checks rather than the persistence protocol): for L > len(D) the last
-        sector of the image (the part of it past len(D)) may instead be torn: all zeros
-        (``TORN_ZERO``) or garbage (``TORN_GARBAGE``, bytes derived from the inode and sector
-        number, so deterministic). ``REORDERED``: a later sector reached the disk before an
-        earlier one: ``V[:L]`` with one earlier unsynced sector (within the last
-        ``ImageLimits.reorder_window_sectors`` sectors of the image) reading as zeros.
-      - truncated or overwritten below len(D) since the sync (``c < len(D)``): either D
-        (``DURABLE``) or ``V[:L]`` for L in {c} + {sector boundaries in (c, len(V))} + {len(V)}
-        (``PREFIX``). No torn or reordered variants here (not modelled, see below).
-      - synced data is never lost: D is always a prefix of the image unless the file was
-        truncated below len(D) since the sync.
-    * Metadata (strict): namespace operations not yet made durable by ``fsync_dir`` form a
-      pending list in program order. The image keeps a *prefix* of that list (ordered metadata
-      journaling, as ext4's default mode does): ``CrashChoice.metadata_kept`` operations, from 0
-      to all of them. An operation whose source no longer exists in the durable namespace is
-      skipped.
-``power-eager-metadata``
-    As ``power`` but every namespace operation is durable at once (``metadata_kept`` is always
-    all pending operations); this is what LazyFS models.
-``power-posix-metadata``
-    As ``power`` for data; metadata with only what POSIX promises: no journal, no order between
-    directories. Opt-in (pass the model); every ``power`` image is one of its images too.
+* Metadata. Under the three kernel models a crash keeps every committed operation plus a
+  *prefix* of the pending ones in program order (the kernel may commit in the background at
+  any moment, and a commit writes everything before it): ``CrashChoice.metadata_kept`` of
+  them, 0 to all (``SimDisk.pending_metadata_for(model)``). An operation whose source is not in
+  the image is skipped. Under ``power-posix-metadata`` a choice may name a set that is not a
+  prefix in ``CrashChoice.metadata_ops`` (positions among the
+  ``SimDisk.pending_posix_metadata`` operations, program order; None with ``metadata_kept = k``
+  is the first k, the form enumeration and draws give every prefix).
+* Data, per inode (``faults/_inode.py``), with durable contents D, visible contents V and
+  ``c`` = length of the prefix untouched since the last successful sync:
 
-    * Settling. A namespace operation is *settled* once every directory it changes has been
-      fsynced (``fsync_dir`` or ``fsync`` of a directory fd) after it: the parent of the path
-      for create, mkdir and unlink; for a rename both parents (one fsync if they are the same
-      directory). A rename is atomic, all or nothing, so an fsync of only one of its two
-      directories does not settle it. Settled operations are in every image.
-    * Everything else pending may or may not survive, independently, except for one dependency:
-      a rename survives only with the pending operation that put the object it moves into its
-      source entry (the create, the mkdir or the previous rename of that object). Without it the
-      image would name the object twice. That is the only order needed to be well-defined: each
-      directory entry shows the last write, in program order, of the surviving operations that
-      write it (a create of a name an unkept rename had freed simply takes the name; an unlink
-      whose create is unkept leaves the name as it was before both). An fsync that settles a
-      rename also settles what it depends on (so the object never has two names).
-    * Entries belong to directories, not paths: an entry is in the image when its directory is
-      reachable from the root there. A file whose create ``fsync_dir(d)`` settled is still lost
-      if ``d``'s own mkdir is not settled (fsync the parent too), and the contents of a renamed
-      directory follow it (under its old name if the rename did not survive).
+  - append-only since the sync (``c == len(D)``): the image is ``V[:L]`` for L in
+    {len(D)} + {every 512-byte sector boundary strictly between len(D) and len(V)} + {len(V)}
+    (kind ``PREFIX``; ``L == len(D)`` is kind ``DURABLE``). Opt-in
+    (``ImageLimits(torn=True, reorder=True)``; off by default because no AOF without
+    checksums can tell a damaged sector inside a value from data, so they test the file
+    format's integrity checks rather than the persistence protocol): for L > len(D) the last
+    sector of the image (the part of it past len(D)) may instead be torn: all zeros
+    (``TORN_ZERO``) or garbage (``TORN_GARBAGE``, bytes derived from the inode and sector
+    number, so deterministic). ``REORDERED``: a later sector reached the disk before an
+    earlier one: ``V[:L]`` with one earlier unsynced sector (within the last
+    ``ImageLimits.reorder_window_sectors`` sectors of the image) reading as zeros.
+  - truncated or overwritten below len(D) since the sync (``c < len(D)``): either D
+    (``DURABLE``) or ``V[:L]`` for L in {c} + {sector boundaries in (c, len(V))} + {len(V)}
+    (``PREFIX``). No torn or reordered variants here (not modelled, see below).
+  - synced data is never lost: D is always a prefix of the image unless the file was
+    truncated below len(D) since the sync.
 
-    Example: create ``A/f``, rename ``B/tmp`` to ``B/aof``, ``fsync_dir("B")``: under ``power``
-    the create of ``A/f`` is durable too (it is earlier in the journal); under
-    ``power-posix-metadata`` an image may lack ``A/f``. A choice names the surviving pending
-    operations in ``CrashChoice.metadata_ops`` (positions among the
-    ``SimDisk.pending_posix_metadata`` operations, program order; None with ``metadata_kept = k``
-    is the first k, the form enumeration and draws give every prefix).
+Example: create ``A/f``, rename ``B/tmp`` to ``B/aof``, ``fsync_dir("B")``: under
+``power-ext4`` and ``power-xfs`` the create of ``A/f`` is durable too (the commit writes the
+whole journal); under ``power-btrfs`` and ``power-posix-metadata`` an image may lack ``A/f``.
 
 Fsync failure semantics (``FsyncFailure``, a ``SimDisk`` setting)
 -----------------------------------------------------------------
@@ -140,7 +150,7 @@ For tools such as the crash-state explorer; nothing here can change a disk.
   inode: ``size_bytes``, ``read(start, stop)``, ``durable_size_bytes``, ``durable()``,
   ``durable_is_prefix``, ``dropped_ranges``, ``dirty``.
 * ``SimDisk.namespace_after(metadata)``: the files of an image's namespace (immutable mapping
-  path -> inode number), for a ``CrashChoice`` or a count of kept ``power`` operations;
+  path -> inode number), for a ``CrashChoice`` or a count of kept ``power-ext4`` operations;
   ``SimDisk.dirty_inodes(metadata)``: its dirty inodes in the order ``max_dirty_files`` keeps
   them; ``SimDisk.file_options(inode, limits=...)``: every legal image of one inode's data;
   ``SimDisk.metadata_choices(model, limits=...)``: the metadata outcomes ``crash_choices`` goes
@@ -196,11 +206,20 @@ Not modelled (deliberately)
 * A slow fsync's data is durable when the call is made; only its completion is delayed.
 * Torn or reordered sectors after a truncate/overwrite below the durable length; partial sector
   writes other than "all zeros" and "garbage"; bit rot of synced data; misdirected writes.
-* Separate durability of file size and file data (fsync and fdatasync are equivalent here).
-* Cross-directory rename atomicity quirks: a rename is one atomic metadata operation, made
-  durable by fsync_dir of either directory (ordered models) or of both (``power-posix-metadata``).
-  No half-done rename (the new name durable and the old one not, or the reverse: a file under
-  both names or under neither), which a filesystem without a journal can leave.
+* Separate durability of file size and file data: fsync and fdatasync make the same data
+  durable; they differ only in what they commit of the namespace (ext4).
+* Time: the kernels' background commits (ext4 5 s, xfs and btrfs 30 s) are not timed; any
+  prefix of the pending operations may have been committed at any moment, which allows more
+  states than the kernel, never fewer. btrfs's transaction is never over here: a file once
+  fsynced stays logged (its later renames become durable at the next fsync), which holds for
+  workloads shorter than btrfs's 30 s commit.
+* ext4's ``auto_da_alloc`` (data of a file renamed over another flushed at the next commit),
+  data=journal and data=writeback; xfs's flush-on-close heuristics; btrfs's early logging of
+  unlinks and of directory renames (all of these keep more; the models allow losing it).
+* Cross-directory rename atomicity quirks: a rename is one atomic metadata operation (a
+  commit includes it whole; ``power-posix-metadata`` settles it once both directories are
+  fsynced). No half-done rename (the new name durable and the old one not, or the reverse: a
+  file under both names or under neither), which a filesystem without a journal can leave.
 * Under ``power-posix-metadata``: an fsync that settles a rename settles the operations it
   depends on (so a chain of renames never leaves an object under two names); directories that
   surviving renames put inside each other are unreachable (an image before fsck), nothing more.
@@ -210,6 +229,7 @@ Not modelled (deliberately)
 
 from __future__ import annotations
 
+from faults._choices import ChoiceEnumeration
 from faults._clock import BackgroundJob, Clock
 from faults._faulty import (
     FaultyFileSystem,
@@ -229,6 +249,7 @@ from faults._image import (
     PersistenceModel,
     garbage_sector,
 )
+from faults._inode import InodeView
 from faults._plan import (
     Crash,
     Fault,
@@ -241,16 +262,8 @@ from faults._plan import (
     ShortWrite,
     SlowSync,
 )
-from faults._simdisk import (
-    ChoiceEnumeration,
-    InodeView,
-    Op,
-    OpenFile,
-    ReplayCursor,
-    SimDisk,
-    Trace,
-    TraceEntry,
-)
+from faults._simdisk import OpenFile, ReplayCursor, SimDisk
+from faults._trace import Op, Trace, TraceEntry
 
 __all__ = [
     "BackgroundJob",

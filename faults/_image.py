@@ -30,12 +30,54 @@ __all__ = [
 
 
 class PersistenceModel(enum.Enum):
-    """What survives a crash (see the ``faults`` module docstring)."""
+    """What survives a crash (see the ``faults`` module docstring).
+
+    ``POWER`` (``"power-ext4"``) is the default power model; ``PersistenceModel("power")``, the
+    name old reproductions use, is an alias for it. ``filesystem`` says which real filesystem a
+    model stands for (None: none, it is a bound), ``describe()`` says it in one line.
+    """
 
     PROCESS = "process"
-    POWER = "power"
+    POWER = "power-ext4"
+    POWER_XFS = "power-xfs"
+    POWER_BTRFS = "power-btrfs"
     POWER_EAGER_METADATA = "power-eager-metadata"
     POWER_POSIX_METADATA = "power-posix-metadata"
+
+    @classmethod
+    def _missing_(cls, value: object) -> PersistenceModel | None:
+        # "power" named the ordered-journal model before the models were calibrated.
+        return cls.POWER if value == "power" else None
+
+    @property
+    def filesystem(self) -> str | None:
+        """The real filesystem this model is calibrated against, or None."""
+        return _FILESYSTEMS.get(self.value)
+
+    @property
+    def varies_metadata(self) -> bool:
+        """Whether a crash may keep some pending namespace operations and not others."""
+        return self.value not in ("process", "power-eager-metadata")
+
+    def describe(self) -> str:
+        """One line: what survives a crash under this model, and what it stands for."""
+        return _DESCRIPTIONS[self.value]
+
+
+_FILESYSTEMS = {"power-ext4": "ext4", "power-xfs": "xfs", "power-btrfs": "btrfs"}
+_DESCRIPTIONS = {
+    "process": "process crash, the kernel survives: every returned write survives",
+    "power-ext4": "power loss on ext4 (default): a journal commit (fsync of a changed file) "
+    "makes every earlier namespace operation durable; fdatasync after only a rename commits "
+    "nothing",
+    "power-xfs": "power loss on xfs: as ext4, and fdatasync also commits a rename of the file",
+    "power-btrfs": "power loss on btrfs: fsync makes the file's own names durable (per-inode "
+    "log), not unrelated namespace operations",
+    "power-eager-metadata": "power loss with every namespace operation durable at once "
+    "(LazyFS-style; most optimistic, no real filesystem)",
+    "power-posix-metadata": "power loss with only what POSIX promises: a name is durable once "
+    "its directory is fsynced (the POSIX minimum; most pessimistic, no real filesystem)",
+}
 
 
 class FsyncFailure(enum.Enum):
@@ -151,7 +193,7 @@ class CrashChoice:
 
     ``metadata_kept`` is how many pending namespace operations the image keeps. With
     ``metadata_ops`` None they are the first ``metadata_kept`` in program order (the only form
-    the ordered models allow); under ``power-posix-metadata`` ``metadata_ops`` may instead name
+    the kernel models allow); under ``power-posix-metadata`` ``metadata_ops`` may instead name
     them: strictly increasing positions in that model's pending list, ``metadata_kept`` of them.
     Enumerated and drawn choices write a prefix as None, so equal outcomes compare equal.
     """
@@ -174,7 +216,7 @@ class CrashChoice:
             "files": [f.to_dict() for f in self.files],
         }
         if self.metadata_ops is not None:
-            # Only written when set, so choices of the ordered models keep their old JSON.
+            # Only written when set, so choices of the other models keep their old JSON.
             out["metadata_ops"] = list(self.metadata_ops)
         return out
 
@@ -260,7 +302,7 @@ class ImageLimits:
     ``reorder_window_sectors``: how far back a reordered (zero) sector may be;
     ``byte_granularity``: prefixes at every byte instead of every sector boundary.
     ``max_metadata_subsets``: under ``power-posix-metadata``, at most this many sets of kept
-    pending namespace operations per crash point (the prefixes first, as the ordered model has
+    pending namespace operations per crash point (the prefixes first, as the kernel models have
     them); the others are counted in ``ChoiceEnumeration.cut_by_metadata``.
     """
 

@@ -3,7 +3,7 @@
     .venv/bin/python scripts/findings.py [--trials N] [--out reports]
 
 Every cell is one ``aofcrash verify`` configuration: server (presets 6.0, 6.2, 7.0, 8.2, valkey) x
-appendfsync (always, everysec) x model (process, power, power-posix-metadata,
+appendfsync (always, everysec) x model (process, power-ext4, power-posix-metadata,
 power-eager-metadata) x fault (none, no-space, fsync-error, slow-sync, short-write,
 kill-child), `--trials N` trials each (seed 0, trials 0..N-1: a trial is a function of (seed,
 index), so every cell's trials are re-runnable one by one). All trials of all cells go to one
@@ -52,7 +52,7 @@ from harness.verify import (
 
 SERVERS: Final = ("6.0", "6.2", "7.0", "8.2", "valkey")
 POLICIES: Final = ("always", "everysec")
-MODELS: Final = ("process", "power", "power-posix-metadata", "power-eager-metadata")
+MODELS: Final = ("process", "power-ext4", "power-posix-metadata", "power-eager-metadata")
 FAULTS: Final = ("none", "no-space", "fsync-error", "slow-sync", "short-write", "kill-child")
 FAULT_TITLES: Final = {
     "none": "no fault", "no-space": "ENOSPC", "fsync-error": "EIO on fsync, then success",
@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     cells: list[Cell] = []
     for server in args.servers.split(","):
         try:
-            check_environment(VerifyConfig(server=server, model="power"))
+            check_environment(VerifyConfig(server=server, model="power-ext4"))
             info = _environment.server_identity(VerifyConfig(server=server))
             servers[server] = {"name": info.name, "version": info.version}
         except VerifyEnvironmentError as exc:
@@ -315,9 +315,11 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"{data['attribution_repeats']} times) and where its reproduction is.",
         "",
         "Faults: " + "; ".join(f"`{k}` = {v}" for k, v in FAULT_TITLES.items()) + ". "
-        "Models: `process` (the kernel survives), `power` (ordered metadata journal, "
-        "ext4-like), `power-posix-metadata` (a create/rename is durable only after an fsync of "
-        "its own directory), `power-eager-metadata` (directory operations durable at once).",
+        "Models: `process` (the kernel survives), `power-ext4` (ext4's journal, calibrated "
+        "against the kernel: an fsync that commits makes every earlier create, rename and "
+        "unlink durable), `power-posix-metadata` (the POSIX minimum: a create/rename is "
+        "durable only after an fsync of its own directory; no real filesystem measured here is "
+        "this weak), `power-eager-metadata` (directory operations durable at once).",
         "",
         "Every crash state of each binary (one traced run with a rewrite, every crash point x "
         "every legal image, recovered by the binary itself: `aofcrash explore --server`) is in "

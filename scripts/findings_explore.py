@@ -3,10 +3,10 @@
 For every server (6.0, 6.2, 7.0, 8.2, Valkey 9.1; a server that is not installed is skipped with a
 note) and policy (always, everysec), one seeded 200-write workload with one BGREWRITEAOF is
 recorded on a traced FUSE SimDisk and every crash point x every legal image of every model
-(process, power, power-posix-metadata, power-eager-metadata) is recovered by the real binary
+(process, power-ext4, power-posix-metadata, power-eager-metadata) is recovered by the real binary
 and checked. Cause attribution, one ingredient removed at a time:
 
-* strict metadata: a violation under ``power`` or ``power-posix-metadata`` at a crash point
+* strict metadata: a violation under ``power-ext4`` or ``power-posix-metadata`` at a crash point
   where ``power-eager-metadata`` (every directory operation durable at once) holds needs the
   strict metadata model (a missing directory fsync), not the data path;
 * the rewrite: the same workload without BGREWRITEAOF is explored again; a violation that
@@ -47,8 +47,8 @@ from harness.verify import (
 
 SERVERS = ("6.0", "6.2", "7.0", "8.2", "valkey")
 POLICIES = ("always", "everysec")
-MODELS = ("process", "power", "power-posix-metadata", "power-eager-metadata")
-STRICT = ("power", "power-posix-metadata")
+MODELS = ("process", "power-ext4", "power-posix-metadata", "power-eager-metadata")
+STRICT = ("power-ext4", "power-posix-metadata")
 
 
 def _installed(server: str) -> str | None:

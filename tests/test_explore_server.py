@@ -168,7 +168,7 @@ def test_redis_7_always_with_a_rewrite_holds_in_every_state_and_the_fast_path_ag
     # Dedup: far fewer real recoveries than states, and each image recovered once.
     assert result.distinct_contents < result.states
     assert result.real_recoveries == result.distinct_contents
-    assert result.coverage()["power"]["fraction"] == 1.0
+    assert result.coverage()["power-ext4"]["fraction"] == 1.0
 
 
 @pytest.mark.real
@@ -177,13 +177,13 @@ def test_a_planted_reply_before_fsync_in_the_reference_process_is_found_under_po
 ) -> None:
     _needs("reference")
     config = ServerExploreConfig(server="reference", ops=12, seed=1, rewrite_at=-1,
-                                 models=("process", "power"),
+                                 models=("process", "power-ext4"),
                                  server_config=(("defect", "reply-before-fsync"),))
     result = explore_server(config, workers=2)
     assert not result.ok
     rules = {rule for (model, rule) in result.violation_counts}
     assert rules == {"durability"}
-    assert {model for (model, _) in result.violation_counts} == {"power"}
+    assert {model for (model, _) in result.violation_counts} == {"power-ext4"}
     assert result.outcomes[("process", "violation")] == 0
     first = result.violations[0]
     assert first.verdict is not None and not first.verdict.ok
@@ -201,7 +201,7 @@ def test_a_planted_reply_before_fsync_in_the_reference_process_is_found_under_po
 def test_the_clean_reference_process_holds_where_the_planted_bug_fails() -> None:
     _needs("reference")
     config = ServerExploreConfig(server="reference", ops=12, seed=1, rewrite_at=-1,
-                                 models=("process", "power"))
+                                 models=("process", "power-ext4"))
     result = explore_server(config, workers=2)
     assert result.ok, "\n".join(v.describe() for v in result.violations[:3])
 
@@ -228,7 +228,7 @@ def test_the_cli_finds_the_planted_bug_and_its_reproduction_replays(
 ) -> None:
     _needs("reference")
     code = _run_cli(["--server", "reference", "--defect", "reply-before-fsync", "--ops", "8",
-                     "--rewrite-at", "-1", "--model", "power", "--workers", "2",
+                     "--rewrite-at", "-1", "--model", "power-ext4", "--workers", "2",
                      "--reports", str(tmp_path / "reports"), "--progress", "never"])
     text = capsys.readouterr().out
     assert code == 1, text
@@ -253,7 +253,7 @@ def _everysec_reference(defects: tuple[str, ...]) -> ServerExploreConfig:
     # each second, so the last write must rarely be one (100 ms apart it was 1 in 10, and more
     # often on a loaded machine, where the test then found nothing).
     return ServerExploreConfig(server="reference", policy="everysec", ops=40, seed=4,
-                               duration_ms=1000, rewrite_at=-1, models=("process", "power"),
+                               duration_ms=1000, rewrite_at=-1, models=("process", "power-ext4"),
                                server_config=tuple(("defect", d) for d in defects))
 
 

@@ -292,7 +292,8 @@ def test_metadata_prefixes_keep_program_order() -> None:
     ]
 
 
-def test_fsync_dir_commits_that_directorys_operations_and_everything_before_them() -> None:
+def test_fsync_dir_commits_the_whole_journal_under_ext4_and_only_its_directory_under_posix(
+) -> None:
     disk = SimDisk()
     disk.mkdir("d")
     disk.fsync_dir("")
@@ -300,9 +301,12 @@ def test_fsync_dir_commits_that_directorys_operations_and_everything_before_them
     disk.close(disk.open("d/inner", os.O_CREAT | os.O_WRONLY))
     disk.close(disk.open("later", os.O_CREAT | os.O_WRONLY))
     disk.fsync_dir("d")
-    # "top" came before "d/inner" in the journal, "later" after it.
-    assert disk.pending_metadata == 1
-    assert disk.crash(POWER).files == {"top": b"", "d/inner": b""}
+    # A journal commit writes every operation recorded so far, in any directory.
+    assert disk.pending_metadata == 0
+    assert disk.crash(POWER).files == {"top": b"", "d/inner": b"", "later": b""}
+    # The POSIX minimum settles only what changed "d".
+    posix = PersistenceModel.POWER_POSIX_METADATA
+    assert disk.crash(posix).files == {"d/inner": b""}
 
 
 def test_a_create_in_a_directory_whose_mkdir_is_pending_is_not_dropped_by_fsync_dir() -> None:
@@ -695,18 +699,18 @@ def test_inode_lookups_say_clearly_when_there_is_nothing() -> None:
 
 
 def test_namespace_after_is_an_immutable_view_of_each_crash_namespace() -> None:
-    disk = _rewrite_swap(fsync_dir=False)  # pending: create tmp, rename tmp -> aof
-    old, new = disk.namespace_after(0)["aof"], disk.namespace_after(1)["tmp"]
-    assert disk.namespace_after(1) == {"aof": old, "tmp": new}
-    assert disk.namespace_after(2) == {"aof": new}
+    disk = _rewrite_swap(fsync_dir=False)  # ext4 pending: rename tmp -> aof (fsync committed
+    old, new = disk.namespace_after(0)["aof"], disk.namespace_after(0)["tmp"]  # the create)
+    assert disk.namespace_after(0) == {"aof": old, "tmp": new}
+    assert disk.namespace_after(1) == {"aof": new}
     for model in (POWER, EAGER, PROCESS, PersistenceModel.POWER_POSIX_METADATA):
         for choice in disk.crash_choices(model):
             ns = disk.namespace_after(choice)
             assert set(ns) == set(disk.crash(model, choice).files)
     with pytest.raises(TypeError):
         disk.namespace_after(0)["aof"] = 1  # type: ignore[index]
-    with pytest.raises(ValueError, match=r"metadata: must be in 0\.\.2"):
-        disk.namespace_after(3)
+    with pytest.raises(ValueError, match=r"metadata: must be in 0\.\.1"):
+        disk.namespace_after(2)
     with pytest.raises(CrashChoiceError, match="metadata_kept"):
         disk.namespace_after(CrashChoice(EAGER, 0, ()))
 
@@ -767,9 +771,9 @@ def test_garbage_sector_is_the_formula_behind_torn_garbage_images() -> None:
 
 def test_metadata_choices_list_the_outcomes_the_enumeration_goes_through() -> None:
     disk = _rewrite_swap(fsync_dir=False)
-    assert disk.metadata_choices(POWER) == tuple(CrashChoice(POWER, k, ()) for k in range(3))
-    assert disk.metadata_choices(EAGER) == (CrashChoice(EAGER, 2, ()),)
-    assert disk.metadata_choices(PROCESS) == (CrashChoice(PROCESS, 2, ()),)
+    assert disk.metadata_choices(POWER) == tuple(CrashChoice(POWER, k, ()) for k in range(2))
+    assert disk.metadata_choices(EAGER) == (CrashChoice(EAGER, 1, ()),)
+    assert disk.metadata_choices(PROCESS) == (CrashChoice(PROCESS, 1, ()),)
     seen = [(c.metadata_kept, c.metadata_ops) for c in disk.crash_choices(POWER)]
     assert sorted(set(seen)) == [(c.metadata_kept, c.metadata_ops)
                                  for c in disk.metadata_choices(POWER)]

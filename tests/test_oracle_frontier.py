@@ -128,7 +128,7 @@ def test_fsync_stalls_widen_the_window_under_power_models_only() -> None:
     ("kwargs", "message"),
     [
         ({"policy": "sometimes"}, "policy must be one of 'always', 'everysec', 'no'"),
-        ({"model": "meteor"}, "model must be one of 'process', 'power'"),
+        ({"model": "meteor"}, "model must be one of 'process', 'power-ext4'"),
         ({"crash_ms": "5"}, "crash_ms must be an int"),
         ({"window_ms": -1}, "window_ms must be >= 0"),
         ({"stalls": [(1, -2)]}, r"stalls\[0\] delay_ms must be >= 0"),

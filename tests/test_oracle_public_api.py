@@ -39,5 +39,7 @@ def test_rules_and_enums_have_their_documented_values() -> None:
     ]
     assert [p.value for p in oracle.Policy] == ["always", "everysec", "no"]
     assert [m.value for m in oracle.CrashModel] == [
-        "process", "power", "power-eager-metadata", "power-posix-metadata"]
+        "process", "power-ext4", "power-xfs", "power-btrfs", "power-eager-metadata",
+        "power-posix-metadata"]
+    assert oracle.CrashModel("power") is oracle.CrashModel.POWER  # old reproductions
     assert [o.value for o in oracle.Outcome] == ["ok", "error", "unknown"]

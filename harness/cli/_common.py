@@ -170,9 +170,24 @@ def availability_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict-availability", action="store_true", help=argparse.SUPPRESS)
 
 
+# -- persistence models (faults.PersistenceModel; literal here, _common imports nothing heavy) --
+
+#: --model's choices: every persistence model, and "power", the old name of power-ext4.
+MODEL_CHOICES = ["process", "power-ext4", "power-xfs", "power-btrfs", "power-eager-metadata",
+                 "power-posix-metadata", "power"]
+MODEL_HELP = ("process (the kernel survives); power-ext4 (alias power), power-xfs, power-btrfs: "
+              "power loss on that kernel filesystem, calibrated against it; "
+              "power-eager-metadata: LazyFS-style, every directory operation durable at once "
+              "(most optimistic); power-posix-metadata: the POSIX minimum, a name durable only "
+              "after its directory's fsync (most pessimistic)")
+
+
 # -- defects: names, and which policies and models can show them ----------------------------
 
-_POWER = "power models (power, power-eager-metadata, power-posix-metadata)"
+_POWER = ("power models (power-ext4, power-xfs, power-btrfs, power-eager-metadata, "
+          "power-posix-metadata)")
+_ALL_POWER = frozenset({"power-ext4", "power-xfs", "power-btrfs", "power-eager-metadata",
+                        "power-posix-metadata"})
 
 #: Defect -> (policies under which it can change what survives, models under which it can;
 #: None = any). A run outside them cannot show the defect: the CLI warns (exit codes stay).
@@ -181,29 +196,20 @@ _POWER = "power models (power, power-eager-metadata, power-posix-metadata)"
 #: fsync defects need a power model; with ``no`` under power F = 0, so losing unsynced
 #: rewrite data is allowed; eager metadata makes every rename durable at once.
 DEFECT_NEEDS: dict[str, tuple[frozenset[str] | None, frozenset[str] | None]] = {
-    "reply-before-fsync": (frozenset({"always"}), frozenset({"power", "power-eager-metadata",
-                                                              "power-posix-metadata"})),
-    "everysec-fsync-skipped": (frozenset({"everysec"}),
-                               frozenset({"power", "power-eager-metadata",
-                                          "power-posix-metadata"})),
-    "everysec-offset-advanced-while-busy": (frozenset({"everysec"}),
-                                            frozenset({"power", "power-eager-metadata",
-                                                       "power-posix-metadata"})),
+    "reply-before-fsync": (frozenset({"always"}), _ALL_POWER),
+    "everysec-fsync-skipped": (frozenset({"everysec"}), _ALL_POWER),
+    "everysec-offset-advanced-while-busy": (frozenset({"everysec"}), _ALL_POWER),
     "everysec-postponed-without-limit": (frozenset({"everysec"}), None),
-    "fsync-error-cleared": (frozenset({"everysec"}),
-                            frozenset({"power", "power-eager-metadata", "power-posix-metadata"})),
+    "fsync-error-cleared": (frozenset({"everysec"}), _ALL_POWER),
     "write-error-ignored": (frozenset({"everysec", "no"}), None),
     "misconf-cleared-by-short-write": (frozenset({"everysec", "no"}), None),
     "short-write-kept": (frozenset({"everysec", "no"}), None),
+    # On ext4, xfs and btrfs the next fsync of the new AOF makes the rename durable.
     "no-dir-fsync-after-rename": (frozenset({"always", "everysec"}),
-                                  frozenset({"power", "power-posix-metadata"})),
-    "temp-not-fsynced-before-rename": (None, frozenset({"power", "power-eager-metadata",
-                                                        "power-posix-metadata"})),
-    "rewrite-diff-not-fsynced": (frozenset({"always", "everysec"}),
-                                 frozenset({"power", "power-eager-metadata",
-                                            "power-posix-metadata"})),
-    "zero-tail-refused": (None, frozenset({"power", "power-eager-metadata",
-                                           "power-posix-metadata"})),
+                                  frozenset({"power-posix-metadata"})),
+    "temp-not-fsynced-before-rename": (None, _ALL_POWER),
+    "rewrite-diff-not-fsynced": (frozenset({"always", "everysec"}), _ALL_POWER),
+    "zero-tail-refused": (None, _ALL_POWER),
 }
 
 
@@ -229,7 +235,8 @@ def defect_help() -> str:
 def defect_warnings(defects: Iterable[str], *, policies: Iterable[str],
                     models: Iterable[str]) -> list[str]:
     """Why the chosen policies or models cannot show a chosen defect (one line each)."""
-    chosen_p, chosen_m = set(policies), set(models)
+    chosen_p = set(policies)
+    chosen_m = {"power-ext4" if m == "power" else m for m in models}  # "power": old alias
     out = []
     for name in sorted(set(defects)):
         need_p, need_m = DEFECT_NEEDS.get(name, (None, None))
@@ -238,7 +245,7 @@ def defect_warnings(defects: Iterable[str], *, policies: Iterable[str],
                        f"{' or '.join(sorted(need_p))}, not {', '.join(sorted(chosen_p))}: "
                        "this run cannot find it")
         if need_m is not None and not need_m & chosen_m:
-            want = _POWER if len(need_m) == 3 else " or ".join(sorted(need_m))
+            want = _POWER if need_m == _ALL_POWER else " or ".join(sorted(need_m))
             out.append(f"defect {name!r} only shows under {want}, not "
                        f"{', '.join(sorted(chosen_m))}: this run cannot find it")
     return out

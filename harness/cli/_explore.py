@@ -12,6 +12,8 @@ from typing import Any
 from harness.cli._common import (
     EXIT_OK,
     EXIT_VIOLATION,
+    MODEL_CHOICES,
+    MODEL_HELP,
     UsageError,
     ViolationStop,
     availability_args,
@@ -63,9 +65,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--policy", choices=["always", "everysec", "no"], default=None,
                    help="appendfsync policy (default: everysec, or the file's; without "
                    "--workload: only the suite's runs under this policy)")
-    p.add_argument("--model", action="append",
-                   choices=["process", "power", "power-eager-metadata", "power-posix-metadata"],
-                   help="persistence model (repeatable; default: process and power)")
+    p.add_argument("--model", action="append", choices=MODEL_CHOICES,
+                   help="persistence model (repeatable; default: process and power-ext4): "
+                   + MODEL_HELP)
     p.add_argument("--target", metavar="MODULE:FACTORY", default=None,
                    help=TARGET_HELP + " (default: the file's target, else the reference)")
     p.add_argument("--profile", choices=["safe", "redis-3.0"], default=None,
@@ -259,7 +261,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         return _cmd_suite(args)
     config, steps, label = _load(args)
     check_target_spec(config)  # one line, exit 2, for a target that cannot be used
-    models = tuple(PersistenceModel(m) for m in (args.model or ["process", "power"]))
+    models = tuple(PersistenceModel(m) for m in (args.model or ["process", "power-ext4"]))
     warn("explore", defect_warnings(config.defects, policies=[config.policy],
                                     models=[m.value for m in models]))
     limits = _limits(args)
@@ -409,7 +411,7 @@ def _cmd_suite(args: argparse.Namespace) -> int:
     runs = _suite(args)
     for run in runs:
         check_target_spec(run.config)
-    models = tuple(PersistenceModel(m) for m in (args.model or ["process", "power"]))
+    models = tuple(PersistenceModel(m) for m in (args.model or ["process", "power-ext4"]))
     base = runs[0].config
     warn("explore", defect_warnings(base.defects,
                                     policies=sorted({r.config.policy for r in runs}),

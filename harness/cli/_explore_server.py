@@ -28,7 +28,7 @@ from harness.cli._common import (
 
 __all__ = ["add_server_arguments", "cmd_explore_server"]
 
-_DEFAULT_MODELS = ("process", "power", "power-eager-metadata")
+_DEFAULT_MODELS = ("process", "power-ext4", "power-eager-metadata")
 # explore options that mean nothing for a real binary, with why (UsageError if given).
 _NOT_WITH_SERVER = (
     ("workload", None, "--workload: explore --server runs its own seeded workload (--ops, "
@@ -82,7 +82,7 @@ def add_server_arguments(p: argparse.ArgumentParser) -> None:
         "Record a seeded workload on the real binary through the FUSE SimDisk, then recover "
         "every distinct crash image once with that binary on every core and check every "
         "crash state. Defaults with --server: --policy always, --ops 200, one BGREWRITEAOF "
-        "before the middle write, --model process, power and power-eager-metadata, "
+        "before the middle write, --model process, power-ext4 and power-eager-metadata, "
         "--workers two per core (a recovery mostly waits for the server).")
     g.add_argument("--server", default=None, metavar="NAME|PATH",
                    help="explore a real server: a preset (6.0, 6.2, 7.0, 8.2, valkey, reference) "

@@ -16,6 +16,8 @@ from harness.cli._common import (
     DEFAULT_DATABASE,
     EXIT_OK,
     EXIT_VIOLATION,
+    MODEL_CHOICES,
+    MODEL_HELP,
     availability_args,
     common_args,
     database_spec,
@@ -73,9 +75,9 @@ def add_parser(sub: Any) -> None:
     reports_args(fz)
     fz.add_argument("--policy", action="append", choices=["always", "everysec", "no"],
                     help="appendfsync policy (repeatable; default: all three)")
-    fz.add_argument("--model", action="append",
-                    choices=["process", "power", "power-eager-metadata", "power-posix-metadata"],
-                    help="persistence model crashes use (repeatable; default: all)")
+    fz.add_argument("--model", action="append", choices=MODEL_CHOICES,
+                    help="persistence model crashes use (repeatable; default: all but "
+                    "power-posix-metadata): " + MODEL_HELP)
     fz.add_argument("--target", metavar="MODULE:FACTORY", default=None, help=TARGET_HELP)
     fz.add_argument("--profile", choices=["safe", "redis-3.0"], default="safe",
                     help="reference server profile (default: safe)")
@@ -125,9 +127,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     from harness.machine._steps import RunConfig
 
     policies = args.policy or ["always", "everysec", "no"]
-    # power-posix-metadata is opt-in (faults docstring): the default is the other three.
-    models = tuple(PersistenceModel(m) for m in (args.model or [
-        "process", "power", "power-eager-metadata"]))
+    # power-posix-metadata is opt-in (faults docstring): the default is every other model.
+    models = tuple(dict.fromkeys(PersistenceModel(m) for m in (args.model or [
+        "process", "power-ext4", "power-xfs", "power-btrfs", "power-eager-metadata"])))
     warn("fuzz", defect_warnings(args.defect, policies=policies,
                                  models=[m.value for m in models]))
     configs = tuple(

@@ -11,6 +11,7 @@ from typing import Any
 from harness.cli._common import (
     EXIT_OK,
     EXIT_VIOLATION,
+    MODEL_HELP,
     UsageError,
     availability_args,
     common_args,
@@ -57,7 +58,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--policy", choices=list(POLICIES), default="always",
                    help="appendfsync policy (default: always)")
     p.add_argument("--model", choices=list(MODELS), default="process",
-                   help="what survives the crash (power models run on a FUSE SimDisk mount)")
+                   help="what survives the crash (power models run on a FUSE SimDisk mount): "
+                   + MODEL_HELP)
     p.add_argument("--trials", type=positive_int, default=5, help="trials (default 5)")
     p.add_argument("--first-trial", type=nonnegative_int, default=0,
                    help="index of the first trial (re-run trial N alone: --first-trial N "

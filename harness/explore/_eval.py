@@ -583,7 +583,7 @@ class StateEvaluator:
         self.full_recoveries = 0
         self.audits = 0
         self.fast_keys = 0
-        self._ns: dict[tuple[int, tuple[int, ...] | None], int | None] = {}
+        self._ns: dict[tuple[PersistenceModel, int, tuple[int, ...] | None], int | None] = {}
         self._overwriting: int | None = None
 
     # -- keeping lineages current
@@ -627,7 +627,7 @@ class StateEvaluator:
             if inode is None:
                 return self._keyed(("absent",), disk, model, choice)
             return self._file(disk, inode, None, model, choice)
-        metadata = (choice.metadata_kept, choice.metadata_ops)
+        metadata = (model, choice.metadata_kept, choice.metadata_ops)  # per model: k differs
         if metadata not in self._ns:
             self._ns[metadata] = disk.namespace_after(choice).get(self.name)
         ino = self._ns[metadata]

@@ -26,8 +26,9 @@ entry at its own ``executed_ms`` (so relative expiries and lazy expiry behave as
 then evaluated at the recovery time T: a key whose ``expire_at_ms <= T`` is absent.
 
 Rules, after a crash at ``crash_ms`` and a recovery at ``recovery_ms`` = T, for policy P and
-persistence model M (``process``, or one of the power models ``power``, ``power-eager-metadata``
-and ``power-posix-metadata``, which differ only in which metadata survives):
+persistence model M (``process``, or one of the power models ``power-ext4`` (alias ``power``),
+``power-xfs``, ``power-btrfs``, ``power-eager-metadata`` and ``power-posix-metadata``, which
+differ only in which metadata survives):
 
 1. Prefix consistency (every P, M). The recovered keyspace R (keys already expired at T
    ignored) equals ``S(k)`` for some k in 0..n. Otherwise the violation is ``phantom`` when

@@ -47,9 +47,15 @@ class CrashModel(enum.Enum):
     """What survives the crash (see faults.PersistenceModel)."""
 
     PROCESS = "process"
-    POWER = "power"
+    POWER = "power-ext4"
+    POWER_XFS = "power-xfs"
+    POWER_BTRFS = "power-btrfs"
     POWER_EAGER_METADATA = "power-eager-metadata"
     POWER_POSIX_METADATA = "power-posix-metadata"
+
+    @classmethod
+    def _missing_(cls, value: object) -> CrashModel | None:
+        return cls.POWER if value == "power" else None  # the name before calibration
 
 
 class Rule(enum.Enum):

@@ -41,7 +41,9 @@ __all__ = [
 
 SERVERS: Final = SERVER_PRESETS  # or a path to a binary, or a command template (server_cmd)
 POLICIES: Final = ("always", "everysec", "no")
-MODELS: Final = ("process", "power", "power-posix-metadata", "power-eager-metadata")
+# "power" is the old name of "power-ext4" (reproductions written before the calibration).
+MODELS: Final = ("process", "power-ext4", "power-xfs", "power-btrfs", "power-posix-metadata",
+                  "power-eager-metadata", "power")
 # "fsync-error": io-error always on a sync (EIO 1-2 times, then success); "kill-child": a
 # BGREWRITEAOF during the workload whose rewrite child is SIGKILLed.
 FAULTS: Final = ("none", "short-write", "no-space", "io-error", "fsync-error", "slow-sync",

@@ -149,8 +149,8 @@ __all__ = [
     "write_server_reproductions",
 ]
 
-SERVER_EXPLORE_MODELS: Final = ("process", "power", "power-eager-metadata",
-                                "power-posix-metadata")
+SERVER_EXPLORE_MODELS: Final = ("process", "power-ext4", "power-xfs", "power-btrfs",
+                                "power-eager-metadata", "power-posix-metadata", "power")
 REPRO_FORMAT: Final = "aofcrash-server-explore-repro/1"
 _NOT_POINTS: Final = frozenset((Op.READ, Op.LSEEK))
 _POLL_S: Final = 0.01
@@ -180,7 +180,7 @@ class ServerExploreConfig:
 
     server: str = "7.0"
     policy: str = "always"
-    models: tuple[str, ...] = ("process", "power", "power-eager-metadata")
+    models: tuple[str, ...] = ("process", "power-ext4", "power-eager-metadata")
     ops: int = 200
     seed: int = 0
     rewrite_at: int | None = None

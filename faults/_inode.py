@@ -1,0 +1,255 @@
+"""Data images: per-inode visible and durable contents, and what of the unsynced rest a crash
+under a power model may leave (the data half of every power model; the metadata half is in the
+``_model_*`` modules).
+
+The rules (also in the ``faults`` module docstring):
+
+* ``fsync(fd)`` / ``fdatasync(fd)`` make the inode's visible contents durable. Synced data is
+  never lost: the durable contents D are a prefix of every image unless the file was truncated
+  or overwritten below len(D) since the sync.
+* Append-only since the sync (``clean == len(D)``): the image is ``V[:L]`` for L = len(D)
+  (``DURABLE``), every sector boundary strictly between len(D) and len(V), and len(V)
+  (``PREFIX``). Opt-in, off by default: the last sector past len(D) torn (``TORN_ZERO``,
+  ``TORN_GARBAGE``), or one earlier unsynced sector within the window reading as zeros
+  (``REORDERED``).
+* Truncated or overwritten below len(D) since the sync (``clean < len(D)``): D, or ``V[:L]`` for
+  L in {clean} + sector boundaries in (clean, len(V)) + {len(V)}. No torn/reordered variants.
+* A range a failed fsync dropped (``FsyncFailure.LINUX``) reads as what the disk had there in
+  every image (``patches``) and is never torn or reordered.
+* A namespace commit (a journal commit, a btrfs log sync) never makes another file's data
+  durable: the models keep data and metadata apart, so a name can survive with fewer bytes
+  than were written (the "exists, empty" rows of the calibration table).
+
+Representation (chosen so the append path stays O(len(data)) and fsync O(1)): an inode keeps its
+visible bytes ``data``, the durable length ``dlen`` and ``clean`` = the length of the prefix
+untouched since the last successful sync. While ``clean == dlen`` the durable contents are
+``data[:dlen]`` and need no copy; the first write or truncate below ``dlen`` saves them in
+``dsaved``. ``patches`` are ranges a failed fsync marked clean without writing: they hold what
+the disk has there, and overlay both durable contents and unsynced images.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from faults._image import FileChoice, ImageKind, ImageLimits, garbage_sector
+
+__all__ = ["Inode", "InodeView", "file_choice_problem", "file_options", "materialise"]
+
+
+class Inode:
+    """One file's contents: visible bytes over durable ones (see the module docstring)."""
+
+    __slots__ = ("clean", "data", "dlen", "dsaved", "ino", "patches", "stamp")
+
+    def __init__(self, ino: int, data: bytes = b"", *, durable: bool = False) -> None:
+        self.ino = ino
+        self.data = bytearray(data)
+        self.dlen = len(data) if durable else 0
+        self.clean = self.dlen
+        self.dsaved: bytes | None = None
+        # (start, disk bytes) ranges that a failed fsync marked clean without writing them.
+        self.patches: list[tuple[int, bytes]] = []
+        # Monotonic counter of the last modification (to pick the most recently written files).
+        self.stamp = 0
+
+    def dirty(self) -> bool:
+        return not (self.clean == self.dlen == len(self.data))
+
+    def save_durable(self) -> None:
+        """Called before the first change below dlen: keep the durable bytes."""
+        if self.dsaved is None:
+            self.dsaved = self.overlay(bytes(self.data[: self.dlen]))
+
+    def durable(self) -> bytes:
+        if self.dsaved is not None:
+            return self.dsaved
+        return self.overlay(bytes(self.data[: self.dlen]))
+
+    def overlay(self, content: bytes) -> bytes:
+        """Apply patches (what the disk really has in ranges a failed fsync dropped)."""
+        if not self.patches:
+            return content
+        buf = bytearray(content)
+        for start, disk in self.patches:
+            if start < len(buf):
+                end = min(len(buf), start + len(disk))
+                buf[start:end] = disk[: end - start]
+        return bytes(buf)
+
+    def cut_patches(self, start: int, end: int) -> None:
+        """Rewriting or truncating [start, end) makes that range ordinary dirty data again."""
+        kept: list[tuple[int, bytes]] = []
+        for pstart, disk in self.patches:
+            pend = pstart + len(disk)
+            if pend <= start or pstart >= end:
+                kept.append((pstart, disk))
+                continue
+            if pstart < start:
+                kept.append((pstart, disk[: start - pstart]))
+            if pend > end:
+                kept.append((end, disk[end - pstart :]))
+        self.patches = kept
+
+
+
+class InodeView:
+    """A read-only view of one SimDisk inode (``SimDisk.inode``, ``SimDisk.inode_at``).
+
+    Live, like ``types.MappingProxyType``: it shows the inode as it is when read, and has no way
+    to change it. Views of the same inode compare equal.
+
+    * ``size_bytes``: visible length; ``read(start, stop)``: visible bytes (a copy of that range
+      only, so reading a growing file's new tail costs only the tail).
+    * ``durable_size_bytes`` and ``durable()``: what survives power loss if nothing unsynced
+      does.
+    * ``durable_is_prefix``: the durable contents are ``read(0, durable_size_bytes)`` (false
+      after a truncate or overwrite below the durable length since the last sync, or when a
+      range a failed fsync dropped lies below it).
+    * ``dropped_ranges``: ``(start, end)`` ranges a failed fsync marked clean without writing
+      (``FsyncFailure.LINUX``); every crash image reads the disk's old bytes there.
+    * ``dirty``: something visible is not durable.
+    """
+
+    __slots__ = ("_node",)
+    _node: Inode
+
+    def __init__(self, node: Inode) -> None:
+        object.__setattr__(self, "_node", node)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("InodeView is read-only")
+
+    @property
+    def ino(self) -> int:
+        return self._node.ino
+
+    @property
+    def size_bytes(self) -> int:
+        return len(self._node.data)
+
+    @property
+    def durable_size_bytes(self) -> int:
+        return self._node.dlen
+
+    @property
+    def dirty(self) -> bool:
+        return self._node.dirty()
+
+    @property
+    def durable_is_prefix(self) -> bool:
+        node = self._node
+        return node.dsaved is None and all(start >= node.dlen for start, _ in node.patches)
+
+    @property
+    def dropped_ranges(self) -> tuple[tuple[int, int], ...]:
+        return tuple((start, start + len(disk)) for start, disk in self._node.patches)
+
+    def read(self, start: int = 0, stop: int | None = None) -> bytes:
+        """Visible bytes ``[start:stop]`` (slice semantics)."""
+        return bytes(self._node.data[start:stop])
+
+    def durable(self) -> bytes:
+        return self._node.durable()
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, InodeView):
+            return NotImplemented
+        return self._node is other._node
+
+    def __hash__(self) -> int:
+        return hash(id(self._node))
+
+    def __repr__(self) -> str:
+        node = self._node
+        return (
+            f"InodeView(ino={node.ino}, size_bytes={len(node.data)}, "
+            f"durable_size_bytes={node.dlen}, dirty={node.dirty()})"
+        )
+
+
+def file_choice_problem(inode: Inode, fc: FileChoice, sector: int) -> str | None:
+    """What is wrong with `fc` as an image of `inode`, or None."""
+    n = len(inode.data)
+    dlen, clean = inode.dlen, inode.clean
+    kind, length = fc.kind, fc.length_bytes
+    if kind is ImageKind.DURABLE:
+        return None if length == dlen else f"length_bytes: durable length is {dlen}"
+    if kind is ImageKind.VISIBLE:
+        return "kind: 'visible' is only the process model's image"
+    base = dlen if clean == dlen else clean
+    if not base <= length <= n:
+        return f"length_bytes: must be in {base}..{n}, got {length}"
+    if kind is ImageKind.PREFIX:
+        return None
+    if clean != dlen:
+        return (
+            f"kind: {kind.value!r} is not modelled after a truncate or overwrite below "
+            "the durable length"
+        )
+    if length == dlen:
+        return f"kind: {kind.value!r} needs length_bytes > the durable length {dlen}"
+    last = (length - 1) // sector
+    if kind in (ImageKind.TORN_ZERO, ImageKind.TORN_GARBAGE):
+        if fc.sector_index != last:
+            return f"sector_index: the torn sector of a {length}-byte image is {last}"
+        return None
+    s = fc.sector_index
+    if s is None or not (s < last and (s + 1) * sector > dlen):
+        return f"sector_index: must be an unsynced sector before sector {last}, got {s}"
+    return None
+
+
+def materialise(inode: Inode, fc: FileChoice, sector: int) -> bytes:
+    """The bytes of `inode` in an image where its data is `fc` (already validated)."""
+    kind, length = fc.kind, fc.length_bytes
+    if kind is ImageKind.DURABLE:
+        return inode.durable()
+    if kind is ImageKind.PREFIX:
+        return inode.overlay(bytes(inode.data[:length]))
+    if kind is ImageKind.REORDERED:
+        assert fc.sector_index is not None
+        buf = bytearray(inode.overlay(bytes(inode.data[:length])))
+        start = max(fc.sector_index * sector, inode.dlen)
+        end = min((fc.sector_index + 1) * sector, length)
+        buf[start:end] = bytes(end - start)
+        return bytes(buf)
+    start = max(inode.dlen, ((length - 1) // sector) * sector)
+    head = inode.overlay(bytes(inode.data[:start]))
+    if kind is ImageKind.TORN_ZERO:
+        return head + bytes(length - start)
+    # Garbage derived from (inode, sector) so the same choice gives the same bytes.
+    return head + garbage_sector(inode.ino, (length - 1) // sector, length - start)
+
+
+def file_options(inode: Inode, limits: ImageLimits, sector: int) -> tuple[FileChoice, ...]:
+    """Every legal image of one dirty inode, DURABLE first (see the module docstring)."""
+    ino, n, dlen, clean = inode.ino, len(inode.data), inode.dlen, inode.clean
+    out = [FileChoice(ino, ImageKind.DURABLE, dlen)]
+    base = dlen if clean == dlen else clean
+    if limits.byte_granularity:
+        lengths: Iterable[int] = range(base if clean != dlen else base + 1, n + 1)
+    else:
+        first = (base // sector + 1) * sector
+        ends = list(range(first, n, sector))
+        if clean != dlen:
+            ends.insert(0, base)
+        if n > base:
+            ends.append(n)
+        lengths = ends
+    # A range a failed fsync dropped never reaches the disk: no torn/reordered variants.
+    append_only = clean == dlen and not inode.patches
+    window = limits.reorder_window_sectors
+    for length in lengths:
+        out.append(FileChoice(ino, ImageKind.PREFIX, length))
+        if not append_only or length <= dlen:
+            continue
+        last = (length - 1) // sector
+        if limits.torn:
+            out.append(FileChoice(ino, ImageKind.TORN_ZERO, length, last))
+            out.append(FileChoice(ino, ImageKind.TORN_GARBAGE, length, last))
+        if limits.reorder and window:
+            lo = max(dlen // sector, last - window)
+            for s in range(lo, last):
+                out.append(FileChoice(ino, ImageKind.REORDERED, length, s))
+    return tuple(out)

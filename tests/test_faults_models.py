@@ -1,0 +1,319 @@
+"""The power models against the kernel: every row of FACTS' table "What real Linux filesystems
+keep after a power loss" (kernel 6.18, ext4/xfs/btrfs images mounted by the kernel), checked on
+the model that claims each filesystem.
+
+A row says what the kernel kept. The model must allow that state (a model that forbids a state
+the kernel produces misses bugs) and, where the kernel kept something in every image (a synced
+file, a committed name), the model must keep it in every image too (one that may drop it raises
+false alarms). d/C and d/P exist and are durable; A is a new 10 KB file; "empty" = the name
+survived with size 0.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import pytest
+
+from faults import CrashChoice, DiskImage, ImageLimits, PersistenceModel, SimDisk
+
+EXT4 = PersistenceModel.POWER
+XFS = PersistenceModel.POWER_XFS
+BTRFS = PersistenceModel.POWER_BTRFS
+POSIX = PersistenceModel.POWER_POSIX_METADATA
+EAGER = PersistenceModel.POWER_EAGER_METADATA
+KERNEL_MODELS = {"ext4": EXT4, "xfs": XFS, "btrfs": BTRFS}
+CREATE = os.O_CREAT | os.O_WRONLY
+A_DATA = bytes(range(256)) * 40  # 10 KB
+OLD_C, OLD_P = b"old C", b"old P"
+# Every prefix at byte granularity, so "empty" and "full" are both in reach when legal.
+LIMITS = ImageLimits(max_choices_per_point=100_000, max_dirty_files=8)
+
+
+def _disk() -> SimDisk:
+    return SimDisk.from_image(DiskImage({"d/C": OLD_C, "d/P": OLD_P}, ["d"]))
+
+
+def _images(disk: SimDisk, model: PersistenceModel) -> list[DiskImage]:
+    enum = disk.crash_choices(model, limits=LIMITS)
+    images = [disk.crash(model, c) for c in enum]
+    assert enum.cut_off == 0
+    return images
+
+
+def _write_new(disk: SimDisk, path: str, data: bytes = A_DATA) -> int:
+    fd = disk.open(path, CREATE)
+    disk.write(fd, data)
+    return fd
+
+
+def _fsync_unrelated_p(disk: SimDisk) -> None:
+    # P is an older file that is being appended to and synced (as an AOF is): its fsync has
+    # something of its own to commit. (With nothing to commit, see the test below the table.)
+    fd = disk.open("d/P", os.O_WRONLY | os.O_APPEND)
+    disk.write(fd, b"+")
+    disk.fsync(fd)
+    disk.close(fd)
+
+
+def _create_a_fsync_a(disk: SimDisk) -> None:
+    disk.fsync(_write_new(disk, "d/A"))
+
+
+def _create_a_fdatasync_a(disk: SimDisk) -> None:
+    disk.fdatasync(_write_new(disk, "d/A"))
+
+
+def _create_a_nothing(disk: SimDisk) -> None:
+    _write_new(disk, "d/A")
+
+
+def _create_a_fsync_dir(disk: SimDisk) -> None:
+    _write_new(disk, "d/A")
+    disk.fsync_dir("d")
+
+
+def _create_a_fsync_p(disk: SimDisk) -> None:
+    _write_new(disk, "d/A")
+    _fsync_unrelated_p(disk)
+
+
+def _rename_b_over_c(disk: SimDisk) -> int:
+    fd = _write_new(disk, "d/B")
+    disk.fsync(fd)
+    disk.rename("d/B", "d/C")
+    return fd
+
+
+def _rename_then_fsync_c(disk: SimDisk) -> None:
+    disk.fsync(_rename_b_over_c(disk))
+
+
+def _rename_then_fdatasync_c(disk: SimDisk) -> None:
+    disk.fdatasync(_rename_b_over_c(disk))
+
+
+def _rename_then_nothing(disk: SimDisk) -> None:
+    _rename_b_over_c(disk)
+
+
+def _rename_then_fsync_p(disk: SimDisk) -> None:
+    _rename_b_over_c(disk)
+    _fsync_unrelated_p(disk)
+
+
+def _rename_old_c_to_e_fsync_p(disk: SimDisk) -> None:
+    disk.rename("d/C", "d/E")
+    _fsync_unrelated_p(disk)
+
+
+def _unlink_c_fsync_p(disk: SimDisk) -> None:
+    disk.unlink("d/C")
+    _fsync_unrelated_p(disk)
+
+
+def _mkdir_create_fsync(disk: SimDisk) -> None:
+    disk.mkdir("d/sub")
+    disk.fsync(_write_new(disk, "d/sub/A"))
+
+
+# What the kernel kept, per filesystem: "always X" (every image), "allows X" (some image).
+Check = Callable[[list[DiskImage]], bool]
+
+
+def always(pred: Callable[[DiskImage], bool]) -> Check:
+    return lambda images: all(pred(img) for img in images)
+
+
+def allows(pred: Callable[[DiskImage], bool]) -> Check:
+    return lambda images: any(pred(img) for img in images)
+
+
+def both(*checks: Check) -> Check:
+    return lambda images: all(c(images) for c in checks)
+
+
+A_FULL = always(lambda img: img.get("d/A") == A_DATA)
+A_GONE = allows(lambda img: "d/A" not in img)
+A_EMPTY = both(always(lambda img: "d/A" in img), allows(lambda img: img.get("d/A") == b""))
+C_NEW = always(lambda img: img.get("d/C") == A_DATA and "d/B" not in img)
+RENAME_LOST = allows(lambda img: img.get("d/C") == OLD_C and img.get("d/B") == A_DATA)
+E_ONLY = always(lambda img: img.get("d/E") == OLD_C and "d/C" not in img)
+C_KEPT = allows(lambda img: img.get("d/C") == OLD_C)
+C_GONE = always(lambda img: "d/C" not in img)
+SUB_A_FULL = always(lambda img: img.get("d/sub/A") == A_DATA)
+
+# (row, workload, {filesystem: what the kernel kept}) — FACTS' table, row by row.
+ROWS: list[tuple[str, Callable[[SimDisk], None], dict[str, Check]]] = [
+    ("create A, fsync(A)", _create_a_fsync_a, dict.fromkeys(KERNEL_MODELS, A_FULL)),
+    ("create A, fdatasync(A)", _create_a_fdatasync_a, dict.fromkeys(KERNEL_MODELS, A_FULL)),
+    ("create A, nothing", _create_a_nothing, dict.fromkeys(KERNEL_MODELS, A_GONE)),
+    ("create A, fsync(dir) only", _create_a_fsync_dir, dict.fromkeys(KERNEL_MODELS, A_EMPTY)),
+    ("create A, fsync of unrelated P", _create_a_fsync_p,
+     {"ext4": A_EMPTY, "xfs": A_EMPTY, "btrfs": A_GONE}),
+    ("fsync(B), rename B over C, fsync(C's fd)", _rename_then_fsync_c,
+     dict.fromkeys(KERNEL_MODELS, C_NEW)),
+    ("fsync(B), rename B over C, fdatasync(C's fd)", _rename_then_fdatasync_c,
+     {"ext4": RENAME_LOST, "xfs": C_NEW, "btrfs": C_NEW}),
+    ("fsync(B), rename B over C, nothing", _rename_then_nothing,
+     dict.fromkeys(KERNEL_MODELS, RENAME_LOST)),
+    ("fsync(B), rename B over C, fsync of unrelated P", _rename_then_fsync_p,
+     dict.fromkeys(KERNEL_MODELS, C_NEW)),
+    ("rename an old C to E, fsync of unrelated P", _rename_old_c_to_e_fsync_p,
+     {"ext4": E_ONLY, "xfs": E_ONLY, "btrfs": C_KEPT}),
+    ("unlink C, fsync of unrelated P", _unlink_c_fsync_p,
+     {"ext4": C_GONE, "xfs": C_GONE, "btrfs": C_KEPT}),
+    ("mkdir sub, create sub/A, fsync(sub/A)", _mkdir_create_fsync,
+     dict.fromkeys(KERNEL_MODELS, SUB_A_FULL)),
+]
+
+CASES = [
+    pytest.param(workload, KERNEL_MODELS[fs], kept, id=f"{fs}: {row}")
+    for row, workload, by_fs in ROWS
+    for fs, kept in by_fs.items()
+]
+
+
+@pytest.mark.parametrize(("workload", "model", "kernel_kept"), CASES)
+def test_each_model_keeps_what_its_kernel_filesystem_kept_after_a_power_loss(
+    workload: Callable[[SimDisk], None], model: PersistenceModel, kernel_kept: Check
+) -> None:
+    disk = _disk()
+    workload(disk)
+    assert kernel_kept(_images(disk, model))
+
+
+def test_the_table_has_every_row_of_facts_for_every_kernel_filesystem() -> None:
+    assert len(ROWS) == 12  # FACTS' 11 rows, "fsync(A) or fdatasync(A)" as two
+    assert len(CASES) == 36
+
+
+def test_fsync_of_a_file_with_nothing_to_commit_commits_nothing_on_ext4_and_xfs() -> None:
+    for model in (EXT4, XFS):
+        disk = _disk()
+        _write_new(disk, "d/A")
+        fd = disk.open("d/P", os.O_WRONLY)
+        disk.fsync(fd)  # P is clean: the journal has nothing of P's to commit
+        images = _images(disk, model)
+        assert A_GONE(images) and allows(lambda img: "d/A" in img)(images)
+        assert disk.pending_metadata_for(model) == 1
+
+
+def test_a_commit_makes_no_other_files_data_durable() -> None:
+    for model in (EXT4, XFS):
+        disk = _disk()
+        _write_new(disk, "d/A")
+        _fsync_unrelated_p(disk)
+        assert {img["d/A"] for img in _images(disk, model)} >= {b"", A_DATA}
+
+
+def test_ext4_fsync_after_a_rename_alone_commits_it_but_fdatasync_does_not() -> None:
+    disk = _disk()
+    fd = _rename_b_over_c(disk)
+    disk.fdatasync(fd)
+    assert disk.pending_metadata_for(EXT4) == 1
+    assert disk.pending_metadata_for(XFS) == 0
+    disk.fsync(fd)
+    assert disk.pending_metadata_for(EXT4) == 0
+
+
+def test_a_journal_commit_keeps_every_earlier_namespace_operation_in_order() -> None:
+    disk = _disk()
+    disk.mkdir("e")
+    _write_new(disk, "e/x")
+    disk.rename("d/C", "e/C")
+    disk.unlink("d/P")
+    assert disk.pending_metadata_for(EXT4) == 4
+    names = [sorted(img) for img in _images(disk, EXT4)]
+    # Prefixes of program order only: never the rename without the create before it.
+    assert ["d/P", "e/C"] not in names and ["d/P", "e/C", "e/x"] in names
+    disk.fsync(_write_new(disk, "e/y"))
+    assert {tuple(sorted(img)) for img in _images(disk, EXT4)} == {("e/C", "e/x", "e/y")}
+
+
+def test_btrfs_fsync_commits_the_files_names_and_new_parents_only() -> None:
+    disk = _disk()
+    disk.mkdir("n")
+    disk.mkdir("n/m")
+    _write_new(disk, "d/other")
+    fd = _write_new(disk, "n/m/tmp")
+    disk.rename("n/m/tmp", "n/m/f")
+    disk.fsync(fd)
+    images = _images(disk, BTRFS)
+    assert always(lambda img: img.get("n/m/f") == A_DATA and "n/m/tmp" not in img)(images)
+    assert allows(lambda img: "d/other" not in img)(images)
+
+
+def test_btrfs_rename_of_a_logged_inode_waits_for_the_next_log_sync() -> None:
+    disk = _disk()
+    _rename_b_over_c(disk)
+    assert RENAME_LOST(_images(disk, BTRFS))
+    fd = disk.open("d/P", os.O_RDONLY)
+    disk.fsync(fd)  # P has nothing of its own to log; the fsync still syncs the log
+    assert C_NEW(_images(disk, BTRFS))
+
+
+def test_btrfs_fsync_dir_keeps_a_renamed_file_with_its_create() -> None:
+    disk = _disk()
+    disk.mkdir("e")
+    disk.fsync_dir("")
+    _write_new(disk, "e/x")
+    disk.rename("e/x", "d/y")
+    disk.fsync_dir("d")
+    assert always(lambda img: "d/y" in img and "e/x" not in img)(_images(disk, BTRFS))
+
+
+@pytest.mark.parametrize("model", list(PersistenceModel), ids=lambda m: m.value)
+def test_every_model_enumerates_draws_and_round_trips_legal_choices(
+    model: PersistenceModel,
+) -> None:
+    disk = _disk()
+    _rename_then_fsync_p(disk)
+    _create_a_nothing(disk)
+    disk.unlink("d/P")
+    choices = list(disk.crash_choices(model, limits=LIMITS))
+    assert choices
+    drawn = [disk.draw_crash_choice(model, seed) for seed in range(20)]
+    for choice in choices + drawn:
+        again = CrashChoice.from_json(choice.to_json())
+        assert again == choice
+        disk.crash(model, again)  # legal
+    assert {c.metadata_kept for c in disk.metadata_choices(model)} == (
+        set(range(disk.pending_metadata_for(model) + 1)) if model.varies_metadata
+        else {disk.pending_metadata_for(model)})
+
+
+def test_every_model_says_which_filesystem_it_stands_for() -> None:
+    assert {m.filesystem for m in PersistenceModel} == {"ext4", "xfs", "btrfs", None}
+    assert PersistenceModel.POWER.filesystem == "ext4"
+    assert POSIX.filesystem is None and EAGER.filesystem is None
+    assert "POSIX minimum" in POSIX.describe() and "LazyFS" in EAGER.describe()
+    assert all(m.describe() and "\n" not in m.describe() for m in PersistenceModel)
+
+
+def test_power_is_an_alias_of_the_ext4_model_in_old_choices() -> None:
+    old = CrashChoice.from_json('{"model": "power", "metadata_kept": 0, "files": []}')
+    assert old.model is EXT4
+    assert old.to_dict()["model"] == "power-ext4"
+
+
+def test_the_table_tells_the_bounds_apart_from_the_kernel() -> None:
+    # The POSIX minimum may lose a fsynced file's name; eager metadata never loses a create.
+    disk = _disk()
+    _create_a_fsync_a(disk)
+    assert not A_FULL(_images(disk, POSIX))
+    disk = _disk()
+    _create_a_nothing(disk)
+    assert not A_GONE(_images(disk, EAGER))
+
+
+def test_btrfs_fsync_of_a_file_already_logged_with_nothing_new_does_not_sync_the_log() -> None:
+    disk = _disk()
+    fd = disk.open("d/P", os.O_RDONLY)
+    disk.fsync(fd)  # P is logged now
+    _rename_b_over_c(disk)
+    disk.fsync(fd)  # nothing new in P: btrfs returns at once
+    assert RENAME_LOST(_images(disk, BTRFS))
+    _fsync_unrelated_p(disk)  # P written: logged again, and the log synced
+    assert C_NEW(_images(disk, BTRFS))
