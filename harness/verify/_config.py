@@ -18,6 +18,7 @@ from typing import Any, Final, TypeAlias
 from faults import FaultPlanError, ShortWrite
 from harness.oracle import History, Verdict
 from harness.targets._servers import SERVER_PRESETS, ServerSpecError, _template_words
+from harness.verify._mechanism import describe_effects, server_reason_kind
 
 __all__ = [
     "FAULTS",
@@ -27,12 +28,12 @@ __all__ = [
     "OUTCOMES",
     "POLICIES",
     "SERVERS",
-    "Ablation",
     "Attribution",
     "DumpMapping",
     "Dumper",
     "Launcher",
     "TrialResult",
+    "Variant",
     "VerifyConfig",
     "VerifyEnvironmentError",
     "VerifyResult",
@@ -44,10 +45,12 @@ POLICIES: Final = ("always", "everysec", "no")
 # "power" is the old name of "power-ext4" (reproductions written before the calibration).
 MODELS: Final = ("process", "power-ext4", "power-xfs", "power-btrfs", "power-posix-metadata",
                   "power-eager-metadata", "power")
-# "fsync-error": io-error always on a sync (EIO 1-2 times, then success); "kill-child": a
-# BGREWRITEAOF during the workload whose rewrite child is SIGKILLed.
-FAULTS: Final = ("none", "short-write", "no-space", "io-error", "fsync-error", "slow-sync",
-                 "kill-child")
+# "fsync-error": io-error always on a sync (EIO 1-2 times, then success); "write-error": always
+# on a write; "kill-child": a BGREWRITEAOF during the workload whose rewrite child is SIGKILLed;
+# "incr-fsync-error": EIO on the old incr file's fsync during a rewrite (redis#11713);
+# "rewrite-completes": a BGREWRITEAOF waited for, then paced writes (see _faults).
+FAULTS: Final = ("none", "short-write", "no-space", "io-error", "fsync-error", "write-error",
+                 "slow-sync", "kill-child", "incr-fsync-error", "rewrite-completes")
 # What cause attribution can take out of a violating trial, one at a time (``run_trial``'s
 # `without`; "metadata" replaces a strict metadata model by ``power-eager-metadata``).
 INGREDIENTS: Final = ("fault", "metadata", "rewrite")
@@ -228,6 +231,8 @@ class TrialResult:
     fault_armed_at: int | None = None  # entries sent when the fault was armed
     fault_note: str = ""  # why a fault asked for was not armed
     aof_files: list[tuple[str, int]] = field(default_factory=list)  # at the crash: (path, bytes)
+    # What the crash image lacks or resurrects against the visible state (_mechanism).
+    image_effects: tuple[str, ...] = ()
     attribution: Attribution | None = None  # violations only: which ingredients it needs
 
     @property
@@ -238,6 +243,19 @@ class TrialResult:
     def unavailable_after_ack(self) -> bool:
         """The server acknowledged writes, then refused to start after a legal crash."""
         return self.recovery.unavailable_reason is not None and self.acked > 0
+
+    @property
+    def mechanism(self) -> str:
+        """What explains the violation: the rules it broke, what the crash image lacks or
+        resurrects against what the server had written, and why the server refused to start
+        (its log line, numbers normalised); "" for a trial without violations."""
+        rules = sorted({v.rule.value for v in self.violations})
+        if not rules:
+            return ""
+        text = f"{'/'.join(rules)}: {describe_effects(self.image_effects)}"
+        if self.recovery.unavailable_reason:
+            text += f"; the server: {server_reason_kind(self.recovery.unavailable_reason)}"
+        return text
 
     @property
     def violations(self) -> list[Any]:
@@ -281,6 +299,8 @@ class TrialResult:
             "aof_files": "; ".join(f"{name} ({size} B)" for name, size in self.aof_files),
             "acknowledged_then_unavailable": self.unavailable_after_ack,
             "server_reason": self.recovery.unavailable_reason,
+            "mechanism": self.mechanism or None,
+            "image_effects": list(self.image_effects),
             "cause": None if self.attribution is None else self.attribution.summary(),
             "seconds": round(self.elapsed_s, 3),
         }
@@ -310,38 +330,54 @@ class VerifyResult:
 
 
 @dataclass(frozen=True)
-class Ablation:
-    """One ingredient taken out of a violating trial and what the re-runs of it showed."""
+class Variant:
+    """One variant of a violating trial: the same trial (seed, index) with some of its
+    ingredients taken out, and what its re-runs showed."""
 
-    ingredient: str  # one of INGREDIENTS
-    label: str  # what it is in this run: "fault io-error", "strict metadata (power)", ...
+    kept: tuple[str, ...]  # labels of the ingredients kept ("fault io-error", "rewrite", ...)
+    removed: tuple[str, ...]  # the ingredients taken out (of INGREDIENTS)
+    model: str  # the model it ran under (a weaker one when "metadata" is taken out)
     runs: int  # re-runs made (they stop at the first that recurs)
     recurred: int  # re-runs that broke one of the rules the trial broke
-    outcomes: tuple[str, ...] = ()  # each re-run's outcome, with the rules it broke
-    reason: str = ""  # why no re-run was needed (e.g. the fault never fired)
+    outcomes: tuple[str, ...] = ()  # each re-run: outcome, rules broken, mechanism
+    skipped: str = ""  # why it was not run (it contains a sufficient set; it is another one)
 
     @property
-    def needed(self) -> bool:
-        """The violation did not come back without it."""
-        return self.recurred == 0 and not self.reason
+    def sufficient(self) -> bool:
+        return self.recurred > 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ingredient": self.ingredient, "label": self.label, "needed": self.needed,
-                "runs": self.runs, "recurred": self.recurred, "outcomes": list(self.outcomes),
-                "reason": self.reason or None}
+        return {"kept": list(self.kept), "removed": list(self.removed), "model": self.model,
+                "runs": self.runs, "recurred": self.recurred, "sufficient": self.sufficient,
+                "outcomes": list(self.outcomes), "skipped": self.skipped or None}
+
+
+def _conjunction(labels: Sequence[str]) -> str:
+    return " AND ".join(labels)
 
 
 @dataclass(frozen=True)
 class Attribution:
-    """Which ingredients a violating trial needs: each one taken out in turn, the trial re-run
-    (same seed, same index) up to `repeats` times. First the trial is re-run as it was: a
-    violation that does not come back as is is timing-dependent and not attributed."""
+    """Which sets of ingredients are enough for a violating trial to break its rule again.
+
+    The trial is first re-run as it was, up to `repeats` times: a violation that does not come
+    back unchanged (the same rules, the same mechanism: ``TrialResult.mechanism``) is
+    timing-dependent and not attributed. Then every subset of its ingredients (the fault, strict
+    metadata, the rewrite) is kept in turn, the others taken out, smallest first; a variant
+    re-runs up to `repeats` times and is *sufficient* at its first violation of a rule the
+    trial broke. `minimal` are the minimal sufficient sets (a superset of a sufficient set is
+    not run: it is taken to be sufficient too). "needs the rewrite AND strict metadata" is one
+    set of two; "either the fault OR strict metadata" is two sets of one."""
 
     rules: tuple[str, ...]
     repeats: int
     as_is_runs: int
     as_is_recurred: int
-    ablations: tuple[Ablation, ...] = ()
+    ingredients: tuple[str, ...] = ()  # labels of the trial's ingredients
+    variants: tuple[Variant, ...] = ()
+    minimal: tuple[tuple[str, ...], ...] = ()  # minimal sufficient sets, as labels
+    mechanism: str = ""  # the trial's mechanism
+    as_is_outcomes: tuple[str, ...] = ()
 
     @property
     def reproducible(self) -> bool:
@@ -349,40 +385,52 @@ class Attribution:
 
     @property
     def needs(self) -> list[str]:
-        """Labels of the ingredients without which the violation did not come back."""
-        return [a.label for a in self.ablations if a.needed] if self.reproducible else []
+        """Labels of the ingredients in every minimal sufficient set (each one is necessary)."""
+        if not self.reproducible or not self.minimal:
+            return []
+        common = set(self.minimal[0]).intersection(*map(set, self.minimal[1:]))
+        return [label for label in self.ingredients if label in common]
 
     @property
     def happens_without(self) -> list[str]:
-        """Labels of the ingredients without which it still came back (not causes)."""
-        return [a.label for a in self.ablations if not a.needed] if self.reproducible else []
+        """Labels of the ingredients in no minimal sufficient set (not causes)."""
+        if not self.reproducible:
+            return []
+        used = {label for group in self.minimal for label in group}
+        return [label for label in self.ingredients if label not in used]
 
     def summary(self) -> str:
-        """One line: "needs: fault io-error, strict metadata (power)", "happens without the
-        fault io-error", or why it is not attributed."""
+        """One line: "needs the rewrite AND strict metadata (...)", "either the fault
+        fsync-error OR strict metadata (...)", "needs none of them", or "timing-dependent"."""
         if not self.reproducible:
-            return (f"not attributed: it did not recur in {self.as_is_runs} re-run(s) of the "
-                    "same trial (timing-dependent)")
-        parts = []
-        if self.needs:
-            parts.append("needs: " + ", ".join(self.needs))
-        for ablation in self.ablations:
-            if not ablation.needed:
-                why = f" ({ablation.reason})" if ablation.reason else ""
-                parts.append(f"happens without the {ablation.label}{why}")
-        if not self.ablations:
-            parts.append("needs: only the workload and the crash (no fault, rewrite or strict "
-                         "metadata to take out)")
-        elif not self.needs:
-            parts.append("needs none of them")
-        return "; ".join(parts)
+            return (f"timing-dependent: it did not recur unchanged in {self.as_is_runs} "
+                    "re-run(s) of the same trial (not attributed)")
+        if not self.ingredients:
+            return ("needs only the workload and the crash (no fault, rewrite or strict "
+                    "metadata to take out)")
+        if self.minimal == ((),):
+            return "needs none of them: it recurs without " + ", ".join(
+                f"the {label}" for label in self.ingredients)
+        if len(self.minimal) == 1:
+            text = "needs the " + _conjunction([f"{x}" for x in self.minimal[0]])
+        else:
+            text = "either " + " OR ".join(
+                "the " + _conjunction(group) if len(group) == 1
+                else "(" + _conjunction(group) + ")" for group in self.minimal)
+        spare = self.happens_without
+        if spare:
+            text += "; not needed: " + ", ".join(spare)
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         return {"summary": self.summary(), "rules": list(self.rules), "repeats": self.repeats,
                 "reproducible": self.reproducible, "as_is_runs": self.as_is_runs,
-                "as_is_recurred": self.as_is_recurred, "needs": self.needs,
-                "happens_without": self.happens_without,
-                "ablations": [a.to_dict() for a in self.ablations]}
+                "as_is_recurred": self.as_is_recurred,
+                "as_is_outcomes": list(self.as_is_outcomes), "mechanism": self.mechanism,
+                "ingredients": list(self.ingredients),
+                "minimal_sufficient_sets": [list(g) for g in self.minimal],
+                "needs": self.needs, "happens_without": self.happens_without,
+                "variants": [v.to_dict() for v in self.variants]}
 
 
 def verify_report(result: VerifyResult, *, run_id: str, argv: Sequence[str] = ()) -> dict[str, Any]:

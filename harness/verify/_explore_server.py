@@ -133,7 +133,7 @@ from harness.targets._servers import (
     remove_stale_run_dirs,
 )
 from harness.verify._config import POLICIES, VerifyEnvironmentError
-from harness.verify._conn import Conn, ServerGone, encode
+from harness.verify._conn import Conn, ServerGone, encode, info_field
 from harness.verify._runner import worker_init
 from harness.verify._workload import ItemKind, workload
 
@@ -444,25 +444,13 @@ def _trace_len(mount: Any) -> int:
         return len(disk.trace) if disk is not None else 0
 
 
-def _info_field(conn: Conn, name: bytes) -> bytes | None:
-    conn.send(encode((b"INFO", b"persistence")))
-    reply = conn.next_reply()
-    if not isinstance(reply, bytes):
-        return None
-    for line in reply.splitlines():
-        key, _, value = line.partition(b":")
-        if key.strip() == name:
-            return value.strip()
-    return None
-
-
 def _settle(conn: Conn, mount: Any, policy: str, window_ms: int, events: Counter[str]
             ) -> None:
     """Wait until a rewrite in progress is done and the trace has been quiet for a while."""
     deadline = time.monotonic() + _SETTLE_TIMEOUT_S
     while time.monotonic() < deadline:
-        busy = [_info_field(conn, b"aof_rewrite_in_progress"),
-                _info_field(conn, b"aof_rewrite_scheduled")]
+        busy = [info_field(conn, b"aof_rewrite_in_progress"),
+                info_field(conn, b"aof_rewrite_scheduled")]
         if all(b in (None, b"0") for b in busy):
             break
         time.sleep(_POLL_S)

@@ -1,0 +1,44 @@
+"""What a crash image lacks or resurrects against what the server wrote (violation mechanisms)."""
+
+from __future__ import annotations
+
+from harness.verify._mechanism import (
+    describe_effects,
+    image_effects,
+    normalise_name,
+    server_reason_kind,
+)
+
+
+def test_a_file_whose_create_was_not_durable_is_lacking() -> None:
+    assert image_effects({"appendonly.aof": b"*1\r\n"}, {}) == ("lacks appendonly.aof",)
+
+
+def test_a_renamed_over_file_that_comes_back_is_older_and_the_temp_file_is_resurrected() -> None:
+    visible = {"appendonly.aof": b"NEW rewritten contents + later writes"}
+    image = {"appendonly.aof": b"OLD contents", "temp-rewriteaof-bg-77.aof": b"NEW"}
+    assert image_effects(visible, image) == ("older appendonly.aof",
+                                             "resurrects temp-rewriteaof-bg-N.aof")
+
+
+def test_unsynced_appends_cut_a_file_short_or_empty_it() -> None:
+    assert image_effects({"a": b"abcdef"}, {"a": b"abc"}) == ("cuts a short",)
+    assert image_effects({"a": b"abcdef"}, {"a": b""}) == ("empties a",)
+
+
+def test_a_failed_fsyncs_range_reads_as_zeros() -> None:
+    assert image_effects({"a": b"abcdef"}, {"a": b"ab\0\0ef"}) == ("zero-fills a",)
+
+
+def test_an_image_equal_to_what_was_written_has_no_effect() -> None:
+    assert image_effects({"a": b"x"}, {"a": b"x"}) == ()
+    assert "its own doing" in describe_effects(())
+
+
+def test_names_and_server_reasons_are_normalised_across_runs() -> None:
+    assert normalise_name("appendonlydir/appendonly.aof.12.incr.aof") == \
+        "appendonlydir/appendonly.aof.N.incr.aof"
+    line = ("4242:M 07 Dec 2026 17:19:01.123 # Bad file format reading the append only file "
+            "appendonly.aof.3.incr.aof")
+    assert server_reason_kind(line) == ("Bad file format reading the append only file "
+                                        "appendonly.aof.N.incr.aof")
