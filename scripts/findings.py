@@ -52,11 +52,16 @@ from harness.verify import (
 
 SERVERS: Final = ("6.0", "6.2", "7.0", "8.2", "valkey")
 POLICIES: Final = ("always", "everysec")
-MODELS: Final = ("process", "power-ext4", "power-posix-metadata", "power-eager-metadata")
-FAULTS: Final = ("none", "no-space", "fsync-error", "slow-sync", "short-write", "kill-child")
+MODELS: Final = ("process", "power-ext4", "power-xfs", "power-btrfs", "power-posix-metadata",
+                  "power-eager-metadata")
+FAULTS: Final = ("none", "no-space", "fsync-error", "write-error", "slow-sync", "short-write",
+                 "kill-child", "incr-fsync-error", "rewrite-completes")
 FAULT_TITLES: Final = {
     "none": "no fault", "no-space": "ENOSPC", "fsync-error": "EIO on fsync, then success",
-    "slow-sync": "slow fsync", "short-write": "short write", "kill-child": "killed rewrite child",
+    "write-error": "EIO on write", "slow-sync": "slow fsync", "short-write": "short write",
+    "kill-child": "killed rewrite child",
+    "incr-fsync-error": "EIO on the old incr's fsync in a rewrite",
+    "rewrite-completes": "a completed rewrite, paced writes after it",
 }
 COMMAND: Final = ".venv/bin/python scripts/findings.py"
 
@@ -65,8 +70,17 @@ COMMAND: Final = ".venv/bin/python scripts/findings.py"
 class Cell:
     config: VerifyConfig
     trials: list[TrialResult] = field(default_factory=list)
-    attributed: TrialResult | None = None
-    reproduction: str | None = None
+    # The first violating trial of each mechanism, attributed; and its reproduction.
+    attributed: dict[str, TrialResult] = field(default_factory=dict)
+    reproductions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def mechanisms(self) -> dict[str, list[TrialResult]]:
+        """Violating trials by mechanism (what explains them), first trial first."""
+        found: dict[str, list[TrialResult]] = {}
+        for t in self.violating:
+            found.setdefault(_mechanism(t), []).append(t)
+        return found
 
     @property
     def name(self) -> str:
@@ -102,7 +116,25 @@ class Cell:
 
     def summary(self) -> dict[str, Any]:
         c = self.config
-        attribution = None if self.attributed is None else self.attributed.attribution
+        mechanisms = []
+        for mechanism, trials in self.mechanisms.items():
+            first = self.attributed.get(mechanism, trials[0])
+            att = first.attribution
+            mechanisms.append({
+                "mechanism": mechanism, "trials": [t.index for t in trials],
+                "rules": sorted({_case(t, v.rule.value) for t in trials for v in t.violations}),
+                "attributed_trial": first.index if att is not None else None,
+                "cause": None if att is None else att.summary(),
+                "minimal_sufficient_sets": None if att is None else [list(g) for g in att.minimal],
+                "needs": None if att is None else att.needs,
+                "attribution": None if att is None else att.to_dict(),
+                "reproduction": self.reproductions.get(mechanism),
+                "reproduce": c.command_line(trial=first.index),
+                "server_reason": first.recovery.unavailable_reason,
+                "lost": _lost(first),
+            })
+        head = mechanisms[0] if mechanisms else {}
+        attribution = None
         return {
             "cell": self.name, "server": c.server, "policy": c.policy, "model": c.model,
             "fault": c.fault, "verdict": self.verdict, "trials": len(self.trials),
@@ -111,16 +143,33 @@ class Cell:
             "unavailable": self.count("unavailable"), "violations": len(self.violating),
             "fault_fired_trials": self.fired if c.fault != "none" else None,
             "rules": self.rules,
-            "attributed_trial": None if self.attributed is None else self.attributed.index,
-            "cause": None if attribution is None else attribution.summary(),
-            "needs": None if attribution is None else attribution.needs,
-            "attribution": None if attribution is None else attribution.to_dict(),
-            "reproduction": self.reproduction,
-            "reproduce": (None if self.attributed is None
-                          else c.command_line(trial=self.attributed.index)),
+            "attributed_trial": head.get("attributed_trial"),
+            "cause": head.get("cause"),
+            "needs": head.get("needs"),
+            "attribution": head.get("attribution", attribution),
+            "reproduction": head.get("reproduction"),
+            "reproduce": head.get("reproduce"),
+            "mechanisms": mechanisms,
+            "fault_notes": sorted({t.fault_note for t in self.trials if t.fault_note}),
             "violating_trials": [t.index for t in self.violating],
             "events": dict(sum((t.events for t in self.trials), Counter())),
         }
+
+
+def _mechanism(trial: TrialResult) -> str:
+    """The trial's mechanism, with "acknowledged, then unavailable" for that case."""
+    text = trial.mechanism
+    if trial.unavailable_after_ack:
+        text = text.replace("availability:", "acknowledged, then unavailable:", 1)
+    return text
+
+
+def _lost(trial: TrialResult) -> str | None:
+    """Which acknowledged entries the recovery lacks: "k of F" (None when no durability loss)."""
+    v = trial.recovery
+    if v.k is None or v.frontier is None or v.k >= v.frontier:
+        return None
+    return f"recovered S({v.k}), frontier F={v.frontier}: {v.frontier - v.k} entries lost"
 
 
 def _case(trial: TrialResult, rule: str) -> str:
@@ -194,7 +243,7 @@ def main(argv: list[str] | None = None) -> int:
                 cell, is_attribution = pending.pop(future)
                 trial = future.result()
                 if is_attribution:
-                    cell.attributed = trial
+                    cell.attributed[_mechanism(trial)] = trial
                     attributions += 1
                     cause = trial.attribution.summary() if trial.attribution else "?"
                     _progress(f"[{time.monotonic() - started:6.0f}s] attributed {cell.name} "
@@ -206,10 +255,12 @@ def main(argv: list[str] | None = None) -> int:
                 if len(cell.trials) == args.trials:
                     line = f"{cell.name}: {cell.verdict}"
                     if cell.violating:
-                        first = cell.violating[0]
-                        line += f" ({', '.join(cell.rules)}; attributing trial {first.index})"
-                        pending[pool.submit(_runner.worker_attribution, cell.config, first,
-                                            args.repeats)] = (cell, True)
+                        firsts = [trials[0] for trials in cell.mechanisms.values()]
+                        line += (f" ({', '.join(cell.rules)}; attributing trial(s) "
+                                 f"{', '.join(str(t.index) for t in firsts)})")
+                        for first in firsts:
+                            pending[pool.submit(_runner.worker_attribution, cell.config, first,
+                                                args.repeats)] = (cell, True)
                     _progress(f"[{time.monotonic() - started:6.0f}s] {trials_done}/{total} "
                               f"{line}")
     except BaseException:
@@ -223,23 +274,36 @@ def main(argv: list[str] | None = None) -> int:
     findings_dir.mkdir(parents=True, exist_ok=True)
     from harness.cli._verify import _write_findings
 
+    written_now: set[str] = set()
     for cell in cells:
-        if cell.attributed is None:
-            continue
-        trials = sorted(cell.trials, key=lambda t: t.index)
-        trials = [cell.attributed if t.index == cell.attributed.index else t for t in trials]
-        found = servers[cell.config.server]
-        result = VerifyResult(cell.config, found["version"], trials, 0.0,
-                              server_name=found["name"], workers=args.workers)
-        report = verify_report(result, run_id=f"findings matrix {cell.name}")
-        report["violations"] = [v for v in report["violations"]
-                                if v["trial"] == cell.attributed.index]
-        written = _write_findings(findings_dir, report, name=cell.name, first_only=True)
-        cell.reproduction = os.path.relpath(written[0], out.parent) if written else None
+        for number, (mechanism, trials) in enumerate(cell.mechanisms.items()):
+            first = cell.attributed.get(mechanism, trials[0])
+            # Each mechanism's reproduction file: the cell key, then -2, -3 for the others.
+            stem = cell.name if number == 0 else f"{cell.name}-{number + 1}"
+            found = servers[cell.config.server]
+            result = VerifyResult(cell.config, found["version"], [first], 0.0,
+                                  server_name=found["name"], workers=args.workers)
+            report = verify_report(result, run_id=f"findings matrix {cell.name}")
+            written = _write_findings(findings_dir, report, name=stem, first_only=True)
+            if written:
+                cell.reproductions[mechanism] = os.path.relpath(written[0], out.parent)
+                written_now.add(written[0].name)
+    # Reproductions of earlier runs of these cells that this run did not write again go.
+    names = tuple(f"{cell.name}" for cell in cells)
+    for old in findings_dir.glob("*.json"):
+        if old.name not in written_now and old.stem.split("--")[0].startswith(names) \
+                and not old.name.startswith("explore-"):
+            old.unlink()
+            old.with_suffix(".html").unlink(missing_ok=True)
 
     elapsed = time.monotonic() - started
     data = {
-        "command": f"{COMMAND} --trials {args.trials} --out {args.out}",
+        "command": " ".join([COMMAND, "--trials", str(args.trials), "--out", str(args.out), *(
+            f"--{name} {getattr(args, name)}" for name, default in (
+                ("servers", ",".join(SERVERS)), ("policies", ",".join(POLICIES)),
+                ("models", ",".join(MODELS)), ("faults", ",".join(FAULTS)),
+                ("repeats", 3), ("ops", 200), ("seed", 0))
+            if getattr(args, name) != default)]),
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "seed": args.seed, "trials_per_cell": args.trials, "ops": args.ops,
         "workers": args.workers, "attribution_repeats": args.repeats,

@@ -87,6 +87,17 @@ def test_a_killed_child_without_its_rewrite_is_not_a_variant() -> None:
     assert set(found.evaluated) == {frozenset(), frozenset("r"), frozenset("fr")}
 
 
+def test_the_rewrite_a_killed_child_implies_is_not_repeated_in_the_summary() -> None:
+    attribution = verify.Attribution(
+        ("durability",), 2, as_is_runs=1, as_is_recurred=1,
+        ingredients=("killed rewrite child", "rewrite"),
+        minimal=(("killed rewrite child", "rewrite"),),
+        implied=(("killed rewrite child", "rewrite"),))
+    assert attribution.summary() == "needs the killed rewrite child"
+    assert attribution.needs == ["killed rewrite child", "rewrite"]
+    assert attribution.happens_without == []
+
+
 def test_at_most_eight_variants_for_three_ingredients() -> None:
     found = minimal_sufficient_sets(list("fmr"), lambda kept: False)
     assert len(found.evaluated) + len(found.skipped) == 8

@@ -17,17 +17,17 @@ def test_a_file_whose_create_was_not_durable_is_lacking() -> None:
 def test_a_renamed_over_file_that_comes_back_is_older_and_the_temp_file_is_resurrected() -> None:
     visible = {"appendonly.aof": b"NEW rewritten contents + later writes"}
     image = {"appendonly.aof": b"OLD contents", "temp-rewriteaof-bg-77.aof": b"NEW"}
-    assert image_effects(visible, image) == ("older appendonly.aof",
+    assert image_effects(visible, image) == ("has an older appendonly.aof",
                                              "resurrects temp-rewriteaof-bg-N.aof")
 
 
 def test_unsynced_appends_cut_a_file_short_or_empty_it() -> None:
-    assert image_effects({"a": b"abcdef"}, {"a": b"abc"}) == ("cuts a short",)
-    assert image_effects({"a": b"abcdef"}, {"a": b""}) == ("empties a",)
+    assert image_effects({"a": b"abcdef"}, {"a": b"abc"}) == ("has a cut short",)
+    assert image_effects({"a": b"abcdef"}, {"a": b""}) == ("has a empty",)
 
 
 def test_a_failed_fsyncs_range_reads_as_zeros() -> None:
-    assert image_effects({"a": b"abcdef"}, {"a": b"ab\0\0ef"}) == ("zero-fills a",)
+    assert image_effects({"a": b"abcdef"}, {"a": b"ab\0\0ef"}) == ("has zeros in a",)
 
 
 def test_an_image_equal_to_what_was_written_has_no_effect() -> None:

@@ -50,6 +50,14 @@ _WEAKER: Final = {
 }
 
 
+# Faults built on the rewrite, named for what they add to it.
+_FAULT_LABELS: Final = {
+    "kill-child": "killed rewrite child",
+    "incr-fsync-error": "fault incr-fsync-error (EIO on the old incr's fsync)",
+    "rewrite-completes": "completed rewrite (awaited, paced writes after it)",
+}
+
+
 def weaker_model(model: str) -> str | None:
     """The model strict metadata is replaced by, or None when `model` has none stricter than
     its replacement (``process``, ``power-eager-metadata``)."""
@@ -116,7 +124,7 @@ def attribute_trial(
     # is not one).
     labels: dict[str, str] = {}
     if config.fault != "none" and trial.fault_fired:
-        labels["fault"] = f"fault {config.fault}"
+        labels["fault"] = _FAULT_LABELS.get(config.fault, f"fault {config.fault}")
     weaker = weaker_model(config.model)
     if weaker is not None:
         labels["metadata"] = f"strict metadata ({config.model}; weaker: {weaker})"
@@ -181,4 +189,6 @@ def attribute_trial(
     minimal = tuple(tuple(labels[x] for x in order if x in m) for m in search.minimal)
     return Attribution(rules, repeats, len(as_is), recurred,
                        ingredients=tuple(labels[x] for x in order), variants=tuple(variants),
-                       minimal=minimal, mechanism=mechanism, as_is_outcomes=as_is_outcomes)
+                       minimal=minimal, mechanism=mechanism, as_is_outcomes=as_is_outcomes,
+                       implied=tuple((labels[x], labels[y]) for x, y in requires.items()
+                                     if x in labels and y in labels))

@@ -378,6 +378,12 @@ class Attribution:
     minimal: tuple[tuple[str, ...], ...] = ()  # minimal sufficient sets, as labels
     mechanism: str = ""  # the trial's mechanism
     as_is_outcomes: tuple[str, ...] = ()
+    # (x, y): ingredient x implies y (the killed child its rewrite): y is not repeated beside x.
+    implied: tuple[tuple[str, str], ...] = ()
+
+    def _shown(self, group: Sequence[str]) -> list[str]:
+        hidden = {y for x, y in self.implied if x in group}
+        return [label for label in group if label not in hidden]
 
     @property
     def reproducible(self) -> bool:
@@ -411,12 +417,13 @@ class Attribution:
         if self.minimal == ((),):
             return "needs none of them: it recurs without " + ", ".join(
                 f"the {label}" for label in self.ingredients)
-        if len(self.minimal) == 1:
-            text = "needs the " + _conjunction([f"{x}" for x in self.minimal[0]])
+        shown = [self._shown(group) for group in self.minimal]
+        if len(shown) == 1:
+            text = "needs the " + _conjunction(shown[0])
         else:
             text = "either " + " OR ".join(
                 "the " + _conjunction(group) if len(group) == 1
-                else "(" + _conjunction(group) + ")" for group in self.minimal)
+                else "(" + _conjunction(group) + ")" for group in shown)
         spare = self.happens_without
         if spare:
             text += "; not needed: " + ", ".join(spare)
@@ -428,6 +435,7 @@ class Attribution:
                 "as_is_recurred": self.as_is_recurred,
                 "as_is_outcomes": list(self.as_is_outcomes), "mechanism": self.mechanism,
                 "ingredients": list(self.ingredients),
+                "implied": [list(pair) for pair in self.implied],
                 "minimal_sufficient_sets": [list(g) for g in self.minimal],
                 "needs": self.needs, "happens_without": self.happens_without,
                 "variants": [v.to_dict() for v in self.variants]}

@@ -8,12 +8,12 @@ state at the crash (what the server had written and the kernel showed it) file b
 * ``lacks F``: F was visible, the image has no such name (its create or rename was not durable);
 * ``resurrects F``: the image has a name the server had removed or renamed over (an unlink or
   rename was not durable);
-* ``older F``: both have F, and the image's contents are not a prefix of the visible ones (the
-  name points at an older file: a rename over it was lost);
-* ``empties F``: the image keeps F with no data (its data was never synced);
-* ``cuts F short``: the image holds a strict prefix of F (unsynced appends were lost);
-* ``zero-fills F``: where the server wrote data the image reads zeros (a failed fsync's range:
-  see docs/contract.md, "EIO zero-fill").
+* ``has an older F``: both have F, and the image's contents are not a prefix of the visible
+  ones (the name points at an older file: a rename over it was lost);
+* ``has F empty``: the image keeps F with no data (its data was never synced);
+* ``has F cut short``: the image holds a strict prefix of F (unsynced appends were lost);
+* ``has zeros in F``: where the server wrote data the image reads zeros (a failed fsync's
+  range: see docs/contract.md, "EIO zero-fill").
 
 File names are normalised (every run of digits becomes ``N``), so the rewrite's
 ``temp-rewriteaof-1234.aof`` and the multi-part ``appendonly.aof.2.incr.aof`` of two runs read
@@ -42,11 +42,11 @@ def _data_effect(name: str, seen: bytes, kept: bytes) -> str | None:
         return None
     if len(kept) <= len(seen):
         if seen.startswith(kept):
-            return f"empties {name}" if not kept else f"cuts {name} short"
+            return f"has {name} empty" if not kept else f"has {name} cut short"
         # Zeros where data was written, the rest equal: a dropped (failed-fsync) range.
         if all(k == s or k == 0 for k, s in zip(kept, seen, strict=False)):
-            return f"zero-fills {name}"
-    return f"older {name}"
+            return f"has zeros in {name}"
+    return f"has an older {name}"
 
 
 def image_effects(visible: Mapping[str, bytes], image: Mapping[str, bytes]) -> tuple[str, ...]:
