@@ -6,6 +6,7 @@ from harness.verify._mechanism import (
     describe_effects,
     image_effects,
     normalise_name,
+    same_mechanism_part,
     server_reason_kind,
 )
 
@@ -14,11 +15,22 @@ def test_a_file_whose_create_was_not_durable_is_lacking() -> None:
     assert image_effects({"appendonly.aof": b"*1\r\n"}, {}) == ("lacks appendonly.aof",)
 
 
-def test_a_renamed_over_file_that_comes_back_is_older_and_the_temp_file_is_resurrected() -> None:
+def test_a_renamed_over_file_that_comes_back_is_older_and_temp_files_do_not_count() -> None:
     visible = {"appendonly.aof": b"NEW rewritten contents + later writes"}
     image = {"appendonly.aof": b"OLD contents", "temp-rewriteaof-bg-77.aof": b"NEW"}
-    assert image_effects(visible, image) == ("has an older appendonly.aof",
-                                             "resurrects temp-rewriteaof-bg-N.aof")
+    assert image_effects(visible, image) == ("has an older appendonly.aof",)
+    assert image_effects({}, {"d/old.aof": b"x"}) == ("resurrects d/old.aof",)
+
+
+def test_a_variant_is_the_same_violation_only_with_a_part_of_the_trials_effects() -> None:
+    both = (("has zeros in incr", "lacks incr"), "")
+    assert same_mechanism_part((("has zeros in incr",), ""), both)
+    assert same_mechanism_part((("lacks incr",), ""), both)
+    # The same writes lost another way (the old file instead of none) is another violation.
+    assert not same_mechanism_part((("lacks aof",), ""), (("has an older aof",), ""))
+    assert not same_mechanism_part(((), ""), both)
+    assert same_mechanism_part(((), ""), ((), ""))  # the server's own doing, both times
+    assert not same_mechanism_part(((), "Bad file format"), ((), ""))
 
 
 def test_unsynced_appends_cut_a_file_short_or_empty_it() -> None:

@@ -11,9 +11,11 @@ in the CLI): which sets of ingredients are enough for a violating trial to break
    the faults built on it, ``kill-child``, ``incr-fsync-error`` and ``rewrite-completes``,
    need it). Every subset of them is kept in turn, smallest first (at
    most 8 variants, the trial itself being the full set); a variant re-runs up to `repeats`
-   times and is *sufficient* at its first violation of a rule the trial broke. A superset of
-   a sufficient set is not run (taken as sufficient), nor a set that keeps the killed child
-   without the rewrite it needs (it is the set without it).
+   times and is *sufficient* at its first violation of a rule the trial broke the same way
+   (``_mechanism.same_mechanism_part``: what its image lacks or resurrects, and its refusal,
+   are a part of the trial's; a loss of the same writes another way is another violation).
+   A superset of a sufficient set is not run (taken as sufficient), nor a set that keeps
+   the killed child without the rewrite it needs (it is the set without it).
 3. The minimal sufficient sets are the causes: one set of two reads "needs the rewrite AND
    strict metadata", two sets of one "either the fault OR strict metadata", the empty set
    "needs none of them". ``minimal_sufficient_sets`` is that search, on any predicate (tested
@@ -36,6 +38,7 @@ from harness.verify._config import (
     VerifyConfig,
 )
 from harness.verify._faults import REWRITE_FAULTS
+from harness.verify._mechanism import same_mechanism_part
 from harness.verify._trial import run_trial
 
 __all__ = ["attribute_trial", "minimal_sufficient_sets", "weaker_model"]
@@ -143,9 +146,13 @@ def attribute_trial(
             again = run_trial(cfg, trial.index, launcher=launcher, dump=dump,
                               without=sorted(removed - {"metadata"}))
             out.append(again)
-            if {v.rule.value for v in again.violations} & set(rules):
+            if recurs(again):
                 break
         return out
+
+    def recurs(again: TrialResult) -> bool:
+        return bool({v.rule.value for v in again.violations} & set(rules)) \
+            and same_mechanism_part(again.mechanism_parts, trial.mechanism_parts)
 
     def describe(t: TrialResult) -> str:
         return t.outcome + (f" ({t.mechanism})" if t.mechanism else "")
@@ -169,7 +176,7 @@ def attribute_trial(
 
     def sufficient(kept: frozenset[str]) -> bool:
         runs[kept] = run(kept)
-        return bool({v.rule.value for v in runs[kept][-1].violations} & set(rules))
+        return recurs(runs[kept][-1])
 
     search = minimal_sufficient_sets(order, sufficient, requires=requires)
     variants = []

@@ -258,6 +258,12 @@ class TrialResult:
         return text
 
     @property
+    def mechanism_parts(self) -> tuple[tuple[str, ...], str]:
+        """(image effects, the server's refusal kind or "") for ``same_mechanism_part``."""
+        reason = self.recovery.unavailable_reason
+        return self.image_effects, server_reason_kind(reason) if reason else ""
+
+    @property
     def violations(self) -> list[Any]:
         found = list(self.recovery.violations)
         if self.stability is not None:
@@ -365,9 +371,11 @@ class Attribution:
     timing-dependent and not attributed. Then every subset of its ingredients (the fault, strict
     metadata, the rewrite) is kept in turn, the others taken out, smallest first; a variant
     re-runs up to `repeats` times and is *sufficient* at its first violation of a rule the
-    trial broke. `minimal` are the minimal sufficient sets (a superset of a sufficient set is
-    not run: it is taken to be sufficient too). "needs the rewrite AND strict metadata" is one
-    set of two; "either the fault OR strict metadata" is two sets of one."""
+    trial broke, the same way (its image effects and refusal a part of the trial's:
+    ``_mechanism.same_mechanism_part``). `minimal` are the minimal sufficient sets (a
+    superset of a sufficient set is not run: it is taken to be sufficient too). "needs the
+    rewrite AND strict metadata" is one set of two; "either the fault OR strict metadata" is
+    two sets of one."""
 
     rules: tuple[str, ...]
     repeats: int

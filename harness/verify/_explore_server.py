@@ -885,8 +885,8 @@ def explore_server(
             h = histories[p] = _history_at(rec, p)
         return h
 
-    # (model, rules, image effects, server refusal) -> [state groups, states]
-    mechanisms: dict[tuple[Any, ...], list[int]] = {}
+    # (model, rules, image effects, server refusal) -> (state groups and states, crash points)
+    mechanisms: dict[tuple[Any, ...], tuple[Counter[str], set[int]]] = {}
     for done_groups, group in enumerate(groups):
         content = contents[group.digest]
         p = group.point
@@ -927,9 +927,10 @@ def explore_server(
         if outcome == "violation":
             for rule in rules:
                 result.violation_counts[(group.model.value, rule)] += group.count
-            tally = mechanisms.setdefault(mechanism, [0, 0])
-            tally[0] += 1
-            tally[1] += group.count
+            tally = mechanisms.setdefault(mechanism, (Counter(), set()))
+            tally[0]["groups"] += 1
+            tally[0]["states"] += group.count
+            tally[1].add(p)
             # Every mechanism keeps its first group; beyond that, the first groups up to the
             # cap. What is left out is counted (reports say how much), never dropped silently.
             if first_of_kind or len(result.violations) < max(config.max_exact_violations, 1):
@@ -947,9 +948,10 @@ def explore_server(
     report("check", len(groups), len(groups))
     result.mechanisms = [
         {"model": model, "rules": list(rules), "effects": list(effects),
-         "server_refusal": refusal or None, "state_groups": groups_n, "states": states_n,
+         "server_refusal": refusal or None, "state_groups": counts["groups"],
+         "states": counts["states"], "crash_points": sorted(points),
          "mechanism": _mechanism_text(rules, effects, refusal)}
-        for (model, rules, effects, refusal), (groups_n, states_n) in mechanisms.items()]
+        for (model, rules, effects, refusal), (counts, points) in mechanisms.items()]
     result.check_s = time.monotonic() - check_started
     result.elapsed_s = time.monotonic() - started
     return result

@@ -15,10 +15,17 @@ state at the crash (what the server had written and the kernel showed it) file b
 * ``has zeros in F``: where the server wrote data the image reads zeros (a failed fsync's
   range: see docs/contract.md, "EIO zero-fill").
 
-File names are normalised (every run of digits becomes ``N``), so the rewrite's
-``temp-rewriteaof-1234.aof`` and the multi-part ``appendonly.aof.2.incr.aof`` of two runs read
-the same. An image equal to the visible state has no effects: the server wrote what it lost (or
+File names are normalised (every run of digits becomes ``N``), so the multi-part
+``appendonly.aof.2.incr.aof`` of two runs reads the same. Temp files (a name starting with
+``temp``: the rewrite's ``temp-rewriteaof-*``, 7.x's ``temp-appendonly.aof.manifest``) are
+left out: no server loads them, so what an image does to them explains nothing. An image equal
+to the visible state (temp files aside) has no effects: the server wrote what it lost (or
 refused) itself.
+
+``same_mechanism_part(variant, trial)`` is how attribution decides that a variant broke the
+rule *the same way*: its effects (and refusal) are a part of the trial's, so a variant that
+loses the same writes another way (the old file instead of no file) is not the same violation,
+while two independent causes each showing one of the trial's effects both are.
 """
 
 from __future__ import annotations
@@ -27,7 +34,13 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Final
 
-__all__ = ["describe_effects", "image_effects", "normalise_name", "server_reason_kind"]
+__all__ = [
+    "describe_effects",
+    "image_effects",
+    "normalise_name",
+    "same_mechanism_part",
+    "server_reason_kind",
+]
 
 _DIGITS: Final = re.compile(r"\d+")
 
@@ -53,6 +66,8 @@ def image_effects(visible: Mapping[str, bytes], image: Mapping[str, bytes]) -> t
     """The effects (sorted, names normalised) that make `image` differ from `visible`."""
     effects: set[str] = set()
     for path in visible.keys() | image.keys():
+        if path.rsplit("/", 1)[-1].startswith("temp"):
+            continue
         name = normalise_name(path)
         if path not in image:
             effects.add(f"lacks {name}")
@@ -79,3 +94,13 @@ def server_reason_kind(line: str) -> str:
     """A server's refusal as a kind: its log line without the pid/role/time prefix, digits
     normalised ("Bad file format reading the append only file ...")."""
     return _DIGITS.sub("N", _LOG_PREFIX.sub("", line.strip()))
+
+
+def same_mechanism_part(variant: tuple[Sequence[str], str], trial: tuple[Sequence[str], str]
+                        ) -> bool:
+    """Whether a variant's (effects, refusal kind) are a part of the trial's: every effect of
+    the variant is one of the trial's, its refusal (if any) the trial's, and it has some effect
+    or refusal unless the trial has none."""
+    v_parts = set(variant[0]) | ({"refusal: " + variant[1]} if variant[1] else set())
+    t_parts = set(trial[0]) | ({"refusal: " + trial[1]} if trial[1] else set())
+    return v_parts <= t_parts and (bool(v_parts) or not t_parts)
