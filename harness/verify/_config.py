@@ -233,6 +233,10 @@ class TrialResult:
     aof_files: list[tuple[str, int]] = field(default_factory=list)  # at the crash: (path, bytes)
     # What the crash image lacks or resurrects against the visible state (_mechanism).
     image_effects: tuple[str, ...] = ()
+    # Starts refused after the crash (0: it came up; 1: refused once, then the next start came
+    # up, judged as `after_refusal`; 2: refused on the next start too).
+    refused_starts: int = 0
+    after_refusal: str = ""
     attribution: Attribution | None = None  # violations only: which ingredients it needs
 
     @property
@@ -255,7 +259,17 @@ class TrialResult:
         text = f"{'/'.join(rules)}: {describe_effects(self.image_effects)}"
         if self.recovery.unavailable_reason:
             text += f"; the server: {server_reason_kind(self.recovery.unavailable_reason)}"
+            text += self.refusal_span
         return text
+
+    @property
+    def refusal_span(self) -> str:
+        """For how many starts the server refused ("" when it came up)."""
+        if self.refused_starts == 1:
+            return (f" (one start only: the next start came up, {self.after_refusal})")
+        if self.refused_starts >= 2:
+            return " (the next start refused too)"
+        return ""
 
     @property
     def mechanism_parts(self) -> tuple[tuple[str, ...], str]:
@@ -289,7 +303,7 @@ class TrialResult:
         if self.recovery.unavailable_reason:
             what = ("acknowledged, then unavailable" if self.unavailable_after_ack
                     else "refused to start")
-            body.append(f"  {what}: {self.recovery.unavailable_reason}")
+            body.append(f"  {what}: {self.recovery.unavailable_reason}{self.refusal_span}")
         return "\n".join([head, *body])
 
     def row(self) -> dict[str, Any]:
@@ -306,6 +320,8 @@ class TrialResult:
             "acknowledged_then_unavailable": self.unavailable_after_ack,
             "server_reason": self.recovery.unavailable_reason,
             "mechanism": self.mechanism or None,
+            "refused_starts": self.refused_starts or None,
+            "after_refusal": self.after_refusal or None,
             "image_effects": list(self.image_effects),
             "cause": None if self.attribution is None else self.attribution.summary(),
             "seconds": round(self.elapsed_s, 3),

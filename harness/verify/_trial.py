@@ -309,6 +309,8 @@ def run_trial(
     workload_start = 0
     aof_files: list[tuple[str, int]] = []
     child_kills: list[str] = []  # kill-child: what was killed, for `fired`
+    refused_starts = 0  # 1: refused once, the next start came up; 2: refused twice
+    after_refusal = ""  # the verdict of the start after a refusal that healed
     rewrite_events: list[str] = []  # rewrite-completes: the awaited rewrite, for `fired`
 
     def note_fired(at_ms: int) -> None:
@@ -476,6 +478,26 @@ def run_trial(
             damaged_image=choice is not None and choice.damaged, crash=crash_info,
             expiry_tolerance_ms=tolerance_ms,
         )
+        # A refusal may heal: the refusing start can repair the file itself (Valkey truncates
+        # a torn incr and then refuses "not the last file"). Start once more, no crash between,
+        # and judge what that start recovers: the report says for how many starts it refused.
+        if reason is not None:
+            refused_starts = 1
+            again, _ = _restart(server)
+            if again is None:
+                at_ms = max(run.now_ms(), crash_ms)
+                healed = check_recovery(
+                    history, _dump_snapshot(dumper, server, at_ms), policy=config.policy,
+                    model=config.model, crash_ms=crash_ms, recovery_ms=at_ms,
+                    window_ms=window_ms, stalls=stalls, error_stalls=error_stalls,
+                    crash=crash_info, expiry_tolerance_ms=tolerance_ms,
+                )
+                after_refusal = healed.outcome if healed.ok else "/".join(
+                    sorted({v.rule.value for v in healed.violations}))
+                run.events["refusal healed on the next start"] += 1
+            else:
+                refused_starts = 2
+                run.events["refused again on the next start"] += 1
         # Recovery 2: crash the recovered state again (no new writes) and compare.
         stability: Verdict | None = None
         if recovered is not None:
@@ -533,5 +555,6 @@ def run_trial(
         fault_asked=draw is not None and "fault" not in removed,
         fault_armed_at=arm_entry if kill_child or plan.await_rewrite else armed_at,
         fault_note=fault_note,
-        aof_files=aof_files, image_effects=effects,
+        aof_files=aof_files, image_effects=effects, refused_starts=refused_starts,
+        after_refusal=after_refusal,
     )
