@@ -291,12 +291,15 @@ class ServerViolation:
     verdict: Verdict | None
     reason: str | None  # why the server refused to start (availability)
     effects: tuple[str, ...] = ()  # what the image lacks or resurrects (_mechanism)
+    heals: bool | None = None  # after a refusal: whether the next start came up
 
     @property
     def mechanism(self) -> str:
-        """The rules, what the image lacks or resurrects, why the server refused."""
-        return _mechanism_text(self.rules, self.effects,
-                               server_reason_kind(self.reason) if self.reason else "")
+        """The rules, what the image lacks or resurrects, why the server refused (and for
+        how many starts)."""
+        return _mechanism_text(
+            self.rules, self.effects,
+            server_reason_kind(self.reason) + _refusal_span(self.heals) if self.reason else "")
 
     def describe(self) -> str:
         head = (f"[{', '.join(self.rules)}] model={self.model.value} "
@@ -311,6 +314,7 @@ class ServerViolation:
             "image_digest": self.digest, "choice": self.choice.to_dict(),
             "server_reason": self.reason,
             "image_effects": list(self.effects), "mechanism": self.mechanism,
+            "heals_on_next_start": self.heals,
             "verdict": None if self.verdict is None else self.verdict.to_dict(),
         }
 
@@ -598,6 +602,7 @@ class _Recovered:
     after_files: dict[str, bytes] | None
     after_dirs: tuple[str, ...]
     seconds: float
+    heals: bool | None = None  # after a refusal: whether the next start (no crash) came up
 
 
 def _read_tree(root: str) -> tuple[dict[str, bytes], tuple[str, ...]]:
@@ -644,6 +649,16 @@ def _recover(spec: ServerSpec, policy: str, extra: dict[str, str], t0: float, di
         except (ServerRefusedToStart, ServerStartTimeout) as exc:
             tail = getattr(exc, "log_tail", None) or []
             reason = tail[-1].strip() if tail else str(exc).splitlines()[0]
+        heals: bool | None = None
+        if reason is not None:
+            # The refusing start may have repaired the file (Valkey truncates a torn incr,
+            # then refuses "not the last file"): one more start says for how long it refuses.
+            try:
+                server.start()
+                heals = True
+            except (ServerRefusedToStart, ServerStartTimeout):
+                heals = False
+            server.kill()
         dump_ms = int((time.monotonic() - t0) * 1000)
         if reason is None:
             try:
@@ -659,7 +674,7 @@ def _recover(spec: ServerSpec, policy: str, extra: dict[str, str], t0: float, di
         if want_after and reason is None:
             after, after_dirs = _read_tree(data)
         return _Recovered(digest, dump, reason, dump_ms, after, after_dirs,
-                          time.monotonic() - started)
+                          time.monotonic() - started, heals)
     finally:
         if server is not None:
             server.kill()
@@ -909,7 +924,8 @@ def explore_server(
         if outcome == "violation":
             reason = content.recovered.reason
             mechanism = (group.model.value, rules, group.effects,
-                         server_reason_kind(reason) if reason else "")
+                         server_reason_kind(reason) + _refusal_span(content.recovered.heals)
+                         if reason else "")
             first_of_kind = mechanism not in mechanisms
         if outcome == "violation" and verdict is None and (
                 first_of_kind or len(result.violations) < config.max_exact_violations):
@@ -936,7 +952,8 @@ def explore_server(
             if first_of_kind or len(result.violations) < max(config.max_exact_violations, 1):
                 result.violations.append(ServerViolation(
                     p, group.crash_ms, group.model, group.choice, group.count, rules,
-                    group.digest, verdict, content.recovered.reason, group.effects))
+                    group.digest, verdict, content.recovered.reason, group.effects,
+                    content.recovered.heals))
                 result.images[group.digest] = images[group.digest]
                 if p not in result.histories:
                     result.histories[p] = history_at(p)
@@ -955,6 +972,13 @@ def explore_server(
     result.check_s = time.monotonic() - check_started
     result.elapsed_s = time.monotonic() - started
     return result
+
+
+def _refusal_span(heals: bool | None) -> str:
+    if heals is None:
+        return ""
+    return (" (one start only: the next start came up)" if heals
+            else " (the next start refused too)")
 
 
 def _mechanism_text(rules: Sequence[str], effects: Sequence[str], refusal: str) -> str:
