@@ -200,10 +200,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faults", default=",".join(FAULTS))
     p.add_argument("--render-only", action="store_true",
                    help="rewrite findings-redis.md from findings-redis.json (no trials)")
+    p.add_argument("--previous", type=Path, default=None,
+                   help="an earlier findings-redis.json: the page gets a table of the cells "
+                   "whose verdict or cause changed")
+    p.add_argument("--note", default="",
+                   help="a sentence on the settings of this run (e.g. why fewer trials)")
     args = p.parse_args(argv)
     out: Path = args.out.absolute()  # a FUSE loop may change this process's cwd
     if args.render_only:
         data = json.loads((out / "findings-redis.json").read_text())
+        if args.previous is not None:
+            data["previous"] = _previous(args.previous)
+        if args.note:
+            data["settings_note"] = args.note
+        write_atomic(out / "findings-redis.json", json.dumps(data, indent=1, default=str) + "\n")
         write_atomic(out / "findings-redis.md", render_markdown(data))
         return 0
     started = time.monotonic()
@@ -324,6 +334,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _previous(path: Path) -> dict[str, Any]:
+    """What the page compares against: an earlier findings-redis.json, reduced to its cells'
+    verdicts and causes."""
+    old = json.loads(path.read_text())
+    return {"generated": old.get("generated"), "command": old.get("command"),
+            "cells": {c["cell"]: {k: c.get(k) for k in ("server", "policy", "model", "fault",
+                                                         "verdict", "rules", "cause")}
+                      for c in old["cells"]}}
+
+
 def _summary(cells: list[Cell]) -> dict[str, dict[str, int]]:
     out: dict[str, Counter[str]] = {}
     for cell in cells:
@@ -336,13 +356,37 @@ def _summary(cells: list[Cell]) -> dict[str, dict[str, int]]:
 
 _SHORT: Final = {"holds": "holds", "not exercised": "not exercised",
                  "unavailable": "**unavailable after ack**", "violation": "**violation**"}
+MODEL_TITLES: Final = {
+    "process": "process (the kernel survives)",
+    "power-ext4": "power-ext4 (ext4's journal, calibrated)",
+    "power-xfs": "power-xfs (xfs, calibrated)",
+    "power-btrfs": "power-btrfs (btrfs's per-inode log, calibrated)",
+    "power-posix-metadata": "power-posix-metadata (the POSIX minimum)",
+    "power-eager-metadata": "power-eager-metadata (every directory operation durable at once)",
+    "power": "power (before the calibration)",
+}
+ISSUE: Final = "https://github.com/redis/redis/issues/"
+PULL: Final = "https://github.com/redis/redis/pull/"
+UPSTREAM: Final = {
+    "#10737": f"[redis#10737]({PULL}10737)", "#3487": f"[redis#3487]({ISSUE}3487)",
+    "#8347": f"[redis#8347]({PULL}8347)", "#8111": f"[redis#8111]({ISSUE}8111)",
+    "#8419": f"[redis#8419]({PULL}8419)", "#11713": f"[redis#11713]({PULL}11713)",
+}
 
 
-def _cell_text(cell: dict[str, Any], ref: str | None) -> str:
+def _link(text: str) -> str:
+    """`text` with every redis#N it names as a link."""
+    for short, link in UPSTREAM.items():
+        text = text.replace(f"redis{short}", link)
+    return text
+
+
+def _cell_text(cell: dict[str, Any]) -> str:
     verdict = cell["verdict"]
     if verdict in ("violation", "unavailable"):
         rules = "/".join(cell["rules"])
-        return f"**{ref}** {rules} ({cell['violations']}/{cell['trials']})"
+        more = f", {len(cell['mechanisms'])} mechanisms" if len(cell["mechanisms"]) > 1 else ""
+        return f"[**{rules}**](#{cell['cell']}) ({cell['violations']}/{cell['trials']}{more})"
     text = _SHORT[verdict]
     if verdict == "holds":
         text += f" {cell['consistent'] + cell['unavailable']}/{cell['trials']}"
@@ -351,9 +395,16 @@ def _cell_text(cell: dict[str, Any], ref: str | None) -> str:
     return text
 
 
+def _models_used(data: dict[str, Any]) -> list[str]:
+    return list(dict.fromkeys(c["model"] for c in data["cells"]))
+
+
 def render_markdown(data: dict[str, Any]) -> str:
+    servers = data["servers"]
+    names = ", ".join(f"{i['name']} {i['version']}" for i in servers.values() if "name" in i)
+    models = _models_used(data)
     lines = [
-        "# Findings: Redis 6.0 / 6.2 / 7.0 / 8.2 and Valkey 9.1 under crashes and faults",
+        f"# Findings: {names} under crashes and faults",
         "",
         f"Produced by one command: `{data['command']}`",
         "",
@@ -361,48 +412,51 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"{data['trials']} trials and {data['attributions']} cause attributions in "
         f"{data['elapsed_s']:.0f} s ({data['trials_per_s']} trials/s over "
         f"{data['workers']} workers), {data['trials_per_cell']} trials per cell, "
-        f"{data['ops']} writes per trial, seed {data['seed']}.",
-        "",
-        "Each cell is `aofcrash verify --server S --policy P --model M --fault F --ops "
-        f"{data['ops']} --seed {data['seed']} --trials {data['trials_per_cell']}`: a seeded "
-        "pipelined workload, SIGKILL mid-flight (under power models the FUSE SimDisk is "
-        "crashed too), restart, check against the contract (DESIGN.md §4), second crash, "
-        "check stability. Cell values:",
-        "",
-        "- `holds n/N, fired f/N`: no rule broke; n trials checked more than prefix "
-        "consistency (the rest had an empty everysec frontier), the fault fired in f trials.",
-        "- `not exercised`: no trial had an entry that had to survive.",
-        "- **Vn** rule (v/N): v of N trials broke the rule; the violation list below says "
-        "which ingredients it needs (the first violating trial re-run with the fault taken "
-        "out, with power-eager-metadata instead of a strict metadata model, and without the "
-        "rewrite; each variant up to "
-        f"{data['attribution_repeats']} times) and where its reproduction is.",
-        "",
-        "Faults: " + "; ".join(f"`{k}` = {v}" for k, v in FAULT_TITLES.items()) + ". "
-        "Models: `process` (the kernel survives), `power-ext4` (ext4's journal, calibrated "
-        "against the kernel: an fsync that commits makes every earlier create, rename and "
-        "unlink durable), `power-posix-metadata` (the POSIX minimum: a create/rename is "
-        "durable only after an fsync of its own directory; no real filesystem measured here is "
-        "this weak), `power-eager-metadata` (directory operations durable at once).",
-        "",
-        "Every crash state of each binary (one traced run with a rewrite, every crash point x "
-        "every legal image, recovered by the binary itself: `aofcrash explore --server`) is in "
-        "[findings-explore.md](findings-explore.md), produced by "
-        "`.venv/bin/python scripts/findings_explore.py --out reports`.",
-        "",
-        "A reproduction's page (its program, timeline and crash epochs) is rendered from its "
-        "JSON, not committed: `aofcrash report reports/findings/<cell>.json` writes "
-        "`reports/findings/<cell>.html` beside it.",
+        f"{data['ops']} writes per trial, seed {data['seed']}, attribution variants re-run up "
+        f"to {data['attribution_repeats']} times.",
         "",
     ]
-    servers = data["servers"]
-    lines.append("## Servers")
-    lines.append("")
+    if data.get("settings_note"):
+        lines += [data["settings_note"], ""]
+    lines += [
+        "Each cell is `aofcrash verify --server S --policy P --model M --fault F --ops "
+        f"{data['ops']} --seed {data['seed']} --trials {data['trials_per_cell']}` and its key "
+        "`S-P-M-F` is its anchor on this page (stable from run to run). A trial is a seeded "
+        "pipelined workload, SIGKILL mid-flight (under power models the FUSE SimDisk is "
+        "crashed too), restart, check against the contract ([docs/contract.md]"
+        "(../docs/contract.md)), second crash, check stability.",
+        "",
+        "- `holds n/N, fired f/N`: no rule broke; n trials checked more than prefix "
+        "consistency, the fault fired in f trials.",
+        "- `not exercised`: no trial had an entry that had to survive.",
+        "- **rule** (v/N): v of N trials broke the rule; the link goes to the cell's "
+        "mechanisms (what the crash image lacks or resurrects against what the server had "
+        "written, and how it recovered), each with its cause (the minimal sets of ingredients "
+        "that are enough for it: the fault, strict metadata against the next weaker calibrated "
+        "model, the rewrite; every subset tried) and its reproduction.",
+        "",
+        "Faults: " + "; ".join(f"`{k}` = {v}" for k, v in FAULT_TITLES.items()) + ".",
+        "",
+        "Models: " + "; ".join(f"`{m}`: {MODEL_TITLES.get(m, m)}" for m in models) + ". "
+        "Which filesystem each model stands for and how it was calibrated: "
+        "[docs/contract.md](../docs/contract.md#persistence-models). A finding seen only "
+        "under `power-posix-metadata` is one no filesystem measured here produces.",
+        "",
+        "Every crash state of each binary (recorded workloads, every crash point x every legal "
+        "image, recovered by the binary itself: `aofcrash explore --server`) is in "
+        "[findings-explore.md](findings-explore.md).",
+        "",
+        "A reproduction's page is rendered from its JSON, not committed: `aofcrash report "
+        "reports/findings/<cell>.json` writes `reports/findings/<cell>.html` beside it.",
+        "",
+    ]
+    lines += ["## In short, per server", ""]
     for server, info in servers.items():
         if "skipped" in info:
             lines.append(f"- `{server}`: not run: {info['skipped']}")
-        else:
-            lines.append(f"- `{server}`: {info['name']} {info['version']}")
+            continue
+        lines.append(f"- **{info['name']} {info['version']}** (`{server}`): "
+                     + _link(_server_summary(server, data["cells"])))
     lines.append("")
     lines.append("## Summary (cells per verdict)")
     lines.append("")
@@ -412,12 +466,6 @@ def render_markdown(data: dict[str, Any]) -> str:
         lines.append(f"| {server} | {counts.get('holds', 0)} | {counts.get('violation', 0)} | "
                      f"{counts.get('unavailable', 0)} | {counts.get('not exercised', 0)} |")
     lines.append("")
-    refs: dict[str, str] = {}
-    violations: list[dict[str, Any]] = []
-    for cell in data["cells"]:
-        if cell["verdict"] in ("violation", "unavailable"):
-            refs[cell["cell"]] = f"V{len(violations) + 1}"
-            violations.append(cell)
     faults = list(dict.fromkeys(c["fault"] for c in data["cells"]))
     for server in servers:
         rows = [c for c in data["cells"] if c["server"] == server]
@@ -433,87 +481,196 @@ def render_markdown(data: dict[str, Any]) -> str:
         for policy, model in keys:
             by_fault = {c["fault"]: c for c in rows
                         if c["policy"] == policy and c["model"] == model}
-            cells = [_cell_text(by_fault[f], refs.get(by_fault[f]["cell"]))
-                     if f in by_fault else "" for f in faults]
+            cells = [_cell_text(by_fault[f]) if f in by_fault else "" for f in faults]
             lines.append(f"| {policy} | {model} | " + " | ".join(cells) + " |")
         lines.append("")
-    if violations:
-        lines.append("## Violations")
-        lines.append("")
-        for cell in violations:
-            ref = refs[cell["cell"]]
-            lines.append(f"### {ref}: `{cell['cell']}`: {', '.join(cell['rules'])}")
+    violating = [c for c in data["cells"] if c["verdict"] in ("violation", "unavailable")]
+    if violating:
+        lines += ["## Violations, by cell and mechanism", ""]
+        for cell in violating:
+            lines.append(f'<a id="{cell["cell"]}"></a>')
+            lines.append(f"### `{cell['cell']}`: {', '.join(cell['rules'])}")
             lines.append("")
-            lines.append(f"- {cell['violations']} of {cell['trials']} trials "
+            lines.append(f"{cell['violations']} of {cell['trials']} trials "
                          f"(trials {', '.join(map(str, cell['violating_trials']))})"
                          + (f"; the fault fired in {cell['fault_fired_trials']}"
-                            if cell["fault_fired_trials"] is not None else ""))
-            if cell["cause"]:
-                lines.append(f"- trial {cell['attributed_trial']}: {cell['cause']}")
-            if cell["reproduction"]:
-                link = f"findings/{Path(cell['reproduction']).name}"  # next to this page
-                lines.append(f"- reproduction: [{cell['reproduction']}]({link}); "
-                             f"re-run: `{cell['reproduce']}`")
+                            if cell["fault_fired_trials"] is not None else "") + ".")
             lines.append("")
-    known = _known_upstream(data["cells"], refs)
+            for number, m in enumerate(cell["mechanisms"], 1):
+                lines.append(f"{number}. **{m['mechanism']}** (trials "
+                             f"{', '.join(map(str, m['trials']))})")
+                if m.get("lost"):
+                    lines.append(f"   - {m['lost']}")
+                if m.get("cause"):
+                    lines.append(f"   - cause (trial {m['attributed_trial']}): {m['cause']}")
+                if m.get("reproduction"):
+                    link = f"findings/{Path(m['reproduction']).name}"  # next to this page
+                    lines.append(f"   - reproduction: [{m['reproduction']}]({link}); re-run: "
+                                 f"`{m['reproduce']}`")
+            for note in cell.get("fault_notes") or []:
+                lines.append(f"- fault: {note}")
+            lines.append("")
+    known = _known_upstream(data["cells"])
     if known:
-        lines += ["## Known upstream issues and fixes that match", ""]
-        lines += [f"- {text}" for text in known]
+        lines += ["## What explains them (upstream issues and fixes that match)", ""]
+        lines += [f"- {_link(text)}" for text in known]
         lines.append("")
+    if data.get("previous"):
+        lines += _changes(data)
     lines += [
         "## Notes",
         "",
         "Only what was observed in this run is written here. A violation needs a rule of the "
-        "contract to break in a real trial; an ingredient is named as needed only when the "
-        "same trial without it did not break the rule again in every re-run.",
+        "contract to break in a real trial. A cause is a minimal set of ingredients with which "
+        "the same trial broke the rule the same way again (what its image lacks or resurrects "
+        "a part of the trial's); a violation that did not recur unchanged in its re-runs is "
+        "\"timing-dependent\" and is not attributed.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _violations(cells: list[dict[str, Any]], server: str) -> list[dict[str, Any]]:
+    return [c for c in cells if c["server"] == server
+            and c["verdict"] in ("violation", "unavailable")]
+
+
+def _server_summary(server: str, cells: list[dict[str, Any]]) -> str:
+    """What the server loses, under which models and faults, from the cells of this run
+    (and, where a known mechanism matches, why and since which version it is fixed)."""
+    found = _violations(cells, server)
+    if not found:
+        return "no violation in any cell of this run."
+    by_fault: dict[str, dict[str, set[str]]] = {}
+    for c in found:
+        by_fault.setdefault(c["fault"], {}).setdefault(c["model"], set()).add(c["policy"])
+    parts = []
+    for fault, models in by_fault.items():
+        where = "; ".join(f"{m} ({'/'.join(sorted(p))})" for m, p in models.items())
+        only_posix = set(models) == {"power-posix-metadata"}
+        parts.append(f"{FAULT_TITLES.get(fault, fault)}: {where}"
+                     + (" — the POSIX minimum only" if only_posix else ""))
+    text = "violations with " + "; ".join(parts) + "."
+    notes = SERVER_NOTES.get(server)
+    return text + (" " + notes if notes else "")
+
+
+# Why, per server, from the Redis source and the trackers (checked against the cells above
+# when the page was last regenerated; each claim names what it rests on).
+SERVER_NOTES: dict[str, str] = {}
 
 
 # What the upstream trackers and the binaries say, matched against observed cells only. Each
 # entry was checked: the pull requests and issues on the Redis tracker, the log messages by
 # `strings` on the binaries run here.
 _DIR_FSYNC: Final = (
-    "consistent with the 6.x single-file AOF being created (and a rewrite renamed over it) "
-    "without an fsync of its directory: the loss needs a strict metadata model and goes away "
-    "under power-eager-metadata. redis#10737 (merged 2022-05, \"Fsync directory while persisting "
-    "AOF manifest, RDB file, and config file\") added that fsync to the 7.0 multi-part AOF: its "
+    "the 6.x single-file AOF is created (and a rewrite renamed over it) without an fsync of "
+    "its directory: the loss needs strict metadata and goes away under the next weaker "
+    "calibrated model. redis#10737 (merged 2022-05, \"Fsync directory while persisting AOF "
+    "manifest, RDB file, and config file\") added that fsync to the 7.0 multi-part AOF: its "
     "log message \"Fail to fsync AOF directory\" is in the 7.0.15, 8.2.3 and Valkey 9.1.2 "
-    "binaries and in neither 6.0.9 nor 6.2.14. The open redis#3487 reports the same window for "
-    "the rename that ends a rewrite")
+    "binaries and in neither 6.0.9 nor 6.2.14. The open redis#3487 reports the same window "
+    "for the rename that ends a rewrite. On the kernel's ext4, xfs and btrfs the next fsync "
+    "of the AOF commits the create or the rename (FACTS: measured), so nothing acknowledged "
+    "is lost there")
 _ALWAYS_FSYNC: Final = (
     "redis 6.0.9 under `always` ignores a failed fsync and still acknowledges: redis#8347 "
     "(merged 2021-01, \"Redis exit for fsync error when the AOF fsync policy is 'always'\", "
-    "after redis#8111) makes the server exit instead; its message \"Can't persist AOF for fsync "
-    "error when the AOF fsync policy is 'always'\" is in the 6.2.14, 7.0.15, 8.2.3 and Valkey "
-    "binaries and not in 6.0.9")
+    "after redis#8111) makes the server exit instead; its message \"Can't persist AOF for "
+    "fsync error when the AOF fsync policy is 'always'\" is in the 6.2.14, 7.0.15, 8.2.3 and "
+    "Valkey binaries and not in 6.0.9")
+_ALWAYS_UNAVAILABLE: Final = (
+    "`always` + EIO on fsync, \"acknowledged, then unavailable\": 6.2+ exit on the failed "
+    "fsync (redis#8347) without acknowledging the write that failed, but the failed range is "
+    "dropped by Linux and the next start finds a hole of zeros where acknowledged-before data "
+    "was not yet written by the failed sync, or a torn tail; see the EIO zero-fill in "
+    "docs/contract.md: the server refuses \"Bad file format\" rather than losing silently")
 _EVERYSEC_FSYNC: Final = (
     "`everysec` + a failed background fsync: redis#8419 (merged 2021-03, \"Handle remaining "
     "fsync errors\") makes a failed bio fsync set `aof_bio_fsync_status` (writes are refused "
-    "with MISCONF), and the next successful fsync sets it back to OK; nothing writes again what "
-    "the failed fsync dropped (Linux marks those pages clean), so acknowledged writes can be "
-    "lost on power loss. Its log message \"Fail to fsync the AOF file\" is in the 6.2.14, "
-    "7.0.15, 8.2.3 and Valkey binaries, not in 6.0.9, which ignores the error")
+    "with MISCONF), and the next successful fsync sets it back to OK; nothing writes again "
+    "what the failed fsync dropped (Linux marks those pages clean), so acknowledged writes "
+    "can be lost on power loss. Its log message \"Fail to fsync the AOF file\" is in the "
+    "6.2.14, 7.0.15, 8.2.3 and Valkey binaries, not in 6.0.9, which ignores the error")
+_INCR_FSYNC: Final = (
+    "EIO on the fsync of the old incr file during a rewrite: Redis 7.0 hands the old incr to "
+    "a background job that fsyncs and closes it and ignores the result (7.0.5-7.0.15); "
+    "redis#11713 (in 7.2) makes that job set the fsync error status. A fix that only sets the "
+    "status still does not write again what the failed fsync dropped")
 
 
-def _known_upstream(cells: list[dict[str, Any]], refs: dict[str, str]) -> list[str]:
+def _known_upstream(cells: list[dict[str, Any]]) -> list[str]:
     def needs(cell: dict[str, Any], what: str) -> bool:
-        return any(n.startswith(what) for n in cell.get("needs") or [])
+        return any(any(label.startswith(what) for group in (m.get("minimal_sufficient_sets")
+                                                              or []) for label in group)
+                   for m in cell.get("mechanisms", []))
 
-    matches: dict[str, list[str]] = {_DIR_FSYNC: [], _ALWAYS_FSYNC: [], _EVERYSEC_FSYNC: []}
+    matches: dict[str, list[str]] = {_DIR_FSYNC: [], _ALWAYS_FSYNC: [], _ALWAYS_UNAVAILABLE: [],
+                                     _EVERYSEC_FSYNC: [], _INCR_FSYNC: []}
     for cell in cells:
-        ref = refs.get(cell["cell"])
-        if ref is None:
+        if cell["verdict"] not in ("violation", "unavailable"):
             continue
+        ref = f"[`{cell['cell']}`](#{cell['cell']})"
         if cell["server"] in ("6.0", "6.2") and needs(cell, "strict metadata"):
             matches[_DIR_FSYNC].append(ref)
-        if cell["fault"] in ("fsync-error", "io-error") and needs(cell, "fault"):
+        if cell["fault"] == "fsync-error" and needs(cell, "fault"):
             if cell["policy"] == "always" and cell["server"] == "6.0":
                 matches[_ALWAYS_FSYNC].append(ref)
+            elif cell["policy"] == "always":
+                matches[_ALWAYS_UNAVAILABLE].append(ref)
             elif cell["policy"] == "everysec":
                 matches[_EVERYSEC_FSYNC].append(ref)
-    return [f"{', '.join(found)}: {text}." for text, found in matches.items() if found]
+        if cell["fault"] == "incr-fsync-error" and needs(cell, "fault"):
+            matches[_INCR_FSYNC].append(ref)
+    return [f"{text}. Cells: {', '.join(found)}." for text, found in matches.items() if found]
+
+
+def _changes(data: dict[str, Any]) -> list[str]:
+    """The table of cells whose verdict or cause changed against the previous version."""
+    previous: dict[str, dict[str, Any]] = data["previous"]["cells"]
+    renamed = {"power": "power-ext4"}
+    now = {c["cell"]: c for c in data["cells"]}
+    rows: list[str] = []
+    for key, old in sorted(previous.items()):
+        new_key = "-".join(renamed.get(part, part) for part in [
+            old["server"], old["policy"], old["model"], old["fault"]])
+        new = now.get(new_key)
+        if new is None:
+            if old["verdict"] in ("violation", "unavailable"):
+                rows.append(f"| `{key}` | {old['verdict']} | not run | "
+                            f"{_why_gone(old, data)} |")
+            continue
+        old_v, new_v = old["verdict"], new["verdict"]
+        if old_v == new_v and old_v not in ("violation", "unavailable"):
+            continue
+        why = []
+        if old["model"] != new["model"]:
+            why.append("`power` is now the calibrated ext4 journal model (a create or rename "
+                       "is durable with the next journal commit, as the kernel's ext4 does)")
+        if old_v != new_v:
+            why.append(f"verdict {old_v} -> {new_v}")
+        old_cause = old.get("cause") or "-"
+        new_cause = "; ".join(m["cause"] or "-" for m in new["mechanisms"]) or "-"
+        if old_v == new_v and old_v in ("violation", "unavailable"):
+            why.append("cause now from every subset of the ingredients, per mechanism")
+        rows.append(f"| [`{new_key}`](#{new_key}) (was `{key}`) | {old_v}: {old_cause} | "
+                    f"{new_v}: {new_cause} | {'; '.join(why)} |")
+    new_cells = [k for k in now if k not in {
+        "-".join(renamed.get(p, p) for p in [o["server"], o["policy"], o["model"], o["fault"]])
+        for o in previous.values()}]
+    out = ["## Changes against the previous version", "",
+           f"Previous version: {data['previous']['generated']} "
+           f"(`{data['previous']['command']}`). Cells whose verdict or cause changed, and why; "
+           f"{len(new_cells)} cells are new in this run (new servers, models or fault "
+           "columns) and are not listed.", "",
+           "| cell | before | now | why |", "|---|---|---|---|", *rows, ""]
+    return out
+
+
+def _why_gone(old: dict[str, Any], data: dict[str, Any]) -> str:
+    if {"power": "power-ext4"}.get(old["model"], old["model"]) not in _models_used(data):
+        return f"model {old['model']} not in this run's matrix"
+    return "not in this run's matrix"
 
 
 if __name__ == "__main__":
