@@ -275,3 +275,95 @@ def test_kill_child_kills_the_rewrite_child_in_most_trials(scratch_root: Path) -
         assert t.events["bgrewriteaof sent"] == 1 and t.events["rewrite child killed"] == 1
         assert t.fired[0].startswith("KillChild: rewrite child")
         assert t.outcome == "consistent", t.render()  # a killed child loses nothing
+
+
+# -- the fault columns built on a rewrite (fast: plans only) ----------------------------------
+
+
+def _plan(fault: str, removed: frozenset[str] = frozenset()) -> Any:
+    import random
+
+    from harness.verify._faults import plan_trial
+
+    config = VerifyConfig(fault=fault, ops=200, seed=2)
+    return plan_trial(config, random.Random("aofcrash-verify/2/0"), removed)
+
+
+def test_write_error_draws_like_io_error_but_always_on_a_write() -> None:
+    import random
+
+    plain = draw_fault(random.Random(5), "io-error")
+    on_write = draw_fault(random.Random(5), "write-error")
+    assert plain is not None and on_write is not None
+    assert on_write.kind == "io-error" and not on_write.on_sync and not on_write.syncs
+    assert (plain.position, plain.nth, plain.times) == (on_write.position, on_write.nth,
+                                                        on_write.times)
+
+
+def test_incr_fsync_error_fails_the_old_incr_files_sync_and_kills_the_child() -> None:
+    from collections import Counter
+
+    from faults import FaultOp, IOFault
+
+    plan = _plan("incr-fsync-error")
+    assert plan.rewrite_at == plan.arm_entry and plan.kill_child and plan.split_at_rewrite
+    assert plan.draw is not None and plan.draw.syncs
+    fault, note = plan.draw.arm("*.aof", Counter({FaultOp.FDATASYNC: 3}), expect_syncs=True,
+                                incr_path="appendonlydir/appendonly.aof.1.incr.aof")
+    assert isinstance(fault, IOFault) and not note
+    assert fault.op is FaultOp.FDATASYNC and fault.nth == 1
+    assert fault.path_glob == "appendonlydir/appendonly.aof.1.incr.aof"
+    # A single-file AOF (6.x) has no incr file: not armed, and the trial says why.
+    fault, note = plan.draw.arm("*.aof", Counter(), expect_syncs=True, incr_path=None)
+    assert fault is None and "no incr file" in note
+    # Without the fault the rewrite and its killed child stay (they are the workload here).
+    without = _plan("incr-fsync-error", frozenset({"fault"}))
+    assert without.kill_child and without.rewrite_at == plan.rewrite_at
+    assert without.arm_entry is None
+
+
+def test_rewrite_completes_awaits_the_rewrite_and_only_with_the_fault() -> None:
+    plan = _plan("rewrite-completes")
+    assert plan.await_rewrite and not plan.kill_child and plan.rewrite_at == plan.arm_entry
+    assert plan.arm_entry is not None and plan.arm_entry < plan.kill_at
+    without = _plan("rewrite-completes", frozenset({"fault"}))
+    assert not without.await_rewrite and without.rewrite_at == plan.rewrite_at
+    assert _plan("rewrite-completes", frozenset({"rewrite"})).rewrite_at is None
+
+
+def test_a_rewrite_in_the_middle_of_a_batch_starts_a_batch_of_its_own() -> None:
+    from harness.verify._trial import _split_at_rewrite
+    from harness.verify._workload import Item, ItemKind
+
+    write = Item(ItemKind.WRITE, ((b"SET", b"k", b"v"),), 0)
+    rewrite = Item(ItemKind.REWRITE)
+    batches = list(_split_at_rewrite(iter([([write, rewrite, write, write], 3), ([write], 1)])))
+    assert batches == [([write], 1), ([rewrite, write, write], 2), ([write], 1)]
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_a_resurrected_old_aof_needs_the_completed_rewrite_and_strict_metadata(
+        scratch_root: Path) -> None:
+    needs_fuse()
+    try:
+        verify.check_environment(VerifyConfig(server="6.2", model="power-posix-metadata"))
+    except verify.VerifyEnvironmentError as exc:
+        pytest.skip(str(exc))
+    # Redis 6.2 renames its rewritten AOF over appendonly.aof and never fsyncs the directory:
+    # under the POSIX minimum the old file comes back, without the writes acknowledged after
+    # the rename. Under power-ext4 (the next weaker calibrated model) the next fsync of the
+    # file commits the rename; without the completed rewrite there is no rename to lose.
+    config = VerifyConfig(server="6.2", policy="always", model="power-posix-metadata",
+                          fault="rewrite-completes", trials=1, ops=60, seed=0)
+    result = run_verify(config, attribution_repeats=2)
+    trial = result.trials[0]
+    assert trial.outcome == "violation", trial.render()
+    assert "has an older appendonly.aof" in trial.mechanism, trial.mechanism
+    attribution = trial.attribution
+    assert attribution is not None and attribution.reproducible, trial.render()
+    assert [sorted(group) for group in attribution.minimal] == [sorted(
+        attribution.ingredients)], attribution.summary()
+    assert attribution.summary() == (
+        "needs the completed rewrite (awaited, paced writes after it) AND strict metadata "
+        "(power-posix-metadata; weaker: power-ext4)")
