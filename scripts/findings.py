@@ -510,6 +510,7 @@ def render_markdown(data: dict[str, Any]) -> str:
             for note in cell.get("fault_notes") or []:
                 lines.append(f"- fault: {note}")
             lines.append("")
+    lines += _predicted(data)
     known = _known_upstream(data["cells"])
     if known:
         lines += ["## What explains them (upstream issues and fixes that match)", ""]
@@ -623,6 +624,50 @@ def _known_upstream(cells: list[dict[str, Any]]) -> list[str]:
         if cell["fault"] == "incr-fsync-error" and needs(cell, "fault"):
             matches[_INCR_FSYNC].append(ref)
     return [f"{text}. Cells: {', '.join(found)}." for text, found in matches.items() if found]
+
+
+# The mechanisms the Redis source predicts: (name, servers, policies, faults, what the
+# mechanism text contains, an ingredient its cause must name).
+PREDICTED: Final = (
+    ("create of appendonly.aof without a directory fsync (6.x)", ("6.0", "6.2"), POLICIES,
+     None, "lacks appendonly.aof", "strict metadata"),
+    ("rewrite's rename over appendonly.aof without a directory fsync (6.x; redis#3487)",
+     ("6.0", "6.2"), POLICIES, None, "has an older appendonly.aof", "strict metadata"),
+    ("failed fsync ignored, writes still acknowledged (6.0; fixed by redis#8347, redis#8419)",
+     ("6.0",), POLICIES, ("fsync-error",), "", "fault"),
+    ("fsync error status cleared by a later successful fsync (everysec; redis#8419)",
+     ("6.2", "7.0", "8.2", "valkey"), ("everysec",), ("fsync-error",), "", "fault"),
+    ("EIO on the old incr's fsync during a rewrite ignored (7.0.5-7.0.15; redis#11713)",
+     ("7.0", "8.2", "valkey"), ("everysec",), ("incr-fsync-error",), "", "fault"),
+)
+
+
+def _predicted(data: dict[str, Any]) -> list[str]:
+    """Each mechanism the Redis source predicts, per model: the cells where it was seen (with
+    their anchors) or how many cells ran that could have shown it."""
+    models = [m for m in _models_used(data) if m != "process"]
+    out = ["## Mechanisms the Redis source predicts, per model", "",
+           "Seen: the cells (linked) with a mechanism of that kind whose cause names the "
+           "ingredient; not seen: how many cells of those servers, policies and faults ran "
+           "under that model without it.", "",
+           "| mechanism | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for name, servers, policies, faults, text, ingredient in PREDICTED:
+        row = []
+        for model in models:
+            ran = [c for c in data["cells"] if c["server"] in servers and c["model"] == model
+                   and c["policy"] in policies and (faults is None or c["fault"] in faults)]
+            seen = sorted({c["cell"] for c in ran for m in c.get("mechanisms", [])
+                           if text in m["mechanism"] and any(
+                               label.startswith(ingredient)
+                               for group in (m.get("minimal_sufficient_sets") or [])
+                               for label in group)})
+            if seen:
+                row.append(", ".join(f"[`{k}`](#{k})" for k in seen))
+            else:
+                row.append(f"not seen ({len(ran)} cells)" if ran else "-")
+        out.append(f"| {_link(name)} | " + " | ".join(row) + " |")
+    out.append("")
+    return out
 
 
 def _changes(data: dict[str, Any]) -> list[str]:
