@@ -340,7 +340,8 @@ def _previous(path: Path) -> dict[str, Any]:
     old = json.loads(path.read_text())
     return {"generated": old.get("generated"), "command": old.get("command"),
             "cells": {c["cell"]: {k: c.get(k) for k in ("server", "policy", "model", "fault",
-                                                         "verdict", "rules", "cause")}
+                                                         "verdict", "rules", "cause", "trials",
+                                                         "violations", "needs")}
                       for c in old["cells"]}}
 
 
@@ -537,28 +538,68 @@ def _violations(cells: list[dict[str, Any]], server: str) -> list[dict[str, Any]
 
 
 def _server_summary(server: str, cells: list[dict[str, Any]]) -> str:
-    """What the server loses, under which models and faults, from the cells of this run
-    (and, where a known mechanism matches, why and since which version it is fixed)."""
+    """Why (the curated notes, checked against this run's cells), then the cells: what the
+    server loses under the calibrated models, and how many cells under the POSIX minimum."""
     found = _violations(cells, server)
     if not found:
         return "no violation in any cell of this run."
-    by_fault: dict[str, dict[str, set[str]]] = {}
+    real: dict[str, set[str]] = {}
+    posix = 0
     for c in found:
-        by_fault.setdefault(c["fault"], {}).setdefault(c["model"], set()).add(c["policy"])
-    parts = []
-    for fault, models in by_fault.items():
-        where = "; ".join(f"{m} ({'/'.join(sorted(p))})" for m, p in models.items())
-        only_posix = set(models) == {"power-posix-metadata"}
-        parts.append(f"{FAULT_TITLES.get(fault, fault)}: {where}"
-                     + (" — the POSIX minimum only" if only_posix else ""))
-    text = "violations with " + "; ".join(parts) + "."
-    notes = SERVER_NOTES.get(server)
-    return text + (" " + notes if notes else "")
+        if c["model"] == "power-posix-metadata":
+            posix += 1
+        else:
+            real.setdefault(FAULT_TITLES.get(c["fault"], c["fault"]), set()).add(
+                f"{c['model']} {c['policy']}")
+    text = SERVER_NOTES.get(server, "")
+    cells_text = ("Cells with a violation under the calibrated models and process: "
+                  + ("; ".join(f"{fault} ({', '.join(sorted(where))})"
+                               for fault, where in real.items()) if real else "none")
+                  + f"; under the POSIX minimum: {posix} cell(s).")
+    return (text + " " if text else "") + cells_text
 
 
 # Why, per server, from the Redis source and the trackers (checked against the cells above
 # when the page was last regenerated; each claim names what it rests on).
-SERVER_NOTES: dict[str, str] = {}
+_POSIX_6X: Final = (
+    "Under the POSIX minimum only, with or without faults: appendonly.aof is created, and a "
+    "completed rewrite renames its new file over it, with no fsync of the directory, so the "
+    "image lacks appendonly.aof or holds the old one without the writes acknowledged after "
+    "the rename (that one needs the completed rewrite AND strict metadata; redis#3487). "
+    "Under power-ext4 and power-btrfs the next fsync of the file makes the create or the "
+    "rename durable (as the kernel's ext4, xfs and btrfs do: FACTS), and nothing is lost "
+    "without a fault. 6.x never got the directory fsync that redis#10737 added in 7.0.")
+_POSIX_7X: Final = (
+    "Under the POSIX minimum only: appendonlydir is made and the base file moved into it "
+    "with no fsync of the data directory, so the image lacks the base (the server refuses "
+    "\"Unable to obtain the AOF file\", also on the next start) or the whole of "
+    "appendonlydir (it starts empty). redis#10737 fsyncs appendonlydir after the manifest, "
+    "not its parent. Under power-ext4 and power-btrfs nothing is lost without a fault.")
+_EIO_ZEROS: Final = (
+    "A failed fsync then a successful one leaves a hole of zeros after a power loss (Linux "
+    "drops the failed pages: the EIO zero-fill of docs/contract.md), on every model")
+SERVER_NOTES: dict[str, str] = {
+    "6.0": _POSIX_6X + " EIO on fsync: 6.0.9 ignores it and keeps acknowledging (fixed in 6.2 "
+    "by redis#8347 for always and redis#8419 for everysec). " + _EIO_ZEROS + ": the next "
+    "start refuses \"Bad file format\" (acknowledged, then unavailable), or the file is cut "
+    "short and acknowledged writes are lost.",
+    "6.2": _POSIX_6X + " EIO on fsync: under always 6.2.14 exits (redis#8347) and holds; "
+    "under everysec it refuses writes (MISCONF) until the next successful fsync clears the "
+    "status (redis#8419), which does not write the dropped range again. " + _EIO_ZEROS
+    + ": acknowledged, then unavailable.",
+    "7.0": _POSIX_7X + " EIO on fsync under everysec: as 6.2 (the status cleared by a later "
+    "success): acknowledged writes lost or acknowledged, then unavailable. EIO on the old "
+    "incr's fsync during a rewrite (everysec): 7.0.15 ignores it (no MISCONF, redis#11713, "
+    "fixed in 7.2) and the next start finds the zeros (seen under power-btrfs in this run and "
+    "under power-ext4 in a 4-trial run of the same cell).",
+    "8.2": _POSIX_7X + " EIO on fsync under everysec: as 7.0. EIO on the old incr's fsync "
+    "during a rewrite: 8.2.3 notices it (writes refused with MISCONF: it carries redis#11713) "
+    "yet the next successful fsync clears the status and the dropped range stays zeros: "
+    "acknowledged, then unavailable under power-ext4 and power-btrfs, as 7.0.",
+    "valkey": _POSIX_7X + " EIO on fsync under everysec: as 7.0. EIO on the old incr's fsync "
+    "during a rewrite: Valkey 9.1.2 notices it (MISCONF: it carries the fix of redis#11713) "
+    "and still ends acknowledged, then unavailable, as 8.2.",
+}
 
 
 # What the upstream trackers and the binaries say, matched against observed cells only. Each
@@ -686,18 +727,29 @@ def _changes(data: dict[str, Any]) -> list[str]:
                             f"{_why_gone(old, data)} |")
             continue
         old_v, new_v = old["verdict"], new["verdict"]
-        if old_v == new_v and old_v not in ("violation", "unavailable"):
-            continue
+        bad = ("violation", "unavailable")
+        old_kinds = {_kind(label) for label in old.get("needs") or []}
+        new_sets = [{_kind(label) for label in group} for m in new["mechanisms"]
+                    for group in (m.get("minimal_sufficient_sets") or [])]
+        if (old_v in bad) == (new_v in bad) and (
+                old_v not in bad or new_sets == [old_kinds] * len(new_sets)):
+            continue  # same verdict class and, for a violation, the same single cause
         why = []
         if old["model"] != new["model"]:
             why.append("`power` is now the calibrated ext4 journal model (a create or rename "
                        "is durable with the next journal commit, as the kernel's ext4 does)")
         if old_v != new_v:
             why.append(f"verdict {old_v} -> {new_v}")
+            if new_v == "holds" and old.get("violations"):
+                why.append(f"before: {old['violations']} of {old['trials']} trials; now "
+                           f"{new['trials']} trials (fewer: this run's settings)")
         old_cause = old.get("cause") or "-"
-        new_cause = "; ".join(m["cause"] or "-" for m in new["mechanisms"]) or "-"
-        if old_v == new_v and old_v in ("violation", "unavailable"):
-            why.append("cause now from every subset of the ingredients, per mechanism")
+        new_cause = "; ".join(f"{m['mechanism']}: {m['cause'] or '-'}"
+                              for m in new["mechanisms"]) or "-"
+        if old_v in bad and new_v in bad:
+            why.append("cause from every subset of the ingredients, per mechanism: "
+                       + ("two or more mechanisms with different causes"
+                          if len(new_sets) > 1 else "a different minimal set"))
         rows.append(f"| [`{new_key}`](#{new_key}) (was `{key}`) | {old_v}: {old_cause} | "
                     f"{new_v}: {new_cause} | {'; '.join(why)} |")
     new_cells = [k for k in now if k not in {
@@ -710,6 +762,15 @@ def _changes(data: dict[str, Any]) -> list[str]:
            "columns) and are not listed.", "",
            "| cell | before | now | why |", "|---|---|---|---|", *rows, ""]
     return out
+
+
+def _kind(label: str) -> str:
+    """An ingredient label of either version as its kind: fault, metadata or rewrite."""
+    if label.startswith("strict metadata"):
+        return "metadata"
+    if label.startswith("rewrite"):
+        return "rewrite" if "killed child" not in label else "fault"
+    return "fault"
 
 
 def _why_gone(old: dict[str, Any], data: dict[str, Any]) -> str:
