@@ -299,7 +299,46 @@ def markdown(doc: dict[str, Any]) -> str:
     if doc["skipped"]:
         lines += ["", "Not run:", ""]
         lines += [f"- {k}: {v}" for k, v in doc["skipped"].items()]
+    if doc.get("previous"):
+        lines += _changes(doc)
     return "\n".join(lines) + "\n"
+
+
+def _changes(doc: dict[str, Any]) -> list[str]:
+    """Per server, policy and model: the previous version's verdict (one 200-write workload)
+    against this one's ``burst`` row, where either changed."""
+    prev = doc["previous"]
+    rows = {(r["server"], r["policy"]): r for r in doc["rows"] if r["workload"] == "burst"}
+    renamed = {"power": "power-ext4"}
+    out = ["", "## Changes against the previous version", "",
+           f"Previous version: `{prev['command']}` (one 200-write workload per server and "
+           "policy; its `power` model was a journal committed only by a directory fsync). "
+           "Compared with this version's `burst` row, per model; the `paced` rows and the "
+           "power-btrfs column are new.", "",
+           "| run | model | before | now | why |", "|---|---|---|---|---|"]
+    for old in prev["rows"]:
+        new = rows.get((old["server"], old["policy"]))
+        for model, cell in old["cells"].items():
+            now_model = renamed.get(model, model)
+            if new is None:
+                out.append(f"| {old['server']}-{old['policy']} | {model} | {cell['verdict']} | "
+                           "not run | |")
+                continue
+            now = new["cells"].get(now_model, {}).get("verdict", "not run")
+            if now.split(" (")[0] == cell["verdict"] and model == now_model:
+                continue
+            why = []
+            if model != now_model:
+                why.append("`power` is now the calibrated ext4 journal model")
+            if now.startswith("violated") and now_model in ("power-ext4", "power-btrfs",
+                                                            "power-eager-metadata"):
+                why.append("see the mechanisms of this row (the recording differs run to run: "
+                           "timing-dependent)")
+            if now.split(" (")[0] == cell["verdict"]:
+                why.append("same verdict")
+            out.append(f"| [{new['key']}](#{new['key'].replace('.', '')}) | {model} -> "
+                       f"{now_model} | {cell['verdict']} | {now} | {'; '.join(why)} |")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,9 +351,18 @@ def main(argv: list[str] | None = None) -> int:
                         help="recoveries in parallel (default: two per core)")
     parser.add_argument("--render-only", action="store_true",
                         help="rewrite findings-explore.md from findings-explore.json")
+    parser.add_argument("--previous", type=Path, default=None,
+                        help="with --render-only: an earlier findings-explore.json to compare")
     args = parser.parse_args(argv)
     if args.render_only:
         doc = json.loads((args.out / "findings-explore.json").read_text())
+        if args.previous is not None:
+            old = json.loads(args.previous.read_text())
+            doc["previous"] = {"command": old.get("command"), "rows": [
+                {"server": r["server"], "policy": r["policy"], "cells": r["cells"]}
+                for r in old["rows"]]}
+            write_atomic(args.out / "findings-explore.json",
+                         json.dumps(doc, indent=1, default=str) + "\n")
         write_atomic(args.out / "findings-explore.md", markdown(doc))
         return 0
     unknown = [w for w in args.workloads.split(",") if w not in WORKLOADS]
