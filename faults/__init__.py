@@ -201,6 +201,33 @@ Not a fault but a guard, off by default: ``set_op_budget(n)`` allows n more call
 (reads and seeks included), then raises ``OperationBudgetExceeded`` (a BaseException), so code
 that loops forever on the filesystem ends instead of hanging the harness.
 
+Ground truth: the kernel (``faults.kernel``, ``faults.calibration``)
+--------------------------------------------------------------------
+The models above are claims about real filesystems; the kernel's own ext4, xfs and btrfs are
+the truth they are checked against. ``faults.kernel`` (the only code here that needs root,
+/dev/fuse and loop devices; not imported by this package) records one without a kernel
+module: a single-threaded FUSE daemon (its own process) serves a sparse file on tmpfs, that
+file backs a loop device, ``mkfs`` formats it and the kernel mounts it (``BlockRecorder.root``).
+The loop device has a volatile write cache and no FUA, so every block write and every flush
+reaches the daemon, which logs them in one order; ``marker(label)`` (a write to a control file
+served by the same thread) puts "this call returned" into that order. A crash state at a marker
+is the baseline snapshot plus every write before the last flush that precedes it plus a subset
+of the writes in flight after that flush (every prefix, then seeded random subsets, bounded by
+``KernelLimits``; cut-offs are counted); there is also one at every flush. The kernel mounts each
+image (replaying its journal/log), the tree is read back as a ``DiskImage``, and fsck can be
+asked for (a complaint is a finding about the filesystem). Every mount, loop device, daemon and
+scratch directory is released on success, failure, Ctrl-C and SIGKILL (a watchdog process).
+Limits: in-flight writes are dropped whole (no torn sectors inside a write), slow workloads see
+the kernel's background commits, images are of small filesystems (ext4 64 MiB, xfs 300 MiB,
+btrfs 256 MiB).
+
+``faults.calibration`` runs bounded ACE-style syscall workloads (and the exact sequences of a
+Redis 6 rewrite and a Redis 7 manifest update) on a kernel filesystem with a marker after every
+syscall and on a SimDisk under every power model, and counts per model the *missed* states (a
+tree the kernel produced that the model does not allow) and the *over-approximations* (what the
+model allows to be lost that the kernel kept in every state and the program saw).
+``benchmarks/calibration.py`` runs it at scale and writes ``reports/calibration.md``.
+
 Not modelled (deliberately)
 ---------------------------
 * A slow fsync's data is durable when the call is made; only its completion is delayed.
@@ -208,11 +235,13 @@ Not modelled (deliberately)
   writes other than "all zeros" and "garbage"; bit rot of synced data; misdirected writes.
 * Separate durability of file size and file data: fsync and fdatasync make the same data
   durable; they differ only in what they commit of the namespace (ext4).
-* Time: the kernels' background commits (ext4 5 s, xfs and btrfs 30 s) are not timed; any
-  prefix of the pending operations may have been committed at any moment, which allows more
-  states than the kernel, never fewer. btrfs's transaction is never over here: a file once
-  fsynced stays logged (its later renames become durable at the next fsync), which holds for
-  workloads shorter than btrfs's 30 s commit.
+* Time: the kernels' background commits (ext4 5 s, xfs and btrfs 30 s) are not timed; any prefix
+  of the pending operations may have been committed at any moment, which allows more states than
+  the kernel, with one exception: on ext4 and xfs a background commit that starts between a
+  file's last change and a later namespace operation leaves that operation out of the file's
+  fsync; the models commit it (without that race the kernel commits it too, as measured).
+  btrfs's transaction is never over here: a file once fsynced stays logged (its later renames
+  become durable at the next fsync), which holds for workloads shorter than btrfs's 30 s commit.
 * ext4's ``auto_da_alloc`` (data of a file renamed over another flushed at the next commit),
   data=journal and data=writeback; xfs's flush-on-close heuristics; btrfs's early logging of
   unlinks and of directory renames (all of these keep more; the models allow losing it).

@@ -52,6 +52,7 @@ class CrashImages:
     _dirs: dict[str, set[str]]
 
     def _lookup_error(self, path: str) -> int:
+        """errno for a path whose parent chain is broken (SimDisk's)."""
         raise NotImplementedError
 
     @property

@@ -13,12 +13,13 @@ power loss"). The rules:
   no pending operation); so does a rename or an unlink of another file (``rename(C, E);
   fsync(P)`` may leave C; ``unlink(C); fsync(P)`` may leave C there).
 * An inode once fsynced is *logged* (in the current transaction): a later rename of it is
-  written to the log at once and becomes durable with the next log sync, that is the next
-  fsync or fdatasync of a file or of a directory that has something to log. Measured: ``fsync(B); rename(B,
-  C); fsync(P)`` with P unrelated leaves C as the new file (btrfs_log_new_name); with no fsync
-  after the rename, the rename may be lost. An fsync of a file already logged with nothing new
-  (no dirty data, no pending name) returns without syncing the log; so, here, does an fsync of
-  a directory with no pending change (not measured; leaving the log pending is the safe side).
+  written to the log at once and becomes durable with the next log sync, that is the next fsync
+  or fdatasync of a file or of a directory that has something to log. Measured: ``fsync(B);
+  rename(B, C); fsync(P)`` with P unrelated leaves C as the new file (btrfs_log_new_name); with
+  no fsync after the rename, the rename may be lost. An fsync of a file already logged with
+  nothing new (no dirty data, no pending name) returns without syncing the log; so, here, does
+  an fsync of a directory with no pending change (not measured; leaving the log pending is the
+  safe side).
 * ``fsync_dir(d)`` commits every pending operation that changes ``d`` (an entry in it, its own
   mkdir or rename), with what each depends on (the create and earlier renames of the file it
   names) and the mkdir of every new directory on ``d``'s path. A file created in ``d`` whose

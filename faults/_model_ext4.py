@@ -25,9 +25,13 @@ power loss"). The rules:
   a new file: delayed allocation had not written its blocks).
 
 Not modelled: the 5 s commit timer as a time (any prefix may have been committed, at any
-moment); data=journal and data=writeback; ``auto_da_alloc`` (ext4 flushes the data of a file
-renamed over another or truncated to 0 at the next commit; the model does not, which allows
-more states, never fewer); fast_commit's ineligible operations (all of them commit fully here).
+moment); a background commit that starts between the file's last change and a later namespace
+operation (the fsync then waits only for that earlier transaction, and the later operation is
+not durable; the model commits everything recorded, which is what the kernel does without that
+race, as measured; the state with the race is one the model does not allow); data=journal and
+data=writeback; ``auto_da_alloc`` (ext4 flushes the data of a file renamed over another or
+truncated to 0 at the next commit; the model does not, which allows more states, never fewer);
+fast_commit's ineligible operations (all of them commit fully here).
 """
 
 from __future__ import annotations

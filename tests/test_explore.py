@@ -491,3 +491,16 @@ def test_big_aof_recovers_a_file_of_several_loader_pieces_torn_inside_a_multi() 
     assert aof.rstrip(b"\n").rsplit(b"MULTI", 1)[-1].count(b"EXEC") == 0  # open at the tail
     driver.run(steps[recover_at])
     assert driver.alive
+
+
+def test_fast_and_naive_modes_agree_when_models_keep_different_pending_operations() -> None:
+    # At one crash point "k pending operations kept" names a different image per model (ext4
+    # has committed the rename the POSIX minimum still holds pending): verdicts are per model.
+    steps = make_workload("rewrite", ops=12, seed=5)
+    config = RunConfig(policy="always", defects=frozenset({"no-dir-fsync-after-rename"}))
+    models = (POWER, PersistenceModel.POWER_POSIX_METADATA)
+    limits = ExploreLimits(max_images_per_point=60)
+    fast = explore(config, steps, models=models, limits=limits)
+    naive = explore(config, steps, models=models, limits=limits, naive=True)
+    assert fast.outcomes == naive.outcomes
+    assert fast.violation_counts.get(("power-posix-metadata", "durability"))

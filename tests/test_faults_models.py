@@ -15,6 +15,8 @@ import os
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from faults import CrashChoice, DiskImage, ImageLimits, PersistenceModel, SimDisk
 
@@ -317,3 +319,16 @@ def test_btrfs_fsync_of_a_file_already_logged_with_nothing_new_does_not_sync_the
     assert RENAME_LOST(_images(disk, BTRFS))
     _fsync_unrelated_p(disk)  # P written: logged again, and the log synced
     assert C_NEW(_images(disk, BTRFS))
+
+
+@settings(max_examples=30)
+@given(data=st.data(), model=st.sampled_from(list(PersistenceModel)))
+def test_every_models_hypothesis_strategy_draws_legal_choices(
+    data: st.DataObject, model: PersistenceModel
+) -> None:
+    disk = _disk()
+    _rename_then_fdatasync_c(disk)
+    _create_a_fsync_dir(disk)
+    disk.mkdir("e")
+    choice = data.draw(disk.crash_choice_strategy(model))
+    assert disk.crash(model, choice) in _images(disk, model)

@@ -83,5 +83,5 @@ def test_every_crash_state_of_a_traced_run_with_a_rewrite_holds(
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and summary["status"] == "ok", summary
     assert summary["violating_states"] == 0 and summary["states"] > 30
-    assert set(summary["by_model"]) == {"process", "power", "power-eager-metadata"}
+    assert set(summary["by_model"]) == {"process", "power-ext4", "power-eager-metadata"}
     assert summary["real_recoveries"] == summary["distinct_aof_contents"] > 1

@@ -75,6 +75,7 @@ from faults import (
     SimDisk,
 )
 from faults import Crash as CrashFault
+from harness._pool import die_on_terminate
 from harness.explore._eval import ExplorerError, PrefixIndex, Rec, StateEvaluator, full_recover
 from harness.explore._record import NOT_COUNTED, Recording, record
 from harness.explore._workloads import WORKLOADS, Workload, make_workload
@@ -970,7 +971,7 @@ def _explore_parallel(
     # copy-on-write) those pages.
     gc.freeze()
     try:
-        pool = context.Pool(workers - 1)
+        pool = context.Pool(workers - 1, initializer=die_on_terminate)
     finally:
         gc.unfreeze()
         _INHERITED = None

@@ -41,6 +41,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from faults import PersistenceModel
 from harness._hypothesis import hypothesis_engine
+from harness._pool import die_on_terminate
 from harness.machine._driver import ContractViolation, ModelDivergence, TargetRunaway
 from harness.machine._machine import (
     PROFILES,
@@ -340,6 +341,7 @@ _WORKER: _Runner | None = None
 
 def _worker_init(campaign: Campaign, deadline: float) -> None:
     global _WORKER
+    die_on_terminate()  # the pool is terminated when the budget ends: nothing to clean here
     _WORKER = _Runner(campaign, deadline)
 
 
