@@ -582,7 +582,13 @@ SERVER_NOTES: dict[str, str] = {
     "6.0": _POSIX_6X + " EIO on fsync: 6.0.9 ignores it and keeps acknowledging (fixed in 6.2 "
     "by redis#8347 for always and redis#8419 for everysec). " + _EIO_ZEROS + ": the next "
     "start refuses \"Bad file format\" (acknowledged, then unavailable), or the file is cut "
-    "short and acknowledged writes are lost.",
+    "short and acknowledged writes are lost. Crash states (findings-explore.md): under "
+    "`everysec`, every power model, a key comes back without its TTL (6.0 writes SET with an "
+    "expiry as SET + PEXPIREAT, two commands; 6.2 writes one SET ... PXAT); under `always` "
+    "with writes paced after a rewrite, 2 states under power-ext4 and power-btrfs lose an "
+    "acknowledged write (6.0 renames the rewritten file over appendonly.aof before it fsyncs "
+    "the tail the parent appended; the ext4 model leaves out ext4's auto_da_alloc, which "
+    "flushes such a file at the next commit).",
     "6.2": _POSIX_6X + " EIO on fsync: under always 6.2.14 exits (redis#8347) and holds; "
     "under everysec it refuses writes (MISCONF) until the next successful fsync clears the "
     "status (redis#8419), which does not write the dropped range again. " + _EIO_ZEROS
@@ -591,14 +597,20 @@ SERVER_NOTES: dict[str, str] = {
     "success): acknowledged writes lost or acknowledged, then unavailable. EIO on the old "
     "incr's fsync during a rewrite (everysec): 7.0.15 ignores it (no MISCONF, redis#11713, "
     "fixed in 7.2) and the next start finds the zeros (seen under power-btrfs in this run and "
-    "under power-ext4 in a 4-trial run of the same cell).",
+    "under power-ext4 in a 4-trial, 120-write run of that cell's configuration). Crash states "
+    "(findings-explore.md), `everysec`, every power model: after a rewrite the old incr file "
+    "can be cut mid-command while the manifest lists a newer one: the server refuses \"the "
+    "truncated file is not the last file\" for one start (the next one comes up).",
     "8.2": _POSIX_7X + " EIO on fsync under everysec: as 7.0. EIO on the old incr's fsync "
     "during a rewrite: 8.2.3 notices it (writes refused with MISCONF: it carries redis#11713) "
     "yet the next successful fsync clears the status and the dropped range stays zeros: "
-    "acknowledged, then unavailable under power-ext4 and power-btrfs, as 7.0.",
+    "acknowledged, then unavailable under power-ext4 and power-btrfs, as 7.0. The \"not the "
+    "last file\" refusal of 7.0 too (findings-explore.md; in a few states also on the next "
+    "start).",
     "valkey": _POSIX_7X + " EIO on fsync under everysec: as 7.0. EIO on the old incr's fsync "
     "during a rewrite: Valkey 9.1.2 notices it (MISCONF: it carries the fix of redis#11713) "
-    "and still ends acknowledged, then unavailable, as 8.2.",
+    "and still ends acknowledged, then unavailable, as 8.2. The \"not the last file\" "
+    "refusal of 7.0 too, for one start (findings-explore.md).",
 }
 
 
