@@ -671,10 +671,9 @@ def _known_upstream(cells: list[dict[str, Any]]) -> list[str]:
         if cell["verdict"] not in ("violation", "unavailable"):
             continue
         ref = f"[`{cell['cell']}`](#{cell['cell']})"
-        if cell["server"] in ("6.0", "6.2") and needs(cell, "strict metadata"):
-            matches[_DIR_FSYNC].append(ref)
-        elif needs(cell, "strict metadata") and cell["model"] == "power-posix-metadata":
-            matches[_POSIX_7X_UPSTREAM].append(ref)
+        if needs(cell, "strict metadata") and cell["model"] == "power-posix-metadata":
+            matches[_DIR_FSYNC if cell["server"] in ("6.0", "6.2")
+                    else _POSIX_7X_UPSTREAM].append(ref)
         if cell["fault"] == "fsync-error" and needs(cell, "fault"):
             if cell["server"] == "6.0":
                 matches[_ALWAYS_FSYNC].append(ref)
