@@ -52,11 +52,16 @@ from harness.verify import (
 
 SERVERS: Final = ("6.0", "6.2", "7.0", "8.2", "valkey")
 POLICIES: Final = ("always", "everysec")
-MODELS: Final = ("process", "power-ext4", "power-posix-metadata", "power-eager-metadata")
-FAULTS: Final = ("none", "no-space", "fsync-error", "slow-sync", "short-write", "kill-child")
+MODELS: Final = ("process", "power-ext4", "power-xfs", "power-btrfs", "power-posix-metadata",
+                  "power-eager-metadata")
+FAULTS: Final = ("none", "no-space", "fsync-error", "write-error", "slow-sync", "short-write",
+                 "kill-child", "incr-fsync-error", "rewrite-completes")
 FAULT_TITLES: Final = {
     "none": "no fault", "no-space": "ENOSPC", "fsync-error": "EIO on fsync, then success",
-    "slow-sync": "slow fsync", "short-write": "short write", "kill-child": "killed rewrite child",
+    "write-error": "EIO on write", "slow-sync": "slow fsync", "short-write": "short write",
+    "kill-child": "killed rewrite child",
+    "incr-fsync-error": "EIO on the old incr's fsync in a rewrite",
+    "rewrite-completes": "a completed rewrite, paced writes after it",
 }
 COMMAND: Final = ".venv/bin/python scripts/findings.py"
 
@@ -65,8 +70,17 @@ COMMAND: Final = ".venv/bin/python scripts/findings.py"
 class Cell:
     config: VerifyConfig
     trials: list[TrialResult] = field(default_factory=list)
-    attributed: TrialResult | None = None
-    reproduction: str | None = None
+    # The first violating trial of each mechanism, attributed; and its reproduction.
+    attributed: dict[str, TrialResult] = field(default_factory=dict)
+    reproductions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def mechanisms(self) -> dict[str, list[TrialResult]]:
+        """Violating trials by mechanism (what explains them), first trial first."""
+        found: dict[str, list[TrialResult]] = {}
+        for t in self.violating:
+            found.setdefault(_mechanism(t), []).append(t)
+        return found
 
     @property
     def name(self) -> str:
@@ -102,7 +116,25 @@ class Cell:
 
     def summary(self) -> dict[str, Any]:
         c = self.config
-        attribution = None if self.attributed is None else self.attributed.attribution
+        mechanisms = []
+        for mechanism, trials in self.mechanisms.items():
+            first = self.attributed.get(mechanism, trials[0])
+            att = first.attribution
+            mechanisms.append({
+                "mechanism": mechanism, "trials": [t.index for t in trials],
+                "rules": sorted({_case(t, v.rule.value) for t in trials for v in t.violations}),
+                "attributed_trial": first.index if att is not None else None,
+                "cause": None if att is None else att.summary(),
+                "minimal_sufficient_sets": None if att is None else [list(g) for g in att.minimal],
+                "needs": None if att is None else att.needs,
+                "attribution": None if att is None else att.to_dict(),
+                "reproduction": self.reproductions.get(mechanism),
+                "reproduce": c.command_line(trial=first.index),
+                "server_reason": first.recovery.unavailable_reason,
+                "lost": _lost(first),
+            })
+        head = mechanisms[0] if mechanisms else {}
+        attribution = None
         return {
             "cell": self.name, "server": c.server, "policy": c.policy, "model": c.model,
             "fault": c.fault, "verdict": self.verdict, "trials": len(self.trials),
@@ -111,16 +143,33 @@ class Cell:
             "unavailable": self.count("unavailable"), "violations": len(self.violating),
             "fault_fired_trials": self.fired if c.fault != "none" else None,
             "rules": self.rules,
-            "attributed_trial": None if self.attributed is None else self.attributed.index,
-            "cause": None if attribution is None else attribution.summary(),
-            "needs": None if attribution is None else attribution.needs,
-            "attribution": None if attribution is None else attribution.to_dict(),
-            "reproduction": self.reproduction,
-            "reproduce": (None if self.attributed is None
-                          else c.command_line(trial=self.attributed.index)),
+            "attributed_trial": head.get("attributed_trial"),
+            "cause": head.get("cause"),
+            "needs": head.get("needs"),
+            "attribution": head.get("attribution", attribution),
+            "reproduction": head.get("reproduction"),
+            "reproduce": head.get("reproduce"),
+            "mechanisms": mechanisms,
+            "fault_notes": sorted({t.fault_note for t in self.trials if t.fault_note}),
             "violating_trials": [t.index for t in self.violating],
             "events": dict(sum((t.events for t in self.trials), Counter())),
         }
+
+
+def _mechanism(trial: TrialResult) -> str:
+    """The trial's mechanism, with "acknowledged, then unavailable" for that case."""
+    text = trial.mechanism
+    if trial.unavailable_after_ack:
+        text = text.replace("availability:", "acknowledged, then unavailable:", 1)
+    return text
+
+
+def _lost(trial: TrialResult) -> str | None:
+    """Which acknowledged entries the recovery lacks: "k of F" (None when no durability loss)."""
+    v = trial.recovery
+    if v.k is None or v.frontier is None or v.k >= v.frontier:
+        return None
+    return f"recovered S({v.k}), frontier F={v.frontier}: {v.frontier - v.k} entries lost"
 
 
 def _case(trial: TrialResult, rule: str) -> str:
@@ -151,10 +200,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--faults", default=",".join(FAULTS))
     p.add_argument("--render-only", action="store_true",
                    help="rewrite findings-redis.md from findings-redis.json (no trials)")
+    p.add_argument("--previous", type=Path, default=None,
+                   help="an earlier findings-redis.json: the page gets a table of the cells "
+                   "whose verdict or cause changed")
+    p.add_argument("--note", default="",
+                   help="a sentence on the settings of this run (e.g. why fewer trials)")
     args = p.parse_args(argv)
     out: Path = args.out.absolute()  # a FUSE loop may change this process's cwd
     if args.render_only:
         data = json.loads((out / "findings-redis.json").read_text())
+        if args.previous is not None:
+            data["previous"] = _previous(args.previous)
+        if args.note:
+            data["settings_note"] = args.note
+        write_atomic(out / "findings-redis.json", json.dumps(data, indent=1, default=str) + "\n")
         write_atomic(out / "findings-redis.md", render_markdown(data))
         return 0
     started = time.monotonic()
@@ -194,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
                 cell, is_attribution = pending.pop(future)
                 trial = future.result()
                 if is_attribution:
-                    cell.attributed = trial
+                    cell.attributed[_mechanism(trial)] = trial
                     attributions += 1
                     cause = trial.attribution.summary() if trial.attribution else "?"
                     _progress(f"[{time.monotonic() - started:6.0f}s] attributed {cell.name} "
@@ -206,10 +265,12 @@ def main(argv: list[str] | None = None) -> int:
                 if len(cell.trials) == args.trials:
                     line = f"{cell.name}: {cell.verdict}"
                     if cell.violating:
-                        first = cell.violating[0]
-                        line += f" ({', '.join(cell.rules)}; attributing trial {first.index})"
-                        pending[pool.submit(_runner.worker_attribution, cell.config, first,
-                                            args.repeats)] = (cell, True)
+                        firsts = [trials[0] for trials in cell.mechanisms.values()]
+                        line += (f" ({', '.join(cell.rules)}; attributing trial(s) "
+                                 f"{', '.join(str(t.index) for t in firsts)})")
+                        for first in firsts:
+                            pending[pool.submit(_runner.worker_attribution, cell.config, first,
+                                                args.repeats)] = (cell, True)
                     _progress(f"[{time.monotonic() - started:6.0f}s] {trials_done}/{total} "
                               f"{line}")
     except BaseException:
@@ -223,23 +284,36 @@ def main(argv: list[str] | None = None) -> int:
     findings_dir.mkdir(parents=True, exist_ok=True)
     from harness.cli._verify import _write_findings
 
+    written_now: set[str] = set()
     for cell in cells:
-        if cell.attributed is None:
-            continue
-        trials = sorted(cell.trials, key=lambda t: t.index)
-        trials = [cell.attributed if t.index == cell.attributed.index else t for t in trials]
-        found = servers[cell.config.server]
-        result = VerifyResult(cell.config, found["version"], trials, 0.0,
-                              server_name=found["name"], workers=args.workers)
-        report = verify_report(result, run_id=f"findings matrix {cell.name}")
-        report["violations"] = [v for v in report["violations"]
-                                if v["trial"] == cell.attributed.index]
-        written = _write_findings(findings_dir, report, name=cell.name, first_only=True)
-        cell.reproduction = os.path.relpath(written[0], out.parent) if written else None
+        for number, (mechanism, trials) in enumerate(cell.mechanisms.items()):
+            first = cell.attributed.get(mechanism, trials[0])
+            # Each mechanism's reproduction file: the cell key, then -2, -3 for the others.
+            stem = cell.name if number == 0 else f"{cell.name}-{number + 1}"
+            found = servers[cell.config.server]
+            result = VerifyResult(cell.config, found["version"], [first], 0.0,
+                                  server_name=found["name"], workers=args.workers)
+            report = verify_report(result, run_id=f"findings matrix {cell.name}")
+            written = _write_findings(findings_dir, report, name=stem, first_only=True)
+            if written:
+                cell.reproductions[mechanism] = os.path.relpath(written[0], out.parent)
+                written_now.add(written[0].name)
+    # Reproductions of earlier runs of these cells that this run did not write again go.
+    names = tuple(f"{cell.name}" for cell in cells)
+    for old in findings_dir.glob("*.json"):
+        if old.name not in written_now and old.stem.split("--")[0].startswith(names) \
+                and not old.name.startswith("explore-"):
+            old.unlink()
+            old.with_suffix(".html").unlink(missing_ok=True)
 
     elapsed = time.monotonic() - started
     data = {
-        "command": f"{COMMAND} --trials {args.trials} --out {args.out}",
+        "command": " ".join([COMMAND, "--trials", str(args.trials), "--out", str(args.out), *(
+            f"--{name} {getattr(args, name)}" for name, default in (
+                ("servers", ",".join(SERVERS)), ("policies", ",".join(POLICIES)),
+                ("models", ",".join(MODELS)), ("faults", ",".join(FAULTS)),
+                ("repeats", 3), ("ops", 200), ("seed", 0))
+            if getattr(args, name) != default)]),
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "seed": args.seed, "trials_per_cell": args.trials, "ops": args.ops,
         "workers": args.workers, "attribution_repeats": args.repeats,
@@ -260,6 +334,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _previous(path: Path) -> dict[str, Any]:
+    """What the page compares against: an earlier findings-redis.json, reduced to its cells'
+    verdicts and causes."""
+    old = json.loads(path.read_text())
+    return {"generated": old.get("generated"), "command": old.get("command"),
+            "cells": {c["cell"]: {k: c.get(k) for k in ("server", "policy", "model", "fault",
+                                                         "verdict", "rules", "cause", "trials",
+                                                         "violations", "needs")}
+                      for c in old["cells"]}}
+
+
 def _summary(cells: list[Cell]) -> dict[str, dict[str, int]]:
     out: dict[str, Counter[str]] = {}
     for cell in cells:
@@ -272,13 +357,37 @@ def _summary(cells: list[Cell]) -> dict[str, dict[str, int]]:
 
 _SHORT: Final = {"holds": "holds", "not exercised": "not exercised",
                  "unavailable": "**unavailable after ack**", "violation": "**violation**"}
+MODEL_TITLES: Final = {
+    "process": "process (the kernel survives)",
+    "power-ext4": "power-ext4 (ext4's journal, calibrated)",
+    "power-xfs": "power-xfs (xfs, calibrated)",
+    "power-btrfs": "power-btrfs (btrfs's per-inode log, calibrated)",
+    "power-posix-metadata": "power-posix-metadata (the POSIX minimum)",
+    "power-eager-metadata": "power-eager-metadata (every directory operation durable at once)",
+    "power": "power (before the calibration)",
+}
+ISSUE: Final = "https://github.com/redis/redis/issues/"
+PULL: Final = "https://github.com/redis/redis/pull/"
+UPSTREAM: Final = {
+    "#10737": f"[redis#10737]({PULL}10737)", "#3487": f"[redis#3487]({ISSUE}3487)",
+    "#8347": f"[redis#8347]({PULL}8347)", "#8111": f"[redis#8111]({ISSUE}8111)",
+    "#8419": f"[redis#8419]({PULL}8419)", "#11713": f"[redis#11713]({PULL}11713)",
+}
 
 
-def _cell_text(cell: dict[str, Any], ref: str | None) -> str:
+def _link(text: str) -> str:
+    """`text` with every redis#N it names as a link."""
+    for short, link in UPSTREAM.items():
+        text = text.replace(f"redis{short}", link)
+    return text
+
+
+def _cell_text(cell: dict[str, Any]) -> str:
     verdict = cell["verdict"]
     if verdict in ("violation", "unavailable"):
         rules = "/".join(cell["rules"])
-        return f"**{ref}** {rules} ({cell['violations']}/{cell['trials']})"
+        more = f", {len(cell['mechanisms'])} mechanisms" if len(cell["mechanisms"]) > 1 else ""
+        return f"[**{rules}**](#{cell['cell']}) ({cell['violations']}/{cell['trials']}{more})"
     text = _SHORT[verdict]
     if verdict == "holds":
         text += f" {cell['consistent'] + cell['unavailable']}/{cell['trials']}"
@@ -287,9 +396,16 @@ def _cell_text(cell: dict[str, Any], ref: str | None) -> str:
     return text
 
 
+def _models_used(data: dict[str, Any]) -> list[str]:
+    return list(dict.fromkeys(c["model"] for c in data["cells"]))
+
+
 def render_markdown(data: dict[str, Any]) -> str:
+    servers = data["servers"]
+    names = ", ".join(f"{i['name']} {i['version']}" for i in servers.values() if "name" in i)
+    models = _models_used(data)
     lines = [
-        "# Findings: Redis 6.0 / 6.2 / 7.0 / 8.2 and Valkey 9.1 under crashes and faults",
+        f"# Findings: {names} under crashes and faults",
         "",
         f"Produced by one command: `{data['command']}`",
         "",
@@ -297,48 +413,51 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"{data['trials']} trials and {data['attributions']} cause attributions in "
         f"{data['elapsed_s']:.0f} s ({data['trials_per_s']} trials/s over "
         f"{data['workers']} workers), {data['trials_per_cell']} trials per cell, "
-        f"{data['ops']} writes per trial, seed {data['seed']}.",
-        "",
-        "Each cell is `aofcrash verify --server S --policy P --model M --fault F --ops "
-        f"{data['ops']} --seed {data['seed']} --trials {data['trials_per_cell']}`: a seeded "
-        "pipelined workload, SIGKILL mid-flight (under power models the FUSE SimDisk is "
-        "crashed too), restart, check against the contract (DESIGN.md §4), second crash, "
-        "check stability. Cell values:",
-        "",
-        "- `holds n/N, fired f/N`: no rule broke; n trials checked more than prefix "
-        "consistency (the rest had an empty everysec frontier), the fault fired in f trials.",
-        "- `not exercised`: no trial had an entry that had to survive.",
-        "- **Vn** rule (v/N): v of N trials broke the rule; the violation list below says "
-        "which ingredients it needs (the first violating trial re-run with the fault taken "
-        "out, with power-eager-metadata instead of a strict metadata model, and without the "
-        "rewrite; each variant up to "
-        f"{data['attribution_repeats']} times) and where its reproduction is.",
-        "",
-        "Faults: " + "; ".join(f"`{k}` = {v}" for k, v in FAULT_TITLES.items()) + ". "
-        "Models: `process` (the kernel survives), `power-ext4` (ext4's journal, calibrated "
-        "against the kernel: an fsync that commits makes every earlier create, rename and "
-        "unlink durable), `power-posix-metadata` (the POSIX minimum: a create/rename is "
-        "durable only after an fsync of its own directory; no real filesystem measured here is "
-        "this weak), `power-eager-metadata` (directory operations durable at once).",
-        "",
-        "Every crash state of each binary (one traced run with a rewrite, every crash point x "
-        "every legal image, recovered by the binary itself: `aofcrash explore --server`) is in "
-        "[findings-explore.md](findings-explore.md), produced by "
-        "`.venv/bin/python scripts/findings_explore.py --out reports`.",
-        "",
-        "A reproduction's page (its program, timeline and crash epochs) is rendered from its "
-        "JSON, not committed: `aofcrash report reports/findings/<cell>.json` writes "
-        "`reports/findings/<cell>.html` beside it.",
+        f"{data['ops']} writes per trial, seed {data['seed']}, attribution variants re-run up "
+        f"to {data['attribution_repeats']} times.",
         "",
     ]
-    servers = data["servers"]
-    lines.append("## Servers")
-    lines.append("")
+    if data.get("settings_note"):
+        lines += [data["settings_note"], ""]
+    lines += [
+        "Each cell is `aofcrash verify --server S --policy P --model M --fault F --ops "
+        f"{data['ops']} --seed {data['seed']} --trials {data['trials_per_cell']}` and its key "
+        "`S-P-M-F` is its anchor on this page (stable from run to run). A trial is a seeded "
+        "pipelined workload, SIGKILL mid-flight (under power models the FUSE SimDisk is "
+        "crashed too), restart, check against the contract ([docs/contract.md]"
+        "(../docs/contract.md)), second crash, check stability.",
+        "",
+        "- `holds n/N, fired f/N`: no rule broke; n trials checked more than prefix "
+        "consistency, the fault fired in f trials.",
+        "- `not exercised`: no trial had an entry that had to survive.",
+        "- **rule** (v/N): v of N trials broke the rule; the link goes to the cell's "
+        "mechanisms (what the crash image lacks or resurrects against what the server had "
+        "written, and how it recovered), each with its cause (the minimal sets of ingredients "
+        "that are enough for it: the fault, strict metadata against the next weaker calibrated "
+        "model, the rewrite; every subset tried) and its reproduction.",
+        "",
+        "Faults: " + "; ".join(f"`{k}` = {v}" for k, v in FAULT_TITLES.items()) + ".",
+        "",
+        "Models: " + "; ".join(f"`{m}`: {MODEL_TITLES.get(m, m)}" for m in models) + ". "
+        "Which filesystem each model stands for and how it was calibrated: "
+        "[docs/contract.md](../docs/contract.md#persistence-models). A finding seen only "
+        "under `power-posix-metadata` is one no filesystem measured here produces.",
+        "",
+        "Every crash state of each binary (recorded workloads, every crash point x every legal "
+        "image, recovered by the binary itself: `aofcrash explore --server`) is in "
+        "[findings-explore.md](findings-explore.md).",
+        "",
+        "A reproduction's page is rendered from its JSON, not committed: `aofcrash report "
+        "reports/findings/<cell>.json` writes `reports/findings/<cell>.html` beside it.",
+        "",
+    ]
+    lines += ["## In short, per server", ""]
     for server, info in servers.items():
         if "skipped" in info:
             lines.append(f"- `{server}`: not run: {info['skipped']}")
-        else:
-            lines.append(f"- `{server}`: {info['name']} {info['version']}")
+            continue
+        lines.append(f"- **{info['name']} {info['version']}** (`{server}`): "
+                     + _link(_server_summary(server, data["cells"])))
     lines.append("")
     lines.append("## Summary (cells per verdict)")
     lines.append("")
@@ -348,12 +467,6 @@ def render_markdown(data: dict[str, Any]) -> str:
         lines.append(f"| {server} | {counts.get('holds', 0)} | {counts.get('violation', 0)} | "
                      f"{counts.get('unavailable', 0)} | {counts.get('not exercised', 0)} |")
     lines.append("")
-    refs: dict[str, str] = {}
-    violations: list[dict[str, Any]] = []
-    for cell in data["cells"]:
-        if cell["verdict"] in ("violation", "unavailable"):
-            refs[cell["cell"]] = f"V{len(violations) + 1}"
-            violations.append(cell)
     faults = list(dict.fromkeys(c["fault"] for c in data["cells"]))
     for server in servers:
         rows = [c for c in data["cells"] if c["server"] == server]
@@ -369,87 +482,318 @@ def render_markdown(data: dict[str, Any]) -> str:
         for policy, model in keys:
             by_fault = {c["fault"]: c for c in rows
                         if c["policy"] == policy and c["model"] == model}
-            cells = [_cell_text(by_fault[f], refs.get(by_fault[f]["cell"]))
-                     if f in by_fault else "" for f in faults]
+            cells = [_cell_text(by_fault[f]) if f in by_fault else "" for f in faults]
             lines.append(f"| {policy} | {model} | " + " | ".join(cells) + " |")
         lines.append("")
-    if violations:
-        lines.append("## Violations")
-        lines.append("")
-        for cell in violations:
-            ref = refs[cell["cell"]]
-            lines.append(f"### {ref}: `{cell['cell']}`: {', '.join(cell['rules'])}")
+    violating = [c for c in data["cells"] if c["verdict"] in ("violation", "unavailable")]
+    if violating:
+        lines += ["## Violations, by cell and mechanism", ""]
+        for cell in violating:
+            lines.append(f'<a id="{cell["cell"]}"></a>')
+            lines.append(f"### `{cell['cell']}`: {', '.join(cell['rules'])}")
             lines.append("")
-            lines.append(f"- {cell['violations']} of {cell['trials']} trials "
+            lines.append(f"{cell['violations']} of {cell['trials']} trials "
                          f"(trials {', '.join(map(str, cell['violating_trials']))})"
                          + (f"; the fault fired in {cell['fault_fired_trials']}"
-                            if cell["fault_fired_trials"] is not None else ""))
-            if cell["cause"]:
-                lines.append(f"- trial {cell['attributed_trial']}: {cell['cause']}")
-            if cell["reproduction"]:
-                link = f"findings/{Path(cell['reproduction']).name}"  # next to this page
-                lines.append(f"- reproduction: [{cell['reproduction']}]({link}); "
-                             f"re-run: `{cell['reproduce']}`")
+                            if cell["fault_fired_trials"] is not None else "") + ".")
             lines.append("")
-    known = _known_upstream(data["cells"], refs)
+            for number, m in enumerate(cell["mechanisms"], 1):
+                lines.append(f"{number}. **{m['mechanism']}** (trials "
+                             f"{', '.join(map(str, m['trials']))})")
+                if m.get("lost"):
+                    lines.append(f"   - {m['lost']}")
+                if m.get("cause"):
+                    lines.append(f"   - cause (trial {m['attributed_trial']}): {m['cause']}")
+                if m.get("reproduction"):
+                    link = f"findings/{Path(m['reproduction']).name}"  # next to this page
+                    lines.append(f"   - reproduction: [{m['reproduction']}]({link}); re-run: "
+                                 f"`{m['reproduce']}`")
+            for note in cell.get("fault_notes") or []:
+                lines.append(f"- fault: {note}")
+            lines.append("")
+    lines += _predicted(data)
+    known = _known_upstream(data["cells"])
     if known:
-        lines += ["## Known upstream issues and fixes that match", ""]
-        lines += [f"- {text}" for text in known]
+        lines += ["## What explains them (upstream issues and fixes that match)", ""]
+        lines += [f"- {_link(text)}" for text in known]
         lines.append("")
+    if data.get("previous"):
+        lines += _changes(data)
     lines += [
         "## Notes",
         "",
         "Only what was observed in this run is written here. A violation needs a rule of the "
-        "contract to break in a real trial; an ingredient is named as needed only when the "
-        "same trial without it did not break the rule again in every re-run.",
+        "contract to break in a real trial. A cause is a minimal set of ingredients with which "
+        "the same trial broke the rule the same way again (what its image lacks or resurrects "
+        "a part of the trial's); a violation that did not recur unchanged in its re-runs is "
+        "\"timing-dependent\" and is not attributed.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _violations(cells: list[dict[str, Any]], server: str) -> list[dict[str, Any]]:
+    return [c for c in cells if c["server"] == server
+            and c["verdict"] in ("violation", "unavailable")]
+
+
+def _server_summary(server: str, cells: list[dict[str, Any]]) -> str:
+    """Why (the curated notes, checked against this run's cells), then the cells: what the
+    server loses under the calibrated models, and how many cells under the POSIX minimum."""
+    found = _violations(cells, server)
+    if not found:
+        return "no violation in any cell of this run."
+    real: dict[str, set[str]] = {}
+    posix = 0
+    for c in found:
+        if c["model"] == "power-posix-metadata":
+            posix += 1
+        else:
+            real.setdefault(FAULT_TITLES.get(c["fault"], c["fault"]), set()).add(
+                f"{c['model']} {c['policy']}")
+    text = SERVER_NOTES.get(server, "")
+    cells_text = ("Cells with a violation under the calibrated models and process: "
+                  + ("; ".join(f"{fault} ({', '.join(sorted(where))})"
+                               for fault, where in real.items()) if real else "none")
+                  + f"; under the POSIX minimum: {posix} cell(s).")
+    return (text + " " if text else "") + cells_text
+
+
+# Why, per server, from the Redis source and the trackers (checked against the cells above
+# when the page was last regenerated; each claim names what it rests on).
+_POSIX_6X: Final = (
+    "Under the POSIX minimum only, with or without faults: appendonly.aof is created, and a "
+    "completed rewrite renames its new file over it, with no fsync of the directory, so the "
+    "image lacks appendonly.aof or holds the old one without the writes acknowledged after "
+    "the rename (that one needs the completed rewrite AND strict metadata; redis#3487). "
+    "Under power-ext4 and power-btrfs the next fsync of the file makes the create or the "
+    "rename durable (as the kernel's ext4, xfs and btrfs do: FACTS), and nothing is lost "
+    "without a fault. 6.x never got the directory fsync that redis#10737 added in 7.0.")
+_POSIX_7X: Final = (
+    "Under the POSIX minimum only: appendonlydir is made and the base file moved into it "
+    "with no fsync of the data directory, so the image lacks the base (the server refuses "
+    "\"Unable to obtain the AOF file\", also on the next start) or the whole of "
+    "appendonlydir (it starts empty). redis#10737 fsyncs appendonlydir after the manifest, "
+    "not its parent. Under power-ext4 and power-btrfs nothing is lost without a fault.")
+_EIO_ZEROS: Final = (
+    "A failed fsync then a successful one leaves a hole of zeros after a power loss (Linux "
+    "drops the failed pages: the EIO zero-fill of docs/contract.md), on every model")
+SERVER_NOTES: dict[str, str] = {
+    "6.0": _POSIX_6X + " EIO on fsync: 6.0.9 ignores it and keeps acknowledging (fixed in 6.2 "
+    "by redis#8347 for always and redis#8419 for everysec). " + _EIO_ZEROS + ": the next "
+    "start refuses \"Bad file format\" (acknowledged, then unavailable), or the file is cut "
+    "short and acknowledged writes are lost. Crash states (findings-explore.md): under "
+    "`everysec`, every power model, a key comes back without its TTL (6.0 writes SET with an "
+    "expiry as SET + PEXPIREAT, two commands; 6.2 writes one SET ... PXAT); under `always` "
+    "with writes paced after a rewrite, 2 states under power-ext4 and power-btrfs lose an "
+    "acknowledged write (6.0 renames the rewritten file over appendonly.aof before it fsyncs "
+    "the tail the parent appended; the ext4 model leaves out ext4's auto_da_alloc, which "
+    "flushes such a file at the next commit).",
+    "6.2": _POSIX_6X + " EIO on fsync: under always 6.2.14 exits (redis#8347) and holds; "
+    "under everysec it refuses writes (MISCONF) until the next successful fsync clears the "
+    "status (redis#8419), which does not write the dropped range again. " + _EIO_ZEROS
+    + ": acknowledged, then unavailable.",
+    "7.0": _POSIX_7X + " EIO on fsync under everysec: as 6.2 (the status cleared by a later "
+    "success): acknowledged writes lost or acknowledged, then unavailable. EIO on the old "
+    "incr's fsync during a rewrite (everysec): 7.0.15 ignores it (no MISCONF, redis#11713, "
+    "fixed in 7.2) and the next start finds the zeros (seen under power-btrfs in this run and "
+    "under power-ext4 in a 4-trial, 120-write run of that cell's configuration). Crash states "
+    "(findings-explore.md), `everysec`, every power model: after a rewrite the old incr file "
+    "can be cut mid-command while the manifest lists a newer one: the server refuses \"the "
+    "truncated file is not the last file\" for one start (the next one comes up).",
+    "8.2": _POSIX_7X + " EIO on fsync under everysec: as 7.0. EIO on the old incr's fsync "
+    "during a rewrite: 8.2.3 notices it (writes refused with MISCONF: it carries redis#11713) "
+    "yet the next successful fsync clears the status and the dropped range stays zeros: "
+    "acknowledged, then unavailable under power-ext4 and power-btrfs, as 7.0. The \"not the "
+    "last file\" refusal of 7.0 too (findings-explore.md; in a few states also on the next "
+    "start).",
+    "valkey": _POSIX_7X + " EIO on fsync under everysec: as 7.0. EIO on the old incr's fsync "
+    "during a rewrite: Valkey 9.1.2 notices it (MISCONF: it carries the fix of redis#11713) "
+    "and still ends acknowledged, then unavailable, as 8.2. The \"not the last file\" "
+    "refusal of 7.0 too, for one start (findings-explore.md).",
+}
 
 
 # What the upstream trackers and the binaries say, matched against observed cells only. Each
 # entry was checked: the pull requests and issues on the Redis tracker, the log messages by
 # `strings` on the binaries run here.
 _DIR_FSYNC: Final = (
-    "consistent with the 6.x single-file AOF being created (and a rewrite renamed over it) "
-    "without an fsync of its directory: the loss needs a strict metadata model and goes away "
-    "under power-eager-metadata. redis#10737 (merged 2022-05, \"Fsync directory while persisting "
-    "AOF manifest, RDB file, and config file\") added that fsync to the 7.0 multi-part AOF: its "
+    "the 6.x single-file AOF is created (and a rewrite renamed over it) without an fsync of "
+    "its directory: the loss needs strict metadata and goes away under the next weaker "
+    "calibrated model. redis#10737 (merged 2022-05, \"Fsync directory while persisting AOF "
+    "manifest, RDB file, and config file\") added that fsync to the 7.0 multi-part AOF: its "
     "log message \"Fail to fsync AOF directory\" is in the 7.0.15, 8.2.3 and Valkey 9.1.2 "
-    "binaries and in neither 6.0.9 nor 6.2.14. The open redis#3487 reports the same window for "
-    "the rename that ends a rewrite")
+    "binaries and in neither 6.0.9 nor 6.2.14. The open redis#3487 reports the same window "
+    "for the rename that ends a rewrite. On the kernel's ext4, xfs and btrfs the next fsync "
+    "of the AOF commits the create or the rename (FACTS: measured), so nothing acknowledged "
+    "is lost there")
 _ALWAYS_FSYNC: Final = (
-    "redis 6.0.9 under `always` ignores a failed fsync and still acknowledges: redis#8347 "
+    "redis 6.0.9 ignores a failed fsync (`always` and `everysec`) and still acknowledges; "
+    "after a power loss the failed range is a hole of zeros (the EIO zero-fill of "
+    "docs/contract.md): acknowledged writes are lost or the next start refuses. redis#8347 "
     "(merged 2021-01, \"Redis exit for fsync error when the AOF fsync policy is 'always'\", "
-    "after redis#8111) makes the server exit instead; its message \"Can't persist AOF for fsync "
-    "error when the AOF fsync policy is 'always'\" is in the 6.2.14, 7.0.15, 8.2.3 and Valkey "
-    "binaries and not in 6.0.9")
+    "after redis#8111) makes the server exit instead under `always`, redis#8419 handles the "
+    "`everysec` case; the message \"Can't persist AOF for fsync error when the AOF fsync "
+    "policy is 'always'\" is in the 6.2.14, 7.0.15, 8.2.3 and Valkey binaries and not in "
+    "6.0.9")
 _EVERYSEC_FSYNC: Final = (
     "`everysec` + a failed background fsync: redis#8419 (merged 2021-03, \"Handle remaining "
     "fsync errors\") makes a failed bio fsync set `aof_bio_fsync_status` (writes are refused "
-    "with MISCONF), and the next successful fsync sets it back to OK; nothing writes again what "
-    "the failed fsync dropped (Linux marks those pages clean), so acknowledged writes can be "
-    "lost on power loss. Its log message \"Fail to fsync the AOF file\" is in the 6.2.14, "
-    "7.0.15, 8.2.3 and Valkey binaries, not in 6.0.9, which ignores the error")
+    "with MISCONF), and the next successful fsync sets it back to OK; nothing writes again "
+    "what the failed fsync dropped (Linux marks those pages clean), so acknowledged writes "
+    "can be lost on power loss, or the hole of zeros makes the next start refuse. Its log "
+    "message \"Fail to fsync the AOF file\" is in the 6.2.14, 7.0.15, 8.2.3 and Valkey "
+    "binaries, not in 6.0.9, which ignores the error")
+_POSIX_7X_UPSTREAM: Final = (
+    "7.0, 8.2 and Valkey under the POSIX minimum: `appendonlydir` is made, and the base "
+    "file written in the data directory is renamed into it, with no fsync of the data "
+    "directory (traced: mkdir appendonlydir, temp-rewriteaof-PID.aof fsynced and renamed to "
+    "appendonlydir/appendonly.aof.1.base.aof, manifest renamed, fsync of appendonlydir only); "
+    "the image lacks the base (\"Unable to obtain the AOF file\") or the whole directory. "
+    "redis#10737's directory fsync is of appendonlydir, not of its parent. No filesystem "
+    "measured here is that weak")
+_INCR_FSYNC: Final = (
+    "EIO on the fsync of the old incr file during a rewrite: Redis 7.0 hands the old incr to "
+    "a background job that fsyncs and closes it and ignores the result (7.0.5-7.0.15); "
+    "redis#11713 (in 7.2) makes that job set the fsync error status. A fix that only sets the "
+    "status still does not write again what the failed fsync dropped")
 
 
-def _known_upstream(cells: list[dict[str, Any]], refs: dict[str, str]) -> list[str]:
+def _known_upstream(cells: list[dict[str, Any]]) -> list[str]:
     def needs(cell: dict[str, Any], what: str) -> bool:
-        return any(n.startswith(what) for n in cell.get("needs") or [])
+        return any(any(label.startswith(what) for group in (m.get("minimal_sufficient_sets")
+                                                              or []) for label in group)
+                   for m in cell.get("mechanisms", []))
 
-    matches: dict[str, list[str]] = {_DIR_FSYNC: [], _ALWAYS_FSYNC: [], _EVERYSEC_FSYNC: []}
+    matches: dict[str, list[str]] = {_DIR_FSYNC: [], _POSIX_7X_UPSTREAM: [], _ALWAYS_FSYNC: [],
+                                     _EVERYSEC_FSYNC: [], _INCR_FSYNC: []}
     for cell in cells:
-        ref = refs.get(cell["cell"])
-        if ref is None:
+        if cell["verdict"] not in ("violation", "unavailable"):
             continue
-        if cell["server"] in ("6.0", "6.2") and needs(cell, "strict metadata"):
-            matches[_DIR_FSYNC].append(ref)
-        if cell["fault"] in ("fsync-error", "io-error") and needs(cell, "fault"):
-            if cell["policy"] == "always" and cell["server"] == "6.0":
+        ref = f"[`{cell['cell']}`](#{cell['cell']})"
+        if needs(cell, "strict metadata") and cell["model"] == "power-posix-metadata":
+            matches[_DIR_FSYNC if cell["server"] in ("6.0", "6.2")
+                    else _POSIX_7X_UPSTREAM].append(ref)
+        if cell["fault"] == "fsync-error" and needs(cell, "fault"):
+            if cell["server"] == "6.0":
                 matches[_ALWAYS_FSYNC].append(ref)
             elif cell["policy"] == "everysec":
                 matches[_EVERYSEC_FSYNC].append(ref)
-    return [f"{', '.join(found)}: {text}." for text, found in matches.items() if found]
+        if cell["fault"] == "incr-fsync-error" and needs(cell, "fault"):
+            matches[_INCR_FSYNC].append(ref)
+    return [f"{text}. Cells: {', '.join(found)}." for text, found in matches.items() if found]
+
+
+# The mechanisms the Redis source predicts: (name, servers, policies, faults, what the
+# mechanism text contains, an ingredient its cause must name).
+PREDICTED: Final = (
+    ("create of appendonly.aof without a directory fsync (6.x)", ("6.0", "6.2"), POLICIES,
+     None, "lacks appendonly.aof", "strict metadata"),
+    ("rewrite's rename over appendonly.aof without a directory fsync (6.x; redis#3487)",
+     ("6.0", "6.2"), POLICIES, None, "has an older appendonly.aof", "strict metadata"),
+    ("failed fsync ignored, writes still acknowledged (6.0; fixed by redis#8347, redis#8419)",
+     ("6.0",), POLICIES, ("fsync-error",), "", "fault"),
+    ("fsync error status cleared by a later successful fsync (everysec; redis#8419)",
+     ("6.2", "7.0", "8.2", "valkey"), ("everysec",), ("fsync-error",), "", "fault"),
+    ("EIO on the old incr's fsync during a rewrite ignored (7.0.5-7.0.15; redis#11713)",
+     ("7.0", "8.2", "valkey"), ("everysec",), ("incr-fsync-error",), "", "fault"),
+)
+
+
+def _predicted(data: dict[str, Any]) -> list[str]:
+    """Each mechanism the Redis source predicts, per model: the cells where it was seen (with
+    their anchors) or how many cells ran that could have shown it."""
+    models = [m for m in _models_used(data) if m != "process"]
+    out = ["## Mechanisms the Redis source predicts, per model", "",
+           "Seen: the cells (linked) with a mechanism of that kind whose cause names the "
+           "ingredient; not seen: how many cells of those servers, policies and faults ran "
+           "under that model without it.", "",
+           "| mechanism | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for name, servers, policies, faults, text, ingredient in PREDICTED:
+        row = []
+        for model in models:
+            ran = [c for c in data["cells"] if c["server"] in servers and c["model"] == model
+                   and c["policy"] in policies and (faults is None or c["fault"] in faults)]
+            seen = sorted({c["cell"] for c in ran for m in c.get("mechanisms", [])
+                           if text in m["mechanism"] and any(
+                               label.startswith(ingredient)
+                               for group in (m.get("minimal_sufficient_sets") or [])
+                               for label in group)})
+            if seen:
+                row.append(", ".join(f"[`{k}`](#{k})" for k in seen))
+            else:
+                row.append(f"not seen ({len(ran)} cells)" if ran else "-")
+        out.append(f"| {_link(name)} | " + " | ".join(row) + " |")
+    out.append("")
+    return out
+
+
+def _changes(data: dict[str, Any]) -> list[str]:
+    """The table of cells whose verdict or cause changed against the previous version."""
+    previous: dict[str, dict[str, Any]] = data["previous"]["cells"]
+    renamed = {"power": "power-ext4"}
+    now = {c["cell"]: c for c in data["cells"]}
+    rows: list[str] = []
+    for key, old in sorted(previous.items()):
+        new_key = "-".join(renamed.get(part, part) for part in [
+            old["server"], old["policy"], old["model"], old["fault"]])
+        new = now.get(new_key)
+        if new is None:
+            if old["verdict"] in ("violation", "unavailable"):
+                rows.append(f"| `{key}` | {old['verdict']} | not run | "
+                            f"{_why_gone(old, data)} |")
+            continue
+        old_v, new_v = old["verdict"], new["verdict"]
+        bad = ("violation", "unavailable")
+        old_kinds = {_kind(label) for label in old.get("needs") or []}
+        new_sets = [{_kind(label) for label in group} for m in new["mechanisms"]
+                    for group in (m.get("minimal_sufficient_sets") or [])]
+        if (old_v in bad) == (new_v in bad) and (
+                old_v not in bad or new_sets == [old_kinds] * len(new_sets)):
+            continue  # same verdict class and, for a violation, the same single cause
+        why = []
+        if old["model"] != new["model"]:
+            why.append("`power` is now the calibrated ext4 journal model (a create or rename "
+                       "is durable with the next journal commit, as the kernel's ext4 does)")
+        if old_v != new_v:
+            why.append(f"verdict {old_v} -> {new_v}")
+            if new_v == "holds" and old.get("violations"):
+                why.append(f"before: {old['violations']} of {old['trials']} trials; now "
+                           f"{new['trials']} trials (fewer: this run's settings)")
+        old_cause = old.get("cause") or "-"
+        new_cause = "; ".join(f"{m['mechanism']}: {m['cause'] or '-'}"
+                              for m in new["mechanisms"]) or "-"
+        if old_v in bad and new_v in bad:
+            why.append("cause from every subset of the ingredients, per mechanism: "
+                       + ("two or more mechanisms with different causes"
+                          if len(new_sets) > 1 else "a different minimal set"))
+        rows.append(f"| [`{new_key}`](#{new_key}) (was `{key}`) | {old_v}: {old_cause} | "
+                    f"{new_v}: {new_cause} | {'; '.join(why)} |")
+    new_cells = [k for k in now if k not in {
+        "-".join(renamed.get(p, p) for p in [o["server"], o["policy"], o["model"], o["fault"]])
+        for o in previous.values()}]
+    out = ["## Changes against the previous version", "",
+           f"Previous version: {data['previous']['generated']} "
+           f"(`{data['previous']['command']}`). Cells whose verdict or cause changed, and why; "
+           f"{len(new_cells)} cells are new in this run (new servers, models or fault "
+           "columns) and are not listed.", "",
+           "| cell | before | now | why |", "|---|---|---|---|", *rows, ""]
+    return out
+
+
+def _kind(label: str) -> str:
+    """An ingredient label of either version as its kind: fault, metadata or rewrite."""
+    if label.startswith("strict metadata"):
+        return "metadata"
+    if label.startswith("rewrite"):
+        return "rewrite" if "killed child" not in label else "fault"
+    return "fault"
+
+
+def _why_gone(old: dict[str, Any], data: dict[str, Any]) -> str:
+    if {"power": "power-ext4"}.get(old["model"], old["model"]) not in _models_used(data):
+        return f"model {old['model']} not in this run's matrix"
+    return "not in this run's matrix"
 
 
 if __name__ == "__main__":

@@ -274,3 +274,27 @@ def test_the_clean_everysec_reference_holds_with_the_same_workload() -> None:
     _needs("reference")
     result = explore_server(_everysec_reference(()), workers=2)
     assert result.ok, "\n".join(v.describe() for v in result.violations[:3])
+
+
+@pytest.mark.real
+def test_the_lost_create_and_the_resurrected_old_file_are_two_mechanisms_none_dropped(
+        scratch_root: Path) -> None:
+    # Redis 6.2 under the POSIX minimum, writes paced around a rewrite: the image may lack
+    # appendonly.aof (its create never followed by a directory fsync) or hold the OLD one (the
+    # rewrite's rename never followed by one). One group kept past the first of each mechanism.
+    _needs("6.2")
+    result = explore_server(ServerExploreConfig(
+        server="6.2", policy="always", models=("power-posix-metadata",), ops=30,
+        duration_ms=1500, rewrite_at=10, max_exact_violations=1), workers=2)
+    kinds = {m["mechanism"] for m in result.mechanisms}
+    assert "durability: the image lacks appendonly.aof" in kinds, kinds
+    assert "durability: the image has an older appendonly.aof" in kinds, kinds
+    # Every mechanism keeps its first group (with its verdict, for a reproduction) ...
+    kept = {v.mechanism for v in result.violations}
+    assert kinds <= kept and all(v.verdict is not None for v in result.violations)
+    # ... and what is past the cap is counted, not dropped.
+    groups = sum(m["state_groups"] for m in result.mechanisms)
+    assert len(result.violations) + result.groups_left_out == groups
+    states = sum(m["states"] for m in result.mechanisms)
+    assert states == result.violating_states
+    assert result.to_dict()["violation_groups_left_out"] == result.groups_left_out

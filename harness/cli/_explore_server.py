@@ -286,7 +286,13 @@ def cmd_explore_server(args: argparse.Namespace) -> int:
         "violations_note": (
             f"{result.violating_states} violating state(s) "
             f"({', '.join(f'{k} {n}' for k, n in summary['violations_by_rule'].items())}), "
-            f"grouped by rule and crash image; each group keeps its image and a repro.json."
+            f"grouped by mechanism (rules, what the image lacks or resurrects against what the "
+            f"server wrote, its refusal); each keeps its first image and a repro.json"
+            + (f"; {len(rows) - max_repros} mechanism(s) past --max-reproductions have no "
+               "repro.json" if len(rows) > max_repros else "")
+            + (f"; {result.groups_left_out} violating state group(s) "
+               f"({result.states_left_out} states) past the cap of {config.max_exact_violations} "
+               "are counted, not listed" if result.groups_left_out else "") + "."
             if result.violating_states else ""),
         "groups": groups,
         "configurations": [{"model": m, **counts} for m, counts in summary["by_model"].items()],

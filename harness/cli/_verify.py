@@ -70,7 +70,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--fault", choices=list(FAULTS), default="none",
                    help="inject one seeded fault per trial through the FUSE mount, armed during "
                    "the workload on an operation it reaches (the report counts where it fired); "
-                   "kill-child sends a BGREWRITEAOF and SIGKILLs its rewrite child")
+                   "kill-child sends a BGREWRITEAOF and SIGKILLs its rewrite child; "
+                   "incr-fsync-error also fails the fsync of the old incr file (redis#11713); "
+                   "rewrite-completes waits for the rewrite and paces the writes after it")
     p.add_argument("--rewrite", action="store_true", help="BGREWRITEAOF during each trial")
     p.add_argument("--margin-ms", type=nonnegative_int, default=500,
                    help="added to the 2000 ms everysec window for scheduling noise (default 500)")

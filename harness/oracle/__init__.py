@@ -93,6 +93,52 @@ real kernel's filesystem, whose crash images the kernel itself mounted, judged a
    sectors, where refusing is the right answer for a file without checksums), or the caller
    opts out (``allow_unavailable``, the CLI's ``--allow-unavailable``).
 
+Modelling choices that shape a verdict
+--------------------------------------
+Each of these decides a verdict somewhere; each is a choice, written here so a reader can
+disagree with it.
+
+* *Acknowledged* means the client read a reply (``ok``, at ``ack_ms``, taken after the read:
+  lenient). What an acknowledgement promises depends on the policy, and only that promise is
+  checked: ``always`` promises the entry is on disk (Redis writes, fdatasyncs, then replies),
+  so every acknowledged entry must survive every crash under every model; ``everysec``
+  promises it within W (rule 2: acknowledged at least W before the crash); ``no`` promises
+  only that the process wrote it (a power loss may take everything). An entry without a
+  reply (``unknown``) may or may not survive; a refused one (``error``) must not.
+* A crash is *legal* when the image is one the persistence model allows. The models say which
+  filesystem they stand for: ``process`` (the process dies, the kernel survives),
+  ``power-ext4``/``power-xfs``/``power-btrfs`` (calibrated against the kernel's own
+  filesystems), ``power-posix-metadata`` (the POSIX minimum: a create or rename is durable
+  only after an fsync of its directory; no real filesystem measured here is that weak, so a
+  loss seen only there is reported as such) and ``power-eager-metadata`` (every namespace
+  operation durable at once: the optimistic bound). See "Persistence models" below.
+* EIO zero-fill. After a failed fsync the models follow Linux (``faults.FsyncFailure.LINUX``,
+  the default): the range that failed to reach the disk is marked clean but is not durable,
+  and a later successful fsync does not write it again. Linux drops the dirty state of pages
+  whose writeback failed (reported once per open file since 4.13: "fsyncgate"), while a later
+  fsync still makes the file's new length durable. After a power loss the range therefore
+  reads as the disk had it: zeros past the old durable length (blocks never written read as
+  zeros), the old bytes below it. A failed fsync followed by a successful one thus becomes a
+  *hole of zeros* in the middle of the AOF, not a shorter file: a loader that checks its
+  format (Redis 7, Valkey) refuses to start ("Bad file format"), which is the availability
+  rule, instead of loading a prefix and losing the rest silently; Redis 6.0, which ignores
+  the error and keeps acknowledging, loses writes after the hole either way. With
+  ``FsyncFailure.RETRY`` (a filesystem that keeps the pages dirty) the later fsync would
+  write the range and nothing would be lost: verdicts under EIO faults hold for Linux only.
+* *Unavailable* is a start that fails: the process exits during start-up, or does not answer
+  PING within the start timeout. It is the availability rule (4) whatever happens next, since
+  a legal crash left a file the server itself refuses. For how long it refuses is reported:
+  the real-server runs (``aofcrash verify``, ``explore --server``) start it once more, without
+  a crash in between, on what the refusing start left. A refusal that heals then (Valkey
+  truncates a torn incr file and refuses "not the last file", then starts on the next try) is
+  reported as lasting one start only, with what the next start recovered; one that does not
+  heal needs a human. Refusing on a damaged image the user asked for is not a violation (the
+  ``damaged_image`` exception).
+* The everysec window W is the contract's 2 s plus a scheduling margin (500 ms by default in
+  the real-server runs) and the stalls of rule 2: it errs on the lenient side, so a
+  durability violation under ``everysec`` is a loss of something acknowledged well over 2 s
+  before the crash.
+
 Outside the contract: the state machines also check, on the bundled reference only, liveness
 (a rewrite ends and, with no fault armed, replaces the AOF; writes are accepted again once
 every fault is cleared) and that ``reference.check_aof`` agrees with the loader on each crash

@@ -37,7 +37,7 @@ from harness.targets._reaper import (
     _unregister,
     reaper_fd,
 )
-from harness.targets._resp import _NotRESP, _ping
+from harness.targets._resp import _listener_pid, _NotRESP, _ping
 
 __all__ = [
     "CommandProcess",
@@ -296,6 +296,15 @@ class RedisProcess:
                         f"{self.binary_path} does not speak RESP on port {self.port}: {exc}"
                     ) from None
                 if state == "ready":
+                    owner = _listener_pid(self.port)
+                    if owner is not None and owner != popen.pid:
+                        # Another process took the port between the pick and our bind, and
+                        # answered our PING while this one was still failing to listen.
+                        self.kill()
+                        raise ServerRefusedToStart(
+                            -1, [f"Address already in use: port {self.port} is answered by "
+                                 f"pid {owner}, not by the server started ({popen.pid})"],
+                            binary=self.binary_path)
                     break
                 if time.monotonic() > deadline:
                     tail = self._startup_tail(log_size_before)

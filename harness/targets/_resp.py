@@ -59,6 +59,18 @@ def _ping(port: int) -> str:
     return "ready"
 
 
+def _listener_pid(port: int) -> int | None:
+    """The ``process_id`` INFO server reports on `port` (None: not reported, or no answer)."""
+    try:
+        reply = _resp_call(port, (b"INFO", b"server"), timeout_s=5.0)
+    except (OSError, hiredis.ProtocolError):
+        return None
+    if not isinstance(reply, bytes | str):
+        return None
+    value = _parse_info(reply).get("process_id", "")
+    return int(value) if value.isdigit() else None
+
+
 def _parse_info(text: bytes | str) -> dict[str, str]:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")

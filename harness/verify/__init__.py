@@ -7,8 +7,10 @@ restart, dump, and check the recovery with ``harness.oracle``; on one process or
 workers. One module per part, from the bottom up: ``_config`` (what runs and what it found),
 ``_environment`` (the server and FUSE: can it start here), ``_workload`` (the seeded writes),
 ``_conn`` (the RESP connection), ``_site`` (the scratch directory and its mount), ``_faults``
-(the fault and the kill: drawn, placed), ``_trial`` (one trial), ``_attribution`` (a violation's
-causes), ``_runner`` (every trial, on workers).
+(the fault and the kill: drawn, placed), ``_mechanism`` (what a crash image lacks or
+resurrects: the mechanism of a violation), ``_trial`` (one trial), ``_attribution`` (a
+violation's causes: the minimal sufficient sets of its ingredients), ``_runner`` (every trial,
+on workers).
 ``_explore_server`` is ALICE's method on an unmodified binary (``aofcrash explore --server``):
 one traced run on a FUSE SimDisk, then every crash point x every legal image recovered by the
 real binary (each distinct image once, on every core) and checked with the oracle.
@@ -30,11 +32,11 @@ from harness.verify._config import (
     OUTCOMES,
     POLICIES,
     SERVERS,
-    Ablation,
     Attribution,
     Dumper,
     Launcher,
     TrialResult,
+    Variant,
     VerifyConfig,
     VerifyEnvironmentError,
     VerifyResult,
@@ -65,7 +67,6 @@ __all__ = [
     "REPRO_FORMAT",
     "SERVERS",
     "SERVER_EXPLORE_MODELS",
-    "Ablation",
     "Attribution",
     "Dumper",
     "Launcher",
@@ -74,6 +75,7 @@ __all__ = [
     "ServerExploreResult",
     "ServerViolation",
     "TrialResult",
+    "Variant",
     "VerifyConfig",
     "VerifyEnvironmentError",
     "VerifyResult",

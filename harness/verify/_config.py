@@ -18,6 +18,7 @@ from typing import Any, Final, TypeAlias
 from faults import FaultPlanError, ShortWrite
 from harness.oracle import History, Verdict
 from harness.targets._servers import SERVER_PRESETS, ServerSpecError, _template_words
+from harness.verify._mechanism import describe_effects, server_reason_kind
 
 __all__ = [
     "FAULTS",
@@ -27,12 +28,12 @@ __all__ = [
     "OUTCOMES",
     "POLICIES",
     "SERVERS",
-    "Ablation",
     "Attribution",
     "DumpMapping",
     "Dumper",
     "Launcher",
     "TrialResult",
+    "Variant",
     "VerifyConfig",
     "VerifyEnvironmentError",
     "VerifyResult",
@@ -46,10 +47,12 @@ POLICIES: Final = ("always", "everysec", "no")
 # device, the crash image mounted by Linux).
 MODELS: Final = ("process", "power-ext4", "power-xfs", "power-btrfs", "power-posix-metadata",
                   "power-eager-metadata", "power", "ext4", "xfs", "btrfs")
-# "fsync-error": io-error always on a sync (EIO 1-2 times, then success); "kill-child": a
-# BGREWRITEAOF during the workload whose rewrite child is SIGKILLed.
-FAULTS: Final = ("none", "short-write", "no-space", "io-error", "fsync-error", "slow-sync",
-                 "kill-child")
+# "fsync-error": io-error always on a sync (EIO 1-2 times, then success); "write-error": always
+# on a write; "kill-child": a BGREWRITEAOF during the workload whose rewrite child is SIGKILLed;
+# "incr-fsync-error": EIO on the old incr file's fsync during a rewrite (redis#11713);
+# "rewrite-completes": a BGREWRITEAOF waited for, then paced writes (see _faults).
+FAULTS: Final = ("none", "short-write", "no-space", "io-error", "fsync-error", "write-error",
+                 "slow-sync", "kill-child", "incr-fsync-error", "rewrite-completes")
 # What cause attribution can take out of a violating trial, one at a time (``run_trial``'s
 # `without`; "metadata" replaces a strict metadata model by ``power-eager-metadata``).
 INGREDIENTS: Final = ("fault", "metadata", "rewrite")
@@ -230,6 +233,12 @@ class TrialResult:
     fault_armed_at: int | None = None  # entries sent when the fault was armed
     fault_note: str = ""  # why a fault asked for was not armed
     aof_files: list[tuple[str, int]] = field(default_factory=list)  # at the crash: (path, bytes)
+    # What the crash image lacks or resurrects against the visible state (_mechanism).
+    image_effects: tuple[str, ...] = ()
+    # Starts refused after the crash (0: it came up; 1: refused once, then the next start came
+    # up, judged as `after_refusal`; 2: refused on the next start too).
+    refused_starts: int = 0
+    after_refusal: str = ""
     attribution: Attribution | None = None  # violations only: which ingredients it needs
 
     @property
@@ -240,6 +249,35 @@ class TrialResult:
     def unavailable_after_ack(self) -> bool:
         """The server acknowledged writes, then refused to start after a legal crash."""
         return self.recovery.unavailable_reason is not None and self.acked > 0
+
+    @property
+    def mechanism(self) -> str:
+        """What explains the violation: the rules it broke, what the crash image lacks or
+        resurrects against what the server had written, and why the server refused to start
+        (its log line, numbers normalised); "" for a trial without violations."""
+        rules = sorted({v.rule.value for v in self.violations})
+        if not rules:
+            return ""
+        text = f"{'/'.join(rules)}: {describe_effects(self.image_effects)}"
+        if self.recovery.unavailable_reason:
+            text += f"; the server: {server_reason_kind(self.recovery.unavailable_reason)}"
+            text += self.refusal_span
+        return text
+
+    @property
+    def refusal_span(self) -> str:
+        """For how many starts the server refused ("" when it came up)."""
+        if self.refused_starts == 1:
+            return (f" (one start only: the next start came up, {self.after_refusal})")
+        if self.refused_starts >= 2:
+            return " (the next start refused too)"
+        return ""
+
+    @property
+    def mechanism_parts(self) -> tuple[tuple[str, ...], str]:
+        """(image effects, the server's refusal kind or "") for ``same_mechanism_part``."""
+        reason = self.recovery.unavailable_reason
+        return self.image_effects, server_reason_kind(reason) if reason else ""
 
     @property
     def violations(self) -> list[Any]:
@@ -267,7 +305,7 @@ class TrialResult:
         if self.recovery.unavailable_reason:
             what = ("acknowledged, then unavailable" if self.unavailable_after_ack
                     else "refused to start")
-            body.append(f"  {what}: {self.recovery.unavailable_reason}")
+            body.append(f"  {what}: {self.recovery.unavailable_reason}{self.refusal_span}")
         return "\n".join([head, *body])
 
     def row(self) -> dict[str, Any]:
@@ -283,6 +321,10 @@ class TrialResult:
             "aof_files": "; ".join(f"{name} ({size} B)" for name, size in self.aof_files),
             "acknowledged_then_unavailable": self.unavailable_after_ack,
             "server_reason": self.recovery.unavailable_reason,
+            "mechanism": self.mechanism or None,
+            "refused_starts": self.refused_starts or None,
+            "after_refusal": self.after_refusal or None,
+            "image_effects": list(self.image_effects),
             "cause": None if self.attribution is None else self.attribution.summary(),
             "seconds": round(self.elapsed_s, 3),
         }
@@ -312,38 +354,62 @@ class VerifyResult:
 
 
 @dataclass(frozen=True)
-class Ablation:
-    """One ingredient taken out of a violating trial and what the re-runs of it showed."""
+class Variant:
+    """One variant of a violating trial: the same trial (seed, index) with some of its
+    ingredients taken out, and what its re-runs showed."""
 
-    ingredient: str  # one of INGREDIENTS
-    label: str  # what it is in this run: "fault io-error", "strict metadata (power)", ...
+    kept: tuple[str, ...]  # labels of the ingredients kept ("fault io-error", "rewrite", ...)
+    removed: tuple[str, ...]  # the ingredients taken out (of INGREDIENTS)
+    model: str  # the model it ran under (a weaker one when "metadata" is taken out)
     runs: int  # re-runs made (they stop at the first that recurs)
     recurred: int  # re-runs that broke one of the rules the trial broke
-    outcomes: tuple[str, ...] = ()  # each re-run's outcome, with the rules it broke
-    reason: str = ""  # why no re-run was needed (e.g. the fault never fired)
+    outcomes: tuple[str, ...] = ()  # each re-run: outcome, rules broken, mechanism
+    skipped: str = ""  # why it was not run (it contains a sufficient set; it is another one)
 
     @property
-    def needed(self) -> bool:
-        """The violation did not come back without it."""
-        return self.recurred == 0 and not self.reason
+    def sufficient(self) -> bool:
+        return self.recurred > 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ingredient": self.ingredient, "label": self.label, "needed": self.needed,
-                "runs": self.runs, "recurred": self.recurred, "outcomes": list(self.outcomes),
-                "reason": self.reason or None}
+        return {"kept": list(self.kept), "removed": list(self.removed), "model": self.model,
+                "runs": self.runs, "recurred": self.recurred, "sufficient": self.sufficient,
+                "outcomes": list(self.outcomes), "skipped": self.skipped or None}
+
+
+def _conjunction(labels: Sequence[str]) -> str:
+    return " AND ".join(labels)
 
 
 @dataclass(frozen=True)
 class Attribution:
-    """Which ingredients a violating trial needs: each one taken out in turn, the trial re-run
-    (same seed, same index) up to `repeats` times. First the trial is re-run as it was: a
-    violation that does not come back as is is timing-dependent and not attributed."""
+    """Which sets of ingredients are enough for a violating trial to break its rule again.
+
+    The trial is first re-run as it was, up to `repeats` times: a violation that does not come
+    back unchanged (the same rules, the same mechanism: ``TrialResult.mechanism``) is
+    timing-dependent and not attributed. Then every subset of its ingredients (the fault, strict
+    metadata, the rewrite) is kept in turn, the others taken out, smallest first; a variant
+    re-runs up to `repeats` times and is *sufficient* at its first violation of a rule the
+    trial broke, the same way (its image effects and refusal a part of the trial's:
+    ``_mechanism.same_mechanism_part``). `minimal` are the minimal sufficient sets (a
+    superset of a sufficient set is not run: it is taken to be sufficient too). "needs the
+    rewrite AND strict metadata" is one set of two; "either the fault OR strict metadata" is
+    two sets of one."""
 
     rules: tuple[str, ...]
     repeats: int
     as_is_runs: int
     as_is_recurred: int
-    ablations: tuple[Ablation, ...] = ()
+    ingredients: tuple[str, ...] = ()  # labels of the trial's ingredients
+    variants: tuple[Variant, ...] = ()
+    minimal: tuple[tuple[str, ...], ...] = ()  # minimal sufficient sets, as labels
+    mechanism: str = ""  # the trial's mechanism
+    as_is_outcomes: tuple[str, ...] = ()
+    # (x, y): ingredient x implies y (the killed child its rewrite): y is not repeated beside x.
+    implied: tuple[tuple[str, str], ...] = ()
+
+    def _shown(self, group: Sequence[str]) -> list[str]:
+        hidden = {y for x, y in self.implied if x in group}
+        return [label for label in group if label not in hidden]
 
     @property
     def reproducible(self) -> bool:
@@ -351,40 +417,54 @@ class Attribution:
 
     @property
     def needs(self) -> list[str]:
-        """Labels of the ingredients without which the violation did not come back."""
-        return [a.label for a in self.ablations if a.needed] if self.reproducible else []
+        """Labels of the ingredients in every minimal sufficient set (each one is necessary)."""
+        if not self.reproducible or not self.minimal:
+            return []
+        common = set(self.minimal[0]).intersection(*map(set, self.minimal[1:]))
+        return [label for label in self.ingredients if label in common]
 
     @property
     def happens_without(self) -> list[str]:
-        """Labels of the ingredients without which it still came back (not causes)."""
-        return [a.label for a in self.ablations if not a.needed] if self.reproducible else []
+        """Labels of the ingredients in no minimal sufficient set (not causes)."""
+        if not self.reproducible:
+            return []
+        used = {label for group in self.minimal for label in group}
+        return [label for label in self.ingredients if label not in used]
 
     def summary(self) -> str:
-        """One line: "needs: fault io-error, strict metadata (power)", "happens without the
-        fault io-error", or why it is not attributed."""
+        """One line: "needs the rewrite AND strict metadata (...)", "either the fault
+        fsync-error OR strict metadata (...)", "needs none of them", or "timing-dependent"."""
         if not self.reproducible:
-            return (f"not attributed: it did not recur in {self.as_is_runs} re-run(s) of the "
-                    "same trial (timing-dependent)")
-        parts = []
-        if self.needs:
-            parts.append("needs: " + ", ".join(self.needs))
-        for ablation in self.ablations:
-            if not ablation.needed:
-                why = f" ({ablation.reason})" if ablation.reason else ""
-                parts.append(f"happens without the {ablation.label}{why}")
-        if not self.ablations:
-            parts.append("needs: only the workload and the crash (no fault, rewrite or strict "
-                         "metadata to take out)")
-        elif not self.needs:
-            parts.append("needs none of them")
-        return "; ".join(parts)
+            return (f"timing-dependent: it did not recur unchanged in {self.as_is_runs} "
+                    "re-run(s) of the same trial (not attributed)")
+        if not self.ingredients:
+            return ("needs only the workload and the crash (no fault, rewrite or strict "
+                    "metadata to take out)")
+        if self.minimal == ((),):
+            return "needs none of them: it recurs without " + ", ".join(
+                f"the {label}" for label in self.ingredients)
+        shown = [self._shown(group) for group in self.minimal]
+        if len(shown) == 1:
+            text = "needs the " + _conjunction(shown[0])
+        else:
+            text = "either " + " OR ".join(
+                "the " + _conjunction(group) if len(group) == 1
+                else "(" + _conjunction(group) + ")" for group in shown)
+        spare = self.happens_without
+        if spare:
+            text += "; not needed: " + ", ".join(spare)
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         return {"summary": self.summary(), "rules": list(self.rules), "repeats": self.repeats,
                 "reproducible": self.reproducible, "as_is_runs": self.as_is_runs,
-                "as_is_recurred": self.as_is_recurred, "needs": self.needs,
-                "happens_without": self.happens_without,
-                "ablations": [a.to_dict() for a in self.ablations]}
+                "as_is_recurred": self.as_is_recurred,
+                "as_is_outcomes": list(self.as_is_outcomes), "mechanism": self.mechanism,
+                "ingredients": list(self.ingredients),
+                "implied": [list(pair) for pair in self.implied],
+                "minimal_sufficient_sets": [list(g) for g in self.minimal],
+                "needs": self.needs, "happens_without": self.happens_without,
+                "variants": [v.to_dict() for v in self.variants]}
 
 
 def verify_report(result: VerifyResult, *, run_id: str, argv: Sequence[str] = ()) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any
 
 import hiredis
 
-__all__ = ["Conn", "ServerGone", "encode"]
+__all__ = ["Conn", "ServerGone", "encode", "info_field"]
 
 def encode(argv: Sequence[bytes]) -> bytes:
     out = [b"*%d\r\n" % len(argv)]
@@ -61,3 +61,16 @@ class Conn:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+def info_field(conn: Conn, name: bytes, section: bytes = b"persistence") -> bytes | None:
+    """One field of INFO `section` (None: not there), over `conn` with nothing pending."""
+    conn.send(encode((b"INFO", section)))
+    reply = conn.next_reply()
+    if not isinstance(reply, bytes):
+        return None
+    for line in reply.splitlines():
+        key, _, value = line.partition(b":")
+        if key.strip() == name:
+            return value.strip()
+    return None

@@ -41,10 +41,13 @@ Method
    (``submit_pos <= p``), an entry being acknowledged iff its reply was read before p
    (``resolve_pos <= p``). Fast path: the prefixes S(k) each distinct recovery matches are
    computed once (``Checker.matching_prefixes`` on the final history); a state is consistent
-   iff one matching k lies in [F, n] (F the frontier of p, n the entries sent before p). Every
-   violating state group (up to ``max_exact_violations``) is re-checked with
-   ``check_recovery`` on its own history, and the oracle's verdict is reported (a disagreement
-   raises ``ServerExploreError``); points where a write that was eventually refused is still
+   iff one matching k lies in [F, n] (F the frontier of p, n the entries sent before p). The
+   first violating state group of every *mechanism* (model, rules, what the image lacks or
+   resurrects against the visible state at p, the server's refusal: ``_mechanism``) and the
+   first ``max_exact_violations`` groups are re-checked with ``check_recovery`` on their own
+   history and kept with the oracle's verdict (a disagreement raises ``ServerExploreError``);
+   the other violating groups are counted per mechanism and as left out, never dropped
+   silently; points where a write that was eventually refused is still
    unanswered always go through the oracle, as does every state with ``exact=True``.
 
 Why acknowledgements are never placed stricter than the truth
@@ -133,7 +136,8 @@ from harness.targets._servers import (
     remove_stale_run_dirs,
 )
 from harness.verify._config import POLICIES, VerifyEnvironmentError
-from harness.verify._conn import Conn, ServerGone, encode
+from harness.verify._conn import Conn, ServerGone, encode, info_field
+from harness.verify._mechanism import describe_effects, image_effects, server_reason_kind
 from harness.verify._runner import worker_init
 from harness.verify._workload import ItemKind, workload
 
@@ -286,6 +290,16 @@ class ServerViolation:
     digest: str
     verdict: Verdict | None
     reason: str | None  # why the server refused to start (availability)
+    effects: tuple[str, ...] = ()  # what the image lacks or resurrects (_mechanism)
+    heals: bool | None = None  # after a refusal: whether the next start came up
+
+    @property
+    def mechanism(self) -> str:
+        """The rules, what the image lacks or resurrects, why the server refused (and for
+        how many starts)."""
+        return _mechanism_text(
+            self.rules, self.effects,
+            server_reason_kind(self.reason) + _refusal_span(self.heals) if self.reason else "")
 
     def describe(self) -> str:
         head = (f"[{', '.join(self.rules)}] model={self.model.value} "
@@ -299,6 +313,8 @@ class ServerViolation:
             "trace_index": self.trace_index, "crash_ms": self.crash_ms, "states": self.count,
             "image_digest": self.digest, "choice": self.choice.to_dict(),
             "server_reason": self.reason,
+            "image_effects": list(self.effects), "mechanism": self.mechanism,
+            "heals_on_next_start": self.heals,
             "verdict": None if self.verdict is None else self.verdict.to_dict(),
         }
 
@@ -335,6 +351,12 @@ class ServerExploreResult(StateTally):
     # Images of the reported violations (digest -> image), for reproductions.
     images: dict[str, DiskImage] = field(default_factory=dict, repr=False)
     histories: dict[int, History] = field(default_factory=dict, repr=False)
+    # Every violation mechanism seen (model, rules, image effects, the server's refusal) with
+    # its state groups and states; `violations` holds the first group of each, then the first
+    # groups up to ``max_exact_violations``; the rest are counted here.
+    mechanisms: list[dict[str, Any]] = field(default_factory=list)
+    groups_left_out: int = 0
+    states_left_out: int = 0
 
     @property
     def violating_states(self) -> int:
@@ -376,6 +398,10 @@ class ServerExploreResult(StateTally):
                         "total": round(self.elapsed_s, 2)},
             "expiry_tolerance_ms": self.expiry_tolerance_ms,
             "events": dict(self.events),
+            "mechanisms": self.mechanisms,
+            "violation_groups_kept": len(self.violations),
+            "violation_groups_left_out": self.groups_left_out,
+            "violating_states_left_out": self.states_left_out,
         }
 
 
@@ -444,25 +470,13 @@ def _trace_len(mount: Any) -> int:
         return len(disk.trace) if disk is not None else 0
 
 
-def _info_field(conn: Conn, name: bytes) -> bytes | None:
-    conn.send(encode((b"INFO", b"persistence")))
-    reply = conn.next_reply()
-    if not isinstance(reply, bytes):
-        return None
-    for line in reply.splitlines():
-        key, _, value = line.partition(b":")
-        if key.strip() == name:
-            return value.strip()
-    return None
-
-
 def _settle(conn: Conn, mount: Any, policy: str, window_ms: int, events: Counter[str]
             ) -> None:
     """Wait until a rewrite in progress is done and the trace has been quiet for a while."""
     deadline = time.monotonic() + _SETTLE_TIMEOUT_S
     while time.monotonic() < deadline:
-        busy = [_info_field(conn, b"aof_rewrite_in_progress"),
-                _info_field(conn, b"aof_rewrite_scheduled")]
+        busy = [info_field(conn, b"aof_rewrite_in_progress"),
+                info_field(conn, b"aof_rewrite_scheduled")]
         if all(b in (None, b"0") for b in busy):
             break
         time.sleep(_POLL_S)
@@ -588,6 +602,7 @@ class _Recovered:
     after_files: dict[str, bytes] | None
     after_dirs: tuple[str, ...]
     seconds: float
+    heals: bool | None = None  # after a refusal: whether the next start (no crash) came up
 
 
 def _read_tree(root: str) -> tuple[dict[str, bytes], tuple[str, ...]]:
@@ -634,6 +649,16 @@ def _recover(spec: ServerSpec, policy: str, extra: dict[str, str], t0: float, di
         except (ServerRefusedToStart, ServerStartTimeout) as exc:
             tail = getattr(exc, "log_tail", None) or []
             reason = tail[-1].strip() if tail else str(exc).splitlines()[0]
+        heals: bool | None = None
+        if reason is not None:
+            # The refusing start may have repaired the file (Valkey truncates a torn incr,
+            # then refuses "not the last file"): one more start says for how long it refuses.
+            try:
+                server.start()
+                heals = True
+            except (ServerRefusedToStart, ServerStartTimeout):
+                heals = False
+            server.kill()
         dump_ms = int((time.monotonic() - t0) * 1000)
         if reason is None:
             try:
@@ -649,7 +674,7 @@ def _recover(spec: ServerSpec, policy: str, extra: dict[str, str], t0: float, di
         if want_after and reason is None:
             after, after_dirs = _read_tree(data)
         return _Recovered(digest, dump, reason, dump_ms, after, after_dirs,
-                          time.monotonic() - started)
+                          time.monotonic() - started, heals)
     finally:
         if server is not None:
             server.kill()
@@ -708,6 +733,7 @@ class _Group:
     digest: str
     choice: CrashChoice
     count: int
+    effects: tuple[str, ...] = ()  # what the image lacks or resurrects (_mechanism)
 
 
 @dataclass
@@ -797,6 +823,7 @@ def explore_server(
         for number, p in enumerate(points):
             cursor.seek(p)
             disk = cursor.disk
+            visible = disk.crash(PersistenceModel.PROCESS).files
             # The latest moment state p existed: just before operation p (the kill at the end).
             until = math.floor(rec.start_ms[p]) if p < len(trace) else rec.end_ms
             last_ack = fr.last_ack_ms(p)
@@ -811,7 +838,8 @@ def explore_server(
                     key = (digest, choice.damaged)
                     group = seen.get(key)
                     if group is None:
-                        group = seen[key] = _Group(p, crash_ms, model, digest, choice, 0)
+                        group = seen[key] = _Group(p, crash_ms, model, digest, choice, 0,
+                                                   image_effects(visible, image.files))
                         groups.append(group)
                         if digest not in images:
                             submit(digest, image)
@@ -872,6 +900,8 @@ def explore_server(
             h = histories[p] = _history_at(rec, p)
         return h
 
+    # (model, rules, image effects, server refusal) -> (state groups and states, crash points)
+    mechanisms: dict[tuple[Any, ...], tuple[Counter[str], set[int]]] = {}
     for done_groups, group in enumerate(groups):
         content = contents[group.digest]
         p = group.point
@@ -889,8 +919,16 @@ def explore_server(
                         f"image {group.digest[:12]}) but the oracle says {outcome}")
         else:
             outcome, rules = _fast(config, content, group, f, n)
-        if outcome == "violation" and verdict is None \
-                and len(result.violations) < config.max_exact_violations:
+        mechanism: tuple[Any, ...] = ()
+        first_of_kind = False
+        if outcome == "violation":
+            reason = content.recovered.reason
+            mechanism = (group.model.value, rules, group.effects,
+                         server_reason_kind(reason) + _refusal_span(content.recovered.heals)
+                         if reason else "")
+            first_of_kind = mechanism not in mechanisms
+        if outcome == "violation" and verdict is None and (
+                first_of_kind or len(result.violations) < config.max_exact_violations):
             outcome2, rules2, verdict = _exact(config, content, group, history_at(p), tolerance)
             result.exact_checks += 1
             if outcome2 != "violation":
@@ -898,23 +936,54 @@ def explore_server(
                     f"the fast path found {rules} at trace index {p} ({group.model.value}, "
                     f"image {group.digest[:12]}) but the oracle says {outcome2}")
             rules = rules2
+            if rules != mechanism[1]:
+                mechanism = (mechanism[0], rules, *mechanism[2:])
+                first_of_kind = mechanism not in mechanisms
         result.outcomes[(group.model.value, outcome)] += group.count
         if outcome == "violation":
             for rule in rules:
                 result.violation_counts[(group.model.value, rule)] += group.count
-            if len(result.violations) < max(config.max_exact_violations, 1):
+            tally = mechanisms.setdefault(mechanism, (Counter(), set()))
+            tally[0]["groups"] += 1
+            tally[0]["states"] += group.count
+            tally[1].add(p)
+            # Every mechanism keeps its first group; beyond that, the first groups up to the
+            # cap. What is left out is counted (reports say how much), never dropped silently.
+            if first_of_kind or len(result.violations) < max(config.max_exact_violations, 1):
                 result.violations.append(ServerViolation(
                     p, group.crash_ms, group.model, group.choice, group.count, rules,
-                    group.digest, verdict, content.recovered.reason))
+                    group.digest, verdict, content.recovered.reason, group.effects,
+                    content.recovered.heals))
                 result.images[group.digest] = images[group.digest]
                 if p not in result.histories:
                     result.histories[p] = history_at(p)
+            else:
+                result.groups_left_out += 1
+                result.states_left_out += group.count
         if done_groups % 256 == 0:
             report("check", done_groups + 1, len(groups))
     report("check", len(groups), len(groups))
+    result.mechanisms = [
+        {"model": model, "rules": list(rules), "effects": list(effects),
+         "server_refusal": refusal or None, "state_groups": counts["groups"],
+         "states": counts["states"], "crash_points": sorted(points),
+         "mechanism": _mechanism_text(rules, effects, refusal)}
+        for (model, rules, effects, refusal), (counts, points) in mechanisms.items()]
     result.check_s = time.monotonic() - check_started
     result.elapsed_s = time.monotonic() - started
     return result
+
+
+def _refusal_span(heals: bool | None) -> str:
+    if heals is None:
+        return ""
+    return (" (one start only: the next start came up)" if heals
+            else " (the next start refused too)")
+
+
+def _mechanism_text(rules: Sequence[str], effects: Sequence[str], refusal: str) -> str:
+    text = f"{'/'.join(rules)}: {describe_effects(effects)}"
+    return text + (f"; the server: {refusal}" if refusal else "")
 
 
 def _fast(config: ServerExploreConfig, content: _Content, group: _Group, f: int,
@@ -962,19 +1031,22 @@ def _exact(config: ServerExploreConfig, content: _Content, group: _Group, histor
 def write_server_reproductions(
     result: ServerExploreResult, directory: Path, *, max_groups: int = 20
 ) -> list[dict[str, Any]]:
-    """One reproduction per violation group (rules x image), the first state of each: the
-    image under ``<directory>/<n>-<rule>/image`` and ``repro.json`` beside it, which
+    """One reproduction per violation mechanism (model x rules x what the image lacks or
+    resurrects x the server's refusal), the first state of each: the image under
+    ``<directory>/<n>-<rule>/image`` and ``repro.json`` beside it, which
     ``replay_server_reproduction`` (``aofcrash explore --server ... --replay FILE``) re-runs.
-    Returns one summary row per group (with the states it stands for)."""
-    groups: dict[tuple[tuple[str, ...], str], list[ServerViolation]] = {}
+    Returns one summary row per mechanism (with the kept states it stands for; the result's
+    ``mechanisms`` count them all). Past `max_groups` a row has no reproduction."""
+    groups: dict[tuple[str, tuple[str, ...], str], list[ServerViolation]] = {}
     for v in result.violations:
-        groups.setdefault((v.rules, v.digest), []).append(v)
+        groups.setdefault((v.model.value, v.rules, v.mechanism), []).append(v)
     rows: list[dict[str, Any]] = []
     cfg = result.config
-    for number, ((rules, digest), members) in enumerate(groups.items()):
+    for number, ((_, rules, mechanism), members) in enumerate(groups.items()):
         first = members[0]
+        digest = first.digest
         row: dict[str, Any] = {
-            "rules": list(rules), "image_digest": digest,
+            "rules": list(rules), "mechanism": mechanism, "image_digest": digest,
             "states": sum(v.count for v in members),
             "crash_points": sorted({v.trace_index for v in members}),
             "models": sorted({v.model.value for v in members}),

@@ -13,10 +13,26 @@ is not armed, and the trial says so.
 
 Faults (``FAULTS``): ``short-write``, ``no-space`` (ENOSPC), ``io-error`` (EIO on a write or,
 in two thirds of the trials, on a sync), ``fsync-error`` (the same draws, always on a sync: EIO
-1-2 times, then success), ``slow-sync``, ``kill-child``: a BGREWRITEAOF is sent with the batch
-where the fault is placed (ahead of the kill's batch) and its rewrite child is SIGKILLed while
-it is held at the fsync of its own temp file (``CHILD_TEMP_GLOB``, a gate on the mount), so the
-kill lands at the same point of the rewrite in every trial.
+1-2 times, then success), ``write-error`` (the same draws, always on a write), ``slow-sync``,
+``kill-child``: a BGREWRITEAOF is sent with the batch where the fault is placed (ahead of the
+kill's batch) and its rewrite child is SIGKILLed while it is held at the fsync of its own temp
+file (``CHILD_TEMP_GLOB``, a gate on the mount), so the kill lands at the same point of the
+rewrite in every trial. Two more columns are built on that rewrite:
+
+* ``incr-fsync-error``: EIO on the fsync of the *old* incr file during a rewrite (Redis 7 and
+  Valkey: BGREWRITEAOF opens a new incr file and hands the old one to a background job that
+  fsyncs and closes it; 7.0.5-7.0.15 ignore that fsync's result, redis#11713). The batch is
+  split at the BGREWRITEAOF, the EIO armed on the incr file written last just before it, and
+  the child killed at its temp fsync as with ``kill-child`` (a rewrite that completed would
+  make the old incr irrelevant; one that fails or is interrupted by the crash keeps it in the
+  manifest). A single-file AOF (6.x) has no incr file: the fault is not armed and says so.
+  Taking the fault out keeps the rewrite and its killed child (they are the workload here).
+* ``rewrite-completes``: the BGREWRITEAOF's rewrite is waited for (INFO ``aof_rewrite_in_progress``
+  and ``aof_rewrite_scheduled`` back to 0) and the next ``PACED_ENTRIES`` writes are paced
+  ``PACE_MS`` apart under ``always`` (everysec is paced by its schedule), so acknowledged writes
+  follow the rewrite's rename before anything else is synced: the 6.x rename without a
+  directory fsync, 7.x's manifest switch. Taken out ("fault"), the rewrite is sent and not
+  waited for.
 
 Kill placement under ``everysec``: the kill lands after at least ``window + margin + 500 ms`` of
 the workload's schedule (when the schedule is that long), so that some entries must survive; an
@@ -42,6 +58,9 @@ from harness.verify._config import VerifyConfig
 __all__ = [
     "CHILD_TEMP_GLOB",
     "FIRE_WAIT_S",
+    "PACED_ENTRIES",
+    "PACE_MS",
+    "REWRITE_FAULTS",
     "FaultDraw",
     "TrialPlan",
     "child_reached",
@@ -60,6 +79,11 @@ FIRE_WAIT_S: Final = 1.5
 # the rewrite in every trial, however loaded the machine (a small keyspace is rewritten in a
 # millisecond; a timed stall raced the scheduler and missed one trial in ten under load).
 CHILD_TEMP_GLOB: Final = "temp-rewriteaof-[0-9]*"
+# rewrite-completes under always: the writes after the rewrite are paced this far apart.
+PACE_MS: Final = 50
+PACED_ENTRIES: Final = 20
+# The faults whose trial sends a BGREWRITEAOF where the fault is placed.
+REWRITE_FAULTS: Final = ("kill-child", "incr-fsync-error", "rewrite-completes")
 # How long a rewrite child may take to reach its fsync (a safety net for a child that never
 # fsyncs or a rewrite that never starts; a child that exits before it is seen at once).
 _CHILD_REACH_CAP_S: Final = 30.0
@@ -81,41 +105,48 @@ class FaultDraw:
     @property
     def errors(self) -> int:
         """How many failed operations it injects (slow syncs and a killed child fail none)."""
-        if self.kind in ("slow-sync", "kill-child"):
+        if self.kind in ("slow-sync", "kill-child", "rewrite-completes"):
             return 0
         return 1 if self.kind == "short-write" else self.times
 
     @property
     def syncs(self) -> bool:
         """Whether it needs the server to fsync (a rare event under everysec and no)."""
-        return self.kind == "slow-sync" or (self.kind == "io-error" and self.on_sync)
+        return self.kind in ("slow-sync", "incr-fsync-error") or (
+            self.kind == "io-error" and self.on_sync)
 
     def arm(
-        self, glob: str, seen: Counter[FaultOp], *, expect_syncs: bool
+        self, glob: str, seen: Counter[FaultOp], *, expect_syncs: bool,
+        incr_path: str | None = None,
     ) -> tuple[PlanFault | None, str]:
         """The fault to add now, given the operation kinds the workload made on the AOF files
-        so far and whether the server fsyncs them by itself; or None and why it cannot be
-        placed."""
+        so far and whether the server fsyncs them by itself (`incr_path`: the incr file
+        written last, for ``incr-fsync-error``); or None and why it cannot be placed."""
         if self.kind == "short-write":
             return ShortWrite(written_bytes=self.written_bytes, nth=self.nth, path_glob=glob), ""
         if self.kind == "no-space":
             return NoSpace(nth=self.nth, times=self.times, partial_bytes=self.partial_bytes,
                            path_glob=glob), ""
         # Syncs of the workload (not of start-up, where Redis fsyncs the files it creates).
-        syncs = {op: n for op, n in seen.items() if op in (FaultOp.FDATASYNC, FaultOp.FSYNC)}
+        syncs: dict[FaultOp, int] = {
+            op: n for op, n in seen.items() if op in (FaultOp.FDATASYNC, FaultOp.FSYNC)}
         reachable = expect_syncs or bool(syncs)
+        # The kind this server syncs its AOF with (Redis on Linux: fdatasync); fdatasync until
+        # the workload has shown one.
+        sync_op = max(syncs, key=lambda k: (syncs[k], k is FaultOp.FDATASYNC)) if syncs \
+            else FaultOp.FDATASYNC
         if self.kind == "slow-sync":
             if not reachable:
                 return None, ("not armed: the server made no fsync of an AOF file, and under "
                               "appendfsync no it makes none without a rewrite")
             return SlowSync(delay_ms=self.delay_ms, nth=self.nth, times=self.times,
                             path_glob=glob), ""
-        op = FaultOp.WRITE
-        if self.on_sync and reachable:
-            # The kind this server syncs its AOF with (Redis on Linux: fdatasync); fdatasync
-            # until the workload has shown one.
-            op = max(syncs, key=lambda k: (syncs[k], k is FaultOp.FDATASYNC), default=None) \
-                or FaultOp.FDATASYNC
+        if self.kind == "incr-fsync-error":
+            if incr_path is None:
+                return None, ("not armed: no incr file (a single-file AOF has no old incr file "
+                              "to close during a rewrite)")
+            return IOFault(op=sync_op, nth=1, times=self.times, path_glob=incr_path), ""
+        op = sync_op if self.on_sync and reachable else FaultOp.WRITE
         return IOFault(op=op, nth=self.nth, times=self.times, path_glob=glob), ""
 
 
@@ -124,12 +155,13 @@ def draw_fault(rng: random.Random, fault: str) -> FaultDraw | None:
         return None
     # The same draws for every fault (a trial's workload does not depend on the fault kind).
     return FaultDraw(
-        kind="io-error" if fault == "fsync-error" else fault, position=rng.random(),
+        kind="io-error" if fault in ("fsync-error", "write-error") else fault,
+        position=rng.random(),
         nth=1 + rng.randrange(3),
         times=rng.randrange(1, 6) if fault == "no-space" else rng.randrange(1, 3),
         written_bytes=rng.randrange(1, 40),
         partial_bytes=rng.choice([None, rng.randrange(1, 40)]),
-        on_sync=rng.randrange(3) != 0 or fault == "fsync-error",
+        on_sync=(rng.randrange(3) != 0 or fault == "fsync-error") and fault != "write-error",
         delay_ms=rng.choice([500, 1500, 3000]),
     )
 
@@ -166,6 +198,8 @@ class TrialPlan:
     entry_pause_s: float  # the schedule: a pause per write entry
     arm_entry: int | None  # the fault is armed before the batch holding this entry
     kill_child: bool  # kill-child: the rewrite child of the BGREWRITEAOF at arm_entry is killed
+    await_rewrite: bool = False  # rewrite-completes: wait for it, then pace the next writes
+    split_at_rewrite: bool = False  # incr-fsync-error: the BGREWRITEAOF starts its own batch
 
 
 def plan_trial(config: VerifyConfig, rng: random.Random, removed: frozenset[str]) -> TrialPlan:
@@ -201,21 +235,26 @@ def plan_trial(config: VerifyConfig, rng: random.Random, removed: frozenset[str]
                 if kill_at - math.ceil(window_s / entry_pause_s) > 1:
                     lead_s = max(lead_s, window_s)
             last = kill_at - math.ceil(lead_s / entry_pause_s)
-        if draw.kind == "kill-child" and last - config.batch_max > 1:
+        if draw.kind in REWRITE_FAULTS and last - config.batch_max > 1:
             last -= config.batch_max  # the rewrite's batch completes before the kill's batch
         first = 1 if last > 1 else 0  # after the first batch: the server is writing by then
         arm_entry = first + int(draw.position * max(1, last - first))
-    kill_child = draw is not None and draw.kind == "kill-child"
-    if kill_child:
-        rewrite_at = arm_entry  # the BGREWRITEAOF whose child is killed
+    kind = draw.kind if draw is not None else None
+    kill_child = kind in ("kill-child", "incr-fsync-error")
+    await_rewrite = kind == "rewrite-completes"
+    if kind in REWRITE_FAULTS:
+        rewrite_at = arm_entry  # the BGREWRITEAOF whose child is killed, or awaited
     if "rewrite" in removed:
         rewrite_at = None
-        kill_child = False
+        kill_child = await_rewrite = False
     if "fault" in removed:
         arm_entry = None
-        kill_child = False
+        await_rewrite = False
+        kill_child = kill_child and kind == "incr-fsync-error"  # there it is the workload
     return TrialPlan(draw, kill_at, rewrite_at, kill_delay_s, durable_only, image_seed,
-                     stability_seed, idle_s, entry_pause_s, arm_entry, kill_child)
+                     stability_seed, idle_s, entry_pause_s, arm_entry, kill_child,
+                     await_rewrite=await_rewrite,
+                     split_at_rewrite=kind == "incr-fsync-error" and rewrite_at is not None)
 
 
 def child_reached(gate: Any, server: Any) -> bool:

@@ -25,6 +25,7 @@ from faults import (
 )
 from faults import Fault as PlanFault
 from harness.targets._servers import make_run_dir
+from harness.verify._mechanism import image_effects
 
 __all__ = ["Site", "keep_cwd"]
 
@@ -81,6 +82,21 @@ class Site:
                 seen[kind] += 1
         return seen
 
+    def last_written(self, glob: str) -> str | None:
+        """The path of the last write to a file matching `glob`, else of the last operation
+        on one (it may have been created and not written yet); None: no such file."""
+        from fnmatch import fnmatchcase
+
+        with self.mount.lock:
+            disk = self.mount.disk
+            entries = list(disk.trace) if disk is not None else []
+        matching = [e for e in entries if isinstance(e.path, str) and fnmatchcase(e.path, glob)]
+        written = [e for e in matching if e.op.value == "write"]
+        for found in (written, matching):
+            if found:
+                return str(found[-1].path)
+        return None
+
     def arm(self, fault: PlanFault) -> None:
         """Add `fault` to the live plan: it counts matching operations from now on."""
         with self.mount.lock:
@@ -88,11 +104,12 @@ class Site:
 
     def crash(
         self, model: PersistenceModel, seed: int | None, *, limits: ImageLimits | None = None
-    ) -> tuple[str, CrashChoice | None, int | None]:
-        """Crash the disk (the server is dead): the image kind, the choice used and the trace
-        position of the crash (None on a plain directory)."""
+    ) -> tuple[str, CrashChoice | None, int | None, tuple[str, ...]]:
+        """Crash the disk (the server is dead): the image kind, the choice used, the trace
+        position of the crash (None on a plain directory) and what the image lacks or
+        resurrects against the visible state (``_mechanism.image_effects``)."""
         if self.mount is None:
-            return "visible", None, None  # a plain directory: the kernel survives
+            return "visible", None, None, ()  # a plain directory: the kernel survives
         self.mount.stop()  # unmount first: no late FUSE operation can change the disk now
         disk = self.mount.disk
         assert disk is not None
@@ -104,9 +121,10 @@ class Site:
                 choice = disk.draw_crash_choice(model, seed, limits=limits)
                 kind = "drawn" if limits is None else "drawn-damaged"
         position = len(disk.trace)
+        visible = disk.crash(PersistenceModel.PROCESS).files
         with keep_cwd():
-            self.mount.crash(model, choice)
-        return kind, choice, position
+            image = self.mount.crash(model, choice)
+        return kind, choice, position, image_effects(visible, image.files)
 
     def close(self) -> None:
         try:

@@ -51,7 +51,7 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -73,15 +73,52 @@ from harness.oracle import (
 )
 from harness.targets._servers import find_aof_files
 from harness.verify._config import Dumper, Launcher, TrialResult, VerifyConfig
-from harness.verify._conn import Conn, ServerGone, encode
+from harness.verify._conn import Conn, ServerGone, encode, info_field
 from harness.verify._environment import launcher_for, server_spec
-from harness.verify._faults import CHILD_TEMP_GLOB, FIRE_WAIT_S, child_reached, plan_trial
+from harness.verify._faults import (
+    CHILD_TEMP_GLOB,
+    FIRE_WAIT_S,
+    PACE_MS,
+    PACED_ENTRIES,
+    child_reached,
+    plan_trial,
+)
 from harness.verify._site import Site
 from harness.verify._workload import Item, ItemKind, batch_stream, workload_stream
 
 __all__ = ["run_trial"]
 
 _DAMAGED: Final = ImageLimits(torn=True, reorder=True)
+# rewrite-completes: how long the rewrite may take before the trial goes on without it.
+_REWRITE_WAIT_S: Final = 30.0
+_INCR_GLOB: Final = "*.incr.aof"
+
+
+def _split_at_rewrite(batches: Iterator[tuple[list[Item], int]]
+                      ) -> Iterator[tuple[list[Item], int]]:
+    """The same batches, with a BGREWRITEAOF in the middle of one starting a batch of its own
+    (incr-fsync-error arms its EIO between the two)."""
+    for batch, writes in batches:
+        at = next((i for i, item in enumerate(batch) if item.kind is ItemKind.REWRITE), 0)
+        if at:
+            before = batch[:at]
+            counted = sum(1 for item in before if item.kind is ItemKind.WRITE)
+            yield before, counted
+            yield batch[at:], writes - counted
+        else:
+            yield batch, writes
+
+
+def _await_rewrite(conn: Conn) -> bool:
+    """Wait until no rewrite is in progress or scheduled; False at the cap."""
+    deadline = time.monotonic() + _REWRITE_WAIT_S
+    while time.monotonic() < deadline:
+        busy = [info_field(conn, b"aof_rewrite_in_progress"),
+                info_field(conn, b"aof_rewrite_scheduled")]
+        if all(b in (None, b"0") for b in busy):
+            return True
+        time.sleep(0.01)
+    return False
 
 
 @dataclass
@@ -256,6 +293,9 @@ def run_trial(
     # The rest of the stream is the workload and its batches, drawn as they are sent.
     batches = batch_stream(rng, workload_stream(rng, config.ops, rewrite_at=plan.rewrite_at),
                            config.batch_max)
+    if plan.split_at_rewrite:
+        batches = _split_at_rewrite(batches)
+    paced_left = 0  # rewrite-completes: entries still to pace after the rewrite
 
     started = time.monotonic()
     history = History()
@@ -273,6 +313,9 @@ def run_trial(
     workload_start = 0
     aof_files: list[tuple[str, int]] = []
     child_kills: list[str] = []  # kill-child: what was killed, for `fired`
+    refused_starts = 0  # 1: refused once, the next start came up; 2: refused twice
+    after_refusal = ""  # the verdict of the start after a refusal that healed
+    rewrite_events: list[str] = []  # rewrite-completes: the awaited rewrite, for `fired`
 
     def note_fired(at_ms: int) -> None:
         nonlocal seen_fired
@@ -292,6 +335,7 @@ def run_trial(
         fault, fault_note = draw.arm(
             config.fault_glob, site.seen_ops(config.fault_glob, since=workload_start),
             expect_syncs=config.policy != "no" or config.rewrite,
+            incr_path=site.last_written(_INCR_GLOB) if draw.kind == "incr-fsync-error" else None,
         )
         if fault is None:
             run.events["fault not armed: unreachable"] += 1
@@ -338,7 +382,8 @@ def run_trial(
         for batch, writes in batches:
             try:
                 if arm_entry is not None and armed_at is None and not fault_note \
-                        and draw is not None and draw.kind != "kill-child" \
+                        and draw is not None \
+                        and draw.kind not in ("kill-child", "rewrite-completes") \
                         and sent + writes > arm_entry:
                     arm(sent)
                 last_batch = sent + writes > kill_at
@@ -348,7 +393,7 @@ def run_trial(
                     if sent <= kill_at:
                         run.events["kill moved later: the fault had not fired yet"] += 1
                 rewrites = any(item.kind is ItemKind.REWRITE for item in batch)
-                if last_batch and kill_child and rewrites:
+                if last_batch and (kill_child or plan.await_rewrite) and rewrites:
                     # The child is killed once its BGREWRITEAOF is acknowledged: the server's
                     # kill comes with a later batch.
                     last_batch = False
@@ -369,8 +414,19 @@ def run_trial(
                 run.read(conn)
                 if child_gate is not None:
                     kill_rewrite_child()
+                if plan.await_rewrite and rewrites:
+                    if _await_rewrite(conn):
+                        rewrite_events.append("RewriteCompleted: the BGREWRITEAOF's rewrite "
+                                              "finished before the writes went on")
+                        run.events["rewrite completed (awaited)"] += 1
+                        paced_left = PACED_ENTRIES if not plan.entry_pause_s else 0
+                    else:
+                        fault_note = "not fired: the rewrite did not finish within the wait"
                 if plan.entry_pause_s:
                     time.sleep(plan.entry_pause_s * writes)
+                elif paced_left > 0:
+                    time.sleep(PACE_MS / 1000 * writes)
+                    paced_left -= writes
             except ServerGone:
                 died_early = True
                 break
@@ -403,7 +459,7 @@ def run_trial(
             run.events["fault armed but not fired"] += 1
         _scan_log(server, run.events)
         aof_files = _aof_listing(site.data_dir, config.aof_glob)
-        image_kind, choice, position = site.crash(
+        image_kind, choice, position, effects = site.crash(
             model, None if plan.durable_only else plan.image_seed, limits=limits
         )
         window_ms = config.window_ms + config.margin_ms
@@ -426,11 +482,31 @@ def run_trial(
             damaged_image=choice is not None and choice.damaged, crash=crash_info,
             expiry_tolerance_ms=tolerance_ms,
         )
+        # A refusal may heal: the refusing start can repair the file itself (Valkey truncates
+        # a torn incr and then refuses "not the last file"). Start once more, no crash between,
+        # and judge what that start recovers: the report says for how many starts it refused.
+        if reason is not None:
+            refused_starts = 1
+            again, _ = _restart(server)
+            if again is None:
+                at_ms = max(run.now_ms(), crash_ms)
+                healed = check_recovery(
+                    history, _dump_snapshot(dumper, server, at_ms), policy=config.policy,
+                    model=config.model, crash_ms=crash_ms, recovery_ms=at_ms,
+                    window_ms=window_ms, stalls=stalls, error_stalls=error_stalls,
+                    crash=crash_info, expiry_tolerance_ms=tolerance_ms,
+                )
+                after_refusal = healed.outcome if healed.ok else "/".join(
+                    sorted({v.rule.value for v in healed.violations}))
+                run.events["refusal healed on the next start"] += 1
+            else:
+                refused_starts = 2
+                run.events["refused again on the next start"] += 1
         # Recovery 2: crash the recovered state again (no new writes) and compare.
         stability: Verdict | None = None
         if recovered is not None:
             server.kill()
-            kind2, choice2, position2 = site.crash(
+            kind2, choice2, position2, _ = site.crash(
                 model, None if plan.durable_only else plan.stability_seed, limits=limits
             )
             info2 = CrashInfo(model=config.model, choice=choice2, crash_ms=run.now_ms(),
@@ -473,12 +549,16 @@ def run_trial(
         crash_choice=None if choice is None else choice.to_dict(),
         faults=(FaultPlan((armed,)).to_json() if armed is not None
                 else json.dumps({"kill_child": {"before_entry": arm_entry}})
-                if kill_child else ""),
+                if kill_child
+                else json.dumps({"rewrite_completes": {"before_entry": plan.rewrite_at}})
+                if plan.await_rewrite else ""),
         fired=[f"{type(f.fault).__name__} on {f.path}: {f.effect}" for f in site.fired()]
-        + child_kills,
+        + child_kills + rewrite_events,
         events=run.events, elapsed_s=time.monotonic() - started,
         server_died_early=died_early, log_tail=log_tail, history=history,
         fault_asked=draw is not None and "fault" not in removed,
-        fault_armed_at=arm_entry if kill_child else armed_at, fault_note=fault_note,
-        aof_files=aof_files,
+        fault_armed_at=arm_entry if kill_child or plan.await_rewrite else armed_at,
+        fault_note=fault_note,
+        aof_files=aof_files, image_effects=effects, refused_starts=refused_starts,
+        after_refusal=after_refusal,
     )

@@ -1,0 +1,56 @@
+"""What a crash image lacks or resurrects against what the server wrote (violation mechanisms)."""
+
+from __future__ import annotations
+
+from harness.verify._mechanism import (
+    describe_effects,
+    image_effects,
+    normalise_name,
+    same_mechanism_part,
+    server_reason_kind,
+)
+
+
+def test_a_file_whose_create_was_not_durable_is_lacking() -> None:
+    assert image_effects({"appendonly.aof": b"*1\r\n"}, {}) == ("lacks appendonly.aof",)
+
+
+def test_a_renamed_over_file_that_comes_back_is_older_and_temp_files_do_not_count() -> None:
+    visible = {"appendonly.aof": b"NEW rewritten contents + later writes"}
+    image = {"appendonly.aof": b"OLD contents", "temp-rewriteaof-bg-77.aof": b"NEW"}
+    assert image_effects(visible, image) == ("has an older appendonly.aof",)
+    assert image_effects({}, {"d/old.aof": b"x"}) == ("resurrects d/old.aof",)
+
+
+def test_a_variant_is_the_same_violation_only_with_a_part_of_the_trials_effects() -> None:
+    both = (("has zeros in incr", "lacks incr"), "")
+    assert same_mechanism_part((("has zeros in incr",), ""), both)
+    assert same_mechanism_part((("lacks incr",), ""), both)
+    # The same writes lost another way (the old file instead of none) is another violation.
+    assert not same_mechanism_part((("lacks aof",), ""), (("has an older aof",), ""))
+    assert not same_mechanism_part(((), ""), both)
+    assert same_mechanism_part(((), ""), ((), ""))  # the server's own doing, both times
+    assert not same_mechanism_part(((), "Bad file format"), ((), ""))
+
+
+def test_unsynced_appends_cut_a_file_short_or_empty_it() -> None:
+    assert image_effects({"a": b"abcdef"}, {"a": b"abc"}) == ("has a cut short",)
+    assert image_effects({"a": b"abcdef"}, {"a": b""}) == ("has a empty",)
+
+
+def test_a_failed_fsyncs_range_reads_as_zeros() -> None:
+    assert image_effects({"a": b"abcdef"}, {"a": b"ab\0\0ef"}) == ("has zeros in a",)
+
+
+def test_an_image_equal_to_what_was_written_has_no_effect() -> None:
+    assert image_effects({"a": b"x"}, {"a": b"x"}) == ()
+    assert "its own doing" in describe_effects(())
+
+
+def test_names_and_server_reasons_are_normalised_across_runs() -> None:
+    assert normalise_name("appendonlydir/appendonly.aof.12.incr.aof") == \
+        "appendonlydir/appendonly.aof.N.incr.aof"
+    line = ("4242:M 07 Dec 2026 17:19:01.123 # Bad file format reading the append only file "
+            "appendonly.aof.3.incr.aof")
+    assert server_reason_kind(line) == ("Bad file format reading the append only file "
+                                        "appendonly.aof.N.incr.aof")
