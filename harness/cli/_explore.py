@@ -36,6 +36,7 @@ from harness.cli._explore_kernel import (
     KERNEL_MODEL_CHOICES,
     KERNEL_MODEL_HELP,
     add_kernel_arguments,
+    cmd_explore_kernel,
     kernel_models_asked,
 )
 from harness.cli._fuzz import TARGET_HELP, check_target_spec
@@ -270,6 +271,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     if getattr(args, "server", None) is not None or getattr(args, "replay", None) is not None:
         from harness.cli._explore_server import cmd_explore_server
 
+        if getattr(args, "replay", None) is None and kernel_models_asked(args):
+            return cmd_explore_kernel(args)  # --model ext4|xfs|btrfs: the real kernel
         return cmd_explore_server(args)  # a real binary (its --replay names its server)
     if kernel_models_asked(args):
         raise UsageError(f"--model {kernel_models_asked(args)[0]}: the real kernel runs a real "

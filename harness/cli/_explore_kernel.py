@@ -2,7 +2,7 @@
 real kernel's crash states (see ``harness.verify._explore_kernel``).
 
 ``add_kernel_arguments(parser)`` adds the kernel's own limits to the ``explore`` parser;
-``cmd_explore_kernel(args)`` runs it (``cmd_explore_server`` hands over when a kernel model is
+``cmd_explore_kernel(args)`` runs it (``cmd_explore`` hands over when a kernel model is
 asked for). ``KERNEL_MODEL_CHOICES`` are the ``--model`` values that name the real kernel.
 """
 

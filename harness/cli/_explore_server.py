@@ -220,10 +220,6 @@ def cmd_explore_server(args: argparse.Namespace) -> int:
 
     if getattr(args, "replay", None) is not None:
         return _replay(args)
-    from harness.cli._explore_kernel import cmd_explore_kernel, kernel_models_asked
-
-    if kernel_models_asked(args):
-        return cmd_explore_kernel(args)  # --model ext4|xfs|btrfs: the real kernel
     _check_options(args)
     config = _config(args)
     requested = getattr(args, "workers", 0) or 0

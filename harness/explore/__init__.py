@@ -25,10 +25,10 @@ from harness.explore._explorer import (
     ExploreViolation,
     StateRecord,
     Workload,
-    explore,
     make_workload,
     workload_from_reproduction,
 )
+from harness.explore._run import explore
 from harness.explore._workloads import DEFAULT_SUITE, suite_config
 
 __all__ = [

@@ -8,13 +8,14 @@ workers. One module per part, from the bottom up: ``_config`` (what runs and wha
 ``_environment`` (the server and FUSE: can it start here), ``_workload`` (the seeded writes),
 ``_conn`` (the RESP connection), ``_site`` (the scratch directory and its mount), ``_faults``
 (the fault and the kill: drawn, placed), ``_mechanism`` (what a crash image lacks or
-resurrects: the mechanism of a violation), ``_trial`` (one trial), ``_attribution`` (a
-violation's causes: the minimal sufficient sets of its ingredients), ``_runner`` (every trial,
-on workers).
+resurrects: the mechanism of a violation), ``_trial`` (one trial on a directory or the FUSE
+SimDisk), ``_verify_kernel`` (one trial on the real kernel's ext4, xfs or btrfs), ``_dispatch``
+(which of the two a configuration needs), ``_attribution`` (a violation's causes: the minimal
+sufficient sets of its ingredients), ``_runner`` (every trial, on workers).
 ``_explore_server`` is ALICE's method on an unmodified binary (``aofcrash explore --server``):
 one traced run on a FUSE SimDisk, then every crash point x every legal image recovered by the
 real binary (each distinct image once, on every core) and checked with the oracle.
-``_explore_kernel`` and ``_verify_kernel`` do the same on the real kernel's ext4, xfs and btrfs
+``_explore_kernel`` does the same on the real kernel's ext4, xfs and btrfs
 (``--model ext4|xfs|btrfs``): the server runs on a ``faults.kernel.BlockRecorder`` and every
 crash image is mounted by Linux before the server recovers from it.
 May import ``faults``, ``harness.oracle`` and ``harness.targets``; never the in-process machine,
@@ -42,6 +43,7 @@ from harness.verify._config import (
     VerifyResult,
     verify_report,
 )
+from harness.verify._dispatch import run_trial
 from harness.verify._environment import check_environment
 from harness.verify._explore_server import (
     REPRO_FORMAT,
@@ -55,7 +57,6 @@ from harness.verify._explore_server import (
     write_server_reproductions,
 )
 from harness.verify._runner import run_verify, worker_pool
-from harness.verify._trial import run_trial
 
 __all__ = [
     "FAULTS",

@@ -37,9 +37,9 @@ from harness.verify._config import (
     Variant,
     VerifyConfig,
 )
+from harness.verify._dispatch import run_trial
 from harness.verify._faults import REWRITE_FAULTS
 from harness.verify._mechanism import same_mechanism_part
-from harness.verify._trial import run_trial
 
 __all__ = ["attribute_trial", "minimal_sufficient_sets", "weaker_model"]
 

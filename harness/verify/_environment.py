@@ -6,7 +6,7 @@ launches it, and FUSE when a power model or a fault needs the mount.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from harness.targets._servers import (
     ServerInfo,
@@ -19,7 +19,15 @@ from harness.targets._servers import (
 )
 from harness.verify._config import SERVERS, Launcher, VerifyConfig, VerifyEnvironmentError
 
-__all__ = ["check_environment", "check_fuse", "launcher_for", "server_identity", "server_spec"]
+__all__ = [
+    "KERNEL_VERIFY_MODELS",
+    "check_environment",
+    "check_fuse",
+    "kernel_verify_problem",
+    "launcher_for",
+    "server_identity",
+    "server_spec",
+]
 
 # (server, server_cmd) -> the spec resolved by the last run_verify/check_environment of this
 # process (a forked worker inherits it and never resolves again); probes by spec.
@@ -78,8 +86,6 @@ def check_environment(config: VerifyConfig) -> str:
 
 
 def check_fuse(config: VerifyConfig) -> None:
-    from harness.verify._verify_kernel import kernel_verify_problem
-
     problem = kernel_verify_problem(config)  # --model ext4|xfs|btrfs: the kernel recorder
     if problem is not None:
         raise VerifyEnvironmentError(problem)
@@ -89,3 +95,26 @@ def check_fuse(config: VerifyConfig) -> None:
         reason = fuse_unavailable_reason()
         if reason is not None:
             raise VerifyEnvironmentError(f"FUSE is needed for --model/--fault: {reason}")
+
+
+# The real kernel's filesystems as verify models (harness.verify._verify_kernel runs them).
+KERNEL_VERIFY_MODELS: Final = ("ext4", "xfs", "btrfs")
+
+
+def kernel_verify_problem(config: VerifyConfig) -> str | None:
+    """One line when `config` asks a kernel model for what it cannot do (or the kernel
+    recorder cannot run here); None when the run can start."""
+    from faults.kernel import KernelFilesystem, kernel_unavailable_reason
+
+    if config.model not in KERNEL_VERIFY_MODELS:
+        return None
+    if config.fault != "none":
+        return (f"--fault {config.fault}: faults reach a server through the FUSE SimDisk and do "
+                f"not combine with --model {config.model} (the real kernel)")
+    if config.image != "drawn":
+        return (f"--image {config.image}: the SimDisk's image kinds do not apply to --model "
+                f"{config.model} (the kernel's crash states are drawn at the crash)")
+    reason = kernel_unavailable_reason(KernelFilesystem(config.model))
+    if reason is not None:
+        return f"--model {config.model} (the real kernel): {reason}"
+    return None

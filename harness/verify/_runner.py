@@ -20,8 +20,8 @@ from typing import Any, Final
 from harness.targets._servers import remove_stale_run_dirs
 from harness.verify._attribution import attribute_trial
 from harness.verify._config import Dumper, Launcher, TrialResult, VerifyConfig, VerifyResult
+from harness.verify._dispatch import run_trial
 from harness.verify._environment import check_fuse, server_identity
-from harness.verify._trial import run_trial
 
 __all__ = ["run_verify", "worker_attribution", "worker_init", "worker_pool", "worker_trial"]
 

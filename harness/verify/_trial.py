@@ -86,7 +86,7 @@ from harness.verify._faults import (
 from harness.verify._site import Site
 from harness.verify._workload import Item, ItemKind, batch_stream, workload_stream
 
-__all__ = ["run_trial"]
+__all__ = ["run_fuse_trial"]
 
 _DAMAGED: Final = ImageLimits(torn=True, reorder=True)
 # rewrite-completes: how long the rewrite may take before the trial goes on without it.
@@ -257,7 +257,7 @@ def _restart(server: Any) -> tuple[str | None, list[str]]:
     return None, []
 
 
-def run_trial(
+def run_fuse_trial(
     config: VerifyConfig,
     index: int,
     *,
@@ -265,18 +265,15 @@ def run_trial(
     dump: Dumper | None = None,
     without: Collection[str] = (),
 ) -> TrialResult:
-    """Run trial `index` of `config` (its workload, faults and crash depend only on the seed
-    and the index). Every process and mount it starts is gone when it returns or raises.
+    """Run trial `index` of `config` on a plain directory or the FUSE SimDisk (its workload,
+    faults and crash depend only on the seed and the index). Every process and mount it starts
+    is gone when it returns or raises.
 
     `without` takes ingredients out of the same trial (cause attribution): "fault" draws the
     fault and places the kill exactly as with it but never arms it; "rewrite" sends no
     BGREWRITEAOF. Everything else (workload, batches, kill, crash image seeds) is unchanged.
     """
     removed = frozenset(without)
-    if config.model in ("ext4", "xfs", "btrfs"):  # the real kernel (harness.verify._verify_kernel)
-        from harness.verify._verify_kernel import run_kernel_trial
-
-        return run_kernel_trial(config, index, without=removed)
     if not removed <= {"fault", "rewrite"}:
         raise ValueError(f"without: only 'fault' and 'rewrite' (a model change replaces "
                          f"strict metadata), got {sorted(removed)!r}")

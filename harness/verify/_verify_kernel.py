@@ -45,34 +45,19 @@ from harness.oracle import (
 from harness.targets._servers import make_run_dir
 from harness.verify._config import TrialResult, VerifyConfig, VerifyEnvironmentError
 from harness.verify._conn import Conn, ServerGone
-from harness.verify._environment import launcher_for, server_spec
+from harness.verify._environment import (
+    KERNEL_VERIFY_MODELS,
+    kernel_verify_problem,
+    launcher_for,
+    server_spec,
+)
 from harness.verify._faults import plan_trial
 from harness.verify._trial import _aof_listing, _dump_snapshot, _log_tail, _restart, _Run, _scan_log
 from harness.verify._workload import batch_stream, workload_stream
 
 __all__ = ["KERNEL_VERIFY_MODELS", "kernel_verify_problem", "run_kernel_trial"]
 
-KERNEL_VERIFY_MODELS: Final = ("ext4", "xfs", "btrfs")
 _DATA: Final = "data"
-
-
-def kernel_verify_problem(config: VerifyConfig) -> str | None:
-    """One line when `config` asks a kernel model for what it cannot do (or the kernel
-    recorder cannot run here); None when the run can start."""
-    from faults.kernel import KernelFilesystem, kernel_unavailable_reason
-
-    if config.model not in KERNEL_VERIFY_MODELS:
-        return None
-    if config.fault != "none":
-        return (f"--fault {config.fault}: faults reach a server through the FUSE SimDisk and do "
-                f"not combine with --model {config.model} (the real kernel)")
-    if config.image != "drawn":
-        return (f"--image {config.image}: the SimDisk's image kinds do not apply to --model "
-                f"{config.model} (the kernel's crash states are drawn at the crash)")
-    reason = kernel_unavailable_reason(KernelFilesystem(config.model))
-    if reason is not None:
-        return f"--model {config.model} (the real kernel): {reason}"
-    return None
 
 
 def run_kernel_trial(
