@@ -227,13 +227,18 @@ def aofcrash_state_machine(
 
 
 def find_violation(machine: type[RuleBasedStateMachine], *, profile: str | None = None,
-                   max_examples: int | None = None, shrink: bool = True) -> AssertionError | None:
+                   max_examples: int | None = None, shrink: bool = True,
+                   shrink_budget_s: float | None = None) -> AssertionError | None:
     """Run `machine` like its TestCase does and return what it found (a ContractViolation or
     a ModelDivergence, with ``.reproduction``), or None when every example kept the contract.
-    `shrink` False returns the first failing example unshrunk (faster)."""
+    `shrink` False returns the first failing example unshrunk (faster); `shrink_budget_s`
+    replaces Hypothesis's own 5-minute shrinking limit (a slow machine then shrinks as far).
+    Like a campaign, it draws no literals mined from the project's source, so a seed means
+    the same program whatever else changed."""
     from hypothesis import Phase, settings
     from hypothesis.stateful import run_state_machine_as_test
 
+    from harness._hypothesis import hypothesis_engine
     from harness.machine import PROFILES
     from harness.machine._driver import ContractViolation, ModelDivergence
 
@@ -244,7 +249,8 @@ def find_violation(machine: type[RuleBasedStateMachine], *, profile: str | None 
     if not shrink:
         changes["phases"] = [p for p in Phase if p is not Phase.shrink]
     try:
-        run_state_machine_as_test(machine, settings=settings(chosen, **changes))
+        with hypothesis_engine(shrink_budget_s=shrink_budget_s):
+            run_state_machine_as_test(machine, settings=settings(chosen, **changes))
     except (ContractViolation, ModelDivergence) as exc:
         return exc
     return None

@@ -305,4 +305,4 @@ def test_an_unanswered_command_the_model_does_not_know_counts_as_refused() -> No
     config = RunConfig(policy="always", target="tinyaof:make_buggy_target")
     result = explore(config, make_workload("multi", ops=150, seed=0))
     assert result.violation_total > 0
-    assert set(result.violations_by_rule()) == {"power/durability"}
+    assert set(result.violations_by_rule()) == {"power-ext4/durability"}

@@ -726,7 +726,7 @@ def write_kernel_reproductions(
 
 def is_kernel_reproduction(path: Path) -> bool:
     """True when `path` is a JSON reproduction written by ``write_kernel_reproductions``."""
-    with contextlib.suppress(OSError, ValueError):
+    with contextlib.suppress(OSError, ValueError, RecursionError):
         data = json.loads(path.read_text(encoding="utf-8"))
         return isinstance(data, dict) and data.get("format") == KERNEL_REPRO_FORMAT
     return False
@@ -738,7 +738,7 @@ def replay_kernel_reproduction(path: Path, *, server: str | None = None) -> Verd
     file that is not one."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise ValueError(f"{path}: cannot read it: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != KERNEL_REPRO_FORMAT:
         raise ValueError(f"{path}: not a kernel explore reproduction (format "
