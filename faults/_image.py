@@ -96,6 +96,8 @@ class ImageKind(enum.Enum):
     TORN_GARBAGE = "torn-garbage"
     REORDERED = "reordered"
     VISIBLE = "visible"
+    ZERO_TAIL = "zero-tail"
+    IN_PLACE = "in-place"
 
 
 _DAMAGED_KINDS = frozenset({ImageKind.TORN_ZERO, ImageKind.TORN_GARBAGE, ImageKind.REORDERED})
@@ -304,6 +306,8 @@ class ImageLimits:
     ``max_metadata_subsets``: under ``power-posix-metadata``, at most this many sets of kept
     pending namespace operations per crash point (the prefixes first, as the kernel models have
     them); the others are counted in ``ChoiceEnumeration.cut_by_metadata``.
+    ``zero_tails`` / ``in_place``: include the ``ZERO_TAIL`` and ``IN_PLACE`` images (on by
+    default: the kernel's ext4 and xfs produce them; off gives the pre-calibration choices).
     """
 
     max_choices_per_point: int = 4096
@@ -313,6 +317,8 @@ class ImageLimits:
     reorder_window_sectors: int = 8
     byte_granularity: bool = False
     max_metadata_subsets: int = 256
+    zero_tails: bool = True
+    in_place: bool = True
 
     def __post_init__(self) -> None:
         errors = []

@@ -34,13 +34,31 @@ from collections.abc import Iterable
 
 from faults._image import FileChoice, ImageKind, ImageLimits, garbage_sector
 
-__all__ = ["Inode", "InodeView", "file_choice_problem", "file_options", "materialise"]
+__all__ = [
+    "BLOCK_BYTES",
+    "Inode",
+    "InodeView",
+    "block_end",
+    "file_choice_problem",
+    "file_options",
+    "materialise",
+]
+
+# The filesystem block: the unit a journal's size update and a truncate's zeroing work in.
+BLOCK_BYTES = 4096
+# At most this many ZERO_TAIL sizes per inode between two syncs (the first ones recorded).
+_MAX_SIZES = 8
+
+
+def block_end(length: int) -> int:
+    """The end of the block that holds byte `length - 1` (0 for an empty file)."""
+    return -(-length // BLOCK_BYTES) * BLOCK_BYTES
 
 
 class Inode:
     """One file's contents: visible bytes over durable ones (see the module docstring)."""
 
-    __slots__ = ("clean", "data", "dlen", "dsaved", "ino", "patches", "stamp")
+    __slots__ = ("clean", "data", "dlen", "dsaved", "ino", "low", "patches", "sizes", "stamp")
 
     def __init__(self, ino: int, data: bytes = b"", *, durable: bool = False) -> None:
         self.ino = ino
@@ -52,6 +70,31 @@ class Inode:
         self.patches: list[tuple[int, bytes]] = []
         # Monotonic counter of the last modification (to pick the most recently written files).
         self.stamp = 0
+        # Since the last sync: on-disk sizes a journal commit may have made durable before the
+        # data (ZERO_TAIL), and the lowest length a truncate left (None: no truncate down).
+        self.sizes: list[int] = []
+        self.low: int | None = None
+
+    def synced(self) -> None:
+        """The visible contents became durable (a successful fsync/fdatasync)."""
+        self.dlen = self.clean = len(self.data)
+        self.sizes.clear()
+        self.low = None
+
+    def grown(self, end: int) -> None:
+        """A write ended at `end` past the old length: inside the durable length's last
+        allocated block, the new size goes to the journal at once (ext4's delayed allocation
+        updates i_disksize for an already mapped block), before the data is written."""
+        size = min(end, block_end(self.dlen))
+        if size > self.dlen and size not in self.sizes and len(self.sizes) < _MAX_SIZES:
+            self.sizes.append(size)
+
+    def truncated(self, old: int, size: int) -> None:
+        """An ftruncate from `old` to `size` bytes: a new size goes to the journal at once."""
+        if size < old:
+            self.low = size if self.low is None else min(self.low, size)
+        elif size > self.dlen and size not in self.sizes and len(self.sizes) < _MAX_SIZES:
+            self.sizes.append(size)
 
     def dirty(self) -> bool:
         return not (self.clean == self.dlen == len(self.data))
@@ -175,9 +218,18 @@ def file_choice_problem(inode: Inode, fc: FileChoice, sector: int) -> str | None
     kind, length = fc.kind, fc.length_bytes
     if kind is ImageKind.DURABLE:
         return None if length == dlen else f"length_bytes: durable length is {dlen}"
+    if kind is ImageKind.ZERO_TAIL:
+        if length not in inode.sizes:
+            known = ", ".join(map(str, inode.sizes)) or "none"
+            return f"length_bytes: a size committed before its data must be one of: {known}"
+        return None
+    if kind is ImageKind.IN_PLACE:
+        if clean >= dlen or inode.low is None:
+            return "kind: 'in-place' needs a truncate below the durable length"
+        return None if length == dlen else f"length_bytes: durable length is {dlen}"
     if kind is ImageKind.VISIBLE:
         return "kind: 'visible' is only the process model's image"
-    base = dlen if clean == dlen else clean
+    base = prefix_base(inode)
     if not base <= length <= n:
         return f"length_bytes: must be in {base}..{n}, got {length}"
     if kind is ImageKind.PREFIX:
@@ -205,6 +257,11 @@ def materialise(inode: Inode, fc: FileChoice, sector: int) -> bytes:
     kind, length = fc.kind, fc.length_bytes
     if kind is ImageKind.DURABLE:
         return inode.durable()
+    if kind is ImageKind.ZERO_TAIL:
+        durable = inode.durable()
+        return durable + bytes(length - len(durable))
+    if kind is ImageKind.IN_PLACE:
+        return in_place(inode)
     if kind is ImageKind.PREFIX:
         return inode.overlay(bytes(inode.data[:length]))
     if kind is ImageKind.REORDERED:
@@ -222,11 +279,36 @@ def materialise(inode: Inode, fc: FileChoice, sector: int) -> bytes:
     return head + garbage_sector(inode.ino, (length - 1) // sector, length - start)
 
 
+def prefix_base(inode: Inode) -> int:
+    """The shortest ``PREFIX`` image: the durable length, or after a truncate below it since
+    the sync, the lowest length a truncate left (an overwrite never shortens the file)."""
+    if inode.clean == inode.dlen or inode.low is None:
+        return inode.dlen
+    return min(inode.low, inode.dlen)
+
+
+def in_place(inode: Inode) -> bytes:
+    """The ``IN_PLACE`` image: the durable size over the file's blocks as writeback leaves them
+    before the journal commit. Bytes in blocks the file had at its last sync read as visible
+    (an overwrite is written in place); past the visible length, up to the end of the block a
+    truncate left, as zeros (the truncate zeroed that block's tail); beyond that block, as
+    durable (the freed blocks still hold the old data the committed size maps)."""
+    dlen = inode.dlen
+    cut = dlen if inode.low is None else min(dlen, block_end(inode.low))
+    head = bytes(inode.data[:cut])
+    head += bytes(cut - len(head))
+    return inode.overlay(head + inode.durable()[cut:dlen])
+
+
 def file_options(inode: Inode, limits: ImageLimits, sector: int) -> tuple[FileChoice, ...]:
     """Every legal image of one dirty inode, DURABLE first (see the module docstring)."""
     ino, n, dlen, clean = inode.ino, len(inode.data), inode.dlen, inode.clean
     out = [FileChoice(ino, ImageKind.DURABLE, dlen)]
-    base = dlen if clean == dlen else clean
+    if limits.in_place and clean < dlen and inode.low is not None:
+        out.append(FileChoice(ino, ImageKind.IN_PLACE, dlen))
+    if limits.zero_tails:
+        out.extend(FileChoice(ino, ImageKind.ZERO_TAIL, size) for size in inode.sizes)
+    base = prefix_base(inode)
     if limits.byte_granularity:
         lengths: Iterable[int] = range(base if clean != dlen else base + 1, n + 1)
     else:

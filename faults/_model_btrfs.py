@@ -16,13 +16,19 @@ power loss"). The rules:
   written to the log at once and becomes durable with the next log sync, that is the next fsync
   or fdatasync of a file or of a directory that has something to log. Measured: ``fsync(B);
   rename(B, C); fsync(P)`` with P unrelated leaves C as the new file (btrfs_log_new_name); with
-  no fsync after the rename, the rename may be lost. An fsync of a file already logged with
-  nothing new (no dirty data, no pending name) returns without syncing the log; so, here, does
+  no fsync after the rename, the rename may be lost. An fsync of a file with nothing new (no
+  dirty data, no pending name) does not log that file (``fdatasync(A); rename(A, G);
+  fdatasync(B)`` with A and B clean may lose the rename, measured); if the file is already
+  logged it returns without syncing the log; so, here, does
   an fsync of a directory with no pending change (not measured; leaving the log pending is the
   safe side).
 * ``fsync_dir(d)`` commits every pending operation that changes ``d`` (an entry in it, its own
   mkdir or rename), with what each depends on (the create and earlier renames of the file it
-  names) and the mkdir of every new directory on ``d``'s path. A file created in ``d`` whose
+  names) and the mkdir of every new directory on ``d``'s path. A file renamed into ``d`` from
+  another directory gets its new name only: the removal of the old one stays pending (it is
+  durable with an fsync of the source directory or the prefix), so an image may show the file
+  under both names (measured: ``rename(A/old, B/f); fsync_dir(B)`` may keep ``A/old`` and
+  ``B/f``). A file created in ``d`` whose
   data was never synced survives with its durable contents (empty for a new file).
 * An fsync commits no other file's data (data is per inode, ``_inode``).
 
@@ -37,7 +43,18 @@ transaction commit (after some directory renames) is modelled as the log sync it
 
 from __future__ import annotations
 
-from faults._journal import COMMITTED, CREATE, LOGGED, MKDIR, RENAME, Journal, NsOp, changes_dir
+from faults._journal import (
+    COMMITTED,
+    CREATE,
+    LOGGED,
+    MKDIR,
+    PENDING,
+    RENAME,
+    UNLINK,
+    Journal,
+    NsOp,
+    changes_dir,
+)
 from faults._journal import parent as parent_of
 
 __all__ = ["BtrfsLog"]
@@ -66,9 +83,12 @@ class BtrfsLog(Journal):
             if op_ino == ino and kind in (CREATE, RENAME) and self.state[i] != COMMITTED:
                 chosen.add(i)
                 targets.append(p2 if kind == RENAME else p1)
-        # An inode already logged with nothing new: btrfs returns without syncing the log.
+        # An inode already logged with nothing new: btrfs returns without syncing the log. An
+        # inode with nothing new is not logged by its fsync (measured: ``fdatasync(A);
+        # rename(A, G); fdatasync(B)`` with A and B clean may lose the rename).
         sync_log = bool(chosen) or data_dirty or ino not in self.logged
-        self.logged.add(ino)
+        if chosen or data_dirty:
+            self.logged.add(ino)
         self._commit_with(chosen, [parent_of(t) for t in targets], sync_log=sync_log)
 
     def sync_dir(self, path: str) -> None:
@@ -83,6 +103,19 @@ class BtrfsLog(Journal):
                 chosen.add(i)
                 if op[3]:
                     names.add(op[3])  # its create and earlier renames come with it
+        # A file with a durable name renamed into `path` from another directory: the log has
+        # its new entry, not the removal of the old one (that waits for an fsync of the source
+        # directory), so an image may show the file under both names (measured).
+        for i in sorted(chosen, reverse=True):
+            kind, p1, p2, op_ino = self.ops[i]
+            if (kind == RENAME and op_ino and self.state[i] == PENDING
+                    and parent_of(p1) != path and parent_of(p2) == path
+                    and not any(op[3] == op_ino for op in self.ops[:i])):
+                self.ops[i] = (CREATE, p2, "", op_ino)
+                self.ops.insert(i + 1, (UNLINK, p1, "", op_ino))
+                self.state.insert(i + 1, PENDING)
+                self.pending += 1
+                chosen = {j + 1 if j > i else j for j in chosen}
         # A directory with nothing to log is not known to sync the log: left pending (safe).
         self._commit_with(chosen, [path], sync_log=bool(chosen))
 

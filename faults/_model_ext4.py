@@ -14,8 +14,10 @@ power loss"). The rules:
 * ``fdatasync(fd)`` commits only when the file has dirty data or size, or its create is
   pending (a new inode is in the running transaction for fdatasync too). A rename is not data:
   ``fsync(B); rename(B, C); fdatasync(C)`` commits nothing, and the rename may be lost.
-* ``fsync_dir(d)`` (or ``fsync`` of a directory fd) commits when a pending operation changes
-  ``d``: an entry in it, its own mkdir or rename.
+* ``fsync_dir(d)`` (or ``fsync`` of a directory fd) always commits the whole journal, even when
+  nothing pending changes ``d``: ext4 journals a directory like data=journal, and its fsync is a
+  forced commit (measured: ``mkdir A/d; fsync_dir(B)`` keeps ``A/d``; so do an unrelated
+  rename or unlink).
 * An fsync or fdatasync with nothing to commit commits nothing (jbd2 waits for the
   transaction the inode last changed in, which is already on disk). So ``create A;
   fsync(P)`` with P clean leaves A pending (a crash may or may not keep it); with P written
@@ -56,9 +58,15 @@ class Ext4Journal(Journal):
         if self.pending and (data_dirty or self._names_pending(ino, datasync)):
             self.commit_all()
 
+    # Whether an fsync of a directory commits the whole journal even when nothing pending
+    # changes it (ext4: yes, a directory is journalled like data=journal; xfs: no).
+    dir_sync_commits_all: ClassVar[bool] = True
+
     def sync_dir(self, path: str) -> None:
         """An fsync of directory `path`."""
-        if self.pending and any(changes_dir(op, path) for op in self.ops):
+        if self.pending and (
+            self.dir_sync_commits_all or any(changes_dir(op, path) for op in self.ops)
+        ):
             self.commit_all()
 
     def _names_pending(self, ino: int, datasync: bool) -> bool:

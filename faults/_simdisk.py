@@ -25,7 +25,7 @@ from typing import Any
 from faults._crash import CrashImages
 from faults._fs import FileStat, check_relative_path, os_error
 from faults._image import DiskImage, FsyncFailure
-from faults._inode import Inode, InodeView
+from faults._inode import BLOCK_BYTES, Inode, InodeView
 from faults._metadata import Metadata
 from faults._trace import Op, Raw, Trace, TraceEntry
 
@@ -260,6 +260,8 @@ class SimDisk(CrashImages):
         n = len(data)
         size = len(buf)
         pos = size if f.append else f.pos
+        if pos + n > size and inode.dlen % BLOCK_BYTES:
+            inode.grown(pos + n)  # the new size may be committed before the data
         if pos == size:
             buf += data
         elif pos > size:
@@ -338,7 +340,7 @@ class SimDisk(CrashImages):
                 inode.dsaved = inode.overlay(bytes(inode.data))
             else:
                 inode.dsaved = None
-            inode.dlen = inode.clean = length
+            inode.synced()
             self._meta.sync_file(inode.ino, dirty, datasync=op is _FDATASYNC)
         if self._tracing:
             self._raw.append((op, f.path, fd, 0, length, 0, None))
@@ -380,6 +382,7 @@ class SimDisk(CrashImages):
     def _truncate(self, inode: Inode, size: int) -> None:
         buf = inode.data
         old = len(buf)
+        inode.truncated(old, size)
         if size < old:
             if size < inode.clean:
                 if size < inode.dlen:

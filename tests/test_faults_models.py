@@ -312,8 +312,9 @@ def test_the_table_tells_the_bounds_apart_from_the_kernel() -> None:
 
 def test_btrfs_fsync_of_a_file_already_logged_with_nothing_new_does_not_sync_the_log() -> None:
     disk = _disk()
-    fd = disk.open("d/P", os.O_RDONLY)
-    disk.fsync(fd)  # P is logged now
+    fd = disk.open("d/P", os.O_WRONLY | os.O_APPEND)
+    disk.write(fd, b"p")
+    disk.fsync(fd)  # P had something to log: it is logged now
     _rename_b_over_c(disk)
     disk.fsync(fd)  # nothing new in P: btrfs returns at once
     assert RENAME_LOST(_images(disk, BTRFS))
@@ -332,3 +333,97 @@ def test_every_models_hypothesis_strategy_draws_legal_choices(
     disk.mkdir("e")
     choice = data.draw(disk.crash_choice_strategy(model))
     assert disk.crash(model, choice) in _images(disk, model)
+
+
+# -- behaviours found by the calibration against the kernel (reports/calibration.md) ----------
+
+
+def _old_b(disk_size: int = 3000) -> tuple[SimDisk, bytes]:
+    old = bytes(range(1, 251)) * (disk_size // 250)
+    return SimDisk.from_image(DiskImage({"A/old": old, "B/old": b"x" * 100}, ["A", "B"])), old
+
+
+def test_ext4_commits_a_grown_size_before_its_data_as_a_zero_tail() -> None:
+    # Kernel: append 100 B to a 3000-byte file, fsync of its directory: 3100 bytes ending in
+    # 100 zeros (the size was journalled at once, the data never written).
+    disk, old = _old_b()
+    fd = disk.open("A/old", os.O_WRONLY | os.O_APPEND)
+    disk.write(fd, b"n" * 100)
+    disk.fsync_dir("A")
+    contents = {img["A/old"] for img in _images(disk, EXT4)}
+    assert old + bytes(100) in contents
+    assert all(c.startswith(old) for c in contents)  # the synced data is never lost
+
+
+def test_a_zero_tail_stops_at_the_end_of_the_last_allocated_block() -> None:
+    # Kernel: write 5000 B past a 3000-byte file: 4096 bytes, zeros from 3000.
+    disk, old = _old_b()
+    fd = disk.open("A/old", os.O_WRONLY | os.O_APPEND)
+    disk.write(fd, b"n" * 5000)
+    contents = {img["A/old"] for img in _images(disk, EXT4)}
+    assert old + bytes(1096) in contents
+    assert old + bytes(5000) not in contents
+
+
+def test_a_truncate_that_grows_a_file_may_be_durable_before_its_data() -> None:
+    # Kernel: a new file written 4096 B, truncated up to 7096 B: 7096 zeros after a commit.
+    disk, _ = _old_b()
+    fd = disk.open("B/f", CREATE)
+    disk.write(fd, b"n" * 4096)
+    disk.ftruncate(fd, 7096)
+    disk.fsync_dir("B")
+    assert bytes(7096) in {img.get("B/f") for img in _images(disk, EXT4)}
+
+
+def test_a_crash_during_an_fsync_after_a_truncate_may_show_the_zeroed_block_tail() -> None:
+    # Kernel, a crash inside fsync(A/old) after truncating 6000 B to 3000 B: the old size, the
+    # truncated block's tail zeroed in place, the freed block after it still holding old data.
+    disk, _ = _old_b(6000)
+    old = disk.crash(EXT4)["A/old"]
+    fd = disk.open("A/old", os.O_WRONLY)
+    disk.ftruncate(fd, 3000)
+    for model in (EXT4, XFS):
+        contents = {img["A/old"] for img in _images(disk, model)}
+        assert old[:3000] + bytes(1096) + old[4096:] in contents
+
+
+def test_an_overwrite_never_shortens_a_file_below_its_durable_size() -> None:
+    disk, _ = _old_b(6000)
+    fd = disk.open("A/old", os.O_WRONLY)
+    disk.lseek(fd, 4108, os.SEEK_SET)
+    disk.write(fd, b"z")
+    assert {len(img["A/old"]) for img in _images(disk, EXT4)} == {6000}
+
+
+def test_ext4_fsync_of_a_directory_commits_the_whole_journal_xfs_does_not() -> None:
+    # Kernel: mkdir A/d; fsync_dir(B) keeps A/d on ext4 in every image; xfs may lose it.
+    for model, kept_always in ((EXT4, True), (XFS, False)):
+        disk, _ = _old_b()
+        disk.mkdir("A/d")
+        disk.fsync_dir("B")
+        assert always(lambda img: "A/d" in img.dirs)(_images(disk, model)) is kept_always
+
+
+def test_btrfs_fsync_dir_after_a_cross_directory_rename_may_keep_both_names() -> None:
+    # Kernel: rename(A/old, B/f); fsync_dir(B): B/f is durable, and A/old may still be there.
+    disk, old = _old_b()
+    disk.rename("A/old", "B/f")
+    disk.fsync_dir("B")
+    images = _images(disk, BTRFS)
+    assert always(lambda img: img.get("B/f") == old)(images)
+    assert any("A/old" in img for img in images)
+    disk.fsync_dir("A")
+    assert always(lambda img: "A/old" not in img)(_images(disk, BTRFS))
+
+
+def test_btrfs_fsync_of_a_clean_file_does_not_log_it() -> None:
+    # Kernel: fdatasync(A/old) with nothing new, rename(A/old, A/g), fdatasync of another
+    # clean file: the rename may be lost.
+    disk, _ = _old_b()
+    fd = disk.open("A/old", os.O_RDONLY)
+    disk.fdatasync(fd)
+    disk.close(fd)
+    disk.rename("A/old", "A/g")
+    fd = disk.open("B/old", os.O_RDONLY)
+    disk.fdatasync(fd)
+    assert any("A/old" in img for img in _images(disk, BTRFS))
