@@ -427,3 +427,37 @@ def test_btrfs_fsync_of_a_clean_file_does_not_log_it() -> None:
     fd = disk.open("B/old", os.O_RDONLY)
     disk.fdatasync(fd)
     assert any("A/old" in img for img in _images(disk, BTRFS))
+
+
+def test_btrfs_fsync_of_a_renamed_file_logs_the_changes_of_its_new_directory() -> None:
+    # Kernel: create A/f; rename(B/old, A/old); fsync(A/old) keeps A/f; a new file's fsync
+    # does not (create A/f; create A/g; fsync(A/g) may lose A/f).
+    disk, _ = _old_b()
+    _write_new(disk, "A/f")
+    disk.rename("B/old", "A/old")
+    fd = disk.open("A/old", os.O_RDONLY)
+    disk.fsync(fd)
+    assert always(lambda img: "A/f" in img)(_images(disk, BTRFS))
+    disk, _ = _old_b()
+    _write_new(disk, "A/f")
+    disk.fsync(_write_new(disk, "A/g"))
+    assert any("A/f" not in img for img in _images(disk, BTRFS))
+
+
+def test_btrfs_fsync_dir_logs_a_file_with_its_current_name() -> None:
+    # Kernel: rename(B/old, A/g); rename(A/g, A/f); fsync_dir(B) keeps A/f.
+    disk, _ = _old_b()
+    disk.rename("B/old", "A/g")
+    disk.rename("A/g", "A/f")
+    disk.fsync_dir("B")
+    assert always(lambda img: img.get("A/f") == b"x" * 100)(_images(disk, BTRFS))
+
+
+def test_btrfs_both_names_only_while_the_source_directory_is_not_logged() -> None:
+    # Kernel: rename(A/old, B/f); rename(B/old, A/old); fsync_dir(A): B/old is gone in every
+    # image (B's change is logged with A's).
+    disk, _ = _old_b()
+    disk.rename("A/old", "B/f")
+    disk.rename("B/old", "A/old")
+    disk.fsync_dir("A")
+    assert always(lambda img: "B/old" not in img)(_images(disk, BTRFS))
