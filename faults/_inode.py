@@ -46,7 +46,7 @@ __all__ = [
 
 # The filesystem block: the unit a journal's size update and a truncate's zeroing work in.
 BLOCK_BYTES = 4096
-# At most this many ZERO_TAIL sizes per inode between two syncs (the first ones recorded).
+# At most this many SIZE_BEFORE_DATA sizes per inode between two syncs (the first ones recorded).
 _MAX_SIZES = 8
 
 
@@ -71,7 +71,7 @@ class Inode:
         # Monotonic counter of the last modification (to pick the most recently written files).
         self.stamp = 0
         # Since the last sync: on-disk sizes a journal commit may have made durable before the
-        # data (ZERO_TAIL), and the lowest length a truncate left (None: no truncate down).
+        # data (SIZE_BEFORE_DATA), and the lowest length a truncate left (None: no truncate down).
         self.sizes: list[int] = []
         self.low: int | None = None
 
@@ -90,10 +90,12 @@ class Inode:
             self.sizes.append(size)
 
     def truncated(self, old: int, size: int) -> None:
-        """An ftruncate from `old` to `size` bytes: a new size goes to the journal at once."""
+        """An ftruncate from `old` to `size` bytes: the new size goes to the journal at once,
+        before any data written since the sync (xfs: ``truncate(B, 1500); overwrite B at 825;
+        fdatasync(A)`` may keep B as its durable first 1500 bytes)."""
         if size < old:
             self.low = size if self.low is None else min(self.low, size)
-        elif size > self.dlen and size not in self.sizes and len(self.sizes) < _MAX_SIZES:
+        if size != self.dlen and size not in self.sizes and len(self.sizes) < _MAX_SIZES:
             self.sizes.append(size)
 
     def dirty(self) -> bool:
@@ -218,7 +220,7 @@ def file_choice_problem(inode: Inode, fc: FileChoice, sector: int) -> str | None
     kind, length = fc.kind, fc.length_bytes
     if kind is ImageKind.DURABLE:
         return None if length == dlen else f"length_bytes: durable length is {dlen}"
-    if kind is ImageKind.ZERO_TAIL:
+    if kind is ImageKind.SIZE_BEFORE_DATA:
         if length not in inode.sizes:
             known = ", ".join(map(str, inode.sizes)) or "none"
             return f"length_bytes: a size committed before its data must be one of: {known}"
@@ -257,8 +259,8 @@ def materialise(inode: Inode, fc: FileChoice, sector: int) -> bytes:
     kind, length = fc.kind, fc.length_bytes
     if kind is ImageKind.DURABLE:
         return inode.durable()
-    if kind is ImageKind.ZERO_TAIL:
-        durable = inode.durable()
+    if kind is ImageKind.SIZE_BEFORE_DATA:
+        durable = inode.durable()[:length]
         return durable + bytes(length - len(durable))
     if kind is ImageKind.IN_PLACE:
         return in_place(inode)
@@ -306,8 +308,8 @@ def file_options(inode: Inode, limits: ImageLimits, sector: int) -> tuple[FileCh
     out = [FileChoice(ino, ImageKind.DURABLE, dlen)]
     if limits.in_place and clean < dlen and inode.low is not None:
         out.append(FileChoice(ino, ImageKind.IN_PLACE, dlen))
-    if limits.zero_tails:
-        out.extend(FileChoice(ino, ImageKind.ZERO_TAIL, size) for size in inode.sizes)
+    if limits.size_before_data:
+        out.extend(FileChoice(ino, ImageKind.SIZE_BEFORE_DATA, size) for size in inode.sizes)
     base = prefix_base(inode)
     if limits.byte_granularity:
         lengths: Iterable[int] = range(base if clean != dlen else base + 1, n + 1)

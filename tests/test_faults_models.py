@@ -30,7 +30,8 @@ CREATE = os.O_CREAT | os.O_WRONLY
 A_DATA = bytes(range(256)) * 40  # 10 KB
 OLD_C, OLD_P = b"old C", b"old P"
 # Every prefix at byte granularity, so "empty" and "full" are both in reach when legal.
-LIMITS = ImageLimits(max_choices_per_point=100_000, max_dirty_files=8)
+LIMITS = ImageLimits(max_choices_per_point=100_000, max_dirty_files=8, size_before_data=True,
+                     in_place=True)
 
 
 def _disk() -> SimDisk:
