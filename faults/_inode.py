@@ -13,7 +13,17 @@ The rules (also in the ``faults`` module docstring):
   ``TORN_GARBAGE``), or one earlier unsynced sector within the window reading as zeros
   (``REORDERED``).
 * Truncated or overwritten below len(D) since the sync (``clean < len(D)``): D, or ``V[:L]`` for
-  L in {clean} + sector boundaries in (clean, len(V)) + {len(V)}. No torn/reordered variants.
+  L from the lowest length a truncate left (len(D) without a truncate: an overwrite never
+  shortens a file) over sector boundaries to len(V). No torn/reordered variants.
+* Opt-in (``ImageLimits.size_before_data`` / ``in_place``; measured on the kernel):
+  ``SIZE_BEFORE_DATA``: D at a size the journal took before the data (cut, or zero-extended):
+  a write growing the file inside D's last block (up to that block's end) or an ftruncate.
+  ``IN_PLACE`` (after a truncate below len(D)): the durable size over the blocks writeback
+  leaves before the commit (visible bytes, zeros to the end of the truncate's block, old data
+  in the freed blocks).
+* A journal commit of ``power-ext4``/``power-xfs`` makes the last pending ftruncate durable
+  under that model (``Inode.committed``): DURABLE is then that size's image (``Committed``),
+  prefixes start at it, and only sizes taken after it remain.
 * A range a failed fsync dropped (``FsyncFailure.LINUX``) reads as what the disk had there in
   every image (``patches``) and is never torn or reordered.
 * A namespace commit (a journal commit, a btrfs log sync) never makes another file's data
@@ -31,14 +41,17 @@ the disk has there, and overlay both durable contents and unsynced images.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import NamedTuple
 
 from faults._image import FileChoice, ImageKind, ImageLimits, garbage_sector
 
 __all__ = [
     "BLOCK_BYTES",
+    "Committed",
     "Inode",
     "InodeView",
     "block_end",
+    "durable_image",
     "file_choice_problem",
     "file_options",
     "materialise",
@@ -50,6 +63,17 @@ BLOCK_BYTES = 4096
 _MAX_SIZES = 8
 
 
+class Committed(NamedTuple):
+    """A truncate a journal commit made durable: under that model the file's durable image is
+    ``image`` (``size`` bytes); ``SIZE_BEFORE_DATA`` sizes before ``sizes_from`` are older."""
+
+    size: int
+    grew: bool
+    sizes_from: int
+    style: str
+    image: bytes
+
+
 def block_end(length: int) -> int:
     """The end of the block that holds byte `length - 1` (0 for an empty file)."""
     return -(-length // BLOCK_BYTES) * BLOCK_BYTES
@@ -58,7 +82,10 @@ def block_end(length: int) -> int:
 class Inode:
     """One file's contents: visible bytes over durable ones (see the module docstring)."""
 
-    __slots__ = ("clean", "data", "dlen", "dsaved", "ino", "low", "patches", "sizes", "stamp")
+    __slots__ = (
+        "clean", "committed", "data", "dlen", "dsaved", "ino", "low", "patches", "sizes",
+        "stamp", "trunc",
+    )
 
     def __init__(self, ino: int, data: bytes = b"", *, durable: bool = False) -> None:
         self.ino = ino
@@ -74,12 +101,41 @@ class Inode:
         # data (SIZE_BEFORE_DATA), and the lowest length a truncate left (None: no truncate down).
         self.sizes: list[int] = []
         self.low: int | None = None
+        # The last truncate since the sync: (size, grew the file, its index in `sizes`).
+        self.trunc: tuple[int, bool, int] | None = None
+        # Per journal model (``PersistenceModel.value``): the last truncate a journal commit
+        # made durable since the sync; under that model it replaces the durable image.
+        self.committed: dict[str, Committed] = {}
 
     def synced(self) -> None:
         """The visible contents became durable (a successful fsync/fdatasync)."""
         self.dlen = self.clean = len(self.data)
         self.sizes.clear()
         self.low = None
+        self.trunc = None
+        self.committed.clear()
+
+    def commit_size(self, model: str, style: str) -> None:
+        """A journal commit under `model` made the last truncate durable (`style`: whose
+        data goes with it, ``"ext4"`` or ``"xfs"``)."""
+        if self.trunc is not None:
+            size, grew, index = self.trunc
+            self.committed[model] = Committed(size, grew, index, style, self._committed_bytes(
+                size, grew, style))
+
+    def _committed_bytes(self, size: int, grew: bool, style: str) -> bytes:
+        # Past the lowest truncate the old blocks are gone: zeros (or data written since).
+        durable = self.durable()[: self.low]
+        if style == "xfs" and not grew:
+            head = durable[:size]  # xfs: the durable data at the new size
+            return head + bytes(size - len(head))
+        # ext4: the block holding the new end is written with the commit (the truncate zeroed
+        # its tail in the page cache, an ordered write); xfs: a growing truncate flushes first.
+        start = 0 if style == "xfs" else max(0, size - 1) // BLOCK_BYTES * BLOCK_BYTES
+        head = durable[:start]
+        head += bytes(start - len(head))
+        tail = bytes(self.data[start:size])
+        return self.overlay(head + tail + bytes(size - start - len(tail)))
 
     def grown(self, end: int) -> None:
         """A write ended at `end` past the old length: inside the durable length's last
@@ -97,6 +153,7 @@ class Inode:
             self.low = size if self.low is None else min(self.low, size)
         if size != self.dlen and size not in self.sizes and len(self.sizes) < _MAX_SIZES:
             self.sizes.append(size)
+        self.trunc = (size, size > old, len(self.sizes))
 
     def dirty(self) -> bool:
         return not (self.clean == self.dlen == len(self.data))
@@ -213,8 +270,13 @@ class InodeView:
         )
 
 
-def file_choice_problem(inode: Inode, fc: FileChoice, sector: int) -> str | None:
-    """What is wrong with `fc` as an image of `inode`, or None."""
+def file_choice_problem(
+    inode: Inode, fc: FileChoice, sector: int, model: str = ""
+) -> str | None:
+    """What is wrong with `fc` as an image of `inode` under `model` (its value), or None."""
+    committed = inode.committed.get(model)
+    if committed is not None:
+        return _committed_problem(inode, fc, committed)
     n = len(inode.data)
     dlen, clean = inode.dlen, inode.clean
     kind, length = fc.kind, fc.length_bytes
@@ -254,11 +316,35 @@ def file_choice_problem(inode: Inode, fc: FileChoice, sector: int) -> str | None
     return None
 
 
-def materialise(inode: Inode, fc: FileChoice, sector: int) -> bytes:
+def _committed_problem(inode: Inode, fc: FileChoice, committed: Committed) -> str | None:
+    kind, length, size = fc.kind, fc.length_bytes, committed.size
+    if kind is ImageKind.DURABLE:
+        return None if length == size else f"length_bytes: durable length is {size}"
+    if kind is ImageKind.SIZE_BEFORE_DATA:
+        later = inode.sizes[committed.sizes_from :]
+        if length not in later:
+            known = ", ".join(map(str, later)) or "none"
+            return f"length_bytes: a size committed before its data must be one of: {known}"
+        return None
+    if kind is ImageKind.PREFIX:
+        n = len(inode.data)
+        if not size <= length <= n:
+            return f"length_bytes: must be in {size}..{n}, got {length}"
+        return None
+    return f"kind: {kind.value!r} is not modelled after a committed truncate"
+
+
+def durable_image(inode: Inode, model: str = "") -> bytes:
+    """What survives of `inode` under `model` (its value) if nothing unsynced reaches the disk."""
+    committed = inode.committed.get(model)
+    return inode.durable() if committed is None else committed.image
+
+
+def materialise(inode: Inode, fc: FileChoice, sector: int, model: str = "") -> bytes:
     """The bytes of `inode` in an image where its data is `fc` (already validated)."""
     kind, length = fc.kind, fc.length_bytes
     if kind is ImageKind.DURABLE:
-        return inode.durable()
+        return durable_image(inode, model)
     if kind is ImageKind.SIZE_BEFORE_DATA:
         durable = inode.durable()[:length]
         return durable + bytes(length - len(durable))
@@ -302,8 +388,14 @@ def in_place(inode: Inode) -> bytes:
     return inode.overlay(head + inode.durable()[cut:dlen])
 
 
-def file_options(inode: Inode, limits: ImageLimits, sector: int) -> tuple[FileChoice, ...]:
-    """Every legal image of one dirty inode, DURABLE first (see the module docstring)."""
+def file_options(
+    inode: Inode, limits: ImageLimits, sector: int, model: str = ""
+) -> tuple[FileChoice, ...]:
+    """Every legal image of one dirty inode under `model` (its value), DURABLE first (see the
+    module docstring)."""
+    committed = inode.committed.get(model)
+    if committed is not None:
+        return _committed_options(inode, limits, sector, committed)
     ino, n, dlen, clean = inode.ino, len(inode.data), inode.dlen, inode.clean
     out = [FileChoice(ino, ImageKind.DURABLE, dlen)]
     if limits.in_place and clean < dlen and inode.low is not None:
@@ -336,4 +428,23 @@ def file_options(inode: Inode, limits: ImageLimits, sector: int) -> tuple[FileCh
             lo = max(dlen // sector, last - window)
             for s in range(lo, last):
                 out.append(FileChoice(ino, ImageKind.REORDERED, length, s))
+    return tuple(out)
+
+
+def _committed_options(
+    inode: Inode, limits: ImageLimits, sector: int, committed: Committed
+) -> tuple[FileChoice, ...]:
+    """After a committed truncate: that image, later committed sizes, prefixes from its size."""
+    ino, n, size = inode.ino, len(inode.data), committed.size
+    out = [FileChoice(ino, ImageKind.DURABLE, size)]
+    if limits.size_before_data:
+        out.extend(FileChoice(ino, ImageKind.SIZE_BEFORE_DATA, s)
+                   for s in inode.sizes[committed.sizes_from :])
+    if limits.byte_granularity:
+        lengths: Iterable[int] = range(size, n + 1)
+    else:
+        lengths = [size, *range((size // sector + 1) * sector, n, sector)]
+        if n > size:
+            lengths.append(n)
+    out.extend(FileChoice(ino, ImageKind.PREFIX, length) for length in lengths)
     return tuple(out)

@@ -85,6 +85,10 @@ class Metadata:
                 j.sync_dir(path)
         self.posix.sync_dir(did)
 
+    def commits(self) -> tuple[int, int]:
+        """How many journal commits ext4's and xfs's records have made so far."""
+        return self.ext4.commits, self.xfs.commits
+
     def dir_id(self, path: str) -> int:
         return self.posix.dir_ids[path]
 

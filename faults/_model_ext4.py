@@ -22,6 +22,9 @@ power loss"). The rules:
   transaction the inode last changed in, which is already on disk). So ``create A;
   fsync(P)`` with P clean leaves A pending (a crash may or may not keep it); with P written
   since its last sync, A is committed.
+* A commit makes every file's last pending ftruncate durable (the size is metadata), not
+  its data (``_inode``: the block holding the new end goes with it, an ordered write); a size
+  that a write grew inside the last allocated block may be committed before its data (zeros).
 * A commit makes no other file's data durable: data is per inode (``_inode``). A committed
   create of a file whose data was never synced survives with its durable contents (empty for
   a new file: delayed allocation had not written its blocks).
@@ -55,7 +58,7 @@ class Ext4Journal(Journal):
 
     def sync_file(self, ino: int, data_dirty: bool, *, datasync: bool) -> None:
         """An fsync (or fdatasync) of inode `ino`, whose data was dirty before it."""
-        if self.pending and (data_dirty or self._names_pending(ino, datasync)):
+        if data_dirty or (self.pending and self._names_pending(ino, datasync)):
             self.commit_all()
 
     # Whether an fsync of a directory commits the whole journal even when nothing pending
@@ -64,9 +67,7 @@ class Ext4Journal(Journal):
 
     def sync_dir(self, path: str) -> None:
         """An fsync of directory `path`."""
-        if self.pending and (
-            self.dir_sync_commits_all or any(changes_dir(op, path) for op in self.ops)
-        ):
+        if self.dir_sync_commits_all or any(changes_dir(op, path) for op in self.ops):
             self.commit_all()
 
     def _names_pending(self, ino: int, datasync: bool) -> bool:

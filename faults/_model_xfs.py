@@ -13,6 +13,8 @@ the pending ones, data is per inode) except for fdatasync and directory fsyncs:
 * ``fsync_dir(d)`` commits only when a pending operation changes ``d`` (on ext4 it always
   commits).
 * An fsync with nothing to commit commits nothing.
+* A commit makes every file's last pending ftruncate durable: a shrinking one over the durable
+  data, a growing one over the visible data (xfs flushes a file before growing it).
 
 Not modelled: the 30 s log timer as a time (any prefix may have been committed); xfs's
 "flush on close after truncate" heuristics (more states allowed, never fewer).

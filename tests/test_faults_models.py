@@ -462,3 +462,33 @@ def test_btrfs_both_names_only_while_the_source_directory_is_not_logged() -> Non
     disk.rename("B/old", "A/old")
     disk.fsync_dir("A")
     assert always(lambda img: "B/old" not in img)(_images(disk, BTRFS))
+
+
+def test_a_journal_commit_makes_a_pending_truncate_durable_on_ext4_and_xfs() -> None:
+    # Kernel: truncate B/old (3000 B) up to 6000 B, write A/g, fsync(A/g): B/old is 6000 B
+    # (3000 old + zeros) in every image on ext4 and xfs; btrfs commits only A/g.
+    for model, kept_always in ((EXT4, True), (XFS, True), (BTRFS, False)):
+        disk, _ = _old_b()
+        fd = disk.open("B/old", os.O_WRONLY)
+        disk.ftruncate(fd, 6000)
+        disk.fsync(_write_new(disk, "A/g", b"g"))
+        contents = {img["B/old"] for img in _images(disk, model)}
+        assert (contents == {b"x" * 100 + bytes(5900)}) is kept_always
+
+
+def test_a_committed_shrinking_truncate_keeps_durable_data_on_xfs_and_its_block_on_ext4() -> None:
+    # Kernel: truncate A/old to 1500 B, overwrite 100 B at 825, fdatasync of another dirty
+    # file: xfs keeps the durable first 1500 B; ext4 the visible ones (the block is written
+    # with the commit).
+    disk, old = _old_b()
+    fd = disk.open("A/old", os.O_WRONLY)
+    disk.ftruncate(fd, 1500)
+    disk.lseek(fd, 825, os.SEEK_SET)
+    disk.write(fd, b"o" * 100)
+    other = disk.open("B/old", os.O_WRONLY | os.O_APPEND)
+    disk.write(other, b"+")
+    disk.fdatasync(other)
+    visible = old[:825] + b"o" * 100 + old[925:1500]
+    # Never the old 3000 B again; the visible bytes may also have been written in place.
+    assert {img["A/old"] for img in _images(disk, XFS)} == {old[:1500], visible}
+    assert {img["A/old"] for img in _images(disk, EXT4)} == {visible}
