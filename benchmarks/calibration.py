@@ -142,7 +142,10 @@ def _markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "model allows to be lost that the kernel kept in every state recorded at that marker "
         "and the program saw there (goal 0). A state inside a call is one at a block-layer "
         "flush between two markers (a crash during the call, e.g. an fsync that wrote data in "
-        "place before its journal commit); the in-process models treat a call as atomic. "
+        "place before its journal commit); the in-process models treat a call as atomic, so "
+        "such a state must be one they allow at the marker before or after the call (their "
+        "images include `in-place` and `size-before-data` ones, `ImageLimits(size_before_data="
+        "True, in_place=True)`). "
         "`*` marks the model that claims the filesystem. Kernel images/s here is mount + read "
         "on the workers (no server).",
         "",

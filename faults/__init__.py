@@ -51,7 +51,9 @@ the name reproductions used before the calibration)
     create, rename or unlink of its inode); ``fdatasync(fd)`` only for dirty data or size or
     a pending create (``fsync(B); rename(B, C); fdatasync(C)`` may lose the rename);
     ``fsync_dir(d)`` always (a directory fsync is a forced commit on ext4: ``mkdir A/d;
-    fsync_dir(B)`` keeps ``A/d``). An fsync with nothing to commit commits nothing. A
+    fsync_dir(B)`` keeps ``A/d``). An fsync with nothing to commit commits nothing; nor does
+    one whose file was only overwritten inside its durable size (the kernel journals it only
+    if its mtime changed, which depends on the clock tick: measured both ways). A
     commit makes no other file's data durable: ``create A; fsync(P)`` (P changed) keeps A,
     with its durable contents (empty for a new file).
 ``power-xfs`` (``POWER_XFS``)
@@ -254,9 +256,7 @@ Not modelled (deliberately)
   writes other than "all zeros" and "garbage"; bit rot of synced data; misdirected writes.
 * Separate durability of file size and file data beyond ``SIZE_BEFORE_DATA``, ``IN_PLACE``
   and committed truncates: fsync and fdatasync make the same data durable; they differ only in
-  what they commit of the namespace (ext4). An fsync after only an in-place overwrite commits
-  the journal (the kernel does not when the file's mtime did not change within the clock
-  tick: the calibration's one missed ext4 workload).
+  what they commit of the namespace (ext4).
 * Time: the kernels' background commits (ext4 5 s, xfs and btrfs 30 s) are not timed; any prefix
   of the pending operations may have been committed at any moment, which allows more states than
   the kernel, with one exception: on ext4 and xfs a background commit that starts between a

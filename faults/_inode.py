@@ -68,9 +68,7 @@ class Committed(NamedTuple):
     ``image`` (``size`` bytes); ``SIZE_BEFORE_DATA`` sizes before ``sizes_from`` are older."""
 
     size: int
-    grew: bool
     sizes_from: int
-    style: str
     image: bytes
 
 
@@ -120,8 +118,8 @@ class Inode:
         data goes with it, ``"ext4"`` or ``"xfs"``)."""
         if self.trunc is not None:
             size, grew, index = self.trunc
-            self.committed[model] = Committed(size, grew, index, style, self._committed_bytes(
-                size, grew, style))
+            image = self._committed_bytes(size, grew, style)
+            self.committed[model] = Committed(size, index, image)
 
     def _committed_bytes(self, size: int, grew: bool, style: str) -> bytes:
         # Past the lowest truncate the old blocks are gone: zeros (or data written since).

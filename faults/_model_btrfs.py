@@ -74,10 +74,13 @@ class BtrfsLog(Journal):
         if op[0] == RENAME and op[3] in self.logged:
             self.state[-1] = LOGGED
 
-    def sync_file(self, ino: int, data_dirty: bool, *, datasync: bool) -> None:
+    def sync_file(
+        self, ino: int, data_dirty: bool, *, datasync: bool, in_place_only: bool = False
+    ) -> None:
         """An fsync (or fdatasync) of inode `ino`: its names, their directories' changes, their
         new directories, the log."""
-        del datasync  # btrfs logs the inode's names either way
+        # btrfs logs the inode's names either way, and an overwrite is new extents (COW).
+        del datasync, in_place_only
         chosen: set[int] = set()
         targets: list[str] = []
         renamed_into: set[str] = set()

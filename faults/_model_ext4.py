@@ -18,6 +18,11 @@ power loss"). The rules:
   nothing pending changes ``d``: ext4 journals a directory like data=journal, and its fsync is a
   forced commit (measured: ``mkdir A/d; fsync_dir(B)`` keeps ``A/d``; so do an unrelated
   rename or unlink).
+* An fsync whose file was only overwritten inside its durable size (no new size, no
+  truncate) may commit nothing, so the model does not commit for it: the kernel journals such
+  a file only when its mtime changed, which it does not within one clock tick (measured, both
+  ways: ``rename(A/old, A/g); unlink(A/g); overwrite B/old; fsync(B/old)`` kept A/old in one
+  run; ``mkdir A/d; overwrite A/old; fsync(A/old)`` kept A/d in one run and not in another).
 * An fsync or fdatasync with nothing to commit commits nothing (jbd2 waits for the
   transaction the inode last changed in, which is already on disk). So ``create A;
   fsync(P)`` with P clean leaves A pending (a crash may or may not keep it); with P written
@@ -56,9 +61,14 @@ class Ext4Journal(Journal):
     # Whether fdatasync commits a pending rename or unlink of the file (xfs: yes).
     datasync_commits_names: ClassVar[bool] = False
 
-    def sync_file(self, ino: int, data_dirty: bool, *, datasync: bool) -> None:
-        """An fsync (or fdatasync) of inode `ino`, whose data was dirty before it."""
-        if data_dirty or (self.pending and self._names_pending(ino, datasync)):
+    def sync_file(
+        self, ino: int, data_dirty: bool, *, datasync: bool, in_place_only: bool = False
+    ) -> None:
+        """An fsync (or fdatasync) of inode `ino`, whose data was dirty before it
+        (`in_place_only`: only overwritten inside its durable size)."""
+        if (data_dirty and not in_place_only) or (
+            self.pending and self._names_pending(ino, datasync)
+        ):
             self.commit_all()
 
     # Whether an fsync of a directory commits the whole journal even when nothing pending

@@ -339,6 +339,7 @@ class SimDisk(CrashImages):
         else:
             dirty = inode.dirty()
             length = len(inode.data)
+            in_place_only = length == inode.dlen and inode.low is None and not inode.sizes
             if inode.patches:
                 # Ranges dropped by a failed fsync stay as they are on disk.
                 inode.dsaved = inode.overlay(bytes(inode.data))
@@ -346,7 +347,8 @@ class SimDisk(CrashImages):
                 inode.dsaved = None
             inode.synced()
             commits = self._meta.commits()
-            self._meta.sync_file(inode.ino, dirty, datasync=op is _FDATASYNC)
+            self._meta.sync_file(inode.ino, dirty, datasync=op is _FDATASYNC,
+                                 in_place_only=in_place_only)
             self._sizes_committed(commits)
         if self._tracing:
             self._raw.append((op, f.path, fd, 0, length, 0, None))

@@ -492,3 +492,19 @@ def test_a_committed_shrinking_truncate_keeps_durable_data_on_xfs_and_its_block_
     # Never the old 3000 B again; the visible bytes may also have been written in place.
     assert {img["A/old"] for img in _images(disk, XFS)} == {old[:1500], visible}
     assert {img["A/old"] for img in _images(disk, EXT4)} == {visible}
+
+
+def test_an_fsync_after_only_an_in_place_overwrite_may_commit_nothing_on_ext4_and_xfs() -> None:
+    # Kernel: rename(A/old, A/g); unlink(A/g); overwrite 1 B of B/old; fsync(B/old) kept
+    # A/old (B/old's mtime had not changed within the clock tick: nothing to commit); the
+    # overwrite itself is durable.
+    for model in (EXT4, XFS):
+        disk, old = _old_b()
+        disk.rename("A/old", "A/g")
+        disk.unlink("A/g")
+        fd = disk.open("B/old", os.O_WRONLY)
+        disk.write(fd, b"y")
+        disk.fsync(fd)
+        images = _images(disk, model)
+        assert any(img.get("A/old") == old for img in images)
+        assert always(lambda img: img["B/old"] == b"y" + b"x" * 99)(images)
