@@ -78,7 +78,8 @@ real filesystem measured here is this weak)
     independently, except that a rename survives only with the pending operation that put its
     object in its source (else the object would have two names). Entries belong to
     directories, not paths: a settled create in ``d`` is lost if ``d``'s own mkdir is not
-    settled. A finding seen only under this model is reported as such.
+    settled. A finding seen only under this model is reported as such. (Not a superset of
+    btrfs: it never leaves a file under both names, which btrfs can; reports/calibration.md.)
 
 Common to the power models:
 
