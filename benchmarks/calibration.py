@@ -11,8 +11,9 @@ image is mounted by the kernel on ``--workers`` processes. Then each power model
 ``faults.PersistenceModel`` runs the same workloads on a SimDisk. Prints, per filesystem and
 model, the MISSED states (a tree the kernel produced that the model does not allow; goal 0) and
 the OVER-approximations (what the model allows to be lost that the kernel kept in every state at
-a marker, by kind: entry, existence, data; goal 0), a table of missed states of the model that
-claims the filesystem, and kernel images/s (mount + read, min/median/max over the batches).
+a marker, by kind: entry, existence, data; goal 0), tables of the missed states and
+over-approximations of the model that claims the filesystem, and kernel images/s (mount + read,
+min/median/max over the batches).
 Writes reports/calibration.md and reports/calibration.json (temp file + rename).
 """
 
@@ -71,6 +72,7 @@ def _run_fs(fs: KernelFilesystem, args: argparse.Namespace) -> dict[str, Any]:
     cut_off = 0
     figures: dict[str, dict[str, Any]] = {}
     missed_rows: list[dict[str, str]] = []
+    over_rows: list[dict[str, str]] = []
     for start in range(0, len(workloads), args.batch):
         batch = workloads[start : start + args.batch]
         stamps: dict[str, float] = {}
@@ -92,6 +94,9 @@ def _run_fs(fs: KernelFilesystem, args: argparse.Namespace) -> dict[str, Any]:
                     {"workload": m.workload, "point": m.point, "kernel": m.kernel,
                      "closest": m.closest, "inside_call": m.inside_call}
                     for m in fig.missed]
+                over_rows += [
+                    {"workload": o.workload, "marker": o.marker, "kind": o.kind, "path": o.path}
+                    for o in fig.over]
         print(f"  {fs.value}: workloads {start + len(batch)}/{len(workloads)}, "
               f"{run.images} images at {rates[-1]:.1f}/s", flush=True)
     return {
@@ -106,6 +111,7 @@ def _run_fs(fs: KernelFilesystem, args: argparse.Namespace) -> dict[str, Any]:
         "fsck_complaints": fsck,
         "models": figures,
         "missed_by_claiming_model": missed_rows,
+        "over_by_claiming_model": over_rows,
         "workload_text": {w.name: w.describe() for w in workloads},
     }
 
@@ -142,7 +148,10 @@ def _markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         "model allows to be lost that the kernel kept in every state recorded at that marker "
         "and the program saw there (goal 0). A state inside a call is one at a block-layer "
         "flush between two markers (a crash during the call, e.g. an fsync that wrote data in "
-        "place before its journal commit); the in-process models treat a call as atomic. "
+        "place before its journal commit); the in-process models treat a call as atomic, so "
+        "such a state must be one they allow at the marker before or after the call (their "
+        "images include `in-place` and `size-before-data` ones, `ImageLimits(size_before_data="
+        "True, in_place=True)`). "
         "`*` marks the model that claims the filesystem. Kernel images/s here is mount + read "
         "on the workers (no server).",
         "",
@@ -184,6 +193,19 @@ def _markdown(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
                          f"| `{row['closest']}` |")
         if len(rows) > args.show:
             lines.append(f"| ... {len(rows) - args.show} more in calibration.json | | | | |")
+    for res in results:
+        overs = res["over_by_claiming_model"]
+        lines += ["", f"## Over-approximations on {res['fs']} (model {res['claiming_model']}): "
+                  f"{len(overs)}", ""]
+        if not overs:
+            continue
+        lines += ["| workload | ops | marker | kind | path |", "|---|---|---|---|---|"]
+        for row in overs[: args.show]:
+            text = res["workload_text"][row["workload"]]
+            lines.append(f"| {row['workload']} | {text} | {row['marker']} | {row['kind']} "
+                         f"| `{row['path']}` |")
+        if len(overs) > args.show:
+            lines.append(f"| ... {len(overs) - args.show} more in calibration.json | | | | |")
     return "\n".join(lines) + "\n"
 
 

@@ -50,19 +50,25 @@ the name reproductions used before the calibration)
     commits when the file has something not committed (dirty data or size, or a pending
     create, rename or unlink of its inode); ``fdatasync(fd)`` only for dirty data or size or
     a pending create (``fsync(B); rename(B, C); fdatasync(C)`` may lose the rename);
-    ``fsync_dir(d)`` when a pending operation changes ``d``. An fsync with nothing to commit
-    commits nothing. A commit makes no other file's data durable: ``create A; fsync(P)``
-    (P changed) keeps A, with its durable contents (empty for a new file).
+    ``fsync_dir(d)`` always (a directory fsync is a forced commit on ext4: ``mkdir A/d;
+    fsync_dir(B)`` keeps ``A/d``). An fsync with nothing to commit commits nothing; nor does
+    one whose file was only overwritten inside its durable size (the kernel journals it only
+    if its mtime changed, which depends on the clock tick: measured both ways). A
+    commit makes no other file's data durable: ``create A; fsync(P)`` (P changed) keeps A,
+    with its durable contents (empty for a new file).
 ``power-xfs`` (``POWER_XFS``)
-    xfs: as ext4, except that fdatasync also commits a pending rename or unlink of the file.
+    xfs: as ext4, except that fdatasync also commits a pending rename or unlink of the file,
+    and ``fsync_dir(d)`` commits only when a pending operation changes ``d``.
 ``power-btrfs`` (``POWER_BTRFS``)
     btrfs's per-inode log: ``fsync``/``fdatasync`` of a file make that file's data, its create
     and renames and its new parent directories durable, not unrelated namespace operations
     (``create A; fsync(P)`` may lose A; an unrelated rename or unlink may be undone). A file
     once fsynced is logged: its later renames are durable at the next fsync that syncs the log
     (of a file or directory with something to log: ``fsync(B); rename(B, C); fsync(P)`` keeps
-    C as B). ``fsync_dir(d)`` makes ``d``'s
-    changed entries durable, with what they name.
+    C as B); an fsync of a file with nothing new does not log it. An fsync of a file renamed
+    into ``d`` logs ``d``'s changes too. ``fsync_dir(d)`` makes ``d``'s changed entries
+    durable, with what they name under their current names; a file renamed into ``d`` from
+    another directory whose change is not logged may keep its old name too (both names).
 ``power-eager-metadata`` (``POWER_EAGER_METADATA``; the most optimistic, no real filesystem)
     Every namespace operation is durable when it returns (LazyFS's model); data as below.
 ``power-posix-metadata`` (``POWER_POSIX_METADATA``; the POSIX minimum, the most pessimistic, no
@@ -72,7 +78,8 @@ real filesystem measured here is this weak)
     independently, except that a rename survives only with the pending operation that put its
     object in its source (else the object would have two names). Entries belong to
     directories, not paths: a settled create in ``d`` is lost if ``d``'s own mkdir is not
-    settled. A finding seen only under this model is reported as such.
+    settled. A finding seen only under this model is reported as such. (Not a superset of
+    btrfs: it never leaves a file under both names, which btrfs can; reports/calibration.md.)
 
 Common to the power models:
 
@@ -103,6 +110,21 @@ Common to the power models:
     (``PREFIX``). No torn or reordered variants here (not modelled, see below).
   - synced data is never lost: D is always a prefix of the image unless the file was
     truncated below len(D) since the sync.
+  - an overwrite never shortens the file: without a truncate since the sync, no image is
+    shorter than len(D).
+  - opt-in (``ImageLimits(size_before_data=True, in_place=True)``; the calibration turns both
+    on, the explorer's fast path does not read them yet), measured on the kernel:
+    ``SIZE_BEFORE_DATA``: a size the journal took before the data, over D: a write that grows
+    the file inside D's last block (ext4's delayed allocation journals the new size at once,
+    up to that block's end: ``append 100 B to 3000 B; fsync_dir`` gives 3000 B + 100 zeros),
+    or any ftruncate (cut to that size, or zero-extended). ``IN_PLACE`` (after a truncate
+    below len(D)): the durable size over the blocks as writeback leaves them before the
+    journal commit (a crash inside an fsync): visible bytes in the blocks the file had,
+    zeros up to the end of the block a truncate left, old data in the freed blocks.
+  - a journal commit (``power-ext4``, ``power-xfs``) makes the last pending ftruncate of every
+    file durable: under that model the file's DURABLE image is then the committed size (ext4:
+    D with the block holding the new end as visible; xfs: D cut or zero-extended, or the
+    visible bytes after a growing truncate, which xfs flushes first), prefixes start there.
 
 Example: create ``A/f``, rename ``B/tmp`` to ``B/aof``, ``fsync_dir("B")``: under
 ``power-ext4`` and ``power-xfs`` the create of ``A/f`` is durable too (the commit writes the
@@ -233,8 +255,9 @@ Not modelled (deliberately)
 * A slow fsync's data is durable when the call is made; only its completion is delayed.
 * Torn or reordered sectors after a truncate/overwrite below the durable length; partial sector
   writes other than "all zeros" and "garbage"; bit rot of synced data; misdirected writes.
-* Separate durability of file size and file data: fsync and fdatasync make the same data
-  durable; they differ only in what they commit of the namespace (ext4).
+* Separate durability of file size and file data beyond ``SIZE_BEFORE_DATA``, ``IN_PLACE``
+  and committed truncates: fsync and fdatasync make the same data durable; they differ only in
+  what they commit of the namespace (ext4).
 * Time: the kernels' background commits (ext4 5 s, xfs and btrfs 30 s) are not timed; any prefix
   of the pending operations may have been committed at any moment, which allows more states than
   the kernel, with one exception: on ext4 and xfs a background commit that starts between a
@@ -245,10 +268,9 @@ Not modelled (deliberately)
 * ext4's ``auto_da_alloc`` (data of a file renamed over another flushed at the next commit),
   data=journal and data=writeback; xfs's flush-on-close heuristics; btrfs's early logging of
   unlinks and of directory renames (all of these keep more; the models allow losing it).
-* Cross-directory rename atomicity quirks: a rename is one atomic metadata operation (a
-  commit includes it whole; ``power-posix-metadata`` settles it once both directories are
-  fsynced). No half-done rename (the new name durable and the old one not, or the reverse: a
-  file under both names or under neither), which a filesystem without a journal can leave.
+* Cross-directory rename atomicity quirks, except btrfs's measured one (above): a rename is
+  one atomic metadata operation (a commit includes it whole; ``power-posix-metadata`` settles
+  it once both directories are fsynced). No file under neither name.
 * Under ``power-posix-metadata``: an fsync that settles a rename settles the operations it
   depends on (so a chain of renames never leaves an object under two names); directories that
   surviving renames put inside each other are unreachable (an image before fsck), nothing more.

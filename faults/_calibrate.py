@@ -35,7 +35,9 @@ from faults._workloads import Workload
 
 __all__: list[str] = []
 
-_MODEL_LIMITS = ImageLimits(max_choices_per_point=4096, max_dirty_files=8)
+# The kernel models with every image the calibration found the kernel producing.
+_MODEL_LIMITS = ImageLimits(
+    max_choices_per_point=4096, max_dirty_files=8, size_before_data=True, in_place=True)
 
 
 def power_models() -> tuple[PersistenceModel, ...]:

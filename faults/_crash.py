@@ -23,7 +23,14 @@ from faults._image import (
     ImageLimits,
     PersistenceModel,
 )
-from faults._inode import Inode, InodeView, file_choice_problem, file_options, materialise
+from faults._inode import (
+    Inode,
+    InodeView,
+    durable_image,
+    file_choice_problem,
+    file_options,
+    materialise,
+)
 from faults._metadata import Metadata
 
 if TYPE_CHECKING:
@@ -185,7 +192,8 @@ class CrashImages:
         for path, ino in dfiles.items():
             inode = self._inodes[ino]
             fc = by_ino.get(ino)
-            files[path] = inode.durable() if fc is None else materialise(inode, fc, sector)
+            files[path] = (durable_image(inode, model.value) if fc is None
+                           else materialise(inode, fc, sector, model.value))
         return DiskImage(files, ddirs)
 
     def _check_choice(self, model: PersistenceModel, choice: CrashChoice) -> None:
@@ -204,7 +212,7 @@ class CrashImages:
             if fc.inode in seen:
                 errors.append(f"{where}.inode: inode {fc.inode} chosen twice")
             seen.add(fc.inode)
-            problem = file_choice_problem(inode, fc, self.sector_size_bytes)
+            problem = file_choice_problem(inode, fc, self.sector_size_bytes, model.value)
             if problem:
                 errors.append(f"{where}: {problem}")
         if errors:
@@ -233,7 +241,8 @@ class CrashImages:
             for k, node in enumerate(self._dirty(ns)):
                 opts = options_cache.get(node.ino)
                 if opts is None:
-                    opts = options_cache[node.ino] = file_options(node, limits, sector)
+                    opts = options_cache[node.ino] = file_options(
+                        node, limits, sector, model.value)
                 full *= len(opts)
                 if k < limits.max_dirty_files:
                     per_file.append(opts)
@@ -299,5 +308,6 @@ class CrashImages:
                 ns = self._meta.namespace(model, kept, None)[0].values()
                 dirty = sorted((self._inodes[i] for i in set(ns) if self._inodes[i].dirty()),
                                key=lambda node: node.ino)
-                table.append((kept, None, [file_options(node, limits, sector) for node in dirty]))
+                table.append((kept, None, [file_options(node, limits, sector, model.value)
+                                           for node in dirty]))
         return lambda pick: pick_choice(model, table, pick)

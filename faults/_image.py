@@ -96,6 +96,8 @@ class ImageKind(enum.Enum):
     TORN_GARBAGE = "torn-garbage"
     REORDERED = "reordered"
     VISIBLE = "visible"
+    SIZE_BEFORE_DATA = "size-before-data"
+    IN_PLACE = "in-place"
 
 
 _DAMAGED_KINDS = frozenset({ImageKind.TORN_ZERO, ImageKind.TORN_GARBAGE, ImageKind.REORDERED})
@@ -304,6 +306,10 @@ class ImageLimits:
     ``max_metadata_subsets``: under ``power-posix-metadata``, at most this many sets of kept
     pending namespace operations per crash point (the prefixes first, as the kernel models have
     them); the others are counted in ``ChoiceEnumeration.cut_by_metadata``.
+    ``size_before_data`` / ``in_place``: include the ``SIZE_BEFORE_DATA`` and ``IN_PLACE``
+    images. The kernel's ext4 and xfs produce them (the calibration turns both on); off by
+    default until the explorer's fast path reads them (it knows prefixes, torn and reordered
+    sectors only).
     """
 
     max_choices_per_point: int = 4096
@@ -313,6 +319,8 @@ class ImageLimits:
     reorder_window_sectors: int = 8
     byte_granularity: bool = False
     max_metadata_subsets: int = 256
+    size_before_data: bool = False
+    in_place: bool = False
 
     def __post_init__(self) -> None:
         errors = []

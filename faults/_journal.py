@@ -85,7 +85,7 @@ class Journal:
     docstring). ``ops[i]`` is in state ``state[i]``; the leading committed operations are
     folded into ``files``/``dirs`` as soon as they are committed."""
 
-    __slots__ = ("dirs", "files", "ops", "pending", "state")
+    __slots__ = ("commits", "dirs", "files", "ops", "pending", "state")
 
     def __init__(self) -> None:
         self.files: dict[str, int] = {}
@@ -93,6 +93,9 @@ class Journal:
         self.ops: list[NsOp] = []
         self.state: list[int] = []
         self.pending = 0  # operations not committed (the ones a choice keeps a prefix of)
+        # Journal commits so far (also of no namespace operation: a commit writes every
+        # inode's new size too, which SimDisk reads off this count).
+        self.commits = 0
 
     def load(self, files: Iterable[tuple[str, int]], dirs: Iterable[str]) -> None:
         """Durable state a disk boots with."""
@@ -106,6 +109,7 @@ class Journal:
 
     def commit_all(self) -> None:
         """A journal commit: everything recorded is durable."""
+        self.commits += 1
         for op in self.ops:
             apply_op(op, self.files, self.dirs)
         self.ops.clear()

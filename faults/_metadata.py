@@ -74,9 +74,11 @@ class Metadata:
         self._log((MKDIR, path, "", 0))
         self.posix.mkdir(path)
 
-    def sync_file(self, ino: int, data_dirty: bool, *, datasync: bool) -> None:
+    def sync_file(
+        self, ino: int, data_dirty: bool, *, datasync: bool, in_place_only: bool = False
+    ) -> None:
         for j in self._journals():
-            j.sync_file(ino, data_dirty, datasync=datasync)
+            j.sync_file(ino, data_dirty, datasync=datasync, in_place_only=in_place_only)
 
     def sync_dir(self, did: int) -> None:
         path = self.posix.dir_path(did)
@@ -84,6 +86,10 @@ class Metadata:
             for j in self._journals():
                 j.sync_dir(path)
         self.posix.sync_dir(did)
+
+    def commits(self) -> tuple[int, int]:
+        """How many journal commits ext4's and xfs's records have made so far."""
+        return self.ext4.commits, self.xfs.commits
 
     def dir_id(self, path: str) -> int:
         return self.posix.dir_ids[path]

@@ -24,8 +24,8 @@ from typing import Any
 
 from faults._crash import CrashImages
 from faults._fs import FileStat, check_relative_path, os_error
-from faults._image import DiskImage, FsyncFailure
-from faults._inode import Inode, InodeView
+from faults._image import DiskImage, FsyncFailure, PersistenceModel
+from faults._inode import BLOCK_BYTES, Inode, InodeView
 from faults._metadata import Metadata
 from faults._trace import Op, Raw, Trace, TraceEntry
 
@@ -95,6 +95,8 @@ def _open_file(fd: int, f: _Fd) -> OpenFile:
 
 
 _ACCMODE = os.O_RDONLY | os.O_WRONLY | os.O_RDWR
+# The models whose journal commit makes every pending truncate durable (Metadata.commits order).
+_SIZE_MODELS = (PersistenceModel.POWER.value, PersistenceModel.POWER_XFS.value)
 
 
 def _parent(path: str) -> str:
@@ -260,6 +262,8 @@ class SimDisk(CrashImages):
         n = len(data)
         size = len(buf)
         pos = size if f.append else f.pos
+        if pos + n > size and inode.dlen % BLOCK_BYTES:
+            inode.grown(pos + n)  # the new size may be committed before the data
         if pos == size:
             buf += data
         elif pos > size:
@@ -328,20 +332,37 @@ class SimDisk(CrashImages):
         inode = f.inode
         if inode is None:
             # fsync on a directory fd is how fsync_dir is done with os.
+            commits = self._meta.commits()
             self._meta.sync_dir(f.did)
+            self._sizes_committed(commits)
             length = 0
         else:
             dirty = inode.dirty()
             length = len(inode.data)
+            in_place_only = length == inode.dlen and inode.low is None and not inode.sizes
             if inode.patches:
                 # Ranges dropped by a failed fsync stay as they are on disk.
                 inode.dsaved = inode.overlay(bytes(inode.data))
             else:
                 inode.dsaved = None
-            inode.dlen = inode.clean = length
-            self._meta.sync_file(inode.ino, dirty, datasync=op is _FDATASYNC)
+            inode.synced()
+            commits = self._meta.commits()
+            self._meta.sync_file(inode.ino, dirty, datasync=op is _FDATASYNC,
+                                 in_place_only=in_place_only)
+            self._sizes_committed(commits)
         if self._tracing:
             self._raw.append((op, f.path, fd, 0, length, 0, None))
+
+    def _sizes_committed(self, before: tuple[int, int]) -> None:
+        """After a sync: a journal commit (ext4's, xfs's) makes every pending truncate durable
+        under its model (btrfs commits one inode at a time; its fsync syncs the data too)."""
+        after = self._meta.commits()
+        for model, style, was, now in zip(_SIZE_MODELS, ("ext4", "xfs"), before, after,
+                                          strict=True):
+            if now != was:
+                for node in self._inodes.values():
+                    if node.trunc is not None:
+                        node.commit_size(model, style)
 
     def fail_fsync(self, fd: int) -> None:
         """An fsync of `fd` failed (EIO): apply this disk's FsyncFailure semantics, traced.
@@ -380,6 +401,7 @@ class SimDisk(CrashImages):
     def _truncate(self, inode: Inode, size: int) -> None:
         buf = inode.data
         old = len(buf)
+        inode.truncated(old, size)
         if size < old:
             if size < inode.clean:
                 if size < inode.dlen:
@@ -508,7 +530,9 @@ class SimDisk(CrashImages):
         if path not in self._dirs:
             code = errno.ENOTDIR if path in self._files else self._lookup_error(path)
             raise self._fail(_FSYNC_DIR, path, code)
+        commits = self._meta.commits()
         self._meta.sync_dir(self._meta.dir_id(path))
+        self._sizes_committed(commits)
         self._collect()
         if self._tracing:
             self._raw.append((_FSYNC_DIR, path, -1, 0, 0, 0, None))

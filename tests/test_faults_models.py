@@ -30,7 +30,8 @@ CREATE = os.O_CREAT | os.O_WRONLY
 A_DATA = bytes(range(256)) * 40  # 10 KB
 OLD_C, OLD_P = b"old C", b"old P"
 # Every prefix at byte granularity, so "empty" and "full" are both in reach when legal.
-LIMITS = ImageLimits(max_choices_per_point=100_000, max_dirty_files=8)
+LIMITS = ImageLimits(max_choices_per_point=100_000, max_dirty_files=8, size_before_data=True,
+                     in_place=True)
 
 
 def _disk() -> SimDisk:
@@ -312,8 +313,9 @@ def test_the_table_tells_the_bounds_apart_from_the_kernel() -> None:
 
 def test_btrfs_fsync_of_a_file_already_logged_with_nothing_new_does_not_sync_the_log() -> None:
     disk = _disk()
-    fd = disk.open("d/P", os.O_RDONLY)
-    disk.fsync(fd)  # P is logged now
+    fd = disk.open("d/P", os.O_WRONLY | os.O_APPEND)
+    disk.write(fd, b"p")
+    disk.fsync(fd)  # P had something to log: it is logged now
     _rename_b_over_c(disk)
     disk.fsync(fd)  # nothing new in P: btrfs returns at once
     assert RENAME_LOST(_images(disk, BTRFS))
@@ -332,3 +334,177 @@ def test_every_models_hypothesis_strategy_draws_legal_choices(
     disk.mkdir("e")
     choice = data.draw(disk.crash_choice_strategy(model))
     assert disk.crash(model, choice) in _images(disk, model)
+
+
+# -- behaviours found by the calibration against the kernel (reports/calibration.md) ----------
+
+
+def _old_b(disk_size: int = 3000) -> tuple[SimDisk, bytes]:
+    old = bytes(range(1, 251)) * (disk_size // 250)
+    return SimDisk.from_image(DiskImage({"A/old": old, "B/old": b"x" * 100}, ["A", "B"])), old
+
+
+def test_ext4_commits_a_grown_size_before_its_data_as_a_zero_tail() -> None:
+    # Kernel: append 100 B to a 3000-byte file, fsync of its directory: 3100 bytes ending in
+    # 100 zeros (the size was journalled at once, the data never written).
+    disk, old = _old_b()
+    fd = disk.open("A/old", os.O_WRONLY | os.O_APPEND)
+    disk.write(fd, b"n" * 100)
+    disk.fsync_dir("A")
+    contents = {img["A/old"] for img in _images(disk, EXT4)}
+    assert old + bytes(100) in contents
+    assert all(c.startswith(old) for c in contents)  # the synced data is never lost
+
+
+def test_a_zero_tail_stops_at_the_end_of_the_last_allocated_block() -> None:
+    # Kernel: write 5000 B past a 3000-byte file: 4096 bytes, zeros from 3000.
+    disk, old = _old_b()
+    fd = disk.open("A/old", os.O_WRONLY | os.O_APPEND)
+    disk.write(fd, b"n" * 5000)
+    contents = {img["A/old"] for img in _images(disk, EXT4)}
+    assert old + bytes(1096) in contents
+    assert old + bytes(5000) not in contents
+
+
+def test_a_truncate_that_grows_a_file_may_be_durable_before_its_data() -> None:
+    # Kernel: a new file written 4096 B, truncated up to 7096 B: 7096 zeros after a commit.
+    disk, _ = _old_b()
+    fd = disk.open("B/f", CREATE)
+    disk.write(fd, b"n" * 4096)
+    disk.ftruncate(fd, 7096)
+    disk.fsync_dir("B")
+    assert bytes(7096) in {img.get("B/f") for img in _images(disk, EXT4)}
+
+
+def test_a_crash_during_an_fsync_after_a_truncate_may_show_the_zeroed_block_tail() -> None:
+    # Kernel, a crash inside fsync(A/old) after truncating 6000 B to 3000 B: the old size, the
+    # truncated block's tail zeroed in place, the freed block after it still holding old data.
+    disk, _ = _old_b(6000)
+    old = disk.crash(EXT4)["A/old"]
+    fd = disk.open("A/old", os.O_WRONLY)
+    disk.ftruncate(fd, 3000)
+    for model in (EXT4, XFS):
+        contents = {img["A/old"] for img in _images(disk, model)}
+        assert old[:3000] + bytes(1096) + old[4096:] in contents
+
+
+def test_an_overwrite_never_shortens_a_file_below_its_durable_size() -> None:
+    disk, _ = _old_b(6000)
+    fd = disk.open("A/old", os.O_WRONLY)
+    disk.lseek(fd, 4108, os.SEEK_SET)
+    disk.write(fd, b"z")
+    assert {len(img["A/old"]) for img in _images(disk, EXT4)} == {6000}
+
+
+def test_ext4_fsync_of_a_directory_commits_the_whole_journal_xfs_does_not() -> None:
+    # Kernel: mkdir A/d; fsync_dir(B) keeps A/d on ext4 in every image; xfs may lose it.
+    for model, kept_always in ((EXT4, True), (XFS, False)):
+        disk, _ = _old_b()
+        disk.mkdir("A/d")
+        disk.fsync_dir("B")
+        assert always(lambda img: "A/d" in img.dirs)(_images(disk, model)) is kept_always
+
+
+def test_btrfs_fsync_dir_after_a_cross_directory_rename_may_keep_both_names() -> None:
+    # Kernel: rename(A/old, B/f); fsync_dir(B): B/f is durable, and A/old may still be there.
+    disk, old = _old_b()
+    disk.rename("A/old", "B/f")
+    disk.fsync_dir("B")
+    images = _images(disk, BTRFS)
+    assert always(lambda img: img.get("B/f") == old)(images)
+    assert any("A/old" in img for img in images)
+    disk.fsync_dir("A")
+    assert always(lambda img: "A/old" not in img)(_images(disk, BTRFS))
+
+
+def test_btrfs_fsync_of_a_clean_file_does_not_log_it() -> None:
+    # Kernel: fdatasync(A/old) with nothing new, rename(A/old, A/g), fdatasync of another
+    # clean file: the rename may be lost.
+    disk, _ = _old_b()
+    fd = disk.open("A/old", os.O_RDONLY)
+    disk.fdatasync(fd)
+    disk.close(fd)
+    disk.rename("A/old", "A/g")
+    fd = disk.open("B/old", os.O_RDONLY)
+    disk.fdatasync(fd)
+    assert any("A/old" in img for img in _images(disk, BTRFS))
+
+
+def test_btrfs_fsync_of_a_renamed_file_logs_the_changes_of_its_new_directory() -> None:
+    # Kernel: create A/f; rename(B/old, A/old); fsync(A/old) keeps A/f; a new file's fsync
+    # does not (create A/f; create A/g; fsync(A/g) may lose A/f).
+    disk, _ = _old_b()
+    _write_new(disk, "A/f")
+    disk.rename("B/old", "A/old")
+    fd = disk.open("A/old", os.O_RDONLY)
+    disk.fsync(fd)
+    assert always(lambda img: "A/f" in img)(_images(disk, BTRFS))
+    disk, _ = _old_b()
+    _write_new(disk, "A/f")
+    disk.fsync(_write_new(disk, "A/g"))
+    assert any("A/f" not in img for img in _images(disk, BTRFS))
+
+
+def test_btrfs_fsync_dir_logs_a_file_with_its_current_name() -> None:
+    # Kernel: rename(B/old, A/g); rename(A/g, A/f); fsync_dir(B) keeps A/f.
+    disk, _ = _old_b()
+    disk.rename("B/old", "A/g")
+    disk.rename("A/g", "A/f")
+    disk.fsync_dir("B")
+    assert always(lambda img: img.get("A/f") == b"x" * 100)(_images(disk, BTRFS))
+
+
+def test_btrfs_both_names_only_while_the_source_directory_is_not_logged() -> None:
+    # Kernel: rename(A/old, B/f); rename(B/old, A/old); fsync_dir(A): B/old is gone in every
+    # image (B's change is logged with A's).
+    disk, _ = _old_b()
+    disk.rename("A/old", "B/f")
+    disk.rename("B/old", "A/old")
+    disk.fsync_dir("A")
+    assert always(lambda img: "B/old" not in img)(_images(disk, BTRFS))
+
+
+def test_a_journal_commit_makes_a_pending_truncate_durable_on_ext4_and_xfs() -> None:
+    # Kernel: truncate B/old (3000 B) up to 6000 B, write A/g, fsync(A/g): B/old is 6000 B
+    # (3000 old + zeros) in every image on ext4 and xfs; btrfs commits only A/g.
+    for model, kept_always in ((EXT4, True), (XFS, True), (BTRFS, False)):
+        disk, _ = _old_b()
+        fd = disk.open("B/old", os.O_WRONLY)
+        disk.ftruncate(fd, 6000)
+        disk.fsync(_write_new(disk, "A/g", b"g"))
+        contents = {img["B/old"] for img in _images(disk, model)}
+        assert (contents == {b"x" * 100 + bytes(5900)}) is kept_always
+
+
+def test_a_committed_shrinking_truncate_keeps_durable_data_on_xfs_and_its_block_on_ext4() -> None:
+    # Kernel: truncate A/old to 1500 B, overwrite 100 B at 825, fdatasync of another dirty
+    # file: xfs keeps the durable first 1500 B; ext4 the visible ones (the block is written
+    # with the commit).
+    disk, old = _old_b()
+    fd = disk.open("A/old", os.O_WRONLY)
+    disk.ftruncate(fd, 1500)
+    disk.lseek(fd, 825, os.SEEK_SET)
+    disk.write(fd, b"o" * 100)
+    other = disk.open("B/old", os.O_WRONLY | os.O_APPEND)
+    disk.write(other, b"+")
+    disk.fdatasync(other)
+    visible = old[:825] + b"o" * 100 + old[925:1500]
+    # Never the old 3000 B again; the visible bytes may also have been written in place.
+    assert {img["A/old"] for img in _images(disk, XFS)} == {old[:1500], visible}
+    assert {img["A/old"] for img in _images(disk, EXT4)} == {visible}
+
+
+def test_an_fsync_after_only_an_in_place_overwrite_may_commit_nothing_on_ext4_and_xfs() -> None:
+    # Kernel: rename(A/old, A/g); unlink(A/g); overwrite 1 B of B/old; fsync(B/old) kept
+    # A/old (B/old's mtime had not changed within the clock tick: nothing to commit); the
+    # overwrite itself is durable.
+    for model in (EXT4, XFS):
+        disk, old = _old_b()
+        disk.rename("A/old", "A/g")
+        disk.unlink("A/g")
+        fd = disk.open("B/old", os.O_WRONLY)
+        disk.write(fd, b"y")
+        disk.fsync(fd)
+        images = _images(disk, model)
+        assert any(img.get("A/old") == old for img in images)
+        assert always(lambda img: img["B/old"] == b"y" + b"x" * 99)(images)

@@ -51,4 +51,5 @@ def test_enum_values_are_the_documented_names() -> None:
     assert faults.PersistenceModel("power") is faults.PersistenceModel.POWER
     assert {m.value for m in faults.FsyncFailure} == {"linux", "retry"}
     assert {m.name for m in faults.ImageKind} == {
-        "DURABLE", "PREFIX", "TORN_ZERO", "TORN_GARBAGE", "REORDERED", "VISIBLE"}
+        "DURABLE", "PREFIX", "TORN_ZERO", "TORN_GARBAGE", "REORDERED", "VISIBLE",
+        "SIZE_BEFORE_DATA", "IN_PLACE"}

@@ -373,6 +373,10 @@ def test_overwrite_below_the_durable_length_offers_durable_or_new_prefixes() -> 
     contents = {img["f"] for img in _images(disk, POWER)}
     assert contents == {b"a" * 1024, b"a" * 100, b"a" * 100 + b"b" * 412,
                         b"a" * 100 + b"b" * 600}
+    # Opt-in (the kernel does it): IN_PLACE, the durable size over blocks written in place
+    # before the truncate and the write were committed (the truncate zeroed its block's tail).
+    with_in_place = {img["f"] for img in _images(disk, POWER, in_place=True)}
+    assert with_in_place == contents | {b"a" * 100 + b"b" * 600 + bytes(324)}
 
 
 def test_torn_and_reordered_images_are_off_unless_asked_for() -> None:
