@@ -40,7 +40,6 @@ import contextlib
 import itertools
 import json
 import math
-import multiprocessing
 import os
 import random
 import shutil
@@ -48,14 +47,13 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import hiredis
 
-from faults import DiskImage, PersistenceModel
+from faults import PersistenceModel
 from faults.kernel import (
     BlockLog,
     BlockRecorder,
@@ -70,14 +68,9 @@ from faults.kernel import (
     kernel_unavailable_reason,
 )
 from harness.oracle import (
-    Checker,
-    CrashInfo,
     History,
     Outcome,
     Verdict,
-    check_recovery,
-    check_stability,
-    snapshot_from_dump,
 )
 from harness.targets._servers import ServerSpec, make_run_dir, remove_stale_run_dirs
 from harness.verify._config import VerifyEnvironmentError
@@ -86,21 +79,26 @@ from harness.verify._explore_server import (
     ServerExploreConfig,
     ServerExploreError,
     ServerExploreResult,
+    _confirm,
     _Content,
     _EntryPos,
+    _exact,
     _extra_config,
+    _fast,
     _Frontiers,
-    _history_at,
+    _Histories,
+    _judge,
+    _keep,
     _read_tree,
     _Recording,
-    _recover,
-    _Recovered,
+    _recover_again,
+    _Recoveries,
     _settle,
     _spec_and_identity,
-    _worker_recover,
+    _take_recording,
+    _tally,
     _write_tree,
 )
-from harness.verify._runner import worker_init
 from harness.verify._workload import ItemKind, workload
 
 __all__ = [
@@ -385,41 +383,6 @@ def _state_dict(fs: str, state: KernelCrashState) -> dict[str, Any]:
         "in_flight": state.in_flight, "kept": list(state.kept)}}
 
 
-def _fast(config: ServerExploreConfig, content: _Content, f: int, n: int
-          ) -> tuple[str, tuple[str, ...]]:
-    if content.snapshot is None:
-        return ("unavailable", ()) if config.allow_unavailable else ("violation",
-                                                                     ("availability",))
-    assert content.ks is not None
-    best = max((k for k in content.ks if k <= n), default=-1)
-    if best < 0:
-        return "violation", ("prefix-consistency",)
-    if best < f:
-        return "violation", ("durability",)
-    if content.stable is not None and not content.stable.ok:
-        return "violation", ("stability",)
-    return "consistent", ()
-
-
-def _exact(config: ServerExploreConfig, fs: str, content: _Content, position: int,
-           crash_ms: int, state: dict[str, Any], history: History, tolerance: int
-           ) -> tuple[str, tuple[str, ...], Verdict]:
-    got = content.recovered
-    crash = CrashInfo(model=fs, choice=state, trace_index=position, crash_ms=crash_ms)
-    verdict = check_recovery(
-        history, content.snapshot, policy=config.policy, model=fs, crash_ms=crash_ms,
-        recovery_ms=max(got.dump_ms, crash_ms), window_ms=config.window_ms + config.margin_ms,
-        unavailable_reason=got.reason if content.snapshot is None else None,
-        allow_unavailable=config.allow_unavailable, crash=crash,
-        expiry_tolerance_ms=tolerance,
-    )
-    if not verdict.ok:
-        return "violation", tuple(sorted({v.rule.value for v in verdict.violations})), verdict
-    if content.stable is not None and not content.stable.ok:
-        return "violation", ("stability",), content.stable
-    return verdict.outcome, (), verdict
-
-
 def explore_kernel_server(
     config: KernelExploreConfig,
     *,
@@ -475,20 +438,13 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
     cfg = config.server
     rec = krec.rec
     fs = config.fs
-    result.final_history = rec.history
-    result.events.update(rec.events)
-    counts = Counter(e.outcome for e in rec.history)
-    result.entries, result.acked, result.errors = (len(rec.history), counts[Outcome.OK],
-                                                   counts[Outcome.ERROR])
+    tolerance = _take_recording(result, rec)
     result.block_writes, result.flushes = len(log.writes), log.flushes
     result.markers = len(log.markers)
     if result.markers != len(krec.marker_ms):
         raise ServerExploreError(f"the block log holds {result.markers} markers, the run "
                                  f"wrote {len(krec.marker_ms)}")
     result.trace_ops = result.block_writes
-    result.first_point = rec.first_point
-    tolerance = 2000 + rec.max_latency_ms
-    result.expiry_tolerance_ms = tolerance
     extra = _extra_config(spec, cfg)
     fr = _Frontiers(rec, cfg)
     power = PersistenceModel(_POWER_FOR_FRONTIER)
@@ -511,22 +467,9 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
     result.kernel_states = sum(len(pt.states) for pt in points)
 
     # -- mount each distinct state; recover each new data dir as soon as it turns up
-    pool = ProcessPoolExecutor(max_workers=workers,
-                               mp_context=multiprocessing.get_context("fork"),
-                               initializer=worker_init, initargs=(os.getpid(),))
-    images: dict[str, DiskImage] = {}
-    futures: dict[Future[_Recovered], str] = {}
-    contents: dict[str, _Content] = {}
-    stability_of: dict[str, str] = {}
+    recoveries = _Recoveries(result, workers, spec, cfg, extra, t0, cfg.stability)
+    images = recoveries.images
     digest_of: dict[tuple[int, int, tuple[int, ...]], str | None] = {}  # None: no image
-
-    def submit(digest: str, image: DiskImage) -> Future[_Recovered]:
-        images[digest] = image
-        job = (spec, cfg.policy, extra, t0, digest, dict(image.files),
-               tuple(sorted(image.dirs)), cfg.stability)
-        future = pool.submit(_worker_recover, job)
-        futures[future] = digest
-        return future
 
     mount_started = time.monotonic()
     try:
@@ -546,48 +489,20 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
             digest = got.tree.digest()
             digest_of[got.state.key] = digest
             if digest not in images:
-                submit(digest, got.tree)
+                recoveries.submit(digest, got.tree)
             if done % 32 == 0:
                 report("mount", done + 1, len(states))
         report("mount", len(states), len(states))
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                got_r = future.result()
-                result.real_recoveries += 1
-                snap = None if got_r.dump is None else snapshot_from_dump(got_r.dump)
-                contents[got_r.digest] = _Content(got_r, snap)
-                if got_r.after_files is not None:
-                    after = DiskImage(got_r.after_files, got_r.after_dirs)
-                    after_digest = after.digest()
-                    stability_of[got_r.digest] = after_digest
-                    if after_digest not in images:
-                        result.stability_recoveries += 1
-                        pending.add(submit(after_digest, after))
-            report("recover", len(contents), len(images))
+        recoveries.drain(report)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        recoveries.close()
     result.mount_s = time.monotonic() - mount_started
     result.recover_s = result.mount_s
-    result.distinct_contents = len(images)
-    result.refused_contents = sum(1 for c in contents.values() if c.snapshot is None)
 
     # -- check
     check_started = time.monotonic()
-    checker = Checker(rec.history, expiry_tolerance_ms=tolerance)
-    for digest, content in contents.items():
-        snap = content.snapshot
-        if snap is None:
-            continue
-        content.ks = checker.matching_prefixes(snap, at_ms=content.recovered.dump_ms)
-        left = stability_of.get(digest)
-        if left is not None and left != digest:
-            second = contents[left]
-            content.stable = check_stability(
-                snap, second.snapshot,
-                at_ms=max(content.recovered.dump_ms, second.recovered.dump_ms),
-                expiry_tolerance_ms=tolerance, unavailable_reason=second.recovered.reason)
+    recoveries.match(rec.history, tolerance)
+    contents = recoveries.contents
     groups: list[_KGroup] = []
     for pt in points:
         p = position(pt)
@@ -606,56 +521,38 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
                 groups.append(group)
             group.count += 1
     result.state_groups = len(groups)
-    histories: dict[int, History] = {}
-
-    def history_at(p: int) -> History:
-        h = histories.get(p)
-        if h is None:
-            if len(histories) > 64:
-                histories.clear()
-            h = histories[p] = _history_at(rec, p)
-        return h
+    history_at = _Histories(rec)
 
     for done_groups, group in enumerate(groups):
         content = contents[group.digest]
         p = group.position
         n = fr.submitted(p)
         f = fr.frontier(p, group.crash_ms, power)
-        verdict: Verdict | None = None
         choice = _state_dict(fs, group.state)
-        if cfg.exact or fr.refused_pending(p):
-            outcome, rules, verdict = _exact(cfg, fs, content, p, group.crash_ms, choice,
-                                             history_at(p), tolerance)
-            result.exact_checks += 1
-            if not fr.refused_pending(p):
-                fast, _ = _fast(cfg, content, f, n)
-                if (fast == "violation") != (outcome == "violation"):
-                    raise ServerExploreError(
-                        f"the fast path says {fast} at {group.point} ({fs}, image "
-                        f"{group.digest[:12]}) but the oracle says {outcome}")
-        else:
-            outcome, rules = _fast(cfg, content, f, n)
+        where = f"{group.point} ({fs}, image {group.digest[:12]})"
+
+        def exact(content: _Content = content, group: _KGroup = group,
+                  choice: dict[str, Any] = choice, p: int = p
+                  ) -> tuple[str, tuple[str, ...], Verdict]:
+            return _exact(cfg, content, history_at(p), tolerance, model=fs, choice=choice,
+                          position=p, crash_ms=group.crash_ms)
+
+        def fast(content: _Content = content, f: int = f, n: int = n
+                 ) -> tuple[str, tuple[str, ...]]:
+            return _fast(cfg, content, f, n)
+
+        outcome, rules, verdict = _judge(result, cfg.exact or fr.refused_pending(p),
+                                         not fr.refused_pending(p), fast, exact, where)
         if outcome == "violation" and verdict is None \
                 and len(result.kernel_violations) < cfg.max_exact_violations:
-            outcome2, rules2, verdict = _exact(cfg, fs, content, p, group.crash_ms, choice,
-                                               history_at(p), tolerance)
-            result.exact_checks += 1
-            if outcome2 != "violation":
-                raise ServerExploreError(
-                    f"the fast path found {rules} at {group.point} ({fs}, image "
-                    f"{group.digest[:12]}) but the oracle says {outcome2}")
-            rules = rules2
-        result.outcomes[(fs, outcome)] += group.count
-        if outcome == "violation":
-            for rule in rules:
-                result.violation_counts[(fs, rule)] += group.count
-            if len(result.kernel_violations) < max(cfg.max_exact_violations, 1):
-                result.kernel_violations.append(KernelViolation(
-                    p, group.point, group.crash_ms, fs, choice, group.count, rules,
-                    group.digest, verdict, content.recovered.reason))
-                result.images[group.digest] = images[group.digest]
-                if p not in result.histories:
-                    result.histories[p] = history_at(p)
+            rules, verdict = _confirm(result, rules, exact, where)
+        _tally(result, fs, outcome, rules, group.count)
+        if outcome == "violation" \
+                and len(result.kernel_violations) < max(cfg.max_exact_violations, 1):
+            result.kernel_violations.append(KernelViolation(
+                p, group.point, group.crash_ms, fs, choice, group.count, rules,
+                group.digest, verdict, content.recovered.reason))
+            _keep(result, images, history_at, group.digest, p)
         if done_groups % 256 == 0:
             report("check", done_groups + 1, len(groups))
     report("check", len(groups), len(groups))
@@ -758,22 +655,8 @@ def replay_kernel_reproduction(path: Path, *, server: str | None = None) -> Verd
         state = dict(data["state"])
     except (KeyError, TypeError, ValueError, OSError) as exc:
         raise ValueError(f"{path}: {exc}") from None
-    spec, _, _ = _spec_and_identity(cfg)
-    extra = _extra_config(spec, cfg)
-    t0 = time.monotonic() - (time.time() * 1000 - float(data["wall_offset_ms"])) / 1000
-    image = DiskImage(files, dirs)
-    got = _recover(spec, cfg.policy, extra, t0, image.digest(), files, dirs, True)
-    snapshot = None if got.dump is None else snapshot_from_dump(got.dump)
+    content = _recover_again(cfg, files, dirs, data)
     tolerance = int(data["expiry_tolerance_ms"])
-    content = _Content(got, snapshot)
-    if snapshot is not None and got.after_files is not None:
-        after = DiskImage(got.after_files, got.after_dirs)
-        if after.digest() != image.digest():
-            second = _recover(spec, cfg.policy, extra, t0, after.digest(),
-                              dict(after.files), tuple(sorted(after.dirs)), False)
-            second_snap = None if second.dump is None else snapshot_from_dump(second.dump)
-            content.stable = check_stability(
-                snapshot, second_snap, at_ms=max(got.dump_ms, second.dump_ms),
-                expiry_tolerance_ms=tolerance, unavailable_reason=second.reason)
-    _, _, verdict = _exact(cfg, fs, content, position, crash_ms, state, history, tolerance)
+    _, _, verdict = _exact(cfg, content, history, tolerance, model=fs, choice=state,
+                           position=position, crash_ms=crash_ms)
     return verdict

@@ -746,6 +746,106 @@ class _Content:
     stable: Verdict | None = None  # rule 3 (None: not checked)
 
 
+class _Recoveries:
+    """Each distinct image recovered once on a pool of `workers` processes as it turns up, and
+    (for rule 3) what each recovery left behind, recovered in turn; close() ends the pool."""
+
+    def __init__(self, result: ServerExploreResult, workers: int, spec: ServerSpec,
+                 config: ServerExploreConfig, extra: dict[str, str], t0: float,
+                 want_after: bool) -> None:
+        self.result = result
+        self.job = (spec, config.policy, extra, t0)
+        self.want_after = want_after
+        self.pool = ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("fork"),
+            initializer=worker_init, initargs=(os.getpid(),),
+        )
+        self.images: dict[str, DiskImage] = {}
+        self.futures: dict[Future[_Recovered], str] = {}
+        self.contents: dict[str, _Content] = {}
+        self.stability_of: dict[str, str] = {}  # first digest -> what it left behind
+
+    def submit(self, digest: str, image: DiskImage) -> Future[_Recovered]:
+        self.images[digest] = image
+        job = (*self.job, digest, dict(image.files), tuple(sorted(image.dirs)),
+               self.want_after)
+        future = self.pool.submit(_worker_recover, job)
+        self.futures[future] = digest
+        return future
+
+    def drain(self, report: Callable[[str, int, int], None]) -> None:
+        """Wait for every recovery (and those of what they left behind)."""
+        result = self.result
+        pending = set(self.futures)
+        while pending:
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                got = future.result()
+                result.real_recoveries += 1
+                snap = None if got.dump is None else snapshot_from_dump(got.dump)
+                self.contents[got.digest] = _Content(got, snap)
+                if got.after_files is not None:
+                    after = DiskImage(got.after_files, got.after_dirs)
+                    after_digest = after.digest()
+                    self.stability_of[got.digest] = after_digest
+                    if after_digest not in self.images:
+                        result.stability_recoveries += 1
+                        pending.add(self.submit(after_digest, after))
+            report("recover", len(self.contents), len(self.images))
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+        self.result.distinct_contents = len(self.images)
+        self.result.refused_contents = sum(
+            1 for c in self.contents.values() if c.snapshot is None)
+
+    def match(self, history: History, tolerance: int) -> None:
+        """Each recovered content's matching prefixes of `history`, and rule 3's verdict."""
+        checker = Checker(history, expiry_tolerance_ms=tolerance)
+        for digest, content in self.contents.items():
+            snap = content.snapshot
+            if snap is None:
+                continue
+            content.ks = checker.matching_prefixes(snap, at_ms=content.recovered.dump_ms)
+            left = self.stability_of.get(digest)
+            if left is not None and left != digest:
+                second = self.contents[left]
+                at = max(content.recovered.dump_ms, second.recovered.dump_ms)
+                content.stable = check_stability(
+                    snap, second.snapshot, at_ms=at, expiry_tolerance_ms=tolerance,
+                    unavailable_reason=second.recovered.reason,
+                )
+
+
+class _Histories:
+    """The history as it stood at each crash point, the latest few kept."""
+
+    def __init__(self, rec: _Recording) -> None:
+        self.rec = rec
+        self.kept: dict[int, History] = {}
+
+    def __call__(self, p: int) -> History:
+        h = self.kept.get(p)
+        if h is None:
+            if len(self.kept) > 64:
+                self.kept.clear()
+            h = self.kept[p] = _history_at(self.rec, p)
+        return h
+
+
+def _take_recording(result: ServerExploreResult, rec: _Recording) -> int:
+    """The recording's history and tallies into `result`; returns the expiry tolerance."""
+    result.final_history = rec.history
+    result.events.update(rec.events)
+    counts = Counter(e.outcome for e in rec.history)
+    result.entries, result.acked, result.errors = (len(rec.history), counts[Outcome.OK],
+                                                   counts[Outcome.ERROR])
+    result.first_point = rec.first_point
+    tolerance = 2000 + rec.max_latency_ms
+    result.expiry_tolerance_ms = tolerance
+    return tolerance
+
+
 def explore_server(
     config: ServerExploreConfig,
     *,
@@ -776,37 +876,14 @@ def explore_server(
     rec = _record(config, spec, t0)
     result.record_s = time.monotonic() - started
     report("record", 1, 1)
-    result.final_history = rec.history
-    result.events.update(rec.events)
-    counts = Counter(e.outcome for e in rec.history)
-    result.entries, result.acked, result.errors = (len(rec.history), counts[Outcome.OK],
-                                                   counts[Outcome.ERROR])
+    tolerance = _take_recording(result, rec)
     result.trace_ops = len(rec.trace)
-    result.first_point = rec.first_point
-    tolerance = 2000 + rec.max_latency_ms
-    result.expiry_tolerance_ms = tolerance
     extra = _extra_config(spec, config)
     fr = _Frontiers(rec, config)
 
     # -- enumerate (recoveries start in the pool as new images turn up)
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-        initializer=worker_init, initargs=(os.getpid(),),
-    )
-    images: dict[str, DiskImage] = {}
-    futures: dict[Future[_Recovered], str] = {}
-    contents: dict[str, _Content] = {}
-    stability_of: dict[str, str] = {}  # first digest -> digest of what it left behind
-    want_after = config.stability
-
-    def submit(digest: str, image: DiskImage) -> Future[_Recovered]:
-        images[digest] = image
-        job = (spec, config.policy, extra, t0, digest, dict(image.files),
-               tuple(sorted(image.dirs)), want_after)
-        future = pool.submit(_worker_recover, job)
-        futures[future] = digest
-        return future
-
+    recoveries = _Recoveries(result, workers, spec, config, extra, t0, config.stability)
+    images = recoveries.images
     groups: list[_Group] = []
     recover_started = time.monotonic()
     try:
@@ -842,7 +919,7 @@ def explore_server(
                                                    image_effects(visible, image.files))
                         groups.append(group)
                         if digest not in images:
-                            submit(digest, image)
+                            recoveries.submit(digest, image)
                     group.count += 1
             result.points_explored += 1
             if number % 32 == 0:
@@ -852,53 +929,16 @@ def explore_server(
         result.state_groups = len(groups)
 
         # -- recover (and, for rule 3, what each recovery left behind)
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                got = future.result()
-                result.real_recoveries += 1
-                snap = None if got.dump is None else snapshot_from_dump(got.dump)
-                contents[got.digest] = _Content(got, snap)
-                if got.after_files is not None:
-                    after = DiskImage(got.after_files, got.after_dirs)
-                    after_digest = after.digest()
-                    stability_of[got.digest] = after_digest
-                    if after_digest not in images:
-                        result.stability_recoveries += 1
-                        pending.add(submit(after_digest, after))
-            report("recover", len(contents), len(images))
+        recoveries.drain(report)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        recoveries.close()
     result.recover_s = time.monotonic() - recover_started
-    result.distinct_contents = len(images)
-    result.refused_contents = sum(1 for c in contents.values() if c.snapshot is None)
 
     # -- check
     check_started = time.monotonic()
-    checker = Checker(rec.history, expiry_tolerance_ms=tolerance)
-    for digest, content in contents.items():
-        snap = content.snapshot
-        if snap is None:
-            continue
-        content.ks = checker.matching_prefixes(snap, at_ms=content.recovered.dump_ms)
-        left = stability_of.get(digest)
-        if left is not None and left != digest:
-            second = contents[left]
-            at = max(content.recovered.dump_ms, second.recovered.dump_ms)
-            content.stable = check_stability(
-                snap, second.snapshot, at_ms=at, expiry_tolerance_ms=tolerance,
-                unavailable_reason=second.recovered.reason,
-            )
-    histories: dict[int, History] = {}
-
-    def history_at(p: int) -> History:
-        h = histories.get(p)
-        if h is None:
-            if len(histories) > 64:
-                histories.clear()
-            h = histories[p] = _history_at(rec, p)
-        return h
+    recoveries.match(rec.history, tolerance)
+    contents = recoveries.contents
+    history_at = _Histories(rec)
 
     # (model, rules, image effects, server refusal) -> (state groups and states, crash points)
     mechanisms: dict[tuple[Any, ...], tuple[Counter[str], set[int]]] = {}
@@ -907,18 +947,18 @@ def explore_server(
         p = group.point
         n = fr.submitted(p)
         f = fr.frontier(p, group.crash_ms, group.model)
-        verdict: Verdict | None = None
-        if config.exact or fr.refused_pending(p):
-            outcome, rules, verdict = _exact(config, content, group, history_at(p), tolerance)
-            result.exact_checks += 1
-            if not fr.refused_pending(p):
-                fast, _ = _fast(config, content, group, f, n)
-                if (fast == "violation") != (outcome == "violation"):
-                    raise ServerExploreError(
-                        f"the fast path says {fast} at trace index {p} ({group.model.value}, "
-                        f"image {group.digest[:12]}) but the oracle says {outcome}")
-        else:
-            outcome, rules = _fast(config, content, group, f, n)
+        where = f"trace index {p} ({group.model.value}, image {group.digest[:12]})"
+
+        def exact(content: _Content = content, group: _Group = group, p: int = p
+                  ) -> tuple[str, tuple[str, ...], Verdict]:
+            return _group_exact(config, content, group, history_at(p), tolerance)
+
+        def fast(content: _Content = content, group: _Group = group, f: int = f, n: int = n
+                 ) -> tuple[str, tuple[str, ...]]:
+            return _fast(config, content, f, n, damaged=group.choice.damaged)
+
+        outcome, rules, verdict = _judge(result, config.exact or fr.refused_pending(p),
+                                         not fr.refused_pending(p), fast, exact, where)
         mechanism: tuple[Any, ...] = ()
         first_of_kind = False
         if outcome == "violation":
@@ -929,20 +969,12 @@ def explore_server(
             first_of_kind = mechanism not in mechanisms
         if outcome == "violation" and verdict is None and (
                 first_of_kind or len(result.violations) < config.max_exact_violations):
-            outcome2, rules2, verdict = _exact(config, content, group, history_at(p), tolerance)
-            result.exact_checks += 1
-            if outcome2 != "violation":
-                raise ServerExploreError(
-                    f"the fast path found {rules} at trace index {p} ({group.model.value}, "
-                    f"image {group.digest[:12]}) but the oracle says {outcome2}")
-            rules = rules2
+            rules, verdict = _confirm(result, rules, exact, where)
             if rules != mechanism[1]:
                 mechanism = (mechanism[0], rules, *mechanism[2:])
                 first_of_kind = mechanism not in mechanisms
-        result.outcomes[(group.model.value, outcome)] += group.count
+        _tally(result, group.model.value, outcome, rules, group.count)
         if outcome == "violation":
-            for rule in rules:
-                result.violation_counts[(group.model.value, rule)] += group.count
             tally = mechanisms.setdefault(mechanism, (Counter(), set()))
             tally[0]["groups"] += 1
             tally[0]["states"] += group.count
@@ -954,9 +986,7 @@ def explore_server(
                     p, group.crash_ms, group.model, group.choice, group.count, rules,
                     group.digest, verdict, content.recovered.reason, group.effects,
                     content.recovered.heals))
-                result.images[group.digest] = images[group.digest]
-                if p not in result.histories:
-                    result.histories[p] = history_at(p)
+                _keep(result, images, history_at, group.digest, p)
             else:
                 result.groups_left_out += 1
                 result.states_left_out += group.count
@@ -974,6 +1004,22 @@ def explore_server(
     return result
 
 
+def _tally(result: ServerExploreResult, model: str, outcome: str, rules: tuple[str, ...],
+           count: int) -> None:
+    result.outcomes[(model, outcome)] += count
+    if outcome == "violation":
+        for rule in rules:
+            result.violation_counts[(model, rule)] += count
+
+
+def _keep(result: ServerExploreResult, images: Mapping[str, DiskImage],
+          history_at: Callable[[int], History], digest: str, p: int) -> None:
+    """What a kept violation's reproduction needs: its image and the history at its point."""
+    result.images[digest] = images[digest]
+    if p not in result.histories:
+        result.histories[p] = history_at(p)
+
+
 def _refusal_span(heals: bool | None) -> str:
     if heals is None:
         return ""
@@ -986,10 +1032,12 @@ def _mechanism_text(rules: Sequence[str], effects: Sequence[str], refusal: str) 
     return text + (f"; the server: {refusal}" if refusal else "")
 
 
-def _fast(config: ServerExploreConfig, content: _Content, group: _Group, f: int,
-          n: int) -> tuple[str, tuple[str, ...]]:
+def _fast(config: ServerExploreConfig, content: _Content, f: int, n: int, *,
+          damaged: bool = False) -> tuple[str, tuple[str, ...]]:
+    """The fast path's outcome for one image: its matching prefixes against the frontier `f`
+    and the `n` writes submitted (rule 3 as checked beforehand)."""
     if content.snapshot is None:
-        if not config.allow_unavailable and not group.choice.damaged:
+        if not config.allow_unavailable and not damaged:
             return "violation", ("availability",)
         return "unavailable", ()
     assert content.ks is not None
@@ -1003,18 +1051,18 @@ def _fast(config: ServerExploreConfig, content: _Content, group: _Group, f: int,
     return "consistent", ()
 
 
-def _exact(config: ServerExploreConfig, content: _Content, group: _Group, history: History,
-           tolerance: int) -> tuple[str, tuple[str, ...], Verdict]:
+def _exact(config: ServerExploreConfig, content: _Content, history: History, tolerance: int,
+           *, model: str, choice: dict[str, Any], position: int, crash_ms: int,
+           damaged: bool = False) -> tuple[str, tuple[str, ...], Verdict]:
     """The oracle's verdict on one state group (rules 1, 2, 4, then 3)."""
     got = content.recovered
-    crash = CrashInfo(model=group.model.value, choice=group.choice.to_dict(),
-                      trace_index=group.point, crash_ms=group.crash_ms)
+    crash = CrashInfo(model=model, choice=choice, trace_index=position, crash_ms=crash_ms)
     verdict = check_recovery(
-        history, content.snapshot, policy=config.policy, model=group.model.value,
-        crash_ms=group.crash_ms, recovery_ms=max(got.dump_ms, group.crash_ms),
+        history, content.snapshot, policy=config.policy, model=model,
+        crash_ms=crash_ms, recovery_ms=max(got.dump_ms, crash_ms),
         window_ms=config.window_ms + config.margin_ms,
         unavailable_reason=got.reason if content.snapshot is None else None,
-        allow_unavailable=config.allow_unavailable, damaged_image=group.choice.damaged,
+        allow_unavailable=config.allow_unavailable, damaged_image=damaged,
         crash=crash, expiry_tolerance_ms=tolerance,
     )
     if not verdict.ok:
@@ -1022,6 +1070,44 @@ def _exact(config: ServerExploreConfig, content: _Content, group: _Group, histor
     if content.stable is not None and not content.stable.ok:
         return "violation", ("stability",), content.stable
     return verdict.outcome, (), verdict
+
+
+def _group_exact(config: ServerExploreConfig, content: _Content, group: _Group,
+                 history: History, tolerance: int) -> tuple[str, tuple[str, ...], Verdict]:
+    return _exact(config, content, history, tolerance, model=group.model.value,
+                  choice=group.choice.to_dict(), position=group.point,
+                  crash_ms=group.crash_ms, damaged=group.choice.damaged)
+
+
+def _judge(result: ServerExploreResult, exact_now: bool, cross_check: bool,
+           fast: Callable[[], tuple[str, tuple[str, ...]]],
+           exact: Callable[[], tuple[str, tuple[str, ...], Verdict]], where: str
+           ) -> tuple[str, tuple[str, ...], Verdict | None]:
+    """One state group's outcome: the oracle's when `exact_now` (cross-checked against the
+    fast path when `cross_check`), the fast path's otherwise."""
+    if not exact_now:
+        outcome, rules = fast()
+        return outcome, rules, None
+    outcome, rules, verdict = exact()
+    result.exact_checks += 1
+    if cross_check:
+        fast_outcome, _ = fast()
+        if (fast_outcome == "violation") != (outcome == "violation"):
+            raise ServerExploreError(
+                f"the fast path says {fast_outcome} at {where} but the oracle says {outcome}")
+    return outcome, rules, verdict
+
+
+def _confirm(result: ServerExploreResult, rules: tuple[str, ...],
+             exact: Callable[[], tuple[str, tuple[str, ...], Verdict]], where: str
+             ) -> tuple[tuple[str, ...], Verdict]:
+    """The oracle's rules for a violation the fast path found (it must agree)."""
+    outcome, exact_rules, verdict = exact()
+    result.exact_checks += 1
+    if outcome != "violation":
+        raise ServerExploreError(
+            f"the fast path found {rules} at {where} but the oracle says {outcome}")
+    return exact_rules, verdict
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1109,31 +1195,38 @@ def replay_server_reproduction(path: Path, *, server: str | None = None) -> Verd
         files, dirs = _read_tree(str(image_dir))
     except (KeyError, TypeError, ValueError, OSError) as exc:
         raise ValueError(f"{path}: {exc}") from None
-    spec, _, _ = _spec_and_identity(config)
-    offset = float(data["wall_offset_ms"])
-    # Times on the recording's scale: wall clock minus the offset it had then.
-    t0 = time.monotonic() - (time.time() * 1000 - offset) / 1000
-    image = DiskImage(files, dirs)
-    got = _recover(spec, config.policy, _extra_config(spec, config), t0, image.digest(),
-                   files, dirs, True)
-    snapshot = None if got.dump is None else snapshot_from_dump(got.dump)
+    content = _recover_again(config, files, dirs, data)
     tolerance = int(data["expiry_tolerance_ms"])
+    group = _Group(int(data["trace_index"]), int(data["crash_ms"]), choice.model,
+                   content.recovered.digest, choice, 1)
+    cfg = ServerExploreConfig(server=config.server, policy=config.policy,
+                              models=config.models, window_ms=int(data["window_ms"]),
+                              margin_ms=0, allow_unavailable=bool(data["allow_unavailable"]))
+    _, _, verdict = _group_exact(cfg, content, group, history, tolerance)
+    return verdict
+
+
+def _recover_again(config: ServerExploreConfig, files: dict[str, bytes],
+                   dirs: tuple[str, ...], data: Mapping[str, Any]) -> _Content:
+    """A reproduction's image recovered once more with `config`'s server on the recording's
+    time scale (`data`'s wall offset), and what it left behind judged by rule 3."""
+    spec, _, _ = _spec_and_identity(config)
+    extra = _extra_config(spec, config)
+    # Times on the recording's scale: wall clock minus the offset it had then.
+    t0 = time.monotonic() - (time.time() * 1000 - float(data["wall_offset_ms"])) / 1000
+    image = DiskImage(files, dirs)
+    got = _recover(spec, config.policy, extra, t0, image.digest(), files, dirs, True)
+    snapshot = None if got.dump is None else snapshot_from_dump(got.dump)
     content = _Content(got, snapshot)
     if snapshot is not None and got.after_files is not None:
         after = DiskImage(got.after_files, got.after_dirs)
         if after.digest() != image.digest():
-            second = _recover(spec, config.policy, _extra_config(spec, config), t0,
-                              after.digest(), dict(after.files), tuple(sorted(after.dirs)),
-                              False)
+            second = _recover(spec, config.policy, extra, t0, after.digest(),
+                              dict(after.files), tuple(sorted(after.dirs)), False)
             second_snap = None if second.dump is None else snapshot_from_dump(second.dump)
             content.stable = check_stability(
                 snapshot, second_snap, at_ms=max(got.dump_ms, second.dump_ms),
-                expiry_tolerance_ms=tolerance, unavailable_reason=second.reason)
-    group = _Group(int(data["trace_index"]), int(data["crash_ms"]), choice.model,
-                   image.digest(), choice, 1)
-    cfg = ServerExploreConfig(server=config.server, policy=config.policy,
-                              models=config.models, window_ms=int(data["window_ms"]),
-                              margin_ms=0, allow_unavailable=bool(data["allow_unavailable"]))
-    _, _, verdict = _exact(cfg, content, group, history, tolerance)
-    return verdict
+                expiry_tolerance_ms=int(data["expiry_tolerance_ms"]),
+                unavailable_reason=second.reason)
+    return content
 
