@@ -51,8 +51,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import hiredis
-
 from faults import PersistenceModel
 from faults.kernel import (
     BlockLog,
@@ -69,12 +67,11 @@ from faults.kernel import (
 )
 from harness.oracle import (
     History,
-    Outcome,
     Verdict,
 )
 from harness.targets._servers import ServerSpec, make_run_dir, remove_stale_run_dirs
 from harness.verify._config import VerifyEnvironmentError
-from harness.verify._conn import Conn, ServerGone, encode
+from harness.verify._conn import Conn
 from harness.verify._explore_server import (
     ServerExploreConfig,
     ServerExploreError,
@@ -89,6 +86,7 @@ from harness.verify._explore_server import (
     _Histories,
     _judge,
     _keep,
+    _play,
     _read_tree,
     _Recording,
     _recover_again,
@@ -99,7 +97,7 @@ from harness.verify._explore_server import (
     _tally,
     _write_tree,
 )
-from harness.verify._workload import ItemKind, workload
+from harness.verify._workload import workload
 
 __all__ = [
     "KERNEL_MODELS",
@@ -305,44 +303,8 @@ def _record(config: KernelExploreConfig, spec: ServerSpec, recorder: BlockRecord
         conn = Conn(server.port)
         recorder.checkpoint()  # the started server's files are the baseline
         first = marker("start")
-        for number, item in enumerate(items):
-            if item.kind is ItemKind.SELECT:
-                conn.send(encode((b"SELECT", b"%d" % item.db)))
-                conn.next_reply()
-                continue
-            if item.kind is ItemKind.REWRITE:
-                conn.send(encode((b"BGREWRITEAOF",)))
-                answer = conn.next_reply()
-                events["bgrewriteaof: " + ("error" if isinstance(answer, hiredis.ReplyError)
-                                           else "started")] += 1
-                continue
-            payload = [encode(argv) for argv in item.commands]
-            if len(item.commands) > 1:
-                payload = [encode((b"MULTI",)), *payload, encode((b"EXEC",))]
-            submit_pos = marker(f"send {number}")
-            sent = now_ms()
-            index = history.submit(item.commands, db=item.db, executed_ms=int(sent))
-            positions.append(_EntryPos(submit_pos, None))
-            try:
-                conn.send(b"".join(payload))
-                reply: Any = None
-                for _ in payload:
-                    reply = conn.next_reply()
-            except ServerGone as exc:
-                raise ServerExploreError(
-                    f"the server died during the workload ({exc}); see its log: "
-                    f"{' / '.join(server.log_lines()[-3:])}") from None
-            acked = now_ms()
-            resolve_pos = marker(f"reply {number}")
-            positions[index] = _EntryPos(submit_pos, resolve_pos)
-            max_latency = max(max_latency, math.ceil(acked - sent))
-            if isinstance(reply, hiredis.ReplyError):
-                history.resolve(index, Outcome.ERROR)
-                events[f"error reply: {str(reply).split(' ')[0]}"] += 1
-            else:
-                history.resolve(index, Outcome.OK, at_ms=math.ceil(acked))
-            if pause_s:
-                time.sleep(pause_s)
+        max_latency = _play(conn, server, items, marker, now_ms, pause_s, history, positions,
+                            events)
         log_file = _LogLength(os.path.join(recorder.data_dir, "log"))
         _settle(conn, log_file, cfg.policy, cfg.window_ms + cfg.margin_ms, events)
         conn.close()

@@ -494,6 +494,55 @@ def _settle(conn: Conn, mount: Any, policy: str, window_ms: int, events: Counter
     events["trace still changing at the settle timeout"] += 1
 
 
+def _play(conn: Conn, server: Any, items: Sequence[Any], position: Callable[[str], int],
+          now_ms: Callable[[], float], pause_s: float, history: History,
+          positions: list[_EntryPos], events: Counter[str]) -> int:
+    """Send the workload's `items` to the server, recording each write in `history` with its
+    `position` (label "send N" / "reply N") on the recording when sent and when answered;
+    returns the longest latency in ms."""
+    max_latency = 0
+    for number, item in enumerate(items):
+        if item.kind is ItemKind.SELECT:
+            conn.send(encode((b"SELECT", b"%d" % item.db)))
+            conn.next_reply()
+            continue
+        if item.kind is ItemKind.REWRITE:
+            conn.send(encode((b"BGREWRITEAOF",)))
+            answer = conn.next_reply()
+            events["bgrewriteaof: " + ("error" if isinstance(answer, hiredis.ReplyError)
+                                       else "started")] += 1
+            continue
+        payload = [encode(argv) for argv in item.commands]
+        if len(item.commands) > 1:
+            payload = [encode((b"MULTI",)), *payload, encode((b"EXEC",))]
+        submit_pos = position(f"send {number}")
+        sent = now_ms()
+        index = history.submit(item.commands, db=item.db, executed_ms=int(sent))
+        positions.append(_EntryPos(submit_pos, None))
+        try:
+            conn.send(b"".join(payload))
+            reply: Any = None
+            for _ in payload:
+                reply = conn.next_reply()
+        except ServerGone as exc:
+            raise ServerExploreError(
+                f"the server died during the workload ({exc}); see its log: "
+                f"{' / '.join(server.log_lines()[-3:])}"
+            ) from None
+        acked = now_ms()
+        resolve_pos = position(f"reply {number}")  # taken after the time: never too early
+        positions[index] = _EntryPos(submit_pos, resolve_pos)
+        max_latency = max(max_latency, math.ceil(acked - sent))
+        if isinstance(reply, hiredis.ReplyError):
+            history.resolve(index, Outcome.ERROR)
+            events[f"error reply: {str(reply).split(' ')[0]}"] += 1
+        else:
+            history.resolve(index, Outcome.OK, at_ms=math.ceil(acked))
+        if pause_s:
+            time.sleep(pause_s)
+    return max_latency
+
+
 def _record(config: ServerExploreConfig, spec: ServerSpec, t0: float) -> _Recording:
     from faults.fuse import FuseMount
     from harness.verify._site import keep_cwd
@@ -526,45 +575,8 @@ def _record(config: ServerExploreConfig, spec: ServerSpec, t0: float) -> _Record
         server.start()
         conn = Conn(server.port)
         first_point = 0 if config.include_startup else _trace_len(mount)
-        for item in items:
-            if item.kind is ItemKind.SELECT:
-                conn.send(encode((b"SELECT", b"%d" % item.db)))
-                conn.next_reply()
-                continue
-            if item.kind is ItemKind.REWRITE:
-                conn.send(encode((b"BGREWRITEAOF",)))
-                answer = conn.next_reply()
-                events["bgrewriteaof: " + ("error" if isinstance(answer, hiredis.ReplyError)
-                                           else "started")] += 1
-                continue
-            payload = [encode(argv) for argv in item.commands]
-            if len(item.commands) > 1:
-                payload = [encode((b"MULTI",)), *payload, encode((b"EXEC",))]
-            submit_pos = _trace_len(mount)
-            sent = now_ms()
-            index = history.submit(item.commands, db=item.db, executed_ms=int(sent))
-            positions.append(_EntryPos(submit_pos, None))
-            try:
-                conn.send(b"".join(payload))
-                reply: Any = None
-                for _ in payload:
-                    reply = conn.next_reply()
-            except ServerGone as exc:
-                raise ServerExploreError(
-                    f"the server died during the workload ({exc}); see its log: "
-                    f"{' / '.join(server.log_lines()[-3:])}"
-                ) from None
-            acked = now_ms()
-            resolve_pos = _trace_len(mount)  # read after the time: never too early
-            positions[index] = _EntryPos(submit_pos, resolve_pos)
-            max_latency = max(max_latency, math.ceil(acked - sent))
-            if isinstance(reply, hiredis.ReplyError):
-                history.resolve(index, Outcome.ERROR)
-                events[f"error reply: {str(reply).split(' ')[0]}"] += 1
-            else:
-                history.resolve(index, Outcome.OK, at_ms=math.ceil(acked))
-            if pause_s:
-                time.sleep(pause_s)
+        max_latency = _play(conn, server, items, lambda label: _trace_len(mount), now_ms,
+                            pause_s, history, positions, events)
         _settle(conn, mount, config.policy, config.window_ms + config.margin_ms, events)
         conn.close()
         conn = None
