@@ -86,16 +86,17 @@ from harness.verify._explore_server import (
     _Histories,
     _judge,
     _keep,
+    _load_repro,
     _play,
     _read_tree,
     _Recording,
     _recover_again,
     _Recoveries,
+    _save_repro,
     _settle,
     _spec_and_identity,
     _take_recording,
     _tally,
-    _write_tree,
 )
 from harness.verify._workload import workload
 
@@ -547,38 +548,16 @@ def write_kernel_reproductions(
             "models": [result.fs], "example": first.to_dict(), "reproduction": None,
         }
         if number < max_groups:
-            where = directory / f"{number:02d}-{'-'.join(rules)}"
-            image = result.images[digest]
-            image_dir = where / "image"
-            image_dir.mkdir(parents=True, exist_ok=True)
-            _write_tree(str(image_dir), image.files, sorted(image.dirs))
-            repro = {
-                "format": KERNEL_REPRO_FORMAT,
-                "server": cfg.server, "server_config": dict(cfg.server_config),
-                "policy": cfg.policy, "model": result.fs, "state": first.state,
-                "point": first.point, "position": first.position,
-                "crash_ms": first.crash_ms, "rules": list(rules),
-                "image_dir": "image", "image_digest": digest,
-                "files": {p: len(c) for p, c in sorted(image.files.items())},
-                "dirs": sorted(image.dirs),
-                "window_ms": cfg.window_ms + cfg.margin_ms,
-                "expiry_tolerance_ms": result.expiry_tolerance_ms,
-                "wall_offset_ms": result.wall_offset_ms,
-                "allow_unavailable": cfg.allow_unavailable,
-                "history": result.histories[first.position].to_dict(),
-                "verdict": None if first.verdict is None else first.verdict.to_dict(),
-                "note": (f"aofcrash explore --server {cfg.server} --model {result.fs}: "
-                         f"{', '.join(rules)} after a power loss at {first.point} on the "
-                         f"kernel's {result.fs}; image/ is the data dir after the kernel "
-                         f"mounted the crash image; re-run with: aofcrash explore --server "
-                         f"{cfg.server} --replay {where / 'repro.json'}"),
-            }
-            path = where / "repro.json"
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(repro, indent=1, sort_keys=True, default=str) + "\n",
-                           encoding="utf-8")
-            os.replace(tmp, path)
-            row["reproduction"] = str(path)
+            row["reproduction"] = _save_repro(
+                result, directory / f"{number:02d}-{'-'.join(rules)}", rules, digest,
+                result.histories[first.position], first.verdict, {
+                    "format": KERNEL_REPRO_FORMAT, "model": result.fs, "state": first.state,
+                    "point": first.point, "position": first.position,
+                    "crash_ms": first.crash_ms},
+                f"aofcrash explore --server {cfg.server} --model {result.fs}: "
+                f"{', '.join(rules)} after a power loss at {first.point} on the kernel's "
+                f"{result.fs}; image/ is the data dir after the kernel mounted the crash "
+                f"image; ")
         rows.append(row)
     return rows
 
@@ -595,13 +574,7 @@ def replay_kernel_reproduction(path: Path, *, server: str | None = None) -> Verd
     """Recover a kernel reproduction's image with its server (or `server`) and judge it again
     with the recorded history (rules 1, 2, 4, then 3). Raises ValueError (one line) for a
     file that is not one."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read it: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != KERNEL_REPRO_FORMAT:
-        raise ValueError(f"{path}: not a kernel explore reproduction (format "
-                         f"{KERNEL_REPRO_FORMAT!r})")
+    data = _load_repro(path, KERNEL_REPRO_FORMAT, "a kernel explore")
     try:
         cfg = ServerExploreConfig(
             server=server or data["server"], policy=data["policy"],

@@ -1151,50 +1151,67 @@ def write_server_reproductions(
             "example": first.to_dict(), "reproduction": None,
         }
         if number < max_groups:
-            where = directory / f"{number:02d}-{'-'.join(rules)}"
-            image = result.images[digest]
-            image_dir = where / "image"
-            image_dir.mkdir(parents=True, exist_ok=True)
-            _write_tree(str(image_dir), image.files, sorted(image.dirs))
-            history = result.histories[first.trace_index]
-            repro = {
-                "format": REPRO_FORMAT,
-                "server": cfg.server, "server_config": dict(cfg.server_config),
-                "policy": cfg.policy, "model": first.model.value,
-                "choice": first.choice.to_dict(), "trace_index": first.trace_index,
-                "crash_ms": first.crash_ms, "rules": list(rules),
-                "image_dir": "image", "image_digest": digest,
-                "files": {p: len(c) for p, c in sorted(image.files.items())},
-                "dirs": sorted(image.dirs),
-                "window_ms": cfg.window_ms + cfg.margin_ms,
-                "expiry_tolerance_ms": result.expiry_tolerance_ms,
-                "wall_offset_ms": result.wall_offset_ms,
-                "allow_unavailable": cfg.allow_unavailable,
-                "history": history.to_dict(),
-                "verdict": None if first.verdict is None else first.verdict.to_dict(),
-                "note": (f"aofcrash explore --server {cfg.server}: {', '.join(rules)} after a "
-                         f"crash at trace index {first.trace_index} ({first.model.value}); "
-                         f"re-run with: aofcrash explore --server {cfg.server} --replay "
-                         f"{where / 'repro.json'}"),
-            }
-            path = where / "repro.json"
-            path.write_text(json.dumps(repro, indent=1, sort_keys=True, default=str) + "\n",
-                            encoding="utf-8")
-            row["reproduction"] = str(path)
+            row["reproduction"] = _save_repro(
+                result, directory / f"{number:02d}-{'-'.join(rules)}", rules, digest,
+                result.histories[first.trace_index], first.verdict, {
+                    "format": REPRO_FORMAT, "model": first.model.value,
+                    "choice": first.choice.to_dict(), "trace_index": first.trace_index,
+                    "crash_ms": first.crash_ms},
+                f"aofcrash explore --server {cfg.server}: {', '.join(rules)} after a crash at "
+                f"trace index {first.trace_index} ({first.model.value}); ")
         rows.append(row)
     return rows
+
+
+def _save_repro(result: ServerExploreResult, where: Path, rules: tuple[str, ...],
+                digest: str, history: History, verdict: Verdict | None,
+                fields: Mapping[str, Any], note: str) -> str:
+    """The image under ``<where>/image`` and ``<where>/repro.json`` (what is common to both
+    kinds of reproduction and `fields`); returns the JSON file's path."""
+    cfg = result.config
+    image = result.images[digest]
+    image_dir = where / "image"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    _write_tree(str(image_dir), image.files, sorted(image.dirs))
+    path = where / "repro.json"
+    repro = {
+        **fields,
+        "server": cfg.server, "server_config": dict(cfg.server_config),
+        "policy": cfg.policy, "rules": list(rules),
+        "image_dir": "image", "image_digest": digest,
+        "files": {p: len(c) for p, c in sorted(image.files.items())},
+        "dirs": sorted(image.dirs),
+        "window_ms": cfg.window_ms + cfg.margin_ms,
+        "expiry_tolerance_ms": result.expiry_tolerance_ms,
+        "wall_offset_ms": result.wall_offset_ms,
+        "allow_unavailable": cfg.allow_unavailable,
+        "history": history.to_dict(),
+        "verdict": None if verdict is None else verdict.to_dict(),
+        "note": (f"{note}re-run with: aofcrash explore --server {cfg.server} --replay "
+                 f"{path}"),
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(repro, indent=1, sort_keys=True, default=str) + "\n",
+                   encoding="utf-8")
+    os.replace(tmp, path)
+    return str(path)
+
+
+def _load_repro(path: Path, repro_format: str, what: str) -> dict[str, Any]:
+    """A reproduction's JSON; ValueError (one line) for a file that is not `what` one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"{path}: cannot read it: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != repro_format:
+        raise ValueError(f"{path}: not {what} reproduction (format {repro_format!r})")
+    return data
 
 
 def replay_server_reproduction(path: Path, *, server: str | None = None) -> Verdict:
     """Recover a reproduction's image with its server (or `server`) and judge it again with
     the recorded history. Raises ValueError (one line) for a file that is not one."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read it: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != REPRO_FORMAT:
-        raise ValueError(f"{path}: not an explore --server reproduction (format "
-                         f"{REPRO_FORMAT!r})")
+    data = _load_repro(path, REPRO_FORMAT, "an explore --server")
     try:
         config = ServerExploreConfig(
             server=server or data["server"], policy=data["policy"],
