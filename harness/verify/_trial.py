@@ -257,6 +257,61 @@ def _restart(server: Any) -> tuple[str | None, list[str]]:
     return None, []
 
 
+def _kill(run: _Run, server: Any, conn: Conn, died_early: bool) -> tuple[int, bool]:
+    """The crash: SIGKILL, then the replies the server released before it died are read and
+    `conn` closed. Returns crash_ms (taken before the kill when the server is still alive;
+    when it died on its own, the last moment it answered) and whether it died early."""
+    if server.running and not died_early:
+        crash_ms = run.now_ms()
+    else:
+        died_early = True
+        crash_ms = run.last_alive_ms
+    server.kill()
+    drained = run.drain(conn)
+    if drained:
+        run.events["replies read after the kill"] += drained
+    conn.close()
+    return crash_ms, died_early
+
+
+def _start_and_dump(run: _Run, server: Any, dumper: Dumper | None, crash_ms: int
+                    ) -> tuple[str | None, list[str], int, Snapshot | None]:
+    """Start `server` on the crash image and dump what it recovered: (why it refused or None,
+    its log tail, recovery_ms, the snapshot or None)."""
+    reason, log_tail = _restart(server)
+    at_ms = max(run.now_ms(), crash_ms)
+    recovered: Snapshot | None = None
+    if reason is None:
+        recovered = _dump_snapshot(dumper, server, at_ms)
+        _scan_log(server, run.events)
+    return reason, log_tail, at_ms, recovered
+
+
+def _outcome(config: VerifyConfig, run: _Run, verdict: Verdict, stability: Verdict | None
+             ) -> str:
+    outcome = verdict.outcome
+    if stability is not None and not stability.ok:
+        outcome = "violation"
+    if outcome == "consistent" and config.policy == "everysec" and not verdict.frontier:
+        outcome = "not-exercised"
+        run.events["everysec: empty frontier (not exercised)"] += 1
+    return outcome
+
+
+def _result_fields(config: VerifyConfig, run: _Run, index: int, verdict: Verdict,
+                   stability: Verdict | None, history: History, crash_ms: int,
+                   recovery_ms: int, started: float) -> dict[str, Any]:
+    """What every trial's TrialResult holds alike."""
+    counts: Counter[Outcome] = Counter(e.outcome for e in history)
+    return {
+        "index": index, "outcome": _outcome(config, run, verdict, stability),
+        "recovery": verdict, "stability": stability, "entries": len(history),
+        "acked": counts[Outcome.OK], "unknown": counts[Outcome.UNKNOWN],
+        "errors": counts[Outcome.ERROR], "crash_ms": crash_ms, "recovery_ms": recovery_ms,
+        "events": run.events, "elapsed_s": time.monotonic() - started, "history": history,
+    }
+
+
 def run_fuse_trial(
     config: VerifyConfig,
     index: int,
@@ -436,18 +491,7 @@ def run_fuse_trial(
                     break
                 time.sleep(0.01)
             note_fired(run.now_ms())
-        # The crash: when the server is still alive, crash_ms is taken before SIGKILL; when it
-        # died on its own, the last moment it answered (it died after that).
-        if server.running and not died_early:
-            crash_ms = run.now_ms()
-        else:
-            died_early = True
-            crash_ms = run.last_alive_ms
-        server.kill()
-        drained = run.drain(conn)
-        if drained:
-            run.events["replies read after the kill"] += drained
-        conn.close()
+        crash_ms, died_early = _kill(run, server, conn, died_early)
         conn = None
         note_fired(crash_ms)
         if died_early:
@@ -465,12 +509,7 @@ def run_fuse_trial(
             model=config.model, choice=choice, crash_ms=crash_ms, trace_index=position,
         )
         # Recovery 1.
-        recovered: Snapshot | None = None
-        reason, log_tail = _restart(server)
-        recovery_ms = max(run.now_ms(), crash_ms)
-        if reason is None:
-            recovered = _dump_snapshot(dumper, server, recovery_ms)
-            _scan_log(server, run.events)
+        reason, log_tail, recovery_ms, recovered = _start_and_dump(run, server, dumper, crash_ms)
         verdict = check_recovery(
             history, recovered, policy=config.policy, model=config.model,
             crash_ms=crash_ms, recovery_ms=recovery_ms, window_ms=window_ms,
@@ -531,17 +570,9 @@ def run_fuse_trial(
             server.kill()
         site.close()
 
-    outcome = verdict.outcome
-    if stability is not None and not stability.ok:
-        outcome = "violation"
-    if outcome == "consistent" and config.policy == "everysec" and not verdict.frontier:
-        outcome = "not-exercised"
-        run.events["everysec: empty frontier (not exercised)"] += 1
-    counts = Counter(e.outcome for e in history)
     return TrialResult(
-        index=index, outcome=outcome, recovery=verdict, stability=stability,
-        entries=len(history), acked=counts[Outcome.OK], unknown=counts[Outcome.UNKNOWN],
-        errors=counts[Outcome.ERROR], crash_ms=crash_ms, recovery_ms=recovery_ms,
+        **_result_fields(config, run, index, verdict, stability, history, crash_ms,
+                         recovery_ms, started),
         crash_image=image_kind,
         crash_choice=None if choice is None else choice.to_dict(),
         faults=(FaultPlan((armed,)).to_json() if armed is not None
@@ -551,8 +582,7 @@ def run_fuse_trial(
                 if plan.await_rewrite else ""),
         fired=[f"{type(f.fault).__name__} on {f.path}: {f.effect}" for f in site.fired()]
         + child_kills + rewrite_events,
-        events=run.events, elapsed_s=time.monotonic() - started,
-        server_died_early=died_early, log_tail=log_tail, history=history,
+        server_died_early=died_early, log_tail=log_tail,
         fault_asked=draw is not None and "fault" not in removed,
         fault_armed_at=arm_entry if kill_child or plan.await_rewrite else armed_at,
         fault_note=fault_note,
