@@ -71,7 +71,7 @@ from harness.oracle import (
 )
 from harness.targets._servers import ServerSpec, make_run_dir, remove_stale_run_dirs
 from harness.verify._config import VerifyEnvironmentError
-from harness.verify._conn import Conn
+from harness.verify._conn import Conn, end_run
 from harness.verify._explore_server import (
     ServerExploreConfig,
     ServerExploreError,
@@ -315,10 +315,7 @@ def _record(config: KernelExploreConfig, spec: ServerSpec, recorder: BlockRecord
         server.kill()
         server = None
     finally:
-        if conn is not None:
-            conn.close()
-        if server is not None:
-            server.kill()
+        end_run(conn, server)
         shutil.rmtree(scratch, ignore_errors=True)
     rec = _Recording(None, [], first, end_ms, history, positions, max_latency, events)
     return _KernelRecording(rec, marker_ms)

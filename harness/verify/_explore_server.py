@@ -136,7 +136,7 @@ from harness.targets._servers import (
     remove_stale_run_dirs,
 )
 from harness.verify._config import POLICIES, VerifyEnvironmentError
-from harness.verify._conn import Conn, ServerGone, encode, info_field
+from harness.verify._conn import Conn, ServerGone, encode, end_run, info_field
 from harness.verify._mechanism import describe_effects, image_effects, server_reason_kind
 from harness.verify._runner import worker_init
 from harness.verify._workload import ItemKind, workload
@@ -589,10 +589,7 @@ def _record(config: ServerExploreConfig, spec: ServerSpec, t0: float) -> _Record
         if len(start_ms) != len(trace):  # pragma: no cover - a recorder bug
             raise ServerExploreError("explore --server: operations without a time")
     finally:
-        if conn is not None:
-            conn.close()
-        if server is not None:
-            server.kill()
+        end_run(conn, server)
         try:
             mount.stop()
         finally:

@@ -73,7 +73,7 @@ from harness.oracle import (
 )
 from harness.targets._servers import find_aof_files
 from harness.verify._config import Dumper, Launcher, TrialResult, VerifyConfig
-from harness.verify._conn import Conn, ServerGone, encode, info_field
+from harness.verify._conn import Conn, ServerGone, encode, end_run, info_field
 from harness.verify._environment import launcher_for, server_spec
 from harness.verify._faults import (
     CHILD_TEMP_GLOB,
@@ -285,6 +285,22 @@ def _start_and_dump(run: _Run, server: Any, dumper: Dumper | None, crash_ms: int
         recovered = _dump_snapshot(dumper, server, at_ms)
         _scan_log(server, run.events)
     return reason, log_tail, at_ms, recovered
+
+
+def _second_start(run: _Run, server: Any, dumper: Dumper | None, recovered: Snapshot,
+                  tolerance_ms: int, crash: CrashInfo | None) -> tuple[Verdict, list[str] | None]:
+    """Rule 3: start the killed `server` again (no new writes) and compare what it recovers
+    with `recovered`. Returns the verdict and, when it refused, its log tail. `crash` None:
+    a process crash at the time of the second start."""
+    reason, tail = _restart(server)
+    at_ms = run.now_ms()
+    second = None if reason is not None else _dump_snapshot(dumper, server, at_ms)
+    stability = check_stability(
+        recovered, second, at_ms=at_ms, expiry_tolerance_ms=tolerance_ms,
+        unavailable_reason=reason,
+        crash=crash if crash is not None else CrashInfo(model="process", crash_ms=at_ms),
+    )
+    return stability, (tail if reason is not None else None)
 
 
 def _outcome(config: VerifyConfig, run: _Run, verdict: Verdict, stability: Verdict | None
@@ -547,27 +563,16 @@ def run_fuse_trial(
             )
             info2 = CrashInfo(model=config.model, choice=choice2, crash_ms=run.now_ms(),
                               trace_index=position2)
-            second: Snapshot | None = None
-            reason2, tail = _restart(server)
-            if reason2 is not None:
+            stability, tail = _second_start(run, server, dumper, recovered, tolerance_ms, info2)
+            if tail is not None:
                 log_tail = tail
-            at_ms = run.now_ms()
-            if reason2 is None:
-                second = _dump_snapshot(dumper, server, at_ms)
-            stability = check_stability(
-                recovered, second, at_ms=at_ms, expiry_tolerance_ms=tolerance_ms,
-                unavailable_reason=reason2, crash=info2,
-            )
             run.events[f"second crash image: {kind2}"] += 1
         if not log_tail:
             log_tail = _log_tail(server, 30)  # the log of all three runs: for the report
         server.kill()
         server = None
     finally:
-        if conn is not None:
-            conn.close()
-        if server is not None:
-            server.kill()
+        end_run(conn, server)
         site.close()
 
     return TrialResult(

@@ -38,7 +38,6 @@ from harness.oracle import (
     Snapshot,
     Verdict,
     check_recovery,
-    check_stability,
 )
 from harness.targets._servers import make_run_dir
 from harness.verify._config import TrialResult, VerifyConfig, VerifyEnvironmentError
@@ -52,13 +51,12 @@ from harness.verify._environment import (
 from harness.verify._faults import plan_trial
 from harness.verify._trial import (
     _aof_listing,
-    _dump_snapshot,
     _kill,
     _log_tail,
-    _restart,
     _result_fields,
     _Run,
     _scan_log,
+    _second_start,
     _start_and_dump,
 )
 from harness.verify._workload import batch_stream, workload_stream
@@ -160,16 +158,10 @@ def run_kernel_trial(
                     )
                     if recovered is not None:
                         server.kill()  # the second crash: a process crash on the kernel mount
-                        reason2, tail = _restart(server)
-                        if reason2 is not None:
+                        stability, tail = _second_start(run, server, None, recovered,
+                                                        tolerance_ms, None)
+                        if tail is not None:
                             log_tail = tail
-                        at_ms = run.now_ms()
-                        second = None if reason2 is not None else _dump_snapshot(
-                            None, server, at_ms)
-                        stability = check_stability(
-                            recovered, second, at_ms=at_ms, expiry_tolerance_ms=tolerance_ms,
-                            unavailable_reason=reason2,
-                            crash=CrashInfo(model="process", crash_ms=at_ms))
                     if not log_tail:
                         log_tail = _log_tail(server, 30)
                     server.kill()
