@@ -23,6 +23,7 @@ from harness.cli._common import (
     EXIT_OK,
     EXIT_VIOLATION,
     UsageError,
+    nonnegative_int,
     progress_bar,
     resolve_workers,
 )
@@ -66,16 +67,6 @@ def _rewrite_arg(text: str) -> int:
     return value
 
 
-def _nonnegative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def add_server_arguments(p: argparse.ArgumentParser) -> None:
     """Add ``--server`` and its own options to the ``explore`` parser."""
     g = p.add_argument_group(
@@ -93,10 +84,10 @@ def add_server_arguments(p: argparse.ArgumentParser) -> None:
                    help="an extra server setting passed as --NAME VALUE (repeatable)")
     g.add_argument("--rewrite-at", type=_rewrite_arg, default=None, metavar="N",
                    help="send BGREWRITEAOF before write N (default: ops/2; -1: no rewrite)")
-    g.add_argument("--duration-ms", type=_nonnegative, default=None,
+    g.add_argument("--duration-ms", type=nonnegative_int, default=None,
                    help="spread the writes over this long (default: 6000 for everysec, else "
                    "as fast as they go)")
-    g.add_argument("--margin-ms", type=_nonnegative, default=500,
+    g.add_argument("--margin-ms", type=nonnegative_int, default=500,
                    help="everysec: scheduling slack added to the 2 s window (default 500)")
     g.add_argument("--include-startup", action="store_true",
                    help="also crash during the server's own start-up (default: from the "
