@@ -77,7 +77,6 @@ from harness.verify._explore_server import (
     ServerExploreError,
     ServerExploreResult,
     _confirm,
-    _Content,
     _EntryPos,
     _exact,
     _extra_config,
@@ -88,16 +87,15 @@ from harness.verify._explore_server import (
     _keep,
     _load_repro,
     _play,
-    _read_tree,
     _Recording,
     _recover_again,
-    _Recoveries,
     _save_repro,
     _settle,
     _spec_and_identity,
     _take_recording,
     _tally,
 )
+from harness.verify._recovery import _Content, _read_tree, _Recoveries
 from harness.verify._workload import workload
 
 __all__ = [
@@ -427,7 +425,7 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
     result.kernel_states = sum(len(pt.states) for pt in points)
 
     # -- mount each distinct state; recover each new data dir as soon as it turns up
-    recoveries = _Recoveries(result, workers, spec, cfg, extra, t0, cfg.stability)
+    recoveries = _Recoveries(result, workers, spec, cfg.policy, extra, t0, cfg.stability)
     images = recoveries.images
     digest_of: dict[tuple[int, int, tuple[int, ...]], str | None] = {}  # None: no image
 
