@@ -9,9 +9,6 @@ asked for). ``KERNEL_MODEL_CHOICES`` are the ``--model`` values that name the re
 from __future__ import annotations
 
 import argparse
-import json
-import time
-from pathlib import Path
 from typing import Any
 
 from harness.cli._common import (
@@ -19,8 +16,6 @@ from harness.cli._common import (
     EXIT_VIOLATION,
     UsageError,
     positive_int,
-    progress_bar,
-    resolve_workers,
 )
 
 __all__ = ["KERNEL_MODEL_CHOICES", "add_kernel_arguments", "cmd_explore_kernel",
@@ -90,12 +85,16 @@ def _config(args: argparse.Namespace, fs: str) -> Any:
 def cmd_explore_kernel(args: argparse.Namespace) -> int:
     """Run ``aofcrash explore --server X --model ext4|xfs|btrfs``; 0 no violation, 1
     violations or a filesystem finding (UsageError: 2)."""
-    from harness.cli._explore_server import _check_options, _report_violations
-    from harness.cli._report import new_run_dir, write_report
-    from harness.cli._report_violations import command_line
-    from harness.verify import VerifyEnvironmentError
+    from harness.cli._explore_server import (
+        _by_rule,
+        _check_options,
+        _explore,
+        _print_models,
+        _print_violations,
+        _report,
+        _write,
+    )
     from harness.verify._explore_kernel import explore_kernel_server, write_kernel_reproductions
-    from harness.verify._explore_server import ServerExploreError
 
     models = list(getattr(args, "model", None) or [])
     if len(models) != 1:
@@ -104,34 +103,12 @@ def cmd_explore_kernel(args: argparse.Namespace) -> int:
     fs = models[0]
     _check_options(args)
     config = _config(args, fs)
-    requested = getattr(args, "workers", 0) or 0
-    workers = requested if requested > 0 else 2 * resolve_workers(0)
-    seed = getattr(args, "seed", 0)
-    run_dir = new_run_dir(getattr(args, "reports", Path("reports")), "explore", seed)
-    bar = progress_bar(args, total=1, unit="steps")
-    series: list[list[float]] = [[0.0, 0]]
-    started = time.perf_counter()
-
-    def on_progress(phase: str, done: int, total: int) -> None:
-        bar.total = max(total, 1)
-        if phase == "recover":
-            series.append([round(time.perf_counter() - started, 3), done])
-        bar.update(done, f"{phase}: {done}/{total}")
-
-    try:
-        result = explore_kernel_server(config, workers=workers, progress=on_progress)
-    except VerifyEnvironmentError as exc:
-        raise UsageError(str(exc)) from None
-    except ServerExploreError as exc:
-        raise UsageError(f"explore --server --model {fs}: {exc}") from None
-    finally:
-        bar.close()
+    result, run_dir, series = _explore(
+        args, lambda **kw: explore_kernel_server(config, **kw), f"explore --server --model {fs}")
     cfg = config.server
     rows = write_kernel_reproductions(result, run_dir / "reproductions",
                                       max_groups=getattr(args, "max_reproductions", 20))
     base = f"aofcrash explore --server {cfg.server}"
-    violations, groups = _report_violations(result, rows, base)
-    summary = result.to_dict()
     rate = result.images_per_s
     totals = {
         "states": result.states,
@@ -143,46 +120,21 @@ def cmd_explore_kernel(args: argparse.Namespace) -> int:
         "real_recoveries": result.real_recoveries,
         "kernel_images_per_s": None if rate is None else round(rate, 1),
         "elapsed_s": round(result.elapsed_s, 2),
-        "causes": len(groups),
     }
-    report = {
-        "command": "explore",
-        "run_id": run_dir.name,
-        "summary": (f"Every recorded crash state of a {cfg.ops}-write {cfg.policy} workload "
-                    f"on {result.server_label} {result.server_version} on the kernel's {fs}: "
-                    f"{result.states} states at {result.points_explored}/{result.points_total}"
-                    f" crash points, {result.mounted_images} images mounted by the kernel, "
-                    f"{result.distinct_contents} distinct data dirs each recovered once by "
-                    f"the real binary, in {result.elapsed_s:.1f} s."),
-        "run": {**config.to_dict(), "server_name": result.server_label,
-                "server_version": result.server_version, "workers": result.workers,
-                "mode": summary["mode"], "command_line": command_line()},
-        "totals": totals,
-        "coverage": result.coverage(),
-        "progress_series": {"title": "Real recoveries over time", "xlabel": "seconds",
-                            "ylabel": "recoveries", "points": series},
-        "violations_note": (
-            f"{result.violating_states} violating state(s) "
-            f"({', '.join(f'{k} {n}' for k, n in summary['violations_by_rule'].items())}), "
+    text = (f"Every recorded crash state of a {cfg.ops}-write {cfg.policy} workload "
+            f"on {result.server_label} {result.server_version} on the kernel's {fs}: "
+            f"{result.states} states at {result.points_explored}/{result.points_total}"
+            f" crash points, {result.mounted_images} images mounted by the kernel, "
+            f"{result.distinct_contents} distinct data dirs each recovered once by "
+            f"the real binary, in {result.elapsed_s:.1f} s.")
+    note = (f"{result.violating_states} violating state(s) ({_by_rule(result.to_dict())}), "
             f"grouped by rule and image; each group keeps its image and a repro.json."
-            if result.violating_states else ""),
-        "groups": groups,
-        "configurations": [{"model": m, **counts} for m, counts in summary["by_model"].items()],
-        "events": dict(result.events),
-        "explore": summary,
-        "violations": violations,
-    }
-    json_path, html_path = write_report(run_dir, report)
+            if result.violating_states else "")
+    report = _report(result, config, run_dir, text, note, totals, series, rows, base)
     status = EXIT_OK if result.ok else EXIT_VIOLATION
-    if getattr(args, "json", False):
-        print(json.dumps({"status": "violation" if status else "ok",
-                          "report": str(json_path), "html": str(html_path), **totals,
-                          "by_model": summary["by_model"],
-                          "violations_by_rule": summary["violations_by_rule"],
-                          "coverage": result.coverage(), "seconds": summary["seconds"],
-                          "filesystem_findings": result.filesystem_findings,
-                          "groups": [{k: v for k, v in row.items() if k != "example"}
-                                     for row in rows]}, default=str))
+    html_path = _write(args, result, run_dir, report, status, rows,
+                       filesystem_findings=result.filesystem_findings)
+    if html_path is None:
         return status
     print(f"explore --server {cfg.server} --model {fs} ({result.server_label} "
           f"{result.server_version}, the kernel's {fs}), policy {cfg.policy}, {cfg.ops} "
@@ -197,22 +149,11 @@ def cmd_explore_kernel(args: argparse.Namespace) -> int:
     print(f"  limits: {cov['cut_by_max_images']} in-flight subsets cut of "
           f"{cov['legal_states_at_explored_points']} (--kernel-max-prefixes, "
           f"--kernel-max-subsets)")
-    for m, counts in summary["by_model"].items():
-        print(f"  {m}: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
+    _print_models(report)
     for finding in result.filesystem_findings[:5]:
         print(f"  filesystem finding: {finding['finding']} ({finding['kernel_state']})")
     if result.violating_states:
-        print(f"{result.violating_states} violating state(s): "
-              + ", ".join(f"{k} {n}" for k, n in summary["violations_by_rule"].items()))
-        for row in rows[:10]:
-            ex = row["example"]
-            where = row["reproduction"] or "(no reproduction kept)"
-            print(f"  [{', '.join(row['rules'])}] {row['states']} state(s), e.g. at "
-                  f"{ex['point']}: {where}")
-            if ex.get("server_reason"):
-                print(f"    server: {ex['server_reason']}")
-        if rows and rows[0]["reproduction"]:
-            print(f"replay one: {base} --replay {rows[0]['reproduction']}")
+        _print_violations(result, report, rows, base, lambda ex: f"at {ex['point']}")
     elif not result.filesystem_findings:
         print("no violation")
     print(f"report: {html_path}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from harness.cli._common import (
     EXIT_OK,
     EXIT_VIOLATION,
     UsageError,
+    nonnegative_int,
     progress_bar,
     resolve_workers,
 )
@@ -65,16 +67,6 @@ def _rewrite_arg(text: str) -> int:
     return value
 
 
-def _nonnegative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def add_server_arguments(p: argparse.ArgumentParser) -> None:
     """Add ``--server`` and its own options to the ``explore`` parser."""
     g = p.add_argument_group(
@@ -92,10 +84,10 @@ def add_server_arguments(p: argparse.ArgumentParser) -> None:
                    help="an extra server setting passed as --NAME VALUE (repeatable)")
     g.add_argument("--rewrite-at", type=_rewrite_arg, default=None, metavar="N",
                    help="send BGREWRITEAOF before write N (default: ops/2; -1: no rewrite)")
-    g.add_argument("--duration-ms", type=_nonnegative, default=None,
+    g.add_argument("--duration-ms", type=nonnegative_int, default=None,
                    help="spread the writes over this long (default: 6000 for everysec, else "
                    "as fast as they go)")
-    g.add_argument("--margin-ms", type=_nonnegative, default=500,
+    g.add_argument("--margin-ms", type=nonnegative_int, default=500,
                    help="everysec: scheduling slack added to the 2 s window (default 500)")
     g.add_argument("--include-startup", action="store_true",
                    help="also crash during the server's own start-up (default: from the "
@@ -207,21 +199,15 @@ def _report_violations(result: Any, rows: list[dict[str, Any]], command: str
     return violations, groups
 
 
-def cmd_explore_server(args: argparse.Namespace) -> int:
-    """Run ``aofcrash explore --server``; 0 no violation, 1 violations (UsageError: 2)."""
-    from harness.cli._report import new_run_dir, write_report
-    from harness.cli._report_violations import command_line
+def _explore(args: argparse.Namespace, explore: Callable[..., Any], what: str
+             ) -> tuple[Any, Path, list[list[float]]]:
+    """Call `explore(workers=, progress=)` with a progress bar and a new run directory:
+    (result, run_dir, the recoveries-over-time series). Errors are one line (UsageError),
+    prefixed with `what`."""
+    from harness.cli._report import new_run_dir
     from harness.verify import VerifyEnvironmentError
-    from harness.verify._explore_server import (
-        ServerExploreError,
-        explore_server,
-        write_server_reproductions,
-    )
+    from harness.verify._explore_server import ServerExploreError
 
-    if getattr(args, "replay", None) is not None:
-        return _replay(args)
-    _check_options(args)
-    config = _config(args)
     requested = getattr(args, "workers", 0) or 0
     # A recovery mostly waits (the server's start-up, its death after SIGKILL): two per core
     # keep every core busy (measured: 72/s with 4 workers on 2 cores vs 46/s with 2).
@@ -239,18 +225,102 @@ def cmd_explore_server(args: argparse.Namespace) -> int:
         bar.update(done, f"{phase}: {done}/{total}")
 
     try:
-        result = explore_server(config, workers=workers, progress=on_progress)
+        result = explore(workers=workers, progress=on_progress)
     except VerifyEnvironmentError as exc:
         raise UsageError(str(exc)) from None
     except ServerExploreError as exc:
-        raise UsageError(f"explore --server: {exc}") from None
+        raise UsageError(f"{what}: {exc}") from None
     finally:
         bar.close()
+    return result, run_dir, series
+
+
+def _report(result: Any, config: Any, run_dir: Path, text: str, note: str, totals: dict[str, Any],
+            series: list[list[float]], rows: list[dict[str, Any]], base: str
+            ) -> dict[str, Any]:
+    """The run's report in the shape the report renderer reads (`text`: its summary line,
+    `note`: what the violations section says above its groups)."""
+    from harness.cli._report_violations import command_line
+
+    summary = result.to_dict()
+    violations, groups = _report_violations(result, rows, base)
+    totals["causes"] = len(groups)
+    return {
+        "command": "explore",
+        "run_id": run_dir.name,
+        "summary": text,
+        "run": {**config.to_dict(), "server_name": result.server_label,
+                "server_version": result.server_version, "workers": result.workers,
+                "mode": summary["mode"], "command_line": command_line()},
+        "totals": totals,
+        "coverage": result.coverage(),
+        "progress_series": {"title": "Real recoveries over time", "xlabel": "seconds",
+                            "ylabel": "recoveries", "points": series},
+        "violations_note": note,
+        "groups": groups,
+        "configurations": [{"model": m, **counts} for m, counts in summary["by_model"].items()],
+        "events": dict(result.events),
+        "explore": summary,
+        "violations": violations,
+    }
+
+
+def _by_rule(summary: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {n}" for k, n in summary["violations_by_rule"].items())
+
+
+def _write(args: argparse.Namespace, result: Any, run_dir: Path, report: dict[str, Any],
+           status: int, rows: list[dict[str, Any]], **extra: Any) -> Path | None:
+    """Write the report; with --json print the one-line answer (then None), else return the
+    HTML report's path for the text answer."""
+    from harness.cli._report import write_report
+
+    json_path, html_path = write_report(run_dir, report)
+    if not getattr(args, "json", False):
+        return html_path
+    summary = report["explore"]
+    print(json.dumps({"status": "violation" if status else "ok",
+                      "report": str(json_path), "html": str(html_path), **report["totals"],
+                      "by_model": summary["by_model"],
+                      "violations_by_rule": summary["violations_by_rule"],
+                      "coverage": result.coverage(), "seconds": summary["seconds"], **extra,
+                      "groups": [{k: v for k, v in row.items() if k != "example"}
+                                 for row in rows]}, default=str))
+    return None
+
+
+def _print_models(report: dict[str, Any]) -> None:
+    for m, counts in report["explore"]["by_model"].items():
+        print(f"  {m}: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
+
+
+def _print_violations(result: Any, report: dict[str, Any], rows: list[dict[str, Any]],
+                      base: str, at: Callable[[dict[str, Any]], str]) -> None:
+    """The violating states by rule and the first groups (`at`: where its example crashed)."""
+    print(f"{result.violating_states} violating state(s): " + _by_rule(report["explore"]))
+    for row in rows[:10]:
+        ex = row["example"]
+        where = row["reproduction"] or "(no reproduction kept)"
+        print(f"  [{', '.join(row['rules'])}] {row['states']} state(s), e.g. {at(ex)}: {where}")
+        if ex.get("server_reason"):
+            print(f"    server: {ex['server_reason']}")
+    if rows and rows[0]["reproduction"]:
+        print(f"replay one: {base} --replay {rows[0]['reproduction']}")
+
+
+def cmd_explore_server(args: argparse.Namespace) -> int:
+    """Run ``aofcrash explore --server``; 0 no violation, 1 violations (UsageError: 2)."""
+    from harness.verify._explore_server import explore_server, write_server_reproductions
+
+    if getattr(args, "replay", None) is not None:
+        return _replay(args)
+    _check_options(args)
+    config = _config(args)
+    result, run_dir, series = _explore(
+        args, lambda **kw: explore_server(config, **kw), "explore --server")
     max_repros = getattr(args, "max_reproductions", 20)
     rows = write_server_reproductions(result, run_dir / "reproductions", max_groups=max_repros)
     base = f"aofcrash explore --server {config.server}"
-    violations, groups = _report_violations(result, rows, base)
-    summary = result.to_dict()
     rate = result.recoveries_per_s
     totals = {
         "states": result.states,
@@ -260,52 +330,28 @@ def cmd_explore_server(args: argparse.Namespace) -> int:
         "real_recoveries": result.real_recoveries,
         "recoveries_per_s": None if rate is None else round(rate, 1),
         "elapsed_s": round(result.elapsed_s, 2),
-        "causes": len(groups),
     }
     models = list(config.models)
-    report = {
-        "command": "explore",
-        "run_id": run_dir.name,
-        "summary": (f"Every crash state of a {config.ops}-write {config.policy} workload on "
-                    f"{result.server_label} {result.server_version} under "
-                    f"{', '.join(models)}: {result.states} states at "
-                    f"{result.points_explored}/{result.points_total} crash points, "
-                    f"{result.distinct_contents} distinct images each recovered once by the "
-                    f"real binary, in {result.elapsed_s:.1f} s."),
-        "run": {**config.to_dict(), "server_name": result.server_label,
-                "server_version": result.server_version, "workers": result.workers,
-                "mode": summary["mode"], "command_line": command_line()},
-        "totals": totals,
-        "coverage": result.coverage(),
-        "progress_series": {"title": "Real recoveries over time", "xlabel": "seconds",
-                            "ylabel": "recoveries", "points": series},
-        "violations_note": (
-            f"{result.violating_states} violating state(s) "
-            f"({', '.join(f'{k} {n}' for k, n in summary['violations_by_rule'].items())}), "
-            f"grouped by mechanism (rules, what the image lacks or resurrects against what the "
-            f"server wrote, its refusal); each keeps its first image and a repro.json"
-            + (f"; {len(rows) - max_repros} mechanism(s) past --max-reproductions have no "
-               "repro.json" if len(rows) > max_repros else "")
-            + (f"; {result.groups_left_out} violating state group(s) "
-               f"({result.states_left_out} states) past the cap of {config.max_exact_violations} "
-               "are counted, not listed" if result.groups_left_out else "") + "."
-            if result.violating_states else ""),
-        "groups": groups,
-        "configurations": [{"model": m, **counts} for m, counts in summary["by_model"].items()],
-        "events": dict(result.events),
-        "explore": summary,
-        "violations": violations,
-    }
-    json_path, html_path = write_report(run_dir, report)
+    text = (f"Every crash state of a {config.ops}-write {config.policy} workload on "
+            f"{result.server_label} {result.server_version} under "
+            f"{', '.join(models)}: {result.states} states at "
+            f"{result.points_explored}/{result.points_total} crash points, "
+            f"{result.distinct_contents} distinct images each recovered once by the "
+            f"real binary, in {result.elapsed_s:.1f} s.")
+    note = (
+        f"{result.violating_states} violating state(s) ({_by_rule(result.to_dict())}), "
+        f"grouped by mechanism (rules, what the image lacks or resurrects against what the "
+        f"server wrote, its refusal); each keeps its first image and a repro.json"
+        + (f"; {len(rows) - max_repros} mechanism(s) past --max-reproductions have no "
+           "repro.json" if len(rows) > max_repros else "")
+        + (f"; {result.groups_left_out} violating state group(s) "
+           f"({result.states_left_out} states) past the cap of {config.max_exact_violations} "
+           "are counted, not listed" if result.groups_left_out else "") + "."
+        if result.violating_states else "")
+    report = _report(result, config, run_dir, text, note, totals, series, rows, base)
     status = EXIT_VIOLATION if result.violating_states else EXIT_OK
-    if getattr(args, "json", False):
-        print(json.dumps({"status": "violation" if status else "ok",
-                          "report": str(json_path), "html": str(html_path), **totals,
-                          "by_model": summary["by_model"],
-                          "violations_by_rule": summary["violations_by_rule"],
-                          "coverage": result.coverage(), "seconds": summary["seconds"],
-                          "groups": [{k: v for k, v in row.items() if k != "example"}
-                                     for row in rows]}, default=str))
+    html_path = _write(args, result, run_dir, report, status, rows)
+    if html_path is None:
         return status
     print(f"explore --server {config.server} ({result.server_label} {result.server_version}), "
           f"policy {config.policy}, {config.ops} writes: {result.states} states at "
@@ -314,20 +360,10 @@ def cmd_explore_server(args: argparse.Namespace) -> int:
     print(f"  {result.distinct_contents} distinct images, {result.real_recoveries} real "
           f"recoveries ({result.stability_recoveries} for stability) at "
           f"{totals['recoveries_per_s']}/s on {result.workers} worker(s)")
-    for m, counts in summary["by_model"].items():
-        print(f"  {m}: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
+    _print_models(report)
     if status:
-        print(f"{result.violating_states} violating state(s): "
-              + ", ".join(f"{k} {n}" for k, n in summary["violations_by_rule"].items()))
-        for row in rows[:10]:
-            ex = row["example"]
-            where = row["reproduction"] or "(no reproduction kept)"
-            print(f"  [{', '.join(row['rules'])}] {row['states']} state(s), e.g. "
-                  f"{ex['model']} at trace index {ex['trace_index']}: {where}")
-            if ex.get("server_reason"):
-                print(f"    server: {ex['server_reason']}")
-        if rows and rows[0]["reproduction"]:
-            print(f"replay one: {base} --replay {rows[0]['reproduction']}")
+        _print_violations(result, report, rows, base,
+                          lambda ex: f"{ex['model']} at trace index {ex['trace_index']}")
     else:
         print("no violation")
     print(f"report: {html_path}")

@@ -83,16 +83,11 @@ _RAW_READERS: Final = {
 
 
 def _raw_value(kind: str, raw: Any) -> DumpValue:
-    if kind == "string":
-        return bytes(raw)
-    if kind == "list":
-        return [bytes(item) for item in raw]
-    if kind == "set":
-        return {bytes(item) for item in raw}
-    pairs = zip(raw[0::2], raw[1::2], strict=True)
-    if kind == "zset":
-        return {bytes(member): float(score) for member, score in pairs}
-    return {bytes(name): bytes(value) for name, value in pairs}
+    """A raw RESP reply's value: a zset's or hash's flat list paired up, as redis-py's."""
+    if kind in ("zset", "hash"):
+        pairs = zip(raw[0::2], raw[1::2], strict=True)
+        raw = list(pairs) if kind == "zset" else dict(pairs)
+    return _read_value(kind, raw)
 
 
 def dump_keyspace_at(

@@ -74,3 +74,12 @@ def info_field(conn: Conn, name: bytes, section: bytes = b"persistence") -> byte
         if key.strip() == name:
             return value.strip()
     return None
+
+
+def end_run(conn: Conn | None, server: Any) -> None:
+    """What a run that failed midway leaves: its connection closed and its server killed
+    (either may be None: already ended)."""
+    if conn is not None:
+        conn.close()
+    if server is not None:
+        server.kill()

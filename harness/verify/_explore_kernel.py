@@ -40,7 +40,6 @@ import contextlib
 import itertools
 import json
 import math
-import multiprocessing
 import os
 import random
 import shutil
@@ -48,14 +47,11 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
-import hiredis
-
-from faults import DiskImage, PersistenceModel
+from faults import PersistenceModel
 from faults.kernel import (
     BlockLog,
     BlockRecorder,
@@ -70,38 +66,37 @@ from faults.kernel import (
     kernel_unavailable_reason,
 )
 from harness.oracle import (
-    Checker,
-    CrashInfo,
     History,
-    Outcome,
     Verdict,
-    check_recovery,
-    check_stability,
-    snapshot_from_dump,
 )
 from harness.targets._servers import ServerSpec, make_run_dir, remove_stale_run_dirs
 from harness.verify._config import VerifyEnvironmentError
-from harness.verify._conn import Conn, ServerGone, encode
+from harness.verify._conn import Conn, end_run
 from harness.verify._explore_server import (
     ServerExploreConfig,
     ServerExploreError,
     ServerExploreResult,
-    _Content,
+    _confirm,
     _EntryPos,
+    _exact,
     _extra_config,
+    _fast,
     _Frontiers,
-    _history_at,
-    _read_tree,
+    _Histories,
+    _judge,
+    _keep,
+    _load_repro,
+    _play,
     _Recording,
-    _recover,
-    _Recovered,
+    _recover_again,
+    _save_repro,
     _settle,
     _spec_and_identity,
-    _worker_recover,
-    _write_tree,
+    _take_recording,
+    _tally,
 )
-from harness.verify._runner import worker_init
-from harness.verify._workload import ItemKind, workload
+from harness.verify._recovery import _Content, _read_tree, _Recoveries
+from harness.verify._workload import workload
 
 __all__ = [
     "KERNEL_MODELS",
@@ -307,44 +302,8 @@ def _record(config: KernelExploreConfig, spec: ServerSpec, recorder: BlockRecord
         conn = Conn(server.port)
         recorder.checkpoint()  # the started server's files are the baseline
         first = marker("start")
-        for number, item in enumerate(items):
-            if item.kind is ItemKind.SELECT:
-                conn.send(encode((b"SELECT", b"%d" % item.db)))
-                conn.next_reply()
-                continue
-            if item.kind is ItemKind.REWRITE:
-                conn.send(encode((b"BGREWRITEAOF",)))
-                answer = conn.next_reply()
-                events["bgrewriteaof: " + ("error" if isinstance(answer, hiredis.ReplyError)
-                                           else "started")] += 1
-                continue
-            payload = [encode(argv) for argv in item.commands]
-            if len(item.commands) > 1:
-                payload = [encode((b"MULTI",)), *payload, encode((b"EXEC",))]
-            submit_pos = marker(f"send {number}")
-            sent = now_ms()
-            index = history.submit(item.commands, db=item.db, executed_ms=int(sent))
-            positions.append(_EntryPos(submit_pos, None))
-            try:
-                conn.send(b"".join(payload))
-                reply: Any = None
-                for _ in payload:
-                    reply = conn.next_reply()
-            except ServerGone as exc:
-                raise ServerExploreError(
-                    f"the server died during the workload ({exc}); see its log: "
-                    f"{' / '.join(server.log_lines()[-3:])}") from None
-            acked = now_ms()
-            resolve_pos = marker(f"reply {number}")
-            positions[index] = _EntryPos(submit_pos, resolve_pos)
-            max_latency = max(max_latency, math.ceil(acked - sent))
-            if isinstance(reply, hiredis.ReplyError):
-                history.resolve(index, Outcome.ERROR)
-                events[f"error reply: {str(reply).split(' ')[0]}"] += 1
-            else:
-                history.resolve(index, Outcome.OK, at_ms=math.ceil(acked))
-            if pause_s:
-                time.sleep(pause_s)
+        max_latency = _play(conn, server, items, marker, now_ms, pause_s, history, positions,
+                            events)
         log_file = _LogLength(os.path.join(recorder.data_dir, "log"))
         _settle(conn, log_file, cfg.policy, cfg.window_ms + cfg.margin_ms, events)
         conn.close()
@@ -354,10 +313,7 @@ def _record(config: KernelExploreConfig, spec: ServerSpec, recorder: BlockRecord
         server.kill()
         server = None
     finally:
-        if conn is not None:
-            conn.close()
-        if server is not None:
-            server.kill()
+        end_run(conn, server)
         shutil.rmtree(scratch, ignore_errors=True)
     rec = _Recording(None, [], first, end_ms, history, positions, max_latency, events)
     return _KernelRecording(rec, marker_ms)
@@ -383,41 +339,6 @@ def _state_dict(fs: str, state: KernelCrashState) -> dict[str, Any]:
     return {"model": fs, "kernel_state": {
         "baseline": state.baseline, "durable_writes": state.durable_writes,
         "in_flight": state.in_flight, "kept": list(state.kept)}}
-
-
-def _fast(config: ServerExploreConfig, content: _Content, f: int, n: int
-          ) -> tuple[str, tuple[str, ...]]:
-    if content.snapshot is None:
-        return ("unavailable", ()) if config.allow_unavailable else ("violation",
-                                                                     ("availability",))
-    assert content.ks is not None
-    best = max((k for k in content.ks if k <= n), default=-1)
-    if best < 0:
-        return "violation", ("prefix-consistency",)
-    if best < f:
-        return "violation", ("durability",)
-    if content.stable is not None and not content.stable.ok:
-        return "violation", ("stability",)
-    return "consistent", ()
-
-
-def _exact(config: ServerExploreConfig, fs: str, content: _Content, position: int,
-           crash_ms: int, state: dict[str, Any], history: History, tolerance: int
-           ) -> tuple[str, tuple[str, ...], Verdict]:
-    got = content.recovered
-    crash = CrashInfo(model=fs, choice=state, trace_index=position, crash_ms=crash_ms)
-    verdict = check_recovery(
-        history, content.snapshot, policy=config.policy, model=fs, crash_ms=crash_ms,
-        recovery_ms=max(got.dump_ms, crash_ms), window_ms=config.window_ms + config.margin_ms,
-        unavailable_reason=got.reason if content.snapshot is None else None,
-        allow_unavailable=config.allow_unavailable, crash=crash,
-        expiry_tolerance_ms=tolerance,
-    )
-    if not verdict.ok:
-        return "violation", tuple(sorted({v.rule.value for v in verdict.violations})), verdict
-    if content.stable is not None and not content.stable.ok:
-        return "violation", ("stability",), content.stable
-    return verdict.outcome, (), verdict
 
 
 def explore_kernel_server(
@@ -475,20 +396,13 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
     cfg = config.server
     rec = krec.rec
     fs = config.fs
-    result.final_history = rec.history
-    result.events.update(rec.events)
-    counts = Counter(e.outcome for e in rec.history)
-    result.entries, result.acked, result.errors = (len(rec.history), counts[Outcome.OK],
-                                                   counts[Outcome.ERROR])
+    tolerance = _take_recording(result, rec)
     result.block_writes, result.flushes = len(log.writes), log.flushes
     result.markers = len(log.markers)
     if result.markers != len(krec.marker_ms):
         raise ServerExploreError(f"the block log holds {result.markers} markers, the run "
                                  f"wrote {len(krec.marker_ms)}")
     result.trace_ops = result.block_writes
-    result.first_point = rec.first_point
-    tolerance = 2000 + rec.max_latency_ms
-    result.expiry_tolerance_ms = tolerance
     extra = _extra_config(spec, cfg)
     fr = _Frontiers(rec, cfg)
     power = PersistenceModel(_POWER_FOR_FRONTIER)
@@ -511,22 +425,9 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
     result.kernel_states = sum(len(pt.states) for pt in points)
 
     # -- mount each distinct state; recover each new data dir as soon as it turns up
-    pool = ProcessPoolExecutor(max_workers=workers,
-                               mp_context=multiprocessing.get_context("fork"),
-                               initializer=worker_init, initargs=(os.getpid(),))
-    images: dict[str, DiskImage] = {}
-    futures: dict[Future[_Recovered], str] = {}
-    contents: dict[str, _Content] = {}
-    stability_of: dict[str, str] = {}
+    recoveries = _Recoveries(result, workers, spec, cfg.policy, extra, t0, cfg.stability)
+    images = recoveries.images
     digest_of: dict[tuple[int, int, tuple[int, ...]], str | None] = {}  # None: no image
-
-    def submit(digest: str, image: DiskImage) -> Future[_Recovered]:
-        images[digest] = image
-        job = (spec, cfg.policy, extra, t0, digest, dict(image.files),
-               tuple(sorted(image.dirs)), cfg.stability)
-        future = pool.submit(_worker_recover, job)
-        futures[future] = digest
-        return future
 
     mount_started = time.monotonic()
     try:
@@ -546,48 +447,20 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
             digest = got.tree.digest()
             digest_of[got.state.key] = digest
             if digest not in images:
-                submit(digest, got.tree)
+                recoveries.submit(digest, got.tree)
             if done % 32 == 0:
                 report("mount", done + 1, len(states))
         report("mount", len(states), len(states))
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                got_r = future.result()
-                result.real_recoveries += 1
-                snap = None if got_r.dump is None else snapshot_from_dump(got_r.dump)
-                contents[got_r.digest] = _Content(got_r, snap)
-                if got_r.after_files is not None:
-                    after = DiskImage(got_r.after_files, got_r.after_dirs)
-                    after_digest = after.digest()
-                    stability_of[got_r.digest] = after_digest
-                    if after_digest not in images:
-                        result.stability_recoveries += 1
-                        pending.add(submit(after_digest, after))
-            report("recover", len(contents), len(images))
+        recoveries.drain(report)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        recoveries.close()
     result.mount_s = time.monotonic() - mount_started
     result.recover_s = result.mount_s
-    result.distinct_contents = len(images)
-    result.refused_contents = sum(1 for c in contents.values() if c.snapshot is None)
 
     # -- check
     check_started = time.monotonic()
-    checker = Checker(rec.history, expiry_tolerance_ms=tolerance)
-    for digest, content in contents.items():
-        snap = content.snapshot
-        if snap is None:
-            continue
-        content.ks = checker.matching_prefixes(snap, at_ms=content.recovered.dump_ms)
-        left = stability_of.get(digest)
-        if left is not None and left != digest:
-            second = contents[left]
-            content.stable = check_stability(
-                snap, second.snapshot,
-                at_ms=max(content.recovered.dump_ms, second.recovered.dump_ms),
-                expiry_tolerance_ms=tolerance, unavailable_reason=second.recovered.reason)
+    recoveries.match(rec.history, tolerance)
+    contents = recoveries.contents
     groups: list[_KGroup] = []
     for pt in points:
         p = position(pt)
@@ -606,56 +479,38 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
                 groups.append(group)
             group.count += 1
     result.state_groups = len(groups)
-    histories: dict[int, History] = {}
-
-    def history_at(p: int) -> History:
-        h = histories.get(p)
-        if h is None:
-            if len(histories) > 64:
-                histories.clear()
-            h = histories[p] = _history_at(rec, p)
-        return h
+    history_at = _Histories(rec)
 
     for done_groups, group in enumerate(groups):
         content = contents[group.digest]
         p = group.position
         n = fr.submitted(p)
         f = fr.frontier(p, group.crash_ms, power)
-        verdict: Verdict | None = None
         choice = _state_dict(fs, group.state)
-        if cfg.exact or fr.refused_pending(p):
-            outcome, rules, verdict = _exact(cfg, fs, content, p, group.crash_ms, choice,
-                                             history_at(p), tolerance)
-            result.exact_checks += 1
-            if not fr.refused_pending(p):
-                fast, _ = _fast(cfg, content, f, n)
-                if (fast == "violation") != (outcome == "violation"):
-                    raise ServerExploreError(
-                        f"the fast path says {fast} at {group.point} ({fs}, image "
-                        f"{group.digest[:12]}) but the oracle says {outcome}")
-        else:
-            outcome, rules = _fast(cfg, content, f, n)
+        where = f"{group.point} ({fs}, image {group.digest[:12]})"
+
+        def exact(content: _Content = content, group: _KGroup = group,
+                  choice: dict[str, Any] = choice, p: int = p
+                  ) -> tuple[str, tuple[str, ...], Verdict]:
+            return _exact(cfg, content, history_at(p), tolerance, model=fs, choice=choice,
+                          position=p, crash_ms=group.crash_ms)
+
+        def fast(content: _Content = content, f: int = f, n: int = n
+                 ) -> tuple[str, tuple[str, ...]]:
+            return _fast(cfg, content, f, n)
+
+        outcome, rules, verdict = _judge(result, cfg.exact or fr.refused_pending(p),
+                                         not fr.refused_pending(p), fast, exact, where)
         if outcome == "violation" and verdict is None \
                 and len(result.kernel_violations) < cfg.max_exact_violations:
-            outcome2, rules2, verdict = _exact(cfg, fs, content, p, group.crash_ms, choice,
-                                               history_at(p), tolerance)
-            result.exact_checks += 1
-            if outcome2 != "violation":
-                raise ServerExploreError(
-                    f"the fast path found {rules} at {group.point} ({fs}, image "
-                    f"{group.digest[:12]}) but the oracle says {outcome2}")
-            rules = rules2
-        result.outcomes[(fs, outcome)] += group.count
-        if outcome == "violation":
-            for rule in rules:
-                result.violation_counts[(fs, rule)] += group.count
-            if len(result.kernel_violations) < max(cfg.max_exact_violations, 1):
-                result.kernel_violations.append(KernelViolation(
-                    p, group.point, group.crash_ms, fs, choice, group.count, rules,
-                    group.digest, verdict, content.recovered.reason))
-                result.images[group.digest] = images[group.digest]
-                if p not in result.histories:
-                    result.histories[p] = history_at(p)
+            rules, verdict = _confirm(result, rules, exact, where)
+        _tally(result, fs, outcome, rules, group.count)
+        if outcome == "violation" \
+                and len(result.kernel_violations) < max(cfg.max_exact_violations, 1):
+            result.kernel_violations.append(KernelViolation(
+                p, group.point, group.crash_ms, fs, choice, group.count, rules,
+                group.digest, verdict, content.recovered.reason))
+            _keep(result, images, history_at, group.digest, p)
         if done_groups % 256 == 0:
             report("check", done_groups + 1, len(groups))
     report("check", len(groups), len(groups))
@@ -688,38 +543,16 @@ def write_kernel_reproductions(
             "models": [result.fs], "example": first.to_dict(), "reproduction": None,
         }
         if number < max_groups:
-            where = directory / f"{number:02d}-{'-'.join(rules)}"
-            image = result.images[digest]
-            image_dir = where / "image"
-            image_dir.mkdir(parents=True, exist_ok=True)
-            _write_tree(str(image_dir), image.files, sorted(image.dirs))
-            repro = {
-                "format": KERNEL_REPRO_FORMAT,
-                "server": cfg.server, "server_config": dict(cfg.server_config),
-                "policy": cfg.policy, "model": result.fs, "state": first.state,
-                "point": first.point, "position": first.position,
-                "crash_ms": first.crash_ms, "rules": list(rules),
-                "image_dir": "image", "image_digest": digest,
-                "files": {p: len(c) for p, c in sorted(image.files.items())},
-                "dirs": sorted(image.dirs),
-                "window_ms": cfg.window_ms + cfg.margin_ms,
-                "expiry_tolerance_ms": result.expiry_tolerance_ms,
-                "wall_offset_ms": result.wall_offset_ms,
-                "allow_unavailable": cfg.allow_unavailable,
-                "history": result.histories[first.position].to_dict(),
-                "verdict": None if first.verdict is None else first.verdict.to_dict(),
-                "note": (f"aofcrash explore --server {cfg.server} --model {result.fs}: "
-                         f"{', '.join(rules)} after a power loss at {first.point} on the "
-                         f"kernel's {result.fs}; image/ is the data dir after the kernel "
-                         f"mounted the crash image; re-run with: aofcrash explore --server "
-                         f"{cfg.server} --replay {where / 'repro.json'}"),
-            }
-            path = where / "repro.json"
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(repro, indent=1, sort_keys=True, default=str) + "\n",
-                           encoding="utf-8")
-            os.replace(tmp, path)
-            row["reproduction"] = str(path)
+            row["reproduction"] = _save_repro(
+                result, directory / f"{number:02d}-{'-'.join(rules)}", rules, digest,
+                result.histories[first.position], first.verdict, {
+                    "format": KERNEL_REPRO_FORMAT, "model": result.fs, "state": first.state,
+                    "point": first.point, "position": first.position,
+                    "crash_ms": first.crash_ms},
+                f"aofcrash explore --server {cfg.server} --model {result.fs}: "
+                f"{', '.join(rules)} after a power loss at {first.point} on the kernel's "
+                f"{result.fs}; image/ is the data dir after the kernel mounted the crash "
+                f"image; ")
         rows.append(row)
     return rows
 
@@ -736,13 +569,7 @@ def replay_kernel_reproduction(path: Path, *, server: str | None = None) -> Verd
     """Recover a kernel reproduction's image with its server (or `server`) and judge it again
     with the recorded history (rules 1, 2, 4, then 3). Raises ValueError (one line) for a
     file that is not one."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:
-        raise ValueError(f"{path}: cannot read it: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != KERNEL_REPRO_FORMAT:
-        raise ValueError(f"{path}: not a kernel explore reproduction (format "
-                         f"{KERNEL_REPRO_FORMAT!r})")
+    data = _load_repro(path, KERNEL_REPRO_FORMAT, "a kernel explore")
     try:
         cfg = ServerExploreConfig(
             server=server or data["server"], policy=data["policy"],
@@ -758,22 +585,8 @@ def replay_kernel_reproduction(path: Path, *, server: str | None = None) -> Verd
         state = dict(data["state"])
     except (KeyError, TypeError, ValueError, OSError) as exc:
         raise ValueError(f"{path}: {exc}") from None
-    spec, _, _ = _spec_and_identity(cfg)
-    extra = _extra_config(spec, cfg)
-    t0 = time.monotonic() - (time.time() * 1000 - float(data["wall_offset_ms"])) / 1000
-    image = DiskImage(files, dirs)
-    got = _recover(spec, cfg.policy, extra, t0, image.digest(), files, dirs, True)
-    snapshot = None if got.dump is None else snapshot_from_dump(got.dump)
+    content = _recover_again(cfg, files, dirs, data)
     tolerance = int(data["expiry_tolerance_ms"])
-    content = _Content(got, snapshot)
-    if snapshot is not None and got.after_files is not None:
-        after = DiskImage(got.after_files, got.after_dirs)
-        if after.digest() != image.digest():
-            second = _recover(spec, cfg.policy, extra, t0, after.digest(),
-                              dict(after.files), tuple(sorted(after.dirs)), False)
-            second_snap = None if second.dump is None else snapshot_from_dump(second.dump)
-            content.stable = check_stability(
-                snapshot, second_snap, at_ms=max(got.dump_ms, second.dump_ms),
-                expiry_tolerance_ms=tolerance, unavailable_reason=second.reason)
-    _, _, verdict = _exact(cfg, fs, content, position, crash_ms, state, history, tolerance)
+    _, _, verdict = _exact(cfg, content, history, tolerance, model=fs, choice=state,
+                           position=position, crash_ms=crash_ms)
     return verdict

@@ -88,7 +88,6 @@ from __future__ import annotations
 
 import json
 import math
-import multiprocessing
 import os
 import random
 import shutil
@@ -96,13 +95,11 @@ import time
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
 import hiredis
-import redis
 
 from faults import (
     CrashChoice,
@@ -116,11 +113,9 @@ from faults import (
 from harness.explore._explorer import FrontierIndex, StateTally
 from harness.explore._record import DiskLayer
 from harness.oracle import (
-    Checker,
     CrashInfo,
     History,
     Outcome,
-    Snapshot,
     Verdict,
     check_recovery,
     check_stability,
@@ -128,17 +123,20 @@ from harness.oracle import (
 )
 from harness.targets._servers import (
     SERVER_PRESETS,
-    ServerRefusedToStart,
     ServerSpec,
-    ServerStartTimeout,
-    dump_keyspace_at,
     make_run_dir,
     remove_stale_run_dirs,
 )
 from harness.verify._config import POLICIES, VerifyEnvironmentError
-from harness.verify._conn import Conn, ServerGone, encode, info_field
+from harness.verify._conn import Conn, ServerGone, encode, end_run, info_field
 from harness.verify._mechanism import describe_effects, image_effects, server_reason_kind
-from harness.verify._runner import worker_init
+from harness.verify._recovery import (
+    _Content,
+    _read_tree,
+    _recover,
+    _Recoveries,
+    _write_tree,
+)
 from harness.verify._workload import ItemKind, workload
 
 __all__ = [
@@ -494,6 +492,55 @@ def _settle(conn: Conn, mount: Any, policy: str, window_ms: int, events: Counter
     events["trace still changing at the settle timeout"] += 1
 
 
+def _play(conn: Conn, server: Any, items: Sequence[Any], position: Callable[[str], int],
+          now_ms: Callable[[], float], pause_s: float, history: History,
+          positions: list[_EntryPos], events: Counter[str]) -> int:
+    """Send the workload's `items` to the server, recording each write in `history` with its
+    `position` (label "send N" / "reply N") on the recording when sent and when answered;
+    returns the longest latency in ms."""
+    max_latency = 0
+    for number, item in enumerate(items):
+        if item.kind is ItemKind.SELECT:
+            conn.send(encode((b"SELECT", b"%d" % item.db)))
+            conn.next_reply()
+            continue
+        if item.kind is ItemKind.REWRITE:
+            conn.send(encode((b"BGREWRITEAOF",)))
+            answer = conn.next_reply()
+            events["bgrewriteaof: " + ("error" if isinstance(answer, hiredis.ReplyError)
+                                       else "started")] += 1
+            continue
+        payload = [encode(argv) for argv in item.commands]
+        if len(item.commands) > 1:
+            payload = [encode((b"MULTI",)), *payload, encode((b"EXEC",))]
+        submit_pos = position(f"send {number}")
+        sent = now_ms()
+        index = history.submit(item.commands, db=item.db, executed_ms=int(sent))
+        positions.append(_EntryPos(submit_pos, None))
+        try:
+            conn.send(b"".join(payload))
+            reply: Any = None
+            for _ in payload:
+                reply = conn.next_reply()
+        except ServerGone as exc:
+            raise ServerExploreError(
+                f"the server died during the workload ({exc}); see its log: "
+                f"{' / '.join(server.log_lines()[-3:])}"
+            ) from None
+        acked = now_ms()
+        resolve_pos = position(f"reply {number}")  # taken after the time: never too early
+        positions[index] = _EntryPos(submit_pos, resolve_pos)
+        max_latency = max(max_latency, math.ceil(acked - sent))
+        if isinstance(reply, hiredis.ReplyError):
+            history.resolve(index, Outcome.ERROR)
+            events[f"error reply: {str(reply).split(' ')[0]}"] += 1
+        else:
+            history.resolve(index, Outcome.OK, at_ms=math.ceil(acked))
+        if pause_s:
+            time.sleep(pause_s)
+    return max_latency
+
+
 def _record(config: ServerExploreConfig, spec: ServerSpec, t0: float) -> _Recording:
     from faults.fuse import FuseMount
     from harness.verify._site import keep_cwd
@@ -526,45 +573,8 @@ def _record(config: ServerExploreConfig, spec: ServerSpec, t0: float) -> _Record
         server.start()
         conn = Conn(server.port)
         first_point = 0 if config.include_startup else _trace_len(mount)
-        for item in items:
-            if item.kind is ItemKind.SELECT:
-                conn.send(encode((b"SELECT", b"%d" % item.db)))
-                conn.next_reply()
-                continue
-            if item.kind is ItemKind.REWRITE:
-                conn.send(encode((b"BGREWRITEAOF",)))
-                answer = conn.next_reply()
-                events["bgrewriteaof: " + ("error" if isinstance(answer, hiredis.ReplyError)
-                                           else "started")] += 1
-                continue
-            payload = [encode(argv) for argv in item.commands]
-            if len(item.commands) > 1:
-                payload = [encode((b"MULTI",)), *payload, encode((b"EXEC",))]
-            submit_pos = _trace_len(mount)
-            sent = now_ms()
-            index = history.submit(item.commands, db=item.db, executed_ms=int(sent))
-            positions.append(_EntryPos(submit_pos, None))
-            try:
-                conn.send(b"".join(payload))
-                reply: Any = None
-                for _ in payload:
-                    reply = conn.next_reply()
-            except ServerGone as exc:
-                raise ServerExploreError(
-                    f"the server died during the workload ({exc}); see its log: "
-                    f"{' / '.join(server.log_lines()[-3:])}"
-                ) from None
-            acked = now_ms()
-            resolve_pos = _trace_len(mount)  # read after the time: never too early
-            positions[index] = _EntryPos(submit_pos, resolve_pos)
-            max_latency = max(max_latency, math.ceil(acked - sent))
-            if isinstance(reply, hiredis.ReplyError):
-                history.resolve(index, Outcome.ERROR)
-                events[f"error reply: {str(reply).split(' ')[0]}"] += 1
-            else:
-                history.resolve(index, Outcome.OK, at_ms=math.ceil(acked))
-            if pause_s:
-                time.sleep(pause_s)
+        max_latency = _play(conn, server, items, lambda label: _trace_len(mount), now_ms,
+                            pause_s, history, positions, events)
         _settle(conn, mount, config.policy, config.window_ms + config.margin_ms, events)
         conn.close()
         conn = None
@@ -577,112 +587,13 @@ def _record(config: ServerExploreConfig, spec: ServerSpec, t0: float) -> _Record
         if len(start_ms) != len(trace):  # pragma: no cover - a recorder bug
             raise ServerExploreError("explore --server: operations without a time")
     finally:
-        if conn is not None:
-            conn.close()
-        if server is not None:
-            server.kill()
+        end_run(conn, server)
         try:
             mount.stop()
         finally:
             shutil.rmtree(root, ignore_errors=True)
     return _Recording(trace, start_ms, first_point, end_ms, history, positions, max_latency,
                       events)
-
-
-# ---------------------------------------------------------------------------------------------
-# Recovering one image with the real binary (in a worker process)
-
-
-@dataclass(frozen=True)
-class _Recovered:
-    digest: str
-    dump: Any  # the raw dump (None: refused to start)
-    reason: str | None
-    dump_ms: int
-    after_files: dict[str, bytes] | None
-    after_dirs: tuple[str, ...]
-    seconds: float
-    heals: bool | None = None  # after a refusal: whether the next start (no crash) came up
-
-
-def _read_tree(root: str) -> tuple[dict[str, bytes], tuple[str, ...]]:
-    files: dict[str, bytes] = {}
-    dirs: list[str] = []
-    for here, subdirs, names in os.walk(root):
-        rel = os.path.relpath(here, root)
-        for d in subdirs:
-            dirs.append(d if rel == "." else f"{rel}/{d}")
-        for name in names:
-            path = name if rel == "." else f"{rel}/{name}"
-            with open(os.path.join(here, name), "rb") as fh:
-                files[path] = fh.read()
-    return files, tuple(sorted(dirs))
-
-
-def _write_tree(root: str, files: Mapping[str, bytes], dirs: Sequence[str]) -> None:
-    for d in sorted(dirs):
-        os.makedirs(os.path.join(root, d), exist_ok=True)
-    for path, content in files.items():
-        full = os.path.join(root, path)
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        with open(full, "wb") as fh:
-            fh.write(content)
-
-
-def _recover(spec: ServerSpec, policy: str, extra: dict[str, str], t0: float, digest: str,
-             files: dict[str, bytes], dirs: tuple[str, ...], want_after: bool) -> _Recovered:
-    """Start the server on a scratch dir holding exactly the image; dump; SIGKILL; read back
-    what it left (for rule 3)."""
-    started = time.monotonic()
-    root = make_run_dir("recover")
-    server: Any = None
-    try:
-        data = os.path.join(root, "data")
-        os.mkdir(data)
-        _write_tree(data, files, dirs)
-        server = spec.process(data, appendfsync=policy, log_path=os.path.join(root, "log"),
-                              aof_load_truncated=True, extra_config=extra)
-        reason: str | None = None
-        dump: Any = None
-        try:
-            server.start()
-        except (ServerRefusedToStart, ServerStartTimeout) as exc:
-            tail = getattr(exc, "log_tail", None) or []
-            reason = tail[-1].strip() if tail else str(exc).splitlines()[0]
-        heals: bool | None = None
-        if reason is not None:
-            # The refusing start may have repaired the file (Valkey truncates a torn incr,
-            # then refuses "not the last file"): one more start says for how long it refuses.
-            try:
-                server.start()
-                heals = True
-            except (ServerRefusedToStart, ServerStartTimeout):
-                heals = False
-            server.kill()
-        dump_ms = int((time.monotonic() - t0) * 1000)
-        if reason is None:
-            try:
-                dump = dump_keyspace_at(server.port, now_ms=dump_ms)
-            except (OSError, ValueError, redis.exceptions.RedisError) as exc:
-                # It started, then could not be read (it died, or holds a type the dumper
-                # does not know): reported as the reason, the image kept for a reproduction.
-                reason = f"started, but its keyspace could not be dumped: {exc}"
-        server.kill()
-        server = None
-        after: dict[str, bytes] | None = None
-        after_dirs: tuple[str, ...] = ()
-        if want_after and reason is None:
-            after, after_dirs = _read_tree(data)
-        return _Recovered(digest, dump, reason, dump_ms, after, after_dirs,
-                          time.monotonic() - started, heals)
-    finally:
-        if server is not None:
-            server.kill()
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _worker_recover(args: tuple[Any, ...]) -> _Recovered:
-    return _recover(*args)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -736,14 +647,33 @@ class _Group:
     effects: tuple[str, ...] = ()  # what the image lacks or resurrects (_mechanism)
 
 
-@dataclass
-class _Content:
-    """What the recoveries made of one image."""
+class _Histories:
+    """The history as it stood at each crash point, the latest few kept."""
 
-    recovered: _Recovered
-    snapshot: Snapshot | None
-    ks: list[int] | None = None
-    stable: Verdict | None = None  # rule 3 (None: not checked)
+    def __init__(self, rec: _Recording) -> None:
+        self.rec = rec
+        self.kept: dict[int, History] = {}
+
+    def __call__(self, p: int) -> History:
+        h = self.kept.get(p)
+        if h is None:
+            if len(self.kept) > 64:
+                self.kept.clear()
+            h = self.kept[p] = _history_at(self.rec, p)
+        return h
+
+
+def _take_recording(result: ServerExploreResult, rec: _Recording) -> int:
+    """The recording's history and tallies into `result`; returns the expiry tolerance."""
+    result.final_history = rec.history
+    result.events.update(rec.events)
+    counts = Counter(e.outcome for e in rec.history)
+    result.entries, result.acked, result.errors = (len(rec.history), counts[Outcome.OK],
+                                                   counts[Outcome.ERROR])
+    result.first_point = rec.first_point
+    tolerance = 2000 + rec.max_latency_ms
+    result.expiry_tolerance_ms = tolerance
+    return tolerance
 
 
 def explore_server(
@@ -776,37 +706,14 @@ def explore_server(
     rec = _record(config, spec, t0)
     result.record_s = time.monotonic() - started
     report("record", 1, 1)
-    result.final_history = rec.history
-    result.events.update(rec.events)
-    counts = Counter(e.outcome for e in rec.history)
-    result.entries, result.acked, result.errors = (len(rec.history), counts[Outcome.OK],
-                                                   counts[Outcome.ERROR])
+    tolerance = _take_recording(result, rec)
     result.trace_ops = len(rec.trace)
-    result.first_point = rec.first_point
-    tolerance = 2000 + rec.max_latency_ms
-    result.expiry_tolerance_ms = tolerance
     extra = _extra_config(spec, config)
     fr = _Frontiers(rec, config)
 
     # -- enumerate (recoveries start in the pool as new images turn up)
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("fork"),
-        initializer=worker_init, initargs=(os.getpid(),),
-    )
-    images: dict[str, DiskImage] = {}
-    futures: dict[Future[_Recovered], str] = {}
-    contents: dict[str, _Content] = {}
-    stability_of: dict[str, str] = {}  # first digest -> digest of what it left behind
-    want_after = config.stability
-
-    def submit(digest: str, image: DiskImage) -> Future[_Recovered]:
-        images[digest] = image
-        job = (spec, config.policy, extra, t0, digest, dict(image.files),
-               tuple(sorted(image.dirs)), want_after)
-        future = pool.submit(_worker_recover, job)
-        futures[future] = digest
-        return future
-
+    recoveries = _Recoveries(result, workers, spec, config.policy, extra, t0, config.stability)
+    images = recoveries.images
     groups: list[_Group] = []
     recover_started = time.monotonic()
     try:
@@ -842,7 +749,7 @@ def explore_server(
                                                    image_effects(visible, image.files))
                         groups.append(group)
                         if digest not in images:
-                            submit(digest, image)
+                            recoveries.submit(digest, image)
                     group.count += 1
             result.points_explored += 1
             if number % 32 == 0:
@@ -852,53 +759,16 @@ def explore_server(
         result.state_groups = len(groups)
 
         # -- recover (and, for rule 3, what each recovery left behind)
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in finished:
-                got = future.result()
-                result.real_recoveries += 1
-                snap = None if got.dump is None else snapshot_from_dump(got.dump)
-                contents[got.digest] = _Content(got, snap)
-                if got.after_files is not None:
-                    after = DiskImage(got.after_files, got.after_dirs)
-                    after_digest = after.digest()
-                    stability_of[got.digest] = after_digest
-                    if after_digest not in images:
-                        result.stability_recoveries += 1
-                        pending.add(submit(after_digest, after))
-            report("recover", len(contents), len(images))
+        recoveries.drain(report)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        recoveries.close()
     result.recover_s = time.monotonic() - recover_started
-    result.distinct_contents = len(images)
-    result.refused_contents = sum(1 for c in contents.values() if c.snapshot is None)
 
     # -- check
     check_started = time.monotonic()
-    checker = Checker(rec.history, expiry_tolerance_ms=tolerance)
-    for digest, content in contents.items():
-        snap = content.snapshot
-        if snap is None:
-            continue
-        content.ks = checker.matching_prefixes(snap, at_ms=content.recovered.dump_ms)
-        left = stability_of.get(digest)
-        if left is not None and left != digest:
-            second = contents[left]
-            at = max(content.recovered.dump_ms, second.recovered.dump_ms)
-            content.stable = check_stability(
-                snap, second.snapshot, at_ms=at, expiry_tolerance_ms=tolerance,
-                unavailable_reason=second.recovered.reason,
-            )
-    histories: dict[int, History] = {}
-
-    def history_at(p: int) -> History:
-        h = histories.get(p)
-        if h is None:
-            if len(histories) > 64:
-                histories.clear()
-            h = histories[p] = _history_at(rec, p)
-        return h
+    recoveries.match(rec.history, tolerance)
+    contents = recoveries.contents
+    history_at = _Histories(rec)
 
     # (model, rules, image effects, server refusal) -> (state groups and states, crash points)
     mechanisms: dict[tuple[Any, ...], tuple[Counter[str], set[int]]] = {}
@@ -907,18 +777,18 @@ def explore_server(
         p = group.point
         n = fr.submitted(p)
         f = fr.frontier(p, group.crash_ms, group.model)
-        verdict: Verdict | None = None
-        if config.exact or fr.refused_pending(p):
-            outcome, rules, verdict = _exact(config, content, group, history_at(p), tolerance)
-            result.exact_checks += 1
-            if not fr.refused_pending(p):
-                fast, _ = _fast(config, content, group, f, n)
-                if (fast == "violation") != (outcome == "violation"):
-                    raise ServerExploreError(
-                        f"the fast path says {fast} at trace index {p} ({group.model.value}, "
-                        f"image {group.digest[:12]}) but the oracle says {outcome}")
-        else:
-            outcome, rules = _fast(config, content, group, f, n)
+        where = f"trace index {p} ({group.model.value}, image {group.digest[:12]})"
+
+        def exact(content: _Content = content, group: _Group = group, p: int = p
+                  ) -> tuple[str, tuple[str, ...], Verdict]:
+            return _group_exact(config, content, group, history_at(p), tolerance)
+
+        def fast(content: _Content = content, group: _Group = group, f: int = f, n: int = n
+                 ) -> tuple[str, tuple[str, ...]]:
+            return _fast(config, content, f, n, damaged=group.choice.damaged)
+
+        outcome, rules, verdict = _judge(result, config.exact or fr.refused_pending(p),
+                                         not fr.refused_pending(p), fast, exact, where)
         mechanism: tuple[Any, ...] = ()
         first_of_kind = False
         if outcome == "violation":
@@ -929,20 +799,12 @@ def explore_server(
             first_of_kind = mechanism not in mechanisms
         if outcome == "violation" and verdict is None and (
                 first_of_kind or len(result.violations) < config.max_exact_violations):
-            outcome2, rules2, verdict = _exact(config, content, group, history_at(p), tolerance)
-            result.exact_checks += 1
-            if outcome2 != "violation":
-                raise ServerExploreError(
-                    f"the fast path found {rules} at trace index {p} ({group.model.value}, "
-                    f"image {group.digest[:12]}) but the oracle says {outcome2}")
-            rules = rules2
+            rules, verdict = _confirm(result, rules, exact, where)
             if rules != mechanism[1]:
                 mechanism = (mechanism[0], rules, *mechanism[2:])
                 first_of_kind = mechanism not in mechanisms
-        result.outcomes[(group.model.value, outcome)] += group.count
+        _tally(result, group.model.value, outcome, rules, group.count)
         if outcome == "violation":
-            for rule in rules:
-                result.violation_counts[(group.model.value, rule)] += group.count
             tally = mechanisms.setdefault(mechanism, (Counter(), set()))
             tally[0]["groups"] += 1
             tally[0]["states"] += group.count
@@ -954,9 +816,7 @@ def explore_server(
                     p, group.crash_ms, group.model, group.choice, group.count, rules,
                     group.digest, verdict, content.recovered.reason, group.effects,
                     content.recovered.heals))
-                result.images[group.digest] = images[group.digest]
-                if p not in result.histories:
-                    result.histories[p] = history_at(p)
+                _keep(result, images, history_at, group.digest, p)
             else:
                 result.groups_left_out += 1
                 result.states_left_out += group.count
@@ -974,6 +834,22 @@ def explore_server(
     return result
 
 
+def _tally(result: ServerExploreResult, model: str, outcome: str, rules: tuple[str, ...],
+           count: int) -> None:
+    result.outcomes[(model, outcome)] += count
+    if outcome == "violation":
+        for rule in rules:
+            result.violation_counts[(model, rule)] += count
+
+
+def _keep(result: ServerExploreResult, images: Mapping[str, DiskImage],
+          history_at: Callable[[int], History], digest: str, p: int) -> None:
+    """What a kept violation's reproduction needs: its image and the history at its point."""
+    result.images[digest] = images[digest]
+    if p not in result.histories:
+        result.histories[p] = history_at(p)
+
+
 def _refusal_span(heals: bool | None) -> str:
     if heals is None:
         return ""
@@ -986,10 +862,12 @@ def _mechanism_text(rules: Sequence[str], effects: Sequence[str], refusal: str) 
     return text + (f"; the server: {refusal}" if refusal else "")
 
 
-def _fast(config: ServerExploreConfig, content: _Content, group: _Group, f: int,
-          n: int) -> tuple[str, tuple[str, ...]]:
+def _fast(config: ServerExploreConfig, content: _Content, f: int, n: int, *,
+          damaged: bool = False) -> tuple[str, tuple[str, ...]]:
+    """The fast path's outcome for one image: its matching prefixes against the frontier `f`
+    and the `n` writes submitted (rule 3 as checked beforehand)."""
     if content.snapshot is None:
-        if not config.allow_unavailable and not group.choice.damaged:
+        if not config.allow_unavailable and not damaged:
             return "violation", ("availability",)
         return "unavailable", ()
     assert content.ks is not None
@@ -1003,18 +881,18 @@ def _fast(config: ServerExploreConfig, content: _Content, group: _Group, f: int,
     return "consistent", ()
 
 
-def _exact(config: ServerExploreConfig, content: _Content, group: _Group, history: History,
-           tolerance: int) -> tuple[str, tuple[str, ...], Verdict]:
+def _exact(config: ServerExploreConfig, content: _Content, history: History, tolerance: int,
+           *, model: str, choice: dict[str, Any], position: int, crash_ms: int,
+           damaged: bool = False) -> tuple[str, tuple[str, ...], Verdict]:
     """The oracle's verdict on one state group (rules 1, 2, 4, then 3)."""
     got = content.recovered
-    crash = CrashInfo(model=group.model.value, choice=group.choice.to_dict(),
-                      trace_index=group.point, crash_ms=group.crash_ms)
+    crash = CrashInfo(model=model, choice=choice, trace_index=position, crash_ms=crash_ms)
     verdict = check_recovery(
-        history, content.snapshot, policy=config.policy, model=group.model.value,
-        crash_ms=group.crash_ms, recovery_ms=max(got.dump_ms, group.crash_ms),
+        history, content.snapshot, policy=config.policy, model=model,
+        crash_ms=crash_ms, recovery_ms=max(got.dump_ms, crash_ms),
         window_ms=config.window_ms + config.margin_ms,
         unavailable_reason=got.reason if content.snapshot is None else None,
-        allow_unavailable=config.allow_unavailable, damaged_image=group.choice.damaged,
+        allow_unavailable=config.allow_unavailable, damaged_image=damaged,
         crash=crash, expiry_tolerance_ms=tolerance,
     )
     if not verdict.ok:
@@ -1022,6 +900,44 @@ def _exact(config: ServerExploreConfig, content: _Content, group: _Group, histor
     if content.stable is not None and not content.stable.ok:
         return "violation", ("stability",), content.stable
     return verdict.outcome, (), verdict
+
+
+def _group_exact(config: ServerExploreConfig, content: _Content, group: _Group,
+                 history: History, tolerance: int) -> tuple[str, tuple[str, ...], Verdict]:
+    return _exact(config, content, history, tolerance, model=group.model.value,
+                  choice=group.choice.to_dict(), position=group.point,
+                  crash_ms=group.crash_ms, damaged=group.choice.damaged)
+
+
+def _judge(result: ServerExploreResult, exact_now: bool, cross_check: bool,
+           fast: Callable[[], tuple[str, tuple[str, ...]]],
+           exact: Callable[[], tuple[str, tuple[str, ...], Verdict]], where: str
+           ) -> tuple[str, tuple[str, ...], Verdict | None]:
+    """One state group's outcome: the oracle's when `exact_now` (cross-checked against the
+    fast path when `cross_check`), the fast path's otherwise."""
+    if not exact_now:
+        outcome, rules = fast()
+        return outcome, rules, None
+    outcome, rules, verdict = exact()
+    result.exact_checks += 1
+    if cross_check:
+        fast_outcome, _ = fast()
+        if (fast_outcome == "violation") != (outcome == "violation"):
+            raise ServerExploreError(
+                f"the fast path says {fast_outcome} at {where} but the oracle says {outcome}")
+    return outcome, rules, verdict
+
+
+def _confirm(result: ServerExploreResult, rules: tuple[str, ...],
+             exact: Callable[[], tuple[str, tuple[str, ...], Verdict]], where: str
+             ) -> tuple[tuple[str, ...], Verdict]:
+    """The oracle's rules for a violation the fast path found (it must agree)."""
+    outcome, exact_rules, verdict = exact()
+    result.exact_checks += 1
+    if outcome != "violation":
+        raise ServerExploreError(
+            f"the fast path found {rules} at {where} but the oracle says {outcome}")
+    return exact_rules, verdict
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1053,50 +969,67 @@ def write_server_reproductions(
             "example": first.to_dict(), "reproduction": None,
         }
         if number < max_groups:
-            where = directory / f"{number:02d}-{'-'.join(rules)}"
-            image = result.images[digest]
-            image_dir = where / "image"
-            image_dir.mkdir(parents=True, exist_ok=True)
-            _write_tree(str(image_dir), image.files, sorted(image.dirs))
-            history = result.histories[first.trace_index]
-            repro = {
-                "format": REPRO_FORMAT,
-                "server": cfg.server, "server_config": dict(cfg.server_config),
-                "policy": cfg.policy, "model": first.model.value,
-                "choice": first.choice.to_dict(), "trace_index": first.trace_index,
-                "crash_ms": first.crash_ms, "rules": list(rules),
-                "image_dir": "image", "image_digest": digest,
-                "files": {p: len(c) for p, c in sorted(image.files.items())},
-                "dirs": sorted(image.dirs),
-                "window_ms": cfg.window_ms + cfg.margin_ms,
-                "expiry_tolerance_ms": result.expiry_tolerance_ms,
-                "wall_offset_ms": result.wall_offset_ms,
-                "allow_unavailable": cfg.allow_unavailable,
-                "history": history.to_dict(),
-                "verdict": None if first.verdict is None else first.verdict.to_dict(),
-                "note": (f"aofcrash explore --server {cfg.server}: {', '.join(rules)} after a "
-                         f"crash at trace index {first.trace_index} ({first.model.value}); "
-                         f"re-run with: aofcrash explore --server {cfg.server} --replay "
-                         f"{where / 'repro.json'}"),
-            }
-            path = where / "repro.json"
-            path.write_text(json.dumps(repro, indent=1, sort_keys=True, default=str) + "\n",
-                            encoding="utf-8")
-            row["reproduction"] = str(path)
+            row["reproduction"] = _save_repro(
+                result, directory / f"{number:02d}-{'-'.join(rules)}", rules, digest,
+                result.histories[first.trace_index], first.verdict, {
+                    "format": REPRO_FORMAT, "model": first.model.value,
+                    "choice": first.choice.to_dict(), "trace_index": first.trace_index,
+                    "crash_ms": first.crash_ms},
+                f"aofcrash explore --server {cfg.server}: {', '.join(rules)} after a crash at "
+                f"trace index {first.trace_index} ({first.model.value}); ")
         rows.append(row)
     return rows
+
+
+def _save_repro(result: ServerExploreResult, where: Path, rules: tuple[str, ...],
+                digest: str, history: History, verdict: Verdict | None,
+                fields: Mapping[str, Any], note: str) -> str:
+    """The image under ``<where>/image`` and ``<where>/repro.json`` (what is common to both
+    kinds of reproduction and `fields`); returns the JSON file's path."""
+    cfg = result.config
+    image = result.images[digest]
+    image_dir = where / "image"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    _write_tree(str(image_dir), image.files, sorted(image.dirs))
+    path = where / "repro.json"
+    repro = {
+        **fields,
+        "server": cfg.server, "server_config": dict(cfg.server_config),
+        "policy": cfg.policy, "rules": list(rules),
+        "image_dir": "image", "image_digest": digest,
+        "files": {p: len(c) for p, c in sorted(image.files.items())},
+        "dirs": sorted(image.dirs),
+        "window_ms": cfg.window_ms + cfg.margin_ms,
+        "expiry_tolerance_ms": result.expiry_tolerance_ms,
+        "wall_offset_ms": result.wall_offset_ms,
+        "allow_unavailable": cfg.allow_unavailable,
+        "history": history.to_dict(),
+        "verdict": None if verdict is None else verdict.to_dict(),
+        "note": (f"{note}re-run with: aofcrash explore --server {cfg.server} --replay "
+                 f"{path}"),
+    }
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(repro, indent=1, sort_keys=True, default=str) + "\n",
+                   encoding="utf-8")
+    os.replace(tmp, path)
+    return str(path)
+
+
+def _load_repro(path: Path, repro_format: str, what: str) -> dict[str, Any]:
+    """A reproduction's JSON; ValueError (one line) for a file that is not `what` one."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:
+        raise ValueError(f"{path}: cannot read it: {exc}") from None
+    if not isinstance(data, dict) or data.get("format") != repro_format:
+        raise ValueError(f"{path}: not {what} reproduction (format {repro_format!r})")
+    return data
 
 
 def replay_server_reproduction(path: Path, *, server: str | None = None) -> Verdict:
     """Recover a reproduction's image with its server (or `server`) and judge it again with
     the recorded history. Raises ValueError (one line) for a file that is not one."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: cannot read it: {exc}") from None
-    if not isinstance(data, dict) or data.get("format") != REPRO_FORMAT:
-        raise ValueError(f"{path}: not an explore --server reproduction (format "
-                         f"{REPRO_FORMAT!r})")
+    data = _load_repro(path, REPRO_FORMAT, "an explore --server")
     try:
         config = ServerExploreConfig(
             server=server or data["server"], policy=data["policy"],
@@ -1109,31 +1042,38 @@ def replay_server_reproduction(path: Path, *, server: str | None = None) -> Verd
         files, dirs = _read_tree(str(image_dir))
     except (KeyError, TypeError, ValueError, OSError) as exc:
         raise ValueError(f"{path}: {exc}") from None
-    spec, _, _ = _spec_and_identity(config)
-    offset = float(data["wall_offset_ms"])
-    # Times on the recording's scale: wall clock minus the offset it had then.
-    t0 = time.monotonic() - (time.time() * 1000 - offset) / 1000
-    image = DiskImage(files, dirs)
-    got = _recover(spec, config.policy, _extra_config(spec, config), t0, image.digest(),
-                   files, dirs, True)
-    snapshot = None if got.dump is None else snapshot_from_dump(got.dump)
+    content = _recover_again(config, files, dirs, data)
     tolerance = int(data["expiry_tolerance_ms"])
+    group = _Group(int(data["trace_index"]), int(data["crash_ms"]), choice.model,
+                   content.recovered.digest, choice, 1)
+    cfg = ServerExploreConfig(server=config.server, policy=config.policy,
+                              models=config.models, window_ms=int(data["window_ms"]),
+                              margin_ms=0, allow_unavailable=bool(data["allow_unavailable"]))
+    _, _, verdict = _group_exact(cfg, content, group, history, tolerance)
+    return verdict
+
+
+def _recover_again(config: ServerExploreConfig, files: dict[str, bytes],
+                   dirs: tuple[str, ...], data: Mapping[str, Any]) -> _Content:
+    """A reproduction's image recovered once more with `config`'s server on the recording's
+    time scale (`data`'s wall offset), and what it left behind judged by rule 3."""
+    spec, _, _ = _spec_and_identity(config)
+    extra = _extra_config(spec, config)
+    # Times on the recording's scale: wall clock minus the offset it had then.
+    t0 = time.monotonic() - (time.time() * 1000 - float(data["wall_offset_ms"])) / 1000
+    image = DiskImage(files, dirs)
+    got = _recover(spec, config.policy, extra, t0, image.digest(), files, dirs, True)
+    snapshot = None if got.dump is None else snapshot_from_dump(got.dump)
     content = _Content(got, snapshot)
     if snapshot is not None and got.after_files is not None:
         after = DiskImage(got.after_files, got.after_dirs)
         if after.digest() != image.digest():
-            second = _recover(spec, config.policy, _extra_config(spec, config), t0,
-                              after.digest(), dict(after.files), tuple(sorted(after.dirs)),
-                              False)
+            second = _recover(spec, config.policy, extra, t0, after.digest(),
+                              dict(after.files), tuple(sorted(after.dirs)), False)
             second_snap = None if second.dump is None else snapshot_from_dump(second.dump)
             content.stable = check_stability(
                 snapshot, second_snap, at_ms=max(got.dump_ms, second.dump_ms),
-                expiry_tolerance_ms=tolerance, unavailable_reason=second.reason)
-    group = _Group(int(data["trace_index"]), int(data["crash_ms"]), choice.model,
-                   image.digest(), choice, 1)
-    cfg = ServerExploreConfig(server=config.server, policy=config.policy,
-                              models=config.models, window_ms=int(data["window_ms"]),
-                              margin_ms=0, allow_unavailable=bool(data["allow_unavailable"]))
-    _, _, verdict = _exact(cfg, content, group, history, tolerance)
-    return verdict
+                expiry_tolerance_ms=int(data["expiry_tolerance_ms"]),
+                unavailable_reason=second.reason)
+    return content
 

@@ -73,7 +73,7 @@ from harness.oracle import (
 )
 from harness.targets._servers import find_aof_files
 from harness.verify._config import Dumper, Launcher, TrialResult, VerifyConfig
-from harness.verify._conn import Conn, ServerGone, encode, info_field
+from harness.verify._conn import Conn, ServerGone, encode, end_run, info_field
 from harness.verify._environment import launcher_for, server_spec
 from harness.verify._faults import (
     CHILD_TEMP_GLOB,
@@ -257,6 +257,77 @@ def _restart(server: Any) -> tuple[str | None, list[str]]:
     return None, []
 
 
+def _kill(run: _Run, server: Any, conn: Conn, died_early: bool) -> tuple[int, bool]:
+    """The crash: SIGKILL, then the replies the server released before it died are read and
+    `conn` closed. Returns crash_ms (taken before the kill when the server is still alive;
+    when it died on its own, the last moment it answered) and whether it died early."""
+    if server.running and not died_early:
+        crash_ms = run.now_ms()
+    else:
+        died_early = True
+        crash_ms = run.last_alive_ms
+    server.kill()
+    drained = run.drain(conn)
+    if drained:
+        run.events["replies read after the kill"] += drained
+    conn.close()
+    return crash_ms, died_early
+
+
+def _start_and_dump(run: _Run, server: Any, dumper: Dumper | None, crash_ms: int
+                    ) -> tuple[str | None, list[str], int, Snapshot | None]:
+    """Start `server` on the crash image and dump what it recovered: (why it refused or None,
+    its log tail, recovery_ms, the snapshot or None)."""
+    reason, log_tail = _restart(server)
+    at_ms = max(run.now_ms(), crash_ms)
+    recovered: Snapshot | None = None
+    if reason is None:
+        recovered = _dump_snapshot(dumper, server, at_ms)
+        _scan_log(server, run.events)
+    return reason, log_tail, at_ms, recovered
+
+
+def _second_start(run: _Run, server: Any, dumper: Dumper | None, recovered: Snapshot,
+                  tolerance_ms: int, crash: CrashInfo | None) -> tuple[Verdict, list[str] | None]:
+    """Rule 3: start the killed `server` again (no new writes) and compare what it recovers
+    with `recovered`. Returns the verdict and, when it refused, its log tail. `crash` None:
+    a process crash at the time of the second start."""
+    reason, tail = _restart(server)
+    at_ms = run.now_ms()
+    second = None if reason is not None else _dump_snapshot(dumper, server, at_ms)
+    stability = check_stability(
+        recovered, second, at_ms=at_ms, expiry_tolerance_ms=tolerance_ms,
+        unavailable_reason=reason,
+        crash=crash if crash is not None else CrashInfo(model="process", crash_ms=at_ms),
+    )
+    return stability, (tail if reason is not None else None)
+
+
+def _outcome(config: VerifyConfig, run: _Run, verdict: Verdict, stability: Verdict | None
+             ) -> str:
+    outcome = verdict.outcome
+    if stability is not None and not stability.ok:
+        outcome = "violation"
+    if outcome == "consistent" and config.policy == "everysec" and not verdict.frontier:
+        outcome = "not-exercised"
+        run.events["everysec: empty frontier (not exercised)"] += 1
+    return outcome
+
+
+def _result_fields(config: VerifyConfig, run: _Run, index: int, verdict: Verdict,
+                   stability: Verdict | None, history: History, crash_ms: int,
+                   recovery_ms: int, started: float) -> dict[str, Any]:
+    """What every trial's TrialResult holds alike."""
+    counts: Counter[Outcome] = Counter(e.outcome for e in history)
+    return {
+        "index": index, "outcome": _outcome(config, run, verdict, stability),
+        "recovery": verdict, "stability": stability, "entries": len(history),
+        "acked": counts[Outcome.OK], "unknown": counts[Outcome.UNKNOWN],
+        "errors": counts[Outcome.ERROR], "crash_ms": crash_ms, "recovery_ms": recovery_ms,
+        "events": run.events, "elapsed_s": time.monotonic() - started, "history": history,
+    }
+
+
 def run_fuse_trial(
     config: VerifyConfig,
     index: int,
@@ -436,18 +507,7 @@ def run_fuse_trial(
                     break
                 time.sleep(0.01)
             note_fired(run.now_ms())
-        # The crash: when the server is still alive, crash_ms is taken before SIGKILL; when it
-        # died on its own, the last moment it answered (it died after that).
-        if server.running and not died_early:
-            crash_ms = run.now_ms()
-        else:
-            died_early = True
-            crash_ms = run.last_alive_ms
-        server.kill()
-        drained = run.drain(conn)
-        if drained:
-            run.events["replies read after the kill"] += drained
-        conn.close()
+        crash_ms, died_early = _kill(run, server, conn, died_early)
         conn = None
         note_fired(crash_ms)
         if died_early:
@@ -465,12 +525,7 @@ def run_fuse_trial(
             model=config.model, choice=choice, crash_ms=crash_ms, trace_index=position,
         )
         # Recovery 1.
-        recovered: Snapshot | None = None
-        reason, log_tail = _restart(server)
-        recovery_ms = max(run.now_ms(), crash_ms)
-        if reason is None:
-            recovered = _dump_snapshot(dumper, server, recovery_ms)
-            _scan_log(server, run.events)
+        reason, log_tail, recovery_ms, recovered = _start_and_dump(run, server, dumper, crash_ms)
         verdict = check_recovery(
             history, recovered, policy=config.policy, model=config.model,
             crash_ms=crash_ms, recovery_ms=recovery_ms, window_ms=window_ms,
@@ -508,40 +563,21 @@ def run_fuse_trial(
             )
             info2 = CrashInfo(model=config.model, choice=choice2, crash_ms=run.now_ms(),
                               trace_index=position2)
-            second: Snapshot | None = None
-            reason2, tail = _restart(server)
-            if reason2 is not None:
+            stability, tail = _second_start(run, server, dumper, recovered, tolerance_ms, info2)
+            if tail is not None:
                 log_tail = tail
-            at_ms = run.now_ms()
-            if reason2 is None:
-                second = _dump_snapshot(dumper, server, at_ms)
-            stability = check_stability(
-                recovered, second, at_ms=at_ms, expiry_tolerance_ms=tolerance_ms,
-                unavailable_reason=reason2, crash=info2,
-            )
             run.events[f"second crash image: {kind2}"] += 1
         if not log_tail:
             log_tail = _log_tail(server, 30)  # the log of all three runs: for the report
         server.kill()
         server = None
     finally:
-        if conn is not None:
-            conn.close()
-        if server is not None:
-            server.kill()
+        end_run(conn, server)
         site.close()
 
-    outcome = verdict.outcome
-    if stability is not None and not stability.ok:
-        outcome = "violation"
-    if outcome == "consistent" and config.policy == "everysec" and not verdict.frontier:
-        outcome = "not-exercised"
-        run.events["everysec: empty frontier (not exercised)"] += 1
-    counts = Counter(e.outcome for e in history)
     return TrialResult(
-        index=index, outcome=outcome, recovery=verdict, stability=stability,
-        entries=len(history), acked=counts[Outcome.OK], unknown=counts[Outcome.UNKNOWN],
-        errors=counts[Outcome.ERROR], crash_ms=crash_ms, recovery_ms=recovery_ms,
+        **_result_fields(config, run, index, verdict, stability, history, crash_ms,
+                         recovery_ms, started),
         crash_image=image_kind,
         crash_choice=None if choice is None else choice.to_dict(),
         faults=(FaultPlan((armed,)).to_json() if armed is not None
@@ -551,8 +587,7 @@ def run_fuse_trial(
                 if plan.await_rewrite else ""),
         fired=[f"{type(f.fault).__name__} on {f.path}: {f.effect}" for f in site.fired()]
         + child_kills + rewrite_events,
-        events=run.events, elapsed_s=time.monotonic() - started,
-        server_died_early=died_early, log_tail=log_tail, history=history,
+        server_died_early=died_early, log_tail=log_tail,
         fault_asked=draw is not None and "fault" not in removed,
         fault_armed_at=arm_entry if kill_child or plan.await_rewrite else armed_at,
         fault_note=fault_note,

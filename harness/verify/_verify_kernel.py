@@ -29,18 +29,15 @@ import os
 import random
 import shutil
 import time
-from collections import Counter
 from collections.abc import Collection
 from typing import Any, Final
 
 from harness.oracle import (
     CrashInfo,
     History,
-    Outcome,
     Snapshot,
     Verdict,
     check_recovery,
-    check_stability,
 )
 from harness.targets._servers import make_run_dir
 from harness.verify._config import TrialResult, VerifyConfig, VerifyEnvironmentError
@@ -52,7 +49,16 @@ from harness.verify._environment import (
     server_spec,
 )
 from harness.verify._faults import plan_trial
-from harness.verify._trial import _aof_listing, _dump_snapshot, _log_tail, _restart, _Run, _scan_log
+from harness.verify._trial import (
+    _aof_listing,
+    _kill,
+    _log_tail,
+    _result_fields,
+    _Run,
+    _scan_log,
+    _second_start,
+    _start_and_dump,
+)
 from harness.verify._workload import batch_stream, workload_stream
 
 __all__ = ["KERNEL_VERIFY_MODELS", "kernel_verify_problem", "run_kernel_trial"]
@@ -120,16 +126,7 @@ def run_kernel_trial(
                 except ServerGone:
                     died_early = True
                     break
-            if server.running and not died_early:
-                crash_ms = run.now_ms()
-            else:
-                died_early = True
-                crash_ms = run.last_alive_ms
-            server.kill()
-            drained = run.drain(conn)
-            if drained:
-                run.events["replies read after the kill"] += drained
-            conn.close()
+            crash_ms, died_early = _kill(run, server, conn, died_early)
             conn = None
             recorder.marker("crash")
             _scan_log(server, run.events)
@@ -149,11 +146,8 @@ def run_kernel_trial(
                 with mounter.mounted(state) as mounted:
                     server = launcher(os.path.join(mounted, _DATA),
                                       os.path.join(scratch, "recovery.log"), config.policy)
-                    reason, log_tail = _restart(server)
-                    recovery_ms = max(run.now_ms(), crash_ms)
-                    if reason is None:
-                        recovered = _dump_snapshot(None, server, recovery_ms)
-                        _scan_log(server, run.events)
+                    reason, log_tail, recovery_ms, recovered = _start_and_dump(
+                        run, server, None, crash_ms)
                     verdict = check_recovery(
                         history, recovered, policy=config.policy, model=config.model,
                         crash_ms=crash_ms, recovery_ms=recovery_ms, window_ms=window_ms,
@@ -164,16 +158,10 @@ def run_kernel_trial(
                     )
                     if recovered is not None:
                         server.kill()  # the second crash: a process crash on the kernel mount
-                        reason2, tail = _restart(server)
-                        if reason2 is not None:
+                        stability, tail = _second_start(run, server, None, recovered,
+                                                        tolerance_ms, None)
+                        if tail is not None:
                             log_tail = tail
-                        at_ms = run.now_ms()
-                        second = None if reason2 is not None else _dump_snapshot(
-                            None, server, at_ms)
-                        stability = check_stability(
-                            recovered, second, at_ms=at_ms, expiry_tolerance_ms=tolerance_ms,
-                            unavailable_reason=reason2,
-                            crash=CrashInfo(model="process", crash_ms=at_ms))
                     if not log_tail:
                         log_tail = _log_tail(server, 30)
                     server.kill()
@@ -190,21 +178,11 @@ def run_kernel_trial(
                 server.kill()
         shutil.rmtree(scratch, ignore_errors=True)
 
-    outcome = verdict.outcome
-    if stability is not None and not stability.ok:
-        outcome = "violation"
-    if outcome == "consistent" and config.policy == "everysec" and not verdict.frontier:
-        outcome = "not-exercised"
-        run.events["everysec: empty frontier (not exercised)"] += 1
-    counts: Counter[Outcome] = Counter(e.outcome for e in history)
     return TrialResult(
-        index=index, outcome=outcome, recovery=verdict, stability=stability,
-        entries=len(history), acked=counts[Outcome.OK], unknown=counts[Outcome.UNKNOWN],
-        errors=counts[Outcome.ERROR], crash_ms=crash_ms, recovery_ms=recovery_ms,
+        **_result_fields(config, run, index, verdict, stability, history, crash_ms,
+                         recovery_ms, started),
         crash_image=f"kernel {config.model}", crash_choice=choice, faults="", fired=[],
-        events=run.events, elapsed_s=time.monotonic() - started,
-        server_died_early=died_early, log_tail=log_tail, history=history,
-        aof_files=aof_files,
+        server_died_early=died_early, log_tail=log_tail, aof_files=aof_files,
     )
 
 
