@@ -8,6 +8,7 @@ import enum
 import itertools
 import multiprocessing
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -528,6 +529,10 @@ _FORKED_VISIT: tuple[ImageMounter, Callable[[str], Any], bool] | None = None
 
 
 def _worker_init() -> None:
+    # Ctrl-C reaches the whole process group: a worker it killed while holding the pool's
+    # queue lock hung the parent's Pool.terminate. The parent handles it; the worker ends by
+    # the pool's SIGTERM or with the parent.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     set_parent_death_signal_kill()
     if os.getppid() == 1:  # the parent died before prctl took effect
         os._exit(1)

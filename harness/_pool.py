@@ -16,6 +16,9 @@ __all__ = ["die_on_terminate"]
 
 
 def die_on_terminate() -> None:
-    """Pool initializer: SIGTERM and SIGHUP end this worker at once (default disposition)."""
+    """Pool initializer: SIGTERM and SIGHUP end this worker at once (default disposition);
+    SIGINT is ignored: Ctrl-C reaches the whole process group, and a worker it killed while
+    holding the pool's queue lock would hang the parent's ``Pool.terminate``."""
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -248,11 +248,11 @@ def test_redis_7_everysec_holds_under_the_process_model() -> None:
     assert result.exact_checks == result.state_groups
 
 
-def _everysec_reference(defects: tuple[str, ...]) -> ServerExploreConfig:
+def _everysec_reference(defects: tuple[str, ...], seed: int = 4) -> ServerExploreConfig:
     # Writes 25 ms apart: the everysec-fsync-skipped server still fsyncs the first write of
     # each second, so the last write must rarely be one (100 ms apart it was 1 in 10, and more
     # often on a loaded machine, where the test then found nothing).
-    return ServerExploreConfig(server="reference", policy="everysec", ops=40, seed=4,
+    return ServerExploreConfig(server="reference", policy="everysec", ops=40, seed=seed,
                                duration_ms=1000, rewrite_at=-1, models=("process", "power-ext4"),
                                server_config=tuple(("defect", d) for d in defects))
 
@@ -262,10 +262,21 @@ def _everysec_reference(defects: tuple[str, ...]) -> ServerExploreConfig:
 def test_an_everysec_server_that_never_fsyncs_before_an_idle_period_is_found() -> None:
     # The recording ends with an idle period longer than the window, and the end state's
     # crash time is the kill: the writes before the idle period must be durable by then.
+    # Whether the last write before the idle period happened to be the first of a new second
+    # (which this server does fsync) is the scheduler's choice: a run where it was proves
+    # nothing, so up to five seeds run until one has unsynced writes to lose; every run must
+    # judge only durability, and never under a process crash.
     _needs("reference")
-    result = explore_server(_everysec_reference(("everysec-fsync-skipped",)), workers=2)
-    assert {rule for (_, rule) in result.violation_counts} == {"durability"}
-    assert result.outcomes[("process", "violation")] == 0
+    found = set()
+    for seed in range(4, 9):
+        result = explore_server(_everysec_reference(("everysec-fsync-skipped",), seed), workers=2)
+        rules = {rule for (_, rule) in result.violation_counts}
+        assert rules <= {"durability"}, rules
+        assert result.outcomes[("process", "violation")] == 0
+        found |= rules
+        if found:
+            break
+    assert found == {"durability"}
 
 
 @pytest.mark.real
