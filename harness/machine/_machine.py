@@ -64,6 +64,7 @@ from faults import (
     Crash,
     FaultOp,
     FaultPlan,
+    FiredFault,
     IOFault,
     NoSpace,
     PersistenceModel,
@@ -300,6 +301,14 @@ MEMBERS = [b"m0", b"m1", b"m2", b"m3", b"m4", b"m5", b"m6"]
 members = st.sampled_from(MEMBERS[:5])
 scores = st.sampled_from([b"0", b"1.5", b"-2", b"1e3", b"3"])
 small_ms = st.integers(min_value=1, max_value=5000)
+# Crash offsets from the end of a stall that sit on a cron period's edge (hz 10), where a
+# server's postponed write or owed fsync happens or has not happened yet.
+_NEAR_ZERO_MS = (-101, -100, -99, -1, 0, 1, 99, 100, 101)
+# Anywhere from two seconds before the end of a stall (a 2 s postponement ending inside it)
+# to one second after, evenly: a plain integer strategy favours values near zero, which the
+# edges above already cover.
+_OFFSETS_MS = st.builds(lambda coarse, fine: coarse + fine,
+                        st.sampled_from(range(-2000, 1000, 100)), st.integers(0, 99))
 
 _WRITE_OPS = (FaultOp.WRITE, FaultOp.FSYNC, FaultOp.FDATASYNC, FaultOp.RENAME, FaultOp.FSYNC_DIR)
 
@@ -889,6 +898,73 @@ def make_state_machine(
             _event("fault: SlowSync")
             self._do(InjectFaults(FaultPlan((SlowSync(delay_ms=delay_ms, nth=nth),))))
 
+        @precondition(lambda self: self._on("slow_sync"))
+        @rule(data=st.data(), delay_ms=st.sampled_from([1500, 2500, 3000, 4000]),
+              offset_ms=st.one_of(_OFFSETS_MS, st.sampled_from(_NEAR_ZERO_MS)))
+        def crash_near_the_end_of_a_stall(self, data: st.DataObject, delay_ms: int,
+                                          offset_ms: int) -> None:
+            # Timing windows: what a long fsync stall leaves behind (a postponed buffer, an
+            # fsync owed, an error seen late) is exposed for a moment around its end, so the
+            # crash is placed relative to when the stalled fsync returns, not after a count of
+            # operations: writes early in the stall, then time up to `offset_ms` from its end
+            # (before or after), then a crash there or at one of the next operations.
+            self._do(InjectFaults(FaultPlan((SlowSync(delay_ms=delay_ms, nth=1),))))
+            mark = len(self.driver.fs.fired)
+            for _ in range(3):  # under everysec the fsync is issued at the next second
+                if not self._alive() or self._stalled_since(mark):
+                    break
+                self._do(Write(data.draw(_string_write(), label="write before the stall")))
+                if self._alive() and not self._stalled_since(mark):
+                    self._do(Tick(data.draw(st.sampled_from([100, 500, 1000]), label="tick")))
+            if not self._alive():
+                return
+            if not self._stalled_since(mark):  # no fsync (policy no): nothing to aim at
+                self._do(ClearFaults())
+                return
+            _event(f"timing: a {delay_ms} ms fsync stall")
+            for gap_ms in data.draw(st.lists(st.integers(0, 1200), min_size=1, max_size=3),
+                                    label="gaps of the writes during the stall"):
+                if gap_ms:
+                    self._do(Tick(gap_ms))
+                if not self._alive():
+                    return
+                self._do(Write(data.draw(_string_write(), label="write during the stall")))
+                if not self._alive():
+                    return
+            left_ms = _stall_end_ms(self.driver.fs.fired) + offset_ms - self.driver.clock.now_ms
+            if left_ms > 0:
+                self._do(Tick(left_ms))
+            if not self._alive():
+                return
+            when = data.draw(st.sampled_from(["now", "at an operation"]), label="crash")
+            _event(f"timing: crash {'before' if offset_ms < 0 else 'after'} a stall ends, "
+                   f"{when}")
+            if when == "now":
+                self._do(CrashStep())
+            else:
+                self._do(ArmCrash(FaultPlan((Crash(nth=data.draw(st.integers(1, 3), label="nth"),
+                                                   op=FaultOp.ANY),))))
+                self._do(Tick(100))  # the cron's operations (a postponed write, an fsync)
+                for argv in data.draw(st.lists(_string_write(), max_size=2),
+                                      label="writes after"):
+                    if not self._alive():
+                        break
+                    self._do(Write(argv))
+                if self._alive():
+                    self._do(CrashStep())
+            # Under the process model a stall widens the window by one cron period only, so
+            # that is where a late write shows; the power models widen it by the whole stall.
+            model = data.draw(st.sampled_from(
+                [PersistenceModel.PROCESS] * (PersistenceModel.PROCESS in models) + list(models)),
+                label="model")
+            choice = data.draw(self.driver.disk.crash_choice_strategy(
+                model, limits=config.image_limits), label="choice")
+            self._check_aof_agrees(model, choice, 0)
+            self._run(Recover(model=model, choice=choice))
+
+        def _stalled_since(self, mark: int) -> bool:
+            return any(isinstance(f.fault, SlowSync) for f in self.driver.fs.fired[mark:])
+
         @precondition(
             lambda self: self.driver.alive
             and bool(self.enabled & {"short_write", "no_space", "io_error", "slow_sync"})
@@ -1084,6 +1160,16 @@ def make_state_machine(
         f"AofMachine_{config.policy}_{config.profile.replace('.', '_').replace('-', '_')}"
     )
     return AofMachine
+
+
+def _stall_end_ms(fired: list[FiredFault]) -> int:
+    """When the last fired fsync stall ends: stalls run one after another (one bio thread,
+    one device queue), as the oracle counts them."""
+    end_ms = 0
+    for at_ms, delay_ms in sorted((f.at_ms, f.fault.delay_ms) for f in fired
+                                  if isinstance(f.fault, SlowSync)):
+        end_ms = max(at_ms, end_ms) + delay_ms
+    return end_ms
 
 
 def _least_surviving(driver: Driver, model: PersistenceModel) -> Any:
