@@ -606,6 +606,12 @@ class Server:
         now_s = self.clock.now_ms // 1000
         sync_in_progress = False
         buf = self._aof_buf
+        if self._repair_pending:
+            # A failed fsync may have dropped a range of this file for good (Linux): bytes
+            # appended after it, once written back or fsynced, leave zeros in the middle of
+            # the file, which no loader takes. Nothing more goes to this file: the buffer's
+            # commands are in the keyspace, which the repair writes to a new one.
+            return
         if not buf:
             # Redis >= 4.0: fsync an idle everysec AOF whose last writes were never fsynced.
             if (
@@ -966,6 +972,8 @@ class Server:
             self._log("*", "There is a child rewriting the AOF. Killing it!")
             child.kill()
             self._rewrite_done(child)
+        if self._repair_pending:
+            self._repair()  # else the buffer would be lost with the file's dropped range
         fd = self._aof_fd
         if fd is not None:
             self._log("*", "Calling fsync() on the AOF file.")
