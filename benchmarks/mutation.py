@@ -53,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +93,7 @@ class Mutant:
     line: int
     description: str
     source: str = field(repr=False, default="")
+    number: int = 0  # which site of the function (the order of ``_sites``)
 
 
 def _by_design(node: ast.AST) -> bool:
@@ -224,43 +226,54 @@ class _Replace(ast.NodeTransformer):
 
 
 def make_mutants(base: Path) -> list[Mutant]:
-    """Every mutant of the AOF functions of the tree at `base`."""
+    """Every mutation site of the AOF functions of the tree at `base`, not yet applied (one
+    parse per function; ``materialize`` applies one and says whether it is a real mutant)."""
     out: list[Mutant] = []
     for path_name, groups in _aof_functions().items():
         for rel, functions in groups:
-            source = (base / rel).read_text(encoding="utf-8")
-            original = ast.unparse(ast.parse(source))
+            tree = ast.parse((base / rel).read_text(encoding="utf-8"))
             for qualname in functions:
-                tree = ast.parse(source)
-                sites = _sites(_find_function(tree, qualname))
-                for number in range(len(sites)):
-                    tree = ast.parse(source)  # a fresh tree per mutant
-                    operator, node, variant, description = _sites(
-                        _find_function(tree, qualname))[number]
-                    replacement = _apply(node, operator, variant)
-                    if replacement is None:
+                for number, (operator, node, variant, description) in enumerate(
+                        _sites(_find_function(tree, qualname))):
+                    if _apply(node, operator, variant) is None:
                         continue
                     line = getattr(node, "lineno", 0)
-                    mutated = _Replace(node, replacement).visit(tree)
-                    ast.fix_missing_locations(mutated)
-                    text = ast.unparse(mutated)
-                    if text == original:
-                        continue
-                    try:
-                        compile(text, rel, "exec")
-                    except SyntaxError:
-                        continue
                     ident = f"{rel}:{line}:{qualname}:{operator}:{number}"
                     out.append(Mutant(ident, rel, qualname, path_name, operator, line,
-                                      description, text))
+                                      description, number=number))
     return out
 
 
-def stable_sample(mutants: list[Mutant], size: int, *, seed: int) -> list[Mutant]:
+def materialize(base: Path, mutant: Mutant) -> bool:
+    """Apply `mutant` to a fresh parse of its file (``mutant.source``); False when the result is
+    the original program or does not compile (not a mutant)."""
+    source = (base / mutant.file).read_text(encoding="utf-8")
+    original = ast.unparse(ast.parse(source))
+    tree = ast.parse(source)
+    operator, node, variant, _ = _sites(_find_function(tree, mutant.function))[mutant.number]
+    replacement = _apply(node, operator, variant)
+    if replacement is None:
+        return False
+    mutated = _Replace(node, replacement).visit(tree)
+    ast.fix_missing_locations(mutated)
+    text = ast.unparse(mutated)
+    if text == original:
+        return False
+    try:
+        compile(text, mutant.file, "exec")
+    except SyntaxError:
+        return False
+    mutant.source = text
+    return True
+
+
+def stable_sample(mutants: list[Mutant], size: int, *, seed: int,
+                  valid: Callable[[Mutant], bool] = lambda _m: True) -> list[Mutant]:
     """`size` mutants chosen by a seeded hash of what each mutant is (file, function, operator,
     description, and which of identical ones), not of its line or position in the list: an
     edit elsewhere in the code (a line added, a mutant more) leaves the rest of the sample as
-    it was, so runs before and after a change compare the same mutants."""
+    it was, so runs before and after a change compare the same mutants. Candidates are taken
+    in hash order and kept when `valid` (0: every one)."""
     seen: dict[tuple[str, str, str, str], int] = {}
 
     def rank(m: Mutant) -> bytes:
@@ -269,49 +282,74 @@ def stable_sample(mutants: list[Mutant], size: int, *, seed: int) -> list[Mutant
         key = f"{seed}|{'|'.join(what)}|{seen[what]}"
         return hashlib.blake2b(key.encode("utf-8"), digest_size=16).digest()
 
-    ranked = sorted(((rank(m), i) for i, m in enumerate(mutants)))
-    return [mutants[i] for _, i in sorted(ranked[:size], key=lambda r: r[1])]
+    kept: list[int] = []
+    for _, i in sorted((rank(m), i) for i, m in enumerate(mutants)):
+        if size and len(kept) >= size:
+            break
+        if valid(mutants[i]):
+            kept.append(i)
+    return [mutants[i] for i in sorted(kept)]
 
 
 # -- running ---------------------------------------------------------------------------------
 
 _RUNNER = r"""
 import json, sys, time
-fuzz_budget, deadline_s = float(sys.argv[1]), float(sys.argv[2])
-t0 = time.monotonic()
-out = {"killed_by": None, "first_failure_s": None, "detail": ""}
-try:
+fuzz_budget, explore_budget, clock = float(sys.argv[1]), float(sys.argv[2]), sys.argv[3]
+if clock == "cpu":
+    # Budgets in CPU seconds of this process (the campaign reads time.monotonic): on a busy
+    # machine a mutant gets the same work as on an idle one, and the verdicts do not move.
+    time.monotonic = time.process_time
+
+
+def verdict(killed, t0, detail):
+    return {"killed": killed, "first_failure_s": time.monotonic() - t0 if killed else None,
+            "detail": detail}
+
+
+def run_fuzz():
     from faults import PersistenceModel
-    from harness.explore import ExploreLimits, explore, make_workload
-    from harness.explore._workloads import DEFAULT_SUITE, suite_config
     from harness.machine._campaign import Campaign, run_campaign
     from harness.machine._steps import RunConfig
     configs = tuple(RunConfig(policy=p) for p in ("always", "everysec", "no"))
     t0 = time.monotonic()
     r = run_campaign(Campaign(configs=configs, models=tuple(PersistenceModel),
                               budget_s=fuzz_budget, seed=0, shrink_budget_s=0.0))
-    if r.findings:
-        f = r.findings[0]
-        out = {"killed_by": "fuzz", "first_failure_s": f.first_failure_s,
-               "detail": f"{f.kind} {', '.join(f.rules)} ({f.config.policy})"
-                         + (f": {f.text[:50]}" if f.kind == "divergence" else "")}
-    else:
-        limits = ExploreLimits(stop_at_first_violation=True, confirm_reproductions=0)
-        for workload, policy, ops in DEFAULT_SUITE:
-            res = explore(suite_config(workload, policy), make_workload(workload, ops=ops, seed=0),
-                          limits=limits)
-            if not res.ok:
-                out = {"killed_by": "explore", "first_failure_s": time.monotonic() - t0,
-                       "detail": f"{', '.join(res.violations[0].rules)} ({workload}, {policy})"}
-                break
-            if time.monotonic() - t0 > deadline_s and (workload, policy, ops) != DEFAULT_SUITE[-1]:
-                out["detail"] = f"limit reached in explore (after {workload}, {policy})"
-                break
-except BaseException as exc:  # the harness failed: not a silent "no violation"
-    out = {"killed_by": "error", "first_failure_s": time.monotonic() - t0,
-           "detail": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
-out["elapsed_s"] = time.monotonic() - t0
-print("MUTANT-RESULT " + json.dumps(out))
+    if not r.findings:
+        return verdict(False, t0, f"{r.examples} examples")
+    f = r.findings[0]
+    out = verdict(True, t0, f"{f.kind} {', '.join(f.rules)} ({f.config.policy})"
+                  + (f": {f.text[:50]}" if f.kind == "divergence" else ""))
+    out["first_failure_s"] = f.first_failure_s
+    return out
+
+
+def run_explore():
+    from harness.explore import ExploreLimits, explore, make_workload
+    from harness.explore._workloads import DEFAULT_SUITE, suite_config
+    limits = ExploreLimits(stop_at_first_violation=True, confirm_reproductions=0)
+    t0 = time.monotonic()
+    for i, (workload, policy, ops) in enumerate(DEFAULT_SUITE):
+        res = explore(suite_config(workload, policy), make_workload(workload, ops=ops, seed=0),
+                      limits=limits)
+        if not res.ok:
+            return verdict(True, t0, f"{', '.join(res.violations[0].rules)} ({workload}, "
+                                     f"{policy})")
+        if time.monotonic() - t0 > explore_budget and i + 1 < len(DEFAULT_SUITE):
+            return verdict(False, t0, f"budget spent after {i + 1} of {len(DEFAULT_SUITE)} runs")
+    return verdict(False, t0, "whole suite clean")
+
+
+out = {}
+for tool, run in (("fuzz", run_fuzz), ("explore", run_explore)):
+    t0 = time.monotonic()
+    try:
+        out[tool] = run()
+    except BaseException as exc:  # the harness failed: not a silent "no violation"
+        out[tool] = verdict(True, t0, f"error: {type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0][:200] if str(exc) else ''}")
+    out[tool]["spent_s"] = time.monotonic() - t0
+print("MUTANT-RESULT " + json.dumps(out), flush=True)
 """
 
 
@@ -321,8 +359,10 @@ def _copy_tree(source: Path, dest: Path) -> None:
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
 
 
-def run_mutant(mutant: Mutant, base: Path, *, fuzz_budget: float, limit: float,
-               python: str) -> dict[str, Any]:
+def run_mutant(mutant: Mutant, base: Path, *, fuzz_budget: float, explore_budget: float,
+               clock: str, python: str) -> dict[str, Any]:
+    """Both tools on one mutant, each within its budget (seconds of `clock`: ``cpu`` or
+    ``wall``); a tool kills it with a violation, a divergence or an error."""
     with tempfile.TemporaryDirectory(prefix="aofcrash-mutant-") as tmp:
         tree = Path(tmp)
         _copy_tree(base, tree)
@@ -330,23 +370,24 @@ def run_mutant(mutant: Mutant, base: Path, *, fuzz_budget: float, limit: float,
         env = {**os.environ, "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONWARNINGS": "ignore"}
         started = time.monotonic()
+        # A wall-clock backstop only (a mutant that hangs outside any budget check).
+        backstop_s = (fuzz_budget + explore_budget) * (30 if clock == "cpu" else 1) + 120
         try:
-            proc = subprocess.run([python, "-c", _RUNNER, str(fuzz_budget), str(limit - 5)],
-                                  cwd=tree, env=env, capture_output=True, text=True,
-                                  timeout=limit + 30)
+            proc = subprocess.run([python, "-c", _RUNNER, str(fuzz_budget), str(explore_budget),
+                                   clock], cwd=tree, env=env, capture_output=True, text=True,
+                                  timeout=backstop_s)
         except subprocess.TimeoutExpired:
-            return {"killed_by": None, "first_failure_s": None, "status": "timeout",
-                    "detail": f"no verdict within {limit + 30:.0f} s",
-                    "wall_s": time.monotonic() - started}
+            hung = {"killed": False, "first_failure_s": None,
+                    "detail": f"no verdict within {backstop_s:.0f} s of wall time"}
+            return {"fuzz": hung, "explore": hung, "wall_s": time.monotonic() - started}
         wall = time.monotonic() - started
         line = next((x for x in proc.stdout.splitlines() if x.startswith("MUTANT-RESULT ")), None)
         if line is None:
             tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
-            return {"killed_by": "error", "first_failure_s": wall, "status": "killed",
-                    "detail": f"runner died: {tail[:200]}", "wall_s": wall}
+            died = {"killed": True, "first_failure_s": None,
+                    "detail": f"runner died: {tail[:200]}"}
+            return {"fuzz": died, "explore": died, "wall_s": wall}
         result: dict[str, Any] = json.loads(line[len("MUTANT-RESULT "):])
-        killed = result["killed_by"] is not None and (result["first_failure_s"] or 0) <= limit
-        result["status"] = "killed" if killed else "survived"
         result["wall_s"] = wall
         return result
 
@@ -363,15 +404,41 @@ def _executed_lines(coverage_json: Path | None) -> dict[str, set[int]] | None:
     return out
 
 
+def _summary(results: list[tuple[Mutant, dict[str, Any]]], budgets: str) -> list[str]:
+    """Kill rates: fuzz alone, explore alone, either; then the survivors."""
+    total = max(1, len(results))
+    lines = [f"{len(results)} mutants, {budgets}"]
+    for label, tools in (("fuzz alone", ("fuzz",)), ("explore alone", ("explore",)),
+                         ("either", ("fuzz", "explore"))):
+        killed = [r for _, r in results if any(r[t]["killed"] for t in tools)]
+        lines.append(f"  killed by {label:13} {len(killed):4}/{len(results)} "
+                     f"({100.0 * len(killed) / total:.1f}%)")
+    errors = sum(any(r[t]["detail"].startswith(("error", "runner died")) for t in ("fuzz",
+                                                                                 "explore"))
+                 for _, r in results)
+    lines.append(f"  (of which a harness error or a dead runner: {errors})")
+    for tool in ("fuzz", "explore"):
+        times = [r[tool]["first_failure_s"] for _, r in results
+                 if r[tool]["killed"] and r[tool].get("first_failure_s") is not None]
+        if times:
+            lines.append(f"  {tool} time to first failure: min {min(times):.1f} s, median "
+                         f"{statistics.median(times):.1f} s, max {max(times):.1f} s")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sample", type=int, default=40, help="mutants to run (0: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sample")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--fuzz-budget", type=float, default=20.0,
-                        help="seconds of fuzzing per mutant before the explorer runs")
-    parser.add_argument("--limit", type=float, default=60.0,
-                        help="a mutant must be killed within this many seconds")
+    parser.add_argument("--fuzz-budget", type=float, default=60.0,
+                        help="seconds of fuzzing per mutant (the default campaign's budget)")
+    parser.add_argument("--explore-budget", type=float, default=60.0,
+                        help="seconds of the explorer's default suite per mutant (checked "
+                        "between its runs)")
+    parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
+                        help="what the budgets count: CPU seconds of the mutant's process "
+                        "(default: the same work on a busy machine) or wall seconds")
     parser.add_argument("--coverage-json", type=Path, default=None,
                         help="benchmarks/coverage.py --json output: marks survivors whose line "
                         "the default campaign never executes")
@@ -380,7 +447,8 @@ def main() -> int:
     parser.add_argument("--list", action="store_true", help="list the mutants and stop")
     parser.add_argument("--diff", action="store_true",
                         help="with --list: show each mutant as a diff of the normalised source")
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--json", type=Path, default=None,
+                        help="results, rewritten (temp + rename) after every mutant")
     args = parser.parse_args()
 
     # One snapshot of the tree for the whole run: mutants and their runs see the same code.
@@ -392,10 +460,10 @@ def main() -> int:
     for m in mutants:
         by_operator[m.operator] = by_operator.get(m.operator, 0) + 1
     counts = ", ".join(f"{k} {v}" for k, v in sorted(by_operator.items()))
-    print(f"{len(mutants)} mutants ({counts})")
+    print(f"{len(mutants)} mutation sites ({counts})", flush=True)
     chosen = [m for m in mutants if not args.only or any(o in m.ident for o in args.only)]
-    if args.sample and len(chosen) > args.sample:
-        chosen = stable_sample(chosen, args.sample, seed=args.seed)
+    chosen = stable_sample(chosen, args.sample, seed=args.seed,
+                           valid=lambda m: materialize(base, m))
     if args.list:
         for m in chosen:
             print(f"  {m.ident}  {m.description}")
@@ -409,45 +477,50 @@ def main() -> int:
         return 0
     not_executed = _executed_lines(args.coverage_json)
     python = sys.executable
+    budgets = (f"fuzz {args.fuzz_budget:g} s + explore {args.explore_budget:g} s per mutant "
+               f"({args.clock} time)")
     results: list[tuple[Mutant, dict[str, Any]]] = []
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(max_workers=args.workers) as pool:
         futures = {pool.submit(run_mutant, m, base, fuzz_budget=args.fuzz_budget,
-                               limit=args.limit, python=python): m for m in chosen}
+                               explore_budget=args.explore_budget, clock=args.clock,
+                               python=python): m for m in chosen}
         for n, future in enumerate(concurrent.futures.as_completed(futures), 1):
             m = futures[future]
             res = future.result()
             if not_executed is not None:
                 res["line_executed"] = -m.line not in not_executed.get(m.file, set())
             results.append((m, res))
-            t = res.get("first_failure_s")
-            print(f"[{n}/{len(chosen)} {time.monotonic() - started:6.0f}s] {res['status']:8} "
-                  f"{'' if t is None else f'{t:5.1f}s'} {res.get('killed_by') or '':8} "
-                  f"{m.ident}  {m.description}  {res.get('detail', '')}", flush=True)
-    killed = [(m, r) for m, r in results if r["status"] == "killed"]
-    survived = [(m, r) for m, r in results if r["status"] != "killed"]
-    times = [r["first_failure_s"] for _, r in killed if r.get("first_failure_s") is not None]
-    print(f"\nkilled {len(killed)}/{len(results)} "
-          f"({100.0 * len(killed) / max(1, len(results)):.0f}%) within {args.limit:.0f} s each; "
-          f"by fuzz {sum(r['killed_by'] == 'fuzz' for _, r in killed)}, by explore "
-          f"{sum(r['killed_by'] == 'explore' for _, r in killed)}, by an error "
-          f"{sum(r['killed_by'] == 'error' for _, r in killed)}")
-    if times:
-        print(f"time to first failure: min {min(times):.1f} s, median "
-              f"{statistics.median(times):.1f} s, max {max(times):.1f} s")
+            cells = []
+            for tool in ("fuzz", "explore"):
+                r = res[tool]
+                t = r.get("first_failure_s")
+                cells.append(f"{tool} " + (f"KILLED {t:5.1f}s" if r["killed"] and t is not None
+                                           else "KILLED" if r["killed"] else "survived"))
+            print(f"[{n}/{len(chosen)} {time.monotonic() - started:6.0f}s] {' | '.join(cells)}  "
+                  f"{m.ident}  {m.description}  [{res['fuzz']['detail']}; "
+                  f"{res['explore']['detail']}]", flush=True)
+            if args.json is not None:
+                tmp = args.json.with_name(args.json.name + ".tmp")
+                tmp.write_text(json.dumps({"budgets": budgets, "sample": len(chosen),
+                                           "results": [{**asdict(x), "source": None, **r}
+                                                       for x, r in results]},
+                                          indent=1, default=str), encoding="utf-8")
+                tmp.replace(args.json)
+    print()
+    for line in _summary(results, budgets):
+        print(line)
     print(f"wall time {time.monotonic() - started:.0f} s with {args.workers} worker(s)")
+    survived = [(m, r) for m, r in results
+                if not r["fuzz"]["killed"] and not r["explore"]["killed"]]
     if survived:
-        print("\nsurvivors:")
+        print("\nsurvivors (of both tools):")
         for m, r in sorted(survived, key=lambda x: x[0].ident):
             reach = ""
             if "line_executed" in r:
                 reach = " [line executed by the default campaign]" if r["line_executed"] else \
                     " [line NOT executed by the default campaign: reach]"
-            print(f"  {m.ident}  {m.description}{reach}  {r.get('detail', '')}")
-    if args.json is not None:
-        args.json.write_text(json.dumps(
-            [{**asdict(m), "source": None, **r} for m, r in results], indent=1, default=str),
-            encoding="utf-8")
+            print(f"  {m.ident}  {m.description}{reach}")
     snapshot.cleanup()
     return 0
 
