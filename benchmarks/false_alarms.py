@@ -4,12 +4,17 @@ For each fsync policy, runs the default fuzz state machine (every feature drawn 
 persistence model, the dev settings of ``aofcrash fuzz``) slice after slice (10 examples each,
 seeds ``seed``, ``seed + 1``, ...) until ``--steps`` machine steps have run, and reports the
 steps, examples, recoveries checked and time. Any violation is a false alarm of the harness (or
-a bug of the safe reference) and is printed with its reproduction. Policies run in parallel
-(``--workers``, default 2).
+a bug of the safe reference) and is printed with its reproduction.
+
+Each policy's slices are cut into ``--shards`` shards (shard i runs slices i, i + n, ... until
+it has run its share of the steps), and every (policy, shard) pair is a job for the
+``--workers`` processes: the steps of a policy are spread over the cores, and a run with the
+same (steps, seed, shards) runs the same slices whatever the number of workers.
 
 Usage::
 
     .venv/bin/python benchmarks/false_alarms.py [--steps 100000] [--seed 0] [--workers 2]
+        [--shards 2]
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def run_policy(policy: str, steps: int, seed: int) -> dict[str, Any]:
+def run_policy(policy: str, steps: int, seed: int, shard: tuple[int, int] = (0, 1)
+               ) -> dict[str, Any]:
     from hypothesis import seed as hypothesis_seed
     from hypothesis import settings
     from hypothesis.reporting import with_reporter
@@ -53,7 +59,8 @@ def run_policy(policy: str, steps: int, seed: int) -> dict[str, Any]:
 
     started = time.monotonic()
     examples = 0
-    slice_seed = seed
+    index, count = shard
+    slice_seed = seed + index
     finding: str | None = None
     while counts["steps"] < steps and finding is None:
         try:
@@ -64,11 +71,16 @@ def run_policy(policy: str, steps: int, seed: int) -> dict[str, Any]:
             repro = getattr(exc, "reproduction", None)
             finding = f"{exc}\n{repro.to_json() if repro is not None else ''}"
         examples += 10
-        slice_seed += 1
+        slice_seed += count
     counts = at_failure or counts
-    return {"policy": policy, "steps": counts["steps"], "recoveries": counts["recoveries"],
+    return {"policy": policy, "shard": f"{index}/{count}", "steps": counts["steps"],
+            "recoveries": counts["recoveries"],
             "examples": examples, "elapsed_s": round(time.monotonic() - started, 1),
             "finding": finding}
+
+
+def _job(job: tuple[str, int, int, tuple[int, int]]) -> dict[str, Any]:
+    return run_policy(*job)
 
 
 def main() -> int:
@@ -76,20 +88,33 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=100_000, help="steps per policy")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--shards", type=int, default=2, help="shards per policy")
     parser.add_argument("--policy", action="append", choices=["always", "everysec", "no"])
     args = parser.parse_args()
     policies = args.policy or ["always", "everysec", "no"]
+    shards = max(1, args.shards)
+    jobs = [(p, -(-args.steps // shards), args.seed, (i, shards))
+            for p in policies for i in range(shards)]
+    totals: dict[str, dict[str, float]] = {}
     clean = True
     with concurrent.futures.ProcessPoolExecutor(max_workers=args.workers) as pool:
-        for res in pool.map(run_policy, policies, [args.steps] * len(policies),
-                            [args.seed] * len(policies)):
+        for res in pool.map(_job, jobs):
             status = "no violation" if res["finding"] is None else "VIOLATION"
-            print(f"{res['policy']:9} {res['steps']:8} steps {res['examples']:6} examples "
-                  f"{res['recoveries']:7} recoveries {res['elapsed_s']:8.1f} s  {status}",
-                  flush=True)
+            print(f"{res['policy']:9} shard {res['shard']:5} {res['steps']:8} steps "
+                  f"{res['examples']:6} examples {res['recoveries']:7} recoveries "
+                  f"{res['elapsed_s']:8.1f} s  {status}", flush=True)
+            total = totals.setdefault(res["policy"], {"steps": 0, "examples": 0,
+                                                      "recoveries": 0, "violations": 0})
+            for key in ("steps", "examples", "recoveries"):
+                total[key] += res[key]
             if res["finding"] is not None:
                 clean = False
+                total["violations"] += 1
                 print(res["finding"])
+    for policy, total in totals.items():
+        print(f"{policy:9} total {int(total['steps']):8} steps {int(total['examples']):6} "
+              f"examples {int(total['recoveries']):7} recoveries  "
+              f"{int(total['violations'])} violation(s)")
     return 0 if clean else 1
 
 
