@@ -347,7 +347,9 @@ def _slow_fsync(ops: int, rng: random.Random) -> list[Step]:
     with a long idle period, so whatever a server left unwritten or unsynced is older than any
     window. The writes during the stall come half-way through a second: a server that writes a
     postponed buffer at the second boundary two seconds on (Redis's rule, in whole seconds)
-    does so 1.5 s after them, inside the window."""
+    does so 1.5 s after them, inside the window. Then a 3 s stall whose end the writes
+    straddle (fixed values, after the random part): crash points from 1.5 s before it returns
+    to 0.7 s after, where a postponed buffer and the first fsync after a stall happen."""
     g = _Gen(rng)
     g.writes(max(0, ops - 4))
     g.idle(1500 - g.now_ms % 1000)  # x.5 s, after a boundary: everything so far fsynced
@@ -361,6 +363,13 @@ def _slow_fsync(ops: int, rng: random.Random) -> list[Step]:
         g.tick(1000)
     g.steps.append(ClearFaults())
     g.idle(8000)
+    g.steps.append(InjectFaults(FaultPlan((SlowSync(delay_ms=3000, nth=1, path_glob=_LOG),))))
+    g.write((b"SET", b"s-stall", b"early"), tick=False)  # its fsync stalls
+    for n, gap_ms in enumerate((600, 1000, 700, 300, 200, 100, 100, 200, 300, 700)):
+        g.tick(gap_ms)
+        g.write((b"INCRBY", b"n-stall", b"%d" % (n + 1)), tick=False)
+    g.steps.append(ClearFaults())
+    g.idle(3000)
     return g.steps
 
 
@@ -639,8 +648,8 @@ WORKLOADS: dict[str, Workload] = {
                  "rewrite's 64-item batch, rewrites", _boundaries, "always"),
         Workload("rewrite-faults", "a short write, ENOSPC, EIO on fsync, rename and directory "
                  "fsync in the rewrite done handler", _rewrite_faults, "always"),
-        Workload("slow-fsync", "a background fsync stalls 2.5 s while writes go on, then a "
-                 "long idle period", _slow_fsync),
+        Workload("slow-fsync", "a background fsync stalls 4 s while writes go on, a long "
+                 "idle period, then a 3 s stall whose end the writes straddle", _slow_fsync),
         Workload("second-epoch", "crash (torn write), recover, write more and rewrite: the "
                  "second epoch's crash points", _second_epoch),
         Workload("auto-rewrite", "writes past a 4 KB auto-rewrite size: rewrites started by "
