@@ -103,22 +103,10 @@ class _RecordingHistory(History):
         self.submit_pos: list[int] = []
         self.resolve_pos: dict[int, int] = {}
 
-    def submit(
-        self,
-        commands: Sequence[Sequence[bytes]],
-        *,
-        db: int,
-        executed_ms: int,
-        client: int = 0,
-        during_rewrite: bool = False,
-    ) -> int:
-        index = super().submit(commands, db=db, executed_ms=executed_ms, client=client,
-                               during_rewrite=during_rewrite)
+    def _submitted(self, index: int) -> None:
         self.submit_pos.append(self._position())
-        return index
 
-    def resolve(self, index: int, outcome: Outcome | str, *, at_ms: int | None = None) -> None:
-        super().resolve(index, outcome, at_ms=at_ms)
+    def _resolved(self, index: int) -> None:
         self.resolve_pos[index] = self._position()
 
 
