@@ -21,6 +21,14 @@ and arms a crash at the k-th upcoming filesystem operation (k = 1..8: the done h
 append of the rewrite buffer, fsync, rename, close of the old file, directory fsync, and what
 follows) or a short write, ENOSPC or EIO on one of them. Labels ``boundary: ...`` count them.
 
+Timing windows (issue 24): ``crash_near_the_end_of_a_stall`` (feature ``slow_sync``) stalls
+the next fsync for 1.5-4 s, writes early in the stall, and crashes at a time drawn relative to
+when the stalled fsync returns (from 2 s before to 1 s after, evenly, and on the cron period's
+edges), now or at one of the next operations, then recovers (the process model half the time:
+there a stall widens the window by one cron period only). A postponed buffer written late, or
+an fsync owed after the stall, is visible only in such a window, which operation counts and
+ticks alone rarely hit.
+
 Liveness and the reference's own tool (rules no data rule of the contract can see; on the
 bundled reference only, raised as ``LivenessViolation`` / ``CheckAofDisagreement``, both
 ``ModelDivergence`` so campaigns report them): ``rewrite_takes_effect`` finishes a running
