@@ -626,7 +626,10 @@ class Server:
             return
         if everysec:
             sync_in_progress = self._fsync_in_progress()
-            if sync_in_progress and not force:
+            # A failed write is retried once a second however long fsync stalls (safe): Redis
+            # postpones the retry again, up to 2 s more, so what it acknowledged before the
+            # failure waits in memory past the retry period a write error is granted.
+            if sync_in_progress and not force and (self._write_ok or not self._safe):
                 if self._flush_postponed_start_s is None:
                     self._flush_postponed_start_s = now_s
                     return

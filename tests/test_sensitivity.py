@@ -577,3 +577,24 @@ def test_the_end_of_a_stall_counts_stalls_one_after_another() -> None:
     assert _stall_end_ms([fired(1000, 3000)]) == 4000
     # The second fsync queued behind the first (fired at 2000 ms) starts at 4000 ms.
     assert _stall_end_ms([fired(2000, 1500), fired(1000, 3000)]) == 5500
+
+
+# Found by benchmarks/false_alarms.py with crash_near_the_end_of_a_stall (everysec, ~78k steps):
+# the retry of a failed write was postponed again by the stalled fsync.
+def test_a_write_that_failed_during_a_stall_is_retried_a_second_later_not_postponed() -> None:
+    from faults import NoSpace
+    from harness.machine._steps import Crash as CrashStep
+
+    driver = Driver(RunConfig(policy="everysec"))
+    driver.run_all([
+        Write((b"SET", b"k0", b"a")), Tick(1500),  # fsynced at 1000 ms
+        InjectFaults(FaultPlan((SlowSync(delay_ms=4000),))),
+        Write((b"SET", b"k1", b"b")), Tick(700),  # its fsync stalls from 2000 to 6000 ms
+        InjectFaults(FaultPlan((NoSpace(nth=1),))),
+        Write((b"SET", b"k2", b"c")),  # acknowledged at 2200 ms, postponed; ENOSPC at 4000 ms
+        Tick(3700),  # 5900 ms: the retry at 5000 ms must have been a write, not a postponement
+    ])
+    retries = [f.at_ms for f in driver.fs.fired if isinstance(f.fault, NoSpace)]
+    assert retries[0] == 4000 and 5000 in retries
+    driver.run(CrashStep())
+    driver.run(Recover(PROCESS))  # k2 is within the window the two failed writes widened
