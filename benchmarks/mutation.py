@@ -53,7 +53,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -404,7 +404,7 @@ def _executed_lines(coverage_json: Path | None) -> dict[str, set[int]] | None:
     return out
 
 
-def _summary(results: list[tuple[Mutant, dict[str, Any]]], budgets: str) -> list[str]:
+def _summary(results: Sequence[tuple[object, dict[str, Any]]], budgets: str) -> list[str]:
     """Kill rates: fuzz alone, explore alone, either; then the survivors."""
     total = max(1, len(results))
     lines = [f"{len(results)} mutants, {budgets}"]
@@ -449,7 +449,17 @@ def main() -> int:
                         help="with --list: show each mutant as a diff of the normalised source")
     parser.add_argument("--json", type=Path, default=None,
                         help="results, rewritten (temp + rename) after every mutant")
+    parser.add_argument("--summary-of", type=Path, default=None, metavar="JSON",
+                        help="print the kill rates of a --json file (a run cut short too) and "
+                        "stop")
     args = parser.parse_args()
+    if args.summary_of is not None:
+        data = json.loads(args.summary_of.read_text(encoding="utf-8"))
+        done = [(None, r) for r in data["results"]]
+        for line in _summary(done, f"{data['budgets']}; {len(done)} of a sample of "
+                             f"{data['sample']} done"):
+            print(line)
+        return 0
 
     # One snapshot of the tree for the whole run: mutants and their runs see the same code.
     snapshot = tempfile.TemporaryDirectory(prefix="aofcrash-mutation-base-")
