@@ -16,13 +16,19 @@ runs the safe reference without defects, so a mutant there is equivalent by cons
 negating such a guard just switches a catalogued defect on).
 
 Each mutant runs in its own subprocess on a temporary copy of the tree (the checkout is never
-modified) through the default campaign: ``aofcrash fuzz`` with default settings (three
-policies, every persistence model, seed 0) for ``--fuzz-budget`` seconds, then the explorer's
-default suite, stopping at the first violation, all within ``--limit`` seconds. A mutant is
-*killed* when the campaign reports a violation, a model divergence or an error (the harness
-does not say "no violation"); it *survives* when both finish clean, or when the limit is hit.
-Survivors are printed with their line and whether the default campaign executes it at all (from
-a coverage run), which separates missed reach from oracle gaps and equivalent mutants.
+modified) through both default tools, one after the other and independently: ``aofcrash fuzz``
+with default settings (three policies, every persistence model, seed 0) for ``--fuzz-budget``
+seconds, and the explorer's default suite, stopping at its first violation, until
+``--explore-budget`` seconds are spent (checked between its runs). A tool *kills* the mutant
+when it reports a violation, a model divergence or an error (the harness does not say "no
+violation"); the summary gives the kill rate of fuzz alone, explore alone and either. Budgets
+count CPU seconds of the mutant's process by default (``--clock cpu``: a busy machine gives
+each mutant the same work as an idle one, so the figure does not move with the load); ``--clock
+wall`` counts wall seconds as a user's run does. Results are rewritten (temp + rename) to
+``--json`` after every mutant, and ``--summary-of FILE`` prints the rates of such a file, also
+of a run cut short. Survivors are printed with their line and whether the default campaign
+executes it at all (from a coverage run), which separates missed reach from oracle gaps and
+equivalent mutants.
 
 The sample (``--sample N --seed S``) is the N mutants with the smallest seeded hash of what each
 mutant is (file, function, operator, description; not its line or list position), so an edit
@@ -33,7 +39,8 @@ re-run one survivor after a change to the reach; ``--list --diff`` shows what ea
 Usage::
 
     .venv/bin/python benchmarks/mutation.py [--sample 40] [--seed 0] [--workers 2]
-        [--fuzz-budget 20] [--limit 60] [--json FILE] [--only TEXT] [--list [--diff]]
+        [--fuzz-budget 60] [--explore-budget 60] [--clock cpu|wall] [--json FILE]
+        [--only TEXT] [--list [--diff]] [--summary-of FILE]
 """
 
 from __future__ import annotations
