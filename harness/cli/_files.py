@@ -9,6 +9,7 @@ of the wrong type) is bad input, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -96,6 +97,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return _replay(args)
     repro = read_reproduction(path)
     if repro.config.target is not None:
+        from harness.targets import make_importable
+
+        # The directory its module came from, found near the file (or here): no PYTHONPATH.
+        make_importable(repro.target_source, near=[path.absolute().parent, Path.cwd()])
         # Replayed against the target it recorded: one line, exit 2, if that cannot be used.
         from harness.cli._fuzz import check_target_spec
 
@@ -123,8 +128,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             if expected is not None and expected != outcome:
                 new_expected["found"] = {k: v for k, v in repro.expected.items()
                                          if k != "found"}
-            updated = type(repro)(config=repro.config, steps=repro.steps,
-                                  expected=new_expected, note=repro.note)
+            updated = dataclasses.replace(repro, expected=new_expected)
             try:
                 write_atomic(path, updated.to_json())
             except OSError as exc:

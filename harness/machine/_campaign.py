@@ -58,6 +58,7 @@ __all__ = [
     "CampaignResult",
     "Finding",
     "config_label",
+    "finding_of",
     "open_database",
     "run_campaign",
     "slice_seed",
@@ -318,20 +319,27 @@ def _run_slice(
         # to the CLI's own output (--json); the finding and its reproduction carry all of it.
         with hypothesis_engine(shrink_budget_s=shrink_budget_s), with_reporter(lambda _text: None):
             run_state_machine_as_test(seeded, settings=settings)
-    except ContractViolation as exc:
-        rules = sorted({v.rule.value for v in exc.verdict.violations})
-        return Finding("violation", config, str(exc), rules, exc.reproduction, seed, 0.0)
-    except (LivenessViolation, TargetRunaway) as exc:
-        return Finding("violation", config, str(exc), ["liveness"], exc.reproduction, seed, 0.0)
-    except CheckAofDisagreement as exc:
-        return Finding("violation", config, str(exc), ["check-aof"], exc.reproduction, seed,
-                       0.0)
-    except ModelDivergence as exc:
-        return Finding("divergence", config, str(exc), ["model-divergence"], exc.reproduction,
-                       seed, 0.0)
+    except (ContractViolation, ModelDivergence) as exc:
+        return finding_of(exc, config, seed)
     except Flaky as exc:
         return Finding("error", config, f"flaky: {exc}", ["flaky"], None, seed, 0.0)
     return None
+
+
+def finding_of(exc: ContractViolation | ModelDivergence, config: RunConfig,
+               seed: int = 0) -> Finding:
+    """What a state machine raised, as a campaign's finding: its kind and rules (the data
+    rules of a violation; liveness, check-aof or model-divergence otherwise)."""
+    if isinstance(exc, ContractViolation):
+        rules = sorted({v.rule.value for v in exc.verdict.violations})
+        return Finding("violation", config, str(exc), rules, exc.reproduction, seed, 0.0)
+    if isinstance(exc, (LivenessViolation, TargetRunaway)):
+        return Finding("violation", config, str(exc), ["liveness"], exc.reproduction, seed, 0.0)
+    if isinstance(exc, CheckAofDisagreement):
+        return Finding("violation", config, str(exc), ["check-aof"], exc.reproduction, seed,
+                       0.0)
+    return Finding("divergence", config, str(exc), ["model-divergence"], exc.reproduction,
+                   seed, 0.0)
 
 
 # -- worker processes ---------------------------------------------------------------------------

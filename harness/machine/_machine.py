@@ -219,6 +219,17 @@ def _gaps(target: Target, features: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+class FeatureSet(frozenset[str]):
+    """The features a run drew (swarm testing): Hypothesis prints it by name in a failing
+    example (``features(expiry, short_write)``), not as a row of unlabelled booleans."""
+
+    def __repr__(self) -> str:
+        return "features(" + ", ".join(sorted(self)) + ")"
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+
 # Which liveness rule a LivenessViolation's reproduction ends with (``expected["liveness"]``),
 # so that replay judges the same rule at its end.
 LIVENESS_WRITES = "writes-resume"
@@ -563,8 +574,9 @@ def make_state_machine(
             if swarm:
                 # Classic swarm testing: every feature on or off with even odds, independently
                 # (a drawn set would be small, making feature combinations rare); off shrinks.
-                flags = data.draw(st.tuples(*(st.booleans() for _ in features)), label="swarm")
-                self.enabled = frozenset(f for f, on in zip(features, flags, strict=True) if on)
+                flags = st.tuples(*(st.booleans() for _ in features))
+                self.enabled = data.draw(flags.map(lambda on: FeatureSet(
+                    f for f, f_on in zip(features, on, strict=True) if f_on)), label="swarm")
             for f in sorted(self.enabled):
                 _event(f"feature: {f}")
 
