@@ -415,7 +415,8 @@ def find_violation(machine: type[RuleBasedStateMachine], *, profile: str | None 
     """Run `machine` like its TestCase does and return what it found (a ContractViolation or
     a ModelDivergence, with ``.reproduction``), or None when every example kept the contract.
     `shrink` False returns the first failing example unshrunk (faster); `shrink_budget_s`
-    replaces Hypothesis's own 5-minute shrinking limit (a slow machine then shrinks as far).
+    bounds shrinking (default: the machine's ``shrink_budget_s``, else
+    ``--aofcrash-shrink-budget``, else 60 s; a slow machine then shrinks less far).
     Like a campaign, it draws no literals mined from the project's source, so a seed means
     the same program whatever else changed."""
     from hypothesis import Phase, settings
@@ -431,6 +432,8 @@ def find_violation(machine: type[RuleBasedStateMachine], *, profile: str | None 
         changes["max_examples"] = max_examples
     if not shrink:
         changes["phases"] = [p for p in Phase if p is not Phase.shrink]
+    if shrink_budget_s is None:
+        shrink_budget_s = _shrink_budget_of(machine)
     try:
         with hypothesis_engine(shrink_budget_s=shrink_budget_s):
             run_state_machine_as_test(machine, settings=settings(chosen, **changes))

@@ -212,3 +212,33 @@ def test_a_regression_replays_from_another_directory_without_pythonpath(
         check=False)
     assert suite.returncode == 0, suite.stdout + suite.stderr
     assert "1 passed" in suite.stdout
+
+
+# -- profiles ----------------------------------------------------------------------------------
+
+
+def test_the_ci_profile_is_sized_for_a_bug_fuzz_finds_in_a_thousand_examples(
+    pytester: pytest.Pytester,
+) -> None:
+    from harness.machine import PROFILES
+
+    # One run of N examples finds a bug about as soon as fuzz's slices do (measured; see the
+    # comment at PROFILES): 2000 finds a bug fuzz finds after ~1000 with odds of >= 85%.
+    assert PROFILES["ci"].max_examples >= 2000 and PROFILES["ci"].derandomize
+    assert PROFILES["dev"].max_examples >= 100
+    pytester.makepyfile(test_profiles='''
+        from harness.pytest_plugin import AofStateMachine
+
+        class Chosen(AofStateMachine):
+            target = "tinyaof:make_target"
+
+        class Named(AofStateMachine):
+            target = "tinyaof:make_target"
+            profile = "nightly"
+
+        def test_the_option_sets_the_profile_of_machines_that_name_none():
+            assert Chosen.TestCase.settings.max_examples == 2000
+            assert Chosen.TestCase.settings.derandomize
+            assert Named.TestCase.settings.max_examples == 10_000
+    ''')
+    _pytest(pytester, "--aofcrash-profile", "ci").assert_outcomes(passed=1)
