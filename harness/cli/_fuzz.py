@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections import Counter
 from typing import Any
 
@@ -169,8 +170,16 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         bar.update(elapsed, f"{label:<24} examples {result.examples}  "
                             f"findings {len(result.findings)}")
 
+    started = time.monotonic()
+
+    def on_shrinking(label: str, shrunk_s: float, allowed_s: float, steps: int) -> None:
+        # Shrinking may take minutes after the last unit's line: say it is under way.
+        bar.update(time.monotonic() - started,
+                   f"{label:<24} shrinking a finding: {shrunk_s:.0f} of at most "
+                   f"{allowed_s:.0f} s, smallest failing program {steps} step(s)")
+
     try:
-        result = run_campaign(campaign, progress=on_progress)
+        result = run_campaign(campaign, progress=on_progress, shrinking=on_shrinking)
     finally:
         bar.close()
     violations, groups = fuzz_violations(result.findings, run_dir, config_label)
