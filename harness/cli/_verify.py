@@ -154,8 +154,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
         bad = sum(1 for line in lines if " VIOLATION " in line.split("\n", 1)[0])
         bar.update(done, f"trial {done}/{mine}  {trial.outcome:<11} violations {bad}")
 
+    def on_attributing(done: int, total: int) -> None:
+        # After the trials: each violating one re-runs with one ingredient out at a time.
+        bar.update(mine, f"attributing causes: {done}/{total} violating trial(s) done")
+
     try:
         result = run_verify(config, progress=on_trial, workers=resolve_workers(args.workers),
+                            attributing=on_attributing,
                             # A kernel model has no fault or model to take out.
                             attribution=args.attribution
                             and args.model not in KERNEL_MODEL_CHOICES,
