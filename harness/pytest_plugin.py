@@ -238,7 +238,10 @@ def _build(*, target: Any, policy: str | None, config: RunConfig | None,
         kwargs["models"] = tuple(models)
     if features is not None:
         kwargs["features"] = tuple(features)
-    return make_state_machine(base, **kwargs)
+    machine = make_state_machine(base, **kwargs)
+    # A factory object that cannot be named: its reproductions would replay the reference.
+    machine._aofcrash_unnamed_factory = factory is not None
+    return machine
 
 
 class _FailureClock:
@@ -363,6 +366,9 @@ def _failure_text(exc: Any, machine: type[RuleBasedStateMachine], *,
     repro = exc.reproduction
     if repro is None:
         return str(exc)
+    if getattr(machine, "_aofcrash_unnamed_factory", False):
+        return (f"{exc}\n(no reproduction saved: the target is a factory object that cannot "
+                "be imported back by name; give it as \"MODULE:FACTORY\" to get one)")
     root = Path(_OPTIONS["rootdir"] or Path.cwd())
     finding = finding_of(exc, repro.config)
     finding.reproduction = repro.with_target_source(root)

@@ -94,6 +94,34 @@ def test_the_option_names_the_folder_and_a_cut_shrink_is_said(
     assert not (pytester.path / ".aofcrash").exists()
 
 
+def test_a_factory_object_that_cannot_be_named_says_why_no_reproduction_was_saved(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_store='''
+        from harness.pytest_plugin import AofStateMachine
+        from tinyaof import make_buggy_target
+
+        def build():
+            def local(env):
+                return make_buggy_target(env)
+            return local
+
+        class Buggy(AofStateMachine):
+            target = build()
+            policy = "always"
+            shrink_budget_s = 0.001
+
+        TestBuggy = Buggy.TestCase
+    ''')
+    result = _pytest(pytester)
+    result.assert_outcomes(failed=1)
+    text = result.stdout.str()
+    # Its replay would run the reference, not this store: no program drawn from it either.
+    assert "VIOLATION [durability]" in text
+    assert "no reproduction saved: the target is a factory object" in text
+    assert not (pytester.path / ".aofcrash").exists()
+
+
 @pytest.mark.parametrize("value", ["nope", "0", "-3", "inf"])
 def test_a_shrink_budget_that_is_not_positive_seconds_is_one_usage_line(
     pytester: pytest.Pytester, value: str
