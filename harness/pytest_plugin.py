@@ -20,8 +20,9 @@ recoveries checked against the contract. Hypothesis runs it through its ``TestCa
 Class attributes: ``target`` (None: ``--aofcrash-target``, else the bundled reference),
 ``policy``, ``config`` (a whole ``RunConfig``; its policy wins over ``policy``), ``models``,
 ``features``, ``profile`` (``dev``, ``ci``, ``nightly``: the Hypothesis settings profiles
-``aofcrash-*``; None: ``--aofcrash-profile``, default ``dev``). Features the target cannot run
-(no rewrite, commands it does not declare in its ``commands``) are switched off
+``aofcrash-*``; None: ``--aofcrash-profile``, default ``dev``), ``shrink_budget_s``. Features
+the target cannot run (no rewrite, commands it does not declare in its ``commands``) are
+switched off
 (``harness.machine.unsupported_features``). ``aofcrash_state_machine(target=..., ...)`` builds
 the same class without a class statement, ``find_violation(Machine)`` runs one and returns
 what it found (for a test that expects a bug), and ``write_reproduction`` saves a finding as a
@@ -38,8 +39,17 @@ Fixtures (``pytest --fixtures`` lists them with their docs): ``aofcrash_clock``,
 ``aofcrash_disk``, ``aofcrash_fs``, ``aofcrash_target_factory``, ``aofcrash_target``,
 ``aofcrash_driver``.
 
-Options: ``--aofcrash-target MODULE:FACTORY`` (the default target of the fixtures and of
-machines that name none), ``--aofcrash-profile dev|ci|nightly``.
+Failures. A failing TestCase raises ``AofcrashFailure``, shown as ``aofcrash fuzz`` shows a
+finding (its renderer): the verdict with the lost writes and the diff, the program as numbered
+steps, the crash and its image in words; the reproduction is saved (temp + rename) in the
+reproductions folder as ``MODULE.CLASS.aofrepro.json``, recording where the target's module
+came from, and the command that replays it is printed. Shrinking is bounded by time.
+
+Options (and ini settings): ``--aofcrash-target MODULE:FACTORY`` (the default target of the
+fixtures and of machines that name none), ``--aofcrash-profile dev|ci|nightly``,
+``--aofcrash-reproductions DIR`` / ``aofcrash_reproductions`` (default
+``.aofcrash/reproductions`` under the rootdir), ``--aofcrash-shrink-budget SECONDS`` /
+``aofcrash_shrink_budget`` (default 60; a class's ``shrink_budget_s`` wins).
 """
 
 from __future__ import annotations
