@@ -22,8 +22,7 @@ Class attributes: ``target`` (None: ``--aofcrash-target``, else the bundled refe
 ``features``, ``profile`` (``dev``, ``ci``, ``nightly``: the Hypothesis settings profiles
 ``aofcrash-*``; None: ``--aofcrash-profile``, default ``dev``), ``shrink_budget_s``. Features
 the target cannot run (no rewrite, commands it does not declare in its ``commands``) are
-switched off
-(``harness.machine.unsupported_features``). ``aofcrash_state_machine(target=..., ...)`` builds
+switched off (``harness.machine.unsupported_features``). ``aofcrash_state_machine(target=..., ...)`` builds
 the same class without a class statement, ``find_violation(Machine)`` runs one and returns
 what it found (for a test that expects a bug), and ``write_reproduction`` saves a finding as a
 ``*.aofrepro.json`` file.
@@ -460,11 +459,15 @@ def find_violation(machine: type[RuleBasedStateMachine], *, profile: str | None 
 
 def write_reproduction(finding: Any, path: str | Path) -> Path:
     """Save the reproduction a finding carries as a ``*.aofrepro.json`` file (the suffix is
-    added when missing); this plugin replays it from then on, against the recorded target."""
+    added when missing; written whole, temp + rename, with where the target's module came
+    from); this plugin replays it from then on, against the recorded target."""
+    from harness.cli._fileio import write_atomic
+
     target = Path(path)
     if not target.name.endswith(SUFFIX):
         target = target.with_name(target.name.removesuffix(".json") + SUFFIX)
-    target.write_text(finding.reproduction.to_json(), encoding="utf-8")
+    root = Path(_OPTIONS["rootdir"] or Path.cwd())
+    write_atomic(target, finding.reproduction.with_target_source(root).to_json())
     return target
 
 
