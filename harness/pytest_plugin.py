@@ -22,10 +22,10 @@ Class attributes: ``target`` (None: ``--aofcrash-target``, else the bundled refe
 ``features``, ``profile`` (``dev``, ``ci``, ``nightly``: the Hypothesis settings profiles
 ``aofcrash-*``; None: ``--aofcrash-profile``, default ``dev``), ``shrink_budget_s``. Features
 the target cannot run (no rewrite, commands it does not declare in its ``commands``) are
-switched off (``harness.machine.unsupported_features``). ``aofcrash_state_machine(target=..., ...)`` builds
-the same class without a class statement, ``find_violation(Machine)`` runs one and returns
-what it found (for a test that expects a bug), and ``write_reproduction`` saves a finding as a
-``*.aofrepro.json`` file.
+switched off (``harness.machine.unsupported_features``).
+``aofcrash_state_machine(target=..., ...)`` builds the same class without a class statement,
+``find_violation(Machine)`` runs one and returns what it found (for a test that expects a bug),
+and ``write_reproduction`` saves a finding as a ``*.aofrepro.json`` file.
 
 Reproductions. A violation raised by the machine carries a reproduction whose config names the
 target by its ``MODULE:FACTORY`` (a factory given as an object is named that way when it can be
