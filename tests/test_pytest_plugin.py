@@ -233,8 +233,13 @@ def test_a_regression_replays_from_another_directory_without_pythonpath(
     assert replay.returncode == 1, replay.stderr
     out = json.loads(replay.stdout)
     assert out["status"] == "violation" and out["matches_expected"]
+    # Installed, the plugin loads by its entry point; from a bare checkout, by name.
+    from importlib.metadata import entry_points
+
+    installed = any(e.name == "aofcrash" for e in entry_points(group="pytest11"))
+    load = [] if installed else ["-p", "harness.pytest_plugin"]
     suite = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *load, "-q",
          str(project / "tests" / "regressions")],
         cwd=elsewhere, env=_clean_env(), capture_output=True, text=True, timeout=120,
         check=False)
