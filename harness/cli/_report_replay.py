@@ -101,6 +101,11 @@ RULE_WORDS: dict[str, str] = {
         "The server refused to start after a legal crash: it wrote that file itself, and a "
         "person must now repair it before the data comes back."
     ),
+    "damage": (
+        "A store that declares checksums loaded damaged synced bytes (a media error the run "
+        "injected) as data: it must refuse to start or stop at the damage, never load a value "
+        "that no moment of the history had."
+    ),
     "model-divergence": (
         "A read returned something the independent model says it cannot: a bug in the "
         "server (or in the model)."
