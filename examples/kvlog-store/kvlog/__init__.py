@@ -11,8 +11,8 @@ the adapter (``kvlog:make_target``), and the planted bugs are ``kvlog.BUGS``.
 from __future__ import annotations
 
 from kvlog._records import BadRecord
-from kvlog._store import BUGS, COMMANDS, LOG, TEMP, KvLog, StoreError
+from kvlog._store import BUGS, COMMANDS, LOG, TEMP, CorruptLog, KvLog, StoreError
 from kvlog.aofcrash_target import KvLogTarget, make_target
 
-__all__ = ["BUGS", "COMMANDS", "LOG", "TEMP", "BadRecord", "KvLog", "KvLogTarget", "StoreError",
-           "make_target"]
+__all__ = ["BUGS", "COMMANDS", "LOG", "TEMP", "BadRecord", "CorruptLog", "KvLog", "KvLogTarget",
+           "StoreError", "make_target"]

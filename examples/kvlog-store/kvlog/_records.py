@@ -1,9 +1,11 @@
 """The record format of ``data.log``: checksummed, length-prefixed, one per change.
 
 A record is ``crc32 (4 bytes, big-endian) | length (4 bytes) | payload``, the CRC-32 taken over
-the length and the payload. A payload is ``b"S" | key length (4 bytes) | key | value`` (set) or
-``b"D" | key`` (delete). ``parse`` tells a record cut short (the log ends inside it: a torn
-tail) from one whose checksum does not match (damage): both end what the loader keeps.
+the length and the payload. A payload is ``b"S" | key length (4 bytes) | key | value`` (set),
+``b"D" | key`` (delete), or ``b"B"`` / ``b"E"``: the begin and end of a compacted snapshot (the
+live keys in no history order, so a snapshot is loaded whole or not at all). ``parse`` tells a
+record cut short (the log ends inside it: a torn tail) from one whose checksum does not match
+(damage): both end what the loader keeps.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from __future__ import annotations
 import struct
 import zlib
 
-__all__ = ["BadRecord", "delete_record", "parse", "set_record"]
+__all__ = ["SNAPSHOT_BEGIN", "SNAPSHOT_END", "BadRecord", "delete_record", "parse",
+           "set_record"]
 
 _HEAD = struct.Struct(">II")
 _KEY_LEN = struct.Struct(">I")
@@ -35,6 +38,9 @@ def delete_record(key: bytes) -> bytes:
     return _frame(b"D" + key)
 
 
+SNAPSHOT_BEGIN, SNAPSHOT_END = _frame(b"B"), _frame(b"E")
+
+
 def parse(data: bytes, pos: int, *, verify: bool = True
           ) -> tuple[tuple[bytes, bytes, bytes | None], int] | None:
     """The record at `pos` as ``((op, key, value or None), end)``; None when `data` ends inside
@@ -50,6 +56,8 @@ def parse(data: bytes, pos: int, *, verify: bool = True
     payload = data[pos + _HEAD.size:end]
     if verify and zlib.crc32(data[pos + 4:end]) != crc:
         raise BadRecord(f"record at byte {pos}: checksum mismatch")
+    if payload in (b"B", b"E"):
+        return (payload, b"", None), end
     if payload[:1] == b"D" and length >= 1:
         return (b"D", payload[1:], None), end
     if payload[:1] == b"S" and length >= 1 + _KEY_LEN.size:

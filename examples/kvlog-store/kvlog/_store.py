@@ -8,10 +8,12 @@ fsync mode says and only then releases the replies.
 fsync modes: ``always`` (fsync before every reply) and ``batch`` (replies after the write; the
 log is fsynced once its oldest unsynced record is ``batch_ms`` old, at the next iteration).
 Compaction: once the log reaches ``compact_min_bytes`` (and twice its size after the last
-compaction), the live keys are written to ``compact.tmp``, fsynced, renamed over
-``data.log`` and the directory fsynced. Loading stops at the first record that is cut short or
-fails its checksum and truncates the log there; a leftover ``compact.tmp`` is removed. Any
-failed write or fsync stops the store (no reply is released after it).
+compaction), the live keys are written to ``compact.tmp`` as a snapshot (between begin and
+end records), fsynced, renamed over ``data.log`` and the directory fsynced. Loading stops at
+the first record that is cut short or fails its checksum and truncates the log there, except
+inside the snapshot: its keys are in no history order, so half a snapshot is not a state the
+store ever had, and it refuses to start (``CorruptLog``). A leftover ``compact.tmp`` is
+removed. Any failed write or fsync stops the store (no reply is released after it).
 
 ``BUGS`` are planted durability bugs, off unless named: ``skip-checksum`` (load without
 checking checksums), ``batch-size-only`` (batch mode syncs only when 16 records are
@@ -26,9 +28,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from kvlog._records import BadRecord, delete_record, parse, set_record
+from kvlog._records import (
+    SNAPSHOT_BEGIN,
+    SNAPSHOT_END,
+    BadRecord,
+    delete_record,
+    parse,
+    set_record,
+)
 
-__all__ = ["BUGS", "COMMANDS", "LOG", "TEMP", "KvLog", "StoreError"]
+__all__ = ["BUGS", "COMMANDS", "LOG", "TEMP", "CorruptLog", "KvLog", "StoreError"]
 
 LOG, TEMP = "data.log", "compact.tmp"
 COMMANDS = frozenset({"SET", "GET", "DEL"})
@@ -59,6 +68,10 @@ class Clock(Protocol):
 
 class StoreError(Exception):
     """An error reply (its message starts with ``ERR``)."""
+
+
+class CorruptLog(Exception):
+    """The log cannot be loaded (a damaged snapshot): the store refuses to start."""
 
 
 @dataclass
@@ -112,15 +125,22 @@ class KvLog:
                 chunks.append(chunk)
             data = b"".join(chunks)
             pos = 0
+            in_snapshot = False
             while pos < len(data):
                 try:
                     got = parse(data, pos, verify=self.bug != "skip-checksum")
-                except BadRecord:
+                except BadRecord as exc:
+                    if in_snapshot:
+                        raise CorruptLog(f"damaged snapshot: {exc}") from None
                     break  # damage: keep what came before it
                 if got is None:
+                    if in_snapshot:
+                        raise CorruptLog(f"snapshot cut short at byte {pos}")
                     break  # a torn tail
                 (op, key, value), pos = got
-                if op == b"S":
+                if op in (b"B", b"E"):
+                    in_snapshot = op == b"B"
+                elif op == b"S":
                     assert value is not None
                     self.data[key] = value
                 else:
@@ -220,7 +240,8 @@ class KvLog:
         files = self.files
         fd = files.open(TEMP, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
         try:
-            data = b"".join(set_record(k, v) for k, v in self.data.items())
+            data = b"".join([SNAPSHOT_BEGIN, *(set_record(k, v) for k, v in self.data.items()),
+                             SNAPSHOT_END])
             view = memoryview(data)
             while view:
                 view = view[files.write(fd, bytes(view)):]

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from harness.targets import Dump, TargetEnv
-from kvlog._store import COMMANDS, LOG, TEMP, KvLog, StoreError
+from harness.targets import Dump, TargetEnv, TargetRefusedToStart
+from kvlog._store import COMMANDS, LOG, TEMP, CorruptLog, KvLog, StoreError
 
 __all__ = ["KvLogTarget", "make_target", "with_bug"]
 
@@ -45,7 +45,10 @@ class KvLogTarget:
         return name in COMMANDS and len(argv) == (3 if name == "SET" else 2)
 
     def start(self) -> None:
-        self.store.open()
+        try:
+            self.store.open()
+        except CorruptLog as exc:
+            raise TargetRefusedToStart(str(exc)) from None
 
     def submit(self, argv: Sequence[bytes], *, client: int) -> int:
         name = argv[0].upper()
