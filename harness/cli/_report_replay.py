@@ -216,7 +216,11 @@ def describe_step(step: Step) -> str:
         again = ("" if step.crash_during_recovery_op is None
                  else f", crashing the recovery at its {_nth(step.crash_during_recovery_op)} "
                  "operation")
-        return f"recover under {step.model.value} (image: {choice}{extra}{again})"
+        damaged = ("" if step.damage is None else
+                   f"; then {step.damage.length_bytes} synced byte(s) of {step.damage.path_glob} "
+                   f"{'flipped' if step.damage.kind.value == 'flip' else 'zeroed'} "
+                   f"{step.damage.at_permille / 10:g}% in")
+        return f"recover under {step.model.value} (image: {choice}{extra}{again}{damaged})"
     return str(getattr(step, "kind", type(step).__name__))  # type: ignore[unreachable]
 
 

@@ -70,6 +70,7 @@ from faults import (
     ChoiceEnumeration,
     CrashChoice,
     Damage,
+    DamageKind,
     FaultOp,
     FaultPlan,
     FileChoice,
@@ -190,6 +191,12 @@ class ExploreLimits:
             reorder_window_sectors=self.reorder_window_sectors,
             byte_granularity=self.byte_granularity,
         )
+
+
+#: The damage ``explore --damage`` asks for: one byte flipped, and one zeroed, a tenth, half
+#: and nine tenths into the synced bytes of each of the target's files.
+DEFAULT_DAMAGE = FaultPlan(tuple(Damage(kind=kind, at_permille=at)
+                                 for kind in DamageKind for at in (100, 500, 900)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -586,6 +593,11 @@ class _Walk:
                                     steps=len(rec.steps), trace_ops=len(rec.trace))
         if keep_states:
             self.result.states_log = []
+        if limits.damage.faults:  # the generic walk judges a checksummed target's damage
+            self.result.damage_skipped = (
+                "the bundled reference is not checksummed (its AOF has no checksums): damaged "
+                "synced bytes are judged only for a store that declares checksums (contract "
+                "rule 5)")
         self._histories: dict[int, History] = {}
         self._snapshots: dict[bytes | None, tuple[Rec, Snapshot | None]] = {}
         self._point_no = 0
