@@ -15,10 +15,10 @@ from faults import (
     Clock,
     Damage,
     DamageKind,
+    FaultOp,
     FaultPlan,
     FaultyFileSystem,
     IOFault,
-    FaultOp,
     OSFileSystem,
     PersistenceModel,
     SimDisk,
@@ -164,8 +164,9 @@ def test_the_adapter_is_at_most_about_a_hundred_lines() -> None:
 
 
 def test_the_adapter_refuses_other_databases_and_transactions_with_no_effect() -> None:
-    from harness.targets import TargetConfig, TargetEnv
     from kvlog import make_target
+
+    from harness.targets import TargetConfig, TargetEnv
 
     target = make_target(TargetEnv(fs=SimDisk(), clock=Clock(), config=TargetConfig()))
     target.start()
