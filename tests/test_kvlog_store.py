@@ -186,6 +186,11 @@ def test_the_adapter_refuses_other_databases_and_transactions_with_no_effect() -
     assert isinstance(run(b"SET", b"a", b"3"), Exception)
     assert str(run(b"EXEC")).startswith("EXECABORT")
     assert run(b"SET", b"b", b"4") == "OK"
+    # A refused MULTI block inside another database leaves the client in that database.
+    assert isinstance(run(b"SELECT", b"2"), Exception)
+    assert isinstance(run(b"MULTI"), Exception)
+    assert str(run(b"EXEC")).startswith("EXECABORT")
+    assert isinstance(run(b"SET", b"c", b"5"), Exception)
     assert target.dump() == {0: {b"a": ("string", b"2", None), b"b": ("string", b"4", None)}}
     assert target.checksummed is True and target.files == (LOG,)
     assert target.accepts((b"DEL", b"a")) and not target.accepts((b"DEL", b"a", b"b"))

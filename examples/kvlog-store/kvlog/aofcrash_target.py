@@ -35,7 +35,8 @@ class KvLogTarget:
         self.store = KvLog(env.fs, env.clock, compact_min_bytes=128,
                            fsync="always" if config.appendfsync == "always" else "batch",
                            bug=bug or config.options.get("bug"))
-        self.refusing: dict[int, str] = {}  # client -> why its commands are refused
+        self.elsewhere: set[int] = set()  # clients that selected a db other than 0
+        self.in_multi: set[int] = set()  # clients inside a (refused) MULTI block
         self.replies: dict[int, Any] = {}  # tickets answered here, not by the store
         self.next_ticket = -1  # negative: never a store ticket
 
@@ -52,24 +53,20 @@ class KvLogTarget:
 
     def submit(self, argv: Sequence[bytes], *, client: int) -> int:
         name = argv[0].upper()
-        why = self.refusing.get(client)
-        if name == b"SELECT":
+        if name == b"SELECT":  # the driver puts the client in that db whatever the reply
             ok = tuple(argv[1:]) == (b"0",)
-            return self._answer("OK" if ok else StoreError("ERR no databases"), client,
-                                None if ok else "ERR SELECT of a database it does not have")
-        if name == b"MULTI":
-            return self._answer(StoreError("ERR no transactions"), client, "EXECABORT no MULTI")
-        if why is not None:
-            if name in (b"EXEC", b"DISCARD") and why.startswith("EXECABORT"):
-                return self._answer(StoreError(why), client, None)
-            return self._answer(StoreError(why), client, why)
+            (self.elsewhere.discard if ok else self.elsewhere.add)(client)
+            return self._answer("OK" if ok else StoreError("ERR no databases"))
+        if name == b"MULTI" or client in self.in_multi:  # the whole block has no effect
+            done = name in (b"EXEC", b"DISCARD")
+            (self.in_multi.discard if done else self.in_multi.add)(client)
+            return self._answer(StoreError("EXECABORT no transactions" if done
+                                           else "ERR no transactions"))
+        if client in self.elsewhere:
+            return self._answer(StoreError("ERR no databases"))
         return self.store.submit(argv)  # only queued: it runs in run_iteration
 
-    def _answer(self, reply: Any, client: int, refusing: str | None) -> int:
-        if refusing is None:
-            self.refusing.pop(client, None)
-        else:
-            self.refusing[client] = refusing
+    def _answer(self, reply: Any) -> int:
         self.next_ticket -= 1
         self.replies[self.next_ticket] = reply
         return self.next_ticket
