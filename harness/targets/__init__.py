@@ -51,6 +51,8 @@ from harness.targets._inprocess import (
     as_rewriting,
     check_target,
     load_target_factory,
+    target_checksummed,
+    target_files,
 )
 from harness.targets._presets import (
     SERVER_PRESETS,
@@ -122,5 +124,7 @@ __all__ = [
     "remove_stale_run_dirs",
     "resolve_server",
     "run_dir_base",
+    "target_checksummed",
+    "target_files",
     "target_source",
 ]
