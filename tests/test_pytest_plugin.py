@@ -132,16 +132,6 @@ def test_a_shrink_budget_that_is_not_positive_seconds_is_one_usage_line(
         result.stderr.str())
 
 
-def test_the_swarm_draw_prints_the_features_by_name() -> None:
-    from hypothesis.vendor.pretty import pretty
-
-    from harness.machine._machine import FeatureSet
-
-    drawn = FeatureSet({"short_write", "expiry"})
-    assert pretty(drawn) == repr(drawn) == "features(expiry, short_write)"
-    assert drawn & {"expiry"} == {"expiry"}
-
-
 # -- where the target came from -----------------------------------------------------------------
 
 

@@ -106,7 +106,6 @@ __all__ = [
     "FEATURE_COMMANDS",
     "PROFILES",
     "CheckAofDisagreement",
-    "FeatureSet",
     "LivenessViolation",
     "check_aof_agrees",
     "make_state_machine",
@@ -244,17 +243,6 @@ def _gaps(target: Target, features: tuple[str, ...]) -> dict[str, str]:
         if commands is not None and missing:
             out[f] = "does not implement " + " ".join(m.decode() for m in missing)
     return out
-
-
-class FeatureSet(frozenset[str]):
-    """The features a run drew (swarm testing): Hypothesis prints it by name in a failing
-    example (``features(expiry, short_write)``), not as a row of unlabelled booleans."""
-
-    def __repr__(self) -> str:
-        return "features(" + ", ".join(sorted(self)) + ")"
-
-    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
-        printer.text(repr(self))
 
 
 # Which liveness rule a LivenessViolation's reproduction ends with (``expected["liveness"]``),
@@ -618,9 +606,8 @@ def make_state_machine(
             if swarm:
                 # Classic swarm testing: every feature on or off with even odds, independently
                 # (a drawn set would be small, making feature combinations rare); off shrinks.
-                flags = st.tuples(*(st.booleans() for _ in features))
-                self.enabled = data.draw(flags.map(lambda on: FeatureSet(
-                    f for f, f_on in zip(features, on, strict=True) if f_on)), label="swarm")
+                flags = data.draw(st.tuples(*(st.booleans() for _ in features)), label="swarm")
+                self.enabled = frozenset(f for f, on in zip(features, flags, strict=True) if on)
             for f in sorted(self.enabled):
                 _event(f"feature: {f}")
 
