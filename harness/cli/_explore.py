@@ -309,7 +309,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
     summary = result.to_dict()
     totals = {
         "states": result.states,
-        "violating_states": result.violation_total,
+        "violating_states": result.violating_states,
         "crash_points": f"{result.points_explored}/{result.points_total}",
         "elapsed_s": round(elapsed, 2),
         "states_per_s": round(result.states / elapsed) if elapsed > 0 else None,
@@ -336,10 +336,13 @@ def cmd_explore(args: argparse.Namespace) -> int:
         "totals": totals,
         **_coverage_and_progress(result.coverage(), models, series),
         "violations_note": (
-            f"The explorer found {result.violation_total} violating state(s) "
+            f"The explorer found {result.violating_states} violating state(s) "
             f"({', '.join(f'{k} {n}' for k, n in summary['violations_by_rule'].items())}); "
-            f"it keeps the first {len(violations)} in detail, grouped here by cause, with one "
-            "reproduction (the smallest) per cause." if result.violation_total else ""),
+            f"they are grouped by cause (the mechanism: the rules broken and what the crash "
+            f"image lacks or resurrects against what the server had written, under any model "
+            f"and at any crash point), each counting all its states; {len(violations)} are "
+            "kept in detail (the first of each cause among them), with one reproduction (the "
+            "smallest) per cause." if result.violating_states else ""),
         "groups": groups,
         "configurations": [{"model": m, **counts}
                            for m, counts in summary["by_model"].items()],
@@ -370,10 +373,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
               f"points in {elapsed:.1f}s")
         for m, counts in summary["by_model"].items():
             print(f"  {m}: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
-        if result.violation_total:
-            print(f"{result.violation_total} violating state(s): "
+        if result.violating_states:
+            print(f"{result.violating_states} violating state(s): "
                   + ", ".join(f"{k} {n}" for k, n in summary["violations_by_rule"].items()))
-            for line in terminal_lines(violations, groups, total=result.violation_total):
+            for line in terminal_lines(violations, groups, total=result.violating_states):
                 print(line)
         else:
             print("no violation")
@@ -455,6 +458,36 @@ def _renumber(violations: list[dict[str, Any]], groups: list[dict[str, Any]], *,
         g["workload"] = run.workload
 
 
+def _merge_groups(groups: list[dict[str, Any]], found: list[dict[str, Any]],
+                  violations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`groups` with one more run's `found` added: a cause (signature: the mechanism) already
+    seen in another run gains that run's states and members, so a suite reports each
+    mechanism once; renumbered biggest first, every violation given its group's number."""
+    by_signature = {g["signature"]: g for g in groups}
+    for g in found:
+        seen = by_signature.get(g["signature"])
+        if seen is None:
+            by_signature[g["signature"]] = g
+            groups.append(g)
+            continue
+        seen["count"] += g["count"]
+        seen["members"] = [*seen["members"], *g["members"]]
+        models = dict.fromkeys(f"{seen.get('model') or ''}, {g.get('model') or ''}".split(", "))
+        seen["model"] = ", ".join(m for m in models if m)
+        workloads = dict.fromkeys(f"{seen.get('workload', '')}, {g.get('workload', '')}"
+                                  .split(", "))
+        seen["workload"] = ", ".join(w for w in workloads if w)
+    groups.sort(key=lambda g: -int(g["count"]))
+    number_of = {}
+    for number, g in enumerate(groups, 1):
+        g["group"] = number
+        number_of[g["signature"]] = number
+    for v in violations:
+        if v.get("signature") in number_of:
+            v["group"] = number_of[v["signature"]]
+    return groups
+
+
 def _cmd_suite(args: argparse.Namespace) -> int:
     """``aofcrash explore`` without --workload: every run of the default suite, one result."""
     from faults import PersistenceModel
@@ -530,17 +563,17 @@ def _cmd_suite(args: argparse.Namespace) -> int:
         _renumber(found, found_groups, first_id=len(violations) + 1, first_group=len(groups),
                   sub=sub, run=run)
         violations += found
-        groups += found_groups
+        groups = _merge_groups(groups, found_groups, violations)
         bugs += [{**b, "workload": run.workload, "policy": run.config.policy}
                  for b in _harness_bugs(run.result, run_dir / sub, f"{sub}/")]
-    violation_total = sum(r.result.violation_total for r in runs)
+    violation_total = sum(r.result.violating_states for r in runs)
     failed = [r for r in not_run if r.failed]
     states = sum(r.result.states for r in runs)
     explored = sum(r.result.points_explored for r in runs)
     points = sum(r.result.points_total for r in runs)
     totals = {
         "runs": len(runs),
-        "runs_with_violations": sum(1 for r in runs if r.result.violation_total),
+        "runs_with_violations": sum(1 for r in runs if r.result.violating_states),
         "states": states,
         "violating_states": violation_total,
         "crash_points": f"{explored}/{points}",
@@ -560,7 +593,7 @@ def _cmd_suite(args: argparse.Namespace) -> int:
         rows.append({"workload": run.workload, "policy": run.config.policy, "ops": run.ops,
                      "states": run.result.states,
                      "crash_points": f"{run.result.points_explored}/{run.result.points_total}",
-                     "violating_states": run.result.violation_total,
+                     "violating_states": run.result.violating_states,
                      "elapsed_s": round(run.elapsed_s, 2),
                      "by_model": summary["by_model"],
                      "violations_by_rule": summary["violations_by_rule"]})
@@ -586,9 +619,11 @@ def _cmd_suite(args: argparse.Namespace) -> int:
         "violations_note": (
             f"The explorer found {violation_total} violating state(s) in "
             f"{totals['runs_with_violations']} run(s) "
-            f"({', '.join(f'{k} {n}' for k, n in by_rule.items())}); it keeps the first of "
-            "each run in detail, grouped here by cause, with one reproduction (the smallest) "
-            "per cause." if violation_total else ""),
+            f"({', '.join(f'{k} {n}' for k, n in by_rule.items())}), grouped by cause (the "
+            "mechanism: the rules broken and what the crash image lacks or resurrects, in any "
+            "run, under any model, at any crash point), each counting all its states; the "
+            "first of each cause in each run is kept in detail, with one reproduction (the "
+            "smallest) per cause." if violation_total else ""),
         "groups": groups,
         "configurations": [{k: v for k, v in row.items()
                             if k not in ("by_model", "violations_by_rule")} for row in rows],

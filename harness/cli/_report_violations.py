@@ -158,12 +158,26 @@ def group_violations(violations: list[dict[str, Any]],
                      "model": smallest["model"], "fault": smallest["fault"],
                      "shape": smallest["shape"]})
     rows.sort(key=lambda g: -int(g["count"]))
-    for number, g in enumerate(rows, 1):
-        g["group"] = number
-        for v in violations:
-            if v["signature"] == g["signature"]:
-                v["group"] = number
+    _number(rows, violations)
     return rows
+
+
+def _number(groups: list[dict[str, Any]], violations: list[dict[str, Any]]) -> None:
+    """Number `groups` in order (1, 2, ...) and give every violation its group's number."""
+    number_of = {}
+    for number, g in enumerate(groups, 1):
+        g["group"] = number
+        number_of[g["signature"]] = number
+    for v in violations:
+        if v["signature"] in number_of:
+            v["group"] = number_of[v["signature"]]
+
+
+def mechanism_text(rules: Sequence[str], effects: Sequence[str]) -> str:
+    """A violation's mechanism in words: its rules and what its image lacks or resurrects."""
+    from harness.verify._mechanism import describe_effects
+
+    return f"{'/'.join(sorted(rules))}: {describe_effects(effects)}"
 
 
 def fuzz_violations(findings: Sequence[Any], run_dir: Path,
@@ -229,11 +243,31 @@ def explore_violations(result: Any, config: Any, steps: Sequence[Any], run_dir: 
         record["point"] = point.to_dict()
         record["choice"] = v.choice.to_dict()
         record["confirmed_by_replay"] = v.confirmed
+        record["image_effects"] = list(v.effects)
+        record["states"] = v.count
+        # The cause is the mechanism: the rules and what the image lacks or resurrects, under
+        # whichever model and at whichever crash point (one missing fsync is one cause).
+        record["mechanism"] = mechanism_text(v.rules, v.effects)
+        record["signature"] = record["mechanism"]
         sizes[record["id"]] = len(program)
         if repro is not None:
             repros[record["id"]] = repro
         out.append(record)
-    groups = group_violations(out, sizes)
+    groups = group_violations(out, sizes, replayable=set(repros))
+    states: dict[str, int] = {}
+    models: dict[str, set[str]] = {}
+    for (model, rules, effects), n in getattr(result, "mechanism_states", {}).items():
+        text = mechanism_text(rules, effects)
+        states[text] = states.get(text, 0) + n
+        models.setdefault(text, set()).add(model)
+    for g in groups:  # every violating state counted, not only the ones kept in detail
+        g["count"] = states.get(g["signature"], g["count"])
+        g["unit"] = "state"
+        g["mechanism"] = g["signature"]
+        if g["signature"] in models:
+            g["model"] = ", ".join(sorted(models[g["signature"]]))
+    groups.sort(key=lambda g: -int(g["count"]))
+    _number(groups, out)
     by_id = {v["id"]: v for v in out}
     written = 0
     for g in groups:

@@ -62,7 +62,7 @@ from __future__ import annotations
 import dataclasses
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +79,7 @@ from faults import (
     SimDisk,
 )
 from faults import Crash as CrashFault
+from harness.explore._effects import image_effects
 from harness.explore._eval import (
     ExplorerError,
     FastPathDisagreement,
@@ -217,6 +218,15 @@ class ExploreViolation:
     verdict: Verdict | None
     reproduction: Reproduction | None
     confirmed: bool | None = None
+    # What the image lacks or resurrects against the visible state at the crash
+    # (``_effects.image_effects``): with the model and the rules, the violation's mechanism.
+    effects: tuple[str, ...] = ()
+    count: int = 1  # the states this one stands for (they share its AOF image)
+
+    @property
+    def mechanism(self) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+        """(model, rules, image effects): what explains it; reports group by it."""
+        return self.model.value, self.rules, self.effects
 
     def describe(self) -> str:
         head = (f"[{', '.join(self.rules)}] model={self.model.value} "
@@ -236,6 +246,8 @@ class ExploreViolation:
             "choice": self.choice.to_dict(),
             "verdict": None if self.verdict is None else self.verdict.to_dict(),
             "confirmed_by_replay": self.confirmed,
+            "image_effects": list(self.effects),
+            "states": self.count,
         }
 
 
@@ -358,6 +370,10 @@ class ExploreResult(StateTally):
     trace_ops: int = 0
     kinds: Counter[tuple[str, str]] = field(default_factory=Counter)
     violations: list[ExploreViolation] = field(default_factory=list)
+    # Violating states per mechanism (model, rules, image effects): every one counted, so
+    # they add up to the violating states; ``violations`` keeps the first of each.
+    mechanism_states: Counter[tuple[str, tuple[str, ...], tuple[str, ...]]] = field(
+        default_factory=Counter)
     distinct_contents: int = 0
     full_recoveries: int = 0
     commands_fed: int = 0
@@ -371,6 +387,11 @@ class ExploreResult(StateTally):
     @property
     def ok(self) -> bool:
         return self.violation_total == 0
+
+    @property
+    def violating_states(self) -> int:
+        """States with a violation (a state breaking two rules is one state)."""
+        return sum(n for (_, outcome), n in self.outcomes.items() if outcome == "violation")
 
     def _coverage_models(self) -> Sequence[str]:
         return [m.value for m in self.models]
@@ -577,6 +598,7 @@ class _Walk:
         self._snapshots: dict[bytes | None, tuple[Rec, Snapshot | None]] = {}
         self._point_no = 0
         self._states_seen = 0  # progress the CPU watchdog looks for
+        self._visible: tuple[int, Mapping[str, bytes]] | None = None  # (point no, files)
 
     # -- points
 
@@ -856,12 +878,27 @@ class _Walk:
             return
         for rule in rules:
             res.violation_counts[(model.value, rule)] += count
-        keep = len(res.violations) < max(self.limits.max_reproductions,
-                                         self.limits.max_exact_violations)
-        if keep:
+        effects = self._effects(disk, choice)
+        mechanism = (model.value, rules, effects)
+        first_of_kind = mechanism not in res.mechanism_states
+        res.mechanism_states[mechanism] += count
+        # Every mechanism keeps its first state (with a reproduction); beyond that, the first
+        # states up to the limits.
+        cap = max(self.limits.max_reproductions, self.limits.max_exact_violations)
+        if first_of_kind or len(res.violations) < cap:
             repro = (self.reproduction(point, model, choice, rules)
-                     if len(res.violations) < self.limits.max_reproductions else None)
-            res.violations.append(ExploreViolation(point, model, choice, rules, verdict, repro))
+                     if first_of_kind or len(res.violations) < self.limits.max_reproductions
+                     else None)
+            if verdict is None and first_of_kind:
+                _, _, verdict = self._exact(disk, point, model, choice)
+            res.violations.append(ExploreViolation(point, model, choice, rules, verdict, repro,
+                                                   effects=effects, count=count))
+
+    def _effects(self, disk: SimDisk, choice: CrashChoice) -> tuple[str, ...]:
+        """What `choice`'s image lacks or resurrects against the files visible at this point."""
+        if self._visible is None or self._visible[0] != self._point_no:
+            self._visible = (self._point_no, disk.crash(PROCESS).files)
+        return image_effects(self._visible[1], disk.crash(choice.model, choice).files)
 
     def _harness_bug(self, point: CrashPoint, model: PersistenceModel, choice: CrashChoice,
                      what: str, outcome: str, rules: tuple[str, ...]) -> None:
@@ -911,5 +948,4 @@ class _Walk:
             except ContractViolation as exc:
                 got = {x.rule.value for x in exc.verdict.violations}
                 confirmed = bool(got & set(v.rules))
-            self.result.violations[i] = ExploreViolation(
-                v.point, v.model, v.choice, v.rules, v.verdict, v.reproduction, confirmed)
+            self.result.violations[i] = dataclasses.replace(v, confirmed=confirmed)

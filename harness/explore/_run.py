@@ -175,7 +175,8 @@ def _merge_results(parts: list[ExploreResult]) -> ExploreResult:
                            points_total=first.points_total, generic=first.generic)
     for part in parts:
         merged.points_explored += part.points_explored
-        for name in ("outcomes", "kinds", "legal", "cut_dirty", "cut_max", "violation_counts"):
+        for name in ("outcomes", "kinds", "legal", "cut_dirty", "cut_max", "violation_counts",
+                     "mechanism_states"):
             getattr(merged, name).update(getattr(part, name))
         for name in ("distinct_contents", "full_recoveries", "commands_fed", "audits",
                      "exact_checks"):
@@ -205,6 +206,7 @@ def _setup_violation(config: RunConfig, models: tuple[PersistenceModel, ...],
     result.outcomes[(recover.model.value, "violation")] += 1
     for rule in rules:
         result.violation_counts[(recover.model.value, rule)] += 1
+    result.mechanism_states[(recover.model.value, rules, ())] += 1
     result.violations.append(ExploreViolation(point, recover.model, recover.choice, rules,
                                               verdict, repro, True))
     return result
