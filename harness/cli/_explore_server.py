@@ -170,15 +170,29 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _report_violations(result: Any, rows: list[dict[str, Any]], command: str
                        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(violations, groups) in the shape the report renderer reads: one card per group."""
+    """(violations, groups) in the shape the report renderer reads: one card per cause. A
+    cause is a mechanism (``cause_text`` of the row's: rules, what the image lacks or
+    resurrects, the server's refusal) under any model; its count is every violating state
+    of that mechanism (the result's ``mechanisms``, left-out groups included), so the causes
+    add up to the violating states. Rows without a mechanism (the kernel's) are each one."""
+    from harness.verify._mechanism import cause_text
+
+    states: dict[str, int] = {}
+    for m in getattr(result, "mechanisms", None) or []:
+        key = cause_text(str(m.get("mechanism", "")))
+        states[key] = states.get(key, 0) + int(m.get("states", 0))
     violations: list[dict[str, Any]] = []
     groups: list[dict[str, Any]] = []
+    by_cause: dict[str, dict[str, Any]] = {}
     for number, row in enumerate(rows, 1):
         example = row["example"]
         verdict = example.get("verdict") or {}
         first = (verdict.get("violations") or [{}])[0]
         ident = f"g{number}"
         history = result.histories.get(example["trace_index"])
+        mechanism = row.get("mechanism")
+        cause = (cause_text(str(mechanism)) if mechanism
+                 else f"{', '.join(row['rules'])} (image {row['image_digest'][:12]})")
         entry: dict[str, Any] = {
             "id": ident, "rule": ", ".join(row["rules"]), "model": example["model"],
             "configuration": f"{result.server_label} {result.config.policy}",
@@ -189,13 +203,36 @@ def _report_violations(result: Any, rows: list[dict[str, Any]], command: str
             "states": row["states"], "crash_points": row["crash_points"],
             "models": row["models"], "image_digest": row["image_digest"],
             "server_reason": example.get("server_reason"),
+            "mechanism": mechanism, "signature": cause,
         }
         if row["reproduction"] is not None:
             entry["reproduction"] = row["reproduction"]
             entry["replay"] = f"{command} --replay {row['reproduction']}"
         violations.append(entry)
-        groups.append({"group": number, "count": row["states"], "representative": ident,
-                       "members": [ident]})
+        group = by_cause.get(cause)
+        if group is None:
+            group = by_cause[cause] = {
+                "signature": cause, "mechanism": cause, "unit": "state",
+                "count": states.get(cause, 0) if mechanism and cause in states else 0,
+                "counted": bool(mechanism and cause in states),
+                "representative": ident, "members": [], "models": []}
+            groups.append(group)
+        group["members"].append(ident)
+        group["models"] = sorted({*group["models"], *row["models"]})
+        group["model"] = ", ".join(group["models"])
+        if not group["counted"]:
+            group["count"] += int(row["states"])
+        if group["representative"] != ident and row["reproduction"] is not None and not any(
+                v["id"] == group["representative"] and v.get("reproduction")
+                for v in violations):
+            group["representative"] = ident
+    groups.sort(key=lambda g: -int(g["count"]))
+    for number, g in enumerate(groups, 1):
+        g["group"] = number
+        del g["counted"]
+    number_of = {g["signature"]: g["group"] for g in groups}
+    for v in violations:
+        v["group"] = number_of[v["signature"]]
     return violations, groups
 
 

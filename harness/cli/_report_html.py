@@ -28,6 +28,7 @@ h4{font-size:.92rem;margin:1rem 0 .3rem;color:#333}
 .verdict{display:block;padding:.7rem 1rem;border-radius:.4rem;font-weight:650;font-size:1.1rem}
 .pass{background:var(--okbg);color:var(--ok);border:1px solid #a8d5b0}
 .fail{background:var(--failbg);color:var(--fail);border:1px solid #f0b4b4}
+.partial{background:#fff4e5;color:#7a4b00;border:1px solid #f5c98b}
 .summary{color:var(--muted);margin:.4rem 0 0}
 .card{background:#fff;border:1px solid var(--line);border-left:6px solid #c62828;
 border-radius:.4rem;padding:.9rem 1.1rem;margin:1rem 0;box-shadow:0 1px 2px #0000000d}
@@ -631,7 +632,9 @@ def render_page(report: dict[str, Any]) -> str:
                    if causes != total else f"FAIL: {total} {unit}(s)")
     interrupted = report.get("interrupted")
     if interrupted:
-        verdict += f" (run interrupted: {_shown(interrupted)}; what finished is shown)"
+        verdict = ("INTERRUPTED: no violation in what finished" if ok
+                   else verdict + " in what finished (run interrupted)")
+    css = "partial" if interrupted and ok else "pass" if ok else "fail"
     summary = str(report.get("summary", ""))
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
@@ -640,8 +643,11 @@ def render_page(report: dict[str, Any]) -> str:
         f"<style>{_CSS}</style></head><body><main>",
         f"<h1>aofcrash {_e(command)} <span class='muted'>{_e(report.get('run_id', ''))}"
         "</span></h1>",
-        f"<div id='verdict' class='verdict {'pass' if ok else 'fail'}'>{_e(verdict)}</div>",
+        f"<div id='verdict' class='verdict {css}'>{_e(verdict)}</div>",
     ]
+    if interrupted:
+        parts.append(f"<p class='summary' id='interrupted'><b>Partial report</b>: "
+                     f"{_e(_shown(interrupted))}. Everything below is what had finished.</p>")
     if summary:
         parts.append(f"<p class='summary'>{_e(summary)}</p>")
     parts.append("<h2 id='violations'>Violations</h2>")

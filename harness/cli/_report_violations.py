@@ -175,9 +175,9 @@ def _number(groups: list[dict[str, Any]], violations: list[dict[str, Any]]) -> N
 
 def mechanism_text(rules: Sequence[str], effects: Sequence[str]) -> str:
     """A violation's mechanism in words: its rules and what its image lacks or resurrects."""
-    from harness.verify._mechanism import describe_effects
+    from harness.verify._mechanism import cause_text, describe_effects
 
-    return f"{'/'.join(sorted(rules))}: {describe_effects(effects)}"
+    return cause_text(f"{'/'.join(sorted(rules))}: {describe_effects(sorted(set(effects)))}")
 
 
 def fuzz_violations(findings: Sequence[Any], run_dir: Path,
@@ -288,15 +288,21 @@ def terminal_lines(violations: Sequence[dict[str, Any]], groups: Sequence[dict[s
     `limit`), the verdict, the program as steps, every crash epoch, the replay command."""
     by_id = {v["id"]: v for v in violations}
     lines: list[str] = []
-    count = total if total is not None else len(violations)
+    grouped = sum(int(g["count"]) for g in groups)
+    count = total if total is not None else grouped
+    unit = {"state": "violating state", "trial": "violating trial"}.get(
+        next((str(g["unit"]) for g in groups if g.get("unit")), ""), "violation")
     if groups:
-        lines.append(f"{count} violation(s) from {len(groups)} cause(s):")
+        lines.append(f"{count} {unit}(s) from {len(groups)} cause(s):")
+        if count > grouped:
+            lines.append(f"  ({count - grouped} of them counted, not kept in detail)")
     for g in list(groups)[:limit]:
         v = by_id[g["representative"]]
         lines.append("")
-        lines.append(f"== cause {g['group']}: [{v['rule']}] {v['configuration']}, "
-                     f"model {v['model'] or '-'}, {v['fault']} "
-                     f"({g['count']} violation(s) in the report)")
+        what = f" {g['mechanism']};" if g.get("mechanism") else ""
+        lines.append(f"== cause {g['group']}:{what} [{v['rule']}] {v['configuration']}, "
+                     f"model {g.get('model') or v['model'] or '-'}, e.g. {v['fault']} "
+                     f"({g['count']} {unit}(s))")
         lines.extend(violation_lines(v))
     if len(groups) > limit:
         lines.append(f"\n... and {len(groups) - limit} more cause(s) in the report")

@@ -18,7 +18,7 @@ from typing import Any, Final, TypeAlias
 from faults import FaultPlanError, ShortWrite
 from harness.oracle import History, Verdict
 from harness.targets._servers import SERVER_PRESETS, ServerSpecError, _template_words
-from harness.verify._mechanism import describe_effects, server_reason_kind
+from harness.verify._mechanism import cause_text, describe_effects, server_reason_kind
 
 __all__ = [
     "FAULTS",
@@ -554,7 +554,7 @@ def mechanism_groups(violations: list[dict[str, Any]], *, unit: str) -> list[dic
     trials. Every violation gets its ``group`` number."""
     by_mechanism: dict[str, list[dict[str, Any]]] = {}
     for v in violations:
-        by_mechanism.setdefault(str(v.get("mechanism") or v["rule"]), []).append(v)
+        by_mechanism.setdefault(cause_text(str(v.get("mechanism") or v["rule"])), []).append(v)
     rows = []
     for mechanism, members in by_mechanism.items():
         units = list(dict.fromkeys(m.get(unit, m["id"]) for m in members))

@@ -39,6 +39,7 @@ from typing import Final
 from harness.explore._effects import _DIGITS, image_effects, normalise_name
 
 __all__ = [
+    "cause_text",
     "describe_effects",
     "image_effects",
     "normalise_name",
@@ -51,6 +52,16 @@ def describe_effects(effects: Sequence[str]) -> str:
     if not effects:
         return "the image holds exactly what the server had written (its own doing)"
     return "the image " + "; ".join(effects)
+
+
+_EMPTY: Final = re.compile(r"has (\S+) empty")
+
+
+def cause_text(mechanism: str) -> str:
+    """A mechanism as a report's cause: a file left empty is a file cut short (to nothing):
+    one missing fsync loses the unsynced appends whether or not any were synced before, so
+    both are one cause."""
+    return _EMPTY.sub(r"has \1 cut short", mechanism)
 
 
 _LOG_PREFIX: Final = re.compile(r"^\d+:[A-Z] \d+ \w+ \d+ [\d:.]+ [#*.-] ")
