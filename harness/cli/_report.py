@@ -20,8 +20,8 @@ from harness.cli._fileio import (
     write_atomic_bytes,
 )
 
-__all__ = ["ReportError", "load_report", "new_run_dir", "render_html", "slug", "write_atomic",
-           "write_atomic_bytes", "write_report"]
+__all__ = ["PartialReports", "ReportError", "load_report", "new_run_dir", "render_html", "slug",
+           "write_atomic", "write_atomic_bytes", "write_report"]
 
 REPORT_FORMAT = "aofcrash-report/1"
 
@@ -52,9 +52,11 @@ def new_run_dir(base: Path, command: str, seed: int, stamp: str | None = None) -
     return path
 
 
-def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
-    """report.json, then report.html rendered from it; a full or read-only disk is a
-    UsageError (one line), not a traceback."""
+def write_report(run_dir: Path, report: dict[str, Any], *, html: bool = True
+                 ) -> tuple[Path, Path]:
+    """report.json, then report.html rendered from it (unless not `html`: a partial report
+    written often renders its page less often); a full or read-only disk is a UsageError
+    (one line), not a traceback."""
     from harness.cli._common import UsageError
 
     report = {"format": REPORT_FORMAT, **report}
@@ -63,10 +65,32 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
     text = json.dumps(report, indent=1, sort_keys=True, default=str) + "\n"
     try:
         write_atomic(json_path, text)
-        write_atomic(html_path, render_html(json.loads(text)))
+        if html:
+            write_atomic(html_path, render_html(json.loads(text)))
     except OSError as exc:
         raise UsageError(f"cannot write the report in {run_dir}: {exc.strerror}") from None
     return json_path, html_path
+
+
+class PartialReports:
+    """Writes a running command's report as it goes, so that a run killed (SIGKILL, a
+    power cut) leaves what had finished: report.json every time, report.html at most every
+    `html_every_s` seconds of wall clock (rendering draws the pictures), both temp + rename.
+    The final report replaces them."""
+
+    def __init__(self, run_dir: Path, *, html_every_s: float = 2.0) -> None:
+        self.run_dir = run_dir
+        self.html_every_s = html_every_s
+        self._html_at: float | None = None
+
+    def write(self, report: dict[str, Any]) -> None:
+        import time
+
+        now = time.monotonic()
+        html = self._html_at is None or now - self._html_at >= self.html_every_s
+        write_report(self.run_dir, report, html=html)
+        if html:
+            self._html_at = now
 
 
 #: report.json fields and the JSON type each must have (anything else is not a report).

@@ -118,7 +118,7 @@ def _server_arg(text: str) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from harness.cli._report import new_run_dir, write_report
+    from harness.cli._report import PartialReports, new_run_dir, write_report
     from harness.verify import (
         TrialResult,
         VerifyConfig,
@@ -169,6 +169,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                                 f"({result.interrupted})." if result.interrupted else ""))
         return report
 
+    partial = PartialReports(run_dir)
     try:
         result = run_verify(config, progress=on_trial, workers=resolve_workers(args.workers),
                             # A kernel model has no fault or model to take out.
@@ -176,7 +177,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
                             and args.model not in KERNEL_MODEL_CHOICES,
                             attribution_repeats=args.attribution_repeats, shard=args.shard,
                             # Persisted as trials finish: a killed run leaves what finished.
-                            partial=lambda so_far: write_report(run_dir, build(so_far)))
+                            partial=lambda so_far: partial.write(build(so_far)))
     except VerifyEnvironmentError as exc:
         raise UsageError(str(exc)) from None
     finally:
