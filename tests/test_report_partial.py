@@ -94,3 +94,23 @@ def test_a_killed_verify_run_leaves_the_trials_that_finished_before_the_kill(
     assert report["totals"]["trials"] >= 2
     assert "not finished when written" in report["interrupted"]
     assert "Partial report" in (run_dir / "report.html").read_text()
+
+
+def test_ctrl_c_during_fuzz_leaves_a_report_of_the_finished_slices_marked_interrupted(
+    tmp_path: Path,
+) -> None:
+    reports = tmp_path / "reports"
+    proc = _start(["fuzz", "--budget", "120s", "--workers", "1", "--policy", "always",
+                   "--model", "process", "--seed", "3"], reports)
+    try:
+        _report_with(reports, lambda r: r["totals"]["slices"] >= 1)
+        proc.send_signal(signal.SIGINT)
+    finally:
+        code, err = _finish(proc)
+    assert code == 130, err
+    (run_dir,) = reports.iterdir()
+    report = json.loads((run_dir / "report.json").read_text())
+    assert "Ctrl-C" in report["interrupted"]
+    assert report["totals"]["stopped_by"] == "interrupted"
+    assert report["totals"]["slices"] >= 1 and report["totals"]["examples"] > 0
+    assert "Partial report" in (run_dir / "report.html").read_text()

@@ -202,8 +202,8 @@ def timeline_figure(study: dict[str, Any], *, title: str = "timeline") -> Any:
             wanted.append((left, text, st == "lost"))
     top = len(lanes) - 1
     band = top + 0.95  # above the top lane and the crash label
-    for x, row, text, lost in _place_labels(wanted, x_end + 1.5 - (lo - 1)):
-        ax.annotate(text, (x, band + 0.42 * row), fontsize=7,
+    for x, label_row, text, lost in _place_labels(wanted, x_end + 1.5 - (lo - 1)):
+        ax.annotate(text, (x, band + 0.42 * label_row), fontsize=7,
                     color="#7a1212" if lost else "#333333",
                     fontweight="bold" if lost else "normal", ha="left", va="bottom")
 

@@ -524,7 +524,7 @@ def _cause_rows(groups: Sequence[dict[str, Any]], by_id: dict[Any, dict[str, Any
                 totals: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per cause; when the totals count more than the groups hold (an older report),
     a "not grouped" row holds the rest, so the rows always add up to the verdict's count."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for g in groups:
         rep = by_id.get(g.get("representative"), {})
         count = g.get("count", 1)
