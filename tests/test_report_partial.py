@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -113,4 +114,43 @@ def test_ctrl_c_during_fuzz_leaves_a_report_of_the_finished_slices_marked_interr
     assert "Ctrl-C" in report["interrupted"]
     assert report["totals"]["stopped_by"] == "interrupted"
     assert report["totals"]["slices"] >= 1 and report["totals"]["examples"] > 0
+    assert "Partial report" in (run_dir / "report.html").read_text()
+
+
+def test_ctrl_c_during_explore_leaves_a_report_of_the_crash_points_explored(
+    tmp_path: Path,
+) -> None:
+    reports = tmp_path / "reports"
+    proc = _start(["explore", "--workload", "mixed", "--ops", "3000", "--policy", "always",
+                   "--defect", "reply-before-fsync", "--workers", "1", "--seed", "2"], reports)
+    try:
+        _report_with(reports, lambda r: r["totals"]["states"] > 0)
+        proc.send_signal(signal.SIGINT)
+    finally:
+        code, err = _finish(proc)
+    assert code == 130, err
+    (run_dir,) = reports.iterdir()
+    report = json.loads((run_dir / "report.json").read_text())
+    assert "Ctrl-C" in report["interrupted"]
+    explored, total = map(int, report["totals"]["crash_points"].split("/"))
+    assert 0 < explored < total
+    # What finished is judged and grouped like a whole run: the causes add up.
+    assert sum(g["count"] for g in report["groups"]) == report["totals"]["violating_states"] > 0
+    names = {p.name for p in run_dir.glob("*.aofrepro.json")}
+    assert names == {v["reproduction"] for v in report["violations"] if v.get("reproduction")}
+    assert "Partial report" in (run_dir / "report.html").read_text()
+
+
+def test_an_explore_stopped_by_its_crash_point_budget_says_so_in_the_report(
+    tmp_path: Path,
+) -> None:
+    from harness.cli import main
+
+    code = main(["explore", "--workload", "mixed", "--ops", "30", "--policy", "always",
+                 "--max-crash-points", "5", "--progress", "never", "--json",
+                 "--reports", str(tmp_path)])
+    assert code == 0
+    (run_dir,) = tmp_path.iterdir()
+    report = json.loads((run_dir / "report.json").read_text())
+    assert re.search(r"budget .* ran out: 5 of \d+ crash point", report["interrupted"])
     assert "Partial report" in (run_dir / "report.html").read_text()

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli._common import (
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_VIOLATION,
     MODEL_CHOICES,
@@ -228,7 +229,7 @@ def _limits(args: argparse.Namespace) -> Any:
 
 
 def _run_explore(config: Any, steps: tuple[Any, ...], models: tuple[Any, ...], limits: Any,
-                 args: argparse.Namespace, on_progress: Any) -> Any:
+                 args: argparse.Namespace, on_progress: Any, on_partial: Any = None) -> Any:
     """One exploration; the errors a workload can cause are one line, exit 2."""
     from harness.explore import ExploreRunaway, explore
     from harness.machine._driver import ModelDivergence
@@ -236,7 +237,7 @@ def _run_explore(config: Any, steps: tuple[Any, ...], models: tuple[Any, ...], l
     try:
         return explore(config, steps, models=models, limits=limits, naive=args.naive,
                        progress=on_progress, workers=resolve_workers(args.workers),
-                       shard=args.shard)
+                       shard=args.shard, partial=on_partial)
     except ExploreRunaway as exc:
         raise ViolationStop(str(exc)) from None
     except ModelDivergence as exc:
@@ -259,14 +260,11 @@ def _coverage_and_progress(coverage: dict[str, Any], models: tuple[Any, ...],
 
 def cmd_explore(args: argparse.Namespace) -> int:
     from faults import PersistenceModel
-    from harness.cli._report import new_run_dir, write_report
+    from harness.cli._report import PartialReports, new_run_dir
     from harness.cli._report_violations import (
-        command_line,
-        explore_violations,
         slim,
         terminal_lines,
     )
-    from harness.machine._campaign import config_label
 
     if getattr(args, "server", None) is not None or getattr(args, "replay", None) is not None:
         from harness.cli._explore_server import cmd_explore_server
@@ -297,12 +295,79 @@ def cmd_explore(args: argparse.Namespace) -> int:
         bar.total = total
         bar.update(done, f"{done}/{total} crash points  {states} states")
 
+    partial = PartialReports(run_dir)
+    last_partial = [-1e9]
+
+    def on_partial(so_far: Any) -> None:
+        # The walk so far, persisted every few seconds (a killed run leaves it).
+        now = time.perf_counter()
+        if now - last_partial[0] >= 5.0:
+            last_partial[0] = now
+            partial.write(build(so_far, now - started, "not finished when written: "
+                                f"{so_far.points_explored} of {so_far.points_total} crash "
+                                "point(s) explored (the run was still going, or was killed)"))
+
+    def build(result: Any, elapsed: float, interrupted: str) -> dict[str, Any]:
+        return _explore_report(args, result, config, steps, models, limits, label, run_dir,
+                               series, elapsed, interrupted)
+
     started = time.perf_counter()
     try:
-        result = _run_explore(config, steps, models, limits, args, on_progress)
+        result = _run_explore(config, steps, models, limits, args, on_progress, on_partial)
     finally:
         bar.close()
     elapsed = time.perf_counter() - started
+    report = build(result, elapsed, result.interrupted)
+    violations, groups, bugs = report["violations"], report["groups"], report["harness_bugs"]
+    totals, summary = report["totals"], report["explore"]
+    json_path, html_path = partial.final(report)
+    status = EXIT_VIOLATION if result.violation_total else EXIT_OK
+    if result.interrupted.startswith("Ctrl-C"):
+        status = EXIT_INTERRUPTED
+    for line in _harness_bug_lines(bugs, run_dir):
+        print(line, file=sys.stderr)
+    if args.json:
+        print(json.dumps({"status": ("interrupted" if status == EXIT_INTERRUPTED
+                                     else "violation" if result.violation_total else "ok"),
+                          "interrupted": result.interrupted or None,
+                          "report": str(json_path), "html": str(html_path), **totals,
+                          "harness_bugs": bugs,
+                          "by_model": summary["by_model"],
+                          "violations_by_rule": summary["violations_by_rule"],
+                          "coverage": result.coverage(),
+                          "findings": [slim(v) for v in violations],
+                          "groups": groups}, default=str))
+    else:
+        where = (f"target {config.target}" if config.target is not None
+                 else f"profile {config.profile}")
+        print(f"explore: {label}, policy {config.policy}, {where}: "
+              f"{result.states} states at {result.points_explored}/{result.points_total} crash "
+              f"points in {elapsed:.1f}s")
+        for m, counts in summary["by_model"].items():
+            print(f"  {m}: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
+        if result.violating_states:
+            print(f"{result.violating_states} violating state(s): "
+                  + ", ".join(f"{k} {n}" for k, n in summary["violations_by_rule"].items()))
+            for line in terminal_lines(violations, groups, total=result.violating_states):
+                print(line)
+        else:
+            print("no violation")
+        print(f"report: {html_path}")
+    if result.interrupted:
+        print(f"explore: stopped early: {result.interrupted}; the report holds what finished",
+              file=sys.stderr)
+    return status
+
+
+def _explore_report(args: argparse.Namespace, result: Any, config: Any, steps: Any,
+                    models: Any, limits: Any, label: str, run_dir: Path,
+                    series: list[list[float]], elapsed: float, interrupted: str
+                    ) -> dict[str, Any]:
+    """One exploration's report.json content (so far, when `interrupted` says it did not
+    end); writes its reproductions beside it."""
+    from harness.cli._report_violations import command_line, explore_violations
+    from harness.machine._campaign import config_label
+
     violations, groups = explore_violations(result, config, steps, run_dir, config_label,
                                             max_reproductions=args.max_reproductions)
     bugs = _harness_bugs(result, run_dir)
@@ -350,38 +415,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
         "explore": summary,
         "violations": violations,
         "harness_bugs": bugs,
+        "interrupted": interrupted or None,
     }
     report["summary"] = str(report["summary"]) + _bugs_sentence(bugs)
-    json_path, html_path = write_report(run_dir, report)
-    status = EXIT_VIOLATION if result.violation_total else EXIT_OK
-    for line in _harness_bug_lines(bugs, run_dir):
-        print(line, file=sys.stderr)
-    if args.json:
-        print(json.dumps({"status": "violation" if result.violation_total else "ok",
-                          "report": str(json_path), "html": str(html_path), **totals,
-                          "harness_bugs": bugs,
-                          "by_model": summary["by_model"],
-                          "violations_by_rule": summary["violations_by_rule"],
-                          "coverage": result.coverage(),
-                          "findings": [slim(v) for v in violations],
-                          "groups": groups}, default=str))
-    else:
-        where = (f"target {config.target}" if config.target is not None
-                 else f"profile {config.profile}")
-        print(f"explore: {label}, policy {config.policy}, {where}: "
-              f"{result.states} states at {result.points_explored}/{result.points_total} crash "
-              f"points in {elapsed:.1f}s")
-        for m, counts in summary["by_model"].items():
-            print(f"  {m}: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
-        if result.violating_states:
-            print(f"{result.violating_states} violating state(s): "
-                  + ", ".join(f"{k} {n}" for k, n in summary["violations_by_rule"].items()))
-            for line in terminal_lines(violations, groups, total=result.violating_states):
-                print(line)
-        else:
-            print("no violation")
-        print(f"report: {html_path}")
-    return status
+    return report
 
 
 def _harness_bugs(result: Any, run_dir: Path, prefix: str = "") -> list[dict[str, Any]]:

@@ -118,7 +118,7 @@ def add_parser(sub: Any) -> None:
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from faults import PersistenceModel
-    from harness.cli._report import PartialReports, new_run_dir, write_report
+    from harness.cli._report import PartialReports, new_run_dir
     from harness.cli._report_violations import (
         fuzz_violations,
         slim,
@@ -192,7 +192,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     report = build(result, result.interrupted)
     violations, groups = report["violations"], report["groups"]
     totals = report["totals"]
-    json_path, html_path = write_report(run_dir, report)
+    json_path, html_path = partial.final(report)
     status = EXIT_VIOLATION if violations else EXIT_OK
     if args.json:
         print(json.dumps({"status": ("interrupted" if result.interrupted

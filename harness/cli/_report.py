@@ -8,6 +8,7 @@ run never leaves a half-written report or reproduction behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -82,6 +83,7 @@ class PartialReports:
         self.run_dir = run_dir
         self.html_every_s = html_every_s
         self._html_at: float | None = None
+        self._reproductions: set[str] = set()  # written by partial reports (run_dir-relative)
 
     def write(self, report: dict[str, Any]) -> None:
         import time
@@ -89,8 +91,23 @@ class PartialReports:
         now = time.monotonic()
         html = self._html_at is None or now - self._html_at >= self.html_every_s
         write_report(self.run_dir, report, html=html)
+        self._reproductions |= _reproductions(report)
         if html:
             self._html_at = now
+
+    def final(self, report: dict[str, Any]) -> tuple[Path, Path]:
+        """Write the finished report; reproductions a partial one named that this one does
+        not (a cause renumbered since) are removed, so every file left is the report's."""
+        paths = write_report(self.run_dir, report)
+        for name in self._reproductions - _reproductions(report):
+            with contextlib.suppress(OSError):
+                (self.run_dir / name).unlink()
+        return paths
+
+
+def _reproductions(report: dict[str, Any]) -> set[str]:
+    return {str(v["reproduction"]) for v in report.get("violations") or []
+            if isinstance(v, dict) and v.get("reproduction")}
 
 
 #: report.json fields and the JSON type each must have (anything else is not a report).

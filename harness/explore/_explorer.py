@@ -383,6 +383,9 @@ class ExploreResult(StateTally):
     generic: bool = False  # judged by recovering every image with the target (_generic)
     # States where the fast path and the oracle disagreed (judged by the oracle; see above).
     harness_bugs: list[HarnessBug] = field(default_factory=list)
+    # Why the walk ended before its last crash point ("" when it did not): Ctrl-C, or the
+    # crash-point budget (``max_crash_points``). The counts are those of the points explored.
+    interrupted: str = ""
 
     @property
     def ok(self) -> bool:
@@ -599,6 +602,9 @@ class _Walk:
         self._point_no = 0
         self._states_seen = 0  # progress the CPU watchdog looks for
         self._visible: tuple[int, Mapping[str, bytes]] | None = None  # (point no, files)
+        self._points_done = self._evaluated = 0
+        # Called with the result so far whenever progress is (a report that outlives a kill).
+        self.partial: Callable[[ExploreResult], None] | None = None
 
     # -- points
 
@@ -644,6 +650,38 @@ class _Walk:
         evaluated = 0
         stride = self.limits.point_stride
         mine = _dealt([1 + len(inside) for _, inside in plan], stride, self.split)
+        try:
+            done, evaluated = self._walk_plan(cursor, plan, mine)
+        except KeyboardInterrupt:
+            # What finished stands: the states of the points explored so far.
+            res.interrupted = (f"Ctrl-C (SIGINT): {self._evaluated} of {res.points_total} "
+                               "crash point(s) explored")
+            done, evaluated = self._points_done, self._evaluated
+        if budget is not None and done >= budget and done < res.points_total:
+            res.interrupted = res.interrupted or (
+                f"the crash-point budget (max_crash_points={budget}) ran out: {evaluated} "
+                f"of {res.points_total} crash point(s) explored")
+        res.points_explored = evaluated
+        if self.progress is not None:
+            self.progress(done, res.points_total, res.states)
+        ev = self.ev
+        res.distinct_contents = len(ev.cache) + len(ev.full_cache)
+        res.full_recoveries = ev.full_recoveries
+        res.commands_fed = ev.commands_fed
+        res.audits = ev.audits
+        if not res.interrupted.startswith("Ctrl-C"):
+            self._confirm()
+        return res
+
+    def _walk_plan(self, cursor: ReplayCursor, plan: list[tuple[int, list[int]]],
+                   mine: list[bool]) -> tuple[int, int]:
+        """Explore the points of `plan` this walk owns; (points done, points evaluated), also
+        kept in ``_points_done`` and ``_evaluated`` as it goes (for an interrupted walk)."""
+        rec, res = self.rec, self.result
+        trace = rec.trace
+        budget = self.limits.max_crash_points
+        stride = self.limits.point_stride
+        done = evaluated = 0
         for number, (p, inside) in enumerate(plan):
             if number % stride:
                 continue
@@ -671,20 +709,16 @@ class _Walk:
                         self._explore_point(disk, self.point(p, k), overwriting=overwriting)
                     done += 1
                     evaluated += 1
+                    self._points_done, self._evaluated = done, evaluated
+            self._points_done, self._evaluated = done, evaluated
             if self.progress is not None and self._point_no % 64 == 0:
                 self.progress(done, res.points_total, res.states)
+                if self.partial is not None:
+                    res.points_explored = evaluated
+                    self.partial(res)
             if self.limits.stop_at_first_violation and res.violation_total:
                 break
-        res.points_explored = evaluated
-        if self.progress is not None:
-            self.progress(done, res.points_total, res.states)
-        ev = self.ev
-        res.distinct_contents = len(ev.cache) + len(ev.full_cache)
-        res.full_recoveries = ev.full_recoveries
-        res.commands_fed = ev.commands_fed
-        res.audits = ev.audits
-        self._confirm()
-        return res
+        return done, evaluated
 
     def _step(self, cursor: ReplayCursor) -> None:
         entry = cursor.next_entry()
