@@ -34,7 +34,7 @@ def _report_with(reports: Path, enough: Any, timeout_s: float = 120.0) -> dict[s
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for path in reports.glob("*/report.json"):
-            report = json.loads(path.read_text())
+            report: dict[str, Any] = json.loads(path.read_text())
             if enough(report):
                 return report
         time.sleep(0.05)
