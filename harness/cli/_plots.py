@@ -112,16 +112,18 @@ _LABEL_ROWS = 3  # rows of write labels above the lanes, staggered so that none 
 _AXES_WIDTH_PT = 0.78 * 10.5 * 72  # the timeline's axes, about (for label widths)
 
 
-def _place_labels(wanted: Sequence[tuple[float, str, bool]], x_span: float
+def _place_labels(wanted: Sequence[tuple[float, str, bool]], x_min: float, x_max: float
                   ) -> list[tuple[float, int, str, bool]]:
     """(x, row, text, lost) for the write labels that fit: lost writes first, then the others
-    in order; a label goes in the first row where it overlaps no other (widths estimated from
-    the font size), or is left out."""
-    per_char = 7 * 0.62 * x_span / _AXES_WIDTH_PT  # data units per character at 7 pt
+    in order; a label starts at its bar (moved left to end inside the axes) and goes in the
+    first row where it overlaps no other (widths estimated from the font size), or is left
+    out."""
+    per_char = 7 * 0.62 * (x_max - x_min) / _AXES_WIDTH_PT  # data units per character, 7 pt
     ends: list[list[tuple[float, float]]] = [[] for _ in range(_LABEL_ROWS)]
     placed = []
     for x, text, lost in sorted(wanted, key=lambda w: (not w[2], w[0])):
         width = (len(text) + 1) * per_char
+        x = max(x_min, min(x, x_max - width))
         for row in range(_LABEL_ROWS):
             if all(x + width <= a or x >= b for a, b in ends[row]):
                 ends[row].append((x, x + width))
@@ -202,7 +204,7 @@ def timeline_figure(study: dict[str, Any], *, title: str = "timeline") -> Any:
             wanted.append((left, text, st == "lost"))
     top = len(lanes) - 1
     band = top + 0.95  # above the top lane and the crash label
-    for x, label_row, text, lost in _place_labels(wanted, x_end + 1.5 - (lo - 1)):
+    for x, label_row, text, lost in _place_labels(wanted, lo - 1, hi + 1.5):
         ax.annotate(text, (x, band + 0.42 * label_row), fontsize=7,
                     color="#7a1212" if lost else "#333333",
                     fontweight="bold" if lost else "normal", ha="left", va="bottom")
@@ -279,14 +281,14 @@ def timeline_figure(study: dict[str, Any], *, title: str = "timeline") -> Any:
     ax.set_ylim(-1.0, (band + 0.42 * rows_used + 0.15) if rows_used else len(lanes) - 0.2)
     ax.set_xlim(lo - 1, hi + 1.5)
     ticks, labels, last_t = [], [], None
+    gap = (hi + 2.5 - lo) / 16  # tick labels closer than this would run into each other
     for e in shown:
         if e["t"] != last_t:
+            if ticks and e["seq"] - ticks[-1] < gap:
+                continue  # keep last_t: the next time the clock moves is a new candidate
             ticks.append(e["seq"])
             labels.append(f"{e['t']}")
             last_t = e["t"]
-    if len(ticks) > 14:
-        step = -(-len(ticks) // 14)
-        ticks, labels = ticks[::step], labels[::step]
     ax.set_xticks(ticks)
     ax.set_xticklabels(labels, fontsize=7)
     ax.set_xlabel("events in the order they happened (labels: virtual time in ms)", fontsize=8)
