@@ -54,7 +54,7 @@ def test_timeline_labels_overlap_neither_each_other_nor_the_title_at_50_steps(
                           title="Timeline of the violating run (durability)")
     FigureCanvasAgg(fig)
     fig.canvas.draw()
-    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    renderer = fig.canvas.get_renderer()
     ax = fig.axes[0]
     texts = [(t.get_text(), t.get_window_extent(renderer)) for t in ax.texts]
     texts.append(("the title", ax.title.get_window_extent(renderer)))

@@ -280,7 +280,9 @@ def timeline_figure(study: dict[str, Any], *, title: str = "timeline") -> Any:
     rows_used = min(_LABEL_ROWS, len(wanted))
     ax.set_ylim(-1.0, (band + 0.42 * rows_used + 0.15) if rows_used else len(lanes) - 0.2)
     ax.set_xlim(lo - 1, hi + 1.5)
-    ticks, labels, last_t = [], [], None
+    ticks: list[int] = []
+    labels: list[str] = []
+    last_t = None
     gap = (hi + 2.5 - lo) / 16  # tick labels closer than this would run into each other
     for e in shown:
         if e["t"] != last_t:
