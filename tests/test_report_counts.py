@@ -115,3 +115,24 @@ def test_verify_groups_trials_by_mechanism_and_fills_configuration_model_and_fau
                         ("what explains it", "prefix-consistency: the image holds")):
         assert re.search(f"<dt>{fact}</dt><dd>{value}", card), fact
     assert "model process" in card
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_explore_server_reports_one_planted_bug_under_two_models_as_one_cause(
+    tmp_path: Path,
+) -> None:
+    needs_server("reference")
+    from harness.cli import main
+
+    code = main(["explore", "--server", "reference", "--defect", "reply-before-fsync",
+                 "--ops", "8", "--rewrite-at", "-1", "--model", "power-ext4", "--model",
+                 "power-xfs", "--workers", "2", "--progress", "never",
+                 "--reports", str(tmp_path)])
+    assert code == 1
+    (run_dir,) = tmp_path.iterdir()
+    report = json.loads((run_dir / "report.json").read_text())
+    (cause,) = report["groups"]  # empty or cut short, under either model: one mechanism
+    assert cause["count"] == report["totals"]["violating_states"] > 1
+    assert cause["model"] == "power-ext4, power-xfs"
+    assert len(cause["members"]) > 1  # the state groups it stands for, each listed
