@@ -112,11 +112,14 @@ def test_what_ran_says_each_total_in_words_and_which_time_is_which() -> None:
     report = {"command": "fuzz", "violations": [],
               "totals": {"examples": 79, "elapsed_s": 20.3, "violating_states": 0,
                          "first_failure_s": None, "stopped_by": "budget",
-                         "time_s": {"examples": 79.99, "shrinking": 0.0, "workers": 4}}}
+                         "time_s": {"examples": 79.99, "shrinking": 0.0, "workers": 4}},
+              "configurations": [{"trial": 0, "fault_fired": True, "seconds": 1.5,
+                                  "acknowledged_then_unavailable": False}]}
     page = render_html(report)
     ran = page[page.index("id='what-ran'"):page.index("id='configuration'")]
     headers = re.findall(r"<th>([^<]*)</th>", ran)
     assert not [h for h in headers if "_" in h], headers  # no raw JSON keys
+    assert "fault fired" in headers and "acknowledged then unavailable" in headers
     assert "elapsed (s, wall clock, the whole run)" in headers
     assert "summed over 4 worker process(es), so it can exceed the elapsed time" in ran
     assert "{" not in html.unescape(ran)  # no Python or JSON reprs

@@ -198,11 +198,21 @@ def _diff_rows(diff: list[Any]) -> str:
             f"<tbody>{''.join(rows)}</tbody></table>")
 
 
+def _words(key: str) -> str:
+    """A JSON key as a header: words, the unit last in brackets (``elapsed_s``: elapsed (s))."""
+    if key.endswith("_per_s"):
+        return key[: -len("_per_s")].replace("_", " ") + " per second"
+    for suffix, unit in (("_ms", "ms"), ("_s", "s")):
+        if key.endswith(suffix):
+            return key[: -len(suffix)].replace("_", " ") + f" ({unit})"
+    return key.replace("_", " ")
+
+
 def _table(rows: Sequence[Any], columns: Sequence[str], *,
            numeric: Sequence[str] = ()) -> str:
     if not rows:
         return "<p class='muted'>none</p>"
-    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    head = "".join(f"<th>{_e(_words(c))}</th>" for c in columns)
     body = []
     for r in rows:
         r = _dict(r)
@@ -218,7 +228,7 @@ def _value(v: Any, depth: int = 0) -> str:
     if isinstance(v, dict) and depth < 3:
         if not v:
             return "<span class='muted'>—</span>"
-        rows = "".join(f"<tr><th>{_e(k)}</th><td>{_value(x, depth + 1)}</td></tr>"
+        rows = "".join(f"<tr><th>{_e(_words(str(k)))}</th><td>{_value(x, depth + 1)}</td></tr>"
                        for k, x in v.items())
         return f"<table>{rows}</table>"
     if isinstance(v, list) and depth < 3:
@@ -235,7 +245,8 @@ def _value(v: Any, depth: int = 0) -> str:
 def _kv(d: dict[str, Any]) -> str:
     if not d:
         return "<p class='muted'>none</p>"
-    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_value(v)}</td></tr>" for k, v in d.items())
+    rows = "".join(f"<tr><th>{_e(_words(str(k)))}</th><td>{_value(v)}</td></tr>"
+                   for k, v in d.items())
     return f"<table><tbody>{rows}</tbody></table>"
 
 
@@ -581,10 +592,7 @@ _TOTAL_LABELS = {
 
 
 def _total_label(key: str) -> str:
-    if key in _TOTAL_LABELS:
-        return _TOTAL_LABELS[key]
-    words = key.replace("_", " ")
-    return words[:-2] + " (s)" if words.endswith(" s") else words
+    return _TOTAL_LABELS.get(key) or _words(key)
 
 
 def _totals(totals: dict[str, Any], report: dict[str, Any]) -> str:
