@@ -154,3 +154,22 @@ def test_an_explore_stopped_by_its_crash_point_budget_says_so_in_the_report(
     report = json.loads((run_dir / "report.json").read_text())
     assert re.search(r"budget .* ran out: 5 of \d+ crash point", report["interrupted"])
     assert "Partial report" in (run_dir / "report.html").read_text()
+
+
+def test_ctrl_c_during_the_default_explore_suite_keeps_the_runs_that_finished(
+    tmp_path: Path,
+) -> None:
+    reports = tmp_path / "reports"
+    proc = _start(["explore", "--ops", "400", "--workers", "1", "--seed", "1"], reports)
+    try:
+        # The suite persists its report after each run: wait for two.
+        _report_with(reports, lambda r: r["totals"]["runs"] >= 2, timeout_s=300)
+        proc.send_signal(signal.SIGINT)
+    finally:
+        code, err = _finish(proc)
+    assert code == 130, err
+    (run_dir,) = reports.iterdir()
+    report = json.loads((run_dir / "report.json").read_text())
+    assert "Ctrl-C" in report["interrupted"]
+    assert report["totals"]["runs"] >= 2 and report["totals"]["runs_not_run"] >= 1
+    assert sum(g["count"] for g in report["groups"]) == report["totals"]["violating_states"]

@@ -528,15 +528,8 @@ def _merge_groups(groups: list[dict[str, Any]], found: list[dict[str, Any]],
 def _cmd_suite(args: argparse.Namespace) -> int:
     """``aofcrash explore`` without --workload: every run of the default suite, one result."""
     from faults import PersistenceModel
-    from harness.cli._report import new_run_dir, slug, write_report
-    from harness.cli._report_violations import (
-        command_line,
-        explore_violations,
-        slim,
-        terminal_lines,
-    )
+    from harness.cli._report import PartialReports, new_run_dir
     from harness.explore import ExplorerError
-    from harness.machine._campaign import config_label
 
     runs = _suite(args)
     for run in runs:
@@ -552,6 +545,14 @@ def _cmd_suite(args: argparse.Namespace) -> int:
     series: list[list[float]] = [[0.0, 0]]
     states_before = 0
     started = time.perf_counter()
+    partial = PartialReports(run_dir)
+    interrupted = ""
+    all_runs = list(runs)
+
+    def build(reason: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        return _suite_report(args, all_runs, models, limits, run_dir, series,
+                             time.perf_counter() - started, reason)
+
     try:
         for number, run in enumerate(runs, 1):
             def on_progress(done: int, total: int, states: int, *, run: _SuiteRun = run,
@@ -577,17 +578,42 @@ def _cmd_suite(args: argparse.Namespace) -> int:
             run.elapsed_s = time.perf_counter() - run_started
             if run.result is not None:
                 states_before += run.result.states
+                if run.result.interrupted.startswith("Ctrl-C"):
+                    interrupted = f"{run.result.interrupted} of run {number}/{len(runs)}"
+                    break
+                if number < len(runs):  # what ran so far, persisted (a kill leaves it)
+                    partial.write(build(f"not finished when written: {number} of {len(runs)} "
+                                        "run(s) done (the suite was still going, or was "
+                                        "killed)")[0])
             else:
                 print(f"explore: {'skipped' if run.skipped else 'failed'} {run.name}: "
                       f"{run.skipped or run.failed}", file=sys.stderr)
+    except KeyboardInterrupt:
+        interrupted = "Ctrl-C (SIGINT) between two runs of the suite"
     finally:
         bar.close()
-    elapsed = time.perf_counter() - started
-    not_run = [r for r in runs if r.result is None]
-    runs = [r for r in runs if r.result is not None]
-    if not runs:
+    if not any(r.result is not None for r in runs):
+        if interrupted:
+            raise KeyboardInterrupt
         raise UsageError("no workload of the default suite can run on this target (see the "
                          "lines above)")
+    report, extra = build(interrupted)
+    json_path, html_path = partial.final(report)
+    return _suite_answer(args, report, extra, run_dir, json_path, html_path, interrupted)
+
+
+def _suite_report(args: argparse.Namespace, all_runs: list[_SuiteRun], models: Any,
+                  limits: Any, run_dir: Path, series: list[list[float]], elapsed: float,
+                  interrupted: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The default suite's report (so far, when `interrupted` says it did not end) and what
+    its terminal answer needs beside it."""
+    from harness.cli._report import slug
+    from harness.cli._report_violations import command_line, explore_violations
+    from harness.machine._campaign import config_label
+
+    not_run = [r for r in all_runs if r.result is None]
+    runs = [r for r in all_runs if r.result is not None]
+    base = all_runs[0].config
     violations: list[dict[str, Any]] = []
     groups: list[dict[str, Any]] = []
     bugs: list[dict[str, Any]] = []
@@ -673,23 +699,44 @@ def _cmd_suite(args: argparse.Namespace) -> int:
     }
     report["summary"] = str(report["summary"]) + _bugs_sentence(bugs) + "".join(
         f" {r.name} was {'skipped' if r.skipped else 'not finished'}: "
-        f"{r.skipped or r.failed}." for r in not_run)
-    json_path, html_path = write_report(run_dir, report)
+        f"{r.skipped or r.failed}." for r in not_run if r.skipped or r.failed)
+    report["interrupted"] = interrupted or None
+    extra = {"rows": rows, "by_rule": by_rule, "coverage": coverage, "not_run": not_run,
+             "runs": runs, "policies": policies, "where": where, "failed": failed,
+             "violation_total": violation_total, "explored": explored, "points": points,
+             "states": states, "elapsed": elapsed}
+    return report, extra
+
+
+def _suite_answer(args: argparse.Namespace, report: dict[str, Any], extra: dict[str, Any],
+                  run_dir: Path, json_path: Path, html_path: Path, interrupted: str) -> int:
+    """The suite's answer: the exit status, its --json line or its text."""
+    from harness.cli._report_violations import slim, terminal_lines
+
+    rows, by_rule, not_run = extra["rows"], extra["by_rule"], extra["not_run"]
+    violation_total, failed = extra["violation_total"], extra["failed"]
+    totals, bugs = report["totals"], report["harness_bugs"]
+    violations, groups = report["violations"], report["groups"]
     status = EXIT_VIOLATION if violation_total or failed else EXIT_OK
+    if interrupted:
+        status = EXIT_INTERRUPTED
     for line in _harness_bug_lines(bugs, run_dir):
         print(line, file=sys.stderr)
     if args.json:
-        print(json.dumps({"status": "violation" if violation_total or failed else "ok",
+        print(json.dumps({"status": ("interrupted" if interrupted else
+                                     "violation" if violation_total or failed else "ok"),
+                          "interrupted": interrupted or None,
                           "report": str(json_path), "html": str(html_path), **totals,
                           "harness_bugs": bugs,
                           "runs_not_run": report["runs_not_run"],
-                          "suite": rows, "violations_by_rule": by_rule, "coverage": coverage,
+                          "suite": rows, "violations_by_rule": by_rule,
+                          "coverage": extra["coverage"],
                           "findings": [slim(v) for v in violations],
                           "groups": groups}, default=str))
         return status
-    print(f"explore: the default suite, {len(runs)} runs ({policies}"
+    print(f"explore: the default suite, {len(extra['runs'])} runs ({extra['policies']}"
           + (f"; {len(not_run)} more not run" if not_run else "")
-          + f"), {where}, seed {args.seed}:")
+          + f"), {extra['where']}, seed {args.seed}:")
     for row in rows:
         verdict = (f"{row['violating_states']} violating state(s): "
                    + ", ".join(f"{k} {n}" for k, n in row["violations_by_rule"].items())
@@ -699,8 +746,10 @@ def _cmd_suite(args: argparse.Namespace) -> int:
               f"{verdict}")
     for r in not_run:
         print(f"  {r.workload} ({r.config.policy}, ops={r.ops}): "
-              f"{'skipped' if r.skipped else 'FAILED'}: {r.skipped or r.failed}")
-    print(f"total: {states} states at {explored}/{points} crash points in {elapsed:.1f}s")
+              + (f"{'skipped' if r.skipped else 'FAILED'}: {r.skipped or r.failed}"
+                 if r.skipped or r.failed else "not run (interrupted)"))
+    print(f"total: {extra['states']} states at {extra['explored']}/{extra['points']} crash "
+          f"points in {extra['elapsed']:.1f}s")
     if violation_total:
         print(f"{violation_total} violating state(s) in {totals['runs_with_violations']} "
               f"run(s)")
@@ -709,4 +758,7 @@ def _cmd_suite(args: argparse.Namespace) -> int:
     else:
         print("no violation")
     print(f"report: {html_path}")
+    if interrupted:
+        print(f"explore: interrupted: {interrupted}; the report holds what finished",
+              file=sys.stderr)
     return status
