@@ -173,3 +173,24 @@ def test_ctrl_c_during_the_default_explore_suite_keeps_the_runs_that_finished(
     assert "Ctrl-C" in report["interrupted"]
     assert report["totals"]["runs"] >= 2 and report["totals"]["runs_not_run"] >= 1
     assert sum(g["count"] for g in report["groups"]) == report["totals"]["violating_states"]
+
+
+@pytest.mark.real
+def test_ctrl_c_during_explore_server_leaves_a_report_saying_how_far_it_got(
+    tmp_path: Path,
+) -> None:
+    needs_server("reference")
+    reports = tmp_path / "reports"
+    proc = _start(["explore", "--server", "reference", "--ops", "300", "--model",
+                   "power-ext4", "--workers", "2"], reports)
+    try:
+        _report_with(reports, lambda r: r["totals"].get("phase") in ("enumerate", "recover"))
+        proc.send_signal(signal.SIGINT)
+    finally:
+        code, err = _finish(proc)
+    assert code == 130, err
+    (run_dir,) = reports.iterdir()
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["interrupted"].startswith("Ctrl-C (SIGINT) during ")
+    assert "no violation can be reported" in report["summary"]
+    assert "Partial report" in (run_dir / "report.html").read_text()

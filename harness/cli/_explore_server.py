@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -241,7 +242,8 @@ def _explore(args: argparse.Namespace, explore: Callable[..., Any], what: str
     """Call `explore(workers=, progress=)` with a progress bar and a new run directory:
     (result, run_dir, the recoveries-over-time series). Errors are one line (UsageError),
     prefixed with `what`."""
-    from harness.cli._report import new_run_dir
+    from harness.cli._report import PartialReports, new_run_dir
+    from harness.cli._report_violations import command_line
     from harness.verify import VerifyEnvironmentError
     from harness.verify._explore_server import ServerExploreError
 
@@ -254,15 +256,45 @@ def _explore(args: argparse.Namespace, explore: Callable[..., Any], what: str
     bar = progress_bar(args, total=1, unit="steps")
     series: list[list[float]] = [[0.0, 0]]
     started = time.perf_counter()
+    partial = PartialReports(run_dir)
+    phase_at: dict[str, Any] = {"phase": "start", "done": 0, "total": 0, "written": -1e9}
+
+    def progress_report(how: str) -> dict[str, Any]:
+        """What is known before the states are judged: the phase reached, no verdict."""
+        return {"command": "explore", "run_id": run_dir.name, "interrupted": how,
+                "summary": f"{what} did not finish: {how}. The states are judged at the end, "
+                           "so no violation can be reported from this run.",
+                "run": {"command_line": command_line()},
+                "totals": {"phase": phase_at["phase"],
+                           "phase_done": f"{phase_at['done']}/{phase_at['total']}",
+                           "elapsed_s": round(time.perf_counter() - started, 2)},
+                "progress_series": {"title": "Real recoveries over time", "xlabel": "seconds",
+                                    "ylabel": "recoveries", "points": series},
+                "violations": [], "groups": []}
 
     def on_progress(phase: str, done: int, total: int) -> None:
         bar.total = max(total, 1)
         if phase == "recover":
             series.append([round(time.perf_counter() - started, 3), done])
         bar.update(done, f"{phase}: {done}/{total}")
+        phase_at.update(phase=phase, done=done, total=total)
+        now = time.perf_counter()
+        if now - phase_at["written"] >= 5.0:  # a killed run leaves where it was
+            phase_at["written"] = now
+            partial.write(progress_report(
+                f"not finished when written: {phase} {done}/{total} (the run was still "
+                "going, or was killed)"))
 
     try:
         result = explore(workers=workers, progress=on_progress)
+    except KeyboardInterrupt:
+        bar.close()
+        partial.final(progress_report(
+            f"Ctrl-C (SIGINT) during {phase_at['phase']} {phase_at['done']}/"
+            f"{phase_at['total']}"))
+        sys.stderr.write(f"aofcrash {what}: the report says how far it got: "
+                         f"{run_dir / 'report.html'}\n")
+        raise
     except VerifyEnvironmentError as exc:
         raise UsageError(str(exc)) from None
     except ServerExploreError as exc:
