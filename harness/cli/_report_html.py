@@ -37,8 +37,8 @@ border-radius:.4rem;padding:.9rem 1.1rem;margin:1rem 0;box-shadow:0 1px 2px #000
 font-size:.8rem;margin-right:.4rem;vertical-align:middle}
 .badge.grey{background:#5f6368}
 table{border-collapse:collapse;margin:.4rem 0;font-size:.86rem;background:#fff;max-width:100%}
-td,th{border:1px solid var(--line);padding:.22rem .55rem;text-align:left;vertical-align:top;
-overflow-wrap:anywhere}
+td,th{border:1px solid var(--line);padding:.22rem .55rem;text-align:left;vertical-align:top}
+td{overflow-wrap:anywhere}
 table.diff{table-layout:fixed;width:100%}
 table.diff col.key{width:22%}
 table.diff code{white-space:pre-wrap;word-break:break-all}
@@ -440,8 +440,8 @@ def _violation_card(v: dict[str, Any], group: dict[str, Any], plots: Any) -> str
              f"<h3><span class='badge'>{_e(rule)}</span>{_e(headline)}</h3>",
              f"<p class='rule'>{_e(explanation)}</p>"]
     if count and count != 1:
-        parts.append(f"<p class='muted'>{_e(count)} violations share this cause; the "
-                     "smallest reproduction is shown.</p>")
+        parts.append(f"<p class='muted'>{_e(count)} {_e(_unit([group]))}s share this cause; "
+                     "the smallest reproduction is shown.</p>")
     parts.append(_facts(v))
     # The picture first: it is what shows the bug at a glance (and fits the first screen).
     parts.append(_timeline(v, plots.timeline_svg))
