@@ -555,26 +555,18 @@ def _cause_rows(groups: Sequence[dict[str, Any]], by_id: dict[Any, dict[str, Any
     return rows
 
 
-#: "What ran": report.json's totals in words (units last); a key not listed reads as itself.
+#: "What ran": report.json's totals in words (units last), in this order (what ran, what it
+#: found, how long it took); a key not listed reads as itself, after these.
 _TOTAL_LABELS = {
+    "runs": "workload runs",
+    "trials": "trials",
     "examples": "examples run",
     "slices": "slices (a configuration's turn)",
-    "violations": "violations",
-    "causes": "causes (mechanisms)",
-    "first_failure_s": "first violation found after (s, wall clock)",
-    "stopped_by": "stopped by",
     "states": "crash states checked",
-    "violating_states": "violating crash states",
     "crash_points": "crash points explored / all",
-    "states_per_s": "crash states checked per second (wall clock)",
     "distinct_aof_contents": "distinct AOF contents recovered",
     "full_recoveries": "full recoveries",
     "real_recoveries": "recoveries by the real binary",
-    "recoveries_per_s": "recoveries per second (wall clock)",
-    "runs": "workload runs",
-    "runs_with_violations": "runs with a violation",
-    "runs_not_run": "runs not run",
-    "trials": "trials",
     "consistent": "consistent trials",
     "not_exercised": "trials not exercised (nothing had to survive)",
     "unavailable": "trials where the server refused to start (allowed)",
@@ -584,11 +576,22 @@ _TOTAL_LABELS = {
     "acked_entries": "writes acknowledged",
     "unknown_entries": "writes with no reply before the crash",
     "error_entries": "writes refused with an error",
-    "attribution_s": "of which attributing causes (s, wall clock)",
+    "violations": "violations",
+    "violating_states": "violating crash states",
+    "runs_with_violations": "runs with a violation",
+    "runs_not_run": "runs not run",
+    "causes": "causes (mechanisms)",
     "attributed_trials": "trials attributed",
+    "first_failure_s": "first violation found after (s, wall clock)",
+    "stopped_by": "stopped by",
+    "elapsed_s": "elapsed (s, wall clock, the whole run)",
+    "time_s": "time in workers (s)",
+    "attribution_s": "of which attributing causes (s, wall clock)",
+    "states_per_s": "crash states checked per second (wall clock)",
+    "recoveries_per_s": "recoveries per second (wall clock)",
     "trials_per_s": "trials per second (wall clock, attribution aside)",
-    "finished": "finished before the interruption",
 }
+_TOTAL_ORDER = {key: i for i, key in enumerate(_TOTAL_LABELS)}
 
 
 def _total_label(key: str) -> str:
@@ -600,15 +603,14 @@ def _totals(totals: dict[str, Any], report: dict[str, Any]) -> str:
     clock of the whole run, the time in workers is summed over every worker process (so it
     can exceed the elapsed time)."""
     rows = []
-    for key, value in totals.items():
-        if key == "elapsed_s":
-            rows.append(("elapsed (s, wall clock, the whole run)", _value(value)))
-        elif key == "time_s" and isinstance(value, dict):
+    ordered = sorted(totals.items(), key=lambda kv: _TOTAL_ORDER.get(kv[0], len(_TOTAL_ORDER)))
+    for key, value in ordered:
+        if key == "time_s" and isinstance(value, dict):
             workers = value.get("workers")
             parts = [f"{_e(k)} {_e(v)} s" for k, v in value.items() if k != "workers"]
             over = (f"summed over {_e(workers)} worker process(es), so it can exceed the "
                     "elapsed time" if workers is not None else "summed over the workers")
-            rows.append(("time in workers (s)",
+            rows.append((_TOTAL_LABELS["time_s"],
                          ", ".join(parts) + f" <span class='muted'>({over})</span>"))
         else:
             rows.append((_e(_total_label(key)), _value(value)))
