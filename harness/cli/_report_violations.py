@@ -2,8 +2,13 @@
 (``*.aofrepro.json``, which the pytest plugin collects), cause groups, and per violation what a
 person needs (see ``_report_replay``); plus the same for a terminal.
 
-A *group* is every violation with one cause signature (rule, configuration, model, fault,
-shape of the program); it is shown once, with its smallest reproduction and its count.
+A *group* (a cause) is every violation with one signature, shown once with its smallest
+reproduction and its count. For the explorer the signature is the violation's mechanism
+(``mechanism_text``: the rules broken and what the crash image lacks or resurrects against what
+the server had written, under any model and at any crash point), and the count is every
+violating state of that mechanism, kept in detail or not, so the causes add up to the violating
+states. A fuzz finding's signature is its rules, configuration, model, the faults that fired
+and the program's shape (Hypothesis has already reduced it to one failing program).
 """
 
 from __future__ import annotations
