@@ -296,20 +296,23 @@ def cmd_explore(args: argparse.Namespace) -> int:
         bar.update(done, f"{done}/{total} crash points  {states} states")
 
     partial = PartialReports(run_dir)
-    last_partial = [-1e9]
+    last_partial = [-1e9, 0.0]  # when the last partial report was written, what it took
 
     def on_partial(so_far: Any) -> None:
-        # The walk so far, persisted every few seconds (a killed run leaves it).
+        # The walk so far, persisted (a killed run leaves it): counts and causes, without
+        # the replays of reproductions; at most a tenth of the run's time goes to it.
         now = time.perf_counter()
-        if now - last_partial[0] >= 5.0:
-            last_partial[0] = now
+        if now - last_partial[0] >= max(5.0, 10 * last_partial[1]):
             partial.write(build(so_far, now - started, "not finished when written: "
                                 f"{so_far.points_explored} of {so_far.points_total} crash "
-                                "point(s) explored (the run was still going, or was killed)"))
+                                "point(s) explored (the run was still going, or was killed)",
+                                max_reproductions=0))
+            last_partial[:] = [time.perf_counter(), time.perf_counter() - now]
 
-    def build(result: Any, elapsed: float, interrupted: str) -> dict[str, Any]:
+    def build(result: Any, elapsed: float, interrupted: str, *,
+              max_reproductions: int = args.max_reproductions) -> dict[str, Any]:
         return _explore_report(args, result, config, steps, models, limits, label, run_dir,
-                               series, elapsed, interrupted)
+                               series, elapsed, interrupted, max_reproductions)
 
     started = time.perf_counter()
     try:
@@ -361,15 +364,15 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 def _explore_report(args: argparse.Namespace, result: Any, config: Any, steps: Any,
                     models: Any, limits: Any, label: str, run_dir: Path,
-                    series: list[list[float]], elapsed: float, interrupted: str
-                    ) -> dict[str, Any]:
+                    series: list[list[float]], elapsed: float, interrupted: str,
+                    max_reproductions: int) -> dict[str, Any]:
     """One exploration's report.json content (so far, when `interrupted` says it did not
     end); writes its reproductions beside it."""
     from harness.cli._report_violations import command_line, explore_violations
     from harness.machine._campaign import config_label
 
     violations, groups = explore_violations(result, config, steps, run_dir, config_label,
-                                            max_reproductions=args.max_reproductions)
+                                            max_reproductions=max_reproductions)
     bugs = _harness_bugs(result, run_dir)
     summary = result.to_dict()
     totals = {

@@ -53,11 +53,12 @@ def new_run_dir(base: Path, command: str, seed: int, stamp: str | None = None) -
     return path
 
 
-def write_report(run_dir: Path, report: dict[str, Any], *, html: bool = True
-                 ) -> tuple[Path, Path]:
+def write_report(run_dir: Path, report: dict[str, Any], *, html: bool = True,
+                 pictures: bool = True) -> tuple[Path, Path]:
     """report.json, then report.html rendered from it (unless not `html`: a partial report
-    written often renders its page less often); a full or read-only disk is a UsageError
-    (one line), not a traceback."""
+    written often renders its page less often; without `pictures` the page leaves out the
+    plots and timelines, which take longer to draw than a partial report may); a full or
+    read-only disk is a UsageError (one line), not a traceback."""
     from harness.cli._common import UsageError
 
     report = {"format": REPORT_FORMAT, **report}
@@ -67,7 +68,10 @@ def write_report(run_dir: Path, report: dict[str, Any], *, html: bool = True
     try:
         write_atomic(json_path, text)
         if html:
-            write_atomic(html_path, render_html(json.loads(text)))
+            shown = json.loads(text)
+            if not pictures:
+                shown = _without_pictures(shown)
+            write_atomic(html_path, render_html(shown))
     except OSError as exc:
         raise UsageError(f"cannot write the report in {run_dir}: {exc.strerror}") from None
     return json_path, html_path
@@ -90,7 +94,7 @@ class PartialReports:
 
         now = time.monotonic()
         html = self._html_at is None or now - self._html_at >= self.html_every_s
-        write_report(self.run_dir, report, html=html)
+        write_report(self.run_dir, report, html=html, pictures=False)
         self._reproductions |= _reproductions(report)
         if html:
             self._html_at = now
@@ -108,6 +112,17 @@ class PartialReports:
 def _reproductions(report: dict[str, Any]) -> set[str]:
     return {str(v["reproduction"]) for v in report.get("violations") or []
             if isinstance(v, dict) and v.get("reproduction")}
+
+
+def _without_pictures(report: dict[str, Any]) -> dict[str, Any]:
+    """`report` with nothing to draw (coverage, progress, timelines) and a note saying so."""
+    out = {k: v for k, v in report.items() if k not in ("coverage_matrix", "progress_series")}
+    out["violations"] = [
+        {k: x for k, x in v.items() if k not in ("events", "history")} if isinstance(v, dict)
+        else v for v in report.get("violations") or []]
+    out["summary"] = (str(report.get("summary", "")) + " (Pictures are drawn when the run "
+                      "ends; report.json has everything so far.)").strip()
+    return out
 
 
 #: report.json fields and the JSON type each must have (anything else is not a report).
