@@ -413,6 +413,11 @@ class ExploreResult(StateTally):
             "by_model": self.outcomes_by_model(),
             "violations_by_rule": self.violations_by_rule(),
             "violations": self.violation_total,
+            "violating_states": self.violating_states,
+            "mechanisms": [{"model": model, "rules": list(rules), "effects": list(effects),
+                            "states": n}
+                           for (model, rules, effects), n in sorted(
+                               self.mechanism_states.items())],
             "coverage": self.coverage(),
             "distinct_aof_contents": self.distinct_contents,
             "full_recoveries": self.full_recoveries,
@@ -420,6 +425,7 @@ class ExploreResult(StateTally):
             "audited_contents": self.audits,
             "exact_oracle_checks": self.exact_checks,
             "harness_bugs": len(self.harness_bugs),
+            "interrupted": self.interrupted or None,
         }
 
 
