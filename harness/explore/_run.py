@@ -191,7 +191,7 @@ def _merge_results(parts: list[ExploreResult]) -> ExploreResult:
     for part in parts:
         merged.points_explored += part.points_explored
         for name in ("outcomes", "kinds", "legal", "cut_dirty", "cut_max", "violation_counts",
-                     "mechanism_states"):
+                     "mechanism_states", "damaged_outcomes"):
             getattr(merged, name).update(getattr(part, name))
         for name in ("distinct_contents", "full_recoveries", "commands_fed", "audits",
                      "exact_checks"):
@@ -200,6 +200,7 @@ def _merge_results(parts: list[ExploreResult]) -> ExploreResult:
         merged.harness_bugs.extend(part.harness_bugs)
         if part.interrupted and not merged.interrupted:
             merged.interrupted = part.interrupted
+        merged.damage_skipped = merged.damage_skipped or part.damage_skipped
     merged.violations.sort(key=lambda v: (v.point.trace_index, v.point.torn_bytes or -1,
                                           v.model.value))
     return merged
