@@ -26,6 +26,7 @@ from harness.cli._common import (
     ViolationStop,
     parse_budget,
 )
+from harness.cli._version import version_line
 
 __all__ = ["main", "parse_budget"]
 
@@ -33,6 +34,8 @@ __all__ = ["main", "parse_budget"]
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="aofcrash", description="Fault injection and crash-consistency checks "
                     "for append-only-file persistence in the style of Redis.")
+    parser.add_argument("--version", action="version", version=version_line(),
+                        help="print the version of aofcrash, Python and Hypothesis and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     _fuzz.add_parser(sub)
