@@ -21,6 +21,7 @@ from harness.cli._common import (
     common_args,
     one_line,
     read_reproduction,
+    warn,
 )
 
 __all__ = ["add_parsers", "cmd_check_aof", "cmd_replay", "cmd_report"]
@@ -65,7 +66,13 @@ def add_parsers(sub: Any) -> None:
                      help="a reports/<run-id> directory or its report.json (several with "
                      "--merge), or a finding NAME.json (rendered to NAME.html beside it)")
     rpt.add_argument("--merge", action="store_true",
-                     help="merge the reports of a campaign's shards into a new run directory")
+                     help="merge the reports of a campaign's shards into a new run directory: "
+                     "they must be of one campaign (same command, target, seed and "
+                     "configuration), each shard at most once; a missing shard is a warning; "
+                     "exit 1 if any of them holds a violation")
+    rpt.add_argument("--allow-mixed", action="store_true",
+                     help="with --merge: merge reports of different targets, seeds or "
+                     "configurations anyway (the merged report says which fields are mixed)")
     rpt.add_argument("--reports", type=Path, default=Path("reports"),
                      help="where the merged run directory goes (default: reports/)")
     rpt.set_defaults(func=cmd_report)
@@ -259,6 +266,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     paths: list[Path] = args.path
     if len(paths) > 1 and not args.merge:
         raise UsageError("several reports given: add --merge to combine them")
+    if args.allow_mixed and not args.merge:
+        raise UsageError("--allow-mixed is for --merge")
     try:
         loaded = [(p if p.is_dir() else p.parent, load_report(p)) for p in paths]
     except ReportError as exc:
@@ -268,9 +277,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         from harness.cli._report import new_run_dir
 
         try:
-            report = merge_reports(loaded)
+            merged = merge_reports(loaded, allow_mixed=args.allow_mixed)
         except MergeError as exc:
             raise UsageError(str(exc)) from None
+        warn("report", merged.warnings)
+        report, violation = merged.report, merged.violation
         run_dir = new_run_dir(args.reports, "merged", 0)
         report["run_id"] = run_dir.name
         write_atomic(run_dir / "report.json", json.dumps(report, indent=1, default=str))
@@ -281,6 +292,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         given = paths[0]
         named = not given.is_dir() and given.suffix == ".json" and given.name != "report.json"
         html_path = given.with_suffix(".html") if named else run_dir / "report.html"
+        violation = bool(report.get("violations"))
     try:
         page = render(report)
     except Exception as exc:  # a hand-edited report.json may hold anything
@@ -294,13 +306,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     raw_totals = report.get("totals")
     totals: dict[str, Any] = raw_totals if isinstance(raw_totals, dict) else {}
     if args.json:
-        print(json.dumps({"status": "violation" if violations else "ok",
+        print(json.dumps({"status": "violation" if violation else "ok",
                           "html": str(html_path), "violations": len(violations),
                           **totals}, default=str))
     else:
+        from harness.cli._report_summary import totals_lines
+
         print(f"{report.get('command')} {report.get('run_id')}: "
               + ("no violation" if not violations else f"{len(violations)} violation(s)"))
-        for key, value in totals.items():
-            print(f"  {key}: {value}")
+        if args.merge:
+            run = report.get("run") or {}
+            print(f"  merged: {len(paths)} reports, shards {run.get('shard')}")
+        for line in totals_lines(totals):
+            print(line)
         print(f"html: {html_path}")
-    return EXIT_VIOLATION if violations else EXIT_OK
+    return EXIT_VIOLATION if violation else EXIT_OK

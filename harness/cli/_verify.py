@@ -166,6 +166,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         bar.close()
     argv = ["aofcrash", *sys.argv[1:]] if sys.argv[1:2] == ["verify"] else []
     report = verify_report(result, run_id=run_dir.name, argv=argv)
+    report["run"]["shard"] = f"{args.shard[0]}/{args.shard[1]}"  # report --merge checks them
     who = f"{result.server_name} {result.server_version}"
     report["summary"] = (f"{config.trials} trial(s) against {config.server} "
                          f"({who}): policy {config.policy}, model "
