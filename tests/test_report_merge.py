@@ -142,11 +142,13 @@ def test_missing_shards_are_a_warning_naming_them_and_the_rest_is_merged(
 ) -> None:
     a = _shard(tmp_path, "a/fuzz-1", shard="0/4")
     c = _shard(tmp_path, "c/fuzz-1", shard="2/4")
-    code, _, err = _merge(capsys, tmp_path, a, c)
+    code, out, err = _merge(capsys, tmp_path, a, c, extra=("--json",))
     assert code == 0
     assert err == ("aofcrash report: warning: shard(s) 1/4, 3/4 missing: the merged report "
                    "covers 2 of 4 shards\n")
-    assert _merged_report(tmp_path)["run"]["merge_warnings"] == [err.split("warning: ")[1][:-1]]
+    warning = err.split("warning: ")[1][:-1]
+    assert json.loads(out)["warnings"] == [warning]
+    assert _merged_report(tmp_path)["run"]["merge_warnings"] == [warning]
 
 
 def test_a_violation_in_any_merged_report_makes_the_merge_exit_1(

@@ -309,7 +309,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         except MergeError as exc:
             raise UsageError(str(exc)) from None
         warn("report", merged.warnings)
-        report, violation = merged.report, merged.violation
+        report, violation, warnings = merged.report, merged.violation, list(merged.warnings)
         run_dir = new_run_dir(args.reports, "merged", 0)
         report["run_id"] = run_dir.name
         write_atomic(run_dir / "report.json", json.dumps(report, indent=1, default=str))
@@ -320,7 +320,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         given = paths[0]
         named = not given.is_dir() and given.suffix == ".json" and given.name != "report.json"
         html_path = given.with_suffix(".html") if named else run_dir / "report.html"
-        violation = bool(report.get("violations"))
+        violation, warnings = bool(report.get("violations")), []
     try:
         page = render(report)
     except Exception as exc:  # a hand-edited report.json may hold anything
@@ -336,7 +336,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"status": "violation" if violation else "ok",
                           "html": str(html_path), "violations": len(violations),
-                          **totals}, default=str))
+                          **totals, **({"warnings": warnings} if args.merge else {})},
+                         default=str))
     else:
         from harness.cli._report_summary import totals_lines
 
