@@ -1,6 +1,6 @@
 """The ``aofcrash`` command line: the surface of the harness (top layer).
 
-Exit codes: 0 no violation, 1 violation found (or an invalid AOF for check-aof), 2 usage or
+Exit codes: 0 no violation, 1 violation found (or an invalid AOF check-aof did not fix), 2 usage or
 environment error — always one clear line on stderr, never a traceback.
 
 One module per command family: ``_fuzz`` (fuzz), ``_explore`` (explore), ``_verify`` (verify),
