@@ -163,6 +163,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     def build(result: Any) -> dict[str, Any]:
         report = verify_report(result, run_id=run_dir.name, argv=argv)
+        report["run"]["shard"] = f"{args.shard[0]}/{args.shard[1]}"  # report --merge checks it
         who = f"{result.server_name} {result.server_version}"
         report["summary"] = (f"{config.trials} trial(s) against {config.server} "
                              f"({who}): policy {config.policy}, model "
