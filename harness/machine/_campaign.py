@@ -29,7 +29,7 @@ import multiprocessing
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hypothesis import seed as hypothesis_seed
@@ -50,6 +50,7 @@ from harness.machine._machine import (
     make_state_machine,
     unsupported_features,
 )
+from harness.machine._minimize import minimize
 from harness.machine._steps import Reproduction, RunConfig
 
 __all__ = [
@@ -318,20 +319,38 @@ def _run_slice(
         # to the CLI's own output (--json); the finding and its reproduction carry all of it.
         with hypothesis_engine(shrink_budget_s=shrink_budget_s), with_reporter(lambda _text: None):
             run_state_machine_as_test(seeded, settings=settings)
-    except ContractViolation as exc:
-        rules = sorted({v.rule.value for v in exc.verdict.violations})
-        return Finding("violation", config, str(exc), rules, exc.reproduction, seed, 0.0)
-    except (LivenessViolation, TargetRunaway) as exc:
+    except TargetRunaway as exc:
+        # Not minimized: every replay of a runaway spends the step's CPU limit.
         return Finding("violation", config, str(exc), ["liveness"], exc.reproduction, seed, 0.0)
-    except CheckAofDisagreement as exc:
-        return Finding("violation", config, str(exc), ["check-aof"], exc.reproduction, seed,
-                       0.0)
-    except ModelDivergence as exc:
-        return Finding("divergence", config, str(exc), ["model-divergence"], exc.reproduction,
-                       seed, 0.0)
+    except (ContractViolation, ModelDivergence) as exc:
+        return _finding(config, seed, _minimized(exc))
     except Flaky as exc:
         return Finding("error", config, f"flaky: {exc}", ["flaky"], None, seed, 0.0)
     return None
+
+
+def _minimized(exc: ContractViolation | ModelDivergence) -> AssertionError:
+    """The shrunk finding with the steps and faults it does not need dropped (``minimize``);
+    its reproduction keeps what the original recorded as expected."""
+    smaller = minimize(exc.reproduction, exc)
+    if not smaller.removed_steps and not smaller.removed_faults:
+        return exc
+    found = smaller.finding
+    found.reproduction = replace(smaller.reproduction,  # type: ignore[attr-defined]
+                                 expected=exc.reproduction.expected)
+    return found
+
+
+def _finding(config: RunConfig, seed: int, exc: AssertionError) -> Finding:
+    repro = getattr(exc, "reproduction", None)
+    if isinstance(exc, ContractViolation):
+        rules = sorted({v.rule.value for v in exc.verdict.violations})
+        return Finding("violation", config, str(exc), rules, repro, seed, 0.0)
+    if isinstance(exc, LivenessViolation):
+        return Finding("violation", config, str(exc), ["liveness"], repro, seed, 0.0)
+    if isinstance(exc, CheckAofDisagreement):
+        return Finding("violation", config, str(exc), ["check-aof"], repro, seed, 0.0)
+    return Finding("divergence", config, str(exc), ["model-divergence"], repro, seed, 0.0)
 
 
 # -- worker processes ---------------------------------------------------------------------------
