@@ -105,7 +105,7 @@ def test_a_campaign_reports_a_minimized_program_that_replays_to_its_finding(
         monkeypatch: pytest.MonkeyPatch) -> None:
     # Unshrunk by Hypothesis (no shrink budget), so the difference is minimization's alone.
     minimized = _campaign_finding()
-    monkeypatch.setattr(_campaign, "_minimized", lambda exc: exc)
+    monkeypatch.setattr(_campaign, "minimized", lambda exc: exc)
     unminimized = _campaign_finding()
     assert minimized.reproduction is not None and unminimized.reproduction is not None
     assert len(minimized.reproduction.steps) < len(unminimized.reproduction.steps)

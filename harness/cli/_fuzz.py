@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from harness.cli._common import (
+    ALL_MODELS,
     DEFAULT_DATABASE,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_VIOLATION,
     MODEL_CHOICES,
@@ -33,10 +38,23 @@ from harness.cli._common import (
     warn,
 )
 from harness.machine._campaign import SHRINK_FLOOR_S
+from harness.machine._steps import POLICIES, PROFILES
 
 TARGET_HELP = ("an in-process implementation of harness.targets.Target to run instead of the "
                "bundled reference, as MODULE:FACTORY (e.g. tinyaof:make_target); the current "
                "directory is importable")
+
+
+def inprocess_target_args(p: argparse.ArgumentParser, *, target_help: str,
+                          profile_default: str | None, profile_help: str,
+                          defect_default: list[str] | None) -> None:
+    """--target, --profile and --defect: which in-process target runs, and the options of the
+    bundled reference (``fuzz`` and ``explore``; their defaults differ)."""
+    p.add_argument("--target", metavar="MODULE:FACTORY", default=None, help=target_help)
+    p.add_argument("--profile", choices=list(PROFILES), default=profile_default,
+                   help=profile_help)
+    p.add_argument("--defect", action="append", default=defect_default, metavar="NAME",
+                   type=defect_arg, help=defect_help())
 
 
 def importable_cwd() -> None:
@@ -73,16 +91,14 @@ def add_parser(sub: Any) -> None:
                         "the contract.")
     common_args(fz)
     reports_args(fz)
-    fz.add_argument("--policy", action="append", choices=["always", "everysec", "no"],
+    fz.add_argument("--policy", action="append", choices=list(POLICIES),
                     help="appendfsync policy (repeatable; default: all three)")
     fz.add_argument("--model", action="append", choices=MODEL_CHOICES,
-                    help="persistence model crashes use (repeatable; default: all but "
-                    "power-posix-metadata): " + MODEL_HELP)
-    fz.add_argument("--target", metavar="MODULE:FACTORY", default=None, help=TARGET_HELP)
-    fz.add_argument("--profile", choices=["safe", "redis-3.0"], default="safe",
-                    help="reference server profile (default: safe)")
-    fz.add_argument("--defect", action="append", default=[], metavar="NAME", type=defect_arg,
-                    help=defect_help())
+                    help="persistence model crashes use (repeatable; default: every "
+                    "model, each crash drawing one): " + MODEL_HELP)
+    inprocess_target_args(fz, target_help=TARGET_HELP, profile_default="safe",
+                          profile_help="reference server profile (default: safe)",
+                          defect_default=[])
     fz.add_argument("--settings", choices=["dev", "ci", "nightly"], default="dev",
                     help="Hypothesis settings profile (default: dev)")
     fz.add_argument("--budget", type=parse_budget, default=60.0,
@@ -107,6 +123,10 @@ def add_parser(sub: Any) -> None:
                     help="power crashes may also tear the last sector (zeros or garbage)")
     fz.add_argument("--reorder", action="store_true",
                     help="power crashes may also lose an earlier sector of the unsynced tail")
+    fz.add_argument("--damage", action="store_true",
+                    help="recoveries may also flip or zero synced bytes of the target's own "
+                    "files (a media error), judged by the damage rule: only for a target that "
+                    "declares itself checksummed (others: skipped, one line says why)")
     fz.add_argument("--keep-going", action="store_true",
                     help="do not stop at the first violation")
     fz.set_defaults(func=cmd_fuzz)
@@ -115,10 +135,8 @@ def add_parser(sub: Any) -> None:
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from faults import PersistenceModel
-    from harness.cli._report import new_run_dir, write_report
+    from harness.cli._report import PartialReports, new_run_dir
     from harness.cli._report_violations import (
-        command_line,
-        fuzz_coverage,
         fuzz_violations,
         slim,
         terminal_lines,
@@ -126,10 +144,10 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     from harness.machine._campaign import Campaign, config_label, run_campaign
     from harness.machine._steps import RunConfig
 
-    policies = args.policy or ["always", "everysec", "no"]
-    # power-posix-metadata is opt-in (faults docstring): the default is every other model.
-    models = tuple(dict.fromkeys(PersistenceModel(m) for m in (args.model or [
-        "process", "power-ext4", "power-xfs", "power-btrfs", "power-eager-metadata"])))
+    policies = args.policy or list(POLICIES)
+    # Every persistence model by default, as the campaign is documented (and as
+    # harness.machine.Campaign does): each crash draws its model, so a model costs no time.
+    models = tuple(dict.fromkeys(PersistenceModel(m) for m in (args.model or ALL_MODELS)))
     warn("fuzz", defect_warnings(args.defect, policies=policies,
                                  models=[m.value for m in models]))
     configs = tuple(
@@ -142,6 +160,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             torn_sectors=args.torn,
             reordered_sectors=args.reorder,
             target=args.target,
+            damage=args.damage,
         )
         for p in policies
     )
@@ -159,6 +178,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     per_label: dict[str, Counter[str]] = {}
     seen: Counter[str] = Counter()
 
+    partial = PartialReports(run_dir)
+    written = {"at": -1e9, "findings": 0}
+
     def on_progress(elapsed: float, result: Any, label: str) -> None:
         # The campaign counts events for all configurations together: the difference since
         # the last slice belongs to this slice's configuration (the coverage picture).
@@ -168,12 +190,75 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         series.append([round(elapsed, 2), result.examples, len(result.findings)])
         bar.update(elapsed, f"{label:<24} examples {result.examples}  "
                             f"findings {len(result.findings)}")
+        # What ran so far, persisted (a new finding at once, else every few seconds): a
+        # killed campaign leaves it, marked as not finished.
+        if len(result.findings) != written["findings"] or elapsed - written["at"] >= 2.0:
+            written.update(at=elapsed, findings=len(result.findings))
+            partial.write(build(result, f"not finished when written: {elapsed:.0f} s of the "
+                                        f"{args.budget:g} s budget, {result.slices} slice(s) "
+                                        "done (the run was still going, or was killed)"))
+
+    def build(result: Any, interrupted: str) -> dict[str, Any]:
+        violations, groups = fuzz_violations(list(result.findings), run_dir, config_label)
+        return _fuzz_report(args, result, campaign, configs, models, run_dir, violations,
+                            groups, per_label, series, target_name, interrupted)
+
+    started = time.monotonic()
+
+    def on_shrinking(label: str, shrunk_s: float, allowed_s: float, steps: int) -> None:
+        # Shrinking may take minutes after the last unit's line: say it is under way.
+        bar.update(time.monotonic() - started,
+                   f"{label:<24} shrinking a finding: {shrunk_s:.0f} of at most "
+                   f"{allowed_s:.0f} s, smallest failing program {steps} step(s)")
 
     try:
-        result = run_campaign(campaign, progress=on_progress)
+        result = run_campaign(campaign, progress=on_progress, shrinking=on_shrinking)
     finally:
         bar.close()
-    violations, groups = fuzz_violations(result.findings, run_dir, config_label)
+    report = build(result, result.interrupted)
+    violations, groups = report["violations"], report["groups"]
+    totals = report["totals"]
+    json_path, html_path = partial.final(report)
+    status = EXIT_VIOLATION if violations else EXIT_OK
+    if args.json:
+        print(json.dumps({"status": ("interrupted" if result.interrupted
+                                     else "violation" if violations else "ok"),
+                          "interrupted": result.interrupted or None,
+                          "report": str(json_path), "html": str(html_path),
+                          **totals, "target": args.target or "reference",
+                          "switched_off": switched_off,
+                          "findings": [slim(v) for v in violations],
+                          "groups": groups}, default=str))
+    else:
+        if switched_off:
+            # Said once: these rules never ran against this target.
+            by_reason: dict[str, list[str]] = {}
+            for feature, why in switched_off.items():
+                by_reason.setdefault(why, []).append(feature)
+            print(f"fuzz: rules switched off, {target_name} cannot run them: "
+                  + "; ".join(f"{', '.join(fs)} ({why})" for why, fs in by_reason.items()))
+        print(f"fuzz: {result.examples} examples in {result.elapsed_s:.1f}s over "
+              f"{len(configs)} configuration(s): "
+              + ("no violation" if not violations else f"{len(violations)} violation(s)"))
+        for line in terminal_lines(violations, groups):
+            print(line)
+        print(f"report: {html_path}")
+    if result.interrupted:
+        sys.stderr.write(f"aofcrash fuzz: interrupted: {result.interrupted}; the report holds "
+                         f"what finished: {html_path}\n")
+        return EXIT_INTERRUPTED
+    return status
+
+
+def _fuzz_report(args: argparse.Namespace, result: Any, campaign: Any, configs: Any,
+                 models: Any, run_dir: Path, violations: list[dict[str, Any]],
+                 groups: list[dict[str, Any]], per_label: dict[str, Counter[str]],
+                 series: list[list[float]], target_name: str, interrupted: str
+                 ) -> dict[str, Any]:
+    """The campaign's report.json content (so far, when `interrupted` says it did not end)."""
+    from harness.cli._report_violations import command_line, fuzz_coverage
+    from harness.machine._campaign import config_label
+
     totals = {"examples": result.examples, "slices": result.slices,
               "elapsed_s": round(result.elapsed_s, 2), "violations": len(violations),
               "causes": len(groups),
@@ -197,7 +282,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                 "switched_off": ({f: why for f, why in result.switched_off.items()}
                                  or "none"),
                 "profile": args.profile, "defects": list(args.defect) or "none",
-                "policies": policies, "models": [m.value for m in models],
+                "policies": [c.policy for c in configs], "models": [m.value for m in models],
                 "command_line": command_line()},
         "totals": totals,
         "configurations": list(result.per_config.values()),
@@ -209,28 +294,6 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                                       for i, f in enumerate(result.findings, 1)]},
         "groups": groups,
         "violations": violations,
+        "interrupted": interrupted or None,
     }
-    json_path, html_path = write_report(run_dir, report)
-    status = EXIT_VIOLATION if violations else EXIT_OK
-    if args.json:
-        print(json.dumps({"status": "violation" if violations else "ok",
-                          "report": str(json_path), "html": str(html_path),
-                          **totals, "target": args.target or "reference",
-                          "switched_off": switched_off,
-                          "findings": [slim(v) for v in violations],
-                          "groups": groups}, default=str))
-    else:
-        if switched_off:
-            # Said once: these rules never ran against this target.
-            by_reason: dict[str, list[str]] = {}
-            for feature, why in switched_off.items():
-                by_reason.setdefault(why, []).append(feature)
-            print(f"fuzz: rules switched off, {target_name} cannot run them: "
-                  + "; ".join(f"{', '.join(fs)} ({why})" for why, fs in by_reason.items()))
-        print(f"fuzz: {result.examples} examples in {result.elapsed_s:.1f}s over "
-              f"{len(configs)} configuration(s): "
-              + ("no violation" if not violations else f"{len(violations)} violation(s)"))
-        for line in terminal_lines(violations, groups):
-            print(line)
-        print(f"report: {html_path}")
-    return status
+    return report

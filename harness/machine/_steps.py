@@ -15,10 +15,19 @@ import base64
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
-from faults import CrashChoice, FaultPlan, FsyncFailure, ImageLimits, PersistenceModel
-from harness.targets import TargetConfig, TargetFactory, load_target_factory
+from faults import (
+    CrashChoice,
+    Damage,
+    FaultPlan,
+    FaultPlanError,
+    FsyncFailure,
+    ImageLimits,
+    PersistenceModel,
+)
+from harness.targets import TargetConfig, TargetFactory, TargetSource, load_target_factory
 
 __all__ = [
     "ArmCrash",
@@ -95,6 +104,7 @@ class RunConfig:
     torn_sectors: bool = False
     reordered_sectors: bool = False
     target: str | None = None
+    damage: bool = False
 
     @property
     def image_limits(self) -> ImageLimits:
@@ -146,6 +156,7 @@ class RunConfig:
             "torn_sectors": self.torn_sectors,
             "reordered_sectors": self.reordered_sectors,
             **({} if self.target is None else {"target": self.target}),
+            **({"damage": True} if self.damage else {}),
         }
 
     @classmethod
@@ -266,13 +277,16 @@ class Crash:
 class Recover:
     """Build the durable image under ``model`` with ``choice`` (None: drawn from ``seed``), restart
     the server on it, check the contract; with ``crash_during_recovery_op`` the recovery itself is
-    crashed at that filesystem operation (nth, 1-based) and recovered once more."""
+    crashed at that filesystem operation (nth, 1-based) and recovered once more. With
+    ``damage`` the image's synced bytes are damaged first (a media error) and the recovery is
+    judged by contract rule 5 (a checksummed target); a damage that hits no file is none."""
 
     model: PersistenceModel
     choice: CrashChoice | None = None
     seed: int = 0
     downtime_ms: int = 0
     crash_during_recovery_op: int | None = None
+    damage: Damage | None = None
     kind: ClassVar[str] = "recover"
 
 
@@ -295,7 +309,7 @@ def step_to_dict(step: Step) -> dict[str, Any]:
             value = _encode_argv(value)
         elif f.name == "commands":
             value = [_encode_argv(c) for c in value]
-        elif isinstance(value, FaultPlan | CrashChoice):
+        elif isinstance(value, FaultPlan | CrashChoice | Damage):
             value = value.to_dict()
         elif isinstance(value, PersistenceModel):
             value = value.value
@@ -333,6 +347,8 @@ def step_from_dict(data: Any, where: str) -> Step:
                 value = CrashChoice.from_dict(value)
             elif name == "model":
                 value = PersistenceModel(value)
+            elif name == "damage" and value is not None:
+                value = _damage_from_dict(value, f"{where}.damage")
         except ReproError:
             raise
         except ValueError as exc:
@@ -342,6 +358,16 @@ def step_from_dict(data: Any, where: str) -> Step:
         return cls(**kwargs)  # type: ignore[no-any-return]
     except TypeError as exc:
         raise ReproError(f"{where}: {exc}") from None
+
+
+def _damage_from_dict(value: Any, where: str) -> Damage:
+    try:
+        (fault,) = FaultPlan.from_dict({"faults": [value]}).faults
+    except FaultPlanError as exc:
+        raise ReproError(f"{where}: {'; '.join(exc.errors)}") from None
+    if not isinstance(fault, Damage):
+        raise ReproError(f"{where}: expected a Damage fault, got {type(fault).__name__}")
+    return fault
 
 
 def steps_to_json(steps: tuple[Step, ...]) -> list[dict[str, Any]]:
@@ -356,26 +382,44 @@ def steps_from_json(items: Any) -> tuple[Step, ...]:
 
 @dataclass(frozen=True)
 class Reproduction:
-    """A replayable run: config + steps, and what it showed when it was recorded."""
+    """A replayable run: config + steps, and what it showed when it was recorded.
+
+    ``target_source`` (optional; files written before it existed have none): where the
+    target's module was imported from, so that a replay from another directory finds it
+    (``harness.targets.make_importable``)."""
 
     config: RunConfig
     steps: tuple[Step, ...]
     expected: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    target_source: TargetSource | None = None
 
     FORMAT: ClassVar[str] = "aofcrash-repro/1"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": self.FORMAT,
             "note": self.note,
             "config": self.config.to_dict(),
             "steps": steps_to_json(self.steps),
             "expected": self.expected,
         }
+        if self.target_source is not None:
+            out["target_source"] = self.target_source.to_dict()
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n"
+
+    def with_target_source(self, root: Path) -> Reproduction:
+        """This reproduction, with ``target_source`` recorded (relative to the project `root`)
+        when it has none and its target is a module of the user's (see ``target_source``)."""
+        if self.target_source is not None or self.config.target is None:
+            return self
+        from harness.targets import target_source
+
+        source = target_source(self.config.target, root=root)
+        return self if source is None else dataclasses.replace(self, target_source=source)
 
     @classmethod
     def from_dict(cls, data: Any) -> Reproduction:
@@ -388,11 +432,18 @@ class Reproduction:
         expected = data.get("expected", {})
         if not isinstance(expected, dict):
             raise ReproError("expected: must be an object")
+        source = None
+        if data.get("target_source") is not None:
+            try:
+                source = TargetSource.from_dict(data["target_source"])
+            except ValueError as exc:
+                raise ReproError(str(exc)) from None
         return cls(
             config=RunConfig.from_dict(data.get("config", {})),
             steps=steps_from_json(data.get("steps")),
             expected=expected,
             note=str(data.get("note", "")),
+            target_source=source,
         )
 
     @classmethod

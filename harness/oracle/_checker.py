@@ -8,7 +8,7 @@ import weakref
 from bisect import bisect_right, insort
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NotRequired, TypedDict, Unpack, cast
 
 from harness.oracle._history import Entry, History, Outcome
 from harness.oracle._model import Model
@@ -71,6 +71,7 @@ class Rule(enum.Enum):
     DURABILITY = "durability"
     STABILITY = "stability"
     AVAILABILITY = "availability"
+    DAMAGE = "damage"
 
 
 def _coerce(enum_type: type[enum.Enum], value: object, name: str) -> Any:
@@ -457,7 +458,24 @@ def _matches(model_raw: KeyValue | None, recovered: KeyValue | None, t_ms: int, 
     return abs(model_raw.expire_at_ms - recovered.expire_at_ms) <= tol
 
 
-class _Timeline:
+class KeyChangeLog:
+    """Per key, the prefixes k (1-based, ascending) after which it changed (``key_ks``) and its
+    raw value after each change (``key_vals``): S(k)[key] is one bisect away. Shared by the
+    checker's timeline and the explorer's prefix index, which fill the two lists themselves."""
+
+    def __init__(self) -> None:
+        self.key_ks: dict[DbKey, list[int]] = {}
+        self.key_vals: dict[DbKey, list[KeyValue | None]] = {}
+
+    def value_at(self, dbkey: DbKey, k: int) -> KeyValue | None:
+        ks = self.key_ks.get(dbkey)
+        if ks is None:
+            return None
+        i = bisect_right(ks, k) - 1
+        return None if i < 0 else self.key_vals[dbkey][i]
+
+
+class _Timeline(KeyChangeLog):
     """One replay of the executed sequence through the model, kept as a change log.
 
     Entry k (1-based) changed ``ch_*[ends[k-1]:ends[k]]``; every change is (key, raw value before,
@@ -466,6 +484,7 @@ class _Timeline:
     """
 
     def __init__(self, *, include_refused: bool = False) -> None:
+        super().__init__()
         self.include_refused = include_refused
         self.model = Model()
         self.exec_hidx: list[int] = []
@@ -475,8 +494,6 @@ class _Timeline:
         self.ch_new: list[KeyValue | None] = []
         self.ch_hold: list[int] = []
         self.ch_hnew: list[int] = []
-        self.key_ks: dict[DbKey, list[int]] = {}
-        self.key_vals: dict[DbKey, list[KeyValue | None]] = {}
         self.expiries: list[int] = []  # sorted expiry times of every value in the log
         self._last: dict[DbKey, int] = {}  # key -> index of its latest change
         self.consumed = 0
@@ -525,13 +542,6 @@ class _Timeline:
         self.consumed = len(history)
         self.retractions = history.retractions
         return True
-
-    def value_at(self, dbkey: DbKey, k: int) -> KeyValue | None:
-        ks = self.key_ks.get(dbkey)
-        if ks is None:
-            return None
-        i = bisect_right(ks, k) - 1
-        return None if i < 0 else self.key_vals[dbkey][i]
 
     def raw_state_at(self, k: int) -> dict[DbKey, KeyValue]:
         out: dict[DbKey, KeyValue] = {}
@@ -819,12 +829,15 @@ class Checker:
         unavailable_reason: str | None = None,
         allow_unavailable: bool = False,
         damaged_image: bool = False,
+        damaged_synced: bool = False,
         crash: CrashInfo | None = None,
     ) -> Verdict:
-        """Check one recovery against rules 1, 2 and 4 of the contract.
+        """Check one recovery against rules 1, 2 and 4 of the contract, or rule 5 alone.
 
         `damaged_image`: the crash image carries damage the user asked for (torn or reordered
-        sectors), so refusing to start is the right answer (rule 4)."""
+        sectors), so refusing to start is the right answer (rule 4). `damaged_synced`: synced
+        bytes of the image were damaged (a ``Damage`` fault) and the target declares itself
+        checksummed: rule 5 instead of rules 1, 2 and 4."""
         _require_int(recovery_ms, "recovery_ms", minimum=None)
         _require_int(crash_ms, "crash_ms", minimum=None)
         if recovery_ms < crash_ms:
@@ -847,7 +860,7 @@ class Checker:
             if unavailable_reason is None:
                 raise ValueError("recovered is None: give unavailable_reason (why it refused)")
             violations = []
-            if not (allow_unavailable or damaged_image):
+            if not (allow_unavailable or damaged_image or damaged_synced):
                 acked = sum(1 for e in self.history if e.outcome is Outcome.OK)
                 what = (f"acknowledged {acked} write(s), then refused to start"
                         if acked else "refused to start")
@@ -880,6 +893,12 @@ class Checker:
             counts = tl.mismatch_counts(rec, recovery_ms, self.expiry_tolerance_ms)
             zeros = [j for j, m in enumerate(counts) if m == 0]
             k = zeros[-1] if zeros else None
+        if damaged_synced:
+            if k is not None:  # a prefix: it refused the damaged record and what follows
+                return Verdict(True, "consistent", k, f, [], tl.n, crash)
+            assert counts is not None
+            violation = self._damage_violation(rec, counts, f, recovery_ms, crash)
+            return Verdict(False, "violation", k, f, [violation], tl.n, crash)
         if k is not None and k >= f:
             return Verdict(True, "consistent", k, f, [], tl.n, crash)
         if k is not None:
@@ -953,6 +972,26 @@ class Checker:
             details=details,
         )
 
+    def _damage_violation(
+        self, rec: Snapshot, counts: list[int], f: int, t_ms: int, crash: CrashInfo | None
+    ) -> Violation:
+        tl = self._timeline()
+        fewest = min(counts)
+        closest = max(k for k, m in enumerate(counts) if m == fewest)
+        diff, count = _diff(tl.raw_state_at(closest), rec, t_ms, self.expiry_tolerance_ms)
+        return Violation(
+            Rule.DAMAGE,
+            f"a checksummed target loaded damaged synced bytes as data: the recovered keyspace "
+            f"equals no prefix S(k), k=0..{tl.n}; closest is S({closest}) with {fewest} "
+            f"differing key(s)",
+            crash=crash,
+            frontier=f,
+            closest_k=closest,
+            diff_k=closest,
+            diff=tuple(diff),
+            differing_keys=count,
+        )
+
     def _phantoms(
         self, diff: Sequence[KeyDiff], rec: Snapshot, t_ms: int
     ) -> dict[DbKey, int]:
@@ -1003,43 +1042,39 @@ def _checker_for(history: History, expiry_tolerance_ms: int) -> Checker:
     return checker
 
 
+class RecoveryFacts(TypedDict):
+    """The keywords of ``Checker.check`` (the one place they are defined and documented), as
+    ``check_recovery`` passes them on."""
+
+    policy: Policy | str
+    model: CrashModel | str
+    crash_ms: int
+    recovery_ms: int
+    window_ms: NotRequired[int]
+    stalls: NotRequired[Sequence[tuple[int, int]]]
+    error_stalls: NotRequired[Sequence[tuple[int, int]]]
+    no_appendfsync_on_rewrite: NotRequired[bool]
+    unavailable_reason: NotRequired[str | None]
+    allow_unavailable: NotRequired[bool]
+    damaged_image: NotRequired[bool]
+    damaged_synced: NotRequired[bool]
+    crash: NotRequired[CrashInfo | None]
+
+
 def check_recovery(
     history: History,
     recovered: Snapshot | None,
     *,
-    policy: Policy | str,
-    model: CrashModel | str,
-    crash_ms: int,
-    recovery_ms: int,
-    window_ms: int = 2000,
-    stalls: Sequence[tuple[int, int]] = (),
-    error_stalls: Sequence[tuple[int, int]] = (),
-    no_appendfsync_on_rewrite: bool = False,
-    unavailable_reason: str | None = None,
-    allow_unavailable: bool = False,
-    damaged_image: bool = False,
-    crash: CrashInfo | None = None,
     expiry_tolerance_ms: int = 0,
+    **facts: Unpack[RecoveryFacts],
 ) -> Verdict:
-    """Check one recovery (rules 1, 2, 4). Reuses a cached Checker per history object."""
+    """Check one recovery (rules 1, 2, 4; rule 5 alone with `damaged_synced`):
+    ``Checker(history).check(recovered, **facts)``
+    (see ``Checker.check`` for the keywords), reusing a cached Checker per history object."""
     if not isinstance(history, History):
         raise ValueError(f"history must be a History, got {type(history).__name__}")
     _require_int(expiry_tolerance_ms, "expiry_tolerance_ms")
-    return _checker_for(history, expiry_tolerance_ms).check(
-        recovered,
-        policy=policy,
-        model=model,
-        crash_ms=crash_ms,
-        recovery_ms=recovery_ms,
-        window_ms=window_ms,
-        stalls=stalls,
-        error_stalls=error_stalls,
-        no_appendfsync_on_rewrite=no_appendfsync_on_rewrite,
-        unavailable_reason=unavailable_reason,
-        allow_unavailable=allow_unavailable,
-        damaged_image=damaged_image,
-        crash=crash,
-    )
+    return _checker_for(history, expiry_tolerance_ms).check(recovered, **facts)
 
 
 def check_stability(
