@@ -54,6 +54,9 @@ SERVERS: Final = ("6.0", "6.2", "7.0", "8.2", "valkey")
 POLICIES: Final = ("always", "everysec")
 MODELS: Final = ("process", "power-ext4", "power-xfs", "power-btrfs", "power-posix-metadata",
                   "power-eager-metadata")
+# The real kernel's filesystems (``verify --model ext4|xfs|btrfs``: root, /dev/fuse, loop
+# devices). They take no SimDisk fault: their cells are fault none only.
+KERNEL_MODELS: Final = ("ext4", "xfs", "btrfs")
 FAULTS: Final = ("none", "no-space", "fsync-error", "write-error", "slow-sync", "short-write",
                  "kill-child", "incr-fsync-error", "rewrite-completes")
 FAULT_TITLES: Final = {
@@ -198,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--policies", default=",".join(POLICIES))
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--faults", default=",".join(FAULTS))
+    p.add_argument("--merge", action="store_true",
+                   help="run only the cells asked (e.g. --models ext4,xfs,btrfs) and merge them "
+                   "into the existing findings-redis.json: its other cells are kept")
     p.add_argument("--render-only", action="store_true",
                    help="rewrite findings-redis.md from findings-redis.json (no trials)")
     p.add_argument("--previous", type=Path, default=None,
@@ -232,6 +238,8 @@ def main(argv: list[str] | None = None) -> int:
         for policy in args.policies.split(","):
             for model in args.models.split(","):
                 for fault in args.faults.split(","):
+                    if model in KERNEL_MODELS and fault != "none":
+                        continue  # faults reach a server through the FUSE SimDisk only
                     cells.append(Cell(VerifyConfig(
                         server=server, policy=policy, model=model, fault=fault,
                         trials=args.trials, ops=args.ops, seed=args.seed)))
@@ -307,13 +315,28 @@ def main(argv: list[str] | None = None) -> int:
             old.with_suffix(".html").unlink(missing_ok=True)
 
     elapsed = time.monotonic() - started
+    command = " ".join([COMMAND, "--trials", str(args.trials), "--out", str(args.out), *(
+        f"--{name} {getattr(args, name)}" for name, default in (
+            ("servers", ",".join(SERVERS)), ("policies", ",".join(POLICIES)),
+            ("models", ",".join(MODELS)), ("faults", ",".join(FAULTS)),
+            ("repeats", 3), ("ops", 200), ("seed", 0))
+        if getattr(args, name) != default)])
+    if args.merge:
+        data = _merge(json.loads((out / "findings-redis.json").read_text()), cells, servers, {
+            "command": command + " --merge",
+            "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "cells": len(cells), "trials_per_cell": args.trials, "trials": trials_done,
+            "attributions": attributions, "elapsed_s": round(elapsed, 1),
+            "trials_elapsed_s": round(trials_elapsed, 1), "workers": args.workers,
+            "trials_per_s": round(trials_done / trials_elapsed, 2) if trials_elapsed else None,
+            "note": args.note})
+        write_atomic(out / "findings-redis.json", json.dumps(data, indent=1, default=str) + "\n")
+        write_atomic(out / "findings-redis.md", render_markdown(data))
+        _progress(f"{len(cells)} cells merged, {trials_done} trials + {attributions} "
+                  f"attribution(s) in {elapsed:.0f}s: {out / 'findings-redis.md'}")
+        return 0
     data = {
-        "command": " ".join([COMMAND, "--trials", str(args.trials), "--out", str(args.out), *(
-            f"--{name} {getattr(args, name)}" for name, default in (
-                ("servers", ",".join(SERVERS)), ("policies", ",".join(POLICIES)),
-                ("models", ",".join(MODELS)), ("faults", ",".join(FAULTS)),
-                ("repeats", 3), ("ops", 200), ("seed", 0))
-            if getattr(args, name) != default)]),
+        "command": command,
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "seed": args.seed, "trials_per_cell": args.trials, "ops": args.ops,
         "workers": args.workers, "attribution_repeats": args.repeats,
@@ -332,6 +355,28 @@ def main(argv: list[str] | None = None) -> int:
     _progress(f"{len(cells)} cells, {trials_done} trials + {attributions} attribution(s) in "
               f"{elapsed:.0f}s: {out / 'findings-redis.md'}")
     return 0
+
+
+def _merge(data: dict[str, Any], cells: list[Cell], servers: dict[str, dict[str, Any]],
+           run: dict[str, Any]) -> dict[str, Any]:
+    """`data` (an earlier findings-redis.json) with `cells` put in (a cell of the same key
+    replaced), in matrix order, its summary counted again and `run` listed under "merged"."""
+    by_key = {c["cell"]: c for c in data["cells"]}
+    for cell in cells:
+        by_key[cell.name] = cell.summary()
+    for server, info in servers.items():
+        data["servers"].setdefault(server, info)
+    order = {name: i for i, name in enumerate((*SERVERS, *POLICIES, *MODELS, *KERNEL_MODELS,
+                                               *FAULTS))}
+    data["cells"] = sorted(by_key.values(), key=lambda c: tuple(
+        order.get(c[k], len(order)) for k in ("server", "policy", "model", "fault")))
+    summary: dict[str, Counter[str]] = {}
+    for c in data["cells"]:
+        summary.setdefault(c["server"], Counter())[c["verdict"]] += 1
+    data["summary"] = {server: dict(counts) for server, counts in summary.items()}
+    data["merged"] = [m for m in data.get("merged", []) if m["command"] != run["command"]] \
+        + [run]
+    return data
 
 
 def _previous(path: Path) -> dict[str, Any]:
@@ -365,6 +410,10 @@ MODEL_TITLES: Final = {
     "power-posix-metadata": "power-posix-metadata (the POSIX minimum)",
     "power-eager-metadata": "power-eager-metadata (every directory operation durable at once)",
     "power": "power (before the calibration)",
+    "ext4": "ext4 (the kernel's own ext4: the server on a recorded loop device, the crash "
+            "image mounted by Linux)",
+    "xfs": "xfs (the kernel's own xfs, as ext4)",
+    "btrfs": "btrfs (the kernel's own btrfs, as ext4)",
 }
 ISSUE: Final = "https://github.com/redis/redis/issues/"
 PULL: Final = "https://github.com/redis/redis/pull/"
@@ -419,6 +468,12 @@ def render_markdown(data: dict[str, Any]) -> str:
     ]
     if data.get("settings_note"):
         lines += [data["settings_note"], ""]
+    for run in data.get("merged", []):
+        lines += [f"Cells merged in by `{run['command']}` (generated {run['generated']}): "
+                  f"{run['cells']} cells, {run['trials']} trials and {run['attributions']} "
+                  f"cause attributions in {run['elapsed_s']:.0f} s ({run['trials_per_s']} "
+                  f"trials/s over {run['workers']} workers), {run['trials_per_cell']} trials "
+                  "per cell." + (f" {run['note']}" if run.get("note") else ""), ""]
     lines += [
         "Each cell is `aofcrash verify --server S --policy P --model M --fault F --ops "
         f"{data['ops']} --seed {data['seed']} --trials {data['trials_per_cell']}` and its key "
@@ -482,7 +537,8 @@ def render_markdown(data: dict[str, Any]) -> str:
         for policy, model in keys:
             by_fault = {c["fault"]: c for c in rows
                         if c["policy"] == policy and c["model"] == model}
-            cells = [_cell_text(by_fault[f]) if f in by_fault else "" for f in faults]
+            cells = [_cell_text(by_fault[f]) if f in by_fault
+                     else "n/a" if model in KERNEL_MODELS else "" for f in faults]
             lines.append(f"| {policy} | {model} | " + " | ".join(cells) + " |")
         lines.append("")
     violating = [c for c in data["cells"] if c["verdict"] in ("violation", "unavailable")]
@@ -510,6 +566,8 @@ def render_markdown(data: dict[str, Any]) -> str:
                                  f"`{m['reproduce']}`")
             for note in cell.get("fault_notes") or []:
                 lines.append(f"- fault: {note}")
+            if cell["model"] == "power-posix-metadata":
+                lines.append(f"- {_posix_note(cell, data['cells'])}")
             lines.append("")
     lines += _predicted(data)
     known = _known_upstream(data["cells"])
@@ -530,6 +588,35 @@ def render_markdown(data: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _posix_note(cell: dict[str, Any], cells: list[dict[str, Any]]) -> str:
+    """Whether a POSIX-minimum cell's violation is seen under another model of the same
+    server, policy and fault, and what the kernel's filesystems gave (fault none only)."""
+    same = [c for c in cells if (c["server"], c["policy"], c["fault"]) == (
+        cell["server"], cell["policy"], cell["fault"]) and c["model"] != cell["model"]]
+    rules = set(cell["rules"])
+    also = [c for c in same if c["verdict"] in ("violation", "unavailable")
+            and rules & set(c["rules"])]
+    kernel = [c for c in same if c["model"] in KERNEL_MODELS]
+    if kernel:
+        real = "the kernel's " + ", ".join(
+            f"{c['model']} " + (f"**{'/'.join(c['rules'])}** ({c['violations']}/{c['trials']})"
+                                if c in also else f"holds ({c['trials']} trials)")
+            for c in kernel)
+    elif cell["fault"] != "none":
+        real = ("no kernel run (the kernel's filesystems take no SimDisk fault), so observed "
+                "on no real filesystem here")
+    else:
+        real = "no kernel column in this run"
+    if not [c for c in also if c["model"] not in KERNEL_MODELS]:
+        head = "**Seen only under the POSIX minimum** among the models (" + ", ".join(
+            f"{c['model']} {_SHORT[c['verdict']].strip('*')}" for c in same
+            if c["model"] not in KERNEL_MODELS) + ")"
+    else:
+        head = "Also under " + ", ".join(
+            f"[`{c['cell']}`](#{c['cell']})" for c in also if c["model"] not in KERNEL_MODELS)
+    return f"{head}; real filesystems: {real}."
 
 
 def _violations(cells: list[dict[str, Any]], server: str) -> list[dict[str, Any]]:
