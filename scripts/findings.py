@@ -204,6 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--merge", action="store_true",
                    help="run only the cells asked (e.g. --models ext4,xfs,btrfs) and merge them "
                    "into the existing findings-redis.json: its other cells are kept")
+    p.add_argument("--cells", default="",
+                   help="with --merge: only these cell keys (S-P-M-F, comma-separated), e.g. "
+                   "the timing-dependent ones again with more trials")
     p.add_argument("--render-only", action="store_true",
                    help="rewrite findings-redis.md from findings-redis.json (no trials)")
     p.add_argument("--previous", type=Path, default=None,
@@ -223,6 +226,17 @@ def main(argv: list[str] | None = None) -> int:
         write_atomic(out / "findings-redis.md", render_markdown(data))
         return 0
     started = time.monotonic()
+    only = {key for key in args.cells.split(",") if key}
+    if only and not args.merge:
+        p.error("--cells: only with --merge")
+    if only:
+        known = {f"{s}-{pol}-{m}-{f}" for s in args.servers.split(",")
+                 for pol in args.policies.split(",") for m in (*MODELS, *KERNEL_MODELS)
+                 for f in FAULTS}
+        unknown = sorted(only - known)
+        if unknown:
+            p.error(f"--cells: not a cell key S-P-M-F: {unknown[0]}")
+        args.models = ",".join((*MODELS, *KERNEL_MODELS))  # the cells pick
 
     servers: dict[str, dict[str, Any]] = {}
     cells: list[Cell] = []
@@ -240,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
                 for fault in args.faults.split(","):
                     if model in KERNEL_MODELS and fault != "none":
                         continue  # faults reach a server through the FUSE SimDisk only
+                    if only and f"{server}-{policy}-{model}-{fault}" not in only:
+                        continue
                     cells.append(Cell(VerifyConfig(
                         server=server, policy=policy, model=model, fault=fault,
                         trials=args.trials, ops=args.ops, seed=args.seed)))
@@ -321,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
             ("models", ",".join(MODELS)), ("faults", ",".join(FAULTS)),
             ("repeats", 3), ("ops", 200), ("seed", 0))
         if getattr(args, name) != default)])
+    if only:
+        command = command.replace(f" --models {args.models}", "") + f" --cells {args.cells}"
     if args.merge:
         data = _merge(json.loads((out / "findings-redis.json").read_text()), cells, servers, {
             "command": command + " --merge",
