@@ -142,6 +142,10 @@ class ExploreLimits:
     ``stop_at_first_violation``: end the walk after the first crash point with a violating
     state (the points after it are counted as not explored; for sensitivity runs that only
     need to know whether, and how soon, a bug shows).
+    ``size_before_data`` / ``in_place``: the ``SIZE_BEFORE_DATA`` (a size the journal took
+    before the data: the file at its new size over zeros) and ``IN_PLACE`` images the
+    kernel's ext4 and xfs produce (``faults.ImageLimits``), on by default: the fast path reads
+    a zero tail as it reads a torn sector of zeros and recovers an in-place image in full.
     """
 
     max_crash_points: int | None = None
@@ -158,6 +162,8 @@ class ExploreLimits:
     confirm_reproductions: int = 3
     audit_every: int = 97
     stop_at_first_violation: bool = False
+    size_before_data: bool = True
+    in_place: bool = True
 
     def __post_init__(self) -> None:
         errors = []
@@ -184,6 +190,8 @@ class ExploreLimits:
             reorder=self.reorder,
             reorder_window_sectors=self.reorder_window_sectors,
             byte_granularity=self.byte_granularity,
+            size_before_data=self.size_before_data,
+            in_place=self.in_place,
         )
 
 
