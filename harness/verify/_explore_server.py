@@ -75,7 +75,9 @@ Not modelled
 ------------
 * Faults during the run (ENOSPC, EIO, slow fsync): ``aofcrash verify --fault`` does that.
 * Crashes in the middle of one ``write(2)`` under ``process`` (a FUSE WRITE is applied whole);
-  torn and reordered sectors under the power models are opt-in (``torn``, ``reorder``).
+  torn and reordered sectors under the power models are opt-in (``torn``, ``reorder``); the
+  kernel's own size-before-data and in-place images are on (``size_before_data``,
+  ``in_place``: the file at a size its journal took before the data, over zeros).
 * Stability after a power loss of the recovered state: the second recovery reads the directory
   a SIGKILL of the first one leaves (the ``process`` image), under every model.
 * One client and no concurrency between writes: each entry is sent after the previous reply.
@@ -200,6 +202,11 @@ class ServerExploreConfig:
     reorder: bool = False
     max_exact_violations: int = 50
     exact: bool = False
+    # The images the kernel's ext4/xfs produce besides prefixes (faults.ImageLimits): a size
+    # journalled before its data (the file at its new size over zeros), blocks written in place
+    # before a truncate's commit. Real recoveries read any image: on by default.
+    size_before_data: bool = True
+    in_place: bool = True
 
     def __post_init__(self) -> None:
         errors: list[str] = []
@@ -258,7 +265,8 @@ class ServerExploreConfig:
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_choices_per_point=self.max_images_per_point,
                            max_dirty_files=self.max_dirty_files, torn=self.torn,
-                           reorder=self.reorder)
+                           reorder=self.reorder, size_before_data=self.size_before_data,
+                           in_place=self.in_place)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -271,6 +279,7 @@ class ServerExploreConfig:
             "max_images_per_point": self.max_images_per_point,
             "max_dirty_files": self.max_dirty_files, "torn": self.torn,
             "reorder": self.reorder, "exact": self.exact,
+            "size_before_data": self.size_before_data, "in_place": self.in_place,
         }
 
 
