@@ -165,17 +165,28 @@ def _explore(config: ServerExploreConfig, workers: int) -> ServerExploreResult:
 
 
 def run(out: Path, *, seed: int = 0, workers: int = 0, servers: tuple[str, ...] = SERVERS,
-        workloads: tuple[str, ...] = tuple(WORKLOADS),
+        workloads: tuple[str, ...] = tuple(WORKLOADS), merge: bool = False,
         log: Callable[[str], None] = print) -> dict[str, Any]:
     """Explore every server x policy x workload; write the JSON and Markdown; return the JSON
-    document."""
+    document. `merge`: only those rows, put into the existing ``findings-explore.json`` (its
+    other rows and every row's kernel columns kept), written after each row."""
     workers = workers or 2 * (os.cpu_count() or 1)
     started = time.monotonic()
     rows: list[dict[str, Any]] = []
     skipped: dict[str, str] = {}
     repro_root = out / "findings"
-    for old in repro_root.glob("explore-*"):
-        shutil.rmtree(old, ignore_errors=True)  # reproductions of earlier runs
+    command = (".venv/bin/python scripts/findings_explore.py "
+               f"--out {out.name if out.is_absolute() else out} --seed {seed}"
+               + (f" --servers {','.join(servers)}" if servers != SERVERS else "")
+               + (f" --workloads {','.join(workloads)}"
+                  if workloads != tuple(WORKLOADS) else ""))
+    previous: dict[str, Any] | None = None
+    if merge:
+        previous = json.loads((out / "findings-explore.json").read_text())
+        command += " --merge"
+    else:
+        for old in repro_root.glob("explore-*"):
+            shutil.rmtree(old, ignore_errors=True)  # reproductions of earlier runs
     for server in servers:
         why = _installed(server)
         if why is not None:
@@ -204,6 +215,7 @@ def run(out: Path, *, seed: int = 0, workers: int = 0, servers: tuple[str, ...] 
                     without = _explore(dataclasses.replace(base, rewrite_at=-1), workers)
                 key = f"{server}-{policy}-{workload}"
                 where = repro_root / f"explore-{key}"
+                shutil.rmtree(where, ignore_errors=True)
                 written = write_server_reproductions(result, where,
                                                      max_groups=len(result.violations))
                 by_mechanism = {(g["example"]["model"], g["mechanism"]): g for g in written}
@@ -238,22 +250,53 @@ def run(out: Path, *, seed: int = 0, workers: int = 0, servers: tuple[str, ...] 
                     "without_rewrite": None if without is None else {
                         m: _cell(without, m)["verdict"] for m in MODELS},
                 }
+                row["image_kinds"] = "prefixes, size-before-data, in-place"
                 rows.append(row)
                 log(f"{key:26} {result.states:6} states {result.distinct_contents:5} images "
                     f"{row['seconds']:6.1f} s  "
                     + "  ".join(f"{m}: {cells[m]['verdict']}" for m in MODELS))
+                if previous is not None:
+                    _merge_row(previous, row, {
+                        "command": command,
+                        "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+                        "elapsed_s": round(time.monotonic() - started, 1)})
+                    write_atomic(out / "findings-explore.json",
+                                 json.dumps(previous, indent=1, default=str) + "\n")
+                    write_atomic(out / "findings-explore.md", markdown(previous))
+    if previous is not None:
+        previous["skipped"].update(skipped)
+        return previous
     doc = {"format": "aofcrash-findings-explore/2",
-           "command": ".venv/bin/python scripts/findings_explore.py "
-                      f"--out {out.name if out.is_absolute() else out} --seed {seed}"
-                      + (f" --servers {','.join(servers)}" if servers != SERVERS else "")
-                      + (f" --workloads {','.join(workloads)}"
-                         if workloads != tuple(WORKLOADS) else ""),
+           "command": command,
            "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
            "models": list(MODELS), "rows": rows, "skipped": skipped,
            "elapsed_s": round(time.monotonic() - started, 1)}
     write_atomic(out / "findings-explore.json", json.dumps(doc, indent=1, default=str) + "\n")
     write_atomic(out / "findings-explore.md", markdown(doc))
     return doc
+
+
+def _merge_row(doc: dict[str, Any], row: dict[str, Any], run: dict[str, Any]) -> None:
+    """Put `row` (a SimDisk row) into `doc` in place of the row of the same key, keeping that
+    row's kernel columns and their mechanisms; `run` is listed under "merged"."""
+    rows = doc["rows"]
+    at = next((i for i, r in enumerate(rows) if r["key"] == row["key"]), None)
+    if at is None:
+        rows.append(row)
+    else:
+        old = rows[at]
+        for fs in KERNEL_MODELS:
+            if fs in old["cells"]:
+                row["cells"][fs] = old["cells"][fs]
+        row["mechanisms"] += [m for m in old["mechanisms"] if m["model"] in KERNEL_MODELS]
+        rows[at] = row
+    merged = doc.setdefault("merged", [])
+    entry = next((m for m in merged if m["command"] == run["command"]), None)
+    if entry is None:
+        merged.append({**run, "rows": [row["key"]]})
+    else:
+        entry.update({k: v for k, v in run.items() if k != "rows"})
+        entry["rows"] = [*dict.fromkeys([*entry["rows"], row["key"]])]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -467,6 +510,13 @@ def markdown(doc: dict[str, Any]) -> str:
         "BGREWRITEAOF), and its reproduction.",
         "",
     ]
+    for merged in doc.get("merged", []):
+        lines += [f"Rows {', '.join(merged['rows'])} come from `{merged['command']}` "
+                  f"(generated {merged['generated']}, {merged['elapsed_s']} s): their SimDisk "
+                  "models also enumerate the images the kernel's ext4 and xfs produce besides "
+                  "prefixes (size-before-data: the file at a size its journal took before the "
+                  "data, over zeros; in-place); rows marked *prefixes only* are from the "
+                  "command above and enumerate prefix images only.", ""]
     kernel = [m for m in doc["models"] if m in KERNEL_MODELS]
     if kernel:
         runs = doc.get("kernel_runs", {})
@@ -491,8 +541,9 @@ def markdown(doc: dict[str, Any]) -> str:
     ]
     for row in doc["rows"]:
         lines.append(
-            f"| [{row['key']}](#{row['key'].replace('.', '')}) ({row['version']}) | "
-            f"{row['states']} | {row['distinct_images']} | "
+            f"| [{row['key']}](#{row['key'].replace('.', '')}) ({row['version']})"
+            + (" *prefixes only*" if doc.get("merged") and "image_kinds" not in row else "")
+            + f" | {row['states']} | {row['distinct_images']} | "
             + " | ".join(_cell_text(row["cells"].get(m)) for m in doc["models"]) + " |")
     for row in doc["rows"]:
         if not row["mechanisms"]:
@@ -604,6 +655,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the kernel columns (ext4, xfs, btrfs: root, /dev/fuse, loop "
                         "devices): explored and merged into the existing findings-explore.json "
                         "(default servers: " + ",".join(KERNEL_SERVERS) + ")")
+    parser.add_argument("--merge", action="store_true",
+                        help="only the rows of --servers x --workloads, merged into the "
+                        "existing findings-explore.json (other rows and the kernel columns "
+                        "kept)")
     parser.add_argument("--filesystems", default=",".join(KERNEL_MODELS),
                         help="with --kernel: which of the kernel's filesystems")
     parser.add_argument("--render-only", action="store_true",
@@ -637,8 +692,11 @@ def main(argv: list[str] | None = None) -> int:
                    filesystems=tuple(args.filesystems.split(",")),
                    workloads=tuple(args.workloads.split(",")))
         return 0
+    if args.merge and not (args.out / "findings-explore.json").exists():
+        parser.error(f"--merge: {args.out / 'findings-explore.json'} not found")
     run(args.out.absolute(), seed=args.seed, workers=args.workers,
-        servers=tuple(args.servers.split(",")), workloads=tuple(args.workloads.split(",")))
+        servers=tuple(args.servers.split(",")), workloads=tuple(args.workloads.split(",")),
+        merge=args.merge)
     return 0
 
 
