@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.note:
             data["settings_note"] = args.note
         write_atomic(out / "findings-redis.json", json.dumps(data, indent=1, default=str) + "\n")
-        write_atomic(out / "findings-redis.md", render_markdown(data))
+        write_atomic(out / "findings-redis.md", render_markdown(data, _explore_doc(out)))
         return 0
     started = time.monotonic()
     only = {key for key in args.cells.split(",") if key}
@@ -349,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
             "trials_per_s": round(trials_done / trials_elapsed, 2) if trials_elapsed else None,
             "note": args.note})
         write_atomic(out / "findings-redis.json", json.dumps(data, indent=1, default=str) + "\n")
-        write_atomic(out / "findings-redis.md", render_markdown(data))
+        write_atomic(out / "findings-redis.md", render_markdown(data, _explore_doc(out)))
         _progress(f"{len(cells)} cells merged, {trials_done} trials + {attributions} "
                   f"attribution(s) in {elapsed:.0f}s: {out / 'findings-redis.md'}")
         return 0
@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "findings-redis.json", json.dumps(data, indent=1, default=str) + "\n")
-    write_atomic(out / "findings-redis.md", render_markdown(data))
+    write_atomic(out / "findings-redis.md", render_markdown(data, _explore_doc(out)))
     _progress(f"{len(cells)} cells, {trials_done} trials + {attributions} attribution(s) in "
               f"{elapsed:.0f}s: {out / 'findings-redis.md'}")
     return 0
@@ -467,7 +467,16 @@ def _models_used(data: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(c["model"] for c in data["cells"]))
 
 
-def render_markdown(data: dict[str, Any]) -> str:
+def _explore_doc(out: Path) -> dict[str, Any] | None:
+    """findings-explore.json beside the page (the crash-state evidence), if there is one."""
+    try:
+        doc: dict[str, Any] = json.loads((out / "findings-explore.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return doc
+
+
+def render_markdown(data: dict[str, Any], explore: dict[str, Any] | None = None) -> str:
     servers = data["servers"]
     names = ", ".join(f"{i['name']} {i['version']}" for i in servers.values() if "name" in i)
     models = _models_used(data)
@@ -587,7 +596,7 @@ def render_markdown(data: dict[str, Any]) -> str:
             if cell["model"] == "power-posix-metadata":
                 lines.append(f"- {_posix_note(cell, data['cells'])}")
             lines.append("")
-    lines += _predicted(data)
+    lines += _predicted(data, explore)
     known = _known_upstream(data["cells"])
     if known:
         lines += ["## What explains them (upstream issues and fixes that match)", ""]
@@ -805,14 +814,41 @@ PREDICTED: Final = (
 )
 
 
-def _predicted(data: dict[str, Any]) -> list[str]:
+def _explored(explore: dict[str, Any] | None, model: str, servers: tuple[str, ...],
+              policies: tuple[str, ...], text: str) -> tuple[int, list[str]]:
+    """Crash states of findings-explore.md under `model` for those servers and policies
+    (fault-free runs): how many were checked, and the rows where a mechanism of that kind
+    (its text; a kernel column has no image effects: any durability loss) was seen."""
+    if explore is None:
+        return 0, []
+    states, seen = 0, []
+    for row in explore["rows"]:
+        cell = row["cells"].get(model)
+        if row["server"] not in servers or row["policy"] not in policies or cell is None:
+            continue
+        states += cell["states"]
+        for m in row["mechanisms"]:
+            if m["model"] == model and (text in m["mechanism"] if model not in KERNEL_MODELS
+                                        else "durability" in m["rules"]):
+                seen.append(row["key"])
+                break
+    return states, seen
+
+
+def _predicted(data: dict[str, Any], explore: dict[str, Any] | None = None) -> list[str]:
     """Each mechanism the Redis source predicts, per model: the cells where it was seen (with
-    their anchors) or how many cells ran that could have shown it."""
+    their anchors) or how many cells ran that could have shown it; for a fault-free mechanism
+    also every crash state of findings-explore.md under that model."""
     models = [m for m in _models_used(data) if m != "process"]
     out = ["## Mechanisms the Redis source predicts, per model", "",
            "Seen: the cells (linked) with a mechanism of that kind whose cause names the "
            "ingredient; not seen: how many cells of those servers, policies and faults ran "
-           "under that model without it.", "",
+           "under that model without it. For a mechanism that needs no fault, \"explore\" "
+           "adds every crash state of those servers and policies in "
+           "[findings-explore.md](findings-explore.md) under that model (recorded workloads, "
+           "a rewrite in each; on the kernel's filesystems: any durability loss): the rows "
+           "where it was seen, or that none of that many states showed it. `-`: no cell ran "
+           "(the kernel's filesystems take no SimDisk fault).", "",
            "| mechanism | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     for name, servers, policies, faults, text, ingredient in PREDICTED:
         row = []
@@ -825,9 +861,17 @@ def _predicted(data: dict[str, Any]) -> list[str]:
                                for group in (m.get("minimal_sufficient_sets") or [])
                                for label in group)})
             if seen:
-                row.append(", ".join(f"[`{k}`](#{k})" for k in seen))
+                text_here = ", ".join(f"[`{k}`](#{k})" for k in seen)
             else:
-                row.append(f"not seen ({len(ran)} cells)" if ran else "-")
+                text_here = f"not seen ({len(ran)} cells)" if ran else "-"
+            if faults is None:
+                states, rows = _explored(explore, model, servers, policies, text)
+                if rows:
+                    text_here += "; explore: " + ", ".join(
+                        f"[{k}](findings-explore.md#{k.replace('.', '')})" for k in rows)
+                elif states:
+                    text_here += f"; explore: not in {states} states"
+            row.append(text_here)
         out.append(f"| {_link(name)} | " + " | ".join(row) + " |")
     out.append("")
     return out
