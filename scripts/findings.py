@@ -539,7 +539,8 @@ def render_markdown(data: dict[str, Any], explore: dict[str, Any] | None = None)
             lines.append(f"- `{server}`: not run: {info['skipped']}")
             continue
         lines.append(f"- **{info['name']} {info['version']}** (`{server}`): "
-                     + _link(_server_summary(server, data["cells"])))
+                     + _link(_server_summary(server, data["cells"]))
+                     + _kernel_summary(server, data["cells"], explore))
     lines.append("")
     lines.append("## Summary (cells per verdict)")
     lines.append("")
@@ -649,6 +650,44 @@ def _posix_note(cell: dict[str, Any], cells: list[dict[str, Any]]) -> str:
 def _violations(cells: list[dict[str, Any]], server: str) -> list[dict[str, Any]]:
     return [c for c in cells if c["server"] == server
             and c["verdict"] in ("violation", "unavailable")]
+
+
+def _kernel_summary(server: str, cells: list[dict[str, Any]],
+                    explore: dict[str, Any] | None) -> str:
+    """What the kernel's own filesystems gave for `server`: its verify cells here and its
+    crash states in findings-explore.md (computed from both, nothing curated)."""
+    kernel = [c for c in cells if c["server"] == server and c["model"] in KERNEL_MODELS]
+    out = []
+    if kernel:
+        bad = [c for c in kernel if c["verdict"] in ("violation", "unavailable")]
+        out.append(f"On the kernel's own {', '.join(dict.fromkeys(c['model'] for c in kernel))}"
+                   f" (verify, no fault): {len(kernel) - len(bad)} of {len(kernel)} cells hold"
+                   f" ({sum(c['trials'] for c in kernel)} trials, one drawn crash image each)"
+                   + ("; " + ", ".join(f"[`{c['cell']}`](#{c['cell']})" for c in bad)
+                      if bad else "") + ".")
+    rows = [r for r in (explore or {}).get("rows", []) if r["server"] == server]
+    seen: dict[str, list[str]] = {}
+    states: dict[str, int] = {}
+    for r in rows:
+        for fs in KERNEL_MODELS:
+            cell = r["cells"].get(fs)
+            if cell is None:
+                continue
+            states[fs] = states.get(fs, 0) + cell["states"]
+            if cell["violations"]:
+                seen.setdefault(fs, []).append(
+                    f"[{r['key']}](findings-explore.md#{r['key'].replace('.', '')}): "
+                    + ", ".join(sorted(cell["violations"])))
+    if states:
+        out.append("Every crash state on the kernel's filesystems (findings-explore.md): "
+                   + "; ".join(f"{fs} " + (f"**violated** in {', '.join(seen[fs])}"
+                                           if fs in seen else "holds")
+                               + f" ({states[fs]} states)" for fs in states)
+                   + (". The violations: a file at its new size over zeros after a power "
+                      "loss inside an fsync, which the server refuses (\"Bad file format\")"
+                      if any("availability" in x for v in seen.values() for x in v) else "")
+                   + ".")
+    return (" " + " ".join(out)) if out else ""
 
 
 def _server_summary(server: str, cells: list[dict[str, Any]]) -> str:
