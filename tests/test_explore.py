@@ -538,3 +538,16 @@ def test_the_safe_reference_holds_with_zero_tail_images() -> None:
     result = explore(RunConfig(policy="always"), steps, models=(POWER,))
     assert result.ok
     assert result.coverage()["power-ext4"]["by_kind"]["size-before-data"] > 0
+
+
+def test_zero_tail_images_are_explored_only_under_models_whose_filesystem_makes_them() -> None:
+    # ext4 and xfs journal the size first (and the POSIX minimum allows it); the kernel's btrfs
+    # never showed such a state, and eager metadata is the optimistic bound.
+    steps = (Write((b"SET", b"a", b"1")), Write((b"SET", b"b", b"2")))
+    models = tuple(PersistenceModel)
+    result = explore(RunConfig(policy="always"), steps, models=models)
+    kinds = {m.value: result.coverage()[m.value]["by_kind"] for m in models if m is not PROCESS}
+    for name in ("power-ext4", "power-xfs", "power-posix-metadata"):
+        assert kinds[name].get("size-before-data", 0) > 0, name
+    for name in ("power-btrfs", "power-eager-metadata"):
+        assert kinds[name].get("size-before-data", 0) == 0, name

@@ -112,7 +112,7 @@ from faults import (
     ReplayCursor,
     SimDisk,
 )
-from harness.explore._explorer import FrontierIndex, StateTally
+from harness.explore._explorer import FrontierIndex, StateTally, model_image_limits
 from harness.explore._record import DiskLayer
 from harness.oracle import (
     CrashInfo,
@@ -204,7 +204,8 @@ class ServerExploreConfig:
     exact: bool = False
     # The images the kernel's ext4/xfs produce besides prefixes (faults.ImageLimits): a size
     # journalled before its data (the file at its new size over zeros), blocks written in place
-    # before a truncate's commit. Real recoveries read any image: on by default.
+    # before a truncate's commit. Real recoveries read any image: on by default, under the
+    # models whose filesystem produces them (harness.explore._explorer.model_image_limits).
     size_before_data: bool = True
     in_place: bool = True
 
@@ -745,7 +746,7 @@ def explore_server(
             last_ack = fr.last_ack_ms(p)
             crash_ms = max(until, last_ack if last_ack is not None else 0)
             for model in models:
-                enum = disk.crash_choices(model, limits=limits)
+                enum = disk.crash_choices(model, limits=model_image_limits(limits, model))
                 result.count_choices(model, enum)
                 seen: dict[tuple[str, bool], _Group] = {}
                 for choice in enum:
