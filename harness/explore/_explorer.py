@@ -114,6 +114,7 @@ __all__ = [
     "StateTally",
     "Workload",
     "make_workload",
+    "model_image_limits",
     "workload_from_reproduction",
 ]
 
