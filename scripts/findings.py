@@ -687,6 +687,14 @@ def _kernel_summary(server: str, cells: list[dict[str, Any]],
                       "loss inside an fsync, which the server refuses (\"Bad file format\")"
                       if any("availability" in x for v in seen.values() for x in v) else "")
                    + ".")
+    zeros = [r["key"] for r in rows if "image_kinds" in r and any(
+        m["model"] == "power-ext4" and "availability" in m["rules"] and "zeros" in m["mechanism"]
+        for m in r["mechanisms"])]
+    if zeros:
+        out.append("The calibrated power-ext4 model, with its size-before-data images, refuses "
+                   "the same way in " + ", ".join(
+                       f"[{k}](findings-explore.md#{k.replace('.', '')})" for k in zeros)
+                   + " (it allows every such crash point; one kernel recording shows some).")
     return (" " + " ".join(out)) if out else ""
 
 

@@ -111,6 +111,25 @@ def _violates(result: ServerExploreResult | None, model: str, mechanism: dict[st
     return False
 
 
+def _metadata_label(model: str, weaker: str) -> str:
+    """The "strict metadata" ingredient: the model against the next weaker one. Where the weaker
+    one also has no size-before-data images (eager metadata), taking the model out takes those
+    out too, and the label says so."""
+    size_first = ("power-ext4", "power-xfs", "power-posix-metadata")
+    if model in size_first and weaker not in size_first:
+        return (f"strict metadata or the size journalled before its data ({model}; weaker: "
+                f"{weaker}, which has neither)")
+    return f"strict metadata ({model}; weaker: {weaker})"
+
+
+def _relabelled(cause: str) -> str:
+    """A cause written before ``_metadata_label`` named the size-before-data images."""
+    for model in ("power-ext4", "power-xfs"):
+        cause = cause.replace(f"strict metadata ({model}; weaker: power-eager-metadata)",
+                              _metadata_label(model, "power-eager-metadata"))
+    return cause
+
+
 def _attribute(mechanism: dict[str, Any], with_rewrite: ServerExploreResult,
                without_rewrite: ServerExploreResult | None) -> dict[str, Any]:
     """The minimal sufficient sets of one mechanism (see the module docstring)."""
@@ -119,7 +138,7 @@ def _attribute(mechanism: dict[str, Any], with_rewrite: ServerExploreResult,
     weaker = weaker_model(model)
     labels: dict[str, str] = {}
     if weaker is not None and weaker in with_rewrite.config.models:
-        labels["metadata"] = f"strict metadata ({model}; weaker: {weaker})"
+        labels["metadata"] = _metadata_label(model, weaker)
     labels["rewrite"] = "rewrite"
     variants: list[dict[str, Any]] = []
 
@@ -562,7 +581,7 @@ def markdown(doc: dict[str, Any]) -> str:
         for m in sorted(row["mechanisms"], key=lambda m: (doc["models"].index(m["model"]),
                                                           -m["states"])):
             repro = f"`{m['command']}`" if m["command"] else "-"
-            cause = m["cause"]
+            cause = _relabelled(m["cause"]) if "image_kinds" in row else m["cause"]
             if m["model"] == "power-posix-metadata":
                 cause = cause.rstrip(".") + "." + _real_fs_note(row, m, doc["models"])
             model = f"kernel {m['model']}" if m["model"] in KERNEL_MODELS else m["model"]
