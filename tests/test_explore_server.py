@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from _real import needs_fuse, needs_server
 
+from harness.cli import main
 from harness.cli._common import UsageError
 from harness.oracle import History, Outcome, frontier
 from harness.verify import _explore_server as es
@@ -213,6 +214,8 @@ def test_a_planted_reply_before_fsync_in_the_reference_process_is_found_under_po
     verdict = replay_server_reproduction(repro)
     assert not verdict.ok
     assert {v.rule.value for v in verdict.violations} == {"durability"}
+    # `aofcrash replay FILE` re-runs it too (exit 1: the violation is still there).
+    assert main(["replay", str(repro)]) == 1
 
 
 @pytest.mark.real
