@@ -1,6 +1,13 @@
 """The findings matrix of real servers: reports/findings-redis.md and reports/findings-redis.json.
 
     .venv/bin/python scripts/findings.py [--trials N] [--out reports]
+    .venv/bin/python scripts/findings.py --merge --models ext4,xfs,btrfs --faults none --trials 8
+    .venv/bin/python scripts/findings.py --merge --cells S-P-M-F,... --trials 4
+
+``--merge`` runs only the cells asked and puts them into the existing findings-redis.json (a
+cell of the same key replaced, the others kept; the run is listed at the top of the page). The
+kernel's filesystems (``ext4``, ``xfs``, ``btrfs``: root, /dev/fuse, loop devices) take no
+SimDisk fault: their cells are fault ``none`` only.
 
 Every cell is one ``aofcrash verify`` configuration: server (presets 6.0, 6.2, 7.0, 8.2, valkey) x
 appendfsync (always, everysec) x model (process, power-ext4, power-posix-metadata,

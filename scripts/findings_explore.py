@@ -28,6 +28,14 @@ one reproduction per mechanism under ``<out>/findings/explore-<server>-<policy>-
 (``aofcrash explore --server S --replay FILE`` re-runs it).
 
 Usage: .venv/bin/python scripts/findings_explore.py [--out reports] [--seed 0] [--servers ...]
+
+``--kernel`` (root, /dev/fuse, loop devices): the same workloads on the kernel's own ext4, xfs
+and btrfs (``explore --server --model ext4|xfs|btrfs``: every crash state mounted by Linux),
+merged into the existing JSON as the ``ext4``, ``xfs``, ``btrfs`` columns (default servers 6.2,
+7.0, Valkey; ``--filesystems`` narrows). ``--merge``: only the SimDisk rows of ``--servers`` x
+``--workloads``, put in place of the existing ones (their kernel columns kept). Both write the
+JSON and Markdown after each run. A full run (neither flag) drops the kernel columns: run
+``--kernel`` after it.
 """
 
 from __future__ import annotations
