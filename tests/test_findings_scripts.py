@@ -9,6 +9,9 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from _real import needs_server
+
+from harness.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,3 +109,16 @@ def test_kernel_mode_without_an_existing_json_is_refused(tmp_path: Path,
         findings_explore.main(["--kernel", "--out", str(tmp_path)])
     assert exc.value.code == 2
     assert "findings-explore.json: not found" in capsys.readouterr().err
+
+
+@pytest.mark.real
+def test_the_committed_ext4_zero_tail_reproduction_of_7_0_still_refuses_to_start(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The kernel column's finding: 7.0.15 refuses the incr file the kernel's ext4 left at its
+    # new size over zeros; `aofcrash replay` re-runs the committed image.
+    needs_server("7.0")
+    repro = ROOT / "reports/findings/explore-7.0-always-burst-ext4/00-availability/repro.json"
+    assert main(["replay", str(repro)]) == 1
+    out = capsys.readouterr().out
+    assert "VIOLATION [availability]" in out and "Bad file format" in out
