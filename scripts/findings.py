@@ -872,7 +872,8 @@ def _explored(explore: dict[str, Any] | None, model: str, servers: tuple[str, ..
               policies: tuple[str, ...], text: str) -> tuple[int, list[str]]:
     """Crash states of findings-explore.md under `model` for those servers and policies
     (fault-free runs): how many were checked, and the rows where a mechanism of that kind
-    (its text; a kernel column has no image effects: any durability loss) was seen."""
+    (a durability loss with its text; a kernel column has no image effects: any durability
+    loss) was seen."""
     if explore is None:
         return 0, []
     states, seen = 0, []
@@ -882,8 +883,8 @@ def _explored(explore: dict[str, Any] | None, model: str, servers: tuple[str, ..
             continue
         states += cell["states"]
         for m in row["mechanisms"]:
-            if m["model"] == model and (text in m["mechanism"] if model not in KERNEL_MODELS
-                                        else "durability" in m["rules"]):
+            if m["model"] == model and "durability" in m["rules"] and (
+                    model in KERNEL_MODELS or text in m["mechanism"]):
                 seen.append(row["key"])
                 break
     return states, seen
@@ -900,7 +901,8 @@ def _predicted(data: dict[str, Any], explore: dict[str, Any] | None = None) -> l
            "under that model without it. For a mechanism that needs no fault, \"explore\" "
            "adds every crash state of those servers and policies in "
            "[findings-explore.md](findings-explore.md) under that model (recorded workloads, "
-           "a rewrite in each; on the kernel's filesystems: any durability loss): the rows "
+           "a rewrite in each; a durability loss of that kind, on the kernel's filesystems any "
+           "durability loss): the rows "
            "where it was seen, or that none of that many states showed it. `-`: no cell ran "
            "(the kernel's filesystems take no SimDisk fault).", "",
            "| mechanism | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
