@@ -619,8 +619,8 @@ NOTES = (
     "between keeps the new name with a tail that never reached the disk. It needs the "
     "rewrite and is timing-dependent (an earlier recording of the same workload held). The "
     "ext4 model does not model auto_da_alloc (ext4 flushes a file renamed over another at the "
-    "next commit), so the kernel's ext4 may not produce this state: the kernel recorder is "
-    "the check.",
+    "next commit), so the kernel's ext4 may not produce this state: the `ext4` column of this "
+    "row is that check (one recording of the same workload).",
     "7.0, 8.2 and Valkey, `everysec`, every power model: after a rewrite a power loss can "
     "leave the old incr file cut mid-command while the manifest lists a newer one; the server "
     "refuses \"the truncated file is not the last file\" after truncating it, and the next "
