@@ -39,6 +39,11 @@ command is assumed) gets every feature switched off whose rules send a command i
 (``FEATURE_COMMANDS``), and reads and transactions restricted to what it implements.
 ``unsupported_features`` says which features are off and why (reports say it once).
 
+Damage (opt-in, ``RunConfig.damage``): for a target that declares itself checksummed
+(``checksummed = True``), ``recover_damaged`` recovers a crash image whose synced bytes in the
+target's own ``files`` were flipped or zeroed (``faults.Damage``), judged by contract rule 5;
+for any other target it is switched off and ``unsupported_features`` says why.
+
 Settings profiles: ``aofcrash-dev``, ``aofcrash-ci`` (derandomized) and ``aofcrash-nightly``,
 registered on import (``PROFILES`` has them by short name).
 """
@@ -62,6 +67,8 @@ from hypothesis.stateful import (
 
 from faults import (
     Crash,
+    Damage,
+    DamageKind,
     FaultOp,
     FaultPlan,
     IOFault,
@@ -91,9 +98,10 @@ from harness.machine._steps import (
 from harness.machine._steps import Crash as CrashStep
 from harness.machine._surface import KEY_KIND, SURFACE_PAIRS, surface_argv
 from harness.oracle import Outcome
-from harness.targets import Target, TargetFactory
+from harness.targets import Target, TargetFactory, target_checksummed, target_files
 
 __all__ = [
+    "DAMAGE_SKIPPED",
     "FEATURES",
     "FEATURE_COMMANDS",
     "PROFILES",
@@ -152,7 +160,9 @@ _COLLECTION_WRITES = frozenset({b"LPUSH", b"RPUSH", b"LPOP", b"RPOP", b"SADD", b
 # The commands each feature's rules send: a feature runs only against a target that implements
 # all of them (when the target declares its ``commands``).
 FEATURE_COMMANDS: dict[str, frozenset[bytes]] = {
-    "strings": frozenset({b"SET", b"APPEND", b"DEL"}),
+    # Only SET is required: string writes are drawn among the commands the target declares
+    # and the shapes it accepts (``_declared``), so a SET/GET/DEL store still gets writes.
+    "strings": frozenset({b"SET"}),
     "counters": frozenset({b"INCR", b"DECR", b"INCRBY", b"DECRBY"}),
     "expiry": frozenset({b"SET", b"SETEX", b"PSETEX", b"EXPIRE", b"PEXPIRE", b"EXPIREAT",
                          b"PEXPIREAT", b"PERSIST"}),
@@ -198,9 +208,19 @@ def unsupported_features(
     features: tuple[str, ...] = FEATURES,
 ) -> dict[str, str]:
     """The features (of `features`) whose rules the target cannot run, each with the reason:
-    no rewrite capability, or commands it does not declare. TargetError if the target's spec
-    or factory is unusable."""
-    return _gaps(_probe(config, factory), features)
+    no rewrite capability, or commands it does not declare; and ``damage`` when
+    ``config.damage`` asks for it and the target does not declare itself checksummed.
+    TargetError if the target's spec or factory is unusable."""
+    probe = _probe(config, factory)
+    out = _gaps(probe, features)
+    if config.damage and not target_checksummed(probe):
+        out["damage"] = DAMAGE_SKIPPED
+    return out
+
+
+#: Why damaged recoveries do not run against a target (contract rule 5).
+DAMAGE_SKIPPED = ("not checksummed: damaged synced bytes are judged only for a store that "
+                  "declares checksums (contract rule 5)")
 
 
 def _gaps(target: Target, features: tuple[str, ...]) -> dict[str, str]:
@@ -316,6 +336,18 @@ def _string_write() -> st.SearchStrategy[tuple[bytes, ...]]:
         # Wrong arity on purpose: refused (in a MULTI: the whole EXEC), no effect anywhere.
         st.tuples(st.sampled_from([b"SET", b"APPEND"]), keys),
     )
+
+
+def _declared(strategy: st.SearchStrategy[tuple[bytes, ...]],
+              target: object) -> st.SearchStrategy[tuple[bytes, ...]]:
+    """`strategy` keeping only the commands `target` declares (``commands``) in the shapes it
+    accepts (``accepts(argv)``); unchanged for a target that declares neither."""
+    commands = target_commands(target)
+    accepts = getattr(target, "accepts", None)
+    if commands is None and not callable(accepts):
+        return strategy
+    return strategy.filter(lambda argv: (commands is None or argv[0] in commands)
+                           and (not callable(accepts) or bool(accepts(argv))))
 
 
 def _counter_write() -> st.SearchStrategy[tuple[bytes, ...]]:
@@ -534,7 +566,12 @@ def make_state_machine(
     off = _gaps(probe, features)
     features = tuple(f for f in features if f not in off)
     reads = _read(target_commands(probe))
-    tx_parts = [s for f, s in (("strings", _string_write()), ("counters", _counter_write()),
+    string_writes = _declared(_string_write(), probe)
+    # Opt-in (RunConfig.damage): recoveries that also damage synced bytes of the target's own
+    # files, for a target that declares checksums (contract rule 5).
+    damage_on = config.damage and target_checksummed(probe)
+    damage_globs = target_files(probe)
+    tx_parts = [s for f, s in (("strings", string_writes), ("counters", _counter_write()),
                                ("collections", _collection_write())) if f in features]
     # The reference's command surface (every option and arity form), for the features on. The
     # reference's only: another target implements forms of its own, which the model (the
@@ -601,7 +638,7 @@ def make_state_machine(
         # -- writes -----------------------------------------------------------------------
 
         @precondition(lambda self: self._on("strings"))
-        @rule(argv=_string_write(), pipelined=st.booleans())
+        @rule(argv=string_writes, pipelined=st.booleans())
         def write_string(self, argv: tuple[bytes, ...], pipelined: bool) -> None:
             iterate = not (pipelined and "pipeline" in self.enabled)
             self._do(Write(argv, iterate=iterate))
@@ -633,7 +670,7 @@ def make_state_machine(
             self._do(Write((b"SELECT", str(db).encode()), client=client))
 
         @precondition(lambda self: self._on("select"))
-        @rule(argv=_string_write())
+        @rule(argv=string_writes)
         def write_as_second_client(self, argv: tuple[bytes, ...]) -> None:
             self._do(Write(argv, client=1))
 
@@ -951,14 +988,14 @@ def make_state_machine(
             plan = FaultPlan((Crash(nth=1, op=FaultOp.WRITE, torn_bytes=torn_bytes),))
             self._do(ArmCrash(plan))
             if kind == "multi":
-                commands = data.draw(st.lists(st.one_of(_string_write(), _counter_write()),
+                commands = data.draw(st.lists(st.one_of(string_writes, _counter_write()),
                                               min_size=2, max_size=4), label="commands")
                 self._do(Multi(tuple(commands)))
             else:
                 strategy = {
                     "expiry": _expiry_write(self.driver.clock.now_ms),
                     "collections": _collection_write(),
-                }.get(kind, _string_write())
+                }.get(kind, string_writes)
                 self._do(Write(data.draw(strategy, label="argv")))
 
         @precondition(
@@ -973,7 +1010,7 @@ def make_state_machine(
             _event("epochs: torn write, recovery, a fault in the next epoch")
             self._do(ArmCrash(FaultPlan((Crash(nth=1, op=FaultOp.WRITE,
                                                torn_bytes=torn_bytes),))))
-            self._do(Write(data.draw(_string_write(), label="torn write")))
+            self._do(Write(data.draw(string_writes, label="torn write")))
             if not self.driver.crashed:
                 self._do(ClearFaults())
                 return
@@ -996,7 +1033,7 @@ def make_state_machine(
             }[kind]
             _event(f"fault: {type(fault).__name__} in the next epoch")
             self._do(InjectFaults(FaultPlan((fault,))))
-            for argv in data.draw(st.lists(_string_write(), min_size=1, max_size=3),
+            for argv in data.draw(st.lists(string_writes, min_size=1, max_size=3),
                                   label="writes"):
                 if not self._alive():
                     return
@@ -1028,6 +1065,24 @@ def make_state_machine(
             self._check_aof_agrees(model, choice, downtime_ms)
             self._run(Recover(model=model, choice=choice, downtime_ms=downtime_ms,
                               crash_during_recovery_op=again))
+            _event("outcome: " + ("unavailable" if self.driver.unavailable else "consistent"))
+
+        @precondition(lambda self: damage_on and self.driver.crashed)
+        @rule(data=st.data(), model=st.sampled_from(models),
+              kind=st.sampled_from(list(DamageKind)), at_permille=st.integers(0, 999),
+              length_bytes=st.sampled_from([1, 1, 4, 16]),
+              path_glob=st.sampled_from(damage_globs))
+        def recover_damaged(self, data: st.DataObject, model: PersistenceModel,
+                            kind: DamageKind, at_permille: int, length_bytes: int,
+                            path_glob: str) -> None:
+            choice = data.draw(
+                self.driver.disk.crash_choice_strategy(model, limits=config.image_limits),
+                label="choice",
+            )
+            _event(f"recover: {model.value}, synced bytes damaged")
+            damage = Damage(kind=kind, at_permille=at_permille, length_bytes=length_bytes,
+                            path_glob=path_glob)
+            self._run(Recover(model=model, choice=choice, damage=damage))
             _event("outcome: " + ("unavailable" if self.driver.unavailable else "consistent"))
 
         def _check_aof_agrees(self, model: PersistenceModel, choice: Any,

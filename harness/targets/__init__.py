@@ -50,6 +50,8 @@ from harness.targets._inprocess import (
     as_rewriting,
     check_target,
     load_target_factory,
+    target_checksummed,
+    target_files,
 )
 from harness.targets._presets import (
     SERVER_PRESETS,
@@ -118,4 +120,6 @@ __all__ = [
     "remove_stale_run_dirs",
     "resolve_server",
     "run_dir_base",
+    "target_checksummed",
+    "target_files",
 ]
