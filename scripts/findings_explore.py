@@ -193,6 +193,7 @@ def _explore(config: ServerExploreConfig, workers: int) -> ServerExploreResult:
 
 def run(out: Path, *, seed: int = 0, workers: int = 0, servers: tuple[str, ...] = SERVERS,
         workloads: tuple[str, ...] = tuple(WORKLOADS), merge: bool = False,
+        policies: tuple[str, ...] = POLICIES,
         log: Callable[[str], None] = print) -> dict[str, Any]:
     """Explore every server x policy x workload; write the JSON and Markdown; return the JSON
     document. `merge`: only those rows, put into the existing ``findings-explore.json`` (its
@@ -206,7 +207,8 @@ def run(out: Path, *, seed: int = 0, workers: int = 0, servers: tuple[str, ...] 
                f"--out {out.name if out.is_absolute() else out} --seed {seed}"
                + (f" --servers {','.join(servers)}" if servers != SERVERS else "")
                + (f" --workloads {','.join(workloads)}"
-                  if workloads != tuple(WORKLOADS) else ""))
+                  if workloads != tuple(WORKLOADS) else "")
+               + (f" --policies {','.join(policies)}" if policies != POLICIES else ""))
     previous: dict[str, Any] | None = None
     if merge:
         previous = json.loads((out / "findings-explore.json").read_text())
@@ -220,7 +222,7 @@ def run(out: Path, *, seed: int = 0, workers: int = 0, servers: tuple[str, ...] 
             skipped[server] = why
             log(f"skip {server}: {why}")
             continue
-        for policy in POLICIES:
+        for policy in policies:
             for workload in workloads:
                 ops, duration_ms, rewrite_at, policies = WORKLOADS[workload]
                 if policy not in policies:
@@ -318,6 +320,10 @@ def _merge_row(doc: dict[str, Any], row: dict[str, Any], run: dict[str, Any]) ->
         row["mechanisms"] += [m for m in old["mechanisms"] if m["model"] in KERNEL_MODELS]
         rows[at] = row
     merged = doc.setdefault("merged", [])
+    for other in merged:  # a row comes from one run: the latest
+        if other["command"] != run["command"] and row["key"] in other["rows"]:
+            other["rows"].remove(row["key"])
+    merged[:] = [m for m in merged if m["rows"] or m["command"] == run["command"]]
     entry = next((m for m in merged if m["command"] == run["command"]), None)
     if entry is None:
         merged.append({**run, "rows": [row["key"]]})
@@ -695,6 +701,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the kernel columns (ext4, xfs, btrfs: root, /dev/fuse, loop "
                         "devices): explored and merged into the existing findings-explore.json "
                         "(default servers: " + ",".join(KERNEL_SERVERS) + ")")
+    parser.add_argument("--policies", default=",".join(POLICIES),
+                        help="which appendfsync policies (default: both)")
     parser.add_argument("--merge", action="store_true",
                         help="only the rows of --servers x --workloads, merged into the "
                         "existing findings-explore.json (other rows and the kernel columns "
@@ -717,9 +725,11 @@ def main(argv: list[str] | None = None) -> int:
                          json.dumps(doc, indent=1, default=str) + "\n")
         write_atomic(args.out / "findings-explore.md", markdown(doc))
         return 0
-    unknown = [w for w in args.workloads.split(",") if w not in WORKLOADS]
+    unknown = [w for w in args.workloads.split(",") if w not in WORKLOADS] + [
+        p for p in args.policies.split(",") if p not in POLICIES]
     if args.workers < 0 or unknown:
-        parser.error(f"--workers must be >= 0; workloads are {', '.join(WORKLOADS)}")
+        parser.error(f"--workers must be >= 0; workloads are {', '.join(WORKLOADS)}; "
+                     f"policies {', '.join(POLICIES)}")
     if args.kernel:
         servers = args.servers if args.servers != ",".join(SERVERS) else ",".join(KERNEL_SERVERS)
         bad = [f for f in args.filesystems.split(",") if f not in KERNEL_MODELS]
@@ -736,7 +746,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--merge: {args.out / 'findings-explore.json'} not found")
     run(args.out.absolute(), seed=args.seed, workers=args.workers,
         servers=tuple(args.servers.split(",")), workloads=tuple(args.workloads.split(",")),
-        merge=args.merge)
+        merge=args.merge, policies=tuple(args.policies.split(",")))
     return 0
 
 
