@@ -172,6 +172,10 @@ class _Pending:
     client: int
     read: bool = False
     executed_ms: int | None = None  # the iteration that executed it (a held reply comes later)
+    # Released through the reply channel (``TargetEnv.release``): the reply, its entry already
+    # resolved at that moment (its place among the filesystem operations).
+    channel: bool = False
+    reply: Any = None
 
 
 @dataclass
@@ -201,6 +205,9 @@ class Driver:
         self.crash_ms = 0
         self._client_db: dict[int, int] = {}
         self._pending: list[_Pending] = []
+        # Faults an ``ArmCrash(after_release=True)`` holds until the next reply release.
+        self._armed_at_release: list[FaultPlan] = []
+        self.channel_releases = 0  # replies released through TargetEnv.release in this run
         self._applied = 0  # history entries applied to the live model
         self._old_stalls: list[tuple[int, int]] = []
         self._old_error_stalls: list[tuple[int, int]] = []
@@ -314,6 +321,8 @@ class Driver:
         elif isinstance(step, KillChild):
             if self.rewriting:
                 self._rewriter_checked().kill_rewrite()
+        elif isinstance(step, ArmCrash) and step.after_release:
+            self._armed_at_release.append(step.plan)
         elif isinstance(step, InjectFaults | ArmCrash):
             self.fs.add_faults(step.plan)
         elif isinstance(step, ClearFaults):
@@ -365,19 +374,51 @@ class Driver:
         if self._factory is not _reference_factory():
             self._late_ms = max(self._late_ms, self.clock.now_ms - now)
         still: list[_Pending] = []
+        released = False
         for p in self._pending:
+            if p.channel:
+                self._settle(p, p.reply)
+                continue
             if not self.target.released(p.ticket):
                 still.append(p)
                 continue
+            released = True
             self._settle(p, _plain(self.target.pop_reply(p.ticket)))
         self._pending = still
+        if released:
+            self._arm_released()  # a release at the end of the iteration (no channel)
+
+    def _release(self, ticket: int, reply: Any) -> None:
+        """The reply channel (``TargetEnv.release``): the reply of `ticket` goes out now, in
+        the middle of an iteration. Its write is acknowledged here, at this place among the
+        filesystem operations (the history notes it now); the model and reads are settled
+        when the iteration returns. An unknown or already released ticket is ignored."""
+        for p in self._pending:
+            if p.ticket == ticket and not p.channel:
+                break
+        else:
+            return
+        p.channel = True
+        p.reply = _plain(reply)
+        self.channel_releases += 1
+        if p.entry is not None:
+            outcome = Outcome.ERROR if isinstance(p.reply, ReplyError) else Outcome.OK
+            self.history.resolve(p.entry, outcome, at_ms=self.clock.now_ms)
+        self._arm_released()
+
+    def _arm_released(self) -> None:
+        """Arm the faults an ``ArmCrash(after_release=True)`` held: a reply was released."""
+        for plan in self._armed_at_release:
+            self.fs.add_faults(plan)
+        self._armed_at_release = []
 
     def _settle(self, p: _Pending, reply: Any) -> None:
         if p.entry is not None:
             outcome = Outcome.ERROR if isinstance(reply, ReplyError) else Outcome.OK
             if outcome is Outcome.ERROR and p.argv[0].upper() != b"EXEC":
                 self._note_refusal(p)
-            self.history.resolve(p.entry, outcome, at_ms=self.clock.now_ms)
+            if not p.channel:  # (a channel release resolved it when it happened)
+                self.history.resolve(p.entry, outcome, at_ms=self.clock.now_ms)
             self._apply_model()
         if p.read:
             self._apply_model()
@@ -415,9 +456,11 @@ class Driver:
         self.crashed = True
         self.crash_ms = self.clock.now_ms
         for p in self._pending:
-            if p.entry is not None:
+            # A reply released through the channel before the crash was acknowledged.
+            if p.entry is not None and not p.channel:
                 self.history.resolve(p.entry, Outcome.UNKNOWN, at_ms=None)
         self._pending = []
+        self._armed_at_release = []
 
     @property
     def rewriting(self) -> bool:
@@ -434,7 +477,7 @@ class Driver:
 
     def _boot(self) -> Target:
         env = TargetEnv(fs=self.fs, clock=self.clock, config=self._target_config,
-                        kill_child=self.fs.should_kill_child)
+                        kill_child=self.fs.should_kill_child, release=self._release)
         target = check_target(self._factory(env), self.config.target or "reference")
         self._rewriter = as_rewriting(target)
         target.start()

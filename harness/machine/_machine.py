@@ -941,6 +941,17 @@ def make_state_machine(
             self._do(ArmCrash(FaultPlan((Crash(nth=nth, op=op, torn_bytes=torn_bytes),))))
 
         @precondition(lambda self: self._on("crash_mid_op"))
+        @rule(nth=st.sampled_from([1, 1, 2, 3]), argv=_string_write())
+        def crash_after_an_acknowledgement(self, nth: int, argv: tuple[bytes, ...]) -> None:
+            # The crash points right after a reply release (ALICE: an acknowledgement is a
+            # point in the trace): the nth filesystem operation after the next release dies.
+            # A store that releases before its fsync, in the same iteration, loses the write.
+            _event("fault: Crash after a reply release")
+            self._do(ArmCrash(FaultPlan((Crash(nth=nth, op=FaultOp.ANY),)), after_release=True))
+            if self.driver.alive:
+                self._do(Write(argv))
+
+        @precondition(lambda self: self._on("crash_mid_op"))
         @rule(data=st.data(), torn_bytes=st.integers(1, 160))
         def crash_while_writing(self, data: st.DataObject, torn_bytes: int) -> None:
             # The process dies inside the write() of the next command's AOF record: the

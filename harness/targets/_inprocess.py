@@ -6,9 +6,14 @@ them; the driver then submits commands, runs event-loop iterations, moves the cl
 the disk and builds a fresh target on the crash image. Nothing here knows the reference server:
 it is one target among others (``_reference.reference_target``).
 
-The ack rule, as the driver applies it: a reply counts as acknowledged when ``released(ticket)``
-is true after a ``run_iteration()`` — a target releases a reply only once the command is as
-durable as its policy promises (Redis writes the AOF in ``beforeSleep`` before replying).
+The ack rule, as the driver applies it: a reply counts as acknowledged when it is released — a
+target releases a reply only once the command is as durable as its policy promises (Redis
+writes the AOF in ``beforeSleep`` before replying). Where the release happens is what the
+harness judges: a target that hands each reply to ``TargetEnv.release(ticket, reply)`` the
+moment it releases it is acknowledged there, at that place among its filesystem operations (a
+crash between that release and the fsync after it loses an acknowledged write); one that
+only answers ``released(ticket)`` is acknowledged when ``run_iteration()`` returns (ALICE's
+rule, an acknowledgement is a point in the syscall trace, then holds only at iteration ends).
 """
 
 from __future__ import annotations
@@ -86,12 +91,23 @@ class TargetEnv:
     is how the ``KillChild`` fault reaches a target with a stepped rewrite: ask
     ``kill_child(rewrite_number, step)`` (both 1-based) before each step of the rewrite and,
     if it says True, die at that step instead. Targets without rewrites ignore it.
+
+    ``release(ticket, reply)`` is the reply channel: call it at the moment the reply of
+    `ticket` goes to its client (inside ``run_iteration``, between the filesystem calls that
+    come before and after). The harness records the acknowledgement there, so every crash
+    point after it and before the fsync that should have preceded it is judged as losing an
+    acknowledged write. A ticket released this way is settled by the channel: the harness
+    does not ask ``released``/``pop_reply`` about it (the target need not keep the reply).
+    None (a target driven by hand, a scratch probe): nobody listens, keep replies for
+    ``pop_reply``. Optional: a target that never calls it is acknowledged when
+    ``run_iteration`` returns.
     """
 
     fs: FileSystem
     clock: Clock
     config: TargetConfig
     kill_child: Callable[[int, int], bool] = lambda _rewrite, _step: False
+    release: Callable[[int, Any], None] | None = None
 
 
 @runtime_checkable
@@ -130,7 +146,8 @@ class Target(Protocol):
         """Run one event-loop iteration at the clock's current time."""
 
     def released(self, ticket: int) -> bool:
-        """True once the reply of `ticket` is released to the client (acknowledged)."""
+        """True once the reply of `ticket` is released to the client (acknowledged); not asked
+        about a ticket released through ``TargetEnv.release``."""
 
     def pop_reply(self, ticket: int) -> Any:
         """Take the released reply of `ticket`."""
