@@ -20,6 +20,7 @@ from harness.machine._machine import (
     FEATURES,
     PROFILES,
     make_state_machine,
+    target_accepts,
     target_commands,
     unsupported_features,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "FEATURE_COMMANDS",
     "PROFILES",
     "make_state_machine",
+    "target_accepts",
     "target_commands",
     "unsupported_features",
 ]

@@ -70,6 +70,7 @@ from harness.targets import (
     TargetEnv,
     TargetFactory,
     TargetRefusedToStart,
+    accepts_of,
     as_rewriting,
     check_target,
 )
@@ -413,6 +414,12 @@ class Driver:
         self._armed_at_release = []
 
     def _settle(self, p: _Pending, reply: Any) -> None:
+        if (p.argv[0].upper() == b"SELECT" and isinstance(reply, ReplyError)
+                and self._client_db.get(p.client, 0) != p.db):
+            # Refused (a target with one keyspace, an index out of its range): the client
+            # stays in its db. (Commands pipelined after it in the same iteration were
+            # recorded in the new db: the generators send SELECT in an iteration of its own.)
+            self._client_db[p.client] = p.db
         if p.entry is not None:
             outcome = Outcome.ERROR if isinstance(reply, ReplyError) else Outcome.OK
             if outcome is Outcome.ERROR and p.argv[0].upper() != b"EXEC":
@@ -652,17 +659,13 @@ def _shape(argv: tuple[bytes, ...]) -> tuple[bytes, int]:
 def could_refuse(commands: tuple[tuple[bytes, ...], ...], target: object,
                  refused_shapes: set[tuple[bytes, int]]) -> bool:
     """Whether `target` (not the reference: the oracle's model knows the reference's
-    refusals) may have refused this write with an error whatever its state: a command it
-    does not declare (``commands``) or accept (``accepts(argv)``), or of a shape (name,
-    argument count) in `refused_shapes` (refused before where the model predicted no error)."""
-    declared = getattr(target, "commands", None)
-    names = None if declared is None else {
-        c.decode("latin-1") if isinstance(c, bytes) else str(c) for c in declared}
-    accepts = getattr(target, "accepts", None)
+    refusals) may have refused this write with an error whatever its state: a command shape
+    it does not declare (``commands``, ``shapes``) or accept (``accepts(argv)``; see
+    ``harness.targets.accepts_of``), or of a shape (name, argument count) in `refused_shapes`
+    (refused before where the model predicted no error)."""
+    accepts = accepts_of(target)
     for argv in commands:
-        if names is not None and argv[0].upper().decode("latin-1") not in names:
-            return True
-        if callable(accepts) and not accepts(argv):
+        if not accepts(argv):
             return True
         if _shape(argv) in refused_shapes:
             return True
