@@ -183,3 +183,20 @@ def test_a_reproduction_with_a_release_armed_crash_replays_from_json() -> None:
     again = Reproduction.from_json(repro.to_json())
     with pytest.raises(ContractViolation):
         replay(again)
+
+
+def test_a_read_released_with_later_writes_is_judged_without_them() -> None:
+    # ENOSPC holds every reply (tinyaof releases a reply once its record is written); once
+    # the disk has space the channel releases the held write, the read and a later INCR in
+    # one iteration: the read ran before the INCR and is judged so.
+    from faults import NoSpace
+    from harness.machine._steps import ClearFaults, InjectFaults, Read
+
+    driver = Driver(RunConfig(policy="no", target=TINY))
+    driver.run(InjectFaults(FaultPlan((NoSpace(nth=1),))))
+    driver.run(Write((b"SET", b"k1", b"a")))
+    driver.run(Read((b"GET", b"k2")))
+    driver.run(ClearFaults())
+    driver.run(Write((b"INCR", b"k2")))
+    assert [e.outcome for e in driver.history.entries] == [Outcome.OK, Outcome.OK]
+    assert driver.channel_releases == 3

@@ -177,6 +177,7 @@ class _Pending:
     # resolved at that moment (its place among the filesystem operations).
     channel: bool = False
     reply: Any = None
+    entries_before: int = 0  # history entries submitted before it (what a read sees)
 
 
 @dataclass
@@ -361,7 +362,9 @@ class Driver:
                 client=client,
                 during_rewrite=self.rewriting,
             )
-        self._pending.append(_Pending(ticket, index, argv, db, client, read))
+        self._pending.append(_Pending(ticket, index, argv, db, client, read,
+                                      entries_before=len(self.history.entries)
+                                      - (index is not None)))
 
     def _iterate(self) -> None:
         # Commands queued since the last iteration execute at the time of this one.
@@ -426,9 +429,11 @@ class Driver:
                 self._note_refusal(p)
             if not p.channel:  # (a channel release resolved it when it happened)
                 self.history.resolve(p.entry, outcome, at_ms=self.clock.now_ms)
-            self._apply_model()
+            self._apply_model(p.entry + 1)
         if p.read:
-            self._apply_model()
+            # The entries submitted before the read, not later ones whose replies the
+            # channel already released in the same iteration.
+            self._apply_model(p.entries_before)
             # Judged at the time it executed: a held reply is released later.
             at_ms = self.clock.now_ms if p.executed_ms is None else p.executed_ms
             expected = self.model.read(p.argv, db=p.db, now_ms=at_ms)
@@ -447,9 +452,12 @@ class Driver:
                     self.reproduction(outcome="divergence"),
                 )
 
-    def _apply_model(self) -> None:
+    def _apply_model(self, limit: int | None = None) -> None:
+        """Apply the resolved entries in order (up to the first unresolved one, and below
+        `limit`)."""
         entries = self.history.entries
-        while self._applied < len(entries):
+        end = len(entries) if limit is None else min(limit, len(entries))
+        while self._applied < end:
             e = entries[self._applied]
             if e.outcome is Outcome.UNKNOWN:
                 break
