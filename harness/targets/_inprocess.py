@@ -128,8 +128,11 @@ class Target(Protocol):
 
     Optional attributes: ``commands``, the upper-case command names the target implements
     (missing: all of them); the state machines then switch off the features whose rules send
-    others and say so once in the report. ``accepts(argv) -> bool``: False for a command
-    shape the target refuses with an error whatever its state (e.g. DEL of several keys). A
+    others and say so once in the report. ``shapes``: a ``CommandShapes`` (names and, per
+    command, the forms of the reference's surface table it accepts, e.g. DEL of one key
+    only); SELECT and MULTI are sent only when declared. ``accepts(argv) -> bool``: False
+    for a command shape the target refuses with an error whatever its state. Every generator
+    sends only what these allow (``accepts_of``). A
     write whose reply a crash lost is judged as possibly refused (no effect) when the target
     could refuse it: not in ``commands``, not accepted, or of a shape (name, argument count)
     it refused earlier in the run. ``cron_period_ms`` (default 100): how often its
@@ -140,7 +143,8 @@ class Target(Protocol):
         """Load the AOF (or create an empty one); raise TargetRefusedToStart to refuse."""
 
     def submit(self, argv: Sequence[bytes], *, client: int) -> int:
-        """Queue a command from `client` (its own SELECTed db, MULTI state); return a ticket."""
+        """Queue a command from `client` (its own SELECTed db, MULTI state); return a ticket.
+        Only queue: the command runs in the next ``run_iteration``."""
 
     def run_iteration(self) -> None:
         """Run one event-loop iteration at the clock's current time."""
