@@ -667,12 +667,18 @@ def make_state_machine(
     tx_parts = [s for f, s in (("strings", strings), ("counters", counters),
                                ("collections", collections)) if f in features and not s.is_empty]
     flushes = [argv for argv in ((b"FLUSHDB",), (b"FLUSHALL",)) if accept is None or accept(argv)]
-    # The reference's command surface (every option and arity form), for the features on. The
-    # reference's only: another target implements forms of its own, which the model (the
-    # reference's semantics) would misjudge (a target declares its shapes: future work).
+    # The reference's command surface (every option and arity form), for the features on: on
+    # the reference, and on a target that declares its forms (``shapes``), the pairs it
+    # accepts. (A target that declares names only may implement forms of its own, which the
+    # model, the reference's semantics, would misjudge.)
+    reference = config.target is None and factory is None
+    declares_forms = getattr(probe, "shapes", None) is not None and accept is not None
     surface = tuple((f, name, form) for name, form in SURFACE_PAIRS
                     if (f := _SURFACE_FEATURE[name]) in features
-                    ) if config.target is None and factory is None else ()
+                    and (reference or (declares_forms and accept is not None and accept(
+                        surface_argv(name, form, key=b"k0", other=b"k1", value=b"a",
+                                     members=(b"m0", b"m1"), amount=5, now_ms=0))))
+                    ) if reference or declares_forms else ()
 
     def _event(label: str) -> None:
         event(label)
@@ -792,6 +798,8 @@ def make_state_machine(
                                                  max_size=4, unique=True), label="members")),
                 amount=data.draw(st.integers(1, 5000), label="amount"),
                 now_ms=self.driver.clock.now_ms)
+            if accept is not None and not accept(argv):
+                return  # (a target's own limit beyond its declared forms)
             _event(f"surface: {name} {form}")
             self._do(Write(argv, iterate=not (pipelined and "pipeline" in self.enabled)))
 
