@@ -70,10 +70,11 @@ def test_the_union_of_shards_finds_exactly_what_the_unsharded_campaign_finds() -
 
 
 def test_two_workers_give_the_result_of_one() -> None:
-    # Shrinking is the one step bounded by time: given time to finish, it is deterministic
-    # (seed 3 shrinks in about 13 s here; seeds 1 and 2 take a minute).
+    # Shrinking is the one step bounded by time, so it is off here (a zero budget stops it
+    # before its first attempt): the first failing example is deterministic. Shrinking to the
+    # end took 77 s quiet, 180 s on a busy machine, and proved nothing more about workers.
     kwargs = {"configs": (SAFE, BUGGY), "models": (POWER,), "max_examples": 20,
-              "examples_per_slice": 5, "shrink_budget_s": 120.0, "shrink_floor_s": 120.0,
+              "examples_per_slice": 5, "shrink_budget_s": 0.0, "shrink_floor_s": 0.0,
               "budget_s": 300.0, "seed": 3}
     one = run_campaign(Campaign(**kwargs))  # type: ignore[arg-type]
     two = run_campaign(Campaign(**kwargs, workers=2))  # type: ignore[arg-type]

@@ -20,8 +20,6 @@ from harness.cli._common import (
     ViolationStop,
     availability_args,
     common_args,
-    defect_arg,
-    defect_help,
     defect_warnings,
     did_you_mean,
     one_line,
@@ -40,7 +38,8 @@ from harness.cli._explore_kernel import (
     cmd_explore_kernel,
     kernel_models_asked,
 )
-from harness.cli._fuzz import TARGET_HELP, check_target_spec
+from harness.cli._fuzz import TARGET_HELP, check_target_spec, inprocess_target_args
+from harness.machine._steps import POLICIES
 
 __all__ = ["add_parser", "cmd_explore"]
 
@@ -71,18 +70,16 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--ops", type=positive_int, default=None,
                    help="write commands in a named workload (default 200; in the default "
                    "suite: each workload's own size)")
-    p.add_argument("--policy", choices=["always", "everysec", "no"], default=None,
+    p.add_argument("--policy", choices=list(POLICIES), default=None,
                    help="appendfsync policy (default: everysec, or the file's; without "
                    "--workload: only the suite's runs under this policy)")
     p.add_argument("--model", action="append", choices=[*MODEL_CHOICES, *KERNEL_MODEL_CHOICES],
                    help="persistence model (repeatable; default: process and power-ext4): "
                    + MODEL_HELP + "; " + KERNEL_MODEL_HELP)
-    p.add_argument("--target", metavar="MODULE:FACTORY", default=None,
-                   help=TARGET_HELP + " (default: the file's target, else the reference)")
-    p.add_argument("--profile", choices=["safe", "redis-3.0"], default=None,
-                   help="reference server profile (default: safe, or the file's)")
-    p.add_argument("--defect", action="append", default=None, metavar="NAME", type=defect_arg,
-                   help=defect_help())
+    inprocess_target_args(
+        p, target_help=TARGET_HELP + " (default: the file's target, else the reference)",
+        profile_default=None, profile_help="reference server profile (default: safe, or the "
+        "file's)", defect_default=None)
     availability_args(p)
     p.add_argument("--no-appendfsync-on-rewrite", action="store_true")
     p.add_argument("--byte-granularity", action="store_true",

@@ -33,10 +33,23 @@ from harness.cli._common import (
     warn,
 )
 from harness.machine._campaign import SHRINK_FLOOR_S
+from harness.machine._steps import POLICIES, PROFILES
 
 TARGET_HELP = ("an in-process implementation of harness.targets.Target to run instead of the "
                "bundled reference, as MODULE:FACTORY (e.g. tinyaof:make_target); the current "
                "directory is importable")
+
+
+def inprocess_target_args(p: argparse.ArgumentParser, *, target_help: str,
+                          profile_default: str | None, profile_help: str,
+                          defect_default: list[str] | None) -> None:
+    """--target, --profile and --defect: which in-process target runs, and the options of the
+    bundled reference (``fuzz`` and ``explore``; their defaults differ)."""
+    p.add_argument("--target", metavar="MODULE:FACTORY", default=None, help=target_help)
+    p.add_argument("--profile", choices=list(PROFILES), default=profile_default,
+                   help=profile_help)
+    p.add_argument("--defect", action="append", default=defect_default, metavar="NAME",
+                   type=defect_arg, help=defect_help())
 
 
 def importable_cwd() -> None:
@@ -73,16 +86,14 @@ def add_parser(sub: Any) -> None:
                         "the contract.")
     common_args(fz)
     reports_args(fz)
-    fz.add_argument("--policy", action="append", choices=["always", "everysec", "no"],
+    fz.add_argument("--policy", action="append", choices=list(POLICIES),
                     help="appendfsync policy (repeatable; default: all three)")
     fz.add_argument("--model", action="append", choices=MODEL_CHOICES,
                     help="persistence model crashes use (repeatable; default: all but "
                     "power-posix-metadata): " + MODEL_HELP)
-    fz.add_argument("--target", metavar="MODULE:FACTORY", default=None, help=TARGET_HELP)
-    fz.add_argument("--profile", choices=["safe", "redis-3.0"], default="safe",
-                    help="reference server profile (default: safe)")
-    fz.add_argument("--defect", action="append", default=[], metavar="NAME", type=defect_arg,
-                    help=defect_help())
+    inprocess_target_args(fz, target_help=TARGET_HELP, profile_default="safe",
+                          profile_help="reference server profile (default: safe)",
+                          defect_default=[])
     fz.add_argument("--settings", choices=["dev", "ci", "nightly"], default="dev",
                     help="Hypothesis settings profile (default: dev)")
     fz.add_argument("--budget", type=parse_budget, default=60.0,
@@ -126,7 +137,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     from harness.machine._campaign import Campaign, config_label, run_campaign
     from harness.machine._steps import RunConfig
 
-    policies = args.policy or ["always", "everysec", "no"]
+    policies = args.policy or list(POLICIES)
     # power-posix-metadata is opt-in (faults docstring): the default is every other model.
     models = tuple(dict.fromkeys(PersistenceModel(m) for m in (args.model or [
         "process", "power-ext4", "power-xfs", "power-btrfs", "power-eager-metadata"])))

@@ -15,7 +15,7 @@ program), which groups the many violating states one bug produces.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from faults import (
 from faults import (
     KillChild as KillChildFault,
 )
+from harness.explore._record import NotingLayer
 from harness.machine._driver import ContractViolation, Driver, ModelDivergence, TargetRunaway
 from harness.machine._judge import Judge
 from harness.machine._machine import CheckAofDisagreement, LivenessViolation
@@ -118,8 +119,6 @@ RULE_WORDS: dict[str, str] = {
 
 _SHOWN_OPS = frozenset({"write", "fsync", "fdatasync", "fsync_failed", "ftruncate", "rename",
                         "unlink", "fsync_dir"})
-_TRACED = frozenset({"open", "write", "read", "lseek", "fsync", "fdatasync", "fail_fsync",
-                     "ftruncate", "close", "rename", "unlink", "mkdir", "fsync_dir"})
 _ARGV_CHARS = 60
 
 
@@ -291,31 +290,6 @@ def program_lines(program: Sequence[dict[str, Any]], *, limit: int = 30) -> list
 # -- the replay ----------------------------------------------------------------------------
 
 
-class _Tap:
-    """Stands between the fault layer and the SimDisk: before and after every operation it
-    lets the study note what happened (history events, fired faults, traced operations), so
-    the timeline has them in the order they happened."""
-
-    def __init__(self, disk: Any, note: Callable[[], None]) -> None:
-        self._disk = disk
-        self._note = note
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._disk, name)
-        if name not in _TRACED or not callable(attr):
-            return attr
-        note = self._note
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            note()
-            try:
-                return attr(*args, **kwargs)
-            finally:
-                note()
-
-        return call
-
-
 @dataclass
 class _Study:
     driver: Driver
@@ -347,8 +321,8 @@ class _Study:
         if self.fs is not d.fs:
             self.fs = d.fs
             self.fired_seen = 0
-        if not isinstance(d.fs.inner, _Tap):
-            d.fs.inner = _Tap(d.fs.inner, self.note)
+        if not isinstance(d.fs.inner, NotingLayer):
+            d.fs.inner = NotingLayer(d.disk, self.note)
 
     def note(self) -> None:
         d = self.driver

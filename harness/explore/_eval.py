@@ -63,6 +63,7 @@ from faults import (
     garbage_sector,
 )
 from harness.machine._steps import RunConfig
+from harness.oracle._checker import KeyChangeLog
 from harness.oracle._history import History, Outcome
 from harness.oracle._model import Model
 from harness.oracle._snapshot import DbKey, KeyValue, Snapshot, snapshot_from_dump
@@ -126,17 +127,16 @@ def _h(dbkey: DbKey, kv: KeyValue | None, t_ms: int) -> int:
     return 0 if live is None else hash((dbkey, live))
 
 
-class PrefixIndex:
+class PrefixIndex(KeyChangeLog):
     """S(k)@T for every prefix k of a history's executed sequence, as a change log with the hash
     and live-key count of every S(k) (built once through the oracle's model)."""
 
     def __init__(self, history: History, at_ms: int) -> None:
+        super().__init__()
         self.at_ms = at_ms
         model = Model()
         state = model.state
         self.changes: list[list[DbKey]] = [[]]
-        self.key_ks: dict[DbKey, list[int]] = {}
-        self.key_vals: dict[DbKey, list[KeyValue | None]] = {}
         self.hashes = [0]
         self.counts = [0]
         self.by_hash: dict[int, list[int]] = {0: [0]}
@@ -166,13 +166,6 @@ class PrefixIndex:
             self.counts.append(cnt)
             self.by_hash.setdefault(h, []).append(k)
         self.n = k
-
-    def value_at(self, dbkey: DbKey, k: int) -> KeyValue | None:
-        ks = self.key_ks.get(dbkey)
-        if ks is None:
-            return None
-        i = bisect_right(ks, k) - 1
-        return None if i < 0 else self.key_vals[dbkey][i]
 
     def live_at(self, k: int) -> dict[DbKey, KeyValue]:
         out: dict[DbKey, KeyValue] = {}

@@ -30,7 +30,7 @@ from harness.machine._steps import ArmCrash, Recover, RunConfig, Step
 from harness.oracle import ERROR_STALL_MS
 from harness.oracle._history import History, Outcome
 
-__all__ = ["DiskLayer", "EntryRecord", "Recording", "record"]
+__all__ = ["DiskLayer", "EntryRecord", "NotingLayer", "Recording", "record"]
 
 # Trace operations a Crash fault counts (FaultyFileSystem counts every op but reads/seeks).
 NOT_COUNTED = frozenset((Op.READ, Op.LSEEK))
@@ -103,22 +103,10 @@ class _RecordingHistory(History):
         self.submit_pos: list[int] = []
         self.resolve_pos: dict[int, int] = {}
 
-    def submit(
-        self,
-        commands: Sequence[Sequence[bytes]],
-        *,
-        db: int,
-        executed_ms: int,
-        client: int = 0,
-        during_rewrite: bool = False,
-    ) -> int:
-        index = super().submit(commands, db=db, executed_ms=executed_ms, client=client,
-                               during_rewrite=during_rewrite)
+    def _submitted(self, index: int) -> None:
         self.submit_pos.append(self._position())
-        return index
 
-    def resolve(self, index: int, outcome: Outcome | str, *, at_ms: int | None = None) -> None:
-        super().resolve(index, outcome, at_ms=at_ms)
+    def _resolved(self, index: int) -> None:
         self.resolve_pos[index] = self._position()
 
 
@@ -188,12 +176,33 @@ class DiskLayer:
         return bool(self._look("exists", path))
 
 
-class _Recorder(DiskLayer):
+class NotingLayer(DiskLayer):
+    """A DiskLayer that calls ``note()`` just before and just after every traced operation,
+    so whoever watches the run sees each operation's effects in the order they happened (the
+    explorer's recorder, the report's replay study). Anything else (``trace``, ``tracing``,
+    ...) is the SimDisk's own attribute."""
+
+    def __init__(self, disk: SimDisk, note: Callable[[], None]) -> None:
+        super().__init__(disk)
+        self._around = note
+
+    def _call(self, name: str, *args: Any) -> Any:
+        self._around()
+        try:
+            return super()._call(name, *args)
+        finally:
+            self._around()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)  # trace, tracing, ... (untraced lookups)
+
+
+class _Recorder(NotingLayer):
     """Stands between the fault layer and the SimDisk during the recorded run and notes, for
     every traced operation, the fault layer's op count, the time and the step."""
 
     def __init__(self, driver: Driver) -> None:
-        super().__init__(driver.disk)
+        super().__init__(driver.disk, self._note)
         self._fs = driver.fs
         self._clock = driver.clock
         self.op_count_at: list[int] = []
@@ -208,16 +217,6 @@ class _Recorder(DiskLayer):
             self.op_count_at.append(ops)
             self.time_at.append(now)
             self.step_of.append(step)
-
-    def _call(self, name: str, *args: Any) -> Any:
-        self._note()
-        try:
-            return super()._call(name, *args)
-        finally:
-            self._note()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)  # trace, tracing, ... (untraced lookups)
 
 
 def _stalls_of(

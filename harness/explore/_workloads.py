@@ -226,16 +226,18 @@ class _Gen:
         for j in range(0, size, per):
             self.write((kind, key, *(x for item in items[j:j + per] for x in item)))
 
-    def rewrite(self, during: int, *, child_steps: int = 2) -> None:
-        """BGREWRITEAOF, `during` writes while the child runs (the rewrite buffer), the child
-        finishes and the cron's done handler swaps the file in."""
+    def rewrite(self, during: int, *, child_steps: int = 2, step_every: int = 3,
+                settle_ms: int = 200) -> None:
+        """BGREWRITEAOF, `during` writes while the child runs (the rewrite buffer; the child
+        takes `child_steps` steps every `step_every` writes), the child finishes and, within
+        `settle_ms`, the cron's done handler swaps the file in."""
         self.steps.append(BgRewrite())
         for i in range(during):
             self.write()
-            if i % 3 == 0:
+            if i % step_every == 0:
                 self.steps.append(ChildStep(count=child_steps))
         self.steps.append(ChildStep(count=1_000_000))
-        self.idle(200)
+        self.idle(settle_ms)
 
     def idle(self, total_ms: int) -> None:
         """Let time pass with no writes (cron runs: fsyncs, rewrite completion, retries)."""
@@ -263,14 +265,8 @@ def _rewrite(ops: int, rng: random.Random) -> list[Step]:
     g.writes(max(1, ops // 8))
     g.select(1)
     g.writes(max(0, ops // 2 - g.n))
-    g.steps.append(BgRewrite())
     during = max(1, ops // 10)
-    for i in range(during):
-        g.write()
-        if i % 4 == 0:
-            g.steps.append(ChildStep(count=2))
-    g.steps.append(ChildStep(count=1_000_000))  # the child finishes; cron swaps the file in
-    g.idle(300)
+    g.rewrite(during, step_every=4, settle_ms=300)
     g.writes(ops - ops // 2 - during)
     g.idle(2500)
     return g.steps
@@ -287,9 +283,7 @@ def _killed_child(ops: int, rng: random.Random) -> list[Step]:
     g.steps.append(KillChild())
     g.idle(300)
     g.writes(third)
-    g.steps.append(BgRewrite())
-    g.steps.append(ChildStep(count=1_000_000))
-    g.idle(300)
+    g.rewrite(0, settle_ms=300)
     g.writes(max(0, ops - g.n))
     g.idle(2500)
     return g.steps

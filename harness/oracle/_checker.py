@@ -8,7 +8,7 @@ import weakref
 from bisect import bisect_right, insort
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NotRequired, TypedDict, Unpack, cast
 
 from harness.oracle._history import Entry, History, Outcome
 from harness.oracle._model import Model
@@ -457,7 +457,24 @@ def _matches(model_raw: KeyValue | None, recovered: KeyValue | None, t_ms: int, 
     return abs(model_raw.expire_at_ms - recovered.expire_at_ms) <= tol
 
 
-class _Timeline:
+class KeyChangeLog:
+    """Per key, the prefixes k (1-based, ascending) after which it changed (``key_ks``) and its
+    raw value after each change (``key_vals``): S(k)[key] is one bisect away. Shared by the
+    checker's timeline and the explorer's prefix index, which fill the two lists themselves."""
+
+    def __init__(self) -> None:
+        self.key_ks: dict[DbKey, list[int]] = {}
+        self.key_vals: dict[DbKey, list[KeyValue | None]] = {}
+
+    def value_at(self, dbkey: DbKey, k: int) -> KeyValue | None:
+        ks = self.key_ks.get(dbkey)
+        if ks is None:
+            return None
+        i = bisect_right(ks, k) - 1
+        return None if i < 0 else self.key_vals[dbkey][i]
+
+
+class _Timeline(KeyChangeLog):
     """One replay of the executed sequence through the model, kept as a change log.
 
     Entry k (1-based) changed ``ch_*[ends[k-1]:ends[k]]``; every change is (key, raw value before,
@@ -466,6 +483,7 @@ class _Timeline:
     """
 
     def __init__(self, *, include_refused: bool = False) -> None:
+        super().__init__()
         self.include_refused = include_refused
         self.model = Model()
         self.exec_hidx: list[int] = []
@@ -475,8 +493,6 @@ class _Timeline:
         self.ch_new: list[KeyValue | None] = []
         self.ch_hold: list[int] = []
         self.ch_hnew: list[int] = []
-        self.key_ks: dict[DbKey, list[int]] = {}
-        self.key_vals: dict[DbKey, list[KeyValue | None]] = {}
         self.expiries: list[int] = []  # sorted expiry times of every value in the log
         self._last: dict[DbKey, int] = {}  # key -> index of its latest change
         self.consumed = 0
@@ -525,13 +541,6 @@ class _Timeline:
         self.consumed = len(history)
         self.retractions = history.retractions
         return True
-
-    def value_at(self, dbkey: DbKey, k: int) -> KeyValue | None:
-        ks = self.key_ks.get(dbkey)
-        if ks is None:
-            return None
-        i = bisect_right(ks, k) - 1
-        return None if i < 0 else self.key_vals[dbkey][i]
 
     def raw_state_at(self, k: int) -> dict[DbKey, KeyValue]:
         out: dict[DbKey, KeyValue] = {}
@@ -1003,43 +1012,37 @@ def _checker_for(history: History, expiry_tolerance_ms: int) -> Checker:
     return checker
 
 
+class RecoveryFacts(TypedDict):
+    """The keywords of ``Checker.check`` (the one place they are defined and documented), as
+    ``check_recovery`` passes them on."""
+
+    policy: Policy | str
+    model: CrashModel | str
+    crash_ms: int
+    recovery_ms: int
+    window_ms: NotRequired[int]
+    stalls: NotRequired[Sequence[tuple[int, int]]]
+    error_stalls: NotRequired[Sequence[tuple[int, int]]]
+    no_appendfsync_on_rewrite: NotRequired[bool]
+    unavailable_reason: NotRequired[str | None]
+    allow_unavailable: NotRequired[bool]
+    damaged_image: NotRequired[bool]
+    crash: NotRequired[CrashInfo | None]
+
+
 def check_recovery(
     history: History,
     recovered: Snapshot | None,
     *,
-    policy: Policy | str,
-    model: CrashModel | str,
-    crash_ms: int,
-    recovery_ms: int,
-    window_ms: int = 2000,
-    stalls: Sequence[tuple[int, int]] = (),
-    error_stalls: Sequence[tuple[int, int]] = (),
-    no_appendfsync_on_rewrite: bool = False,
-    unavailable_reason: str | None = None,
-    allow_unavailable: bool = False,
-    damaged_image: bool = False,
-    crash: CrashInfo | None = None,
     expiry_tolerance_ms: int = 0,
+    **facts: Unpack[RecoveryFacts],
 ) -> Verdict:
-    """Check one recovery (rules 1, 2, 4). Reuses a cached Checker per history object."""
+    """Check one recovery (rules 1, 2, 4): ``Checker(history).check(recovered, **facts)``
+    (see ``Checker.check`` for the keywords), reusing a cached Checker per history object."""
     if not isinstance(history, History):
         raise ValueError(f"history must be a History, got {type(history).__name__}")
     _require_int(expiry_tolerance_ms, "expiry_tolerance_ms")
-    return _checker_for(history, expiry_tolerance_ms).check(
-        recovered,
-        policy=policy,
-        model=model,
-        crash_ms=crash_ms,
-        recovery_ms=recovery_ms,
-        window_ms=window_ms,
-        stalls=stalls,
-        error_stalls=error_stalls,
-        no_appendfsync_on_rewrite=no_appendfsync_on_rewrite,
-        unavailable_reason=unavailable_reason,
-        allow_unavailable=allow_unavailable,
-        damaged_image=damaged_image,
-        crash=crash,
-    )
+    return _checker_for(history, expiry_tolerance_ms).check(recovered, **facts)
 
 
 def check_stability(

@@ -205,7 +205,14 @@ class History:
         self._entries.append(
             Entry(index, normalised, db, executed_ms, client, during_rewrite)
         )
+        self._submitted(index)
         return index
+
+    def _submitted(self, index: int) -> None:
+        """Hook: entry `index` was just submitted (a recording subclass notes where)."""
+
+    def _resolved(self, index: int) -> None:
+        """Hook: entry `index` was just resolved."""
 
     def executed_later(self, index: int, at_ms: int) -> None:
         """A pending write queued before the event loop ran: it executes at `at_ms` (the
@@ -247,6 +254,7 @@ class History:
             self._retractions += 1
         self._revision += 1
         self._entries[index] = replace(entry, outcome=result, ack_ms=at_ms)
+        self._resolved(index)
 
     def executed_indices(self) -> list[int]:
         """History indices of the executed sequence (every entry not refused), in order."""
