@@ -216,6 +216,18 @@ same index; new faults count from then on.
 ``KillChild(nth_rewrite, at_step)``
     The rewrite child of the nth rewrite dies at step ``at_step`` (read by the server through
     ``FaultyFileSystem.should_kill_child``).
+``Damage(kind, at_permille, length_bytes, nth, path_glob)`` (opt-in: a media error)
+    Damage to *synced* bytes, which no persistence model ever damages: in the crash image,
+    ``length_bytes`` bytes of the ``nth`` matching file (path order, among the files that have
+    synced bytes) starting ``at_permille`` thousandths (0-999) into its synced bytes read back
+    flipped (``DamageKind.FLIP``: the lowest bit of each byte inverted) or zeroed
+    (``DamageKind.ZERO``). It matches no operation (``FaultyFileSystem`` ignores it): it is
+    applied to an image, ``damage_image(image, damage, synced_bytes(disk, model, choice))``,
+    which also says where it hit (``DamageSite``; None when no file matches). Synced bytes
+    are the leading bytes of an image's file equal to what the last successful sync of its
+    inode made durable. Meant for stores with checksums, which must refuse or truncate at the
+    damage rather than load wrong data; a file format without checksums cannot tell a flipped
+    byte inside a value from data.
 
 ``FaultyFileSystem(inner, plan, clock=...)`` wraps any FileSystem and applies a plan; it records
 every fault that fired (``fired``), with the inner trace index when the inner disk has a trace.
@@ -254,7 +266,8 @@ Not modelled (deliberately)
 ---------------------------
 * A slow fsync's data is durable when the call is made; only its completion is delayed.
 * Torn or reordered sectors after a truncate/overwrite below the durable length; partial sector
-  writes other than "all zeros" and "garbage"; bit rot of synced data; misdirected writes.
+  writes other than "all zeros" and "garbage"; misdirected writes. (Bit rot of synced data is
+  the opt-in ``Damage`` fault, not part of any model.)
 * Separate durability of file size and file data beyond ``SIZE_BEFORE_DATA``, ``IN_PLACE``
   and committed truncates: fsync and fdatasync make the same data durable; they differ only in
   what they commit of the namespace (ext4).
@@ -282,6 +295,7 @@ from __future__ import annotations
 
 from faults._choices import ChoiceEnumeration
 from faults._clock import BackgroundJob, Clock
+from faults._damage import DamageSite, damage_image, synced_bytes
 from faults._faulty import (
     FaultyFileSystem,
     FiredFault,
@@ -303,6 +317,8 @@ from faults._image import (
 from faults._inode import InodeView
 from faults._plan import (
     Crash,
+    Damage,
+    DamageKind,
     Fault,
     FaultOp,
     FaultPlan,
@@ -323,6 +339,9 @@ __all__ = [
     "Crash",
     "CrashChoice",
     "CrashChoiceError",
+    "Damage",
+    "DamageKind",
+    "DamageSite",
     "DiskImage",
     "Fault",
     "FaultOp",
@@ -352,5 +371,7 @@ __all__ = [
     "SlowSync",
     "Trace",
     "TraceEntry",
+    "damage_image",
     "garbage_sector",
+    "synced_bytes",
 ]

@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 
 __all__ = [
     "Crash",
+    "Damage",
+    "DamageKind",
     "Fault",
     "FaultOp",
     "FaultPlan",
@@ -38,6 +40,13 @@ class FaultOp(enum.Enum):
     MKDIR = "mkdir"
     FSYNC_DIR = "fsync_dir"
     ANY = "any"
+
+
+class DamageKind(enum.Enum):
+    """What a ``Damage`` fault does to each byte it hits."""
+
+    FLIP = "flip"  # the lowest bit of each byte inverted (a bit flip per byte)
+    ZERO = "zero"  # each byte reads as 0
 
 
 _ALL_OPS = frozenset(op for op in FaultOp if op is not FaultOp.ANY)
@@ -88,6 +97,8 @@ _INT_FIELDS: dict[str, tuple[bool, int]] = {
     "torn_bytes": (True, 0),
     "delay_ms": (False, 0),
     "at_step": (False, 0),
+    "at_permille": (False, 0),
+    "length_bytes": (False, 1),
 }
 
 
@@ -128,6 +139,8 @@ class Fault:
                 elif value not in cls.allowed_ops:
                     known = ", ".join(op.value for op in cls.allowed_ops)
                     out.append(f"op: {value.value!r} is not allowed here (allowed: {known})")
+            elif name == "kind" and not isinstance(value, DamageKind):
+                out.append(f"kind: must be a DamageKind, got {value!r}")
         return out
 
     def matches_ops(self) -> frozenset[FaultOp]:
@@ -247,8 +260,31 @@ class KillChild(Fault):
     nth_rewrite: int = 1
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Damage(Fault):
+    """A media error in synced data: ``length_bytes`` bytes of the ``nth`` matching file (in
+    path order, among the files with synced bytes), starting ``at_permille`` thousandths into
+    its synced bytes, are flipped or zeroed in the crash image. Applied to an image
+    (``damage_image``), never by ``FaultyFileSystem``: it matches no operation."""
+
+    kind: DamageKind = DamageKind.FLIP
+    at_permille: int = 500
+    length_bytes: int = 1
+    nth: int = 1
+    path_glob: str = "*"
+
+    @classmethod
+    def _problems(cls, values: Mapping[str, Any]) -> list[str]:
+        out = super(Damage, cls)._problems(values)
+        permille = values.get("at_permille")
+        if _is_int(permille) and permille > 999:  # type: ignore[operator]
+            out.append(f"at_permille: must be <= 999, got {permille}")
+        return out
+
+
 _FAULT_TYPES: dict[str, type[Fault]] = {
-    cls.__name__: cls for cls in (Crash, IOFault, KillChild, NoSpace, ShortWrite, SlowSync)
+    cls.__name__: cls
+    for cls in (Crash, Damage, IOFault, KillChild, NoSpace, ShortWrite, SlowSync)
 }
 
 
@@ -283,6 +319,13 @@ def _fault_from_dict(data: Any, where: str, errors: list[str]) -> Fault | None:
             except (ValueError, TypeError):
                 known = ", ".join(op.value for op in cls.allowed_ops)
                 errors.append(f"{where}.op: unknown operation {value!r} (allowed: {known})")
+                continue
+        if name == "kind":
+            try:
+                value = DamageKind(value)
+            except (ValueError, TypeError):
+                known = ", ".join(k.value for k in DamageKind)
+                errors.append(f"{where}.kind: unknown damage kind {value!r} (known: {known})")
                 continue
         values[name] = value
     errors.extend(f"{where}.{p}" for p in cls._problems(values))

@@ -81,8 +81,8 @@ def test_every_problem_in_a_plan_is_reported_at_once_naming_its_field() -> None:
     errors = info.value.errors
     assert errors == [
         "faults[1].nth: must be >= 1, got 0",
-        "faults[2]: unknown fault type 'Foo' (known: Crash, IOFault, KillChild, NoSpace, "
-        "ShortWrite, SlowSync)",
+        "faults[2]: unknown fault type 'Foo' (known: Crash, Damage, IOFault, KillChild, "
+        "NoSpace, ShortWrite, SlowSync)",
         "faults[3]: unknown field 'colour' for NoSpace (known: nth, partial_bytes, path_glob, "
         "times)",
         "faults[3].times: must be >= 1, got -1",

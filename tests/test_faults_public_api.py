@@ -21,6 +21,8 @@ INTENDED = {
     # fault plans
     "FaultOp", "Fault", "ShortWrite", "NoSpace", "IOFault", "SlowSync", "Crash", "KillChild",
     "FaultPlan", "FaultPlanError", "FiredFault", "SimulatedCrash", "OperationBudgetExceeded",
+    # damage to synced bytes (applied to crash images)
+    "Damage", "DamageKind", "DamageSite", "damage_image", "synced_bytes",
 }
 
 

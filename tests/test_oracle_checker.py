@@ -498,3 +498,39 @@ def test_frontier_follows_a_pending_entry_resolved_as_ok_after_a_check() -> None
     h.resolve(1, "ok", at_ms=20)
     verdict = checker.check(snap(a=b"1"), **kw)
     assert verdict.frontier == 2 and verdict.violations[0].rule is Rule.DURABILITY
+
+
+# ---------------------------------------------------------------- rule 5: damage (checksummed)
+
+
+def test_a_checksummed_target_may_truncate_at_damaged_synced_bytes_losing_acknowledged_writes(
+) -> None:
+    h = hist(("SET a 1", "ok", 1), ("SET b 1", "ok", 11), ("SET c 1", "ok", 21))
+    # Under rule 2 this would be a durability violation; on a damaged image it is the truncation.
+    verdict = check(h, snap(a=b"1"), damaged_synced=True)
+    assert (verdict.ok, verdict.outcome, verdict.k) == (True, "consistent", 1)
+    assert check(h, snap(), damaged_synced=True).ok
+
+
+def test_a_checksummed_target_may_refuse_to_start_on_damaged_synced_bytes() -> None:
+    h = hist(("SET a 1", "ok", 1))
+    verdict = check(h, None, unavailable_reason="bad checksum at byte 3", damaged_synced=True)
+    assert (verdict.ok, verdict.outcome) == (True, "unavailable")
+
+
+def test_loading_a_damaged_value_is_a_damage_violation_not_a_prefix_violation() -> None:
+    h = hist(("SET a 1", "ok", 1), ("SET b 1", "ok", 11))
+    verdict = check(h, snap(a=b"0", b=b"1"), damaged_synced=True)
+    assert not verdict.ok
+    (v,) = verdict.violations
+    assert v.rule is Rule.DAMAGE
+    assert "checksummed target loaded damaged synced bytes" in v.message
+    assert v.closest_k == 2 and [(d.key, d.recovered) for d in v.diff] == [
+        (b"a", KeyValue("string", b"0", None))]
+    assert v.to_dict()["rule"] == "damage"
+
+
+def test_skipping_a_damaged_record_in_the_middle_is_a_damage_violation() -> None:
+    h = hist(("SET a 1", "ok", 1), ("SET b 1", "ok", 11), ("SET c 1", "ok", 21))
+    (v,) = check(h, snap(a=b"1", c=b"1"), damaged_synced=True).violations
+    assert v.rule is Rule.DAMAGE

@@ -29,13 +29,14 @@ def test_harness_package_reexports_the_oracle_names_it_lists() -> None:
 def test_the_contract_is_written_in_the_oracle_docstring() -> None:
     doc = oracle.__doc__ or ""
     for needle in ("Prefix consistency", "Durability frontier", "Stability", "Availability",
+                   "Damage", "checksummed",
                    "ack_ms <= crash_ms - W", "no-appendfsync-on-rewrite", "fixed point"):
         assert needle in doc, needle
 
 
 def test_rules_and_enums_have_their_documented_values() -> None:
     assert [r.value for r in oracle.Rule] == [
-        "prefix-consistency", "phantom", "durability", "stability", "availability",
+        "prefix-consistency", "phantom", "durability", "stability", "availability", "damage",
     ]
     assert [p.value for p in oracle.Policy] == ["always", "everysec", "no"]
     assert [m.value for m in oracle.CrashModel] == [

@@ -91,6 +91,13 @@ def add_parser(sub: Any) -> None:
                    help="also torn last sectors (zeros, garbage) in power images")
     p.add_argument("--reorder", action="store_true",
                    help="also reordered sectors (an earlier unsynced sector reads as zeros)")
+    p.add_argument("--damage", action="store_true",
+                   help="also damage synced bytes of the target's own files at every crash "
+                   "point (a byte flipped, a byte zeroed, at 10%%, 50%%, 90%%), judged by the "
+                   "damage rule: only for a target that declares itself checksummed (others: "
+                   "skipped, one line says why)")
+    p.add_argument("--damage-plan", metavar="FILE", default=None,
+                   help="like --damage with this fault plan (JSON, Damage faults only)")
     p.add_argument("--max-images-per-point", type=positive_int, default=4096,
                    help="legal images per crash point and model (default 4096)")
     p.add_argument("--max-dirty-files", type=positive_int, default=4,
@@ -241,10 +248,37 @@ def _suite(args: argparse.Namespace) -> list[_SuiteRun]:
     return runs
 
 
+def _damage_plan(args: argparse.Namespace) -> Any:
+    """The damage plan --damage or --damage-plan asks for (empty: none); UsageError in one
+    line for a file that is not a plan of Damage faults."""
+    from faults import Damage, FaultPlan, FaultPlanError
+    from harness.explore import DEFAULT_DAMAGE
+
+    if args.damage_plan is None:
+        return DEFAULT_DAMAGE if args.damage else FaultPlan()
+    try:
+        plan = FaultPlan.from_json(Path(args.damage_plan).read_bytes())
+    except OSError as exc:
+        raise UsageError(f"--damage-plan {args.damage_plan}: {exc.strerror}") from None
+    except FaultPlanError as exc:
+        raise UsageError(f"--damage-plan {args.damage_plan}: {exc}") from None
+    others = sorted({type(f).__name__ for f in plan if not isinstance(f, Damage)})
+    if others or not plan.faults:
+        raise UsageError(f"--damage-plan {args.damage_plan}: expected Damage faults only"
+                         + (f", got {', '.join(others)}" if others else ", got none"))
+    return plan
+
+
+def _limits_dict(limits: Any) -> dict[str, Any]:
+    """The limits as JSON (the damage plan as its faults)."""
+    return {**dataclasses.asdict(limits), "damage": limits.damage.to_dict()["faults"]}
+
+
 def _limits(args: argparse.Namespace) -> Any:
     from harness.explore import ExploreLimits
 
     return ExploreLimits(
+        damage=_damage_plan(args),
         max_crash_points=args.max_crash_points,
         max_images_per_point=args.max_images_per_point,
         max_dirty_files=args.max_dirty_files,
@@ -332,6 +366,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     elapsed = time.perf_counter() - started
+    if result.damage_skipped:
+        print(f"explore: damage skipped: {result.damage_skipped}", file=sys.stderr)
     violations, groups = explore_violations(result, config, steps, run_dir, config_label,
                                             max_reproductions=args.max_reproductions)
     bugs = _harness_bugs(result, run_dir)
@@ -361,7 +397,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
                 "models": [m.value for m in models],
                 "mode": summary["mode"],
                 "recovery_time": "end of the workload (one recovery time for every state)",
-                "limits": dataclasses.asdict(limits), "command_line": command_line()},
+                "limits": _limits_dict(limits), "command_line": command_line()},
         "totals": totals,
         **_coverage_and_progress(result.coverage(), models, series),
         "violations_note": (
@@ -510,6 +546,7 @@ def _cmd_suite(args: argparse.Namespace) -> int:
     bar = progress_bar(args, total=1, unit="points")
     series: list[list[float]] = [[0.0, 0]]
     states_before = 0
+    damage_said = False
     started = time.perf_counter()
     try:
         for number, run in enumerate(runs, 1):
@@ -534,6 +571,9 @@ def _cmd_suite(args: argparse.Namespace) -> int:
             except ExplorerError as exc:  # a bug of ours: the other runs still count
                 run.failed = f"internal error of the explorer: {one_line(exc)}"
             run.elapsed_s = time.perf_counter() - run_started
+            if run.result is not None and run.result.damage_skipped and not damage_said:
+                damage_said = True  # the same reason for every run: said once
+                print(f"explore: damage skipped: {run.result.damage_skipped}", file=sys.stderr)
             if run.result is not None:
                 states_before += run.result.states
             else:
@@ -609,7 +649,7 @@ def _cmd_suite(args: argparse.Namespace) -> int:
                 "defects": sorted(base.defects) or "none",
                 "models": [m.value for m in models],
                 "recovery_time": "end of each workload (one recovery time per run)",
-                "limits": dataclasses.asdict(limits), "command_line": command_line()},
+                "limits": _limits_dict(limits), "command_line": command_line()},
         "totals": totals,
         **_coverage_and_progress(coverage, models, series),
         "violations_note": (

@@ -118,6 +118,10 @@ def add_parser(sub: Any) -> None:
                     help="power crashes may also tear the last sector (zeros or garbage)")
     fz.add_argument("--reorder", action="store_true",
                     help="power crashes may also lose an earlier sector of the unsynced tail")
+    fz.add_argument("--damage", action="store_true",
+                    help="recoveries may also flip or zero synced bytes of the target's own "
+                    "files (a media error), judged by the damage rule: only for a target that "
+                    "declares itself checksummed (others: skipped, one line says why)")
     fz.add_argument("--keep-going", action="store_true",
                     help="do not stop at the first violation")
     fz.set_defaults(func=cmd_fuzz)
@@ -153,6 +157,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             torn_sectors=args.torn,
             reordered_sectors=args.reorder,
             target=args.target,
+            damage=args.damage,
         )
         for p in policies
     )

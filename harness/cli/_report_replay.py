@@ -102,6 +102,11 @@ RULE_WORDS: dict[str, str] = {
         "The server refused to start after a legal crash: it wrote that file itself, and a "
         "person must now repair it before the data comes back."
     ),
+    "damage": (
+        "A store that declares checksums loaded damaged synced bytes (a media error the run "
+        "injected) as data: it must refuse to start or stop at the damage, never load a value "
+        "that no moment of the history had."
+    ),
     "model-divergence": (
         "A read returned something the independent model says it cannot: a bug in the "
         "server (or in the model)."
@@ -211,7 +216,11 @@ def describe_step(step: Step) -> str:
         again = ("" if step.crash_during_recovery_op is None
                  else f", crashing the recovery at its {_nth(step.crash_during_recovery_op)} "
                  "operation")
-        return f"recover under {step.model.value} (image: {choice}{extra}{again})"
+        damaged = ("" if step.damage is None else
+                   f"; then {step.damage.length_bytes} synced byte(s) of {step.damage.path_glob} "
+                   f"{'flipped' if step.damage.kind.value == 'flip' else 'zeroed'} "
+                   f"{step.damage.at_permille / 10:g}% in")
+        return f"recover under {step.model.value} (image: {choice}{extra}{again}{damaged})"
     return str(getattr(step, "kind", type(step).__name__))  # type: ignore[unreachable]
 
 

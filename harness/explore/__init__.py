@@ -16,6 +16,7 @@ May import ``faults``, ``reference``, ``harness.oracle``, ``harness.targets`` an
 from __future__ import annotations
 
 from harness.explore._explorer import (
+    DEFAULT_DAMAGE,
     WORKLOADS,
     CrashPoint,
     ExploreLimits,
@@ -32,6 +33,7 @@ from harness.explore._run import explore
 from harness.explore._workloads import DEFAULT_SUITE, fit_workload, suite_config
 
 __all__ = [
+    "DEFAULT_DAMAGE",
     "DEFAULT_SUITE",
     "WORKLOADS",
     "CrashPoint",

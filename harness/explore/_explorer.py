@@ -69,6 +69,8 @@ from typing import Any
 from faults import (
     ChoiceEnumeration,
     CrashChoice,
+    Damage,
+    DamageKind,
     FaultOp,
     FaultPlan,
     FileChoice,
@@ -158,6 +160,7 @@ class ExploreLimits:
     confirm_reproductions: int = 3
     audit_every: int = 97
     stop_at_first_violation: bool = False
+    damage: FaultPlan = field(default_factory=FaultPlan)
 
     def __post_init__(self) -> None:
         errors = []
@@ -172,6 +175,9 @@ class ExploreLimits:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 errors.append(f"{name}: must be an integer >= 0, got {value!r}")
+        if not isinstance(self.damage, FaultPlan) or not all(
+                isinstance(f, Damage) for f in self.damage):
+            errors.append("damage: must be a FaultPlan of Damage faults")
         if errors:
             raise ValueError("invalid ExploreLimits: " + "; ".join(errors))
         self.image_limits()  # validates the ImageLimits fields
@@ -185,6 +191,12 @@ class ExploreLimits:
             reorder_window_sectors=self.reorder_window_sectors,
             byte_granularity=self.byte_granularity,
         )
+
+
+#: The damage ``explore --damage`` asks for: one byte flipped, and one zeroed, a tenth, half
+#: and nine tenths into the synced bytes of each of the target's files.
+DEFAULT_DAMAGE = FaultPlan(tuple(Damage(kind=kind, at_permille=at)
+                                 for kind in DamageKind for at in (100, 500, 900)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,6 +379,10 @@ class ExploreResult(StateTally):
     generic: bool = False  # judged by recovering every image with the target (_generic)
     # States where the fast path and the oracle disagreed (judged by the oracle; see above).
     harness_bugs: list[HarnessBug] = field(default_factory=list)
+    # Damaged states (``ExploreLimits.damage``; contract rule 5), per (model, outcome): apart
+    # from ``outcomes``, which count the legal states the coverage is measured against.
+    damaged_outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    damage_skipped: str | None = None  # why damage was asked for and not run
 
     @property
     def ok(self) -> bool:
@@ -396,6 +412,10 @@ class ExploreResult(StateTally):
             "audited_contents": self.audits,
             "exact_oracle_checks": self.exact_checks,
             "harness_bugs": len(self.harness_bugs),
+            **({"damaged_states": {f"{m}/{o}": n for (m, o), n in
+                                   sorted(self.damaged_outcomes.items())}}
+               if self.damaged_outcomes else {}),
+            **({"damage_skipped": self.damage_skipped} if self.damage_skipped else {}),
         }
 
 
@@ -573,6 +593,11 @@ class _Walk:
                                     steps=len(rec.steps), trace_ops=len(rec.trace))
         if keep_states:
             self.result.states_log = []
+        if limits.damage.faults:  # the generic walk judges a checksummed target's damage
+            self.result.damage_skipped = (
+                "the bundled reference is not checksummed (its AOF has no checksums): damaged "
+                "synced bytes are judged only for a store that declares checksums (contract "
+                "rule 5)")
         self._histories: dict[int, History] = {}
         self._snapshots: dict[bytes | None, tuple[Rec, Snapshot | None]] = {}
         self._point_no = 0
@@ -789,10 +814,10 @@ class _Walk:
 
     def _check(self, point: CrashPoint, model: PersistenceModel, choice: CrashChoice,
                snapshot: Snapshot | None, *, reason: str | None, crash: CrashInfo,
-               history: History | None = None) -> Verdict:
+               history: History | None = None, damaged_synced: bool = False) -> Verdict:
         """The oracle's rules 1, 2 and 4 on one state of `point` recovered as `snapshot` (None:
         the recovery refused to start, for `reason`), with the point's history (or
-        `history`)."""
+        `history`); rule 5 instead with `damaged_synced`."""
         p = point.trace_index
         return check_recovery(
             self._history(p) if history is None else history,
@@ -808,6 +833,7 @@ class _Walk:
             unavailable_reason=reason if snapshot is None else None,
             allow_unavailable=self.config.allow_unavailable,
             damaged_image=choice.damaged,
+            damaged_synced=damaged_synced,
             crash=crash,
         )
 
@@ -878,7 +904,7 @@ class _Walk:
     # -- reproductions
 
     def reproduction(self, point: CrashPoint, model: PersistenceModel, choice: CrashChoice,
-                     rules: tuple[str, ...]) -> Reproduction:
+                     rules: tuple[str, ...], *, damage: Damage | None = None) -> Reproduction:
         rec = self.rec
         steps: list[Step] = list(rec.steps[: point.step_index])
         if point.nth_op is not None:
@@ -887,11 +913,13 @@ class _Walk:
             steps.append(rec.steps[point.step_index])
         elif not rec.ended_crashed:
             steps.append(Crash())
-        steps.append(Recover(model=model, choice=choice, downtime_ms=self.t_ms - point.crash_ms))
+        steps.append(Recover(model=model, choice=choice, downtime_ms=self.t_ms - point.crash_ms,
+                             damage=damage))
         note = (f"aofcrash explore: {', '.join(rules)} after a crash at trace index "
                 f"{point.trace_index}" + ("" if point.torn_bytes is None else
                                           f" ({point.torn_bytes} bytes into a write)")
-                + f", model {model.value}")
+                + f", model {model.value}"
+                + ("" if damage is None else ", synced bytes damaged"))
         return Reproduction(config=rec.config, steps=tuple(steps),
                             expected={"outcome": "violation", "rules": list(rules)}, note=note)
 

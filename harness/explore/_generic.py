@@ -16,6 +16,14 @@ reproductions, replay confirmation are shared) and judges each state the generic
    least-surviving image: durable state only, nothing pending kept), recover that, and compare
    (``check_stability``).
 
+Damage (opt-in, ``ExploreLimits.damage``: a plan of ``faults.Damage``): for a target that
+declares itself checksummed, at every crash point and model the durable-only image (synced
+bytes only) is also recovered with each damage of the plan applied to the target's own
+``files`` (a damage whose ``path_glob`` is ``*`` is aimed at each of them), and judged by
+contract rule 5 (violations ``damage``; these states are counted in ``damaged_outcomes``,
+apart from the legal states). For a target that does not, the damage is skipped and
+``ExploreResult.damage_skipped`` says why.
+
 Every image is keyed by the digest of all its files and directories (``DiskImage.digest``), so
 each distinct image is recovered once, however many states, points and models share it; within
 one point and model, states with the same image (and the same damage flag) share one verdict.
@@ -25,12 +33,15 @@ crash choice.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from faults import (
     Clock,
     CrashChoice,
+    Damage,
+    DamageSite,
     DiskImage,
     FaultPlan,
     FaultyFileSystem,
@@ -39,11 +50,14 @@ from faults import (
     PersistenceModel,
     ReplayCursor,
     SimDisk,
+    damage_image,
+    synced_bytes,
 )
 from harness.explore._explorer import (
     CrashPoint,
     ExploreLimits,
     ExploreResult,
+    ExploreViolation,
     Split,
     _Walk,
     crash_info,
@@ -64,6 +78,8 @@ from harness.targets import (
     TargetRefusedToStart,
     check_target,
     reference_target,
+    target_checksummed,
+    target_files,
 )
 
 __all__ = ["GenericWalk", "Recovered", "explore_generic"]
@@ -96,6 +112,24 @@ class GenericWalk(_Walk):
         self.starts = 0
         self._declared: object = None  # the last target built (what it declares)
         self._refused_shapes: set[tuple[bytes, int]] | None = None
+        self.damages, self.damage_skipped = self._aimed_damage()
+
+    def _aimed_damage(self) -> tuple[tuple[Damage, ...], str | None]:
+        """The plan's damages aimed at the target's files; why none run when it is not
+        checksummed."""
+        plan = self.limits.damage
+        if not plan.faults:
+            return (), None
+        probe = self.factory(TargetEnv(fs=SimDisk(), clock=Clock(0), config=self.target_config))
+        if not target_checksummed(probe):
+            return (), (f"{self.spec} is not checksummed: damaged synced bytes are judged only "
+                        f"for a store that declares checksums (contract rule 5)")
+        out: list[Damage] = []
+        for fault in plan.faults:
+            assert isinstance(fault, Damage)
+            globs = target_files(probe) if fault.path_glob == "*" else (fault.path_glob,)
+            out.extend(dataclasses.replace(fault, path_glob=g) for g in globs)
+        return tuple(dict.fromkeys(out)), None
 
     def run(self) -> ExploreResult:
         result = super().run()
@@ -104,6 +138,7 @@ class GenericWalk(_Walk):
         result.full_recoveries = self.starts
         result.commands_fed = 0
         result.audits = 0
+        result.damage_skipped = self.damage_skipped
         return result
 
     def _step(self, cursor: ReplayCursor) -> None:
@@ -130,27 +165,60 @@ class GenericWalk(_Walk):
                     seen[key] = (outcome, rules)
                 self._record(disk, point, model, choice, _main_file(choice), 1, outcome, rules,
                              verdict)
+            if self.damages:
+                self._explore_damage(disk, point, model)
+
+    def _explore_damage(self, disk: SimDisk, point: CrashPoint, model: PersistenceModel) -> None:
+        """The durable-only image of `point` under `model` with each damage applied (rule 5)."""
+        base = disk.metadata_choices(model)[0]
+        image = disk.crash(model, base)
+        synced = synced_bytes(disk, model, base)
+        res = self.result
+        for damage in self.damages:
+            hit = damage_image(image, damage, synced)
+            if hit is None:
+                continue  # no synced bytes in its files yet
+            damaged, site = hit
+            outcome, rules, verdict = self._judge(damaged, point, model, base, site=site)
+            res.damaged_outcomes[(model.value, outcome)] += 1
+            if outcome != "violation":
+                continue
+            for rule in rules:
+                res.violation_counts[(model.value, rule)] += 1
+            if len(res.violations) < max(self.limits.max_reproductions,
+                                         self.limits.max_exact_violations):
+                repro = (self.reproduction(point, model, base, rules, damage=damage)
+                         if len(res.violations) < self.limits.max_reproductions else None)
+                res.violations.append(ExploreViolation(point, model, base, rules, verdict, repro))
 
     def _exact(self, disk: SimDisk, point: CrashPoint, model: PersistenceModel,
                choice: CrashChoice) -> tuple[str, tuple[str, ...], Verdict]:
         return self._judge(disk.crash(model, choice), point, model, choice)
 
     def _judge(self, image: DiskImage, point: CrashPoint, model: PersistenceModel,
-               choice: CrashChoice) -> tuple[str, tuple[str, ...], Verdict]:
-        """The oracle's verdict on one state (rules 1, 2, 4, then 3)."""
+               choice: CrashChoice, *, site: DamageSite | None = None
+               ) -> tuple[str, tuple[str, ...], Verdict]:
+        """The oracle's verdict on one state (rules 1, 2, 4, then 3; rule 5 instead of 1, 2
+        and 4 on an image damaged at `site`)."""
         self.result.exact_checks += 1
         got = self.recover(image)
         crash = crash_info(point, model, choice)
+        hit = site is not None
         if got.snapshot is None:
-            verdict = self._check(point, model, choice, None, reason=got.reason, crash=crash)
+            verdict = self._check(point, model, choice, None, reason=got.reason, crash=crash,
+                                  damaged_synced=hit)
         else:
             # A write whose reply the crash lost may have been refused where the target could
             # refuse it (the driver's rule, ``check_allowing_refusals``).
             verdict, _ = check_allowing_refusals(
                 self._history(point.trace_index),
                 lambda h: self._check(point, model, choice, got.snapshot, reason=None,
-                                      crash=crash, history=h),
+                                      crash=crash, history=h, damaged_synced=hit),
                 self._could_refuse)
+        if site is not None and not verdict.ok:
+            verdict = dataclasses.replace(verdict, violations=[
+                dataclasses.replace(v, details={**v.details, "damage": site.describe()})
+                for v in verdict.violations])
         if not verdict.ok:
             return "violation", violated_rules(verdict), verdict
         if got.snapshot is not None:

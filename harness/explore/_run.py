@@ -175,13 +175,15 @@ def _merge_results(parts: list[ExploreResult]) -> ExploreResult:
                            points_total=first.points_total, generic=first.generic)
     for part in parts:
         merged.points_explored += part.points_explored
-        for name in ("outcomes", "kinds", "legal", "cut_dirty", "cut_max", "violation_counts"):
+        for name in ("outcomes", "kinds", "legal", "cut_dirty", "cut_max", "violation_counts",
+                     "damaged_outcomes"):
             getattr(merged, name).update(getattr(part, name))
         for name in ("distinct_contents", "full_recoveries", "commands_fed", "audits",
                      "exact_checks"):
             setattr(merged, name, getattr(merged, name) + getattr(part, name))
         merged.violations.extend(part.violations)
         merged.harness_bugs.extend(part.harness_bugs)
+        merged.damage_skipped = merged.damage_skipped or part.damage_skipped
     merged.violations.sort(key=lambda v: (v.point.trace_index, v.point.torn_bytes or -1,
                                           v.model.value))
     return merged

@@ -30,6 +30,8 @@ from faults import (
     SimDisk,
     SimulatedCrash,
     SlowSync,
+    damage_image,
+    synced_bytes,
 )
 from faults import Crash as CrashFault
 from harness.machine._steps import (
@@ -521,6 +523,12 @@ class Driver:
             crash_ms=self.crash_ms,
         )
         image = old_disk.crash(step.model, choice)
+        site = None
+        if step.damage is not None:
+            # A media error in synced bytes (rule 5); a damage that hits no file is none.
+            hit = damage_image(image, step.damage, synced_bytes(old_disk, step.model, choice))
+            if hit is not None:
+                image, site = hit
         plan = FaultPlan()
         if step.crash_during_recovery_op is not None:
             plan = FaultPlan(faults=(CrashFault(nth=step.crash_during_recovery_op),))
@@ -533,7 +541,12 @@ class Driver:
             )
             damaged = damaged or second.damaged
             snapshot, reason = self._start_from(self.disk.crash(step.model, second), FaultPlan())
-        verdict = self._check(snapshot, reason, step.model, crash, damaged=damaged)
+        verdict = self._check(snapshot, reason, step.model, crash, damaged=damaged,
+                              damaged_synced=site is not None)
+        if site is not None and not verdict.ok:
+            verdict = dataclasses.replace(verdict, violations=[
+                dataclasses.replace(v, details={**v.details, "damage": site.describe()})
+                for v in verdict.violations])
         if not verdict.ok:
             raise ContractViolation(verdict, self.reproduction(**_expect(verdict)))
         if snapshot is None:
@@ -571,17 +584,18 @@ class Driver:
 
     def _check(
         self, snapshot: Snapshot | None, reason: str | None, model: PersistenceModel,
-        crash: CrashInfo, *, damaged: bool,
+        crash: CrashInfo, *, damaged: bool, damaged_synced: bool = False,
     ) -> Verdict:
         if snapshot is None:
             return self._check_with(self.history, snapshot, reason, model, crash,
-                                    damaged=damaged)
+                                    damaged=damaged, damaged_synced=damaged_synced)
         # A write whose reply the crash lost may have been refused (no effect) where the
         # target could refuse it; the history then records it so (the rebase keeps what
         # survived).
         verdict, self.history = check_allowing_refusals(
             self.history,
-            lambda h: self._check_with(h, snapshot, reason, model, crash, damaged=damaged),
+            lambda h: self._check_with(h, snapshot, reason, model, crash, damaged=damaged,
+                                       damaged_synced=damaged_synced),
             self._could_refuse)
         return verdict
 
@@ -607,6 +621,7 @@ class Driver:
     def _check_with(
         self, history: History, snapshot: Snapshot | None, reason: str | None,
         model: PersistenceModel, crash: CrashInfo, *, damaged: bool,
+        damaged_synced: bool = False,
     ) -> Verdict:
         return check_recovery(
             history,
@@ -622,6 +637,7 @@ class Driver:
             unavailable_reason=reason if snapshot is None else None,
             allow_unavailable=self.config.allow_unavailable,
             damaged_image=damaged,
+            damaged_synced=damaged_synced,
             crash=crash,
             expiry_tolerance_ms=self._late_ms,
         )

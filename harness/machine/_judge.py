@@ -45,7 +45,8 @@ from harness.targets import TargetFactory
 
 __all__ = ["Judge", "replay_judged"]
 
-DATA_RULES = ("prefix-consistency", "durability", "phantom", "stability", "availability")
+DATA_RULES = ("prefix-consistency", "durability", "phantom", "stability", "availability",
+              "damage")
 # Crash images of a final crash judged by check-aof at most (distinct AOF contents).
 MAX_FINAL_IMAGES = 4096
 # The steps ``writes_resume`` runs (harness.machine._machine): cleared faults, then a write

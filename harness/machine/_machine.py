@@ -44,6 +44,11 @@ and filtered by ``accepts_of(target)``; a feature none of whose shapes it accept
 ``unsupported_features`` says which features are off and why, and under ``"shapes"`` the
 (command, form) pairs of the reference's surface never sent (reports say it once).
 
+Damage (opt-in, ``RunConfig.damage``): for a target that declares itself checksummed
+(``checksummed = True``), ``recover_damaged`` recovers a crash image whose synced bytes in the
+target's own ``files`` were flipped or zeroed (``faults.Damage``), judged by contract rule 5;
+for any other target it is switched off and ``unsupported_features`` says why.
+
 Settings profiles: ``aofcrash-dev``, ``aofcrash-ci`` (derandomized) and ``aofcrash-nightly``,
 registered on import (``PROFILES`` has them by short name).
 """
@@ -67,6 +72,8 @@ from hypothesis.stateful import (
 
 from faults import (
     Crash,
+    Damage,
+    DamageKind,
     FaultOp,
     FaultPlan,
     IOFault,
@@ -96,9 +103,17 @@ from harness.machine._steps import (
 from harness.machine._steps import Crash as CrashStep
 from harness.machine._surface import KEY_KIND, SURFACE_PAIRS, surface_argv
 from harness.oracle import Outcome
-from harness.targets import Target, TargetFactory, accepts_of, shapes_of
+from harness.targets import (
+    Target,
+    TargetFactory,
+    accepts_of,
+    shapes_of,
+    target_checksummed,
+    target_files,
+)
 
 __all__ = [
+    "DAMAGE_SKIPPED",
     "FEATURES",
     "FEATURE_COMMANDS",
     "PROFILES",
@@ -159,7 +174,9 @@ _COLLECTION_WRITES = frozenset({b"LPUSH", b"RPUSH", b"LPOP", b"RPOP", b"SADD", b
 # The commands each feature's rules send: a feature runs only against a target that implements
 # all of them (when the target declares its ``commands``).
 FEATURE_COMMANDS: dict[str, frozenset[bytes]] = {
-    "strings": frozenset({b"SET", b"APPEND", b"DEL"}),
+    # Only SET is required: string writes are drawn among the commands the target declares
+    # and the shapes it accepts (``accepts_of``), so a SET/GET/DEL store still gets writes.
+    "strings": frozenset({b"SET"}),
     "counters": frozenset({b"INCR", b"DECR", b"INCRBY", b"DECRBY"}),
     "expiry": frozenset({b"SET", b"SETEX", b"PSETEX", b"EXPIRE", b"PEXPIRE", b"EXPIREAT",
                          b"PEXPIREAT", b"PERSIST"}),
@@ -205,9 +222,19 @@ def unsupported_features(
     features: tuple[str, ...] = FEATURES,
 ) -> dict[str, str]:
     """The features (of `features`) whose rules the target cannot run, each with the reason:
-    no rewrite capability, or commands it does not declare. TargetError if the target's spec
-    or factory is unusable."""
-    return _gaps(_probe(config, factory), features)
+    no rewrite capability, or commands it does not declare; and ``damage`` when
+    ``config.damage`` asks for it and the target does not declare itself checksummed.
+    TargetError if the target's spec or factory is unusable."""
+    probe = _probe(config, factory)
+    out = _gaps(probe, features)
+    if config.damage and not target_checksummed(probe):
+        out["damage"] = DAMAGE_SKIPPED
+    return out
+
+
+#: Why damaged recoveries do not run against a target (contract rule 5).
+DAMAGE_SKIPPED = ("not checksummed: damaged synced bytes are judged only for a store that "
+                  "declares checksums (contract rule 5)")
 
 
 def target_accepts(config: RunConfig, *, factory: TargetFactory | None = None,
@@ -673,6 +700,10 @@ def make_state_machine(
     # model, the reference's semantics, would misjudge.)
     reference = config.target is None and factory is None
     declares_forms = getattr(probe, "shapes", None) is not None and accept is not None
+    # Opt-in (RunConfig.damage): recoveries that also damage synced bytes of the target's own
+    # files, for a target that declares checksums (contract rule 5).
+    damage_on = config.damage and target_checksummed(probe)
+    damage_globs = target_files(probe)
     surface = tuple((f, name, form) for name, form in SURFACE_PAIRS
                     if (f := _SURFACE_FEATURE[name]) in features
                     and (reference or (declares_forms and accept is not None and accept(
@@ -1178,6 +1209,24 @@ def make_state_machine(
             self._check_aof_agrees(model, choice, downtime_ms)
             self._run(Recover(model=model, choice=choice, downtime_ms=downtime_ms,
                               crash_during_recovery_op=again))
+            _event("outcome: " + ("unavailable" if self.driver.unavailable else "consistent"))
+
+        @precondition(lambda self: damage_on and self.driver.crashed)
+        @rule(data=st.data(), model=st.sampled_from(models),
+              kind=st.sampled_from(list(DamageKind)), at_permille=st.integers(0, 999),
+              length_bytes=st.sampled_from([1, 1, 4, 16]),
+              path_glob=st.sampled_from(damage_globs))
+        def recover_damaged(self, data: st.DataObject, model: PersistenceModel,
+                            kind: DamageKind, at_permille: int, length_bytes: int,
+                            path_glob: str) -> None:
+            choice = data.draw(
+                self.driver.disk.crash_choice_strategy(model, limits=config.image_limits),
+                label="choice",
+            )
+            _event(f"recover: {model.value}, synced bytes damaged")
+            damage = Damage(kind=kind, at_permille=at_permille, length_bytes=length_bytes,
+                            path_glob=path_glob)
+            self._run(Recover(model=model, choice=choice, damage=damage))
             _event("outcome: " + ("unavailable" if self.driver.unavailable else "consistent"))
 
         def _check_aof_agrees(self, model: PersistenceModel, choice: Any,

@@ -17,7 +17,15 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from faults import CrashChoice, FaultPlan, FsyncFailure, ImageLimits, PersistenceModel
+from faults import (
+    CrashChoice,
+    Damage,
+    FaultPlan,
+    FaultPlanError,
+    FsyncFailure,
+    ImageLimits,
+    PersistenceModel,
+)
 from harness.targets import TargetConfig, TargetFactory, load_target_factory
 
 __all__ = [
@@ -95,6 +103,7 @@ class RunConfig:
     torn_sectors: bool = False
     reordered_sectors: bool = False
     target: str | None = None
+    damage: bool = False
 
     @property
     def image_limits(self) -> ImageLimits:
@@ -146,6 +155,7 @@ class RunConfig:
             "torn_sectors": self.torn_sectors,
             "reordered_sectors": self.reordered_sectors,
             **({} if self.target is None else {"target": self.target}),
+            **({"damage": True} if self.damage else {}),
         }
 
     @classmethod
@@ -270,13 +280,16 @@ class Crash:
 class Recover:
     """Build the durable image under ``model`` with ``choice`` (None: drawn from ``seed``), restart
     the server on it, check the contract; with ``crash_during_recovery_op`` the recovery itself is
-    crashed at that filesystem operation (nth, 1-based) and recovered once more."""
+    crashed at that filesystem operation (nth, 1-based) and recovered once more. With
+    ``damage`` the image's synced bytes are damaged first (a media error) and the recovery is
+    judged by contract rule 5 (a checksummed target); a damage that hits no file is none."""
 
     model: PersistenceModel
     choice: CrashChoice | None = None
     seed: int = 0
     downtime_ms: int = 0
     crash_during_recovery_op: int | None = None
+    damage: Damage | None = None
     kind: ClassVar[str] = "recover"
 
 
@@ -301,7 +314,7 @@ def step_to_dict(step: Step) -> dict[str, Any]:
             value = _encode_argv(value)
         elif f.name == "commands":
             value = [_encode_argv(c) for c in value]
-        elif isinstance(value, FaultPlan | CrashChoice):
+        elif isinstance(value, FaultPlan | CrashChoice | Damage):
             value = value.to_dict()
         elif isinstance(value, PersistenceModel):
             value = value.value
@@ -341,6 +354,8 @@ def step_from_dict(data: Any, where: str) -> Step:
                 value = PersistenceModel(value)
             elif name == "after_release" and not isinstance(value, bool):
                 raise ReproError(f"{where}.after_release: expected true or false, got {value!r}")
+            elif name == "damage" and value is not None:
+                value = _damage_from_dict(value, f"{where}.damage")
         except ReproError:
             raise
         except ValueError as exc:
@@ -350,6 +365,16 @@ def step_from_dict(data: Any, where: str) -> Step:
         return cls(**kwargs)  # type: ignore[no-any-return]
     except TypeError as exc:
         raise ReproError(f"{where}: {exc}") from None
+
+
+def _damage_from_dict(value: Any, where: str) -> Damage:
+    try:
+        (fault,) = FaultPlan.from_dict({"faults": [value]}).faults
+    except FaultPlanError as exc:
+        raise ReproError(f"{where}: {'; '.join(exc.errors)}") from None
+    if not isinstance(fault, Damage):
+        raise ReproError(f"{where}: expected a Damage fault, got {type(fault).__name__}")
+    return fault
 
 
 def steps_to_json(steps: tuple[Step, ...]) -> list[dict[str, Any]]:

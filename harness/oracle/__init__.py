@@ -93,6 +93,19 @@ real kernel's filesystem, whose crash images the kernel itself mounted, judged a
    sectors, where refusing is the right answer for a file without checksums), or the caller
    opts out (``allow_unavailable``, the CLI's ``--allow-unavailable``).
 
+5. Damage (only for a target that declares itself *checksummed*, and only on images whose
+   synced bytes a ``Damage`` fault flipped or zeroed: a media error, opt-in). Such a target
+   must refuse to start or load a prefix: R equals ``S(k)`` for some k in 0..n, whatever k
+   (the damaged record and everything after it may be lost: durability is not judged on a
+   damaged image, nor is refusing to start an availability violation). Loading wrong data is
+   the violation ``damage``: a value from nowhere, a record skipped in the middle, anything
+   no prefix gives (the diff is against the closest prefix). Rules 1, 2 and 4 are not applied
+   to such an image; rule 3 (stability) still is. A target that does not declare itself
+   checksummed is never given damaged images (a file format without checksums cannot tell a
+   flipped byte inside a value from data): its damage runs are skipped, with one line saying
+   why. Not judged: how much a truncating target keeps before the damage (a target that drops
+   the whole log on any damage passes this rule).
+
 Modelling choices that shape a verdict
 --------------------------------------
 Each of these decides a verdict somewhere; each is a choice, written here so a reader can

@@ -71,6 +71,7 @@ class Rule(enum.Enum):
     DURABILITY = "durability"
     STABILITY = "stability"
     AVAILABILITY = "availability"
+    DAMAGE = "damage"
 
 
 def _coerce(enum_type: type[enum.Enum], value: object, name: str) -> Any:
@@ -828,12 +829,15 @@ class Checker:
         unavailable_reason: str | None = None,
         allow_unavailable: bool = False,
         damaged_image: bool = False,
+        damaged_synced: bool = False,
         crash: CrashInfo | None = None,
     ) -> Verdict:
-        """Check one recovery against rules 1, 2 and 4 of the contract.
+        """Check one recovery against rules 1, 2 and 4 of the contract, or rule 5 alone.
 
         `damaged_image`: the crash image carries damage the user asked for (torn or reordered
-        sectors), so refusing to start is the right answer (rule 4)."""
+        sectors), so refusing to start is the right answer (rule 4). `damaged_synced`: synced
+        bytes of the image were damaged (a ``Damage`` fault) and the target declares itself
+        checksummed: rule 5 instead of rules 1, 2 and 4."""
         _require_int(recovery_ms, "recovery_ms", minimum=None)
         _require_int(crash_ms, "crash_ms", minimum=None)
         if recovery_ms < crash_ms:
@@ -856,7 +860,7 @@ class Checker:
             if unavailable_reason is None:
                 raise ValueError("recovered is None: give unavailable_reason (why it refused)")
             violations = []
-            if not (allow_unavailable or damaged_image):
+            if not (allow_unavailable or damaged_image or damaged_synced):
                 acked = sum(1 for e in self.history if e.outcome is Outcome.OK)
                 what = (f"acknowledged {acked} write(s), then refused to start"
                         if acked else "refused to start")
@@ -889,6 +893,12 @@ class Checker:
             counts = tl.mismatch_counts(rec, recovery_ms, self.expiry_tolerance_ms)
             zeros = [j for j, m in enumerate(counts) if m == 0]
             k = zeros[-1] if zeros else None
+        if damaged_synced:
+            if k is not None:  # a prefix: it refused the damaged record and what follows
+                return Verdict(True, "consistent", k, f, [], tl.n, crash)
+            assert counts is not None
+            violation = self._damage_violation(rec, counts, f, recovery_ms, crash)
+            return Verdict(False, "violation", k, f, [violation], tl.n, crash)
         if k is not None and k >= f:
             return Verdict(True, "consistent", k, f, [], tl.n, crash)
         if k is not None:
@@ -962,6 +972,26 @@ class Checker:
             details=details,
         )
 
+    def _damage_violation(
+        self, rec: Snapshot, counts: list[int], f: int, t_ms: int, crash: CrashInfo | None
+    ) -> Violation:
+        tl = self._timeline()
+        fewest = min(counts)
+        closest = max(k for k, m in enumerate(counts) if m == fewest)
+        diff, count = _diff(tl.raw_state_at(closest), rec, t_ms, self.expiry_tolerance_ms)
+        return Violation(
+            Rule.DAMAGE,
+            f"a checksummed target loaded damaged synced bytes as data: the recovered keyspace "
+            f"equals no prefix S(k), k=0..{tl.n}; closest is S({closest}) with {fewest} "
+            f"differing key(s)",
+            crash=crash,
+            frontier=f,
+            closest_k=closest,
+            diff_k=closest,
+            diff=tuple(diff),
+            differing_keys=count,
+        )
+
     def _phantoms(
         self, diff: Sequence[KeyDiff], rec: Snapshot, t_ms: int
     ) -> dict[DbKey, int]:
@@ -1027,6 +1057,7 @@ class RecoveryFacts(TypedDict):
     unavailable_reason: NotRequired[str | None]
     allow_unavailable: NotRequired[bool]
     damaged_image: NotRequired[bool]
+    damaged_synced: NotRequired[bool]
     crash: NotRequired[CrashInfo | None]
 
 
@@ -1037,7 +1068,8 @@ def check_recovery(
     expiry_tolerance_ms: int = 0,
     **facts: Unpack[RecoveryFacts],
 ) -> Verdict:
-    """Check one recovery (rules 1, 2, 4): ``Checker(history).check(recovered, **facts)``
+    """Check one recovery (rules 1, 2, 4; rule 5 alone with `damaged_synced`):
+    ``Checker(history).check(recovered, **facts)``
     (see ``Checker.check`` for the keywords), reusing a cached Checker per history object."""
     if not isinstance(history, History):
         raise ValueError(f"history must be a History, got {type(history).__name__}")

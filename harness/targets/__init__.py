@@ -52,6 +52,8 @@ from harness.targets._inprocess import (
     as_rewriting,
     check_target,
     load_target_factory,
+    target_checksummed,
+    target_files,
 )
 from harness.targets._presets import (
     SERVER_PRESETS,
@@ -124,4 +126,6 @@ __all__ = [
     "resolve_server",
     "run_dir_base",
     "shapes_of",
+    "target_checksummed",
+    "target_files",
 ]

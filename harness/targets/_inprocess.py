@@ -38,6 +38,8 @@ __all__ = [
     "as_rewriting",
     "check_target",
     "load_target_factory",
+    "target_checksummed",
+    "target_files",
 ]
 
 APPENDFSYNC_POLICIES = ("always", "everysec", "no")
@@ -137,6 +139,12 @@ class Target(Protocol):
     could refuse it: not in ``commands``, not accepted, or of a shape (name, argument count)
     it refused earlier in the run. ``cron_period_ms`` (default 100): how often its
     event loop wakes by itself; a tick of the clock runs one iteration per period.
+    ``files``: globs (root-relative, fnmatch) of the files that hold its data, e.g.
+    ``("data.log",)`` (missing: every file); ``temp_files``: globs of the files its rewrite or
+    compaction writes before renaming them into place, e.g. ``("compact.tmp",)``.
+    ``checksummed``: True when its file format checksums what it loads, so it can tell damaged
+    synced bytes from data: it is then judged by the oracle's rule 5 on images a ``Damage``
+    fault hit (aimed at its ``files``); a target without it is never given such images.
     """
 
     def start(self) -> None:
@@ -232,6 +240,22 @@ def check_target(target: object, spec: str) -> Target:
                              for n in ("step_rewrite", "kill_rewrite")) and hasattr(
             target, "rewrite_running")
     return cast(Target, target)
+
+
+def target_checksummed(target: object) -> bool:
+    """Whether `target` declares a checksummed file format (its ``checksummed``)."""
+    return getattr(target, "checksummed", False) is True
+
+
+def target_files(target: object) -> tuple[str, ...]:
+    """The globs of the files `target` keeps its data in (its ``files``; ``("*",)`` when it
+    declares none)."""
+    declared = getattr(target, "files", None)
+    if declared is None:
+        return ("*",)
+    if isinstance(declared, str):
+        return (declared,)
+    return tuple(str(g) for g in declared) or ("*",)
 
 
 def as_rewriting(target: Target) -> RewritingTarget | None:
