@@ -1,7 +1,8 @@
 """The ``aofcrash`` command line: the surface of the harness (top layer).
 
 Exit codes: 0 no violation, 1 violation found (or an invalid AOF for check-aof), 2 usage or
-environment error — always one clear line on stderr, never a traceback.
+environment error — always one clear line on stderr, never a traceback; 130 Ctrl-C (verify, fuzz
+and explore first write a report of what finished, marked interrupted).
 
 One module per command family: ``_fuzz`` (fuzz), ``_explore`` (explore), ``_verify`` (verify),
 ``_files`` (replay, check-aof, report); ``_common`` holds what they share and ``_report`` writes

@@ -20,6 +20,7 @@ from harness.cli._progress import Progress as Progress
 from harness.cli._progress import progress_enabled as progress_enabled
 
 EXIT_OK, EXIT_VIOLATION, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # Ctrl-C: what finished is in the report, marked interrupted
 
 
 class UsageError(Exception):

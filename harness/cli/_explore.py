@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli._common import (
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_VIOLATION,
     MODEL_CHOICES,
@@ -291,7 +292,7 @@ def _limits(args: argparse.Namespace) -> Any:
 
 
 def _run_explore(config: Any, steps: tuple[Any, ...], models: tuple[Any, ...], limits: Any,
-                 args: argparse.Namespace, on_progress: Any) -> Any:
+                 args: argparse.Namespace, on_progress: Any, on_partial: Any = None) -> Any:
     """One exploration; the errors a workload can cause are one line, exit 2."""
     from harness.explore import ExploreRunaway, explore
     from harness.machine._driver import ModelDivergence
@@ -299,7 +300,7 @@ def _run_explore(config: Any, steps: tuple[Any, ...], models: tuple[Any, ...], l
     try:
         return explore(config, steps, models=models, limits=limits, naive=args.naive,
                        progress=on_progress, workers=resolve_workers(args.workers),
-                       shard=args.shard)
+                       shard=args.shard, partial=on_partial)
     except ExploreRunaway as exc:
         raise ViolationStop(str(exc)) from None
     except ModelDivergence as exc:
@@ -322,14 +323,11 @@ def _coverage_and_progress(coverage: dict[str, Any], models: tuple[Any, ...],
 
 def cmd_explore(args: argparse.Namespace) -> int:
     from faults import PersistenceModel
-    from harness.cli._report import new_run_dir, write_report
+    from harness.cli._report import PartialReports, new_run_dir
     from harness.cli._report_violations import (
-        command_line,
-        explore_violations,
         slim,
         terminal_lines,
     )
-    from harness.machine._campaign import config_label
 
     if getattr(args, "server", None) is not None or getattr(args, "replay", None) is not None:
         from harness.cli._explore_server import cmd_explore_server
@@ -360,21 +358,91 @@ def cmd_explore(args: argparse.Namespace) -> int:
         bar.total = total
         bar.update(done, f"{done}/{total} crash points  {states} states")
 
+    partial = PartialReports(run_dir)
+    last_partial = [-1e9, 0.0]  # when the last partial report was written, what it took
+
+    def on_partial(so_far: Any) -> None:
+        # The walk so far, persisted (a killed run leaves it): counts and causes, without
+        # the replays of reproductions; at most a tenth of the run's time goes to it.
+        now = time.perf_counter()
+        if now - last_partial[0] >= max(5.0, 10 * last_partial[1]):
+            partial.write(build(so_far, now - started, "not finished when written: "
+                                f"{so_far.points_explored} of {so_far.points_total} crash "
+                                "point(s) explored (the run was still going, or was killed)",
+                                max_reproductions=0))
+            last_partial[:] = [time.perf_counter(), time.perf_counter() - now]
+
+    def build(result: Any, elapsed: float, interrupted: str, *,
+              max_reproductions: int = args.max_reproductions) -> dict[str, Any]:
+        return _explore_report(args, result, config, steps, models, limits, label, run_dir,
+                               series, elapsed, interrupted, max_reproductions)
+
     started = time.perf_counter()
     try:
-        result = _run_explore(config, steps, models, limits, args, on_progress)
+        result = _run_explore(config, steps, models, limits, args, on_progress, on_partial)
     finally:
         bar.close()
     elapsed = time.perf_counter() - started
     if result.damage_skipped:
         print(f"explore: damage skipped: {result.damage_skipped}", file=sys.stderr)
+    report = build(result, elapsed, result.interrupted)
+    violations, groups, bugs = report["violations"], report["groups"], report["harness_bugs"]
+    totals, summary = report["totals"], report["explore"]
+    json_path, html_path = partial.final(report)
+    status = EXIT_VIOLATION if result.violation_total else EXIT_OK
+    if result.interrupted.startswith("Ctrl-C"):
+        status = EXIT_INTERRUPTED
+    for line in _harness_bug_lines(bugs, run_dir):
+        print(line, file=sys.stderr)
+    if args.json:
+        print(json.dumps({"status": ("interrupted" if status == EXIT_INTERRUPTED
+                                     else "violation" if result.violation_total else "ok"),
+                          "interrupted": result.interrupted or None,
+                          "report": str(json_path), "html": str(html_path), **totals,
+                          "harness_bugs": bugs,
+                          "by_model": summary["by_model"],
+                          "violations_by_rule": summary["violations_by_rule"],
+                          "coverage": result.coverage(),
+                          "findings": [slim(v) for v in violations],
+                          "groups": groups}, default=str))
+    else:
+        where = (f"target {config.target}" if config.target is not None
+                 else f"profile {config.profile}")
+        print(f"explore: {label}, policy {config.policy}, {where}: "
+              f"{result.states} states at {result.points_explored}/{result.points_total} crash "
+              f"points in {elapsed:.1f}s")
+        for m, counts in summary["by_model"].items():
+            print(f"  {m}: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
+        if result.violating_states:
+            print(f"{result.violating_states} violating state(s): "
+                  + ", ".join(f"{k} {n}" for k, n in summary["violations_by_rule"].items()))
+            for line in terminal_lines(violations, groups, total=result.violating_states):
+                print(line)
+        else:
+            print("no violation")
+        print(f"report: {html_path}")
+    if result.interrupted:
+        print(f"explore: stopped early: {result.interrupted}; the report holds what finished",
+              file=sys.stderr)
+    return status
+
+
+def _explore_report(args: argparse.Namespace, result: Any, config: Any, steps: Any,
+                    models: Any, limits: Any, label: str, run_dir: Path,
+                    series: list[list[float]], elapsed: float, interrupted: str,
+                    max_reproductions: int) -> dict[str, Any]:
+    """One exploration's report.json content (so far, when `interrupted` says it did not
+    end); writes its reproductions beside it."""
+    from harness.cli._report_violations import command_line, explore_violations
+    from harness.machine._campaign import config_label
+
     violations, groups = explore_violations(result, config, steps, run_dir, config_label,
-                                            max_reproductions=args.max_reproductions)
+                                            max_reproductions=max_reproductions)
     bugs = _harness_bugs(result, run_dir)
     summary = result.to_dict()
     totals = {
         "states": result.states,
-        "violating_states": result.violation_total,
+        "violating_states": result.violating_states,
         "crash_points": f"{result.points_explored}/{result.points_total}",
         "elapsed_s": round(elapsed, 2),
         "states_per_s": round(result.states / elapsed) if elapsed > 0 else None,
@@ -401,10 +469,13 @@ def cmd_explore(args: argparse.Namespace) -> int:
         "totals": totals,
         **_coverage_and_progress(result.coverage(), models, series),
         "violations_note": (
-            f"The explorer found {result.violation_total} violating state(s) "
+            f"The explorer found {result.violating_states} violating state(s) "
             f"({', '.join(f'{k} {n}' for k, n in summary['violations_by_rule'].items())}); "
-            f"it keeps the first {len(violations)} in detail, grouped here by cause, with one "
-            "reproduction (the smallest) per cause." if result.violation_total else ""),
+            f"they are grouped by cause (the mechanism: the rules broken and what the crash "
+            f"image lacks or resurrects against what the server had written, under any model "
+            f"and at any crash point), each counting all its states; {len(violations)} are "
+            "kept in detail (the first of each cause among them), with one reproduction (the "
+            "smallest) per cause." if result.violating_states else ""),
         "groups": groups,
         "configurations": [{"model": m, **counts}
                            for m, counts in summary["by_model"].items()],
@@ -412,38 +483,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
         "explore": summary,
         "violations": violations,
         "harness_bugs": bugs,
+        "interrupted": interrupted or None,
     }
     report["summary"] = str(report["summary"]) + _bugs_sentence(bugs)
-    json_path, html_path = write_report(run_dir, report)
-    status = EXIT_VIOLATION if result.violation_total else EXIT_OK
-    for line in _harness_bug_lines(bugs, run_dir):
-        print(line, file=sys.stderr)
-    if args.json:
-        print(json.dumps({"status": "violation" if result.violation_total else "ok",
-                          "report": str(json_path), "html": str(html_path), **totals,
-                          "harness_bugs": bugs,
-                          "by_model": summary["by_model"],
-                          "violations_by_rule": summary["violations_by_rule"],
-                          "coverage": result.coverage(),
-                          "findings": [slim(v) for v in violations],
-                          "groups": groups}, default=str))
-    else:
-        where = (f"target {config.target}" if config.target is not None
-                 else f"profile {config.profile}")
-        print(f"explore: {label}, policy {config.policy}, {where}: "
-              f"{result.states} states at {result.points_explored}/{result.points_total} crash "
-              f"points in {elapsed:.1f}s")
-        for m, counts in summary["by_model"].items():
-            print(f"  {m}: " + ", ".join(f"{k} {n}" for k, n in counts.items()))
-        if result.violation_total:
-            print(f"{result.violation_total} violating state(s): "
-                  + ", ".join(f"{k} {n}" for k, n in summary["violations_by_rule"].items()))
-            for line in terminal_lines(violations, groups, total=result.violation_total):
-                print(line)
-        else:
-            print("no violation")
-        print(f"report: {html_path}")
-    return status
+    return report
 
 
 def _harness_bugs(result: Any, run_dir: Path, prefix: str = "") -> list[dict[str, Any]]:
@@ -520,18 +563,41 @@ def _renumber(violations: list[dict[str, Any]], groups: list[dict[str, Any]], *,
         g["workload"] = run.workload
 
 
+def _merge_groups(groups: list[dict[str, Any]], found: list[dict[str, Any]],
+                  violations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`groups` with one more run's `found` added: a cause (signature: the mechanism) already
+    seen in another run gains that run's states and members, so a suite reports each
+    mechanism once; renumbered biggest first, every violation given its group's number."""
+    by_signature = {g["signature"]: g for g in groups}
+    for g in found:
+        seen = by_signature.get(g["signature"])
+        if seen is None:
+            by_signature[g["signature"]] = g
+            groups.append(g)
+            continue
+        seen["count"] += g["count"]
+        seen["members"] = [*seen["members"], *g["members"]]
+        models = dict.fromkeys(f"{seen.get('model') or ''}, {g.get('model') or ''}".split(", "))
+        seen["model"] = ", ".join(m for m in models if m)
+        workloads = dict.fromkeys(f"{seen.get('workload', '')}, {g.get('workload', '')}"
+                                  .split(", "))
+        seen["workload"] = ", ".join(w for w in workloads if w)
+    groups.sort(key=lambda g: -int(g["count"]))
+    number_of = {}
+    for number, g in enumerate(groups, 1):
+        g["group"] = number
+        number_of[g["signature"]] = number
+    for v in violations:
+        if v.get("signature") in number_of:
+            v["group"] = number_of[v["signature"]]
+    return groups
+
+
 def _cmd_suite(args: argparse.Namespace) -> int:
     """``aofcrash explore`` without --workload: every run of the default suite, one result."""
     from faults import PersistenceModel
-    from harness.cli._report import new_run_dir, slug, write_report
-    from harness.cli._report_violations import (
-        command_line,
-        explore_violations,
-        slim,
-        terminal_lines,
-    )
+    from harness.cli._report import PartialReports, new_run_dir
     from harness.explore import ExplorerError
-    from harness.machine._campaign import config_label
 
     runs = _suite(args)
     for run in runs:
@@ -548,6 +614,14 @@ def _cmd_suite(args: argparse.Namespace) -> int:
     states_before = 0
     damage_said = False
     started = time.perf_counter()
+    partial = PartialReports(run_dir)
+    interrupted = ""
+    all_runs = list(runs)
+
+    def build(reason: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        return _suite_report(args, all_runs, models, limits, run_dir, series,
+                             time.perf_counter() - started, reason)
+
     try:
         for number, run in enumerate(runs, 1):
             def on_progress(done: int, total: int, states: int, *, run: _SuiteRun = run,
@@ -576,17 +650,42 @@ def _cmd_suite(args: argparse.Namespace) -> int:
                 print(f"explore: damage skipped: {run.result.damage_skipped}", file=sys.stderr)
             if run.result is not None:
                 states_before += run.result.states
+                if run.result.interrupted.startswith("Ctrl-C"):
+                    interrupted = f"{run.result.interrupted} of run {number}/{len(runs)}"
+                    break
+                if number < len(runs):  # what ran so far, persisted (a kill leaves it)
+                    partial.write(build(f"not finished when written: {number} of {len(runs)} "
+                                        "run(s) done (the suite was still going, or was "
+                                        "killed)")[0])
             else:
                 print(f"explore: {'skipped' if run.skipped else 'failed'} {run.name}: "
                       f"{run.skipped or run.failed}", file=sys.stderr)
+    except KeyboardInterrupt:
+        interrupted = "Ctrl-C (SIGINT) between two runs of the suite"
     finally:
         bar.close()
-    elapsed = time.perf_counter() - started
-    not_run = [r for r in runs if r.result is None]
-    runs = [r for r in runs if r.result is not None]
-    if not runs:
+    if not any(r.result is not None for r in runs):
+        if interrupted:
+            raise KeyboardInterrupt
         raise UsageError("no workload of the default suite can run on this target (see the "
                          "lines above)")
+    report, extra = build(interrupted)
+    json_path, html_path = partial.final(report)
+    return _suite_answer(args, report, extra, run_dir, json_path, html_path, interrupted)
+
+
+def _suite_report(args: argparse.Namespace, all_runs: list[_SuiteRun], models: Any,
+                  limits: Any, run_dir: Path, series: list[list[float]], elapsed: float,
+                  interrupted: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The default suite's report (so far, when `interrupted` says it did not end) and what
+    its terminal answer needs beside it."""
+    from harness.cli._report import slug
+    from harness.cli._report_violations import command_line, explore_violations
+    from harness.machine._campaign import config_label
+
+    not_run = [r for r in all_runs if r.result is None]
+    runs = [r for r in all_runs if r.result is not None]
+    base = all_runs[0].config
     violations: list[dict[str, Any]] = []
     groups: list[dict[str, Any]] = []
     bugs: list[dict[str, Any]] = []
@@ -599,17 +698,17 @@ def _cmd_suite(args: argparse.Namespace) -> int:
         _renumber(found, found_groups, first_id=len(violations) + 1, first_group=len(groups),
                   sub=sub, run=run)
         violations += found
-        groups += found_groups
+        groups = _merge_groups(groups, found_groups, violations)
         bugs += [{**b, "workload": run.workload, "policy": run.config.policy}
                  for b in _harness_bugs(run.result, run_dir / sub, f"{sub}/")]
-    violation_total = sum(r.result.violation_total for r in runs)
+    violation_total = sum(r.result.violating_states for r in runs)
     failed = [r for r in not_run if r.failed]
     states = sum(r.result.states for r in runs)
     explored = sum(r.result.points_explored for r in runs)
     points = sum(r.result.points_total for r in runs)
     totals = {
         "runs": len(runs),
-        "runs_with_violations": sum(1 for r in runs if r.result.violation_total),
+        "runs_with_violations": sum(1 for r in runs if r.result.violating_states),
         "states": states,
         "violating_states": violation_total,
         "crash_points": f"{explored}/{points}",
@@ -629,7 +728,7 @@ def _cmd_suite(args: argparse.Namespace) -> int:
         rows.append({"workload": run.workload, "policy": run.config.policy, "ops": run.ops,
                      "states": run.result.states,
                      "crash_points": f"{run.result.points_explored}/{run.result.points_total}",
-                     "violating_states": run.result.violation_total,
+                     "violating_states": run.result.violating_states,
                      "elapsed_s": round(run.elapsed_s, 2),
                      "by_model": summary["by_model"],
                      "violations_by_rule": summary["violations_by_rule"]})
@@ -655,9 +754,11 @@ def _cmd_suite(args: argparse.Namespace) -> int:
         "violations_note": (
             f"The explorer found {violation_total} violating state(s) in "
             f"{totals['runs_with_violations']} run(s) "
-            f"({', '.join(f'{k} {n}' for k, n in by_rule.items())}); it keeps the first of "
-            "each run in detail, grouped here by cause, with one reproduction (the smallest) "
-            "per cause." if violation_total else ""),
+            f"({', '.join(f'{k} {n}' for k, n in by_rule.items())}), grouped by cause (the "
+            "mechanism: the rules broken and what the crash image lacks or resurrects, in any "
+            "run, under any model, at any crash point), each counting all its states; the "
+            "first of each cause in each run is kept in detail, with one reproduction (the "
+            "smallest) per cause." if violation_total else ""),
         "groups": groups,
         "configurations": [{k: v for k, v in row.items()
                             if k not in ("by_model", "violations_by_rule")} for row in rows],
@@ -670,23 +771,44 @@ def _cmd_suite(args: argparse.Namespace) -> int:
     }
     report["summary"] = str(report["summary"]) + _bugs_sentence(bugs) + "".join(
         f" {r.name} was {'skipped' if r.skipped else 'not finished'}: "
-        f"{r.skipped or r.failed}." for r in not_run)
-    json_path, html_path = write_report(run_dir, report)
+        f"{r.skipped or r.failed}." for r in not_run if r.skipped or r.failed)
+    report["interrupted"] = interrupted or None
+    extra = {"rows": rows, "by_rule": by_rule, "coverage": coverage, "not_run": not_run,
+             "runs": runs, "policies": policies, "where": where, "failed": failed,
+             "violation_total": violation_total, "explored": explored, "points": points,
+             "states": states, "elapsed": elapsed}
+    return report, extra
+
+
+def _suite_answer(args: argparse.Namespace, report: dict[str, Any], extra: dict[str, Any],
+                  run_dir: Path, json_path: Path, html_path: Path, interrupted: str) -> int:
+    """The suite's answer: the exit status, its --json line or its text."""
+    from harness.cli._report_violations import slim, terminal_lines
+
+    rows, by_rule, not_run = extra["rows"], extra["by_rule"], extra["not_run"]
+    violation_total, failed = extra["violation_total"], extra["failed"]
+    totals, bugs = report["totals"], report["harness_bugs"]
+    violations, groups = report["violations"], report["groups"]
     status = EXIT_VIOLATION if violation_total or failed else EXIT_OK
+    if interrupted:
+        status = EXIT_INTERRUPTED
     for line in _harness_bug_lines(bugs, run_dir):
         print(line, file=sys.stderr)
     if args.json:
-        print(json.dumps({"status": "violation" if violation_total or failed else "ok",
+        print(json.dumps({"status": ("interrupted" if interrupted else
+                                     "violation" if violation_total or failed else "ok"),
+                          "interrupted": interrupted or None,
                           "report": str(json_path), "html": str(html_path), **totals,
                           "harness_bugs": bugs,
                           "runs_not_run": report["runs_not_run"],
-                          "suite": rows, "violations_by_rule": by_rule, "coverage": coverage,
+                          "suite": rows, "violations_by_rule": by_rule,
+                          "coverage": extra["coverage"],
                           "findings": [slim(v) for v in violations],
                           "groups": groups}, default=str))
         return status
-    print(f"explore: the default suite, {len(runs)} runs ({policies}"
+    print(f"explore: the default suite, {len(extra['runs'])} runs ({extra['policies']}"
           + (f"; {len(not_run)} more not run" if not_run else "")
-          + f"), {where}, seed {args.seed}:")
+          + f"), {extra['where']}, seed {args.seed}:")
     for row in rows:
         verdict = (f"{row['violating_states']} violating state(s): "
                    + ", ".join(f"{k} {n}" for k, n in row["violations_by_rule"].items())
@@ -696,8 +818,10 @@ def _cmd_suite(args: argparse.Namespace) -> int:
               f"{verdict}")
     for r in not_run:
         print(f"  {r.workload} ({r.config.policy}, ops={r.ops}): "
-              f"{'skipped' if r.skipped else 'FAILED'}: {r.skipped or r.failed}")
-    print(f"total: {states} states at {explored}/{points} crash points in {elapsed:.1f}s")
+              + (f"{'skipped' if r.skipped else 'FAILED'}: {r.skipped or r.failed}"
+                 if r.skipped or r.failed else "not run (interrupted)"))
+    print(f"total: {extra['states']} states at {extra['explored']}/{extra['points']} crash "
+          f"points in {extra['elapsed']:.1f}s")
     if violation_total:
         print(f"{violation_total} violating state(s) in {totals['runs_with_violations']} "
               f"run(s)")
@@ -706,4 +830,7 @@ def _cmd_suite(args: argparse.Namespace) -> int:
     else:
         print("no violation")
     print(f"report: {html_path}")
+    if interrupted:
+        print(f"explore: interrupted: {interrupted}; the report holds what finished",
+              file=sys.stderr)
     return status

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -170,15 +171,29 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _report_violations(result: Any, rows: list[dict[str, Any]], command: str
                        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(violations, groups) in the shape the report renderer reads: one card per group."""
+    """(violations, groups) in the shape the report renderer reads: one card per cause. A
+    cause is a mechanism (``cause_text`` of the row's: rules, what the image lacks or
+    resurrects, the server's refusal) under any model; its count is every violating state
+    of that mechanism (the result's ``mechanisms``, left-out groups included), so the causes
+    add up to the violating states. Rows without a mechanism (the kernel's) are each one."""
+    from harness.verify._mechanism import cause_text
+
+    states: dict[str, int] = {}
+    for m in getattr(result, "mechanisms", None) or []:
+        key = cause_text(str(m.get("mechanism", "")))
+        states[key] = states.get(key, 0) + int(m.get("states", 0))
     violations: list[dict[str, Any]] = []
     groups: list[dict[str, Any]] = []
+    by_cause: dict[str, dict[str, Any]] = {}
     for number, row in enumerate(rows, 1):
         example = row["example"]
         verdict = example.get("verdict") or {}
         first = (verdict.get("violations") or [{}])[0]
         ident = f"g{number}"
         history = result.histories.get(example["trace_index"])
+        mechanism = row.get("mechanism")
+        cause = (cause_text(str(mechanism)) if mechanism
+                 else f"{', '.join(row['rules'])} (image {row['image_digest'][:12]})")
         entry: dict[str, Any] = {
             "id": ident, "rule": ", ".join(row["rules"]), "model": example["model"],
             "configuration": f"{result.server_label} {result.config.policy}",
@@ -189,13 +204,36 @@ def _report_violations(result: Any, rows: list[dict[str, Any]], command: str
             "states": row["states"], "crash_points": row["crash_points"],
             "models": row["models"], "image_digest": row["image_digest"],
             "server_reason": example.get("server_reason"),
+            "mechanism": mechanism, "signature": cause,
         }
         if row["reproduction"] is not None:
             entry["reproduction"] = row["reproduction"]
             entry["replay"] = f"{command} --replay {row['reproduction']}"
         violations.append(entry)
-        groups.append({"group": number, "count": row["states"], "representative": ident,
-                       "members": [ident]})
+        group = by_cause.get(cause)
+        if group is None:
+            group = by_cause[cause] = {
+                "signature": cause, "mechanism": cause, "unit": "state",
+                "count": states.get(cause, 0) if mechanism and cause in states else 0,
+                "counted": bool(mechanism and cause in states),
+                "representative": ident, "members": [], "models": []}
+            groups.append(group)
+        group["members"].append(ident)
+        group["models"] = sorted({*group["models"], *row["models"]})
+        group["model"] = ", ".join(group["models"])
+        if not group["counted"]:
+            group["count"] += int(row["states"])
+        if group["representative"] != ident and row["reproduction"] is not None and not any(
+                v["id"] == group["representative"] and v.get("reproduction")
+                for v in violations):
+            group["representative"] = ident
+    groups.sort(key=lambda g: -int(g["count"]))
+    for number, g in enumerate(groups, 1):
+        g["group"] = number
+        del g["counted"]
+    number_of = {g["signature"]: g["group"] for g in groups}
+    for v in violations:
+        v["group"] = number_of[v["signature"]]
     return violations, groups
 
 
@@ -204,7 +242,8 @@ def _explore(args: argparse.Namespace, explore: Callable[..., Any], what: str
     """Call `explore(workers=, progress=)` with a progress bar and a new run directory:
     (result, run_dir, the recoveries-over-time series). Errors are one line (UsageError),
     prefixed with `what`."""
-    from harness.cli._report import new_run_dir
+    from harness.cli._report import PartialReports, new_run_dir
+    from harness.cli._report_violations import command_line
     from harness.verify import VerifyEnvironmentError
     from harness.verify._explore_server import ServerExploreError
 
@@ -217,15 +256,45 @@ def _explore(args: argparse.Namespace, explore: Callable[..., Any], what: str
     bar = progress_bar(args, total=1, unit="steps")
     series: list[list[float]] = [[0.0, 0]]
     started = time.perf_counter()
+    partial = PartialReports(run_dir)
+    phase_at: dict[str, Any] = {"phase": "start", "done": 0, "total": 0, "written": -1e9}
+
+    def progress_report(how: str) -> dict[str, Any]:
+        """What is known before the states are judged: the phase reached, no verdict."""
+        return {"command": "explore", "run_id": run_dir.name, "interrupted": how,
+                "summary": f"{what} did not finish: {how}. The states are judged at the end, "
+                           "so no violation can be reported from this run.",
+                "run": {"command_line": command_line()},
+                "totals": {"phase": phase_at["phase"],
+                           "phase_done": f"{phase_at['done']}/{phase_at['total']}",
+                           "elapsed_s": round(time.perf_counter() - started, 2)},
+                "progress_series": {"title": "Real recoveries over time", "xlabel": "seconds",
+                                    "ylabel": "recoveries", "points": series},
+                "violations": [], "groups": []}
 
     def on_progress(phase: str, done: int, total: int) -> None:
         bar.total = max(total, 1)
         if phase == "recover":
             series.append([round(time.perf_counter() - started, 3), done])
         bar.update(done, f"{phase}: {done}/{total}")
+        phase_at.update(phase=phase, done=done, total=total)
+        now = time.perf_counter()
+        if now - phase_at["written"] >= 5.0:  # a killed run leaves where it was
+            phase_at["written"] = now
+            partial.write(progress_report(
+                f"not finished when written: {phase} {done}/{total} (the run was still "
+                "going, or was killed)"))
 
     try:
         result = explore(workers=workers, progress=on_progress)
+    except KeyboardInterrupt:
+        bar.close()
+        partial.final(progress_report(
+            f"Ctrl-C (SIGINT) during {phase_at['phase']} {phase_at['done']}/"
+            f"{phase_at['total']}"))
+        sys.stderr.write(f"aofcrash {what}: the report says how far it got: "
+                         f"{run_dir / 'report.html'}\n")
+        raise
     except VerifyEnvironmentError as exc:
         raise UsageError(str(exc)) from None
     except ServerExploreError as exc:

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from harness.cli._common import (
     DEFAULT_DATABASE,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_VIOLATION,
     MODEL_CHOICES,
@@ -130,10 +133,8 @@ def add_parser(sub: Any) -> None:
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from faults import PersistenceModel
-    from harness.cli._report import new_run_dir, write_report
+    from harness.cli._report import PartialReports, new_run_dir
     from harness.cli._report_violations import (
-        command_line,
-        fuzz_coverage,
         fuzz_violations,
         slim,
         terminal_lines,
@@ -175,6 +176,9 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     per_label: dict[str, Counter[str]] = {}
     seen: Counter[str] = Counter()
 
+    partial = PartialReports(run_dir)
+    written = {"at": -1e9, "findings": 0}
+
     def on_progress(elapsed: float, result: Any, label: str) -> None:
         # The campaign counts events for all configurations together: the difference since
         # the last slice belongs to this slice's configuration (the coverage picture).
@@ -184,12 +188,67 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         series.append([round(elapsed, 2), result.examples, len(result.findings)])
         bar.update(elapsed, f"{label:<24} examples {result.examples}  "
                             f"findings {len(result.findings)}")
+        # What ran so far, persisted (a new finding at once, else every few seconds): a
+        # killed campaign leaves it, marked as not finished.
+        if len(result.findings) != written["findings"] or elapsed - written["at"] >= 2.0:
+            written.update(at=elapsed, findings=len(result.findings))
+            partial.write(build(result, f"not finished when written: {elapsed:.0f} s of the "
+                                        f"{args.budget:g} s budget, {result.slices} slice(s) "
+                                        "done (the run was still going, or was killed)"))
+
+    def build(result: Any, interrupted: str) -> dict[str, Any]:
+        violations, groups = fuzz_violations(list(result.findings), run_dir, config_label)
+        return _fuzz_report(args, result, campaign, configs, models, run_dir, violations,
+                            groups, per_label, series, target_name, interrupted)
 
     try:
         result = run_campaign(campaign, progress=on_progress)
     finally:
         bar.close()
-    violations, groups = fuzz_violations(result.findings, run_dir, config_label)
+    report = build(result, result.interrupted)
+    violations, groups = report["violations"], report["groups"]
+    totals = report["totals"]
+    json_path, html_path = partial.final(report)
+    status = EXIT_VIOLATION if violations else EXIT_OK
+    if args.json:
+        print(json.dumps({"status": ("interrupted" if result.interrupted
+                                     else "violation" if violations else "ok"),
+                          "interrupted": result.interrupted or None,
+                          "report": str(json_path), "html": str(html_path),
+                          **totals, "target": args.target or "reference",
+                          "switched_off": switched_off,
+                          "findings": [slim(v) for v in violations],
+                          "groups": groups}, default=str))
+    else:
+        if switched_off:
+            # Said once: these rules never ran against this target.
+            by_reason: dict[str, list[str]] = {}
+            for feature, why in switched_off.items():
+                by_reason.setdefault(why, []).append(feature)
+            print(f"fuzz: rules switched off, {target_name} cannot run them: "
+                  + "; ".join(f"{', '.join(fs)} ({why})" for why, fs in by_reason.items()))
+        print(f"fuzz: {result.examples} examples in {result.elapsed_s:.1f}s over "
+              f"{len(configs)} configuration(s): "
+              + ("no violation" if not violations else f"{len(violations)} violation(s)"))
+        for line in terminal_lines(violations, groups):
+            print(line)
+        print(f"report: {html_path}")
+    if result.interrupted:
+        sys.stderr.write(f"aofcrash fuzz: interrupted: {result.interrupted}; the report holds "
+                         f"what finished: {html_path}\n")
+        return EXIT_INTERRUPTED
+    return status
+
+
+def _fuzz_report(args: argparse.Namespace, result: Any, campaign: Any, configs: Any,
+                 models: Any, run_dir: Path, violations: list[dict[str, Any]],
+                 groups: list[dict[str, Any]], per_label: dict[str, Counter[str]],
+                 series: list[list[float]], target_name: str, interrupted: str
+                 ) -> dict[str, Any]:
+    """The campaign's report.json content (so far, when `interrupted` says it did not end)."""
+    from harness.cli._report_violations import command_line, fuzz_coverage
+    from harness.machine._campaign import config_label
+
     totals = {"examples": result.examples, "slices": result.slices,
               "elapsed_s": round(result.elapsed_s, 2), "violations": len(violations),
               "causes": len(groups),
@@ -213,7 +272,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                 "switched_off": ({f: why for f, why in result.switched_off.items()}
                                  or "none"),
                 "profile": args.profile, "defects": list(args.defect) or "none",
-                "policies": policies, "models": [m.value for m in models],
+                "policies": [c.policy for c in configs], "models": [m.value for m in models],
                 "command_line": command_line()},
         "totals": totals,
         "configurations": list(result.per_config.values()),
@@ -225,28 +284,6 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
                                       for i, f in enumerate(result.findings, 1)]},
         "groups": groups,
         "violations": violations,
+        "interrupted": interrupted or None,
     }
-    json_path, html_path = write_report(run_dir, report)
-    status = EXIT_VIOLATION if violations else EXIT_OK
-    if args.json:
-        print(json.dumps({"status": "violation" if violations else "ok",
-                          "report": str(json_path), "html": str(html_path),
-                          **totals, "target": args.target or "reference",
-                          "switched_off": switched_off,
-                          "findings": [slim(v) for v in violations],
-                          "groups": groups}, default=str))
-    else:
-        if switched_off:
-            # Said once: these rules never ran against this target.
-            by_reason: dict[str, list[str]] = {}
-            for feature, why in switched_off.items():
-                by_reason.setdefault(why, []).append(feature)
-            print(f"fuzz: rules switched off, {target_name} cannot run them: "
-                  + "; ".join(f"{', '.join(fs)} ({why})" for why, fs in by_reason.items()))
-        print(f"fuzz: {result.examples} examples in {result.elapsed_s:.1f}s over "
-              f"{len(configs)} configuration(s): "
-              + ("no violation" if not violations else f"{len(violations)} violation(s)"))
-        for line in terminal_lines(violations, groups):
-            print(line)
-        print(f"report: {html_path}")
-    return status
+    return report

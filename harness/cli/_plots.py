@@ -21,7 +21,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["heatmap_svg", "series_svg", "timeline_svg"]
+__all__ = ["heatmap_svg", "series_svg", "timeline_figure", "timeline_svg"]
 
 _COUNTER = itertools.count(1)
 
@@ -98,6 +98,42 @@ def _window(events: Sequence[dict[str, Any]], crash_seqs: Sequence[int],
 
 def timeline_svg(study: dict[str, Any], *, title: str = "timeline") -> str:
     """The timeline of one replayed violation (``_report_replay.study``'s output)."""
+    return _svg(timeline_figure(study, title=title), title)
+
+
+def _printable(text: str) -> str:
+    """Raw bytes (a latin-1 string) with everything outside printable ASCII as ``\\xNN``: a
+    font has no glyph for a control byte, which would draw as an empty box."""
+    return "".join(ch if 32 <= ord(ch) < 127 else f"\\x{ord(ch) & 0xff:02x}" for ch in text)
+
+
+_LABEL_CHARS = 28
+_LABEL_ROWS = 3  # rows of write labels above the lanes, staggered so that none overlap
+_AXES_WIDTH_PT = 0.78 * 10.5 * 72  # the timeline's axes, about (for label widths)
+
+
+def _place_labels(wanted: Sequence[tuple[float, str, bool]], x_min: float, x_max: float
+                  ) -> list[tuple[float, int, str, bool]]:
+    """(x, row, text, lost) for the write labels that fit: lost writes first, then the others
+    in order; a label starts at its bar (moved left to end inside the axes) and goes in the
+    first row where it overlaps no other (widths estimated from the font size), or is left
+    out."""
+    per_char = 7 * 0.62 * (x_max - x_min) / _AXES_WIDTH_PT  # data units per character, 7 pt
+    ends: list[list[tuple[float, float]]] = [[] for _ in range(_LABEL_ROWS)]
+    placed = []
+    for x, text, lost in sorted(wanted, key=lambda w: (not w[2], w[0])):
+        width = (len(text) + 1) * per_char
+        x = max(x_min, min(x, x_max - width))
+        for row in range(_LABEL_ROWS):
+            if all(x + width <= a or x >= b for a, b in ends[row]):
+                ends[row].append((x, x + width))
+                placed.append((x, row, text, lost))
+                break
+    return placed
+
+
+def timeline_figure(study: dict[str, Any], *, title: str = "timeline") -> Any:
+    """The matplotlib figure of ``timeline_svg`` (tests measure where its labels are)."""
     events: list[dict[str, Any]] = list(study.get("events") or [])
     epochs: list[dict[str, Any]] = list(study.get("epochs") or [])
     status: dict[tuple[int, int], str] = {}
@@ -130,7 +166,7 @@ def timeline_svg(study: dict[str, Any], *, title: str = "timeline") -> str:
             paths.append(e["path"])
     lanes = [f"client {c}" for c in clients] + [p or "directory" for p in paths] + ["faults"]
     lane_y = {name: len(lanes) - 1 - i for i, name in enumerate(lanes)}
-    fig = _figure(10.5, 1.3 + 0.42 * len(lanes))
+    fig = _figure(10.5, 1.3 + 0.42 * len(lanes) + (0.5 if submits else 0))
     ax = fig.add_subplot(1, 1, 1)
     x_end = hi + 1
 
@@ -142,8 +178,10 @@ def timeline_svg(study: dict[str, Any], *, title: str = "timeline") -> str:
     n_writes = sum(1 for e in shown if e["kind"] == "submit")
     lost_keys = [k for k, st in status.items() if st == "lost" and k in submits]
     # Label every write of a short run; of a long one only the first and last lost writes.
-    label_keys = set(submits) if n_writes <= 24 else (
+    # Labels go in rows above the lanes, where they fit (``_place_labels``).
+    label_keys = set(submits) if n_writes <= 60 else (
         set(lost_keys) if len(lost_keys) <= 6 else {lost_keys[0], lost_keys[-1]})
+    wanted: list[tuple[float, str, bool]] = []
     bars: dict[tuple[str, int], list[tuple[float, float]]] = {}
     for key, sub in submits.items():
         end_ev = acks.get(key)
@@ -161,9 +199,15 @@ def timeline_svg(study: dict[str, Any], *, title: str = "timeline") -> str:
         width = max(end - left, 0.6)
         bars.setdefault((st, y), []).append((left, width))
         if key in label_keys:
-            ax.annotate(sub["text"][:28], (left, y + 0.3), fontsize=7,
-                        color="#7a1212" if st == "lost" else "#333333",
-                        rotation=25 if n_writes > 8 else 0, ha="left", va="bottom")
+            text = _printable(str(sub["text"]))
+            text = text if len(text) <= _LABEL_CHARS else text[: _LABEL_CHARS - 1] + "…"
+            wanted.append((left, text, st == "lost"))
+    top = len(lanes) - 1
+    band = top + 0.95  # above the top lane and the crash label
+    for x, label_row, text, lost in _place_labels(wanted, lo - 1, hi + 1.5):
+        ax.annotate(text, (x, band + 0.42 * label_row), fontsize=7,
+                    color="#7a1212" if lost else "#333333",
+                    fontweight="bold" if lost else "normal", ha="left", va="bottom")
 
     # One artist per colour, not per write: a long run has thousands of events.
     for (st, y), spans in bars.items():
@@ -233,17 +277,20 @@ def timeline_svg(study: dict[str, Any], *, title: str = "timeline") -> str:
     # Axes: lanes, and virtual times as x labels where time moves on.
     ax.set_yticks([lane_y[n] for n in lanes])
     ax.set_yticklabels(lanes, fontsize=8)
-    ax.set_ylim(-1.0, len(lanes) - 0.2)
+    rows_used = min(_LABEL_ROWS, len(wanted))
+    ax.set_ylim(-1.0, (band + 0.42 * rows_used + 0.15) if rows_used else len(lanes) - 0.2)
     ax.set_xlim(lo - 1, hi + 1.5)
-    ticks, labels, last_t = [], [], None
+    ticks: list[int] = []
+    labels: list[str] = []
+    last_t = None
+    gap = (hi + 2.5 - lo) / 16  # tick labels closer than this would run into each other
     for e in shown:
         if e["t"] != last_t:
+            if ticks and e["seq"] - ticks[-1] < gap:
+                continue  # keep last_t: the next time the clock moves is a new candidate
             ticks.append(e["seq"])
             labels.append(f"{e['t']}")
             last_t = e["t"]
-    if len(ticks) > 14:
-        step = -(-len(ticks) // 14)
-        ticks, labels = ticks[::step], labels[::step]
     ax.set_xticks(ticks)
     ax.set_xticklabels(labels, fontsize=7)
     ax.set_xlabel("events in the order they happened (labels: virtual time in ms)", fontsize=8)
@@ -262,8 +309,8 @@ def timeline_svg(study: dict[str, Any], *, title: str = "timeline") -> str:
     if lo > 0:
         ax.annotate(f"({lo} earlier events not shown)", (lo - 1, len(lanes) - 0.45),
                     fontsize=7, color="#666666")
-    ax.set_title(title, fontsize=10, loc="left")
-    return _svg(fig, title)
+    ax.set_title(_printable(title), fontsize=10, loc="left", pad=8)
+    return fig
 
 
 def heatmap_svg(rows: Sequence[str], columns: Sequence[str],
@@ -277,8 +324,20 @@ def heatmap_svg(rows: Sequence[str], columns: Sequence[str],
 
     data = np.array(values, dtype=float) if rows and columns else np.zeros((1, 1))
     shown = np.log10(data + 1.0)
-    ax.imshow(shown, cmap="Blues", aspect="auto", vmin=0)
     top = shown.max() if shown.size else 0
+    image = ax.imshow(shown, cmap="Blues", aspect="auto", vmin=0, vmax=max(top, 1.0))
+    # The legend: the colour scale in counts (it is logarithmic), and what a red 0 means.
+    ticks = [0.0]
+    n = 1
+    while np.log10(n + 1.0) <= max(top, 1.0) + 1e-9:
+        ticks.append(float(np.log10(n + 1.0)))
+        n *= 10
+    bar = fig.colorbar(image, ax=ax, ticks=ticks, fraction=0.05, pad=0.02)
+    bar.ax.set_yticklabels([f"{round(10 ** t - 1):,}" for t in ticks], fontsize=7)
+    bar.set_label("count (log scale)", fontsize=7)
+    ax.annotate("number in a cell: the count; a red 0 is a gap (never exercised)", (0, 1),
+                xycoords="axes fraction", xytext=(0, 4), textcoords="offset points",
+                fontsize=7, color="#b30000", va="bottom")
     for i in range(len(rows)):
         for j in range(len(columns)):
             v = data[i, j]
@@ -292,7 +351,7 @@ def heatmap_svg(rows: Sequence[str], columns: Sequence[str],
     ax.set_yticklabels(rows, fontsize=7)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
-    ax.set_title(title, fontsize=10, loc="left")
+    ax.set_title(title, fontsize=10, loc="left", pad=16)
     return _svg(fig, title)
 
 

@@ -8,6 +8,7 @@ run never leaves a half-written report or reproduction behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,8 @@ from harness.cli._fileio import (
     write_atomic_bytes,
 )
 
-__all__ = ["ReportError", "load_report", "new_run_dir", "render_html", "slug", "write_atomic",
-           "write_atomic_bytes", "write_report"]
+__all__ = ["PartialReports", "ReportError", "load_report", "new_run_dir", "render_html", "slug",
+           "write_atomic", "write_atomic_bytes", "write_report"]
 
 REPORT_FORMAT = "aofcrash-report/1"
 
@@ -52,9 +53,12 @@ def new_run_dir(base: Path, command: str, seed: int, stamp: str | None = None) -
     return path
 
 
-def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
-    """report.json, then report.html rendered from it; a full or read-only disk is a
-    UsageError (one line), not a traceback."""
+def write_report(run_dir: Path, report: dict[str, Any], *, html: bool = True,
+                 pictures: bool = True) -> tuple[Path, Path]:
+    """report.json, then report.html rendered from it (unless not `html`: a partial report
+    written often renders its page less often; without `pictures` the page leaves out the
+    plots and timelines, which take longer to draw than a partial report may); a full or
+    read-only disk is a UsageError (one line), not a traceback."""
     from harness.cli._common import UsageError
 
     report = {"format": REPORT_FORMAT, **report}
@@ -63,10 +67,62 @@ def write_report(run_dir: Path, report: dict[str, Any]) -> tuple[Path, Path]:
     text = json.dumps(report, indent=1, sort_keys=True, default=str) + "\n"
     try:
         write_atomic(json_path, text)
-        write_atomic(html_path, render_html(json.loads(text)))
+        if html:
+            shown = json.loads(text)
+            if not pictures:
+                shown = _without_pictures(shown)
+            write_atomic(html_path, render_html(shown))
     except OSError as exc:
         raise UsageError(f"cannot write the report in {run_dir}: {exc.strerror}") from None
     return json_path, html_path
+
+
+class PartialReports:
+    """Writes a running command's report as it goes, so that a run killed (SIGKILL, a
+    power cut) leaves what had finished: report.json every time, report.html at most every
+    `html_every_s` seconds of wall clock (rendering draws the pictures), both temp + rename.
+    The final report replaces them."""
+
+    def __init__(self, run_dir: Path, *, html_every_s: float = 2.0) -> None:
+        self.run_dir = run_dir
+        self.html_every_s = html_every_s
+        self._html_at: float | None = None
+        self._reproductions: set[str] = set()  # written by partial reports (run_dir-relative)
+
+    def write(self, report: dict[str, Any]) -> None:
+        import time
+
+        now = time.monotonic()
+        html = self._html_at is None or now - self._html_at >= self.html_every_s
+        write_report(self.run_dir, report, html=html, pictures=False)
+        self._reproductions |= _reproductions(report)
+        if html:
+            self._html_at = now
+
+    def final(self, report: dict[str, Any]) -> tuple[Path, Path]:
+        """Write the finished report; reproductions a partial one named that this one does
+        not (a cause renumbered since) are removed, so every file left is the report's."""
+        paths = write_report(self.run_dir, report)
+        for name in self._reproductions - _reproductions(report):
+            with contextlib.suppress(OSError):
+                (self.run_dir / name).unlink()
+        return paths
+
+
+def _reproductions(report: dict[str, Any]) -> set[str]:
+    return {str(v["reproduction"]) for v in report.get("violations") or []
+            if isinstance(v, dict) and v.get("reproduction")}
+
+
+def _without_pictures(report: dict[str, Any]) -> dict[str, Any]:
+    """`report` with nothing to draw (coverage, progress, timelines) and a note saying so."""
+    out = {k: v for k, v in report.items() if k not in ("coverage_matrix", "progress_series")}
+    out["violations"] = [
+        {k: x for k, x in v.items() if k not in ("events", "history")} if isinstance(v, dict)
+        else v for v in report.get("violations") or []]
+    out["summary"] = (str(report.get("summary", "")) + " (Pictures are drawn when the run "
+                      "ends; report.json has everything so far.)").strip()
+    return out
 
 
 #: report.json fields and the JSON type each must have (anything else is not a report).

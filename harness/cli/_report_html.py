@@ -28,6 +28,7 @@ h4{font-size:.92rem;margin:1rem 0 .3rem;color:#333}
 .verdict{display:block;padding:.7rem 1rem;border-radius:.4rem;font-weight:650;font-size:1.1rem}
 .pass{background:var(--okbg);color:var(--ok);border:1px solid #a8d5b0}
 .fail{background:var(--failbg);color:var(--fail);border:1px solid #f0b4b4}
+.partial{background:#fff4e5;color:#7a4b00;border:1px solid #f5c98b}
 .summary{color:var(--muted);margin:.4rem 0 0}
 .card{background:#fff;border:1px solid var(--line);border-left:6px solid #c62828;
 border-radius:.4rem;padding:.9rem 1.1rem;margin:1rem 0;box-shadow:0 1px 2px #0000000d}
@@ -35,8 +36,13 @@ border-radius:.4rem;padding:.9rem 1.1rem;margin:1rem 0;box-shadow:0 1px 2px #000
 .badge{display:inline-block;background:#c62828;color:#fff;border-radius:1rem;padding:0 .6rem;
 font-size:.8rem;margin-right:.4rem;vertical-align:middle}
 .badge.grey{background:#5f6368}
-table{border-collapse:collapse;margin:.4rem 0;font-size:.86rem;background:#fff}
+table{border-collapse:collapse;margin:.4rem 0;font-size:.86rem;background:#fff;max-width:100%}
 td,th{border:1px solid var(--line);padding:.22rem .55rem;text-align:left;vertical-align:top}
+td{overflow-wrap:anywhere}
+table.diff{table-layout:fixed;width:100%}
+table.diff col.key{width:22%}
+table.diff code{white-space:pre-wrap;word-break:break-all}
+tr.total td{font-weight:600;background:#f1f3f4}
 th{background:#f1f3f4;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 tr.lost td{background:#fde7e7}
@@ -92,6 +98,30 @@ def _bytes_text(value: str) -> str:
     return "".join(out)
 
 
+def _shown(value: Any) -> str:
+    """Text that may carry raw bytes (a latin-1 JSON string), every byte outside printable
+    ASCII escaped as ``\\xNN`` (newlines kept): a control byte renders as an empty box."""
+    text = str(value)
+    return "".join(ch if ch == "\n" or 32 <= ord(ch) < 127
+                   else (f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
+                   for ch in text)
+
+
+#: The longest value or key shown whole; a longer one keeps its start and end and says how
+#: many bytes it leaves out (README, "How to read a report").
+_SHOWN_CHARS = 60
+
+
+def _elided(value: str) -> str:
+    """HTML of a long byte string: its start and end, the middle as ``[N bytes]``."""
+    if len(value) <= _SHOWN_CHARS:
+        return _e(_bytes_text(value))
+    head, tail = value[: _SHOWN_CHARS - 20], value[-12:]
+    left_out = len(value) - len(head) - len(tail)
+    return (f"{_e(_bytes_text(head))}<span class='eq'>… [{left_out} bytes] …</span>"
+            f"{_e(_bytes_text(tail))} <span class='eq'>({len(value)} bytes)</span>")
+
+
 def _string_diff(a: str, b: str) -> tuple[str, str]:
     """HTML of two strings that differ: the common prefix elided (a few bytes of context
     kept), the differing bytes marked, long tails cut."""
@@ -109,8 +139,8 @@ def _string_diff(a: str, b: str) -> tuple[str, str]:
         ctx = _e(_bytes_text(s[keep:same]))
         mid = s[same:len(s) - end_same]
         tail = s[len(s) - end_same:]
-        shown_mid = mid if len(mid) <= 120 else mid[:117] + "..."
-        marked = f"<mark>{_e(_bytes_text(shown_mid))}</mark>" if mid else "<mark>∅</mark>"
+        marked = (f"<mark>{_elided(mid)}</mark>" if len(mid) > _SHOWN_CHARS
+                  else f"<mark>{_e(_bytes_text(mid))}</mark>" if mid else "<mark>∅</mark>")
         shown_tail = tail if len(tail) <= 24 else tail[:21]
         tail_html = _e(_bytes_text(shown_tail)) + (
             f"<span class='eq'>… [{len(tail) - 21} equal bytes]</span>" if len(tail) > 24
@@ -129,11 +159,10 @@ def _kv_html(kv: Any) -> str:
     expiry = d.get("expire_at_ms")
     exp = "" if expiry is None else f" <span class='eq'>(expires at {_e(expiry)} ms)</span>"
     if isinstance(value, str):
-        shown = value if len(value) <= 80 else value[:77] + "..."
-        return f"{_e(kind)} <code>{_e(_bytes_text(shown))}</code>{exp}"
+        return f"{_e(kind)} <code>{_elided(value)}</code>{exp}"
     items = _list(value)
-    body = ", ".join(_e(_bytes_text(json.dumps(x, ensure_ascii=False) if not isinstance(x, str)
-                                     else x)) for x in items[:8])
+    body = ", ".join(_elided(json.dumps(x, ensure_ascii=False) if not isinstance(x, str)
+                             else x) for x in items[:8])
     more = f", … ({len(items)} items)" if len(items) > 8 else ""
     return f"{_e(kind)} [{len(items)}] <code>{body}{more}</code>{exp}"
 
@@ -158,21 +187,32 @@ def _diff_rows(diff: list[Any]) -> str:
             only_r = [x for x in ra if x not in ea]
             if only_e or only_r:
                 e_html += ("<br><span class='eq'>only here:</span> <mark>"
-                           + _e(_bytes_text(", ".join(only_e[:8]))) + "</mark>") if only_e else ""
+                           + _elided(", ".join(only_e[:8])) + "</mark>") if only_e else ""
                 r_html += ("<br><span class='eq'>only here:</span> <mark>"
-                           + _e(_bytes_text(", ".join(only_r[:8]))) + "</mark>") if only_r else ""
+                           + _elided(", ".join(only_r[:8])) + "</mark>") if only_r else ""
         rows.append(f"<tr><td class='mono'>db{_e(d.get('db'))} "
-                    f"{_e(_bytes_text(str(d.get('key', ''))))}</td>"
+                    f"{_elided(str(d.get('key', '')))}</td>"
                     f"<td>{e_html}</td><td>{r_html}</td></tr>")
-    return ("<table><thead><tr><th>key</th><th>expected</th><th>recovered</th></tr></thead>"
+    return ("<table class='diff'><colgroup><col class='key'><col><col></colgroup>"
+            "<thead><tr><th>key</th><th>expected</th><th>recovered</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table>")
+
+
+def _words(key: str) -> str:
+    """A JSON key as a header: words, the unit last in brackets (``elapsed_s``: elapsed (s))."""
+    if key.endswith("_per_s"):
+        return key[: -len("_per_s")].replace("_", " ") + " per second"
+    for suffix, unit in (("_ms", "ms"), ("_s", "s")):
+        if key.endswith(suffix):
+            return key[: -len(suffix)].replace("_", " ") + f" ({unit})"
+    return key.replace("_", " ")
 
 
 def _table(rows: Sequence[Any], columns: Sequence[str], *,
            numeric: Sequence[str] = ()) -> str:
     if not rows:
         return "<p class='muted'>none</p>"
-    head = "".join(f"<th>{_e(c)}</th>" for c in columns)
+    head = "".join(f"<th>{_e(_words(c))}</th>" for c in columns)
     body = []
     for r in rows:
         r = _dict(r)
@@ -188,7 +228,7 @@ def _value(v: Any, depth: int = 0) -> str:
     if isinstance(v, dict) and depth < 3:
         if not v:
             return "<span class='muted'>—</span>"
-        rows = "".join(f"<tr><th>{_e(k)}</th><td>{_value(x, depth + 1)}</td></tr>"
+        rows = "".join(f"<tr><th>{_e(_words(str(k)))}</th><td>{_value(x, depth + 1)}</td></tr>"
                        for k, x in v.items())
         return f"<table>{rows}</table>"
     if isinstance(v, list) and depth < 3:
@@ -205,7 +245,8 @@ def _value(v: Any, depth: int = 0) -> str:
 def _kv(d: dict[str, Any]) -> str:
     if not d:
         return "<p class='muted'>none</p>"
-    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_value(v)}</td></tr>" for k, v in d.items())
+    rows = "".join(f"<tr><th>{_e(_words(str(k)))}</th><td>{_value(v)}</td></tr>"
+                   for k, v in d.items())
     return f"<table><tbody>{rows}</tbody></table>"
 
 
@@ -229,7 +270,7 @@ def _history_timeline(v: dict[str, Any]) -> dict[str, Any] | None:
         return None
     raw: list[tuple[int, int, dict[str, Any]]] = []
     for e in rows:
-        text = "; ".join(" ".join(map(str, c)) for c in _list(e.get("commands")))[:60]
+        text = _shown("; ".join(" ".join(map(str, c)) for c in _list(e.get("commands"))))[:60]
         executed = e.get("executed_ms")
         t = executed if isinstance(executed, int) else 0
         raw.append((t, 0, {"kind": "submit", "entry": e.get("index"), "text": text,
@@ -264,7 +305,7 @@ def _lost_or_phantom(v: dict[str, Any]) -> str:
     lost = [e for e in _list(last.get("entries")) if _dict(e).get("status") == "lost"]
     details = _dict(_first_violation(v).get("details"))
     if lost:
-        rows = [{"#": _dict(e).get("entry"), "write": _dict(e).get("text"),
+        rows = [{"#": _dict(e).get("entry"), "write": _shown(_dict(e).get("text")),
                  "executed at (ms)": _dict(e).get("executed_ms"),
                  "acknowledged at (ms)": _dict(e).get("ack_ms"),
                  "position": _dict(e).get("position")} for e in lost]
@@ -277,14 +318,16 @@ def _lost_or_phantom(v: dict[str, Any]) -> str:
                          + "</details>")
     elif _list(details.get("lost_entries")):
         parts.append("<h4>Writes lost</h4><ul>" + "".join(
-            f"<li><code>{_e(x)}</code></li>" for x in _list(details["lost_entries"])) + "</ul>")
+            f"<li><code>{_e(_shown(x))}</code></li>" for x in _list(details["lost_entries"]))
+            + "</ul>")
     if _list(details.get("refused_entries")):
         parts.append("<h4>The phantom: refused writes whose effect came back</h4><ul>" + "".join(
-            f"<li><code>{_e(x)}</code></li>" for x in _list(details["refused_entries"]))
+            f"<li><code>{_e(_shown(x))}</code></li>" for x in _list(details["refused_entries"]))
             + "</ul>")
         if _list(details.get("phantom_keys")):
             parts.append("<p class='muted'>keys: "
-                         + _e(", ".join(map(str, _list(details["phantom_keys"])))) + "</p>")
+                         + _e(_shown(", ".join(map(str, _list(details["phantom_keys"])))))
+                         + "</p>")
     for key, value in details.items():
         if key not in ("lost_entries", "refused_entries", "phantom_keys"):
             parts.append(f"<p class='muted'>{_e(key)}: {_value(value)}</p>")
@@ -307,6 +350,8 @@ def _facts(v: dict[str, Any]) -> str:
     facts.append(("crash", crash_words))
     if v.get("fault"):
         facts.append(("fault", _e(v["fault"])))
+    if v.get("mechanism"):
+        facts.append(("what explains it", _e(_shown(v["mechanism"]))))
     image = last.get("image")
     if image is None and crash.get("choice") is not None:
         from harness.cli._report_replay import describe_choice
@@ -395,8 +440,8 @@ def _violation_card(v: dict[str, Any], group: dict[str, Any], plots: Any) -> str
              f"<h3><span class='badge'>{_e(rule)}</span>{_e(headline)}</h3>",
              f"<p class='rule'>{_e(explanation)}</p>"]
     if count and count != 1:
-        parts.append(f"<p class='muted'>{_e(count)} violations share this cause; the "
-                     "smallest reproduction is shown.</p>")
+        parts.append(f"<p class='muted'>{_e(count)} {_e(_unit([group]))}s share this cause; "
+                     "the smallest reproduction is shown.</p>")
     parts.append(_facts(v))
     # The picture first: it is what shows the bug at a glance (and fits the first screen).
     parts.append(_timeline(v, plots.timeline_svg))
@@ -432,7 +477,7 @@ def _violation_card(v: dict[str, Any], group: dict[str, Any], plots: Any) -> str
     if v.get("study_error"):
         parts.append(f"<p class='muted'>replay for the report failed: {_e(v['study_error'])}</p>")
     parts.append("<details><summary>the oracle's full text</summary>"
-                 f"<pre>{_e(v.get('text', ''))}</pre></details>")
+                 f"<pre>{_e(_shown(v.get('text', '')))}</pre></details>")
     members = [m for m in _list(group.get("members")) if m != v.get("id")]
     if members:
         parts.append(f"<details><summary>the other {len(members)} violation(s) of this cause"
@@ -480,6 +525,101 @@ def _coverage_plots(report: dict[str, Any], plots: Any) -> list[str]:
     return out
 
 
+def _unit(groups: Sequence[dict[str, Any]]) -> str:
+    """What a group counts: violating states (explore), trials (verify), violations (fuzz)."""
+    unit = next((str(g["unit"]) for g in groups if g.get("unit")), "")
+    return {"state": "violating state", "trial": "violating trial"}.get(unit, "violation")
+
+
+def _cause_rows(groups: Sequence[dict[str, Any]], by_id: dict[Any, dict[str, Any]],
+                totals: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per cause; when the totals count more than the groups hold (an older report),
+    a "not grouped" row holds the rest, so the rows always add up to the verdict's count."""
+    rows: list[dict[str, Any]] = []
+    for g in groups:
+        rep = by_id.get(g.get("representative"), {})
+        count = g.get("count", 1)
+        rows.append({"cause": f"#{g.get('group')}", "rule": rep.get("rule"),
+                     "what explains it": _shown(g.get("mechanism") or rep.get("mechanism")
+                                                or "—"),
+                     "configuration": g.get("configuration") or rep.get("configuration"),
+                     "model": g.get("model") or rep.get("model"),
+                     "fault": rep.get("fault"),
+                     "violations": count if isinstance(count, int) else 1})
+    grouped = sum(r["violations"] for r in rows)
+    counted = totals.get("violating_states", totals.get("violations"))
+    if rows and isinstance(counted, int) and counted > grouped:
+        rows.append({"cause": "not grouped", "rule": "", "what explains it":
+                     "counted by the run, not kept in detail", "configuration": "",
+                     "model": "", "fault": "", "violations": counted - grouped})
+    return rows
+
+
+#: "What ran": report.json's totals in words (units last), in this order (what ran, what it
+#: found, how long it took); a key not listed reads as itself, after these.
+_TOTAL_LABELS = {
+    "runs": "workload runs",
+    "trials": "trials",
+    "examples": "examples run",
+    "slices": "slices (a configuration's turn)",
+    "states": "crash states checked",
+    "crash_points": "crash points explored / all",
+    "distinct_aof_contents": "distinct AOF contents recovered",
+    "full_recoveries": "full recoveries",
+    "real_recoveries": "recoveries by the real binary",
+    "consistent": "consistent trials",
+    "not_exercised": "trials not exercised (nothing had to survive)",
+    "unavailable": "trials where the server refused to start (allowed)",
+    "acknowledged_then_unavailable": "trials acknowledged, then unavailable",
+    "fault_asked_trials": "trials with a fault asked for",
+    "fault_fired_trials": "trials in which the fault fired",
+    "acked_entries": "writes acknowledged",
+    "unknown_entries": "writes with no reply before the crash",
+    "error_entries": "writes refused with an error",
+    "violations": "violations",
+    "violating_states": "violating crash states",
+    "runs_with_violations": "runs with a violation",
+    "runs_not_run": "runs not run",
+    "causes": "causes (mechanisms)",
+    "attributed_trials": "trials attributed",
+    "first_failure_s": "first violation found after (s, wall clock)",
+    "stopped_by": "stopped by",
+    "elapsed_s": "elapsed (s, wall clock, the whole run)",
+    "time_s": "time in workers (s)",
+    "attribution_s": "of which attributing causes (s, wall clock)",
+    "states_per_s": "crash states checked per second (wall clock)",
+    "recoveries_per_s": "recoveries per second (wall clock)",
+    "trials_per_s": "trials per second (wall clock, attribution aside)",
+}
+_TOTAL_ORDER = {key: i for i, key in enumerate(_TOTAL_LABELS)}
+
+
+def _total_label(key: str) -> str:
+    return _TOTAL_LABELS.get(key) or _words(key)
+
+
+def _totals(totals: dict[str, Any], report: dict[str, Any]) -> str:
+    """The totals with labels in words; the two kinds of time said apart: elapsed is the wall
+    clock of the whole run, the time in workers is summed over every worker process (so it
+    can exceed the elapsed time)."""
+    rows = []
+    ordered = sorted(totals.items(), key=lambda kv: _TOTAL_ORDER.get(kv[0], len(_TOTAL_ORDER)))
+    for key, value in ordered:
+        if key == "time_s" and isinstance(value, dict):
+            workers = value.get("workers")
+            parts = [f"{_e(k)} {_e(v)} s" for k, v in value.items() if k != "workers"]
+            over = (f"summed over {_e(workers)} worker process(es), so it can exceed the "
+                    "elapsed time" if workers is not None else "summed over the workers")
+            rows.append((_TOTAL_LABELS["time_s"],
+                         ", ".join(parts) + f" <span class='muted'>({over})</span>"))
+        else:
+            rows.append((_e(_total_label(key)), _value(value)))
+    if not rows:
+        return "<p class='muted'>none</p>"
+    body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    return f"<table><tbody>{body}</tbody></table>"
+
+
 def render_page(report: dict[str, Any]) -> str:
     from harness.cli import _plots as plots
 
@@ -490,13 +630,21 @@ def render_page(report: dict[str, Any]) -> str:
     by_id = {v.get("id"): v for v in violations}
     command = str(report.get("command", ""))
     totals = _dict(report.get("totals"))
-    total = totals.get("violating_states", totals.get("violations", len(violations)))
+    rows = _cause_rows(groups, by_id, totals)
+    total = sum(int(r["violations"]) for r in rows)
+    unit = _unit(groups)
     ok = not violations
     if ok:
         verdict = "PASS: no violation found"
     else:
-        verdict = (f"FAIL: {total} violation(s) from {len(groups)} cause(s)"
-                   if len(groups) != total else f"FAIL: {total} violation(s)")
+        causes = sum(1 for r in rows if r["cause"] != "not grouped")
+        verdict = (f"FAIL: {total} {unit}(s) from {causes} cause(s)"
+                   if causes != total else f"FAIL: {total} {unit}(s)")
+    interrupted = report.get("interrupted")
+    if interrupted:
+        verdict = ("INTERRUPTED: no violation in what finished" if ok
+                   else verdict + " in what finished (run interrupted)")
+    css = "partial" if interrupted and ok else "pass" if ok else "fail"
     summary = str(report.get("summary", ""))
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
@@ -505,23 +653,26 @@ def render_page(report: dict[str, Any]) -> str:
         f"<style>{_CSS}</style></head><body><main>",
         f"<h1>aofcrash {_e(command)} <span class='muted'>{_e(report.get('run_id', ''))}"
         "</span></h1>",
-        f"<div id='verdict' class='verdict {'pass' if ok else 'fail'}'>{_e(verdict)}</div>",
+        f"<div id='verdict' class='verdict {css}'>{_e(verdict)}</div>",
     ]
+    if interrupted:
+        parts.append(f"<p class='summary' id='interrupted'><b>Partial report</b>: "
+                     f"{_e(_shown(interrupted))}. Everything below is what had finished.</p>")
     if summary:
         parts.append(f"<p class='summary'>{_e(summary)}</p>")
     parts.append("<h2 id='violations'>Violations</h2>")
     if ok:
         parts.append("<p class='muted'>none: every recovery kept the contract.</p>")
     else:
-        rows = []
-        for g in groups:
-            rep = by_id.get(g.get("representative"), {})
-            rows.append({"cause": f"#{g.get('group')}", "rule": rep.get("rule"),
-                         "configuration": rep.get("configuration"), "model": rep.get("model"),
-                         "fault": rep.get("fault"), "violations": g.get("count")})
-        if len(groups) > 1:
-            parts.append(_table(rows, ["cause", "rule", "configuration", "model", "fault",
-                                       "violations"], numeric=["violations"]))
+        if len(rows) > 1:
+            columns = ["cause", "rule", "what explains it", "configuration", "model", "fault",
+                       "violations"]
+            shown = [{**r, "violations": r["violations"]} for r in rows]
+            table = _table(shown, columns, numeric=["violations"])
+            # The sum row: the table adds up to the verdict's count.
+            total_row = ("<tr class='total'><td>total</td>" + "<td></td>" * (len(columns) - 2)
+                         + f"<td class='num'>{total}</td></tr></tbody>")
+            parts.append(table.replace("</tbody>", total_row, 1))
         if report.get("violations_note"):
             parts.append(f"<p class='muted'>{_e(report['violations_note'])}</p>")
         for g in groups:
@@ -529,7 +680,7 @@ def render_page(report: dict[str, Any]) -> str:
             if found is not None:
                 parts.append(_violation_card(found, g, plots))
     parts.append("<h2 id='what-ran'>What ran</h2>")
-    parts.append(_kv(totals))
+    parts.append(_totals(totals, report))
     pictures = _coverage_plots(report, plots)
     if pictures:
         parts.append("<div class='grid'>" + "".join(f"<figure>{p}</figure>" for p in pictures)

@@ -2,8 +2,13 @@
 (``*.aofrepro.json``, which the pytest plugin collects), cause groups, and per violation what a
 person needs (see ``_report_replay``); plus the same for a terminal.
 
-A *group* is every violation with one cause signature (rule, configuration, model, fault,
-shape of the program); it is shown once, with its smallest reproduction and its count.
+A *group* (a cause) is every violation with one signature, shown once with its smallest
+reproduction and its count. For the explorer the signature is the violation's mechanism
+(``mechanism_text``: the rules broken and what the crash image lacks or resurrects against what
+the server had written, under any model and at any crash point), and the count is every
+violating state of that mechanism, kept in detail or not, so the causes add up to the violating
+states. A fuzz finding's signature is its rules, configuration, model, the faults that fired
+and the program's shape (Hypothesis has already reduced it to one failing program).
 """
 
 from __future__ import annotations
@@ -158,12 +163,26 @@ def group_violations(violations: list[dict[str, Any]],
                      "model": smallest["model"], "fault": smallest["fault"],
                      "shape": smallest["shape"]})
     rows.sort(key=lambda g: -int(g["count"]))
-    for number, g in enumerate(rows, 1):
-        g["group"] = number
-        for v in violations:
-            if v["signature"] == g["signature"]:
-                v["group"] = number
+    _number(rows, violations)
     return rows
+
+
+def _number(groups: list[dict[str, Any]], violations: list[dict[str, Any]]) -> None:
+    """Number `groups` in order (1, 2, ...) and give every violation its group's number."""
+    number_of = {}
+    for number, g in enumerate(groups, 1):
+        g["group"] = number
+        number_of[g["signature"]] = number
+    for v in violations:
+        if v["signature"] in number_of:
+            v["group"] = number_of[v["signature"]]
+
+
+def mechanism_text(rules: Sequence[str], effects: Sequence[str]) -> str:
+    """A violation's mechanism in words: its rules and what its image lacks or resurrects."""
+    from harness.verify._mechanism import cause_text, describe_effects
+
+    return cause_text(f"{'/'.join(sorted(rules))}: {describe_effects(sorted(set(effects)))}")
 
 
 def fuzz_violations(findings: Sequence[Any], run_dir: Path,
@@ -229,11 +248,31 @@ def explore_violations(result: Any, config: Any, steps: Sequence[Any], run_dir: 
         record["point"] = point.to_dict()
         record["choice"] = v.choice.to_dict()
         record["confirmed_by_replay"] = v.confirmed
+        record["image_effects"] = list(v.effects)
+        record["states"] = v.count
+        # The cause is the mechanism: the rules and what the image lacks or resurrects, under
+        # whichever model and at whichever crash point (one missing fsync is one cause).
+        record["mechanism"] = mechanism_text(v.rules, v.effects)
+        record["signature"] = record["mechanism"]
         sizes[record["id"]] = len(program)
         if repro is not None:
             repros[record["id"]] = repro
         out.append(record)
-    groups = group_violations(out, sizes)
+    groups = group_violations(out, sizes, replayable=set(repros))
+    states: dict[str, int] = {}
+    models: dict[str, set[str]] = {}
+    for (model, rules, effects), n in getattr(result, "mechanism_states", {}).items():
+        text = mechanism_text(rules, effects)
+        states[text] = states.get(text, 0) + n
+        models.setdefault(text, set()).add(model)
+    for g in groups:  # every violating state counted, not only the ones kept in detail
+        g["count"] = states.get(g["signature"], g["count"])
+        g["unit"] = "state"
+        g["mechanism"] = g["signature"]
+        if g["signature"] in models:
+            g["model"] = ", ".join(sorted(models[g["signature"]]))
+    groups.sort(key=lambda g: -int(g["count"]))
+    _number(groups, out)
     by_id = {v["id"]: v for v in out}
     written = 0
     for g in groups:
@@ -254,15 +293,21 @@ def terminal_lines(violations: Sequence[dict[str, Any]], groups: Sequence[dict[s
     `limit`), the verdict, the program as steps, every crash epoch, the replay command."""
     by_id = {v["id"]: v for v in violations}
     lines: list[str] = []
-    count = total if total is not None else len(violations)
+    grouped = sum(int(g["count"]) for g in groups)
+    count = total if total is not None else grouped
+    unit = {"state": "violating state", "trial": "violating trial"}.get(
+        next((str(g["unit"]) for g in groups if g.get("unit")), ""), "violation")
     if groups:
-        lines.append(f"{count} violation(s) from {len(groups)} cause(s):")
+        lines.append(f"{count} {unit}(s) from {len(groups)} cause(s):")
+        if count > grouped:
+            lines.append(f"  ({count - grouped} of them counted, not kept in detail)")
     for g in list(groups)[:limit]:
         v = by_id[g["representative"]]
         lines.append("")
-        lines.append(f"== cause {g['group']}: [{v['rule']}] {v['configuration']}, "
-                     f"model {v['model'] or '-'}, {v['fault']} "
-                     f"({g['count']} violation(s) in the report)")
+        what = f" {g['mechanism']};" if g.get("mechanism") else ""
+        lines.append(f"== cause {g['group']}:{what} [{v['rule']}] {v['configuration']}, "
+                     f"model {g.get('model') or v['model'] or '-'}, e.g. {v['fault']} "
+                     f"({g['count']} {unit}(s))")
         lines.extend(violation_lines(v))
     if len(groups) > limit:
         lines.append(f"\n... and {len(groups) - limit} more cause(s) in the report")

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.cli._common import (
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_VIOLATION,
     MODEL_HELP,
@@ -117,7 +118,7 @@ def _server_arg(text: str) -> str:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from harness.cli._report import new_run_dir, write_report
+    from harness.cli._report import PartialReports, new_run_dir, write_report
     from harness.verify import (
         TrialResult,
         VerifyConfig,
@@ -154,23 +155,35 @@ def cmd_verify(args: argparse.Namespace) -> int:
         bad = sum(1 for line in lines if " VIOLATION " in line.split("\n", 1)[0])
         bar.update(done, f"trial {done}/{mine}  {trial.outcome:<11} violations {bad}")
 
+    argv = ["aofcrash", *sys.argv[1:]] if sys.argv[1:2] == ["verify"] else []
+
+    def build(result: Any) -> dict[str, Any]:
+        report = verify_report(result, run_id=run_dir.name, argv=argv)
+        who = f"{result.server_name} {result.server_version}"
+        report["summary"] = (f"{config.trials} trial(s) against {config.server} "
+                             f"({who}): policy {config.policy}, model "
+                             f"{config.model}, fault {config.fault}"
+                             f"{', with a rewrite' if config.rewrite else ''}, seed "
+                             f"{config.seed}."
+                             + (f" Partial: {len(result.trials)} trial(s) finished "
+                                f"({result.interrupted})." if result.interrupted else ""))
+        return report
+
+    partial = PartialReports(run_dir)
     try:
         result = run_verify(config, progress=on_trial, workers=resolve_workers(args.workers),
                             # A kernel model has no fault or model to take out.
                             attribution=args.attribution
                             and args.model not in KERNEL_MODEL_CHOICES,
-                            attribution_repeats=args.attribution_repeats, shard=args.shard)
+                            attribution_repeats=args.attribution_repeats, shard=args.shard,
+                            # Persisted as trials finish: a killed run leaves what finished.
+                            partial=lambda so_far: partial.write(build(so_far)))
     except VerifyEnvironmentError as exc:
         raise UsageError(str(exc)) from None
     finally:
         bar.close()
-    argv = ["aofcrash", *sys.argv[1:]] if sys.argv[1:2] == ["verify"] else []
-    report = verify_report(result, run_id=run_dir.name, argv=argv)
+    report = build(result)
     who = f"{result.server_name} {result.server_version}"
-    report["summary"] = (f"{config.trials} trial(s) against {config.server} "
-                         f"({who}): policy {config.policy}, model "
-                         f"{config.model}, fault {config.fault}"
-                         f"{', with a rewrite' if config.rewrite else ''}, seed {config.seed}.")
     json_path, html_path = write_report(run_dir, report)
     if args.findings is not None:
         for path in _write_findings(args.findings, report):
@@ -182,7 +195,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
             for v in report["violations"]
         ]
         print(json.dumps({
-            "status": "violation" if findings else "ok",
+            "status": ("interrupted" if result.interrupted
+                       else "violation" if findings else "ok"),
+            "interrupted": result.interrupted or None,
             "server": config.server, "server_name": result.server_name,
             "server_version": result.server_version,
             "report": str(json_path), "html": str(html_path),
@@ -209,6 +224,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
             if v["cause"]:
                 print(f"  cause: {v['cause']}")
         print(f"report: {html_path}")
+    if result.interrupted:
+        sys.stderr.write(f"aofcrash verify: interrupted: {result.interrupted}; the report "
+                         f"holds the {len(result.trials)} trial(s) that finished: {html_path}\n")
+        return EXIT_INTERRUPTED
     return EXIT_VIOLATION if report["violations"] else EXIT_OK
 
 

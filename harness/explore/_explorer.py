@@ -62,7 +62,7 @@ from __future__ import annotations
 import dataclasses
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +81,7 @@ from faults import (
     SimDisk,
 )
 from faults import Crash as CrashFault
+from harness.explore._effects import image_effects
 from harness.explore._eval import (
     ExplorerError,
     FastPathDisagreement,
@@ -229,6 +230,15 @@ class ExploreViolation:
     verdict: Verdict | None
     reproduction: Reproduction | None
     confirmed: bool | None = None
+    # What the image lacks or resurrects against the visible state at the crash
+    # (``_effects.image_effects``): with the model and the rules, the violation's mechanism.
+    effects: tuple[str, ...] = ()
+    count: int = 1  # the states this one stands for (they share its AOF image)
+
+    @property
+    def mechanism(self) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+        """(model, rules, image effects): what explains it; reports group by it."""
+        return self.model.value, self.rules, self.effects
 
     def describe(self) -> str:
         head = (f"[{', '.join(self.rules)}] model={self.model.value} "
@@ -248,6 +258,8 @@ class ExploreViolation:
             "choice": self.choice.to_dict(),
             "verdict": None if self.verdict is None else self.verdict.to_dict(),
             "confirmed_by_replay": self.confirmed,
+            "image_effects": list(self.effects),
+            "states": self.count,
         }
 
 
@@ -370,6 +382,10 @@ class ExploreResult(StateTally):
     trace_ops: int = 0
     kinds: Counter[tuple[str, str]] = field(default_factory=Counter)
     violations: list[ExploreViolation] = field(default_factory=list)
+    # Violating states per mechanism (model, rules, image effects): every one counted, so
+    # they add up to the violating states; ``violations`` keeps the first of each.
+    mechanism_states: Counter[tuple[str, tuple[str, ...], tuple[str, ...]]] = field(
+        default_factory=Counter)
     distinct_contents: int = 0
     full_recoveries: int = 0
     commands_fed: int = 0
@@ -379,6 +395,9 @@ class ExploreResult(StateTally):
     generic: bool = False  # judged by recovering every image with the target (_generic)
     # States where the fast path and the oracle disagreed (judged by the oracle; see above).
     harness_bugs: list[HarnessBug] = field(default_factory=list)
+    # Why the walk ended before its last crash point ("" when it did not): Ctrl-C, or the
+    # crash-point budget (``max_crash_points``). The counts are those of the points explored.
+    interrupted: str = ""
     # Damaged states (``ExploreLimits.damage``; contract rule 5), per (model, outcome): apart
     # from ``outcomes``, which count the legal states the coverage is measured against.
     damaged_outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -387,6 +406,13 @@ class ExploreResult(StateTally):
     @property
     def ok(self) -> bool:
         return self.violation_total == 0
+
+    @property
+    def violating_states(self) -> int:
+        """States with a violation (a state breaking two rules is one state), damaged ones
+        (``damaged_outcomes``) included."""
+        return sum(n for counts in (self.outcomes, self.damaged_outcomes)
+                   for (_, outcome), n in counts.items() if outcome == "violation")
 
     def _coverage_models(self) -> Sequence[str]:
         return [m.value for m in self.models]
@@ -405,6 +431,11 @@ class ExploreResult(StateTally):
             "by_model": self.outcomes_by_model(),
             "violations_by_rule": self.violations_by_rule(),
             "violations": self.violation_total,
+            "violating_states": self.violating_states,
+            "mechanisms": [{"model": model, "rules": list(rules), "effects": list(effects),
+                            "states": n}
+                           for (model, rules, effects), n in sorted(
+                               self.mechanism_states.items())],
             "coverage": self.coverage(),
             "distinct_aof_contents": self.distinct_contents,
             "full_recoveries": self.full_recoveries,
@@ -412,6 +443,7 @@ class ExploreResult(StateTally):
             "audited_contents": self.audits,
             "exact_oracle_checks": self.exact_checks,
             "harness_bugs": len(self.harness_bugs),
+            "interrupted": self.interrupted or None,
             **({"damaged_states": {f"{m}/{o}": n for (m, o), n in
                                    sorted(self.damaged_outcomes.items())}}
                if self.damaged_outcomes else {}),
@@ -602,6 +634,10 @@ class _Walk:
         self._snapshots: dict[bytes | None, tuple[Rec, Snapshot | None]] = {}
         self._point_no = 0
         self._states_seen = 0  # progress the CPU watchdog looks for
+        self._visible: tuple[int, Mapping[str, bytes]] | None = None  # (point no, files)
+        self._points_done = self._evaluated = 0
+        # Called with the result so far whenever progress is (a report that outlives a kill).
+        self.partial: Callable[[ExploreResult], None] | None = None
 
     # -- points
 
@@ -647,6 +683,38 @@ class _Walk:
         evaluated = 0
         stride = self.limits.point_stride
         mine = _dealt([1 + len(inside) for _, inside in plan], stride, self.split)
+        try:
+            done, evaluated = self._walk_plan(cursor, plan, mine)
+        except KeyboardInterrupt:
+            # What finished stands: the states of the points explored so far.
+            res.interrupted = (f"Ctrl-C (SIGINT): {self._evaluated} of {res.points_total} "
+                               "crash point(s) explored")
+            done, evaluated = self._points_done, self._evaluated
+        if budget is not None and done >= budget and done < res.points_total:
+            res.interrupted = res.interrupted or (
+                f"the crash-point budget (max_crash_points={budget}) ran out: {evaluated} "
+                f"of {res.points_total} crash point(s) explored")
+        res.points_explored = evaluated
+        if self.progress is not None:
+            self.progress(done, res.points_total, res.states)
+        ev = self.ev
+        res.distinct_contents = len(ev.cache) + len(ev.full_cache)
+        res.full_recoveries = ev.full_recoveries
+        res.commands_fed = ev.commands_fed
+        res.audits = ev.audits
+        if not res.interrupted.startswith("Ctrl-C"):
+            self._confirm()
+        return res
+
+    def _walk_plan(self, cursor: ReplayCursor, plan: list[tuple[int, list[int]]],
+                   mine: list[bool]) -> tuple[int, int]:
+        """Explore the points of `plan` this walk owns; (points done, points evaluated), also
+        kept in ``_points_done`` and ``_evaluated`` as it goes (for an interrupted walk)."""
+        rec, res = self.rec, self.result
+        trace = rec.trace
+        budget = self.limits.max_crash_points
+        stride = self.limits.point_stride
+        done = evaluated = 0
         for number, (p, inside) in enumerate(plan):
             if number % stride:
                 continue
@@ -674,20 +742,16 @@ class _Walk:
                         self._explore_point(disk, self.point(p, k), overwriting=overwriting)
                     done += 1
                     evaluated += 1
+                    self._points_done, self._evaluated = done, evaluated
+            self._points_done, self._evaluated = done, evaluated
             if self.progress is not None and self._point_no % 64 == 0:
                 self.progress(done, res.points_total, res.states)
+                if self.partial is not None:
+                    res.points_explored = evaluated
+                    self.partial(res)
             if self.limits.stop_at_first_violation and res.violation_total:
                 break
-        res.points_explored = evaluated
-        if self.progress is not None:
-            self.progress(done, res.points_total, res.states)
-        ev = self.ev
-        res.distinct_contents = len(ev.cache) + len(ev.full_cache)
-        res.full_recoveries = ev.full_recoveries
-        res.commands_fed = ev.commands_fed
-        res.audits = ev.audits
-        self._confirm()
-        return res
+        return done, evaluated
 
     def _step(self, cursor: ReplayCursor) -> None:
         entry = cursor.next_entry()
@@ -882,12 +946,27 @@ class _Walk:
             return
         for rule in rules:
             res.violation_counts[(model.value, rule)] += count
-        keep = len(res.violations) < max(self.limits.max_reproductions,
-                                         self.limits.max_exact_violations)
-        if keep:
+        effects = self._effects(disk, choice)
+        mechanism = (model.value, rules, effects)
+        first_of_kind = mechanism not in res.mechanism_states
+        res.mechanism_states[mechanism] += count
+        # Every mechanism keeps its first state (with a reproduction); beyond that, the first
+        # states up to the limits.
+        cap = max(self.limits.max_reproductions, self.limits.max_exact_violations)
+        if first_of_kind or len(res.violations) < cap:
             repro = (self.reproduction(point, model, choice, rules)
-                     if len(res.violations) < self.limits.max_reproductions else None)
-            res.violations.append(ExploreViolation(point, model, choice, rules, verdict, repro))
+                     if first_of_kind or len(res.violations) < self.limits.max_reproductions
+                     else None)
+            if verdict is None and first_of_kind:
+                _, _, verdict = self._exact(disk, point, model, choice)
+            res.violations.append(ExploreViolation(point, model, choice, rules, verdict, repro,
+                                                   effects=effects, count=count))
+
+    def _effects(self, disk: SimDisk, choice: CrashChoice) -> tuple[str, ...]:
+        """What `choice`'s image lacks or resurrects against the files visible at this point."""
+        if self._visible is None or self._visible[0] != self._point_no:
+            self._visible = (self._point_no, disk.crash(PROCESS).files)
+        return image_effects(self._visible[1], disk.crash(choice.model, choice).files)
 
     def _harness_bug(self, point: CrashPoint, model: PersistenceModel, choice: CrashChoice,
                      what: str, outcome: str, rules: tuple[str, ...]) -> None:
@@ -939,5 +1018,4 @@ class _Walk:
             except ContractViolation as exc:
                 got = {x.rule.value for x in exc.verdict.violations}
                 confirmed = bool(got & set(v.rules))
-            self.result.violations[i] = ExploreViolation(
-                v.point, v.model, v.choice, v.rules, v.verdict, v.reproduction, confirmed)
+            self.result.violations[i] = dataclasses.replace(v, confirmed=confirmed)

@@ -185,11 +185,18 @@ class GenericWalk(_Walk):
                 continue
             for rule in rules:
                 res.violation_counts[(model.value, rule)] += 1
-            if len(res.violations) < max(self.limits.max_reproductions,
-                                         self.limits.max_exact_violations):
+            # Its mechanism: the damage asked for (the image is otherwise the durable one).
+            effects = (f"carries damage: {damage.kind.value} of synced bytes",)
+            mechanism = (model.value, rules, effects)
+            first_of_kind = mechanism not in res.mechanism_states
+            res.mechanism_states[mechanism] += 1
+            if first_of_kind or len(res.violations) < max(self.limits.max_reproductions,
+                                                          self.limits.max_exact_violations):
                 repro = (self.reproduction(point, model, base, rules, damage=damage)
-                         if len(res.violations) < self.limits.max_reproductions else None)
-                res.violations.append(ExploreViolation(point, model, base, rules, verdict, repro))
+                         if first_of_kind
+                         or len(res.violations) < self.limits.max_reproductions else None)
+                res.violations.append(ExploreViolation(point, model, base, rules, verdict, repro,
+                                                       effects=effects))
 
     def _exact(self, disk: SimDisk, point: CrashPoint, model: PersistenceModel,
                choice: CrashChoice) -> tuple[str, tuple[str, ...], Verdict]:

@@ -39,6 +39,7 @@ def explore(
     progress: Callable[[int, int, int], None] | None = None,
     workers: int = 1,
     shard: tuple[int, int] = (0, 1),
+    partial: Callable[[ExploreResult], None] | None = None,
 ) -> ExploreResult:
     """Explore every crash state of `steps` run under `config` (see ``_explorer``'s docstring).
 
@@ -49,6 +50,10 @@ def explore(
     so n shards together explore exactly what one run does); `workers` splits this shard's
     points over that many processes the same way and merges their results (counts add up;
     violations are listed in crash-point order).
+
+    `partial(result)`: the result so far (this process's part), whenever progress is reported,
+    for a report that outlives a kill. Ctrl-C ends the walk early: the result holds the crash
+    points explored, ``interrupted`` says so (as it does when ``max_crash_points`` ran out).
     """
     if not (shard[1] >= 1 and 0 <= shard[0] < shard[1]):
         raise ValueError(f"shard must be (i, n) with 0 <= i < n, got {shard!r}")
@@ -56,22 +61,23 @@ def explore(
         raise ValueError(f"workers must be >= 1, got {workers}")
     if workers > 1 and not keep_states:
         return _explore_parallel(config, tuple(steps), tuple(models), limits, naive, progress,
-                                 workers, shard)
+                                 workers, shard, partial)
     return _explore_split(config, steps, models, limits, naive, keep_states, progress,
-                          (shard,))
+                          (shard,), partial)
 
 
 def _explore_split(config: RunConfig, steps: Sequence[Step],
                    models: Sequence[PersistenceModel], limits: ExploreLimits | None,
                    naive: bool, keep_states: bool,
                    progress: Callable[[int, int, int], None] | None,
-                   split: Split) -> ExploreResult:
+                   split: Split, partial: Callable[[ExploreResult], None] | None = None
+                   ) -> ExploreResult:
     """``explore`` of the crash positions `split` keeps, in this process."""
     prepared = _recorded(config, steps, models, limits, naive)
     if isinstance(prepared, ExploreResult):
         return prepared
     rec, chosen = prepared
-    return _walk(rec, chosen, limits, naive, keep_states, progress, split)
+    return _walk(rec, chosen, limits, naive, keep_states, progress, split, partial)
 
 
 def _recorded(config: RunConfig, steps: Sequence[Step], models: Sequence[PersistenceModel],
@@ -95,12 +101,14 @@ def _recorded(config: RunConfig, steps: Sequence[Step], models: Sequence[Persist
 
 def _walk(rec: Recording, models: tuple[PersistenceModel, ...], limits: ExploreLimits | None,
           naive: bool, keep_states: bool, progress: Callable[[int, int, int], None] | None,
-          split: Split) -> ExploreResult:
+          split: Split, partial: Callable[[ExploreResult], None] | None = None
+          ) -> ExploreResult:
     if rec.config.target is not None:
         # Not the bundled reference: every state is recovered with the target itself.
         return explore_generic(rec, models, limits or ExploreLimits(), naive=naive,
                                keep_states=keep_states, progress=progress, split=split)
     walk = _Walk(rec, models, limits or ExploreLimits(), naive, keep_states, progress, split)
+    walk.partial = partial
     return walk.run()
 
 
@@ -123,6 +131,7 @@ def _explore_parallel(
     config: RunConfig, steps: tuple[Step, ...], models: tuple[PersistenceModel, ...],
     limits: ExploreLimits | None, naive: bool,
     progress: Callable[[int, int, int], None] | None, workers: int, shard: tuple[int, int],
+    partial: Callable[[ExploreResult], None] | None = None,
 ) -> ExploreResult:
     """Shard i of n over `workers` processes: the workload is recorded once, here; part 0 of
     `workers` is explored in this process (it would only wait otherwise), parts 1.. in forked
@@ -156,8 +165,14 @@ def _explore_parallel(
             if progress is not None:
                 progress(done, total, states + sum(counters))
 
-        parts = [_walk(rec, chosen, limits, naive, False, report, (shard, (0, workers)))]
-        parts.extend(pending.get())
+        parts = [_walk(rec, chosen, limits, naive, False, report, (shard, (0, workers)),
+                       partial)]
+        if not parts[0].interrupted.startswith("Ctrl-C"):
+            try:
+                parts.extend(pending.get())
+            except KeyboardInterrupt:
+                parts[0].interrupted = (f"Ctrl-C (SIGINT): only this process's part of the "
+                                        f"crash points ({parts[0].points_explored}) finished")
     finally:
         pool.terminate()  # by PID, the pool's own children
         pool.join()
@@ -176,13 +191,15 @@ def _merge_results(parts: list[ExploreResult]) -> ExploreResult:
     for part in parts:
         merged.points_explored += part.points_explored
         for name in ("outcomes", "kinds", "legal", "cut_dirty", "cut_max", "violation_counts",
-                     "damaged_outcomes"):
+                     "mechanism_states", "damaged_outcomes"):
             getattr(merged, name).update(getattr(part, name))
         for name in ("distinct_contents", "full_recoveries", "commands_fed", "audits",
                      "exact_checks"):
             setattr(merged, name, getattr(merged, name) + getattr(part, name))
         merged.violations.extend(part.violations)
         merged.harness_bugs.extend(part.harness_bugs)
+        if part.interrupted and not merged.interrupted:
+            merged.interrupted = part.interrupted
         merged.damage_skipped = merged.damage_skipped or part.damage_skipped
     merged.violations.sort(key=lambda v: (v.point.trace_index, v.point.torn_bytes or -1,
                                           v.model.value))
@@ -207,6 +224,7 @@ def _setup_violation(config: RunConfig, models: tuple[PersistenceModel, ...],
     result.outcomes[(recover.model.value, "violation")] += 1
     for rule in rules:
         result.violation_counts[(recover.model.value, rule)] += 1
+    result.mechanism_states[(recover.model.value, rules, ())] += 1
     result.violations.append(ExploreViolation(point, recover.model, recover.choice, rules,
                                               verdict, repro, True))
     return result

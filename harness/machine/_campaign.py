@@ -180,7 +180,10 @@ class CampaignResult:
     # floor): what bounds a campaign's overrun, whatever the machine's speed.
     shrink_allowed_s: float = 0.0
     units: list[int] = field(default_factory=list)
-    stopped_by: str = "budget"  # budget | max-examples | finding
+    stopped_by: str = "budget"  # budget | max-examples | finding | interrupted
+    # Why the campaign ended before its units did ("" when it did not): Ctrl-C, or units
+    # still running long past the budget, given up. The result holds the units that finished.
+    interrupted: str = ""
     # Features the configurations' target cannot run (no rewrite, commands it does not
     # declare), with the reason: their rules were switched off (reports say it once).
     switched_off: dict[str, str] = field(default_factory=dict)
@@ -378,18 +381,27 @@ def run_campaign(
             progress(clock() - start, result, r.label)
 
     units = campaign.units()
-    if campaign.workers == 1:
-        runner = _Runner(campaign, deadline)
-        for u in units:
-            if clock() - start >= campaign.budget_s:
-                break
-            r = runner.run(u)
-            accept(r)
-            if r.finding is not None and campaign.stop_on_first:
-                break
-    else:
-        _run_parallel(campaign, units, deadline, accept, clock, start)
+    try:
+        if campaign.workers == 1:
+            runner = _Runner(campaign, deadline)
+            for u in units:
+                if clock() - start >= campaign.budget_s:
+                    break
+                r = runner.run(u)
+                accept(r)
+                if r.finding is not None and campaign.stop_on_first:
+                    break
+        else:
+            given_up = _run_parallel(campaign, units, deadline, accept, clock, start)
+            if given_up:
+                result.interrupted = (f"{given_up} slice(s) still running "
+                                      f"{campaign.shrink_budget_s + 30:.0f} s past the budget "
+                                      "were given up")
+    except KeyboardInterrupt:
+        result.interrupted = f"Ctrl-C (SIGINT) after {len(done)} slice(s)"
     _finish(result, campaign, done)
+    if result.interrupted:
+        result.stopped_by = "interrupted"
     result.elapsed_s = clock() - start
     return result
 
@@ -397,10 +409,10 @@ def run_campaign(
 def _run_parallel(
     campaign: Campaign, units: Iterator[int], deadline: float,
     accept: Callable[[_UnitResult], None], clock: Callable[[], float], start: float,
-) -> None:
+) -> int:
     """Keep `workers` units in flight until the units or the budget run out (or, with
     stop_on_first, a unit fails: units before it still finish, so the merged result is the
-    one worker's)."""
+    one worker's). Returns how many units were given up (stuck long past the budget)."""
     context = multiprocessing.get_context("fork")
     pool = context.Pool(campaign.workers, initializer=_worker_init,
                         initargs=(campaign, deadline))
@@ -422,7 +434,7 @@ def _run_parallel(
             if not ready:
                 time.sleep(0.02)
                 if clock() - start >= campaign.budget_s + campaign.shrink_budget_s + 30:
-                    break  # a stuck unit: give up on it (the pool is terminated below)
+                    return len(in_flight)  # stuck units: given up (the pool is terminated)
                 continue
             for u in sorted(ready):
                 r: _UnitResult = in_flight.pop(u).get()
@@ -439,6 +451,7 @@ def _run_parallel(
     finally:
         pool.terminate()  # by PID, the pool's own children
         pool.join()
+    return 0
 
 
 def _tally(result: CampaignResult, r: _UnitResult, start: float) -> None:

@@ -18,7 +18,7 @@ from typing import Any, Final, TypeAlias
 from faults import FaultPlanError, ShortWrite
 from harness.oracle import History, Verdict
 from harness.targets._servers import SERVER_PRESETS, ServerSpecError, _template_words
-from harness.verify._mechanism import describe_effects, server_reason_kind
+from harness.verify._mechanism import cause_text, describe_effects, server_reason_kind
 
 __all__ = [
     "FAULTS",
@@ -339,6 +339,9 @@ class VerifyResult:
     server_name: str = ""
     workers: int = 1
     attribution_s: float = 0.0  # of elapsed_s: re-running violating trials for their causes
+    # Why the run stopped before every trial finished ("" when it did not): the trials are
+    # the ones that finished.
+    interrupted: str = ""
 
     def count(self, outcome: str) -> int:
         return sum(1 for t in self.trials if t.outcome == outcome)
@@ -476,9 +479,18 @@ def verify_report(result: VerifyResult, *, run_id: str, argv: Sequence[str] = ()
         events[f"outcome: {t.outcome}"] += 1
         events[f"crash image: {t.crash_image}"] += 1
     violations = []
+    configuration = (f"{result.server_name or cfg.server} {result.server_version} "
+                     f"{cfg.policy}{' + rewrite' if cfg.rewrite else ''}").replace("  ", " ")
     for t in result.trials:
         for v in t.violations:
             violations.append({
+                "id": f"t{t.index}-{v.rule.value}",
+                "configuration": configuration,
+                "model": cfg.model,
+                "fault": ((cfg.fault + ("" if t.fault_fired or not t.fault_asked
+                                        else " (not fired)")) if cfg.fault != "none"
+                          else "no fault"),
+                "mechanism": t.mechanism,
                 "rule": v.rule.value,
                 "case": ("acknowledged, then unavailable"
                          if v.rule.value == "availability" and t.unavailable_after_ack
@@ -530,4 +542,28 @@ def verify_report(result: VerifyResult, *, run_id: str, argv: Sequence[str] = ()
         "configurations": [t.row() for t in result.trials],
         "events": dict(events),
         "violations": violations,
+        "groups": mechanism_groups(violations, unit="trial"),
+        "interrupted": result.interrupted or None,
     }
+
+
+def mechanism_groups(violations: list[dict[str, Any]], *, unit: str) -> list[dict[str, Any]]:
+    """One group per mechanism (``TrialResult.mechanism``: the rules, what the image lacks or
+    resurrects, the server's refusal), biggest first; a group counts its `unit`s (a trial
+    breaking two rules is one trial of its mechanism), so the counts add up to the violating
+    trials. Every violation gets its ``group`` number."""
+    by_mechanism: dict[str, list[dict[str, Any]]] = {}
+    for v in violations:
+        by_mechanism.setdefault(cause_text(str(v.get("mechanism") or v["rule"])), []).append(v)
+    rows = []
+    for mechanism, members in by_mechanism.items():
+        units = list(dict.fromkeys(m.get(unit, m["id"]) for m in members))
+        rows.append({"signature": mechanism, "mechanism": mechanism, "count": len(units),
+                     "unit": unit, "representative": members[0]["id"],
+                     "members": [m["id"] for m in members]})
+    rows.sort(key=lambda g: -int(g["count"]))
+    for number, g in enumerate(rows, 1):
+        g["group"] = number
+        for v in by_mechanism[g["mechanism"]]:
+            v["group"] = number
+    return rows

@@ -31,10 +31,15 @@ while two independent causes each showing one of the trial's effects both are.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Final
 
+# The comparison lives with the in-process explorer (which groups its states by it too);
+# harness.verify builds on harness.explore, never the other way round.
+from harness.explore._effects import _DIGITS, image_effects, normalise_name
+
 __all__ = [
+    "cause_text",
     "describe_effects",
     "image_effects",
     "normalise_name",
@@ -42,49 +47,21 @@ __all__ = [
     "server_reason_kind",
 ]
 
-_DIGITS: Final = re.compile(r"\d+")
-
-
-def normalise_name(path: str) -> str:
-    """`path` with every run of digits replaced by ``N`` (sequence numbers, pids)."""
-    return _DIGITS.sub("N", path)
-
-
-def _data_effect(name: str, seen: bytes, kept: bytes) -> str | None:
-    if kept == seen:
-        return None
-    if len(kept) <= len(seen):
-        if seen.startswith(kept):
-            return f"has {name} empty" if not kept else f"has {name} cut short"
-        # Zeros where data was written, the rest equal: a dropped (failed-fsync) range.
-        if all(k == s or k == 0 for k, s in zip(kept, seen, strict=False)):
-            return f"has zeros in {name}"
-    return f"has an older {name}"
-
-
-def image_effects(visible: Mapping[str, bytes], image: Mapping[str, bytes]) -> tuple[str, ...]:
-    """The effects (sorted, names normalised) that make `image` differ from `visible`."""
-    effects: set[str] = set()
-    for path in visible.keys() | image.keys():
-        if path.rsplit("/", 1)[-1].startswith("temp"):
-            continue
-        name = normalise_name(path)
-        if path not in image:
-            effects.add(f"lacks {name}")
-        elif path not in visible:
-            effects.add(f"resurrects {name}")
-        else:
-            found = _data_effect(name, visible[path], image[path])
-            if found is not None:
-                effects.add(found)
-    return tuple(sorted(effects))
-
-
 def describe_effects(effects: Sequence[str]) -> str:
     """One line for a report: the effects, or that the image is what the server wrote."""
     if not effects:
         return "the image holds exactly what the server had written (its own doing)"
     return "the image " + "; ".join(effects)
+
+
+_EMPTY: Final = re.compile(r"has (\S+) empty")
+
+
+def cause_text(mechanism: str) -> str:
+    """A mechanism as a report's cause: a file left empty is a file cut short (to nothing):
+    one missing fsync loses the unsynced appends whether or not any were synced before, so
+    both are one cause."""
+    return _EMPTY.sub(r"has \1 cut short", mechanism)
 
 
 _LOG_PREFIX: Final = re.compile(r"^\d+:[A-Z] \d+ \w+ \d+ [\d:.]+ [#*.-] ")

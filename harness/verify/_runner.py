@@ -36,6 +36,9 @@ def worker_init(parent_pid: int) -> None:
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
+    # Ctrl-C reaches the whole process group: the parent handles it (it reports the trials
+    # that finished); a worker ends the trial it runs, its servers and mounts cleaned up.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def worker_trial(config: VerifyConfig, index: int) -> TrialResult:
@@ -95,6 +98,7 @@ def run_verify(
     attribution_repeats: int = 3,
     attribution_max: int | None = None,
     shard: tuple[int, int] = (0, 1),
+    partial: Callable[[VerifyResult], None] | None = None,
 ) -> VerifyResult:
     """Run every trial of `config` on `workers` processes (1: in this one); `progress(done,
     trial)` after each one (in completion order; the result lists trials in index order).
@@ -104,6 +108,11 @@ def run_verify(
     Then, with `attribution`, each violating trial (the first `attribution_max` of them; None:
     all) is re-checked with one ingredient taken out at a time (``attribute_trial``, up to
     `attribution_repeats` re-runs per variant) and its ``attribution`` says what it needs.
+
+    `partial(result)`, after each trial (and attribution): the run so far, its
+    ``interrupted`` saying it had not finished, for a report that outlives a kill. Ctrl-C
+    (KeyboardInterrupt) ends the run early: the result holds the trials that finished, and
+    ``interrupted`` says so (the trials still running are ended, by the pool, first).
 
     First removes the scratch directories of dead runs. `launcher` and `dump` (test doubles)
     only work in this process: with either, `workers` must be 1.
@@ -134,35 +143,61 @@ def run_verify(
     started = time.monotonic()
     indices = [config.first_trial + n for n in range(config.trials) if n % shard[1] == shard[0]]
     done: list[TrialResult] = []
+    pool_size = min(workers, len(indices))
+    attribution_started: float | None = None
+
+    def result_now(interrupted: str) -> VerifyResult:
+        now = time.monotonic()
+        return VerifyResult(config, version, sorted(done, key=lambda t: t.index), now - started,
+                            server_name=name, workers=pool_size,
+                            attribution_s=(0.0 if attribution_started is None
+                                           else now - attribution_started),
+                            interrupted=interrupted)
 
     def on_trial(trial: TrialResult) -> None:
         done.append(trial)
         if progress is not None:
             progress(len(done), trial)
+        if partial is not None:
+            partial(result_now(f"not finished when written: {len(done)} of {len(indices)} "
+                               "trial(s) done (the run was still going, or was killed)"))
 
-    pool_size = min(workers, len(indices))
-    if pool_size == 1:
-        for index in indices:
-            on_trial(run_trial(config, index, launcher=launcher, dump=dump))
-        trials = done
-    else:
-        trials = _run_pool([(worker_trial, (config, index)) for index in indices],
-                           pool_size, on_trial)
+    try:
+        if pool_size == 1:
+            for index in indices:
+                on_trial(run_trial(config, index, launcher=launcher, dump=dump))
+        else:
+            _run_pool([(worker_trial, (config, index)) for index in indices],
+                      pool_size, on_trial)
+    except KeyboardInterrupt:
+        return result_now(f"Ctrl-C (SIGINT) after {len(done)} of {len(indices)} trial(s); "
+                          "attribution not run")
+    trials = sorted(done, key=lambda t: t.index)
     attribution_started = time.monotonic()
     if attribution:
         violating = [t for t in trials if t.outcome == "violation"][:attribution_max]
-        if min(workers, len(violating)) <= 1:
-            for trial in violating:
-                trial.attribution = attribute_trial(config, trial, repeats=attribution_repeats,
-                                                    launcher=launcher, dump=dump)
-        else:
-            attributed = _run_pool(
-                [(worker_attribution, (config, t, attribution_repeats)) for t in violating],
-                min(workers, len(violating)), lambda _trial: None,
-            )
-            by_index = {t.index: t.attribution for t in attributed}
-            for trial in violating:
-                trial.attribution = by_index[trial.index]
+        try:
+            if min(workers, len(violating)) <= 1:
+                for number, trial in enumerate(violating, 1):
+                    trial.attribution = attribute_trial(config, trial,
+                                                        repeats=attribution_repeats,
+                                                        launcher=launcher, dump=dump)
+                    if partial is not None and number < len(violating):
+                        partial(result_now(f"not finished when written: attributing causes, "
+                                           f"{number} of {len(violating)} done"))
+            else:
+                attributed = _run_pool(
+                    [(worker_attribution, (config, t, attribution_repeats)) for t in violating],
+                    min(workers, len(violating)), lambda _trial: None,
+                )
+                by_index = {t.index: t.attribution for t in attributed}
+                for trial in violating:
+                    trial.attribution = by_index[trial.index]
+        except KeyboardInterrupt:
+            return result_now("Ctrl-C (SIGINT) while attributing causes: every trial "
+                              "finished; "
+                              f"{sum(t.attribution is not None for t in violating)} of "
+                              f"{len(violating)} violating trial(s) attributed")
     finished = time.monotonic()
     return VerifyResult(config, version, trials, finished - started,
                         server_name=name, workers=pool_size,
