@@ -562,6 +562,12 @@ def _size_by_handle(fs: FileSystem, fd: int) -> int:
     return end
 
 
+def _fuse_major() -> int:
+    import mfusepy
+
+    return int(getattr(mfusepy, "fuse_version_major", 3))
+
+
 def _make_fuse_class() -> Any:
     import mfusepy
 
@@ -765,6 +771,11 @@ class FuseMount:
             "entry_timeout": 0,
             "negative_timeout": 0,
         }
+        if _fuse_major() == 3:
+            # libfuse 3.14 leaves max_idle_threads "unset" (UINT_MAX) in fuse_main and then logs
+            # "Ignoring invalid max threads value 4294967295 > max (100000)." on every mount:
+            # the value libfuse 3 used before (10) says nothing and changes nothing.
+            options["max_idle_threads"] = 10
         if self.direct_io:
             options["direct_io"] = True
         if self.hard_remove:

@@ -20,12 +20,12 @@ recoveries checked against the contract. Hypothesis runs it through its ``TestCa
 Class attributes: ``target`` (None: ``--aofcrash-target``, else the bundled reference),
 ``policy``, ``config`` (a whole ``RunConfig``; its policy wins over ``policy``), ``models``,
 ``features``, ``profile`` (``dev``, ``ci``, ``nightly``: the Hypothesis settings profiles
-``aofcrash-*``; None: ``--aofcrash-profile``, default ``dev``). Features the target cannot run
-(no rewrite, commands it does not declare in its ``commands``) are switched off
-(``harness.machine.unsupported_features``). ``aofcrash_state_machine(target=..., ...)`` builds
-the same class without a class statement, ``find_violation(Machine)`` runs one and returns
-what it found (for a test that expects a bug), and ``write_reproduction`` saves a finding as a
-``*.aofrepro.json`` file.
+``aofcrash-*``; None: ``--aofcrash-profile``, default ``dev``), ``shrink_budget_s``. Features
+the target cannot run (no rewrite, commands it does not declare in its ``commands``) are
+switched off (``harness.machine.unsupported_features``).
+``aofcrash_state_machine(target=..., ...)`` builds the same class without a class statement,
+``find_violation(Machine)`` runs one and returns what it found (for a test that expects a bug),
+and ``write_reproduction`` saves a finding as a ``*.aofrepro.json`` file.
 
 Reproductions. A violation raised by the machine carries a reproduction whose config names the
 target by its ``MODULE:FACTORY`` (a factory given as an object is named that way when it can be
@@ -38,21 +38,35 @@ Fixtures (``pytest --fixtures`` lists them with their docs): ``aofcrash_clock``,
 ``aofcrash_disk``, ``aofcrash_fs``, ``aofcrash_target_factory``, ``aofcrash_target``,
 ``aofcrash_driver``.
 
-Options: ``--aofcrash-target MODULE:FACTORY`` (the default target of the fixtures and of
-machines that name none), ``--aofcrash-profile dev|ci|nightly``.
+Failures. A failing TestCase raises ``AofcrashFailure``, shown as ``aofcrash fuzz`` shows a
+finding (its renderer): the verdict with the lost writes and the diff, the program as numbered
+steps, the crash and its image in words; the reproduction is saved (temp + rename) in the
+reproductions folder as ``MODULE.CLASS.aofrepro.json``, recording where the target's module
+came from, and the command that replays it is printed. Shrinking is bounded by time.
+
+Options (and ini settings): ``--aofcrash-target MODULE:FACTORY`` (the default target of the
+fixtures and of machines that name none), ``--aofcrash-profile dev|ci|nightly``,
+``--aofcrash-reproductions DIR`` / ``aofcrash_reproductions`` (default
+``.aofcrash/reproductions`` under the rootdir), ``--aofcrash-shrink-budget SECONDS`` /
+``aofcrash_shrink_budget`` (default 60; a class's ``shrink_budget_s`` wins).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import time
+import unittest
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import pytest
 from hypothesis.stateful import RuleBasedStateMachine, StateMachineMeta
 
 if TYPE_CHECKING:
+    from hypothesis.stateful import _StateMachineTestCase
+
     from faults import Clock, FaultyFileSystem, PersistenceModel, SimDisk
     from harness.machine._driver import Driver
     from harness.machine._steps import RunConfig
@@ -60,6 +74,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AofStateMachine",
+    "AofcrashFailure",
     "ReproItem",
     "aofcrash_state_machine",
     "find_violation",
@@ -68,9 +83,16 @@ __all__ = [
 
 SUFFIX = ".aofrepro.json"
 PROFILE_NAMES = ("dev", "ci", "nightly")
+#: Where a failing AofStateMachine test saves its reproduction (relative to the rootdir).
+DEFAULT_REPRODUCTIONS = ".aofcrash/reproductions"
+#: The most a failing AofStateMachine test shrinks its program for (seconds).
+DEFAULT_SHRINK_BUDGET_S = 60.0
 
-# Set from the command line in pytest_configure (before test modules are imported).
-_OPTIONS: dict[str, str | None] = {"target": None, "profile": None}
+# Set from the command line and the ini file in pytest_configure (before test modules are
+# imported): the target and profile options, the reproductions folder (absolute), the shrink
+# budget (seconds) and the rootdir.
+_OPTIONS: dict[str, str | None] = {"target": None, "profile": None, "reproductions": None,
+                                   "shrink_budget_s": None, "rootdir": None}
 
 
 # -- options -------------------------------------------------------------------------------
@@ -85,15 +107,48 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--aofcrash-profile", choices=PROFILE_NAMES, default=None,
                     help="Hypothesis settings of AofStateMachine subclasses that name none: "
                     "the aofcrash-dev, -ci or -nightly profile (default: dev)")
+    group.addoption("--aofcrash-reproductions", metavar="DIR", default=None,
+                    help="where a failing AofStateMachine test saves its *.aofrepro.json "
+                    "(default: the ini option aofcrash_reproductions, else "
+                    f"{DEFAULT_REPRODUCTIONS} under the rootdir)")
+    group.addoption("--aofcrash-shrink-budget", metavar="SECONDS", default=None,
+                    help="the most a failing AofStateMachine test shrinks its program for "
+                    "(default: the ini option aofcrash_shrink_budget, else "
+                    f"{DEFAULT_SHRINK_BUDGET_S:.0f})")
+    parser.addini("aofcrash_reproductions", default=DEFAULT_REPRODUCTIONS,
+                  help="where failing AofStateMachine tests save their *.aofrepro.json "
+                  "(relative to the rootdir; a dot folder, so they are not collected until "
+                  "copied into the suite)")
+    parser.addini("aofcrash_shrink_budget", default=str(DEFAULT_SHRINK_BUDGET_S),
+                  help="seconds a failing AofStateMachine test shrinks its program for at most")
 
 
 _SAVED = pytest.StashKey[dict[str, "str | None"]]()
+
+
+def _shrink_budget_option(config: pytest.Config) -> str:
+    given = config.getoption("aofcrash_shrink_budget", None)
+    text = str(given if given is not None else config.getini("aofcrash_shrink_budget"))
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not seconds > 0 or seconds == float("inf"):
+        where = "--aofcrash-shrink-budget" if given is not None else "aofcrash_shrink_budget"
+        raise pytest.UsageError(f"{where}: expected seconds > 0, got {text!r}")
+    return str(seconds)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_SAVED] = dict(_OPTIONS)  # a session inside a session (pytester) restores it
     _OPTIONS["target"] = config.getoption("aofcrash_target", None)
     _OPTIONS["profile"] = config.getoption("aofcrash_profile", None)
+    _OPTIONS["rootdir"] = str(config.rootpath)
+    given = config.getoption("aofcrash_reproductions", None)
+    folder = (Path(given).absolute() if given is not None
+              else config.rootpath / str(config.getini("aofcrash_reproductions")))
+    _OPTIONS["reproductions"] = str(folder)
+    _OPTIONS["shrink_budget_s"] = _shrink_budget_option(config)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -187,20 +242,49 @@ def _build(*, target: Any, policy: str | None, config: RunConfig | None,
         spec, factory = _spec_of(target)
     base = config if config is not None else RunConfig(policy=policy or "everysec")
     base = dataclasses.replace(base, target=spec)
-    kwargs: dict[str, Any] = {"factory": factory}
+    kwargs: dict[str, Any] = {"factory": factory, "on_finding": _FAILURE_CLOCK.note}
     if models is not None:
         kwargs["models"] = tuple(models)
     if features is not None:
         kwargs["features"] = tuple(features)
-    return make_state_machine(base, **kwargs)
+    machine = make_state_machine(base, **kwargs)
+    # A factory object that cannot be named: its reproductions would replay the reference.
+    machine._aofcrash_unnamed_factory = factory is not None
+    return machine
+
+
+class _FailureClock:
+    """When the running test's first failing example was seen (before shrinking): whether
+    shrinking then ran into its time limit."""
+
+    def __init__(self) -> None:
+        self.first_at: float | None = None
+
+    def reset(self) -> None:
+        self.first_at = None
+
+    def note(self, _exc: BaseException) -> None:
+        if self.first_at is None:
+            self.first_at = time.monotonic()
+
+
+_FAILURE_CLOCK = _FailureClock()
+
+
+class AofcrashFailure(AssertionError):
+    """An AofStateMachine test found a violation: the message is the aofcrash program (the
+    numbered steps, the lost writes, the crash and its image, the diff), where the reproduction
+    was saved and the command that replays it. pytest shows the message alone (no traceback,
+    no Hypothesis state-machine listing)."""
 
 
 class AofStateMachine(RuleBasedStateMachine, metaclass=_AofMachineMeta):
     """The harness's state machine for the target a subclass names (see the module docstring).
 
     A subclass sets ``target = "MODULE:FACTORY"`` (or a factory), optionally ``policy``,
-    ``config``, ``models``, ``features``, ``profile``; ``Subclass.TestCase`` is the test. A
-    subclass may add its own rules and invariants (``self.driver`` is the run's Driver).
+    ``config``, ``models``, ``features``, ``profile``, ``shrink_budget_s``;
+    ``Subclass.TestCase`` is the test. A subclass may add its own rules and invariants
+    (``self.driver`` is the run's Driver). A failing test raises ``AofcrashFailure``.
     """
 
     _aofcrash_base: ClassVar[bool] = True
@@ -210,6 +294,120 @@ class AofStateMachine(RuleBasedStateMachine, metaclass=_AofMachineMeta):
     models: ClassVar[tuple[PersistenceModel, ...] | None] = None
     features: ClassVar[tuple[str, ...] | None] = None
     profile: ClassVar[str | None] = None
+    shrink_budget_s: ClassVar[float | None] = None
+
+    @classmethod
+    def _to_test_case(cls) -> type[_StateMachineTestCase]:
+        # Hypothesis's own TestCase, with the run of `_run_test` (the failure as the aofcrash
+        # program); kept in the class's own __dict__ as Hypothesis keeps it.
+        from harness.machine import PROFILES
+
+        cached: type[_StateMachineTestCase] | None = cls.__dict__.get("_test_case")
+        if cached is not None:
+            return cached
+        machine = cls
+
+        class AofcrashTestCase(unittest.TestCase):
+            settings = PROFILES["dev"]
+
+            def runTest(self) -> None:
+                __tracebackhide__ = True
+                _run_test(machine, self.settings)
+
+            runTest.is_hypothesis_test = True  # type: ignore[attr-defined]
+            runTest._hypothesis_state_machine_class = cls  # type: ignore[attr-defined]
+
+        AofcrashTestCase.__name__ = cls.__name__ + ".TestCase"
+        AofcrashTestCase.__qualname__ = cls.__qualname__ + ".TestCase"
+        type.__setattr__(cls, "_test_case", AofcrashTestCase)
+        return cast("type[_StateMachineTestCase]", AofcrashTestCase)
+
+
+def _shrink_budget_of(machine: type[RuleBasedStateMachine]) -> float:
+    chosen = getattr(machine, "shrink_budget_s", None)
+    if chosen is not None:
+        return float(chosen)
+    option = _OPTIONS["shrink_budget_s"]
+    return float(option) if option is not None else DEFAULT_SHRINK_BUDGET_S
+
+
+def _run_test(machine: type[RuleBasedStateMachine], chosen: Any) -> None:
+    """Run `machine` as its TestCase does; a finding becomes an ``AofcrashFailure``."""
+    __tracebackhide__ = True
+    from hypothesis import Verbosity, settings
+    from hypothesis.reporting import with_reporter
+    from hypothesis.stateful import run_state_machine_as_test
+
+    from harness._hypothesis import hypothesis_engine
+    from harness.machine._driver import ContractViolation, ModelDivergence
+
+    budget_s = _shrink_budget_of(machine)
+    _FAILURE_CLOCK.reset()
+    # Hypothesis's reports (the falsifying steps, "spent more than five minutes shrinking"
+    # when our own limit stopped it, the @seed hint) would follow the aofcrash program in a
+    # "Hypothesis" section; the failure says all of it. Verbose runs still get them.
+    quiet = chosen.verbosity < Verbosity.verbose
+    reporter = with_reporter(lambda _text: None) if quiet else contextlib.nullcontext()
+    try:
+        with hypothesis_engine(shrink_budget_s=budget_s), reporter:
+            run_state_machine_as_test(machine,
+                                      settings=settings(chosen, report_multiple_bugs=False))
+    except (ContractViolation, ModelDivergence) as exc:
+        first_at = _FAILURE_CLOCK.first_at
+        cut = first_at is not None and time.monotonic() - first_at >= budget_s
+        text = _failure_text(exc, machine, shrink_cut_s=budget_s if cut else None)
+        raise AofcrashFailure(text) from None
+
+
+def _reproductions_folder() -> Path:
+    given = _OPTIONS["reproductions"]
+    return Path(given) if given is not None else Path.cwd() / DEFAULT_REPRODUCTIONS
+
+
+def _failure_text(exc: Any, machine: type[RuleBasedStateMachine], *,
+                  shrink_cut_s: float | None) -> str:
+    """The finding as ``aofcrash fuzz`` prints it (its renderer), with the reproduction saved
+    in the reproductions folder and the command that replays it."""
+    from harness.cli._fileio import slug
+    from harness.cli._report_violations import fuzz_violations, violation_lines
+    from harness.machine._campaign import config_label, finding_of
+
+    repro = exc.reproduction
+    if repro is None:
+        return str(exc)
+    if getattr(machine, "_aofcrash_unnamed_factory", False):
+        return (f"{exc}\n(no reproduction saved: the target is a factory object that cannot "
+                "be imported back by name; give it as \"MODULE:FACTORY\" to get one)")
+    root = Path(_OPTIONS["rootdir"] or Path.cwd())
+    finding = finding_of(exc, repro.config)
+    finding.reproduction = repro.with_target_source(root)
+    name = slug(f"{machine.__module__}.{machine.__qualname__}")
+    folder = _reproductions_folder()
+    try:
+        (v,), _groups = fuzz_violations([finding], folder, config_label, names=[name])
+    except OSError as err:  # an unwritable folder: still show the program, say why
+        return (f"{exc}\n(the reproduction could not be saved in {folder}: "
+                f"{err.strerror or err})")
+    kind = "model divergence" if finding.kind == "divergence" else "violation"
+    lines = [f"aofcrash found a {kind}: [{v['rule']}] {v['configuration']}, model "
+             f"{v['model'] or '-'}, fault: {v['fault']}"]
+    lines.extend(violation_lines(v))
+    if shrink_cut_s is not None:
+        lines.append(f"(shrinking stopped at its {shrink_cut_s:g} s limit, "
+                     "--aofcrash-shrink-budget: the program may not be minimal)")
+    lines.append(f"saved: {v['reproduction_path']} (copy it into a folder pytest collects, "
+                 "e.g. tests/regressions/, to keep it as a regression test)")
+    return "\n".join(lines)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    excinfo = call.excinfo
+    if excinfo is not None and isinstance(excinfo.value, AofcrashFailure):
+        report = outcome.get_result()  # type: ignore[attr-defined]
+        if report.failed:
+            report.longrepr = str(excinfo.value)
 
 
 def aofcrash_state_machine(
@@ -232,7 +430,8 @@ def find_violation(machine: type[RuleBasedStateMachine], *, profile: str | None 
     """Run `machine` like its TestCase does and return what it found (a ContractViolation or
     a ModelDivergence, with ``.reproduction``), or None when every example kept the contract.
     `shrink` False returns the first failing example unshrunk (faster); `shrink_budget_s`
-    replaces Hypothesis's own 5-minute shrinking limit (a slow machine then shrinks as far).
+    bounds shrinking (default: the machine's ``shrink_budget_s``, else
+    ``--aofcrash-shrink-budget``, else 60 s; a slow machine then shrinks less far).
     Like a campaign, it draws no literals mined from the project's source, so a seed means
     the same program whatever else changed."""
     from hypothesis import Phase, settings
@@ -248,6 +447,8 @@ def find_violation(machine: type[RuleBasedStateMachine], *, profile: str | None 
         changes["max_examples"] = max_examples
     if not shrink:
         changes["phases"] = [p for p in Phase if p is not Phase.shrink]
+    if shrink_budget_s is None:
+        shrink_budget_s = _shrink_budget_of(machine)
     try:
         with hypothesis_engine(shrink_budget_s=shrink_budget_s):
             run_state_machine_as_test(machine, settings=settings(chosen, **changes))
@@ -258,11 +459,15 @@ def find_violation(machine: type[RuleBasedStateMachine], *, profile: str | None 
 
 def write_reproduction(finding: Any, path: str | Path) -> Path:
     """Save the reproduction a finding carries as a ``*.aofrepro.json`` file (the suffix is
-    added when missing); this plugin replays it from then on, against the recorded target."""
+    added when missing; written whole, temp + rename, with where the target's module came
+    from); this plugin replays it from then on, against the recorded target."""
+    from harness.cli._fileio import write_atomic
+
     target = Path(path)
     if not target.name.endswith(SUFFIX):
         target = target.with_name(target.name.removesuffix(".json") + SUFFIX)
-    target.write_text(finding.reproduction.to_json(), encoding="utf-8")
+    root = Path(_OPTIONS["rootdir"] or Path.cwd())
+    write_atomic(target, finding.reproduction.with_target_source(root).to_json())
     return target
 
 
@@ -363,9 +568,11 @@ class ReproItem(pytest.Item):
         from harness.machine._judge import replay_judged
         from harness.machine._machine import CheckAofDisagreement, LivenessViolation
         from harness.machine._steps import Reproduction
-        from harness.targets import TargetError
+        from harness.targets import TargetError, make_importable
 
         repro = Reproduction.from_json(self.path.read_text(encoding="utf-8"))
+        # The directory its target's module came from, found near the file or the rootdir.
+        make_importable(repro.target_source, near=[self.path.parent, self.config.rootpath])
         expected = repro.expected.get("outcome", "consistent")
         rules: list[str] = []
         try:

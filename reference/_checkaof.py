@@ -21,7 +21,10 @@ Three inputs, as redis-check-aof 7.0 takes them:
 
 What ``--fix`` may do (``plan_fix``), as redis-check-aof 7.0: truncate the *last* listed file
 to its last valid offset, and nothing else. Damage in any earlier file, or inside an RDB (bad
-magic, version, body or checksum), is not fixable by truncation. Differences from
+magic, version, body or checksum), is not fixable by truncation. The plan says what the
+truncation drops (bytes, complete commands, and those after the damage): a torn tail loses
+nothing that was valid; damage in the middle of a file (valid commands after it) or garbage
+from offset 0 does, and ``FixPlan.confirm_first`` says a CLI should ask first. Differences from
 redis-check-aof 7.0, each deliberate:
 
 - an annotation line cut off by the end of the file is a torn tail (redis-check-aof calls it
@@ -94,6 +97,15 @@ class CheckResult:
     number of that offset, as redis-check-aof prints it; ``rdb``: the verdict on the RDB the
     image starts with (a preamble or a ``.base.rdb``), None for a pure RESP image;
     ``annotations``: ``#`` lines skipped in the valid prefix.
+
+    What ``--fix`` would drop (all 0/None when valid): ``damage_offset_bytes``, where the
+    checker stopped (the first byte it could not accept; the size for a file ending inside a
+    MULTI); ``torn_tail``, the file ends inside a command, an annotation or a transaction,
+    with no command after the damage (a crash during an append, the case truncation is made
+    for); ``dropped_commands``, complete commands in the bytes after the valid prefix;
+    ``commands_after_damage``, those after the damage, i.e. valid commands a truncation
+    throws away (found by trying to parse a command at every ``*`` past the damage, so an
+    estimate: a value holding RESP text counts too).
     """
 
     valid: bool
@@ -104,6 +116,10 @@ class CheckResult:
     ok_up_to_line: int
     rdb: RdbCheckResult | None = None
     annotations: int = 0
+    damage_offset_bytes: int | None = None
+    torn_tail: bool = False
+    dropped_commands: int = 0
+    commands_after_damage: int = 0
 
     @property
     def diff_bytes(self) -> int:
@@ -135,6 +151,10 @@ class CheckResult:
             "diff_bytes": self.diff_bytes,
             "fixable": self.fixable,
             "annotations": self.annotations,
+            "damage_offset_bytes": self.damage_offset_bytes,
+            "torn_tail": self.torn_tail,
+            "dropped_commands": self.dropped_commands,
+            "commands_after_damage": self.commands_after_damage,
             "rdb": None if self.rdb is None else self.rdb.to_dict(),
         }
 
@@ -150,7 +170,9 @@ def check_aof(data: bytes) -> CheckResult:
         if not rdb.valid or rdb.end_offset_bytes is None:
             return CheckResult(
                 valid=False, last_valid_offset_bytes=0, reason=rdb.reason, commands=0,
-                size_bytes=size, ok_up_to_line=1, rdb=rdb,
+                size_bytes=size, ok_up_to_line=1, rdb=rdb, damage_offset_bytes=0,
+                dropped_commands=_complete_commands(data, 0, size),
+                commands_after_damage=_complete_commands(data, 0, size),
             )
         start = rdb.end_offset_bytes
     pos = start
@@ -159,6 +181,7 @@ def check_aof(data: bytes) -> CheckResult:
     valid_annotations = annotations = 0
     multi_start: int | None = None
     reason: str | None = None
+    torn = False
     while pos < size:
         if data[pos] == _HASH:
             newline = data.find(b"\n", pos, pos + _ANNOTATION_MAX_BYTES)
@@ -168,6 +191,7 @@ def check_aof(data: bytes) -> CheckResult:
                               f"offset {pos}")
                 else:
                     reason = f"truncated annotation at offset {pos} (unexpected end of file)"
+                    torn = True
                 break
             pos = newline + 1
             annotations += 1
@@ -179,6 +203,7 @@ def check_aof(data: bytes) -> CheckResult:
                 break
             if parsed is None:
                 reason = f"truncated command at offset {pos} (unexpected end of file)"
+                torn = True
                 break
             argv, nxt = parsed
             name = argv[0].lower()
@@ -200,6 +225,12 @@ def check_aof(data: bytes) -> CheckResult:
             valid_annotations = annotations
     if reason is None and multi_start is not None:
         reason = f"reached EOF before reading EXEC for MULTI at offset {multi_start}"
+        torn = True
+    # Where the checker stopped; past it, the commands a truncation would throw away.
+    damage = None if reason is None else pos
+    # A command cut by the end of the file has nothing after it; a bulk length damaged into a
+    # bigger one looks the same, but the commands inside the "value" give it away.
+    after = 0 if damage is None else _complete_commands(data, damage + 1, size)
     return CheckResult(
         valid=reason is None,
         last_valid_offset_bytes=valid_end,
@@ -209,7 +240,32 @@ def check_aof(data: bytes) -> CheckResult:
         ok_up_to_line=data.count(b"\n", start, valid_end) + 1,
         rdb=rdb,
         annotations=valid_annotations,
+        damage_offset_bytes=damage,
+        torn_tail=torn and after == 0,
+        dropped_commands=0 if damage is None else _complete_commands(data, valid_end, size),
+        commands_after_damage=after,
     )
+
+
+def _complete_commands(data: bytes, start: int, end: int) -> int:
+    """Complete commands in ``data[start:end]``, resynchronising past damage: a command is
+    tried at every ``*``, and after one is found the search goes on from its end."""
+    count = 0
+    pos = start
+    while pos < end:
+        star = data.find(b"*", pos, end)
+        if star < 0:
+            break
+        try:
+            parsed = _parse_checked(data, star, end)
+        except RespFormatError:
+            parsed = None
+        if parsed is None:
+            pos = star + 1
+        else:
+            count += 1
+            pos = parsed[1]
+    return count
 
 
 def _checked_number(data: bytes, pos: int, end: int, prefix: int) -> tuple[int, int] | None:
@@ -558,15 +614,32 @@ class FixPlan:
     path: str
     size_bytes: int
     truncate_to_bytes: int
+    damage_offset_bytes: int | None = None
+    torn_tail: bool = False
+    dropped_commands: int = 0
+    commands_after_damage: int = 0
 
     @property
     def removed_bytes(self) -> int:
         return self.size_bytes - self.truncate_to_bytes
 
+    @property
+    def confirm_first(self) -> bool:
+        """The fix throws away more than damage at the end: valid commands after the damage
+        (damage in the middle of the file), or a whole file that starts with garbage. A CLI
+        asks before doing it; a torn tail (nothing valid lost) needs no question."""
+        return self.commands_after_damage > 0 or (
+            self.truncate_to_bytes == 0 and self.size_bytes > 0 and not self.torn_tail)
+
     def to_dict(self) -> dict[str, object]:
         return {"path": self.path, "size_bytes": self.size_bytes,
                 "truncate_to_bytes": self.truncate_to_bytes,
-                "removed_bytes": self.removed_bytes}
+                "removed_bytes": self.removed_bytes,
+                "damage_offset_bytes": self.damage_offset_bytes,
+                "torn_tail": self.torn_tail,
+                "dropped_commands": self.dropped_commands,
+                "commands_after_damage": self.commands_after_damage,
+                "confirm_first": self.confirm_first}
 
 
 @dataclass(frozen=True, slots=True)
@@ -680,8 +753,12 @@ def plan_fix(check: AofCheck) -> FixPlan | None:
         raise AofNotFixableError(
             f"{name}: the RDB is damaged, truncation cannot repair it ({first.reason})"
         )
-    return FixPlan(path=first.path, size_bytes=first.result.size_bytes,
-                   truncate_to_bytes=first.result.last_valid_offset_bytes)
+    result = first.result
+    return FixPlan(path=first.path, size_bytes=result.size_bytes,
+                   truncate_to_bytes=result.last_valid_offset_bytes,
+                   damage_offset_bytes=result.damage_offset_bytes, torn_tail=result.torn_tail,
+                   dropped_commands=result.dropped_commands,
+                   commands_after_damage=result.commands_after_damage)
 
 
 def _read(path: str) -> tuple[bytes | None, str | None]:

@@ -95,6 +95,25 @@ def test_the_budget_covers_shrinking_with_a_floor() -> None:
     assert result.time_s["shrinking"] > 0
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_shrinking_is_told_about_while_it_runs(workers: int) -> None:
+    # A finding may shrink for minutes after the last unit's progress line (a 3-step program
+    # used a 60 s budget in silence): the campaign says it is shrinking, about once a second.
+    heard: list[tuple[str, float, float, int]] = []
+    result = run_campaign(
+        Campaign(configs=(BUGGY,), models=(POWER,), budget_s=60.0, shrink_budget_s=4.0,
+                 shrink_floor_s=4.0, workers=workers, seed=3),
+        shrinking=lambda label, shrunk_s, allowed_s, steps: heard.append(
+            (label, shrunk_s, allowed_s, steps)))
+    assert result.findings, "the defect went unnoticed: the test proves nothing"
+    assert heard, "nothing said while shrinking"
+    assert {label for label, *_ in heard} == {"always/safe/reply-before-fsync"}
+    assert {allowed for _l, _s, allowed, _n in heard} == {4.0}
+    assert all(steps >= 1 for *_, steps in heard)
+    shrunk = [s for _l, s, _a, _n in heard]
+    assert shrunk == sorted(shrunk)
+
+
 def test_a_failure_stored_in_the_example_database_is_replayed_first(tmp_path: Path) -> None:
     database = str(tmp_path / "examples")
     kwargs = {"configs": (BUGGY,), "models": (POWER,), "budget_s": 120.0,

@@ -1,5 +1,6 @@
 """``aofcrash check-aof FILE|MANIFEST|DIR [--fix [--yes]]``: verdicts with offsets (one per
-file of a Redis 7 multi-part AOF), exit codes 0 / 1 / 2, --fix asks or needs --yes."""
+file of a Redis 7 multi-part AOF), exit codes 0 / 1 / 2 (0 once --fix repaired the file), the
+--fix hint, what a fix drops, and a question (or --yes) before dropping valid commands."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ SET_A = encode_command([b"SET", b"a", b"1"])
 SET_B = encode_command([b"SET", b"b", b"2"])
 VALID = encode_command([b"SELECT", b"0"]) + SET_A + SET_B
 TORN = VALID + SET_A[:9]  # a crash in the middle of the last write
+MID = VALID + b"garbage\r\n" + SET_A  # damage with a valid command after it
 
 
 def _check(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -62,20 +64,64 @@ def test_an_unfinished_multi_ends_the_valid_prefix_before_the_multi(
     assert code == 1 and f"last valid offset {len(VALID)} bytes" in out and "MULTI" in out
 
 
-def test_fix_truncates_keeps_a_backup_and_a_second_check_is_valid(
+def test_fix_truncates_keeps_a_backup_exits_0_and_a_second_check_is_valid(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     aof = tmp_path / "appendonly.aof"
     aof.write_bytes(TORN)
     code, out, _ = _check(capsys, str(aof), "--fix", "--yes")
-    assert code == 1  # the verdict is about the file as it was read
-    assert f"truncated to {len(VALID)} bytes" in out
+    assert code == 0  # as redis-check-aof after "Successfully truncated AOF"
+    assert (f"fixed: {aof} truncated from {len(TORN)} to {len(VALID)} bytes, dropping 9 bytes "
+            "(the torn tail); the original is kept as appendonly.aof.bak") in out
     assert aof.read_bytes() == VALID
     assert (tmp_path / "appendonly.aof.bak").read_bytes() == TORN
     # Atomic: no temp file is left next to it.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["appendonly.aof", "appendonly.aof.bak"]
     code, out, _ = _check(capsys, str(aof))
     assert code == 0 and "AOF is valid" in out
+
+
+def test_a_torn_file_without_fix_suggests_fix_saying_what_it_would_drop(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aof = tmp_path / "appendonly.aof"
+    aof.write_bytes(TORN)
+    code, out, _ = _check(capsys, str(aof))
+    assert code == 1
+    assert out.splitlines()[-1] == (f"use --fix to truncate {aof} from {len(TORN)} to "
+                                    f"{len(VALID)} bytes, dropping 9 bytes (the torn tail)")
+
+
+def test_a_torn_tail_is_fixed_without_a_terminal_and_without_yes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Nothing valid is lost: no question (stdin is not a terminal under pytest).
+    aof = tmp_path / "appendonly.aof"
+    aof.write_bytes(TORN)
+    code, out, err = _check(capsys, str(aof), "--fix")
+    assert (code, err) == (0, "")
+    assert "fixed:" in out and aof.read_bytes() == VALID
+
+
+def test_an_unfinished_multi_at_the_end_is_a_torn_tail_naming_its_commands(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aof = tmp_path / "appendonly.aof"
+    aof.write_bytes(VALID + encode_command([b"MULTI"]) + SET_A)
+    code, out, _ = _check(capsys, str(aof), "--fix")
+    assert code == 0
+    assert "(the torn tail and the 2 complete command(s) of an unfinished MULTI)" in out
+    assert aof.read_bytes() == VALID
+
+
+def test_garbage_after_the_last_command_is_cut_without_asking(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    aof = tmp_path / "appendonly.aof"
+    aof.write_bytes(VALID + b"garbage\r\n")
+    code, out, _ = _check(capsys, str(aof), "--fix")
+    assert code == 0 and "dropping 9 bytes: 0 complete command(s);" in out
+    assert aof.read_bytes() == VALID
 
 
 def test_fix_on_a_valid_file_changes_nothing(
@@ -88,17 +134,20 @@ def test_fix_on_a_valid_file_changes_nothing(
     assert not (tmp_path / "appendonly.aof.bak").exists()
 
 
-def test_garbage_mid_file_is_fixed_to_the_prefix_before_it(
+def test_garbage_mid_file_is_fixed_with_yes_to_the_prefix_before_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     aof = tmp_path / "appendonly.aof"
-    aof.write_bytes(VALID + b"garbage\r\n" + SET_A)
+    aof.write_bytes(MID)
     code, out, _ = _check(capsys, "--json", "--fix", "--yes", str(aof))
-    assert code == 1
+    assert code == 0
     summary = json.loads(out)
-    assert summary["valid"] is False
+    assert summary["valid"] is False  # the verdict is about the file as it was read
     assert summary["last_valid_offset_bytes"] == len(VALID)
-    assert summary["fixed"]["truncate_to_bytes"] == len(VALID)
+    fixed = summary["fixed"]
+    assert fixed["truncate_to_bytes"] == len(VALID)
+    assert (fixed["dropped_commands"], fixed["commands_after_damage"]) == (1, 1)
+    assert fixed["damage_offset_bytes"] == len(VALID) and fixed["confirm_first"] is True
     assert aof.read_bytes() == VALID
 
 
@@ -161,15 +210,25 @@ def test_the_installed_console_script_gives_the_same_exit_codes(tmp_path: Path) 
 # -- --fix asks first --------------------------------------------------------------------
 
 
-def test_fix_without_a_terminal_needs_yes_and_touches_nothing(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(("content", "words"), [
+    (MID, f"dropping {len(MID) - len(VALID)} bytes: 1 complete command(s), 1 of them valid "
+          f"command(s) after the damage at offset {len(VALID)}"),
+    # A bulk length damaged into a bigger one reads like a torn tail, but is not one.
+    (VALID.replace(b"$1\r\na", b"$9\r\na", 1) + SET_B, "valid command(s) after the damage"),
+    (b"garbage" + VALID, f"from {len(VALID) + 7} to 0 bytes"),
+    (b"garbage", "from 7 to 0 bytes, dropping 7 bytes: 0 complete command(s)"),
+])
+def test_fix_that_drops_valid_data_without_a_terminal_needs_yes_and_touches_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, words: str,
 ) -> None:
     aof = tmp_path / "appendonly.aof"
-    aof.write_bytes(TORN)
+    aof.write_bytes(content)
     code, out, err = _check(capsys, str(aof), "--fix")
     assert code == 2 and out == ""
-    assert err.count("\n") == 1 and "--yes" in err and f"to {len(VALID)} bytes" in err
-    assert aof.read_bytes() == TORN and not (tmp_path / "appendonly.aof.bak").exists()
+    assert err.count("\n") == 1 and "--yes" in err and words in err
+    assert aof.read_bytes() == content and not (tmp_path / "appendonly.aof.bak").exists()
+    code, out, _ = _check(capsys, str(aof))
+    assert code == 1 and words in out and "(it asks first: valid data would be lost)" in out
 
 
 class _Terminal(io.StringIO):
@@ -178,17 +237,17 @@ class _Terminal(io.StringIO):
 
 
 @pytest.mark.parametrize(("answer", "fixed"), [("y\n", True), ("\n", False), ("no\n", False)])
-def test_fix_on_a_terminal_asks_and_truncates_only_on_yes(
+def test_fix_on_a_terminal_asks_before_dropping_valid_commands_and_truncates_only_on_yes(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
     answer: str, fixed: bool,
 ) -> None:
     aof = tmp_path / "appendonly.aof"
-    aof.write_bytes(TORN)
+    aof.write_bytes(MID)
     monkeypatch.setattr(sys, "stdin", _Terminal(answer))
     code, _, err = _check(capsys, str(aof), "--fix")
-    assert code == 1
-    assert "[y/N]" in err
-    assert aof.read_bytes() == (VALID if fixed else TORN)
+    assert code == (0 if fixed else 1)
+    assert "1 of them valid command(s) after the damage" in err and "[y/N]" in err
+    assert aof.read_bytes() == (VALID if fixed else MID)
     assert (tmp_path / "appendonly.aof.bak").exists() is fixed
 
 

@@ -207,6 +207,20 @@ def test_the_clean_reference_process_holds_where_the_planted_bug_fails() -> None
 
 
 @pytest.mark.real
+def test_a_run_without_the_posix_minimum_says_in_one_line_how_to_add_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _needs("7.0")
+    code = _run_cli(["--server", "7.0", "--ops", "6", "--model", "process", "--workers", "2",
+                     "--reports", str(tmp_path / "reports"), "--progress", "never"])
+    lines = capsys.readouterr().out.splitlines()
+    assert code == 0
+    (note,) = [line for line in lines if "power-posix-metadata" in line]
+    assert note.startswith("note: power-posix-metadata (the POSIX minimum")
+    assert "add --model power-posix-metadata" in note
+
+
+@pytest.mark.real
 def test_the_cli_writes_a_report_and_exits_0_on_a_clean_run(tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]
                                                             ) -> None:

@@ -162,6 +162,18 @@ def test_file_operations_through_the_mount_reach_the_simdisk_as_the_same_verbs(m
     assert not is_mounted(mnt)
 
 
+def test_mounting_prints_nothing_from_the_fuse_library(
+    mnt: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # libfuse 3.14 logged "Ignoring invalid max threads value 4294967295 > max (100000)." on
+    # every mount (fd 2, below Python): dozens of lines in a real-server run.
+    with FuseMount(SimDisk(), mnt):
+        (mnt / "f").write_bytes(b"x")
+    out, err = capfd.readouterr()
+    assert "max threads" not in err
+    assert out == "" and err == ""
+
+
 def test_passthrough_over_a_real_directory_matches_the_directory(tmp_path: Path, mnt: Path) -> None:
     back = tmp_path / "back"
     back.mkdir()

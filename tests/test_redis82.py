@@ -76,6 +76,7 @@ def test_every_crash_state_of_a_traced_run_with_a_rewrite_holds(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from harness.cli import main
+    from harness.cli._explore_server import DEFAULT_MODELS
 
     needs_fuse()
     code = main(["explore", "--server", "8.2", "--ops", "30", "--seed", "3", "--workers", "2",
@@ -83,5 +84,5 @@ def test_every_crash_state_of_a_traced_run_with_a_rewrite_holds(
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert code == 0 and summary["status"] == "ok", summary
     assert summary["violating_states"] == 0 and summary["states"] > 30
-    assert set(summary["by_model"]) == {"process", "power-ext4", "power-eager-metadata"}
+    assert set(summary["by_model"]) == set(DEFAULT_MODELS)
     assert summary["real_recoveries"] == summary["distinct_aof_contents"] > 1

@@ -942,3 +942,48 @@ def test_a_real_rdb_preamble_with_a_stream_is_refused_naming_the_stream(
         loader.feed(_aof_files(tmp_path))
         loader.finish()
     assert info.value.offset_bytes == 0
+
+
+# -- what a fix drops -------------------------------------------------------------------------
+
+
+@given(st.integers(min_value=1, max_value=len(SET_B) - 1))
+def test_every_cut_of_the_last_command_is_a_torn_tail_that_drops_no_command(cut: int) -> None:
+    result = check_aof(SELECT_0 + SET_A + SET_B[:cut])
+    assert result.torn_tail and result.damage_offset_bytes == len(SELECT_0 + SET_A)
+    assert (result.dropped_commands, result.commands_after_damage) == (0, 0)
+
+
+def test_damage_in_the_middle_counts_the_valid_commands_after_it() -> None:
+    result = check_aof(SELECT_0 + b"garbage\r\n" + SET_A + SET_B)
+    assert not result.torn_tail and result.damage_offset_bytes == len(SELECT_0)
+    assert (result.dropped_commands, result.commands_after_damage) == (2, 2)
+
+
+def test_a_bulk_length_damaged_into_a_bigger_one_is_not_a_torn_tail() -> None:
+    # It reads as a command cut by the end of the file, but commands follow inside it.
+    result = check_aof(SELECT_0 + SET_A.replace(b"$1\r\na", b"$9\r\na") + SET_B + SET_A)
+    assert not result.torn_tail and result.commands_after_damage == 2
+
+
+def test_an_unfinished_multi_at_the_end_is_a_torn_tail_dropping_its_commands() -> None:
+    result = check_aof(SELECT_0 + MULTI + SET_A)
+    assert result.torn_tail and result.damage_offset_bytes == len(SELECT_0 + MULTI + SET_A)
+    assert (result.dropped_commands, result.commands_after_damage) == (2, 0)
+
+
+@pytest.mark.parametrize(("data", "confirm"), [
+    (SELECT_0 + SET_A[:5], False),  # a torn tail
+    (SELECT_0 + b"junk", False),  # garbage at the end: nothing valid lost
+    (SELECT_0 + b"junk\r\n" + SET_A, True),  # a valid command after the damage
+    (b"junk", True),  # a whole file of garbage: maybe not an AOF at all
+    (SET_A[:5], False),  # a torn first command
+])
+def test_a_fix_plan_asks_first_only_when_it_drops_more_than_damage_at_the_end(
+    tmp_path: Path, data: bytes, confirm: bool
+) -> None:
+    aof = tmp_path / "appendonly.aof"
+    aof.write_bytes(data)
+    plan = plan_fix(check_aof_path(aof))
+    assert plan is not None and plan.confirm_first is confirm
+    assert plan.to_dict()["confirm_first"] is confirm

@@ -305,3 +305,33 @@ def test_explore_groups_its_violating_states_with_one_reproduction_per_cause(
     assert len(files) == len(groups)  # one (the smallest) per cause, not one per state
     page = (run_dir / "report.html").read_text()
     assert page.count("class='card violation'") == len(groups)
+
+
+def test_pictures_draw_control_bytes_escaped_and_warn_about_no_missing_glyph() -> None:
+    import warnings
+
+    from harness.cli import _plots
+
+    # A real server's history names keys by their raw bytes: matplotlib warned "Glyph 3 (^C)
+    # missing from font(s)" for each, putting the control byte itself into logs.
+    study = {
+        "events": [
+            {"seq": 0, "epoch": 1, "t": 0, "kind": "submit", "entry": 0, "client": 0,
+             "text": "SET k\x03 v\x1b"},
+            {"seq": 1, "epoch": 1, "t": 0, "kind": "ack", "entry": 0, "outcome": "ok"},
+            {"seq": 2, "epoch": 1, "t": 5, "kind": "fault", "fault": "Crash on \x07"},
+            {"seq": 3, "epoch": 1, "t": 5, "kind": "crash"},
+        ],
+        "epochs": [{"epoch": 1, "crash_ms": 5, "frontier": 1, "window_ms": None,
+                    "entries": [{"entry": 0, "status": "lost", "position": 1}]}],
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        timeline = _plots.timeline_svg(study, title="run \x03")
+        heat = _plots.heatmap_svg(["fault: \x03"], ["col\x1b"], [[1]], title="coverage")
+        series = _plots.series_svg([[0, 1], [1, 2]], title="t", xlabel="s", ylabel="n",
+                                   marks=[(1, "violation \x03")])
+    for svg in (timeline, heat, series):
+        assert "\x03" not in svg and "\x1b" not in svg and "\x07" not in svg
+    assert "SET k\\x03 v\\x1b" in timeline and "\\x07" in timeline
+    assert "fault: \\x03" in heat and "violation \\x03" in series

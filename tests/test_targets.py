@@ -6,6 +6,9 @@ the reference's fast path), and the pytest plugin. The worked example tinyaof
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -153,8 +156,10 @@ def test_without_a_commands_declaration_only_the_missing_rewrite_switches_rules_
 
 
 def test_fuzz_finds_the_example_stores_bug_and_replay_reruns_the_same_target(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    repo = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(repo)  # where a user runs fuzz: the store's directory under it
     code, out, err = _run(capsys, "fuzz", "--target", BUGGY, "--policy", "always", "--budget",
                           "60s", "--shrink-budget", "5s", "--workers", "1", "--database", "none",
                           "--json", "--reports", str(tmp_path), "--progress", "never")
@@ -174,6 +179,18 @@ def test_fuzz_finds_the_example_stores_bug_and_replay_reruns_the_same_target(
     assert code == 1
     replayed = json.loads(out)
     assert replayed["status"] == "violation" and replayed["matches_expected"]
+    # The replay line works from another directory, without PYTHONPATH: the file records
+    # where tinyaof came from.
+    assert json.loads(repro.read_text())["target_source"]["path"] == "examples/tiny-aof-store"
+    assert finding["replay"].endswith(f"replay {repro}")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run(
+        [sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())",
+         "replay", "--json", str(repro)],
+        cwd=tmp_path, env={**env, "PYTHONPATH": str(repo)}, capture_output=True, text=True,
+        timeout=120, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert json.loads(proc.stdout)["matches_expected"]
 
 
 def test_fuzz_of_the_correct_example_store_says_once_which_rules_are_off(

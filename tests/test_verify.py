@@ -144,10 +144,14 @@ def test_a_target_whose_dump_drops_a_key_is_reported_as_a_violation() -> None:
             break
         return dump
 
+    attributing: list[tuple[int, int]] = []
     result = run_verify(VerifyConfig(server="7.0", policy="always", trials=2, ops=60, seed=5),
-                        dump=lossy_dump)
+                        dump=lossy_dump,
+                        attributing=lambda done, total: attributing.append((done, total)))
     assert dropped, "the double never had a key to drop"
     assert [t.outcome for t in result.trials] == ["violation"] * 2
+    # Attribution re-runs each violating trial: it says how far it is, before and after each.
+    assert attributing == [(0, 2), (1, 2), (2, 2)]
     rules = {v.rule.value for t in result.trials for v in t.violations}
     assert rules <= {"prefix-consistency", "durability", "stability"} and rules
     report = verify_report(result, run_id="test")

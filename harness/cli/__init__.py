@@ -1,8 +1,8 @@
 """The ``aofcrash`` command line: the surface of the harness (top layer).
 
-Exit codes: 0 no violation, 1 violation found (or an invalid AOF for check-aof), 2 usage or
-environment error — always one clear line on stderr, never a traceback; 130 Ctrl-C (verify, fuzz
-and explore first write a report of what finished, marked interrupted).
+Exit codes: 0 no violation, 1 violation found (or an invalid AOF check-aof did not fix), 2
+usage or environment error — always one clear line on stderr, never a traceback; 130 Ctrl-C
+(verify, fuzz and explore first write a report of what finished, marked interrupted).
 
 One module per command family: ``_fuzz`` (fuzz), ``_explore`` (explore), ``_verify`` (verify),
 ``_files`` (replay, check-aof, report); ``_common`` holds what they share and ``_report`` writes
@@ -27,6 +27,7 @@ from harness.cli._common import (
     ViolationStop,
     parse_budget,
 )
+from harness.cli._version import version_line
 
 __all__ = ["main", "parse_budget"]
 
@@ -34,6 +35,8 @@ __all__ = ["main", "parse_budget"]
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="aofcrash", description="Fault injection and crash-consistency checks "
                     "for append-only-file persistence in the style of Redis.")
+    parser.add_argument("--version", action="version", version=version_line(),
+                        help="print the version of aofcrash, Python and Hypothesis and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     _fuzz.add_parser(sub)

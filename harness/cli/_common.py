@@ -176,6 +176,9 @@ def availability_args(p: argparse.ArgumentParser) -> None:
 #: --model's choices: every persistence model, and "power", the old name of power-ext4.
 MODEL_CHOICES = ["process", "power-ext4", "power-xfs", "power-btrfs", "power-eager-metadata",
                  "power-posix-metadata", "power"]
+#: Every simulated persistence model, in faults.PersistenceModel's order: fuzz's default.
+ALL_MODELS = ("process", "power-ext4", "power-xfs", "power-btrfs", "power-eager-metadata",
+              "power-posix-metadata")
 MODEL_HELP = ("process (the kernel survives); power-ext4 (alias power), power-xfs, power-btrfs: "
               "power loss on that kernel filesystem, calibrated against it; "
               "power-eager-metadata: LazyFS-style, every directory operation durable at once "

@@ -460,6 +460,7 @@ def _explore_report(args: argparse.Namespace, result: Any, config: Any, steps: A
                     + (f"target {config.target})." if config.target is not None
                        else f"profile {config.profile}).")),
         "run": {"workload": label, "seed": args.seed, "policy": config.policy,
+                "shard": f"{args.shard[0]}/{args.shard[1]}",
                 "target": config.target or "reference",
                 "profile": config.profile, "defects": sorted(config.defects) or "none",
                 "models": [m.value for m in models],
@@ -743,6 +744,7 @@ def _suite_report(args: argparse.Namespace, all_runs: list[_SuiteRun], models: A
                     f"{', '.join(m.value for m in models)}: {states} states at "
                     f"{explored}/{points} crash points in {elapsed:.1f} s ({where})."),
         "run": {"workload": "default suite", "seed": args.seed, "policies": policies,
+                "shard": f"{args.shard[0]}/{args.shard[1]}",
                 "suite": [f"{r.workload} {r.config.policy} ops={r.ops}" for r in runs],
                 "target": base.target or "reference", "profile": base.profile,
                 "defects": sorted(base.defects) or "none",

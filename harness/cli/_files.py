@@ -9,6 +9,7 @@ of the wrong type) is bad input, never a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -21,6 +22,7 @@ from harness.cli._common import (
     common_args,
     one_line,
     read_reproduction,
+    warn,
 )
 
 __all__ = ["add_parsers", "cmd_check_aof", "cmd_replay", "cmd_report"]
@@ -48,14 +50,17 @@ def add_parsers(sub: Any) -> None:
         "with an RDB preamble), or a Redis 7+ multi-part AOF given as its manifest or its "
         "appendonlydir (every file it lists, in order, each with its verdict and offset; "
         "Redis 8's startoffset/endoffset are read, an unknown manifest field is noted). "
-        "Exit 0 valid, 1 not valid, 2 unreadable.")
+        "Exit 0 valid (or fixed by --fix), 1 not valid, 2 unreadable or --fix refused.")
     common_args(ca, seed=False)
     ca.add_argument("file", type=Path, metavar="FILE|MANIFEST|DIR")
     ca.add_argument("--fix", action="store_true",
-                    help="truncate the last file to its last valid command (the only case "
-                    "truncation repairs); asks first on a terminal, needs --yes otherwise; the "
-                    "original is kept as FILE.bak")
-    ca.add_argument("--yes", action="store_true", help="--fix without asking")
+                    help="truncate the last file to its last valid offset, saying how many "
+                    "bytes and commands that drops (exit 0 once fixed; the original is kept as "
+                    "FILE.bak). A torn tail is cut at once; damage in the middle (valid "
+                    "commands after it) or garbage from offset 0 would lose valid data: asked "
+                    "first on a terminal, refused without one unless --yes")
+    ca.add_argument("--yes", action="store_true",
+                    help="with --fix: drop valid commands after the damage without asking")
     ca.set_defaults(func=cmd_check_aof)
 
     rpt = sub.add_parser("report", help="re-render and summarise a run's report, or merge "
@@ -65,7 +70,13 @@ def add_parsers(sub: Any) -> None:
                      help="a reports/<run-id> directory or its report.json (several with "
                      "--merge), or a finding NAME.json (rendered to NAME.html beside it)")
     rpt.add_argument("--merge", action="store_true",
-                     help="merge the reports of a campaign's shards into a new run directory")
+                     help="merge the reports of a campaign's shards into a new run directory: "
+                     "they must be of one campaign (same command, target, seed and "
+                     "configuration), each shard at most once; a missing shard is a warning; "
+                     "exit 1 if any of them holds a violation")
+    rpt.add_argument("--allow-mixed", action="store_true",
+                     help="with --merge: merge reports of different targets, seeds or "
+                     "configurations anyway (the merged report says which fields are mixed)")
     rpt.add_argument("--reports", type=Path, default=Path("reports"),
                      help="where the merged run directory goes (default: reports/)")
     rpt.set_defaults(func=cmd_report)
@@ -96,6 +107,10 @@ def cmd_replay(args: argparse.Namespace) -> int:
         return _replay(args)
     repro = read_reproduction(path)
     if repro.config.target is not None:
+        from harness.targets import make_importable
+
+        # The directory its module came from, found near the file (or here): no PYTHONPATH.
+        make_importable(repro.target_source, near=[path.absolute().parent, Path.cwd()])
         # Replayed against the target it recorded: one line, exit 2, if that cannot be used.
         from harness.cli._fuzz import check_target_spec
 
@@ -123,8 +138,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             if expected is not None and expected != outcome:
                 new_expected["found"] = {k: v for k, v in repro.expected.items()
                                          if k != "found"}
-            updated = type(repro)(config=repro.config, steps=repro.steps,
-                                  expected=new_expected, note=repro.note)
+            updated = dataclasses.replace(repro, expected=new_expected)
             try:
                 write_atomic(path, updated.to_json())
             except OSError as exc:
@@ -179,6 +193,24 @@ def _confirm(question: str) -> bool:
     return answer.strip().lower() in ("y", "yes")
 
 
+def _dropped_words(plan: Any) -> str:
+    """'dropping 36 bytes: 2 complete command(s), 1 of them after the damage at offset 84'."""
+    dropped = plan.dropped_commands
+    words = f"dropping {plan.removed_bytes} bytes"
+    if plan.torn_tail:
+        return words + (f" (the torn tail and the {dropped} complete command(s) of an "
+                        "unfinished MULTI)" if dropped else " (the torn tail)")
+    words += f": {dropped} complete command(s)"
+    if plan.commands_after_damage:
+        words += (f", {plan.commands_after_damage} of them valid command(s) after the damage "
+                  f"at offset {plan.damage_offset_bytes}")
+    return words
+
+
+def _cut(plan: Any) -> str:
+    return f"from {plan.size_bytes} to {plan.truncate_to_bytes} bytes, {_dropped_words(plan)}"
+
+
 def cmd_check_aof(args: argparse.Namespace) -> int:
     from harness.cli._report import write_atomic_bytes
     from reference import AofInputError, AofNotFixableError, check_aof_path, plan_fix
@@ -194,33 +226,33 @@ def cmd_check_aof(args: argparse.Namespace) -> int:
         raise UsageError(f"cannot read {exc.filename or path}: {exc.strerror}") from None
     fix: dict[str, Any] | None = None
     not_fixable: str | None = None
-    if args.fix and not check.valid:
+    plan = None
+    if not check.valid:
         try:
             plan = plan_fix(check)
         except AofNotFixableError as exc:
-            plan, not_fixable = None, exc.reason
-        if plan is not None:
-            target = Path(plan.path)
-            question = (f"truncate {target} from {plan.size_bytes} to {plan.truncate_to_bytes} "
-                        f"bytes (removing {plan.removed_bytes}; the original is kept as "
-                        f"{target.name}.bak)?")
-            if not args.yes:
-                if not sys.stdin.isatty():
-                    raise UsageError(f"--fix would {question[:-1]}: add --yes to do it "
-                                     "without a terminal to ask on")
-                if not _confirm(question[0].upper() + question[1:]):
-                    sys.stderr.write("aofcrash check-aof: not fixed\n")
-                    return EXIT_VIOLATION
-            try:
-                data = target.read_bytes()
-                if len(data) != plan.size_bytes:
-                    raise UsageError(f"{target} changed while it was checked ({len(data)} bytes, "
-                                     f"{plan.size_bytes} checked): check it again")
-                write_atomic_bytes(target.with_name(target.name + ".bak"), data)
-                write_atomic_bytes(target, data[: plan.truncate_to_bytes])
-            except OSError as exc:
-                raise UsageError(f"cannot fix {target}: {exc.strerror}") from None
-            fix = {**plan.to_dict(), "backup": str(target.with_name(target.name + ".bak"))}
+            not_fixable = exc.reason
+    if args.fix and plan is not None:
+        target = Path(plan.path)
+        if plan.confirm_first and not args.yes:
+            # More than a torn tail: valid commands (or a whole file) would go.
+            what = (f"--fix would truncate {target} {_cut(plan)}; the original is kept as "
+                    f"{target.name}.bak")
+            if not sys.stdin.isatty():
+                raise UsageError(f"{what}: add --yes to drop them (no terminal to ask on)")
+            if not _confirm(f"{what[0].upper()}{what[1:]}. Truncate?"):
+                sys.stderr.write("aofcrash check-aof: not fixed\n")
+                return EXIT_VIOLATION
+        try:
+            data = target.read_bytes()
+            if len(data) != plan.size_bytes:
+                raise UsageError(f"{target} changed while it was checked ({len(data)} bytes, "
+                                 f"{plan.size_bytes} checked): check it again")
+            write_atomic_bytes(target.with_name(target.name + ".bak"), data)
+            write_atomic_bytes(target, data[: plan.truncate_to_bytes])
+        except OSError as exc:
+            raise UsageError(f"cannot fix {target}: {exc.strerror}") from None
+        fix = {**plan.to_dict(), "backup": str(target.with_name(target.name + ".bak"))}
     if args.json:
         print(json.dumps({**_check_summary(check), "fixed": fix,
                           "not_fixable_reason": not_fixable}, default=str))
@@ -230,11 +262,18 @@ def cmd_check_aof(args: argparse.Namespace) -> int:
         if check.layout == "single":
             print("AOF is valid" if check.valid else f"AOF is not valid: {check.reason}")
         if fix is not None:
-            print(f"fixed: {fix['path']} truncated to {fix['truncate_to_bytes']} bytes; "
-                  f"original kept as {Path(fix['path']).name}.bak")
+            print(f"fixed: {fix['path']} truncated {_cut(plan)}; the original is kept as "
+                  f"{Path(fix['path']).name}.bak")
         elif not_fixable is not None:
-            print(f"not fixed: {not_fixable}")
-    return EXIT_OK if check.valid else EXIT_VIOLATION
+            print(f"not fixed: {not_fixable}" if args.fix
+                  else f"--fix cannot repair it: {not_fixable}")
+        elif plan is not None:
+            # As redis-check-aof: say what would repair it.
+            print(f"use --fix to truncate {plan.path} {_cut(plan)}"
+                  + (" (it asks first: valid data would be lost)" if plan.confirm_first
+                     else ""))
+    # As redis-check-aof: 0 once the file is repaired.
+    return EXIT_OK if check.valid or fix is not None else EXIT_VIOLATION
 
 
 def _check_summary(check: Any) -> dict[str, Any]:
@@ -259,6 +298,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     paths: list[Path] = args.path
     if len(paths) > 1 and not args.merge:
         raise UsageError("several reports given: add --merge to combine them")
+    if args.allow_mixed and not args.merge:
+        raise UsageError("--allow-mixed is for --merge")
     try:
         loaded = [(p if p.is_dir() else p.parent, load_report(p)) for p in paths]
     except ReportError as exc:
@@ -268,9 +309,11 @@ def cmd_report(args: argparse.Namespace) -> int:
         from harness.cli._report import new_run_dir
 
         try:
-            report = merge_reports(loaded)
+            merged = merge_reports(loaded, allow_mixed=args.allow_mixed)
         except MergeError as exc:
             raise UsageError(str(exc)) from None
+        warn("report", merged.warnings)
+        report, violation, warnings = merged.report, merged.violation, list(merged.warnings)
         run_dir = new_run_dir(args.reports, "merged", 0)
         report["run_id"] = run_dir.name
         write_atomic(run_dir / "report.json", json.dumps(report, indent=1, default=str))
@@ -281,6 +324,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         given = paths[0]
         named = not given.is_dir() and given.suffix == ".json" and given.name != "report.json"
         html_path = given.with_suffix(".html") if named else run_dir / "report.html"
+        violation, warnings = bool(report.get("violations")), []
     try:
         page = render(report)
     except Exception as exc:  # a hand-edited report.json may hold anything
@@ -294,13 +338,19 @@ def cmd_report(args: argparse.Namespace) -> int:
     raw_totals = report.get("totals")
     totals: dict[str, Any] = raw_totals if isinstance(raw_totals, dict) else {}
     if args.json:
-        print(json.dumps({"status": "violation" if violations else "ok",
+        print(json.dumps({"status": "violation" if violation else "ok",
                           "html": str(html_path), "violations": len(violations),
-                          **totals}, default=str))
+                          **totals, **({"warnings": warnings} if args.merge else {})},
+                         default=str))
     else:
+        from harness.cli._report_summary import totals_lines
+
         print(f"{report.get('command')} {report.get('run_id')}: "
               + ("no violation" if not violations else f"{len(violations)} violation(s)"))
-        for key, value in totals.items():
-            print(f"  {key}: {value}")
+        if args.merge:
+            run = report.get("run") or {}
+            print(f"  merged: {len(paths)} reports, shards {run.get('shard')}")
+        for line in totals_lines(totals):
+            print(line)
         print(f"html: {html_path}")
-    return EXIT_VIOLATION if violations else EXIT_OK
+    return EXIT_VIOLATION if violation else EXIT_OK

@@ -5,22 +5,52 @@ totals add up (wall-clock times take the longest shard, first failures the earli
 per-configuration rows and event counts add up, and the violations and their cause groups are
 concatenated, grouped again by cause signature, with paths made absolute so the merged report
 still points at every shard's reproductions.
+
+Before anything is added up the reports are checked to be shards of one campaign: the same
+command, and the same run description (target, seed, configuration) apart from what differs
+between shards by design (``PER_SHARD_KEYS``); every shard index of ``n`` at most once, the
+same ``n`` everywhere; no report given twice. A difference is a ``MergeError`` naming it;
+``allow_mixed`` merges reports of different targets, seeds or configurations anyway (the
+merged run description then says ``mixed: ...`` for each differing field) and checks the
+shards of each campaign separately. Shards never given are not an error (a machine of the
+matrix may have died) but a warning naming them.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MergeError", "merge_reports"]
+__all__ = ["PER_SHARD_KEYS", "MergeError", "Merged", "merge_reports"]
 
 _LONGEST = {"elapsed_s"}
 _EARLIEST = {"first_failure_s"}
 
+# Fields of a report's "run" that differ between the shards of one campaign by design.
+PER_SHARD_KEYS = frozenset({"shard", "command_line", "units", "workers", "budget_s",
+                            "switched_off", "merged_from", "shards", "reproduce"})
+# What a differing field is called in the refusal, most telling first; others are
+# "configurations".
+_KINDS = (("targets", ("target", "server", "server_name", "server_cmd", "server_version")),
+          ("seeds", ("seed",)))
+
 
 class MergeError(ValueError):
-    """The reports cannot be merged (different commands, nothing to merge)."""
+    """The reports cannot be merged (different commands, a report or shard given twice,
+    different campaigns without ``allow_mixed``, nothing to merge)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Merged:
+    """The merged report, the warnings to print (missing shards), and whether any merged
+    report holds a violation (the merge's exit status, as each report's own would be)."""
+
+    report: dict[str, Any]
+    warnings: tuple[str, ...]
+    violation: bool
 
 
 def _add(into: dict[str, Any], more: dict[str, Any]) -> None:
@@ -43,7 +73,96 @@ def _add(into: dict[str, Any], more: dict[str, Any]) -> None:
             into.setdefault(key, value)
 
 
-def merge_reports(reports: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+def _run(report: dict[str, Any]) -> dict[str, Any]:
+    run = report.get("run")
+    return run if isinstance(run, dict) else {}
+
+
+def _identity(report: dict[str, Any]) -> dict[str, str]:
+    """The campaign a report belongs to: its run description without the per-shard fields,
+    each value as canonical JSON (so lists and dicts compare by content)."""
+    return {key: json.dumps(value, sort_keys=True, default=str)
+            for key, value in _run(report).items() if key not in PER_SHARD_KEYS}
+
+
+def _shard(report: dict[str, Any]) -> tuple[int, int]:
+    """(i, n) from the run's "shard" ("i/n"); a report that does not say ran unsharded."""
+    text = _run(report).get("shard")
+    if isinstance(text, str):
+        index, _, count = text.partition("/")
+        if index.isdigit() and count.isdigit() and 0 <= int(index) < int(count):
+            return int(index), int(count)
+    return 0, 1
+
+
+def _kind(key: str) -> str:
+    return next((kind for kind, keys in _KINDS if key in keys), "configurations")
+
+
+def _shown(value: str, limit: int = 60) -> str:
+    """A canonical-JSON value as a reader would write it, elided past `limit` characters."""
+    text = value[1:-1] if value.startswith('"') and value.endswith('"') else value
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _differences(reports: list[tuple[str, dict[str, Any]]]) -> dict[str, dict[str, list[str]]]:
+    """field -> value -> the reports (by label) that have it, for every field whose value is
+    not the same in all reports (a field one report lacks counts as different)."""
+    identities = [(label, _identity(r)) for label, r in reports]
+    keys = sorted({k for _, ident in identities for k in ident})
+    out: dict[str, dict[str, list[str]]] = {}
+    for key in keys:
+        values: dict[str, list[str]] = {}
+        for label, ident in identities:
+            values.setdefault(ident.get(key, "(none)"), []).append(label)
+        if len(values) > 1:
+            out[key] = values
+    return out
+
+
+def _refusal(differences: dict[str, dict[str, list[str]]]) -> str:
+    order = [kind for kind, _ in _KINDS] + ["configurations"]
+    kinds = [kind for kind in order if any(_kind(key) == kind for key in differences)]
+    fields = "; ".join(
+        f"{key} " + ", ".join(f"{_shown(value)} ({', '.join(labels)})"
+                              for value, labels in values.items())
+        for key, values in differences.items())
+    return (f"cannot merge reports of different {' and '.join(kinds)}: {fields} (add "
+            "--allow-mixed to merge them anyway)")
+
+
+def _check_shards(label: str, group: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """MergeError for a shard given twice or shards of different counts; the warning naming
+    the missing shards (empty when the group covers 0..n-1)."""
+    counts = {_shard(r)[1] for _, r in group}
+    if len(counts) > 1:
+        listed = ", ".join(f"{i}/{n} ({name})" for name, r in group for i, n in [_shard(r)])
+        raise MergeError(f"cannot merge shards of campaigns dealt differently{label}: {listed}")
+    (count,) = counts
+    seen: dict[int, str] = {}
+    for name, report in group:
+        index = _shard(report)[0]
+        if index in seen:
+            raise MergeError(f"shard {index}/{count} given twice{label}: {seen[index]} and "
+                             f"{name}")
+        seen[index] = name
+    missing = [f"{i}/{count}" for i in range(count) if i not in seen]
+    if not missing:
+        return []
+    return [f"shard(s) {', '.join(missing)} missing{label}: the merged report covers "
+            f"{len(seen)} of {count} shards"]
+
+
+def _holds_violation(report: dict[str, Any]) -> bool:
+    """What makes ``aofcrash report DIR`` exit 1 on this report alone: a violation listed,
+    or counted in its totals."""
+    totals = report.get("totals")
+    counted = totals.get("violations") if isinstance(totals, dict) else None
+    return bool(report.get("violations")) or (isinstance(counted, int) and counted > 0)
+
+
+def merge_reports(reports: list[tuple[Path, dict[str, Any]]], *,
+                  allow_mixed: bool = False) -> Merged:
     """(run directory, report) of every shard -> the merged report (see the module doc)."""
     if len(reports) < 2:
         raise MergeError("--merge needs at least two reports")
@@ -51,6 +170,27 @@ def merge_reports(reports: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
     if len(commands) != 1:
         raise MergeError(f"cannot merge reports of different commands: "
                          f"{', '.join(sorted(map(str, commands)))}")
+    seen_dirs: dict[Path, str] = {}
+    labelled: list[tuple[str, dict[str, Any]]] = []
+    for run_dir, report in reports:
+        label = str(run_dir)
+        where = run_dir.resolve()
+        if where in seen_dirs:
+            raise MergeError(f"the same report is given twice: {seen_dirs[where]} and {label}")
+        seen_dirs[where] = label
+        labelled.append((label, report))
+    differences = _differences(labelled)
+    if differences and not allow_mixed:
+        raise MergeError(_refusal(differences))
+    campaigns: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    for label, report in labelled:
+        campaigns.setdefault(json.dumps(_identity(report), sort_keys=True), []).append(
+            (label, report))
+    warnings: list[str] = []
+    for number, group in enumerate(campaigns.values(), 1):
+        which = f" (campaign {number} of {len(campaigns)})" if len(campaigns) > 1 else ""
+        warnings.extend(_check_shards(which, group))
+
     totals: dict[str, Any] = {}
     events: Counter[str] = Counter()
     configurations: dict[str, dict[str, Any]] = {}
@@ -90,16 +230,26 @@ def merge_reports(reports: list[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
     totals["violations"] = len(violations)
     if groups:
         totals["causes"] = len(groups)
-    return {
+    shards = sorted({_shard(r) for _, r in reports})
+    run = {**_run(first),
+           **{key: "mixed: " + ", ".join(_shown(v) for v in values)
+              for key, values in differences.items()},
+           "shard": ", ".join(f"{i}/{n}" for i, n in shards),
+           "merged_from": [str(d.resolve()) for d, _ in reports]}
+    if warnings:
+        run["merge_warnings"] = warnings
+    mixed = f"; mixed {', '.join(differences)}" if differences else ""
+    report = {
         **{k: v for k, v in first.items() if k not in ("totals", "events", "configurations",
                                                          "violations", "groups", "run_id")},
-        "run": {**(first.get("run") or {}),
-                "merged_from": [str(d.resolve()) for d, _ in reports]},
-        "summary": (f"{len(reports)} reports merged ({first.get('command')}): "
-                    f"{len(violations)} violation(s)."),
+        "run": run,
+        "summary": (f"{len(reports)} reports merged ({first.get('command')}, shards "
+                    f"{run['shard']}{mixed}): {len(violations)} violation(s)."),
         "totals": totals,
         "events": dict(events),
         "configurations": list(configurations.values()),
         "violations": violations,
         "groups": list(groups.values()),
     }
+    return Merged(report=report, warnings=tuple(warnings),
+                  violation=any(_holds_violation(r) for _, r in reports))

@@ -70,8 +70,19 @@ def _svg(fig: Any, title: str) -> str:
     svg = re.sub(r'id="([^"]+)"', lambda m: f'id="{salt}-{m.group(1)}"', svg)
     svg = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{salt}-{m.group(1)})", svg)
     svg = re.sub(r'xlink:href="#([^"]+)"', lambda m: f'xlink:href="#{salt}-{m.group(1)}"', svg)
-    svg = svg.replace("<svg ", f'<svg role="img" aria-label="{_attr(title)}" class="plot" ', 1)
+    label = _attr(_shown(title))
+    svg = svg.replace("<svg ", f'<svg role="img" aria-label="{label}" class="plot" ', 1)
     return svg.strip()
+
+
+def _shown(text: object) -> str:
+    """`text` as drawn: control and other unprintable characters (a key's raw bytes) escaped
+    as ``\\x03``; the fonts have no glyph for them and matplotlib warned for each, putting the
+    raw byte into logs."""
+    value = str(text)
+    if value.isprintable():
+        return value
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in value)
 
 
 def _attr(text: str) -> str:
@@ -240,7 +251,7 @@ def timeline_figure(study: dict[str, Any], *, title: str = "timeline") -> Any:
             h = ax.scatter([e["seq"]], [lane_y["faults"]], marker="*", s=120, c="#d62728",
                            zorder=4)
             handles.setdefault("injected fault", h)
-            ax.annotate(e.get("fault", "fault"), (e["seq"], lane_y["faults"] + 0.25),
+            ax.annotate(_shown(e.get("fault", "fault")), (e["seq"], lane_y["faults"] + 0.25),
                         fontsize=7, color="#7a1212", ha="center")
         elif e["kind"] == "crash":
             ax.axvline(e["seq"], color="#d62728", linewidth=2.2, zorder=5)
@@ -276,7 +287,7 @@ def timeline_figure(study: dict[str, Any], *, title: str = "timeline") -> Any:
 
     # Axes: lanes, and virtual times as x labels where time moves on.
     ax.set_yticks([lane_y[n] for n in lanes])
-    ax.set_yticklabels(lanes, fontsize=8)
+    ax.set_yticklabels([_shown(n) for n in lanes], fontsize=8)
     rows_used = min(_LABEL_ROWS, len(wanted))
     ax.set_ylim(-1.0, (band + 0.42 * rows_used + 0.15) if rows_used else len(lanes) - 0.2)
     ax.set_xlim(lo - 1, hi + 1.5)
@@ -346,12 +357,12 @@ def heatmap_svg(rows: Sequence[str], columns: Sequence[str],
                     color="#b30000" if v == 0 else ("white" if shown[i, j] > 0.6 * top
                                                     else "#111111"))
     ax.set_xticks(range(len(columns)))
-    ax.set_xticklabels(columns, fontsize=7, rotation=20, ha="right")
+    ax.set_xticklabels([_shown(c) for c in columns], fontsize=7, rotation=20, ha="right")
     ax.set_yticks(range(len(rows)))
-    ax.set_yticklabels(rows, fontsize=7)
+    ax.set_yticklabels([_shown(r) for r in rows], fontsize=7)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
-    ax.set_title(title, fontsize=10, loc="left", pad=16)
+    ax.set_title(_shown(title), fontsize=10, loc="left", pad=16)
     return _svg(fig, title)
 
 
@@ -366,7 +377,7 @@ def series_svg(points: Sequence[Sequence[float]], *, title: str, xlabel: str, yl
             markersize=3)
     for x, label in marks:
         ax.axvline(x, color="#d62728", linestyle="--", linewidth=1)
-        ax.annotate(label, (x, max(ys) if ys else 0), fontsize=7, color="#d62728",
+        ax.annotate(_shown(label), (x, max(ys) if ys else 0), fontsize=7, color="#d62728",
                     ha="right", va="top", rotation=90)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
@@ -374,5 +385,5 @@ def series_svg(points: Sequence[Sequence[float]], *, title: str, xlabel: str, yl
     ax.set_ylim(bottom=0)
     for spine in ("top", "right"):
         ax.spines[spine].set_visible(False)
-    ax.set_title(title, fontsize=10, loc="left")
+    ax.set_title(_shown(title), fontsize=10, loc="left")
     return _svg(fig, title)

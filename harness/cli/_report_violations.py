@@ -41,6 +41,7 @@ __all__ = [
     "group_violations",
     "replay_command",
     "terminal_lines",
+    "violation_lines",
 ]
 
 #: Reproduction files end so; the pytest plugin collects exactly these.
@@ -133,7 +134,9 @@ def _fired(events: Sequence[dict[str, Any]], steps: Sequence[Any]) -> str | None
 
 def _write_repro(run_dir: Path, name: str, repro: Any, record: dict[str, Any]) -> None:
     path = run_dir / name
-    write_atomic(path, repro.to_json())
+    # Where the target's module came from (relative to the directory the run started in): the
+    # replay command then works from any directory, without PYTHONPATH.
+    write_atomic(path, repro.with_target_source(Path.cwd()).to_json())
     record["reproduction"] = name
     record["reproduction_path"] = str(path.absolute())
     record["replay"] = replay_command(path)
@@ -185,10 +188,12 @@ def mechanism_text(rules: Sequence[str], effects: Sequence[str]) -> str:
     return cause_text(f"{'/'.join(sorted(rules))}: {describe_effects(sorted(set(effects)))}")
 
 
-def fuzz_violations(findings: Sequence[Any], run_dir: Path,
-                    label: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def fuzz_violations(findings: Sequence[Any], run_dir: Path, label: Any, *,
+                    names: Sequence[str] | None = None,
+                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Violations and groups of a fuzz campaign; writes one reproduction per finding (a
-    campaign reports few findings, each already shrunk)."""
+    campaign reports few findings, each already shrunk), named by `names` when given (file
+    stems, one per finding; the pytest plugin names them after the test)."""
     out = []
     for i, f in enumerate(findings, 1):
         repro = f.reproduction
@@ -205,7 +210,8 @@ def fuzz_violations(findings: Sequence[Any], run_dir: Path,
         if f.first_seen_s is not None:
             record["first_seen_s"] = round(f.first_seen_s, 2)
         if repro is not None:
-            name = f"violation-{i}-{slug('-'.join(f.rules))}-{slug(label(f.config))}"
+            name = (names[i - 1] if names is not None else
+                    f"violation-{i}-{slug('-'.join(f.rules))}-{slug(label(f.config))}")
             _write_repro(run_dir, name + REPRO_SUFFIX, repro, record)
             _attach_study(record, repro, timeline=True)
             fired = _fired(record.get("events") or [], steps)

@@ -155,10 +155,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
         bad = sum(1 for line in lines if " VIOLATION " in line.split("\n", 1)[0])
         bar.update(done, f"trial {done}/{mine}  {trial.outcome:<11} violations {bad}")
 
+    def on_attributing(done: int, total: int) -> None:
+        # After the trials: each violating one re-runs with one ingredient out at a time.
+        bar.update(mine, f"attributing causes: {done}/{total} violating trial(s) done")
+
     argv = ["aofcrash", *sys.argv[1:]] if sys.argv[1:2] == ["verify"] else []
 
     def build(result: Any) -> dict[str, Any]:
         report = verify_report(result, run_id=run_dir.name, argv=argv)
+        report["run"]["shard"] = f"{args.shard[0]}/{args.shard[1]}"  # report --merge checks it
         who = f"{result.server_name} {result.server_version}"
         report["summary"] = (f"{config.trials} trial(s) against {config.server} "
                              f"({who}): policy {config.policy}, model "
@@ -172,6 +177,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     partial = PartialReports(run_dir)
     try:
         result = run_verify(config, progress=on_trial, workers=resolve_workers(args.workers),
+                            attributing=on_attributing,
                             # A kernel model has no fault or model to take out.
                             attribution=args.attribution
                             and args.model not in KERNEL_MODEL_CHOICES,

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -58,6 +60,7 @@ __all__ = [
     "CampaignResult",
     "Finding",
     "config_label",
+    "finding_of",
     "open_database",
     "run_campaign",
     "slice_seed",
@@ -257,10 +260,18 @@ class _UnitResult:
     shrink_allowed_s: float  # the most this unit's shrinking could take (budget and floor)
 
 
-class _Runner:
-    """Runs units of one campaign (in the parent or in a worker process)."""
+#: A unit that is shrinking a finding: (unit, configuration label, steps of the smallest failing
+#: program so far, the most its shrinking may take in seconds, time.monotonic() it began).
+Shrinking = tuple[int, str, int, float, float]
 
-    def __init__(self, campaign: Campaign, deadline: float) -> None:
+
+class _Runner:
+    """Runs units of one campaign (in the parent or in a worker process). `shrinking` hears of
+    every failing example of a unit (the first one, then each smaller one while shrinking), at
+    most once a second."""
+
+    def __init__(self, campaign: Campaign, deadline: float,
+                 shrinking: Callable[[Shrinking], None] | None = None) -> None:
         self.campaign = campaign
         self.deadline = deadline  # time.monotonic() when the budget ends
         self.base = PROFILES[campaign.settings_profile]
@@ -268,10 +279,22 @@ class _Runner:
         self.events: Counter[str] = Counter()
         self.first_fail_at: float | None = None
         self.machines: dict[str, Any] = {}
+        self.shrinking = shrinking
+        self._unit = (0, "", 0.0)  # the running unit, its label and its shrink allowance
+        self._told_at = 0.0
 
-    def _on_finding(self, _exc: BaseException) -> None:
+    def _on_finding(self, exc: BaseException) -> None:
+        now = time.monotonic()
         if self.first_fail_at is None:
-            self.first_fail_at = time.monotonic()
+            self.first_fail_at = now
+        elif now - self._told_at < 1.0:
+            return
+        if self.shrinking is not None:
+            repro = getattr(exc, "reproduction", None)
+            steps = len(repro.steps) if repro is not None else 0
+            unit, label, allowed_s = self._unit
+            self._told_at = now
+            self.shrinking((unit, label, steps, allowed_s, self.first_fail_at))
 
     def _machine(self, config: RunConfig) -> Any:
         label = config_label(config)
@@ -299,6 +322,7 @@ class _Runner:
         started = time.monotonic()
         shrink_s = min(campaign.shrink_budget_s,
                        max(campaign.shrink_floor_s, self.deadline - started))
+        self._unit = (u, label, shrink_s)
         finding = _run_slice(machine, settings, seed, config, shrink_s)
         ended = time.monotonic()
         # The machine classes count into self.events: take this unit's share.
@@ -321,20 +345,27 @@ def _run_slice(
         # to the CLI's own output (--json); the finding and its reproduction carry all of it.
         with hypothesis_engine(shrink_budget_s=shrink_budget_s), with_reporter(lambda _text: None):
             run_state_machine_as_test(seeded, settings=settings)
-    except ContractViolation as exc:
-        rules = sorted({v.rule.value for v in exc.verdict.violations})
-        return Finding("violation", config, str(exc), rules, exc.reproduction, seed, 0.0)
-    except (LivenessViolation, TargetRunaway) as exc:
-        return Finding("violation", config, str(exc), ["liveness"], exc.reproduction, seed, 0.0)
-    except CheckAofDisagreement as exc:
-        return Finding("violation", config, str(exc), ["check-aof"], exc.reproduction, seed,
-                       0.0)
-    except ModelDivergence as exc:
-        return Finding("divergence", config, str(exc), ["model-divergence"], exc.reproduction,
-                       seed, 0.0)
+    except (ContractViolation, ModelDivergence) as exc:
+        return finding_of(exc, config, seed)
     except Flaky as exc:
         return Finding("error", config, f"flaky: {exc}", ["flaky"], None, seed, 0.0)
     return None
+
+
+def finding_of(exc: ContractViolation | ModelDivergence, config: RunConfig,
+               seed: int = 0) -> Finding:
+    """What a state machine raised, as a campaign's finding: its kind and rules (the data
+    rules of a violation; liveness, check-aof or model-divergence otherwise)."""
+    if isinstance(exc, ContractViolation):
+        rules = sorted({v.rule.value for v in exc.verdict.violations})
+        return Finding("violation", config, str(exc), rules, exc.reproduction, seed, 0.0)
+    if isinstance(exc, (LivenessViolation, TargetRunaway)):
+        return Finding("violation", config, str(exc), ["liveness"], exc.reproduction, seed, 0.0)
+    if isinstance(exc, CheckAofDisagreement):
+        return Finding("violation", config, str(exc), ["check-aof"], exc.reproduction, seed,
+                       0.0)
+    return Finding("divergence", config, str(exc), ["model-divergence"], exc.reproduction,
+                   seed, 0.0)
 
 
 # -- worker processes ---------------------------------------------------------------------------
@@ -342,10 +373,10 @@ def _run_slice(
 _WORKER: _Runner | None = None
 
 
-def _worker_init(campaign: Campaign, deadline: float) -> None:
+def _worker_init(campaign: Campaign, deadline: float, news: Any) -> None:
     global _WORKER
     die_on_terminate()  # the pool is terminated when the budget ends: nothing to clean here
-    _WORKER = _Runner(campaign, deadline)
+    _WORKER = _Runner(campaign, deadline, shrinking=news.put_nowait)
 
 
 def _worker_run(u: int) -> _UnitResult:
@@ -356,13 +387,47 @@ def _worker_run(u: int) -> _UnitResult:
 # -- the campaign -------------------------------------------------------------------------------
 
 
+class _ShrinkWatch:
+    """The units shrinking a finding now; `tell(label, shrunk_s, allowed_s, steps)` about each
+    at most once a second (a finding may shrink for minutes with nothing else to say)."""
+
+    def __init__(self, tell: Callable[[str, float, float, int], None] | None) -> None:
+        self.tell = tell
+        self.units: dict[int, Shrinking] = {}
+        self._lock = threading.Lock()
+        self._told_at = 0.0
+
+    def heard(self, news: Shrinking) -> None:
+        with self._lock:
+            self.units[news[0]] = news
+        self.tick()
+
+    def done(self, unit: int) -> None:
+        with self._lock:
+            self.units.pop(unit, None)
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if self.tell is None or not self.units or now - self._told_at < 1.0:
+                return
+            self._told_at = now
+            _unit, label, steps, allowed_s, since = min(self.units.values(),
+                                                        key=lambda n: n[4])
+        self.tell(label, now - since, allowed_s, steps)
+
+
 def run_campaign(
     campaign: Campaign,
     *,
     progress: Callable[[float, CampaignResult, str], None] | None = None,
+    shrinking: Callable[[str, float, float, int], None] | None = None,
 ) -> CampaignResult:
     """Run the campaign's units (see the module docstring); `progress(elapsed, result, label)`
-    after each unit. The budget is the only wall-clock input: it decides how many units run."""
+    after each unit; `shrinking(label, shrunk_s, allowed_s, steps)` about once a second while
+    a unit shrinks a finding (the configuration, seconds so far, the most it may take, steps of
+    the smallest failing program yet). The budget is the only wall-clock input: it decides how
+    many units run."""
     clock = time.monotonic
     result = CampaignResult()
     start = clock()
@@ -373,17 +438,24 @@ def run_campaign(
             result.switched_off.setdefault(feature, why)
     deadline = start + campaign.budget_s
     done: dict[int, _UnitResult] = {}
+    watch = _ShrinkWatch(shrinking)
 
     def accept(r: _UnitResult) -> None:
+        watch.done(r.unit)
         done[r.unit] = r
         _tally(result, r, start)
         if progress is not None:
             progress(clock() - start, result, r.label)
 
     units = campaign.units()
+    # Hypothesis holds the one-worker run's thread while it shrinks: a ticker says how it goes.
+    stop = threading.Event()
+    ticker = threading.Thread(target=_tick_until, args=(watch, stop), daemon=True)
+    if shrinking is not None and campaign.workers == 1:
+        ticker.start()
     try:
         if campaign.workers == 1:
-            runner = _Runner(campaign, deadline)
+            runner = _Runner(campaign, deadline, shrinking=watch.heard)
             for u in units:
                 if clock() - start >= campaign.budget_s:
                     break
@@ -392,13 +464,17 @@ def run_campaign(
                 if r.finding is not None and campaign.stop_on_first:
                     break
         else:
-            given_up = _run_parallel(campaign, units, deadline, accept, clock, start)
+            given_up = _run_parallel(campaign, units, deadline, accept, clock, start, watch)
             if given_up:
                 result.interrupted = (f"{given_up} slice(s) still running "
                                       f"{campaign.shrink_budget_s + 30:.0f} s past the budget "
                                       "were given up")
     except KeyboardInterrupt:
         result.interrupted = f"Ctrl-C (SIGINT) after {len(done)} slice(s)"
+    finally:
+        stop.set()
+        if ticker.is_alive():
+            ticker.join()
     _finish(result, campaign, done)
     if result.interrupted:
         result.stopped_by = "interrupted"
@@ -406,16 +482,24 @@ def run_campaign(
     return result
 
 
+def _tick_until(watch: _ShrinkWatch, stop: threading.Event) -> None:
+    while not stop.wait(1.0):
+        watch.tick()
+
+
 def _run_parallel(
     campaign: Campaign, units: Iterator[int], deadline: float,
     accept: Callable[[_UnitResult], None], clock: Callable[[], float], start: float,
+    watch: _ShrinkWatch,
 ) -> int:
     """Keep `workers` units in flight until the units or the budget run out (or, with
     stop_on_first, a unit fails: units before it still finish, so the merged result is the
-    one worker's). Returns how many units were given up (stuck long past the budget)."""
+    one worker's). Returns how many units were given up (stuck long past the budget). Workers
+    tell of their shrinking through a queue."""
     context = multiprocessing.get_context("fork")
+    news = context.Queue()
     pool = context.Pool(campaign.workers, initializer=_worker_init,
-                        initargs=(campaign, deadline))
+                        initargs=(campaign, deadline, news))
     try:
         in_flight: dict[int, Any] = {}
         first_failed: int | None = None
@@ -430,6 +514,14 @@ def _run_parallel(
                 in_flight[u] = pool.apply_async(_worker_run, (u,))
             if not in_flight:
                 break
+            while True:
+                try:
+                    heard: Shrinking = news.get_nowait()
+                except queue.Empty:
+                    break
+                if heard[0] in in_flight:
+                    watch.heard(heard)
+            watch.tick()
             ready = [u for u, job in in_flight.items() if job.ready()]
             if not ready:
                 time.sleep(0.02)
@@ -451,6 +543,8 @@ def _run_parallel(
     finally:
         pool.terminate()  # by PID, the pool's own children
         pool.join()
+        news.close()
+        news.cancel_join_thread()
     return 0
 
 

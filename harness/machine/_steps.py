@@ -15,6 +15,7 @@ import base64
 import dataclasses
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from faults import (
@@ -26,7 +27,7 @@ from faults import (
     ImageLimits,
     PersistenceModel,
 )
-from harness.targets import TargetConfig, TargetFactory, load_target_factory
+from harness.targets import TargetConfig, TargetFactory, TargetSource, load_target_factory
 
 __all__ = [
     "ArmCrash",
@@ -389,26 +390,44 @@ def steps_from_json(items: Any) -> tuple[Step, ...]:
 
 @dataclass(frozen=True)
 class Reproduction:
-    """A replayable run: config + steps, and what it showed when it was recorded."""
+    """A replayable run: config + steps, and what it showed when it was recorded.
+
+    ``target_source`` (optional; files written before it existed have none): where the
+    target's module was imported from, so that a replay from another directory finds it
+    (``harness.targets.make_importable``)."""
 
     config: RunConfig
     steps: tuple[Step, ...]
     expected: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    target_source: TargetSource | None = None
 
     FORMAT: ClassVar[str] = "aofcrash-repro/1"
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "format": self.FORMAT,
             "note": self.note,
             "config": self.config.to_dict(),
             "steps": steps_to_json(self.steps),
             "expected": self.expected,
         }
+        if self.target_source is not None:
+            out["target_source"] = self.target_source.to_dict()
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=1, sort_keys=False) + "\n"
+
+    def with_target_source(self, root: Path) -> Reproduction:
+        """This reproduction, with ``target_source`` recorded (relative to the project `root`)
+        when it has none and its target is a module of the user's (see ``target_source``)."""
+        if self.target_source is not None or self.config.target is None:
+            return self
+        from harness.targets import target_source
+
+        source = target_source(self.config.target, root=root)
+        return self if source is None else dataclasses.replace(self, target_source=source)
 
     @classmethod
     def from_dict(cls, data: Any) -> Reproduction:
@@ -421,11 +440,18 @@ class Reproduction:
         expected = data.get("expected", {})
         if not isinstance(expected, dict):
             raise ReproError("expected: must be an object")
+        source = None
+        if data.get("target_source") is not None:
+            try:
+                source = TargetSource.from_dict(data["target_source"])
+            except ValueError as exc:
+                raise ReproError(str(exc)) from None
         return cls(
             config=RunConfig.from_dict(data.get("config", {})),
             steps=steps_from_json(data.get("steps")),
             expected=expected,
             note=str(data.get("note", "")),
+            target_source=source,
         )
 
     @classmethod

@@ -7,7 +7,8 @@ driven by the state machines, the explorer and the pytest plugin (built by a fac
 their forms in the reference's vocabulary; ``accepts_of(target)`` is the predicate every
 generator filters with), ``load_target_factory("MODULE:FACTORY")`` and
 ``reference_target``, the bundled reference driven through that same protocol
-(``_reference``).
+(``_reference``); ``TargetSource`` records where a target's module came from, so that its
+reproductions replay from any directory (``_source``).
 
 Processes: resolving what the user asked for (a preset: redis-server 6.0, 6.2, 7.0,
 8.2, Valkey 9.1, the reference; a path to any binary run with redis-server's flags; a command
@@ -77,6 +78,7 @@ from harness.targets._reference import reference_target
 from harness.targets._rundirs import make_run_dir, remove_stale_run_dirs, run_dir_base
 from harness.targets._servers import ServerInfo, ServerSpec, probe_server, resolve_server
 from harness.targets._shapes import CommandShapes, accepts_of, shapes_of
+from harness.targets._source import TargetSource, make_importable, target_source
 
 __all__ = [
     "APPENDFSYNC_POLICIES",
@@ -108,6 +110,7 @@ __all__ = [
     "TargetError",
     "TargetFactory",
     "TargetRefusedToStart",
+    "TargetSource",
     "accepts_of",
     "aof_manifest_path",
     "aof_paths",
@@ -118,6 +121,7 @@ __all__ = [
     "find_aof_files",
     "find_server",
     "load_target_factory",
+    "make_importable",
     "make_run_dir",
     "parse_manifest",
     "probe_server",
@@ -128,4 +132,5 @@ __all__ = [
     "shapes_of",
     "target_checksummed",
     "target_files",
+    "target_source",
 ]

@@ -98,6 +98,7 @@ def run_verify(
     attribution_repeats: int = 3,
     attribution_max: int | None = None,
     shard: tuple[int, int] = (0, 1),
+    attributing: Callable[[int, int], None] | None = None,
     partial: Callable[[VerifyResult], None] | None = None,
 ) -> VerifyResult:
     """Run every trial of `config` on `workers` processes (1: in this one); `progress(done,
@@ -107,7 +108,9 @@ def run_verify(
 
     Then, with `attribution`, each violating trial (the first `attribution_max` of them; None:
     all) is re-checked with one ingredient taken out at a time (``attribute_trial``, up to
-    `attribution_repeats` re-runs per variant) and its ``attribution`` says what it needs.
+    `attribution_repeats` re-runs per variant) and its ``attribution`` says what it needs;
+    `attributing(done, total)` before the first and after each attributed trial (it takes as
+    long as several trials per violating one: a progress line).
 
     `partial(result)`, after each trial (and attribution): the run so far, its
     ``interrupted`` saying it had not finished, for a report that outlives a kill. Ctrl-C
@@ -176,19 +179,29 @@ def run_verify(
     attribution_started = time.monotonic()
     if attribution:
         violating = [t for t in trials if t.outcome == "violation"][:attribution_max]
+        told = [0]
+
+        def attributed_one(_trial: TrialResult | None = None) -> None:
+            if _trial is not None:
+                told[0] += 1
+            if attributing is not None and violating:
+                attributing(told[0], len(violating))
+
+        attributed_one()
         try:
             if min(workers, len(violating)) <= 1:
                 for number, trial in enumerate(violating, 1):
                     trial.attribution = attribute_trial(config, trial,
                                                         repeats=attribution_repeats,
                                                         launcher=launcher, dump=dump)
+                    attributed_one(trial)
                     if partial is not None and number < len(violating):
                         partial(result_now(f"not finished when written: attributing causes, "
                                            f"{number} of {len(violating)} done"))
             else:
                 attributed = _run_pool(
                     [(worker_attribution, (config, t, attribution_repeats)) for t in violating],
-                    min(workers, len(violating)), lambda _trial: None,
+                    min(workers, len(violating)), attributed_one,
                 )
                 by_index = {t.index: t.attribution for t in attributed}
                 for trial in violating:
