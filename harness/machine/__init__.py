@@ -22,6 +22,7 @@ from harness.machine._machine import (
     FEATURES,
     PROFILES,
     make_state_machine,
+    target_accepts,
     target_commands,
     unsupported_features,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "FEATURE_COMMANDS",
     "PROFILES",
     "make_state_machine",
+    "target_accepts",
     "target_commands",
     "unsupported_features",
 ]
