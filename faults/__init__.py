@@ -113,7 +113,8 @@ Common to the power models:
   - an overwrite never shortens the file: without a truncate since the sync, no image is
     shorter than len(D).
   - opt-in (``ImageLimits(size_before_data=True, in_place=True)``; the calibration turns both
-    on, the explorer's fast path does not read them yet), measured on the kernel:
+    on, and so do the explorers under power-ext4, power-xfs and the POSIX minimum), measured on
+    the kernel:
     ``SIZE_BEFORE_DATA``: a size the journal took before the data, over D: a write that grows
     the file inside D's last block (ext4's delayed allocation journals the new size at once,
     up to that block's end: ``append 100 B to 3000 B; fsync_dir`` gives 3000 B + 100 zeros),

@@ -307,9 +307,10 @@ class ImageLimits:
     pending namespace operations per crash point (the prefixes first, as the kernel models have
     them); the others are counted in ``ChoiceEnumeration.cut_by_metadata``.
     ``size_before_data`` / ``in_place``: include the ``SIZE_BEFORE_DATA`` and ``IN_PLACE``
-    images. The kernel's ext4 and xfs produce them (the calibration turns both on); off by
-    default until the explorer's fast path reads them (it knows prefixes, torn and reordered
-    sectors only).
+    images. The kernel's ext4 and xfs produce them (the calibration turns both on, and so do
+    the explorers by default under power-ext4, power-xfs and the POSIX minimum: the in-process
+    fast path reads a zero tail and recovers an in-place image in full); off by default here,
+    for the other users of the enumeration.
     """
 
     max_choices_per_point: int = 4096

@@ -757,6 +757,7 @@ class ReplayCursor:
         off = entry.offset
         overwritten = bytes(inode.data[off : min(off + written_bytes, old_len)])
         saved = (inode.clean, inode.dsaved, list(inode.patches), inode.stamp, f.pos, f.append)
+        sizes = list(inode.sizes)  # the partial write may take a size before its data
         f.pos, f.append = off, False
         self.disk.write(self._fd_map[entry.fd], entry.payload[:written_bytes])  # type: ignore[index]
         try:
@@ -765,3 +766,4 @@ class ReplayCursor:
             del inode.data[old_len:]
             inode.data[off : off + len(overwritten)] = overwritten
             inode.clean, inode.dsaved, inode.patches, inode.stamp, f.pos, f.append = saved
+            inode.sizes[:] = sizes

@@ -370,7 +370,7 @@ def _failure_text(exc: Any, machine: type[RuleBasedStateMachine], *,
     in the reproductions folder and the command that replays it."""
     from harness.cli._fileio import slug
     from harness.cli._report_violations import fuzz_violations, violation_lines
-    from harness.machine._campaign import config_label, finding_of
+    from harness.machine._campaign import config_label, finding_of, minimized
 
     repro = exc.reproduction
     if repro is None:
@@ -378,6 +378,8 @@ def _failure_text(exc: Any, machine: type[RuleBasedStateMachine], *,
     if getattr(machine, "_aofcrash_unnamed_factory", False):
         return (f"{exc}\n(no reproduction saved: the target is a factory object that cannot "
                 "be imported back by name; give it as \"MODULE:FACTORY\" to get one)")
+    exc = minimized(exc)  # as fuzz does: drop the steps and faults the finding does not need
+    repro = exc.reproduction
     root = Path(_OPTIONS["rootdir"] or Path.cwd())
     finding = finding_of(exc, repro.config)
     finding.reproduction = repro.with_target_source(root)
@@ -429,7 +431,8 @@ def find_violation(machine: type[RuleBasedStateMachine], *, profile: str | None 
                    shrink_budget_s: float | None = None) -> AssertionError | None:
     """Run `machine` like its TestCase does and return what it found (a ContractViolation or
     a ModelDivergence, with ``.reproduction``), or None when every example kept the contract.
-    `shrink` False returns the first failing example unshrunk (faster); `shrink_budget_s`
+    `shrink` False returns the first failing example unshrunk (faster; otherwise it is shrunk,
+    then minimized by replays as fuzz does, when its target is named); `shrink_budget_s`
     bounds shrinking (default: the machine's ``shrink_budget_s``, else
     ``--aofcrash-shrink-budget``, else 60 s; a slow machine then shrinks less far).
     Like a campaign, it draws no literals mined from the project's source, so a seed means
@@ -453,6 +456,10 @@ def find_violation(machine: type[RuleBasedStateMachine], *, profile: str | None 
         with hypothesis_engine(shrink_budget_s=shrink_budget_s):
             run_state_machine_as_test(machine, settings=settings(chosen, **changes))
     except (ContractViolation, ModelDivergence) as exc:
+        if shrink and not getattr(machine, "_aofcrash_unnamed_factory", False):
+            from harness.machine._campaign import minimized
+
+            return minimized(exc)  # as fuzz does: without the steps it does not need
         return exc
     return None
 

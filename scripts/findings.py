@@ -1,6 +1,13 @@
 """The findings matrix of real servers: reports/findings-redis.md and reports/findings-redis.json.
 
     .venv/bin/python scripts/findings.py [--trials N] [--out reports]
+    .venv/bin/python scripts/findings.py --merge --models ext4,xfs,btrfs --faults none --trials 8
+    .venv/bin/python scripts/findings.py --merge --cells S-P-M-F,... --trials 4
+
+``--merge`` runs only the cells asked and puts them into the existing findings-redis.json (a
+cell of the same key replaced, the others kept; the run is listed at the top of the page). The
+kernel's filesystems (``ext4``, ``xfs``, ``btrfs``: root, /dev/fuse, loop devices) take no
+SimDisk fault: their cells are fault ``none`` only.
 
 Every cell is one ``aofcrash verify`` configuration: server (presets 6.0, 6.2, 7.0, 8.2, valkey) x
 appendfsync (always, everysec) x model (process, power-ext4, power-posix-metadata,
@@ -54,6 +61,9 @@ SERVERS: Final = ("6.0", "6.2", "7.0", "8.2", "valkey")
 POLICIES: Final = ("always", "everysec")
 MODELS: Final = ("process", "power-ext4", "power-xfs", "power-btrfs", "power-posix-metadata",
                   "power-eager-metadata")
+# The real kernel's filesystems (``verify --model ext4|xfs|btrfs``: root, /dev/fuse, loop
+# devices). They take no SimDisk fault: their cells are fault none only.
+KERNEL_MODELS: Final = ("ext4", "xfs", "btrfs")
 FAULTS: Final = ("none", "no-space", "fsync-error", "write-error", "slow-sync", "short-write",
                  "kill-child", "incr-fsync-error", "rewrite-completes")
 FAULT_TITLES: Final = {
@@ -198,6 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--policies", default=",".join(POLICIES))
     p.add_argument("--models", default=",".join(MODELS))
     p.add_argument("--faults", default=",".join(FAULTS))
+    p.add_argument("--merge", action="store_true",
+                   help="run only the cells asked (e.g. --models ext4,xfs,btrfs) and merge them "
+                   "into the existing findings-redis.json: its other cells are kept")
+    p.add_argument("--cells", default="",
+                   help="with --merge: only these cell keys (S-P-M-F, comma-separated), e.g. "
+                   "the timing-dependent ones again with more trials")
     p.add_argument("--render-only", action="store_true",
                    help="rewrite findings-redis.md from findings-redis.json (no trials)")
     p.add_argument("--previous", type=Path, default=None,
@@ -214,9 +230,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.note:
             data["settings_note"] = args.note
         write_atomic(out / "findings-redis.json", json.dumps(data, indent=1, default=str) + "\n")
-        write_atomic(out / "findings-redis.md", render_markdown(data))
+        write_atomic(out / "findings-redis.md", render_markdown(data, _explore_doc(out)))
         return 0
     started = time.monotonic()
+    only = {key for key in args.cells.split(",") if key}
+    if only and not args.merge:
+        p.error("--cells: only with --merge")
+    if only:
+        known = {f"{s}-{pol}-{m}-{f}" for s in args.servers.split(",")
+                 for pol in args.policies.split(",") for m in (*MODELS, *KERNEL_MODELS)
+                 for f in FAULTS}
+        unknown = sorted(only - known)
+        if unknown:
+            p.error(f"--cells: not a cell key S-P-M-F: {unknown[0]}")
+        args.models = ",".join((*MODELS, *KERNEL_MODELS))  # the cells pick
 
     servers: dict[str, dict[str, Any]] = {}
     cells: list[Cell] = []
@@ -232,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
         for policy in args.policies.split(","):
             for model in args.models.split(","):
                 for fault in args.faults.split(","):
+                    if model in KERNEL_MODELS and fault != "none":
+                        continue  # faults reach a server through the FUSE SimDisk only
+                    if only and f"{server}-{policy}-{model}-{fault}" not in only:
+                        continue
                     cells.append(Cell(VerifyConfig(
                         server=server, policy=policy, model=model, fault=fault,
                         trials=args.trials, ops=args.ops, seed=args.seed)))
@@ -307,13 +338,30 @@ def main(argv: list[str] | None = None) -> int:
             old.with_suffix(".html").unlink(missing_ok=True)
 
     elapsed = time.monotonic() - started
+    command = " ".join([COMMAND, "--trials", str(args.trials), "--out", str(args.out), *(
+        f"--{name} {getattr(args, name)}" for name, default in (
+            ("servers", ",".join(SERVERS)), ("policies", ",".join(POLICIES)),
+            ("models", ",".join(MODELS)), ("faults", ",".join(FAULTS)),
+            ("repeats", 3), ("ops", 200), ("seed", 0))
+        if getattr(args, name) != default)])
+    if only:
+        command = command.replace(f" --models {args.models}", "") + f" --cells {args.cells}"
+    if args.merge:
+        data = _merge(json.loads((out / "findings-redis.json").read_text()), cells, servers, {
+            "command": command + " --merge",
+            "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "cells": len(cells), "trials_per_cell": args.trials, "trials": trials_done,
+            "attributions": attributions, "elapsed_s": round(elapsed, 1),
+            "trials_elapsed_s": round(trials_elapsed, 1), "workers": args.workers,
+            "trials_per_s": round(trials_done / trials_elapsed, 2) if trials_elapsed else None,
+            "note": args.note})
+        write_atomic(out / "findings-redis.json", json.dumps(data, indent=1, default=str) + "\n")
+        write_atomic(out / "findings-redis.md", render_markdown(data, _explore_doc(out)))
+        _progress(f"{len(cells)} cells merged, {trials_done} trials + {attributions} "
+                  f"attribution(s) in {elapsed:.0f}s: {out / 'findings-redis.md'}")
+        return 0
     data = {
-        "command": " ".join([COMMAND, "--trials", str(args.trials), "--out", str(args.out), *(
-            f"--{name} {getattr(args, name)}" for name, default in (
-                ("servers", ",".join(SERVERS)), ("policies", ",".join(POLICIES)),
-                ("models", ",".join(MODELS)), ("faults", ",".join(FAULTS)),
-                ("repeats", 3), ("ops", 200), ("seed", 0))
-            if getattr(args, name) != default)]),
+        "command": command,
         "generated": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "seed": args.seed, "trials_per_cell": args.trials, "ops": args.ops,
         "workers": args.workers, "attribution_repeats": args.repeats,
@@ -328,10 +376,32 @@ def main(argv: list[str] | None = None) -> int:
     }
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "findings-redis.json", json.dumps(data, indent=1, default=str) + "\n")
-    write_atomic(out / "findings-redis.md", render_markdown(data))
+    write_atomic(out / "findings-redis.md", render_markdown(data, _explore_doc(out)))
     _progress(f"{len(cells)} cells, {trials_done} trials + {attributions} attribution(s) in "
               f"{elapsed:.0f}s: {out / 'findings-redis.md'}")
     return 0
+
+
+def _merge(data: dict[str, Any], cells: list[Cell], servers: dict[str, dict[str, Any]],
+           run: dict[str, Any]) -> dict[str, Any]:
+    """`data` (an earlier findings-redis.json) with `cells` put in (a cell of the same key
+    replaced), in matrix order, its summary counted again and `run` listed under "merged"."""
+    by_key = {c["cell"]: c for c in data["cells"]}
+    for cell in cells:
+        by_key[cell.name] = cell.summary()
+    for server, info in servers.items():
+        data["servers"].setdefault(server, info)
+    order = {name: i for i, name in enumerate((*SERVERS, *POLICIES, *MODELS, *KERNEL_MODELS,
+                                               *FAULTS))}
+    data["cells"] = sorted(by_key.values(), key=lambda c: tuple(
+        order.get(c[k], len(order)) for k in ("server", "policy", "model", "fault")))
+    summary: dict[str, Counter[str]] = {}
+    for c in data["cells"]:
+        summary.setdefault(c["server"], Counter())[c["verdict"]] += 1
+    data["summary"] = {server: dict(counts) for server, counts in summary.items()}
+    data["merged"] = [m for m in data.get("merged", []) if m["command"] != run["command"]] \
+        + [run]
+    return data
 
 
 def _previous(path: Path) -> dict[str, Any]:
@@ -365,6 +435,10 @@ MODEL_TITLES: Final = {
     "power-posix-metadata": "power-posix-metadata (the POSIX minimum)",
     "power-eager-metadata": "power-eager-metadata (every directory operation durable at once)",
     "power": "power (before the calibration)",
+    "ext4": "ext4 (the kernel's own ext4: the server on a recorded loop device, the crash "
+            "image mounted by Linux)",
+    "xfs": "xfs (the kernel's own xfs, as ext4)",
+    "btrfs": "btrfs (the kernel's own btrfs, as ext4)",
 }
 ISSUE: Final = "https://github.com/redis/redis/issues/"
 PULL: Final = "https://github.com/redis/redis/pull/"
@@ -400,7 +474,16 @@ def _models_used(data: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(c["model"] for c in data["cells"]))
 
 
-def render_markdown(data: dict[str, Any]) -> str:
+def _explore_doc(out: Path) -> dict[str, Any] | None:
+    """findings-explore.json beside the page (the crash-state evidence), if there is one."""
+    try:
+        doc: dict[str, Any] = json.loads((out / "findings-explore.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return doc
+
+
+def render_markdown(data: dict[str, Any], explore: dict[str, Any] | None = None) -> str:
     servers = data["servers"]
     names = ", ".join(f"{i['name']} {i['version']}" for i in servers.values() if "name" in i)
     models = _models_used(data)
@@ -419,6 +502,12 @@ def render_markdown(data: dict[str, Any]) -> str:
     ]
     if data.get("settings_note"):
         lines += [data["settings_note"], ""]
+    for run in data.get("merged", []):
+        lines += [f"Cells merged in by `{run['command']}` (generated {run['generated']}): "
+                  f"{run['cells']} cells, {run['trials']} trials and {run['attributions']} "
+                  f"cause attributions in {run['elapsed_s']:.0f} s ({run['trials_per_s']} "
+                  f"trials/s over {run['workers']} workers), {run['trials_per_cell']} trials "
+                  "per cell." + (f" {run['note']}" if run.get("note") else ""), ""]
     lines += [
         "Each cell is `aofcrash verify --server S --policy P --model M --fault F --ops "
         f"{data['ops']} --seed {data['seed']} --trials {data['trials_per_cell']}` and its key "
@@ -457,7 +546,8 @@ def render_markdown(data: dict[str, Any]) -> str:
             lines.append(f"- `{server}`: not run: {info['skipped']}")
             continue
         lines.append(f"- **{info['name']} {info['version']}** (`{server}`): "
-                     + _link(_server_summary(server, data["cells"])))
+                     + _link(_server_summary(server, data["cells"]))
+                     + _kernel_summary(server, data["cells"], explore))
     lines.append("")
     lines.append("## Summary (cells per verdict)")
     lines.append("")
@@ -482,7 +572,8 @@ def render_markdown(data: dict[str, Any]) -> str:
         for policy, model in keys:
             by_fault = {c["fault"]: c for c in rows
                         if c["policy"] == policy and c["model"] == model}
-            cells = [_cell_text(by_fault[f]) if f in by_fault else "" for f in faults]
+            cells = [_cell_text(by_fault[f]) if f in by_fault
+                     else "n/a" if model in KERNEL_MODELS else "" for f in faults]
             lines.append(f"| {policy} | {model} | " + " | ".join(cells) + " |")
         lines.append("")
     violating = [c for c in data["cells"] if c["verdict"] in ("violation", "unavailable")]
@@ -510,8 +601,10 @@ def render_markdown(data: dict[str, Any]) -> str:
                                  f"`{m['reproduce']}`")
             for note in cell.get("fault_notes") or []:
                 lines.append(f"- fault: {note}")
+            if cell["model"] == "power-posix-metadata":
+                lines.append(f"- {_posix_note(cell, data['cells'])}")
             lines.append("")
-    lines += _predicted(data)
+    lines += _predicted(data, explore)
     known = _known_upstream(data["cells"])
     if known:
         lines += ["## What explains them (upstream issues and fixes that match)", ""]
@@ -532,9 +625,84 @@ def render_markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _posix_note(cell: dict[str, Any], cells: list[dict[str, Any]]) -> str:
+    """Whether a POSIX-minimum cell's violation is seen under another model of the same
+    server, policy and fault, and what the kernel's filesystems gave (fault none only)."""
+    same = [c for c in cells if (c["server"], c["policy"], c["fault"]) == (
+        cell["server"], cell["policy"], cell["fault"]) and c["model"] != cell["model"]]
+    rules = set(cell["rules"])
+    also = [c for c in same if c["verdict"] in ("violation", "unavailable")
+            and rules & set(c["rules"])]
+    kernel = [c for c in same if c["model"] in KERNEL_MODELS]
+    if kernel:
+        real = "the kernel's " + ", ".join(
+            f"{c['model']} " + (f"**{'/'.join(c['rules'])}** ({c['violations']}/{c['trials']})"
+                                if c in also else f"holds ({c['trials']} trials)")
+            for c in kernel)
+    elif cell["fault"] != "none":
+        real = ("no kernel run (the kernel's filesystems take no SimDisk fault), so observed "
+                "on no real filesystem here")
+    else:
+        real = "no kernel column in this run"
+    if not [c for c in also if c["model"] not in KERNEL_MODELS]:
+        head = "**Seen only under the POSIX minimum** among the models (" + ", ".join(
+            f"{c['model']} {_SHORT[c['verdict']].strip('*')}" for c in same
+            if c["model"] not in KERNEL_MODELS) + ")"
+    else:
+        head = "Also under " + ", ".join(
+            f"[`{c['cell']}`](#{c['cell']})" for c in also if c["model"] not in KERNEL_MODELS)
+    return f"{head}; real filesystems: {real}."
+
+
 def _violations(cells: list[dict[str, Any]], server: str) -> list[dict[str, Any]]:
     return [c for c in cells if c["server"] == server
             and c["verdict"] in ("violation", "unavailable")]
+
+
+def _kernel_summary(server: str, cells: list[dict[str, Any]],
+                    explore: dict[str, Any] | None) -> str:
+    """What the kernel's own filesystems gave for `server`: its verify cells here and its
+    crash states in findings-explore.md (computed from both, nothing curated)."""
+    kernel = [c for c in cells if c["server"] == server and c["model"] in KERNEL_MODELS]
+    out = []
+    if kernel:
+        bad = [c for c in kernel if c["verdict"] in ("violation", "unavailable")]
+        out.append(f"On the kernel's own {', '.join(dict.fromkeys(c['model'] for c in kernel))}"
+                   f" (verify, no fault): {len(kernel) - len(bad)} of {len(kernel)} cells hold"
+                   f" ({sum(c['trials'] for c in kernel)} trials, one drawn crash image each)"
+                   + ("; " + ", ".join(f"[`{c['cell']}`](#{c['cell']})" for c in bad)
+                      if bad else "") + ".")
+    rows = [r for r in (explore or {}).get("rows", []) if r["server"] == server]
+    seen: dict[str, list[str]] = {}
+    states: dict[str, int] = {}
+    for r in rows:
+        for fs in KERNEL_MODELS:
+            cell = r["cells"].get(fs)
+            if cell is None:
+                continue
+            states[fs] = states.get(fs, 0) + cell["states"]
+            if cell["violations"]:
+                seen.setdefault(fs, []).append(
+                    f"[{r['key']}](findings-explore.md#{r['key'].replace('.', '')}): "
+                    + ", ".join(sorted(cell["violations"])))
+    if states:
+        out.append("Every crash state on the kernel's filesystems (findings-explore.md): "
+                   + "; ".join(f"{fs} " + (f"**violated** in {', '.join(seen[fs])}"
+                                           if fs in seen else "holds")
+                               + f" ({states[fs]} states)" for fs in states)
+                   + (". The violations: a file at its new size over zeros after a power "
+                      "loss inside an fsync, which the server refuses (\"Bad file format\")"
+                      if any("availability" in x for v in seen.values() for x in v) else "")
+                   + ".")
+    zeros = [r["key"] for r in rows if "image_kinds" in r and any(
+        m["model"] == "power-ext4" and "availability" in m["rules"] and "zeros" in m["mechanism"]
+        for m in r["mechanisms"])]
+    if zeros:
+        out.append("The calibrated power-ext4 model, with its size-before-data images, refuses "
+                   "the same way in " + ", ".join(
+                       f"[{k}](findings-explore.md#{k.replace('.', '')})" for k in zeros)
+                   + " (it allows every such crash point; one kernel recording shows some).")
+    return (" " + " ".join(out)) if out else ""
 
 
 def _server_summary(server: str, cells: list[dict[str, Any]]) -> str:
@@ -700,14 +868,43 @@ PREDICTED: Final = (
 )
 
 
-def _predicted(data: dict[str, Any]) -> list[str]:
+def _explored(explore: dict[str, Any] | None, model: str, servers: tuple[str, ...],
+              policies: tuple[str, ...], text: str) -> tuple[int, list[str]]:
+    """Crash states of findings-explore.md under `model` for those servers and policies
+    (fault-free runs): how many were checked, and the rows where a mechanism of that kind
+    (a durability loss with its text; a kernel column has no image effects: any durability
+    loss) was seen."""
+    if explore is None:
+        return 0, []
+    states, seen = 0, []
+    for row in explore["rows"]:
+        cell = row["cells"].get(model)
+        if row["server"] not in servers or row["policy"] not in policies or cell is None:
+            continue
+        states += cell["states"]
+        for m in row["mechanisms"]:
+            if m["model"] == model and "durability" in m["rules"] and (
+                    model in KERNEL_MODELS or text in m["mechanism"]):
+                seen.append(row["key"])
+                break
+    return states, seen
+
+
+def _predicted(data: dict[str, Any], explore: dict[str, Any] | None = None) -> list[str]:
     """Each mechanism the Redis source predicts, per model: the cells where it was seen (with
-    their anchors) or how many cells ran that could have shown it."""
+    their anchors) or how many cells ran that could have shown it; for a fault-free mechanism
+    also every crash state of findings-explore.md under that model."""
     models = [m for m in _models_used(data) if m != "process"]
     out = ["## Mechanisms the Redis source predicts, per model", "",
            "Seen: the cells (linked) with a mechanism of that kind whose cause names the "
            "ingredient; not seen: how many cells of those servers, policies and faults ran "
-           "under that model without it.", "",
+           "under that model without it. For a mechanism that needs no fault, \"explore\" "
+           "adds every crash state of those servers and policies in "
+           "[findings-explore.md](findings-explore.md) under that model (recorded workloads, "
+           "a rewrite in each; a durability loss of that kind, on the kernel's filesystems any "
+           "durability loss): the rows "
+           "where it was seen, or that none of that many states showed it. `-`: no cell ran "
+           "(the kernel's filesystems take no SimDisk fault).", "",
            "| mechanism | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
     for name, servers, policies, faults, text, ingredient in PREDICTED:
         row = []
@@ -720,9 +917,17 @@ def _predicted(data: dict[str, Any]) -> list[str]:
                                for group in (m.get("minimal_sufficient_sets") or [])
                                for label in group)})
             if seen:
-                row.append(", ".join(f"[`{k}`](#{k})" for k in seen))
+                text_here = ", ".join(f"[`{k}`](#{k})" for k in seen)
             else:
-                row.append(f"not seen ({len(ran)} cells)" if ran else "-")
+                text_here = f"not seen ({len(ran)} cells)" if ran else "-"
+            if faults is None:
+                states, rows = _explored(explore, model, servers, policies, text)
+                if rows:
+                    text_here += "; explore: " + ", ".join(
+                        f"[{k}](findings-explore.md#{k.replace('.', '')})" for k in rows)
+                elif states:
+                    text_here += f"; explore: not in {states} states"
+            row.append(text_here)
         out.append(f"| {_link(name)} | " + " | ".join(row) + " |")
     out.append("")
     return out

@@ -285,8 +285,14 @@ def test_pool_workers_die_of_sigterm_whatever_handler_their_parent_has() -> None
     previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
     try:
         context = multiprocessing.get_context("fork")
-        with context.Pool(1) as plain:
+        plain = context.Pool(1)
+        try:
             assert not plain.apply(_sigterm_is_default)  # the inherited handler: the hazard
+        finally:
+            # Closed, not terminated: its worker ignores SIGTERM, so terminate() is the very
+            # hang this test is about (it hung the suite for 15 to 30 minutes at a time).
+            plain.close()
+            plain.join()
         with context.Pool(1, initializer=die_on_terminate) as pool:
             assert pool.apply(_sigterm_is_default)
     finally:

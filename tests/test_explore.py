@@ -504,3 +504,50 @@ def test_fast_and_naive_modes_agree_when_models_keep_different_pending_operation
     naive = explore(config, steps, models=models, limits=limits, naive=True)
     assert fast.outcomes == naive.outcomes
     assert fast.violation_counts.get(("power-posix-metadata", "durability"))
+
+
+# -- images the kernel's ext4 and xfs produce (SIZE_BEFORE_DATA, IN_PLACE): on by default ----
+
+
+def test_a_zero_tail_state_is_explored_by_default_and_finds_what_prefixes_missed() -> None:
+    # The second SET grows the AOF inside its durable last block: ext4 journals the new size
+    # at once, so a power loss before the fsync leaves the file at its new size over zeros
+    # (measured on the kernel). A loader that refuses a zero tail (as redis 6.2/7.0 do) then
+    # refuses to start: before, only prefix images were explored and the run held.
+    config = RunConfig(policy="always", defects=frozenset(["zero-tail-refused"]))
+    steps = (Write((b"SET", b"a", b"1")), Write((b"SET", b"b", b"2")))
+    before = explore(config, steps, models=(POWER,),
+                     limits=ExploreLimits(size_before_data=False, in_place=False))
+    assert before.ok
+    assert before.coverage()["power-ext4"]["by_kind"].get("size-before-data", 0) == 0
+    now = explore(config, steps, models=(POWER,), keep_states=True)
+    assert not now.ok
+    assert now.coverage()["power-ext4"]["by_kind"]["size-before-data"] > 0
+    assert {rule for (_, rule) in now.violation_counts} == {"availability"}
+    assert {f.kind.value for v in now.violations for f in v.choice.files} \
+        == {"size-before-data"}
+    # The fast path's verdicts on these states are the naive (oracle) ones.
+    naive = explore(config, steps, models=(POWER,), naive=True, keep_states=True)
+    assert _by_group(now) == _by_group(naive)
+    assert not now.harness_bugs
+
+
+def test_the_safe_reference_holds_with_zero_tail_images() -> None:
+    # `safe` loads a zero tail as a torn one: the same states are consistent.
+    steps = (Write((b"SET", b"a", b"1")), Write((b"SET", b"b", b"2")))
+    result = explore(RunConfig(policy="always"), steps, models=(POWER,))
+    assert result.ok
+    assert result.coverage()["power-ext4"]["by_kind"]["size-before-data"] > 0
+
+
+def test_zero_tail_images_are_explored_only_under_models_whose_filesystem_makes_them() -> None:
+    # ext4 and xfs journal the size first (and the POSIX minimum allows it); the kernel's btrfs
+    # never showed such a state, and eager metadata is the optimistic bound.
+    steps = (Write((b"SET", b"a", b"1")), Write((b"SET", b"b", b"2")))
+    models = tuple(PersistenceModel)
+    result = explore(RunConfig(policy="always"), steps, models=models)
+    kinds = {m.value: result.coverage()[m.value]["by_kind"] for m in models if m is not PROCESS}
+    for name in ("power-ext4", "power-xfs", "power-posix-metadata"):
+        assert kinds[name].get("size-before-data", 0) > 0, name
+    for name in ("power-btrfs", "power-eager-metadata"):
+        assert kinds[name].get("size-before-data", 0) == 0, name

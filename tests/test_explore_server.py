@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from _real import needs_fuse, needs_server
 
+from harness.cli import main
 from harness.cli._common import UsageError
 from harness.oracle import History, Outcome, frontier
 from harness.verify import _explore_server as es
@@ -156,7 +157,9 @@ def test_a_file_that_is_not_a_reproduction_is_refused_in_one_line(tmp_path: Path
 @pytest.mark.real
 def test_redis_7_always_with_a_rewrite_holds_in_every_state_and_the_fast_path_agrees() -> None:
     _needs("7.0")
-    config = ServerExploreConfig(server="7.0", ops=30, seed=3, exact=True)
+    # Prefix images only: the zero tails of size-before-data images are the next test's.
+    config = ServerExploreConfig(server="7.0", ops=30, seed=3, exact=True,
+                                 size_before_data=False, in_place=False)
     result = explore_server(config, workers=2)
     assert result.ok, "\n".join(v.describe() for v in result.violations[:3])
     assert result.events["bgrewriteaof: started"] == 1
@@ -169,6 +172,22 @@ def test_redis_7_always_with_a_rewrite_holds_in_every_state_and_the_fast_path_ag
     assert result.distinct_contents < result.states
     assert result.real_recoveries == result.distinct_contents
     assert result.coverage()["power-ext4"]["fraction"] == 1.0
+
+
+@pytest.mark.real
+def test_redis_7_always_refuses_a_file_at_its_new_size_over_zeros_under_the_ext4_model() -> None:
+    # ext4 journals a file's new size before its data (measured on the kernel, and the kernel
+    # column of reports/findings-explore.md shows the same refusal): with the size-before-data
+    # images on by default, every violation is 7.0 refusing such an image ("Bad file format").
+    _needs("7.0")
+    config = ServerExploreConfig(server="7.0", ops=30, seed=3, models=("process", "power-ext4"))
+    result = explore_server(config, workers=2)
+    assert not result.ok
+    assert {rule for (_, rule) in result.violation_counts} == {"availability"}
+    assert {model for (model, _) in result.violation_counts} == {"power-ext4"}
+    for v in result.violations:
+        assert any(f.kind.value == "size-before-data" for f in v.choice.files)
+        assert "Bad file format" in (v.reason or "")
 
 
 @pytest.mark.real
@@ -195,6 +214,8 @@ def test_a_planted_reply_before_fsync_in_the_reference_process_is_found_under_po
     verdict = replay_server_reproduction(repro)
     assert not verdict.ok
     assert {v.rule.value for v in verdict.violations} == {"durability"}
+    # `aofcrash replay FILE` re-runs it too (exit 1: the violation is still there).
+    assert main(["replay", str(repro)]) == 1
 
 
 @pytest.mark.real

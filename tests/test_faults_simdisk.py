@@ -538,6 +538,31 @@ def test_inside_write_shows_a_torn_write_and_restores_the_state() -> None:
     assert cursor.disk.crash(PROCESS)["aof"] == b"a" * 100 + b"b" * 1000
 
 
+def test_inside_write_forgets_the_size_its_partial_write_journalled() -> None:
+    # 100 B synced, then 1000 B appended: a partial write of 300 B grows the file inside its
+    # last durable block, so a size before the data (400) is legal inside the write only.
+    original = SimDisk()
+    fd = original.open("aof", APPEND)
+    original.write(fd, b"a" * 100)
+    original.fsync(fd)
+    original.write(fd, b"b" * 1000)
+    cursor = ReplayCursor(original.trace)
+    cursor.seek(3)
+    limits = ImageLimits(size_before_data=True)
+    before = list(cursor.disk.crash_choices(POWER, limits=limits))
+    with cursor.inside_write(300) as torn:
+        inside = list(torn.crash_choices(POWER, limits=limits))
+    assert any(f.kind is ImageKind.SIZE_BEFORE_DATA and f.length_bytes == 400
+               for c in inside for f in c.files)
+    assert list(cursor.disk.crash_choices(POWER, limits=limits)) == before
+    cursor.step()  # the whole write: its size (1100) only, as on a disk that never tore it
+    *_, whole = SimDisk.replay(original.trace)
+    after = list(cursor.disk.crash_choices(POWER, limits=limits))
+    assert after == list(whole.crash_choices(POWER, limits=limits))
+    assert {f.length_bytes for c in after for f in c.files
+            if f.kind is ImageKind.SIZE_BEFORE_DATA} == {1100}
+
+
 def test_apply_partial_write_builds_the_crashed_inside_write_state() -> None:
     original = SimDisk()
     fd = original.open("aof", APPEND)

@@ -223,7 +223,9 @@ def test_the_correct_store_passes_explore_with_damage(workload: str, policy: str
 def _fuzz_rules(bug: str, policy: str, *, damage: bool = False) -> set[str]:
     machine = aofcrash_state_machine(
         config=RunConfig(policy=policy, target=BUGGY.format(bug), damage=damage))
-    finding = find_violation(machine, profile="ci", max_examples=100, shrink=False)
+    # One derandomized seed: a rule added to the machine moves where in it a finding comes
+    # (the compaction bug came at 100-150 once the crash-after-a-release rule existed).
+    finding = find_violation(machine, profile="ci", max_examples=200, shrink=False)
     assert finding is not None
     return {v.rule.value for v in finding.verdict.violations}  # type: ignore[attr-defined]
 

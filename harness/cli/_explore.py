@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -171,7 +172,35 @@ def _load(args: argparse.Namespace) -> tuple[Any, tuple[Any, ...], str]:
     changes = _changes(args)
     if args.policy is not None:
         changes["policy"] = args.policy
-    return _with(config, changes), steps, label
+    config = _with(config, changes)
+    if args.workload in WORKLOADS:
+        steps = _fitted(config, [steps])[0]
+    return config, steps, label
+
+
+def _fitted(config: Any, workloads: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Each workload's steps fitted to what the target accepts (``fit_workload``); what that
+    changed is said once, in one line. (The target's spec is checked later, by the run.)"""
+    from harness.explore._workloads import describe_fitting, fit_workload
+    from harness.machine import target_accepts
+    from harness.targets import TargetError
+
+    if config.target is None:
+        return workloads
+    try:
+        accept = target_accepts(config)
+    except TargetError:
+        return workloads
+    total: Counter[str] = Counter()
+    out = []
+    for steps in workloads:
+        fitted, changes = fit_workload(steps, accept)
+        total.update(changes)
+        out.append(fitted)
+    if total:
+        print(f"explore: {config.target} does not accept every command the workloads send; "
+              f"sent instead: {describe_fitting(total)}", file=sys.stderr)
+    return out
 
 
 @dataclasses.dataclass
@@ -214,6 +243,9 @@ def _suite(args: argparse.Namespace) -> list[_SuiteRun]:
         runs.append(run)
     if not runs:
         raise UsageError(f"--policy {args.policy}: the default suite has no run under it")
+    live = [run for run in runs if run.skipped is None]
+    for run, steps in zip(live, _fitted(base, [run.steps for run in live]), strict=True):
+        run.steps = steps
     return runs
 
 

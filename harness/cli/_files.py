@@ -90,6 +90,17 @@ def _outcome_words(outcome: Any, rules: Any) -> str:
     return f"{outcome} [{', '.join(rules)}]" if rules else str(outcome)
 
 
+def _is_server_reproduction(path: Path) -> bool:
+    """True when `path` is a JSON reproduction written by ``explore --server`` on the SimDisk."""
+    from harness.verify._explore_server import REPRO_FORMAT
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(data, dict) and data.get("format") == REPRO_FORMAT
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from harness.cli._report import write_atomic
     from harness.cli._report_replay import program_lines, study
@@ -98,7 +109,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
     path: Path = args.file
     from harness.verify._explore_kernel import is_kernel_reproduction
 
-    if is_kernel_reproduction(path):  # explore --server --model ext4|xfs|btrfs wrote it
+    if is_kernel_reproduction(path) or _is_server_reproduction(path):
+        # explore --server (on the SimDisk, or --model ext4|xfs|btrfs) wrote it
         if getattr(args, "expect", None) is not None:
             raise UsageError(f"{path}: --expect: not for an explore --server reproduction")
         from harness.cli._explore_server import _replay

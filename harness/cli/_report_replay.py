@@ -205,7 +205,8 @@ def describe_step(step: Step) -> str:
     if isinstance(step, ClearFaults):
         return "clear every fault (the device works again)"
     if isinstance(step, ArmCrash):
-        return "arm: " + "; ".join(describe_fault(f) for f in step.plan.faults)
+        when = " (counted from the next reply release)" if step.after_release else ""
+        return "arm: " + "; ".join(describe_fault(f) for f in step.plan.faults) + when
     if isinstance(step, Crash):
         return "crash now (between two filesystem operations)"
     if isinstance(step, Recover):

@@ -30,7 +30,7 @@ from harness.explore._explorer import (
     workload_from_reproduction,
 )
 from harness.explore._run import explore
-from harness.explore._workloads import DEFAULT_SUITE, suite_config
+from harness.explore._workloads import DEFAULT_SUITE, fit_workload, suite_config
 
 __all__ = [
     "DEFAULT_DAMAGE",
@@ -45,6 +45,7 @@ __all__ = [
     "StateRecord",
     "Workload",
     "explore",
+    "fit_workload",
     "make_workload",
     "suite_config",
     "workload_from_reproduction",

@@ -686,6 +686,12 @@ class StateEvaluator:
             return self._prefix(inode, data, inode.durable_size_bytes, disk, model, choice)
         if fc.kind is ImageKind.PREFIX:
             return self._prefix(inode, data, fc.length_bytes, disk, model, choice)
+        if fc.kind is ImageKind.SIZE_BEFORE_DATA:
+            return self._size_before_data(inode, data, fc.length_bytes, disk, model, choice)
+        if fc.kind is ImageKind.IN_PLACE:
+            # Old data in freed blocks under a newer size: no lineage reads it; recovered in
+            # full (each distinct content once).
+            return self._by_bytes(disk, model, choice)
         sector = disk.sector_size_bytes
         length = fc.length_bytes
         if fc.kind is ImageKind.REORDERED:
@@ -703,6 +709,22 @@ class StateEvaluator:
             junk = garbage_sector(inode.ino, (length - 1) // sector, length - start)
         key = ("t", fc.kind.value, inode.ino, length, start)
         return self._tail(inode, data, key, start, lambda b0: bytes(data[b0:start]) + junk,
+                          disk, model, choice)
+
+    def _size_before_data(self, inode: InodeView, data: bytearray, length: int,
+                          disk: SimDisk, model: PersistenceModel, choice: CrashChoice) -> Rec:
+        """A size the journal took before the data (``faults.materialise``: the durable
+        contents cut to `length`, or zero-extended to it). With the durable contents a prefix
+        of the visible ones it is a prefix image, or that prefix with a zero tail, which the
+        loader reads as it reads a torn sector of zeros; otherwise recovered in full."""
+        dlen = inode.durable_size_bytes
+        if not inode.durable_is_prefix:
+            return self._by_bytes(disk, model, choice)
+        if length <= dlen:
+            return self._prefix(inode, data, length, disk, model, choice)
+        key = ("z", inode.ino, length, dlen)
+        return self._tail(inode, data, key, dlen,
+                          lambda b0: bytes(data[b0:dlen]) + bytes(length - dlen),
                           disk, model, choice)
 
     def _prefix(self, inode: InodeView, data: bytearray, length: int, disk: SimDisk,

@@ -117,6 +117,7 @@ __all__ = [
     "StateTally",
     "Workload",
     "make_workload",
+    "model_image_limits",
     "workload_from_reproduction",
 ]
 
@@ -145,6 +146,11 @@ class ExploreLimits:
     ``stop_at_first_violation``: end the walk after the first crash point with a violating
     state (the points after it are counted as not explored; for sensitivity runs that only
     need to know whether, and how soon, a bug shows).
+    ``size_before_data`` / ``in_place``: the ``SIZE_BEFORE_DATA`` (a size the journal took
+    before the data: the file at its new size over zeros) and ``IN_PLACE`` images the
+    kernel's ext4 and xfs produce (``faults.ImageLimits``), on by default under power-ext4,
+    power-xfs and the POSIX minimum (``model_image_limits``): the fast path reads a zero tail
+    as it reads a torn sector of zeros and recovers an in-place image in full.
     """
 
     max_crash_points: int | None = None
@@ -161,6 +167,8 @@ class ExploreLimits:
     confirm_reproductions: int = 3
     audit_every: int = 97
     stop_at_first_violation: bool = False
+    size_before_data: bool = True
+    in_place: bool = True
     damage: FaultPlan = field(default_factory=FaultPlan)
 
     def __post_init__(self) -> None:
@@ -191,7 +199,26 @@ class ExploreLimits:
             reorder=self.reorder,
             reorder_window_sectors=self.reorder_window_sectors,
             byte_granularity=self.byte_granularity,
+            size_before_data=self.size_before_data,
+            in_place=self.in_place,
         )
+
+
+# The models under which a size journalled before its data (a file at its new size over
+# zeros) and in-place blocks are legal images: ext4 and xfs produce them (measured on the
+# kernel), and the POSIX minimum allows anything they do. Not btrfs (the kernel's btrfs showed
+# none in any explored crash state: its log commits a size with its data) nor eager metadata
+# (the optimistic bound).
+_SIZE_FIRST_MODELS: frozenset[PersistenceModel] = frozenset({
+    PersistenceModel.POWER, PersistenceModel.POWER_XFS, PersistenceModel.POWER_POSIX_METADATA})
+
+
+def model_image_limits(limits: ImageLimits, model: PersistenceModel) -> ImageLimits:
+    """`limits` for `model`: without size-before-data and in-place images where its
+    filesystem does not produce them (see ``_SIZE_FIRST_MODELS``)."""
+    if model in _SIZE_FIRST_MODELS or not (limits.size_before_data or limits.in_place):
+        return limits
+    return dataclasses.replace(limits, size_before_data=False, in_place=False)
 
 
 #: The damage ``explore --damage`` asks for: one byte flipped, and one zeroed, a tenth, half
@@ -621,6 +648,7 @@ class _Walk:
         self.ev = StateEvaluator(self.config, self.index, audit_every=limits.audit_every)
         self.fr = _Frontiers(rec)
         self.image_limits = limits.image_limits()
+        self.model_limits = {m: model_image_limits(self.image_limits, m) for m in models}
         self.result = ExploreResult(self.config, models, limits, naive,
                                     steps=len(rec.steps), trace_ops=len(rec.trace))
         if keep_states:
@@ -770,7 +798,7 @@ class _Walk:
         exact = self.naive or self.fr.refused_pending(p)
         res = self.result
         for model in self.models:
-            enum = disk.crash_choices(model, limits=self.image_limits)
+            enum = disk.crash_choices(model, limits=self.model_limits[model])
             res.count_choices(model, enum)
             f = self.fr.frontier(p, point.crash_ms, model)
             if self.naive:
@@ -809,7 +837,7 @@ class _Walk:
         pending = disk.pending_metadata
         if model is PROCESS:
             return [(CrashChoice(model, pending, ()), None, 1)]
-        limits = self.image_limits
+        limits = self.model_limits[model]
         left = limits.max_choices_per_point
         options: dict[int, tuple[FileChoice, ...]] = {}
         out: list[tuple[CrashChoice, FileChoice | None, int]] = []

@@ -151,7 +151,7 @@ class GenericWalk(_Walk):
         self._point_no += 1
         res = self.result
         for model in self.models:
-            enum = disk.crash_choices(model, limits=self.image_limits)
+            enum = disk.crash_choices(model, limits=self.model_limits[model])
             res.count_choices(model, enum)
             seen: dict[tuple[str, bool], tuple[str, tuple[str, ...]]] = {}
             for choice in enum:

@@ -6,6 +6,15 @@ faults) come on top. Same (name, ops, seed): same steps. Keys come from a bounde
 keyspace stays small while the AOF grows, which is what a crash-state search wants: many crash
 points, cheap recoveries.
 
+A target that declares what it accepts (``harness.targets.CommandShapes``, ``accepts(argv)``)
+gets the workload fitted to it (``fit_workload``): every command line it does not accept is
+cut down to a shape it does (DEL of several keys to DEL of the first, SET without its
+options), else replaced by a SET of a string key with the same value (the same number of
+writes, the same sizes crossing sectors), else dropped; SELECT it does not accept is dropped
+(one keyspace), a MULTI block without MULTI is sent as the same commands pipelined in one
+event-loop iteration, and without BGREWRITEAOF the rewrite steps are dropped. What changed is
+counted and said once (``describe_fitting``).
+
 A workload may contain a crash and a ``Recover`` (``second-epoch``): the explorer runs
 everything up to the last recovery once and explores every crash point after it. Each workload
 names the fsync policy it is meant for (``Workload.policy``); ``DEFAULT_SUITE`` is what the
@@ -16,7 +25,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,8 +55,10 @@ from harness.machine._steps import (
     Write,
 )
 from harness.machine._surface import KEY_KIND, SURFACE_PAIRS, surface_argv
+from reference._surface import command_forms
 
-__all__ = ["DEFAULT_SUITE", "WORKLOADS", "Workload", "make_workload", "suite_config"]
+__all__ = ["DEFAULT_SUITE", "WORKLOADS", "Workload", "describe_fitting", "fit_workload",
+           "make_workload", "suite_config"]
 
 _AOF = "appendonly.aof"
 # Faults and crashes of workloads with no rewrite in flight at the time: any file. The reference
@@ -56,6 +68,8 @@ _LOG = "*"
 # The file the rewrite child leaves and the parent's done handler appends to and renames.
 _REWRITTEN = "temp-rewriteaof-bg-*.aof"
 _CHILD_TEMP = "temp-rewriteaof-[0-9]*.aof"  # the file the rewrite child writes
+
+Accept = Callable[[tuple[bytes, ...]], bool]  # what a target accepts (None: everything)
 
 
 @dataclass(frozen=True)
@@ -692,11 +706,87 @@ def suite_config(workload: str, policy: str, base: RunConfig | None = None) -> R
     return dataclasses.replace(base or RunConfig(), policy=policy, **options)
 
 
-def make_workload(name: str, *, ops: int, seed: int = 0) -> tuple[Step, ...]:
-    """The steps of workload `name` with `ops` write commands, drawn from `seed`."""
+def make_workload(name: str, *, ops: int, seed: int = 0,
+                  accept: Accept | None = None) -> tuple[Step, ...]:
+    """The steps of workload `name` with `ops` write commands, drawn from `seed`; with
+    `accept` (``harness.machine.target_accepts``), fitted to it (``fit_workload``)."""
     workload = WORKLOADS.get(name)
     if workload is None:
         raise ValueError(f"workload: unknown name {name!r} (known: {', '.join(WORKLOADS)})")
     if isinstance(ops, bool) or not isinstance(ops, int) or ops < 1:
         raise ValueError(f"ops: must be an integer >= 1, got {ops!r}")
-    return tuple(workload.build(ops, random.Random(f"{name}:{seed}")))
+    steps = tuple(workload.build(ops, random.Random(f"{name}:{seed}")))
+    return fit_workload(steps, accept)[0] if accept is not None else steps
+
+
+
+def _shown(argv: tuple[bytes, ...]) -> str:
+    """A command line's name and forms (``DEL several``), for the one-line summary."""
+    name = argv[0].decode("latin-1").upper()
+    forms = [form for _, form in command_forms(argv)]
+    return " ".join([name, *forms]) if forms and forms != ["plain"] else name
+
+
+def _fit_argv(argv: tuple[bytes, ...], accept: Accept,
+              changes: Counter[str]) -> tuple[bytes, ...] | None:
+    """`argv`, or the closest command line `accept` takes (see the module docstring), or
+    None (dropped); `changes` counts what was done."""
+    if accept(argv):
+        return argv
+    name = argv[0].upper()
+    if name == b"SELECT":
+        changes["SELECT dropped (one keyspace)"] += 1
+        return None
+    for cut in (argv[:3], argv[:2]):
+        # A shorter line of the same command that still has a form of its own (not a
+        # wrong-arity one): DEL a b -> DEL a, SET k v EX 5 -> SET k v, LPOP l 3 -> LPOP l.
+        if len(cut) < len(argv) and command_forms(cut) and accept(cut):
+            changes[f"{_shown(argv)} -> {_shown(cut)}"] += 1
+            return cut
+    key = argv[1] if len(argv) > 1 else b"s0"
+    key = key if key[:1] == b"s" else b"s" + key[1:]
+    value = max(argv[2:], key=len, default=b"v") or b"v"
+    instead = (b"SET", key, value)
+    shown = argv[0].decode("latin-1").upper()  # (no form of it is accepted: by name)
+    if accept(instead):
+        changes[f"{shown} -> SET"] += 1
+        return instead
+    changes[f"{shown} dropped"] += 1
+    return None
+
+
+def fit_workload(steps: Sequence[Step], accept: Accept | None,
+                 ) -> tuple[tuple[Step, ...], Counter[str]]:
+    """`steps` with only command lines `accept` takes (None: unchanged), and what was
+    changed, counted by kind (see the module docstring)."""
+    changes: Counter[str] = Counter()
+    if accept is None:
+        return tuple(steps), changes
+    multi = accept((b"MULTI",)) and accept((b"EXEC",))
+    rewrite = accept((b"BGREWRITEAOF",))
+    out: list[Step] = []
+    for step in steps:
+        if isinstance(step, Write):
+            argv = _fit_argv(step.argv, accept, changes)
+            if argv is not None:
+                out.append(dataclasses.replace(step, argv=argv))
+        elif isinstance(step, Multi):
+            kept = [a for a in (_fit_argv(c, accept, changes) for c in step.commands)
+                    if a is not None]
+            if kept and multi:
+                out.append(Multi(tuple(kept), client=step.client))
+            elif kept:
+                changes["MULTI blocks sent as pipelined commands"] += 1
+                out.extend(Write(a, client=step.client, iterate=i == len(kept) - 1)
+                           for i, a in enumerate(kept))
+        elif isinstance(step, BgRewrite | ChildStep | KillChild) and not rewrite:
+            if isinstance(step, BgRewrite):
+                changes["BGREWRITEAOF dropped"] += 1
+        else:
+            out.append(step)
+    return tuple(out), changes
+
+
+def describe_fitting(changes: Counter[str]) -> str:
+    """One line: what fitting the workloads to the target changed (most frequent first)."""
+    return "; ".join(f"{what} x{n}" for what, n in changes.most_common())

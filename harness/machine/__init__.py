@@ -6,6 +6,8 @@ What is here, bottom to top:
 * ``_driver``: executes steps against an in-process target on a SimDisk and checks every
   recovery with the oracle (``Driver``, ``replay``, ``ContractViolation``);
 * ``_machine``: the Hypothesis state machines that produce steps (``make_state_machine``);
+* ``_judge``: replays a reproduction with every rule a campaign judges;
+* ``_minimize``: drops the steps and faults a shrunk finding does not need, by replays;
 * ``_campaign``: runs the state machines over configurations within a budget.
 
 May import ``faults``, ``reference``, ``harness.oracle`` and ``harness.targets``; never the
@@ -20,6 +22,7 @@ from harness.machine._machine import (
     FEATURES,
     PROFILES,
     make_state_machine,
+    target_accepts,
     target_commands,
     unsupported_features,
 )
@@ -29,6 +32,7 @@ __all__ = [
     "FEATURE_COMMANDS",
     "PROFILES",
     "make_state_machine",
+    "target_accepts",
     "target_commands",
     "unsupported_features",
 ]

@@ -31,7 +31,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hypothesis import seed as hypothesis_seed
@@ -52,7 +52,9 @@ from harness.machine._machine import (
     make_state_machine,
     unsupported_features,
 )
+from harness.machine._minimize import minimize
 from harness.machine._steps import Reproduction, RunConfig
+from harness.targets import TargetFactory
 
 __all__ = [
     "DEFECT_CONFIGS",
@@ -61,6 +63,7 @@ __all__ = [
     "Finding",
     "config_label",
     "finding_of",
+    "minimized",
     "open_database",
     "run_campaign",
     "slice_seed",
@@ -346,10 +349,27 @@ def _run_slice(
         with hypothesis_engine(shrink_budget_s=shrink_budget_s), with_reporter(lambda _text: None):
             run_state_machine_as_test(seeded, settings=settings)
     except (ContractViolation, ModelDivergence) as exc:
-        return finding_of(exc, config, seed)
+        return finding_of(minimized(exc), config, seed)
     except Flaky as exc:
         return Finding("error", config, f"flaky: {exc}", ["flaky"], None, seed, 0.0)
     return None
+
+
+def minimized(exc: ContractViolation | ModelDivergence, *,
+              factory: TargetFactory | None = None) -> ContractViolation | ModelDivergence:
+    """The shrunk finding with the steps and faults it does not need dropped (``minimize``,
+    replaying against `factory` or the reproduction's target); its reproduction keeps what
+    the original recorded as expected. A runaway is returned as it is: every replay of one
+    spends the step's CPU limit."""
+    if isinstance(exc, TargetRunaway):
+        return exc
+    smaller = minimize(exc.reproduction, exc, factory=factory)
+    if not smaller.removed_steps and not smaller.removed_faults:
+        return exc
+    found = smaller.finding
+    assert isinstance(found, ContractViolation | ModelDivergence)
+    found.reproduction = replace(smaller.reproduction, expected=exc.reproduction.expected)
+    return found
 
 
 def finding_of(exc: ContractViolation | ModelDivergence, config: RunConfig,

@@ -72,6 +72,7 @@ from harness.targets import (
     TargetEnv,
     TargetFactory,
     TargetRefusedToStart,
+    accepts_of,
     as_rewriting,
     check_target,
 )
@@ -174,6 +175,11 @@ class _Pending:
     client: int
     read: bool = False
     executed_ms: int | None = None  # the iteration that executed it (a held reply comes later)
+    # Released through the reply channel (``TargetEnv.release``): the reply, its entry already
+    # resolved at that moment (its place among the filesystem operations).
+    channel: bool = False
+    reply: Any = None
+    entries_before: int = 0  # history entries submitted before it (what a read sees)
 
 
 @dataclass
@@ -203,6 +209,9 @@ class Driver:
         self.crash_ms = 0
         self._client_db: dict[int, int] = {}
         self._pending: list[_Pending] = []
+        # Faults an ``ArmCrash(after_release=True)`` holds until the next reply release.
+        self._armed_at_release: list[FaultPlan] = []
+        self.channel_releases = 0  # replies released through TargetEnv.release in this run
         self._applied = 0  # history entries applied to the live model
         self._old_stalls: list[tuple[int, int]] = []
         self._old_error_stalls: list[tuple[int, int]] = []
@@ -316,6 +325,8 @@ class Driver:
         elif isinstance(step, KillChild):
             if self.rewriting:
                 self._rewriter_checked().kill_rewrite()
+        elif isinstance(step, ArmCrash) and step.after_release:
+            self._armed_at_release.append(step.plan)
         elif isinstance(step, InjectFaults | ArmCrash):
             self.fs.add_faults(step.plan)
         elif isinstance(step, ClearFaults):
@@ -353,7 +364,9 @@ class Driver:
                 client=client,
                 during_rewrite=self.rewriting,
             )
-        self._pending.append(_Pending(ticket, index, argv, db, client, read))
+        self._pending.append(_Pending(ticket, index, argv, db, client, read,
+                                      entries_before=len(self.history.entries)
+                                      - (index is not None)))
 
     def _iterate(self) -> None:
         # Commands queued since the last iteration execute at the time of this one.
@@ -367,32 +380,74 @@ class Driver:
         if self._factory is not _reference_factory():
             self._late_ms = max(self._late_ms, self.clock.now_ms - now)
         still: list[_Pending] = []
+        released = False
         for p in self._pending:
+            if p.channel:
+                self._settle(p, p.reply)
+                continue
             if not self.target.released(p.ticket):
                 still.append(p)
                 continue
+            released = True
             self._settle(p, _plain(self.target.pop_reply(p.ticket)))
         self._pending = still
+        if released:
+            self._arm_released()  # a release at the end of the iteration (no channel)
+
+    def _release(self, ticket: int, reply: Any) -> None:
+        """The reply channel (``TargetEnv.release``): the reply of `ticket` goes out now, in
+        the middle of an iteration. Its write is acknowledged here, at this place among the
+        filesystem operations (the history notes it now); the model and reads are settled
+        when the iteration returns. An unknown or already released ticket is ignored."""
+        for p in self._pending:
+            if p.ticket == ticket and not p.channel:
+                break
+        else:
+            return
+        p.channel = True
+        p.reply = _plain(reply)
+        self.channel_releases += 1
+        if p.entry is not None:
+            outcome = Outcome.ERROR if isinstance(p.reply, ReplyError) else Outcome.OK
+            self.history.resolve(p.entry, outcome, at_ms=self.clock.now_ms)
+        self._arm_released()
+
+    def _arm_released(self) -> None:
+        """Arm the faults an ``ArmCrash(after_release=True)`` held: a reply was released."""
+        for plan in self._armed_at_release:
+            self.fs.add_faults(plan)
+        self._armed_at_release = []
 
     def _settle(self, p: _Pending, reply: Any) -> None:
+        if (p.argv[0].upper() == b"SELECT" and isinstance(reply, ReplyError)
+                and self._client_db.get(p.client, 0) != p.db):
+            # Refused (a target with one keyspace, an index out of its range): the client
+            # stays in its db. (Commands pipelined after it in the same iteration were
+            # recorded in the new db: the generators send SELECT in an iteration of its own.)
+            self._client_db[p.client] = p.db
         if p.entry is not None:
             outcome = Outcome.ERROR if isinstance(reply, ReplyError) else Outcome.OK
             if outcome is Outcome.ERROR and p.argv[0].upper() != b"EXEC":
                 self._note_refusal(p)
-            self.history.resolve(p.entry, outcome, at_ms=self.clock.now_ms)
-            self._apply_model()
+            if not p.channel:  # (a channel release resolved it when it happened)
+                self.history.resolve(p.entry, outcome, at_ms=self.clock.now_ms)
+            self._apply_model(p.entry + 1)
         if p.read:
-            self._apply_model()
+            # The entries submitted before the read, not later ones whose replies the
+            # channel already released in the same iteration.
+            self._apply_model(p.entries_before)
             # Judged at the time it executed: a held reply is released later.
             at_ms = self.clock.now_ms if p.executed_ms is None else p.executed_ms
             expected = self.model.read(p.argv, db=p.db, now_ms=at_ms)
             got = reply
             if expected != got and self._late_ms and got in (
                     self.model.read(p.argv, db=p.db, now_ms=self.clock.now_ms),
-                    self.model.read(p.argv, db=p.db, now_ms=at_ms - self._late_ms)):
+                    self.model.read(p.argv, db=p.db, now_ms=at_ms - self._late_ms),
+                    self.model.read(p.argv, db=p.db, now_ms=at_ms + self._late_ms)):
                 # Not the reference: the read may have run after a stall in its iteration
                 # (a key expired by then), or after writes that ran late themselves (a key
-                # whose relative expiry started later).
+                # whose relative expiry started later); and a recovery matched within that
+                # span may have kept a write whose key the store had already let expire.
                 expected = got
             if expected != got:
                 raise ModelDivergence(
@@ -401,9 +456,12 @@ class Driver:
                     self.reproduction(outcome="divergence"),
                 )
 
-    def _apply_model(self) -> None:
+    def _apply_model(self, limit: int | None = None) -> None:
+        """Apply the resolved entries in order (up to the first unresolved one, and below
+        `limit`)."""
         entries = self.history.entries
-        while self._applied < len(entries):
+        end = len(entries) if limit is None else min(limit, len(entries))
+        while self._applied < end:
             e = entries[self._applied]
             if e.outcome is Outcome.UNKNOWN:
                 break
@@ -417,9 +475,11 @@ class Driver:
         self.crashed = True
         self.crash_ms = self.clock.now_ms
         for p in self._pending:
-            if p.entry is not None:
+            # A reply released through the channel before the crash was acknowledged.
+            if p.entry is not None and not p.channel:
                 self.history.resolve(p.entry, Outcome.UNKNOWN, at_ms=None)
         self._pending = []
+        self._armed_at_release = []
 
     @property
     def rewriting(self) -> bool:
@@ -436,7 +496,7 @@ class Driver:
 
     def _boot(self) -> Target:
         env = TargetEnv(fs=self.fs, clock=self.clock, config=self._target_config,
-                        kill_child=self.fs.should_kill_child)
+                        kill_child=self.fs.should_kill_child, release=self._release)
         target = check_target(self._factory(env), self.config.target or "reference")
         self._rewriter = as_rewriting(target)
         target.start()
@@ -625,17 +685,13 @@ def _shape(argv: tuple[bytes, ...]) -> tuple[bytes, int]:
 def could_refuse(commands: tuple[tuple[bytes, ...], ...], target: object,
                  refused_shapes: set[tuple[bytes, int]]) -> bool:
     """Whether `target` (not the reference: the oracle's model knows the reference's
-    refusals) may have refused this write with an error whatever its state: a command it
-    does not declare (``commands``) or accept (``accepts(argv)``), or of a shape (name,
-    argument count) in `refused_shapes` (refused before where the model predicted no error)."""
-    declared = getattr(target, "commands", None)
-    names = None if declared is None else {
-        c.decode("latin-1") if isinstance(c, bytes) else str(c) for c in declared}
-    accepts = getattr(target, "accepts", None)
+    refusals) may have refused this write with an error whatever its state: a command shape
+    it does not declare (``commands``, ``shapes``) or accept (``accepts(argv)``; see
+    ``harness.targets.accepts_of``), or of a shape (name, argument count) in `refused_shapes`
+    (refused before where the model predicted no error)."""
+    accepts = accepts_of(target)
     for argv in commands:
-        if names is not None and argv[0].upper().decode("latin-1") not in names:
-            return True
-        if callable(accepts) and not accepts(argv):
+        if not accepts(argv):
             return True
         if _shape(argv) in refused_shapes:
             return True

@@ -44,8 +44,13 @@ Capabilities: a target that is not a ``RewritingTarget`` gets the rewrite featur
 and a target that declares the commands it implements (an optional ``commands`` attribute, a
 collection of upper-case names such as ``frozenset({b"SET", b"GET"})``; without it every
 command is assumed) gets every feature switched off whose rules send a command it lacks
-(``FEATURE_COMMANDS``), and reads and transactions restricted to what it implements.
-``unsupported_features`` says which features are off and why (reports say it once).
+(``FEATURE_COMMANDS``), and reads and transactions restricted to what it implements. A
+target that declares command shapes (``harness.targets.CommandShapes``: the forms of each
+command it accepts, e.g. DEL of one key only, SET without expiry options) or an ``accepts(argv)``
+predicate gets only those: every rule's command lines are drawn from alternatives it accepts
+and filtered by ``accepts_of(target)``; a feature none of whose shapes it accepts is off.
+``unsupported_features`` says which features are off and why, and under ``"shapes"`` the
+(command, form) pairs of the reference's surface never sent (reports say it once).
 
 Damage (opt-in, ``RunConfig.damage``): for a target that declares itself checksummed
 (``checksummed = True``), ``recover_damaged`` recovers a crash image whose synced bytes in the
@@ -107,7 +112,14 @@ from harness.machine._steps import (
 from harness.machine._steps import Crash as CrashStep
 from harness.machine._surface import KEY_KIND, SURFACE_PAIRS, surface_argv
 from harness.oracle import Outcome
-from harness.targets import Target, TargetFactory, target_checksummed, target_files
+from harness.targets import (
+    Target,
+    TargetFactory,
+    accepts_of,
+    shapes_of,
+    target_checksummed,
+    target_files,
+)
 
 __all__ = [
     "DAMAGE_SKIPPED",
@@ -118,7 +130,9 @@ __all__ = [
     "LivenessViolation",
     "check_aof_agrees",
     "make_state_machine",
+    "target_accepts",
     "target_commands",
+    "unsent_forms",
     "unsupported_features",
 ]
 
@@ -176,7 +190,7 @@ _COLLECTION_WRITES = frozenset({b"LPUSH", b"RPUSH", b"LPOP", b"RPOP", b"SADD", b
 # all of them (when the target declares its ``commands``).
 FEATURE_COMMANDS: dict[str, frozenset[bytes]] = {
     # Only SET is required: string writes are drawn among the commands the target declares
-    # and the shapes it accepts (``_declared``), so a SET/GET/DEL store still gets writes.
+    # and the shapes it accepts (``accepts_of``), so a SET/GET/DEL store still gets writes.
     "strings": frozenset({b"SET"}),
     "counters": frozenset({b"INCR", b"DECR", b"INCRBY", b"DECRBY"}),
     "expiry": frozenset({b"SET", b"SETEX", b"PSETEX", b"EXPIRE", b"PEXPIRE", b"EXPIREAT",
@@ -238,10 +252,20 @@ DAMAGE_SKIPPED = ("not checksummed: damaged synced bytes are judged only for a s
                   "declares checksums (contract rule 5)")
 
 
+def target_accepts(config: RunConfig, *, factory: TargetFactory | None = None,
+                   ) -> Callable[[tuple[bytes, ...]], bool] | None:
+    """What the target accepts (``harness.targets.accepts_of``), None when it declares
+    nothing (everything is sent). TargetError if the target's spec or factory is unusable."""
+    probe = _probe(config, factory)
+    return None if _declares_nothing(probe) else accepts_of(probe)
+
+
 def _gaps(target: Target, features: tuple[str, ...]) -> dict[str, str]:
     from harness.targets import as_rewriting
 
-    commands = target_commands(target)
+    declared = shapes_of(target).commands
+    commands = None if declared is None else frozenset(c.encode() for c in declared)
+    accept = accepts_of(target)
     rewriting = as_rewriting(target) is not None
     out: dict[str, str] = {}
     for f in features:
@@ -251,6 +275,69 @@ def _gaps(target: Target, features: tuple[str, ...]) -> dict[str, str]:
         missing = sorted(FEATURE_COMMANDS.get(f, frozenset()) - (commands or frozenset()))
         if commands is not None and missing:
             out[f] = "does not implement " + " ".join(m.decode() for m in missing)
+            continue
+        probes = _FEATURE_PROBES.get(f)
+        if probes is not None and not (
+                all(accept(p) for p in probes) if f in _NEEDS_ALL_PROBES
+                else any(accept(p) for p in probes)):
+            out[f] = "accepts none of its command shapes"
+    unsent = unsent_forms(accept, tuple(f for f in features if f not in out))
+    if unsent:
+        out["shapes"] = "not declared, never sent: " + "; ".join(
+            f"{name} {', '.join(forms)}" for name, forms in unsent.items())
+    return out
+
+
+# Command lines each feature's rules send, one per kind: a feature runs only if the target
+# accepts one of them (all of them for the features in _NEEDS_ALL_PROBES).
+_FEATURE_PROBES: dict[str, tuple[tuple[bytes, ...], ...]] = {
+    "strings": ((b"SET", b"k0", b"a"), (b"APPEND", b"k0", b"a"), (b"DEL", b"k0")),
+    "counters": ((b"INCR", b"k0"), (b"DECR", b"k0"), (b"INCRBY", b"k0", b"2"),
+                 (b"DECRBY", b"k0", b"2")),
+    "expiry": ((b"SET", b"k0", b"a", b"PX", b"10"), (b"SET", b"k0", b"a", b"EX", b"1"),
+               (b"SETEX", b"k0", b"1", b"a"), (b"PSETEX", b"k0", b"10", b"a"),
+               (b"EXPIRE", b"k0", b"1"), (b"PEXPIRE", b"k0", b"10"),
+               (b"EXPIREAT", b"k0", b"1"), (b"PEXPIREAT", b"k0", b"10"), (b"PERSIST", b"k0")),
+    "collections": ((b"LPUSH", b"l0", b"m0"), (b"RPUSH", b"l0", b"m0"), (b"LPOP", b"l0"),
+                    (b"SADD", b"s0", b"m0"), (b"ZADD", b"z0", b"1", b"m0"),
+                    (b"HSET", b"h0", b"m0", b"a")),
+    "multi": ((b"MULTI",), (b"EXEC",)),
+    "select": ((b"SELECT", b"1"),),
+    "flush": ((b"FLUSHDB",), (b"FLUSHALL",)),
+    "multi_key": ((b"DEL", b"k0", b"k1"), (b"SADD", b"s0", b"m0", b"m1"),
+                  (b"SREM", b"s0", b"m0", b"m1"), (b"HSET", b"h0", b"m0", b"a", b"m1", b"a"),
+                  (b"HDEL", b"h0", b"m0", b"m1"), (b"ZADD", b"z0", b"1", b"m0", b"2", b"m1"),
+                  (b"ZREM", b"z0", b"m0", b"m1"), (b"RPUSH", b"l0", b"m0", b"m1"),
+                  (b"LPUSH", b"l0", b"m0", b"m1")),
+    "big_collections": ((b"RPUSH", b"l0", b"m0", b"m1"), (b"SADD", b"s0", b"m0", b"m1"),
+                        (b"ZADD", b"z0", b"1", b"m0", b"2", b"m1"),
+                        (b"HSET", b"h0", b"m0", b"a", b"m1", b"a")),
+}
+_NEEDS_ALL_PROBES = frozenset({"multi"})
+
+
+def _declares_nothing(target: object) -> bool:
+    """No ``commands``, ``shapes`` or ``accepts``: the target is sent everything."""
+    return all(getattr(target, name, None) is None for name in ("commands", "shapes", "accepts"))
+
+
+def unsent_forms(accept: Callable[[tuple[bytes, ...]], bool],
+                 features: tuple[str, ...] = FEATURES) -> dict[str, list[str]]:
+    """The forms of the reference's surface table (``reference._surface``) that `accept`
+    refuses, per command it accepts in some other form and whose feature is among
+    `features`: what the generators leave out for that target (reported once)."""
+    out: dict[str, list[str]] = {}
+    by_name: dict[str, list[tuple[str, bool]]] = {}
+    for name, form in SURFACE_PAIRS:
+        if _SURFACE_FEATURE[name] not in features:
+            continue
+        probe = surface_argv(name, form, key=b"k0", other=b"k1", value=b"a",
+                             members=(b"m0", b"m1"), amount=5, now_ms=0)
+        by_name.setdefault(name, []).append((form, accept(probe)))
+    for name, forms in by_name.items():
+        refused = [form for form, ok in forms if not ok]
+        if refused and len(refused) < len(forms):
+            out[name] = refused
     return out
 
 
@@ -347,71 +434,79 @@ _OFFSETS_MS = st.builds(lambda coarse, fine: coarse + fine,
 _WRITE_OPS = (FaultOp.WRITE, FaultOp.FSYNC, FaultOp.FDATASYNC, FaultOp.RENAME, FaultOp.FSYNC_DIR)
 
 
-def _string_write() -> st.SearchStrategy[tuple[bytes, ...]]:
-    return st.one_of(
-        st.tuples(st.just(b"SET"), keys, values),
-        st.tuples(st.just(b"SET"), keys, values, st.sampled_from([b"NX", b"XX"])),
-        st.tuples(st.just(b"APPEND"), keys, values),
-        st.tuples(st.just(b"DEL"), st.sampled_from(ALL_KEYS)),
-        st.lists(st.sampled_from(ALL_KEYS), min_size=2, max_size=4).map(
+Accept = Callable[[tuple[bytes, ...]], bool]
+_Argv = st.SearchStrategy[tuple[bytes, ...]]
+
+
+def _fit(accept: Accept | None,
+         alternatives: list[tuple[tuple[bytes, ...], _Argv]]) -> _Argv:
+    """One of the `alternatives` (a probe command line of each, its strategy) that `accept`
+    takes, filtered by it (None: all of them; none accepted: nothing)."""
+    if accept is None:
+        return st.one_of(*(strategy for _, strategy in alternatives))
+    kept = [strategy for probe, strategy in alternatives if accept(probe)]
+    return st.one_of(*kept).filter(accept) if kept else st.nothing()
+
+
+def _string_write(accept: Accept | None = None) -> _Argv:
+    return _fit(accept, [
+        ((b"SET", b"k0", b"a"), st.tuples(st.just(b"SET"), keys, values)),
+        ((b"SET", b"k0", b"a", b"NX"),
+         st.tuples(st.just(b"SET"), keys, values, st.sampled_from([b"NX", b"XX"]))),
+        ((b"APPEND", b"k0", b"a"), st.tuples(st.just(b"APPEND"), keys, values)),
+        ((b"DEL", b"k0"), st.tuples(st.just(b"DEL"), st.sampled_from(ALL_KEYS))),
+        ((b"DEL", b"k0", b"k1"), st.lists(st.sampled_from(ALL_KEYS), min_size=2, max_size=4).map(
             lambda ks: (b"DEL", *ks)
-        ),
+        )),
         # Wrong arity on purpose: refused (in a MULTI: the whole EXEC), no effect anywhere.
-        st.tuples(st.sampled_from([b"SET", b"APPEND"]), keys),
-    )
+        ((b"SET", b"k0"), st.tuples(st.sampled_from([b"SET", b"APPEND"]), keys)),
+    ])
 
 
-def _declared(strategy: st.SearchStrategy[tuple[bytes, ...]],
-              target: object) -> st.SearchStrategy[tuple[bytes, ...]]:
-    """`strategy` keeping only the commands `target` declares (``commands``) in the shapes it
-    accepts (``accepts(argv)``); unchanged for a target that declares neither."""
-    commands = target_commands(target)
-    accepts = getattr(target, "accepts", None)
-    if commands is None and not callable(accepts):
-        return strategy
-    return strategy.filter(lambda argv: (commands is None or argv[0] in commands)
-                           and (not callable(accepts) or bool(accepts(argv))))
-
-
-def _counter_write() -> st.SearchStrategy[tuple[bytes, ...]]:
-    return st.one_of(
-        st.tuples(st.sampled_from([b"INCR", b"DECR"]), keys),
-        st.tuples(
+def _counter_write(accept: Accept | None = None) -> _Argv:
+    return _fit(accept, [
+        ((b"INCR", b"k0"), st.tuples(st.sampled_from([b"INCR", b"DECR"]), keys)),
+        ((b"INCRBY", b"k0", b"2"), st.tuples(
             st.sampled_from([b"INCRBY", b"DECRBY"]),
             keys,
             st.integers(-1000, 1000).map(lambda n: str(n).encode()),
-        ),
-    )
+        )),
+    ])
 
 
-def _expiry_write(now_ms: int) -> st.SearchStrategy[tuple[bytes, ...]]:
+def _expiry_write(now_ms: int, accept: Accept | None = None) -> _Argv:
     ms = small_ms.map(lambda n: str(n).encode())
     secs = st.integers(1, 5).map(lambda n: str(n).encode())
-    return st.one_of(
-        st.tuples(st.just(b"SET"), keys, values, st.just(b"PX"), ms),
+    return _fit(accept, [
+        ((b"SET", b"k0", b"a", b"PX", b"5"),
+         st.tuples(st.just(b"SET"), keys, values, st.just(b"PX"), ms)),
         # An option before the expiry: the feed must still find it.
-        st.tuples(st.just(b"SET"), keys, values, st.sampled_from([b"NX", b"XX"]),
-                  st.just(b"PX"), ms),
-        st.tuples(st.just(b"SET"), keys, values, st.just(b"EX"), secs),
-        st.tuples(st.just(b"SETEX"), keys, secs, values),
-        st.tuples(st.just(b"PSETEX"), keys, ms, values),
-        st.tuples(st.just(b"EXPIRE"), st.sampled_from(ALL_KEYS), secs),
-        st.tuples(st.just(b"PEXPIRE"), st.sampled_from(ALL_KEYS), ms),
-        st.tuples(
+        ((b"SET", b"k0", b"a", b"NX", b"PX", b"5"),
+         st.tuples(st.just(b"SET"), keys, values, st.sampled_from([b"NX", b"XX"]),
+                   st.just(b"PX"), ms)),
+        ((b"SET", b"k0", b"a", b"EX", b"5"),
+         st.tuples(st.just(b"SET"), keys, values, st.just(b"EX"), secs)),
+        ((b"SETEX", b"k0", b"5", b"a"), st.tuples(st.just(b"SETEX"), keys, secs, values)),
+        ((b"PSETEX", b"k0", b"5", b"a"), st.tuples(st.just(b"PSETEX"), keys, ms, values)),
+        ((b"EXPIRE", b"k0", b"5"),
+         st.tuples(st.just(b"EXPIRE"), st.sampled_from(ALL_KEYS), secs)),
+        ((b"PEXPIRE", b"k0", b"5"),
+         st.tuples(st.just(b"PEXPIRE"), st.sampled_from(ALL_KEYS), ms)),
+        ((b"PEXPIREAT", b"k0", str(now_ms + 5).encode()), st.tuples(
             st.just(b"PEXPIREAT"),
             st.sampled_from(ALL_KEYS),
             small_ms.map(lambda n: str(now_ms + n).encode()),
-        ),
-        st.tuples(
+        )),
+        ((b"EXPIREAT", b"k0", str(now_ms // 1000 + 5).encode()), st.tuples(
             st.just(b"EXPIREAT"),
             st.sampled_from(ALL_KEYS),
             st.integers(1, 5).map(lambda n: str(now_ms // 1000 + n).encode()),
-        ),
-        st.tuples(st.just(b"PERSIST"), st.sampled_from(ALL_KEYS)),
-    )
+        )),
+        ((b"PERSIST", b"k0"), st.tuples(st.just(b"PERSIST"), st.sampled_from(ALL_KEYS))),
+    ])
 
 
-def _collection_write() -> st.SearchStrategy[tuple[bytes, ...]]:
+def _collection_write(accept: Accept | None = None) -> _Argv:
     many = st.lists(members, min_size=1, max_size=4).map(tuple)
     pairs = st.lists(st.tuples(scores, members), min_size=1, max_size=3).map(
         lambda ps: tuple(x for p in ps for x in p)
@@ -419,33 +514,36 @@ def _collection_write() -> st.SearchStrategy[tuple[bytes, ...]]:
     fields = st.lists(st.tuples(members, values), min_size=1, max_size=3).map(
         lambda ps: tuple(x for p in ps for x in p)
     )
-    return st.one_of(
-        st.tuples(st.sampled_from([b"LPUSH", b"RPUSH"]), st.sampled_from(LIST_KEYS), many).map(
-            lambda t: (t[0], t[1], *t[2])
-        ),
-        st.tuples(st.sampled_from([b"LPOP", b"RPOP"]), st.sampled_from(LIST_KEYS)),
-        st.tuples(st.sampled_from([b"SADD", b"SREM"]), st.sampled_from(SET_KEYS), many).map(
-            lambda t: (t[0], t[1], *t[2])
-        ),
-        st.tuples(st.just(b"ZADD"), st.sampled_from(ZSET_KEYS), pairs).map(
-            lambda t: (t[0], t[1], *t[2])
-        ),
-        st.tuples(st.just(b"ZREM"), st.sampled_from(ZSET_KEYS), many).map(
-            lambda t: (t[0], t[1], *t[2])
-        ),
-        st.tuples(st.just(b"HSET"), st.sampled_from(HASH_KEYS), fields).map(
-            lambda t: (t[0], t[1], *t[2])
-        ),
-        st.tuples(st.just(b"HDEL"), st.sampled_from(HASH_KEYS), many).map(
-            lambda t: (t[0], t[1], *t[2])
-        ),
+    return _fit(accept, [
+        ((b"LPUSH", b"l0", b"m0"),
+         st.tuples(st.sampled_from([b"LPUSH", b"RPUSH"]), st.sampled_from(LIST_KEYS),
+                   many).map(lambda t: (t[0], t[1], *t[2]))),
+        ((b"LPOP", b"l0"),
+         st.tuples(st.sampled_from([b"LPOP", b"RPOP"]), st.sampled_from(LIST_KEYS))),
+        ((b"SADD", b"s0", b"m0"),
+         st.tuples(st.sampled_from([b"SADD", b"SREM"]), st.sampled_from(SET_KEYS),
+                   many).map(lambda t: (t[0], t[1], *t[2]))),
+        ((b"ZADD", b"z0", b"1", b"m0"),
+         st.tuples(st.just(b"ZADD"), st.sampled_from(ZSET_KEYS), pairs).map(
+             lambda t: (t[0], t[1], *t[2]))),
+        ((b"ZREM", b"z0", b"m0"),
+         st.tuples(st.just(b"ZREM"), st.sampled_from(ZSET_KEYS), many).map(
+             lambda t: (t[0], t[1], *t[2]))),
+        ((b"HSET", b"h0", b"m0", b"a"),
+         st.tuples(st.just(b"HSET"), st.sampled_from(HASH_KEYS), fields).map(
+             lambda t: (t[0], t[1], *t[2]))),
+        ((b"HDEL", b"h0", b"m0"),
+         st.tuples(st.just(b"HDEL"), st.sampled_from(HASH_KEYS), many).map(
+             lambda t: (t[0], t[1], *t[2]))),
         # Wrong types on purpose: the error must have no effect anywhere.
-        st.tuples(st.just(b"LPUSH"), keys, members),
-    )
+        ((b"LPUSH", b"k0", b"m0"), st.tuples(st.just(b"LPUSH"), keys, members)),
+    ])
 
 
-def _read(commands: frozenset[bytes] | None = None) -> st.SearchStrategy[tuple[bytes, ...]]:
-    """Reads checked against the model (only those of `commands` when given; none: nothing)."""
+def _read(commands: frozenset[bytes] | None = None,
+          accept: Accept | None = None) -> _Argv:
+    """Reads checked against the model (only those of `commands` and `accept` when given;
+    none: nothing)."""
     every = {
         b"GET": st.tuples(st.just(b"GET"), keys),
         b"EXISTS": st.tuples(st.just(b"EXISTS"), st.sampled_from(ALL_KEYS)),
@@ -459,7 +557,12 @@ def _read(commands: frozenset[bytes] | None = None) -> st.SearchStrategy[tuple[b
         ),
         b"HGETALL": st.tuples(st.just(b"HGETALL"), st.sampled_from(HASH_KEYS)),
     }
-    return st.one_of(*(s for name, s in every.items() if commands is None or name in commands))
+    chosen = [s for name, s in every.items() if commands is None or name in commands]
+    if accept is None:
+        return st.one_of(*chosen)
+    probe = {b"LRANGE": (b"0", b"-1"), b"ZRANGE": (b"0", b"-1", b"WITHSCORES")}
+    return _fit(accept, [((name, b"k0", *probe.get(name, ())), s) for name, s in every.items()
+                         if commands is None or name in commands])
 
 
 # -- boundary programs: several commands that set up a case, then the command that hits it ------
@@ -532,10 +635,23 @@ def _members_program(draw: st.DrawFn) -> Program:
     return ((b"RPUSH", key, *before), (kind, key, *after))
 
 
-def _multi_key_program() -> st.SearchStrategy[Program]:
+def _multi_key_program(accept: Accept | None = None) -> st.SearchStrategy[Program]:
     """Commands that really change several existing keys, fields or members at once (the
     last command of the program; the ones before it create what it changes)."""
-    return st.one_of(_del_program(), _members_program())
+    if accept is None:
+        return st.one_of(_del_program(), _members_program())
+    parts = [_members_program()]
+    if accept((b"DEL", b"k0", b"k1")):
+        parts.insert(0, _del_program())
+    return _programs(accept, st.one_of(*parts))
+
+
+def _programs(accept: Accept | None,
+              strategy: st.SearchStrategy[Program]) -> st.SearchStrategy[Program]:
+    """`strategy` with the programs `accept` takes whole (None: all of them)."""
+    if accept is None:
+        return strategy
+    return strategy.filter(lambda program: all(accept(argv) for argv in program))
 
 
 @st.composite
@@ -588,20 +704,35 @@ def make_state_machine(
     probe = _probe(config, factory)
     off = _gaps(probe, features)
     features = tuple(f for f in features if f not in off)
-    reads = _read(target_commands(probe))
-    string_writes = _declared(_string_write(), probe)
+    # What the target accepts (None: everything; the draws are then exactly as they were
+    # before shapes existed, so a seed means the same program for the reference).
+    accept = None if _declares_nothing(probe) else accepts_of(probe)
+    reads = _read(target_commands(probe), accept)
+    strings = _string_write(accept)
+    counters = _counter_write(accept)
+    collections = _collection_write(accept)
+    writes = st.one_of(*(s for s in (strings, counters) if not s.is_empty))
+    # (String writes where the rules always drew them: the same draws for the reference.)
+    string_writes = strings if not strings.is_empty else writes
+    tx_parts = [s for f, s in (("strings", strings), ("counters", counters),
+                               ("collections", collections)) if f in features and not s.is_empty]
+    flushes = [argv for argv in ((b"FLUSHDB",), (b"FLUSHALL",)) if accept is None or accept(argv)]
+    # The reference's command surface (every option and arity form), for the features on: on
+    # the reference, and on a target that declares its forms (``shapes``), the pairs it
+    # accepts. (A target that declares names only may implement forms of its own, which the
+    # model, the reference's semantics, would misjudge.)
+    reference = config.target is None and factory is None
+    declares_forms = getattr(probe, "shapes", None) is not None and accept is not None
     # Opt-in (RunConfig.damage): recoveries that also damage synced bytes of the target's own
     # files, for a target that declares checksums (contract rule 5).
     damage_on = config.damage and target_checksummed(probe)
     damage_globs = target_files(probe)
-    tx_parts = [s for f, s in (("strings", string_writes), ("counters", _counter_write()),
-                               ("collections", _collection_write())) if f in features]
-    # The reference's command surface (every option and arity form), for the features on. The
-    # reference's only: another target implements forms of its own, which the model (the
-    # reference's semantics) would misjudge (a target declares its shapes: future work).
     surface = tuple((f, name, form) for name, form in SURFACE_PAIRS
                     if (f := _SURFACE_FEATURE[name]) in features
-                    ) if config.target is None and factory is None else ()
+                    and (reference or (declares_forms and accept is not None and accept(
+                        surface_argv(name, form, key=b"k0", other=b"k1", value=b"a",
+                                     members=(b"m0", b"m1"), amount=5, now_ms=0))))
+                    ) if reference or declares_forms else ()
 
     def _event(label: str) -> None:
         event(label)
@@ -661,24 +792,24 @@ def make_state_machine(
         # -- writes -----------------------------------------------------------------------
 
         @precondition(lambda self: self._on("strings"))
-        @rule(argv=string_writes, pipelined=st.booleans())
+        @rule(argv=strings, pipelined=st.booleans())
         def write_string(self, argv: tuple[bytes, ...], pipelined: bool) -> None:
             iterate = not (pipelined and "pipeline" in self.enabled)
             self._do(Write(argv, iterate=iterate))
 
         @precondition(lambda self: self._on("counters"))
-        @rule(argv=_counter_write())
+        @rule(argv=counters)
         def write_counter(self, argv: tuple[bytes, ...]) -> None:
             self._do(Write(argv))
 
         @precondition(lambda self: self._on("expiry"))
         @rule(data=st.data())
         def write_expiry(self, data: st.DataObject) -> None:
-            argv = data.draw(_expiry_write(self.driver.clock.now_ms), label="argv")
+            argv = data.draw(_expiry_write(self.driver.clock.now_ms, accept), label="argv")
             self._do(Write(argv))
 
         @precondition(lambda self: self._on("collections"))
-        @rule(argv=_collection_write())
+        @rule(argv=collections)
         def write_collection(self, argv: tuple[bytes, ...]) -> None:
             self._do(Write(argv))
 
@@ -692,13 +823,13 @@ def make_state_machine(
         def select(self, db: int, client: int) -> None:
             self._do(Write((b"SELECT", str(db).encode()), client=client))
 
-        @precondition(lambda self: self._on("select"))
-        @rule(argv=string_writes)
+        @precondition(lambda self: self._on("select") and not strings.is_empty)
+        @rule(argv=strings)
         def write_as_second_client(self, argv: tuple[bytes, ...]) -> None:
             self._do(Write(argv, client=1))
 
         @precondition(lambda self: self._on("flush"))
-        @rule(argv=st.sampled_from([(b"FLUSHDB",), (b"FLUSHALL",)]))
+        @rule(argv=st.sampled_from(flushes or [(b"FLUSHDB",)]))
         def flush(self, argv: tuple[bytes, ...]) -> None:
             self._do(Write(argv))
 
@@ -721,6 +852,8 @@ def make_state_machine(
                                                  max_size=4, unique=True), label="members")),
                 amount=data.draw(st.integers(1, 5000), label="amount"),
                 now_ms=self.driver.clock.now_ms)
+            if accept is not None and not accept(argv):
+                return  # (a target's own limit beyond its declared forms)
             _event(f"surface: {name} {form}")
             self._do(Write(argv, iterate=not (pipelined and "pipeline" in self.enabled)))
 
@@ -735,7 +868,7 @@ def make_state_machine(
             return True
 
         @precondition(lambda self: self._on("multi_key"))
-        @rule(program=_multi_key_program(), pipelined=st.booleans())
+        @rule(program=_multi_key_program(accept), pipelined=st.booleans())
         def write_multi_key(self, program: Program, pipelined: bool) -> None:
             # The keys (members) are created first, so the last command changes several that
             # exist: a feed that keeps only one of them is visible after a reload.
@@ -747,7 +880,7 @@ def make_state_machine(
             self._program(program, pipelined=pipelined and "pipeline" in self.enabled)
 
         @precondition(lambda self: self._on("big_collections"))
-        @rule(program=_big_collection_program(), rewrite=st.booleans())
+        @rule(program=_programs(accept, _big_collection_program()), rewrite=st.booleans())
         def write_big_collection(self, program: Program, rewrite: bool) -> None:
             if not self._program(program):
                 return
@@ -861,8 +994,8 @@ def make_state_machine(
         @rule(kind=st.sampled_from(["crash", "crash", "short_write", "no_space", "io_error"]),
               nth_op=st.integers(1, 8), op=st.sampled_from(_WRITE_OPS),
               torn=st.one_of(st.none(), st.integers(1, 40)),
-              written_bytes=st.integers(0, 30), diff=st.one_of(st.none(), _string_write()),
-              after=st.one_of(st.none(), _string_write()))
+              written_bytes=st.integers(0, 30), diff=st.one_of(st.none(), string_writes),
+              after=st.one_of(st.none(), string_writes))
         def fault_in_rewrite_done(
             self, kind: str, nth_op: int, op: FaultOp, torn: int | None, written_bytes: int,
             diff: tuple[bytes, ...] | None, after: tuple[bytes, ...] | None,
@@ -936,7 +1069,7 @@ def make_state_machine(
             self._do(InjectFaults(FaultPlan((IOFault(op=op, nth=nth),
                                              NoSpace(nth=1, path_glob="appendonly.aof")))))
             for _ in range(2):
-                if self._alive():
+                if self._alive() and (accept is None or accept((b"SET", b"k1", b"disk-full"))):
                     self._do(Write((b"SET", b"k1", b"disk-full")))
                 if self._alive():
                     self._do(Tick(1100))
@@ -1067,7 +1200,18 @@ def make_state_machine(
             torn_bytes = torn if op is FaultOp.WRITE else None
             self._do(ArmCrash(FaultPlan((Crash(nth=nth, op=op, torn_bytes=torn_bytes),))))
 
-        @precondition(lambda self: self._on("crash_mid_op"))
+        @precondition(lambda self: self._on("crash_mid_op") and not writes.is_empty)
+        @rule(nth=st.sampled_from([1, 1, 2, 3]), argv=writes)
+        def crash_after_an_acknowledgement(self, nth: int, argv: tuple[bytes, ...]) -> None:
+            # The crash points right after a reply release (ALICE: an acknowledgement is a
+            # point in the trace): the nth filesystem operation after the next release dies.
+            # A store that releases before its fsync, in the same iteration, loses the write.
+            _event("fault: Crash after a reply release")
+            self._do(ArmCrash(FaultPlan((Crash(nth=nth, op=FaultOp.ANY),)), after_release=True))
+            if self.driver.alive:
+                self._do(Write(argv))
+
+        @precondition(lambda self: self._on("crash_mid_op") and not writes.is_empty)
         @rule(data=st.data(), torn_bytes=st.integers(1, 160))
         def crash_while_writing(self, data: st.DataObject, torn_bytes: int) -> None:
             # The process dies inside the write() of the next command's AOF record: the
@@ -1078,18 +1222,18 @@ def make_state_machine(
             plan = FaultPlan((Crash(nth=1, op=FaultOp.WRITE, torn_bytes=torn_bytes),))
             self._do(ArmCrash(plan))
             if kind == "multi":
-                commands = data.draw(st.lists(st.one_of(string_writes, _counter_write()),
+                commands = data.draw(st.lists(writes,
                                               min_size=2, max_size=4), label="commands")
                 self._do(Multi(tuple(commands)))
             else:
                 strategy = {
-                    "expiry": _expiry_write(self.driver.clock.now_ms),
-                    "collections": _collection_write(),
+                    "expiry": _expiry_write(self.driver.clock.now_ms, accept),
+                    "collections": collections,
                 }.get(kind, string_writes)
                 self._do(Write(data.draw(strategy, label="argv")))
 
         @precondition(
-            lambda self: self._on("crash_mid_op") and self.driver.alive
+            lambda self: self._on("crash_mid_op") and self.driver.alive and not writes.is_empty
             and bool(self.enabled & {"short_write", "no_space", "io_error", "slow_sync"})
         )
         @rule(data=st.data(), torn_bytes=st.integers(1, 60))

@@ -260,9 +260,13 @@ class ClearFaults:
 
 @dataclass(frozen=True)
 class ArmCrash:
-    """Arm a crash: the process dies when the nth matching filesystem operation is attempted."""
+    """Arm a crash: the process dies when the nth matching filesystem operation is attempted.
+    With ``after_release`` the plan is armed only when the next reply is released (through
+    ``TargetEnv.release``, or at the end of the iteration that releases it), so ``Crash(nth=1)``
+    dies at the first filesystem operation after an acknowledgement."""
 
     plan: FaultPlan
+    after_release: bool = False
     kind: ClassVar[str] = "arm_crash"
 
 
@@ -305,6 +309,8 @@ def step_to_dict(step: Step) -> dict[str, Any]:
     out: dict[str, Any] = {"step": step.kind}
     for f in dataclasses.fields(step):
         value = getattr(step, f.name)
+        if f.name == "after_release" and not value:
+            continue  # (the usual arming: reproductions stay as they were)
         if f.name == "argv":
             value = _encode_argv(value)
         elif f.name == "commands":
@@ -347,6 +353,8 @@ def step_from_dict(data: Any, where: str) -> Step:
                 value = CrashChoice.from_dict(value)
             elif name == "model":
                 value = PersistenceModel(value)
+            elif name == "after_release" and not isinstance(value, bool):
+                raise ReproError(f"{where}.after_release: expected true or false, got {value!r}")
             elif name == "damage" and value is not None:
                 value = _damage_from_dict(value, f"{where}.damage")
         except ReproError:

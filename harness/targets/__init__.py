@@ -3,7 +3,9 @@
 In-process (``_inprocess``): the ``Target`` protocol a Python AOF implementation provides to be
 driven by the state machines, the explorer and the pytest plugin (built by a factory from a
 ``TargetEnv``: the FileSystem, the Clock and a ``TargetConfig``), the optional
-``RewritingTarget`` capability, ``load_target_factory("MODULE:FACTORY")`` and
+``RewritingTarget`` capability, ``CommandShapes`` (what a target accepts: command names and
+their forms in the reference's vocabulary; ``accepts_of(target)`` is the predicate every
+generator filters with), ``load_target_factory("MODULE:FACTORY")`` and
 ``reference_target``, the bundled reference driven through that same protocol
 (``_reference``); ``TargetSource`` records where a target's module came from, so that its
 reproductions replay from any directory (``_source``).
@@ -75,6 +77,7 @@ from harness.targets._reaper import FORK_CHILD_TITLES
 from harness.targets._reference import reference_target
 from harness.targets._rundirs import make_run_dir, remove_stale_run_dirs, run_dir_base
 from harness.targets._servers import ServerInfo, ServerSpec, probe_server, resolve_server
+from harness.targets._shapes import CommandShapes, accepts_of, shapes_of
 from harness.targets._source import TargetSource, make_importable, target_source
 
 __all__ = [
@@ -86,6 +89,7 @@ __all__ = [
     "AofManifestEntry",
     "AofManifestError",
     "CommandProcess",
+    "CommandShapes",
     "Dump",
     "DumpValue",
     "Keyspace",
@@ -107,6 +111,7 @@ __all__ = [
     "TargetFactory",
     "TargetRefusedToStart",
     "TargetSource",
+    "accepts_of",
     "aof_manifest_path",
     "aof_paths",
     "as_rewriting",
@@ -124,6 +129,7 @@ __all__ = [
     "remove_stale_run_dirs",
     "resolve_server",
     "run_dir_base",
+    "shapes_of",
     "target_checksummed",
     "target_files",
     "target_source",

@@ -6,9 +6,14 @@ them; the driver then submits commands, runs event-loop iterations, moves the cl
 the disk and builds a fresh target on the crash image. Nothing here knows the reference server:
 it is one target among others (``_reference.reference_target``).
 
-The ack rule, as the driver applies it: a reply counts as acknowledged when ``released(ticket)``
-is true after a ``run_iteration()`` — a target releases a reply only once the command is as
-durable as its policy promises (Redis writes the AOF in ``beforeSleep`` before replying).
+The ack rule, as the driver applies it: a reply counts as acknowledged when it is released — a
+target releases a reply only once the command is as durable as its policy promises (Redis
+writes the AOF in ``beforeSleep`` before replying). Where the release happens is what the
+harness judges: a target that hands each reply to ``TargetEnv.release(ticket, reply)`` the
+moment it releases it is acknowledged there, at that place among its filesystem operations (a
+crash between that release and the fsync after it loses an acknowledged write); one that
+only answers ``released(ticket)`` is acknowledged when ``run_iteration()`` returns (ALICE's
+rule, an acknowledgement is a point in the syscall trace, then holds only at iteration ends).
 """
 
 from __future__ import annotations
@@ -88,12 +93,23 @@ class TargetEnv:
     is how the ``KillChild`` fault reaches a target with a stepped rewrite: ask
     ``kill_child(rewrite_number, step)`` (both 1-based) before each step of the rewrite and,
     if it says True, die at that step instead. Targets without rewrites ignore it.
+
+    ``release(ticket, reply)`` is the reply channel: call it at the moment the reply of
+    `ticket` goes to its client (inside ``run_iteration``, between the filesystem calls that
+    come before and after). The harness records the acknowledgement there, so every crash
+    point after it and before the fsync that should have preceded it is judged as losing an
+    acknowledged write. A ticket released this way is settled by the channel: the harness
+    does not ask ``released``/``pop_reply`` about it (the target need not keep the reply).
+    None (a target driven by hand, a scratch probe): nobody listens, keep replies for
+    ``pop_reply``. Optional: a target that never calls it is acknowledged when
+    ``run_iteration`` returns.
     """
 
     fs: FileSystem
     clock: Clock
     config: TargetConfig
     kill_child: Callable[[int, int], bool] = lambda _rewrite, _step: False
+    release: Callable[[int, Any], None] | None = None
 
 
 @runtime_checkable
@@ -114,8 +130,11 @@ class Target(Protocol):
 
     Optional attributes: ``commands``, the upper-case command names the target implements
     (missing: all of them); the state machines then switch off the features whose rules send
-    others and say so once in the report. ``accepts(argv) -> bool``: False for a command
-    shape the target refuses with an error whatever its state (e.g. DEL of several keys). A
+    others and say so once in the report. ``shapes``: a ``CommandShapes`` (names and, per
+    command, the forms of the reference's surface table it accepts, e.g. DEL of one key
+    only); SELECT and MULTI are sent only when declared. ``accepts(argv) -> bool``: False
+    for a command shape the target refuses with an error whatever its state. Every generator
+    sends only what these allow (``accepts_of``). A
     write whose reply a crash lost is judged as possibly refused (no effect) when the target
     could refuse it: not in ``commands``, not accepted, or of a shape (name, argument count)
     it refused earlier in the run. ``cron_period_ms`` (default 100): how often its
@@ -132,13 +151,15 @@ class Target(Protocol):
         """Load the AOF (or create an empty one); raise TargetRefusedToStart to refuse."""
 
     def submit(self, argv: Sequence[bytes], *, client: int) -> int:
-        """Queue a command from `client` (its own SELECTed db, MULTI state); return a ticket."""
+        """Queue a command from `client` (its own SELECTed db, MULTI state); return a ticket.
+        Only queue: the command runs in the next ``run_iteration``."""
 
     def run_iteration(self) -> None:
         """Run one event-loop iteration at the clock's current time."""
 
     def released(self, ticket: int) -> bool:
-        """True once the reply of `ticket` is released to the client (acknowledged)."""
+        """True once the reply of `ticket` is released to the client (acknowledged); not asked
+        about a ticket released through ``TargetEnv.release``."""
 
     def pop_reply(self, ticket: int) -> Any:
         """Take the released reply of `ticket`."""

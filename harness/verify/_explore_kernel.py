@@ -162,7 +162,7 @@ class KernelExploreConfig:
     def to_dict(self) -> dict[str, Any]:
         out = self.server.to_dict()
         for unused in ("models", "max_images_per_point", "max_dirty_files", "torn", "reorder",
-                       "include_startup"):
+                       "include_startup", "size_before_data", "in_place"):
             out.pop(unused, None)
         return {**out, "models": [self.fs], "kernel_fs": self.fs,
                 "kernel_limits": {"max_prefixes": self.kernel_limits.max_prefixes,

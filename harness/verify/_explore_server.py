@@ -75,7 +75,9 @@ Not modelled
 ------------
 * Faults during the run (ENOSPC, EIO, slow fsync): ``aofcrash verify --fault`` does that.
 * Crashes in the middle of one ``write(2)`` under ``process`` (a FUSE WRITE is applied whole);
-  torn and reordered sectors under the power models are opt-in (``torn``, ``reorder``).
+  torn and reordered sectors under the power models are opt-in (``torn``, ``reorder``); the
+  kernel's own size-before-data and in-place images are on (``size_before_data``,
+  ``in_place``: the file at a size its journal took before the data, over zeros).
 * Stability after a power loss of the recovered state: the second recovery reads the directory
   a SIGKILL of the first one leaves (the ``process`` image), under every model.
 * One client and no concurrency between writes: each entry is sent after the previous reply.
@@ -110,7 +112,7 @@ from faults import (
     ReplayCursor,
     SimDisk,
 )
-from harness.explore._explorer import FrontierIndex, StateTally
+from harness.explore._explorer import FrontierIndex, StateTally, model_image_limits
 from harness.explore._record import DiskLayer
 from harness.oracle import (
     CrashInfo,
@@ -200,6 +202,12 @@ class ServerExploreConfig:
     reorder: bool = False
     max_exact_violations: int = 50
     exact: bool = False
+    # The images the kernel's ext4/xfs produce besides prefixes (faults.ImageLimits): a size
+    # journalled before its data (the file at its new size over zeros), blocks written in place
+    # before a truncate's commit. Real recoveries read any image: on by default, under the
+    # models whose filesystem produces them (harness.explore._explorer.model_image_limits).
+    size_before_data: bool = True
+    in_place: bool = True
 
     def __post_init__(self) -> None:
         errors: list[str] = []
@@ -258,7 +266,8 @@ class ServerExploreConfig:
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_choices_per_point=self.max_images_per_point,
                            max_dirty_files=self.max_dirty_files, torn=self.torn,
-                           reorder=self.reorder)
+                           reorder=self.reorder, size_before_data=self.size_before_data,
+                           in_place=self.in_place)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -271,6 +280,7 @@ class ServerExploreConfig:
             "max_images_per_point": self.max_images_per_point,
             "max_dirty_files": self.max_dirty_files, "torn": self.torn,
             "reorder": self.reorder, "exact": self.exact,
+            "size_before_data": self.size_before_data, "in_place": self.in_place,
         }
 
 
@@ -736,7 +746,7 @@ def explore_server(
             last_ack = fr.last_ack_ms(p)
             crash_ms = max(until, last_ack if last_ack is not None else 0)
             for model in models:
-                enum = disk.crash_choices(model, limits=limits)
+                enum = disk.crash_choices(model, limits=model_image_limits(limits, model))
                 result.count_choices(model, enum)
                 seen: dict[tuple[str, bool], _Group] = {}
                 for choice in enum:

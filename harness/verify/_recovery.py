@@ -11,7 +11,7 @@ import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
@@ -66,12 +66,47 @@ def _write_tree(root: str, files: Mapping[str, bytes], dirs: Sequence[str]) -> N
             fh.write(content)
 
 
+#: Starts of one image, when a start lost its port to another recovery (see ``_lost_port``).
+_START_ATTEMPTS = 3
+
+
+def _lost_port(server: Any) -> bool:
+    """Whether a server that answered PING and then refused our connection had in fact lost
+    its port: it has exited and its log says the address was taken. Under load, another pool
+    worker's server can take the port between the pick and the bind and answer the PING; it
+    then exits with its own recovery. Seen as a false "could not be dumped: Connection
+    refused" verdict of availability (FUSE and kernel explorations alike)."""
+    if server.running:
+        return False
+    try:
+        with open(server.log_path, "rb") as fh:
+            log = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return False
+    return "Address already in use" in log or "Could not create server TCP" in log
+
+
 def _recover(spec: ServerSpec, policy: str, extra: dict[str, str], t0: float, digest: str,
              files: dict[str, bytes], dirs: tuple[str, ...], want_after: bool) -> _Recovered:
     """Start the server on a scratch dir holding exactly the image; dump; SIGKILL; read back
-    what it left (for rule 3)."""
+    what it left (for rule 3). A start that lost its port is redone on a fresh copy."""
     started = time.monotonic()
-    root = make_run_dir("recover")
+    for attempt in range(_START_ATTEMPTS):
+        root = make_run_dir("recover")
+        try:
+            recovered = _recover_once(spec, policy, extra, t0, digest, files, dirs, want_after,
+                                      root, last=attempt == _START_ATTEMPTS - 1)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        if recovered is not None:
+            return replace(recovered, seconds=time.monotonic() - started)
+    raise AssertionError("unreachable: the last attempt always returns")
+
+
+def _recover_once(spec: ServerSpec, policy: str, extra: dict[str, str], t0: float,
+                  digest: str, files: dict[str, bytes], dirs: tuple[str, ...],
+                  want_after: bool, root: str, *, last: bool) -> _Recovered | None:
+    """One start on `root`; None when the start lost its port and `last` is false."""
     server: Any = None
     try:
         data = os.path.join(root, "data")
@@ -101,6 +136,9 @@ def _recover(spec: ServerSpec, policy: str, extra: dict[str, str], t0: float, di
             try:
                 dump = dump_keyspace_at(server.port, now_ms=dump_ms)
             except (OSError, ValueError, redis.exceptions.RedisError) as exc:
+                if not last and isinstance(exc, OSError | redis.exceptions.ConnectionError) \
+                        and _lost_port(server):
+                    return None
                 # It started, then could not be read (it died, or holds a type the dumper
                 # does not know): reported as the reason, the image kept for a reproduction.
                 reason = f"started, but its keyspace could not be dumped: {exc}"
@@ -110,12 +148,10 @@ def _recover(spec: ServerSpec, policy: str, extra: dict[str, str], t0: float, di
         after_dirs: tuple[str, ...] = ()
         if want_after and reason is None:
             after, after_dirs = _read_tree(data)
-        return _Recovered(digest, dump, reason, dump_ms, after, after_dirs,
-                          time.monotonic() - started, heals)
+        return _Recovered(digest, dump, reason, dump_ms, after, after_dirs, 0.0, heals)
     finally:
         if server is not None:
             server.kill()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _worker_recover(args: tuple[Any, ...]) -> _Recovered:

@@ -14,7 +14,9 @@ Persistence, in the order an event-loop iteration does it:
    ``no``: never. A failed fsync stops the store (after a failed fsync the kernel may have
    dropped the data while reporting later fsyncs as successful, so no later promise holds).
 4. Replies are released in order, once the log holds everything their command did: written,
-   and fsynced under ``always``.
+   and fsynced under ``always``. With ``on_release(ticket, reply)`` given, each reply is handed
+   to it at that moment (a server's socket write); without it the reply waits for
+   ``pop_reply``.
 
 Loading: the log is replayed with expiries off (a key's TTL applies once loading is done); a
 tail that ends inside a record or inside a MULTI without its EXEC, or in zeros (data that never
@@ -110,7 +112,8 @@ class TinyStore:
 
     def __init__(self, files: Files, clock: Clock, *, appendfsync: str = "everysec",
                  load_truncated: bool = True, bug: str | None = None,
-                 path: str = LOG_NAME) -> None:
+                 path: str = LOG_NAME,
+                 on_release: Callable[[int, Any], None] | None = None) -> None:
         if appendfsync not in ("always", "everysec", "no"):
             raise ValueError(f"appendfsync: always, everysec or no, got {appendfsync!r}")
         if bug is not None and bug not in BUGS:
@@ -121,6 +124,7 @@ class TinyStore:
         self.load_truncated = load_truncated
         self.bug = bug
         self.path = path
+        self.on_release = on_release
         self.stopped = False
         self._dbs: list[dict[bytes, Entry]] = [{} for _ in range(DATABASES)]
         self._clients: dict[int, _Client] = {}
@@ -256,9 +260,16 @@ class TinyStore:
         durable = self._synced if self.appendfsync == "always" else self._written
         if self.bug == "reply-before-fsync":
             durable = self._written
-        while self._waiting and self._waiting[0][1] <= durable:
+        self._release_through(durable)
+
+    def _release_through(self, offset: int) -> None:
+        """Release, in order, the replies whose records end at or before log `offset`."""
+        while self._waiting and self._waiting[0][1] <= offset:
             ticket, _, reply = self._waiting.popleft()
-            self._ready[ticket] = reply
+            if self.on_release is not None:
+                self.on_release(ticket, reply)
+            else:
+                self._ready[ticket] = reply
 
     def _flush(self) -> bool:
         """Write the buffer and fsync as the policy says; False once the store stopped."""

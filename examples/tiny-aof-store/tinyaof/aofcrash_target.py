@@ -6,6 +6,10 @@ in the pytest plugin. ``make_buggy_target`` is the same store with the planted b
 ``reply-before-fsync`` on (a separate factory, so a reproduction that names it replays with the
 bug). ``TargetConfig.options["bug"]`` switches the bug on too.
 
+Replies go out through the harness's reply channel (``env.release``): the store hands each one
+over at the moment it releases it, so the harness judges the acknowledgement at that place
+among the store's filesystem calls, not at the end of the iteration.
+
 What the harness reads besides the Target protocol: ``commands`` (the store implements only
 these, so the state machines send nothing else and skip the features that need others) and
 ``cron_period_ms`` (how often the event loop wakes while time passes). TinyStore has no rewrite,
@@ -33,7 +37,7 @@ class TinyTarget:
         config = env.config
         self.store = TinyStore(env.fs, env.clock, appendfsync=config.appendfsync,
                                load_truncated=config.aof_load_truncated,
-                               bug=bug or config.options.get("bug"))
+                               bug=bug or config.options.get("bug"), on_release=env.release)
 
     def start(self) -> None:
         try:
