@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from harness.verify._mechanism import (
+    cause_text,
     describe_effects,
     image_effects,
     normalise_name,
@@ -40,6 +41,24 @@ def test_unsynced_appends_cut_a_file_short_or_empty_it() -> None:
 
 def test_a_failed_fsyncs_range_reads_as_zeros() -> None:
     assert image_effects({"a": b"abcdef"}, {"a": b"ab\0\0ef"}) == ("has zeros in a",)
+
+
+def test_a_durable_size_over_lost_data_reads_as_a_zero_filled_end() -> None:
+    assert image_effects({"a": b"abcdef"}, {"a": b"abc\0\0\0"}) == ("has a zero-filled at its end",)
+    assert image_effects({"a": b"abcdef"}, {"a": b"\0" * 6}) == ("has a zero-filled at its end",)
+
+
+def test_a_loaded_zero_filled_end_is_the_cause_of_a_file_cut_short_a_refused_one_is_not() -> None:
+    cut = "durability: the image has appendonly.aof cut short"
+    assert cause_text("durability: the image has appendonly.aof empty") == cut
+    assert cause_text("durability: the image has appendonly.aof zero-filled at its end") == cut
+    # The server refused the zeros: they, not the lost appends, explain the violation.
+    refused = ("availability: the image has appendonly.aof zero-filled at its end; the server: "
+               "Bad file format reading the append only file")
+    assert cause_text(refused) == refused
+    # Zeros with data after them (a failed fsync's range) are another mechanism.
+    zeros = "durability: the image has zeros in appendonly.aof"
+    assert cause_text(zeros) == zeros
 
 
 def test_an_image_equal_to_what_was_written_has_no_effect() -> None:

@@ -24,6 +24,10 @@ def _data_effect(name: str, seen: bytes, kept: bytes) -> str | None:
     if len(kept) <= len(seen):
         if seen.startswith(kept):
             return f"has {name} empty" if not kept else f"has {name} cut short"
+        # A prefix of what was written, then zeros to the end: the size was durable, the
+        # data after the prefix not (power-ext4/xfs's size-before-data, the kernel's ext4).
+        if seen.startswith(kept.rstrip(b"\0")):
+            return f"has {name} zero-filled at its end"
         # Zeros where data was written, the rest equal: a dropped (failed-fsync) range.
         if all(k == s or k == 0 for k, s in zip(kept, seen, strict=False)):
             return f"has zeros in {name}"

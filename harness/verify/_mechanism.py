@@ -12,8 +12,10 @@ state at the crash (what the server had written and the kernel showed it) file b
   ones (the name points at an older file: a rename over it was lost);
 * ``has F empty``: the image keeps F with no data (its data was never synced);
 * ``has F cut short``: the image holds a strict prefix of F (unsynced appends were lost);
-* ``has zeros in F``: where the server wrote data the image reads zeros (a failed fsync's
-  range: see docs/contract.md, "EIO zero-fill").
+* ``has F zero-filled at its end``: the image holds a prefix of F, then zeros up to a
+  longer size (the size was durable, the appended data not: a zero-tail image);
+* ``has zeros in F``: where the server wrote data the image reads zeros, data after them
+  (a failed fsync's range: see docs/contract.md, "EIO zero-fill").
 
 File names are normalised (every run of digits becomes ``N``), so the multi-part
 ``appendonly.aof.2.incr.aof`` of two runs reads the same. Temp files (a name starting with
@@ -55,13 +57,21 @@ def describe_effects(effects: Sequence[str]) -> str:
 
 
 _EMPTY: Final = re.compile(r"has (\S+) empty")
+_ZERO_TAIL: Final = re.compile(r"has (\S+) zero-filled at its end")
 
 
 def cause_text(mechanism: str) -> str:
     """A mechanism as a report's cause: a file left empty is a file cut short (to nothing):
     one missing fsync loses the unsynced appends whether or not any were synced before, so
-    both are one cause."""
-    return _EMPTY.sub(r"has \1 cut short", mechanism)
+    both are one cause. So is a file zero-filled at its end when the server loaded it (no
+    availability rule broken, no refusal): it read up to the zeros as it reads up to the end
+    of a file cut short, and lost the same appends. When the server refused the zeros, they
+    are what explains it: a cause of their own."""
+    text = _EMPTY.sub(r"has \1 cut short", mechanism)
+    rules = text.split(":", 1)[0].split("/")
+    if "availability" in rules or "; the server: " in text:
+        return text
+    return _ZERO_TAIL.sub(r"has \1 cut short", text)
 
 
 _LOG_PREFIX: Final = re.compile(r"^\d+:[A-Z] \d+ \w+ \d+ [\d:.]+ [#*.-] ")
