@@ -140,8 +140,9 @@ class ExploreLimits:
     ``byte_granularity``: crash inside every write at every byte, and power prefixes at every
     byte. ``small_write_bytes``: every byte inside writes shorter than a sector.
     ``max_exact_violations``: violations re-checked (and reported) with the oracle's verdict;
-    ``max_reproductions``: violations kept with a reproduction; ``confirm_reproductions``: how
-    many of those are replayed through the driver to confirm them. ``audit_every``: every n-th
+    ``max_reproductions``: violations kept with a reproduction (the first state of each
+    mechanism keeps one too); ``confirm_reproductions``: how many of those, in order, are
+    replayed through the driver to confirm them. ``audit_every``: every n-th
     distinct fast-path content is also recovered in full (0: never).
     ``stop_at_first_violation``: end the walk after the first crash point with a violating
     state (the points after it are counted as not explored; for sensitivity runs that only
@@ -248,7 +249,10 @@ class CrashPoint:
 @dataclass(frozen=True)
 class ExploreViolation:
     """One violating state: where, which image, which rules, the oracle's verdict (None beyond
-    ``max_exact_violations``) and a reproduction (None beyond ``max_reproductions``)."""
+    ``max_exact_violations``) and a reproduction (None beyond ``max_reproductions``, except
+    for the first state of each mechanism, which always keeps one). ``confirmed``: whether the
+    reproduction replayed to one of ``rules``; None when it was not replayed (no reproduction,
+    or past ``confirm_reproductions``)."""
 
     point: CrashPoint
     model: PersistenceModel
