@@ -1097,7 +1097,7 @@ def make_state_machine(
             for _ in range(3):  # under everysec the fsync is issued at the next second
                 if not self._alive() or self._stalled_since(mark):
                     break
-                self._do(Write(data.draw(_string_write(), label="write before the stall")))
+                self._do(Write(data.draw(string_writes, label="write before the stall")))
                 if self._alive() and not self._stalled_since(mark):
                     self._do(Tick(data.draw(st.sampled_from([100, 500, 1000]), label="tick")))
             if not self._alive():
@@ -1112,7 +1112,7 @@ def make_state_machine(
                     self._do(Tick(gap_ms))
                 if not self._alive():
                     return
-                self._do(Write(data.draw(_string_write(), label="write during the stall")))
+                self._do(Write(data.draw(string_writes, label="write during the stall")))
                 if not self._alive():
                     return
             left_ms = _stall_end_ms(self.driver.fs.fired) + offset_ms - self.driver.clock.now_ms
@@ -1129,7 +1129,7 @@ def make_state_machine(
                 self._do(ArmCrash(FaultPlan((Crash(nth=data.draw(st.integers(1, 3), label="nth"),
                                                    op=FaultOp.ANY),))))
                 self._do(Tick(100))  # the cron's operations (a postponed write, an fsync)
-                for argv in data.draw(st.lists(_string_write(), max_size=2),
+                for argv in data.draw(st.lists(string_writes, max_size=2),
                                       label="writes after"):
                     if not self._alive():
                         break
