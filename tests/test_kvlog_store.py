@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kvlog import LOG, TEMP, CorruptLog, KvLog, StoreError
@@ -30,6 +31,7 @@ from harness.pytest_plugin import aofcrash_state_machine, find_violation
 PROCESS, POWER = PersistenceModel.PROCESS, PersistenceModel.POWER
 ADAPTER = Path(__file__).resolve().parents[1] / "examples/kvlog-store/kvlog/aofcrash_target.py"
 BUGGY = "kvlog.aofcrash_target:make_{}_target"
+CORRECT = "kvlog:make_target"
 
 
 def _store(disk: SimDisk, clock: Clock | None = None, **kwargs: object) -> KvLog:
@@ -277,3 +279,36 @@ def test_a_damage_plan_aimed_at_another_file_never_fires_on_the_store() -> None:
                      make_workload("mixed", ops=10, seed=1), models=(POWER,),
                      limits=ExploreLimits(damage=plan))
     assert result.violation_total == 0 and not result.damaged_outcomes
+
+
+def test_workload_faults_aimed_at_the_aof_are_aimed_at_the_stores_own_log() -> None:
+    from harness.explore._workloads import aim_workload
+    from harness.machine._steps import InjectFaults
+
+    steps = make_workload("fsync-error", ops=40, seed=0)
+    aimed = aim_workload(steps, files=("data.log",), temp_files=("compact.tmp",))
+    globs = {f.path_glob for s in aimed if isinstance(s, InjectFaults) for f in s.plan.faults}
+    assert globs == {"data.log"}  # none left on appendonly.aof, where they never fired
+    several = aim_workload(steps, files=("a.log", "b.log"), temp_files=())
+    assert {f.path_glob for s in several if isinstance(s, InjectFaults)
+            for f in s.plan.faults} == {"*"}  # several logs: any file
+
+
+def test_the_fsync_error_workload_now_fails_an_fsync_of_kvlogs_own_log() -> None:
+    # Before its faults were aimed at the store's declared files they named appendonly.aof
+    # and never fired on data.log: the workload tested nothing on this store.
+    from harness.explore import _run
+
+    recordings: list[Any] = []
+    record = _run.record
+
+    def keep(config: RunConfig, steps: Any) -> Any:
+        recordings.append(record(config, steps))
+        return recordings[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_run, "record", keep)
+        result = explore(RunConfig(policy="always", target=CORRECT),
+                         make_workload("fsync-error", ops=40, seed=0), models=(PROCESS, POWER))
+    assert recordings[0].error_stalls, "no injected I/O error fired on the store's files"
+    assert result.ok, [v.rule for v in result.violations]

@@ -92,11 +92,31 @@ def _recorded(config: RunConfig, steps: Sequence[Step], models: Sequence[Persist
         raise ValueError(f"models: expected one or more PersistenceModel, got {models!r}")
     from harness.machine._driver import ContractViolation
 
+    if config.target is not None:
+        steps = _aimed_at_own_files(config, steps)
     try:
         return record(config, steps), chosen
     except ContractViolation as exc:
         # A multi-epoch workload's own recovery broke the contract (before any explored point).
         return _setup_violation(config, chosen, limits or ExploreLimits(), naive, exc)
+
+
+def _aimed_at_own_files(config: RunConfig, steps: Sequence[Step]) -> Sequence[Step]:
+    """`steps` with faults aimed at Redis's file names re-aimed at the files the target
+    declares (``files``, ``temp_files``); unchanged when it declares none."""
+    from faults import Clock, SimDisk
+    from harness.explore._workloads import aim_workload
+    from harness.targets import TargetEnv
+    from harness.targets._inprocess import target_temp_files
+
+    probe = config.target_factory()(TargetEnv(fs=SimDisk(), clock=Clock(0),
+                                              config=config.target_config()))
+    files, temp_files = getattr(probe, "files", None), target_temp_files(probe)
+    if files is None and not temp_files:
+        return steps
+    from harness.targets import target_files
+
+    return aim_workload(steps, files=target_files(probe), temp_files=temp_files)
 
 
 def _walk(rec: Recording, models: tuple[PersistenceModel, ...], limits: ExploreLimits | None,

@@ -57,8 +57,8 @@ from harness.machine._steps import (
 from harness.machine._surface import KEY_KIND, SURFACE_PAIRS, surface_argv
 from reference._surface import command_forms
 
-__all__ = ["DEFAULT_SUITE", "WORKLOADS", "Workload", "describe_fitting", "fit_workload",
-           "make_workload", "suite_config"]
+__all__ = ["DEFAULT_SUITE", "WORKLOADS", "Workload", "aim_workload", "describe_fitting",
+           "fit_workload", "make_workload", "suite_config"]
 
 _AOF = "appendonly.aof"
 # Faults and crashes of workloads with no rewrite in flight at the time: any file. The reference
@@ -718,6 +718,30 @@ def make_workload(name: str, *, ops: int, seed: int = 0,
     steps = tuple(workload.build(ops, random.Random(f"{name}:{seed}")))
     return fit_workload(steps, accept)[0] if accept is not None else steps
 
+
+
+def aim_workload(steps: Sequence[Step], *, files: Sequence[str],
+                 temp_files: Sequence[str]) -> tuple[Step, ...]:
+    """`steps` with the faults aimed at Redis's file names aimed at a target's own: the AOF's
+    at its `files` (one glob: that one; several: any file), the rewrite's temporary files' at
+    its `temp_files` (kept when it declares none). Aimed at ``appendonly.aof``, a fault never
+    fires on a store whose log has another name."""
+    def one(globs: Sequence[str]) -> str | None:
+        return None if not globs else globs[0] if len(globs) == 1 else "*"
+
+    log, temp = one(files), one(temp_files)
+    new_glob = {_AOF: log, _REWRITTEN: temp, _CHILD_TEMP: temp}
+
+    def aimed(plan: FaultPlan) -> FaultPlan:
+        faults: list[Any] = []
+        for fault in plan.faults:
+            glob = new_glob.get(getattr(fault, "path_glob", ""))
+            faults.append(fault if glob is None else dataclasses.replace(
+                fault, path_glob=glob))  # type: ignore[call-arg]
+        return FaultPlan(tuple(faults))
+
+    return tuple(dataclasses.replace(step, plan=aimed(step.plan))
+                 if isinstance(step, InjectFaults | ArmCrash) else step for step in steps)
 
 
 def _shown(argv: tuple[bytes, ...]) -> str:

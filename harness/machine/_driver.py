@@ -225,6 +225,9 @@ class Driver:
         # commands of an iteration (the protocol's order), so a command ran somewhere in
         # [iteration start, end]: the longest such span so far widens expiry comparisons.
         self._late_ms = 0
+        # Entry index -> the end of the late iteration it executed in: the latest time it
+        # can have run at (see ``_check``).
+        self._ran_until: dict[int, int] = {}
         self.target: Target = self._boot()
 
     # -- public ---------------------------------------------------------------------------
@@ -379,6 +382,10 @@ class Driver:
         self.target.run_iteration()
         if self._factory is not _reference_factory():
             self._late_ms = max(self._late_ms, self.clock.now_ms - now)
+            if self.clock.now_ms > now:
+                for p in self._pending:
+                    if p.entry is not None and p.executed_ms == now:
+                        self._ran_until[p.entry] = self.clock.now_ms
         still: list[_Pending] = []
         released = False
         for p in self._pending:
@@ -594,11 +601,23 @@ class Driver:
         # A write whose reply the crash lost may have been refused (no effect) where the
         # target could refuse it; the history then records it so (the rebase keeps what
         # survived).
-        verdict, self.history = check_allowing_refusals(
-            self.history,
-            lambda h: self._check_with(h, snapshot, reason, model, crash, damaged=damaged,
-                                       damaged_synced=damaged_synced),
-            self._could_refuse)
+        def check(history: History) -> tuple[Verdict, History]:
+            return check_allowing_refusals(
+                history,
+                lambda h: self._check_with(h, snapshot, reason, model, crash, damaged=damaged,
+                                           damaged_synced=damaged_synced),
+                self._could_refuse)
+
+        verdict, history = check(self.history)
+        if not verdict.ok and self._ran_until:
+            # A target other than the reference ran an iteration's commands after its timers
+            # (a stalled fsync moves the clock): each ran at some time up to the iteration's
+            # end. A command near an expiry then acts on the key expired (a DECRBY of a key
+            # that had just expired makes a new one): judged with the late times too.
+            late_verdict, late_history = check(_executed_late(self.history, self._ran_until))
+            if late_verdict.ok:
+                verdict, history = late_verdict, late_history
+        self.history = history
         return verdict
 
     def _note_refusal(self, p: _Pending) -> None:
@@ -641,8 +660,16 @@ class Driver:
             damaged_image=damaged,
             damaged_synced=damaged_synced,
             crash=crash,
-            expiry_tolerance_ms=self._late_ms,
+            expiry_tolerance_ms=self._entries_late_ms(history),
         )
+
+    def _entries_late_ms(self, history: History) -> int:
+        """How much later than recorded the entries of `history` can have run: a key's
+        expiry is uncertain by its own command's lateness only (a late iteration with no
+        write in it, a stalled fsync of a timer, moves no expiry)."""
+        entries = history.entries
+        return max((until - entries[i].executed_ms for i, until in self._ran_until.items()
+                    if i < len(entries)), default=0)
 
     def _stalls(self) -> list[tuple[int, int]]:
         """Injected fsync stalls of this epoch's disk and of earlier ones (oracle rule 2)."""
@@ -662,6 +689,7 @@ class Driver:
         self.history = History()
         self.model = Model()
         self._applied = 0
+        ran_until, self._ran_until = self._ran_until, {}
         kept = 0
         for e in old.entries:
             if kept >= k:
@@ -672,10 +700,28 @@ class Driver:
                 e.commands, db=e.db, executed_ms=e.executed_ms, client=e.client,
                 during_rewrite=e.during_rewrite,
             )
+            if e.index in ran_until:
+                self._ran_until[i] = ran_until[e.index]
             self.history.resolve(i, Outcome.OK, at_ms=e.ack_ms if e.ack_ms is not None
                                  else e.executed_ms)
             kept += 1
         self._apply_model()
+
+
+def _executed_late(history: History, ran_until: dict[int, int]) -> History:
+    """`history` with each entry of `ran_until` executed at its iteration's end (as late as
+    it can have run), where the order of the entries allows it."""
+    late = History.from_dict(history.to_dict())
+    for index in sorted(ran_until, reverse=True):
+        if index >= len(late.entries):
+            continue
+        following = late.entries[index + 1].executed_ms if index + 1 < len(late.entries) \
+            else ran_until[index]
+        try:
+            late.executed_later(index, min(ran_until[index], following))
+        except ValueError:
+            continue  # an acknowledgement before that time: it cannot have run so late
+    return late
 
 
 def _shape(argv: tuple[bytes, ...]) -> tuple[bytes, int]:

@@ -932,14 +932,22 @@ class Checker:
             },
         )
 
+    def _closest_prefix(
+        self, rec: Snapshot, counts: list[int], t_ms: int,
+    ) -> tuple[int, int, list[KeyDiff], int]:
+        """The prefix S(k) with the fewest differing keys (the longest of those), that count,
+        and the diff against it with its number of keys."""
+        fewest = min(counts)
+        closest = max(k for k, m in enumerate(counts) if m == fewest)
+        diff, count = _diff(self._timeline().raw_state_at(closest), rec, t_ms,
+                            self.expiry_tolerance_ms)
+        return closest, fewest, diff, count
+
     def _prefix_violation(
         self, rec: Snapshot, counts: list[int], f: int, t_ms: int, crash: CrashInfo | None
     ) -> Violation:
         tl = self._timeline()
-        tol = self.expiry_tolerance_ms
-        fewest = min(counts)
-        closest = max(k for k, m in enumerate(counts) if m == fewest)
-        diff, count = _diff(tl.raw_state_at(closest), rec, t_ms, tol)
+        closest, fewest, diff, count = self._closest_prefix(rec, counts, t_ms)
         phantoms = self._phantoms(diff, rec, t_ms)
         details: dict[str, Any] = {}
         if phantoms:
@@ -976,9 +984,7 @@ class Checker:
         self, rec: Snapshot, counts: list[int], f: int, t_ms: int, crash: CrashInfo | None
     ) -> Violation:
         tl = self._timeline()
-        fewest = min(counts)
-        closest = max(k for k, m in enumerate(counts) if m == fewest)
-        diff, count = _diff(tl.raw_state_at(closest), rec, t_ms, self.expiry_tolerance_ms)
+        closest, fewest, diff, count = self._closest_prefix(rec, counts, t_ms)
         return Violation(
             Rule.DAMAGE,
             f"a checksummed target loaded damaged synced bytes as data: the recovered keyspace "

@@ -258,6 +258,17 @@ def target_files(target: object) -> tuple[str, ...]:
     return tuple(str(g) for g in declared) or ("*",)
 
 
+def target_temp_files(target: object) -> tuple[str, ...]:
+    """The globs of the files `target`'s rewrite or compaction writes before renaming them
+    into place (its ``temp_files``; none when it declares none)."""
+    declared = getattr(target, "temp_files", None)
+    if declared is None:
+        return ()
+    if isinstance(declared, str):
+        return (declared,)
+    return tuple(str(g) for g in declared)
+
+
 def as_rewriting(target: Target) -> RewritingTarget | None:
     """`target` as a RewritingTarget when it has that capability (after ``check_target``)."""
     if _CHECKED.get(type(target), False):
