@@ -531,8 +531,13 @@ _FORKED_VISIT: tuple[ImageMounter, Callable[[str], Any], bool] | None = None
 def _worker_init() -> None:
     # Ctrl-C reaches the whole process group: a worker it killed while holding the pool's
     # queue lock hung the parent's Pool.terminate. The parent handles it; the worker ends by
-    # the pool's SIGTERM or with the parent.
+    # the pool's SIGTERM or with the parent. SIGTERM/SIGHUP get the default disposition back:
+    # the parent's Python handler (faults.fuse's clean-up, for the recorder's mount) never
+    # runs in a worker blocked on the pool's semaphore, and the join after Ctrl-C hung (a
+    # fresh-clone test run). A worker's mounts are released by its own watchdog.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
     set_parent_death_signal_kill()
     if os.getppid() == 1:  # the parent died before prctl took effect
         os._exit(1)
