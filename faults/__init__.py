@@ -138,7 +138,10 @@ Fsync failure semantics (``FsyncFailure``, a ``SimDisk`` setting)
     fsync does not write it, so after a power loss that range reads as what the disk had there
     (zeros past the old durable length, the old durable bytes below it; the file's length is
     made durable by the later sync) — the "fsyncgate" behaviour of Linux since 4.13.
-    Rewriting the range makes it dirty again. The dropped range is never torn or reordered.
+    A write to any page of the range makes that whole page dirty again (Linux writes back
+    pages: the dropped bytes are still in the page cache and go out with the new ones), so a
+    dropped range followed by data on the disk always ends at a page boundary. The dropped
+    range is never torn or reordered.
 ``retry``
     The range stays dirty; a later successful fsync makes it durable.
 

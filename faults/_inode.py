@@ -25,7 +25,8 @@ The rules (also in the ``faults`` module docstring):
   under that model (``Inode.committed``): DURABLE is then that size's image (``Committed``),
   prefixes start at it, and only sizes taken after it remain.
 * A range a failed fsync dropped (``FsyncFailure.LINUX``) reads as what the disk had there in
-  every image (``patches``) and is never torn or reordered.
+  every image (``patches``) and is never torn or reordered, until a write to one of its pages
+  makes that whole page dirty again.
 * A namespace commit (a journal commit, a btrfs log sync) never makes another file's data
   durable: the models keep data and metadata apart, so a name can survive with fewer bytes
   than were written (the "exists, empty" rows of the calibration table).

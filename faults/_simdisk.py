@@ -25,7 +25,7 @@ from typing import Any
 from faults._crash import CrashImages
 from faults._fs import FileStat, check_relative_path, os_error
 from faults._image import DiskImage, FsyncFailure, PersistenceModel
-from faults._inode import BLOCK_BYTES, Inode, InodeView
+from faults._inode import BLOCK_BYTES, Inode, InodeView, block_end
 from faults._metadata import Metadata
 from faults._trace import Op, Raw, Trace, TraceEntry
 
@@ -277,8 +277,8 @@ class SimDisk(CrashImages):
                 inode.clean = pos
             buf[pos : pos + n] = data
         f.pos = end = pos + n
-        if inode.patches:
-            inode.cut_patches(pos, end)
+        if inode.patches and n:
+            _redirty_pages(inode, pos, end)
         self._stamp += 1
         inode.stamp = self._stamp
         if self._tracing:
@@ -368,7 +368,8 @@ class SimDisk(CrashImages):
         """An fsync of `fd` failed (EIO): apply this disk's FsyncFailure semantics, traced.
 
         ``linux``: the dirty range [clean, size) is marked clean without reaching the disk, so
-        no later fsync writes it. ``retry``: nothing changes; the range stays dirty.
+        no later fsync writes it, until a write to one of its pages makes that page dirty again.
+        ``retry``: nothing changes; the range stays dirty.
         """
         f = self._fds.get(fd)
         if f is None:
@@ -767,3 +768,22 @@ class ReplayCursor:
             inode.data[off : off + len(overwritten)] = overwritten
             inode.clean, inode.dsaved, inode.patches, inode.stamp, f.pos, f.append = saved
             inode.sizes[:] = sizes
+
+
+def _redirty_pages(inode: Inode, pos: int, end: int) -> None:
+    """A write to [pos, end) makes every page it touches dirty again, whole (Linux writes back
+    pages, not bytes): the bytes of those pages a failed fsync dropped are in the page cache
+    and go to the disk with the new ones, so a dropped range never ends inside a written page.
+    """
+    lo = pos - pos % BLOCK_BYTES
+    hi = block_end(end)
+    first = min((max(start, lo) for start, disk in inode.patches
+                 if start < hi and start + len(disk) > lo), default=None)
+    if first is None:
+        return
+    if first < inode.clean:
+        if first < inode.dlen:
+            inode.save_durable()  # before the cut: the disk still has the dropped bytes' old ones
+        inode.clean = first
+    inode.cut_patches(lo, hi)
+

@@ -70,6 +70,17 @@ that was completed by zero bytes (its CRLF or its end inside the zero run): only
 stops where the zeros start is a torn tail. Redis refuses such files ("Bad file format",
 redis/redis#5177); ``zero_tail_truncated=False`` does the same (profile ``redis-3.0`` and the
 defect ``zero-tail-refused``).
+
+Zero holes (the same switch): a run of zero bytes that starts where a command may start and
+ends at a page boundary (a multiple of 4096 bytes from the file's start) with data after it is
+a *hole*: the valid prefix ends where the zeros begin and everything after them is dropped
+(``LoadResult.zero_hole_end_offset_bytes`` says where the data after the hole began). Linux
+leaves exactly that when an fsync fails: the dirty pages it could not write are marked clean
+and never written, while pages written after them reach the disk by writeback or a later sync
+(an everysec server writes on while a stalled fsync has not yet returned its error). Nothing
+after such a hole was acknowledged as durable (the fsync that would have covered it failed),
+so it is a torn tail that happens to have bytes after it. Zeros that start inside a command,
+or end off a page boundary, are still garbage.
 """
 
 from __future__ import annotations
@@ -130,6 +141,8 @@ _PIECE_BYTES: Final = 64 * 1024
 _HIREDIS_MIN_FEED_BYTES: Final = 1024
 _DISCARD_COMMAND: Final = COMMANDS[b"discard"]
 _NONZERO: Final = re.compile(rb"[^\x00]")
+# Linux writes a file back in pages: a hole a failed fsync left ends at a multiple of this.
+_PAGE_BYTES: Final = 4096
 # strtol/atoi: C blanks, an optional sign, then digits (what follows them is ignored).
 _STRTOL: Final = re.compile(rb"[ \t\n\v\f\r]*([+-]?[0-9]+)")
 _STAR, _DOLLAR, _HASH = 42, 36, 35
@@ -152,7 +165,8 @@ class LoadResult:
     """Where a load ended: the clean prefix, and what was left after it.
 
     ``zero_tail_offset_bytes``: where an all-zero tail begins (None when the file does not end in
-    one that was taken for a torn tail). ``rdb_preamble_bytes``: the size of the RDB preamble the
+    one that was taken for a torn tail), or a zero hole (see the module docstring);
+    ``zero_hole_end_offset_bytes``: where the data after such a hole begins (None for a tail). ``rdb_preamble_bytes``: the size of the RDB preamble the
     file starts with (0 without one); ``rdb_keys``: the keys loaded from it.
     """
 
@@ -161,6 +175,7 @@ class LoadResult:
     commands_applied: int
     multi_open: bool
     zero_tail_offset_bytes: int | None = None
+    zero_hole_end_offset_bytes: int | None = None
     rdb_preamble_bytes: int = 0
     rdb_keys: int = 0
 
@@ -300,6 +315,9 @@ class AofLoader:
         self._zero_tail_truncated = zero_tail_truncated
         self._annotations = rollback_multi if annotations is None else annotations
         self._zero_tail: int | None = None  # offset where an accepted all-zero tail begins
+        # Whether that run starts at a command boundary (so data after it may make it a hole).
+        self._zero_tail_at_boundary = False
+        self._zero_hole_end: int | None = None  # where the data after an accepted hole begins
         self._use_hiredis = HIREDIS_AVAILABLE if use_hiredis is None else use_hiredis
         self._buf = bytearray()
         self._last_complete = 0  # offset just after the last complete command
@@ -344,9 +362,17 @@ class AofLoader:
         """Append bytes; apply every command they complete. Raises LoadError on garbage."""
         if self._error is not None:
             raise self._error
+        if self._zero_hole_end is not None:
+            self._buf += data  # after a hole: dropped unread
+            return
         if self._zero_tail is not None:
-            if _NONZERO.search(data) is None:
+            first = _NONZERO.search(data)
+            if first is None:
                 self._buf += data  # still an all-zero tail: nothing to parse
+                return
+            if self._zero_tail_at_boundary and (len(self._buf) + first.start()) % _PAGE_BYTES == 0:
+                self._zero_hole_end = len(self._buf) + first.start()
+                self._buf += data
                 return
             self._zero_tail = None  # zeros followed by data: judged as garbage below
         self._buf += data
@@ -366,6 +392,7 @@ class AofLoader:
             commands_applied=self.commands_applied,
             multi_open=self.multi_open,
             zero_tail_offset_bytes=self._zero_tail,
+            zero_hole_end_offset_bytes=self._zero_hole_end,
             rdb_preamble_bytes=self._rdb_bytes,
             rdb_keys=self.rdb_keys,
         )
@@ -529,6 +556,14 @@ class AofLoader:
         annotation's) beginning followed by zeros to the end; if so, remember where the zeros
         begin."""
         buf = self._buf
+        if buf[start] == 0:
+            after = _NONZERO.search(buf, start)
+            if after is not None:
+                if after.start() % _PAGE_BYTES:
+                    return False  # zeros in the middle that a dropped page cannot explain
+                self._zero_tail, self._zero_tail_at_boundary = start, True
+                self._zero_hole_end = after.start()
+                return True
         zeros = _zero_run_start(buf)
         if zeros < start and start == self._rdb_bytes:
             zeros = start  # the run began in the preamble's checksum (0: checksums disabled)
@@ -545,6 +580,7 @@ class AofLoader:
         except RespFormatError:
             return False  # garbage before the zeros
         self._zero_tail = zeros
+        self._zero_tail_at_boundary = zeros == start
         return True
 
     def _feed_hiredis(self) -> None:

@@ -367,7 +367,13 @@ class Server:
         self._ex = Executor(self.keyspace, self, defects=cfg.defects)
         if result.truncated:
             zeros = result.zero_tail_offset_bytes
-            if zeros is not None:
+            hole_end = result.zero_hole_end_offset_bytes
+            if zeros is not None and hole_end is not None:
+                self._log("#", f"!!! Warning: the AOF file {name} has zero bytes from offset "
+                          f"{zeros} to {hole_end} (pages a failed fsync never wrote), then "
+                          f"{result.size_bytes - hole_end} bytes: loading it as truncated at "
+                          "the zeros !!!")
+            elif zeros is not None:
                 self._log("#", f"!!! Warning: the AOF file {name} ends in "
                           f"{result.size_bytes - zeros} zero bytes from offset {zeros} (data "
                           "that never reached the disk): loading it as a truncated file !!!")

@@ -327,6 +327,47 @@ def test_zeros_followed_by_data_are_refused_by_both_profiles(profile: Profile) -
         assert "Bad file format" in error.reason
 
 
+def _hole_to_page_end(prefix: bytes) -> bytes:
+    return bytes(-len(prefix) % 4096)
+
+
+def test_a_zero_hole_ending_at_a_page_boundary_is_cut_at_the_zeros_in_safe() -> None:
+    # What Linux leaves when an fsync fails and later pages are written back: the pages it
+    # dropped read as zeros, the data after them is there.
+    after = rec("SET", "late", "x") * 3
+    data = BASE + _hole_to_page_end(BASE) + after
+    server, disk = start(data)
+    assert server.dump() == BASE_DUMP
+    assert disk.visible_image().files[AOF] == BASE
+    assert any(f"zero bytes from offset {len(BASE)} to 4096" in line and
+               f"then {len(after)} bytes" in line for line in server.log)
+    error = _refused(data, profile=Profile.REDIS_3_0)
+    assert error.offset_bytes == len(BASE) and "Bad file format" in error.reason
+
+
+def test_zeros_ending_off_a_page_boundary_or_starting_inside_a_command_are_refused() -> None:
+    partial = rec("SET", "b", "hello")[:9]
+    for data in (BASE + _hole_to_page_end(BASE)[:-1] + rec("SET", "z", "1"),
+                 BASE + partial + _hole_to_page_end(BASE + partial) + rec("SET", "z", "1")):
+        error = _refused(data)
+        assert error.offset_bytes == len(BASE) and "Bad file format" in error.reason
+
+
+@pytest.mark.parametrize("use_hiredis", [False, True] if HIREDIS_AVAILABLE else [False])
+@pytest.mark.parametrize("piece_bytes", [1, 500, 4096, 100_000])
+def test_a_zero_hole_fed_in_pieces_is_cut_where_the_zeros_begin(use_hiredis: bool,
+                                                                piece_bytes: int) -> None:
+    big = _aof(2_000)  # long enough for the hiredis path
+    data = big + _hole_to_page_end(big) + big
+    loader = AofLoader(use_hiredis=use_hiredis)
+    for start_byte in range(0, len(data), piece_bytes):
+        loader.feed(data[start_byte:start_byte + piece_bytes])
+    result = loader.finish()
+    assert result.valid_offset_bytes == result.zero_tail_offset_bytes == len(big)
+    assert result.zero_hole_end_offset_bytes == -(-len(big) // 4096) * 4096
+    assert loader.dump(0) == _loaded(big)
+
+
 def test_the_start_of_a_command_followed_by_zeros_is_a_torn_tail() -> None:
     partial = rec("SET", "b", "hello")
     for cut in (1, 4, 9, 15, len(partial) - 9):  # inside the header, a bulk, a length line
