@@ -166,8 +166,9 @@ class LoadResult:
 
     ``zero_tail_offset_bytes``: where an all-zero tail begins (None when the file does not end in
     one that was taken for a torn tail), or a zero hole (see the module docstring);
-    ``zero_hole_end_offset_bytes``: where the data after such a hole begins (None for a tail). ``rdb_preamble_bytes``: the size of the RDB preamble the
-    file starts with (0 without one); ``rdb_keys``: the keys loaded from it.
+    ``zero_hole_end_offset_bytes``: where the data after such a hole begins (None for a tail).
+    ``rdb_preamble_bytes``: the size of the RDB preamble the file starts with (0 without one);
+    ``rdb_keys``: the keys loaded from it.
     """
 
     valid_offset_bytes: int
