@@ -131,8 +131,11 @@ disagree with it.
   whose writeback failed (reported once per open file since 4.13: "fsyncgate"), while a later
   fsync still makes the file's new length durable. After a power loss the range therefore
   reads as the disk had it: zeros past the old durable length (blocks never written read as
-  zeros), the old bytes below it. A failed fsync followed by a successful one thus becomes a
-  *hole of zeros* in the middle of the AOF, not a shorter file: a loader that checks its
+  zeros), the old bytes below it. Linux writes back pages, not bytes: a later write into a
+  page of the range makes that whole page dirty again (its dropped bytes are still in the
+  page cache), so only the pages no later write touched stay dropped. A failed fsync of more
+  than a page of appends followed by a successful one thus becomes a *hole of zeros* in the
+  middle of the AOF, ending at a page boundary, not a shorter file: a loader that checks its
   format (Redis 7, Valkey) refuses to start ("Bad file format"), which is the availability
   rule, instead of loading a prefix and losing the rest silently; Redis 6.0, which ignores
   the error and keeps acknowledging, loses writes after the hole either way. With
