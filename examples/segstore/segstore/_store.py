@@ -451,6 +451,16 @@ class SegStore:
         self._check_usable()
         return {key: value for key in list(self._data) if (value := self._live(key)) is not None}
 
+    def entries(self) -> dict[str, tuple[str, int | None]]:
+        """Every live key with its value and absolute expiry time (None: no expiry)."""
+        self._check_usable()
+        return {key: self._data[key] for key in list(self._data) if self._live(key) is not None}
+
+    @property
+    def failed(self) -> bool:
+        """True once an I/O call failed (the store accepts nothing more)."""
+        return self._failure is not None
+
     def close(self) -> None:
         """Sync what is unsynced and close the active segment."""
         if self._active_fd is None:
