@@ -4,13 +4,15 @@
 
 (from the repository root; examples/segstore is put on the path here). For the correct store
 and each planted bug (examples/segstore, a store written without knowledge of aofcrash), runs
-``aofcrash fuzz --target ... --budget B`` (and, with ``--damage-too``, again with ``--damage``)
-and ``aofcrash explore --target ...`` at its defaults, stopped by Ctrl-C (SIGINT) after B
-seconds since explore has no time limit of its own. Prints one row per variant and tool: found
-or not, the rules reported, the time to the first finding (fuzz: ``first_failure_s``; explore:
-the elapsed time of the run when stopped or finished, since it reports no per-finding time),
-and whether the first finding's ``aofcrash replay`` (run from another directory without
-PYTHONPATH) shows the same violation. Any finding on ``correct`` is a false alarm.
+``aofcrash fuzz --target ... --budget B --database none`` (a first run: no failure replayed
+from an earlier run's example database; ``--tools fuzz-damage`` adds ``--damage``) and
+``aofcrash explore --target ...`` at its defaults (``explore-damage``: ``--damage``), stopped
+by Ctrl-C (SIGINT) after B seconds since explore has no time limit of its own.
+
+Prints one row per variant and tool: found or not, the rules reported, the time to the first
+finding (fuzz's ``first_failure_s``; explore reports no per-finding time), the wall time, and
+whether the first finding's ``aofcrash replay`` (run from another directory without
+PYTHONPATH) shows a violation again. Any finding on ``correct`` is a false alarm.
 CPU-heavy: one tool run at a time; each takes about B seconds plus shrinking.
 """
 
@@ -65,7 +67,9 @@ def _replays(command: str | None) -> str:
 
 def run_fuzz(factory: str, budget_s: int, reports: Path, *extra: str) -> dict[str, Any]:
     command = [AOFCRASH, "fuzz", "--target", f"{MODULE}:{factory}", "--budget", f"{budget_s}s",
-               "--progress", "never", "--json", "--reports", str(reports), *extra]
+               "--progress", "never", "--json", "--reports", str(reports),
+               # A first run: no failures replayed from an earlier run's example database.
+               "--database", "none", *extra]
     started = time.monotonic()
     done = subprocess.run(command, env=_env(), capture_output=True, text=True, check=False)
     wall_s = time.monotonic() - started
@@ -86,16 +90,18 @@ def run_explore(factory: str, budget_s: int, reports: Path, *extra: str) -> dict
     command = [AOFCRASH, "explore", "--target", f"{MODULE}:{factory}", "--progress", "never",
                "--json", "--reports", str(reports), *extra]
     started = time.monotonic()
+    # Its own process group, signalled whole: what Ctrl-C on a terminal does (explore's
+    # workers get the SIGINT too).
     process = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         stdout, stderr = process.communicate(timeout=budget_s)
     except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGINT)  # explore writes its partial report on Ctrl-C
+        os.killpg(process.pid, signal.SIGINT)  # explore writes its partial report on Ctrl-C
         try:
             stdout, stderr = process.communicate(timeout=120)
         except subprocess.TimeoutExpired:
-            process.kill()
+            os.killpg(process.pid, signal.SIGKILL)
             stdout, stderr = process.communicate()
     wall_s = time.monotonic() - started
     try:

@@ -3,6 +3,8 @@ lose power (segstore_memfs)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from segstore import MANIFEST, CorruptStore, ErrorReply, Reply, SegStore, StoreFailed
 from segstore._records import HEADER
@@ -98,8 +100,9 @@ def test_group_ack_window_bug_leaves_a_second_old_record_unsynced() -> None:
     fs, clock = MemFS(), FakeClock()
     store = make_store(fs, clock, fsync_mode="group", bugs=frozenset({"group-ack-window"}))
     run(store, ("SET", "a", "1"))
-    clock.now_ms += 5000
-    store.run_turn()
+    for _ in range(20):
+        clock.now_ms += 500
+        store.run_turn()
     assert make_store(fs.crash(), clock).items() == {}
 
 
@@ -210,3 +213,55 @@ def test_unknown_bugs_and_modes_are_refused() -> None:
         SegStore(MemFS(), FakeClock(), bugs=frozenset({"nope"}))
     with pytest.raises(ValueError, match="fsync_mode"):
         SegStore(MemFS(), FakeClock(), fsync_mode="sometimes")
+
+
+# -- the aofcrash adapter and aofcrash on the store ----------------------------------------------
+
+ADAPTER = Path(__file__).resolve().parents[1] / "examples/segstore/segstore/aofcrash_target.py"
+TARGET = "segstore.aofcrash_target:{}"
+
+
+def test_the_adapter_is_at_most_about_a_hundred_lines() -> None:
+    assert len(ADAPTER.read_text().splitlines()) <= 110
+
+
+def test_the_adapter_speaks_bytes_and_hands_replies_to_the_release_channel() -> None:
+    from faults import Clock, FaultPlan, FaultyFileSystem, SimDisk
+    from harness.machine._steps import RunConfig
+    from harness.targets import TargetEnv, load_target_factory
+
+    released: list[tuple[int, object]] = []
+    config = RunConfig(policy="always", target=TARGET.format("make_target")).target_config()
+    env = TargetEnv(fs=FaultyFileSystem(SimDisk(), FaultPlan()), clock=Clock(), config=config,
+                    release=lambda ticket, reply: released.append((ticket, reply)))
+    target = load_target_factory(TARGET.format("make_target"))(env)
+    target.start()
+    tickets = [target.submit(argv, client=1) for argv in
+               ([b"SET", b"k", b"\xff"], [b"GET", b"k"], [b"DEL", b"k", b"j"], [b"SET", b"t",
+                b"1", b"PX", b"500"])]
+    target.run_iteration()
+    replies = dict(released)
+    assert [replies[t] for t in tickets[:2]] == ["OK", b"\xff"]
+    assert isinstance(replies[tickets[2]], Exception) and replies[tickets[3]] == "OK"
+    assert target.dump() == {0: {b"k": ("string", b"\xff", None), b"t": ("string", b"1", 500)}}
+
+
+@pytest.mark.parametrize("policy", ["always", "everysec"])
+def test_the_correct_store_passes_fuzz(policy: str) -> None:
+    from harness.machine._steps import RunConfig
+    from harness.pytest_plugin import aofcrash_state_machine, find_violation
+
+    machine = aofcrash_state_machine(
+        config=RunConfig(policy=policy, target=TARGET.format("make_target"), damage=True))
+    assert find_violation(machine, profile="ci", max_examples=30, shrink=False) is None
+
+
+def test_fuzz_finds_the_reply_released_before_its_fsync() -> None:
+    from harness.machine._steps import RunConfig
+    from harness.pytest_plugin import aofcrash_state_machine, find_violation
+
+    machine = aofcrash_state_machine(config=RunConfig(
+        policy="always", target=TARGET.format("make_reply_before_fsync_target")))
+    finding = find_violation(machine, profile="ci", max_examples=100, shrink=False)
+    assert finding is not None
+    assert {v.rule.value for v in finding.verdict.violations} == {"durability"}  # type: ignore[attr-defined]

@@ -59,7 +59,8 @@ BUGS = frozenset(
         "skip-crc-on-load",
         # load drops the first record of the segment that follows a compacted segment.
         "load-skips-after-snapshot",
-        # group: syncs on every 10th turn, however old the unsynced records are.
+        # group: syncs on every 10th turn that wrote something, however old the unsynced
+        # records are (idle turns never sync).
         "group-ack-window",
         # compaction never fsyncs the compacted segment before it replaces the old ones.
         "compact-temp-not-fsynced",
@@ -131,7 +132,7 @@ class SegStore:
         self._active_fd: int | None = None
         self._active_size = 0
         self._oldest_unsynced_ms: int | None = None
-        self._turns = 0
+        self._writing_turns = 0
         self._opened = False
         self._failure: BaseException | None = None
 
@@ -408,10 +409,11 @@ class SegStore:
     def run_turn(self) -> None:
         """One event-loop turn: execute queued commands, sync as the mode says, reply."""
         self._check_usable()
-        self._turns += 1
         held: list[tuple[int, Reply]] = []
         release_at_once = self.fsync_mode == "group" or "reply-before-fsync" in self._bugs
         try:
+            if any(command and command[0].upper() in ("SET", "DEL") for _, command in self._queue):
+                self._writing_turns += 1
             while self._queue:
                 request_id, command = self._queue.popleft()
                 reply = self._execute(command)
@@ -431,7 +433,7 @@ class SegStore:
         if self._oldest_unsynced_ms is None:
             return False
         if "group-ack-window" in self._bugs:
-            return self._turns % _GROUP_SYNC_EVERY_TURNS == 0
+            return self._writing_turns % _GROUP_SYNC_EVERY_TURNS == 0
         return self._clock.now_ms - self._oldest_unsynced_ms >= GROUP_SYNC_AFTER_MS
 
     def take_replies(self) -> list[tuple[int, Reply]]:
