@@ -91,9 +91,11 @@ def run_explore(factory: str, budget_s: int, reports: Path, *extra: str) -> dict
                "--json", "--reports", str(reports), *extra]
     started = time.monotonic()
     # Its own process group, signalled whole: what Ctrl-C on a terminal does (explore's
-    # workers get the SIGINT too).
+    # workers get the SIGINT too). SIGINT back to its default first: a shell starts a
+    # background job (`nohup ... &`) with SIGINT ignored, and the child would inherit that.
     process = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, start_new_session=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         stdout, stderr = process.communicate(timeout=budget_s)
     except subprocess.TimeoutExpired:

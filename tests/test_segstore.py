@@ -4,6 +4,7 @@ lose power (segstore_memfs)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 from segstore import MANIFEST, CorruptStore, ErrorReply, Reply, SegStore, StoreFailed
@@ -253,7 +254,7 @@ def test_the_correct_store_passes_fuzz(policy: str) -> None:
 
     machine = aofcrash_state_machine(
         config=RunConfig(policy=policy, target=TARGET.format("make_target"), damage=True))
-    assert find_violation(machine, profile="ci", max_examples=30, shrink=False) is None
+    assert find_violation(machine, profile="ci", max_examples=100, shrink=False) is None
 
 
 def test_fuzz_finds_the_reply_released_before_its_fsync() -> None:
@@ -265,3 +266,28 @@ def test_fuzz_finds_the_reply_released_before_its_fsync() -> None:
     finding = find_violation(machine, profile="ci", max_examples=100, shrink=False)
     assert finding is not None
     assert {v.rule.value for v in finding.verdict.violations} == {"durability"}  # type: ignore[attr-defined]
+
+
+def _explore(factory: str, policy: str, workload: str, *, damage: bool = False) -> Any:
+    from faults import FaultPlan, PersistenceModel
+    from harness.explore import DEFAULT_DAMAGE, ExploreLimits, explore, make_workload
+    from harness.machine._steps import RunConfig
+
+    return explore(RunConfig(policy=policy, target=TARGET.format(factory)),
+                   make_workload(workload, ops=80, seed=1),  # 80: compactions
+                   models=(PersistenceModel.PROCESS, PersistenceModel.POWER),
+                   limits=ExploreLimits(damage=DEFAULT_DAMAGE if damage else FaultPlan(),
+                                        max_reproductions=1))
+
+
+def test_the_correct_store_passes_explore_with_damage() -> None:
+    result = _explore("make_target", "always", "mixed", damage=True)
+    assert result.violation_total == 0, [v.describe() for v in result.violations[:2]]
+    assert sum(result.damaged_outcomes.values()) > 0  # damaged states were judged
+
+
+def test_explore_finds_the_compacted_segment_that_was_never_fsynced() -> None:
+    result = _explore("make_compact_temp_not_fsynced_target", "always", "mixed")
+    assert result.violation_total > 0
+    assert {rule for (_, rule), n in result.violation_counts.items() if n} <= {
+        "durability", "prefix-consistency", "availability"}
