@@ -37,7 +37,7 @@ from faults import (
 from harness.explore._record import NotingLayer
 from harness.machine._driver import ContractViolation, Driver, ModelDivergence, TargetRunaway
 from harness.machine._judge import Judge
-from harness.machine._machine import CheckAofDisagreement, LivenessViolation
+from harness.machine._rules import CheckAofDisagreement, LivenessViolation
 from harness.machine._steps import (
     ArmCrash,
     BgRewrite,

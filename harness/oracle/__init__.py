@@ -159,7 +159,7 @@ Outside the contract: the state machines also check, on the bundled reference on
 (a rewrite ends and, with no fault armed, replaces the AOF; writes are accepted again once
 every fault is cleared) and that ``reference.check_aof`` agrees with the loader on each crash
 image. Those are progress and tooling checks, not crash consistency; campaigns report them as
-``liveness`` and ``check-aof`` findings (harness/machine/_machine.py). For any target, a step
+``liveness`` and ``check-aof`` findings (harness/machine/_rules.py). For any target, a step
 that makes a million filesystem calls or runs 5 s of CPU time is a ``liveness`` finding too
 (TargetRunaway, harness/machine/_driver.py), and so, in the explorer, is a recovery that runs
 that long without finishing (ExploreRunaway): a loop that never ends, not a hung run.
