@@ -7,7 +7,10 @@
 ``--merge`` runs only the cells asked and puts them into the existing findings-redis.json (a
 cell of the same key replaced, the others kept; the run is listed at the top of the page). The
 kernel's filesystems (``ext4``, ``xfs``, ``btrfs``: root, /dev/fuse, loop devices) take no
-SimDisk fault: their cells are fault ``none`` only.
+SimDisk fault: their cells are fault ``none`` only. A merged run records which of its cells
+changed their verdict or mechanisms against the cells they replaced (``--why TEXT`` says why
+they were re-run, e.g. a model fixed); the page lists them under "Changes made by re-run
+cells".
 
 Every cell is one ``aofcrash verify`` configuration: server (presets 6.0, 6.2, 7.0, 8.2, valkey) x
 appendfsync (always, everysec) x model (process, power-ext4, power-posix-metadata,
@@ -83,6 +86,7 @@ class Cell:
     # The first violating trial of each mechanism, attributed; and its reproduction.
     attributed: dict[str, TrialResult] = field(default_factory=dict)
     reproductions: dict[str, str] = field(default_factory=dict)
+    attribution_seconds: float = 0.0  # in workers, re-running its violating trials' variants
 
     @property
     def mechanisms(self) -> dict[str, list[TrialResult]]:
@@ -162,6 +166,8 @@ class Cell:
             "mechanisms": mechanisms,
             "fault_notes": sorted({t.fault_note for t in self.trials if t.fault_note}),
             "violating_trials": [t.index for t in self.violating],
+            "seconds": {"trials": round(sum(t.elapsed_s for t in self.trials), 1),
+                        "attributions": round(self.attribution_seconds, 1)},
             "events": dict(sum((t.events for t in self.trials), Counter())),
         }
 
@@ -185,6 +191,13 @@ def _lost(trial: TrialResult) -> str | None:
 def _case(trial: TrialResult, rule: str) -> str:
     return "acknowledged, then unavailable" if rule == "availability" \
         and trial.unavailable_after_ack else rule
+
+
+def _timed_attribution(config: VerifyConfig, trial: TrialResult, repeats: int
+                       ) -> tuple[TrialResult, float]:
+    """A trial attributed in a worker, with how long that took there."""
+    started = time.monotonic()
+    return _runner.worker_attribution(config, trial, repeats), time.monotonic() - started
 
 
 def _progress(text: str) -> None:
@@ -221,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
                    "whose verdict or cause changed")
     p.add_argument("--note", default="",
                    help="a sentence on the settings of this run (e.g. why fewer trials)")
+    p.add_argument("--why", default="",
+                   help="with --merge: why the cells are re-run (e.g. a model fixed); the page "
+                   "lists each re-run cell whose verdict or mechanisms changed, with it")
     args = p.parse_args(argv)
     out: Path = args.out.absolute()  # a FUSE loop may change this process's cwd
     if args.render_only:
@@ -271,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(cell, index) for cell in sorted(cells, key=lambda c: c.config.policy != "everysec")
             for index in range(args.trials)]
     total = len(jobs)
-    pending: dict[Future[TrialResult], tuple[Cell, bool]] = {}
+    pending: dict[Future[Any], tuple[Cell, bool]] = {}
     trials_done = attributions = 0
     trial_seconds = 0.0
     pool = _runner.worker_pool(args.workers)
@@ -282,14 +298,16 @@ def main(argv: list[str] | None = None) -> int:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 cell, is_attribution = pending.pop(future)
-                trial = future.result()
                 if is_attribution:
+                    trial, seconds = future.result()
+                    cell.attribution_seconds += seconds
                     cell.attributed[_mechanism(trial)] = trial
                     attributions += 1
                     cause = trial.attribution.summary() if trial.attribution else "?"
                     _progress(f"[{time.monotonic() - started:6.0f}s] attributed {cell.name} "
                               f"trial {trial.index}: {cause}")
                     continue
+                trial = future.result()
                 cell.trials.append(trial)
                 trials_done += 1
                 trial_seconds += trial.elapsed_s
@@ -300,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                         line += (f" ({', '.join(cell.rules)}; attributing trial(s) "
                                  f"{', '.join(str(t.index) for t in firsts)})")
                         for first in firsts:
-                            pending[pool.submit(_runner.worker_attribution, cell.config, first,
+                            pending[pool.submit(_timed_attribution, cell.config, first,
                                                 args.repeats)] = (cell, True)
                     _progress(f"[{time.monotonic() - started:6.0f}s] {trials_done}/{total} "
                               f"{line}")
@@ -354,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
             "attributions": attributions, "elapsed_s": round(elapsed, 1),
             "trials_elapsed_s": round(trials_elapsed, 1), "workers": args.workers,
             "trials_per_s": round(trials_done / trials_elapsed, 2) if trials_elapsed else None,
-            "note": args.note})
+            "note": args.note, "why": args.why})
         write_atomic(out / "findings-redis.json", json.dumps(data, indent=1, default=str) + "\n")
         write_atomic(out / "findings-redis.md", render_markdown(data, _explore_doc(out)))
         _progress(f"{len(cells)} cells merged, {trials_done} trials + {attributions} "
@@ -387,8 +405,14 @@ def _merge(data: dict[str, Any], cells: list[Cell], servers: dict[str, dict[str,
     """`data` (an earlier findings-redis.json) with `cells` put in (a cell of the same key
     replaced), in matrix order, its summary counted again and `run` listed under "merged"."""
     by_key = {c["cell"]: c for c in data["cells"]}
+    changed = []
     for cell in cells:
-        by_key[cell.name] = cell.summary()
+        new = cell.summary()
+        old = by_key.get(cell.name)
+        if old is not None and _outcome(old) != _outcome(new):
+            changed.append({"cell": cell.name, "before": _outcome(old), "now": _outcome(new)})
+        by_key[cell.name] = new
+    run = {**run, "changed": changed}
     for server, info in servers.items():
         data["servers"].setdefault(server, info)
     order = {name: i for i, name in enumerate((*SERVERS, *POLICIES, *MODELS, *KERNEL_MODELS,
@@ -402,6 +426,34 @@ def _merge(data: dict[str, Any], cells: list[Cell], servers: dict[str, dict[str,
     data["merged"] = [m for m in data.get("merged", []) if m["command"] != run["command"]] \
         + [run]
     return data
+
+
+def _outcome(cell: dict[str, Any]) -> dict[str, Any]:
+    """What a re-run of a cell is compared on: its verdict and its mechanisms (each with the
+    trials that showed it out of how many)."""
+    return {"verdict": cell["verdict"], "trials": cell["trials"],
+            "violations": cell.get("violations", 0),
+            "mechanisms": sorted(m["mechanism"] for m in cell.get("mechanisms") or [])}
+
+
+def _outcome_text(outcome: dict[str, Any]) -> str:
+    head = f"{outcome['verdict']} ({outcome['violations']}/{outcome['trials']})" \
+        if outcome["verdict"] in ("violation", "unavailable") \
+        else f"{outcome['verdict']} ({outcome['trials']} trials)"
+    return head + "".join(f"<br>- {m}" for m in outcome["mechanisms"])
+
+
+def _merge_changes(run: dict[str, Any]) -> list[str]:
+    """The table of a merged run's cells whose verdict or mechanisms changed, and why."""
+    if "changed" not in run:
+        return []  # merged before changes were recorded
+    head = (f"`{run['command']}` ({run['generated']}): {len(run['changed'])} of "
+            f"{run['cells']} cells changed their verdict or mechanisms"
+            + (f". Why they were re-run: {run['why']}" if run.get("why") else "") + ".")
+    rows = [f"| [`{c['cell']}`](#{c['cell']}) | {_outcome_text(c['before'])} | "
+            f"{_outcome_text(c['now'])} |" for c in run.get("changed", [])]
+    return [head, "", "| cell | before | now |", "|---|---|---|", *rows, ""] if rows \
+        else [head, ""]
 
 
 def _previous(path: Path) -> dict[str, Any]:
@@ -507,7 +559,10 @@ def render_markdown(data: dict[str, Any], explore: dict[str, Any] | None = None)
                   f"{run['cells']} cells, {run['trials']} trials and {run['attributions']} "
                   f"cause attributions in {run['elapsed_s']:.0f} s ({run['trials_per_s']} "
                   f"trials/s over {run['workers']} workers), {run['trials_per_cell']} trials "
-                  "per cell." + (f" {run['note']}" if run.get("note") else ""), ""]
+                  "per cell." + (f" {run['note']}" if run.get("note") else "")
+                  + (f" Cells whose verdict or mechanisms changed: {len(run['changed'])} "
+                     "(see [Changes made by re-run cells](#changes-made-by-re-run-cells))."
+                     if "changed" in run else ""), ""]
     lines += [
         "Each cell is `aofcrash verify --server S --policy P --model M --fault F --ops "
         f"{data['ops']} --seed {data['seed']} --trials {data['trials_per_cell']}` and its key "
@@ -612,6 +667,9 @@ def render_markdown(data: dict[str, Any], explore: dict[str, Any] | None = None)
         lines.append("")
     if data.get("previous"):
         lines += _changes(data)
+    merged_changes = [line for run in data.get("merged", []) for line in _merge_changes(run)]
+    if merged_changes:
+        lines += ["## Changes made by re-run cells", "", *merged_changes]
     lines += [
         "## Notes",
         "",
