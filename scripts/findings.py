@@ -447,7 +447,8 @@ def _merge_changes(run: dict[str, Any]) -> list[str]:
     """The table of a merged run's cells whose verdict or mechanisms changed, and why."""
     if "changed" not in run:
         return []  # merged before changes were recorded
-    head = (f"`{run['command']}` ({run['generated']}): {len(run['changed'])} of "
+    head = (f"The run merged in at {run['generated']} ({run['trials_per_cell']} trials per cell; "
+            f"its command is at the top of the page): {len(run['changed'])} of "
             f"{run['cells']} cells changed their verdict or mechanisms"
             + (f". Why they were re-run: {run['why']}" if run.get("why") else "") + ".")
     rows = [f"| [`{c['cell']}`](#{c['cell']}) | {_outcome_text(c['before'])} | "
@@ -802,13 +803,21 @@ _POSIX_7X: Final = (
     "appendonlydir (it starts empty). redis#10737 fsyncs appendonlydir after the manifest, "
     "not its parent. Under power-ext4 and power-btrfs nothing is lost without a fault.")
 _EIO_ZEROS: Final = (
-    "A failed fsync then a successful one leaves a hole of zeros after a power loss (Linux "
-    "drops the failed pages: the EIO zero-fill of docs/contract.md), on every model")
+    "Linux marks the pages of a failed fsync clean and writes them again only when a later "
+    "write lands in them (the EIO zero-fill of docs/contract.md), so after a power loss the "
+    "pages no later write touched read as zeros, on every model")
 SERVER_NOTES: dict[str, str] = {
     "6.0": _POSIX_6X + " EIO on fsync: 6.0.9 ignores it and keeps acknowledging (fixed in 6.2 "
-    "by redis#8347 for always and redis#8419 for everysec). " + _EIO_ZEROS + ": the next "
-    "start refuses \"Bad file format\" (acknowledged, then unavailable), or the file is cut "
-    "short and acknowledged writes are lost. Crash states (findings-explore.md): under "
+    "by redis#8347 for always and redis#8419 for everysec). " + _EIO_ZEROS + ". Its next "
+    "appends make the last dropped page dirty again, the pages before it stay dropped: under "
+    "everysec a second of appends (several KiB) crosses a page boundary, and the image has a "
+    "hole of zeros ending at a page boundary with acknowledged writes after it, which the "
+    "next start refuses \"Bad file format\" (acknowledged, then unavailable; every everysec "
+    "trial here). Under always a failed fsync covers one pipelined batch (hundreds of "
+    "bytes): only a batch across a page boundary leaves that hole (3 of 16 further trials, "
+    "`aofcrash verify --server 6.0 --model power-ext4 --fault fsync-error --trials 16 "
+    "--first-trial 2`), otherwise a power loss before the next fsync cuts "
+    "the file short and acknowledged writes are lost. Crash states (findings-explore.md): under "
     "`everysec`, every power model, a key comes back without its TTL (6.0 writes SET with an "
     "expiry as SET + PEXPIREAT, two commands; 6.2 writes one SET ... PXAT); under `always` "
     "with writes paced after a rewrite, 2 states under power-ext4 and power-btrfs lose an "
@@ -816,26 +825,33 @@ SERVER_NOTES: dict[str, str] = {
     "the tail the parent appended; the ext4 model leaves out ext4's auto_da_alloc, which "
     "flushes such a file at the next commit).",
     "6.2": _POSIX_6X + " EIO on fsync: under always 6.2.14 exits (redis#8347) and holds; "
-    "under everysec it refuses writes (MISCONF) until the next successful fsync clears the "
-    "status (redis#8419), which does not write the dropped range again. " + _EIO_ZEROS
-    + ": acknowledged, then unavailable.",
-    "7.0": _POSIX_7X + " EIO on fsync under everysec: as 6.2 (the status cleared by a later "
-    "success): acknowledged writes lost or acknowledged, then unavailable. EIO on the old "
-    "incr's fsync during a rewrite (everysec): 7.0.15 ignores it (no MISCONF, redis#11713, "
-    "fixed in 7.2) and the next start finds the zeros (seen under power-btrfs in this run and "
-    "under power-ext4 in a 4-trial, 120-write run of that cell's configuration). Crash states "
+    "under everysec it refuses writes (MISCONF, redis#8419; in the trials here until the "
+    "crash, seconds later), but the writes it acknowledged before the failed fsync are in "
+    "the dropped pages. " + _EIO_ZEROS + "; the refused writes land in none of them, and "
+    "the file's length reaches the disk over them: the AOF ends in zeros, which the next "
+    "start refuses \"Bad file format\" (acknowledged, then unavailable), or it is cut "
+    "short (acknowledged writes lost). A hole with data after it would need appends into "
+    "later pages, which the refused writes do not make.",
+    "7.0": _POSIX_7X + " EIO on fsync under everysec: as 6.2 (the incr file ends in the "
+    "zeros of the dropped pages): acknowledged writes lost or acknowledged, then unavailable. "
+    "EIO on the old incr's fsync during a rewrite (everysec): 7.0.15 ignores it (no "
+    "MISCONF, redis#11713, fixed in 7.2); nothing writes the old incr again, so its dropped "
+    "pages stay zeros at its end and the next start refuses them (power-ext4 and "
+    "power-btrfs). Crash states "
     "(findings-explore.md), `everysec`, every power model: after a rewrite the old incr file "
     "can be cut mid-command while the manifest lists a newer one: the server refuses \"the "
     "truncated file is not the last file\" for one start (the next one comes up).",
     "8.2": _POSIX_7X + " EIO on fsync under everysec: as 7.0. EIO on the old incr's fsync "
     "during a rewrite: 8.2.3 notices it (writes refused with MISCONF: it carries redis#11713) "
-    "yet the next successful fsync clears the status and the dropped range stays zeros: "
-    "acknowledged, then unavailable under power-ext4 and power-btrfs, as 7.0. The \"not the "
+    "yet the old incr's dropped pages are never written again and stay zeros at its end: "
+    "acknowledged, then unavailable (power-ext4 here; the power-btrfs cell held in its 2 "
+    "trials), as 7.0. The \"not the "
     "last file\" refusal of 7.0 too (findings-explore.md; in a few states also on the next "
     "start).",
     "valkey": _POSIX_7X + " EIO on fsync under everysec: as 7.0. EIO on the old incr's fsync "
     "during a rewrite: Valkey 9.1.2 notices it (MISCONF: it carries the fix of redis#11713) "
-    "and still ends acknowledged, then unavailable, as 8.2. The \"not the last file\" "
+    "and still ends acknowledged, then unavailable (power-ext4 and power-btrfs), as 8.2. "
+    "The \"not the last file\" "
     "refusal of 7.0 too, for one start (findings-explore.md).",
 }
 
@@ -855,8 +871,10 @@ _DIR_FSYNC: Final = (
     "is lost there")
 _ALWAYS_FSYNC: Final = (
     "redis 6.0.9 ignores a failed fsync (`always` and `everysec`) and still acknowledges; "
-    "after a power loss the failed range is a hole of zeros (the EIO zero-fill of "
-    "docs/contract.md): acknowledged writes are lost or the next start refuses. redis#8347 "
+    "Linux writes the failed pages again only where a later append lands, so after a power "
+    "loss the pages before the last one are a hole of zeros ending at a page boundary (the "
+    "EIO zero-fill of docs/contract.md): the next start refuses, or, when the power fails "
+    "before the next fsync, acknowledged writes are lost. redis#8347 "
     "(merged 2021-01, \"Redis exit for fsync error when the AOF fsync policy is 'always'\", "
     "after redis#8111) makes the server exit instead under `always`, redis#8419 handles the "
     "`everysec` case; the message \"Can't persist AOF for fsync error when the AOF fsync "
@@ -865,9 +883,10 @@ _ALWAYS_FSYNC: Final = (
 _EVERYSEC_FSYNC: Final = (
     "`everysec` + a failed background fsync: redis#8419 (merged 2021-03, \"Handle remaining "
     "fsync errors\") makes a failed bio fsync set `aof_bio_fsync_status` (writes are refused "
-    "with MISCONF), and the next successful fsync sets it back to OK; nothing writes again "
-    "what the failed fsync dropped (Linux marks those pages clean), so acknowledged writes "
-    "can be lost on power loss, or the hole of zeros makes the next start refuse. Its log "
+    "with MISCONF), and a later successful fsync sets it back to OK; nothing writes again "
+    "what the failed fsync dropped (Linux marks those pages clean, and the refused writes "
+    "land in none of them), so acknowledged writes can be lost on power loss, or the zeros "
+    "the file ends in make the next start refuse. Its log "
     "message \"Fail to fsync the AOF file\" is in the 6.2.14, 7.0.15, 8.2.3 and Valkey "
     "binaries, not in 6.0.9, which ignores the error")
 _POSIX_7X_UPSTREAM: Final = (
@@ -882,7 +901,8 @@ _INCR_FSYNC: Final = (
     "EIO on the fsync of the old incr file during a rewrite: Redis 7.0 hands the old incr to "
     "a background job that fsyncs and closes it and ignores the result (7.0.5-7.0.15); "
     "redis#11713 (in 7.2) makes that job set the fsync error status. A fix that only sets the "
-    "status still does not write again what the failed fsync dropped")
+    "status still does not write again what the failed fsync dropped: nothing appends to "
+    "the old incr again, so its dropped pages stay zeros at its end")
 
 
 def _known_upstream(cells: list[dict[str, Any]]) -> list[str]:

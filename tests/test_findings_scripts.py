@@ -106,7 +106,7 @@ def test_a_merged_run_lists_the_cells_whose_verdict_or_mechanisms_changed_and_wh
                                                     "image has appendonlydir/appendonly.aof."
                                                     "N.incr.aof zero-filled at its end"}]}
     run = {"command": "findings.py --merge --cells X", "generated": "now", "cells": 2,
-           "why": "Linux re-dirties the page"}
+           "trials_per_cell": 8, "why": "Linux re-dirties the page"}
     data = findings._merge(old, [Rerun(after), Rerun(dict(same))], {}, run)
     changed = data["merged"][0]["changed"]
     assert [c["cell"] for c in changed] == ["7.0-everysec-power-ext4-fsync-error"]
