@@ -118,4 +118,5 @@ def test_zeros_the_server_wrote_and_a_zero_filled_end_are_no_hole() -> None:
     written = b"*1\r\n$3\r\n\0\0\0\r\n" + b"data" * 10
     assert zero_holes(written, written) == []
     assert zero_holes(written, written[:10] + bytes(len(written) - 10)) == []
-    assert zero_holes(written, written[:10] + bytes(10) + written[20:]) == [(8, 20)]  # the run starts at the zeros it wrote
+    # The run of zeros starts at the zeros the server wrote itself.
+    assert zero_holes(written, written[:10] + bytes(10) + written[20:]) == [(8, 20)]
