@@ -883,7 +883,9 @@ _ALWAYS_FSYNC: Final = (
 _EVERYSEC_FSYNC: Final = (
     "`everysec` + a failed background fsync: redis#8419 (merged 2021-03, \"Handle remaining "
     "fsync errors\") makes a failed bio fsync set `aof_bio_fsync_status` (writes are refused "
-    "with MISCONF), and a later successful fsync sets it back to OK; nothing writes again "
+    "with MISCONF), and a later successful fsync sets it back to OK (none came in the "
+    "violating trials here: every write after the first error was refused until the "
+    "crash); nothing writes again "
     "what the failed fsync dropped (Linux marks those pages clean, and the refused writes "
     "land in none of them), so acknowledged writes can be lost on power loss, or the zeros "
     "the file ends in make the next start refuse. Its log "
@@ -939,7 +941,8 @@ PREDICTED: Final = (
      ("6.0", "6.2"), POLICIES, None, "has an older appendonly.aof", "strict metadata"),
     ("failed fsync ignored, writes still acknowledged (6.0; fixed by redis#8347, redis#8419)",
      ("6.0",), POLICIES, ("fsync-error",), "", "fault"),
-    ("fsync error status cleared by a later successful fsync (everysec; redis#8419)",
+    ("writes acknowledged before a failed background fsync lost with its dropped pages "
+     "(everysec; redis#8419 refuses only the writes after it)",
      ("6.2", "7.0", "8.2", "valkey"), ("everysec",), ("fsync-error",), "", "fault"),
     ("EIO on the old incr's fsync during a rewrite ignored (7.0.5-7.0.15; redis#11713)",
      ("7.0", "8.2", "valkey"), ("everysec",), ("incr-fsync-error",), "", "fault"),
