@@ -452,9 +452,31 @@ def _merge_changes(run: dict[str, Any]) -> list[str]:
             f"{run['cells']} cells changed their verdict or mechanisms"
             + (f". Why they were re-run: {run['why']}" if run.get("why") else "") + ".")
     rows = [f"| [`{c['cell']}`](#{c['cell']}) | {_outcome_text(c['before'])} | "
-            f"{_outcome_text(c['now'])} |" for c in run.get("changed", [])]
-    return [head, "", "| cell | before | now |", "|---|---|---|", *rows, ""] if rows \
-        else [head, ""]
+            f"{_outcome_text(c['now'])} | {_change_why(c['before'], c['now'])} |"
+            for c in run.get("changed", [])]
+    return [head, "", "| cell | before | now | what changed |", "|---|---|---|---|", *rows, ""] \
+        if rows else [head, ""]
+
+
+def _change_why(before: dict[str, Any], now: dict[str, Any]) -> str:
+    """What differs between two outcomes of a cell, from its mechanisms: a zero hole gone or
+    kept, a zero-filled end new, else which trials broke a rule (timing, run to run)."""
+    def has(outcome: dict[str, Any], effect: str) -> bool:
+        return any(effect in m for m in outcome["mechanisms"])
+
+    why = []
+    if has(before, "has zeros in") and not has(now, "has zeros in"):
+        why.append("no zero hole any more (a later write made the page dirty again and Linux "
+                   "writes it whole)")
+    if has(now, "zero-filled at its end") and not has(before, "zero-filled at its end"):
+        why.append("the file now ends in the dropped pages' zeros")
+    if has(before, "has zeros in") and has(now, "has zeros in"):
+        why.append("a zero hole still, now ending at a page boundary")
+    if not why or (before["verdict"] in ("violation", "unavailable")) != (
+            now["verdict"] in ("violation", "unavailable")):
+        why.append(f"{before['violations']} -> {now['violations']} violating trials of "
+                   f"{now['trials']}: the same seeded trials, their timing differs run to run")
+    return "; ".join(why)
 
 
 def _previous(path: Path) -> dict[str, Any]:

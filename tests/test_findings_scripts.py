@@ -115,6 +115,16 @@ def test_a_merged_run_lists_the_cells_whose_verdict_or_mechanisms_changed_and_wh
     assert "1 of 2 cells changed their verdict or mechanisms" in table
     assert "Why they were re-run: Linux re-dirties the page" in table
     assert "has zeros in appendonlydir" in table and "zero-filled at its end" in table
+    assert "no zero hole any more" in table and "ends in the dropped pages' zeros" in table
+
+
+def test_a_change_of_verdict_without_a_zero_hole_reads_as_timing() -> None:
+    before = {"verdict": "holds", "trials": 2, "violations": 0, "mechanisms": []}
+    now = {"verdict": "unavailable", "trials": 2, "violations": 1,
+           "mechanisms": ["acknowledged, then unavailable: the image has f zero-filled at its "
+                          "end"]}
+    why = findings._change_why(before, now)
+    assert "0 -> 1 violating trials of 2" in why and "timing" in why
 
 
 def test_a_regenerated_row_keeps_the_kernel_columns_of_the_row_it_replaces() -> None:
