@@ -480,7 +480,7 @@ def study(repro: Reproduction) -> dict[str, Any]:
                     driver.run(step)
                 except ContractViolation as exc:
                     resolved = driver.steps[-1] if isinstance(driver.steps[-1], Recover) else step
-                    crash_effects = crash_image_effects(crashed_disk, resolved)
+                    crash_effects = _crash_image_effects(crashed_disk, resolved)
                     epochs.append(_epoch_row(st, resolved, crash_ms, history, exc.verdict,
                                              None, repro.config))
                     st.emit("recover", driver.clock.now_ms, model=step.model.value,
@@ -534,7 +534,7 @@ def study(repro: Reproduction) -> dict[str, Any]:
             "crash_effects": crash_effects}
 
 
-def crash_image_effects(disk: SimDisk, recover: Recover) -> list[str] | None:
+def _crash_image_effects(disk: SimDisk, recover: Recover) -> list[str] | None:
     """What the image `recover` started from lacks or resurrects against the files visible
     on `disk` at the crash (``image_effects``, as the explorer computes it); None without a
     resolved image choice. A damaged image (``Recover.damage``) is compared before its damage:

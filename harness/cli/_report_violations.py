@@ -45,6 +45,7 @@ __all__ = [
     "REPRO_SUFFIX",
     "aofcrash_command",
     "explore_violations",
+    "fuzz_mechanism",
     "fuzz_violations",
     "group_violations",
     "replay_command",
@@ -246,14 +247,14 @@ def fuzz_mechanism(rules: Sequence[str], crash_effects: Sequence[str] | None, te
         own = [_OWN_DOING[r] for r in sorted(rules) if r in _OWN_DOING]
         body += (": " + "; ".join(own)) if own else ""
     if unavailable_reason:
-        body += f"; the server: {refusal_kind(server_reason_kind(unavailable_reason))}"
+        body += f"; the server: {_refusal_kind(server_reason_kind(unavailable_reason))}"
     return cause_text(f"{head}: {body}")
 
 
 _QUOTED = re.compile(r"b?'[^']*'")
 
 
-def refusal_kind(reason: str) -> str:
+def _refusal_kind(reason: str) -> str:
     """A refusal as a kind: up to its first ": " (the parser's detail after it, what it
     expected and got, depends on where the bad bytes fell), quoted bytes elided."""
     return _QUOTED.sub("'...'", reason.split(": ", 1)[0])
