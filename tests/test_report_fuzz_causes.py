@@ -120,6 +120,8 @@ def test_two_defects_with_different_mechanisms_are_two_causes_and_every_count_ad
     assert "FAIL: 4 violation(s) from 2 cause(s)" in page
     assert _cause_table(page) == [2, 2, 4]
     assert "and where each was seen" in page
+    assert ("Seen under everysec/safe/short-write-kept, no/safe/short-write-kept; model(s) "
+            "power-ext4, process.") in page
     lines = terminal_lines(violations, groups, limit=5)
     assert lines[0] == "4 violation(s) from 2 cause(s):"
     shown = [int(m.group(1)) for line in lines

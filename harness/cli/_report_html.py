@@ -440,8 +440,12 @@ def _violation_card(v: dict[str, Any], group: dict[str, Any], plots: Any) -> str
              f"<h3><span class='badge'>{_e(rule)}</span>{_e(headline)}</h3>",
              f"<p class='rule'>{_e(explanation)}</p>"]
     if count and count != 1:
+        where = ""
+        if _list(group.get("seen")):  # fuzz: where the findings of this cause were seen
+            where = (f" Seen under {_e(group.get('configuration') or '-')}; model(s) "
+                     f"{_e(group.get('model') or '-')}.")
         parts.append(f"<p class='muted'>{_e(count)} {_e(_unit([group]))}s share this cause; "
-                     "the smallest reproduction is shown.</p>")
+                     f"the smallest reproduction is shown.{where}</p>")
     parts.append(_facts(v))
     # The picture first: it is what shows the bug at a glance (and fits the first screen).
     parts.append(_timeline(v, plots.timeline_svg))
