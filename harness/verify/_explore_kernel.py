@@ -33,8 +33,9 @@ Method
    or resurrects against the files the server had written (``_mechanism.image_effects``).
    Those are read right after each marker (``O_NOATIME``, so reading them adds no block
    write to the log being recorded); a marker point is compared with its own marker's files,
-   a flush point with the marker after it (the call it is inside had written before it
-   flushed). Reports group violating states by it, one cause per mechanism.
+   a flush point (inside a call, whose files at the flush nobody read) with the files before
+   and after the call: what the image does to both (``_kernel_effects``). Reports group
+   violating states by it, one cause per mechanism.
 
 Not modelled: faults (ENOSPC, EIO: ``verify --fault`` on FUSE), torn sectors inside a block
 write, ``include_startup`` crashes before the data dir exists.
@@ -52,7 +53,7 @@ import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -405,10 +406,7 @@ class _KGroup:
     digest: str
     state: KernelCrashState  # one of them
     count: int
-    # The marker whose files the image is compared with: the point's own; for a flush, the
-    # marker after it (the call it is inside wrote before it flushed: compared with the
-    # marker before, its bytes would read as an older file).
-    seen_at: int = 0
+    flush: bool = False  # a flush point, inside the call between markers position, position+1
 
 
 def _state_dict(fs: str, state: KernelCrashState) -> dict[str, Any]:
@@ -550,10 +548,8 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
                 continue
             group = seen.get(image_digest)
             if group is None:
-                seen_at = p if pt.kind is PointKind.MARKER else min(
-                    p + 1, len(krec.marker_ms) - 1)
                 group = seen[image_digest] = _KGroup(p, label, krec.marker_ms[p], image_digest,
-                                                     state, 0, seen_at)
+                                                     state, 0, pt.kind is not PointKind.MARKER)
                 groups.append(group)
             group.count += 1
     result.state_groups = len(groups)
@@ -586,9 +582,7 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
         effects: tuple[str, ...] | None = None
         reason = content.recovered.reason
         if outcome == "violation":
-            if group.seen_at < len(krec.visible):
-                effects = image_effects(krec.visible[group.seen_at],
-                                        images[group.digest].files)
+            effects = _kernel_effects(krec.visible, group, images[group.digest].files)
             refusal = (server_reason_kind(reason) + _refusal_span(content.recovered.heals)
                        if reason else "")
             mechanism = (rules, effects, refusal)
@@ -627,6 +621,27 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
          "mechanism": _mechanism_text(rules, effects, refusal)}
         for (rules, effects, refusal), (counts, points) in mechanisms.items()]
     result.check_s = time.monotonic() - check_started
+
+
+def _kernel_effects(visible: list[dict[str, bytes]], group: _KGroup,
+                    image: Mapping[str, bytes]) -> tuple[str, ...] | None:
+    """What `image` lacks or resurrects against the server's files at `group`'s point: a
+    marker's own files; for a flush inside the call between two markers (whose files at the
+    flush nobody read), what it lacks or resurrects against both: nothing when it equals
+    either (the crash lost nothing the server had written before or after the call), else
+    the effects the two share (what the call itself did is in one only); None when they
+    share none, or no files were read there."""
+    p = group.position
+    if p >= len(visible):
+        return None
+    before = image_effects(visible[p], image)
+    if not group.flush or p + 1 >= len(visible):
+        return before
+    after = image_effects(visible[p + 1], image)
+    if not before or not after:
+        return ()
+    shared = tuple(e for e in before if e in after)
+    return shared or None
 
 
 # ---------------------------------------------------------------------------------------------
