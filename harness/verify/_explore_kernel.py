@@ -526,8 +526,10 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
                 report("mount", done + 1, len(states))
         report("mount", len(states), len(states))
         recoveries.drain(report)
-    finally:
-        recoveries.close()
+    except BaseException:
+        recoveries.close(interrupted=True)
+        raise
+    recoveries.close()
     result.mount_s = time.monotonic() - mount_started
     result.recover_s = result.mount_s
 
