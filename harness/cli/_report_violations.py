@@ -15,7 +15,8 @@ lost itself (per rule) and, for a refusal, why it refused. Configuration, model 
 where a cause was seen (the group's ``seen`` rows), not part of it, so one planted bug found
 under two policies or fault sets is one cause, counted once per finding. A finding that no
 recovery broke (a read, liveness, check-aof) is grouped by its rules and first line; one whose
-replay failed keeps the older signature (rules, configuration, model, faults fired, shape).
+replay failed or did not break a data rule at a recovery keeps the older signature (rules,
+configuration, model, faults fired, shape).
 """
 
 from __future__ import annotations
@@ -221,19 +222,27 @@ _JSON_OBJECT = re.compile(r"\{.*\}")
 _READ = re.compile(r"\bread (\S+)")
 
 
+#: Rules a finding breaks with no recovery to blame (a read, the end of the program, the check
+#: before a recovery).
+_NOT_AT_RECOVERY = frozenset({"model-divergence", "liveness", "check-aof"})
+
+
 def fuzz_mechanism(rules: Sequence[str], crash_effects: Sequence[str] | None, text: str,
-                   unavailable_reason: str | None = None) -> str:
+                   unavailable_reason: str | None = None) -> str | None:
     """A fuzz finding's mechanism, as the explorer's (``mechanism_text``): its rules and what
     the image of the crash that broke them lacks or resurrects against what the server had
     written (`crash_effects`, from the replay; None when no recovery broke them), and why the
     server refused to start. Policy, model, faults and program are left out: they are where a
     mechanism was seen, not what it is. With no effect the server lost or refused what it
     wrote itself: the rules say what it lost. With no recovery to blame (a read, liveness or
-    check-aof), the finding's first line, numbers and crash image left out."""
+    check-aof), the finding's first line, numbers and crash image left out. None when no
+    recovery broke a data rule in the replay (it did not reproduce): nothing to explain it."""
     from harness.verify._mechanism import cause_text, describe_effects, server_reason_kind
 
     head = "/".join(sorted(rules)) or "?"
     if crash_effects is None:
+        if not set(rules) & _NOT_AT_RECOVERY:
+            return None
         first = (text.strip().splitlines() or [""])[0]
         read = _READ.search(first)
         if "model-divergence" in rules and read is not None:
@@ -292,14 +301,13 @@ def fuzz_violations(findings: Sequence[Any], run_dir: Path, label: Any, *,
                 record["signature"] = signature(
                     rules=f.rules, configuration=record["configuration"], model=model,
                     fault=fired, program_shape=record["shape"])
-            if "study_error" not in record:
+            verdict = record.get("verdict") or {}
+            mechanism = (None if "study_error" in record else fuzz_mechanism(
+                f.rules, record.get("crash_effects"), f.text, verdict.get("unavailable_reason")))
+            if mechanism is not None:
                 # The cause is the mechanism, wherever it was seen (configuration, model,
                 # faults): one planted bug found under two policies is one cause.
-                verdict = record.get("verdict") or {}
-                record["mechanism"] = fuzz_mechanism(
-                    f.rules, record.get("crash_effects"), f.text,
-                    verdict.get("unavailable_reason"))
-                record["signature"] = record["mechanism"]
+                record["mechanism"] = record["signature"] = mechanism
         out.append(record)
     groups = group_violations(out)
     by_id = {v["id"]: v for v in out}
