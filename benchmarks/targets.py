@@ -40,7 +40,7 @@ from hypothesis.stateful import run_state_machine_as_test  # noqa: E402
 from faults import Clock, FaultPlan, FaultyFileSystem, SimDisk  # noqa: E402
 from harness.machine import FEATURES, PROFILES, make_state_machine  # noqa: E402
 from harness.machine._driver import Driver  # noqa: E402
-from harness.machine._machine import unsupported_features  # noqa: E402
+from harness.machine._features import unsupported_features  # noqa: E402
 from harness.machine._steps import RunConfig, Write  # noqa: E402
 from harness.targets import Target, TargetConfig, TargetEnv, reference_target  # noqa: E402
 from harness.targets._reference import reference_server_config  # noqa: E402

@@ -6,13 +6,25 @@ the interpreter gets control back, and an idle worker sits in a semaphore wait t
 arriving just before it does not interrupt: ``Pool.terminate()`` then joined a worker that
 never died (a test run hung for 27 minutes). The workers of the campaign and explorer pools
 start no servers or mounts, so they get the default disposition back: the kernel ends them.
+
+After Ctrl-C a ``ProcessPoolExecutor`` is stopped by ``stop_executor``, not by
+``shutdown(wait=True)``: a KeyboardInterrupt raised inside the executor's own code (halfway
+through ``wait()`` or ``submit()``) can leave it waiting for a worker or a lock for ever (an
+``explore --server`` run did not exit in 120 s after its Ctrl-C, once in a suite run). The
+running jobs get a grace period, then their workers are ended by PID; each worker's own reaper
+ends its servers and mounts.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
 
-__all__ = ["die_on_terminate"]
+__all__ = ["die_on_terminate", "stop_executor"]
 
 
 def die_on_terminate() -> None:
@@ -22,3 +34,27 @@ def die_on_terminate() -> None:
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def stop_executor(pool: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
+    """Stop `pool` after an interruption, in bounded time: queued jobs are cancelled, running
+    ones get `grace_s` to finish, then their workers get SIGTERM and, 2 s later, SIGKILL (by
+    PID: only this pool's processes)."""
+    # The executor's own shutdown runs in a daemon thread: if it waits for ever, this does not.
+    closer = threading.Thread(target=pool.shutdown, kwargs={"wait": True, "cancel_futures": True},
+                              daemon=True)
+    closer.start()
+    closer.join(grace_s)
+    if not closer.is_alive():
+        return
+    workers = list((getattr(pool, "_processes", None) or {}).values())
+    for signum, wait_s in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 5.0)):
+        alive = [w for w in workers if w.exitcode is None]
+        for worker in alive:
+            if worker.pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.pid, signum)
+        deadline = time.monotonic() + wait_s
+        for worker in alive:
+            worker.join(max(0.0, deadline - time.monotonic()))
+    closer.join(5.0)

@@ -573,7 +573,7 @@ class ReproItem(pytest.Item):
     def runtest(self) -> None:
         from harness.machine._driver import ContractViolation, ModelDivergence, TargetRunaway
         from harness.machine._judge import replay_judged
-        from harness.machine._machine import CheckAofDisagreement, LivenessViolation
+        from harness.machine._rules import CheckAofDisagreement, LivenessViolation
         from harness.machine._steps import Reproduction
         from harness.targets import TargetError, make_importable
 

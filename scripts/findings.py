@@ -7,7 +7,10 @@
 ``--merge`` runs only the cells asked and puts them into the existing findings-redis.json (a
 cell of the same key replaced, the others kept; the run is listed at the top of the page). The
 kernel's filesystems (``ext4``, ``xfs``, ``btrfs``: root, /dev/fuse, loop devices) take no
-SimDisk fault: their cells are fault ``none`` only.
+SimDisk fault: their cells are fault ``none`` only. A merged run records which of its cells
+changed their verdict or mechanisms against the cells they replaced (``--why TEXT`` says why
+they were re-run, e.g. a model fixed); the page lists them under "Changes made by re-run
+cells".
 
 Every cell is one ``aofcrash verify`` configuration: server (presets 6.0, 6.2, 7.0, 8.2, valkey) x
 appendfsync (always, everysec) x model (process, power-ext4, power-posix-metadata,
@@ -83,6 +86,7 @@ class Cell:
     # The first violating trial of each mechanism, attributed; and its reproduction.
     attributed: dict[str, TrialResult] = field(default_factory=dict)
     reproductions: dict[str, str] = field(default_factory=dict)
+    attribution_seconds: float = 0.0  # in workers, re-running its violating trials' variants
 
     @property
     def mechanisms(self) -> dict[str, list[TrialResult]]:
@@ -162,6 +166,8 @@ class Cell:
             "mechanisms": mechanisms,
             "fault_notes": sorted({t.fault_note for t in self.trials if t.fault_note}),
             "violating_trials": [t.index for t in self.violating],
+            "seconds": {"trials": round(sum(t.elapsed_s for t in self.trials), 1),
+                        "attributions": round(self.attribution_seconds, 1)},
             "events": dict(sum((t.events for t in self.trials), Counter())),
         }
 
@@ -185,6 +191,13 @@ def _lost(trial: TrialResult) -> str | None:
 def _case(trial: TrialResult, rule: str) -> str:
     return "acknowledged, then unavailable" if rule == "availability" \
         and trial.unavailable_after_ack else rule
+
+
+def _timed_attribution(config: VerifyConfig, trial: TrialResult, repeats: int
+                       ) -> tuple[TrialResult, float]:
+    """A trial attributed in a worker, with how long that took there."""
+    started = time.monotonic()
+    return _runner.worker_attribution(config, trial, repeats), time.monotonic() - started
 
 
 def _progress(text: str) -> None:
@@ -221,6 +234,9 @@ def main(argv: list[str] | None = None) -> int:
                    "whose verdict or cause changed")
     p.add_argument("--note", default="",
                    help="a sentence on the settings of this run (e.g. why fewer trials)")
+    p.add_argument("--why", default="",
+                   help="with --merge: why the cells are re-run (e.g. a model fixed); the page "
+                   "lists each re-run cell whose verdict or mechanisms changed, with it")
     args = p.parse_args(argv)
     out: Path = args.out.absolute()  # a FUSE loop may change this process's cwd
     if args.render_only:
@@ -271,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(cell, index) for cell in sorted(cells, key=lambda c: c.config.policy != "everysec")
             for index in range(args.trials)]
     total = len(jobs)
-    pending: dict[Future[TrialResult], tuple[Cell, bool]] = {}
+    pending: dict[Future[Any], tuple[Cell, bool]] = {}
     trials_done = attributions = 0
     trial_seconds = 0.0
     pool = _runner.worker_pool(args.workers)
@@ -282,14 +298,16 @@ def main(argv: list[str] | None = None) -> int:
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in done:
                 cell, is_attribution = pending.pop(future)
-                trial = future.result()
                 if is_attribution:
+                    trial, seconds = future.result()
+                    cell.attribution_seconds += seconds
                     cell.attributed[_mechanism(trial)] = trial
                     attributions += 1
                     cause = trial.attribution.summary() if trial.attribution else "?"
                     _progress(f"[{time.monotonic() - started:6.0f}s] attributed {cell.name} "
                               f"trial {trial.index}: {cause}")
                     continue
+                trial = future.result()
                 cell.trials.append(trial)
                 trials_done += 1
                 trial_seconds += trial.elapsed_s
@@ -300,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                         line += (f" ({', '.join(cell.rules)}; attributing trial(s) "
                                  f"{', '.join(str(t.index) for t in firsts)})")
                         for first in firsts:
-                            pending[pool.submit(_runner.worker_attribution, cell.config, first,
+                            pending[pool.submit(_timed_attribution, cell.config, first,
                                                 args.repeats)] = (cell, True)
                     _progress(f"[{time.monotonic() - started:6.0f}s] {trials_done}/{total} "
                               f"{line}")
@@ -354,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
             "attributions": attributions, "elapsed_s": round(elapsed, 1),
             "trials_elapsed_s": round(trials_elapsed, 1), "workers": args.workers,
             "trials_per_s": round(trials_done / trials_elapsed, 2) if trials_elapsed else None,
-            "note": args.note})
+            "note": args.note, "why": args.why})
         write_atomic(out / "findings-redis.json", json.dumps(data, indent=1, default=str) + "\n")
         write_atomic(out / "findings-redis.md", render_markdown(data, _explore_doc(out)))
         _progress(f"{len(cells)} cells merged, {trials_done} trials + {attributions} "
@@ -387,8 +405,14 @@ def _merge(data: dict[str, Any], cells: list[Cell], servers: dict[str, dict[str,
     """`data` (an earlier findings-redis.json) with `cells` put in (a cell of the same key
     replaced), in matrix order, its summary counted again and `run` listed under "merged"."""
     by_key = {c["cell"]: c for c in data["cells"]}
+    changed = []
     for cell in cells:
-        by_key[cell.name] = cell.summary()
+        new = cell.summary()
+        old = by_key.get(cell.name)
+        if old is not None and _outcome(old) != _outcome(new):
+            changed.append({"cell": cell.name, "before": _outcome(old), "now": _outcome(new)})
+        by_key[cell.name] = new
+    run = {**run, "changed": changed}
     for server, info in servers.items():
         data["servers"].setdefault(server, info)
     order = {name: i for i, name in enumerate((*SERVERS, *POLICIES, *MODELS, *KERNEL_MODELS,
@@ -402,6 +426,57 @@ def _merge(data: dict[str, Any], cells: list[Cell], servers: dict[str, dict[str,
     data["merged"] = [m for m in data.get("merged", []) if m["command"] != run["command"]] \
         + [run]
     return data
+
+
+def _outcome(cell: dict[str, Any]) -> dict[str, Any]:
+    """What a re-run of a cell is compared on: its verdict and its mechanisms (each with the
+    trials that showed it out of how many)."""
+    return {"verdict": cell["verdict"], "trials": cell["trials"],
+            "violations": cell.get("violations", 0),
+            "mechanisms": sorted(m["mechanism"] for m in cell.get("mechanisms") or [])}
+
+
+def _outcome_text(outcome: dict[str, Any]) -> str:
+    head = f"{outcome['verdict']} ({outcome['violations']}/{outcome['trials']})" \
+        if outcome["verdict"] in ("violation", "unavailable") \
+        else f"{outcome['verdict']} ({outcome['trials']} trials)"
+    return head + "".join(f"<br>- {m}" for m in outcome["mechanisms"])
+
+
+def _merge_changes(run: dict[str, Any]) -> list[str]:
+    """The table of a merged run's cells whose verdict or mechanisms changed, and why."""
+    if "changed" not in run:
+        return []  # merged before changes were recorded
+    head = (f"The run merged in at {run['generated']} ({run['trials_per_cell']} trials per cell; "
+            f"its command is at the top of the page): {len(run['changed'])} of "
+            f"{run['cells']} cells changed their verdict or mechanisms"
+            + (f". Why they were re-run: {run['why']}" if run.get("why") else "") + ".")
+    rows = [f"| [`{c['cell']}`](#{c['cell']}) | {_outcome_text(c['before'])} | "
+            f"{_outcome_text(c['now'])} | {_change_why(c['before'], c['now'])} |"
+            for c in run.get("changed", [])]
+    return [head, "", "| cell | before | now | what changed |", "|---|---|---|---|", *rows, ""] \
+        if rows else [head, ""]
+
+
+def _change_why(before: dict[str, Any], now: dict[str, Any]) -> str:
+    """What differs between two outcomes of a cell, from its mechanisms: a zero hole gone or
+    kept, a zero-filled end new, else which trials broke a rule (timing, run to run)."""
+    def has(outcome: dict[str, Any], effect: str) -> bool:
+        return any(effect in m for m in outcome["mechanisms"])
+
+    why = []
+    if has(before, "has zeros in") and not has(now, "has zeros in"):
+        why.append("no zero hole any more (a later write made the page dirty again and Linux "
+                   "writes it whole)")
+    if has(now, "zero-filled at its end") and not has(before, "zero-filled at its end"):
+        why.append("the file now ends in the dropped pages' zeros")
+    if has(before, "has zeros in") and has(now, "has zeros in"):
+        why.append("a zero hole still, now ending at a page boundary")
+    if not why or (before["verdict"] in ("violation", "unavailable")) != (
+            now["verdict"] in ("violation", "unavailable")):
+        why.append(f"{before['violations']} -> {now['violations']} violating trials of "
+                   f"{now['trials']}: the same seeded trials, their timing differs run to run")
+    return "; ".join(why)
 
 
 def _previous(path: Path) -> dict[str, Any]:
@@ -507,7 +582,10 @@ def render_markdown(data: dict[str, Any], explore: dict[str, Any] | None = None)
                   f"{run['cells']} cells, {run['trials']} trials and {run['attributions']} "
                   f"cause attributions in {run['elapsed_s']:.0f} s ({run['trials_per_s']} "
                   f"trials/s over {run['workers']} workers), {run['trials_per_cell']} trials "
-                  "per cell." + (f" {run['note']}" if run.get("note") else ""), ""]
+                  "per cell." + (f" {run['note']}" if run.get("note") else "")
+                  + (f" Cells whose verdict or mechanisms changed: {len(run['changed'])} "
+                     "(see [Changes made by re-run cells](#changes-made-by-re-run-cells))."
+                     if "changed" in run else ""), ""]
     lines += [
         "Each cell is `aofcrash verify --server S --policy P --model M --fault F --ops "
         f"{data['ops']} --seed {data['seed']} --trials {data['trials_per_cell']}` and its key "
@@ -612,6 +690,9 @@ def render_markdown(data: dict[str, Any], explore: dict[str, Any] | None = None)
         lines.append("")
     if data.get("previous"):
         lines += _changes(data)
+    merged_changes = [line for run in data.get("merged", []) for line in _merge_changes(run)]
+    if merged_changes:
+        lines += ["## Changes made by re-run cells", "", *merged_changes]
     lines += [
         "## Notes",
         "",
@@ -744,13 +825,21 @@ _POSIX_7X: Final = (
     "appendonlydir (it starts empty). redis#10737 fsyncs appendonlydir after the manifest, "
     "not its parent. Under power-ext4 and power-btrfs nothing is lost without a fault.")
 _EIO_ZEROS: Final = (
-    "A failed fsync then a successful one leaves a hole of zeros after a power loss (Linux "
-    "drops the failed pages: the EIO zero-fill of docs/contract.md), on every model")
+    "Linux marks the pages of a failed fsync clean and writes them again only when a later "
+    "write lands in them (the EIO zero-fill of docs/contract.md), so after a power loss the "
+    "pages no later write touched read as zeros, on every model")
 SERVER_NOTES: dict[str, str] = {
     "6.0": _POSIX_6X + " EIO on fsync: 6.0.9 ignores it and keeps acknowledging (fixed in 6.2 "
-    "by redis#8347 for always and redis#8419 for everysec). " + _EIO_ZEROS + ": the next "
-    "start refuses \"Bad file format\" (acknowledged, then unavailable), or the file is cut "
-    "short and acknowledged writes are lost. Crash states (findings-explore.md): under "
+    "by redis#8347 for always and redis#8419 for everysec). " + _EIO_ZEROS + ". Its next "
+    "appends make the last dropped page dirty again, the pages before it stay dropped: under "
+    "everysec a second of appends (several KiB) crosses a page boundary, and the image has a "
+    "hole of zeros ending at a page boundary with acknowledged writes after it, which the "
+    "next start refuses \"Bad file format\" (acknowledged, then unavailable; every everysec "
+    "trial here). Under always a failed fsync covers one pipelined batch (hundreds of "
+    "bytes): only a batch across a page boundary leaves that hole (3 of 16 further trials, "
+    "`aofcrash verify --server 6.0 --model power-ext4 --fault fsync-error --trials 16 "
+    "--first-trial 2`), otherwise a power loss before the next fsync cuts "
+    "the file short and acknowledged writes are lost. Crash states (findings-explore.md): under "
     "`everysec`, every power model, a key comes back without its TTL (6.0 writes SET with an "
     "expiry as SET + PEXPIREAT, two commands; 6.2 writes one SET ... PXAT); under `always` "
     "with writes paced after a rewrite, 2 states under power-ext4 and power-btrfs lose an "
@@ -758,26 +847,33 @@ SERVER_NOTES: dict[str, str] = {
     "the tail the parent appended; the ext4 model leaves out ext4's auto_da_alloc, which "
     "flushes such a file at the next commit).",
     "6.2": _POSIX_6X + " EIO on fsync: under always 6.2.14 exits (redis#8347) and holds; "
-    "under everysec it refuses writes (MISCONF) until the next successful fsync clears the "
-    "status (redis#8419), which does not write the dropped range again. " + _EIO_ZEROS
-    + ": acknowledged, then unavailable.",
-    "7.0": _POSIX_7X + " EIO on fsync under everysec: as 6.2 (the status cleared by a later "
-    "success): acknowledged writes lost or acknowledged, then unavailable. EIO on the old "
-    "incr's fsync during a rewrite (everysec): 7.0.15 ignores it (no MISCONF, redis#11713, "
-    "fixed in 7.2) and the next start finds the zeros (seen under power-btrfs in this run and "
-    "under power-ext4 in a 4-trial, 120-write run of that cell's configuration). Crash states "
+    "under everysec it refuses writes (MISCONF, redis#8419; in the trials here until the "
+    "crash, seconds later), but the writes it acknowledged before the failed fsync are in "
+    "the dropped pages. " + _EIO_ZEROS + "; the refused writes land in none of them, and "
+    "the file's length reaches the disk over them: the AOF ends in zeros, which the next "
+    "start refuses \"Bad file format\" (acknowledged, then unavailable), or it is cut "
+    "short (acknowledged writes lost). A hole with data after it would need appends into "
+    "later pages, which the refused writes do not make.",
+    "7.0": _POSIX_7X + " EIO on fsync under everysec: as 6.2 (the incr file ends in the "
+    "zeros of the dropped pages): acknowledged writes lost or acknowledged, then unavailable. "
+    "EIO on the old incr's fsync during a rewrite (everysec): 7.0.15 ignores it (no "
+    "MISCONF, redis#11713, fixed in 7.2); nothing writes the old incr again, so its dropped "
+    "pages stay zeros at its end and the next start refuses them (power-ext4 and "
+    "power-btrfs). Crash states "
     "(findings-explore.md), `everysec`, every power model: after a rewrite the old incr file "
     "can be cut mid-command while the manifest lists a newer one: the server refuses \"the "
     "truncated file is not the last file\" for one start (the next one comes up).",
     "8.2": _POSIX_7X + " EIO on fsync under everysec: as 7.0. EIO on the old incr's fsync "
     "during a rewrite: 8.2.3 notices it (writes refused with MISCONF: it carries redis#11713) "
-    "yet the next successful fsync clears the status and the dropped range stays zeros: "
-    "acknowledged, then unavailable under power-ext4 and power-btrfs, as 7.0. The \"not the "
+    "yet the old incr's dropped pages are never written again and stay zeros at its end: "
+    "acknowledged, then unavailable (power-ext4 here; the power-btrfs cell held in its 2 "
+    "trials), as 7.0. The \"not the "
     "last file\" refusal of 7.0 too (findings-explore.md; in a few states also on the next "
     "start).",
     "valkey": _POSIX_7X + " EIO on fsync under everysec: as 7.0. EIO on the old incr's fsync "
     "during a rewrite: Valkey 9.1.2 notices it (MISCONF: it carries the fix of redis#11713) "
-    "and still ends acknowledged, then unavailable, as 8.2. The \"not the last file\" "
+    "and still ends acknowledged, then unavailable (power-ext4 and power-btrfs), as 8.2. "
+    "The \"not the last file\" "
     "refusal of 7.0 too, for one start (findings-explore.md).",
 }
 
@@ -797,8 +893,10 @@ _DIR_FSYNC: Final = (
     "is lost there")
 _ALWAYS_FSYNC: Final = (
     "redis 6.0.9 ignores a failed fsync (`always` and `everysec`) and still acknowledges; "
-    "after a power loss the failed range is a hole of zeros (the EIO zero-fill of "
-    "docs/contract.md): acknowledged writes are lost or the next start refuses. redis#8347 "
+    "Linux writes the failed pages again only where a later append lands, so after a power "
+    "loss the pages before the last one are a hole of zeros ending at a page boundary (the "
+    "EIO zero-fill of docs/contract.md): the next start refuses, or, when the power fails "
+    "before the next fsync, acknowledged writes are lost. redis#8347 "
     "(merged 2021-01, \"Redis exit for fsync error when the AOF fsync policy is 'always'\", "
     "after redis#8111) makes the server exit instead under `always`, redis#8419 handles the "
     "`everysec` case; the message \"Can't persist AOF for fsync error when the AOF fsync "
@@ -807,9 +905,12 @@ _ALWAYS_FSYNC: Final = (
 _EVERYSEC_FSYNC: Final = (
     "`everysec` + a failed background fsync: redis#8419 (merged 2021-03, \"Handle remaining "
     "fsync errors\") makes a failed bio fsync set `aof_bio_fsync_status` (writes are refused "
-    "with MISCONF), and the next successful fsync sets it back to OK; nothing writes again "
-    "what the failed fsync dropped (Linux marks those pages clean), so acknowledged writes "
-    "can be lost on power loss, or the hole of zeros makes the next start refuse. Its log "
+    "with MISCONF), and a later successful fsync sets it back to OK (none came in the "
+    "violating trials here: every write after the first error was refused until the "
+    "crash); nothing writes again "
+    "what the failed fsync dropped (Linux marks those pages clean, and the refused writes "
+    "land in none of them), so acknowledged writes can be lost on power loss, or the zeros "
+    "the file ends in make the next start refuse. Its log "
     "message \"Fail to fsync the AOF file\" is in the 6.2.14, 7.0.15, 8.2.3 and Valkey "
     "binaries, not in 6.0.9, which ignores the error")
 _POSIX_7X_UPSTREAM: Final = (
@@ -824,7 +925,8 @@ _INCR_FSYNC: Final = (
     "EIO on the fsync of the old incr file during a rewrite: Redis 7.0 hands the old incr to "
     "a background job that fsyncs and closes it and ignores the result (7.0.5-7.0.15); "
     "redis#11713 (in 7.2) makes that job set the fsync error status. A fix that only sets the "
-    "status still does not write again what the failed fsync dropped")
+    "status still does not write again what the failed fsync dropped: nothing appends to "
+    "the old incr again, so its dropped pages stay zeros at its end")
 
 
 def _known_upstream(cells: list[dict[str, Any]]) -> list[str]:
@@ -861,7 +963,8 @@ PREDICTED: Final = (
      ("6.0", "6.2"), POLICIES, None, "has an older appendonly.aof", "strict metadata"),
     ("failed fsync ignored, writes still acknowledged (6.0; fixed by redis#8347, redis#8419)",
      ("6.0",), POLICIES, ("fsync-error",), "", "fault"),
-    ("fsync error status cleared by a later successful fsync (everysec; redis#8419)",
+    ("writes acknowledged before a failed background fsync lost with its dropped pages "
+     "(everysec; redis#8419 refuses only the writes after it)",
      ("6.2", "7.0", "8.2", "valkey"), ("everysec",), ("fsync-error",), "", "fault"),
     ("EIO on the old incr's fsync during a rewrite ignored (7.0.5-7.0.15; redis#11713)",
      ("7.0", "8.2", "valkey"), ("everysec",), ("incr-fsync-error",), "", "fault"),

@@ -265,7 +265,7 @@ def test_the_pytest_plugin_replays_a_check_aof_finding_with_the_same_rules(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from harness.machine._judge import replay_judged
-    from harness.machine._machine import CheckAofDisagreement
+    from harness.machine._rules import CheckAofDisagreement
 
     _check_aof_calls_every_file_valid(monkeypatch)
     with pytest.raises(CheckAofDisagreement):

@@ -13,7 +13,7 @@ from faults import Damage, DamageKind, FaultPlan, PersistenceModel, ShortWrite
 from harness.cli import main
 from harness.explore import DEFAULT_DAMAGE, ExploreLimits, explore, make_workload
 from harness.machine._driver import ContractViolation, Driver, replay
-from harness.machine._machine import DAMAGE_SKIPPED, unsupported_features
+from harness.machine._features import DAMAGE_SKIPPED, unsupported_features
 from harness.machine._steps import Crash, Recover, Reproduction, RunConfig, Write
 
 POWER = PersistenceModel.POWER

@@ -86,6 +86,26 @@ def test_a_server_that_does_not_fsync_loses_acknowledged_writes_on_ext4(tmp_path
     assert main(["replay", str(repro)]) == 1  # aofcrash replay re-runs it too
 
 
+def test_kernel_rows_name_their_mechanism_so_one_missing_fsync_is_one_cause(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The server's files are read at every marker, so each violating kernel image is
+    # compared with what the server had written, as explore --server does with a model.
+    _need_ext4_and("7.0")
+    code = main(["explore", "--server", "7.0", "--model", "ext4", "--ops", "16",
+                 "--rewrite-at", "-1", "--server-config", "appendfsync=no", "--policy",
+                 "always", "--progress", "never", "--reports", str(tmp_path)])
+    capsys.readouterr()
+    assert code == 1
+    (run_dir,) = tmp_path.iterdir()
+    report = json.loads((run_dir / "report.json").read_text())
+    (cause,) = report["groups"]
+    assert cause["mechanism"] == (
+        "durability: the image has appendonlydir/appendonly.aof.N.incr.aof cut short")
+    assert cause["count"] == report["totals"]["violating_states"] > 0
+    assert all(v["mechanism"] for v in report["violations"])
+
+
 def test_the_reference_as_a_process_holds_on_ext4() -> None:
     _need_ext4_and("reference")
     result = _explore("reference", ops=12)

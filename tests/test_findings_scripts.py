@@ -80,8 +80,51 @@ def test_merging_cells_replaces_those_of_the_same_key_and_keeps_the_others() -> 
     assert [c["cell"] for c in data["cells"]] == [
         "6.0-always-process-none", "6.2-always-power-ext4-none", "6.2-always-ext4-none"]
     assert data["summary"] == {"6.0": {"holds": 1}, "6.2": {"holds": 2}}
-    assert data["merged"] == [run]
-    assert findings._merge(data, [], {}, run)["merged"] == [run]  # the same run once
+    assert [m["command"] for m in data["merged"]] == ["findings.py --merge"]
+    assert [c["cell"] for c in data["merged"][0]["changed"]] == ["6.2-always-power-ext4-none"]
+    again = findings._merge(data, [], {}, run)["merged"]
+    assert [m["command"] for m in again] == ["findings.py --merge"]  # the same run once
+
+
+def test_a_merged_run_lists_the_cells_whose_verdict_or_mechanisms_changed_and_why() -> None:
+    before = _cell("7.0", "everysec", "power-ext4", "fsync-error", "unavailable",
+                   ["acknowledged, then unavailable"])
+    before["mechanisms"] = [{"mechanism": "acknowledged, then unavailable: the image has zeros "
+                                          "in appendonlydir/appendonly.aof.N.incr.aof"}]
+    same = _cell("7.0", "everysec", "process", "fsync-error")
+    old = {"cells": [before, same], "servers": {}, "summary": {}}
+
+    class Rerun:
+        def __init__(self, cell: dict[str, Any]) -> None:
+            self.cell = cell
+            self.name = cell["cell"]
+
+        def summary(self) -> dict[str, Any]:
+            return self.cell
+
+    after = {**before, "mechanisms": [{"mechanism": "acknowledged, then unavailable: the "
+                                                    "image has appendonlydir/appendonly.aof."
+                                                    "N.incr.aof zero-filled at its end"}]}
+    run = {"command": "findings.py --merge --cells X", "generated": "now", "cells": 2,
+           "trials_per_cell": 8, "why": "Linux re-dirties the page"}
+    data = findings._merge(old, [Rerun(after), Rerun(dict(same))], {}, run)
+    changed = data["merged"][0]["changed"]
+    assert [c["cell"] for c in changed] == ["7.0-everysec-power-ext4-fsync-error"]
+    assert changed[0]["before"]["verdict"] == changed[0]["now"]["verdict"] == "unavailable"
+    table = "\n".join(findings._merge_changes(data["merged"][0]))
+    assert "1 of 2 cells changed their verdict or mechanisms" in table
+    assert "Why they were re-run: Linux re-dirties the page" in table
+    assert "has zeros in appendonlydir" in table and "zero-filled at its end" in table
+    assert "no zero hole any more" in table and "ends in the dropped pages' zeros" in table
+
+
+def test_a_change_of_verdict_without_a_zero_hole_reads_as_timing() -> None:
+    before = {"verdict": "holds", "trials": 2, "violations": 0, "mechanisms": []}
+    now = {"verdict": "unavailable", "trials": 2, "violations": 1,
+           "mechanisms": ["acknowledged, then unavailable: the image has f zero-filled at its "
+                          "end"]}
+    why = findings._change_why(before, now)
+    assert "0 -> 1 violating trials of 2" in why and "timing" in why
 
 
 def test_a_regenerated_row_keeps_the_kernel_columns_of_the_row_it_replaces() -> None:

@@ -136,3 +136,26 @@ def test_explore_server_reports_one_planted_bug_under_two_models_as_one_cause(
     assert cause["count"] == report["totals"]["violating_states"] > 1
     assert cause["model"] == "power-ext4, power-xfs"
     assert len(cause["members"]) > 1  # the state groups it stands for, each listed
+
+
+def test_a_kernel_flush_point_is_compared_with_the_files_before_and_after_its_call() -> None:
+    from harness.verify._explore_kernel import _kernel_effects, _KGroup
+
+    def group(position: int, *, flush: bool) -> _KGroup:
+        return _KGroup(position, "p", 0, "digest", None, 1, flush)  # type: ignore[arg-type]
+
+    before = {"a.aof": b"SET1", "b.aof": b"x"}
+    after = {"a.aof": b"SET1SET2", "b.aof": b"x", "c.aof": b"new"}
+    visible = [before, after]
+    lost_a = {"a.aof": b"", "b.aof": b"x"}
+    # A marker point: its own marker's files.
+    assert _kernel_effects(visible, group(0, flush=False), lost_a) == ("has a.aof empty",)
+    # A flush: the effect both comparisons share (the call's new c.aof is not one).
+    assert _kernel_effects(visible, group(0, flush=True), lost_a) == ("has a.aof empty",)
+    # Equal to the files before the call: the crash lost nothing written before it.
+    assert _kernel_effects(visible, group(0, flush=True), before) == ()
+    # Nothing shared: which moment of the call it shows is unknown.
+    between = {"a.aof": b"SET1SET2", "b.aof": b"x"}  # older than before, lacks after's c
+    assert _kernel_effects(visible, group(0, flush=True), between) is None
+    # No files read at the point: no mechanism.
+    assert _kernel_effects([], group(0, flush=False), before) is None

@@ -21,11 +21,7 @@ from faults import Crash as CrashFault
 from faults import FaultOp, FaultPlan, PersistenceModel, SlowSync
 from harness.machine import PROFILES, _driver, make_state_machine
 from harness.machine._driver import ContractViolation, Driver, TargetRunaway
-from harness.machine._machine import (
-    _big_collection_program,
-    _del_program,
-    _members_program,
-)
+from harness.machine._generators import _big_collection_program, _del_program, _members_program
 from harness.machine._steps import (
     ArmCrash,
     BgRewrite,
@@ -230,7 +226,7 @@ LIVENESS_FEATURES = ("strings", "rewrite")
 
 
 def test_a_rewrite_that_never_replaces_the_aof_is_a_liveness_violation() -> None:
-    from harness.machine._machine import LivenessViolation
+    from harness.machine._rules import LivenessViolation
 
     config = RunConfig(policy="always", defects=frozenset({"rewrite-never-swapped"}))
     machine = make_state_machine(config, features=LIVENESS_FEATURES, swarm=False)
@@ -285,7 +281,7 @@ def test_safe_takes_writes_again_once_a_failed_fsync_and_a_full_aof_are_cleared(
 def test_writes_refused_for_good_after_the_faults_are_a_liveness_violation(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from harness.machine._machine import LivenessViolation
+    from harness.machine._rules import LivenessViolation
     from reference import Server
 
     # A server that never lifts MISCONF: refused writes have no effect, so only the liveness
@@ -299,7 +295,7 @@ def test_writes_refused_for_good_after_the_faults_are_a_liveness_violation(
 
 
 def test_check_aof_and_the_loader_agree_on_whole_and_torn_files() -> None:
-    from harness.machine._machine import check_aof_agrees
+    from harness.machine._rules import check_aof_agrees
 
     whole = b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n"
     assert check_aof_agrees(whole, now_ms=0) is None
@@ -309,7 +305,7 @@ def test_check_aof_and_the_loader_agree_on_whole_and_torn_files() -> None:
 
 
 def test_a_file_the_loader_takes_and_check_aof_refuses_is_a_disagreement() -> None:
-    from harness.machine._machine import check_aof_agrees
+    from harness.machine._rules import check_aof_agrees
 
     # ``*3\n`` (no CR): every loader reads it as atoi does, check-aof calls it invalid.
     lax = b"*3\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n"

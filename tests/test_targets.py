@@ -21,7 +21,7 @@ from harness.explore import ExploreLimits, explore, make_workload
 from harness.explore._generic import explore_generic
 from harness.explore._record import record
 from harness.machine._driver import ContractViolation
-from harness.machine._machine import FEATURES, unsupported_features
+from harness.machine._features import FEATURES, unsupported_features
 from harness.machine._steps import RunConfig, Write
 from harness.targets import (
     Target,

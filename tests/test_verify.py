@@ -509,3 +509,21 @@ def test_cli_reports_the_server_name_and_version_and_the_workers(
     assert report["run"]["server_version"] == summary["server_version"]
     assert report["run"]["workers"] == 2
     assert "redis 7.0." in report["summary"]
+
+
+@pytest.mark.real
+def test_redis_6_0_under_everysec_leaves_a_failed_fsyncs_pages_as_a_hole_ending_at_a_page(
+) -> None:
+    # 6.0 ignores EIO on fsync and keeps appending: a second of appends spans pages, Linux
+    # writes again only the page the next append lands in, and the pages before it stay zeros
+    # under acknowledged data, a hole that ends at a page boundary (never inside a page).
+    needs_server("6.0")
+    needs_fuse()
+    result = run_verify(VerifyConfig(server="6.0", policy="everysec", model="power-ext4",
+                                     fault="fsync-error", trials=2, seed=0), workers=2,
+                        attribution=False)
+    events = [t.events for t in result.trials]
+    assert any(e["crash image: zero hole ending at a page boundary"] for e in events), events
+    assert not any(e["crash image: zero hole ending inside a page"] for e in events), events
+    assert any("has zeros in appendonly.aof" in t.mechanism for t in result.trials), \
+        [t.render() for t in result.trials]

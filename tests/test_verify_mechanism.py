@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
+from faults import PersistenceModel, SimDisk
 from harness.verify._mechanism import (
+    PAGE_BYTES,
     cause_text,
     describe_effects,
     image_effects,
     normalise_name,
     same_mechanism_part,
     server_reason_kind,
+    zero_holes,
 )
 
 
@@ -73,3 +78,45 @@ def test_names_and_server_reasons_are_normalised_across_runs() -> None:
             "appendonly.aof.3.incr.aof")
     assert server_reason_kind(line) == ("Bad file format reading the append only file "
                                         "appendonly.aof.N.incr.aof")
+
+
+def test_a_failed_fsync_over_a_page_boundary_leaves_a_zero_hole_ending_at_that_boundary() -> None:
+    # Linux writes back pages: the appends after the failed fsync make the page they land in
+    # dirty again, whole; the page before it, which nothing touched again, stays dropped.
+    disk = SimDisk()
+    fd = disk.open("appendonly.aof", os.O_CREAT | os.O_WRONLY | os.O_APPEND)
+    disk.fsync_dir("")
+    disk.write(fd, b"*" * 3000)
+    disk.fsync(fd)
+    disk.write(fd, b"a" * 2000)  # [3000, 5000): the rest of page 0 and part of page 1
+    disk.fail_fsync(fd)
+    disk.write(fd, b"b" * 5000)  # from page 1 on
+    disk.fsync(fd)
+    visible = disk.crash(PersistenceModel.PROCESS).files
+    image = disk.crash(PersistenceModel.POWER).files
+    assert zero_holes(visible["appendonly.aof"], image["appendonly.aof"]) == [(3000, PAGE_BYTES)]
+    assert image_effects(visible, image) == ("has zeros in appendonly.aof",)
+
+
+def test_a_failed_fsync_inside_one_page_leaves_no_hole_once_the_page_is_written_again() -> None:
+    disk = SimDisk()
+    fd = disk.open("appendonly.aof", os.O_CREAT | os.O_WRONLY | os.O_APPEND)
+    disk.fsync_dir("")
+    disk.write(fd, b"*" * 100)
+    disk.fsync(fd)
+    disk.write(fd, b"a" * 2000)
+    disk.fail_fsync(fd)
+    disk.write(fd, b"b" * 5000)
+    disk.fsync(fd)
+    visible = disk.crash(PersistenceModel.PROCESS).files
+    image = disk.crash(PersistenceModel.POWER).files
+    assert zero_holes(visible["appendonly.aof"], image["appendonly.aof"]) == []
+    assert image == visible
+
+
+def test_zeros_the_server_wrote_and_a_zero_filled_end_are_no_hole() -> None:
+    written = b"*1\r\n$3\r\n\0\0\0\r\n" + b"data" * 10
+    assert zero_holes(written, written) == []
+    assert zero_holes(written, written[:10] + bytes(len(written) - 10)) == []
+    # The run of zeros starts at the zeros the server wrote itself.
+    assert zero_holes(written, written[:10] + bytes(10) + written[20:]) == [(8, 20)]

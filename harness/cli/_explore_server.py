@@ -184,7 +184,9 @@ def _report_violations(result: Any, rows: list[dict[str, Any]], command: str
     cause is a mechanism (``cause_text`` of the row's: rules, what the image lacks or
     resurrects, the server's refusal) under any model; its count is every violating state
     of that mechanism (the result's ``mechanisms``, left-out groups included), so the causes
-    add up to the violating states. Rows without a mechanism (the kernel's) are each one."""
+    add up to the violating states. The kernel's rows have one too (the image against the
+    files the server had written, read at each marker); a row without one (no files read at
+    its marker) is a cause of its own."""
     from harness.verify._mechanism import cause_text
 
     states: dict[str, int] = {}

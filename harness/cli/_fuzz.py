@@ -72,7 +72,7 @@ def check_target_spec(config: Any) -> dict[str, str]:
     """The features `config`'s target cannot run (see ``unsupported_features``); UsageError in
     one line when its ``MODULE:FACTORY`` does not resolve or does not build a Target."""
     from harness.cli._common import UsageError
-    from harness.machine._machine import unsupported_features
+    from harness.machine._features import unsupported_features
     from harness.targets import TargetError
 
     importable_cwd()

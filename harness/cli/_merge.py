@@ -3,8 +3,11 @@
 Shards of one campaign (``--shard i/n`` on several machines) each write a report; merged, the
 totals add up (wall-clock times take the longest shard, first failures the earliest), the
 per-configuration rows and event counts add up, and the violations and their cause groups are
-concatenated, grouped again by cause signature, with paths made absolute so the merged report
-still points at every shard's reproductions.
+concatenated, grouped again by cause signature (for fuzz, explore and verify: the mechanism, so
+one cause found by two shards is one cause, its count the sum, its members and where it was
+seen joined, its smallest reproduction shown), with violation ids prefixed by the report's place
+in the merge (``r2.v1``: every shard numbers from v1) and paths made absolute so the merged
+report still points at every shard's reproductions.
 
 Before anything is added up the reports are checked to be shards of one campaign: the same
 command, and the same run description (target, seed, configuration) apart from what differs
@@ -161,6 +164,55 @@ def _holds_violation(report: dict[str, Any]) -> bool:
     return bool(report.get("violations")) or (isinstance(counted, int) and counted > 0)
 
 
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _renamed(group: dict[str, Any], ident: Any) -> dict[str, Any]:
+    """A copy of `group` with its violation ids renamed by `ident`."""
+    out = dict(group)
+    out["representative"] = ident(group.get("representative"))
+    out["members"] = [ident(m) for m in group.get("members") or []]
+    if isinstance(group.get("seen"), list):
+        out["seen"] = [{**row, "id": ident(row.get("id"))} if isinstance(row, dict) else row
+                       for row in group["seen"]]
+    return out
+
+
+def _join_group(into: dict[str, Any], more: dict[str, Any]) -> None:
+    """One cause seen by two shards: counts added, members and where it was seen joined."""
+    into["count"] = _int(into.get("count")) + _int(more.get("count"))
+    into["members"] = [*(into.get("members") or []), *(more.get("members") or [])]
+    if isinstance(more.get("seen"), list):
+        into["seen"] = [*(into.get("seen") or []), *more["seen"]]
+    for key in ("configuration", "model"):
+        values = [str(x) for g in (into, more) for x in str(g.get(key) or "").split(", ") if x]
+        if values:
+            into[key] = ", ".join(dict.fromkeys(values))
+
+
+def _choose_representatives(groups: Any, violations: list[dict[str, Any]]) -> None:
+    """Each cause shows its smallest member (one with a reproduction first, then fewest
+    program steps), as a campaign's own report does."""
+    by_id = {v.get("id"): v for v in violations}
+    for g in groups:
+        members = [by_id[m] for m in g.get("members") or [] if m in by_id]
+        if not members:
+            continue
+
+        def size(v: dict[str, Any]) -> tuple[int, int]:
+            program = v.get("program")
+            steps = len(program) if isinstance(program, list) and program else 10**9
+            return (0 if v.get("reproduction") else 1, steps)
+
+        best = min(members, key=size)
+        if g.get("representative") not in by_id or size(best) < size(by_id[g["representative"]]):
+            g["representative"] = best["id"]
+            for key in ("rule", "fault", "shape"):
+                if key in best:
+                    g[key] = best[key]
+
+
 def merge_reports(reports: list[tuple[Path, dict[str, Any]]], *,
                   allow_mixed: bool = False) -> Merged:
     """(run directory, report) of every shard -> the merged report (see the module doc)."""
@@ -196,7 +248,12 @@ def merge_reports(reports: list[tuple[Path, dict[str, Any]]], *,
     configurations: dict[str, dict[str, Any]] = {}
     violations: list[dict[str, Any]] = []
     groups: dict[str, dict[str, Any]] = {}
-    for run_dir, report in reports:
+    for position, (run_dir, report) in enumerate(reports, 1):
+        # Every shard numbers its violations v1, v2, ...: prefixed with the report's place
+        # in the merge, ids stay unique and the groups' members still name them.
+        def ident(value: Any, position: int = position) -> Any:
+            return f"r{position}.{value}" if isinstance(value, str) else value
+
         _add(totals, report.get("totals") or {})
         for name, count in (report.get("events") or {}).items():
             if isinstance(count, int):
@@ -210,6 +267,7 @@ def merge_reports(reports: list[tuple[Path, dict[str, Any]]], *,
             if not isinstance(v, dict):
                 continue
             v = dict(v)
+            v["id"] = ident(v.get("id"))
             v["shard_report"] = str(run_dir.resolve())
             name = v.get("reproduction")
             if isinstance(name, str) and not Path(name).is_absolute():
@@ -218,14 +276,22 @@ def merge_reports(reports: list[tuple[Path, dict[str, Any]]], *,
         for g in report.get("groups") or []:
             if not isinstance(g, dict):
                 continue
+            g = _renamed(g, ident)
             signature = str(g.get("signature", len(groups)))
             if signature in groups:
-                groups[signature]["count"] = (groups[signature].get("count", 0)
-                                              + g.get("count", 0))
+                _join_group(groups[signature], g)
             else:
-                groups[signature] = dict(g)
-    for number, g in enumerate(groups.values(), 1):
+                groups[signature] = g
+    _choose_representatives(groups.values(), violations)
+    ordered = sorted(groups.values(), key=lambda g: -_int(g.get("count")))
+    number_of: dict[Any, int] = {}
+    for number, g in enumerate(ordered, 1):
         g["group"] = number
+        for member in g.get("members") or []:
+            number_of[member] = number
+    for v in violations:
+        if v.get("id") in number_of:
+            v["group"] = number_of[v["id"]]
     first = reports[0][1]
     totals["violations"] = len(violations)
     if groups:
@@ -249,7 +315,7 @@ def merge_reports(reports: list[tuple[Path, dict[str, Any]]], *,
         "events": dict(events),
         "configurations": list(configurations.values()),
         "violations": violations,
-        "groups": list(groups.values()),
+        "groups": ordered,
     }
     return Merged(report=report, warnings=tuple(warnings),
                   violation=any(_holds_violation(r) for _, r in reports))

@@ -440,8 +440,12 @@ def _violation_card(v: dict[str, Any], group: dict[str, Any], plots: Any) -> str
              f"<h3><span class='badge'>{_e(rule)}</span>{_e(headline)}</h3>",
              f"<p class='rule'>{_e(explanation)}</p>"]
     if count and count != 1:
+        where = ""
+        if _list(group.get("seen")):  # fuzz: where the findings of this cause were seen
+            where = (f" Seen under {_e(group.get('configuration') or '-')}; model(s) "
+                     f"{_e(group.get('model') or '-')}.")
         parts.append(f"<p class='muted'>{_e(count)} {_e(_unit([group]))}s share this cause; "
-                     "the smallest reproduction is shown.</p>")
+                     f"the smallest reproduction is shown.{where}</p>")
     parts.append(_facts(v))
     # The picture first: it is what shows the bug at a glance (and fits the first screen).
     parts.append(_timeline(v, plots.timeline_svg))
@@ -479,7 +483,14 @@ def _violation_card(v: dict[str, Any], group: dict[str, Any], plots: Any) -> str
     parts.append("<details><summary>the oracle's full text</summary>"
                  f"<pre>{_e(_shown(v.get('text', '')))}</pre></details>")
     members = [m for m in _list(group.get("members")) if m != v.get("id")]
-    if members:
+    seen = [_dict(row) for row in _list(group.get("seen")) if _dict(row).get("id") in members]
+    if seen:  # fuzz: one cause, seen under other configurations, models or faults
+        rows = "".join(f"<li><span class='mono'>{_e(row.get('id'))}</span>: "
+                       f"{_e(row.get('configuration'))}, model {_e(row.get('model') or '-')}, "
+                       f"{_e(row.get('fault'))}</li>" for row in seen)
+        parts.append(f"<details><summary>the other {len(members)} violation(s) of this cause, "
+                     f"and where each was seen</summary><ul>{rows}</ul></details>")
+    elif members:
         parts.append(f"<details><summary>the other {len(members)} violation(s) of this cause"
                      "</summary><p class='mono'>" + _e(", ".join(map(str, members)))
                      + "</p></details>")
@@ -531,6 +542,15 @@ def _unit(groups: Sequence[dict[str, Any]]) -> str:
     return {"state": "violating state", "trial": "violating trial"}.get(unit, "violation")
 
 
+def _faults_seen(group: dict[str, Any], rep: dict[str, Any]) -> Any:
+    """The representative's faults, and how many other fault sets its cause was seen with."""
+    faults = {str(_dict(row).get("fault")) for row in _list(group.get("seen"))}
+    faults.discard(str(rep.get("fault")))
+    if not faults:
+        return rep.get("fault")
+    return f"{rep.get('fault')} (and {len(faults)} other fault set(s))"
+
+
 def _cause_rows(groups: Sequence[dict[str, Any]], by_id: dict[Any, dict[str, Any]],
                 totals: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per cause; when the totals count more than the groups hold (an older report),
@@ -544,7 +564,7 @@ def _cause_rows(groups: Sequence[dict[str, Any]], by_id: dict[Any, dict[str, Any
                                                 or "—"),
                      "configuration": g.get("configuration") or rep.get("configuration"),
                      "model": g.get("model") or rep.get("model"),
-                     "fault": rep.get("fault"),
+                     "fault": _faults_seen(g, rep),
                      "violations": count if isinstance(count, int) else 1})
     grouped = sum(r["violations"] for r in rows)
     counted = totals.get("violating_states", totals.get("violations"))

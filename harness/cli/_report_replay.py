@@ -8,8 +8,10 @@ acknowledged, the filesystem operations (AOF writes, fsyncs, renames), injected 
 crash and the recovery. Everything returned is plain JSON data: report.json keeps it and the
 HTML (and its pictures) are rendered from report.json alone.
 
-Also here: a violation's cause signature (rule, configuration, model, fault, shape of the
-program), which groups the many violating states one bug produces.
+The replay also says what the image of the crash that broke a rule lacks or resurrects
+against the files visible at that crash (``crash_effects``): the fuzz report's mechanism.
+Also here: the older cause signature (rule, configuration, model, fault, shape of the program),
+kept for a finding whose replay failed.
 """
 
 from __future__ import annotations
@@ -27,17 +29,20 @@ from faults import (
     FaultPlan,
     IOFault,
     NoSpace,
+    PersistenceModel,
     ShortWrite,
+    SimDisk,
     SimulatedCrash,
     SlowSync,
 )
 from faults import (
     KillChild as KillChildFault,
 )
+from harness.explore._effects import image_effects
 from harness.explore._record import NotingLayer
 from harness.machine._driver import ContractViolation, Driver, ModelDivergence, TargetRunaway
 from harness.machine._judge import Judge
-from harness.machine._machine import CheckAofDisagreement, LivenessViolation
+from harness.machine._rules import CheckAofDisagreement, LivenessViolation
 from harness.machine._steps import (
     ArmCrash,
     BgRewrite,
@@ -455,6 +460,7 @@ def study(repro: Reproduction) -> dict[str, Any]:
     epochs: list[dict[str, Any]] = []
     outcome, rules, text = "consistent", [], "no violation"
     verdict_dict: dict[str, Any] | None = None
+    crash_effects: list[str] | None = None  # of the recovery that broke a rule, if one did
     steps = list(repro.steps)
     done = 0
     for index, step in enumerate([*steps, None]):
@@ -466,6 +472,7 @@ def study(repro: Reproduction) -> dict[str, Any]:
                 judge.before(step)
                 history = driver.history
                 crash_ms = driver.crash_ms
+                crashed_disk = driver.disk
                 st.note()
                 st.emit("crash", crash_ms)
                 before = len(driver.stats.recoveries)
@@ -473,6 +480,7 @@ def study(repro: Reproduction) -> dict[str, Any]:
                     driver.run(step)
                 except ContractViolation as exc:
                     resolved = driver.steps[-1] if isinstance(driver.steps[-1], Recover) else step
+                    crash_effects = _crash_image_effects(crashed_disk, resolved)
                     epochs.append(_epoch_row(st, resolved, crash_ms, history, exc.verdict,
                                              None, repro.config))
                     st.emit("recover", driver.clock.now_ms, model=step.model.value,
@@ -522,7 +530,19 @@ def study(repro: Reproduction) -> dict[str, Any]:
     program = _program(steps[:done], driver, st, epochs)
     return {"outcome": outcome, "rules": rules, "text": text, "verdict": verdict_dict,
             "program": program, "epochs": epochs, "events": st.events,
-            "policy": repro.config.policy, "steps": len(steps), "judged": judge.judged}
+            "policy": repro.config.policy, "steps": len(steps), "judged": judge.judged,
+            "crash_effects": crash_effects}
+
+
+def _crash_image_effects(disk: SimDisk, recover: Recover) -> list[str] | None:
+    """What the image `recover` started from lacks or resurrects against the files visible
+    on `disk` at the crash (``image_effects``, as the explorer computes it); None without a
+    resolved image choice. A damaged image (``Recover.damage``) is compared before its damage:
+    the damage rule names that part."""
+    if recover.choice is None:
+        return None
+    visible = disk.crash(PersistenceModel.PROCESS).files
+    return list(image_effects(visible, disk.crash(recover.model, recover.choice).files))
 
 
 @dataclass

@@ -7,16 +7,25 @@ reproduction and its count. For the explorer the signature is the violation's me
 (``mechanism_text``: the rules broken and what the crash image lacks or resurrects against what
 the server had written, under any model and at any crash point), and the count is every
 violating state of that mechanism, kept in detail or not, so the causes add up to the violating
-states. A fuzz finding's signature is its rules, configuration, model, the faults that fired
-and the program's shape (Hypothesis has already reduced it to one failing program).
+states. A fuzz finding's signature is its mechanism too (``fuzz_mechanism``): its reproduction
+is replayed, and the rules it broke plus what the image of the crash that broke them lacks or
+resurrects against the files visible at that crash (``image_effects``, as the explorer computes
+it) say what explains it; an image holding exactly what the server wrote says what the server
+lost itself (per rule) and, for a refusal, why it refused. Configuration, model and faults are
+where a cause was seen (the group's ``seen`` rows), not part of it, so one planted bug found
+under two policies or fault sets is one cause, counted once per finding. A finding that no
+recovery broke (a read, liveness, check-aof) is grouped by its rules and first line; one whose
+replay failed or did not break a data rule at a recovery keeps the older signature (rules,
+configuration, model, faults fired, shape).
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +46,7 @@ __all__ = [
     "REPRO_SUFFIX",
     "aofcrash_command",
     "explore_violations",
+    "fuzz_mechanism",
     "fuzz_violations",
     "group_violations",
     "replay_command",
@@ -110,6 +120,7 @@ def _attach_study(record: dict[str, Any], repro: Any, *, timeline: bool) -> None
         return
     record["program"] = seen["program"]
     record["epochs"] = seen["epochs"]
+    record["crash_effects"] = seen.get("crash_effects")
     record["policy"] = seen["policy"]
     record["replayed_outcome"] = seen["outcome"]
     if record.get("verdict") is None and seen.get("verdict") is not None:
@@ -146,8 +157,9 @@ def group_violations(violations: list[dict[str, Any]],
                      sizes: dict[str, int] | None = None,
                      replayable: set[str] | None = None) -> list[dict[str, Any]]:
     """Groups by signature, biggest first; each names its smallest member (one with a
-    reproduction first, then fewest program steps), and every violation gets its ``group``
-    number."""
+    reproduction first, then fewest program steps), the configurations and models of its
+    members (``configuration``, ``model``: distinct values joined) and where each member was
+    seen (``seen``), and every violation gets its ``group`` number."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for v in violations:
         groups.setdefault(v["signature"], []).append(v)
@@ -162,12 +174,21 @@ def group_violations(violations: list[dict[str, Any]],
         rows.append({"signature": sig, "count": len(members),
                      "representative": smallest["id"],
                      "members": [m["id"] for m in members],
-                     "rule": smallest["rule"], "configuration": smallest["configuration"],
-                     "model": smallest["model"], "fault": smallest["fault"],
-                     "shape": smallest["shape"]})
+                     "rule": smallest["rule"],
+                     "configuration": _joined(m["configuration"] for m in members),
+                     "model": _joined(m["model"] for m in members) or None,
+                     "fault": smallest["fault"], "shape": smallest["shape"],
+                     # Where this cause was seen: one row per member.
+                     "seen": [{"id": m["id"], "configuration": m["configuration"],
+                               "model": m["model"], "fault": m["fault"]} for m in members]})
     rows.sort(key=lambda g: -int(g["count"]))
     _number(rows, violations)
     return rows
+
+
+def _joined(values: Iterable[Any]) -> str:
+    """Distinct non-empty values, in the order first seen, as one string."""
+    return ", ".join(dict.fromkeys(str(x) for x in values if x))
 
 
 def _number(groups: list[dict[str, Any]], violations: list[dict[str, Any]]) -> None:
@@ -186,6 +207,66 @@ def mechanism_text(rules: Sequence[str], effects: Sequence[str]) -> str:
     from harness.verify._mechanism import cause_text, describe_effects
 
     return cause_text(f"{'/'.join(sorted(rules))}: {describe_effects(sorted(set(effects)))}")
+
+
+#: What a server lost or refused when its crash image holds exactly what it had written (no
+#: image effect explains it: its own doing), per rule.
+_OWN_DOING = {
+    "durability": "acknowledged writes its own files do not give back",
+    "prefix-consistency": "its own files load to no moment of the history",
+    "phantom": "its own files hold a write it refused",
+    "stability": "a second recovery of its own files differs",
+    "damage": "damaged synced bytes loaded as data",
+}
+_JSON_OBJECT = re.compile(r"\{.*\}")
+_READ = re.compile(r"\bread (\S+)")
+
+
+#: Rules a finding breaks with no recovery to blame (a read, the end of the program, the check
+#: before a recovery).
+_NOT_AT_RECOVERY = frozenset({"model-divergence", "liveness", "check-aof"})
+
+
+def fuzz_mechanism(rules: Sequence[str], crash_effects: Sequence[str] | None, text: str,
+                   unavailable_reason: str | None = None) -> str | None:
+    """A fuzz finding's mechanism, as the explorer's (``mechanism_text``): its rules and what
+    the image of the crash that broke them lacks or resurrects against what the server had
+    written (`crash_effects`, from the replay; None when no recovery broke them), and why the
+    server refused to start. Policy, model, faults and program are left out: they are where a
+    mechanism was seen, not what it is. With no effect the server lost or refused what it
+    wrote itself: the rules say what it lost. With no recovery to blame (a read, liveness or
+    check-aof), the finding's first line, numbers and crash image left out. None when no
+    recovery broke a data rule in the replay (it did not reproduce): nothing to explain it."""
+    from harness.verify._mechanism import cause_text, describe_effects, server_reason_kind
+
+    head = "/".join(sorted(rules)) or "?"
+    if crash_effects is None:
+        if not set(rules) & _NOT_AT_RECOVERY:
+            return None
+        first = (text.strip().splitlines() or [""])[0]
+        read = _READ.search(first)
+        if "model-divergence" in rules and read is not None:
+            body = f"a read of {read.group(1)} disagreed with the model"
+        else:
+            body = server_reason_kind(_JSON_OBJECT.sub("an image", first))
+            body = body.removeprefix("liveness: ")
+        return f"{head}: {body}"
+    body = describe_effects(sorted(set(crash_effects)))
+    if not crash_effects:
+        own = [_OWN_DOING[r] for r in sorted(rules) if r in _OWN_DOING]
+        body += (": " + "; ".join(own)) if own else ""
+    if unavailable_reason:
+        body += f"; the server: {_refusal_kind(server_reason_kind(unavailable_reason))}"
+    return cause_text(f"{head}: {body}")
+
+
+_QUOTED = re.compile(r"b?'[^']*'")
+
+
+def _refusal_kind(reason: str) -> str:
+    """A refusal as a kind: up to its first ": " (the parser's detail after it, what it
+    expected and got, depends on where the bad bytes fell), quoted bytes elided."""
+    return _QUOTED.sub("'...'", reason.split(": ", 1)[0])
 
 
 def fuzz_violations(findings: Sequence[Any], run_dir: Path, label: Any, *,
@@ -220,8 +301,19 @@ def fuzz_violations(findings: Sequence[Any], run_dir: Path, label: Any, *,
                 record["signature"] = signature(
                     rules=f.rules, configuration=record["configuration"], model=model,
                     fault=fired, program_shape=record["shape"])
+            verdict = record.get("verdict") or {}
+            mechanism = (None if "study_error" in record else fuzz_mechanism(
+                f.rules, record.get("crash_effects"), f.text, verdict.get("unavailable_reason")))
+            if mechanism is not None:
+                # The cause is the mechanism, wherever it was seen (configuration, model,
+                # faults): one planted bug found under two policies is one cause.
+                record["mechanism"] = record["signature"] = mechanism
         out.append(record)
     groups = group_violations(out)
+    by_id = {v["id"]: v for v in out}
+    for g in groups:
+        if "mechanism" in by_id[g["representative"]]:
+            g["mechanism"] = g["signature"]
     return out, groups
 
 
@@ -311,7 +403,8 @@ def terminal_lines(violations: Sequence[dict[str, Any]], groups: Sequence[dict[s
         v = by_id[g["representative"]]
         lines.append("")
         what = f" {g['mechanism']};" if g.get("mechanism") else ""
-        lines.append(f"== cause {g['group']}:{what} [{v['rule']}] {v['configuration']}, "
+        lines.append(f"== cause {g['group']}:{what} [{v['rule']}] "
+                     f"{g.get('configuration') or v['configuration']}, "
                      f"model {g.get('model') or v['model'] or '-'}, e.g. {v['fault']} "
                      f"({g['count']} {unit}(s))")
         lines.extend(violation_lines(v))

@@ -8,9 +8,12 @@ import re
 from collections.abc import Mapping
 from typing import Final
 
-__all__ = ["image_effects", "normalise_name"]
+__all__ = ["PAGE_BYTES", "image_effects", "normalise_name", "zero_holes"]
 
 _DIGITS: Final = re.compile(r"\d+")
+_ZEROS: Final = re.compile(rb"\0+")
+# Linux writes back pages: a failed fsync's dropped range under later data ends on one.
+PAGE_BYTES: Final = 4096
 
 
 def normalise_name(path: str) -> str:
@@ -50,3 +53,17 @@ def image_effects(visible: Mapping[str, bytes], image: Mapping[str, bytes]) -> t
             if found is not None:
                 effects.add(found)
     return tuple(sorted(effects))
+
+
+def zero_holes(seen: bytes, kept: bytes) -> list[tuple[int, int]]:
+    """The runs of zeros in `kept` (a crash image of a file) over data the server wrote
+    (`seen`) with data after them, as [start, end) byte offsets: a failed fsync's dropped range
+    as the image has it. A zero tail is no hole (nothing after it)."""
+    data_end = len(kept.rstrip(b"\0"))
+    holes = []
+    for run in _ZEROS.finditer(kept, 0, min(data_end, len(seen))):
+        start, end = run.span()
+        if seen[start:end] != kept[start:end]:
+            holes.append((start, end))
+    return holes
+

@@ -47,14 +47,10 @@ from faults import PersistenceModel
 from harness._hypothesis import hypothesis_engine
 from harness._pool import die_on_terminate
 from harness.machine._driver import ContractViolation, ModelDivergence, TargetRunaway
-from harness.machine._machine import (
-    PROFILES,
-    CheckAofDisagreement,
-    LivenessViolation,
-    make_state_machine,
-    unsupported_features,
-)
+from harness.machine._features import PROFILES, unsupported_features
+from harness.machine._machine import make_state_machine
 from harness.machine._minimize import minimize
+from harness.machine._rules import CheckAofDisagreement, LivenessViolation
 from harness.machine._steps import Reproduction, RunConfig
 from harness.targets import TargetFactory
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from faults import PersistenceModel
 from harness.machine._driver import Driver
-from harness.machine._machine import (
+from harness.machine._rules import (
     LIVENESS_REWRITE,
     LIVENESS_WRITES,
     CheckAofDisagreement,

@@ -68,7 +68,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from hypothesis import HealthCheck, event, settings
+from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
@@ -93,6 +93,44 @@ from faults import (
 )
 from faults import KillChild as KillChildFault
 from harness.machine._driver import ContractViolation, Driver, ModelDivergence
+from harness.machine._features import (
+    _NEEDS_REWRITE,
+    _SURFACE_FEATURE,
+    FEATURES,
+    _declares_nothing,
+    _gaps,
+    _probe,
+    target_commands,
+)
+from harness.machine._generators import (
+    _NEAR_ZERO_MS,
+    _OFFSETS_MS,
+    _WRITE_OPS,
+    ALL_KEYS,
+    HASH_KEYS,
+    KEYS,
+    LIST_KEYS,
+    MEMBERS,
+    SET_KEYS,
+    ZSET_KEYS,
+    Program,
+    _big_collection_program,
+    _collection_write,
+    _counter_write,
+    _expiry_write,
+    _multi_key_program,
+    _programs,
+    _read,
+    _string_write,
+    values,
+)
+from harness.machine._rules import (
+    LIVENESS_REWRITE,
+    LIVENESS_WRITES,
+    CheckAofDisagreement,
+    LivenessViolation,
+    check_aof_agrees,
+)
 from harness.machine._steps import (
     ArmCrash,
     BgRewrite,
@@ -113,568 +151,13 @@ from harness.machine._steps import Crash as CrashStep
 from harness.machine._surface import KEY_KIND, SURFACE_PAIRS, surface_argv
 from harness.oracle import Outcome
 from harness.targets import (
-    Target,
     TargetFactory,
     accepts_of,
-    shapes_of,
     target_checksummed,
     target_files,
 )
 
-__all__ = [
-    "DAMAGE_SKIPPED",
-    "FEATURES",
-    "FEATURE_COMMANDS",
-    "PROFILES",
-    "CheckAofDisagreement",
-    "LivenessViolation",
-    "check_aof_agrees",
-    "make_state_machine",
-    "target_accepts",
-    "target_commands",
-    "unsent_forms",
-    "unsupported_features",
-]
-
-_COMMON = {
-    "deadline": None,
-    "database": None,
-    "suppress_health_check": [HealthCheck.too_slow, HealthCheck.filter_too_much,
-                              HealthCheck.data_too_large],
-    "stateful_step_count": 40,
-}
-# Examples per test of the pytest plugin (campaigns set their own per slice). One Hypothesis
-# run of N examples finds a bug about as soon as fuzz's slices of 10 do for one configuration
-# (measured: the reference with select-not-reemitted-after-rewrite, first failure after
-# 19-336 examples in fuzz's slices, 20-357 in one run), so "ci" runs 2000: a bug fuzz finds
-# after ~1000 examples is found with odds of ~85% at worst (1 - e^-2), ~99.7% when fuzz
-# spread those examples over its 3 default policies and the test runs the failing one.
-PROFILES: dict[str, settings] = {
-    "dev": settings(max_examples=100, **_COMMON),  # type: ignore[arg-type]
-    "ci": settings(max_examples=2000, derandomize=True, **_COMMON),  # type: ignore[arg-type]
-    "nightly": settings(
-        max_examples=10_000, **{**_COMMON, "stateful_step_count": 80}  # type: ignore[arg-type]
-    ),
-}
-for _name, _profile in PROFILES.items():
-    settings.register_profile(f"aofcrash-{_name}", _profile)
-
-# Features whose rules need a target with a rewrite (harness.targets.RewritingTarget).
-_NEEDS_REWRITE = frozenset({"rewrite", "kill_child", "rewrite_done"})
-
-FEATURES = (
-    "strings",
-    "counters",
-    "expiry",
-    "collections",
-    "multi",
-    "pipeline",
-    "select",
-    "flush",
-    "rewrite",
-    "kill_child",
-    "short_write",
-    "no_space",
-    "io_error",
-    "slow_sync",
-    "crash_mid_op",
-    "crash_during_recovery",
-    "multi_key",
-    "big_collections",
-    "rewrite_done",
-)
-
-_COLLECTION_WRITES = frozenset({b"LPUSH", b"RPUSH", b"LPOP", b"RPOP", b"SADD", b"SREM", b"ZADD",
-                                b"ZREM", b"HSET", b"HDEL"})
-# The commands each feature's rules send: a feature runs only against a target that implements
-# all of them (when the target declares its ``commands``).
-FEATURE_COMMANDS: dict[str, frozenset[bytes]] = {
-    # Only SET is required: string writes are drawn among the commands the target declares
-    # and the shapes it accepts (``accepts_of``), so a SET/GET/DEL store still gets writes.
-    "strings": frozenset({b"SET"}),
-    "counters": frozenset({b"INCR", b"DECR", b"INCRBY", b"DECRBY"}),
-    "expiry": frozenset({b"SET", b"SETEX", b"PSETEX", b"EXPIRE", b"PEXPIRE", b"EXPIREAT",
-                         b"PEXPIREAT", b"PERSIST"}),
-    "collections": _COLLECTION_WRITES,
-    "multi": frozenset({b"MULTI", b"EXEC"}),
-    "select": frozenset({b"SELECT"}),
-    "flush": frozenset({b"FLUSHDB", b"FLUSHALL"}),
-    "rewrite": frozenset({b"BGREWRITEAOF"}),
-    "kill_child": frozenset({b"BGREWRITEAOF"}),
-    "rewrite_done": frozenset({b"BGREWRITEAOF"}),
-    "multi_key": _COLLECTION_WRITES | {b"DEL"},
-    "big_collections": frozenset({b"RPUSH", b"SADD", b"ZADD", b"HSET"}),
-}
-
-
-def target_commands(target: object) -> frozenset[bytes] | None:
-    """The upper-case command names `target` declares (its ``commands``), None: all."""
-    declared = getattr(target, "commands", None)
-    if declared is None:
-        return None
-    return frozenset(c.encode() if isinstance(c, str) else bytes(c) for c in declared)
-
-
-def _probe(config: RunConfig, factory: TargetFactory | None) -> Target:
-    """One target built on a scratch disk (not started), to read its capabilities; raises
-    TargetError when the spec or the factory is unusable."""
-    from faults import Clock, SimDisk
-    from harness.targets import TargetEnv, TargetError, check_target
-
-    env = TargetEnv(fs=SimDisk(), clock=Clock(), config=config.target_config())
-    make = factory or config.target_factory()
-    spec = config.target or str(getattr(make, "__qualname__", "reference"))
-    try:
-        built = make(env)
-    except Exception as exc:  # the user's factory: say what it did, in one line
-        raise TargetError(f"target {spec!r}: the factory raised {type(exc).__name__}: "
-                          f"{exc}") from None
-    return check_target(built, spec)
-
-
-def unsupported_features(
-    config: RunConfig, *, factory: TargetFactory | None = None,
-    features: tuple[str, ...] = FEATURES,
-) -> dict[str, str]:
-    """The features (of `features`) whose rules the target cannot run, each with the reason:
-    no rewrite capability, or commands it does not declare; and ``damage`` when
-    ``config.damage`` asks for it and the target does not declare itself checksummed.
-    TargetError if the target's spec or factory is unusable."""
-    probe = _probe(config, factory)
-    out = _gaps(probe, features)
-    if config.damage and not target_checksummed(probe):
-        out["damage"] = DAMAGE_SKIPPED
-    return out
-
-
-#: Why damaged recoveries do not run against a target (contract rule 5).
-DAMAGE_SKIPPED = ("not checksummed: damaged synced bytes are judged only for a store that "
-                  "declares checksums (contract rule 5)")
-
-
-def target_accepts(config: RunConfig, *, factory: TargetFactory | None = None,
-                   ) -> Callable[[tuple[bytes, ...]], bool] | None:
-    """What the target accepts (``harness.targets.accepts_of``), None when it declares
-    nothing (everything is sent). TargetError if the target's spec or factory is unusable."""
-    probe = _probe(config, factory)
-    return None if _declares_nothing(probe) else accepts_of(probe)
-
-
-def _gaps(target: Target, features: tuple[str, ...]) -> dict[str, str]:
-    from harness.targets import as_rewriting
-
-    declared = shapes_of(target).commands
-    commands = None if declared is None else frozenset(c.encode() for c in declared)
-    accept = accepts_of(target)
-    rewriting = as_rewriting(target) is not None
-    out: dict[str, str] = {}
-    for f in features:
-        if f in _NEEDS_REWRITE and not rewriting:
-            out[f] = "no rewrite: not a RewritingTarget"
-            continue
-        missing = sorted(FEATURE_COMMANDS.get(f, frozenset()) - (commands or frozenset()))
-        if commands is not None and missing:
-            out[f] = "does not implement " + " ".join(m.decode() for m in missing)
-            continue
-        probes = _FEATURE_PROBES.get(f)
-        if probes is not None and not (
-                all(accept(p) for p in probes) if f in _NEEDS_ALL_PROBES
-                else any(accept(p) for p in probes)):
-            out[f] = "accepts none of its command shapes"
-    unsent = unsent_forms(accept, tuple(f for f in features if f not in out))
-    if unsent:
-        out["shapes"] = "not declared, never sent: " + "; ".join(
-            f"{name} {', '.join(forms)}" for name, forms in unsent.items())
-    return out
-
-
-# Command lines each feature's rules send, one per kind: a feature runs only if the target
-# accepts one of them (all of them for the features in _NEEDS_ALL_PROBES).
-_FEATURE_PROBES: dict[str, tuple[tuple[bytes, ...], ...]] = {
-    "strings": ((b"SET", b"k0", b"a"), (b"APPEND", b"k0", b"a"), (b"DEL", b"k0")),
-    "counters": ((b"INCR", b"k0"), (b"DECR", b"k0"), (b"INCRBY", b"k0", b"2"),
-                 (b"DECRBY", b"k0", b"2")),
-    "expiry": ((b"SET", b"k0", b"a", b"PX", b"10"), (b"SET", b"k0", b"a", b"EX", b"1"),
-               (b"SETEX", b"k0", b"1", b"a"), (b"PSETEX", b"k0", b"10", b"a"),
-               (b"EXPIRE", b"k0", b"1"), (b"PEXPIRE", b"k0", b"10"),
-               (b"EXPIREAT", b"k0", b"1"), (b"PEXPIREAT", b"k0", b"10"), (b"PERSIST", b"k0")),
-    "collections": ((b"LPUSH", b"l0", b"m0"), (b"RPUSH", b"l0", b"m0"), (b"LPOP", b"l0"),
-                    (b"SADD", b"s0", b"m0"), (b"ZADD", b"z0", b"1", b"m0"),
-                    (b"HSET", b"h0", b"m0", b"a")),
-    "multi": ((b"MULTI",), (b"EXEC",)),
-    "select": ((b"SELECT", b"1"),),
-    "flush": ((b"FLUSHDB",), (b"FLUSHALL",)),
-    "multi_key": ((b"DEL", b"k0", b"k1"), (b"SADD", b"s0", b"m0", b"m1"),
-                  (b"SREM", b"s0", b"m0", b"m1"), (b"HSET", b"h0", b"m0", b"a", b"m1", b"a"),
-                  (b"HDEL", b"h0", b"m0", b"m1"), (b"ZADD", b"z0", b"1", b"m0", b"2", b"m1"),
-                  (b"ZREM", b"z0", b"m0", b"m1"), (b"RPUSH", b"l0", b"m0", b"m1"),
-                  (b"LPUSH", b"l0", b"m0", b"m1")),
-    "big_collections": ((b"RPUSH", b"l0", b"m0", b"m1"), (b"SADD", b"s0", b"m0", b"m1"),
-                        (b"ZADD", b"z0", b"1", b"m0", b"2", b"m1"),
-                        (b"HSET", b"h0", b"m0", b"a", b"m1", b"a")),
-}
-_NEEDS_ALL_PROBES = frozenset({"multi"})
-
-
-def _declares_nothing(target: object) -> bool:
-    """No ``commands``, ``shapes`` or ``accepts``: the target is sent everything."""
-    return all(getattr(target, name, None) is None for name in ("commands", "shapes", "accepts"))
-
-
-def unsent_forms(accept: Callable[[tuple[bytes, ...]], bool],
-                 features: tuple[str, ...] = FEATURES) -> dict[str, list[str]]:
-    """The forms of the reference's surface table (``reference._surface``) that `accept`
-    refuses, per command it accepts in some other form and whose feature is among
-    `features`: what the generators leave out for that target (reported once)."""
-    out: dict[str, list[str]] = {}
-    by_name: dict[str, list[tuple[str, bool]]] = {}
-    for name, form in SURFACE_PAIRS:
-        if _SURFACE_FEATURE[name] not in features:
-            continue
-        probe = surface_argv(name, form, key=b"k0", other=b"k1", value=b"a",
-                             members=(b"m0", b"m1"), amount=5, now_ms=0)
-        by_name.setdefault(name, []).append((form, accept(probe)))
-    for name, forms in by_name.items():
-        refused = [form for form, ok in forms if not ok]
-        if refused and len(refused) < len(forms):
-            out[name] = refused
-    return out
-
-
-# Which liveness rule a LivenessViolation's reproduction ends with (``expected["liveness"]``),
-# so that replay judges the same rule at its end.
-LIVENESS_WRITES = "writes-resume"
-LIVENESS_REWRITE = "rewrite-takes-effect"
-
-
-class LivenessViolation(ModelDivergence):
-    """A liveness rule of the state machine broke (no data rule sees these): a rewrite that
-    never ends or, with no fault armed, never replaces the AOF; writes still refused long after
-    every fault was cleared. A ModelDivergence, so campaigns report it as a finding; its
-    reproduction replays the steps, but replay judges only the data rules."""
-
-
-class CheckAofDisagreement(ModelDivergence):
-    """The reference's check-aof and its loader judge a crash image differently (whole,
-    truncated at another offset, or refused by one only). Checked before each recovery of the
-    safe reference, so the tool users run on such files is exercised by every campaign."""
-
-
-def check_aof_agrees(data: bytes, *, now_ms: int) -> str | None:
-    """None if ``reference.check_aof`` and the safe loader agree on the AOF `data`: both take
-    it whole, or both cut it at the same offset (a torn tail, an unfinished MULTI, an all-zero
-    tail) and count the same commands before it, or the loader refuses it and check-aof calls
-    it broken; else what differs."""
-    from reference import AofLoader, LoadError, check_aof
-
-    loader = AofLoader(now_ms=now_ms, rollback_multi=True)
-    try:
-        loader.feed(data)
-        valid: int | None = loader.finish().valid_offset_bytes
-    except LoadError:
-        valid = None
-    check = check_aof(data)
-    if valid is None:
-        return None if not check.valid else "the loader refuses the file, check-aof calls it valid"
-    if valid == len(data):
-        if not check.valid:
-            return f"the loader takes the whole file ({len(data)} bytes), check-aof: {check.reason}"
-        if loader.commands_read != check.commands:
-            return (f"the file holds {loader.commands_read} commands, check-aof counts "
-                    f"{check.commands}")
-        return None
-    if check.valid:
-        return f"the loader cuts the file at {valid} of {len(data)} bytes, check-aof: valid"
-    if check.last_valid_offset_bytes != valid:
-        return (f"the loader cuts the file at {valid} of {len(data)} bytes, check-aof at "
-                f"{check.last_valid_offset_bytes} ({check.reason})")
-    # The same prefix: the same number of commands in it (check-aof prints it).
-    prefix = AofLoader(now_ms=now_ms, rollback_multi=True)
-    prefix.feed(data[:valid])
-    prefix.finish()
-    if prefix.commands_read != check.commands:
-        return (f"the valid prefix ({valid} bytes) holds {prefix.commands_read} commands, "
-                f"check-aof counts {check.commands}")
-    return None
-
-
-# Which feature's rules a command of the surface table belongs to.
-_SURFACE_FEATURE: dict[str, str] = {
-    **{n: "strings" for n in ("SET", "APPEND", "DEL")},
-    **{n: "counters" for n in ("INCR", "DECR", "INCRBY", "DECRBY")},
-    **{n: "expiry" for n in ("SETEX", "PSETEX", "EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT",
-                             "PERSIST")},
-    **{n: "collections" for n in ("LPUSH", "RPUSH", "LPOP", "RPOP", "SADD", "SREM", "ZADD",
-                                  "ZREM", "HSET", "HMSET", "HDEL")},
-    **{n: "flush" for n in ("FLUSHDB", "FLUSHALL")},
-}
-
-KEYS = [b"k0", b"k1", b"k2", b"k3"]
-LIST_KEYS = [b"l0", b"l1"]
-SET_KEYS = [b"s0", b"s1"]
-ZSET_KEYS = [b"z0", b"z1"]
-HASH_KEYS = [b"h0", b"h1"]
-ALL_KEYS = KEYS + LIST_KEYS + SET_KEYS + ZSET_KEYS + HASH_KEYS
-
-keys = st.sampled_from(KEYS)
-values = st.sampled_from([b"a", b"bb", b"ccc", b"v" * 40, b"x" * 300, b"\x00\r\n", b"7", b"-3"])
-MEMBERS = [b"m0", b"m1", b"m2", b"m3", b"m4", b"m5", b"m6"]
-members = st.sampled_from(MEMBERS[:5])
-scores = st.sampled_from([b"0", b"1.5", b"-2", b"1e3", b"3"])
-small_ms = st.integers(min_value=1, max_value=5000)
-# Crash offsets from the end of a stall that sit on a cron period's edge (hz 10), where a
-# server's postponed write or owed fsync happens or has not happened yet.
-_NEAR_ZERO_MS = (-101, -100, -99, -1, 0, 1, 99, 100, 101)
-# Anywhere from two seconds before the end of a stall (a 2 s postponement ending inside it)
-# to one second after, evenly: a plain integer strategy favours values near zero, which the
-# edges above already cover.
-_OFFSETS_MS = st.builds(lambda coarse, fine: coarse + fine,
-                        st.sampled_from(range(-2000, 1000, 100)), st.integers(0, 99))
-
-_WRITE_OPS = (FaultOp.WRITE, FaultOp.FSYNC, FaultOp.FDATASYNC, FaultOp.RENAME, FaultOp.FSYNC_DIR)
-
-
-Accept = Callable[[tuple[bytes, ...]], bool]
-_Argv = st.SearchStrategy[tuple[bytes, ...]]
-
-
-def _fit(accept: Accept | None,
-         alternatives: list[tuple[tuple[bytes, ...], _Argv]]) -> _Argv:
-    """One of the `alternatives` (a probe command line of each, its strategy) that `accept`
-    takes, filtered by it (None: all of them; none accepted: nothing)."""
-    if accept is None:
-        return st.one_of(*(strategy for _, strategy in alternatives))
-    kept = [strategy for probe, strategy in alternatives if accept(probe)]
-    return st.one_of(*kept).filter(accept) if kept else st.nothing()
-
-
-def _string_write(accept: Accept | None = None) -> _Argv:
-    return _fit(accept, [
-        ((b"SET", b"k0", b"a"), st.tuples(st.just(b"SET"), keys, values)),
-        ((b"SET", b"k0", b"a", b"NX"),
-         st.tuples(st.just(b"SET"), keys, values, st.sampled_from([b"NX", b"XX"]))),
-        ((b"APPEND", b"k0", b"a"), st.tuples(st.just(b"APPEND"), keys, values)),
-        ((b"DEL", b"k0"), st.tuples(st.just(b"DEL"), st.sampled_from(ALL_KEYS))),
-        ((b"DEL", b"k0", b"k1"), st.lists(st.sampled_from(ALL_KEYS), min_size=2, max_size=4).map(
-            lambda ks: (b"DEL", *ks)
-        )),
-        # Wrong arity on purpose: refused (in a MULTI: the whole EXEC), no effect anywhere.
-        ((b"SET", b"k0"), st.tuples(st.sampled_from([b"SET", b"APPEND"]), keys)),
-    ])
-
-
-def _counter_write(accept: Accept | None = None) -> _Argv:
-    return _fit(accept, [
-        ((b"INCR", b"k0"), st.tuples(st.sampled_from([b"INCR", b"DECR"]), keys)),
-        ((b"INCRBY", b"k0", b"2"), st.tuples(
-            st.sampled_from([b"INCRBY", b"DECRBY"]),
-            keys,
-            st.integers(-1000, 1000).map(lambda n: str(n).encode()),
-        )),
-    ])
-
-
-def _expiry_write(now_ms: int, accept: Accept | None = None) -> _Argv:
-    ms = small_ms.map(lambda n: str(n).encode())
-    secs = st.integers(1, 5).map(lambda n: str(n).encode())
-    return _fit(accept, [
-        ((b"SET", b"k0", b"a", b"PX", b"5"),
-         st.tuples(st.just(b"SET"), keys, values, st.just(b"PX"), ms)),
-        # An option before the expiry: the feed must still find it.
-        ((b"SET", b"k0", b"a", b"NX", b"PX", b"5"),
-         st.tuples(st.just(b"SET"), keys, values, st.sampled_from([b"NX", b"XX"]),
-                   st.just(b"PX"), ms)),
-        ((b"SET", b"k0", b"a", b"EX", b"5"),
-         st.tuples(st.just(b"SET"), keys, values, st.just(b"EX"), secs)),
-        ((b"SETEX", b"k0", b"5", b"a"), st.tuples(st.just(b"SETEX"), keys, secs, values)),
-        ((b"PSETEX", b"k0", b"5", b"a"), st.tuples(st.just(b"PSETEX"), keys, ms, values)),
-        ((b"EXPIRE", b"k0", b"5"),
-         st.tuples(st.just(b"EXPIRE"), st.sampled_from(ALL_KEYS), secs)),
-        ((b"PEXPIRE", b"k0", b"5"),
-         st.tuples(st.just(b"PEXPIRE"), st.sampled_from(ALL_KEYS), ms)),
-        ((b"PEXPIREAT", b"k0", str(now_ms + 5).encode()), st.tuples(
-            st.just(b"PEXPIREAT"),
-            st.sampled_from(ALL_KEYS),
-            small_ms.map(lambda n: str(now_ms + n).encode()),
-        )),
-        ((b"EXPIREAT", b"k0", str(now_ms // 1000 + 5).encode()), st.tuples(
-            st.just(b"EXPIREAT"),
-            st.sampled_from(ALL_KEYS),
-            st.integers(1, 5).map(lambda n: str(now_ms // 1000 + n).encode()),
-        )),
-        ((b"PERSIST", b"k0"), st.tuples(st.just(b"PERSIST"), st.sampled_from(ALL_KEYS))),
-    ])
-
-
-def _collection_write(accept: Accept | None = None) -> _Argv:
-    many = st.lists(members, min_size=1, max_size=4).map(tuple)
-    pairs = st.lists(st.tuples(scores, members), min_size=1, max_size=3).map(
-        lambda ps: tuple(x for p in ps for x in p)
-    )
-    fields = st.lists(st.tuples(members, values), min_size=1, max_size=3).map(
-        lambda ps: tuple(x for p in ps for x in p)
-    )
-    return _fit(accept, [
-        ((b"LPUSH", b"l0", b"m0"),
-         st.tuples(st.sampled_from([b"LPUSH", b"RPUSH"]), st.sampled_from(LIST_KEYS),
-                   many).map(lambda t: (t[0], t[1], *t[2]))),
-        ((b"LPOP", b"l0"),
-         st.tuples(st.sampled_from([b"LPOP", b"RPOP"]), st.sampled_from(LIST_KEYS))),
-        ((b"SADD", b"s0", b"m0"),
-         st.tuples(st.sampled_from([b"SADD", b"SREM"]), st.sampled_from(SET_KEYS),
-                   many).map(lambda t: (t[0], t[1], *t[2]))),
-        ((b"ZADD", b"z0", b"1", b"m0"),
-         st.tuples(st.just(b"ZADD"), st.sampled_from(ZSET_KEYS), pairs).map(
-             lambda t: (t[0], t[1], *t[2]))),
-        ((b"ZREM", b"z0", b"m0"),
-         st.tuples(st.just(b"ZREM"), st.sampled_from(ZSET_KEYS), many).map(
-             lambda t: (t[0], t[1], *t[2]))),
-        ((b"HSET", b"h0", b"m0", b"a"),
-         st.tuples(st.just(b"HSET"), st.sampled_from(HASH_KEYS), fields).map(
-             lambda t: (t[0], t[1], *t[2]))),
-        ((b"HDEL", b"h0", b"m0"),
-         st.tuples(st.just(b"HDEL"), st.sampled_from(HASH_KEYS), many).map(
-             lambda t: (t[0], t[1], *t[2]))),
-        # Wrong types on purpose: the error must have no effect anywhere.
-        ((b"LPUSH", b"k0", b"m0"), st.tuples(st.just(b"LPUSH"), keys, members)),
-    ])
-
-
-def _read(commands: frozenset[bytes] | None = None,
-          accept: Accept | None = None) -> _Argv:
-    """Reads checked against the model (only those of `commands` and `accept` when given;
-    none: nothing)."""
-    every = {
-        b"GET": st.tuples(st.just(b"GET"), keys),
-        b"EXISTS": st.tuples(st.just(b"EXISTS"), st.sampled_from(ALL_KEYS)),
-        b"PTTL": st.tuples(st.just(b"PTTL"), st.sampled_from(ALL_KEYS)),
-        b"LRANGE": st.tuples(st.just(b"LRANGE"), st.sampled_from(LIST_KEYS), st.just(b"0"),
-                             st.just(b"-1")),
-        b"SMEMBERS": st.tuples(st.just(b"SMEMBERS"), st.sampled_from(SET_KEYS)),
-        b"ZRANGE": st.tuples(
-            st.just(b"ZRANGE"), st.sampled_from(ZSET_KEYS), st.just(b"0"), st.just(b"-1"),
-            st.just(b"WITHSCORES"),
-        ),
-        b"HGETALL": st.tuples(st.just(b"HGETALL"), st.sampled_from(HASH_KEYS)),
-    }
-    chosen = [s for name, s in every.items() if commands is None or name in commands]
-    if accept is None:
-        return st.one_of(*chosen)
-    probe = {b"LRANGE": (b"0", b"-1"), b"ZRANGE": (b"0", b"-1", b"WITHSCORES")}
-    return _fit(accept, [((name, b"k0", *probe.get(name, ())), s) for name, s in every.items()
-                         if commands is None or name in commands])
-
-
-# -- boundary programs: several commands that set up a case, then the command that hits it ------
-
-Program = tuple[tuple[bytes, ...], ...]
-
-
-def _flat(pairs: list[tuple[bytes, bytes]]) -> tuple[bytes, ...]:
-    return tuple(x for pair in pairs for x in pair)
-
-
-def _create(key: bytes, value: bytes) -> tuple[bytes, ...]:
-    """A write that makes `key` exist with the type its pool gives it."""
-    kind = key[:1]
-    if kind == b"l":
-        return (b"RPUSH", key, value, b"m0")
-    if kind == b"s":
-        return (b"SADD", key, b"m0", b"m1")
-    if kind == b"z":
-        return (b"ZADD", key, b"1", b"m0", b"2", b"m1")
-    if kind == b"h":
-        return (b"HSET", key, b"m0", value, b"m1", b"v")
-    return (b"SET", key, value)
-
-
-@st.composite
-def _del_program(draw: st.DrawFn) -> Program:
-    """DEL of 2-4 keys that all exist (each is created first), sometimes one missing key more."""
-    chosen = draw(st.lists(st.sampled_from(ALL_KEYS), min_size=2, max_size=4, unique=True),
-                  label="keys")
-    created = tuple(_create(k, draw(values, label="value")) for k in chosen)
-    missing = draw(st.lists(st.sampled_from(ALL_KEYS), max_size=1), label="missing")
-    return (*created, (b"DEL", *chosen, *missing))
-
-
-@st.composite
-def _members_program(draw: st.DrawFn) -> Program:
-    """A collection is filled, then one variadic command changes several of its members: some
-    already there (overwritten, re-scored, removed), some new."""
-    kind = draw(st.sampled_from([b"SADD", b"SREM", b"HSET", b"HDEL", b"ZADD", b"ZREM",
-                                 b"LPUSH", b"RPUSH"]), label="command")
-    before = draw(st.lists(st.sampled_from(MEMBERS), min_size=2, max_size=5, unique=True),
-                  label="existing")
-    kept = draw(st.lists(st.sampled_from(before), min_size=1, max_size=len(before), unique=True),
-                label="changed")
-    new = draw(st.lists(st.sampled_from(MEMBERS), max_size=2, unique=True), label="new")
-    after = kept + [m for m in new if m not in kept]
-    if len(after) < 2:
-        after.append(next(m for m in MEMBERS if m not in after))
-    if kind in (b"SADD", b"SREM"):
-        key = draw(st.sampled_from(SET_KEYS), label="key")
-        return ((b"SADD", key, *before), (kind, key, *after))
-    if kind in (b"HSET", b"HDEL"):
-        key = draw(st.sampled_from(HASH_KEYS), label="key")
-        fill = _flat([(m, b"old") for m in before])
-        if kind == b"HDEL":
-            return ((b"HSET", key, *fill), (b"HDEL", key, *after))
-        pairs = [(m, draw(values, label="value")) for m in after]
-        return ((b"HSET", key, *fill), (b"HSET", key, *_flat(pairs)))
-    if kind in (b"ZADD", b"ZREM"):
-        key = draw(st.sampled_from(ZSET_KEYS), label="key")
-        fill = _flat([(b"%d" % i, m) for i, m in enumerate(before)])
-        if kind == b"ZREM":
-            return ((b"ZADD", key, *fill), (b"ZREM", key, *after))
-        options = draw(st.sampled_from([(), (), (b"CH",), (b"XX",), (b"NX",), (b"GT", b"CH"),
-                                        (b"LT",)]), label="options")
-        pairs = [(draw(scores, label="score"), m) for m in after]
-        return ((b"ZADD", key, *fill), (b"ZADD", key, *options, *_flat(pairs)))
-    key = draw(st.sampled_from(LIST_KEYS), label="key")
-    return ((b"RPUSH", key, *before), (kind, key, *after))
-
-
-def _multi_key_program(accept: Accept | None = None) -> st.SearchStrategy[Program]:
-    """Commands that really change several existing keys, fields or members at once (the
-    last command of the program; the ones before it create what it changes)."""
-    if accept is None:
-        return st.one_of(_del_program(), _members_program())
-    parts = [_members_program()]
-    if accept((b"DEL", b"k0", b"k1")):
-        parts.insert(0, _del_program())
-    return _programs(accept, st.one_of(*parts))
-
-
-def _programs(accept: Accept | None,
-              strategy: st.SearchStrategy[Program]) -> st.SearchStrategy[Program]:
-    """`strategy` with the programs `accept` takes whole (None: all of them)."""
-    if accept is None:
-        return strategy
-    return strategy.filter(lambda program: all(accept(argv) for argv in program))
-
-
-@st.composite
-def _big_collection_program(draw: st.DrawFn) -> Program:
-    """A list, set, sorted set or hash pushed past the rewrite's 64-item batch (64 to 200 new
-    items, the batch edges often) in one to three commands."""
-    kind = draw(st.sampled_from([b"RPUSH", b"SADD", b"ZADD", b"HSET"]), label="command")
-    size = draw(st.one_of(st.sampled_from([64, 65, 127, 128, 129]), st.integers(65, 200)),
-                label="items")
-    parts = draw(st.integers(1, 3), label="commands")
-    pool = {b"RPUSH": LIST_KEYS, b"SADD": SET_KEYS, b"ZADD": ZSET_KEYS, b"HSET": HASH_KEYS}
-    key = draw(st.sampled_from(pool[kind]), label="key")
-    items: list[tuple[bytes, ...]] = []
-    for i in range(size):
-        if kind == b"ZADD":
-            items.append((b"%d" % i, b"b%d" % i))
-        elif kind == b"HSET":
-            items.append((b"b%d" % i, b"v%d" % i))
-        else:
-            items.append((b"b%d" % i,))
-    per = -(-size // parts)
-    return tuple((kind, key, *(x for item in items[j:j + per] for x in item))
-                 for j in range(0, size, per))
+__all__ = ["make_state_machine"]
 
 
 def make_state_machine(

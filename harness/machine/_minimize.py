@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 from harness.machine._driver import ContractViolation, ModelDivergence
 from harness.machine._judge import replay_judged
-from harness.machine._machine import CheckAofDisagreement, LivenessViolation
+from harness.machine._rules import CheckAofDisagreement, LivenessViolation
 from harness.machine._steps import ArmCrash, InjectFaults, Reproduction, Step
 from harness.targets import TargetFactory
 

@@ -133,14 +133,17 @@ disagree with it.
   reads as the disk had it: zeros past the old durable length (blocks never written read as
   zeros), the old bytes below it. Linux writes back pages, not bytes: a later write into a
   page of the range makes that whole page dirty again (its dropped bytes are still in the
-  page cache), so only the pages no later write touched stay dropped. A failed fsync of more
-  than a page of appends followed by a successful one thus becomes a *hole of zeros* in the
-  middle of the AOF, ending at a page boundary, not a shorter file: a loader that checks its
-  format (Redis 7, Valkey) refuses to start ("Bad file format"), which is the availability
-  rule, instead of loading a prefix and losing the rest silently; Redis 6.0, which ignores
-  the error and keeps acknowledging, loses writes after the hole either way. With
-  ``FsyncFailure.RETRY`` (a filesystem that keeps the pages dirty) the later fsync would
-  write the range and nothing would be lost: verdicts under EIO faults hold for Linux only.
+  page cache), so only the pages no later write touched stay dropped. A failed fsync whose
+  range crosses a page boundary, followed by appends that reach the disk, thus becomes a
+  *hole of zeros* in the middle of the AOF, ending at a page boundary, not a shorter file
+  (Redis 6.0 ignores the error and keeps appending); when no append follows (6.2+ refuse
+  writes after a failed everysec fsync, and nothing appends to an old incr file again) the
+  file's new length still reaches the disk and the AOF ends in the dropped zeros. The Redis
+  and Valkey versions of reports/findings-redis.md refused to start on both ("Bad file
+  format"), which is the availability rule, instead of loading a prefix and losing the rest
+  silently. With ``FsyncFailure.RETRY`` (a filesystem that keeps the pages dirty) the later
+  fsync would write the range and nothing would be lost: verdicts under EIO faults hold for
+  Linux only.
 * *Unavailable* is a start that fails: the process exits during start-up, or does not answer
   PING within the start timeout. It is the availability rule (4) whatever happens next, since
   a legal crash left a file the server itself refuses. For how long it refuses is reported:
@@ -159,7 +162,7 @@ Outside the contract: the state machines also check, on the bundled reference on
 (a rewrite ends and, with no fault armed, replaces the AOF; writes are accepted again once
 every fault is cleared) and that ``reference.check_aof`` agrees with the loader on each crash
 image. Those are progress and tooling checks, not crash consistency; campaigns report them as
-``liveness`` and ``check-aof`` findings (harness/machine/_machine.py). For any target, a step
+``liveness`` and ``check-aof`` findings (harness/machine/_rules.py). For any target, a step
 that makes a million filesystem calls or runs 5 s of CPU time is a ``liveness`` finding too
 (TargetRunaway, harness/machine/_driver.py), and so, in the explorer, is a recovery that runs
 that long without finishing (ExploreRunaway): a loop that never ends, not a hung run.

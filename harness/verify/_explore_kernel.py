@@ -29,6 +29,13 @@ Method
    model: the real kernel). ``crash_ms`` of a point is the time taken just before its marker
    was written (a flush point: its marker before): the state existed at or after it, so the
    everysec frontier is never stricter than the truth.
+6. **Mechanism** of a violating state, as ``explore --server`` gives it: what its image lacks
+   or resurrects against the files the server had written (``_mechanism.image_effects``).
+   Those are read right after each marker (``O_NOATIME``, so reading them adds no block
+   write to the log being recorded); a marker point is compared with its own marker's files,
+   a flush point (inside a call, whose files at the flush nobody read) with the files before
+   and after the call: what the image does to both (``_kernel_effects``). Reports group
+   violating states by it, one cause per mechanism.
 
 Not modelled: faults (ENOSPC, EIO: ``verify --fault`` on FUSE), torn sectors inside a block
 write, ``include_startup`` crashes before the data dir exists.
@@ -46,7 +53,7 @@ import shutil
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -86,15 +93,18 @@ from harness.verify._explore_server import (
     _judge,
     _keep,
     _load_repro,
+    _mechanism_text,
     _play,
     _Recording,
     _recover_again,
+    _refusal_span,
     _save_repro,
     _settle,
     _spec_and_identity,
     _take_recording,
     _tally,
 )
+from harness.verify._mechanism import image_effects, server_reason_kind
 from harness.verify._recovery import _Content, _read_tree, _Recoveries
 from harness.verify._workload import workload
 
@@ -186,16 +196,32 @@ class KernelViolation:
     digest: str
     verdict: Verdict | None
     reason: str | None
+    # What the image lacks or resurrects against the files the server had written (read at
+    # the marker; see ``_record``), as ``explore --server`` computes it; None: not read.
+    effects: tuple[str, ...] | None = None
+    heals: bool | None = None  # after a refusal: whether the next start came up
 
     @property
     def trace_index(self) -> int:  # the name the report cards read
         return self.position
+
+    @property
+    def mechanism(self) -> str | None:
+        """The rules, what the image lacks or resurrects, why the server refused; None
+        without the visible state to compare with."""
+        if self.effects is None:
+            return None
+        return _mechanism_text(
+            self.rules, self.effects,
+            server_reason_kind(self.reason) + _refusal_span(self.heals) if self.reason else "")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "rules": list(self.rules), "model": self.model, "trace_index": self.position,
             "point": self.point, "crash_ms": self.crash_ms, "states": self.count,
             "image_digest": self.digest, "choice": self.state, "server_reason": self.reason,
+            "image_effects": None if self.effects is None else list(self.effects),
+            "mechanism": self.mechanism,
             "verdict": None if self.verdict is None else self.verdict.to_dict(),
         }
 
@@ -267,6 +293,49 @@ class _LogLength:
 class _KernelRecording:
     rec: _Recording  # positions are marker ordinals; trace and start_ms unused
     marker_ms: list[int]  # per marker: the time taken just before it was written
+    # Per marker: the data dir's files as the server had written them (the page cache),
+    # read just after the marker; what a crash image is compared with (its mechanism).
+    visible: list[dict[str, bytes]] = field(default_factory=list)
+
+
+def _read_visible(root: str) -> dict[str, bytes]:
+    """Every file under `root` (paths relative to it) as the server sees it now, read with
+    O_NOATIME: an atime update is a metadata write, which would land in the block log being
+    recorded. A file removed while it is read (a rewrite's temp file) is left out."""
+    noatime = getattr(os, "O_NOATIME", 0)
+    files: dict[str, bytes] = {}
+
+    def opened(path: str, flags: int) -> int:
+        try:
+            return os.open(path, flags | noatime)
+        except PermissionError:  # O_NOATIME needs the file's owner (or CAP_FOWNER)
+            return os.open(path, flags)
+
+    def walk(path: str, prefix: str) -> None:
+        fd = opened(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            entries = [(e.name, e.is_dir(follow_symlinks=False)) for e in os.scandir(fd)]
+        finally:
+            os.close(fd)
+        for name, is_dir in sorted(entries):
+            where = os.path.join(path, name)
+            try:
+                if is_dir:
+                    walk(where, prefix + name + "/")
+                    continue
+                fd = opened(where, os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                chunks = []
+                while chunk := os.read(fd, 1 << 20):
+                    chunks.append(chunk)
+                files[prefix + name] = b"".join(chunks)
+            finally:
+                os.close(fd)
+
+    walk(root, "")
+    return files
 
 
 def _record(config: KernelExploreConfig, spec: ServerSpec, recorder: BlockRecorder, t0: float
@@ -282,6 +351,7 @@ def _record(config: KernelExploreConfig, spec: ServerSpec, recorder: BlockRecord
     positions: list[_EntryPos] = []
     events: Counter[str] = Counter()
     marker_ms: list[int] = []
+    visible: list[dict[str, bytes]] = []
     max_latency = 0
     server: Any = None
     conn: Conn | None = None
@@ -292,6 +362,9 @@ def _record(config: KernelExploreConfig, spec: ServerSpec, recorder: BlockRecord
     def marker(label: str) -> int:
         marker_ms.append(math.floor(now_ms()))  # before: the state at it existed from then
         recorder.marker(label)
+        # One entry at a time over one connection: between two markers the server has
+        # nothing to write but its timers', so its files now are its files at the marker.
+        visible.append(_read_visible(data_dir))
         return len(marker_ms) - 1
 
     try:
@@ -316,7 +389,7 @@ def _record(config: KernelExploreConfig, spec: ServerSpec, recorder: BlockRecord
         end_run(conn, server)
         shutil.rmtree(scratch, ignore_errors=True)
     rec = _Recording(None, [], first, end_ms, history, positions, max_latency, events)
-    return _KernelRecording(rec, marker_ms)
+    return _KernelRecording(rec, marker_ms, visible)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,6 +406,7 @@ class _KGroup:
     digest: str
     state: KernelCrashState  # one of them
     count: int
+    flush: bool = False  # a flush point, inside the call between markers position, position+1
 
 
 def _state_dict(fs: str, state: KernelCrashState) -> dict[str, Any]:
@@ -452,8 +526,10 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
                 report("mount", done + 1, len(states))
         report("mount", len(states), len(states))
         recoveries.drain(report)
-    finally:
-        recoveries.close()
+    except BaseException:
+        recoveries.close(interrupted=True)
+        raise
+    recoveries.close()
     result.mount_s = time.monotonic() - mount_started
     result.recover_s = result.mount_s
 
@@ -475,11 +551,13 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
             group = seen.get(image_digest)
             if group is None:
                 group = seen[image_digest] = _KGroup(p, label, krec.marker_ms[p], image_digest,
-                                                     state, 0)
+                                                     state, 0, pt.kind is not PointKind.MARKER)
                 groups.append(group)
             group.count += 1
     result.state_groups = len(groups)
     history_at = _Histories(rec)
+    # (rules, image effects, server refusal) -> (state groups and states, crash points)
+    mechanisms: dict[tuple[Any, ...], tuple[Counter[str], set[int]]] = {}
 
     for done_groups, group in enumerate(groups):
         content = contents[group.digest]
@@ -501,20 +579,71 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
 
         outcome, rules, verdict = _judge(result, cfg.exact or fr.refused_pending(p),
                                          not fr.refused_pending(p), fast, exact, where)
-        if outcome == "violation" and verdict is None \
-                and len(result.kernel_violations) < cfg.max_exact_violations:
+        mechanism: tuple[Any, ...] = ()
+        first_of_kind = False
+        effects: tuple[str, ...] | None = None
+        reason = content.recovered.reason
+        if outcome == "violation":
+            effects = _kernel_effects(krec.visible, group, images[group.digest].files)
+            refusal = (server_reason_kind(reason) + _refusal_span(content.recovered.heals)
+                       if reason else "")
+            mechanism = (rules, effects, refusal)
+            first_of_kind = effects is not None and mechanism not in mechanisms
+        if outcome == "violation" and verdict is None and (
+                first_of_kind or len(result.kernel_violations) < cfg.max_exact_violations):
             rules, verdict = _confirm(result, rules, exact, where)
+            if rules != mechanism[0]:
+                mechanism = (rules, *mechanism[1:])
+                first_of_kind = effects is not None and mechanism not in mechanisms
         _tally(result, fs, outcome, rules, group.count)
-        if outcome == "violation" \
-                and len(result.kernel_violations) < max(cfg.max_exact_violations, 1):
-            result.kernel_violations.append(KernelViolation(
-                p, group.point, group.crash_ms, fs, choice, group.count, rules,
-                group.digest, verdict, content.recovered.reason))
-            _keep(result, images, history_at, group.digest, p)
+        if outcome == "violation":
+            if effects is not None:
+                tally = mechanisms.setdefault(mechanism, (Counter(), set()))
+                tally[0]["groups"] += 1
+                tally[0]["states"] += group.count
+                tally[1].add(p)
+            # Every mechanism keeps its first group; beyond that, the first groups up to the
+            # cap; what is left out is counted.
+            if first_of_kind \
+                    or len(result.kernel_violations) < max(cfg.max_exact_violations, 1):
+                result.kernel_violations.append(KernelViolation(
+                    p, group.point, group.crash_ms, fs, choice, group.count, rules,
+                    group.digest, verdict, reason, effects, content.recovered.heals))
+                _keep(result, images, history_at, group.digest, p)
+            else:
+                result.groups_left_out += 1
+                result.states_left_out += group.count
         if done_groups % 256 == 0:
             report("check", done_groups + 1, len(groups))
     report("check", len(groups), len(groups))
+    result.mechanisms = [
+        {"model": fs, "rules": list(rules), "effects": list(effects),
+         "server_refusal": refusal or None, "state_groups": counts["groups"],
+         "states": counts["states"], "crash_points": sorted(points),
+         "mechanism": _mechanism_text(rules, effects, refusal)}
+        for (rules, effects, refusal), (counts, points) in mechanisms.items()]
     result.check_s = time.monotonic() - check_started
+
+
+def _kernel_effects(visible: list[dict[str, bytes]], group: _KGroup,
+                    image: Mapping[str, bytes]) -> tuple[str, ...] | None:
+    """What `image` lacks or resurrects against the server's files at `group`'s point: a
+    marker's own files; for a flush inside the call between two markers (whose files at the
+    flush nobody read), what it lacks or resurrects against both: nothing when it equals
+    either (the crash lost nothing the server had written before or after the call), else
+    the effects the two share (what the call itself did is in one only); None when they
+    share none, or no files were read there."""
+    p = group.position
+    if p >= len(visible):
+        return None
+    before = image_effects(visible[p], image)
+    if not group.flush or p + 1 >= len(visible):
+        return before
+    after = image_effects(visible[p + 1], image)
+    if not before or not after:
+        return ()
+    shared = tuple(e for e in before if e in after)
+    return shared or None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -529,18 +658,19 @@ def write_kernel_reproductions(
     ``replay_kernel_reproduction`` (``aofcrash explore --server ... --replay FILE``) re-runs
     (the recovery and the judgement; the block-level state is recorded in it for reference).
     Returns one summary row per group, in ``write_server_reproductions``' shape."""
-    groups: dict[tuple[tuple[str, ...], str], list[KernelViolation]] = {}
+    groups: dict[tuple[tuple[str, ...], str, str | None], list[KernelViolation]] = {}
     for v in result.kernel_violations:
-        groups.setdefault((v.rules, v.digest), []).append(v)
+        groups.setdefault((v.rules, v.digest, v.mechanism), []).append(v)
     rows: list[dict[str, Any]] = []
     cfg = result.config
-    for number, ((rules, digest), members) in enumerate(groups.items()):
+    for number, ((rules, digest, _), members) in enumerate(groups.items()):
         first = members[0]
         row: dict[str, Any] = {
             "rules": list(rules), "image_digest": digest,
             "states": sum(v.count for v in members),
             "crash_points": sorted({v.position for v in members}),
             "models": [result.fs], "example": first.to_dict(), "reproduction": None,
+            "mechanism": first.mechanism,
         }
         if number < max_groups:
             row["reproduction"] = _save_repro(

@@ -770,8 +770,10 @@ def explore_server(
 
         # -- recover (and, for rule 3, what each recovery left behind)
         recoveries.drain(report)
-    finally:
-        recoveries.close()
+    except BaseException:
+        recoveries.close(interrupted=True)
+        raise
+    recoveries.close()
     result.recover_s = time.monotonic() - recover_started
 
     # -- check

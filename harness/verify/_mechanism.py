@@ -15,7 +15,9 @@ state at the crash (what the server had written and the kernel showed it) file b
 * ``has F zero-filled at its end``: the image holds a prefix of F, then zeros up to a
   longer size (the size was durable, the appended data not: a zero-tail image);
 * ``has zeros in F``: where the server wrote data the image reads zeros, data after them
-  (a failed fsync's range: see docs/contract.md, "EIO zero-fill").
+  (a failed fsync's range: see docs/contract.md, "EIO zero-fill"). ``zero_holes`` gives
+  where: under Linux's page writeback each such hole ends at a page boundary, which a trial
+  counts among its events.
 
 File names are normalised (every run of digits becomes ``N``), so the multi-part
 ``appendonly.aof.2.incr.aof`` of two runs reads the same. Temp files (a name starting with
@@ -38,15 +40,17 @@ from typing import Final
 
 # The comparison lives with the in-process explorer (which groups its states by it too);
 # harness.verify builds on harness.explore, never the other way round.
-from harness.explore._effects import _DIGITS, image_effects, normalise_name
+from harness.explore._effects import _DIGITS, PAGE_BYTES, image_effects, normalise_name, zero_holes
 
 __all__ = [
+    "PAGE_BYTES",
     "cause_text",
     "describe_effects",
     "image_effects",
     "normalise_name",
     "same_mechanism_part",
     "server_reason_kind",
+    "zero_holes",
 ]
 
 def describe_effects(effects: Sequence[str]) -> str:

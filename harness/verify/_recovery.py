@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from faults import DiskImage
+from harness._pool import stop_executor
 from harness.oracle import Checker, History, Snapshot, Verdict, check_stability, snapshot_from_dump
 from harness.targets._servers import (
     ServerRefusedToStart,
@@ -215,8 +216,12 @@ class _Recoveries:
                         pending.add(self.submit(after_digest, after))
             report("recover", len(self.contents), len(self.images))
 
-    def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, interrupted: bool = False) -> None:
+        """End the pool: at once after the run, in bounded time after an interruption."""
+        if interrupted:
+            stop_executor(self.pool)
+        else:
+            self.pool.shutdown(wait=True, cancel_futures=True)
         self.result.distinct_contents = len(self.images)
         self.result.refused_contents = sum(
             1 for c in self.contents.values() if c.snapshot is None)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Final
 
+from harness._pool import stop_executor
 from harness.targets._servers import remove_stale_run_dirs
 from harness.verify._attribution import attribute_trial
 from harness.verify._config import Dumper, Launcher, TrialResult, VerifyConfig, VerifyResult
@@ -81,7 +82,7 @@ def _run_pool(
                 results[future] = trial
                 on_trial(trial)
     except BaseException:
-        pool.shutdown(wait=True, cancel_futures=True)
+        stop_executor(pool)
         raise
     pool.shutdown(wait=True)
     return [results[future] for future in futures]

@@ -25,7 +25,7 @@ from faults import (
 )
 from faults import Fault as PlanFault
 from harness.targets._servers import make_run_dir
-from harness.verify._mechanism import image_effects
+from harness.verify._mechanism import image_effects, zero_holes
 
 __all__ = ["Site", "keep_cwd"]
 
@@ -50,6 +50,8 @@ class Site:
         self.log_path = os.path.join(self.root, "server.log")
         os.mkdir(self.data_dir)
         self.mount: Any = None
+        # The last crash image's zero holes: (path, start, end) byte offsets.
+        self.holes: list[tuple[str, int, int]] = []
         if mount:
             from faults.fuse import FuseMount
 
@@ -124,6 +126,8 @@ class Site:
         visible = disk.crash(PersistenceModel.PROCESS).files
         with keep_cwd():
             image = self.mount.crash(model, choice)
+        self.holes = [(path, start, end) for path, kept in sorted(image.files.items())
+                      if path in visible for start, end in zero_holes(visible[path], kept)]
         return kind, choice, position, image_effects(visible, image.files)
 
     def close(self) -> None:

@@ -83,6 +83,7 @@ from harness.verify._faults import (
     child_reached,
     plan_trial,
 )
+from harness.verify._mechanism import PAGE_BYTES
 from harness.verify._site import Site
 from harness.verify._workload import Item, ItemKind, batch_stream, workload_stream
 
@@ -519,6 +520,9 @@ def run_fuse_trial(
         image_kind, choice, position, effects = site.crash(
             model, None if plan.durable_only else plan.image_seed, limits=limits
         )
+        for _, _, end in site.holes:  # a failed fsync's range under later data
+            run.events["crash image: zero hole ending at a page boundary" if end % PAGE_BYTES == 0
+                       else "crash image: zero hole ending inside a page"] += 1
         window_ms = config.window_ms + config.margin_ms
         tolerance_ms = 2000 + run.max_latency_ms
         crash_info = CrashInfo(

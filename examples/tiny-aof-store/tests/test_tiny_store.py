@@ -114,7 +114,7 @@ def test_the_bug_loses_an_acknowledged_write_on_power_loss(aofcrash_driver: obje
 
 
 def test_the_machine_leaves_out_what_the_store_does_not_implement() -> None:
-    from harness.machine._machine import unsupported_features
+    from harness.machine._features import unsupported_features
     from harness.machine._steps import RunConfig
 
     off = unsupported_features(RunConfig(target="tinyaof:make_target"))
