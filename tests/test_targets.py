@@ -110,7 +110,8 @@ def test_the_reference_runs_every_feature() -> None:
 def test_a_target_without_rewrite_or_collections_has_those_features_switched_off() -> None:
     off = unsupported_features(RunConfig(target=TINY))
     assert set(off) == {"rewrite", "kill_child", "rewrite_done", "collections", "multi_key",
-                        "big_collections"}
+                        "big_collections", "shapes"}
+    assert off["shapes"] == "not declared, never sent: SET EXAT, PXAT, KEEPTTL"
     assert off["rewrite"] == "no rewrite: not a RewritingTarget"
     assert off["big_collections"] == "does not implement HSET RPUSH SADD ZADD"
 

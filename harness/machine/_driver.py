@@ -53,6 +53,7 @@ from harness.machine._steps import (
 )
 from harness.oracle import (
     ERROR_STALL_MS,
+    Checker,
     CrashInfo,
     Entry,
     History,
@@ -576,8 +577,21 @@ class Driver:
             RecoveryRecord(step.model, choice, verdict.outcome, verdict.k, verdict.frontier,
                            len(self.history.entries))
         )
-        self._rebase(verdict.k or 0)
+        self._rebase(self._rebase_point(verdict, snapshot))
         self.crashed = False
+
+    def _rebase_point(self, verdict: Verdict, snapshot: Snapshot) -> int:
+        """The prefix the run goes on from: the verdict's, unless it matched only thanks to
+        the expiry tolerance and a prefix matches without it. The recovered server lacks the
+        keys that tolerance took for expired; a model that kept them would judge every later
+        command on them (SET NX, INCR) against a key the server does not have (a false alarm
+        on tinyaof: a torn SET ... PX 1 counted as recovered and expired, then SET NX)."""
+        k = verdict.k or 0
+        if not self._entries_late_ms(self.history):
+            return k
+        exact = Checker(self.history).matching_prefixes(snapshot, at_ms=self.clock.now_ms)
+        kept = [j for j in exact if j >= (verdict.frontier or 0)]
+        return kept[-1] if kept else k
 
     def _start_from(self, image: Any, plan: FaultPlan) -> tuple[Snapshot | None, str | None]:
         disk = SimDisk.from_image(image, fsync_failure=self.config.fsync_failure)

@@ -11,7 +11,9 @@ over at the moment it releases it, so the harness judges the acknowledgement at 
 among the store's filesystem calls, not at the end of the iteration.
 
 What the harness reads besides the Target protocol: ``commands`` (the store implements only
-these, so the state machines send nothing else and skip the features that need others) and
+these, so the state machines send nothing else and skip the features that need others),
+``shapes`` (SET without EXAT, PXAT and KEEPTTL, which TinyStore refuses as a syntax error:
+declared, so they are never sent, and a lost reply is never taken for a write that ran) and
 ``cron_period_ms`` (how often the event loop wakes while time passes). TinyStore has no rewrite,
 so it is not a ``RewritingTarget`` and the rewrite rules stay off.
 """
@@ -21,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from harness.targets import Dump, TargetEnv, TargetRefusedToStart
+from harness.targets import CommandShapes, Dump, TargetEnv, TargetRefusedToStart
 from tinyaof._store import COMMANDS, CorruptLog, TinyStore
 
 __all__ = ["TinyTarget", "make_buggy_target", "make_target"]
@@ -31,6 +33,8 @@ class TinyTarget:
     """The Target protocol over a TinyStore."""
 
     commands = frozenset(COMMANDS)
+    shapes = CommandShapes(commands=frozenset(c.decode() for c in COMMANDS),
+                           forms={"SET": frozenset({"plain", "EX", "PX", "NX", "XX"})})
     cron_period_ms = 100
 
     def __init__(self, env: TargetEnv, *, bug: str | None = None) -> None:
