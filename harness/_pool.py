@@ -22,9 +22,10 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 
-__all__ = ["die_on_terminate", "stop_executor"]
+__all__ = ["deferred_sigint", "die_on_terminate", "stop_executor"]
 
 
 def die_on_terminate() -> None:
@@ -58,3 +59,24 @@ def stop_executor(pool: ProcessPoolExecutor, grace_s: float = 10.0) -> None:
         for worker in alive:
             worker.join(max(0.0, deadline - time.monotonic()))
     closer.join(5.0)
+
+
+@contextlib.contextmanager
+def deferred_sigint() -> Iterator[threading.Event]:
+    """Within the block a SIGINT only sets the yielded event; the caller raises
+    KeyboardInterrupt where its state is whole (between two crash points, say): raised
+    between two counters of one state, it left a partial report whose causes did not add up.
+    Outside the main thread, or with SIGINT ignored, the event is never set."""
+    seen = threading.Event()
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() \
+            or previous in (signal.SIG_IGN, None):
+        yield seen
+        return
+    signal.signal(signal.SIGINT, lambda signum, frame: seen.set())
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if seen.is_set():
+        raise KeyboardInterrupt

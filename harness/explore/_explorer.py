@@ -60,6 +60,7 @@ second recovery reads). The naive mode checks stability for every state.
 from __future__ import annotations
 
 import dataclasses
+import threading
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -81,6 +82,7 @@ from faults import (
     SimDisk,
 )
 from faults import Crash as CrashFault
+from harness._pool import deferred_sigint
 from harness.explore._effects import image_effects
 from harness.explore._eval import (
     ExplorerError,
@@ -667,6 +669,7 @@ class _Walk:
         self._point_no = 0
         self._states_seen = 0  # progress the CPU watchdog looks for
         self._visible: tuple[int, Mapping[str, bytes]] | None = None  # (point no, files)
+        self._ctrl_c: threading.Event | None = None  # set by a deferred SIGINT (_run_points)
         self._points_done = self._evaluated = 0
         # Called with the result so far whenever progress is (a report that outlives a kill).
         self.partial: Callable[[ExploreResult], None] | None = None
@@ -716,7 +719,8 @@ class _Walk:
         stride = self.limits.point_stride
         mine = _dealt([1 + len(inside) for _, inside in plan], stride, self.split)
         try:
-            done, evaluated = self._walk_plan(cursor, plan, mine)
+            with deferred_sigint() as self._ctrl_c:
+                done, evaluated = self._walk_plan(cursor, plan, mine)
         except KeyboardInterrupt:
             # What finished stands: the states of the points explored so far.
             res.interrupted = (f"Ctrl-C (SIGINT): {self._evaluated} of {res.points_total} "
@@ -737,6 +741,13 @@ class _Walk:
         if not res.interrupted.startswith("Ctrl-C"):
             self._confirm()
         return res
+
+    def _stop_if_interrupted(self, done: int, evaluated: int) -> None:
+        """Raise the Ctrl-C that came during the point just explored, now that its states
+        are counted whole (``deferred_sigint``)."""
+        if self._ctrl_c is not None and self._ctrl_c.is_set():
+            self._points_done, self._evaluated = done, evaluated
+            raise KeyboardInterrupt
 
     def _walk_plan(self, cursor: ReplayCursor, plan: list[tuple[int, list[int]]],
                    mine: list[bool]) -> tuple[int, int]:
@@ -760,6 +771,7 @@ class _Walk:
             self._explore_point(cursor.disk, self.point(p, None))
             done += 1
             evaluated += 1
+            self._stop_if_interrupted(done, evaluated)
             if inside:
                 entry = trace[p]
                 assert entry.fd is not None
@@ -775,6 +787,7 @@ class _Walk:
                     done += 1
                     evaluated += 1
                     self._points_done, self._evaluated = done, evaluated
+                    self._stop_if_interrupted(done, evaluated)
             self._points_done, self._evaluated = done, evaluated
             if self.progress is not None and self._point_no % 64 == 0:
                 self.progress(done, res.points_total, res.states)

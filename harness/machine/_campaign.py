@@ -479,6 +479,13 @@ def run_campaign(
             _run_units(campaign, units, deadline, accept, clock, start, watch, result)
     except KeyboardInterrupt:
         result.interrupted = f"Ctrl-C (SIGINT) after {len(done)} slice(s)"
+    except Exception:
+        if not ctrl_c.is_set():
+            raise
+        # A KeyboardInterrupt raised inside Hypothesis or a target can come out as another
+        # error (an assertion about state it left half-made): once a Ctrl-C came, that error
+        # is the interruption (a fresh-clone suite run exited 2, "internal error", once).
+        result.interrupted = f"Ctrl-C (SIGINT) after {len(done)} slice(s)"
     finally:
         stop.set()
         if ticker.is_alive():
