@@ -84,6 +84,26 @@ def check_target_spec(config: Any) -> dict[str, str]:
         raise UsageError(f"{exc}{hint}") from None
 
 
+def damage_asked(args: argparse.Namespace) -> bool:
+    """--damage / --no-damage; by default on for a target that declares itself checksummed
+    (that declaration is its author's opt-in to the damage rule: a checksum is tested only by
+    damaged synced bytes), off otherwise."""
+    if args.damage is not None:
+        return bool(args.damage)
+    if getattr(args, "target", None) is None:
+        return False  # the reference's AOF has no checksums
+    from harness.machine._features import declares_checksums
+    from harness.machine._steps import RunConfig
+
+    importable_cwd()
+    return declares_checksums(RunConfig(target=args.target))
+
+
+DAMAGE_HELP = ("damaged synced bytes of the target's own files (a media error), judged by the "
+               "damage rule (default: on for a target that declares itself checksummed, off "
+               "otherwise; --damage on another target: skipped, one line says why)")
+
+
 def add_parser(sub: Any) -> None:
     fz = sub.add_parser("fuzz", help="run the state machines against the in-process reference",
                         description="Run Hypothesis state machines (writes, faults, crashes, "
@@ -123,10 +143,8 @@ def add_parser(sub: Any) -> None:
                     help="power crashes may also tear the last sector (zeros or garbage)")
     fz.add_argument("--reorder", action="store_true",
                     help="power crashes may also lose an earlier sector of the unsynced tail")
-    fz.add_argument("--damage", action="store_true",
-                    help="recoveries may also flip or zero synced bytes of the target's own "
-                    "files (a media error), judged by the damage rule: only for a target that "
-                    "declares itself checksummed (others: skipped, one line says why)")
+    fz.add_argument("--damage", action=argparse.BooleanOptionalAction, default=None,
+                    help=f"recoveries may also see {DAMAGE_HELP}")
     fz.add_argument("--keep-going", action="store_true",
                     help="do not stop at the first violation")
     fz.set_defaults(func=cmd_fuzz)
@@ -150,6 +168,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     models = tuple(dict.fromkeys(PersistenceModel(m) for m in (args.model or ALL_MODELS)))
     warn("fuzz", defect_warnings(args.defect, policies=policies,
                                  models=[m.value for m in models]))
+    damage = damage_asked(args)
     configs = tuple(
         RunConfig(
             policy=p,
@@ -160,7 +179,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             torn_sectors=args.torn,
             reordered_sectors=args.reorder,
             target=args.target,
-            damage=args.damage,
+            damage=damage,
         )
         for p in policies
     )
