@@ -45,6 +45,7 @@ from harness.cli._fuzz import (
     check_target_spec,
     damage_asked,
     inprocess_target_args,
+    say_probed_refusals,
 )
 from harness.machine._steps import POLICIES
 
@@ -353,6 +354,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         return _cmd_suite(args)
     config, steps, label = _load(args)
     check_target_spec(config)  # one line, exit 2, for a target that cannot be used
+    say_probed_refusals("explore", config)
     models = tuple(PersistenceModel(m) for m in (args.model or ["process", "power-ext4"]))
     warn("explore", defect_warnings(config.defects, policies=[config.policy],
                                     models=[m.value for m in models]))
@@ -612,6 +614,7 @@ def _cmd_suite(args: argparse.Namespace) -> int:
     runs = _suite(args)
     for run in runs:
         check_target_spec(run.config)
+    say_probed_refusals("explore", runs[0].config)
     models = tuple(PersistenceModel(m) for m in (args.model or ["process", "power-ext4"]))
     base = runs[0].config
     warn("explore", defect_warnings(base.defects,

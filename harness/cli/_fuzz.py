@@ -84,6 +84,22 @@ def check_target_spec(config: Any) -> dict[str, str]:
         raise UsageError(f"{exc}{hint}") from None
 
 
+def say_probed_refusals(command: str, config: Any) -> None:
+    """One line on stderr naming the forms the target refused in the probe before the run
+    without declaring them (``harness.machine._probe``): they are still sent, and a lost reply
+    of one counts as possibly refused."""
+    from harness.machine._probe import probe_refusals
+
+    if config.target is None:
+        return
+    refused = sorted(probe_refusals(config))
+    if refused:
+        forms = ", ".join(f"{name} {form}" for name, form in refused)
+        print(f"{command}: {config.target} refused forms it does not declare (a probe before "
+              f"the run): {forms}; a lost reply of one counts as possibly refused (declare "
+              f"them in `shapes` and they are not sent)", file=sys.stderr)
+
+
 def damage_asked(args: argparse.Namespace) -> bool:
     """--damage / --no-damage; by default on for a target that declares itself checksummed
     (that declaration is its author's opt-in to the damage rule: a checksum is tested only by
@@ -184,6 +200,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
         for p in policies
     )
     switched_off = check_target_spec(configs[0])
+    say_probed_refusals("fuzz", configs[0])
     target_name = args.target or "the in-process reference"
     campaign = Campaign(configs=configs, models=models, settings_profile=args.settings,
                         budget_s=args.budget, seed=args.seed,
