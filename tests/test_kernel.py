@@ -532,6 +532,7 @@ def test_a_failed_fsync_leaves_zeros_under_the_next_one_on_the_kernel_as_the_mod
         answers = _failed_fsync_then_more(OSFileSystem(os.path.join(recorder.root, "eio")),
                                           recorder.fail_writes_containing, recorder.marker)
         points = {p.label: p for p in recorder.crash_points() if p.kind is PointKind.MARKER}
+        failed = recorder.log().failed_writes
         mounter = recorder.mounter()
         try:
             kernel = {label: {mounter.mount_image(s, subdir="eio").tree.files["f"]
@@ -539,6 +540,7 @@ def test_a_failed_fsync_leaves_zeros_under_the_next_one_on_the_kernel_as_the_mod
         finally:
             mounter.close()
     assert answers == ["ok", os.strerror(5), "ok"]
+    assert failed >= 1  # the failed block writes are in the log, not on the disk
     assert kernel == {"eio:2": {b"a" * 16384},
                       "eio:3": {b"a" * 16384 + bytes(8192) + b"c" * 4096}}
 
