@@ -7,7 +7,9 @@
 ``--merge`` runs only the cells asked and puts them into the existing findings-redis.json (a
 cell of the same key replaced, the others kept; the run is listed at the top of the page). The
 kernel's filesystems (``ext4``, ``xfs``, ``btrfs``: root, /dev/fuse, loop devices) take no
-SimDisk fault: their cells are fault ``none`` only. A merged run records which of its cells
+SimDisk fault: their cells are fault ``none`` and ``fsync-error``, the latter a media error under
+the filesystem (the page holding one write fails at write-back;
+``harness.verify._verify_kernel``). A merged run records which of its cells
 changed their verdict or mechanisms against the cells they replaced (``--why TEXT`` says why
 they were re-run, e.g. a model fixed); the page lists them under "Changes made by re-run
 cells".
@@ -59,13 +61,15 @@ from harness.verify import (
     check_environment,
     verify_report,
 )
+from harness.verify._environment import KERNEL_FAULTS
 
 SERVERS: Final = ("6.0", "6.2", "7.0", "8.2", "valkey")
 POLICIES: Final = ("always", "everysec")
 MODELS: Final = ("process", "power-ext4", "power-xfs", "power-btrfs", "power-posix-metadata",
                   "power-eager-metadata")
 # The real kernel's filesystems (``verify --model ext4|xfs|btrfs``: root, /dev/fuse, loop
-# devices). They take no SimDisk fault: their cells are fault none only.
+# devices). No SimDisk fault reaches them: their cells are faults none and fsync-error
+# (a media error under the filesystem).
 KERNEL_MODELS: Final = ("ext4", "xfs", "btrfs")
 FAULTS: Final = ("none", "no-space", "fsync-error", "write-error", "slow-sync", "short-write",
                  "kill-child", "incr-fsync-error", "rewrite-completes")
@@ -275,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         for policy in args.policies.split(","):
             for model in args.models.split(","):
                 for fault in args.faults.split(","):
-                    if model in KERNEL_MODELS and fault != "none":
-                        continue  # faults reach a server through the FUSE SimDisk only
+                    if model in KERNEL_MODELS and fault not in KERNEL_FAULTS:
+                        continue  # the other faults act on syscalls, through the SimDisk only
                     if only and f"{server}-{policy}-{model}-{fault}" not in only:
                         continue
                     cells.append(Cell(VerifyConfig(
@@ -708,7 +712,8 @@ def render_markdown(data: dict[str, Any], explore: dict[str, Any] | None = None)
 
 def _posix_note(cell: dict[str, Any], cells: list[dict[str, Any]]) -> str:
     """Whether a POSIX-minimum cell's violation is seen under another model of the same
-    server, policy and fault, and what the kernel's filesystems gave (fault none only)."""
+    server, policy and fault, and what the kernel's filesystems gave (faults none and
+    fsync-error)."""
     same = [c for c in cells if (c["server"], c["policy"], c["fault"]) == (
         cell["server"], cell["policy"], cell["fault"]) and c["model"] != cell["model"]]
     rules = set(cell["rules"])
@@ -721,8 +726,8 @@ def _posix_note(cell: dict[str, Any], cells: list[dict[str, Any]]) -> str:
                                 if c in also else f"holds ({c['trials']} trials)")
             for c in kernel)
     elif cell["fault"] != "none":
-        real = ("no kernel run (the kernel's filesystems take no SimDisk fault), so observed "
-                "on no real filesystem here")
+        real = ("no kernel run (the kernel's filesystems take only fsync-error, as a media "
+                "error), so observed on no real filesystem here")
     else:
         real = "no kernel column in this run"
     if not [c for c in also if c["model"] not in KERNEL_MODELS]:
@@ -749,7 +754,8 @@ def _kernel_summary(server: str, cells: list[dict[str, Any]],
     if kernel:
         bad = [c for c in kernel if c["verdict"] in ("violation", "unavailable")]
         out.append(f"On the kernel's own {', '.join(dict.fromkeys(c['model'] for c in kernel))}"
-                   f" (verify, no fault): {len(kernel) - len(bad)} of {len(kernel)} cells hold"
+                   f" (verify, faults {', '.join(dict.fromkeys(c['fault'] for c in kernel))}): "
+                   f"{len(kernel) - len(bad)} of {len(kernel)} cells hold"
                    f" ({sum(c['trials'] for c in kernel)} trials, one drawn crash image each)"
                    + ("; " + ", ".join(f"[`{c['cell']}`](#{c['cell']})" for c in bad)
                       if bad else "") + ".")

@@ -61,7 +61,9 @@ def add_parser(sub: Any) -> None:
                    help="appendfsync policy (default: always)")
     p.add_argument("--model", choices=list(MODELS), default="process",
                    help="what survives the crash (power models run on a FUSE SimDisk mount): "
-                   + MODEL_HELP + "; " + KERNEL_MODEL_HELP + "; no --fault with them")
+                   + MODEL_HELP + "; " + KERNEL_MODEL_HELP + "; with them --fault is none or "
+                   "fsync-error (a media error under the filesystem: the page of one write "
+                   "fails at write-back)")
     p.add_argument("--trials", type=positive_int, default=5, help="trials (default 5)")
     p.add_argument("--first-trial", type=nonnegative_int, default=0,
                    help="index of the first trial (re-run trial N alone: --first-trial N "
