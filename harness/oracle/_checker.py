@@ -28,6 +28,7 @@ __all__ = [
     "describe_choice",
     "effective_window_ms",
     "frontier",
+    "window_stalls",
 ]
 
 _MASK = (1 << 64) - 1

@@ -24,25 +24,9 @@ the explorer or the CLI.
 
 from __future__ import annotations
 
+from harness.verify import _config
 from harness.verify._attribution import attribute_trial
-from harness.verify._config import (
-    FAULTS,
-    IMAGES,
-    INGREDIENTS,
-    MODELS,
-    OUTCOMES,
-    POLICIES,
-    SERVERS,
-    Attribution,
-    Dumper,
-    Launcher,
-    TrialResult,
-    Variant,
-    VerifyConfig,
-    VerifyEnvironmentError,
-    VerifyResult,
-    verify_report,
-)
+from harness.verify._config import *  # noqa: F403
 from harness.verify._dispatch import run_trial
 from harness.verify._environment import check_environment
 from harness.verify._explore_server import (
@@ -59,34 +43,19 @@ from harness.verify._explore_server import (
 from harness.verify._runner import run_verify, worker_pool
 
 __all__ = [
-    "FAULTS",
-    "IMAGES",
-    "INGREDIENTS",
-    "MODELS",
-    "OUTCOMES",
-    "POLICIES",
+    *_config.__all__,
     "REPRO_FORMAT",
-    "SERVERS",
     "SERVER_EXPLORE_MODELS",
-    "Attribution",
-    "Dumper",
-    "Launcher",
     "ServerExploreConfig",
     "ServerExploreError",
     "ServerExploreResult",
     "ServerViolation",
-    "TrialResult",
-    "Variant",
-    "VerifyConfig",
-    "VerifyEnvironmentError",
-    "VerifyResult",
     "attribute_trial",
     "check_environment",
     "explore_server",
     "replay_server_reproduction",
     "run_trial",
     "run_verify",
-    "verify_report",
     "worker_pool",
     "write_server_reproductions",
 ]
