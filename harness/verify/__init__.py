@@ -24,38 +24,20 @@ the explorer or the CLI.
 
 from __future__ import annotations
 
-from harness.verify import _config
+from harness.verify import _config, _explore_server
 from harness.verify._attribution import attribute_trial
 from harness.verify._config import *  # noqa: F403
 from harness.verify._dispatch import run_trial
 from harness.verify._environment import check_environment
-from harness.verify._explore_server import (
-    REPRO_FORMAT,
-    SERVER_EXPLORE_MODELS,
-    ServerExploreConfig,
-    ServerExploreError,
-    ServerExploreResult,
-    ServerViolation,
-    explore_server,
-    replay_server_reproduction,
-    write_server_reproductions,
-)
+from harness.verify._explore_server import *  # noqa: F403
 from harness.verify._runner import run_verify, worker_pool
 
 __all__ = [
     *_config.__all__,
-    "REPRO_FORMAT",
-    "SERVER_EXPLORE_MODELS",
-    "ServerExploreConfig",
-    "ServerExploreError",
-    "ServerExploreResult",
-    "ServerViolation",
+    *_explore_server.__all__,
     "attribute_trial",
     "check_environment",
-    "explore_server",
-    "replay_server_reproduction",
     "run_trial",
     "run_verify",
     "worker_pool",
-    "write_server_reproductions",
 ]
