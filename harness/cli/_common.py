@@ -171,6 +171,17 @@ def availability_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict-availability", action="store_true", help=argparse.SUPPRESS)
 
 
+def image_fault_args(p: argparse.ArgumentParser, *, torn_help: str, reorder_help: str,
+                     damage_help: str) -> None:
+    """--torn, --reorder and --damage: crash images beyond the legal ones; `damage_help` says
+    what is damaged, the damage rule's scope is said here."""
+    p.add_argument("--torn", action="store_true", help=torn_help)
+    p.add_argument("--reorder", action="store_true", help=reorder_help)
+    p.add_argument("--damage", action="store_true",
+                   help=damage_help + ", judged by the damage rule: only for a target that "
+                   "declares itself checksummed (others: skipped, one line says why)")
+
+
 # -- persistence models (faults.PersistenceModel; literal here, _common imports nothing heavy) --
 
 #: --model's choices: every persistence model, and "power", the old name of power-ext4.

@@ -23,6 +23,7 @@ from harness.cli._common import (
     common_args,
     defect_warnings,
     did_you_mean,
+    image_fault_args,
     one_line,
     parallel_args,
     positive_int,
@@ -88,15 +89,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--sector-granularity", action="store_true",
                    help="inside writes only at sector boundaries, even for writes shorter "
                    "than a sector (default: every byte of those)")
-    p.add_argument("--torn", action="store_true",
-                   help="also torn last sectors (zeros, garbage) in power images")
-    p.add_argument("--reorder", action="store_true",
-                   help="also reordered sectors (an earlier unsynced sector reads as zeros)")
-    p.add_argument("--damage", action="store_true",
-                   help="also damage synced bytes of the target's own files at every crash "
-                   "point (a byte flipped, a byte zeroed, at 10%%, 50%%, 90%%), judged by the "
-                   "damage rule: only for a target that declares itself checksummed (others: "
-                   "skipped, one line says why)")
+    image_fault_args(
+        p, torn_help="also torn last sectors (zeros, garbage) in power images",
+        reorder_help="also reordered sectors (an earlier unsynced sector reads as zeros)",
+        damage_help="also damage synced bytes of the target's own files at every crash point "
+        "(a byte flipped, a byte zeroed, at 10%%, 50%%, 90%%)")
     p.add_argument("--damage-plan", metavar="FILE", default=None,
                    help="like --damage with this fault plan (JSON, Damage faults only)")
     p.add_argument("--max-images-per-point", type=positive_int, default=4096,

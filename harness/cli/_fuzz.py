@@ -29,6 +29,7 @@ from harness.cli._common import (
     defect_arg,
     defect_help,
     defect_warnings,
+    image_fault_args,
     parallel_args,
     parse_budget,
     positive_int,
@@ -119,14 +120,11 @@ def add_parser(sub: Any) -> None:
                     "shares it between machines)")
     fz.add_argument("--no-appendfsync-on-rewrite", action="store_true")
     availability_args(fz)
-    fz.add_argument("--torn", action="store_true",
-                    help="power crashes may also tear the last sector (zeros or garbage)")
-    fz.add_argument("--reorder", action="store_true",
-                    help="power crashes may also lose an earlier sector of the unsynced tail")
-    fz.add_argument("--damage", action="store_true",
-                    help="recoveries may also flip or zero synced bytes of the target's own "
-                    "files (a media error), judged by the damage rule: only for a target that "
-                    "declares itself checksummed (others: skipped, one line says why)")
+    image_fault_args(
+        fz, torn_help="power crashes may also tear the last sector (zeros or garbage)",
+        reorder_help="power crashes may also lose an earlier sector of the unsynced tail",
+        damage_help="recoveries may also flip or zero synced bytes of the target's own files "
+        "(a media error)")
     fz.add_argument("--keep-going", action="store_true",
                     help="do not stop at the first violation")
     fz.set_defaults(func=cmd_fuzz)
