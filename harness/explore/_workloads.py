@@ -226,6 +226,12 @@ class _Gen:
         self.steps.append(_steps.ChildStep(count=1_000_000))
         self.idle(settle_ms)
 
+    def settle(self) -> list[_steps.Step]:
+        """Let 2.5 s pass with no writes (the everysec window closes, pending fsyncs and retries
+        run), then the workload's steps."""
+        self.idle(2500)
+        return self.steps
+
     def idle(self, total_ms: int) -> None:
         """Let time pass with no writes (cron runs: fsyncs, rewrite completion, retries)."""
         left = total_ms
@@ -238,8 +244,7 @@ class _Gen:
 def _mixed(ops: int, rng: random.Random) -> list[_steps.Step]:
     g = _Gen(rng)
     g.writes(ops)
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
 def _rewrite(ops: int, rng: random.Random) -> list[_steps.Step]:
@@ -255,8 +260,7 @@ def _rewrite(ops: int, rng: random.Random) -> list[_steps.Step]:
     during = max(1, ops // 10)
     g.rewrite(during, step_every=4, settle_ms=300)
     g.writes(ops - ops // 2 - during)
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
 def _killed_child(ops: int, rng: random.Random) -> list[_steps.Step]:
@@ -272,8 +276,7 @@ def _killed_child(ops: int, rng: random.Random) -> list[_steps.Step]:
     g.writes(third)
     g.rewrite(0, settle_ms=300)
     g.writes(max(0, ops - g.n))
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
 def _short_write(ops: int, rng: random.Random) -> list[_steps.Step]:
@@ -287,8 +290,7 @@ def _short_write(ops: int, rng: random.Random) -> list[_steps.Step]:
     g.steps.append(_steps.ClearFaults())
     g.idle(1200)
     g.writes(max(0, ops - g.n))
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
 def _no_space(ops: int, rng: random.Random) -> list[_steps.Step]:
@@ -302,8 +304,7 @@ def _no_space(ops: int, rng: random.Random) -> list[_steps.Step]:
     g.steps.append(_steps.ClearFaults())
     g.idle(1500)
     g.writes(max(0, ops - g.n))
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
 def _fsync_error(ops: int, rng: random.Random) -> list[_steps.Step]:
@@ -332,8 +333,7 @@ def _fsync_error(ops: int, rng: random.Random) -> list[_steps.Step]:
         g.tick(700)
     g.steps.append(_steps.ClearFaults())
     g.writes(max(0, ops - g.n))
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
 def _slow_fsync(ops: int, rng: random.Random) -> list[_steps.Step]:
@@ -404,8 +404,7 @@ def _expiry(ops: int, rng: random.Random) -> list[_steps.Step]:
         if i == half + max(1, ops // 10):
             g.steps.append(_steps.ChildStep(count=1_000_000))
         g.write(expiring() if rng.random() < 0.7 else None)
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
 def _multi(ops: int, rng: random.Random) -> list[_steps.Step]:
@@ -431,8 +430,7 @@ def _multi(ops: int, rng: random.Random) -> list[_steps.Step]:
             g.write((b"NOSUCHCOMMAND", g.key(b"s")))  # refused: nothing may reach the AOF
         else:
             g.write()
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
 def _boundaries(ops: int, rng: random.Random) -> list[_steps.Step]:
@@ -447,8 +445,7 @@ def _boundaries(ops: int, rng: random.Random) -> list[_steps.Step]:
     g.big()
     g.rewrite(max(2, ops // 10))
     g.mixed_writes(max(0, ops - g.n), multi_key=0.4)
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
 def _rewrite_faults(ops: int, rng: random.Random) -> list[_steps.Step]:
@@ -483,8 +480,7 @@ def _rewrite_faults(ops: int, rng: random.Random) -> list[_steps.Step]:
         g.steps.append(_steps.ClearFaults())
         g.mixed_writes(per)
     g.mixed_writes(max(0, ops - g.n))
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
 def _auto_rewrite(ops: int, rng: random.Random) -> list[_steps.Step]:
@@ -499,8 +495,7 @@ def _auto_rewrite(ops: int, rng: random.Random) -> list[_steps.Step]:
             g.write()
         if rng.random() < 0.3:
             g.tick(rng.choice((100, 200)))  # cron: starts and steps rewrites
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
 def _second_epoch(ops: int, rng: random.Random) -> list[_steps.Step]:
@@ -522,8 +517,7 @@ def _second_epoch(ops: int, rng: random.Random) -> list[_steps.Step]:
     g.rewrite(max(2, ops // 10))
     g.mixed_writes(max(0, ops - g.n), multi_key=0.3)
     _epoch_faults(g)
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
 def _epoch_faults(g: _Gen) -> None:
@@ -582,8 +576,7 @@ def _big_aof(ops: int, rng: random.Random) -> list[_steps.Step]:
         else:
             g.write()
     _epoch_faults(g)
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
 def _surface(ops: int, rng: random.Random) -> list[_steps.Step]:
@@ -624,8 +617,7 @@ def _surface(ops: int, rng: random.Random) -> list[_steps.Step]:
             if first is not None:
                 g.write(first, tick=False)
             g.write(argv)
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
 WORKLOADS: dict[str, Workload] = {
