@@ -7,12 +7,19 @@ It serves a directory holding two files, single-threaded, through mfusepy:
   logged without its bytes); every fsync (how a block-layer flush reaches a loop device's backing
   file) is logged as a flush and returns 0.
 * ``control``: a write of ``M<label>`` logs a marker; ``B`` copies the backing file to the next
-  baseline file (``baseline.<n>``) and logs it. Served by the same single thread, so writes,
-  flushes, markers and baselines are in one order.
+  baseline file (``baseline.<n>``) and logs it; ``E<pattern>`` makes every later block write
+  whose bytes contain ``pattern`` fail with EIO (not applied: it never reached the disk; logged
+  as a failed write), ``e<pattern>`` only the first such write, ``E`` alone stops it. Served
+  by the same single thread, so writes, flushes, markers and baselines are in one order. A
+  failing write is a media error under the filesystem: the
+  loop device fails the bio and the filesystem reports it (a data page's to the fsync that
+  wrote it back); aimed by content, it hits the pages of the data written with that pattern
+  and never the journal or metadata blocks.
 
 Log records: ``struct _RECORD`` (kind, offset, length) then the payload: the bytes of a write
 (``W``), nothing for a zero write (``Z``) or a flush (``F``), the label of a marker (``M``),
-nothing for a baseline (``B``; offset = baseline number). Each record is written with one
+nothing for a baseline (``B``; offset = baseline number), nothing for a write that failed
+(``X``: its offset and length). Each record is written with one
 ``write`` before the FUSE reply, so a record is in the log once the caller's call returned.
 
 Usage: ``python _blockdaemon.py MOUNTPOINT DATA_DIR SIZE_BYTES``. It imports only the standard
@@ -86,6 +93,8 @@ class BlockDaemonOps:
             os.path.join(data_dir, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600
         )
         self._baselines = 0
+        self._fail_pattern = b""  # block writes containing it fail with EIO ("E" control)
+        self._fail_once = False  # "e": only the first such write fails
 
     def _record(self, kind: bytes, offset: int, payload: bytes = b"", length: int = -1) -> None:
         size = len(payload) if length < 0 else length
@@ -124,6 +133,11 @@ class BlockDaemonOps:
         if path != "/disk" or offset + len(data) > self._size:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         data = bytes(data)
+        if self._fail_pattern and self._fail_pattern in data:
+            self._record(b"X", offset, length=len(data))
+            if self._fail_once:
+                self._fail_pattern = b""
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
         if is_zero(data) and offset % _BLOCK == 0 and len(data) % _BLOCK == 0:
             self._record(b"Z", offset, length=len(data))
             punch_hole(self._disk, offset, len(data))
@@ -145,6 +159,9 @@ class BlockDaemonOps:
             finally:
                 os.close(out)
             self._record(b"B", number)
+        elif data[:1] in (b"E", b"e"):
+            self._fail_pattern = data[1:]
+            self._fail_once = data[:1] == b"e"
         else:
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         return len(data)

@@ -99,7 +99,8 @@ class BlockLog:
     def __init__(self, raw: bytes) -> None:
         self.raw = raw
         self.writes: list[_Write] = []
-        # (kind, write count when it happened, payload): kind F, M (label) or B (number)
+        # (kind, write count when it happened, payload): kind F, M (label), B (number) or X
+        # (the offset of a write that failed: an injected media error, not on the disk)
         self.events: list[tuple[str, int, str | int]] = []
         position = 0
         size = RECORD.size
@@ -121,12 +122,19 @@ class BlockLog:
                 self.events.append(("M", len(self.writes), label))
             elif kind == b"B":
                 self.events.append(("B", len(self.writes), offset))
+            elif kind == b"X":
+                self.events.append(("X", len(self.writes), offset))
             else:
                 raise ValueError(f"corrupt block log at byte {position - size}: kind {kind!r}")
 
     @property
     def markers(self) -> list[str]:
         return [str(p) for k, _, p in self.events if k == "M"]
+
+    @property
+    def failed_writes(self) -> int:
+        """Block writes that failed with an injected media error (never on the disk)."""
+        return sum(1 for k, _, _ in self.events if k == "X")
 
     @property
     def flushes(self) -> int:
@@ -158,6 +166,8 @@ class BlockLog:
                         CrashPoint(PointKind.FLUSH, flushes, "", markers - 1, (state,), 0)
                     )
                 flushes += 1
+            elif kind == "X":
+                continue  # a failed write changed nothing on the disk
             else:
                 if baseline is not None:
                     durable = max(last_flush, baseline[1])

@@ -244,6 +244,16 @@ class BlockRecorder:
             raise KernelRecorderError("the recorder is not running")
         os.pwrite(self._control_fd, b"M" + label.encode("utf-8"), 0)
 
+    def fail_writes_containing(self, pattern: bytes, *, once: bool = False) -> None:
+        """From now on every block write whose bytes contain `pattern` fails with EIO (a media
+        error under the filesystem; not applied to the disk, logged as failed:
+        ``BlockLog.failed_writes``), or only the first one with `once`; ``b""`` stops it.
+        Aimed by content: write a file's data with a pattern no journal or metadata block
+        holds, and only its pages fail when they are written back."""
+        if self._control_fd < 0:
+            raise KernelRecorderError("the recorder is not running")
+        os.pwrite(self._control_fd, (b"e" if once else b"E") + pattern, 0)
+
     def checkpoint(self) -> int:
         """syncfs, then snapshot the device as a new baseline (later images start from it, so
         they apply only the writes after it). Returns the baseline's number."""

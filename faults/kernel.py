@@ -43,6 +43,13 @@ anything) releases what is left when that process dies, even by SIGKILL: kernel 
 devices still backed by the recorded file, the FUSE mount, the daemon (by PID), the scratch
 directory. Forked image workers die with their parent (PR_SET_PDEATHSIG).
 
+Media errors: ``recorder.fail_writes_containing(pattern)`` makes every later block write
+whose bytes contain `pattern` fail with EIO at the daemon (the loop device fails the bio; the
+write never reaches the disk; the log records it as failed, ``BlockLog.failed_writes``), or
+only the first such write with ``once=True``. Written into one append's data, it fails only
+that data's pages when they are written back, never the journal: the fsync that writes them
+back returns EIO, as on a disk with a bad sector. ``b""`` stops it.
+
 Limits
 ------
 * The log is what the loop device sends: a write larger than FUSE's maximum arrives as several

@@ -10,6 +10,7 @@ import pytest
 
 from harness.cli import main
 from harness.explore import DEFAULT_SUITE, WORKLOADS, suite_config
+from harness.explore._workloads import FULL_PASS
 
 # Small but real: every run of the suite with a few writes, one worker, the process model.
 SMALL = ["--ops", "3", "--workers", "1", "--model", "process", "--progress", "never"]
@@ -22,7 +23,16 @@ def test_the_suite_and_its_configs_are_public_names_of_harness_explore() -> None
     assert config.auto_rewrite_min_size_bytes == 4096
 
 
-def test_explore_without_a_workload_runs_every_run_of_the_default_suite(
+def test_the_suite_without_ops_runs_the_quick_pass_then_the_full_pass() -> None:
+    from harness.cli import build_parser
+    from harness.cli._explore import _suite
+
+    runs = _suite(build_parser().parse_args(["explore"]))
+    assert [(r.workload, r.config.policy, r.ops) for r in runs] == list(DEFAULT_SUITE)
+    assert len(runs) == 2 * len(FULL_PASS)
+
+
+def test_explore_with_ops_runs_each_run_of_the_full_pass_once(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code = main(["explore", *SMALL, "--json", "--reports", str(tmp_path)])
@@ -30,12 +40,12 @@ def test_explore_without_a_workload_runs_every_run_of_the_default_suite(
     assert code == 0
     assert out["status"] == "ok"
     assert [(r["workload"], r["policy"]) for r in out["suite"]] == [
-        (w, p) for w, p, _ in DEFAULT_SUITE]
-    assert out["runs"] == len(DEFAULT_SUITE)
+        (w, p) for w, p, _ in FULL_PASS]
+    assert out["runs"] == len(FULL_PASS)
     assert out["states"] == sum(r["states"] for r in out["suite"]) > 0
     report = json.loads(Path(out["report"]).read_text(encoding="utf-8"))
     assert report["run"]["workload"] == "default suite"
-    assert len(report["configurations"]) == len(DEFAULT_SUITE)
+    assert len(report["configurations"]) == len(FULL_PASS)
 
 
 def test_the_suite_prints_a_line_per_run_and_the_totals(
@@ -43,7 +53,7 @@ def test_the_suite_prints_a_line_per_run_and_the_totals(
 ) -> None:
     code = main(["explore", *SMALL, "--policy", "no", "--reports", str(tmp_path)])
     lines = capsys.readouterr().out.splitlines()
-    runs = [(w, p) for w, p, _ in DEFAULT_SUITE if p == "no"]
+    runs = [(w, p) for w, p, _ in FULL_PASS if p == "no"]
     assert code == 0
     assert lines[0].startswith(f"explore: the default suite, {len(runs)} runs")
     for workload, policy in runs:
@@ -59,8 +69,8 @@ def test_policy_without_a_workload_keeps_only_that_policys_runs(
                  str(tmp_path)])
     out = json.loads(capsys.readouterr().out)
     assert code == 0
-    expected = [w for w, p, _ in DEFAULT_SUITE if p == "always"]
-    assert expected and len(expected) < len(DEFAULT_SUITE)
+    expected = [w for w, p, _ in FULL_PASS if p == "always"]
+    assert expected and len(expected) < len(FULL_PASS)
     assert [r["workload"] for r in out["suite"]] == expected
     assert {r["policy"] for r in out["suite"]} == {"always"}
 
@@ -78,7 +88,7 @@ def test_a_violation_in_any_run_of_the_suite_exits_1_with_a_replayable_reproduct
     # Ids and causes stay unique across runs; each violation names its run's workload.
     assert len({f["id"] for f in out["findings"]}) == len(out["findings"])
     assert len({g["group"] for g in out["groups"]}) == len(out["groups"])
-    assert {f["workload"] for f in out["findings"]} <= {w for w, _, _ in DEFAULT_SUITE}
+    assert {f["workload"] for f in out["findings"]} <= {w for w, _, _ in FULL_PASS}
     written = [f["reproduction"] for f in out["findings"] if f.get("reproduction")]
     assert 1 <= len(written) <= 2
     run_dir = Path(out["report"]).parent
@@ -113,7 +123,7 @@ def test_the_suite_on_the_example_target_runs_every_workload_it_can(
     assert set(skipped) == {"surface"} and "bundled reference only" in skipped["surface"]
     assert "explore: skipped surface (always, ops=3): " in captured.err
     ran = {r["workload"] for r in out["suite"]}
-    expected = {w for w, p, _ in DEFAULT_SUITE if p == "always"} - set(skipped)
+    expected = {w for w, p, _ in FULL_PASS if p == "always"} - set(skipped)
     assert {"second-epoch", "big-aof"} <= ran == expected and out["states"] > 0
     report = json.loads(Path(out["report"]).read_text(encoding="utf-8"))
     assert len(report["runs_not_run"]) == 1 and len(report["configurations"]) == len(expected)
@@ -141,12 +151,12 @@ def test_a_run_that_cannot_run_is_skipped_and_the_others_are_kept(
                  str(tmp_path)])
     captured = capsys.readouterr()
     out = json.loads(captured.out)
-    first = next(w for w, p, _ in DEFAULT_SUITE if p == "always")
+    first = next(w for w, p, _ in FULL_PASS if p == "always")
     assert code == 0
     assert [r["workload"] for r in out["runs_not_run"]] == [first]
     assert (f"explore: skipped {first} (always, ops=3): the workload cannot be run: a "
             "planted reason") in captured.err
-    assert len(out["suite"]) == sum(1 for _, p, _ in DEFAULT_SUITE if p == "always") - 1
+    assert len(out["suite"]) == sum(1 for _, p, _ in FULL_PASS if p == "always") - 1
 
 
 def test_a_crash_that_never_fires_before_a_recovery_names_the_files_it_was_armed_for() -> None:
@@ -177,7 +187,7 @@ def test_a_fast_path_disagreement_is_a_harness_bug_in_the_report_not_an_abort(
     captured = capsys.readouterr()
     out = json.loads(captured.out)
     assert code == 0 and out["status"] == "ok"
-    assert len(out["suite"]) == sum(1 for _, p, _ in DEFAULT_SUITE if p == "always")
+    assert len(out["suite"]) == sum(1 for _, p, _ in FULL_PASS if p == "always")
     assert out["harness_bugs"] and "harness bug(s)" in captured.err
     report = json.loads(Path(out["report"]).read_text(encoding="utf-8"))
     assert "harness bug(s)" in report["summary"]

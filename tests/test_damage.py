@@ -141,3 +141,32 @@ def test_a_damage_plan_with_another_fault_is_one_line_and_exit_2(
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert len(err) == 1 and "expected Damage faults only, got ShortWrite" in err[0]
+
+
+def _damage_flag(*argv: str) -> bool:
+    from harness.cli import build_parser
+    from harness.cli._fuzz import damage_asked
+
+    return damage_asked(build_parser().parse_args(["fuzz", *argv]))
+
+
+def test_damage_is_on_by_default_for_a_target_that_declares_checksums() -> None:
+    # The declaration is the author's opt-in: a store's checksum is otherwise never tested
+    # (segstore's skip-crc-on-load was found only with --damage before this default).
+    assert _damage_flag("--target", "kvlog:make_target") is True
+    assert _damage_flag("--target", "kvlog:make_target", "--no-damage") is False
+
+
+@pytest.mark.parametrize("argv", [(), ("--target", "tinyaof:make_target")])
+def test_damage_is_off_by_default_for_a_target_without_checksums(argv: tuple[str, ...]) -> None:
+    assert _damage_flag(*argv) is False
+    assert _damage_flag(*argv, "--damage") is True  # asked: then skipped with one line
+
+
+def test_explore_without_flags_says_nothing_about_damage_for_the_reference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["explore", "--workload", "mixed", "--ops", "3", "--policy", "always",
+                 "--workers", "1", "--progress", "never", "--reports", str(tmp_path)])
+    assert code == 0
+    assert "damage" not in capsys.readouterr().err

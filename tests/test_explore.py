@@ -551,3 +551,24 @@ def test_zero_tail_images_are_explored_only_under_models_whose_filesystem_makes_
         assert kinds[name].get("size-before-data", 0) > 0, name
     for name in ("power-btrfs", "power-eager-metadata"):
         assert kinds[name].get("size-before-data", 0) == 0, name
+
+
+def test_the_default_suite_runs_every_workload_small_before_any_at_full_size() -> None:
+    from harness.explore._workloads import FULL_PASS, QUICK_PASS_OPS
+
+    quick, full = DEFAULT_SUITE[:len(FULL_PASS)], DEFAULT_SUITE[len(FULL_PASS):]
+    assert [(w, p) for w, p, _ in quick] == [(w, p) for w, p, _ in FULL_PASS]
+    assert all(ops == min(QUICK_PASS_OPS, full_ops)
+               for (_, _, ops), (_, _, full_ops) in zip(quick, FULL_PASS, strict=True))
+    assert full == FULL_PASS
+
+
+@pytest.mark.parametrize("workload", sorted({w for w, _, _ in DEFAULT_SUITE}))
+def test_a_quick_pass_workload_keeps_every_kind_of_step_of_its_full_size(workload: str) -> None:
+    from harness.explore._workloads import QUICK_PASS_OPS
+
+    def kinds(ops: int) -> set[str]:
+        return {type(step).__name__ for step in make_workload(workload, ops=ops, seed=0)}
+
+    full_ops = max(ops for w, _, ops in DEFAULT_SUITE if w == workload)
+    assert kinds(QUICK_PASS_OPS) == kinds(full_ops)

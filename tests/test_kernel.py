@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from faults import DiskImage, OSFileSystem, PersistenceModel
+from faults import DiskImage, FileSystem, OSFileSystem, PersistenceModel
 from faults.calibration import (
     WorkloadOpKind,
     claiming_model,
@@ -487,3 +487,72 @@ def test_workloads_are_deterministic_and_start_with_the_redis_sequences() -> Non
     assert first != generate_workloads(30, seed=4)
     assert [w.name for w in first[:2]] == ["redis6-rewrite", "redis7-manifest"]
     assert all(1 <= len(w.ops) <= 4 for w in first[2:])  # 1-3 ops plus a persistence point
+
+
+# -- a media error under the filesystem: the EIO model checked against the kernel -------------
+
+_MEDIA_ERROR = b"<media-error-pattern>"  # written into the data whose pages are to fail
+
+
+def _failed_fsync_then_more(fs: FileSystem, fail: Callable[[bytes], None],
+                            mark: Callable[[str], None]) -> list[str]:
+    """16 KiB synced; 8 KiB whose write-back fails (fsync: EIO); 4 KiB more, synced. Returns
+    what each fsync answered."""
+    answers = []
+    fd = fs.open("f", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    for data, failing in ((b"a" * 16384, False),
+                          ((_MEDIA_ERROR * 400)[:8192], True), (b"c" * 4096, False)):
+        fail(_MEDIA_ERROR if failing else b"")
+        fs.write(fd, data)
+        try:
+            fs.fsync(fd)
+            answers.append("ok")
+        except OSError as exc:
+            answers.append(os.strerror(exc.errno or 0))
+        fail(b"")
+        mark(f"eio:{len(answers)}")
+    fs.close(fd)
+    return answers
+
+
+@pytest.mark.parametrize("fs", [EXT4, XFS, BTRFS], ids=lambda f: f.value)
+def test_a_failed_fsync_leaves_zeros_under_the_next_one_on_the_kernel_as_the_model_says(
+    fs: KernelFilesystem,
+) -> None:
+    # Measured (ext4, xfs, btrfs alike): the fsync whose data pages fail to write returns EIO
+    # and commits nothing (the file keeps its synced size); the next fsync succeeds and commits
+    # the new size, so the failed range reads as zeros under the 4 KiB written after it. This
+    # is the model's "EIO zero-fill" (docs/contract.md), so each model allows it.
+    from faults import FaultOp, FaultPlan, FaultyFileSystem, IOFault, SimDisk
+
+    _need(fs)
+    with BlockRecorder(fs) as recorder:
+        os.mkdir(os.path.join(recorder.root, "eio"))
+        recorder.checkpoint()
+        answers = _failed_fsync_then_more(OSFileSystem(os.path.join(recorder.root, "eio")),
+                                          recorder.fail_writes_containing, recorder.marker)
+        points = {p.label: p for p in recorder.crash_points() if p.kind is PointKind.MARKER}
+        failed = recorder.log().failed_writes
+        mounter = recorder.mounter()
+        try:
+            kernel = {label: {mounter.mount_image(s, subdir="eio").tree.files["f"]
+                              for s in points[label].states} for label in ("eio:2", "eio:3")}
+        finally:
+            mounter.close()
+    assert answers == ["ok", os.strerror(5), "ok"]
+    assert failed >= 1  # the failed block writes are in the log, not on the disk
+    assert kernel == {"eio:2": {b"a" * 16384},
+                      "eio:3": {b"a" * 16384 + bytes(8192) + b"c" * 4096}}
+
+    model = claiming_model(fs)
+    disk = SimDisk()
+    images: dict[str, set[bytes]] = {}
+
+    def model_images(label: str) -> None:
+        images[label] = {disk.crash(model, choice)["f"]
+                         for choice in disk.crash_choices(model)}
+
+    faulty = FaultyFileSystem(disk, FaultPlan((IOFault(op=FaultOp.FSYNC, nth=2),)))
+    assert _failed_fsync_then_more(faulty, lambda _: None, model_images) == answers
+    assert kernel["eio:2"] <= images["eio:2"] and kernel["eio:3"] <= images["eio:3"]
+    assert all(_MEDIA_ERROR not in image for image in images["eio:3"])  # never the lost data

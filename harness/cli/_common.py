@@ -173,13 +173,12 @@ def availability_args(p: argparse.ArgumentParser) -> None:
 
 def image_fault_args(p: argparse.ArgumentParser, *, torn_help: str, reorder_help: str,
                      damage_help: str) -> None:
-    """--torn, --reorder and --damage: crash images beyond the legal ones; `damage_help` says
-    what is damaged, the damage rule's scope is said here."""
+    """--torn, --reorder and --damage/--no-damage (None when neither is given: the command
+    decides, see ``_fuzz.damage_asked``): crash images beyond the legal ones."""
     p.add_argument("--torn", action="store_true", help=torn_help)
     p.add_argument("--reorder", action="store_true", help=reorder_help)
-    p.add_argument("--damage", action="store_true",
-                   help=damage_help + ", judged by the damage rule: only for a target that "
-                   "declares itself checksummed (others: skipped, one line says why)")
+    p.add_argument("--damage", action=argparse.BooleanOptionalAction, default=None,
+                   help=damage_help)
 
 
 # -- persistence models (faults.PersistenceModel; literal here, _common imports nothing heavy) --

@@ -40,7 +40,14 @@ from harness.cli._explore_kernel import (
     cmd_explore_kernel,
     kernel_models_asked,
 )
-from harness.cli._fuzz import TARGET_HELP, check_target_spec, inprocess_target_args
+from harness.cli._fuzz import (
+    DAMAGE_HELP,
+    TARGET_HELP,
+    check_target_spec,
+    damage_asked,
+    inprocess_target_args,
+    say_probed_refusals,
+)
 from harness.machine._steps import POLICIES
 
 __all__ = ["add_parser", "cmd_explore"]
@@ -49,7 +56,7 @@ DEFAULT_OPS = 200  # write commands of a named workload run alone
 
 
 def add_parser(sub: Any) -> None:
-    from harness.explore._workloads import WORKLOADS
+    from harness.explore._workloads import QUICK_PASS_OPS, WORKLOADS
 
     names = ", ".join(f"{w.name} ({w.description})" for w in WORKLOADS.values())
     p = sub.add_parser(
@@ -60,8 +67,10 @@ def add_parser(sub: Any) -> None:
         "legal durable image (bounded by reported limits), recover with the reference (or "
         "--target: every distinct image recovered by a fresh target) and check "
         "the contract. Without --workload it runs the default suite: every workload under "
-        "the policies it is meant for (always, everysec and no), one combined result (--policy "
-        f"keeps one policy's runs). Workloads: {names}.",
+        "the policies it is meant for (always, everysec and no), first small (a quick pass of "
+        f"{QUICK_PASS_OPS} writes each, so every workload's mechanisms are met early), then "
+        "at full size; one "
+        f"combined result (--policy keeps one policy's runs). Workloads: {names}.",
     )
     common_args(p, seed_help="seed of a named workload (default 0)")
     reports_args(p)
@@ -71,7 +80,8 @@ def add_parser(sub: Any) -> None:
                    "policies it is meant for)")
     p.add_argument("--ops", type=positive_int, default=None,
                    help="write commands in a named workload (default 200; in the default "
-                   "suite: each workload's own size)")
+                   f"suite: each workload's own size, after a quick pass of {QUICK_PASS_OPS}; "
+                   "with --ops the suite runs each workload once at this size)")
     p.add_argument("--policy", choices=list(POLICIES), default=None,
                    help="appendfsync policy (default: everysec, or the file's; without "
                    "--workload: only the suite's runs under this policy)")
@@ -92,8 +102,8 @@ def add_parser(sub: Any) -> None:
     image_fault_args(
         p, torn_help="also torn last sectors (zeros, garbage) in power images",
         reorder_help="also reordered sectors (an earlier unsynced sector reads as zeros)",
-        damage_help="also damage synced bytes of the target's own files at every crash point "
-        "(a byte flipped, a byte zeroed, at 10%%, 50%%, 90%%)")
+        damage_help="each crash point's image also with a byte flipped and a byte zeroed at "
+        f"10%%, 50%%, 90%% of its files: {DAMAGE_HELP}")
     p.add_argument("--damage-plan", metavar="FILE", default=None,
                    help="like --damage with this fault plan (JSON, Damage faults only)")
     p.add_argument("--max-images-per-point", type=positive_int, default=4096,
@@ -221,14 +231,16 @@ class _SuiteRun:
 
 
 def _suite(args: argparse.Namespace) -> list[_SuiteRun]:
-    """The runs of the default suite (``DEFAULT_SUITE``; with --policy only that policy's),
-    each under ``suite_config`` on top of what the options set."""
+    """The runs of the default suite (``DEFAULT_SUITE``: the quick pass, then the full pass;
+    with --ops only the full pass at that size; with --policy only that policy's runs), each
+    under ``suite_config`` on top of what the options set."""
     from harness.explore import DEFAULT_SUITE, WORKLOADS, make_workload, suite_config
+    from harness.explore._workloads import FULL_PASS
     from harness.machine._steps import RunConfig
 
     base = _with(RunConfig(), _changes(args))
     runs = []
-    for workload, policy, suite_ops in DEFAULT_SUITE:
+    for workload, policy, suite_ops in (DEFAULT_SUITE if args.ops is None else FULL_PASS):
         if args.policy is not None and policy != args.policy:
             continue
         ops = args.ops if args.ops is not None else suite_ops
@@ -253,7 +265,7 @@ def _damage_plan(args: argparse.Namespace) -> Any:
     from harness.explore import DEFAULT_DAMAGE
 
     if args.damage_plan is None:
-        return DEFAULT_DAMAGE if args.damage else FaultPlan()
+        return DEFAULT_DAMAGE if damage_asked(args) else FaultPlan()
     try:
         plan = FaultPlan.from_json(Path(args.damage_plan).read_bytes())
     except OSError as exc:
@@ -341,6 +353,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
         return _cmd_suite(args)
     config, steps, label = _load(args)
     check_target_spec(config)  # one line, exit 2, for a target that cannot be used
+    say_probed_refusals("explore", config)
     models = tuple(PersistenceModel(m) for m in (args.model or ["process", "power-ext4"]))
     warn("explore", defect_warnings(config.defects, policies=[config.policy],
                                     models=[m.value for m in models]))
@@ -600,6 +613,7 @@ def _cmd_suite(args: argparse.Namespace) -> int:
     runs = _suite(args)
     for run in runs:
         check_target_spec(run.config)
+    say_probed_refusals("explore", runs[0].config)
     models = tuple(PersistenceModel(m) for m in (args.model or ["process", "power-ext4"]))
     base = runs[0].config
     warn("explore", defect_warnings(base.defects,
@@ -689,7 +703,7 @@ def _suite_report(args: argparse.Namespace, all_runs: list[_SuiteRun], models: A
     bugs: list[dict[str, Any]] = []
     for run in runs:
         left = args.max_reproductions - sum(1 for v in violations if v.get("reproduction"))
-        sub = slug(f"{run.workload}-{run.config.policy}")
+        sub = slug(f"{run.workload}-{run.config.policy}-ops{run.ops}")
         found, found_groups = explore_violations(run.result, run.config, run.steps,
                                                  run_dir / sub, config_label,
                                                  max_reproductions=max(0, left))

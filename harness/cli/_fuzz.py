@@ -85,6 +85,42 @@ def check_target_spec(config: Any) -> dict[str, str]:
         raise UsageError(f"{exc}{hint}") from None
 
 
+def say_probed_refusals(command: str, config: Any) -> None:
+    """One line on stderr naming the forms the target refused in the probe before the run
+    without declaring them (``harness.machine._probe``): they are still sent, and a lost reply
+    of one counts as possibly refused."""
+    from harness.machine._probe import probe_refusals
+
+    if config.target is None:
+        return
+    refused = sorted(probe_refusals(config))
+    if refused:
+        forms = ", ".join(f"{name} {form}" for name, form in refused)
+        print(f"{command}: {config.target} refused forms it does not declare (a probe before "
+              f"the run): {forms}; a lost reply of one counts as possibly refused (declare "
+              f"them in `shapes` and they are not sent)", file=sys.stderr)
+
+
+def damage_asked(args: argparse.Namespace) -> bool:
+    """--damage / --no-damage; by default on for a target that declares itself checksummed
+    (that declaration is its author's opt-in to the damage rule: a checksum is tested only by
+    damaged synced bytes), off otherwise."""
+    if args.damage is not None:
+        return bool(args.damage)
+    if getattr(args, "target", None) is None:
+        return False  # the reference's AOF has no checksums
+    from harness.machine._features import declares_checksums
+    from harness.machine._steps import RunConfig
+
+    importable_cwd()
+    return declares_checksums(RunConfig(target=args.target))
+
+
+DAMAGE_HELP = ("damaged synced bytes of the target's own files (a media error), judged by the "
+               "damage rule (default: on for a target that declares itself checksummed, off "
+               "otherwise; --damage on another target: skipped, one line says why)")
+
+
 def add_parser(sub: Any) -> None:
     fz = sub.add_parser("fuzz", help="run the state machines against the in-process reference",
                         description="Run Hypothesis state machines (writes, faults, crashes, "
@@ -123,8 +159,7 @@ def add_parser(sub: Any) -> None:
     image_fault_args(
         fz, torn_help="power crashes may also tear the last sector (zeros or garbage)",
         reorder_help="power crashes may also lose an earlier sector of the unsynced tail",
-        damage_help="recoveries may also flip or zero synced bytes of the target's own files "
-        "(a media error)")
+        damage_help=f"recoveries may also see {DAMAGE_HELP}")
     fz.add_argument("--keep-going", action="store_true",
                     help="do not stop at the first violation")
     fz.set_defaults(func=cmd_fuzz)
@@ -148,6 +183,7 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
     models = tuple(dict.fromkeys(PersistenceModel(m) for m in (args.model or ALL_MODELS)))
     warn("fuzz", defect_warnings(args.defect, policies=policies,
                                  models=[m.value for m in models]))
+    damage = damage_asked(args)
     configs = tuple(
         RunConfig(
             policy=p,
@@ -158,11 +194,12 @@ def cmd_fuzz(args: argparse.Namespace) -> int:
             torn_sectors=args.torn,
             reordered_sectors=args.reorder,
             target=args.target,
-            damage=args.damage,
+            damage=damage,
         )
         for p in policies
     )
     switched_off = check_target_spec(configs[0])
+    say_probed_refusals("fuzz", configs[0])
     target_name = args.target or "the in-process reference"
     campaign = Campaign(configs=configs, models=models, settings_profile=args.settings,
                         budget_s=args.budget, seed=args.seed,

@@ -60,6 +60,7 @@ from harness.machine._driver import (
     could_refuse,
     unpredicted_refusals,
 )
+from harness.machine._probe import probe_refusals
 from harness.oracle._checker import CrashInfo, Verdict, check_stability
 from harness.oracle._history import Entry, Outcome
 from harness.oracle._snapshot import Snapshot, snapshot_from_dump
@@ -234,7 +235,8 @@ class GenericWalk(_explorer._Walk):
             return True  # the run itself refused it: its reply came after this point
         if self._refused_shapes is None:
             self._refused_shapes = unpredicted_refusals(final)
-        return could_refuse(entry.commands, self._declared, self._refused_shapes)
+        return could_refuse(entry.commands, self._declared, self._refused_shapes,
+                            probe_refusals(self.config, self.factory))
 
     # -- recoveries
 

@@ -35,6 +35,7 @@ from faults import (
 )
 from faults import Crash as CrashFault
 from harness.machine import _steps
+from harness.machine._probe import probe_refusals
 from harness.oracle import (
     ERROR_STALL_MS,
     Checker,
@@ -61,6 +62,7 @@ from harness.targets import (
     as_rewriting,
     check_target,
 )
+from reference._surface import command_forms
 
 __all__ = [
     "ContractViolation",
@@ -206,6 +208,10 @@ class Driver:
         # (name, argument count) of writes this target refused with an error in this run: a
         # write of the same shape whose reply a crash lost may have been refused too.
         self._refused_shapes: set[tuple[bytes, int]] = set()
+        # The (command, form) pairs a probe before the run saw it refuse (``_probe``): the
+        # first refusal of a form, its reply lost, is then no false alarm either.
+        self._refused_forms = (frozenset() if self._factory is _reference_factory()
+                               else probe_refusals(config, factory))
         # A target other than the reference may run its timers (a stalled fsync) before the
         # commands of an iteration (the protocol's order), so a command ran somewhere in
         # [iteration start, end]: the longest such span so far widens expiry comparisons.
@@ -636,7 +642,8 @@ class Driver:
     def _could_refuse(self, entry: Entry) -> bool:
         if self._factory is _reference_factory():
             return False
-        return could_refuse(entry.commands, self.target, self._refused_shapes)
+        return could_refuse(entry.commands, self.target, self._refused_shapes,
+                            self._refused_forms)
 
     def _check_with(
         self, history: History, snapshot: Snapshot | None, reason: str | None,
@@ -728,17 +735,21 @@ def _shape(argv: tuple[bytes, ...]) -> tuple[bytes, int]:
 
 
 def could_refuse(commands: tuple[tuple[bytes, ...], ...], target: object,
-                 refused_shapes: set[tuple[bytes, int]]) -> bool:
+                 refused_shapes: set[tuple[bytes, int]],
+                 refused_forms: frozenset[tuple[str, str]] = frozenset()) -> bool:
     """Whether `target` (not the reference: the oracle's model knows the reference's
     refusals) may have refused this write with an error whatever its state: a command shape
     it does not declare (``commands``, ``shapes``) or accept (``accepts(argv)``; see
     ``harness.targets.accepts_of``), or of a shape (name, argument count) in `refused_shapes`
-    (refused before where the model predicted no error)."""
+    (refused before where the model predicted no error), or of a (command, form) pair in
+    `refused_forms` (refused by a scratch copy before the run: ``harness.machine._probe``)."""
     accepts = accepts_of(target)
     for argv in commands:
         if not accepts(argv):
             return True
         if _shape(argv) in refused_shapes:
+            return True
+        if refused_forms and not refused_forms.isdisjoint(command_forms(argv)):
             return True
     return False
 

@@ -143,6 +143,17 @@ def unsupported_features(
     return out
 
 
+def declares_checksums(config: RunConfig) -> bool:
+    """Whether `config`'s target declares itself checksummed (False also when the target cannot
+    be built: ``unsupported_features`` says why in one line)."""
+    from harness.targets import TargetError
+
+    try:
+        return target_checksummed(_probe(config, None))
+    except TargetError:
+        return False
+
+
 #: Why damaged recoveries do not run against a target (contract rule 5).
 DAMAGE_SKIPPED = ("not checksummed: damaged synced bytes are judged only for a store that "
                   "declares checksums (contract rule 5)")

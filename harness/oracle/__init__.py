@@ -143,7 +143,12 @@ disagree with it.
   format"), which is the availability rule, instead of loading a prefix and losing the rest
   silently. With ``FsyncFailure.RETRY`` (a filesystem that keeps the pages dirty) the later
   fsync would write the range and nothing would be lost: verdicts under EIO faults hold for
-  Linux only.
+  Linux only. Checked on the kernel's own ext4, xfs and btrfs (a media error under the
+  filesystem: ``BlockRecorder.fail_writes_containing`` fails the block writes of one append's
+  pages): the fsync returns EIO and commits nothing, the next one succeeds and commits the
+  new length, and the crash image holds zeros where the failed pages were, with the later
+  append after them; the claiming models allow exactly that image
+  (``tests/test_kernel.py``).
 * *Unavailable* is a start that fails: the process exits during start-up, or does not answer
   PING within the start timeout. It is the availability rule (4) whatever happens next, since
   a legal crash left a file the server itself refuses. For how long it refuses is reported:
