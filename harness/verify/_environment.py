@@ -20,6 +20,7 @@ from harness.targets._servers import (
 from harness.verify._config import SERVERS, Launcher, VerifyConfig, VerifyEnvironmentError
 
 __all__ = [
+    "KERNEL_FAULTS",
     "KERNEL_VERIFY_MODELS",
     "check_environment",
     "check_fuse",
@@ -99,6 +100,9 @@ def check_fuse(config: VerifyConfig) -> None:
 
 # The real kernel's filesystems as verify models (harness.verify._verify_kernel runs them).
 KERNEL_VERIFY_MODELS: Final = ("ext4", "xfs", "btrfs")
+# The faults a kernel model runs: fsync-error as a media error under the filesystem (see
+# harness.verify._verify_kernel); the others act on syscalls the kernel does not fail so.
+KERNEL_FAULTS: Final = ("none", "fsync-error")
 
 
 def kernel_verify_problem(config: VerifyConfig) -> str | None:
@@ -108,9 +112,10 @@ def kernel_verify_problem(config: VerifyConfig) -> str | None:
 
     if config.model not in KERNEL_VERIFY_MODELS:
         return None
-    if config.fault != "none":
-        return (f"--fault {config.fault}: faults reach a server through the FUSE SimDisk and do "
-                f"not combine with --model {config.model} (the real kernel)")
+    if config.fault not in KERNEL_FAULTS:
+        return (f"--fault {config.fault}: this fault acts on syscalls through the FUSE SimDisk "
+                f"and does not combine with --model {config.model} (the real kernel; it runs "
+                f"--fault none or fsync-error, a media error under the filesystem)")
     if config.image != "drawn":
         return (f"--image {config.image}: the SimDisk's image kinds do not apply to --model "
                 f"{config.model} (the kernel's crash states are drawn at the crash)")

@@ -18,13 +18,24 @@ filesystem, crashed at the planned point, recovered from a crash image the kerne
    model. Rule 3: SIGKILL and restart on the same mount (a process crash: the kernel mount
    survives), dump, ``check_stability``.
 
-Faults (ENOSPC, EIO, slow fsync: ``--fault``) need the FUSE SimDisk and do not combine with a
-kernel model; neither do the SimDisk's image kinds (``--image``).
+Faults: ``--fault fsync-error`` is a media error under the filesystem. Before the batch holding
+the plan's ``arm_entry`` (placed as for the SimDisk's fsync-error: ahead of the kill by the
+sync lead under everysec), the batch gets one more write, ``SET media:error <value>``, whose
+value holds ``MEDIA_ERROR_PATTERN``, and the recorder fails the first block write that
+contains it (``BlockRecorder.fail_writes_containing(once=True)``): the page of the AOF holding
+that write fails to reach the disk when it is written back, and the fsync that wrote it back
+returns EIO, as on a drive with a bad sector that remaps it afterwards. The kernel decides the
+rest (what the failed fsync committed, what the next one writes; measured in
+``tests/test_kernel.py``). It fired when the block log holds a failed write. The other faults
+(ENOSPC, a short write, EIO on a write, slow fsync, a killed child) act on the syscalls, which
+the kernel's filesystem does not fail that way: they need the FUSE SimDisk and do not combine
+with a kernel model; neither do the SimDisk's image kinds (``--image``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import shutil
@@ -33,6 +44,7 @@ from collections.abc import Collection
 from typing import Any, Final
 
 from harness.oracle import (
+    ERROR_STALL_MS,
     CrashInfo,
     History,
     Snapshot,
@@ -43,6 +55,7 @@ from harness.targets._servers import make_run_dir
 from harness.verify._config import TrialResult, VerifyConfig, VerifyEnvironmentError
 from harness.verify._conn import Conn, ServerGone
 from harness.verify._environment import (
+    KERNEL_FAULTS,
     KERNEL_VERIFY_MODELS,
     kernel_verify_problem,
     launcher_for,
@@ -59,11 +72,16 @@ from harness.verify._trial import (
     _second_start,
     _start_and_dump,
 )
-from harness.verify._workload import batch_stream, workload_stream
+from harness.verify._workload import Item, ItemKind, batch_stream, workload_stream
 
-__all__ = ["KERNEL_VERIFY_MODELS", "kernel_verify_problem", "run_kernel_trial"]
+__all__ = ["KERNEL_FAULTS", "KERNEL_VERIFY_MODELS", "MEDIA_ERROR_PATTERN",
+           "kernel_verify_problem", "run_kernel_trial"]
 
 _DATA: Final = "data"
+# In the value of the write whose page fails: bytes no journal, inode or directory block holds.
+MEDIA_ERROR_PATTERN: Final = b"<aofcrash:media-error>"
+_MEDIA_ERROR_KEY: Final = b"media:error"
+_MEDIA_ERROR_VALUE: Final = MEDIA_ERROR_PATTERN * 24  # a whole copy in each page it touches
 
 
 def run_kernel_trial(
@@ -109,10 +127,18 @@ def run_kernel_trial(
             run.last_alive_ms = run.now_ms()
             died_early = False
             markers = 0
+            sent = 0
+            armed_at: int | None = None
             for batch, _writes in _batches_until_kill(batches, plan.kill_at):
                 try:
                     if batch is None:
                         break
+                    if (plan.arm_entry is not None and armed_at is None
+                            and sent + abs(_writes) > plan.arm_entry):
+                        batch = _with_media_error(batch)
+                        recorder.fail_writes_containing(MEDIA_ERROR_PATTERN, once=True)
+                        armed_at = sent
+                    sent += max(0, _writes)
                     run.queue(batch, conn)
                     if _writes < 0:  # the kill's batch: in flight
                         if plan.kill_delay_s:
@@ -129,6 +155,11 @@ def run_kernel_trial(
             crash_ms, died_early = _kill(run, server, conn, died_early)
             conn = None
             recorder.marker("crash")
+            failed_writes = recorder.log().failed_writes
+            # The failed write-back costs one retry period (oracle rule 2). When the server's
+            # fsync met it is not seen from here: placed at the crash, the widening always
+            # counts, the most lenient choice.
+            error_stalls = [(crash_ms, ERROR_STALL_MS)] if failed_writes else []
             _scan_log(server, run.events)
             aof_files = _aof_listing(data_dir, config.aof_glob)
             points = [p for p in recorder.crash_points(limits=KernelLimits(flush_points=False),
@@ -151,6 +182,7 @@ def run_kernel_trial(
                     verdict = check_recovery(
                         history, recovered, policy=config.policy, model=config.model,
                         crash_ms=crash_ms, recovery_ms=recovery_ms, window_ms=window_ms,
+                        error_stalls=error_stalls,
                         unavailable_reason=reason, allow_unavailable=config.allow_unavailable,
                         crash=CrashInfo(model=config.model, choice=choice, crash_ms=crash_ms,
                                         trace_index=markers),
@@ -181,9 +213,26 @@ def run_kernel_trial(
     return TrialResult(
         **_result_fields(config, run, index, verdict, stability, history, crash_ms,
                          recovery_ms, started),
-        crash_image=f"kernel {config.model}", crash_choice=choice, faults="", fired=[],
+        crash_image=f"kernel {config.model}", crash_choice=choice,
+        faults=("" if armed_at is None else json.dumps({"media_error": {
+            "before_entry": armed_at, "pattern": MEDIA_ERROR_PATTERN.decode()}})),
+        fired=([] if not failed_writes else
+               [f"media error: {failed_writes} block write(s) of the page holding "
+                f"{_MEDIA_ERROR_KEY.decode()} failed (EIO at write-back)"]),
         server_died_early=died_early, log_tail=log_tail, aof_files=aof_files,
+        fault_asked=plan.draw is not None and "fault" not in removed,
+        fault_armed_at=armed_at,
+        fault_note="" if plan.draw is None or armed_at is not None else
+        "not armed: the kill came before the batch it was placed at",
     )
+
+
+def _with_media_error(batch: list[Item]) -> list[Item]:
+    """`batch` with the media error's write before its first write (in that write's db)."""
+    first = next((i for i, item in enumerate(batch) if item.kind is ItemKind.WRITE), len(batch))
+    db = batch[first].db if first < len(batch) else 0
+    carrier = Item(ItemKind.WRITE, ((b"SET", _MEDIA_ERROR_KEY, _MEDIA_ERROR_VALUE),), db)
+    return [*batch[:first], carrier, *batch[first:]]
 
 
 def _batches_until_kill(batches: Any, kill_at: int) -> Any:
