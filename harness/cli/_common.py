@@ -171,6 +171,16 @@ def availability_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strict-availability", action="store_true", help=argparse.SUPPRESS)
 
 
+def image_fault_args(p: argparse.ArgumentParser, *, torn_help: str, reorder_help: str,
+                     damage_help: str) -> None:
+    """--torn, --reorder and --damage/--no-damage (None when neither is given: the command
+    decides, see ``_fuzz.damage_asked``): crash images beyond the legal ones."""
+    p.add_argument("--torn", action="store_true", help=torn_help)
+    p.add_argument("--reorder", action="store_true", help=reorder_help)
+    p.add_argument("--damage", action=argparse.BooleanOptionalAction, default=None,
+                   help=damage_help)
+
+
 # -- persistence models (faults.PersistenceModel; literal here, _common imports nothing heavy) --
 
 #: --model's choices: every persistence model, and "power", the old name of power-ext4.

@@ -23,6 +23,7 @@ from harness.cli._common import (
     common_args,
     defect_warnings,
     did_you_mean,
+    image_fault_args,
     one_line,
     parallel_args,
     positive_int,
@@ -98,13 +99,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--sector-granularity", action="store_true",
                    help="inside writes only at sector boundaries, even for writes shorter "
                    "than a sector (default: every byte of those)")
-    p.add_argument("--torn", action="store_true",
-                   help="also torn last sectors (zeros, garbage) in power images")
-    p.add_argument("--reorder", action="store_true",
-                   help="also reordered sectors (an earlier unsynced sector reads as zeros)")
-    p.add_argument("--damage", action=argparse.BooleanOptionalAction, default=None,
-                   help="each crash point's image also with a byte flipped and a byte zeroed "
-                   f"at 10%%, 50%%, 90%% of its files: {DAMAGE_HELP}")
+    image_fault_args(
+        p, torn_help="also torn last sectors (zeros, garbage) in power images",
+        reorder_help="also reordered sectors (an earlier unsynced sector reads as zeros)",
+        damage_help="each crash point's image also with a byte flipped and a byte zeroed at "
+        f"10%%, 50%%, 90%% of its files: {DAMAGE_HELP}")
     p.add_argument("--damage-plan", metavar="FILE", default=None,
                    help="like --damage with this fault plan (JSON, Damage faults only)")
     p.add_argument("--max-images-per-point", type=positive_int, default=4096,

@@ -29,6 +29,7 @@ from harness.cli._common import (
     defect_arg,
     defect_help,
     defect_warnings,
+    image_fault_args,
     parallel_args,
     parse_budget,
     positive_int,
@@ -155,12 +156,10 @@ def add_parser(sub: Any) -> None:
                     "shares it between machines)")
     fz.add_argument("--no-appendfsync-on-rewrite", action="store_true")
     availability_args(fz)
-    fz.add_argument("--torn", action="store_true",
-                    help="power crashes may also tear the last sector (zeros or garbage)")
-    fz.add_argument("--reorder", action="store_true",
-                    help="power crashes may also lose an earlier sector of the unsynced tail")
-    fz.add_argument("--damage", action=argparse.BooleanOptionalAction, default=None,
-                    help=f"recoveries may also see {DAMAGE_HELP}")
+    image_fault_args(
+        fz, torn_help="power crashes may also tear the last sector (zeros or garbage)",
+        reorder_help="power crashes may also lose an earlier sector of the unsynced tail",
+        damage_help=f"recoveries may also see {DAMAGE_HELP}")
     fz.add_argument("--keep-going", action="store_true",
                     help="do not stop at the first violation")
     fz.set_defaults(func=cmd_fuzz)

@@ -40,26 +40,10 @@ from faults import (
 )
 from harness.explore._effects import image_effects
 from harness.explore._record import NotingLayer
+from harness.machine import _steps
 from harness.machine._driver import ContractViolation, Driver, ModelDivergence, TargetRunaway
 from harness.machine._judge import Judge
 from harness.machine._rules import CheckAofDisagreement, LivenessViolation
-from harness.machine._steps import (
-    ArmCrash,
-    BgRewrite,
-    ChildStep,
-    ClearFaults,
-    Crash,
-    InjectFaults,
-    KillChild,
-    Multi,
-    Read,
-    Recover,
-    Reproduction,
-    RunConfig,
-    Step,
-    Tick,
-    Write,
-)
 from harness.oracle import (
     ERROR_STALL_MS,
     History,
@@ -186,35 +170,35 @@ def _fault_kind(fault: Fault) -> str:
     return f"{name} {op.value}" if op is not None else name
 
 
-def describe_step(step: Step) -> str:
+def describe_step(step: _steps.Step) -> str:
     """One step in words, e.g. ``SET k0 a``, ``wait 1000 ms``, ``crash now``."""
     client = "" if getattr(step, "client", 0) == 0 else f"  [client {step.client}]"  # type: ignore[union-attr]
-    if isinstance(step, Write):
+    if isinstance(step, _steps.Write):
         queued = "" if step.iterate else "  (queued; no event-loop iteration yet)"
         return f"{_argv(step.argv)}{client}{queued}"
-    if isinstance(step, Multi):
+    if isinstance(step, _steps.Multi):
         inner = "; ".join(_argv(c) for c in step.commands)
         return f"MULTI; {inner}; EXEC{client}"
-    if isinstance(step, Read):
+    if isinstance(step, _steps.Read):
         return f"{_argv(step.argv)}{client}  (read, checked against the model)"
-    if isinstance(step, Tick):
+    if isinstance(step, _steps.Tick):
         return f"wait {step.delta_ms} ms"
-    if isinstance(step, BgRewrite):
+    if isinstance(step, _steps.BgRewrite):
         return "BGREWRITEAOF"
-    if isinstance(step, ChildStep):
+    if isinstance(step, _steps.ChildStep):
         return f"the rewrite child takes {step.count} step(s)"
-    if isinstance(step, KillChild):
+    if isinstance(step, _steps.KillChild):
         return "kill the rewrite child"
-    if isinstance(step, InjectFaults):
+    if isinstance(step, _steps.InjectFaults):
         return "inject: " + "; ".join(describe_fault(f) for f in step.plan.faults)
-    if isinstance(step, ClearFaults):
+    if isinstance(step, _steps.ClearFaults):
         return "clear every fault (the device works again)"
-    if isinstance(step, ArmCrash):
+    if isinstance(step, _steps.ArmCrash):
         when = " (counted from the next reply release)" if step.after_release else ""
         return "arm: " + "; ".join(describe_fault(f) for f in step.plan.faults) + when
-    if isinstance(step, Crash):
+    if isinstance(step, _steps.Crash):
         return "crash now (between two filesystem operations)"
-    if isinstance(step, Recover):
+    if isinstance(step, _steps.Recover):
         choice = "drawn from seed " + str(step.seed) if step.choice is None else describe_choice(
             step.choice.to_dict())
         extra = "" if step.downtime_ms == 0 else f", after {step.downtime_ms} ms down"
@@ -229,7 +213,7 @@ def describe_step(step: Step) -> str:
     return str(getattr(step, "kind", type(step).__name__))  # type: ignore[unreachable]
 
 
-def shape(steps: Sequence[Step]) -> str:
+def shape(steps: Sequence[_steps.Step]) -> str:
     """The program's shape: step kinds with repeats collapsed (``write+ crash recover``)."""
     out: list[str] = []
     for step in steps:
@@ -241,15 +225,15 @@ def shape(steps: Sequence[Step]) -> str:
     return " ".join(out)
 
 
-def program_faults(steps: Sequence[Step]) -> list[str]:
+def program_faults(steps: Sequence[_steps.Step]) -> list[str]:
     """The kinds of every fault the program injects or arms, in order, without repeats."""
     kinds: list[str] = []
     for step in steps:
-        if isinstance(step, InjectFaults | ArmCrash):
+        if isinstance(step, _steps.InjectFaults | _steps.ArmCrash):
             kinds.extend(_fault_kind(f) for f in step.plan.faults)
-        elif isinstance(step, Crash):
+        elif isinstance(step, _steps.Crash):
             kinds.append("Crash now")
-        elif isinstance(step, KillChild):
+        elif isinstance(step, _steps.KillChild):
             kinds.append("KillChild")
     seen: list[str] = []
     for k in kinds:
@@ -387,8 +371,8 @@ def _entry_text(commands: Sequence[Sequence[bytes]]) -> str:
     return "MULTI[" + "; ".join(_argv(c) for c in commands) + "]"
 
 
-def _epoch_row(study: _Study, recover: Recover, crash_ms: int, history: History,
-               verdict: Verdict | None, record: Any, config: RunConfig) -> dict[str, Any]:
+def _epoch_row(study: _Study, recover: _steps.Recover, crash_ms: int, history: History,
+               verdict: Verdict | None, record: Any, config: _steps.RunConfig) -> dict[str, Any]:
     model = recover.model.value
     if verdict is not None:
         k = verdict.k
@@ -447,7 +431,7 @@ def _epoch_row(study: _Study, recover: Recover, crash_ms: int, history: History,
     }
 
 
-def study(repro: Reproduction) -> dict[str, Any]:
+def study(repro: _steps.Reproduction) -> dict[str, Any]:
     """Replay `repro` with the trace on and return (JSON data): ``outcome`` (violation,
     divergence, unavailable, consistent, error), ``rules``, ``verdict`` (the last check's
     Verdict.to_dict(), if it failed), ``text``, ``program`` (numbered steps with results),
@@ -468,7 +452,7 @@ def study(repro: Reproduction) -> dict[str, Any]:
         try:
             if step is None:
                 judge.finish()  # the campaign's rules judged at the end (check-aof, liveness)
-            elif isinstance(step, Recover):
+            elif isinstance(step, _steps.Recover):
                 judge.before(step)
                 history = driver.history
                 crash_ms = driver.crash_ms
@@ -479,7 +463,8 @@ def study(repro: Reproduction) -> dict[str, Any]:
                 try:
                     driver.run(step)
                 except ContractViolation as exc:
-                    resolved = driver.steps[-1] if isinstance(driver.steps[-1], Recover) else step
+                    resolved = (driver.steps[-1] if isinstance(driver.steps[-1], _steps.Recover)
+                                else step)
                     crash_effects = _crash_image_effects(crashed_disk, resolved)
                     epochs.append(_epoch_row(st, resolved, crash_ms, history, exc.verdict,
                                              None, repro.config))
@@ -487,7 +472,8 @@ def study(repro: Reproduction) -> dict[str, Any]:
                             outcome="violation", k=exc.verdict.k,
                             frontier=exc.verdict.frontier)
                     raise
-                resolved = driver.steps[-1] if isinstance(driver.steps[-1], Recover) else step
+                resolved = (driver.steps[-1] if isinstance(driver.steps[-1], _steps.Recover)
+                            else step)
                 record: Any = (driver.stats.recoveries[-1]
                                if len(driver.stats.recoveries) > before
                                else _Unavailable())  # refused to start, allowed: no record
@@ -534,7 +520,7 @@ def study(repro: Reproduction) -> dict[str, Any]:
             "crash_effects": crash_effects}
 
 
-def _crash_image_effects(disk: SimDisk, recover: Recover) -> list[str] | None:
+def _crash_image_effects(disk: SimDisk, recover: _steps.Recover) -> list[str] | None:
     """What the image `recover` started from lacks or resurrects against the files visible
     on `disk` at the crash (``image_effects``, as the explorer computes it); None without a
     resolved image choice. A damaged image (``Recover.damage``) is compared before its damage:
@@ -552,7 +538,7 @@ class _Unavailable:
     frontier: int | None = None
 
 
-def _program(steps: Sequence[Step], driver: Driver, st: _Study,
+def _program(steps: Sequence[_steps.Step], driver: Driver, st: _Study,
              epochs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     outcomes: dict[tuple[int, int], dict[str, Any]] = {}
     for row in epochs:
@@ -571,7 +557,7 @@ def _program(steps: Sequence[Step], driver: Driver, st: _Study,
                 entry = live[key]
                 results.append(_entry_result(entry.outcome.value, entry.ack_ms, None))
         result = "; ".join(results)
-        if isinstance(step, Recover):
+        if isinstance(step, _steps.Recover):
             epoch_row: dict[str, Any] | None = next(epoch_iter, None)
             if epoch_row is not None:
                 result = _recovery_result(epoch_row)
@@ -612,7 +598,7 @@ class WorkloadRun:
     ended_crashed: bool
 
 
-def workload_run(config: RunConfig, steps: Sequence[Step]) -> WorkloadRun:
+def workload_run(config: _steps.RunConfig, steps: Sequence[_steps.Step]) -> WorkloadRun:
     """Run a workload once, as the explorer records it (what a crash point's trace index
     names)."""
     driver = Driver(config)
@@ -627,25 +613,26 @@ def workload_run(config: RunConfig, steps: Sequence[Step]) -> WorkloadRun:
                        not driver.alive)
 
 
-def explorer_reproduction(config: RunConfig, steps: Sequence[Step], run: WorkloadRun,
+def explorer_reproduction(config: _steps.RunConfig, steps: Sequence[_steps.Step], run: WorkloadRun,
                           point: Any, model: Any, choice: Any,
-                          rules: Sequence[str]) -> Reproduction:
+                          rules: Sequence[str]) -> _steps.Reproduction:
     """The reproduction of one explored crash state, built as the explorer builds the ones
     it keeps (for states past its ``max_reproductions``): the workload up to the crash
     point's step, a Crash fault armed at the point's operation, the recovery with the
     state's image choice at the workload's end time."""
-    prefix: list[Step] = list(steps[: point.step_index])
+    prefix: list[_steps.Step] = list(steps[: point.step_index])
     if point.nth_op is not None:
         fault = CrashFault(nth=point.nth_op, torn_bytes=point.torn_bytes)
-        prefix.append(ArmCrash(FaultPlan((fault,))))
+        prefix.append(_steps.ArmCrash(FaultPlan((fault,))))
         prefix.append(steps[point.step_index])
     elif not run.ended_crashed:
-        prefix.append(Crash())
-    prefix.append(Recover(model=model, choice=choice, downtime_ms=run.end_ms - point.crash_ms))
-    return Reproduction(config=config, steps=tuple(prefix),
-                        expected={"outcome": "violation", "rules": list(rules)},
-                        note=f"aofcrash explore: {', '.join(rules)} after a crash at trace "
-                        f"index {point.trace_index}, model {model.value}")
+        prefix.append(_steps.Crash())
+    prefix.append(_steps.Recover(model=model, choice=choice,
+                                 downtime_ms=run.end_ms - point.crash_ms))
+    return _steps.Reproduction(config=config, steps=tuple(prefix),
+                               expected={"outcome": "violation", "rules": list(rules)},
+                               note=f"aofcrash explore: {', '.join(rules)} after a crash at trace "
+                               f"index {point.trace_index}, model {model.value}")
 
 
 def crash_point_words(ops: Sequence[tuple[str, str]], trace_index: int,
@@ -659,10 +646,10 @@ def crash_point_words(ops: Sequence[tuple[str, str]], trace_index: int,
     return f"crash before a {op} of {file_role(path)}"
 
 
-def plan_of(steps: Sequence[Step]) -> FaultPlan:
+def plan_of(steps: Sequence[_steps.Step]) -> FaultPlan:
     """Every fault the program injects or arms, as one plan (for descriptions)."""
     faults: list[Fault] = []
     for step in steps:
-        if isinstance(step, InjectFaults | ArmCrash):
+        if isinstance(step, _steps.InjectFaults | _steps.ArmCrash):
             faults.extend(step.plan.faults)
     return FaultPlan(tuple(faults))

@@ -15,38 +15,27 @@ May import ``faults``, ``reference``, ``harness.oracle``, ``harness.targets`` an
 
 from __future__ import annotations
 
-from harness.explore._explorer import (
-    DEFAULT_DAMAGE,
-    WORKLOADS,
-    CrashPoint,
-    ExploreLimits,
-    ExplorerError,
-    ExploreResult,
-    ExploreRunaway,
-    ExploreViolation,
-    StateRecord,
-    Workload,
-    make_workload,
-    workload_from_reproduction,
-)
+from harness.explore import _explorer
+from harness.explore._eval import ExplorerError
+from harness.explore._explorer import *  # noqa: F403
 from harness.explore._run import explore
-from harness.explore._workloads import DEFAULT_SUITE, fit_workload, suite_config
+from harness.explore._workloads import (
+    DEFAULT_SUITE,
+    WORKLOADS,
+    Workload,
+    fit_workload,
+    make_workload,
+    suite_config,
+)
 
 __all__ = [
-    "DEFAULT_DAMAGE",
+    *_explorer.__all__,
     "DEFAULT_SUITE",
     "WORKLOADS",
-    "CrashPoint",
-    "ExploreLimits",
-    "ExploreResult",
-    "ExploreRunaway",
-    "ExploreViolation",
     "ExplorerError",
-    "StateRecord",
     "Workload",
     "explore",
     "fit_workload",
     "make_workload",
     "suite_config",
-    "workload_from_reproduction",
 ]

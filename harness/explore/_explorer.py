@@ -93,7 +93,6 @@ from harness.explore._eval import (
     full_recover,
 )
 from harness.explore._record import NOT_COUNTED, Recording
-from harness.explore._workloads import WORKLOADS, Workload, make_workload
 from harness.machine._steps import ArmCrash, Crash, Recover, Reproduction, RunConfig, Step
 from harness.oracle._checker import (
     CrashInfo,
@@ -106,20 +105,13 @@ from harness.oracle._history import History, Outcome
 from harness.oracle._snapshot import Snapshot
 
 __all__ = [
-    "WORKLOADS",
+    "DEFAULT_DAMAGE",
     "CrashPoint",
     "ExploreLimits",
     "ExploreResult",
     "ExploreRunaway",
     "ExploreViolation",
-    "ExplorerError",
-    "FrontierIndex",
-    "HarnessBug",
     "StateRecord",
-    "StateTally",
-    "Workload",
-    "make_workload",
-    "model_image_limits",
     "workload_from_reproduction",
 ]
 

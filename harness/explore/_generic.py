@@ -53,16 +53,7 @@ from faults import (
     damage_image,
     synced_bytes,
 )
-from harness.explore._explorer import (
-    CrashPoint,
-    ExploreLimits,
-    ExploreResult,
-    ExploreViolation,
-    Split,
-    _Walk,
-    crash_info,
-    violated_rules,
-)
+from harness.explore import _explorer
 from harness.explore._record import Recording
 from harness.machine._driver import (
     check_allowing_refusals,
@@ -96,14 +87,14 @@ class Recovered:
     again: dict[PersistenceModel, DiskImage]
 
 
-class GenericWalk(_Walk):
+class GenericWalk(_explorer._Walk):
     """``_Walk`` with every state judged by recovering its materialised image with the target
     (see the module docstring)."""
 
     def __init__(self, rec: Recording, models: tuple[PersistenceModel, ...],
-                 limits: ExploreLimits, naive: bool, keep_states: bool,
+                 limits: _explorer.ExploreLimits, naive: bool, keep_states: bool,
                  progress: Callable[[int, int, int], None] | None, *,
-                 factory: TargetFactory | None = None, split: Split = ()) -> None:
+                 factory: TargetFactory | None = None, split: _explorer.Split = ()) -> None:
         super().__init__(rec, models, limits, naive, keep_states, progress, split)
         self.factory = factory or self.config.target_factory()
         self.spec = self.config.target or "reference"
@@ -132,7 +123,7 @@ class GenericWalk(_Walk):
             out.extend(dataclasses.replace(fault, path_glob=g) for g in globs)
         return tuple(dict.fromkeys(out)), None
 
-    def run(self) -> ExploreResult:
+    def run(self) -> _explorer.ExploreResult:
         result = super().run()
         result.generic = True
         result.distinct_contents = len(self.recovered)
@@ -147,7 +138,7 @@ class GenericWalk(_Walk):
 
     # -- states
 
-    def _explore_point(self, disk: SimDisk, point: CrashPoint, *,
+    def _explore_point(self, disk: SimDisk, point: _explorer.CrashPoint, *,
                        overwriting: int | None = None) -> None:
         self._point_no += 1
         res = self.result
@@ -169,7 +160,8 @@ class GenericWalk(_Walk):
             if self.damages:
                 self._explore_damage(disk, point, model)
 
-    def _explore_damage(self, disk: SimDisk, point: CrashPoint, model: PersistenceModel) -> None:
+    def _explore_damage(self, disk: SimDisk, point: _explorer.CrashPoint,
+                        model: PersistenceModel) -> None:
         """The durable-only image of `point` under `model` with each damage applied (rule 5)."""
         base = disk.metadata_choices(model)[0]
         image = disk.crash(model, base)
@@ -196,21 +188,21 @@ class GenericWalk(_Walk):
                 repro = (self.reproduction(point, model, base, rules, damage=damage)
                          if first_of_kind
                          or len(res.violations) < self.limits.max_reproductions else None)
-                res.violations.append(ExploreViolation(point, model, base, rules, verdict, repro,
-                                                       effects=effects))
+                res.violations.append(_explorer.ExploreViolation(
+                    point, model, base, rules, verdict, repro, effects=effects))
 
-    def _exact(self, disk: SimDisk, point: CrashPoint, model: PersistenceModel,
+    def _exact(self, disk: SimDisk, point: _explorer.CrashPoint, model: PersistenceModel,
                choice: CrashChoice) -> tuple[str, tuple[str, ...], Verdict]:
         return self._judge(disk.crash(model, choice), point, model, choice)
 
-    def _judge(self, image: DiskImage, point: CrashPoint, model: PersistenceModel,
+    def _judge(self, image: DiskImage, point: _explorer.CrashPoint, model: PersistenceModel,
                choice: CrashChoice, *, site: DamageSite | None = None
                ) -> tuple[str, tuple[str, ...], Verdict]:
         """The oracle's verdict on one state (rules 1, 2, 4, then 3; rule 5 instead of 1, 2
         and 4 on an image damaged at `site`)."""
         self.result.exact_checks += 1
         got = self.recover(image)
-        crash = crash_info(point, model, choice)
+        crash = _explorer.crash_info(point, model, choice)
         hit = site is not None
         if got.snapshot is None:
             verdict = self._check(point, model, choice, None, reason=got.reason, crash=crash,
@@ -228,7 +220,7 @@ class GenericWalk(_Walk):
                 dataclasses.replace(v, details={**v.details, "damage": site.describe()})
                 for v in verdict.violations])
         if not verdict.ok:
-            return "violation", violated_rules(verdict), verdict
+            return "violation", _explorer.violated_rules(verdict), verdict
         if got.snapshot is not None:
             stable = self._stability(image, got, model, crash)
             if not stable.ok:
@@ -295,9 +287,11 @@ def _main_file(choice: CrashChoice) -> FileChoice | None:
 
 
 def explore_generic(rec: Recording, models: tuple[PersistenceModel, ...],
-                    limits: ExploreLimits, *, naive: bool = False, keep_states: bool = False,
+                    limits: _explorer.ExploreLimits, *, naive: bool = False,
+                    keep_states: bool = False,
                     progress: Callable[[int, int, int], None] | None = None,
-                    factory: TargetFactory | None = None, split: Split = ()) -> ExploreResult:
+                    factory: TargetFactory | None = None,
+                    split: _explorer.Split = ()) -> _explorer.ExploreResult:
     """Walk `rec`'s crash states with the generic evaluation (see the module docstring);
     `split` keeps some crash positions only (see ``explore``'s `shard`)."""
     return GenericWalk(rec, models, limits, naive, keep_states, progress,

@@ -42,20 +42,7 @@ from faults import (
     ShortWrite,
     SlowSync,
 )
-from harness.machine._steps import (
-    ArmCrash,
-    BgRewrite,
-    ChildStep,
-    ClearFaults,
-    InjectFaults,
-    KillChild,
-    Multi,
-    Recover,
-    RunConfig,
-    Step,
-    Tick,
-    Write,
-)
+from harness.machine import _steps
 from harness.machine._surface import KEY_KIND, SURFACE_PAIRS, surface_argv
 from reference._surface import command_forms
 
@@ -81,7 +68,7 @@ class Workload:
 
     name: str
     description: str
-    build: Callable[[int, random.Random], list[Step]]
+    build: Callable[[int, random.Random], list[_steps.Step]]
     policy: str = "everysec"  # the appendfsync policy the workload is meant for
     # RunConfig fields the workload needs besides the policy (e.g. a small auto-rewrite size).
     options: tuple[tuple[str, Any], ...] = ()
@@ -99,7 +86,7 @@ class _Gen:
         self.dbs = dbs
         self.select_rate = select_rate
         self.n = 0
-        self.steps: list[Step] = []
+        self.steps: list[_steps.Step] = []
         self.now_ms = 0  # virtual time at this point of the steps (only ticks advance it)
 
     def key(self, prefix: bytes) -> bytes:
@@ -134,7 +121,7 @@ class _Gen:
 
     def write(self, argv: tuple[bytes, ...] | None = None, *, client: int = 0,
               tick: bool = True) -> None:
-        self.steps.append(Write(argv if argv is not None else self.command(), client=client))
+        self.steps.append(_steps.Write(argv if argv is not None else self.command(), client=client))
         self.n += 1
         if tick:
             self.maybe_tick()
@@ -147,11 +134,11 @@ class _Gen:
             self.tick(rng.choice((20, 50, 120, 300)))
 
     def tick(self, delta_ms: int) -> None:
-        self.steps.append(Tick(delta_ms=delta_ms))
+        self.steps.append(_steps.Tick(delta_ms=delta_ms))
         self.now_ms += delta_ms
 
     def select(self, db: int) -> None:
-        self.steps.append(Write((b"SELECT", b"%d" % db)))
+        self.steps.append(_steps.Write((b"SELECT", b"%d" % db)))
 
     def writes(self, count: int) -> None:
         for _ in range(count):
@@ -234,13 +221,19 @@ class _Gen:
         """BGREWRITEAOF, `during` writes while the child runs (the rewrite buffer; the child
         takes `child_steps` steps every `step_every` writes), the child finishes and, within
         `settle_ms`, the cron's done handler swaps the file in."""
-        self.steps.append(BgRewrite())
+        self.steps.append(_steps.BgRewrite())
         for i in range(during):
             self.write()
             if i % step_every == 0:
-                self.steps.append(ChildStep(count=child_steps))
-        self.steps.append(ChildStep(count=1_000_000))
+                self.steps.append(_steps.ChildStep(count=child_steps))
+        self.steps.append(_steps.ChildStep(count=1_000_000))
         self.idle(settle_ms)
+
+    def settle(self) -> list[_steps.Step]:
+        """Let 2.5 s pass with no writes (the everysec window closes, pending fsyncs and retries
+        run), then the workload's steps."""
+        self.idle(2500)
+        return self.steps
 
     def idle(self, total_ms: int) -> None:
         """Let time pass with no writes (cron runs: fsyncs, rewrite completion, retries)."""
@@ -251,14 +244,13 @@ class _Gen:
             left -= step
 
 
-def _mixed(ops: int, rng: random.Random) -> list[Step]:
+def _mixed(ops: int, rng: random.Random) -> list[_steps.Step]:
     g = _Gen(rng)
     g.writes(ops)
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
-def _rewrite(ops: int, rng: random.Random) -> list[Step]:
+def _rewrite(ops: int, rng: random.Random) -> list[_steps.Step]:
     """Writes in dbs 0 and 2, then in db 1 around BGREWRITEAOF (so the rewritten file's last
     SELECT is not the db the parent keeps writing to), the child stepping while writes go on,
     more writes after the swap."""
@@ -271,58 +263,54 @@ def _rewrite(ops: int, rng: random.Random) -> list[Step]:
     during = max(1, ops // 10)
     g.rewrite(during, step_every=4, settle_ms=300)
     g.writes(ops - ops // 2 - during)
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
-def _killed_child(ops: int, rng: random.Random) -> list[Step]:
+def _killed_child(ops: int, rng: random.Random) -> list[_steps.Step]:
     """A rewrite whose child is killed half-way, then a second rewrite that completes."""
     g = _Gen(rng)
     third = max(1, ops // 3)
     g.writes(third)
-    g.steps.append(BgRewrite())
-    g.steps.append(ChildStep(count=3))
+    g.steps.append(_steps.BgRewrite())
+    g.steps.append(_steps.ChildStep(count=3))
     g.writes(max(1, third // 4))
-    g.steps.append(KillChild())
+    g.steps.append(_steps.KillChild())
     g.idle(300)
     g.writes(third)
     g.rewrite(0, settle_ms=300)
     g.writes(max(0, ops - g.n))
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
-def _short_write(ops: int, rng: random.Random) -> list[Step]:
+def _short_write(ops: int, rng: random.Random) -> list[_steps.Step]:
     """A genuine short write to the AOF in the middle of the run (the server truncates it away
     and retries)."""
     g = _Gen(rng)
     g.writes(ops // 2)
     plan = FaultPlan((ShortWrite(nth=1, written_bytes=7, path_glob=_LOG),))
-    g.steps.append(InjectFaults(plan))
+    g.steps.append(_steps.InjectFaults(plan))
     g.writes(max(1, ops // 20))
-    g.steps.append(ClearFaults())
+    g.steps.append(_steps.ClearFaults())
     g.idle(1200)
     g.writes(max(0, ops - g.n))
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
-def _no_space(ops: int, rng: random.Random) -> list[Step]:
+def _no_space(ops: int, rng: random.Random) -> list[_steps.Step]:
     """ENOSPC for a while (a partial write first): writes are refused, then space returns."""
     g = _Gen(rng)
     g.writes(ops // 2)
     plan = FaultPlan((NoSpace(nth=1, times=None, partial_bytes=5, path_glob=_LOG),))
-    g.steps.append(InjectFaults(plan))
+    g.steps.append(_steps.InjectFaults(plan))
     g.writes(max(2, ops // 20))
-    g.steps.append(Multi((g.command(), g.command())))  # refused whole: EXECABORT (MISCONF)
-    g.steps.append(ClearFaults())
+    g.steps.append(_steps.Multi((g.command(), g.command())))  # refused whole: EXECABORT (MISCONF)
+    g.steps.append(_steps.ClearFaults())
     g.idle(1500)
     g.writes(max(0, ops - g.n))
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
-def _fsync_error(ops: int, rng: random.Random) -> list[Step]:
+def _fsync_error(ops: int, rng: random.Random) -> list[_steps.Step]:
     """One failed fsync (EIO) of the AOF in the middle of the run; later two failed fsyncs in a
     row while the disk is also full (the fsync error found with writes refused)."""
     g = _Gen(rng)
@@ -331,10 +319,10 @@ def _fsync_error(ops: int, rng: random.Random) -> list[Step]:
         IOFault(op=FaultOp.FDATASYNC, nth=1, path_glob=_AOF),
         IOFault(op=FaultOp.FSYNC, nth=1, path_glob=_AOF),
     ))
-    g.steps.append(InjectFaults(plan))
+    g.steps.append(_steps.InjectFaults(plan))
     g.writes(max(1, ops // 20))
     g.idle(1500)
-    g.steps.append(ClearFaults())
+    g.steps.append(_steps.ClearFaults())
     g.writes(max(0, ops * 3 // 4 - g.n))
     g.idle(1100)
     g.write()  # unsynced bytes for the next once-a-second fsync
@@ -342,17 +330,16 @@ def _fsync_error(ops: int, rng: random.Random) -> list[Step]:
         IOFault(op=FaultOp.FDATASYNC, nth=1, times=2, path_glob=_AOF),
         NoSpace(nth=1, times=None, path_glob=_AOF),
     ))
-    g.steps.append(InjectFaults(plan))
+    g.steps.append(_steps.InjectFaults(plan))
     for _ in range(3):
         g.write(tick=False)
         g.tick(700)
-    g.steps.append(ClearFaults())
+    g.steps.append(_steps.ClearFaults())
     g.writes(max(0, ops - g.n))
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
-def _slow_fsync(ops: int, rng: random.Random) -> list[Step]:
+def _slow_fsync(ops: int, rng: random.Random) -> list[_steps.Step]:
     """One background fsync of the AOF stalls for 4 s while writes go on: everysec postpones
     the buffer's write for at most 2 s, then writes without waiting for the fsync; the run ends
     with a long idle period, so whatever a server left unwritten or unsynced is older than any
@@ -364,7 +351,8 @@ def _slow_fsync(ops: int, rng: random.Random) -> list[Step]:
     g = _Gen(rng)
     g.writes(max(0, ops - 4))
     g.idle(1500 - g.now_ms % 1000)  # x.5 s, after a boundary: everything so far fsynced
-    g.steps.append(InjectFaults(FaultPlan((SlowSync(delay_ms=4000, nth=1, path_glob=_LOG),))))
+    g.steps.append(_steps.InjectFaults(
+        FaultPlan((SlowSync(delay_ms=4000, nth=1, path_glob=_LOG),))))
     # The slow fsync is issued at the next boundary, for the write made now; the writes of the
     # next second are postponed; nothing is written after the stall (an fsync of later writes
     # would also sync whatever the server forgot).
@@ -372,19 +360,20 @@ def _slow_fsync(ops: int, rng: random.Random) -> list[Step]:
         for _ in range(min(ops - g.n, rng.randrange(1, 3))):
             g.write(tick=False)
         g.tick(1000)
-    g.steps.append(ClearFaults())
+    g.steps.append(_steps.ClearFaults())
     g.idle(8000)
-    g.steps.append(InjectFaults(FaultPlan((SlowSync(delay_ms=3000, nth=1, path_glob=_LOG),))))
+    g.steps.append(_steps.InjectFaults(
+        FaultPlan((SlowSync(delay_ms=3000, nth=1, path_glob=_LOG),))))
     g.write((b"SET", b"s-stall", b"early"), tick=False)  # its fsync stalls
     for n, gap_ms in enumerate((600, 1000, 700, 300, 200, 100, 100, 200, 300, 700)):
         g.tick(gap_ms)
         g.write((b"INCRBY", b"n-stall", b"%d" % (n + 1)), tick=False)
-    g.steps.append(ClearFaults())
+    g.steps.append(_steps.ClearFaults())
     g.idle(3000)
     return g.steps
 
 
-def _expiry(ops: int, rng: random.Random) -> list[Step]:
+def _expiry(ops: int, rng: random.Random) -> list[_steps.Step]:
     """Relative and absolute expiries, some expiring during the run and some long after it,
     with a rewrite in the middle (expiries must survive it)."""
     g = _Gen(rng, keys=max(8, min(200, ops // 4)))
@@ -412,17 +401,16 @@ def _expiry(ops: int, rng: random.Random) -> list[Step]:
     half = ops // 2
     for i in range(ops):
         if i == half:
-            g.steps.append(BgRewrite())
+            g.steps.append(_steps.BgRewrite())
         if half <= i < half + max(1, ops // 10) and i % 3 == 0:
-            g.steps.append(ChildStep(count=2))
+            g.steps.append(_steps.ChildStep(count=2))
         if i == half + max(1, ops // 10):
-            g.steps.append(ChildStep(count=1_000_000))
+            g.steps.append(_steps.ChildStep(count=1_000_000))
         g.write(expiring() if rng.random() < 0.7 else None)
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
-def _multi(ops: int, rng: random.Random) -> list[Step]:
+def _multi(ops: int, rng: random.Random) -> list[_steps.Step]:
     """MULTI/EXEC blocks (some with values long enough to cross sectors) among plain writes;
     now and then a read queued among the writes, or a malformed command that makes EXEC abort
     the whole block (nothing of it may reach the AOF)."""
@@ -438,18 +426,17 @@ def _multi(ops: int, rng: random.Random) -> list[Step]:
                 block.insert(rng.randrange(len(block)), (b"SET", g.key(b"s")))  # wrong arity
             elif r < 0.3:
                 block.insert(rng.randrange(len(block)), (b"NOSUCHCOMMAND", g.key(b"s")))
-            g.steps.append(Multi(tuple(block)))
+            g.steps.append(_steps.Multi(tuple(block)))
             g.n += 1
             g.maybe_tick()
         elif rng.random() < 0.02:
             g.write((b"NOSUCHCOMMAND", g.key(b"s")))  # refused: nothing may reach the AOF
         else:
             g.write()
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
-def _boundaries(ops: int, rng: random.Random) -> list[Step]:
+def _boundaries(ops: int, rng: random.Random) -> list[_steps.Step]:
     """Multi-key commands on existing keys and members, collections grown past the rewrite's
     64-item batch, a rewrite with writes during it, more of both after the swap."""
     g = _Gen(rng, keys=12, select_rate=0.01)
@@ -461,11 +448,10 @@ def _boundaries(ops: int, rng: random.Random) -> list[Step]:
     g.big()
     g.rewrite(max(2, ops // 10))
     g.mixed_writes(max(0, ops - g.n), multi_key=0.4)
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
-def _rewrite_faults(ops: int, rng: random.Random) -> list[Step]:
+def _rewrite_faults(ops: int, rng: random.Random) -> list[_steps.Step]:
     """Rewrites whose done handler meets a fault, one each: a short write and ENOSPC on the
     append of the rewrite buffer, EIO on its fsync and on the rename; then one that completes;
     then EIO on the directory fsync after the rename (under ``always`` the server stops)."""
@@ -485,23 +471,22 @@ def _rewrite_faults(ops: int, rng: random.Random) -> list[Step]:
     per = max(1, ops // 10)
     for fault in faults:
         if fault is not None and fault.path_glob == _CHILD_TEMP:
-            g.steps.append(InjectFaults(FaultPlan((fault,))))
+            g.steps.append(_steps.InjectFaults(FaultPlan((fault,))))
             fault = None
-        g.steps.append(BgRewrite())
+        g.steps.append(_steps.BgRewrite())
         for _ in range(2):  # the rewrite buffer the done handler appends (no tick: the child
             g.write(tick=False)  # must not finish before the fault is in place)
-        g.steps.append(ChildStep(count=1_000_000))
+        g.steps.append(_steps.ChildStep(count=1_000_000))
         if fault is not None:
-            g.steps.append(InjectFaults(FaultPlan((fault,))))
+            g.steps.append(_steps.InjectFaults(FaultPlan((fault,))))
         g.idle(200)  # the cron reaps the child and runs the done handler
-        g.steps.append(ClearFaults())
+        g.steps.append(_steps.ClearFaults())
         g.mixed_writes(per)
     g.mixed_writes(max(0, ops - g.n))
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
-def _auto_rewrite(ops: int, rng: random.Random) -> list[Step]:
+def _auto_rewrite(ops: int, rng: random.Random) -> list[_steps.Step]:
     """Writes past a small auto-rewrite size (``options``: 4 KB): the server starts rewrites by
     itself from its cron (growth over the base size), with writes going on while the child
     runs one step per tick, some collections past the 64-item batch among them."""
@@ -513,11 +498,10 @@ def _auto_rewrite(ops: int, rng: random.Random) -> list[Step]:
             g.write()
         if rng.random() < 0.3:
             g.tick(rng.choice((100, 200)))  # cron: starts and steps rewrites
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
-def _second_epoch(ops: int, rng: random.Random) -> list[Step]:
+def _second_epoch(ops: int, rng: random.Random) -> list[_steps.Step]:
     """Two epochs: writes and a rewrite, a crash inside an AOF write (a torn tail), recovery
     (process model: the torn tail is truncated), then writes, multi-key commands, a big
     collection and a rewrite on the recovered file, and faults (a short write, a stalled
@@ -528,35 +512,36 @@ def _second_epoch(ops: int, rng: random.Random) -> list[Step]:
     g.rewrite(max(1, first // 8))
     g.mixed_writes(max(1, first - g.n))
     torn = Crash(nth=1, op=FaultOp.WRITE, torn_bytes=rng.randrange(3, 40), path_glob=_LOG)
-    g.steps.append(ArmCrash(FaultPlan((torn,))))
+    g.steps.append(_steps.ArmCrash(FaultPlan((torn,))))
     g.write((b"SET", g.key(b"s"), b"torn-" + b"x" * rng.randrange(40, 120)))
-    g.steps.append(Recover(model=PersistenceModel.PROCESS, downtime_ms=100))
+    g.steps.append(_steps.Recover(model=PersistenceModel.PROCESS, downtime_ms=100))
     g.mixed_writes(max(1, (ops - g.n) // 2), multi_key=0.3)
     g.big()
     g.rewrite(max(2, ops // 10))
     g.mixed_writes(max(0, ops - g.n), multi_key=0.3)
     _epoch_faults(g)
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
 def _epoch_faults(g: _Gen) -> None:
     """Faults in a later epoch, on the file a recovery cut: a short write to the AOF (everysec
     retries it; always stops the server, which ends the run there), then a stalled fsync, each
     with writes after it. Fixed values: the workload's random draws stay as they were."""
-    g.steps.append(InjectFaults(FaultPlan((ShortWrite(nth=1, written_bytes=9, path_glob=_LOG),))))
+    g.steps.append(_steps.InjectFaults(
+        FaultPlan((ShortWrite(nth=1, written_bytes=9, path_glob=_LOG),))))
     g.write((b"SET", b"s-epoch", b"short-" + b"x" * 40), tick=False)
     g.write((b"INCRBY", b"n-epoch", b"3"), tick=False)
-    g.steps.append(ClearFaults())
+    g.steps.append(_steps.ClearFaults())
     g.idle(1200)
-    g.steps.append(InjectFaults(FaultPlan((SlowSync(delay_ms=1500, nth=1, path_glob=_LOG),))))
+    g.steps.append(_steps.InjectFaults(
+        FaultPlan((SlowSync(delay_ms=1500, nth=1, path_glob=_LOG),))))
     g.write((b"SET", b"s-epoch", b"stalled"), tick=False)
     g.idle(1100)
     g.write((b"APPEND", b"s-epoch", b"-more"), tick=False)
-    g.steps.append(ClearFaults())
+    g.steps.append(_steps.ClearFaults())
 
 
-def _big_aof(ops: int, rng: random.Random) -> list[Step]:
+def _big_aof(ops: int, rng: random.Random) -> list[_steps.Step]:
     """A first epoch that grows the AOF past 128 KB (long values, MULTI blocks of them), torn
     inside the write of a MULTI block, recovered (process model): the loader takes the big file
     in several 64 KB pieces with a transaction open at its tail. Then a second epoch of writes
@@ -571,7 +556,7 @@ def _big_aof(ops: int, rng: random.Random) -> list[Step]:
     while size_bytes < 150_000:
         if rng.random() < 0.5:
             block = tuple(long_set() for _ in range(rng.randrange(2, 6)))
-            g.steps.append(Multi(block))
+            g.steps.append(_steps.Multi(block))
             g.n += 1
             size_bytes += sum(len(argv[2]) + 40 for argv in block) + 30
         else:
@@ -582,23 +567,22 @@ def _big_aof(ops: int, rng: random.Random) -> list[Step]:
             g.tick(rng.choice((100, 300)))
     g.idle(1100)
     torn = Crash(nth=1, op=FaultOp.WRITE, torn_bytes=rng.randrange(120, 900), path_glob=_LOG)
-    g.steps.append(ArmCrash(FaultPlan((torn,))))
-    g.steps.append(Multi(tuple(long_set() for _ in range(3))))
-    g.steps.append(Recover(model=PersistenceModel.PROCESS, downtime_ms=100))
+    g.steps.append(_steps.ArmCrash(FaultPlan((torn,))))
+    g.steps.append(_steps.Multi(tuple(long_set() for _ in range(3))))
+    g.steps.append(_steps.Recover(model=PersistenceModel.PROCESS, downtime_ms=100))
     stop = g.n + ops
     while g.n < stop:
         if rng.random() < 0.3:
-            g.steps.append(Multi((g.command(), g.command(), long_set())))
+            g.steps.append(_steps.Multi((g.command(), g.command(), long_set())))
             g.n += 1
             g.maybe_tick()
         else:
             g.write()
     _epoch_faults(g)
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
-def _surface(ops: int, rng: random.Random) -> list[Step]:
+def _surface(ops: int, rng: random.Random) -> list[_steps.Step]:
     """Every (command, form) pair of the reference's command surface table (every option and
     arity form it implements: SET EXAT, ZADD INCR, LPOP with a count, an EXPIRE in the past,
     FLUSHALL ASYNC...), in shuffled rounds until `ops` writes, each on a key that mostly
@@ -629,15 +613,14 @@ def _surface(ops: int, rng: random.Random) -> list[Step]:
             how = create[kind]
             first = (how[0], key, *how[1:]) if rng.random() < 0.7 else None
             if first is not None and rng.random() < 0.15:
-                g.steps.append(Multi((first, argv)))
+                g.steps.append(_steps.Multi((first, argv)))
                 g.n += 1
                 g.maybe_tick()
                 continue
             if first is not None:
                 g.write(first, tick=False)
             g.write(argv)
-    g.idle(2500)
-    return g.steps
+    return g.settle()
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -716,15 +699,16 @@ DEFAULT_SUITE: tuple[tuple[str, str, int], ...] = tuple(
 ) + FULL_PASS
 
 
-def suite_config(workload: str, policy: str, base: RunConfig | None = None) -> RunConfig:
+def suite_config(workload: str, policy: str,
+                 base: _steps.RunConfig | None = None) -> _steps.RunConfig:
     """The RunConfig a workload runs under: `base` (defaults) with the policy and the options
     the workload needs (``Workload.options``)."""
     options = dict(WORKLOADS[workload].options) if workload in WORKLOADS else {}
-    return dataclasses.replace(base or RunConfig(), policy=policy, **options)
+    return dataclasses.replace(base or _steps.RunConfig(), policy=policy, **options)
 
 
 def make_workload(name: str, *, ops: int, seed: int = 0,
-                  accept: Accept | None = None) -> tuple[Step, ...]:
+                  accept: Accept | None = None) -> tuple[_steps.Step, ...]:
     """The steps of workload `name` with `ops` write commands, drawn from `seed`; with
     `accept` (``harness.machine.target_accepts``), fitted to it (``fit_workload``)."""
     workload = WORKLOADS.get(name)
@@ -737,8 +721,8 @@ def make_workload(name: str, *, ops: int, seed: int = 0,
 
 
 
-def aim_workload(steps: Sequence[Step], *, files: Sequence[str],
-                 temp_files: Sequence[str]) -> tuple[Step, ...]:
+def aim_workload(steps: Sequence[_steps.Step], *, files: Sequence[str],
+                 temp_files: Sequence[str]) -> tuple[_steps.Step, ...]:
     """`steps` with the faults aimed at Redis's file names aimed at a target's own: the AOF's
     at its `files` (one glob: that one; several: any file), the rewrite's temporary files' at
     its `temp_files` (kept when it declares none). Aimed at ``appendonly.aof``, a fault never
@@ -758,7 +742,8 @@ def aim_workload(steps: Sequence[Step], *, files: Sequence[str],
         return FaultPlan(tuple(faults))
 
     return tuple(dataclasses.replace(step, plan=aimed(step.plan))
-                 if isinstance(step, InjectFaults | ArmCrash) else step for step in steps)
+                 if isinstance(step, _steps.InjectFaults | _steps.ArmCrash) else step
+                 for step in steps)
 
 
 def _shown(argv: tuple[bytes, ...]) -> str:
@@ -796,8 +781,8 @@ def _fit_argv(argv: tuple[bytes, ...], accept: Accept,
     return None
 
 
-def fit_workload(steps: Sequence[Step], accept: Accept | None,
-                 ) -> tuple[tuple[Step, ...], Counter[str]]:
+def fit_workload(steps: Sequence[_steps.Step], accept: Accept | None,
+                 ) -> tuple[tuple[_steps.Step, ...], Counter[str]]:
     """`steps` with only command lines `accept` takes (None: unchanged), and what was
     changed, counted by kind (see the module docstring)."""
     changes: Counter[str] = Counter()
@@ -805,23 +790,24 @@ def fit_workload(steps: Sequence[Step], accept: Accept | None,
         return tuple(steps), changes
     multi = accept((b"MULTI",)) and accept((b"EXEC",))
     rewrite = accept((b"BGREWRITEAOF",))
-    out: list[Step] = []
+    out: list[_steps.Step] = []
     for step in steps:
-        if isinstance(step, Write):
+        if isinstance(step, _steps.Write):
             argv = _fit_argv(step.argv, accept, changes)
             if argv is not None:
                 out.append(dataclasses.replace(step, argv=argv))
-        elif isinstance(step, Multi):
+        elif isinstance(step, _steps.Multi):
             kept = [a for a in (_fit_argv(c, accept, changes) for c in step.commands)
                     if a is not None]
             if kept and multi:
-                out.append(Multi(tuple(kept), client=step.client))
+                out.append(_steps.Multi(tuple(kept), client=step.client))
             elif kept:
                 changes["MULTI blocks sent as pipelined commands"] += 1
-                out.extend(Write(a, client=step.client, iterate=i == len(kept) - 1)
+                out.extend(_steps.Write(a, client=step.client, iterate=i == len(kept) - 1)
                            for i, a in enumerate(kept))
-        elif isinstance(step, BgRewrite | ChildStep | KillChild) and not rewrite:
-            if isinstance(step, BgRewrite):
+        elif (isinstance(step, _steps.BgRewrite | _steps.ChildStep | _steps.KillChild)
+              and not rewrite):
+            if isinstance(step, _steps.BgRewrite):
                 changes["BGREWRITEAOF dropped"] += 1
         else:
             out.append(step)

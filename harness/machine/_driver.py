@@ -34,24 +34,8 @@ from faults import (
     synced_bytes,
 )
 from faults import Crash as CrashFault
+from harness.machine import _steps
 from harness.machine._probe import probe_refusals
-from harness.machine._steps import (
-    ArmCrash,
-    BgRewrite,
-    ChildStep,
-    ClearFaults,
-    Crash,
-    InjectFaults,
-    KillChild,
-    Multi,
-    Read,
-    Recover,
-    Reproduction,
-    RunConfig,
-    Step,
-    Tick,
-    Write,
-)
 from harness.oracle import (
     ERROR_STALL_MS,
     Checker,
@@ -93,7 +77,7 @@ __all__ = [
 class ContractViolation(AssertionError):
     """A recovery broke the contract. ``.verdict`` says how, ``.reproduction`` replays it."""
 
-    def __init__(self, verdict: Verdict, reproduction: Reproduction) -> None:
+    def __init__(self, verdict: Verdict, reproduction: _steps.Reproduction) -> None:
         self.verdict = verdict
         self.reproduction = reproduction
         super().__init__(verdict.render() if hasattr(verdict, "render") else str(verdict))
@@ -102,7 +86,7 @@ class ContractViolation(AssertionError):
 class ModelDivergence(AssertionError):
     """A read returned something the independent model says it cannot (server or model bug)."""
 
-    def __init__(self, message: str, reproduction: Reproduction) -> None:
+    def __init__(self, message: str, reproduction: _steps.Reproduction) -> None:
         self.reproduction = reproduction
         super().__init__(message)
 
@@ -196,7 +180,7 @@ class Driver:
     `factory` overrides ``config.target`` (a factory object instead of an import path, e.g.
     from the pytest plugin); reproductions of such runs replay only with the same factory."""
 
-    def __init__(self, config: RunConfig, *, factory: TargetFactory | None = None) -> None:
+    def __init__(self, config: _steps.RunConfig, *, factory: TargetFactory | None = None) -> None:
         self.config = config
         self._factory = factory or config.target_factory()
         self._target_config = config.target_config()
@@ -205,7 +189,7 @@ class Driver:
         self.fs = FaultyFileSystem(self.disk, FaultPlan(), clock=self.clock)
         self.history = History()
         self.model = Model()
-        self.steps: list[Step] = []
+        self.steps: list[_steps.Step] = []
         self.stats = _Stats()
         self.crashed = False
         self.unavailable: str | None = None
@@ -243,10 +227,11 @@ class Driver:
     def alive(self) -> bool:
         return not self.crashed and self.unavailable is None
 
-    def reproduction(self, **expected: Any) -> Reproduction:
-        return Reproduction(config=self.config, steps=tuple(self.steps), expected=dict(expected))
+    def reproduction(self, **expected: Any) -> _steps.Reproduction:
+        return _steps.Reproduction(config=self.config, steps=tuple(self.steps),
+                                   expected=dict(expected))
 
-    def run(self, step: Step) -> None:
+    def run(self, step: _steps.Step) -> None:
         """Execute one step. Raises ContractViolation / ModelDivergence on a finding."""
         self.fs.set_op_budget(MAX_CALLS_PER_STEP)
         try:
@@ -274,8 +259,8 @@ class Driver:
             raise TargetRunaway(f"{what}: still running after {MAX_CPU_S_PER_STEP:g} s of "
                                 f"CPU time", self.reproduction()) from None
 
-    def _run(self, step: Step) -> None:
-        if isinstance(step, Recover):
+    def _run(self, step: _steps.Step) -> None:
+        if isinstance(step, _steps.Recover):
             if not self.crashed:
                 raise ValueError("recover: the server has not crashed")
             self._recover(step)
@@ -290,27 +275,27 @@ class Driver:
         if self.target.stopped and not self.crashed:
             self._die()
 
-    def run_all(self, steps: tuple[Step, ...] | list[Step]) -> None:
+    def run_all(self, steps: tuple[_steps.Step, ...] | list[_steps.Step]) -> None:
         for step in steps:
             self.run(step)
 
     # -- live steps -----------------------------------------------------------------------
 
-    def _run_live(self, step: Step) -> None:
-        if isinstance(step, Write):
+    def _run_live(self, step: _steps.Step) -> None:
+        if isinstance(step, _steps.Write):
             self._submit(step.argv, step.client)
             if step.iterate:
                 self._iterate()
-        elif isinstance(step, Multi):
+        elif isinstance(step, _steps.Multi):
             self._submit((b"MULTI",), step.client, entry=False)
             for argv in step.commands:
                 self._submit(argv, step.client, entry=False)
             self._submit((b"EXEC",), step.client, multi=step.commands)
             self._iterate()
-        elif isinstance(step, Read):
+        elif isinstance(step, _steps.Read):
             self._submit(step.argv, step.client, read=True)
             self._iterate()
-        elif isinstance(step, Tick):
+        elif isinstance(step, _steps.Tick):
             # A real event loop wakes for its cron timer (every 1000/hz ms) while time passes,
             # so a long tick is many iterations, not one jump.
             period = max(1, int(getattr(self.target, "cron_period_ms", 100)))
@@ -325,23 +310,23 @@ class Driver:
                 self._iterate()
                 if left <= 0 or self.target.stopped:
                     break
-        elif isinstance(step, BgRewrite):
+        elif isinstance(step, _steps.BgRewrite):
             self._submit((b"BGREWRITEAOF",), 0, entry=False)
             self._iterate()
-        elif isinstance(step, ChildStep):
+        elif isinstance(step, _steps.ChildStep):
             for _ in range(step.count):
                 if not self.rewriting or not self._rewriter_checked().step_rewrite():
                     break
-        elif isinstance(step, KillChild):
+        elif isinstance(step, _steps.KillChild):
             if self.rewriting:
                 self._rewriter_checked().kill_rewrite()
-        elif isinstance(step, ArmCrash) and step.after_release:
+        elif isinstance(step, _steps.ArmCrash) and step.after_release:
             self._armed_at_release.append(step.plan)
-        elif isinstance(step, InjectFaults | ArmCrash):
+        elif isinstance(step, _steps.InjectFaults | _steps.ArmCrash):
             self.fs.add_faults(step.plan)
-        elif isinstance(step, ClearFaults):
+        elif isinstance(step, _steps.ClearFaults):
             self.fs.plan = FaultPlan()
-        elif isinstance(step, Crash):
+        elif isinstance(step, _steps.Crash):
             raise SimulatedCrash(self.disk.op_count if hasattr(self.disk, "op_count") else -1)
         else:  # pragma: no cover - exhaustive over Step
             raise TypeError(f"unknown step {step!r}")
@@ -524,7 +509,7 @@ class Driver:
         self.fs.set_op_budget(MAX_CALLS_PER_STEP)  # the recovery's load is part of the step
         return self._boot()
 
-    def _recover(self, step: Recover) -> None:
+    def _recover(self, step: _steps.Recover) -> None:
         old_disk = self.disk
         choice = step.choice or old_disk.draw_crash_choice(
             step.model, step.seed, limits=self.config.image_limits
@@ -884,7 +869,7 @@ def _fmt_argv(argv: tuple[bytes, ...]) -> str:
     return " ".join(a.decode("latin-1") for a in argv)
 
 
-def replay(reproduction: Reproduction, *, factory: TargetFactory | None = None) -> Driver:
+def replay(reproduction: _steps.Reproduction, *, factory: TargetFactory | None = None) -> Driver:
     """Re-run a reproduction (against ``config.target``, or `factory`); raises the same
     ContractViolation it recorded, if any."""
     driver = Driver(reproduction.config, factory=factory)

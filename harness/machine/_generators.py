@@ -5,7 +5,7 @@ multi-command programs of the boundary features.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from hypothesis import strategies as st
 
@@ -117,6 +117,12 @@ def _expiry_write(now_ms: int, accept: Accept | None = None) -> _Argv:
     ])
 
 
+def _key_command(name: st.SearchStrategy[bytes], keys: Sequence[bytes],
+                 args: _Argv) -> _Argv:
+    """A command line: `name`, one of `keys`, then the drawn `args`."""
+    return st.tuples(name, st.sampled_from(keys), args).map(lambda t: (t[0], t[1], *t[2]))
+
+
 def _collection_write(accept: Accept | None = None) -> _Argv:
     many = st.lists(members, min_size=1, max_size=4).map(tuple)
     pairs = st.lists(st.tuples(scores, members), min_size=1, max_size=3).map(
@@ -127,25 +133,15 @@ def _collection_write(accept: Accept | None = None) -> _Argv:
     )
     return _fit(accept, [
         ((b"LPUSH", b"l0", b"m0"),
-         st.tuples(st.sampled_from([b"LPUSH", b"RPUSH"]), st.sampled_from(LIST_KEYS),
-                   many).map(lambda t: (t[0], t[1], *t[2]))),
+         _key_command(st.sampled_from([b"LPUSH", b"RPUSH"]), LIST_KEYS, many)),
         ((b"LPOP", b"l0"),
          st.tuples(st.sampled_from([b"LPOP", b"RPOP"]), st.sampled_from(LIST_KEYS))),
         ((b"SADD", b"s0", b"m0"),
-         st.tuples(st.sampled_from([b"SADD", b"SREM"]), st.sampled_from(SET_KEYS),
-                   many).map(lambda t: (t[0], t[1], *t[2]))),
-        ((b"ZADD", b"z0", b"1", b"m0"),
-         st.tuples(st.just(b"ZADD"), st.sampled_from(ZSET_KEYS), pairs).map(
-             lambda t: (t[0], t[1], *t[2]))),
-        ((b"ZREM", b"z0", b"m0"),
-         st.tuples(st.just(b"ZREM"), st.sampled_from(ZSET_KEYS), many).map(
-             lambda t: (t[0], t[1], *t[2]))),
-        ((b"HSET", b"h0", b"m0", b"a"),
-         st.tuples(st.just(b"HSET"), st.sampled_from(HASH_KEYS), fields).map(
-             lambda t: (t[0], t[1], *t[2]))),
-        ((b"HDEL", b"h0", b"m0"),
-         st.tuples(st.just(b"HDEL"), st.sampled_from(HASH_KEYS), many).map(
-             lambda t: (t[0], t[1], *t[2]))),
+         _key_command(st.sampled_from([b"SADD", b"SREM"]), SET_KEYS, many)),
+        ((b"ZADD", b"z0", b"1", b"m0"), _key_command(st.just(b"ZADD"), ZSET_KEYS, pairs)),
+        ((b"ZREM", b"z0", b"m0"), _key_command(st.just(b"ZREM"), ZSET_KEYS, many)),
+        ((b"HSET", b"h0", b"m0", b"a"), _key_command(st.just(b"HSET"), HASH_KEYS, fields)),
+        ((b"HDEL", b"h0", b"m0"), _key_command(st.just(b"HDEL"), HASH_KEYS, many)),
         # Wrong types on purpose: the error must have no effect anywhere.
         ((b"LPUSH", b"k0", b"m0"), st.tuples(st.just(b"LPUSH"), keys, members)),
     ])

@@ -92,6 +92,7 @@ from faults import (
     SlowSync,
 )
 from faults import KillChild as KillChildFault
+from harness.machine import _steps
 from harness.machine._driver import ContractViolation, Driver, ModelDivergence
 from harness.machine._features import (
     _NEEDS_REWRITE,
@@ -131,23 +132,6 @@ from harness.machine._rules import (
     LivenessViolation,
     check_aof_agrees,
 )
-from harness.machine._steps import (
-    ArmCrash,
-    BgRewrite,
-    ChildStep,
-    ClearFaults,
-    InjectFaults,
-    KillChild,
-    Multi,
-    Read,
-    Recover,
-    Reproduction,
-    RunConfig,
-    Step,
-    Tick,
-    Write,
-)
-from harness.machine._steps import Crash as CrashStep
 from harness.machine._surface import KEY_KIND, SURFACE_PAIRS, surface_argv
 from harness.oracle import Outcome
 from harness.targets import (
@@ -161,7 +145,7 @@ __all__ = ["make_state_machine"]
 
 
 def make_state_machine(
-    config: RunConfig,
+    config: _steps.RunConfig,
     *,
     models: tuple[PersistenceModel, ...] = tuple(PersistenceModel),
     features: tuple[str, ...] = FEATURES,
@@ -247,12 +231,12 @@ def make_state_machine(
                 return False  # the target has no rewrite to start, step or kill
             return feature in self.enabled and self.driver.alive
 
-        def _do(self, step: Step) -> None:
+        def _do(self, step: _steps.Step) -> None:
             self._run(step)
             if self.driver.crashed:
                 _event("crash: " + ("server exited" if self.driver.target.stopped else "fault"))
 
-        def _run(self, step: Step) -> None:
+        def _run(self, step: _steps.Step) -> None:
             try:
                 self.driver.run(step)
             except (ContractViolation, ModelDivergence) as exc:
@@ -261,7 +245,7 @@ def make_state_machine(
                 raise
 
         def _raise_finding(self, kind: type[ModelDivergence], message: str, outcome: str,
-                           reproduction: Reproduction | None = None) -> NoReturn:
+                           reproduction: _steps.Reproduction | None = None) -> NoReturn:
             """The run found `kind` (a liveness or check-aof finding): mark the driver failed,
             hand it to ``on_finding`` (before Hypothesis shrinks it) and raise it."""
             self.driver.failed = True
@@ -278,43 +262,43 @@ def make_state_machine(
         @rule(argv=strings, pipelined=st.booleans())
         def write_string(self, argv: tuple[bytes, ...], pipelined: bool) -> None:
             iterate = not (pipelined and "pipeline" in self.enabled)
-            self._do(Write(argv, iterate=iterate))
+            self._do(_steps.Write(argv, iterate=iterate))
 
         @precondition(lambda self: self._on("counters"))
         @rule(argv=counters)
         def write_counter(self, argv: tuple[bytes, ...]) -> None:
-            self._do(Write(argv))
+            self._do(_steps.Write(argv))
 
         @precondition(lambda self: self._on("expiry"))
         @rule(data=st.data())
         def write_expiry(self, data: st.DataObject) -> None:
             argv = data.draw(_expiry_write(self.driver.clock.now_ms, accept), label="argv")
-            self._do(Write(argv))
+            self._do(_steps.Write(argv))
 
         @precondition(lambda self: self._on("collections"))
         @rule(argv=collections)
         def write_collection(self, argv: tuple[bytes, ...]) -> None:
-            self._do(Write(argv))
+            self._do(_steps.Write(argv))
 
         @precondition(lambda self: self._on("multi") and bool(tx_parts))
         @rule(commands=st.lists(st.one_of(*tx_parts), min_size=1, max_size=4))
         def transaction(self, commands: list[tuple[bytes, ...]]) -> None:
-            self._do(Multi(tuple(commands)))
+            self._do(_steps.Multi(tuple(commands)))
 
         @precondition(lambda self: self._on("select"))
         @rule(db=st.integers(0, 2), client=st.integers(0, 1))
         def select(self, db: int, client: int) -> None:
-            self._do(Write((b"SELECT", str(db).encode()), client=client))
+            self._do(_steps.Write((b"SELECT", str(db).encode()), client=client))
 
         @precondition(lambda self: self._on("select") and not strings.is_empty)
         @rule(argv=strings)
         def write_as_second_client(self, argv: tuple[bytes, ...]) -> None:
-            self._do(Write(argv, client=1))
+            self._do(_steps.Write(argv, client=1))
 
         @precondition(lambda self: self._on("flush"))
         @rule(argv=st.sampled_from(flushes or [(b"FLUSHDB",)]))
         def flush(self, argv: tuple[bytes, ...]) -> None:
-            self._do(Write(argv))
+            self._do(_steps.Write(argv))
 
         @precondition(lambda self: self.driver.alive and bool(surface)
                       and any(f in self.enabled for f, _, _ in surface))
@@ -338,14 +322,14 @@ def make_state_machine(
             if accept is not None and not accept(argv):
                 return  # (a target's own limit beyond its declared forms)
             _event(f"surface: {name} {form}")
-            self._do(Write(argv, iterate=not (pipelined and "pipeline" in self.enabled)))
+            self._do(_steps.Write(argv, iterate=not (pipelined and "pipeline" in self.enabled)))
 
         def _program(self, program: Program, *, pipelined: bool = False) -> bool:
             """Run the commands in order (with ``pipelined`` all in one event-loop iteration);
             False if the server died on the way."""
             for i, argv in enumerate(program):
                 last = i == len(program) - 1
-                self._do(Write(argv, iterate=last or not pipelined))
+                self._do(_steps.Write(argv, iterate=last or not pipelined))
                 if not self.driver.alive:
                     return False
             return True
@@ -384,11 +368,11 @@ def make_state_machine(
             """Start a rewrite (unless one runs), let the child finish and the parent's done
             handler run (at the cron of the tick)."""
             if not self.driver.rewriting:
-                self._do(BgRewrite())
+                self._do(_steps.BgRewrite())
             if self.driver.alive and self.driver.rewriting:
-                self._do(ChildStep(1_000_000))
+                self._do(_steps.ChildStep(1_000_000))
             if self.driver.alive:
-                self._do(Tick(100))
+                self._do(_steps.Tick(100))
             return self.driver.alive
 
         # -- reads and time ---------------------------------------------------------------
@@ -396,12 +380,12 @@ def make_state_machine(
         @precondition(lambda self: self.driver.alive and not reads.is_empty)
         @rule(argv=reads)
         def read(self, argv: tuple[bytes, ...]) -> None:
-            self._do(Read(argv))
+            self._do(_steps.Read(argv))
 
         @precondition(lambda self: self.driver.alive)
         @rule(delta_ms=st.one_of(st.integers(1, 150), st.integers(900, 2600)))
         def tick(self, delta_ms: int) -> None:
-            self._do(Tick(delta_ms))
+            self._do(_steps.Tick(delta_ms))
 
         # -- rewrite ----------------------------------------------------------------------
 
@@ -411,7 +395,7 @@ def make_state_machine(
             # While a rewrite runs, BGREWRITEAOF is refused (and must change nothing).
             _event("rewrite: " + ("refused, one is running" if self.driver.rewriting
                                   else "started"))
-            self._do(BgRewrite())
+            self._do(_steps.BgRewrite())
 
         @precondition(lambda self: self._on("rewrite") and self.driver.config.target is None)
         @rule()
@@ -429,7 +413,7 @@ def make_state_machine(
                     problem = ("BGREWRITEAOF is still running after its child ran to its end "
                                "(or was killed) and a cron period passed")
             else:
-                self._do(ClearFaults())
+                self._do(_steps.ClearFaults())
                 if not self.driver.alive:
                     return
                 mark = len(self.driver.disk.trace)
@@ -457,7 +441,7 @@ def make_state_machine(
         )
         @rule(count=st.integers(1, 6))
         def step_rewrite_child(self, count: int) -> None:
-            self._do(ChildStep(count))
+            self._do(_steps.ChildStep(count))
 
         @precondition(
             lambda self: self._on("kill_child") and self.driver.rewriting
@@ -465,13 +449,14 @@ def make_state_machine(
         @rule()
         def kill_rewrite_child(self) -> None:
             _event("rewrite: child killed")
-            self._do(KillChild())
+            self._do(_steps.KillChild())
 
         @precondition(lambda self: self._on("kill_child") and self._on("rewrite"))
         @rule(at_step=st.integers(0, 4))
         def arm_child_death(self, at_step: int) -> None:
             _event("fault: KillChild")
-            self._do(InjectFaults(FaultPlan((KillChildFault(nth_rewrite=1, at_step=at_step),))))
+            self._do(_steps.InjectFaults(
+                FaultPlan((KillChildFault(nth_rewrite=1, at_step=at_step),))))
 
         @precondition(lambda self: self._on("rewrite_done"))
         @rule(kind=st.sampled_from(["crash", "crash", "short_write", "no_space", "io_error"]),
@@ -488,12 +473,12 @@ def make_state_machine(
             # the old file, directory fsync): a crash at the nth_op-th of them, or a short write,
             # ENOSPC or EIO on one of them.
             if not self.driver.rewriting:
-                self._do(BgRewrite())
+                self._do(_steps.BgRewrite())
             if diff is not None and self.driver.alive:
-                self._do(Write(diff))
+                self._do(_steps.Write(diff))
             if not (self.driver.alive and self.driver.rewriting):
                 return
-            self._do(ChildStep(1_000_000))
+            self._do(_steps.ChildStep(1_000_000))
             if self.driver.crashed:
                 return
             fault: Any
@@ -510,12 +495,12 @@ def make_state_machine(
             else:
                 fault = IOFault(op=op, nth=1, times=1)
                 _event(f"boundary: EIO on {op.value} in the rewrite done handler")
-            step = ArmCrash if kind == "crash" else InjectFaults
+            step = _steps.ArmCrash if kind == "crash" else _steps.InjectFaults
             self._do(step(FaultPlan((fault,))))
             if self.driver.alive:
-                self._do(Tick(100))
+                self._do(_steps.Tick(100))
             if after is not None and self.driver.alive:
-                self._do(Write(after))
+                self._do(_steps.Write(after))
 
         # -- faults -----------------------------------------------------------------------
 
@@ -524,7 +509,7 @@ def make_state_machine(
         def inject_short_write(self, nth: int, written_bytes: int) -> None:
             _event("fault: ShortWrite")
             plan = FaultPlan((ShortWrite(nth=nth, written_bytes=written_bytes),))
-            self._do(InjectFaults(plan))
+            self._do(_steps.InjectFaults(plan))
 
         @precondition(lambda self: self._on("no_space"))
         @rule(nth=st.integers(1, 3), times=st.one_of(st.none(), st.integers(1, 4)),
@@ -532,13 +517,13 @@ def make_state_machine(
         def inject_no_space(self, nth: int, times: int | None, partial: int | None) -> None:
             _event("fault: NoSpace")
             plan = FaultPlan((NoSpace(nth=nth, times=times, partial_bytes=partial),))
-            self._do(InjectFaults(plan))
+            self._do(_steps.InjectFaults(plan))
 
         @precondition(lambda self: self._on("io_error"))
         @rule(op=st.sampled_from(_WRITE_OPS), nth=st.integers(1, 3), times=st.integers(1, 3))
         def inject_io_error(self, op: FaultOp, nth: int, times: int) -> None:
             _event(f"fault: IOFault {op.value}")
-            self._do(InjectFaults(FaultPlan((IOFault(op=op, nth=nth, times=times),))))
+            self._do(_steps.InjectFaults(FaultPlan((IOFault(op=op, nth=nth, times=times),))))
 
         @precondition(lambda self: self._on("io_error"))
         @rule(op=st.sampled_from([FaultOp.FDATASYNC, FaultOp.FSYNC]), nth=st.integers(1, 2))
@@ -549,13 +534,13 @@ def make_state_machine(
             # the once-a-second fsync that fails; then, with the faults gone, the server must
             # take writes again (``writes_resume``).
             _event("fault: IOFault on fsync while the AOF cannot grow")
-            self._do(InjectFaults(FaultPlan((IOFault(op=op, nth=nth),
-                                             NoSpace(nth=1, path_glob="appendonly.aof")))))
+            self._do(_steps.InjectFaults(FaultPlan((IOFault(op=op, nth=nth),
+                                                    NoSpace(nth=1, path_glob="appendonly.aof")))))
             for _ in range(2):
                 if self._alive() and (accept is None or accept((b"SET", b"k1", b"disk-full"))):
-                    self._do(Write((b"SET", b"k1", b"disk-full")))
+                    self._do(_steps.Write((b"SET", b"k1", b"disk-full")))
                 if self._alive():
-                    self._do(Tick(1100))
+                    self._do(_steps.Tick(1100))
             if self._alive() and self.driver.config.target is None:
                 self._writes_resume()
 
@@ -563,7 +548,7 @@ def make_state_machine(
         @rule(delay_ms=st.sampled_from([200, 1500, 3000]), nth=st.integers(1, 3))
         def inject_slow_sync(self, delay_ms: int, nth: int) -> None:
             _event("fault: SlowSync")
-            self._do(InjectFaults(FaultPlan((SlowSync(delay_ms=delay_ms, nth=nth),))))
+            self._do(_steps.InjectFaults(FaultPlan((SlowSync(delay_ms=delay_ms, nth=nth),))))
 
         @precondition(lambda self: self._on("slow_sync"))
         @rule(data=st.data(), delay_ms=st.sampled_from([1500, 2500, 3000, 4000]),
@@ -575,50 +560,51 @@ def make_state_machine(
             # crash is placed relative to when the stalled fsync returns, not after a count of
             # operations: writes early in the stall, then time up to `offset_ms` from its end
             # (before or after), then a crash there or at one of the next operations.
-            self._do(InjectFaults(FaultPlan((SlowSync(delay_ms=delay_ms, nth=1),))))
+            self._do(_steps.InjectFaults(FaultPlan((SlowSync(delay_ms=delay_ms, nth=1),))))
             mark = len(self.driver.fs.fired)
             for _ in range(3):  # under everysec the fsync is issued at the next second
                 if not self._alive() or self._stalled_since(mark):
                     break
-                self._do(Write(data.draw(string_writes, label="write before the stall")))
+                self._do(_steps.Write(data.draw(string_writes, label="write before the stall")))
                 if self._alive() and not self._stalled_since(mark):
-                    self._do(Tick(data.draw(st.sampled_from([100, 500, 1000]), label="tick")))
+                    self._do(_steps.Tick(
+                        data.draw(st.sampled_from([100, 500, 1000]), label="tick")))
             if not self._alive():
                 return
             if not self._stalled_since(mark):  # no fsync (policy no): nothing to aim at
-                self._do(ClearFaults())
+                self._do(_steps.ClearFaults())
                 return
             _event(f"timing: a {delay_ms} ms fsync stall")
             for gap_ms in data.draw(st.lists(st.integers(0, 1200), min_size=1, max_size=3),
                                     label="gaps of the writes during the stall"):
                 if gap_ms:
-                    self._do(Tick(gap_ms))
+                    self._do(_steps.Tick(gap_ms))
                 if not self._alive():
                     return
-                self._do(Write(data.draw(string_writes, label="write during the stall")))
+                self._do(_steps.Write(data.draw(string_writes, label="write during the stall")))
                 if not self._alive():
                     return
             left_ms = _stall_end_ms(self.driver.fs.fired) + offset_ms - self.driver.clock.now_ms
             if left_ms > 0:
-                self._do(Tick(left_ms))
+                self._do(_steps.Tick(left_ms))
             if not self._alive():
                 return
             when = data.draw(st.sampled_from(["now", "at an operation"]), label="crash")
             _event(f"timing: crash {'before' if offset_ms < 0 else 'after'} a stall ends, "
                    f"{when}")
             if when == "now":
-                self._do(CrashStep())
+                self._do(_steps.Crash())
             else:
-                self._do(ArmCrash(FaultPlan((Crash(nth=data.draw(st.integers(1, 3), label="nth"),
-                                                   op=FaultOp.ANY),))))
-                self._do(Tick(100))  # the cron's operations (a postponed write, an fsync)
+                nth = data.draw(st.integers(1, 3), label="nth")
+                self._do(_steps.ArmCrash(FaultPlan((Crash(nth=nth, op=FaultOp.ANY),))))
+                self._do(_steps.Tick(100))  # the cron's operations (a postponed write, an fsync)
                 for argv in data.draw(st.lists(string_writes, max_size=2),
                                       label="writes after"):
                     if not self._alive():
                         break
-                    self._do(Write(argv))
+                    self._do(_steps.Write(argv))
                 if self._alive():
-                    self._do(CrashStep())
+                    self._do(_steps.Crash())
             # Under the process model a stall widens the window by one cron period only, so
             # that is where a late write shows; the power models widen it by the whole stall.
             model = data.draw(st.sampled_from(
@@ -627,7 +613,7 @@ def make_state_machine(
             choice = data.draw(self.driver.disk.crash_choice_strategy(
                 model, limits=config.image_limits), label="choice")
             self._check_aof_agrees(model, choice, 0)
-            self._run(Recover(model=model, choice=choice))
+            self._run(_steps.Recover(model=model, choice=choice))
 
         def _stalled_since(self, mark: int) -> bool:
             return any(isinstance(f.fault, SlowSync) for f in self.driver.fs.fired[mark:])
@@ -638,7 +624,7 @@ def make_state_machine(
         )
         @rule()
         def clear_faults(self) -> None:
-            self._do(ClearFaults())
+            self._do(_steps.ClearFaults())
 
         @precondition(
             lambda self: self.driver.alive and self.driver.config.target is None
@@ -654,14 +640,14 @@ def make_state_machine(
             # accepts and acknowledges them again within its retry period, once any stalled
             # fsync has ended (stalls are serial: at most three of 3 s are armed at a time).
             # A server that stopped is not judged here.
-            self._do(ClearFaults())
+            self._do(_steps.ClearFaults())
             for refused, wait_ms in enumerate((10_000, 1_100)):
                 if not self._alive():
                     return
-                self._do(Tick(wait_ms))
+                self._do(_steps.Tick(wait_ms))
                 if not self._alive():
                     return
-                self._do(Write((b"SET", b"k0", b"after-faults")))
+                self._do(_steps.Write((b"SET", b"k0", b"after-faults")))
                 entry = self.driver.history.entries[-1]
                 if entry.outcome is Outcome.OK:  # refused (ERROR) or held (UNKNOWN): not yet
                     _event("liveness: writes resumed" + (" after a retry" if refused else ""))
@@ -681,7 +667,7 @@ def make_state_machine(
         def arm_crash(self, nth: int, op: FaultOp, torn: int | None) -> None:
             _event(f"fault: Crash {op.value}")
             torn_bytes = torn if op is FaultOp.WRITE else None
-            self._do(ArmCrash(FaultPlan((Crash(nth=nth, op=op, torn_bytes=torn_bytes),))))
+            self._do(_steps.ArmCrash(FaultPlan((Crash(nth=nth, op=op, torn_bytes=torn_bytes),))))
 
         @precondition(lambda self: self._on("crash_mid_op") and not writes.is_empty)
         @rule(nth=st.sampled_from([1, 1, 2, 3]), argv=writes)
@@ -690,9 +676,10 @@ def make_state_machine(
             # point in the trace): the nth filesystem operation after the next release dies.
             # A store that releases before its fsync, in the same iteration, loses the write.
             _event("fault: Crash after a reply release")
-            self._do(ArmCrash(FaultPlan((Crash(nth=nth, op=FaultOp.ANY),)), after_release=True))
+            self._do(_steps.ArmCrash(FaultPlan((Crash(nth=nth, op=FaultOp.ANY),)),
+                                     after_release=True))
             if self.driver.alive:
-                self._do(Write(argv))
+                self._do(_steps.Write(argv))
 
         @precondition(lambda self: self._on("crash_mid_op") and not writes.is_empty)
         @rule(data=st.data(), torn_bytes=st.integers(1, 160))
@@ -703,17 +690,17 @@ def make_state_machine(
             kind = data.draw(st.sampled_from(kinds or ["strings"]), label="kind")
             _event(f"fault: Crash inside the write of a {kind} command")
             plan = FaultPlan((Crash(nth=1, op=FaultOp.WRITE, torn_bytes=torn_bytes),))
-            self._do(ArmCrash(plan))
+            self._do(_steps.ArmCrash(plan))
             if kind == "multi":
                 commands = data.draw(st.lists(writes,
                                               min_size=2, max_size=4), label="commands")
-                self._do(Multi(tuple(commands)))
+                self._do(_steps.Multi(tuple(commands)))
             else:
                 strategy = {
                     "expiry": _expiry_write(self.driver.clock.now_ms, accept),
                     "collections": collections,
                 }.get(kind, string_writes)
-                self._do(Write(data.draw(strategy, label="argv")))
+                self._do(_steps.Write(data.draw(strategy, label="argv")))
 
         @precondition(
             lambda self: self._on("crash_mid_op") and self.driver.alive and not writes.is_empty
@@ -725,17 +712,17 @@ def make_state_machine(
             # the torn tail (process model: the loader truncates it), then a fault on the
             # recovered file while writes go on; the run then crashes again or carries on.
             _event("epochs: torn write, recovery, a fault in the next epoch")
-            self._do(ArmCrash(FaultPlan((Crash(nth=1, op=FaultOp.WRITE,
-                                               torn_bytes=torn_bytes),))))
-            self._do(Write(data.draw(string_writes, label="torn write")))
+            self._do(_steps.ArmCrash(FaultPlan((Crash(nth=1, op=FaultOp.WRITE,
+                                                      torn_bytes=torn_bytes),))))
+            self._do(_steps.Write(data.draw(string_writes, label="torn write")))
             if not self.driver.crashed:
-                self._do(ClearFaults())
+                self._do(_steps.ClearFaults())
                 return
             model = PersistenceModel.PROCESS if PersistenceModel.PROCESS in models else models[0]
             choice = data.draw(self.driver.disk.crash_choice_strategy(
                 model, limits=config.image_limits), label="choice")
             self._check_aof_agrees(model, choice, 0)
-            self._run(Recover(model=model, choice=choice))
+            self._run(_steps.Recover(model=model, choice=choice))
             if not self.driver.alive:
                 return
             kinds = sorted(self.enabled & {"short_write", "no_space", "io_error", "slow_sync"})
@@ -749,21 +736,21 @@ def make_state_machine(
                 "slow_sync": SlowSync(delay_ms=3000, nth=1),
             }[kind]
             _event(f"fault: {type(fault).__name__} in the next epoch")
-            self._do(InjectFaults(FaultPlan((fault,))))
+            self._do(_steps.InjectFaults(FaultPlan((fault,))))
             for argv in data.draw(st.lists(string_writes, min_size=1, max_size=3),
                                   label="writes"):
                 if not self._alive():
                     return
-                self._do(Write(argv))
+                self._do(_steps.Write(argv))
                 if self._alive() and data.draw(st.booleans(), label="tick"):
-                    self._do(Tick(1100))
+                    self._do(_steps.Tick(1100))
             if self._alive() and data.draw(st.booleans(), label="crash again"):
-                self._do(CrashStep())
+                self._do(_steps.Crash())
 
         @precondition(lambda self: self.driver.alive and self.driver.writes_since_boot >= 2)
         @rule()
         def crash_now(self) -> None:
-            self._do(CrashStep())
+            self._do(_steps.Crash())
 
         # -- recovery ---------------------------------------------------------------------
 
@@ -780,8 +767,8 @@ def make_state_machine(
                 again = data.draw(st.one_of(st.none(), st.integers(1, 4)), label="again")
             _event(f"recover: {model.value}")
             self._check_aof_agrees(model, choice, downtime_ms)
-            self._run(Recover(model=model, choice=choice, downtime_ms=downtime_ms,
-                              crash_during_recovery_op=again))
+            self._run(_steps.Recover(model=model, choice=choice, downtime_ms=downtime_ms,
+                                     crash_during_recovery_op=again))
             _event("outcome: " + ("unavailable" if self.driver.unavailable else "consistent"))
 
         @precondition(lambda self: damage_on and self.driver.crashed)
@@ -799,7 +786,7 @@ def make_state_machine(
             _event(f"recover: {model.value}, synced bytes damaged")
             damage = Damage(kind=kind, at_permille=at_permille, length_bytes=length_bytes,
                             path_glob=path_glob)
-            self._run(Recover(model=model, choice=choice, damage=damage))
+            self._run(_steps.Recover(model=model, choice=choice, damage=damage))
             _event("outcome: " + ("unavailable" if self.driver.unavailable else "consistent"))
 
         def _check_aof_agrees(self, model: PersistenceModel, choice: Any,
@@ -823,7 +810,7 @@ def make_state_machine(
                 # The reproduction ends with the recovery whose image was judged (its choice
                 # included), so that replay judges the same image.
                 repro = self.driver.reproduction(outcome="check-aof", rules=["check-aof"])
-                recover = Recover(model=model, choice=choice, downtime_ms=downtime_ms)
+                recover = _steps.Recover(model=model, choice=choice, downtime_ms=downtime_ms)
                 repro = dataclasses.replace(repro, steps=(*repro.steps, recover))
                 self._raise_finding(
                     CheckAofDisagreement, f"check-aof disagrees with the loader on the "
@@ -845,12 +832,12 @@ def make_state_machine(
             if self.driver.failed or (not self.driver.alive and not self.driver.crashed):
                 return
             if self.driver.alive:
-                self._run(CrashStep())
+                self._run(_steps.Crash())
             model = models[-1] if len(models) == 1 else PersistenceModel.POWER
             if model not in models:
                 model = models[0]
             choice = _least_surviving(self.driver, model)
-            self._run(Recover(model=model, choice=choice))
+            self._run(_steps.Recover(model=model, choice=choice))
 
     AofMachine.__name__ = AofMachine.__qualname__ = (
         f"AofMachine_{config.policy}_{config.profile.replace('.', '_').replace('-', '_')}"

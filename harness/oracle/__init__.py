@@ -202,22 +202,8 @@ express a tolerance).
 
 from __future__ import annotations
 
-from harness.oracle._checker import (
-    Checker,
-    CrashInfo,
-    CrashModel,
-    KeyDiff,
-    Policy,
-    Rule,
-    Verdict,
-    Violation,
-    check_recovery,
-    check_stability,
-    describe_choice,
-    effective_window_ms,
-    frontier,
-    window_stalls,
-)
+from harness.oracle import _checker
+from harness.oracle._checker import *  # noqa: F403
 from harness.oracle._history import Entry, History, Outcome
 from harness.oracle._model import Model, ModelState, Reply, ReplyError, UnsupportedCommand
 from harness.oracle._snapshot import KeyValue, Snapshot, snapshot_from_dump
@@ -226,30 +212,17 @@ from harness.oracle._snapshot import KeyValue, Snapshot, snapshot_from_dump
 ERROR_STALL_MS = 1000
 
 __all__ = [
+    *_checker.__all__,
     "ERROR_STALL_MS",
-    "Checker",
-    "CrashInfo",
-    "CrashModel",
     "Entry",
     "History",
-    "KeyDiff",
     "KeyValue",
     "Model",
     "ModelState",
     "Outcome",
-    "Policy",
     "Reply",
     "ReplyError",
-    "Rule",
     "Snapshot",
     "UnsupportedCommand",
-    "Verdict",
-    "Violation",
-    "check_recovery",
-    "check_stability",
-    "describe_choice",
-    "effective_window_ms",
-    "frontier",
     "snapshot_from_dump",
-    "window_stalls",
 ]

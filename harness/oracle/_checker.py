@@ -28,6 +28,7 @@ __all__ = [
     "describe_choice",
     "effective_window_ms",
     "frontier",
+    "window_stalls",
 ]
 
 _MASK = (1 << 64) - 1
@@ -155,6 +156,24 @@ def window_stalls(
     return _check_stalls(stalls) + errors
 
 
+def _frontier_window(
+    policy: Policy | str,
+    model: CrashModel | str,
+    crash_ms: int,
+    window_ms: int,
+    stalls: Sequence[tuple[int, int]],
+    error_stalls: Sequence[tuple[int, int]],
+) -> tuple[Policy, bool, int]:
+    """The frontier's inputs checked: the policy, whether `model` is a power-loss model, and
+    W's width at `crash_ms` with the stalls that widen it under `model` (rule 2)."""
+    pol: Policy = _coerce(Policy, policy, "policy")
+    mdl: CrashModel = _coerce(CrashModel, model, "model")
+    _require_int(crash_ms, "crash_ms", minimum=None)
+    width = effective_window_ms(crash_ms, window_ms=window_ms,
+                                stalls=window_stalls(mdl, stalls, error_stalls))
+    return pol, mdl is not CrashModel.PROCESS, width
+
+
 def frontier(
     history: History,
     *,
@@ -171,12 +190,8 @@ def frontier(
     `stalls`: injected fsync stalls (start_ms, delay_ms), which widen W under power models
     only; `error_stalls`: injected persistence-path I/O errors, which widen it under every
     model."""
-    pol: Policy = _coerce(Policy, policy, "policy")
-    mdl: CrashModel = _coerce(CrashModel, model, "model")
-    _require_int(crash_ms, "crash_ms", minimum=None)
-    power = mdl is not CrashModel.PROCESS
-    width = effective_window_ms(crash_ms, window_ms=window_ms,
-                                stalls=window_stalls(mdl, stalls, error_stalls))
+    pol, power, width = _frontier_window(policy, model, crash_ms, window_ms, stalls,
+                                         error_stalls)
     if pol is Policy.NO and power:
         return 0
     result = position = 0
@@ -768,12 +783,8 @@ class Checker:
         no_appendfsync_on_rewrite: bool = False,
     ) -> int:
         """Same as the module-level ``frontier`` (which is the reference), in O(log n)."""
-        pol: Policy = _coerce(Policy, policy, "policy")
-        mdl: CrashModel = _coerce(CrashModel, model, "model")
-        _require_int(crash_ms, "crash_ms", minimum=None)
-        width = effective_window_ms(crash_ms, window_ms=window_ms,
-                                    stalls=window_stalls(mdl, stalls, error_stalls))
-        power = mdl is not CrashModel.PROCESS
+        pol, power, width = _frontier_window(policy, model, crash_ms, window_ms, stalls,
+                                             error_stalls)
         if pol is Policy.NO and power:
             return 0
         skip_rewrite = no_appendfsync_on_rewrite and power

@@ -31,6 +31,7 @@ goes in a private module here and is exported from this module.
 
 from __future__ import annotations
 
+from harness.targets import _inprocess
 from harness.targets._aof_files import (
     AofManifestEntry,
     AofManifestError,
@@ -40,22 +41,7 @@ from harness.targets._aof_files import (
     parse_manifest,
 )
 from harness.targets._dump import DumpValue, Keyspace, dump_keyspace, dump_keyspace_at
-from harness.targets._inprocess import (
-    APPENDFSYNC_POLICIES,
-    Dump,
-    RewritingTarget,
-    Target,
-    TargetConfig,
-    TargetEnv,
-    TargetError,
-    TargetFactory,
-    TargetRefusedToStart,
-    as_rewriting,
-    check_target,
-    load_target_factory,
-    target_checksummed,
-    target_files,
-)
+from harness.targets._inprocess import *  # noqa: F403
 from harness.targets._presets import (
     SERVER_PRESETS,
     SERVER_TEMPLATE_FIELDS,
@@ -81,7 +67,7 @@ from harness.targets._shapes import CommandShapes, accepts_of, shapes_of
 from harness.targets._source import TargetSource, make_importable, target_source
 
 __all__ = [
-    "APPENDFSYNC_POLICIES",
+    *_inprocess.__all__,
     "FORK_CHILD_TITLES",
     "SERVER_PRESETS",
     "SERVER_TEMPLATE_FIELDS",
@@ -90,12 +76,10 @@ __all__ = [
     "AofManifestError",
     "CommandProcess",
     "CommandShapes",
-    "Dump",
     "DumpValue",
     "Keyspace",
     "RedisProcess",
     "ReferenceProcess",
-    "RewritingTarget",
     "ServerBinary",
     "ServerInfo",
     "ServerNotFound",
@@ -104,23 +88,14 @@ __all__ = [
     "ServerSpec",
     "ServerSpecError",
     "ServerStartTimeout",
-    "Target",
-    "TargetConfig",
-    "TargetEnv",
-    "TargetError",
-    "TargetFactory",
-    "TargetRefusedToStart",
     "TargetSource",
     "accepts_of",
     "aof_manifest_path",
     "aof_paths",
-    "as_rewriting",
-    "check_target",
     "dump_keyspace",
     "dump_keyspace_at",
     "find_aof_files",
     "find_server",
-    "load_target_factory",
     "make_importable",
     "make_run_dir",
     "parse_manifest",
@@ -130,7 +105,5 @@ __all__ = [
     "resolve_server",
     "run_dir_base",
     "shapes_of",
-    "target_checksummed",
-    "target_files",
     "target_source",
 ]

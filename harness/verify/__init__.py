@@ -24,69 +24,20 @@ the explorer or the CLI.
 
 from __future__ import annotations
 
+from harness.verify import _config, _explore_server
 from harness.verify._attribution import attribute_trial
-from harness.verify._config import (
-    FAULTS,
-    IMAGES,
-    INGREDIENTS,
-    MODELS,
-    OUTCOMES,
-    POLICIES,
-    SERVERS,
-    Attribution,
-    Dumper,
-    Launcher,
-    TrialResult,
-    Variant,
-    VerifyConfig,
-    VerifyEnvironmentError,
-    VerifyResult,
-    verify_report,
-)
+from harness.verify._config import *  # noqa: F403
 from harness.verify._dispatch import run_trial
 from harness.verify._environment import check_environment
-from harness.verify._explore_server import (
-    REPRO_FORMAT,
-    SERVER_EXPLORE_MODELS,
-    ServerExploreConfig,
-    ServerExploreError,
-    ServerExploreResult,
-    ServerViolation,
-    explore_server,
-    replay_server_reproduction,
-    write_server_reproductions,
-)
+from harness.verify._explore_server import *  # noqa: F403
 from harness.verify._runner import run_verify, worker_pool
 
 __all__ = [
-    "FAULTS",
-    "IMAGES",
-    "INGREDIENTS",
-    "MODELS",
-    "OUTCOMES",
-    "POLICIES",
-    "REPRO_FORMAT",
-    "SERVERS",
-    "SERVER_EXPLORE_MODELS",
-    "Attribution",
-    "Dumper",
-    "Launcher",
-    "ServerExploreConfig",
-    "ServerExploreError",
-    "ServerExploreResult",
-    "ServerViolation",
-    "TrialResult",
-    "Variant",
-    "VerifyConfig",
-    "VerifyEnvironmentError",
-    "VerifyResult",
+    *_config.__all__,
+    *_explore_server.__all__,
     "attribute_trial",
     "check_environment",
-    "explore_server",
-    "replay_server_reproduction",
     "run_trial",
     "run_verify",
-    "verify_report",
     "worker_pool",
-    "write_server_reproductions",
 ]

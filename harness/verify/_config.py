@@ -29,7 +29,6 @@ __all__ = [
     "POLICIES",
     "SERVERS",
     "Attribution",
-    "DumpMapping",
     "Dumper",
     "Launcher",
     "TrialResult",

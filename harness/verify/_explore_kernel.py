@@ -84,6 +84,7 @@ from harness.verify._explore_server import (
     ServerExploreError,
     ServerExploreResult,
     _confirm,
+    _count_mechanism,
     _EntryPos,
     _exact,
     _extra_config,
@@ -93,6 +94,7 @@ from harness.verify._explore_server import (
     _judge,
     _keep,
     _load_repro,
+    _mechanism_rows,
     _mechanism_text,
     _play,
     _Recording,
@@ -598,10 +600,7 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
         _tally(result, fs, outcome, rules, group.count)
         if outcome == "violation":
             if effects is not None:
-                tally = mechanisms.setdefault(mechanism, (Counter(), set()))
-                tally[0]["groups"] += 1
-                tally[0]["states"] += group.count
-                tally[1].add(p)
+                _count_mechanism(mechanisms, mechanism, group.count, p)
             # Every mechanism keeps its first group; beyond that, the first groups up to the
             # cap; what is left out is counted.
             if first_of_kind \
@@ -616,12 +615,7 @@ def _explore(config: KernelExploreConfig, result: KernelExploreResult, krec: _Ke
         if done_groups % 256 == 0:
             report("check", done_groups + 1, len(groups))
     report("check", len(groups), len(groups))
-    result.mechanisms = [
-        {"model": fs, "rules": list(rules), "effects": list(effects),
-         "server_refusal": refusal or None, "state_groups": counts["groups"],
-         "states": counts["states"], "crash_points": sorted(points),
-         "mechanism": _mechanism_text(rules, effects, refusal)}
-        for (rules, effects, refusal), (counts, points) in mechanisms.items()]
+    result.mechanisms = _mechanism_rows({(fs, *key): tally for key, tally in mechanisms.items()})
     result.check_s = time.monotonic() - check_started
 
 

@@ -817,10 +817,7 @@ def explore_server(
                 first_of_kind = mechanism not in mechanisms
         _tally(result, group.model.value, outcome, rules, group.count)
         if outcome == "violation":
-            tally = mechanisms.setdefault(mechanism, (Counter(), set()))
-            tally[0]["groups"] += 1
-            tally[0]["states"] += group.count
-            tally[1].add(p)
+            _count_mechanism(mechanisms, mechanism, group.count, p)
             # Every mechanism keeps its first group; beyond that, the first groups up to the
             # cap. What is left out is counted (reports say how much), never dropped silently.
             if first_of_kind or len(result.violations) < max(config.max_exact_violations, 1):
@@ -835,12 +832,7 @@ def explore_server(
         if done_groups % 256 == 0:
             report("check", done_groups + 1, len(groups))
     report("check", len(groups), len(groups))
-    result.mechanisms = [
-        {"model": model, "rules": list(rules), "effects": list(effects),
-         "server_refusal": refusal or None, "state_groups": counts["groups"],
-         "states": counts["states"], "crash_points": sorted(points),
-         "mechanism": _mechanism_text(rules, effects, refusal)}
-        for (model, rules, effects, refusal), (counts, points) in mechanisms.items()]
+    result.mechanisms = _mechanism_rows(mechanisms)
     result.check_s = time.monotonic() - check_started
     result.elapsed_s = time.monotonic() - started
     return result
@@ -867,6 +859,27 @@ def _refusal_span(heals: bool | None) -> str:
         return ""
     return (" (one start only: the next start came up)" if heals
             else " (the next start refused too)")
+
+
+def _count_mechanism(mechanisms: dict[tuple[Any, ...], tuple[Counter[str], set[int]]],
+                     mechanism: tuple[Any, ...], states: int, p: int) -> None:
+    """Count one state group of `states` states at crash point `p` under its mechanism."""
+    tally = mechanisms.setdefault(mechanism, (Counter(), set()))
+    tally[0]["groups"] += 1
+    tally[0]["states"] += states
+    tally[1].add(p)
+
+
+def _mechanism_rows(mechanisms: Mapping[tuple[Any, ...], tuple[Counter[str], set[int]]]
+                    ) -> list[dict[str, Any]]:
+    """The report's mechanism rows, from (model, rules, image effects, server refusal) ->
+    (state groups and states, crash points)."""
+    return [
+        {"model": model, "rules": list(rules), "effects": list(effects),
+         "server_refusal": refusal or None, "state_groups": counts["groups"],
+         "states": counts["states"], "crash_points": sorted(points),
+         "mechanism": _mechanism_text(rules, effects, refusal)}
+        for (model, rules, effects, refusal), (counts, points) in mechanisms.items()]
 
 
 def _mechanism_text(rules: Sequence[str], effects: Sequence[str], refusal: str) -> str:
