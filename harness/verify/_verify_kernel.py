@@ -21,7 +21,7 @@ filesystem, crashed at the planned point, recovered from a crash image the kerne
 Faults: ``--fault fsync-error`` is a media error under the filesystem. Before the batch holding
 the plan's ``arm_entry`` (placed as for the SimDisk's fsync-error: ahead of the kill by the
 sync lead under everysec), the batch gets one more write, ``SET media:error <value>``, whose
-value holds ``MEDIA_ERROR_PATTERN``, and the recorder fails the first block write that
+9 KiB value repeats ``MEDIA_ERROR_PATTERN``, and the recorder fails the first block write that
 contains it (``BlockRecorder.fail_writes_containing(once=True)``): the page of the AOF holding
 that write fails to reach the disk when it is written back, and the fsync that wrote it back
 returns EIO, as on a drive with a bad sector that remaps it afterwards. The kernel decides the
@@ -81,7 +81,10 @@ _DATA: Final = "data"
 # In the value of the write whose page fails: bytes no journal, inode or directory block holds.
 MEDIA_ERROR_PATTERN: Final = b"<aofcrash:media-error>"
 _MEDIA_ERROR_KEY: Final = b"media:error"
-_MEDIA_ERROR_VALUE: Final = MEDIA_ERROR_PATTERN * 24  # a whole copy in each page it touches
+# 9 KiB: the write covers at least one whole 4 KiB page of the AOF, which no later append makes
+# dirty again (Linux would write such a page once more, dropped bytes and all): the failed page
+# stays dropped, as a bad sector's would, whatever the batches around it.
+_MEDIA_ERROR_VALUE: Final = MEDIA_ERROR_PATTERN * (9216 // len(MEDIA_ERROR_PATTERN))
 
 
 def run_kernel_trial(
