@@ -480,8 +480,7 @@ class ImageMounter:
             return
         global _FORKED_VISIT
         _FORKED_VISIT = (self, fn, read_only)
-        context = multiprocessing.get_context("fork")
-        with context.Pool(workers, initializer=_worker_init) as pool:
+        with _worker_pool(workers) as pool:
             yield from pool.imap(_worker_visit, states, chunksize=1)
             pool.close()
             pool.join()
@@ -514,8 +513,7 @@ class ImageMounter:
             return
         global _FORKED
         _FORKED = (self, fsck)
-        context = multiprocessing.get_context("fork")
-        with context.Pool(workers, initializer=_worker_init) as pool:
+        with _worker_pool(workers) as pool:
             for state, files, dirs, error, ran, complaint in pool.imap(
                     _worker_mount, jobs, chunksize=2):
                 tree = None if files is None else DiskImage(files, dirs)
@@ -538,6 +536,18 @@ _FORKED: tuple[ImageMounter, bool] | None = None
 _FORKED_VISIT: tuple[ImageMounter, Callable[[str], Any], bool] | None = None
 
 
+def _worker_pool(workers: int) -> Any:
+    """A pool of `workers` forked mounting processes. SIGINT is blocked while they are forked:
+    a Ctrl-C that reached a worker between its fork and ``_worker_init`` (which ignores it)
+    killed it inside the pool's machinery, and the parent's terminate then hung (1 run in 5
+    beside two CPU hogs). The worker unblocks it once it ignores it; the parent right after."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        return multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 def _worker_init() -> None:
     # Ctrl-C reaches the whole process group: a worker it killed while holding the pool's
     # queue lock hung the parent's Pool.terminate. The parent handles it; the worker ends by
@@ -546,6 +556,7 @@ def _worker_init() -> None:
     # runs in a worker blocked on the pool's semaphore, and the join after Ctrl-C hung (a
     # fresh-clone test run). A worker's mounts are released by its own watchdog.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by _worker_pool
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.SIG_DFL)
     set_parent_death_signal_kill()
